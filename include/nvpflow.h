@@ -1,0 +1,444 @@
+/*
+ * nvpflow.h - Real-NVP normalizing flows in C.
+ *
+ * One self-contained public header.  Everything the library exports is
+ * declared here with the prefix nvp_ (functions, types) or NVP_ (macros).
+ *
+ * ---------------------------------------------------------------------------
+ * Conventions (apply to every function unless its comment says otherwise)
+ * ---------------------------------------------------------------------------
+ * Status codes
+ *   Fallible functions return int: NVP_OK (0) on success, a negative NVP_E*
+ *   code otherwise.  The numeric values are pinned and never change.
+ *   nvp_strerror() turns a code into a static string; nvp_errmsg() gives the
+ *   detailed message of the calling thread's most recent failure, and each
+ *   handle type has nvp_<type>_errmsg() for the last failure on that handle.
+ *   On failure, outputs may have been partly written, but no handle is left
+ *   in a changed state (models, optimizers and scalers are untouched).
+ *   The library never prints, never exits, never aborts on bad input.
+ *
+ * Arrays
+ *   Batched calls take caller-owned, flat, row-major float arrays: n rows of
+ *   dim floats each, with explicit counts.  Outputs go to caller buffers.
+ *   Unless a comment says an input may alias an output, arrays must not
+ *   overlap.  n == 0, a NULL required pointer, or n * dim overflowing size_t
+ *   is an error (NVP_EINVAL, NVP_EINVAL, NVP_EOVERFLOW).
+ *
+ * Ownership
+ *   nvp_<type>_create*() hands the caller a new handle, released with
+ *   nvp_<type>_free(), which accepts NULL.  Pointers passed into a call stay
+ *   owned by the caller unless the comment says the callee takes them.
+ *   Strings returned by the library are owned by the library.
+ *
+ * Thread-safety
+ *   The library has no mutable global state.  Functions that take a const
+ *   handle (log_prob, sample with a caller-owned nvp_rng, forward, inverse,
+ *   the gradient queries) may run concurrently on one shared handle from
+ *   many threads.  Functions that take a non-const handle (training steps,
+ *   setters, free) need exclusive use of that handle.  An nvp_rng is mutated
+ *   by every draw: give each thread its own.
+ *
+ * Memory
+ *   Every constructor takes an optional const nvp_allocator *; NULL means
+ *   the C library's malloc/realloc/free.  The handle keeps a copy and uses
+ *   it for all of its memory, including its own release.
+ */
+#ifndef NVPFLOW_H
+#define NVPFLOW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ===========================================================================
+ * Export macro and version
+ * ========================================================================= */
+#if defined(_WIN32) && defined(NVP_BUILD_SHARED)
+#define NVP_API __declspec(dllexport)
+#elif defined(__GNUC__) || defined(__clang__)
+#define NVP_API __attribute__((visibility("default")))
+#else
+#define NVP_API
+#endif
+
+/* The release version.  The Makefile reads these three lines. */
+#define NVP_VERSION_MAJOR 0
+#define NVP_VERSION_MINOR 1
+#define NVP_VERSION_PATCH 0
+#define NVP_VERSION_NUMBER \
+    (NVP_VERSION_MAJOR * 10000 + NVP_VERSION_MINOR * 100 + NVP_VERSION_PATCH)
+#define NVP_STRINGIFY_(x) #x
+#define NVP_STRINGIFY(x) NVP_STRINGIFY_(x)
+#define NVP_VERSION_STRING                                             \
+    NVP_STRINGIFY(NVP_VERSION_MAJOR) "." NVP_STRINGIFY(NVP_VERSION_MINOR) \
+    "." NVP_STRINGIFY(NVP_VERSION_PATCH)
+
+/* Version of the library actually loaded at run time (NVP_VERSION_NUMBER of
+ * the build).  Compare with the macro to detect a header/library mismatch. */
+NVP_API unsigned nvp_version_number(void);
+/* Same, as a static string such as "0.1.0". */
+NVP_API const char *nvp_version_string(void);
+
+/* ===========================================================================
+ * Status codes (values pinned forever)
+ * ========================================================================= */
+#define NVP_OK 0
+#define NVP_EINVAL (-1)     /* invalid argument: NULL, out of range, bad flag */
+#define NVP_EDIM (-2)       /* dimension or length mismatch */
+#define NVP_ENOMEM (-3)     /* an allocation failed */
+#define NVP_EOVERFLOW (-4)  /* a size computation would overflow, or too big */
+#define NVP_ENONFINITE (-5) /* a loss, gradient or value is NaN or infinite */
+#define NVP_EIO (-6)        /* a file could not be read or written */
+#define NVP_EFORMAT (-7)    /* data is truncated, corrupt or malformed */
+#define NVP_EVERSION (-8)   /* data uses an unsupported format version */
+#define NVP_ETHREAD (-9)    /* a thread could not be started */
+#define NVP_EBUFSIZE (-10)  /* a caller-provided buffer is too small */
+
+/* A static, never-NULL description of a status code ("unknown error" for a
+ * value that is not an NVP_E* code).  Thread-safe. */
+NVP_API const char *nvp_strerror(int code);
+
+/* The detailed message of the most recent failing nvp_ call made by the
+ * calling thread ("" if none).  The string is thread-local and owned by the
+ * library; it stays valid until the calling thread's next nvp_ call. */
+NVP_API const char *nvp_errmsg(void);
+
+/* ===========================================================================
+ * Custom allocator
+ * ========================================================================= */
+#define NVP_ALLOCATOR_VERSION 1
+
+/* A caller-supplied allocator.  Set version to NVP_ALLOCATOR_VERSION; all
+ * three functions are required and receive `user` as first argument.  They
+ * must behave like malloc/realloc/free (returning NULL on failure) and be
+ * safe to call from any thread that uses a handle created with them.  The
+ * library copies the struct: it need not outlive the constructor call. */
+typedef struct nvp_allocator {
+    unsigned version;
+    void *user;
+    void *(*alloc_fn)(void *user, size_t size);
+    void *(*realloc_fn)(void *user, void *ptr, size_t size);
+    void (*free_fn)(void *user, void *ptr);
+} nvp_allocator;
+
+/* ===========================================================================
+ * Random state
+ * ========================================================================= */
+/* A seeded pseudo-random generator (xoshiro256** seeded through splitmix64).
+ * The same seed gives the same stream of numbers on every machine: normal
+ * draws use only IEEE-exact operations and the library's own logarithm.
+ * Not thread-safe: every draw mutates it. */
+typedef struct nvp_rng nvp_rng;
+
+/* Creates a generator seeded with `seed` (any value).
+ * Errors: NVP_EINVAL (out NULL, bad allocator), NVP_ENOMEM. */
+NVP_API int nvp_rng_create(nvp_rng **out, uint64_t seed,
+                           const nvp_allocator *alloc);
+NVP_API void nvp_rng_free(nvp_rng *rng);
+/* Restarts the stream as if freshly created with `seed`. */
+NVP_API int nvp_rng_seed(nvp_rng *rng, uint64_t seed);
+/* Writes n uniform floats in [0, 1). */
+NVP_API int nvp_rng_uniform(nvp_rng *rng, size_t n, float *out);
+/* Writes n standard normal floats (Marsaglia polar method). */
+NVP_API int nvp_rng_normal(nvp_rng *rng, size_t n, float *out);
+/* Writes n integers drawn uniformly from [0, bound) without modulo bias.
+ * Errors: NVP_EINVAL also when bound == 0. */
+NVP_API int nvp_rng_index(nvp_rng *rng, size_t n, uint64_t bound,
+                          uint64_t *out);
+/* Message of the last failed call on this handle ("" if none); the string
+ * is thread-local, valid until the calling thread's next nvp_ call. */
+NVP_API const char *nvp_rng_errmsg(const nvp_rng *rng);
+
+/* ===========================================================================
+ * Base distribution
+ * ========================================================================= */
+/* The distribution a flow starts from.  Today: standard normal N(0, I). */
+typedef struct nvp_base nvp_base;
+
+/* Creates N(0, I) over `dim` >= 1 dimensions.
+ * Errors: NVP_EINVAL, NVP_EOVERFLOW (dim absurdly large), NVP_ENOMEM. */
+NVP_API int nvp_base_create_normal(nvp_base **out, size_t dim,
+                                   const nvp_allocator *alloc);
+NVP_API void nvp_base_free(nvp_base *base);
+/* Number of dimensions (0 if base is NULL). */
+NVP_API size_t nvp_base_dim(const nvp_base *base);
+/* Draws n points into x (n * dim floats). */
+NVP_API int nvp_base_sample(const nvp_base *base, nvp_rng *rng, size_t n,
+                            float *x);
+/* Log density of n points x into lp (n floats).  A row holding NaN or an
+ * infinity gets lp = NaN. */
+NVP_API int nvp_base_log_prob(const nvp_base *base, size_t n, const float *x,
+                              float *lp);
+/* Gradient of the log density with respect to x, for n points, into g
+ * (n * dim floats). */
+NVP_API int nvp_base_log_prob_grad(const nvp_base *base, size_t n,
+                                   const float *x, float *g);
+NVP_API const char *nvp_base_errmsg(const nvp_base *base);
+
+/* ===========================================================================
+ * Affine coupling layer
+ * ========================================================================= */
+/* An affine coupling layer over `dim` dimensions with a binary mask:
+ * dimensions with mask 1 ("a") pass through unchanged and feed the
+ * conditioner; dimensions with mask 0 ("b") are transformed:
+ *
+ *   (shift, log_scale) = MLP(x_a)          first |b| outputs shift, next |b|
+ *   forward  (base -> data): y_b = x_b * exp(log_scale) + shift,
+ *                            log|det dy/dx| = sum(log_scale)
+ *   inverse  (data -> base): x_b = (y_b - shift) * exp(-log_scale),
+ *                            ildj = log|det dx/dy| = -sum(log_scale)
+ *
+ * The conditioner is a multilayer perceptron |a| -> h_1 -> ... -> h_L -> 2|b|
+ * with ReLU after every hidden layer and no activation on the output.
+ *
+ * Parameter layout (float, contiguous): for each dense layer in order,
+ * its weight matrix W (fan_in x fan_out, row-major, so out = in * W + b)
+ * followed by its bias b (fan_out).
+ *
+ * Initialisation (seeded from the nvp_rng passed to the constructor): every
+ * weight and bias is drawn from U(-1/sqrt(fan_in), 1/sqrt(fan_in)), the
+ * default of PyTorch's nn.Linear.  With NVP_INIT_ZERO_OUTPUT the output
+ * layer's weights and biases are zero instead, so the fresh layer is the
+ * identity map.
+ */
+typedef struct nvp_coupling nvp_coupling;
+
+/* Flags for the coupling and chain constructors. */
+#define NVP_INIT_ZERO_OUTPUT 1u
+
+/* Pass hidden == NULL (with n_hidden == 0) to get the default conditioner:
+ * NVP_DEFAULT_HIDDEN_LAYERS hidden layers of NVP_DEFAULT_HIDDEN_WIDTH. */
+#define NVP_DEFAULT_HIDDEN_LAYERS 2
+#define NVP_DEFAULT_HIDDEN_WIDTH 512
+/* Upper bounds that every constructor and loader enforces. */
+#define NVP_MAX_DIM 65536
+#define NVP_MAX_WIDTH 65536
+#define NVP_MAX_HIDDEN_LAYERS 64
+#define NVP_MAX_LAYERS 4096
+#define NVP_MAX_PARAMS ((size_t)1 << 31)
+
+/* Creates a coupling layer.
+ *   dim       number of dimensions, 2 <= dim <= NVP_MAX_DIM
+ *   mask      dim bytes, each 0 or 1, with at least one 0 and one 1
+ *   n_hidden, hidden
+ *             widths of the hidden layers (hidden[0..n_hidden-1]); n_hidden
+ *             == 0 with hidden != NULL gives an affine (linear) conditioner;
+ *             hidden == NULL with n_hidden == 0 gives the default.
+ *   flags     0 or NVP_INIT_ZERO_OUTPUT
+ *   rng       draws the initial parameters (advanced by the call)
+ * The mask and hidden arrays are copied.
+ * Errors: NVP_EINVAL, NVP_EOVERFLOW (more than NVP_MAX_PARAMS), NVP_ENOMEM. */
+NVP_API int nvp_coupling_create(nvp_coupling **out, size_t dim,
+                                const unsigned char *mask, size_t n_hidden,
+                                const size_t *hidden, unsigned flags,
+                                nvp_rng *rng, const nvp_allocator *alloc);
+/* The tutorial's half split: with flip == 0 the layer conditions on
+ * dimensions [0, dim/2) and transforms [dim/2, dim); with flip != 0 the
+ * mask is the complement.  Other arguments as nvp_coupling_create. */
+NVP_API int nvp_coupling_create_half(nvp_coupling **out, size_t dim,
+                                     int flip, size_t n_hidden,
+                                     const size_t *hidden, unsigned flags,
+                                     nvp_rng *rng,
+                                     const nvp_allocator *alloc);
+NVP_API void nvp_coupling_free(nvp_coupling *layer);
+NVP_API size_t nvp_coupling_dim(const nvp_coupling *layer);
+/* Number of float parameters (the length of the layer's flat vector). */
+NVP_API size_t nvp_coupling_num_params(const nvp_coupling *layer);
+/* Copies the mask (dim bytes) into mask; dim must equal the layer's. */
+NVP_API int nvp_coupling_get_mask(const nvp_coupling *layer,
+                                  unsigned char *mask, size_t dim);
+/* Copies the parameters out / in; count must equal num_params.  set_params
+ * refuses (NVP_ENONFINITE) a vector holding NaN or an infinity and then
+ * leaves the layer unchanged. */
+NVP_API int nvp_coupling_get_params(const nvp_coupling *layer, float *dst,
+                                    size_t count);
+NVP_API int nvp_coupling_set_params(nvp_coupling *layer, const float *src,
+                                    size_t count);
+/* Forward map of n points x -> y (both n * dim; may be the same pointer);
+ * logdet (n floats, may be NULL) receives log|det dy/dx| per point. */
+NVP_API int nvp_coupling_forward(const nvp_coupling *layer, size_t n,
+                                 const float *x, float *y, float *logdet);
+/* Inverse map y -> x (may be the same pointer); ildj (may be NULL)
+ * receives log|det dx/dy| per point. */
+NVP_API int nvp_coupling_inverse(const nvp_coupling *layer, size_t n,
+                                 const float *y, float *x, float *ildj);
+/* Vector-Jacobian product of the inverse direction.  For a scalar L that
+ * depends on x = inverse(y) and ildj, given dx = dL/dx (n * dim) and
+ * dildj = dL/dildj (n floats; NULL means zero), writes dy = dL/dy (n * dim;
+ * may be NULL) and ADDS dL/dparameters into grad (num_params floats; may be
+ * NULL).  The inverse is recomputed from y inside the call. */
+NVP_API int nvp_coupling_inverse_backward(const nvp_coupling *layer,
+                                          size_t n, const float *y,
+                                          const float *dx, const float *dildj,
+                                          float *dy, float *grad);
+NVP_API const char *nvp_coupling_errmsg(const nvp_coupling *layer);
+
+/* ===========================================================================
+ * Chain: a base distribution and K coupling layers
+ * ========================================================================= */
+/* Sampling draws x_0 from the base and applies layer 1, then 2, ... K.
+ * log_prob(y) = log p_base(f_1^-1(...f_K^-1(y))) + sum_k ildj_k.
+ * The chain's parameters are one flat float vector: layer 1's parameters,
+ * then layer 2's, and so on, each in the coupling layout above. */
+typedef struct nvp_chain nvp_chain;
+
+/* Builds a chain from a base and n_layers coupling layers.  On success the
+ * chain takes ownership of `base` and of every layer (do not free them;
+ * nvp_chain_free does); on failure the caller still owns them.  Every layer
+ * must have the base's dimension and appear once.
+ * Errors: NVP_EINVAL, NVP_EDIM, NVP_EOVERFLOW, NVP_ENOMEM. */
+NVP_API int nvp_chain_create(nvp_chain **out, nvp_base *base,
+                             nvp_coupling *const *layers, size_t n_layers,
+                             const nvp_allocator *alloc);
+/* Convenience: N(0, I) base and n_layers half-split couplings with
+ * alternating flip (layer 1 flip = 0, layer 2 flip = 1, ...), each drawing
+ * its own initial parameters from rng in order.  Other arguments as
+ * nvp_coupling_create. */
+NVP_API int nvp_chain_create_alternating(nvp_chain **out, size_t dim,
+                                         size_t n_layers, size_t n_hidden,
+                                         const size_t *hidden, unsigned flags,
+                                         nvp_rng *rng,
+                                         const nvp_allocator *alloc);
+NVP_API void nvp_chain_free(nvp_chain *chain);
+NVP_API size_t nvp_chain_dim(const nvp_chain *chain);
+NVP_API size_t nvp_chain_num_layers(const nvp_chain *chain);
+NVP_API size_t nvp_chain_num_params(const nvp_chain *chain);
+/* The chain's flat parameter vector (num_params floats), owned by the
+ * chain, valid until nvp_chain_free.  Writing through it changes the model
+ * (e.g. after an all-reduce); do so only with exclusive use of the chain. */
+NVP_API float *nvp_chain_params(nvp_chain *chain);
+/* Copy the flat parameters out / in (count must equal num_params);
+ * set_params refuses non-finite values and then changes nothing. */
+NVP_API int nvp_chain_get_params(const nvp_chain *chain, float *dst,
+                                 size_t count);
+NVP_API int nvp_chain_set_params(nvp_chain *chain, const float *src,
+                                 size_t count);
+/* Layer k (0-based) as a read-only handle owned by the chain, or NULL when
+ * k is out of range.  Its offset in the flat vector goes to *offset. */
+NVP_API const nvp_coupling *nvp_chain_layer(const nvp_chain *chain, size_t k,
+                                            size_t *offset);
+/* The chain's base distribution (owned by the chain). */
+NVP_API const nvp_base *nvp_chain_base(const nvp_chain *chain);
+
+/* Draws n points from the flow into y (n * dim); log_prob (n floats, may be
+ * NULL) receives their log densities at no extra conditioner cost. */
+NVP_API int nvp_chain_sample(const nvp_chain *chain, nvp_rng *rng, size_t n,
+                             float *y, float *log_prob);
+/* Log density of n points y into lp (n floats).  A row holding NaN or an
+ * infinity gets NaN. */
+NVP_API int nvp_chain_log_prob(const nvp_chain *chain, size_t n,
+                               const float *y, float *lp);
+/* Base -> data through all layers (x and y may be the same pointer);
+ * logdet (may be NULL) receives sum_k log|det| per point. */
+NVP_API int nvp_chain_forward(const nvp_chain *chain, size_t n,
+                              const float *x, float *y, float *logdet);
+/* Data -> base (y and x may be the same pointer); ildj (may be NULL)
+ * receives sum_k ildj_k per point. */
+NVP_API int nvp_chain_inverse(const nvp_chain *chain, size_t n,
+                              const float *y, float *x, float *ildj);
+/* Forward pass that keeps every stage: stages holds (num_layers + 1) blocks
+ * of n * dim floats; block 0 is a copy of x, block k the points after
+ * layer k.  This is what the layer-by-layer figure needs. */
+NVP_API int nvp_chain_forward_trace(const nvp_chain *chain, size_t n,
+                                    const float *x, float *stages);
+/* Mean negative log-likelihood of the n points y and its gradient with
+ * respect to every parameter.  grad (num_params floats) is OVERWRITTEN;
+ * loss (may be NULL) receives the mean NLL.  Returns NVP_ENONFINITE when
+ * the loss or any gradient entry is not finite (grad then holds garbage). */
+NVP_API int nvp_chain_nll_grad(const nvp_chain *chain, size_t n,
+                               const float *y, float *grad, float *loss);
+NVP_API const char *nvp_chain_errmsg(const nvp_chain *chain);
+
+/* ===========================================================================
+ * Adam optimizer
+ * ========================================================================= */
+/* Adam (Kingma and Ba 2015) with bias correction, over a flat vector of
+ * n_params floats:
+ *   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  t = t + 1
+ *   p = p - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+ * Defaults: lr = 1e-3, b1 = 0.9, b2 = 0.999, eps = 1e-8. */
+typedef struct nvp_adam nvp_adam;
+
+NVP_API int nvp_adam_create(nvp_adam **out, size_t n_params,
+                            const nvp_allocator *alloc);
+NVP_API void nvp_adam_free(nvp_adam *opt);
+/* Setters refuse non-finite or out-of-range values with NVP_EINVAL:
+ * lr > 0, 0 <= b1 < 1, 0 <= b2 < 1, eps > 0. */
+NVP_API int nvp_adam_set_lr(nvp_adam *opt, float lr);
+NVP_API int nvp_adam_set_betas(nvp_adam *opt, float b1, float b2);
+NVP_API int nvp_adam_set_eps(nvp_adam *opt, float eps);
+NVP_API float nvp_adam_lr(const nvp_adam *opt);
+NVP_API size_t nvp_adam_num_params(const nvp_adam *opt);
+/* Number of steps taken so far (t). */
+NVP_API uint64_t nvp_adam_steps(const nvp_adam *opt);
+/* Forgets the moments and the step count. */
+NVP_API int nvp_adam_reset(nvp_adam *opt);
+/* One step: updates params (n floats) from grad (n floats); n must equal
+ * n_params.  A gradient holding NaN or an infinity is refused with
+ * NVP_ENONFINITE and nothing changes. */
+NVP_API int nvp_adam_step(nvp_adam *opt, float *params, const float *grad,
+                          size_t n);
+NVP_API const char *nvp_adam_errmsg(const nvp_adam *opt);
+
+/* One training step on a chain: draws `batch` rows of data (n_data rows of
+ * dim floats) uniformly with replacement using rng, computes the mean NLL
+ * and its gradient, and applies opt (which must have been created for
+ * nvp_chain_num_params(chain) parameters).  loss (may be NULL) receives
+ * the minibatch's mean NLL before the step.  When the loss or the gradient
+ * is not finite the step is refused with NVP_ENONFINITE and neither the
+ * chain nor the optimizer changes (the rng has advanced).  The scratch
+ * gradient lives in the chain, so a step allocates nothing after the
+ * first.  Needs exclusive use of chain, opt and rng. */
+NVP_API int nvp_chain_train_step(nvp_chain *chain, nvp_adam *opt,
+                                 nvp_rng *rng, size_t n_data,
+                                 const float *data, size_t batch,
+                                 float *loss);
+
+/* ===========================================================================
+ * Toy data and standardisation
+ * ========================================================================= */
+/* The "two moons" set (as scikit-learn's make_moons): n points, the first
+ * n/2 (rounded down) on the outer moon (label 0), the rest on the inner
+ * one (label 1), evenly spaced along each arc, plus N(0, noise^2) noise on
+ * both coordinates, then shuffled.  xy gets n * 2 floats; labels (may be
+ * NULL) gets n ints.  noise >= 0 and finite. */
+NVP_API int nvp_two_moons(nvp_rng *rng, size_t n, float noise, float *xy,
+                          int *labels);
+
+/* A per-axis standardiser: z = (x - mean) / sd, as scikit-learn's
+ * StandardScaler (population sd; an axis with sd 0 keeps sd = 1). */
+typedef struct nvp_scaler nvp_scaler;
+
+/* A fresh scaler is the identity (mean 0, sd 1). */
+NVP_API int nvp_scaler_create(nvp_scaler **out, size_t dim,
+                              const nvp_allocator *alloc);
+NVP_API void nvp_scaler_free(nvp_scaler *scaler);
+NVP_API size_t nvp_scaler_dim(const nvp_scaler *scaler);
+/* Estimates mean and sd from n rows (accumulated in double).  Non-finite
+ * data is refused with NVP_ENONFINITE and the scaler is unchanged. */
+NVP_API int nvp_scaler_fit(nvp_scaler *scaler, size_t n, const float *x);
+/* z = (x - mean) / sd for n rows (x and z may be the same pointer). */
+NVP_API int nvp_scaler_transform(const nvp_scaler *scaler, size_t n,
+                                 const float *x, float *z);
+/* x = z * sd + mean (z and x may be the same pointer). */
+NVP_API int nvp_scaler_inverse_transform(const nvp_scaler *scaler, size_t n,
+                                         const float *z, float *x);
+/* Copies mean and sd out (dim floats each; either may be NULL). */
+NVP_API int nvp_scaler_get(const nvp_scaler *scaler, float *mean, float *sd,
+                           size_t dim);
+/* Sets mean and sd (dim floats each); sd must be finite and > 0. */
+NVP_API int nvp_scaler_set(nvp_scaler *scaler, const float *mean,
+                           const float *sd, size_t dim);
+/* sum_i log(sd_i): subtract it from a log density of standardised data to
+ * get the log density in the original units. */
+NVP_API double nvp_scaler_log_det(const nvp_scaler *scaler);
+NVP_API const char *nvp_scaler_errmsg(const nvp_scaler *scaler);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NVPFLOW_H */

@@ -1,0 +1,21 @@
+/* Adam optimizer state, shared with the training step and serialisation. */
+#ifndef NVP_ADAM_H
+#define NVP_ADAM_H
+
+#include <stdint.h>
+
+#include "error.h"
+
+struct nvp_adam {
+    nvp_errbox err;
+    nvp_allocator alloc;
+    size_t n;
+    float lr, b1, b2, eps;
+    uint64_t t;
+    float *m, *v; /* first and second moments, n floats each */
+};
+
+/* The update itself, after all checks; grad must be finite. */
+void nvp__adam_apply(nvp_adam *opt, float *params, const float *grad);
+
+#endif

@@ -1,0 +1,151 @@
+/* The mean negative log-likelihood, its gradient by a hand-written
+ * backward pass through the inverse direction, and the training step. */
+#include <math.h>
+#include <string.h>
+
+#include "adam.h"
+#include "alloc.h"
+#include "chain.h"
+#include "rng.h"
+
+/* Loss and gradient of rows rows of y (all finite), scaled by 1/n_total,
+ * adding into grad; returns the sum of the rows' log densities. */
+static double nll_grad_chunk(const nvp_chain *c, const nvp_exec *ex,
+                             float *arena, size_t rows, size_t n_total,
+                             const float *y, float *grad)
+{
+    const size_t dim = c->dim, K = c->n_layers, R = NVP_CHUNK_ROWS;
+    /* Arena layout (see train_floats in chain.c): K + 1 stages, the K
+     * layer caches, the backward scratch, then the rows below. */
+    const size_t stage_floats = nvp__carved(R * dim);
+    float *stages = arena;
+#define STAGE(k) (stages + (k) * stage_floats)
+#define CACHE(k) (stages + (K + 1) * stage_floats + c->cache_off[k])
+    float *cursor = CACHE(K);
+    float *scratch = nvp__carve(&cursor, c->scratch_floats);
+    float *dstage[2] = {nvp__carve(&cursor, R * dim),
+                        nvp__carve(&cursor, R * dim)};
+    float *ildj = nvp__carve(&cursor, R);
+    float *dildj = nvp__carve(&cursor, R);
+
+    /* Inverse pass, data -> base, keeping every stage and cache. */
+    memcpy(STAGE(K), y, rows * dim * sizeof(float));
+    memset(ildj, 0, rows * sizeof *ildj);
+    for (size_t k = K; k-- > 0;) {
+        memcpy(STAGE(k), STAGE(k + 1), rows * dim * sizeof(float));
+        nvp__coupling_inverse_rows(c->layers[k], ex, rows, STAGE(k), ildj,
+                                   CACHE(k));
+    }
+    double sum_lp = 0.0;
+    const float scale = (float)(1.0 / (double)n_total);
+    float *dx = dstage[0];
+    for (size_t i = 0; i < rows; i++) {
+        const float *x0 = STAGE(0) + i * dim;
+        sum_lp += nvp__base_log_prob_row(c->base, x0) + (double)ildj[i];
+        /* L = -(1/n) sum log p: dL/dx0 = -(1/n) grad log p_base(x0),
+         * dL/dildj_k = -(1/n) for every layer. */
+        nvp__base_grad_row(c->base, x0, dx + i * dim);
+        for (size_t j = 0; j < dim; j++)
+            dx[i * dim + j] *= -scale;
+        dildj[i] = -scale;
+    }
+    /* Backward, base -> data: layer 1's inverse produced x0, so it comes
+     * first. */
+    for (size_t k = 0; k < K; k++) {
+        float *dy = k + 1 < K ? dstage[(k + 1) & 1] : NULL;
+        nvp__coupling_inverse_backward_rows(c->layers[k], ex, rows, CACHE(k),
+                                            STAGE(k), dx, dildj, dy,
+                                            grad + c->offsets[k], scratch);
+        dx = dy;
+    }
+#undef STAGE
+#undef CACHE
+    return sum_lp;
+}
+
+int nvp_chain_nll_grad(const nvp_chain *c, size_t n, const float *y,
+                       float *grad, float *loss)
+{
+    const char *fn = "nvp_chain_nll_grad";
+    const nvp_errbox *eb = c ? &c->err : NULL;
+    NVP_REQUIRE_PTR(c);
+    NVP_REQUIRE_PTR(y);
+    NVP_REQUIRE_PTR(grad);
+    int rc = nvp__check_batch(eb, fn, n, c->dim);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n * c->dim; i++)
+        NVP_REQUIRE(isfinite(y[i]), NVP_ENONFINITE,
+                    "%s: row %zu of y holds a non-finite value", fn,
+                    i / c->dim);
+    nvp_ws *ws = nvp__ws_acquire(&c->engine, NVP_WS_TRAIN);
+    if (!ws)
+        return nvp__fail(eb, NVP_ENOMEM, "%s: out of memory for workspace",
+                         fn);
+    nvp_exec ex = {c->engine.kernel, ws->pack};
+    memset(grad, 0, c->n_params * sizeof *grad);
+    double sum_lp = 0.0;
+    for (size_t r0 = 0; r0 < n; r0 += NVP_CHUNK_ROWS) {
+        const size_t rows = n - r0 < NVP_CHUNK_ROWS ? n - r0 : NVP_CHUNK_ROWS;
+        sum_lp += nll_grad_chunk(c, &ex, ws->arena, rows, n,
+                                 y + r0 * c->dim, grad);
+    }
+    nvp__ws_release(&c->engine, NVP_WS_TRAIN, ws);
+    const double l = -sum_lp / (double)n;
+    if (loss)
+        *loss = (float)l;
+    NVP_REQUIRE(isfinite(l), NVP_ENONFINITE, "%s: the loss is not finite", fn);
+    for (size_t i = 0; i < c->n_params; i++)
+        NVP_REQUIRE(isfinite(grad[i]), NVP_ENONFINITE,
+                    "%s: gradient entry %zu is not finite", fn, i);
+    return NVP_OK;
+}
+
+int nvp_chain_train_step(nvp_chain *c, nvp_adam *opt, nvp_rng *rng,
+                         size_t n_data, const float *data, size_t batch,
+                         float *loss)
+{
+    const char *fn = "nvp_chain_train_step";
+    const nvp_errbox *eb = c ? &c->err : NULL;
+    NVP_REQUIRE_PTR(c);
+    NVP_REQUIRE_PTR(opt);
+    NVP_REQUIRE_PTR(rng);
+    NVP_REQUIRE_PTR(data);
+    NVP_REQUIRE(opt->n == c->n_params, NVP_EDIM,
+                "%s: optimizer has %zu parameters, chain %zu", fn, opt->n,
+                c->n_params);
+    int rc = nvp__check_batch(eb, fn, n_data, c->dim);
+    if (rc == NVP_OK)
+        rc = nvp__check_batch(eb, fn, batch, c->dim);
+    if (rc)
+        return rc;
+    const nvp_allocator *a = &c->alloc;
+    if (!c->grad) {
+        c->grad = nvp__alloc_aligned(a, c->n_params * sizeof(float));
+        if (!c->grad)
+            return nvp__fail(eb, NVP_ENOMEM, "%s: out of memory", fn);
+    }
+    if (batch > c->batch_cap) {
+        float *b = nvp__alloc_aligned(a, batch * c->dim * sizeof(float));
+        if (!b)
+            return nvp__fail(eb, NVP_ENOMEM,
+                             "%s: out of memory for a batch of %zu", fn,
+                             batch);
+        nvp__free_aligned(a, c->batch);
+        c->batch = b;
+        c->batch_cap = batch;
+    }
+    for (size_t i = 0; i < batch; i++) {
+        const uint64_t r = nvp__rng_below(rng, n_data);
+        memcpy(c->batch + i * c->dim, data + r * c->dim,
+               c->dim * sizeof(float));
+    }
+    float l = NAN;
+    rc = nvp_chain_nll_grad(c, batch, c->batch, c->grad, &l);
+    if (loss)
+        *loss = l;
+    if (rc)
+        return rc; /* nvp_chain_nll_grad recorded the message */
+    nvp__adam_apply(opt, c->params, c->grad);
+    return NVP_OK;
+}

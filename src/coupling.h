@@ -1,0 +1,80 @@
+/* The affine coupling layer: its structure and the row-chunk kernels the
+ * chain and the public coupling functions share. */
+#ifndef NVP_COUPLING_H
+#define NVP_COUPLING_H
+
+#include "error.h"
+#include "workspace.h"
+
+typedef struct nvp_dense {
+    size_t in, out;  /* fan_in, fan_out */
+    size_t w_off;    /* offset of W (in x out) in the layer's parameters */
+    size_t b_off;    /* offset of b (out) */
+} nvp_dense;
+
+struct nvp_coupling {
+    nvp_errbox err;
+    nvp_allocator alloc;
+    size_t dim;
+    size_t na, nb;          /* conditioned (mask 1) and transformed dims */
+    size_t *idx_a, *idx_b;  /* their indices, ascending */
+    unsigned char *mask;
+    size_t n_dense;         /* hidden layers + 1 */
+    nvp_dense *dense;
+    size_t max_width;       /* widest input or output of any dense layer */
+    size_t n_params;
+    float *params;          /* own_params, or a view into a chain's vector */
+    float *own_params;      /* NULL once a chain has adopted the layer */
+    nvp_engine engine;      /* for the standalone nvp_coupling_* calls */
+};
+
+/* What the matrix multiplies of one call run with. */
+typedef struct nvp_exec {
+    const nvp_gemm_kernel *kernel;
+    float *pack;
+} nvp_exec;
+
+/* Floats a chunk of `rows` rows caches for the backward pass: the
+ * conditioner's input, every hidden activation and its output. */
+size_t nvp__coupling_cache_floats(const nvp_coupling *c, size_t rows);
+/* Floats of scratch the backward pass needs for `rows` rows. */
+size_t nvp__coupling_scratch_floats(const nvp_coupling *c, size_t rows);
+
+/* In-place inverse of `rows` rows of z (row stride dim): z_b becomes
+ * (z_b - shift) * exp(-log_scale).  Adds each row's ildj into ildj (may be
+ * NULL).  cache receives nvp__coupling_cache_floats floats. */
+void nvp__coupling_inverse_rows(const nvp_coupling *c, const nvp_exec *ex,
+                                size_t rows, float *z, float *ildj,
+                                float *cache);
+/* In-place forward of rows rows of z; adds log|det| into logdet (may be
+ * NULL). */
+void nvp__coupling_forward_rows(const nvp_coupling *c, const nvp_exec *ex,
+                                size_t rows, float *z, float *logdet,
+                                float *cache);
+/* Backward of the inverse for rows rows, after nvp__coupling_inverse_rows
+ * filled cache and produced x.  dx (rows x dim) is dL/dx; dildj is dL/dildj
+ * per row (NULL: zero).  Writes dy (rows x dim, may be NULL) and adds the
+ * parameter gradient into grad (n_params, may be NULL). */
+void nvp__coupling_inverse_backward_rows(const nvp_coupling *c,
+                                         const nvp_exec *ex, size_t rows,
+                                         const float *cache, const float *x,
+                                         const float *dx, const float *dildj,
+                                         float *dy, float *grad,
+                                         float *scratch);
+
+/* Checks a layer description; on success fills the structural fields of c
+ * (dim, na, nb, index lists, dense layers, n_params).  Used by the
+ * constructor and by the loader. */
+int nvp__coupling_plan(nvp_coupling *c, const nvp_errbox *eb, const char *fn,
+                       size_t dim, const unsigned char *mask,
+                       size_t n_hidden, const size_t *hidden);
+
+/* Rows of z that contain NaN or an infinity get flag 1, others 0. */
+void nvp__flag_nonfinite_rows(size_t rows, size_t dim, const float *z,
+                              unsigned char *flags);
+
+/* The usual checks of a batched call: pointer, n > 0, n * dim fits. */
+int nvp__check_batch(const nvp_errbox *eb, const char *fn, size_t n,
+                     size_t dim);
+
+#endif

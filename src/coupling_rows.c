@@ -1,0 +1,184 @@
+/* The arithmetic of a coupling layer on a chunk of rows: the conditioner
+ * MLP forward and backward through the blocked matrix multiply, and the
+ * affine transform with its log-determinant in one pass. */
+#include <math.h>
+#include <string.h>
+
+#include "coupling.h"
+
+size_t nvp__coupling_cache_floats(const nvp_coupling *c, size_t rows)
+{
+    size_t f = nvp__carved(rows * c->na);
+    for (size_t l = 0; l < c->n_dense; l++)
+        f += nvp__carved(rows * c->dense[l].out);
+    return f;
+}
+
+size_t nvp__coupling_scratch_floats(const nvp_coupling *c, size_t rows)
+{
+    /* dL/d(output), two ping-pong buffers of the widest layer, and
+     * dL/d(input). */
+    return nvp__carved(rows * 2 * c->nb) + 2 * nvp__carved(rows * c->max_width) +
+           nvp__carved(rows * c->na);
+}
+
+/* Output block of dense layer l inside a cache: after the input and the
+ * outputs of layers 0..l-1. */
+static float *act_ptr(const nvp_coupling *c, const float *cache, size_t rows,
+                      size_t l)
+{
+    const float *p = cache + nvp__carved(rows * c->na);
+    for (size_t i = 0; i < l; i++)
+        p += nvp__carved(rows * c->dense[i].out);
+    return (float *)p;
+}
+
+/* Conditioner forward: gathers z_a into the cache and runs every dense
+ * layer; bias and ReLU are fused into the multiply's epilogue.  Returns
+ * the output block (rows x 2 nb: shift, then log_scale). */
+static float *conditioner_forward(const nvp_coupling *c, const nvp_exec *ex,
+                                  size_t rows, const float *z, float *cache)
+{
+    float *in = cache;
+    for (size_t i = 0; i < rows; i++)
+        for (size_t j = 0; j < c->na; j++)
+            in[i * c->na + j] = z[i * c->dim + c->idx_a[j]];
+    const float *x = in;
+    float *y = NULL;
+    for (size_t l = 0; l < c->n_dense; l++) {
+        const nvp_dense *d = &c->dense[l];
+        y = act_ptr(c, cache, rows, l);
+        nvp_epilogue ep = {c->params + d->b_off, l + 1 < c->n_dense, NULL, 0};
+        nvp__gemm(ex->kernel, ex->pack, 0, 0, rows, d->out, d->in, x, d->in,
+                  c->params + d->w_off, d->out, 0, y, d->out, &ep);
+        x = y;
+    }
+    return y;
+}
+
+void nvp__coupling_inverse_rows(const nvp_coupling *c, const nvp_exec *ex,
+                                size_t rows, float *z, float *ildj,
+                                float *cache)
+{
+    const float *out = conditioner_forward(c, ex, rows, z, cache);
+    const size_t nb = c->nb, dim = c->dim;
+    for (size_t i = 0; i < rows; i++) {
+        const float *shift = out + i * 2 * nb;
+        const float *log_scale = shift + nb;
+        float *zi = z + i * dim;
+        float sum = 0.0f;
+        for (size_t j = 0; j < nb; j++) {
+            const size_t b = c->idx_b[j];
+            zi[b] = (zi[b] - shift[j]) * expf(-log_scale[j]);
+            sum += log_scale[j];
+        }
+        if (ildj)
+            ildj[i] -= sum;
+    }
+}
+
+void nvp__coupling_forward_rows(const nvp_coupling *c, const nvp_exec *ex,
+                                size_t rows, float *z, float *logdet,
+                                float *cache)
+{
+    const float *out = conditioner_forward(c, ex, rows, z, cache);
+    const size_t nb = c->nb, dim = c->dim;
+    for (size_t i = 0; i < rows; i++) {
+        const float *shift = out + i * 2 * nb;
+        const float *log_scale = shift + nb;
+        float *zi = z + i * dim;
+        float sum = 0.0f;
+        for (size_t j = 0; j < nb; j++) {
+            const size_t b = c->idx_b[j];
+            zi[b] = zi[b] * expf(log_scale[j]) + shift[j];
+            sum += log_scale[j];
+        }
+        if (logdet)
+            logdet[i] += sum;
+    }
+}
+
+/* Conditioner backward.  dout (rows x 2 nb) is dL/d(output); adds the
+ * parameter gradient into grad (may be NULL) and writes dL/d(input) into
+ * din (rows x na).  buf0 and buf1 hold rows x max_width floats each. */
+static void conditioner_backward(const nvp_coupling *c, const nvp_exec *ex,
+                                 size_t rows, const float *cache,
+                                 const float *dout, float *din, float *grad,
+                                 float *buf0, float *buf1)
+{
+    float *buf[2] = {buf0, buf1};
+    const float *dz = dout;
+    for (size_t l = c->n_dense; l-- > 0;) {
+        const nvp_dense *d = &c->dense[l];
+        const float *x = l == 0 ? cache : act_ptr(c, cache, rows, l - 1);
+        if (grad) {
+            float *gb = grad + d->b_off;
+            for (size_t i = 0; i < rows; i++)
+                for (size_t j = 0; j < d->out; j++)
+                    gb[j] += dz[i * d->out + j];
+            /* dW += X^T dZ */
+            nvp__gemm(ex->kernel, ex->pack, 1, 0, d->in, d->out, rows, x,
+                      d->in, dz, d->out, 1, grad + d->w_off, d->out, NULL);
+        }
+        /* dX = dZ W^T, gated by the ReLU of the layer below. */
+        float *dx = l == 0 ? din : buf[l & 1];
+        nvp_epilogue ep = {NULL, 0, l == 0 ? NULL : x, d->in};
+        nvp__gemm(ex->kernel, ex->pack, 0, 1, rows, d->in, d->out, dz,
+                  d->out, c->params + d->w_off, d->out, 0, dx, d->in, &ep);
+        dz = dx;
+    }
+}
+
+void nvp__coupling_inverse_backward_rows(const nvp_coupling *c,
+                                         const nvp_exec *ex, size_t rows,
+                                         const float *cache, const float *x,
+                                         const float *dx, const float *dildj,
+                                         float *dy, float *grad,
+                                         float *scratch)
+{
+    const size_t nb = c->nb, na = c->na, dim = c->dim;
+    const float *out = act_ptr(c, cache, rows, c->n_dense - 1);
+    float *cursor = scratch;
+    float *dout = nvp__carve(&cursor, rows * 2 * nb);
+    float *buf0 = nvp__carve(&cursor, rows * c->max_width);
+    float *buf1 = nvp__carve(&cursor, rows * c->max_width);
+    float *din = nvp__carve(&cursor, rows * na);
+    for (size_t i = 0; i < rows; i++) {
+        const float *log_scale = out + i * 2 * nb + nb;
+        const float *xi = x + i * dim;
+        const float *dxi = dx + i * dim;
+        const float di = dildj ? dildj[i] : 0.0f;
+        float *dsh = dout + i * 2 * nb;
+        float *dls = dsh + nb;
+        for (size_t j = 0; j < nb; j++) {
+            const size_t b = c->idx_b[j];
+            const float e = expf(-log_scale[j]);
+            /* x_b = (y_b - shift) e^{-ls}:
+             *   dx_b/dy_b = e^{-ls}, dx_b/dshift = -e^{-ls}, dx_b/dls = -x_b;
+             *   ildj = -sum ls, so dildj/dls = -1. */
+            if (dy)
+                dy[i * dim + b] = dxi[b] * e;
+            dsh[j] = -dxi[b] * e;
+            dls[j] = -dxi[b] * xi[b] - di;
+        }
+    }
+    conditioner_backward(c, ex, rows, cache, dout, din, grad, buf0, buf1);
+    if (dy) {
+        for (size_t i = 0; i < rows; i++)
+            for (size_t j = 0; j < na; j++) {
+                const size_t a = c->idx_a[j];
+                dy[i * dim + a] = dx[i * dim + a] + din[i * na + j];
+            }
+    }
+}
+
+void nvp__flag_nonfinite_rows(size_t rows, size_t dim, const float *z,
+                              unsigned char *flags)
+{
+    for (size_t i = 0; i < rows; i++) {
+        unsigned char bad = 0;
+        for (size_t j = 0; j < dim; j++)
+            bad |= !isfinite(z[i * dim + j]);
+        flags[i] = bad;
+    }
+}
