@@ -76,9 +76,10 @@ $(BUILD)/nvpflow.pc: pkgconfig/nvpflow.pc.in include/nvpflow.h | $(BUILD)/obj
 	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 
 # ---------------------------------------------------------------- examples
-EXAMPLE_COMMON := $(filter-out examples/two_moons.c,$(wildcard examples/*.c))
-$(BUILD)/examples/two_moons: examples/two_moons.c $(EXAMPLE_COMMON) $(wildcard examples/*.h) $(STATIC) | $(BUILD)/examples
-	$(CC) $(ALL_CFLAGS) -o $@ examples/two_moons.c $(EXAMPLE_COMMON) $(STATIC) $(LIBS)
+# The figure and animation writers of the main job live in examples/figure/.
+FIGURE_SRC := $(wildcard examples/figure/*.c)
+$(BUILD)/examples/two_moons: examples/two_moons.c $(FIGURE_SRC) $(wildcard examples/figure/*.h) $(STATIC) | $(BUILD)/examples
+	$(CC) $(ALL_CFLAGS) -Iexamples/figure -o $@ examples/two_moons.c $(FIGURE_SRC) $(STATIC) $(LIBS)
 
 examples: $(BUILD)/examples/two_moons
 
