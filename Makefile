@@ -42,10 +42,10 @@ LIB_SRC := $(wildcard src/*.c)
 LIB_OBJ := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))
 HEADERS := include/nvpflow.h $(wildcard src/*.h)
 
-.PHONY: all lib demo test test-run bench install uninstall clean examples headercheck
-all: lib
+.PHONY: all libs demo test test-run bench install uninstall clean examples headercheck
+all: libs
 
-lib: $(SO_REAL) $(SO_LINK) lib/$(SO_NAME) $(STATIC) $(BUILD)/nvpflow.pc
+libs: $(SO_REAL) $(SO_LINK) lib/$(SO_NAME) $(STATIC) $(BUILD)/nvpflow.pc
 
 $(BUILD)/obj/%.o: src/%.c $(HEADERS) | $(BUILD)/obj
 	$(CC) $(LIB_CFLAGS) -c $< -o $@
@@ -54,10 +54,11 @@ $(BUILD)/obj/%.o: src/%.c $(HEADERS) | $(BUILD)/obj
 # vectorise the portable kernel fully.
 $(BUILD)/obj/gemm%.o: LIB_CFLAGS += -O3
 
-$(BUILD)/obj $(BUILD)/tests $(BUILD)/examples lib:
+$(BUILD)/obj $(BUILD)/tests $(BUILD)/examples:
 	mkdir -p $@
 
-$(SO_REAL): $(LIB_OBJ) src/nvpflow.map | lib
+$(SO_REAL): $(LIB_OBJ) src/nvpflow.map
+	@mkdir -p lib
 	$(CC) -shared -Wl,-soname,$(SO_NAME) -Wl,--version-script=src/nvpflow.map \
 	    -Wl,--no-undefined -o $@ $(LIB_OBJ) $(LIBS)
 
@@ -67,7 +68,8 @@ lib/$(SO_NAME): $(SO_REAL)
 $(SO_LINK): lib/$(SO_NAME)
 	ln -sf $(SO_NAME) $@
 
-$(STATIC): $(LIB_OBJ) | lib
+$(STATIC): $(LIB_OBJ)
+	@mkdir -p lib
 	rm -f $@
 	ar rcs $@ $(LIB_OBJ)
 
@@ -117,7 +119,7 @@ headercheck: | $(BUILD)/tests
 	@echo "headercheck: nvpflow.h compiles alone as C99, C11 and C++17"
 
 # ----------------------------------------------------------------- install
-install: lib
+install: libs
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
 	install -m 644 include/nvpflow.h $(DESTDIR)$(INCLUDEDIR)/nvpflow.h
 	install -m 755 $(SO_REAL) $(DESTDIR)$(LIBDIR)/$(notdir $(SO_REAL))

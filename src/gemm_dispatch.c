@@ -4,8 +4,17 @@
 #include "gemm.h"
 
 extern const nvp_gemm_kernel nvp__gemm_portable;
+#if defined(__x86_64__) || defined(__i386__)
+extern const nvp_gemm_kernel nvp__gemm_avx512;
+extern const nvp_gemm_kernel nvp__gemm_avx2;
+#endif
 
+/* Best first: nvp__gemm_best takes the first one the CPU supports. */
 static const nvp_gemm_kernel *const all_kernels[] = {
+#if defined(__x86_64__) || defined(__i386__)
+    &nvp__gemm_avx512,
+    &nvp__gemm_avx2,
+#endif
     &nvp__gemm_portable,
 };
 

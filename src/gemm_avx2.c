@@ -1,0 +1,58 @@
+/* AVX2 + FMA micro-kernel: a 6 x 16 tile in 12 ymm accumulators, the
+ * classic shape for 16 vector registers (12 accumulators, 2 B columns,
+ * 1 broadcast). */
+#include "gemm.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
+#define MR 6
+#define NR 16
+
+__attribute__((target("avx2,fma"))) static void
+kernel_avx2(size_t kc, const float *a, const float *b, float *c, size_t ldc,
+            int accumulate)
+{
+    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+    __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+    __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+    __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+    __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
+    __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+    for (size_t p = 0; p < kc; p++) {
+        const __m256 b0 = _mm256_load_ps(b);
+        const __m256 b1 = _mm256_load_ps(b + 8);
+        __m256 t;
+#define ROW(i)                                   \
+    t = _mm256_broadcast_ss(a + (i));            \
+    c##i##0 = _mm256_fmadd_ps(t, b0, c##i##0);   \
+    c##i##1 = _mm256_fmadd_ps(t, b1, c##i##1);
+        ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5)
+#undef ROW
+        a += MR;
+        b += NR;
+    }
+#define STORE(i)                                                             \
+    do {                                                                     \
+        float *ci = c + (i) * ldc;                                           \
+        if (accumulate) {                                                    \
+            c##i##0 = _mm256_add_ps(_mm256_loadu_ps(ci), c##i##0);           \
+            c##i##1 = _mm256_add_ps(_mm256_loadu_ps(ci + 8), c##i##1);       \
+        }                                                                    \
+        _mm256_storeu_ps(ci, c##i##0);                                       \
+        _mm256_storeu_ps(ci + 8, c##i##1);                                   \
+    } while (0)
+    STORE(0); STORE(1); STORE(2); STORE(3); STORE(4); STORE(5);
+#undef STORE
+}
+
+static int avx2_supported(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+const nvp_gemm_kernel nvp__gemm_avx2 = {
+    "avx2", MR, NR, 120, 256, 1024, kernel_avx2, avx2_supported,
+};
+#endif
