@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "cpu.h"
 
 int nvp_adam_create(nvp_adam **out, size_t n_params,
                     const nvp_allocator *alloc)
@@ -106,6 +107,41 @@ int nvp_adam_reset(nvp_adam *o)
     return NVP_OK;
 }
 
+/* The update loop, compiled once per instruction set below.  Plain
+ * multiplies, adds, square root and divide in a fixed order (no
+ * contraction), so every version rounds identically. */
+static inline __attribute__((always_inline)) void
+adam_loop(size_t n, float *restrict p, const float *restrict g,
+          float *restrict m, float *restrict v, float b1, float b2, float step,
+          float inv_sqrt_bc2, float eps)
+{
+    const float c1 = 1.0f - b1, c2 = 1.0f - b2;
+    for (size_t i = 0; i < n; i++) {
+        const float gi = g[i];
+        const float mi = b1 * m[i] + c1 * gi;
+        const float vi = b2 * v[i] + c2 * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] -= step * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps);
+    }
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx512f"))) static void
+adam_loop_avx512(size_t n, float *p, const float *g, float *m, float *v,
+                 float b1, float b2, float step, float inv_sqrt_bc2, float eps)
+{
+    adam_loop(n, p, g, m, v, b1, b2, step, inv_sqrt_bc2, eps);
+}
+#endif
+
+static void adam_loop_portable(size_t n, float *p, const float *g, float *m,
+                               float *v, float b1, float b2, float step,
+                               float inv_sqrt_bc2, float eps)
+{
+    adam_loop(n, p, g, m, v, b1, b2, step, inv_sqrt_bc2, eps);
+}
+
 void nvp__adam_apply(nvp_adam *o, float *params, const float *grad)
 {
     o->t++;
@@ -114,15 +150,15 @@ void nvp__adam_apply(nvp_adam *o, float *params, const float *grad)
     const double bc2 = 1.0 - pow((double)o->b2, (double)o->t);
     const float step = (float)((double)o->lr / bc1);
     const float inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
-    const float b1 = o->b1, b2 = o->b2, eps = o->eps;
-    const float c1 = 1.0f - b1, c2 = 1.0f - b2;
-    float *restrict m = o->m, *restrict v = o->v;
-    for (size_t i = 0; i < o->n; i++) {
-        const float g = grad[i];
-        m[i] = b1 * m[i] + c1 * g;
-        v[i] = b2 * v[i] + c2 * g * g;
-        params[i] -= step * m[i] / (sqrtf(v[i]) * inv_sqrt_bc2 + eps);
+#if defined(__x86_64__) || defined(__i386__)
+    if (nvp__cpu_avx512()) {
+        adam_loop_avx512(o->n, params, grad, o->m, o->v, o->b1, o->b2, step,
+                         inv_sqrt_bc2, o->eps);
+        return;
     }
+#endif
+    adam_loop_portable(o->n, params, grad, o->m, o->v, o->b1, o->b2, step,
+                       inv_sqrt_bc2, o->eps);
 }
 
 int nvp_adam_step(nvp_adam *o, float *params, const float *grad, size_t n)
@@ -133,9 +169,8 @@ int nvp_adam_step(nvp_adam *o, float *params, const float *grad, size_t n)
     NVP_REQUIRE_PTR(grad);
     NVP_REQUIRE(n == o->n, NVP_EDIM,
                 "nvp_adam_step: n %zu, optimizer has %zu parameters", n, o->n);
-    for (size_t i = 0; i < n; i++)
-        NVP_REQUIRE(isfinite(grad[i]), NVP_ENONFINITE,
-                    "nvp_adam_step: grad[%zu] is not finite; step refused", i);
+    NVP_REQUIRE(nvp__all_finite(grad, n), NVP_ENONFINITE,
+                "nvp_adam_step: grad holds NaN or an infinity; step refused");
     nvp__adam_apply(o, params, grad);
     return NVP_OK;
 }

@@ -6,6 +6,7 @@
 #include "adam.h"
 #include "alloc.h"
 #include "chain.h"
+#include "cpu.h"
 #include "rng.h"
 
 /* Loss and gradient of rows rows of y (all finite), scaled by 1/n_total,
@@ -74,10 +75,8 @@ int nvp_chain_nll_grad(const nvp_chain *c, size_t n, const float *y,
     int rc = nvp__check_batch(eb, fn, n, c->dim);
     if (rc)
         return rc;
-    for (size_t i = 0; i < n * c->dim; i++)
-        NVP_REQUIRE(isfinite(y[i]), NVP_ENONFINITE,
-                    "%s: row %zu of y holds a non-finite value", fn,
-                    i / c->dim);
+    NVP_REQUIRE(nvp__all_finite(y, n * c->dim), NVP_ENONFINITE,
+                "%s: y holds NaN or an infinity", fn);
     nvp_ws *ws = nvp__ws_acquire(&c->engine, NVP_WS_TRAIN);
     if (!ws)
         return nvp__fail(eb, NVP_ENOMEM, "%s: out of memory for workspace",
@@ -95,9 +94,8 @@ int nvp_chain_nll_grad(const nvp_chain *c, size_t n, const float *y,
     if (loss)
         *loss = (float)l;
     NVP_REQUIRE(isfinite(l), NVP_ENONFINITE, "%s: the loss is not finite", fn);
-    for (size_t i = 0; i < c->n_params; i++)
-        NVP_REQUIRE(isfinite(grad[i]), NVP_ENONFINITE,
-                    "%s: gradient entry %zu is not finite", fn, i);
+    NVP_REQUIRE(nvp__all_finite(grad, c->n_params), NVP_ENONFINITE,
+                "%s: the gradient holds NaN or an infinity", fn);
     return NVP_OK;
 }
 

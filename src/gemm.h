@@ -7,9 +7,13 @@
  * without materialising a transpose: X*W (forward), dY*W^T (input
  * gradient) and X^T*dY (weight gradient).
  *
- * Loop order as in BLIS: n in NC blocks, k in KC blocks (pack a KC x NC
- * panel of B), m in MC blocks (pack an MC x KC block of A), then NR- and
- * MR-wide micro-panels through a register-tiled micro-kernel.  Each output
+ * Loop order as in BLIS: n in NC blocks, k in KC blocks (a KC x NC panel
+ * of B), m in MC blocks (an MC x KC block of A), then NR- and MR-wide
+ * micro-panels through a register-tiled micro-kernel.  The micro-kernel
+ * takes strides, so operands already laid out usefully are read in place:
+ * A is never packed except for a last, partial row panel (the broadcast of
+ * one element per row does not care about layout), and B is packed only
+ * when transposed or for a last, partial column panel.  Each output
  * element is reduced in the same order whatever its position, so results
  * do not depend on how the columns are split between threads.
  */
@@ -18,13 +22,31 @@
 
 #include <stddef.h>
 
-/* Micro-kernel: c (MR x NR, row stride ldc) = (accumulate ? c : 0) +
- * a * b, where a is a packed MR x kc micro-panel (column by column) and b a
- * packed kc x NR micro-panel (row by row).  The product is summed in
- * registers from zero and added to c once at the end: edge tiles, computed
- * into a scratch tile, then round exactly like interior ones. */
-typedef void (*nvp_ukernel_fn)(size_t kc, const float *a, const float *b,
-                               float *c, size_t ldc, int accumulate);
+/* Applied to each output tile once its last k block is done, while the
+ * tile is still in registers: v = (C +) A*B, then v += bias[j], then
+ * max(v, 0), then v = gate[i][j] > 0 ? v : 0.  The comparisons are the ones
+ * a C ternary makes (NaN compares false), so every kernel rounds and
+ * handles NaN identically. */
+typedef struct nvp_epilogue {
+    const float *bias;  /* add bias[j] to column j (NULL: none) */
+    int relu;           /* then max(v, 0) */
+    const float *gate;  /* then zero v where gate[i*ldgate + j] <= 0 */
+    size_t ldgate;      /*   (ReLU backward through a cached activation) */
+} nvp_epilogue;
+
+/* Micro-kernel: the MR x NR tile c (row stride ldc) =
+ *   epilogue((accumulate ? c : 0) + A * B)
+ * over kc steps, where element (i, p) of A is a[i * rs_a + p * cs_a] (a
+ * packed micro-panel, or the caller's matrix read in place) and row p of B
+ * is the NR contiguous floats at b + p * rs_b.  The product is summed in
+ * registers from zero and added to c once at the end, so edge tiles,
+ * computed into a scratch tile and added by the driver, round exactly like
+ * interior ones.  ep (NULL: none) has its pointers already offset to the
+ * tile. */
+typedef void (*nvp_ukernel_fn)(size_t kc, const float *a, size_t rs_a,
+                               size_t cs_a, const float *b, size_t rs_b,
+                               float *c, size_t ldc, int accumulate,
+                               const nvp_epilogue *ep);
 
 typedef struct nvp_gemm_kernel {
     const char *name; /* "portable", "avx2", "avx512" */
@@ -33,15 +55,6 @@ typedef struct nvp_gemm_kernel {
     nvp_ukernel_fn kernel;
     int (*supported)(void); /* run-time CPU check */
 } nvp_gemm_kernel;
-
-/* Applied to each output tile once its last k block is done, while the
- * tile is still in cache. */
-typedef struct nvp_epilogue {
-    const float *bias;  /* add bias[j] to column j (NULL: none) */
-    int relu;           /* then max(v, 0) */
-    const float *gate;  /* then zero v where gate[i*ldgate + j] <= 0 */
-    size_t ldgate;      /*   (ReLU backward through a cached activation) */
-} nvp_epilogue;
 
 /* All kernels built into the library, best first; the portable one, which
  * every CPU runs, is last.  *count receives the number. */

@@ -1,7 +1,7 @@
 /* AVX-512F micro-kernel: a 10 x 32 tile in 20 zmm accumulators.  Ten rows
  * make the library's usual row counts (100-row minibatches, 256-row
- * chunks, 512-wide layers) nearly free of edge tiles; two zmm columns keep
- * one B load per two FMAs, with A broadcast straight from memory. */
+ * chunks, 512-wide layers) nearly free of edge tiles; two zmm columns give
+ * two FMAs per broadcast of A, which comes straight from memory. */
 #include "gemm.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -11,8 +11,9 @@
 #define NR 32
 
 __attribute__((target("avx512f"))) static void
-kernel_avx512(size_t kc, const float *a, const float *b, float *c, size_t ldc,
-              int accumulate)
+kernel_avx512(size_t kc, const float *a, size_t rs_a, size_t cs_a,
+              const float *b, size_t rs_b, float *c, size_t ldc,
+              int accumulate, const nvp_epilogue *ep)
 {
     __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps();
     __m512 c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps();
@@ -24,18 +25,29 @@ kernel_avx512(size_t kc, const float *a, const float *b, float *c, size_t ldc,
     __m512 c70 = _mm512_setzero_ps(), c71 = _mm512_setzero_ps();
     __m512 c80 = _mm512_setzero_ps(), c81 = _mm512_setzero_ps();
     __m512 c90 = _mm512_setzero_ps(), c91 = _mm512_setzero_ps();
+    const float *a0 = a, *a5 = a + 5 * rs_a;
     for (size_t p = 0; p < kc; p++) {
-        const __m512 b0 = _mm512_load_ps(b);
-        const __m512 b1 = _mm512_load_ps(b + 16);
+        const __m512 b0 = _mm512_loadu_ps(b);
+        const __m512 b1 = _mm512_loadu_ps(b + 16);
         __m512 t;
-#define ROW(i)                                   \
-    t = _mm512_set1_ps(a[i]);                    \
+#define ROW(i, base, off)                        \
+    t = _mm512_set1_ps(base[(off) * rs_a]);      \
     c##i##0 = _mm512_fmadd_ps(t, b0, c##i##0);   \
     c##i##1 = _mm512_fmadd_ps(t, b1, c##i##1);
-        ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5) ROW(6) ROW(7) ROW(8) ROW(9)
+        ROW(0, a0, 0) ROW(1, a0, 1) ROW(2, a0, 2) ROW(3, a0, 3) ROW(4, a0, 4)
+        ROW(5, a5, 0) ROW(6, a5, 1) ROW(7, a5, 2) ROW(8, a5, 3) ROW(9, a5, 4)
 #undef ROW
-        a += MR;
-        b += NR;
+        a0 += cs_a;
+        a5 += cs_a;
+        b += rs_b;
+    }
+    const __m512 zero = _mm512_setzero_ps();
+    __m512 bias0 = zero, bias1 = zero;
+    const int has_bias = ep && ep->bias, relu = ep && ep->relu;
+    const int gate = ep && ep->gate;
+    if (has_bias) {
+        bias0 = _mm512_loadu_ps(ep->bias);
+        bias1 = _mm512_loadu_ps(ep->bias + 16);
     }
 #define STORE(i)                                                             \
     do {                                                                     \
@@ -43,6 +55,24 @@ kernel_avx512(size_t kc, const float *a, const float *b, float *c, size_t ldc,
         if (accumulate) {                                                    \
             c##i##0 = _mm512_add_ps(_mm512_loadu_ps(ci), c##i##0);           \
             c##i##1 = _mm512_add_ps(_mm512_loadu_ps(ci + 16), c##i##1);      \
+        }                                                                    \
+        if (has_bias) {                                                      \
+            c##i##0 = _mm512_add_ps(c##i##0, bias0);                         \
+            c##i##1 = _mm512_add_ps(c##i##1, bias1);                         \
+        }                                                                    \
+        if (relu) { /* max(v, 0) returns 0 for NaN, as v > 0 ? v : 0 */      \
+            c##i##0 = _mm512_max_ps(c##i##0, zero);                          \
+            c##i##1 = _mm512_max_ps(c##i##1, zero);                          \
+        }                                                                    \
+        if (gate) {                                                          \
+            const float *g = ep->gate + (i) * ep->ldgate;                    \
+            c##i##0 = _mm512_maskz_mov_ps(                                   \
+                _mm512_cmp_ps_mask(_mm512_loadu_ps(g), zero, _CMP_GT_OQ),    \
+                c##i##0);                                                    \
+            c##i##1 = _mm512_maskz_mov_ps(                                   \
+                _mm512_cmp_ps_mask(_mm512_loadu_ps(g + 16), zero,            \
+                                   _CMP_GT_OQ),                              \
+                c##i##1);                                                    \
         }                                                                    \
         _mm512_storeu_ps(ci, c##i##0);                                       \
         _mm512_storeu_ps(ci + 16, c##i##1);                                  \

@@ -5,20 +5,36 @@
 #define MR 4
 #define NR 8
 
-static void kernel_portable(size_t kc, const float *a, const float *b,
-                            float *c, size_t ldc, int accumulate)
+static void kernel_portable(size_t kc, const float *a, size_t rs_a,
+                            size_t cs_a, const float *b, size_t rs_b,
+                            float *c, size_t ldc, int accumulate,
+                            const nvp_epilogue *ep)
 {
     float t[MR][NR] = {{0}};
     for (size_t p = 0; p < kc; p++) {
-        const float *ap = a + p * MR;
-        const float *bp = b + p * NR;
-        for (int i = 0; i < MR; i++)
+        const float *ap = a + p * cs_a;
+        const float *bp = b + p * rs_b;
+        for (int i = 0; i < MR; i++) {
+            const float ai = ap[i * rs_a];
             for (int j = 0; j < NR; j++)
-                t[i][j] += ap[i] * bp[j];
+                t[i][j] += ai * bp[j];
+        }
     }
-    for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NR; j++)
-            c[i * ldc + j] = accumulate ? c[i * ldc + j] + t[i][j] : t[i][j];
+    for (int i = 0; i < MR; i++) {
+        float *ci = c + i * ldc;
+        for (int j = 0; j < NR; j++) {
+            float v = accumulate ? ci[j] + t[i][j] : t[i][j];
+            if (ep) {
+                if (ep->bias)
+                    v += ep->bias[j];
+                if (ep->relu)
+                    v = v > 0.0f ? v : 0.0f;
+                if (ep->gate)
+                    v = ep->gate[i * ep->ldgate + j] > 0.0f ? v : 0.0f;
+            }
+            ci[j] = v;
+        }
+    }
 }
 
 static int always(void) { return 1; }
