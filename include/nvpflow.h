@@ -352,6 +352,22 @@ NVP_API int nvp_chain_nll_grad(const nvp_chain *chain, size_t n,
                                const float *y, float *grad, float *loss);
 NVP_API const char *nvp_chain_errmsg(const nvp_chain *chain);
 
+/* Threads.  A chain runs its batched calls on a pool of worker threads it
+ * owns (POSIX threads; the calling thread takes part).  n_threads == 0
+ * selects the number of online CPUs (the default), 1 runs everything on
+ * the calling thread.  The pool starts on first use and stops in
+ * nvp_chain_free.  Large batches are split by rows, a training step's
+ * matrix products by output columns, never a sum, so every result is
+ * bitwise identical whatever the thread count.  Small problems stay on
+ * one thread.  When several threads call const functions on one chain at
+ * once, one of them uses the pool and the others run on their own thread.
+ * Errors: NVP_EINVAL (more than NVP_MAX_THREADS), NVP_ETHREAD, NVP_ENOMEM;
+ * on error the chain keeps its previous setting.  Needs exclusive use. */
+#define NVP_MAX_THREADS 1024
+NVP_API int nvp_chain_set_threads(nvp_chain *chain, size_t n_threads);
+/* Threads the chain's batched calls use (1 = the caller only). */
+NVP_API size_t nvp_chain_threads(const nvp_chain *chain);
+
 /* ===========================================================================
  * Adam optimizer
  * ========================================================================= */

@@ -6,7 +6,7 @@
 
 #include "alloc.h"
 
-static size_t max_cache_floats(const nvp_chain *c, size_t rows)
+size_t nvp__chain_max_cache_floats(const nvp_chain *c, size_t rows)
 {
     size_t m = 0;
     for (size_t k = 0; k < c->n_layers; k++) {
@@ -22,7 +22,7 @@ static size_t max_cache_floats(const nvp_chain *c, size_t rows)
 static size_t eval_floats(const nvp_chain *c, size_t rows)
 {
     return nvp__carved(rows * c->dim) + nvp__carved(rows) +
-           max_cache_floats(c, rows) + nvp__carved(rows);
+           nvp__chain_max_cache_floats(c, rows) + nvp__carved(rows);
 }
 
 /* Training: K + 1 stages, every layer's cache (their offsets go to
@@ -114,6 +114,8 @@ int nvp_chain_create(nvp_chain **out, nvp_base *base,
         off += l->n_params;
     }
     nvp__errbox_init(&c->err);
+    c->threads = nvp__online_cpus();
+    pthread_mutex_init(&c->pool_lock, NULL);
     nvp__engine_init(&c->engine, &c->alloc, eval_floats(c, NVP_CHUNK_ROWS),
                      train_floats(c, NVP_CHUNK_ROWS));
     *out = c;
@@ -161,6 +163,8 @@ void nvp_chain_free(nvp_chain *c)
     if (!c)
         return;
     nvp_allocator a = c->alloc;
+    nvp__pool_free(c->pool);
+    pthread_mutex_destroy(&c->pool_lock);
     nvp__engine_destroy(&c->engine);
     for (size_t k = 0; k < c->n_layers; k++)
         nvp_coupling_free(c->layers[k]);
@@ -219,193 +223,70 @@ const nvp_coupling *nvp_chain_layer(const nvp_chain *c, size_t k,
 
 const nvp_base *nvp_chain_base(const nvp_chain *c) { return c ? c->base : NULL; }
 
-/* Applies every layer in place to the n rows of z, forward (layer 1
- * first) or inverse (layer K first), chunk by chunk, adding each row's
- * log-determinant into ld (may be NULL; the caller initialises it).  Rows
- * that hold a non-finite value come out as NaN. */
-static int chain_map(const nvp_chain *c, const char *fn, int inverse,
-                     size_t n, float *z, float *ld)
+static size_t max_pack_floats(void)
 {
-    const nvp_errbox *eb = &c->err;
-    nvp_ws *ws = nvp__ws_acquire(&c->engine, NVP_WS_EVAL);
-    if (!ws)
-        return nvp__fail(eb, NVP_ENOMEM, "%s: out of memory for workspace",
-                         fn);
-    const size_t dim = c->dim, R = NVP_CHUNK_ROWS, K = c->n_layers;
-    float *cursor = ws->arena;
-    nvp__carve(&cursor, R * dim); /* the chunk copy log_prob uses */
-    nvp__carve(&cursor, R);
-    float *cache = nvp__carve(&cursor, max_cache_floats(c, R));
-    unsigned char *bad = (unsigned char *)nvp__carve(&cursor, R);
-    nvp_exec ex = {c->engine.kernel, ws->pack};
-    for (size_t r0 = 0; r0 < n; r0 += R) {
-        const size_t rows = n - r0 < R ? n - r0 : R;
-        float *zc = z + r0 * dim;
-        float *lc = ld ? ld + r0 : NULL;
-        nvp__flag_nonfinite_rows(rows, dim, zc, bad);
-        for (size_t s = 0; s < K; s++) {
-            if (inverse)
-                nvp__coupling_inverse_rows(c->layers[K - 1 - s], &ex, rows,
-                                           zc, lc, cache);
-            else
-                nvp__coupling_forward_rows(c->layers[s], &ex, rows, zc, lc,
-                                           cache);
-        }
-        for (size_t i = 0; i < rows; i++) {
-            if (!bad[i])
-                continue;
-            for (size_t j = 0; j < dim; j++)
-                zc[i * dim + j] = NAN;
-            if (lc)
-                lc[i] = NAN;
-        }
+    size_t count, m = 0;
+    const nvp_gemm_kernel *const *ks = nvp__gemm_kernels(&count);
+    for (size_t i = 0; i < count; i++) {
+        size_t f = nvp__gemm_pack_floats(ks[i]);
+        if (f > m)
+            m = f;
     }
-    nvp__ws_release(&c->engine, NVP_WS_EVAL, ws);
-    return NVP_OK;
+    return m;
 }
 
-static int check_map_args(const nvp_chain *c, const char *fn, size_t n,
-                          const void *in, const void *out)
+nvp_pool *nvp__chain_pool_take(const nvp_chain *cc)
+{
+    if (cc->threads <= 1)
+        return NULL;
+    /* Starting the pool is the one change a const call makes to the chain;
+     * pool_lock serialises it. */
+    nvp_chain *c = (nvp_chain *)cc;
+    pthread_mutex_lock(&c->pool_lock);
+    if (!c->pool && !c->pool_failed &&
+        nvp__pool_create(&c->pool, c->threads, max_pack_floats(), &c->alloc) !=
+            NVP_OK)
+        c->pool_failed = 1;
+    nvp_pool *p = c->pool;
+    pthread_mutex_unlock(&c->pool_lock);
+    return p && nvp__pool_try_acquire(p) ? p : NULL;
+}
+
+void nvp__chain_pool_give(nvp_pool *pool)
+{
+    if (pool)
+        nvp__pool_release(pool);
+}
+
+int nvp_chain_set_threads(nvp_chain *c, size_t n_threads)
 {
     const nvp_errbox *eb = c ? &c->err : NULL;
-    NVP_REQUIRE(c != NULL, NVP_EINVAL, "%s: chain is NULL", fn);
-    NVP_REQUIRE(in != NULL && out != NULL, NVP_EINVAL,
-                "%s: input or output is NULL", fn);
-    return nvp__check_batch(eb, fn, n, c->dim);
-}
-
-int nvp_chain_forward(const nvp_chain *c, size_t n, const float *x, float *y,
-                      float *logdet)
-{
-    int rc = check_map_args(c, "nvp_chain_forward", n, x, y);
-    if (rc)
-        return rc;
-    if (y != x)
-        memmove(y, x, n * c->dim * sizeof *y);
-    if (logdet)
-        memset(logdet, 0, n * sizeof *logdet);
-    return chain_map(c, "nvp_chain_forward", 0, n, y, logdet);
-}
-
-int nvp_chain_inverse(const nvp_chain *c, size_t n, const float *y, float *x,
-                      float *ildj)
-{
-    int rc = check_map_args(c, "nvp_chain_inverse", n, y, x);
-    if (rc)
-        return rc;
-    if (x != y)
-        memmove(x, y, n * c->dim * sizeof *x);
-    if (ildj)
-        memset(ildj, 0, n * sizeof *ildj);
-    return chain_map(c, "nvp_chain_inverse", 1, n, x, ildj);
-}
-
-int nvp_chain_sample(const nvp_chain *c, nvp_rng *rng, size_t n, float *y,
-                     float *log_prob)
-{
-    const char *fn = "nvp_chain_sample";
-    const nvp_errbox *eb = c ? &c->err : NULL;
-    NVP_REQUIRE(rng != NULL, NVP_EINVAL, "%s: rng is NULL", fn);
-    int rc = check_map_args(c, fn, n, y, y);
-    if (rc)
-        return rc;
-    /* Base noise is drawn here, in row order, so the samples depend only
-     * on the rng and not on how the rows are split into chunks. */
-    rc = nvp_base_sample(c->base, rng, n, y);
-    if (rc)
-        return nvp__fail(eb, rc, "%s: %s", fn, nvp_errmsg());
-    if (log_prob) {
-        /* Accumulate -log p_base + sum logdet, then negate:
-         * log p(y) = log p_base(x) - sum_k log|det_k|. */
-        for (size_t i = 0; i < n; i++)
-            log_prob[i] = (float)-nvp__base_log_prob_row(c->base, y + i * c->dim);
+    NVP_REQUIRE_PTR(c);
+    NVP_REQUIRE(n_threads <= NVP_MAX_THREADS, NVP_EINVAL,
+                "nvp_chain_set_threads: %zu threads (at most %d)", n_threads,
+                NVP_MAX_THREADS);
+    const size_t n = n_threads ? n_threads : nvp__online_cpus();
+    if (n == c->threads && !c->pool_failed)
+        return NVP_OK;
+    /* Start the new pool before retiring the old one, so that a failure
+     * leaves the chain as it was. */
+    nvp_pool *fresh = NULL;
+    if (n > 1) {
+        int rc = nvp__pool_create(&fresh, n, max_pack_floats(), &c->alloc);
+        if (rc != NVP_OK)
+            return nvp__fail(eb, rc,
+                             "nvp_chain_set_threads: could not start %zu "
+                             "threads",
+                             n);
     }
-    rc = chain_map(c, fn, 0, n, y, log_prob);
-    if (rc == NVP_OK && log_prob)
-        for (size_t i = 0; i < n; i++)
-            log_prob[i] = -log_prob[i];
-    return rc;
-}
-
-int nvp_chain_log_prob(const nvp_chain *c, size_t n, const float *y,
-                       float *lp)
-{
-    const char *fn = "nvp_chain_log_prob";
-    int rc = check_map_args(c, fn, n, y, lp);
-    if (rc)
-        return rc;
-    const nvp_errbox *eb = &c->err;
-    nvp_ws *ws = nvp__ws_acquire(&c->engine, NVP_WS_EVAL);
-    if (!ws)
-        return nvp__fail(eb, NVP_ENOMEM, "%s: out of memory for workspace",
-                         fn);
-    const size_t dim = c->dim, R = NVP_CHUNK_ROWS, K = c->n_layers;
-    float *cursor = ws->arena;
-    float *z = nvp__carve(&cursor, R * dim);
-    float *ildj = nvp__carve(&cursor, R);
-    float *cache = nvp__carve(&cursor, max_cache_floats(c, R));
-    unsigned char *bad = (unsigned char *)nvp__carve(&cursor, R);
-    nvp_exec ex = {c->engine.kernel, ws->pack};
-    for (size_t r0 = 0; r0 < n; r0 += R) {
-        const size_t rows = n - r0 < R ? n - r0 : R;
-        memcpy(z, y + r0 * dim, rows * dim * sizeof *z);
-        memset(ildj, 0, rows * sizeof *ildj);
-        nvp__flag_nonfinite_rows(rows, dim, z, bad);
-        for (size_t s = 0; s < K; s++)
-            nvp__coupling_inverse_rows(c->layers[K - 1 - s], &ex, rows, z,
-                                       ildj, cache);
-        for (size_t i = 0; i < rows; i++)
-            lp[r0 + i] =
-                bad[i] ? NAN
-                       : (float)(nvp__base_log_prob_row(c->base, z + i * dim) +
-                                 (double)ildj[i]);
-    }
-    nvp__ws_release(&c->engine, NVP_WS_EVAL, ws);
+    nvp__pool_free(c->pool);
+    c->pool = fresh;
+    c->pool_failed = 0;
+    c->threads = n;
     return NVP_OK;
 }
 
-int nvp_chain_forward_trace(const nvp_chain *c, size_t n, const float *x,
-                            float *stages)
-{
-    const char *fn = "nvp_chain_forward_trace";
-    int rc = check_map_args(c, fn, n, x, stages);
-    if (rc)
-        return rc;
-    const nvp_errbox *eb = &c->err;
-    size_t block = n * c->dim, total;
-    NVP_REQUIRE(nvp__mul(block, c->n_layers + 1, &total) == 0 &&
-                    nvp__mul(total, sizeof(float), &total) == 0,
-                NVP_EOVERFLOW, "%s: (layers + 1) * n * dim overflows", fn);
-    nvp_ws *ws = nvp__ws_acquire(&c->engine, NVP_WS_EVAL);
-    if (!ws)
-        return nvp__fail(eb, NVP_ENOMEM, "%s: out of memory for workspace",
-                         fn);
-    const size_t dim = c->dim, R = NVP_CHUNK_ROWS;
-    float *cursor = ws->arena;
-    nvp__carve(&cursor, R * dim);
-    nvp__carve(&cursor, R);
-    float *cache = nvp__carve(&cursor, max_cache_floats(c, R));
-    unsigned char *bad = (unsigned char *)nvp__carve(&cursor, R);
-    nvp_exec ex = {c->engine.kernel, ws->pack};
-    memmove(stages, x, block * sizeof *stages);
-    for (size_t k = 0; k < c->n_layers; k++) {
-        float *next = stages + (k + 1) * block;
-        memcpy(next, stages + k * block, block * sizeof *next);
-        for (size_t r0 = 0; r0 < n; r0 += R) {
-            const size_t rows = n - r0 < R ? n - r0 : R;
-            float *zc = next + r0 * dim;
-            nvp__flag_nonfinite_rows(rows, dim, zc, bad);
-            nvp__coupling_forward_rows(c->layers[k], &ex, rows, zc, NULL,
-                                       cache);
-            for (size_t i = 0; i < rows; i++)
-                if (bad[i])
-                    for (size_t j = 0; j < dim; j++)
-                        zc[i * dim + j] = NAN;
-        }
-    }
-    nvp__ws_release(&c->engine, NVP_WS_EVAL, ws);
-    return NVP_OK;
-}
+size_t nvp_chain_threads(const nvp_chain *c) { return c ? c->threads : 0; }
 
 const char *nvp_chain_errmsg(const nvp_chain *c)
 {

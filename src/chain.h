@@ -5,6 +5,7 @@
 
 #include "base.h"
 #include "coupling.h"
+#include "threadpool.h"
 
 struct nvp_chain {
     nvp_errbox err;
@@ -22,6 +23,21 @@ struct nvp_chain {
     float *batch;        /* minibatch rows of the training step */
     size_t batch_cap;    /* rows batch can hold */
     nvp_engine engine;
+    /* Threads: the pool starts on first use (a const call may start it,
+     * hence the lock); threads == 1 means none. */
+    size_t threads;
+    nvp_pool *pool;
+    int pool_failed;     /* starting it failed: run on the caller only */
+    pthread_mutex_t pool_lock;
 };
+
+/* The largest per-layer cache for `rows` rows. */
+size_t nvp__chain_max_cache_floats(const nvp_chain *c, size_t rows);
+
+/* The chain's pool for the duration of one call, or NULL when the chain is
+ * single-threaded, the pool could not start, or another call holds it
+ * (the call then runs on its own thread; results are the same). */
+nvp_pool *nvp__chain_pool_take(const nvp_chain *c);
+void nvp__chain_pool_give(nvp_pool *pool);
 
 #endif

@@ -81,7 +81,8 @@ int nvp_chain_nll_grad(const nvp_chain *c, size_t n, const float *y,
     if (!ws)
         return nvp__fail(eb, NVP_ENOMEM, "%s: out of memory for workspace",
                          fn);
-    nvp_exec ex = {c->engine.kernel, ws->pack};
+    nvp_pool *pool = nvp__chain_pool_take(c);
+    nvp_exec ex = {c->engine.kernel, ws->pack, pool};
     memset(grad, 0, c->n_params * sizeof *grad);
     double sum_lp = 0.0;
     for (size_t r0 = 0; r0 < n; r0 += NVP_CHUNK_ROWS) {
@@ -89,6 +90,7 @@ int nvp_chain_nll_grad(const nvp_chain *c, size_t n, const float *y,
         sum_lp += nll_grad_chunk(c, &ex, ws->arena, rows, n,
                                  y + r0 * c->dim, grad);
     }
+    nvp__chain_pool_give(pool);
     nvp__ws_release(&c->engine, NVP_WS_TRAIN, ws);
     const double l = -sum_lp / (double)n;
     if (loss)

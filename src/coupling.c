@@ -289,7 +289,7 @@ static int coupling_map(const nvp_coupling *c, const char *fn, int inverse,
     float *cursor = ws->arena;
     float *cache = nvp__carve(&cursor, nvp__coupling_cache_floats(c, R));
     unsigned char *bad = (unsigned char *)nvp__carve(&cursor, R);
-    nvp_exec ex = {c->engine.kernel, ws->pack};
+    nvp_exec ex = {c->engine.kernel, ws->pack, NULL};
     for (size_t r0 = 0; r0 < n; r0 += R) {
         const size_t rows = n - r0 < R ? n - r0 : R;
         float *z = out + r0 * dim;
@@ -354,7 +354,7 @@ int nvp_coupling_inverse_backward(const nvp_coupling *c, size_t n,
     float *x = nvp__carve(&cursor, R * dim);
     float *cache = nvp__carve(&cursor, nvp__coupling_cache_floats(c, R));
     float *scratch = nvp__carve(&cursor, nvp__coupling_scratch_floats(c, R));
-    nvp_exec ex = {c->engine.kernel, ws->pack};
+    nvp_exec ex = {c->engine.kernel, ws->pack, NULL};
     for (size_t r0 = 0; r0 < n; r0 += R) {
         const size_t rows = n - r0 < R ? n - r0 : R;
         memcpy(x, y + r0 * dim, rows * dim * sizeof *x);

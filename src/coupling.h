@@ -4,6 +4,7 @@
 #define NVP_COUPLING_H
 
 #include "error.h"
+#include "exec.h"
 #include "workspace.h"
 
 typedef struct nvp_dense {
@@ -27,12 +28,6 @@ struct nvp_coupling {
     float *own_params;      /* NULL once a chain has adopted the layer */
     nvp_engine engine;      /* for the standalone nvp_coupling_* calls */
 };
-
-/* What the matrix multiplies of one call run with. */
-typedef struct nvp_exec {
-    const nvp_gemm_kernel *kernel;
-    float *pack;
-} nvp_exec;
 
 /* Floats a chunk of `rows` rows caches for the backward pass: the
  * conditioner's input, every hidden activation and its output. */

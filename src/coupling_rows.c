@@ -49,7 +49,7 @@ static float *conditioner_forward(const nvp_coupling *c, const nvp_exec *ex,
         const nvp_dense *d = &c->dense[l];
         y = act_ptr(c, cache, rows, l);
         nvp_epilogue ep = {c->params + d->b_off, l + 1 < c->n_dense, NULL, 0};
-        nvp__gemm(ex->kernel, ex->pack, 0, 0, rows, d->out, d->in, x, d->in,
+        nvp__exec_gemm(ex, 0, 0, rows, d->out, d->in, x, d->in,
                   c->params + d->w_off, d->out, 0, y, d->out, &ep);
         x = y;
     }
@@ -117,13 +117,13 @@ static void conditioner_backward(const nvp_coupling *c, const nvp_exec *ex,
                 for (size_t j = 0; j < d->out; j++)
                     gb[j] += dz[i * d->out + j];
             /* dW += X^T dZ */
-            nvp__gemm(ex->kernel, ex->pack, 1, 0, d->in, d->out, rows, x,
+            nvp__exec_gemm(ex, 1, 0, d->in, d->out, rows, x,
                       d->in, dz, d->out, 1, grad + d->w_off, d->out, NULL);
         }
         /* dX = dZ W^T, gated by the ReLU of the layer below. */
         float *dx = l == 0 ? din : buf[l & 1];
         nvp_epilogue ep = {NULL, 0, l == 0 ? NULL : x, d->in};
-        nvp__gemm(ex->kernel, ex->pack, 0, 1, rows, d->in, d->out, dz,
+        nvp__exec_gemm(ex, 0, 1, rows, d->in, d->out, dz,
                   d->out, c->params + d->w_off, d->out, 0, dx, d->in, &ep);
         dz = dx;
     }
