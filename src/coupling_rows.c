@@ -100,7 +100,7 @@ void nvp__coupling_forward_rows(const nvp_coupling *c, const nvp_exec *ex,
 
 /* Conditioner backward.  dout (rows x 2 nb) is dL/d(output); adds the
  * parameter gradient into grad (may be NULL) and writes dL/d(input) into
- * din (rows x na).  buf0 and buf1 hold rows x max_width floats each. */
+ * din (rows x na; NULL: not needed).  buf0 and buf1 hold rows x max_width floats each. */
 static void conditioner_backward(const nvp_coupling *c, const nvp_exec *ex,
                                  size_t rows, const float *cache,
                                  const float *dout, float *din, float *grad,
@@ -120,7 +120,10 @@ static void conditioner_backward(const nvp_coupling *c, const nvp_exec *ex,
             nvp__exec_gemm(ex, 1, 0, d->in, d->out, rows, x,
                       d->in, dz, d->out, 1, grad + d->w_off, d->out, NULL);
         }
-        /* dX = dZ W^T, gated by the ReLU of the layer below. */
+        /* dX = dZ W^T, gated by the ReLU of the layer below; the input's
+         * gradient only when the caller wants it. */
+        if (l == 0 && !din)
+            break;
         float *dx = l == 0 ? din : buf[l & 1];
         nvp_epilogue ep = {NULL, 0, l == 0 ? NULL : x, d->in};
         nvp__exec_gemm(ex, 0, 1, rows, d->in, d->out, dz,
@@ -162,7 +165,8 @@ void nvp__coupling_inverse_backward_rows(const nvp_coupling *c,
             dls[j] = -dxi[b] * xi[b] - di;
         }
     }
-    conditioner_backward(c, ex, rows, cache, dout, din, grad, buf0, buf1);
+    conditioner_backward(c, ex, rows, cache, dout, dy ? din : NULL, grad,
+                         buf0, buf1);
     if (dy) {
         for (size_t i = 0; i < rows; i++)
             for (size_t j = 0; j < na; j++) {

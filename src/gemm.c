@@ -126,8 +126,12 @@ void nvp__gemm(const nvp_gemm_kernel *kern, float *pack, int trans_a,
             /* B: whole panels in place when not transposed, else packed;
              * a partial last panel always packed and zero-padded. */
             const float *bsrc = trans_b ? b + jc * ldb + pc : b + pc * ldb + jc;
-            if (trans_b && nfull)
-                pack_b(kc, nfull, bsrc, ldb, 1, NR, bpanel);
+            if (trans_b && nfull) {
+                if (kern->pack_b_trans)
+                    kern->pack_b_trans(kc, nfull, bsrc, ldb, bpanel);
+                else
+                    pack_b(kc, nfull, bsrc, ldb, 1, NR, bpanel);
+            }
             if (nfull < nc)
                 pack_b(kc, nc - nfull,
                        trans_b ? bsrc + nfull * ldb : bsrc + nfull, ldb,

@@ -54,6 +54,17 @@ typedef struct nvp_gemm_kernel {
     size_t mc, kc, nc; /* cache blocks; mc % mr == 0, nc % nr == 0 */
     nvp_ukernel_fn kernel;
     int (*supported)(void); /* run-time CPU check */
+    /* Optional faster packing of whole NR-column panels of a transposed B
+     * (op(B)(p, j) = b[j * ldb + p]) into dst, as the generic packer lays
+     * them out; NULL selects the generic one. */
+    void (*pack_b_trans)(size_t kc, size_t cols, const float *b, size_t ldb,
+                         float *dst);
+    /* The few-column path of gemm_small.h compiled for this kernel's
+     * instruction set (work: n * k floats). */
+    void (*small_n)(int trans_a, int trans_b, size_t m, size_t n, size_t k,
+                    const float *a, size_t lda, const float *b, size_t ldb,
+                    int accumulate, float *c, size_t ldc,
+                    const nvp_epilogue *ep, float *work);
 } nvp_gemm_kernel;
 
 /* All kernels built into the library, best first; the portable one, which

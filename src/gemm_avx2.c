@@ -2,6 +2,7 @@
  * classic shape for 16 vector registers (12 accumulators, 2 B columns,
  * 1 broadcast). */
 #include "gemm.h"
+#include "gemm_small.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -81,7 +82,17 @@ static int avx2_supported(void)
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 
+__attribute__((target("avx2,fma"))) static void
+small_n_avx2(int trans_a, int trans_b, size_t m, size_t n, size_t k,
+             const float *a, size_t lda, const float *b, size_t ldb,
+             int accumulate, float *c, size_t ldc,
+             const nvp_epilogue *ep, float *work)
+{
+    nvp__gemm_small_body(trans_a, trans_b, m, n, k, a, lda, b, ldb,
+                         accumulate, c, ldc, ep, work);
+}
+
 const nvp_gemm_kernel nvp__gemm_avx2 = {
-    "avx2", MR, NR, 120, 256, 1024, kernel_avx2, avx2_supported,
+    "avx2", MR, NR, 120, 256, 1024, kernel_avx2, avx2_supported, NULL, small_n_avx2,
 };
 #endif

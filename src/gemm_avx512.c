@@ -3,6 +3,7 @@
  * chunks, 512-wide layers) nearly free of edge tiles; two zmm columns give
  * two FMAs per broadcast of A, which comes straight from memory. */
 #include "gemm.h"
+#include "gemm_small.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -82,13 +83,82 @@ kernel_avx512(size_t kc, const float *a, size_t rs_a, size_t cs_a,
 #undef STORE
 }
 
+/* Transposes the 16 x 16 block whose row r starts at src + r * lds into
+ * dst (row p of the result at dst + p * ldd): unpack pairs, then 64-bit
+ * shuffles, then two rounds of 128-bit lane shuffles. */
+__attribute__((target("avx512f"))) static void
+transpose16(const float *src, size_t lds, float *dst, size_t ldd)
+{
+    __m512 r[16], t[16], u[16], v[16];
+    for (int i = 0; i < 16; i++)
+        r[i] = _mm512_loadu_ps(src + i * lds);
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int g = 0; g < 16; g += 4) { /* rows g .. g+3 */
+        u[g + 0] = _mm512_shuffle_ps(t[g], t[g + 2], 0x44);
+        u[g + 1] = _mm512_shuffle_ps(t[g], t[g + 2], 0xEE);
+        u[g + 2] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0x44);
+        u[g + 3] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0xEE);
+    }
+    /* u[4q + k], lane L: rows 4q .. 4q+3 at column 4L + k. */
+    for (int k = 0; k < 4; k++) {
+        v[k] = _mm512_shuffle_f32x4(u[k], u[k + 4], 0x88);
+        v[k + 4] = _mm512_shuffle_f32x4(u[k], u[k + 4], 0xDD);
+        v[k + 8] = _mm512_shuffle_f32x4(u[k + 8], u[k + 12], 0x88);
+        v[k + 12] = _mm512_shuffle_f32x4(u[k + 8], u[k + 12], 0xDD);
+    }
+    for (int k = 0; k < 4; k++) {
+        _mm512_store_ps(dst + (k + 0) * ldd,
+                        _mm512_shuffle_f32x4(v[k], v[k + 8], 0x88));
+        _mm512_store_ps(dst + (k + 8) * ldd,
+                        _mm512_shuffle_f32x4(v[k], v[k + 8], 0xDD));
+        _mm512_store_ps(dst + (k + 4) * ldd,
+                        _mm512_shuffle_f32x4(v[k + 4], v[k + 12], 0x88));
+        _mm512_store_ps(dst + (k + 12) * ldd,
+                        _mm512_shuffle_f32x4(v[k + 4], v[k + 12], 0xDD));
+    }
+}
+
+/* Packs whole 32-column panels of a transposed B, 16 x 16 blocks at a
+ * time through registers; a k tail shorter than 16 is copied directly. */
+__attribute__((target("avx512f"))) static void
+pack_b_trans_avx512(size_t kc, size_t cols, const float *b, size_t ldb,
+                    float *dst)
+{
+    const size_t k16 = kc / 16 * 16;
+    for (size_t jr = 0; jr < cols; jr += NR) {
+        for (size_t half = 0; half < NR; half += 16) {
+            const float *src = b + (jr + half) * ldb;
+            for (size_t p = 0; p < k16; p += 16)
+                transpose16(src + p, ldb, dst + p * NR + half, NR);
+            for (size_t p = k16; p < kc; p++)
+                for (size_t j = 0; j < 16; j++)
+                    dst[p * NR + half + j] = src[j * ldb + p];
+        }
+        dst += NR * kc;
+    }
+}
+
 static int avx512_supported(void)
 {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f");
 }
 
+__attribute__((target("avx512f"))) static void
+small_n_avx512(int trans_a, int trans_b, size_t m, size_t n, size_t k,
+               const float *a, size_t lda, const float *b, size_t ldb,
+               int accumulate, float *c, size_t ldc,
+               const nvp_epilogue *ep, float *work)
+{
+    nvp__gemm_small_body(trans_a, trans_b, m, n, k, a, lda, b, ldb,
+                         accumulate, c, ldc, ep, work);
+}
+
 const nvp_gemm_kernel nvp__gemm_avx512 = {
     "avx512", MR, NR, 120, 512, 512, kernel_avx512, avx512_supported,
+    pack_b_trans_avx512, small_n_avx512,
 };
 #endif

@@ -1,6 +1,7 @@
 /* The portable micro-kernel: plain C that the compiler vectorises for the
  * baseline instruction set.  Always built; every CPU runs it. */
 #include "gemm.h"
+#include "gemm_small.h"
 
 #define MR 4
 #define NR 8
@@ -39,6 +40,16 @@ static void kernel_portable(size_t kc, const float *a, size_t rs_a,
 
 static int always(void) { return 1; }
 
+static void
+small_n_portable(int trans_a, int trans_b, size_t m, size_t n, size_t k,
+                 const float *a, size_t lda, const float *b, size_t ldb,
+                 int accumulate, float *c, size_t ldc,
+                 const nvp_epilogue *ep, float *work)
+{
+    nvp__gemm_small_body(trans_a, trans_b, m, n, k, a, lda, b, ldb,
+                         accumulate, c, ldc, ep, work);
+}
+
 const nvp_gemm_kernel nvp__gemm_portable = {
-    "portable", MR, NR, 64, 256, 1024, kernel_portable, always,
+    "portable", MR, NR, 64, 256, 1024, kernel_portable, always, NULL, small_n_portable,
 };

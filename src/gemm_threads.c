@@ -1,5 +1,6 @@
 /* Column-parallel matrix multiply over a handle's thread pool. */
 #include "exec.h"
+#include "gemm_small.h"
 
 /* Below this many multiply-adds a product stays on one thread: waking the
  * pool costs a few microseconds. */
@@ -37,11 +38,20 @@ static void gemm_task(void *arg, size_t task, float *pack)
               j->a, j->lda, b, j->ldb, j->accumulate, j->c + n0, j->ldc, pep);
 }
 
+/* Also routes products with at most NVP_SMALL_N columns to the kernel's
+ * few-column path.  The choice depends on the shape alone, never on the
+ * thread count, and is made before any split. */
 void nvp__exec_gemm(const nvp_exec *ex, int trans_a, int trans_b, size_t m,
                     size_t n, size_t k, const float *a, size_t lda,
                     const float *b, size_t ldb, int accumulate, float *c,
                     size_t ldc, const nvp_epilogue *ep)
 {
+    if (n <= NVP_SMALL_N && ex->kernel->small_n &&
+        n * k <= nvp__gemm_pack_floats(ex->kernel)) {
+        ex->kernel->small_n(trans_a, trans_b, m, n, k, a, lda, b, ldb,
+                            accumulate, c, ldc, ep, ex->pack);
+        return;
+    }
     const size_t threads = nvp__pool_threads(ex->pool);
     const size_t nr = ex->kernel->nr;
     if (threads > 1 && m * n * k >= PARALLEL_MIN_FMA && n >= 2 * nr) {
