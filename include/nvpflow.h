@@ -274,6 +274,16 @@ NVP_API int nvp_coupling_inverse_backward(const nvp_coupling *layer,
                                           size_t n, const float *y,
                                           const float *dx, const float *dildj,
                                           float *dy, float *grad);
+/* Log-scale stabiliser: with bound c > 0 the layer uses
+ * log_scale = c * tanh(raw / c) instead of the conditioner's raw output,
+ * so every scale stays within [exp(-c), exp(c)] (a smooth clamp; its
+ * gradient is part of the backward pass).  c == 0 (the default) turns it
+ * off.  Errors: NVP_EINVAL for a negative or non-finite bound.  Needs
+ * exclusive use of the layer. */
+NVP_API int nvp_coupling_set_log_scale_clamp(nvp_coupling *layer,
+                                             float bound);
+/* The bound set above (0 when off or layer is NULL). */
+NVP_API float nvp_coupling_log_scale_clamp(const nvp_coupling *layer);
 NVP_API const char *nvp_coupling_errmsg(const nvp_coupling *layer);
 
 /* ===========================================================================
@@ -350,6 +360,9 @@ NVP_API int nvp_chain_forward_trace(const nvp_chain *chain, size_t n,
  * the loss or any gradient entry is not finite (grad then holds garbage). */
 NVP_API int nvp_chain_nll_grad(const nvp_chain *chain, size_t n,
                                const float *y, float *grad, float *loss);
+/* Sets the log-scale stabiliser of every layer (see
+ * nvp_coupling_set_log_scale_clamp). */
+NVP_API int nvp_chain_set_log_scale_clamp(nvp_chain *chain, float bound);
 NVP_API const char *nvp_chain_errmsg(const nvp_chain *chain);
 
 /* Threads.  A chain runs its batched calls on a pool of worker threads it

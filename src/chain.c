@@ -288,6 +288,19 @@ int nvp_chain_set_threads(nvp_chain *c, size_t n_threads)
 
 size_t nvp_chain_threads(const nvp_chain *c) { return c ? c->threads : 0; }
 
+int nvp_chain_set_log_scale_clamp(nvp_chain *c, float bound)
+{
+    const nvp_errbox *eb = c ? &c->err : NULL;
+    NVP_REQUIRE_PTR(c);
+    NVP_REQUIRE(isfinite(bound) && bound >= 0.0f, NVP_EINVAL,
+                "nvp_chain_set_log_scale_clamp: bound must be finite and >= 0 "
+                "(got %g)",
+                (double)bound);
+    for (size_t k = 0; k < c->n_layers; k++)
+        c->layers[k]->clamp = bound;
+    return NVP_OK;
+}
+
 const char *nvp_chain_errmsg(const nvp_chain *c)
 {
     return nvp__errbox_read(c ? &c->err : NULL);

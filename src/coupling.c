@@ -367,6 +367,23 @@ int nvp_coupling_inverse_backward(const nvp_coupling *c, size_t n,
     return NVP_OK;
 }
 
+int nvp_coupling_set_log_scale_clamp(nvp_coupling *c, float bound)
+{
+    const nvp_errbox *eb = c ? &c->err : NULL;
+    NVP_REQUIRE_PTR(c);
+    NVP_REQUIRE(isfinite(bound) && bound >= 0.0f, NVP_EINVAL,
+                "nvp_coupling_set_log_scale_clamp: bound must be finite and "
+                ">= 0 (got %g)",
+                (double)bound);
+    c->clamp = bound;
+    return NVP_OK;
+}
+
+float nvp_coupling_log_scale_clamp(const nvp_coupling *c)
+{
+    return c ? c->clamp : 0.0f;
+}
+
 const char *nvp_coupling_errmsg(const nvp_coupling *c)
 {
     return nvp__errbox_read(c ? &c->err : NULL);

@@ -26,6 +26,7 @@ struct nvp_coupling {
     size_t n_params;
     float *params;          /* own_params, or a view into a chain's vector */
     float *own_params;      /* NULL once a chain has adopted the layer */
+    float clamp;            /* soft log-scale bound; 0: none */
     nvp_engine engine;      /* for the standalone nvp_coupling_* calls */
 };
 

@@ -56,6 +56,14 @@ static float *conditioner_forward(const nvp_coupling *c, const nvp_exec *ex,
     return y;
 }
 
+/* The log-scale the layer applies: the conditioner's raw output, or with a
+ * clamp bound c > 0 the soft clamp c * tanh(raw / c), which keeps every
+ * scale inside [e^-c, e^c] while staying smooth. */
+static inline float log_scale_of(float raw, float clamp)
+{
+    return clamp > 0.0f ? clamp * tanhf(raw / clamp) : raw;
+}
+
 void nvp__coupling_inverse_rows(const nvp_coupling *c, const nvp_exec *ex,
                                 size_t rows, float *z, float *ildj,
                                 float *cache)
@@ -69,8 +77,9 @@ void nvp__coupling_inverse_rows(const nvp_coupling *c, const nvp_exec *ex,
         float sum = 0.0f;
         for (size_t j = 0; j < nb; j++) {
             const size_t b = c->idx_b[j];
-            zi[b] = (zi[b] - shift[j]) * expf(-log_scale[j]);
-            sum += log_scale[j];
+            const float ls = log_scale_of(log_scale[j], c->clamp);
+            zi[b] = (zi[b] - shift[j]) * expf(-ls);
+            sum += ls;
         }
         if (ildj)
             ildj[i] -= sum;
@@ -90,8 +99,9 @@ void nvp__coupling_forward_rows(const nvp_coupling *c, const nvp_exec *ex,
         float sum = 0.0f;
         for (size_t j = 0; j < nb; j++) {
             const size_t b = c->idx_b[j];
-            zi[b] = zi[b] * expf(log_scale[j]) + shift[j];
-            sum += log_scale[j];
+            const float ls = log_scale_of(log_scale[j], c->clamp);
+            zi[b] = zi[b] * expf(ls) + shift[j];
+            sum += ls;
         }
         if (logdet)
             logdet[i] += sum;
@@ -155,14 +165,21 @@ void nvp__coupling_inverse_backward_rows(const nvp_coupling *c,
         float *dls = dsh + nb;
         for (size_t j = 0; j < nb; j++) {
             const size_t b = c->idx_b[j];
-            const float e = expf(-log_scale[j]);
+            const float ls = log_scale_of(log_scale[j], c->clamp);
+            const float e = expf(-ls);
             /* x_b = (y_b - shift) e^{-ls}:
              *   dx_b/dy_b = e^{-ls}, dx_b/dshift = -e^{-ls}, dx_b/dls = -x_b;
              *   ildj = -sum ls, so dildj/dls = -1. */
             if (dy)
                 dy[i * dim + b] = dxi[b] * e;
             dsh[j] = -dxi[b] * e;
-            dls[j] = -dxi[b] * xi[b] - di;
+            float g = -dxi[b] * xi[b] - di;
+            if (c->clamp > 0.0f) {
+                /* d(c tanh(r / c))/dr = 1 - tanh^2(r / c) */
+                const float t = ls / c->clamp;
+                g *= 1.0f - t * t;
+            }
+            dls[j] = g;
         }
     }
     conditioner_backward(c, ex, rows, cache, dout, dy ? din : NULL, grad,
