@@ -97,6 +97,14 @@ NVP_API const char *nvp_version_string(void);
 #define NVP_ETHREAD (-9)    /* a thread could not be started */
 #define NVP_EBUFSIZE (-10)  /* a caller-provided buffer is too small */
 
+/* Opaque handles (each described in its section below). */
+typedef struct nvp_rng nvp_rng;           /* seeded random generator */
+typedef struct nvp_base nvp_base;         /* base distribution */
+typedef struct nvp_coupling nvp_coupling; /* affine coupling layer */
+typedef struct nvp_chain nvp_chain;       /* base + coupling layers */
+typedef struct nvp_adam nvp_adam;         /* Adam optimizer state */
+typedef struct nvp_scaler nvp_scaler;     /* per-axis standardiser */
+
 /* A static, never-NULL description of a status code ("unknown error" for a
  * value that is not an NVP_E* code).  Thread-safe. */
 NVP_API const char *nvp_strerror(int code);
@@ -131,7 +139,6 @@ typedef struct nvp_allocator {
  * The same seed gives the same stream of numbers on every machine: normal
  * draws use only IEEE-exact operations and the library's own logarithm.
  * Not thread-safe: every draw mutates it. */
-typedef struct nvp_rng nvp_rng;
 
 /* Creates a generator seeded with `seed` (any value).
  * Errors: NVP_EINVAL (out NULL, bad allocator), NVP_ENOMEM. */
@@ -156,7 +163,6 @@ NVP_API const char *nvp_rng_errmsg(const nvp_rng *rng);
  * Base distribution
  * ========================================================================= */
 /* The distribution a flow starts from.  Today: standard normal N(0, I). */
-typedef struct nvp_base nvp_base;
 
 /* Creates N(0, I) over `dim` >= 1 dimensions.
  * Errors: NVP_EINVAL, NVP_EOVERFLOW (dim absurdly large), NVP_ENOMEM. */
@@ -204,7 +210,6 @@ NVP_API const char *nvp_base_errmsg(const nvp_base *base);
  * layer's weights and biases are zero instead, so the fresh layer is the
  * identity map.
  */
-typedef struct nvp_coupling nvp_coupling;
 
 /* Flags for the coupling and chain constructors. */
 #define NVP_INIT_ZERO_OUTPUT 1u
@@ -293,7 +298,6 @@ NVP_API const char *nvp_coupling_errmsg(const nvp_coupling *layer);
  * log_prob(y) = log p_base(f_1^-1(...f_K^-1(y))) + sum_k ildj_k.
  * The chain's parameters are one flat float vector: layer 1's parameters,
  * then layer 2's, and so on, each in the coupling layout above. */
-typedef struct nvp_chain nvp_chain;
 
 /* Builds a chain from a base and n_layers coupling layers.  On success the
  * chain takes ownership of `base` and of every layer (do not free them;
@@ -382,6 +386,44 @@ NVP_API int nvp_chain_set_threads(nvp_chain *chain, size_t n_threads);
 NVP_API size_t nvp_chain_threads(const nvp_chain *chain);
 
 /* ===========================================================================
+ * Saving and loading
+ * ========================================================================= */
+/* A model file holds a chain's architecture and parameters and, when a
+ * scaler is passed, the scaler its data was standardised with (the format
+ * is described in the README: versioned, little-endian, a CRC-32 per
+ * section).  Loading a saved chain gives bitwise the same parameters.
+ * Loaders treat their input as hostile: truncated, corrupt, oversized or
+ * inconsistent data is refused with NVP_EFORMAT (NVP_EVERSION for a format
+ * version this library does not read), never read out of bounds, and
+ * nothing larger than the data justifies is allocated. */
+
+/* Serialises into buf (cap bytes).  *size receives the bytes needed; with
+ * buf == NULL only the size is computed.  scaler may be NULL; its dim must
+ * match the chain's.  Errors: NVP_EINVAL, NVP_EDIM, NVP_EBUFSIZE (cap too
+ * small; *size tells how much is needed).  Safe to call concurrently with
+ * other const calls on the chain. */
+NVP_API int nvp_chain_save_buffer(const nvp_chain *chain,
+                                  const nvp_scaler *scaler, void *buf,
+                                  size_t cap, size_t *size);
+/* Writes the model to path atomically: a temporary file in the same
+ * directory is written, flushed to disk and renamed over path, so a crash
+ * or a full disk never leaves a partial file and never loses the previous
+ * one.  Errors: NVP_EINVAL, NVP_EDIM, NVP_ENOMEM, NVP_EIO. */
+NVP_API int nvp_chain_save_file(const nvp_chain *chain,
+                                const nvp_scaler *scaler, const char *path);
+/* Creates a chain (and, when scaler_out is not NULL, a scaler, or NULL if
+ * the data holds none) from size bytes at data.  The caller owns the new
+ * handles.  On error *out (and *scaler_out) are NULL.
+ * Errors: NVP_EINVAL, NVP_EFORMAT, NVP_EVERSION, NVP_ENOMEM. */
+NVP_API int nvp_chain_load_buffer(nvp_chain **out, nvp_scaler **scaler_out,
+                                  const void *data, size_t size,
+                                  const nvp_allocator *alloc);
+/* Same from a file.  Errors: as above, and NVP_EIO. */
+NVP_API int nvp_chain_load_file(nvp_chain **out, nvp_scaler **scaler_out,
+                                const char *path,
+                                const nvp_allocator *alloc);
+
+/* ===========================================================================
  * Adam optimizer
  * ========================================================================= */
 /* Adam (Kingma and Ba 2015) with bias correction, over a flat vector of
@@ -389,7 +431,6 @@ NVP_API size_t nvp_chain_threads(const nvp_chain *chain);
  *   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  t = t + 1
  *   p = p - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
  * Defaults: lr = 1e-3, b1 = 0.9, b2 = 0.999, eps = 1e-8. */
-typedef struct nvp_adam nvp_adam;
 
 NVP_API int nvp_adam_create(nvp_adam **out, size_t n_params,
                             const nvp_allocator *alloc);
@@ -411,6 +452,22 @@ NVP_API int nvp_adam_reset(nvp_adam *opt);
 NVP_API int nvp_adam_step(nvp_adam *opt, float *params, const float *grad,
                           size_t n);
 NVP_API const char *nvp_adam_errmsg(const nvp_adam *opt);
+
+/* The training state: the optimizer (settings, step count, moments) and,
+ * when rng is not NULL, the generator that draws the minibatches, so that
+ * a run resumed from it continues exactly as an uninterrupted one.  The
+ * save and load functions behave as their chain counterparts; on load,
+ * *rng_out (when not NULL) receives a new generator, or NULL if the state
+ * holds none. */
+NVP_API int nvp_adam_save_buffer(const nvp_adam *opt, const nvp_rng *rng,
+                                 void *buf, size_t cap, size_t *size);
+NVP_API int nvp_adam_save_file(const nvp_adam *opt, const nvp_rng *rng,
+                               const char *path);
+NVP_API int nvp_adam_load_buffer(nvp_adam **out, nvp_rng **rng_out,
+                                 const void *data, size_t size,
+                                 const nvp_allocator *alloc);
+NVP_API int nvp_adam_load_file(nvp_adam **out, nvp_rng **rng_out,
+                               const char *path, const nvp_allocator *alloc);
 
 /* One training step on a chain: draws `batch` rows of data (n_data rows of
  * dim floats) uniformly with replacement using rng, computes the mean NLL
@@ -439,7 +496,6 @@ NVP_API int nvp_two_moons(nvp_rng *rng, size_t n, float noise, float *xy,
 
 /* A per-axis standardiser: z = (x - mean) / sd, as scikit-learn's
  * StandardScaler (population sd; an axis with sd 0 keeps sd = 1). */
-typedef struct nvp_scaler nvp_scaler;
 
 /* A fresh scaler is the identity (mean 0, sd 1). */
 NVP_API int nvp_scaler_create(nvp_scaler **out, size_t dim,

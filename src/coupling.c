@@ -139,6 +139,44 @@ static void init_params(nvp_coupling *c, nvp_rng *rng, unsigned flags)
     }
 }
 
+int nvp__coupling_new(nvp_coupling **out, const char *fn, size_t dim,
+                      const unsigned char *mask, size_t n_hidden,
+                      const size_t *hidden, const nvp_allocator *alloc)
+{
+    const nvp_errbox *eb = NULL;
+    *out = NULL;
+    nvp_allocator a;
+    NVP_REQUIRE(nvp__allocator_init(&a, alloc) == NVP_OK, NVP_EINVAL,
+                "%s: invalid allocator", fn);
+    nvp_coupling *c = nvp__malloc(&a, sizeof *c);
+    if (!c)
+        return nvp__fail(NULL, NVP_ENOMEM, "%s: out of memory", fn);
+    memset(c, 0, sizeof *c);
+    c->alloc = a;
+    int rc = nvp__coupling_plan(c, NULL, fn, dim, mask, n_hidden, hidden);
+    if (rc == NVP_OK) {
+        c->own_params =
+            nvp__alloc_aligned(&c->alloc, c->n_params * sizeof(float));
+        if (!c->own_params)
+            rc = nvp__fail(NULL, NVP_ENOMEM,
+                           "%s: out of memory for %zu parameters", fn,
+                           c->n_params);
+    }
+    if (rc != NVP_OK) {
+        coupling_release(c);
+        nvp__free(&a, c);
+        return rc;
+    }
+    c->params = c->own_params;
+    memset(c->params, 0, c->n_params * sizeof(float));
+    nvp__errbox_init(&c->err);
+    size_t ev, tr;
+    coupling_ws_sizes(c, &ev, &tr);
+    nvp__engine_init(&c->engine, &c->alloc, ev, tr);
+    *out = c;
+    return NVP_OK;
+}
+
 int nvp_coupling_create(nvp_coupling **out, size_t dim,
                         const unsigned char *mask, size_t n_hidden,
                         const size_t *hidden, unsigned flags, nvp_rng *rng,
@@ -150,37 +188,11 @@ int nvp_coupling_create(nvp_coupling **out, size_t dim,
     NVP_REQUIRE_PTR(rng);
     NVP_REQUIRE((flags & ~NVP_INIT_ZERO_OUTPUT) == 0, NVP_EINVAL,
                 "nvp_coupling_create: unknown flags 0x%x", flags);
-    nvp_allocator a;
-    NVP_REQUIRE(nvp__allocator_init(&a, alloc) == NVP_OK, NVP_EINVAL,
-                "nvp_coupling_create: invalid allocator");
-    nvp_coupling *c = nvp__malloc(&a, sizeof *c);
-    if (!c)
-        return nvp__fail(NULL, NVP_ENOMEM, "nvp_coupling_create: out of memory");
-    memset(c, 0, sizeof *c);
-    c->alloc = a;
-    int rc = nvp__coupling_plan(c, NULL, "nvp_coupling_create", dim, mask,
-                                n_hidden, hidden);
-    if (rc == NVP_OK) {
-        c->own_params =
-            nvp__alloc_aligned(&c->alloc, c->n_params * sizeof(float));
-        if (!c->own_params)
-            rc = nvp__fail(NULL, NVP_ENOMEM,
-                           "nvp_coupling_create: out of memory for %zu "
-                           "parameters", c->n_params);
-    }
-    if (rc != NVP_OK) {
-        coupling_release(c);
-        nvp__free(&a, c);
-        return rc;
-    }
-    c->params = c->own_params;
-    init_params(c, rng, flags);
-    nvp__errbox_init(&c->err);
-    size_t ev, tr;
-    coupling_ws_sizes(c, &ev, &tr);
-    nvp__engine_init(&c->engine, &c->alloc, ev, tr);
-    *out = c;
-    return NVP_OK;
+    int rc = nvp__coupling_new(out, "nvp_coupling_create", dim, mask,
+                               n_hidden, hidden, alloc);
+    if (rc == NVP_OK)
+        init_params(*out, rng, flags);
+    return rc;
 }
 
 int nvp_coupling_create_half(nvp_coupling **out, size_t dim, int flip,

@@ -65,6 +65,12 @@ int nvp__coupling_plan(nvp_coupling *c, const nvp_errbox *eb, const char *fn,
                        size_t dim, const unsigned char *mask,
                        size_t n_hidden, const size_t *hidden);
 
+/* A layer with every parameter zero (the constructor and the loader fill
+ * them).  Errors recorded for fn: NVP_EINVAL, NVP_EOVERFLOW, NVP_ENOMEM. */
+int nvp__coupling_new(nvp_coupling **out, const char *fn, size_t dim,
+                      const unsigned char *mask, size_t n_hidden,
+                      const size_t *hidden, const nvp_allocator *alloc);
+
 /* Rows of z that contain NaN or an infinity get flag 1, others 0. */
 void nvp__flag_nonfinite_rows(size_t rows, size_t dim, const float *z,
                               unsigned char *flags);

@@ -4,13 +4,7 @@
 
 #include "alloc.h"
 #include "coupling.h"
-
-struct nvp_scaler {
-    nvp_errbox err;
-    nvp_allocator alloc;
-    size_t dim;
-    float *mean, *sd;
-};
+#include "scaler.h"
 
 int nvp_scaler_create(nvp_scaler **out, size_t dim, const nvp_allocator *alloc)
 {

@@ -1,0 +1,208 @@
+/* Saving and loading a training state: the Adam optimizer and, optionally,
+ * the generator that draws minibatches.  Sections:
+ *
+ *   ADAM  u64 n, f32 lr, f32 b1, f32 b2, f32 eps, u64 t, f32 m[n], f32 v[n]
+ *   RNG   (optional) u64 s[4] (xoshiro256** state), u32 has_spare,
+ *         u64 spare (IEEE double bits)
+ */
+#include <math.h>
+#include <string.h>
+
+#include "adam.h"
+#include "alloc.h"
+#include "format.h"
+#include "rng.h"
+
+#define TAG_ADAM NVP_TAG('A', 'D', 'A', 'M')
+#define TAG_RNG NVP_TAG('R', 'N', 'G', ' ')
+
+static void write_state(nvp_writer *w, const nvp_adam *o, const nvp_rng *r)
+{
+    nvp__fmt_header(w, NVP_KIND_TRAINING, r ? 2 : 1);
+    size_t st = nvp__fmt_section_begin(w, TAG_ADAM);
+    nvp__put_u64(w, o->n);
+    nvp__put_f32(w, o->lr);
+    nvp__put_f32(w, o->b1);
+    nvp__put_f32(w, o->b2);
+    nvp__put_f32(w, o->eps);
+    nvp__put_u64(w, o->t);
+    nvp__put_f32s(w, o->m, o->n);
+    nvp__put_f32s(w, o->v, o->n);
+    nvp__fmt_section_end(w, st);
+    if (r) {
+        st = nvp__fmt_section_begin(w, TAG_RNG);
+        for (int i = 0; i < 4; i++)
+            nvp__put_u64(w, r->s[i]);
+        nvp__put_u32(w, (uint32_t)r->has_spare);
+        uint64_t bits;
+        memcpy(&bits, &r->spare, sizeof bits);
+        nvp__put_u64(w, bits);
+        nvp__fmt_section_end(w, st);
+    }
+}
+
+int nvp_adam_save_buffer(const nvp_adam *o, const nvp_rng *rng, void *buf,
+                         size_t cap, size_t *size)
+{
+    const char *fn = "nvp_adam_save_buffer";
+    const nvp_errbox *eb = o ? &o->err : NULL;
+    NVP_REQUIRE_PTR(o);
+    NVP_REQUIRE_PTR(size);
+    nvp_writer count = {NULL, 0};
+    write_state(&count, o, rng);
+    *size = count.pos;
+    if (!buf)
+        return NVP_OK;
+    NVP_REQUIRE(cap >= count.pos, NVP_EBUFSIZE,
+                "%s: the state needs %zu bytes, the buffer holds %zu", fn,
+                count.pos, cap);
+    nvp_writer w = {buf, 0};
+    write_state(&w, o, rng);
+    return NVP_OK;
+}
+
+int nvp_adam_save_file(const nvp_adam *o, const nvp_rng *rng, const char *path)
+{
+    const char *fn = "nvp_adam_save_file";
+    const nvp_errbox *eb = o ? &o->err : NULL;
+    NVP_REQUIRE_PTR(o);
+    NVP_REQUIRE_PTR(path);
+    nvp_writer w = {NULL, 0};
+    write_state(&w, o, rng);
+    const size_t n = w.pos;
+    w.p = nvp__malloc(&o->alloc, n);
+    if (!w.p)
+        return nvp__fail(eb, NVP_ENOMEM, "%s: out of memory for %zu bytes",
+                         fn, n);
+    w.pos = 0;
+    write_state(&w, o, rng);
+    int rc = nvp__write_file_atomic(eb, fn, path, w.p, n);
+    nvp__free(&o->alloc, w.p);
+    return rc;
+}
+
+static int load_state(const char *fn, const void *data, size_t size,
+                      const nvp_allocator *alloc, nvp_adam **out,
+                      nvp_rng **rng_out)
+{
+    const nvp_errbox *eb = NULL;
+    nvp_section sec[NVP_MAX_SECTIONS];
+    size_t count;
+    int rc = nvp__fmt_open(NULL, fn, data, size, NVP_KIND_TRAINING, sec,
+                           &count);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < count; i++) {
+        NVP_REQUIRE(sec[i].tag == TAG_ADAM || sec[i].tag == TAG_RNG,
+                    NVP_EFORMAT, "%s: unknown section %zu", fn, i);
+        for (size_t j = 0; j < i; j++)
+            NVP_REQUIRE(sec[j].tag != sec[i].tag, NVP_EFORMAT,
+                        "%s: repeated section %zu", fn, i);
+    }
+    nvp_section *as = nvp__fmt_find(sec, count, TAG_ADAM);
+    nvp_section *rs = nvp__fmt_find(sec, count, TAG_RNG);
+    NVP_REQUIRE(as != NULL, NVP_EFORMAT, "%s: no optimizer section", fn);
+
+    nvp_reader r = as->body;
+    uint64_t n, t;
+    float lr, b1, b2, eps;
+    NVP_REQUIRE(nvp__get_u64(&r, &n) == 0 && nvp__get_f32(&r, &lr) == 0 &&
+                    nvp__get_f32(&r, &b1) == 0 && nvp__get_f32(&r, &b2) == 0 &&
+                    nvp__get_f32(&r, &eps) == 0 && nvp__get_u64(&r, &t) == 0,
+                NVP_EFORMAT, "%s: truncated optimizer section", fn);
+    NVP_REQUIRE(n >= 1 && n <= NVP_MAX_PARAMS && r.len - r.pos == 8 * n,
+                NVP_EFORMAT,
+                "%s: the optimizer section's size does not match its %llu "
+                "parameters",
+                fn, (unsigned long long)n);
+    NVP_REQUIRE(isfinite(lr) && lr > 0.0f && b1 >= 0.0f && b1 < 1.0f &&
+                    b2 >= 0.0f && b2 < 1.0f && isfinite(eps) && eps > 0.0f,
+                NVP_EFORMAT, "%s: invalid optimizer settings", fn);
+
+    uint64_t s[4] = {0, 0, 0, 0}, spare_bits = 0;
+    uint32_t has_spare = 0;
+    double spare = 0.0;
+    if (rs) {
+        nvp_reader rr = rs->body;
+        for (int i = 0; i < 4; i++)
+            nvp__get_u64(&rr, &s[i]);
+        nvp__get_u32(&rr, &has_spare);
+        nvp__get_u64(&rr, &spare_bits);
+        memcpy(&spare, &spare_bits, sizeof spare);
+        NVP_REQUIRE(!rr.bad && rr.pos == rr.len, NVP_EFORMAT,
+                    "%s: the generator section has the wrong size", fn);
+        NVP_REQUIRE((s[0] | s[1] | s[2] | s[3]) != 0 && has_spare <= 1 &&
+                        isfinite(spare),
+                    NVP_EFORMAT, "%s: invalid generator state", fn);
+    }
+
+    nvp_adam *o;
+    rc = nvp_adam_create(&o, (size_t)n, alloc);
+    if (rc)
+        return nvp__fail(NULL, rc, "%s: %s", fn, nvp_errmsg());
+    o->lr = lr;
+    o->b1 = b1;
+    o->b2 = b2;
+    o->eps = eps;
+    o->t = t;
+    nvp__get_f32s(&r, o->m, o->n);
+    nvp__get_f32s(&r, o->v, o->n);
+    for (size_t i = 0; i < o->n; i++)
+        if (!isfinite(o->m[i]) || !isfinite(o->v[i]) || o->v[i] < 0.0f) {
+            nvp_adam_free(o);
+            return nvp__fail(NULL, NVP_EFORMAT,
+                             "%s: moment %zu is invalid", fn, i);
+        }
+    nvp_rng *g = NULL;
+    if (rs && rng_out) {
+        rc = nvp_rng_create(&g, 0, alloc);
+        if (rc) {
+            nvp_adam_free(o);
+            return nvp__fail(NULL, rc, "%s: %s", fn, nvp_errmsg());
+        }
+        memcpy(g->s, s, sizeof s);
+        g->has_spare = (int)has_spare;
+        g->spare = spare;
+    }
+    *out = o;
+    if (rng_out)
+        *rng_out = g;
+    return NVP_OK;
+}
+
+int nvp_adam_load_buffer(nvp_adam **out, nvp_rng **rng_out, const void *data,
+                         size_t size, const nvp_allocator *alloc)
+{
+    const nvp_errbox *eb = NULL;
+    NVP_REQUIRE_PTR(out);
+    *out = NULL;
+    if (rng_out)
+        *rng_out = NULL;
+    NVP_REQUIRE_PTR(data);
+    return load_state("nvp_adam_load_buffer", data, size, alloc, out,
+                      rng_out);
+}
+
+int nvp_adam_load_file(nvp_adam **out, nvp_rng **rng_out, const char *path,
+                       const nvp_allocator *alloc)
+{
+    const char *fn = "nvp_adam_load_file";
+    const nvp_errbox *eb = NULL;
+    NVP_REQUIRE_PTR(out);
+    *out = NULL;
+    if (rng_out)
+        *rng_out = NULL;
+    NVP_REQUIRE_PTR(path);
+    nvp_allocator a;
+    NVP_REQUIRE(nvp__allocator_init(&a, alloc) == NVP_OK, NVP_EINVAL,
+                "%s: invalid allocator", fn);
+    unsigned char *data;
+    size_t size;
+    int rc = nvp__read_file(NULL, fn, path, &a, NVP_MAX_FILE_BYTES, &data,
+                            &size);
+    if (rc)
+        return rc;
+    rc = load_state(fn, data, size, alloc, out, rng_out);
+    nvp__free(&a, data);
+    return rc;
+}

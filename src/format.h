@@ -1,0 +1,64 @@
+/* The container of saved models and training states (see README, "File
+ * format"):
+ *
+ *   header   "NVPFLOW\0", u32 format version, u32 kind, u32 section count,
+ *            u32 CRC-32 of the 20 bytes before it
+ *   section  u32 tag, u64 payload length, payload,
+ *            u32 CRC-32 of tag, length and payload
+ *
+ * All numbers little-endian, floats IEEE binary32. */
+#ifndef NVP_FORMAT_H
+#define NVP_FORMAT_H
+
+#include "bytes.h"
+#include "error.h"
+
+#define NVP_FORMAT_VERSION 1
+#define NVP_KIND_MODEL 1
+#define NVP_KIND_TRAINING 2
+#define NVP_HEADER_BYTES 24
+#define NVP_MAX_SECTIONS 8
+/* No valid file is larger: three float vectors of NVP_MAX_PARAMS (an
+ * optimizer state) and change. */
+#define NVP_MAX_FILE_BYTES                                                 \
+    (sizeof(size_t) >= 8 ? (size_t)12 * NVP_MAX_PARAMS + ((size_t)1 << 24)  \
+                         : SIZE_MAX)
+/* Tags read as four ASCII characters in a hex dump. */
+#define NVP_TAG(a, b, c, d)                                                \
+    ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 |            \
+     (uint32_t)(d) << 24)
+
+void nvp__fmt_header(nvp_writer *w, uint32_t kind, uint32_t n_sections);
+/* Starts a section; returns its start for nvp__fmt_section_end, which
+ * fills in the length and appends the CRC. */
+size_t nvp__fmt_section_begin(nvp_writer *w, uint32_t tag);
+void nvp__fmt_section_end(nvp_writer *w, size_t start);
+
+typedef struct nvp_section {
+    uint32_t tag;
+    nvp_reader body; /* the payload, ready to read */
+} nvp_section;
+
+/* Checks the header (magic, version, kind, CRC) and every section's bounds
+ * and CRC, with nothing left over; fills sections[0 .. *count).
+ * Errors (recorded for fn): NVP_EFORMAT, NVP_EVERSION. */
+int nvp__fmt_open(const nvp_errbox *eb, const char *fn, const void *data,
+                  size_t size, uint32_t kind, nvp_section *sections,
+                  size_t *count);
+/* The first section with this tag, or NULL. */
+nvp_section *nvp__fmt_find(nvp_section *sections, size_t count,
+                           uint32_t tag);
+
+/* Reads a whole file into memory from the allocator (at most limit
+ * bytes).  Errors: NVP_EIO, NVP_EOVERFLOW, NVP_ENOMEM. */
+int nvp__read_file(const nvp_errbox *eb, const char *fn, const char *path,
+                   const nvp_allocator *a, size_t limit, unsigned char **data,
+                   size_t *size);
+/* Replaces path with data atomically: a temporary file in the same
+ * directory, written, flushed to disk, then renamed over path.  On any
+ * failure the temporary is removed and path is untouched.  Errors:
+ * NVP_EIO. */
+int nvp__write_file_atomic(const nvp_errbox *eb, const char *fn,
+                           const char *path, const void *data, size_t size);
+
+#endif
