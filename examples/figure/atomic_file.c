@@ -1,0 +1,92 @@
+/* atomic_file.c - temporary file + rename; see atomic_file.h for why. */
+#include "atomic_file.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void release(atomic_file *af)
+{
+    free(af->tmp);
+    free(af->path);
+    af->fp = NULL;
+    af->tmp = NULL;
+    af->path = NULL;
+}
+
+int afile_open(atomic_file *af, const char *path, char *err, size_t errlen)
+{
+    af->fp = NULL;
+    af->tmp = NULL;
+    af->path = NULL;
+    if (!path || !*path) {
+        snprintf(err, errlen, "empty output path");
+        return -1;
+    }
+    size_t len = strlen(path);
+    af->path = malloc(len + 1);
+    af->tmp = malloc(len + 32);
+    if (!af->path || !af->tmp) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        release(af);
+        return -1;
+    }
+    memcpy(af->path, path, len + 1);
+    snprintf(af->tmp, len + 32, "%s.tmp.%ld", path, (long)getpid());
+    af->fp = fopen(af->tmp, "wb");
+    if (!af->fp) {
+        snprintf(err, errlen, "cannot create %s: %s", af->tmp,
+                 strerror(errno));
+        release(af);
+        return -1;
+    }
+    return 0;
+}
+
+int afile_commit(atomic_file *af, char *err, size_t errlen)
+{
+    if (!af->fp) {
+        snprintf(err, errlen, "internal error: file not open");
+        release(af);
+        return -1;
+    }
+    int failed = 0;
+    int saved = 0;
+    if (fflush(af->fp) != 0 || ferror(af->fp)) {
+        saved = errno;
+        failed = 1;
+    }
+    if (fclose(af->fp) != 0 && !failed) {
+        saved = errno;
+        failed = 1;
+    }
+    af->fp = NULL;
+    if (failed) {
+        snprintf(err, errlen, "error writing %s: %s", af->tmp,
+                 saved ? strerror(saved) : "write error");
+        remove(af->tmp);
+        release(af);
+        return -1;
+    }
+    if (rename(af->tmp, af->path) != 0) {
+        snprintf(err, errlen, "cannot rename %s to %s: %s", af->tmp,
+                 af->path, strerror(errno));
+        remove(af->tmp);
+        release(af);
+        return -1;
+    }
+    release(af);
+    return 0;
+}
+
+void afile_abort(atomic_file *af)
+{
+    if (af->fp) {
+        fclose(af->fp);
+        af->fp = NULL;
+        if (af->tmp)
+            remove(af->tmp);
+    }
+    release(af);
+}

@@ -1,0 +1,667 @@
+/*
+ * two_moons.c - the library's main example ("make demo").
+ *
+ * The tutorial end to end, with the reference configuration as defaults
+ * (DESIGN.md section 3):
+ *   1. data: 2000 two-moons points, noise sd 0.05, standardised per axis
+ *      with a scaler fitted on them;
+ *   2. flow: N(0, I) base and 4 affine couplings with alternating masks,
+ *      each conditioner an MLP 1 -> 512 -> 512 -> 2;
+ *   3. training: Adam, step size 1e-4, minibatches of 100 drawn with
+ *      replacement, 10,000 steps, with a one-line progress display;
+ *   4. evaluation: the mean negative log-likelihood (nats per point, in the
+ *      standardised space) of a fresh 2000-point draw from another seed,
+ *      standardised with the training scaler;
+ *   5. a figure (SVG): data, base samples, the samples after each layer,
+ *      and the learned density;
+ *   6. an animation (GIF): the base samples bent layer by layer.
+ * The very last line on stdout is "heldout_nll=<value>", for scripts.
+ *
+ * Exit status: 0 on success, 1 when the library or a file write fails,
+ * 2 for a bad command line.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nvpflow.h"
+
+#include "animation.h"
+#include "colormap.h"
+#include "svg_figure.h"
+
+/* Fixed parts of the reference configuration. */
+#define N_DATA 2000        /* training points, and held-out points */
+#define NOISE 0.05f        /* two-moons noise sd */
+#define N_FIGURE 1000      /* base samples shown in the figure / animation */
+#define DENSITY_GRID 100   /* heat map cells per axis */
+#define AXIS_LO (-3.0f)
+#define AXIS_HI 3.0f
+#define LOSS_WINDOW 100    /* the progress line shows the mean of these */
+#define MAX_STEPS 1000000000UL
+#define MAX_BATCH 1000000UL
+#define MAX_FIGURE_LAYERS 64 /* beyond this the figure is unreadable */
+/* Seeds of the held-out draw and of the figure's base samples, offset from
+ * --seed so that neither overlaps the training stream. */
+#define EVAL_SEED_OFFSET 1000003u
+#define FIGURE_SEED_OFFSET 2000006u
+
+typedef struct config {
+    unsigned long steps;
+    double lr;
+    size_t batch;
+    size_t hidden[NVP_MAX_HIDDEN_LAYERS];
+    size_t n_hidden;
+    size_t layers;
+    uint64_t seed;
+    const char *svg_path;
+    const char *gif_path;
+    int quiet;
+} config;
+
+static const char *prog = "two_moons";
+
+static void usage(FILE *fp)
+{
+    fprintf(fp,
+            "Usage: %s [options]\n"
+            "Trains a Real-NVP flow on two moons, reports the held-out NLL,\n"
+            "and writes a figure (SVG) and an animation (GIF).\n"
+            "\n"
+            "Options (defaults: the reference configuration):\n"
+            "  --steps N        training steps (default 10000; 0 = untrained)\n"
+            "  --lr X           Adam step size (default 1e-4)\n"
+            "  --batch N        minibatch size, drawn with replacement "
+            "(default 100)\n"
+            "  --hidden W1,W2   conditioner hidden widths (default 512,512)\n"
+            "  --layers K       coupling layers, 1..%d (default 4)\n"
+            "  --seed S         random seed, 0..2^64-1 (default 0)\n"
+            "  --svg PATH       figure file (default two_moons.svg)\n"
+            "  --gif PATH       animation file (default two_moons.gif)\n"
+            "  --quiet          no progress line on stderr\n"
+            "  --help           this text\n"
+            "Options take their value as the next argument or after '='.\n"
+            "The last line on stdout is heldout_nll=<nats per point>.\n",
+            prog, MAX_FIGURE_LAYERS);
+}
+
+static void bad_usage(const char *fmt, const char *a, const char *b)
+{
+    fprintf(stderr, "%s: ", prog);
+    fprintf(stderr, fmt, a, b);
+    fprintf(stderr, "\nTry '%s --help'.\n", prog);
+}
+
+/* A decimal integer in [lo, hi]: digits only (no sign, no spaces). */
+static int parse_uint(const char *s, unsigned long long lo,
+                      unsigned long long hi, unsigned long long *out)
+{
+    if (!s || *s < '0' || *s > '9')
+        return -1;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* A comma-separated list of widths, e.g. "512,512". */
+static int parse_hidden(const char *s, config *cfg)
+{
+    size_t n = 0;
+    const char *p = s;
+    if (!*s)
+        return -1;
+    for (;;) {
+        char buf[32];
+        size_t len = strcspn(p, ",");
+        if (len == 0 || len >= sizeof buf || n == NVP_MAX_HIDDEN_LAYERS)
+            return -1;
+        memcpy(buf, p, len);
+        buf[len] = '\0';
+        unsigned long long w;
+        if (parse_uint(buf, 1, NVP_MAX_WIDTH, &w) != 0)
+            return -1;
+        cfg->hidden[n++] = (size_t)w;
+        if (p[len] == '\0')
+            break;
+        p += len + 1;
+    }
+    cfg->n_hidden = n;
+    return 0;
+}
+
+/* Returns 0 to run, 1 when --help was printed, 2 on a bad command line. */
+static int parse_args(int argc, char **argv, config *cfg)
+{
+    cfg->steps = 10000;
+    cfg->lr = 1e-4;
+    cfg->batch = 100;
+    cfg->hidden[0] = 512;
+    cfg->hidden[1] = 512;
+    cfg->n_hidden = 2;
+    cfg->layers = 4;
+    cfg->seed = 0;
+    cfg->svg_path = "two_moons.svg";
+    cfg->gif_path = "two_moons.gif";
+    cfg->quiet = 0;
+
+    static const char *const with_value[] = {
+        "--steps", "--lr", "--batch", "--hidden",
+        "--layers", "--seed", "--svg", "--gif",
+    };
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            usage(stdout);
+            return 1;
+        }
+        if (strcmp(arg, "--quiet") == 0 || strcmp(arg, "-q") == 0) {
+            cfg->quiet = 1;
+            continue;
+        }
+        if (strncmp(arg, "--", 2) != 0) {
+            bad_usage("unexpected argument '%s'%s", arg, "");
+            return 2;
+        }
+        /* Options with a value: "--name value" or "--name=value". */
+        const char *eq = strchr(arg, '=');
+        size_t name_len = eq ? (size_t)(eq - arg) : strlen(arg);
+        const char *name = NULL;
+        for (size_t k = 0; k < sizeof with_value / sizeof with_value[0];
+             k++)
+            if (strlen(with_value[k]) == name_len &&
+                strncmp(arg, with_value[k], name_len) == 0)
+                name = with_value[k];
+        if (!name) {
+            bad_usage("unknown option '%s'%s", arg, "");
+            return 2;
+        }
+        const char *val;
+        if (eq) {
+            val = eq + 1;
+        } else if (i + 1 < argc) {
+            val = argv[++i];
+        } else {
+            bad_usage("option '%s' needs a value%s", name, "");
+            return 2;
+        }
+        unsigned long long u;
+        if (strcmp(name, "--steps") == 0) {
+            if (parse_uint(val, 0, MAX_STEPS, &u) != 0) {
+                bad_usage("--steps: '%s' is not a whole number from 0 to "
+                          "1000000000%s", val, "");
+                return 2;
+            }
+            cfg->steps = (unsigned long)u;
+        } else if (strcmp(name, "--lr") == 0) {
+            char *end = NULL;
+            errno = 0;
+            double v = strtod(val, &end);
+            if (!*val || *end != '\0' || errno != 0 || !isfinite(v) ||
+                !(v > 0.0) || !((float)v > 0.0f) || !isfinite((float)v)) {
+                bad_usage("--lr: '%s' is not a positive finite number%s",
+                          val, "");
+                return 2;
+            }
+            cfg->lr = v;
+        } else if (strcmp(name, "--batch") == 0) {
+            if (parse_uint(val, 1, MAX_BATCH, &u) != 0) {
+                bad_usage("--batch: '%s' is not a whole number from 1 to "
+                          "1000000%s", val, "");
+                return 2;
+            }
+            cfg->batch = (size_t)u;
+        } else if (strcmp(name, "--hidden") == 0) {
+            if (parse_hidden(val, cfg) != 0) {
+                char limits[96];
+                snprintf(limits, sizeof limits,
+                         " (1 to %d widths, each from 1 to %d, e.g. "
+                         "512,512)",
+                         NVP_MAX_HIDDEN_LAYERS, NVP_MAX_WIDTH);
+                bad_usage("--hidden: '%s' is not a comma-separated list of "
+                          "widths%s", val, limits);
+                return 2;
+            }
+        } else if (strcmp(name, "--layers") == 0) {
+            if (parse_uint(val, 1, MAX_FIGURE_LAYERS, &u) != 0) {
+                bad_usage("--layers: '%s' is not a whole number from 1 to "
+                          "64%s", val, "");
+                return 2;
+            }
+            cfg->layers = (size_t)u;
+        } else if (strcmp(name, "--seed") == 0) {
+            if (parse_uint(val, 0, UINT64_MAX, &u) != 0) {
+                bad_usage("--seed: '%s' is not a whole number from 0 to "
+                          "2^64-1%s", val, "");
+                return 2;
+            }
+            cfg->seed = (uint64_t)u;
+        } else if (strcmp(name, "--svg") == 0 || strcmp(name, "--gif") == 0) {
+            if (!*val) {
+                bad_usage("%s: the path is empty%s", name, "");
+                return 2;
+            }
+            if (name[2] == 's')
+                cfg->svg_path = val;
+            else
+                cfg->gif_path = val;
+        }
+    }
+    if (strcmp(cfg->svg_path, cfg->gif_path) == 0) {
+        bad_usage("--svg and --gif both name '%s'%s", cfg->svg_path, "");
+        return 2;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ progress */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void format_duration(double s, char *buf, size_t len)
+{
+    if (!isfinite(s) || s < 0)
+        s = 0;
+    unsigned long t = (unsigned long)(s + 0.5);
+    if (t >= 3600)
+        snprintf(buf, len, "%lu:%02lu:%02lu", t / 3600, t / 60 % 60, t % 60);
+    else
+        snprintf(buf, len, "%lu:%02lu", t / 60, t % 60);
+}
+
+typedef struct progress {
+    int enabled;
+    double start, last_draw, interval;
+    int width;       /* characters in the last line drawn */
+    int step_digits; /* width of the step counter */
+} progress;
+
+static void progress_init(progress *p, int enabled, unsigned long total)
+{
+    p->enabled = enabled;
+    p->start = now_s();
+    p->last_draw = -1e30;
+    /* About 10 updates a second on a terminal; fewer into a log file. */
+    p->interval = isatty(STDERR_FILENO) ? 0.1 : 2.0;
+    p->width = 0;
+    p->step_digits = snprintf(NULL, 0, "%lu", total);
+}
+
+/* Whether it is time to redraw (never when disabled). */
+static int progress_due(const progress *p)
+{
+    return p->enabled && now_s() - p->last_draw >= p->interval;
+}
+
+/* Redraws the line now: step of total done, the smoothed loss, the rate
+ * and the time left (or, at the last step, the time taken). */
+static void progress_draw(progress *p, unsigned long step,
+                          unsigned long total, double loss)
+{
+    if (!p->enabled)
+        return;
+    const double t = now_s();
+    p->last_draw = t;
+    const double elapsed = t - p->start;
+    const double rate = elapsed > 0 ? (double)step / elapsed : 0.0;
+    /* While training: the estimated time left; at the end: the time taken. */
+    char when[32];
+    format_duration(step == total ? elapsed
+                    : rate > 0    ? (double)(total - step) / rate
+                                  : 0.0,
+                    when, sizeof when);
+    char line[160];
+    int n = snprintf(line, sizeof line,
+                     "step %*lu/%lu  loss %.4f  %.1f steps/s  %s %s",
+                     p->step_digits, step, total, loss, rate,
+                     step == total ? "took" : "ETA", when);
+    if (n < 0)
+        return;
+    /* Pad with spaces to wipe the rest of a longer previous line. */
+    fprintf(stderr, "\r%s%*s", line, p->width > n ? p->width - n : 0, "");
+    p->width = n;
+}
+
+static void progress_end(progress *p)
+{
+    if (p->enabled && p->width > 0) {
+        fputc('\n', stderr);
+        p->width = 0;
+    }
+}
+
+/* -------------------------------------------------------------- helpers */
+
+static int lib_fail(const char *what, int rc, const char *detail)
+{
+    fprintf(stderr, "%s: %s failed: %s%s%s\n", prog, what, nvp_strerror(rc),
+            detail && *detail ? ": " : "", detail ? detail : "");
+    return 1;
+}
+
+static void format_hidden(const config *cfg, char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < cfg->n_hidden && used < len; i++) {
+        int n = snprintf(buf + used, len - used, "%s%zu", i ? "," : "",
+                         cfg->hidden[i]);
+        if (n < 0)
+            break;
+        used += (size_t)n;
+    }
+}
+
+/* Both figure files, from the trained chain.  Returns 0 or 1. */
+static int write_figures(const config *cfg, const nvp_chain *chain,
+                         const float *data, const int *labels, double nll,
+                         const anim_options *ao)
+{
+    const size_t K = nvp_chain_num_layers(chain);
+    const size_t n = N_FIGURE, G = DENSITY_GRID;
+    const size_t n_panels = K + 3;
+    int status = 1, rc;
+    char err[512];
+    nvp_rng *rng = NULL;
+    float *x0 = malloc(n * 2 * sizeof *x0);
+    float *stages = malloc((K + 1) * n * 2 * sizeof *stages);
+    unsigned *color_idx = malloc(n * sizeof *color_idx);
+    unsigned char *rgb_pos = malloc(n * 3);
+    unsigned char *rgb_data = malloc((size_t)N_DATA * 3);
+    float *grid_xy = malloc(G * G * 2 * sizeof *grid_xy);
+    float *density = malloc(G * G * sizeof *density);
+    svg_panel *panels = calloc(n_panels, sizeof *panels);
+    char (*titles)[32] = calloc(n_panels, sizeof *titles);
+    if (!x0 || !stages || !color_idx || !rgb_pos || !rgb_data || !grid_xy ||
+        !density || !panels || !titles) {
+        fprintf(stderr, "%s: out of memory for the figures\n", prog);
+        goto done;
+    }
+
+    /* The base samples and every stage of the flow. */
+    rc = nvp_rng_create(&rng, cfg->seed + FIGURE_SEED_OFFSET, NULL);
+    if (rc) {
+        lib_fail("nvp_rng_create", rc, nvp_errmsg());
+        goto done;
+    }
+    rc = nvp_base_sample(nvp_chain_base(chain), rng, n, x0);
+    if (rc) {
+        lib_fail("nvp_base_sample", rc, nvp_base_errmsg(nvp_chain_base(chain)));
+        goto done;
+    }
+    rc = nvp_chain_forward_trace(chain, n, x0, stages);
+    if (rc) {
+        lib_fail("nvp_chain_forward_trace", rc, nvp_chain_errmsg(chain));
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        color_idx[i] = cmap_position_index(stages[2 * i], stages[2 * i + 1]);
+        cmap_position_rgb(color_idx[i], rgb_pos + 3 * i);
+    }
+    /* The data, coloured by moon. */
+    static const unsigned char moon_rgb[2][3] = {{0x1f, 0x77, 0xb4},
+                                                 {0xff, 0x7f, 0x0e}};
+    for (size_t i = 0; i < N_DATA; i++)
+        memcpy(rgb_data + 3 * i, moon_rgb[labels[i] ? 1 : 0], 3);
+
+    /* The learned density on the cell centres of the heat map. */
+    const double h = ((double)AXIS_HI - AXIS_LO) / (double)G;
+    for (size_t j = 0; j < G; j++)
+        for (size_t i = 0; i < G; i++) {
+            float *cell = grid_xy + 2 * (j * G + i);
+            cell[0] = (float)(AXIS_LO + ((double)i + 0.5) * h);
+            cell[1] = (float)(AXIS_LO + ((double)j + 0.5) * h);
+        }
+    rc = nvp_chain_log_prob(chain, G * G, grid_xy, density);
+    if (rc) {
+        lib_fail("nvp_chain_log_prob", rc, nvp_chain_errmsg(chain));
+        goto done;
+    }
+    for (size_t i = 0; i < G * G; i++)
+        density[i] = expf(density[i]);
+
+    /* Panels: data, base, after each layer, density. */
+    panels[0] = (svg_panel){.title = "data (standardised)",
+                            .kind = SVG_PANEL_POINTS,
+                            .n = N_DATA,
+                            .xy = data,
+                            .rgb = rgb_data};
+    for (size_t k = 0; k <= K; k++) {
+        if (k == 0)
+            snprintf(titles[k + 1], sizeof titles[k + 1], "base");
+        else
+            snprintf(titles[k + 1], sizeof titles[k + 1], "after layer %zu",
+                     k);
+        panels[k + 1] = (svg_panel){.title = titles[k + 1],
+                                    .kind = SVG_PANEL_POINTS,
+                                    .n = n,
+                                    .xy = stages + k * n * 2,
+                                    .rgb = rgb_pos};
+    }
+    panels[K + 2] = (svg_panel){.title = "density",
+                                .kind = SVG_PANEL_HEATMAP,
+                                .grid = G,
+                                .values = density};
+    char hidden[256], caption[512];
+    format_hidden(cfg, hidden, sizeof hidden);
+    snprintf(caption, sizeof caption,
+             "Real NVP on two moons: %zu coupling layers, hidden %s, "
+             "%lu steps of Adam (lr %g, batch %zu), seed %llu; "
+             "held-out NLL %.4f nats/point",
+             K, hidden, cfg->steps, cfg->lr, cfg->batch,
+             (unsigned long long)cfg->seed, nll);
+    svg_figure_options so = {AXIS_LO, AXIS_HI, 200,
+                             n_panels <= 8 ? (unsigned)n_panels : 6,
+                             caption};
+    if (svg_write_figure(cfg->svg_path, &so, panels, n_panels, err,
+                         sizeof err) != 0) {
+        fprintf(stderr, "%s: figure: %s\n", prog, err);
+        goto done;
+    }
+
+    if (anim_write_gif(cfg->gif_path, ao, K, n, stages, color_idx, err,
+                       sizeof err) != 0) {
+        fprintf(stderr, "%s: animation: %s\n", prog, err);
+        goto done;
+    }
+    status = 0;
+done:
+    nvp_rng_free(rng);
+    free(x0);
+    free(stages);
+    free(color_idx);
+    free(rgb_pos);
+    free(rgb_data);
+    free(grid_xy);
+    free(density);
+    free(panels);
+    free(titles);
+    return status;
+}
+
+/* ----------------------------------------------------------------- main */
+
+int main(int argc, char **argv)
+{
+    config cfg;
+    int status = parse_args(argc, argv, &cfg);
+    if (status == 1)
+        return 0;
+    if (status != 0)
+        return 2;
+    if (nvp_version_number() != NVP_VERSION_NUMBER)
+        fprintf(stderr, "%s: warning: built against nvpflow %s, running %s\n",
+                prog, NVP_VERSION_STRING, nvp_version_string());
+
+    status = 1;
+    int rc;
+    nvp_rng *rng = NULL, *eval_rng = NULL;
+    nvp_scaler *scaler = NULL;
+    nvp_chain *chain = NULL;
+    nvp_adam *opt = NULL;
+    float *data = malloc((size_t)N_DATA * 2 * sizeof *data);
+    float *test = malloc((size_t)N_DATA * 2 * sizeof *test);
+    float *lp = malloc((size_t)N_DATA * sizeof *lp);
+    int *labels = malloc((size_t)N_DATA * sizeof *labels);
+    if (!data || !test || !lp || !labels) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        goto cleanup;
+    }
+
+    /* 1. Data: two moons, standardised; the scaler is kept for the
+     *    held-out set. */
+    if ((rc = nvp_rng_create(&rng, cfg.seed, NULL)) != NVP_OK) {
+        status = lib_fail("nvp_rng_create", rc, nvp_errmsg());
+        goto cleanup;
+    }
+    if ((rc = nvp_two_moons(rng, N_DATA, NOISE, data, labels)) != NVP_OK) {
+        status = lib_fail("nvp_two_moons", rc, nvp_rng_errmsg(rng));
+        goto cleanup;
+    }
+    if ((rc = nvp_scaler_create(&scaler, 2, NULL)) != NVP_OK) {
+        status = lib_fail("nvp_scaler_create", rc, nvp_errmsg());
+        goto cleanup;
+    }
+    if ((rc = nvp_scaler_fit(scaler, N_DATA, data)) != NVP_OK ||
+        (rc = nvp_scaler_transform(scaler, N_DATA, data, data)) != NVP_OK) {
+        status = lib_fail("standardising the data", rc,
+                          nvp_scaler_errmsg(scaler));
+        goto cleanup;
+    }
+
+    /* 2. The flow: alternating half-split couplings, each with its own
+     *    initial parameters from the seeded generator. */
+    rc = nvp_chain_create_alternating(&chain, 2, cfg.layers, cfg.n_hidden,
+                                      cfg.hidden, 0, rng, NULL);
+    if (rc != NVP_OK) {
+        status = lib_fail("nvp_chain_create_alternating", rc, nvp_errmsg());
+        goto cleanup;
+    }
+    if ((rc = nvp_adam_create(&opt, nvp_chain_num_params(chain), NULL)) !=
+            NVP_OK ||
+        (rc = nvp_adam_set_lr(opt, (float)cfg.lr)) != NVP_OK) {
+        status = lib_fail("setting up Adam", rc,
+                          opt ? nvp_adam_errmsg(opt) : nvp_errmsg());
+        goto cleanup;
+    }
+    char hidden[256];
+    format_hidden(&cfg, hidden, sizeof hidden);
+    printf("%s: nvpflow %s; %d points (noise %g), %zu layers, hidden %s "
+           "(%zu parameters), Adam lr %g, batch %zu, %lu steps, seed %llu\n",
+           prog, nvp_version_string(), N_DATA, (double)NOISE, cfg.layers,
+           hidden, nvp_chain_num_params(chain), cfg.lr, cfg.batch, cfg.steps,
+           (unsigned long long)cfg.seed);
+    fflush(stdout);
+
+    /* 3. Training. */
+    float window[LOSS_WINDOW];
+    double smoothed = NAN;
+    progress prog_line;
+    progress_init(&prog_line, !cfg.quiet && cfg.steps > 0, cfg.steps);
+    const double t_start = now_s();
+    for (unsigned long step = 1; step <= cfg.steps; step++) {
+        float loss = NAN;
+        rc = nvp_chain_train_step(chain, opt, rng, N_DATA, data, cfg.batch,
+                                  &loss);
+        if (rc != NVP_OK) {
+            progress_end(&prog_line);
+            char what[64];
+            snprintf(what, sizeof what, "training step %lu", step);
+            status = lib_fail(what, rc, nvp_chain_errmsg(chain));
+            goto cleanup;
+        }
+        window[(step - 1) % LOSS_WINDOW] = loss;
+        if (step == cfg.steps || progress_due(&prog_line)) {
+            /* the mean of the last LOSS_WINDOW minibatch losses */
+            const size_t have = step < LOSS_WINDOW ? step : LOSS_WINDOW;
+            double sum = 0.0;
+            for (size_t i = 0; i < have; i++)
+                sum += window[i];
+            smoothed = sum / (double)have;
+            progress_draw(&prog_line, step, cfg.steps, smoothed);
+        }
+    }
+    const double train_s = now_s() - t_start;
+    progress_end(&prog_line);
+
+    /* 4. Held-out NLL: a fresh draw from another seed, standardised with
+     *    the training scaler, in nats per point. */
+    if ((rc = nvp_rng_create(&eval_rng, cfg.seed + EVAL_SEED_OFFSET,
+                             NULL)) != NVP_OK) {
+        status = lib_fail("nvp_rng_create", rc, nvp_errmsg());
+        goto cleanup;
+    }
+    if ((rc = nvp_two_moons(eval_rng, N_DATA, NOISE, test, NULL)) != NVP_OK ||
+        (rc = nvp_scaler_transform(scaler, N_DATA, test, test)) != NVP_OK) {
+        status = lib_fail("drawing the held-out set", rc, nvp_errmsg());
+        goto cleanup;
+    }
+    if ((rc = nvp_chain_log_prob(chain, N_DATA, test, lp)) != NVP_OK) {
+        status = lib_fail("nvp_chain_log_prob", rc, nvp_chain_errmsg(chain));
+        goto cleanup;
+    }
+    double nll = 0.0;
+    for (size_t i = 0; i < N_DATA; i++)
+        nll -= lp[i];
+    nll /= N_DATA;
+    if (!isfinite(nll))
+        fprintf(stderr, "%s: warning: the held-out NLL is not finite\n",
+                prog);
+
+    /* 5 and 6. Figure and animation. */
+    const double t_fig = now_s();
+    anim_options ao = anim_default_options();
+    ao.lo = AXIS_LO;
+    ao.hi = AXIS_HI;
+    const unsigned long frames = cfg.layers * ao.frames_per_layer + 1;
+    if (write_figures(&cfg, chain, data, labels, nll, &ao) != 0)
+        goto cleanup;
+    const double fig_s = now_s() - t_fig;
+
+    if (cfg.steps > 0)
+        printf("%s: trained %lu steps in %.1f s (%.1f steps/s), "
+               "final loss %.4f (mean of the last %zu minibatches)\n",
+               prog, cfg.steps, train_s,
+               train_s > 0 ? (double)cfg.steps / train_s : 0.0, smoothed,
+               (size_t)(cfg.steps < LOSS_WINDOW ? cfg.steps : LOSS_WINDOW));
+    else
+        printf("%s: no training steps (untrained model)\n", prog);
+    printf("%s: wrote %s (figure) and %s (animation, %lu frames) "
+           "in %.1f s\n",
+           prog, cfg.svg_path, cfg.gif_path, frames, fig_s);
+    printf("%s: held-out NLL over %d fresh points (seed %llu), "
+           "standardised space\n",
+           prog, N_DATA,
+           (unsigned long long)(cfg.seed + EVAL_SEED_OFFSET));
+    printf("heldout_nll=%.4f\n", nll);
+    status = 0;
+
+cleanup:
+    nvp_adam_free(opt);
+    nvp_chain_free(chain);
+    nvp_scaler_free(scaler);
+    nvp_rng_free(eval_rng);
+    nvp_rng_free(rng);
+    free(data);
+    free(test);
+    free(lp);
+    free(labels);
+    if (fflush(stdout) != 0 && status == 0) {
+        fprintf(stderr, "%s: error writing to stdout\n", prog);
+        status = 1;
+    }
+    return status;
+}
