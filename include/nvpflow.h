@@ -355,7 +355,9 @@ NVP_API int nvp_chain_inverse(const nvp_chain *chain, size_t n,
                               const float *y, float *x, float *ildj);
 /* Forward pass that keeps every stage: stages holds (num_layers + 1) blocks
  * of n * dim floats; block 0 is a copy of x, block k the points after
- * layer k.  This is what the layer-by-layer figure needs. */
+ * layer k.  This is what the layer-by-layer figure needs.  x may be the
+ * first block of stages itself (x == stages); it must not otherwise
+ * overlap stages. */
 NVP_API int nvp_chain_forward_trace(const nvp_chain *chain, size_t n,
                                     const float *x, float *stages);
 /* Mean negative log-likelihood of the n points y and its gradient with
