@@ -43,7 +43,7 @@ LIB_SRC := $(wildcard src/*.c)
 LIB_OBJ := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))
 HEADERS := include/nvpflow.h $(wildcard src/*.h)
 
-.PHONY: all libs demo test test-run bench install uninstall clean examples headercheck
+.PHONY: FORCE all libs demo test test-run test-install bench install uninstall clean examples headercheck
 all: libs
 
 libs: $(SO_REAL) $(SO_LINK) lib/$(SO_NAME) $(STATIC) $(BUILD)/nvpflow.pc
@@ -74,9 +74,13 @@ $(STATIC): $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $(LIB_OBJ)
 
-$(BUILD)/nvpflow.pc: pkgconfig/nvpflow.pc.in include/nvpflow.h | $(BUILD)/obj
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
-	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+# The .pc file depends on PREFIX and friends, so it is regenerated on every
+# build and install rather than cached.
+PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|'
+$(BUILD)/nvpflow.pc: pkgconfig/nvpflow.pc.in include/nvpflow.h FORCE | $(BUILD)/obj
+	$(PC_SED) $< > $@
+FORCE:
 
 # ---------------------------------------------------------------- examples
 # The figure and animation writers of the main job live in examples/figure/.
@@ -119,7 +123,21 @@ headercheck: | $(BUILD)/tests
 	$(CXX) -std=c++17 -Wall -Wextra -pedantic -Werror -Iinclude -fsyntax-only $(BUILD)/tests/hdr.cpp
 	@echo "headercheck: nvpflow.h compiles alone as C99, C11 and C++17"
 
+# ------------------------------------------------------------------- bench
+# Performance figures, side by side with PyTorch/OpenBLAS when importable.
+$(BUILD)/bench/bench: tests/bench/bench.c $(STATIC)
+	@mkdir -p $(BUILD)/bench
+	$(CC) $(BASE_CFLAGS) -O2 -Isrc -o $@ tests/bench/bench.c $(STATIC) $(LIBS)
+
+bench: $(BUILD)/bench/bench
+	./$(BUILD)/bench/bench tests/bench
+
 # ----------------------------------------------------------------- install
+# Installs into a temporary prefix and builds C and C++ programs against it
+# with pkg-config alone, shared and static; checks DESTDIR and uninstall.
+test-install: libs
+	sh tests/install/test_install.sh
+
 install: libs
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
 	install -m 644 include/nvpflow.h $(DESTDIR)$(INCLUDEDIR)/nvpflow.h
@@ -127,7 +145,8 @@ install: libs
 	ln -sf $(notdir $(SO_REAL)) $(DESTDIR)$(LIBDIR)/$(SO_NAME)
 	ln -sf $(SO_NAME) $(DESTDIR)$(LIBDIR)/libnvpflow.so
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/libnvpflow.a
-	install -m 644 $(BUILD)/nvpflow.pc $(DESTDIR)$(PKGCONFIGDIR)/nvpflow.pc
+	$(PC_SED) pkgconfig/nvpflow.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/nvpflow.pc
+	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/nvpflow.pc
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/nvpflow.h \
