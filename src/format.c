@@ -71,8 +71,8 @@ int nvp__fmt_open(const nvp_errbox *eb, const char *fn, const void *data,
                     NVP_EFORMAT, "%s: truncated in section %u's header", fn, i);
         NVP_REQUIRE(len <= r.len - r.pos && r.len - r.pos - len >= 4,
                     NVP_EFORMAT,
-                    "%s: section %u claims %llu bytes, %zu remain (truncated "
-                    "or corrupt)",
+                    "%s: section %u claims %llu bytes and a 4-byte checksum, "
+                    "%zu bytes remain (truncated or corrupt)",
                     fn, i, (unsigned long long)len, r.len - r.pos);
         const size_t body = r.pos;
         r.pos += (size_t)len;

@@ -1,0 +1,55 @@
+"""nvpflow: Python bindings (ctypes, standard library only) for libnvpflow,
+Real-NVP normalizing flows in C.
+
+    import nvpflow
+    xy, labels = nvpflow.two_moons(2000, 0.05, nvpflow.Rng(1))
+    with nvpflow.Scaler(2) as sc, \\
+         nvpflow.Chain.alternating(2, layers=4, hidden=(64, 64), seed=0) as flow, \\
+         nvpflow.Adam(flow, lr=1e-3) as opt, nvpflow.Rng(2) as rng:
+        z = sc.fit_transform(xy)
+        for step in range(1000):
+            loss = flow.train_step(opt, rng, z, 100)
+        flow.save("moons.nvp", scaler=sc)
+
+The library is found through NVPFLOW_LIBRARY, the repository's lib/, or
+the system's library path (see _lib.py).  With numpy installed, arrays
+are numpy float32 and passed without copies; without it, lists.
+"""
+from . import errors
+from ._arrays import have_numpy
+from ._lib import path as library_path
+from .data import Scaler, two_moons
+from .errors import (BufferSize, ClosedError, DimensionError, FileError,
+                     FormatError, InvalidArgument, NonFinite, NvpError,
+                     OutOfMemory, Overflow, ThreadError, VersionError)
+from .flow import Chain, train_step
+from .optim import Adam
+from .rng import Rng
+from . import _lib as _l
+
+
+def version():
+    """Version string of the loaded library, e.g. "0.1.0"."""
+    return _l.decode(_l.lib.nvp_version_string())
+
+
+def version_number():
+    """Version of the loaded library as major * 10000 + minor * 100 +
+    patch."""
+    return _l.lib.nvp_version_number()
+
+
+def strerror(code):
+    """The library's short description of a status code."""
+    return _l.decode(_l.lib.nvp_strerror(int(code)))
+
+
+__version__ = version()
+
+__all__ = [
+    "Adam", "BufferSize", "Chain", "ClosedError", "DimensionError",
+    "FileError", "FormatError", "InvalidArgument", "NonFinite", "NvpError",
+    "OutOfMemory", "Overflow", "Rng", "Scaler", "ThreadError",
+    "VersionError", "errors", "have_numpy", "library_path", "strerror",
+    "train_step", "two_moons", "version", "version_number",
+]

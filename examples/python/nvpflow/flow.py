@@ -1,0 +1,269 @@
+"""The flow: a chain of affine coupling layers over a N(0, I) base."""
+import os
+from ctypes import byref, c_float, c_size_t
+
+from . import _arrays, _lib, errors
+from ._handle import Handle, out_handle
+from .data import Scaler
+from .optim import Adam, _bytes_arg, _save_buffer
+from .rng import Rng, as_rng
+
+DEFAULT_HIDDEN = (512, 512)
+
+
+def _rng_arg(rng, what):
+    """An Rng, or an int seed for a throwaway Rng: (Rng, owned)."""
+    if isinstance(rng, Rng):
+        return rng, False
+    if rng is None:
+        raise errors.InvalidArgument("%s needs an Rng (or an int seed)"
+                                     % what)
+    return as_rng(None, rng)
+
+
+class Chain(Handle):
+    """A Real-NVP flow: base N(0, I) and K affine coupling layers.
+
+    Build one with Chain.alternating(), Chain.load() or Chain.from_bytes().
+    Calls that only read the model (sample with your own Rng, log_prob,
+    forward, inverse, nll_grad, saving) may run concurrently from several
+    threads; training steps and setters need exclusive use."""
+
+    _free_name = "nvp_chain_free"
+    _errmsg_name = "nvp_chain_errmsg"
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("use Chain.alternating(), Chain.load() or "
+                        "Chain.from_bytes()")
+
+    @classmethod
+    def _wrap(cls, ptr):
+        self = cls.__new__(cls)
+        self._adopt(ptr)
+        return self
+
+    # ------------------------------------------------------ construction
+    @classmethod
+    def alternating(cls, dim, layers=4, hidden=DEFAULT_HIDDEN, seed=None,
+                    rng=None, zero_init=False):
+        """N(0, I) base and `layers` half-split couplings with alternating
+        masks; each conditioner an MLP with the given hidden widths
+        (hidden=None: the library default 2 x 512; hidden=(): affine).
+        Initial parameters come from `rng`, or from a fresh Rng(seed)."""
+        r, owned = as_rng(rng, seed)
+        try:
+            dim = _arrays.count(dim, "dim")
+            layers = _arrays.count(layers, "layers")
+            if hidden is None:
+                n_hidden, hp = 0, None
+            else:
+                widths = [_arrays.count(w, "hidden width") for w in hidden]
+                n_hidden = len(widths)
+                # A non-NULL pointer even for () (the affine conditioner).
+                hp = (c_size_t * max(n_hidden, 1))(*widths)
+            flags = _lib.INIT_ZERO_OUTPUT if zero_init else 0
+            out = out_handle()
+            errors.check(_lib.lib.nvp_chain_create_alternating(
+                byref(out), dim, layers, n_hidden, hp, flags, r._h, None),
+                handle_errmsg=r._errmsg)
+            return cls._wrap(out)
+        finally:
+            if owned:
+                r.close()
+
+    @classmethod
+    def load(cls, path):
+        """(chain, scaler or None) from a model file."""
+        out, sc = out_handle(), out_handle()
+        errors.check(_lib.lib.nvp_chain_load_file(
+            byref(out), byref(sc), os.fsencode(path), None))
+        return cls._wrap_loaded(out, sc)
+
+    @classmethod
+    def from_bytes(cls, data):
+        """(chain, scaler or None) from bytes made by to_bytes()."""
+        ptr, size, keep = _bytes_arg(data)
+        out, sc = out_handle(), out_handle()
+        errors.check(_lib.lib.nvp_chain_load_buffer(
+            byref(out), byref(sc), ptr, size, None))
+        del keep
+        return cls._wrap_loaded(out, sc)
+
+    @classmethod
+    def _wrap_loaded(cls, out, sc):
+        scaler = Scaler._wrap(sc) if sc.value else None
+        return cls._wrap(out), scaler
+
+    def save(self, path, scaler=None):
+        """Writes the model (and the scaler, when given) to path
+        atomically."""
+        s = scaler._h if scaler is not None else None
+        self._check(_lib.lib.nvp_chain_save_file(self._h, s,
+                                                 os.fsencode(path)))
+
+    def to_bytes(self, scaler=None):
+        """The model (and the scaler, when given) as bytes."""
+        s = scaler._h if scaler is not None else None
+        return _save_buffer(_lib.lib.nvp_chain_save_buffer, self._h, s,
+                            self._check)
+
+    # -------------------------------------------------------- properties
+    @property
+    def dim(self):
+        return _lib.lib.nvp_chain_dim(self._h)
+
+    @property
+    def num_layers(self):
+        return _lib.lib.nvp_chain_num_layers(self._h)
+
+    @property
+    def num_params(self):
+        return _lib.lib.nvp_chain_num_params(self._h)
+
+    def _describe(self):
+        return "dim=%d layers=%d params=%d" % (self.dim, self.num_layers,
+                                               self.num_params)
+
+    @property
+    def params(self):
+        """A copy of the flat parameter vector (numpy float32, or
+        array.array('f') without numpy)."""
+        h = self._h
+        n = self.num_params
+        out = _arrays.VecOut(n, kind="array")
+        self._check(_lib.lib.nvp_chain_get_params(h, out.ptr, n))
+        return out.result()
+
+    @params.setter
+    def params(self, values):
+        self.set_params(values)
+
+    def set_params(self, values):
+        """Replaces every parameter; NonFinite (and no change) for NaN or
+        infinite values."""
+        h = self._h
+        n = self.num_params
+        ptr, keep = _arrays.vec_in(values, n, "params")
+        self._check(_lib.lib.nvp_chain_set_params(h, ptr, n))
+        del keep
+
+    def _params_ptr(self):
+        """The chain's own parameter storage (for Adam.step)."""
+        return _lib.lib.nvp_chain_params(self._h)
+
+    @property
+    def threads(self):
+        """Threads the batched calls use (1 = the calling thread only)."""
+        return _lib.lib.nvp_chain_threads(self._h)
+
+    def set_threads(self, n_threads):
+        """0 = one per online CPU (the default), 1 = no worker threads.
+        Results are bitwise identical whatever the count."""
+        self._check(_lib.lib.nvp_chain_set_threads(
+            self._h, _arrays.count(n_threads, "n_threads")))
+
+    @property
+    def log_scale_clamp(self):
+        """The log-scale bound c (0 = off), read from the first layer."""
+        layer = _lib.lib.nvp_chain_layer(self._h, 0, None)
+        return _lib.lib.nvp_coupling_log_scale_clamp(layer) if layer else 0.0
+
+    def set_log_scale_clamp(self, bound):
+        """Every layer uses log_scale = c * tanh(raw / c); 0 turns it off."""
+        self._check(_lib.lib.nvp_chain_set_log_scale_clamp(self._h,
+                                                           float(bound)))
+
+    # -------------------------------------------------------- evaluation
+    def sample(self, n, rng, with_log_prob=False):
+        """n points from the flow (n x dim); with with_log_prob=True,
+        (points, log densities).  rng: an Rng or an int seed."""
+        h = self._h
+        n = _arrays.count(n)
+        r, owned = _rng_arg(rng, "sample")
+        try:
+            y = _arrays.RowsOut(n, self.dim)
+            lp = _arrays.VecOut(n) if with_log_prob else None
+            self._check(_lib.lib.nvp_chain_sample(
+                h, r._h, n, y.ptr, lp.ptr if lp else None))
+        finally:
+            if owned:
+                r.close()
+        if with_log_prob:
+            return y.result(), lp.result()
+        return y.result()
+
+    def log_prob(self, y):
+        """Log density of each row of y (n values; NaN for a row holding
+        NaN or an infinity)."""
+        h = self._h
+        n, ptr, keep = _arrays.rows_in(y, self.dim, "y")
+        lp = _arrays.VecOut(n)
+        self._check(_lib.lib.nvp_chain_log_prob(h, n, ptr, lp.ptr))
+        del keep
+        return lp.result()
+
+    def _map(self, fn, x, name):
+        h = self._h
+        d = self.dim
+        n, ptr, keep = _arrays.rows_in(x, d, name)
+        out = _arrays.RowsOut(n, d)
+        ld = _arrays.VecOut(n)
+        self._check(fn(h, n, ptr, out.ptr, ld.ptr))
+        del keep
+        return out.result(), ld.result()
+
+    def forward(self, x):
+        """Base -> data: (y, log|det dy/dx| per row)."""
+        return self._map(_lib.lib.nvp_chain_forward, x, "x")
+
+    def inverse(self, y):
+        """Data -> base: (x, log|det dx/dy| per row)."""
+        return self._map(_lib.lib.nvp_chain_inverse, y, "y")
+
+    def forward_trace(self, x):
+        """Every stage of the forward pass: (num_layers + 1) x n x dim,
+        stage 0 a copy of x, stage k the points after layer k."""
+        h = self._h
+        d = self.dim
+        n, ptr, keep = _arrays.rows_in(x, d, "x")
+        out = _arrays.StackOut(self.num_layers + 1, n, d)
+        self._check(_lib.lib.nvp_chain_forward_trace(h, n, ptr, out.ptr))
+        del keep
+        return out.result()
+
+    def nll_grad(self, y):
+        """(mean negative log-likelihood of the rows of y, its gradient
+        with respect to every parameter).  NonFinite when either is not
+        finite."""
+        h = self._h
+        n, ptr, keep = _arrays.rows_in(y, self.dim, "y")
+        grad = _arrays.VecOut(self.num_params, kind="array")
+        loss = c_float(0.0)
+        self._check(_lib.lib.nvp_chain_nll_grad(h, n, ptr, grad.ptr,
+                                                byref(loss)))
+        del keep
+        return loss.value, grad.result()
+
+    # ---------------------------------------------------------- training
+    def train_step(self, adam, rng, data, batch):
+        """One Adam step on the mean NLL of `batch` rows drawn from data
+        with replacement; returns that minibatch's loss (before the step).
+        NonFinite (chain and optimizer unchanged; rng advanced) when the
+        loss or gradient is not finite."""
+        h = self._h
+        if not isinstance(adam, Adam):
+            raise TypeError("adam must be an nvpflow.Adam")
+        if not isinstance(rng, Rng):
+            raise TypeError("rng must be an nvpflow.Rng")
+        n, ptr, keep = _arrays.rows_in(data, self.dim, "data")
+        loss = c_float(0.0)
+        self._check(_lib.lib.nvp_chain_train_step(
+            h, adam._h, rng._h, n, ptr, _arrays.count(batch, "batch"),
+            byref(loss)))
+        del keep
+        return loss.value
+
+
+def train_step(chain, adam, rng, data, batch):
+    """Chain.train_step as a function."""
+    return chain.train_step(adam, rng, data, batch)

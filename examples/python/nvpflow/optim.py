@@ -1,0 +1,153 @@
+"""The Adam optimizer and its saved training state."""
+import ctypes
+import os
+from ctypes import byref, c_size_t
+
+from . import _arrays, _lib, errors
+from ._handle import Handle, out_handle
+from .rng import Rng
+
+
+def _path(path):
+    return os.fsencode(path)
+
+
+def _bytes_arg(data):
+    """Bytes-like input as (pointer, size, keepalive) without a copy for
+    bytes."""
+    if isinstance(data, bytes):
+        return data, len(data), data
+    mv = memoryview(data).cast("B")
+    b = mv.tobytes()
+    return b, len(b), b
+
+
+def _save_buffer(fn, h, other, check):
+    """Calls nvp_<type>_save_buffer twice: size query, then the write."""
+    size = c_size_t(0)
+    check(fn(h, other, None, 0, byref(size)))
+    buf = ctypes.create_string_buffer(size.value)
+    check(fn(h, other, buf, size.value, byref(size)))
+    return buf.raw[:size.value]
+
+
+class Adam(Handle):
+    """Adam with bias correction over a flat vector of n_params floats.
+
+    Adam(chain_or_n_params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8)"""
+
+    _free_name = "nvp_adam_free"
+    _errmsg_name = "nvp_adam_errmsg"
+
+    def __init__(self, n_params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+        if hasattr(n_params, "num_params"):
+            n_params = n_params.num_params
+        out = out_handle()
+        errors.check(_lib.lib.nvp_adam_create(
+            byref(out), _arrays.count(n_params, "n_params"), None))
+        self._adopt(out)
+        try:
+            self.lr = lr
+            self.set_betas(*betas)
+            self.set_eps(eps)
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def _wrap(cls, ptr):
+        self = cls.__new__(cls)
+        self._adopt(ptr)
+        return self
+
+    def _describe(self):
+        return "n_params=%d lr=%g steps=%d" % (self.num_params, self.lr,
+                                               self.steps)
+
+    @property
+    def lr(self):
+        return _lib.lib.nvp_adam_lr(self._h)
+
+    @lr.setter
+    def lr(self, value):
+        self._check(_lib.lib.nvp_adam_set_lr(self._h, float(value)))
+
+    def set_betas(self, b1, b2):
+        self._check(_lib.lib.nvp_adam_set_betas(self._h, float(b1),
+                                                float(b2)))
+
+    def set_eps(self, eps):
+        # (The C API has no getter for eps or the betas.)
+        self._check(_lib.lib.nvp_adam_set_eps(self._h, float(eps)))
+
+    @property
+    def num_params(self):
+        return _lib.lib.nvp_adam_num_params(self._h)
+
+    @property
+    def steps(self):
+        """Steps taken so far (t)."""
+        return _lib.lib.nvp_adam_steps(self._h)
+
+    def reset(self):
+        """Forgets the moments and the step count."""
+        self._check(_lib.lib.nvp_adam_reset(self._h))
+
+    def step(self, params, grad):
+        """One update of `params` (a Chain, or a writable float32 vector)
+        from `grad`.  NonFinite (nothing changes) for a NaN/Inf gradient."""
+        h = self._h
+        n = self.num_params
+        if hasattr(params, "_params_ptr"):
+            if params.num_params != n:
+                raise errors.DimensionError(
+                    "Adam.step: optimizer has %d parameters, chain %d"
+                    % (n, params.num_params))
+            pp, pk = params._params_ptr(), params
+        else:
+            pp, pk = _arrays.writable_vec(params, n, "params")
+        gp, gk = _arrays.vec_in(grad, n, "grad")
+        self._check(_lib.lib.nvp_adam_step(h, pp, gp, n))
+        del pk, gk
+
+    # ------------------------------------------------------------ state
+    def to_bytes(self, rng=None):
+        """The training state (settings, step count, moments, and the
+        minibatch generator when given) as bytes."""
+        r = rng._h if rng is not None else None
+        return _save_buffer(_lib.lib.nvp_adam_save_buffer, self._h, r,
+                            self._check)
+
+    def save(self, path, rng=None):
+        """Writes the training state to path atomically."""
+        r = rng._h if rng is not None else None
+        self._check(_lib.lib.nvp_adam_save_file(self._h, r, _path(path)))
+
+    @classmethod
+    def from_bytes(cls, data):
+        """(Adam, Rng or None) from bytes made by to_bytes()."""
+        ptr, size, keep = _bytes_arg(data)
+        out, rng_out = out_handle(), out_handle()
+        errors.check(_lib.lib.nvp_adam_load_buffer(
+            byref(out), byref(rng_out), ptr, size, None))
+        del keep
+        return cls._wrap_loaded(out, rng_out)
+
+    @classmethod
+    def load(cls, path):
+        """(Adam, Rng or None) from a file written by save()."""
+        out, rng_out = out_handle(), out_handle()
+        errors.check(_lib.lib.nvp_adam_load_file(
+            byref(out), byref(rng_out), _path(path), None))
+        return cls._wrap_loaded(out, rng_out)
+
+    @classmethod
+    def _wrap_loaded(cls, out, rng_out):
+        rng = Rng._wrap(rng_out) if rng_out.value else None
+        try:
+            opt = cls._wrap(out)
+        except BaseException:
+            if rng is not None:
+                rng.close()
+            raise
+        return opt, rng
