@@ -54,6 +54,7 @@
 typedef struct config {
     unsigned long steps;
     double lr;
+    double ema; /* decay of the parameter average; 0: last iterate */
     size_t batch;
     size_t hidden[NVP_MAX_HIDDEN_LAYERS];
     size_t n_hidden;
@@ -76,6 +77,9 @@ static void usage(FILE *fp)
             "Options (defaults: the reference configuration):\n"
             "  --steps N        training steps (default 10000; 0 = untrained)\n"
             "  --lr X           Adam step size (default 1e-4)\n"
+            "  --ema D          report and draw the exponential moving average\n"
+            "                   of the parameters with decay D (Polyak\n"
+            "                   averaging; default 0.999; 0 = last iterate)\n"
             "  --batch N        minibatch size, drawn with replacement "
             "(default 100)\n"
             "  --hidden W1,W2   conditioner hidden widths (default 512,512)\n"
@@ -138,11 +142,27 @@ static int parse_hidden(const char *s, config *cfg)
     return 0;
 }
 
+/* Mean negative log-likelihood of the N_DATA points of test, in nats per
+ * point (lp is scratch). */
+static int heldout_nll(const nvp_chain *chain, const float *test, float *lp,
+                       double *nll)
+{
+    int rc = nvp_chain_log_prob(chain, N_DATA, test, lp);
+    if (rc != NVP_OK)
+        return rc;
+    double sum = 0.0;
+    for (size_t i = 0; i < N_DATA; i++)
+        sum -= lp[i];
+    *nll = sum / N_DATA;
+    return NVP_OK;
+}
+
 /* Returns 0 to run, 1 when --help was printed, 2 on a bad command line. */
 static int parse_args(int argc, char **argv, config *cfg)
 {
     cfg->steps = 10000;
     cfg->lr = 1e-4;
+    cfg->ema = 0.999;
     cfg->batch = 100;
     cfg->hidden[0] = 512;
     cfg->hidden[1] = 512;
@@ -154,7 +174,7 @@ static int parse_args(int argc, char **argv, config *cfg)
     cfg->quiet = 0;
 
     static const char *const with_value[] = {
-        "--steps", "--lr", "--batch", "--hidden",
+        "--steps", "--lr", "--ema", "--batch", "--hidden",
         "--layers", "--seed", "--svg", "--gif",
     };
     for (int i = 1; i < argc; i++) {
@@ -212,6 +232,16 @@ static int parse_args(int argc, char **argv, config *cfg)
                 return 2;
             }
             cfg->lr = v;
+        } else if (strcmp(name, "--ema") == 0) {
+            char *end = NULL;
+            errno = 0;
+            double v = strtod(val, &end);
+            if (!*val || *end != '\0' || errno != 0 || !(v >= 0.0) ||
+                !(v < 1.0)) {
+                bad_usage("--ema: '%s' is not a decay in [0, 1)%s", val, "");
+                return 2;
+            }
+            cfg->ema = v;
         } else if (strcmp(name, "--batch") == 0) {
             if (parse_uint(val, 1, MAX_BATCH, &u) != 0) {
                 bad_usage("--batch: '%s' is not a whole number from 1 to "
@@ -515,6 +545,7 @@ int main(int argc, char **argv)
     float *data = malloc((size_t)N_DATA * 2 * sizeof *data);
     float *test = malloc((size_t)N_DATA * 2 * sizeof *test);
     float *lp = malloc((size_t)N_DATA * sizeof *lp);
+    float *average = NULL;
     int *labels = malloc((size_t)N_DATA * sizeof *labels);
     if (!data || !test || !lp || !labels) {
         fprintf(stderr, "%s: out of memory\n", prog);
@@ -557,6 +588,16 @@ int main(int argc, char **argv)
                           opt ? nvp_adam_errmsg(opt) : nvp_errmsg());
         goto cleanup;
     }
+    /* The running average of the parameters starts at the initial ones. */
+    const size_t n_params = nvp_chain_num_params(chain);
+    if (cfg.ema > 0.0) {
+        average = malloc(n_params * sizeof *average);
+        if (!average) {
+            fprintf(stderr, "%s: out of memory\n", prog);
+            goto cleanup;
+        }
+        nvp_chain_get_params(chain, average, n_params);
+    }
     char hidden[256];
     format_hidden(&cfg, hidden, sizeof hidden);
     printf("%s: nvpflow %s; %d points (noise %g), %zu layers, hidden %s "
@@ -582,6 +623,14 @@ int main(int argc, char **argv)
             snprintf(what, sizeof what, "training step %lu", step);
             status = lib_fail(what, rc, nvp_chain_errmsg(chain));
             goto cleanup;
+        }
+        if (average) {
+            /* Polyak averaging: the last iterate of Adam at a fixed step
+             * size jitters around the optimum; the average does not. */
+            const float d = (float)cfg.ema, c = 1.0f - d;
+            const float *p = nvp_chain_params(chain);
+            for (size_t i = 0; i < n_params; i++)
+                average[i] = d * average[i] + c * p[i];
         }
         window[(step - 1) % LOSS_WINDOW] = loss;
         if (step == cfg.steps || progress_due(&prog_line)) {
@@ -609,14 +658,21 @@ int main(int argc, char **argv)
         status = lib_fail("drawing the held-out set", rc, nvp_errmsg());
         goto cleanup;
     }
-    if ((rc = nvp_chain_log_prob(chain, N_DATA, test, lp)) != NVP_OK) {
+    double last_nll = NAN;
+    if (average) {
+        /* Score the last iterate too, then make the average the model. */
+        if ((rc = heldout_nll(chain, test, lp, &last_nll)) != NVP_OK ||
+            (rc = nvp_chain_set_params(chain, average, n_params)) != NVP_OK) {
+            status = lib_fail("evaluating the last iterate", rc,
+                              nvp_chain_errmsg(chain));
+            goto cleanup;
+        }
+    }
+    double nll;
+    if ((rc = heldout_nll(chain, test, lp, &nll)) != NVP_OK) {
         status = lib_fail("nvp_chain_log_prob", rc, nvp_chain_errmsg(chain));
         goto cleanup;
     }
-    double nll = 0.0;
-    for (size_t i = 0; i < N_DATA; i++)
-        nll -= lp[i];
-    nll /= N_DATA;
     if (!isfinite(nll))
         fprintf(stderr, "%s: warning: the held-out NLL is not finite\n",
                 prog);
@@ -646,6 +702,10 @@ int main(int argc, char **argv)
            "standardised space\n",
            prog, N_DATA,
            (unsigned long long)(cfg.seed + EVAL_SEED_OFFSET));
+    if (average)
+        printf("%s: held-out NLL of the last iterate %.4f; of the parameter "
+               "average (decay %g), reported below, %.4f\n",
+               prog, last_nll, cfg.ema, nll);
     printf("heldout_nll=%.4f\n", nll);
     status = 0;
 
@@ -659,6 +719,7 @@ cleanup:
     free(test);
     free(lp);
     free(labels);
+    free(average);
     if (fflush(stdout) != 0 && status == 0) {
         fprintf(stderr, "%s: error writing to stdout\n", prog);
         status = 1;
