@@ -44,7 +44,7 @@ LIB_OBJ := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))
 HEADERS := include/nvpflow.h $(wildcard src/*.h)
 
 .PHONY: FORCE all libs demo test test-run test-install bench install uninstall clean examples headercheck
-all: libs
+all: libs cli
 
 libs: $(SO_REAL) $(SO_LINK) lib/$(SO_NAME) $(STATIC) $(BUILD)/nvpflow.pc
 
@@ -95,6 +95,41 @@ DEMO_ARGS ?=
 demo: $(BUILD)/examples/two_moons
 	./$(BUILD)/examples/two_moons $(DEMO_ARGS)
 
+# --------------------------------------------------------------------- mpi
+# Data-parallel training with MPI (examples/mpi_train.md).  Built only where
+# mpicc exists; `make test-mpi` installs Open MPI first when it can.
+.PHONY: mpi-example test-mpi
+MPICC ?= mpicc
+MPI_TRAIN := $(BUILD)/examples/mpi_train
+mpi-example: $(STATIC)
+	@if command -v $(MPICC) >/dev/null 2>&1; then \
+	    $(MAKE) --no-print-directory $(MPI_TRAIN); \
+	else \
+	    echo "mpi-example: skipped: $(MPICC) not found (install Open MPI: apt-get install openmpi-bin libopenmpi-dev)"; \
+	fi
+
+$(MPI_TRAIN): examples/mpi_train.c include/nvpflow.h $(STATIC) | $(BUILD)/examples
+	$(MPICC) $(ALL_CFLAGS) -o $@ examples/mpi_train.c $(STATIC) $(LIBS)
+
+test-mpi: $(STATIC)
+	MAKE="$(MAKE)" sh tests/mpi/test_mpi.sh
+
+# --------------------------------------------------------------------- cli
+# The command-line tool `nvpflow` (src/cli/), linked against the static
+# library.  `make test-cli` runs its end-to-end script.
+.PHONY: cli test-cli
+MANDIR ?= $(PREFIX)/share/man
+CLI_SRC := $(wildcard src/cli/*.c)
+CLI_BIN := $(BUILD)/bin/nvpflow
+$(CLI_BIN): $(CLI_SRC) $(wildcard src/cli/*.h) include/nvpflow.h $(STATIC)
+	@mkdir -p $(BUILD)/bin
+	$(CC) $(ALL_CFLAGS) -o $@ $(CLI_SRC) $(STATIC) $(LIBS)
+
+cli: $(CLI_BIN)
+
+test-cli: $(CLI_BIN)
+	sh tests/cli/test_cli.sh $(CLI_BIN)
+
 # ------------------------------------------------------------------- tests
 # `make test` first makes sure Check is installed (Debian package `check`),
 # then builds and runs the suite in a sub-make that can query pkg-config.
@@ -123,6 +158,11 @@ headercheck: | $(BUILD)/tests
 	$(CXX) -std=c++17 -Wall -Wextra -pedantic -Werror -Iinclude -fsyntax-only $(BUILD)/tests/hdr.cpp
 	@echo "headercheck: nvpflow.h compiles alone as C99, C11 and C++17"
 
+# The Python binding (examples/python, ctypes) against the shared library.
+.PHONY: test-python
+test-python: libs
+	python3 -m unittest discover -s examples/python/tests -v
+
 # ------------------------------------------------------------------- bench
 # Performance figures, side by side with PyTorch/OpenBLAS when importable.
 $(BUILD)/bench/bench: tests/bench/bench.c $(STATIC)
@@ -138,7 +178,7 @@ bench: $(BUILD)/bench/bench
 test-install: libs
 	sh tests/install/test_install.sh
 
-install: libs
+install: libs cli
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
 	install -m 644 include/nvpflow.h $(DESTDIR)$(INCLUDEDIR)/nvpflow.h
 	install -m 755 $(SO_REAL) $(DESTDIR)$(LIBDIR)/$(notdir $(SO_REAL))
@@ -147,12 +187,16 @@ install: libs
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/libnvpflow.a
 	$(PC_SED) pkgconfig/nvpflow.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/nvpflow.pc
 	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/nvpflow.pc
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
+	install -m 755 $(CLI_BIN) $(DESTDIR)$(BINDIR)/nvpflow
+	install -m 644 src/cli/nvpflow.1 $(DESTDIR)$(MANDIR)/man1/nvpflow.1
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/nvpflow.h \
 	    $(DESTDIR)$(LIBDIR)/$(notdir $(SO_REAL)) $(DESTDIR)$(LIBDIR)/$(SO_NAME) \
 	    $(DESTDIR)$(LIBDIR)/libnvpflow.so $(DESTDIR)$(LIBDIR)/libnvpflow.a \
 	    $(DESTDIR)$(PKGCONFIGDIR)/nvpflow.pc
+	rm -f $(DESTDIR)$(BINDIR)/nvpflow $(DESTDIR)$(MANDIR)/man1/nvpflow.1
 
 clean:
 	rm -rf $(BUILD) lib

@@ -472,7 +472,8 @@ NVP_API int nvp_adam_load_file(nvp_adam **out, nvp_rng **rng_out,
                                const char *path, const nvp_allocator *alloc);
 
 /* One training step on a chain: draws `batch` rows of data (n_data rows of
- * dim floats) uniformly with replacement using rng, computes the mean NLL
+ * dim floats) uniformly with replacement using rng (the row indices are
+ * exactly those nvp_rng_index(rng, batch, n_data, ...) would give), computes the mean NLL
  * and its gradient, and applies opt (which must have been created for
  * nvp_chain_num_params(chain) parameters).  loss (may be NULL) receives
  * the minibatch's mean NLL before the step.  When the loss or the gradient
