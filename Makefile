@@ -44,7 +44,7 @@ LIB_OBJ := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))
 HEADERS := include/nvpflow.h $(wildcard src/*.h)
 
 .PHONY: FORCE all libs demo test test-run test-install bench install uninstall clean examples headercheck
-all: libs cli
+all: libs
 
 libs: $(SO_REAL) $(SO_LINK) lib/$(SO_NAME) $(STATIC) $(BUILD)/nvpflow.pc
 
@@ -178,7 +178,7 @@ bench: $(BUILD)/bench/bench
 test-install: libs
 	sh tests/install/test_install.sh
 
-install: libs cli
+install: libs
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
 	install -m 644 include/nvpflow.h $(DESTDIR)$(INCLUDEDIR)/nvpflow.h
 	install -m 755 $(SO_REAL) $(DESTDIR)$(LIBDIR)/$(notdir $(SO_REAL))
