@@ -34,19 +34,21 @@ LIB_CFLAGS := $(ALL_CFLAGS) -fPIC -fvisibility=hidden -pthread
 LIBS := -lm -pthread
 
 BUILD := build
-SO_REAL := lib/libnvpflow.so.$(ABI_VERSION).$(VERSION_MINOR).$(VERSION_PATCH)
+# Where the libraries go; the sanitizer builds put theirs under $(BUILD).
+LIBOUT := lib
+SO_REAL := $(LIBOUT)/libnvpflow.so.$(ABI_VERSION).$(VERSION_MINOR).$(VERSION_PATCH)
 SO_NAME := libnvpflow.so.$(ABI_VERSION)
-SO_LINK := lib/libnvpflow.so
-STATIC := lib/libnvpflow.a
+SO_LINK := $(LIBOUT)/libnvpflow.so
+STATIC := $(LIBOUT)/libnvpflow.a
 
 LIB_SRC := $(wildcard src/*.c)
 LIB_OBJ := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))
 HEADERS := include/nvpflow.h $(wildcard src/*.h)
 
 .PHONY: FORCE all libs demo test test-run test-install bench install uninstall clean examples headercheck
-all: libs
+all: libs cli
 
-libs: $(SO_REAL) $(SO_LINK) lib/$(SO_NAME) $(STATIC) $(BUILD)/nvpflow.pc
+libs: $(SO_REAL) $(SO_LINK) $(LIBOUT)/$(SO_NAME) $(STATIC) $(BUILD)/nvpflow.pc
 
 $(BUILD)/obj/%.o: src/%.c $(HEADERS) | $(BUILD)/obj
 	$(CC) $(LIB_CFLAGS) -c $< -o $@
@@ -59,18 +61,18 @@ $(BUILD)/obj $(BUILD)/tests $(BUILD)/examples:
 	mkdir -p $@
 
 $(SO_REAL): $(LIB_OBJ) src/nvpflow.map
-	@mkdir -p lib
+	@mkdir -p $(LIBOUT)
 	$(CC) -shared -Wl,-soname,$(SO_NAME) -Wl,--version-script=src/nvpflow.map \
 	    -Wl,--no-undefined -o $@ $(LIB_OBJ) $(LIBS)
 
-lib/$(SO_NAME): $(SO_REAL)
+$(LIBOUT)/$(SO_NAME): $(SO_REAL)
 	ln -sf $(notdir $(SO_REAL)) $@
 
-$(SO_LINK): lib/$(SO_NAME)
+$(SO_LINK): $(LIBOUT)/$(SO_NAME)
 	ln -sf $(SO_NAME) $@
 
 $(STATIC): $(LIB_OBJ)
-	@mkdir -p lib
+	@mkdir -p $(LIBOUT)
 	rm -f $@
 	ar rcs $@ $(LIB_OBJ)
 
@@ -172,13 +174,107 @@ $(BUILD)/bench/bench: tests/bench/bench.c $(STATIC)
 bench: $(BUILD)/bench/bench
 	./$(BUILD)/bench/bench tests/bench
 
+# ------------------------------------------------------------- reliability
+# Sanitizer and fuzzing builds get their own objects and libraries under
+# $(BUILD): a sub-make with BUILD and LIBOUT pointing there, so they never
+# mix with the normal build in $(BUILD)/obj and lib/.
+.PHONY: test-asan test-valgrind test-tsan fuzz fuzz-corpus check-abi
+SAN_CC ?= clang
+SAN_OPT ?= -O1 -g -fno-omit-frame-pointer
+ASAN_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
+ASAN_BUILD := $(BUILD)/asan
+ASAN_TIMEOUT_MULTIPLIER ?= 5
+
+# The Check suite under AddressSanitizer, UndefinedBehaviorSanitizer and
+# LeakSanitizer.  Check forks a child per test, as in `make test`, so every
+# test is leak-checked on its own and a crash fails only its own test.
+test-asan:
+	@sh tests/ensure_check.sh
+	@$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) LIBOUT=$(ASAN_BUILD)/lib \
+	    CC="$(SAN_CC)" CFLAGS="$(SAN_OPT) $(ASAN_SAN)" $(ASAN_BUILD)/tests/nvp_tests
+	ASAN_OPTIONS=detect_leaks=1:detect_stack_use_after_return=1 \
+	UBSAN_OPTIONS=print_stacktrace=1 \
+	CK_TIMEOUT_MULTIPLIER=$(ASAN_TIMEOUT_MULTIPLIER) ./$(ASAN_BUILD)/tests/nvp_tests
+
+# The Check suite under Valgrind (no fork: Valgrind follows one process).
+# Valgrind 3.19 hides AVX-512 from CPUID, so the library picks its AVX2 or
+# portable kernels there.
+VALGRIND ?= valgrind
+VALGRIND_FLAGS ?= --leak-check=full --errors-for-leak-kinds=definite,indirect \
+    --error-exitcode=1
+VALGRIND_TIMEOUT_MULTIPLIER ?= 20
+test-valgrind:
+	@sh tests/ensure_check.sh
+	@command -v $(VALGRIND) >/dev/null 2>&1 || \
+	    { echo "test-valgrind: $(VALGRIND) not found (apt-get install valgrind)"; exit 1; }
+	@$(MAKE) --no-print-directory $(TEST_BIN)
+	CK_FORK=no CK_TIMEOUT_MULTIPLIER=$(VALGRIND_TIMEOUT_MULTIPLIER) \
+	    $(VALGRIND) $(VALGRIND_FLAGS) ./$(TEST_BIN)
+
+# ThreadSanitizer: one chain shared by four threads and its own pool
+# (tests/concurrency/test_threads.c); the first report fails the run.
+TSAN_BUILD := $(BUILD)/tsan
+TSAN_ITERATIONS ?= 20
+test-tsan:
+	@$(MAKE) --no-print-directory BUILD=$(TSAN_BUILD) LIBOUT=$(TSAN_BUILD)/lib \
+	    CC="$(SAN_CC)" CFLAGS="$(SAN_OPT) -fsanitize=thread" $(TSAN_BUILD)/lib/libnvpflow.a
+	$(SAN_CC) $(BASE_CFLAGS) $(SAN_OPT) -fsanitize=thread -o $(TSAN_BUILD)/test_threads \
+	    tests/concurrency/test_threads.c $(TSAN_BUILD)/lib/libnvpflow.a $(LIBS)
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	    ./$(TSAN_BUILD)/test_threads $(TSAN_ITERATIONS)
+
+# libFuzzer harnesses (tests/fuzz/): the library instrumented with
+# -fsanitize=fuzzer-no-link,address,undefined, each harness run for
+# FUZZ_SECONDS on a copy of its seed corpus; any finding fails the target
+# (reproducer: $(BUILD)/fuzz/crash-*).  FUZZ_FLAGS adds libFuzzer options.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS ?=
+FUZZ_BUILD := $(BUILD)/fuzz
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_HARNESSES := load api
+fuzz:
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) LIBOUT=$(FUZZ_BUILD)/lib \
+	    CC="$(FUZZ_CC)" CFLAGS="$(SAN_OPT) -fsanitize=fuzzer-no-link $(FUZZ_SAN)" \
+	    $(FUZZ_BUILD)/lib/libnvpflow.a
+	for h in $(FUZZ_HARNESSES); do \
+	    $(FUZZ_CC) $(BASE_CFLAGS) $(SAN_OPT) -fsanitize=fuzzer $(FUZZ_SAN) \
+	        -o $(FUZZ_BUILD)/fuzz_$$h tests/fuzz/fuzz_$$h.c \
+	        $(FUZZ_BUILD)/lib/libnvpflow.a $(LIBS) || exit 1; \
+	    rm -rf $(FUZZ_BUILD)/corpus_$$h; \
+	    cp -R tests/fuzz/corpus_$$h $(FUZZ_BUILD)/corpus_$$h || exit 1; \
+	done
+	@status=0; for h in $(FUZZ_HARNESSES); do \
+	    log=$(FUZZ_BUILD)/fuzz_$$h.log; \
+	    echo "fuzz: fuzz_$$h for $(FUZZ_SECONDS) s (log: $$log)"; \
+	    ./$(FUZZ_BUILD)/fuzz_$$h -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	        -max_len=8192 -artifact_prefix=$(FUZZ_BUILD)/crash-$$h- $(FUZZ_FLAGS) \
+	        $(FUZZ_BUILD)/corpus_$$h >$$log 2>&1; rc=$$?; \
+	    runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' $$log | tail -n 1); \
+	    echo "fuzz: fuzz_$$h: $${runs:-?} executions, exit status $$rc"; \
+	    if [ $$rc -ne 0 ]; then tail -n 60 $$log; status=1; fi; \
+	done; exit $$status
+
+# Regenerates the committed seed corpora (tests/fuzz/corpus_*; files of
+# other names, such as kept reproducers, stay).
+fuzz-corpus: $(STATIC)
+	@mkdir -p $(BUILD)/fuzz
+	$(CC) $(ALL_CFLAGS) -o $(BUILD)/fuzz/make_corpus tests/fuzz/make_corpus.c $(STATIC) $(LIBS)
+	mkdir -p tests/fuzz/corpus_load tests/fuzz/corpus_api
+	./$(BUILD)/fuzz/make_corpus tests/fuzz/corpus_load tests/fuzz/corpus_api
+
+# The shared library exports exactly tests/abi/exported_symbols.txt (all
+# nvp_*) and needs only libc and libm; the header compiles on its own.
+check-abi: libs headercheck
+	sh tests/abi/check_abi.sh $(SO_REAL) tests/abi/exported_symbols.txt
+
 # ----------------------------------------------------------------- install
 # Installs into a temporary prefix and builds C and C++ programs against it
 # with pkg-config alone, shared and static; checks DESTDIR and uninstall.
 test-install: libs
 	sh tests/install/test_install.sh
 
-install: libs
+install: libs cli
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
 	install -m 644 include/nvpflow.h $(DESTDIR)$(INCLUDEDIR)/nvpflow.h
 	install -m 755 $(SO_REAL) $(DESTDIR)$(LIBDIR)/$(notdir $(SO_REAL))
@@ -199,4 +295,4 @@ uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/nvpflow $(DESTDIR)$(MANDIR)/man1/nvpflow.1
 
 clean:
-	rm -rf $(BUILD) lib
+	rm -rf $(BUILD) $(LIBOUT)

@@ -252,6 +252,12 @@ NVP_API void nvp_coupling_free(nvp_coupling *layer);
 NVP_API size_t nvp_coupling_dim(const nvp_coupling *layer);
 /* Number of float parameters (the length of the layer's flat vector). */
 NVP_API size_t nvp_coupling_num_params(const nvp_coupling *layer);
+/* The conditioner's hidden widths: *n_hidden receives their number and,
+ * when widths is not NULL, up to cap of them are copied.  Errors:
+ * NVP_EINVAL (layer or n_hidden NULL), NVP_EBUFSIZE (cap < *n_hidden; the
+ * first cap widths are copied). */
+NVP_API int nvp_coupling_hidden(const nvp_coupling *layer, size_t *widths,
+                                size_t cap, size_t *n_hidden);
 /* Copies the mask (dim bytes) into mask; dim must equal the layer's. */
 NVP_API int nvp_coupling_get_mask(const nvp_coupling *layer,
                                   unsigned char *mask, size_t dim);
@@ -390,6 +396,10 @@ NVP_API size_t nvp_chain_threads(const nvp_chain *chain);
 /* ===========================================================================
  * Saving and loading
  * ========================================================================= */
+/* The file format version this library writes (and the only one it reads
+ * today; a later library reads older versions too). */
+#define NVP_FILE_FORMAT_VERSION 1
+
 /* A model file holds a chain's architecture and parameters and, when a
  * scaler is passed, the scaler its data was standardised with (the format
  * is described in the README: versioned, little-endian, a CRC-32 per

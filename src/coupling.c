@@ -239,6 +239,22 @@ size_t nvp_coupling_num_params(const nvp_coupling *c)
     return c ? c->n_params : 0;
 }
 
+int nvp_coupling_hidden(const nvp_coupling *c, size_t *widths, size_t cap,
+                        size_t *n_hidden)
+{
+    const nvp_errbox *eb = c ? &c->err : NULL;
+    NVP_REQUIRE_PTR(c);
+    NVP_REQUIRE_PTR(n_hidden);
+    const size_t n = c->n_dense - 1;
+    *n_hidden = n;
+    if (widths)
+        for (size_t h = 0; h < n && h < cap; h++)
+            widths[h] = c->dense[h].out;
+    NVP_REQUIRE(!widths || cap >= n, NVP_EBUFSIZE,
+                "nvp_coupling_hidden: %zu hidden layers, room for %zu", n, cap);
+    return NVP_OK;
+}
+
 int nvp_coupling_get_mask(const nvp_coupling *c, unsigned char *mask,
                           size_t dim)
 {

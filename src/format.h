@@ -13,7 +13,7 @@
 #include "bytes.h"
 #include "error.h"
 
-#define NVP_FORMAT_VERSION 1
+#define NVP_FORMAT_VERSION NVP_FILE_FORMAT_VERSION
 #define NVP_KIND_MODEL 1
 #define NVP_KIND_TRAINING 2
 #define NVP_HEADER_BYTES 24

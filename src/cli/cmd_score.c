@@ -1,0 +1,152 @@
+/* cmd_score.c - nvpflow score: the log density of every row of a CSV file
+ * under a saved model, in the original units (for anomaly detection: the
+ * lower, the more unusual). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+#include "cli.h"
+#include "csv.h"
+#include "model.h"
+#include "nvpflow.h"
+#include "outfile.h"
+
+static const char CMD[] = "score";
+
+void cmd_score_help(FILE *fp)
+{
+    fprintf(fp,
+        "Usage: nvpflow score MODEL.nvp DATA.csv [options]\n"
+        "\n"
+        "Writes the log density of each row of DATA.csv ('-' reads standard\n"
+        "input) under the model, one number per line in the order of the\n"
+        "rows, preceded by the header 'log_density' when DATA.csv has a\n"
+        "header.  The densities are in the units of the original data (the\n"
+        "model's standardisation is accounted for), so they compare across\n"
+        "rows: low values mark unusual rows.  Every row must have as many\n"
+        "columns as the model's training data.\n"
+        "\n"
+        "Options:\n"
+        "  -o, --output FILE  write to FILE instead of standard output; the\n"
+        "                     file appears only when complete\n"
+        "%s"
+        "  -h, --help         this text\n"
+        "\n"
+        "Example (the 10 most unusual rows):\n"
+        "  nvpflow score model.nvp data.csv | nl | sort -g -k2 | head\n",
+        MODEL_THREADS_HELP);
+}
+
+enum { O_OUTPUT, O_THREADS, O_HELP };
+
+static const cli_opt OPTS[] = {
+    {"output", 'o', 1, O_OUTPUT},
+    {"threads", 0, 1, O_THREADS},
+    {"help", 'h', 0, O_HELP},
+    {NULL, 0, 0, 0},
+};
+
+typedef struct score_config {
+    const char *model_path;
+    const char *data_path;
+    const char *out_path;
+    size_t threads;
+} score_config;
+
+/* Returns -1 to go on, else the exit status. */
+static int parse(int argc, char **argv, score_config *c)
+{
+    memset(c, 0, sizeof *c);
+    arg_parser p;
+    args_init(&p, CMD, argc, argv);
+    const char *v;
+    int id, bad = 0;
+    while (!bad && (id = args_next(&p, OPTS, &v)) != ARG_END) {
+        switch (id) {
+        case ARG_ERROR: return CLI_USAGE;
+        case ARG_POSITIONAL:
+            if (!c->model_path)
+                c->model_path = v;
+            else if (!c->data_path)
+                c->data_path = v;
+            else
+                return cli_usage_error(CMD, "unexpected argument '%s'", v);
+            break;
+        case O_HELP: cmd_score_help(stdout); return CLI_OK;
+        case O_OUTPUT: c->out_path = v; break;
+        case O_THREADS:
+            bad = args_size(CMD, p.opt, v, 0, NVP_MAX_THREADS, &c->threads);
+            break;
+        default: break;
+        }
+    }
+    if (bad)
+        return CLI_USAGE;
+    if (!c->model_path)
+        return cli_usage_error(CMD, "missing the model file");
+    if (!c->data_path)
+        return cli_usage_error(CMD, "missing the data file (a CSV)");
+    return -1;
+}
+
+int cmd_score(int argc, char **argv)
+{
+    score_config c;
+    int status = parse(argc, argv, &c);
+    if (status >= 0)
+        return status;
+    nvp_chain *chain = NULL;
+    nvp_scaler *scaler = NULL;
+    csv_table t;
+    memset(&t, 0, sizeof t);
+    float *lp = NULL;
+    out_file out;
+    memset(&out, 0, sizeof out);
+    status = CLI_ERR;
+    if (model_load(CMD, c.model_path, &chain, &scaler) != 0 ||
+        model_set_threads(CMD, chain, c.threads) != 0)
+        goto done;
+    const size_t dim = nvp_chain_dim(chain);
+    if (csv_read(CMD, c.data_path, dim, &t) != 0)
+        goto done;
+    lp = malloc(t.rows * sizeof *lp);
+    if (!lp) {
+        cli_error(CMD, "out of memory");
+        goto done;
+    }
+    int rc = NVP_OK;
+    if (scaler &&
+        (rc = nvp_scaler_transform(scaler, t.rows, t.data, t.data)) !=
+            NVP_OK) {
+        cli_lib_error(CMD, "standardising", rc, nvp_scaler_errmsg(scaler));
+        goto done;
+    }
+    if ((rc = nvp_chain_log_prob(chain, t.rows, t.data, lp)) != NVP_OK) {
+        cli_lib_error(CMD, "computing the densities", rc,
+                      nvp_chain_errmsg(chain));
+        goto done;
+    }
+    /* log p_x(x) = log p_z(z) - sum_i log sd_i for z = (x - mean) / sd. */
+    const double log_det = scaler ? nvp_scaler_log_det(scaler) : 0.0;
+    if (out_open(CMD, &out, c.out_path) != 0)
+        goto done;
+    int werr = t.has_header && fputs("log_density\n", out.fp) < 0;
+    for (size_t i = 0; i < t.rows && !werr; i++)
+        werr = fprintf(out.fp, "%.9g\n", (double)lp[i] - log_det) < 0;
+    if (werr) {
+        cli_error(CMD, "write error: %s",
+                  out.tmp ? out.path : "standard output");
+        goto done;
+    }
+    if (out_commit(CMD, &out) != 0)
+        goto done;
+    status = CLI_OK;
+done:
+    out_abort(&out);
+    free(lp);
+    csv_free(&t);
+    nvp_scaler_free(scaler);
+    nvp_chain_free(chain);
+    return status;
+}

@@ -1,0 +1,175 @@
+#!/bin/sh
+# End-to-end test of the nvpflow command-line tool.
+#
+#   sh tests/cli/test_cli.sh build/bin/nvpflow      (or: make test-cli)
+#
+# Generates a two-moons CSV with awk, trains a small model, and checks
+# info, sample and score, the CSV error reports (file:line, no output file
+# left behind), the exit statuses (0 ok, 1 error, 2 usage) and --help.
+set -u
+
+B=${1:?usage: test_cli.sh path/to/nvpflow}
+case $B in /*) ;; *) B=$(pwd)/$B ;; esac
+[ -x "$B" ] || { echo "test_cli: $B is not an executable" >&2; exit 1; }
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/nvpflow-cli.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT INT TERM
+cd "$tmp" || exit 1
+
+fails=0
+checks=0
+ok() { checks=$((checks + 1)); }
+fail() { checks=$((checks + 1)); fails=$((fails + 1)); echo "FAIL: $*" >&2; }
+# expect STATUS DESCRIPTION -- command...: runs it, output in out.txt/err.txt
+expect() {
+    want=$1; what=$2; shift 3
+    "$@" >out.txt 2>err.txt
+    got=$?
+    if [ "$got" -eq "$want" ]; then ok; else
+        fail "$what: exit $got, expected $want"; sed 's/^/    /' err.txt >&2
+    fi
+}
+# has FILE PATTERN DESCRIPTION: FILE contains the fixed string PATTERN
+has() {
+    if grep -F -q -- "$2" "$1"; then ok; else
+        fail "$3: '$2' not in $1"; sed 's/^/    /' "$1" >&2
+    fi
+}
+# lines FILE N DESCRIPTION
+lines() {
+    n=$(wc -l < "$1" | tr -d ' ')
+    if [ "$n" -eq "$2" ]; then ok; else fail "$3: $n lines, expected $2"; fi
+}
+# numeric FILE COLS SKIP DESCRIPTION: every line after the first SKIP has
+# COLS comma-separated finite numbers
+numeric() {
+    if awk -F, -v cols="$2" -v skip="$3" '
+        NR <= skip { next }
+        NF != cols { exit 1 }
+        { for (i = 1; i <= NF; i++)
+              if ($i !~ /^-?([0-9]+\.?[0-9]*|\.[0-9]+)(e[-+]?[0-9]+)?$/)
+                  exit 1 }' "$1"; then ok; else
+        fail "$4: not $2 finite numbers per line"; head -5 "$1" >&2
+    fi
+}
+absent() { if [ -e "$1" ]; then fail "$2: $1 exists"; else ok; fi; }
+# check DESCRIPTION command...: the command succeeds
+check() { what=$1; shift; if "$@"; then ok; else fail "$what"; fi; }
+
+# -------------------------------------------------------------- the data
+# 400 noisy two-moons points with a header, a comment and a blank line.
+awk 'BEGIN {
+    srand(7); pi = atan2(0, -1)
+    print "# two moons"; print "x, y"; print ""
+    for (i = 0; i < 400; i++) {
+        t = rand() * pi
+        if (i % 2) { x = cos(t); y = sin(t) } else { x = 1 - cos(t); y = 0.5 - sin(t) }
+        u = rand(); if (u < 1e-12) u = 1e-12
+        r = sqrt(-2 * log(u)); a = 2 * pi * rand()
+        printf "%.6f,%.6f\r\n", x + 0.1 * r * cos(a), y + 0.1 * r * sin(a)
+    }
+}' > moons.csv
+
+# ------------------------------------------------------------ help, usage
+expect 0 "--help" -- "$B" --help
+has out.txt "Usage: nvpflow" "--help"
+expect 0 "--version" -- "$B" --version
+has out.txt "nvpflow " "--version"
+for cmd in fit sample score info; do
+    expect 0 "$cmd --help" -- "$B" "$cmd" --help
+    has out.txt "Usage: nvpflow $cmd" "$cmd --help"
+    expect 0 "help $cmd" -- "$B" help "$cmd"
+done
+expect 2 "no command" -- "$B"
+expect 2 "unknown command" -- "$B" frobnicate
+expect 2 "fit without -o" -- "$B" fit moons.csv
+expect 2 "fit bad --steps" -- "$B" fit moons.csv -o m.nvp --steps ten
+expect 2 "fit bad --hidden" -- "$B" fit moons.csv -o m.nvp --hidden 16,,16
+expect 2 "fit unknown option" -- "$B" fit moons.csv -o m.nvp --bogus
+expect 2 "sample without -n" -- "$B" sample m.nvp
+expect 2 "score without data" -- "$B" score m.nvp
+absent m.nvp "usage errors"
+
+# ------------------------------------------------------------------- fit
+expect 0 "fit" -- "$B" fit moons.csv -o m.nvp --hidden 16,16 --steps 300 \
+    --eval-every 50 --seed 1
+has out.txt "saved:" "fit summary"
+has out.txt "best NLL" "fit summary"
+check "fit: no model file" [ -s m.nvp ]
+expect 0 "fit --quiet" -- "$B" fit moons.csv -o q.nvp --hidden 16,16 \
+    --steps 50 --quiet --val-frac 0 --threads 1
+check "fit --quiet printed to stdout" [ ! -s out.txt ]
+check "fit --quiet: no model file" [ -s q.nvp ]
+
+# ------------------------------------------------------------------ info
+expect 0 "info" -- "$B" info m.nvp
+has out.txt "dimension:       2" "info"
+has out.txt "coupling layers: 4" "info"
+has out.txt "16,16" "info hidden widths"
+has out.txt "format version:  1" "info"
+
+# ---------------------------------------------------------------- sample
+expect 0 "sample -o" -- "$B" sample m.nvp -n 500 --seed 5 -o s.csv
+lines s.csv 500 "sample"
+numeric s.csv 2 0 "sample"
+expect 0 "sample to stdout" -- "$B" sample m.nvp -n 500 --seed 5
+check "sample: same seed, different rows" cmp -s out.txt s.csv
+
+# ----------------------------------------------------------------- score
+expect 0 "score" -- "$B" score m.nvp moons.csv -o sc.csv
+lines sc.csv 401 "score (header + 400 rows)"
+check "score: no header" [ "$(head -n 1 sc.csv)" = "log_density" ]
+numeric sc.csv 1 1 "score"
+expect 0 "score of samples" -- "$B" score m.nvp s.csv
+lines out.txt 500 "score of samples (no header)"
+numeric out.txt 1 0 "score of samples"
+printf '50,50\n-40,30\n25,-60\n50,0\n' > far.csv
+expect 0 "score outliers" -- "$B" score m.nvp far.csv -o far_sc.csv
+lines far_sc.csv 4 "score outliers"
+inside=$(awk 'NR > 1 { s += $1; n++ } END { printf "%.6g", s / n }' sc.csv)
+outside=$(awk '{ s += $1; n++ } END { printf "%.6g", s / n }' far_sc.csv)
+if awk -v a="$inside" -v b="$outside" 'BEGIN { exit !(a > b + 10) }'; then
+    ok; else fail "score: data mean $inside not above outlier mean $outside"; fi
+printf '0.5,0.25\n' > one_row.txt
+score_stdin() { "$B" score m.nvp - < one_row.txt > stdin_sc.txt; }
+check "score from stdin" score_stdin
+lines stdin_sc.txt 1 "score from stdin"
+
+# ------------------------------------------------ bad input, no output left
+{ printf 'x,y\n1,2\n3,4\n# comment\n5,oops\n6,7\n'; } > bad.csv
+expect 1 "fit malformed" -- "$B" fit bad.csv -o bad.nvp
+has err.txt "bad.csv:5:" "fit malformed: line number"
+absent bad.nvp "fit malformed"
+printf 'keep\n' > kept.csv
+expect 1 "score malformed" -- "$B" score m.nvp bad.csv -o kept.csv
+has err.txt "bad.csv:5:" "score malformed: line number"
+check "score malformed: output replaced" [ "$(cat kept.csv)" = "keep" ]
+expect 1 "score malformed, new file" -- "$B" score m.nvp bad.csv -o new.csv
+absent new.csv "score malformed"
+printf '1,2\n3,4,5\n' > ragged.csv
+expect 1 "fit ragged" -- "$B" fit ragged.csv -o r.nvp
+has err.txt "ragged.csv:2:" "fit ragged: line number"
+printf '1,2,3\n' > three.csv
+expect 1 "score wrong columns" -- "$B" score m.nvp three.csv
+has err.txt "three.csv:1:" "score wrong columns: line number"
+printf '1,nan\n' > nan.csv
+expect 1 "score nan" -- "$B" score m.nvp nan.csv
+has err.txt "nan.csv:1:" "score nan: line number"
+printf 'v\n1\n2\n3\n' > one.csv
+expect 1 "fit one column" -- "$B" fit one.csv -o one.nvp
+has err.txt "at least 2" "fit one column"
+absent one.nvp "fit one column"
+expect 1 "missing model" -- "$B" info missing.nvp
+expect 1 "missing data" -- "$B" score m.nvp missing.csv
+printf 'not a model' > junk.nvp
+expect 1 "corrupt model" -- "$B" sample junk.nvp -n 3 -o j.csv
+absent j.csv "corrupt model"
+leftovers=
+for f in ./*.csv.* ./*.nvp.*; do [ -e "$f" ] && leftovers="$leftovers $f"; done
+check "temporary files left:$leftovers" [ -z "$leftovers" ]
+
+if [ "$fails" -ne 0 ]; then
+    echo "test_cli: $fails of $checks checks failed" >&2
+    exit 1
+fi
+echo "test_cli: all $checks checks passed"
