@@ -132,6 +132,34 @@ cli: $(CLI_BIN)
 test-cli: $(CLI_BIN)
 	sh tests/cli/test_cli.sh $(CLI_BIN)
 
+# --------------------------------------------------------------------- c++
+# The header-only C++17 wrapper include/nvpflow.hpp: its quickstart example
+# and its test, built strictly against the static library.  The test is
+# compiled as two translation units (the second with NVP_TEST_SECOND_TU) to
+# show the header links from several; TEST_CPP_RUNNER runs it under a tool,
+# e.g. make test-cpp TEST_CPP_RUNNER="valgrind --leak-check=full --error-exitcode=1"
+.PHONY: cpp-example test-cpp
+CXXFLAGS ?= $(OPT)
+CPP_STRICT := -std=c++17 -Wall -Wextra -pedantic -Werror -Iinclude
+CPP_BUILD := $(BUILD)/cpp
+CPP_HEADERS := include/nvpflow.hpp include/nvpflow.h
+TEST_CPP_RUNNER ?=
+
+$(CPP_BUILD):
+	mkdir -p $@
+
+$(CPP_BUILD)/quickstart: examples/cpp/quickstart.cpp $(CPP_HEADERS) $(STATIC) | $(CPP_BUILD)
+	$(CXX) $(CPP_STRICT) $(CXXFLAGS) -o $@ $< $(STATIC) $(LIBS)
+
+cpp-example: $(CPP_BUILD)/quickstart
+
+$(CPP_BUILD)/test_cpp: tests/cpp/test_cpp.cpp $(CPP_HEADERS) $(STATIC) | $(CPP_BUILD)
+	$(CXX) $(CPP_STRICT) $(CXXFLAGS) -DNVP_TEST_SECOND_TU -c -o $(CPP_BUILD)/test_cpp_tu2.o $<
+	$(CXX) $(CPP_STRICT) $(CXXFLAGS) -o $@ $< $(CPP_BUILD)/test_cpp_tu2.o $(STATIC) $(LIBS)
+
+test-cpp: $(CPP_BUILD)/test_cpp
+	$(TEST_CPP_RUNNER) $(CPP_BUILD)/test_cpp $(CPP_BUILD)
+
 # ------------------------------------------------------------------- tests
 # `make test` first makes sure Check is installed (Debian package `check`),
 # then builds and runs the suite in a sub-make that can query pkg-config.
@@ -158,7 +186,9 @@ headercheck: | $(BUILD)/tests
 	    $(CC) -std=$$std -Wall -Wextra -pedantic -Werror -Iinclude -fsyntax-only $(BUILD)/tests/hdr.c || exit 1; done
 	cp $(BUILD)/tests/hdr.c $(BUILD)/tests/hdr.cpp
 	$(CXX) -std=c++17 -Wall -Wextra -pedantic -Werror -Iinclude -fsyntax-only $(BUILD)/tests/hdr.cpp
-	@echo "headercheck: nvpflow.h compiles alone as C99, C11 and C++17"
+	printf '#include "nvpflow.hpp"\nint main() { return nvp::version_number() == 0; }\n' > $(BUILD)/tests/hdrpp.cpp
+	$(CXX) -std=c++17 -Wall -Wextra -pedantic -Werror -Iinclude -fsyntax-only $(BUILD)/tests/hdrpp.cpp
+	@echo "headercheck: nvpflow.h compiles alone as C99, C11 and C++17, nvpflow.hpp as C++17"
 
 # The Python binding (examples/python, ctypes) against the shared library.
 .PHONY: test-python
@@ -194,7 +224,7 @@ test-asan:
 	    CC="$(SAN_CC)" CFLAGS="$(SAN_OPT) $(ASAN_SAN)" $(ASAN_BUILD)/tests/nvp_tests
 	ASAN_OPTIONS=detect_leaks=1:detect_stack_use_after_return=1 \
 	UBSAN_OPTIONS=print_stacktrace=1 \
-	CK_TIMEOUT_MULTIPLIER=$(ASAN_TIMEOUT_MULTIPLIER) ./$(ASAN_BUILD)/tests/nvp_tests
+	CK_TIMEOUT_MULTIPLIER=$(ASAN_TIMEOUT_MULTIPLIER) $(ASAN_BUILD)/tests/nvp_tests
 
 # The Check suite under Valgrind (no fork: Valgrind follows one process).
 # Valgrind 3.19 hides AVX-512 from CPUID, so the library picks its AVX2 or
@@ -209,7 +239,7 @@ test-valgrind:
 	    { echo "test-valgrind: $(VALGRIND) not found (apt-get install valgrind)"; exit 1; }
 	@$(MAKE) --no-print-directory $(TEST_BIN)
 	CK_FORK=no CK_TIMEOUT_MULTIPLIER=$(VALGRIND_TIMEOUT_MULTIPLIER) \
-	    $(VALGRIND) $(VALGRIND_FLAGS) ./$(TEST_BIN)
+	    $(VALGRIND) $(VALGRIND_FLAGS) $(TEST_BIN)
 
 # ThreadSanitizer: one chain shared by four threads and its own pool
 # (tests/concurrency/test_threads.c); the first report fails the run.
@@ -221,7 +251,7 @@ test-tsan:
 	$(SAN_CC) $(BASE_CFLAGS) $(SAN_OPT) -fsanitize=thread -o $(TSAN_BUILD)/test_threads \
 	    tests/concurrency/test_threads.c $(TSAN_BUILD)/lib/libnvpflow.a $(LIBS)
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-	    ./$(TSAN_BUILD)/test_threads $(TSAN_ITERATIONS)
+	    $(TSAN_BUILD)/test_threads $(TSAN_ITERATIONS)
 
 # libFuzzer harnesses (tests/fuzz/): the library instrumented with
 # -fsanitize=fuzzer-no-link,address,undefined, each harness run for
@@ -247,7 +277,7 @@ fuzz:
 	@status=0; for h in $(FUZZ_HARNESSES); do \
 	    log=$(FUZZ_BUILD)/fuzz_$$h.log; \
 	    echo "fuzz: fuzz_$$h for $(FUZZ_SECONDS) s (log: $$log)"; \
-	    ./$(FUZZ_BUILD)/fuzz_$$h -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    $(FUZZ_BUILD)/fuzz_$$h -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	        -max_len=8192 -artifact_prefix=$(FUZZ_BUILD)/crash-$$h- $(FUZZ_FLAGS) \
 	        $(FUZZ_BUILD)/corpus_$$h >$$log 2>&1; rc=$$?; \
 	    runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' $$log | tail -n 1); \
@@ -261,7 +291,7 @@ fuzz-corpus: $(STATIC)
 	@mkdir -p $(BUILD)/fuzz
 	$(CC) $(ALL_CFLAGS) -o $(BUILD)/fuzz/make_corpus tests/fuzz/make_corpus.c $(STATIC) $(LIBS)
 	mkdir -p tests/fuzz/corpus_load tests/fuzz/corpus_api
-	./$(BUILD)/fuzz/make_corpus tests/fuzz/corpus_load tests/fuzz/corpus_api
+	$(BUILD)/fuzz/make_corpus tests/fuzz/corpus_load tests/fuzz/corpus_api
 
 # The shared library exports exactly tests/abi/exported_symbols.txt (all
 # nvp_*) and needs only libc and libm; the header compiles on its own.
@@ -277,6 +307,7 @@ test-install: libs
 install: libs cli
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
 	install -m 644 include/nvpflow.h $(DESTDIR)$(INCLUDEDIR)/nvpflow.h
+	install -m 644 include/nvpflow.hpp $(DESTDIR)$(INCLUDEDIR)/nvpflow.hpp
 	install -m 755 $(SO_REAL) $(DESTDIR)$(LIBDIR)/$(notdir $(SO_REAL))
 	ln -sf $(notdir $(SO_REAL)) $(DESTDIR)$(LIBDIR)/$(SO_NAME)
 	ln -sf $(SO_NAME) $(DESTDIR)$(LIBDIR)/libnvpflow.so
@@ -288,7 +319,7 @@ install: libs cli
 	install -m 644 src/cli/nvpflow.1 $(DESTDIR)$(MANDIR)/man1/nvpflow.1
 
 uninstall:
-	rm -f $(DESTDIR)$(INCLUDEDIR)/nvpflow.h \
+	rm -f $(DESTDIR)$(INCLUDEDIR)/nvpflow.h $(DESTDIR)$(INCLUDEDIR)/nvpflow.hpp \
 	    $(DESTDIR)$(LIBDIR)/$(notdir $(SO_REAL)) $(DESTDIR)$(LIBDIR)/$(SO_NAME) \
 	    $(DESTDIR)$(LIBDIR)/libnvpflow.so $(DESTDIR)$(LIBDIR)/libnvpflow.a \
 	    $(DESTDIR)$(PKGCONFIGDIR)/nvpflow.pc

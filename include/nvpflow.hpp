@@ -1,0 +1,1183 @@
+/*
+ * nvpflow.hpp - header-only C++17 wrapper around the libnvpflow C API.
+ *
+ * Everything lives in namespace nvp and forwards to the functions declared
+ * in nvpflow.h; link against libnvpflow as for C (-lnvpflow -lm -pthread).
+ *
+ * Handles
+ *   Rng, Base, Coupling, Chain, Adam and Scaler each own one C handle and
+ *   release it with the matching nvp_*_free() in their destructor.  They are
+ *   move-only: a moved-from object holds no handle (get() returns nullptr,
+ *   operator bool is false) and every fallible call on it throws
+ *   nvp::Error with NVP_EINVAL, as the C library does for a NULL handle.
+ *   get() gives the raw handle for calls into the C API; release() gives
+ *   it up (the caller then frees it); X::adopt(raw) takes ownership of a
+ *   handle created by the C API.  CouplingView and BaseView are non-owning,
+ *   read-only views of the layers and the base that a Chain owns; they are
+ *   valid while that chain lives.
+ *
+ * Errors
+ *   Every fallible call checks the C status and throws nvp::Error, which
+ *   carries the NVP_E* code (code()) and the library's detailed message
+ *   (message()); what() reads "<nvp_strerror(code)>: <message>".  For a call
+ *   on a handle the message is that handle's nvp_*_errmsg(), cross-checked
+ *   against the calling thread's nvp_errmsg() (the two agree unless another
+ *   thread failed on the same handle in between, in which case this
+ *   thread's own message is the one reported).  The convenience overloads
+ *   taking std::vector also validate sizes themselves (NVP_EDIM when a
+ *   length is not a whole number of rows, NVP_EOVERFLOW when a size would
+ *   overflow) before calling the library.  std::bad_alloc may escape from
+ *   the std::vector / std::string allocations of the wrapper itself.
+ *   As in C, a failed call leaves models, optimizers and scalers unchanged.
+ *
+ * Arrays
+ *   Each operation has a pointer + count overload mirroring the C call
+ *   (flat, row-major, n rows of dim floats, caller-sized outputs) and a
+ *   std::vector overload whose row count is derived from the input's
+ *   length and whose outputs are sized by the wrapper.
+ *
+ * Thread-safety is that of the C API: const member functions may run
+ *   concurrently on one object; non-const ones need exclusive use; an Rng
+ *   is mutated by every draw.
+ */
+#ifndef NVPFLOW_HPP
+#define NVPFLOW_HPP
+
+#include <nvpflow.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace nvp {
+
+/* ===========================================================================
+ * Version
+ * ========================================================================= */
+/* The version this header was written for (the NVP_VERSION_* macros). */
+inline constexpr unsigned header_version_number = NVP_VERSION_NUMBER;
+inline constexpr const char *header_version_string = NVP_VERSION_STRING;
+
+/* The version of the library actually linked at run time. */
+inline unsigned version_number() noexcept { return nvp_version_number(); }
+inline const char *version_string() noexcept { return nvp_version_string(); }
+/* True when the linked library is the one this header describes. */
+inline bool version_matches() noexcept
+{
+    return nvp_version_number() == NVP_VERSION_NUMBER;
+}
+
+/* nvp_strerror: static description of a status code. */
+inline const char *strerror(int code) noexcept { return nvp_strerror(code); }
+
+/* ===========================================================================
+ * Error
+ * ========================================================================= */
+class Error : public std::runtime_error {
+public:
+    Error(int code, const std::string &message)
+        : std::runtime_error(std::string(nvp_strerror(code)) + ": " +
+                             message),
+          code_(code), offset_(std::strlen(nvp_strerror(code)) + 2)
+    {
+    }
+    /* The NVP_E* status code (negative). */
+    int code() const noexcept { return code_; }
+    /* The library's detailed message (what() without the code's prefix). */
+    const char *message() const noexcept { return what() + offset_; }
+
+private:
+    int code_;
+    std::size_t offset_;
+};
+
+namespace detail {
+
+inline const char *handle_errmsg(const nvp_rng *h) { return nvp_rng_errmsg(h); }
+inline const char *handle_errmsg(const nvp_base *h) { return nvp_base_errmsg(h); }
+inline const char *handle_errmsg(const nvp_coupling *h)
+{
+    return nvp_coupling_errmsg(h);
+}
+inline const char *handle_errmsg(const nvp_chain *h) { return nvp_chain_errmsg(h); }
+inline const char *handle_errmsg(const nvp_adam *h) { return nvp_adam_errmsg(h); }
+inline const char *handle_errmsg(const nvp_scaler *h)
+{
+    return nvp_scaler_errmsg(h);
+}
+
+inline std::string to_string(const char *s) { return s ? std::string(s) : std::string(); }
+
+/* A failure with no handle involved (constructors, loaders): the thread's
+ * own message. */
+[[noreturn]] inline void throw_error(int code)
+{
+    std::string msg = to_string(nvp_errmsg());
+    if (msg.empty())
+        msg = nvp_strerror(code);
+    throw Error(code, msg);
+}
+
+/* A failure of a call on handle h.  Both strings are copied at once: each
+ * is valid only until the thread's next nvp_ call. */
+template <class H>
+[[noreturn]] inline void throw_error(int code, const H *h)
+{
+    std::string mine = to_string(nvp_errmsg());
+    std::string own = h ? to_string(handle_errmsg(h)) : std::string();
+    /* The handle's box is shared by every thread using the handle; the
+     * thread-local message is always this call's.  They are equal unless
+     * another thread failed on h in between. */
+    std::string msg = (own.empty() || (!mine.empty() && mine != own)) ? mine : own;
+    if (msg.empty())
+        msg = nvp_strerror(code);
+    throw Error(code, msg);
+}
+
+inline void check(int rc)
+{
+    if (rc != NVP_OK)
+        throw_error(rc);
+}
+
+template <class H>
+inline void check(int rc, const H *h)
+{
+    if (rc != NVP_OK)
+        throw_error(rc, h);
+}
+
+[[noreturn]] inline void fail(int code, const std::string &where,
+                              const std::string &what)
+{
+    throw Error(code, where + ": " + what);
+}
+
+/* a * b, refusing overflow. */
+inline std::size_t mul(std::size_t a, std::size_t b, const char *where)
+{
+    if (a != 0 && b > static_cast<std::size_t>(-1) / a)
+        fail(NVP_EOVERFLOW, where,
+             std::to_string(a) + " x " + std::to_string(b) + " overflows size_t");
+    return a * b;
+}
+
+/* The number of rows of `dim` floats in `count` floats.  With dim == 0 (a
+ * moved-from handle) it returns 0 and leaves the error to the C call. */
+inline std::size_t rows(std::size_t count, std::size_t dim, const char *where,
+                        const char *what)
+{
+    if (dim == 0)
+        return 0;
+    if (count % dim != 0)
+        fail(NVP_EDIM, where,
+             std::string(what) + " holds " + std::to_string(count) +
+                 " floats, not a whole number of rows of " +
+                 std::to_string(dim));
+    return count / dim;
+}
+
+/* hidden.data() for an empty vector may be NULL, which the C API reads as
+ * "default conditioner"; an empty vector here means "no hidden layer". */
+inline const std::size_t *hidden_ptr(const std::vector<std::size_t> &hidden) noexcept
+{
+    static const std::size_t none = 0;
+    return hidden.empty() ? &none : hidden.data();
+}
+
+inline void free_handle(nvp_rng *h) noexcept { nvp_rng_free(h); }
+inline void free_handle(nvp_base *h) noexcept { nvp_base_free(h); }
+inline void free_handle(nvp_coupling *h) noexcept { nvp_coupling_free(h); }
+inline void free_handle(nvp_chain *h) noexcept { nvp_chain_free(h); }
+inline void free_handle(nvp_adam *h) noexcept { nvp_adam_free(h); }
+inline void free_handle(nvp_scaler *h) noexcept { nvp_scaler_free(h); }
+
+/* Unique ownership of one C handle. */
+template <class T>
+class Owner {
+public:
+    explicit Owner(T *h = nullptr) noexcept : h_(h) {}
+    Owner(const Owner &) = delete;
+    Owner &operator=(const Owner &) = delete;
+    Owner(Owner &&o) noexcept : h_(o.h_) { o.h_ = nullptr; }
+    Owner &operator=(Owner &&o) noexcept
+    {
+        if (this != &o) {
+            free_handle(h_);
+            h_ = o.h_;
+            o.h_ = nullptr;
+        }
+        return *this;
+    }
+    ~Owner() { free_handle(h_); }
+    T *get() const noexcept { return h_; }
+    T *release() noexcept
+    {
+        T *h = h_;
+        h_ = nullptr;
+        return h;
+    }
+
+private:
+    T *h_;
+};
+
+struct adopt_tag {};
+
+} // namespace detail
+
+/* Saved model / training state bytes. */
+using Bytes = std::vector<unsigned char>;
+
+/* ===========================================================================
+ * Rng
+ * ========================================================================= */
+class Rng {
+public:
+    explicit Rng(std::uint64_t seed, const nvp_allocator *alloc = nullptr)
+        : h_(make(seed, alloc))
+    {
+    }
+    /* Takes ownership of a handle from the C API (may be NULL). */
+    static Rng adopt(nvp_rng *h) noexcept { return Rng(detail::adopt_tag{}, h); }
+
+    Rng(const Rng &) = delete;
+    Rng &operator=(const Rng &) = delete;
+    Rng(Rng &&) noexcept = default;
+    Rng &operator=(Rng &&) noexcept = default;
+    ~Rng() = default;
+
+    nvp_rng *get() const noexcept { return h_.get(); }
+    nvp_rng *release() noexcept { return h_.release(); }
+    explicit operator bool() const noexcept { return h_.get() != nullptr; }
+
+    void seed(std::uint64_t s) { detail::check(nvp_rng_seed(get(), s), get()); }
+
+    void uniform(std::size_t n, float *out)
+    {
+        detail::check(nvp_rng_uniform(get(), n, out), get());
+    }
+    std::vector<float> uniform(std::size_t n)
+    {
+        std::vector<float> v(n);
+        uniform(n, v.data());
+        return v;
+    }
+    void normal(std::size_t n, float *out)
+    {
+        detail::check(nvp_rng_normal(get(), n, out), get());
+    }
+    std::vector<float> normal(std::size_t n)
+    {
+        std::vector<float> v(n);
+        normal(n, v.data());
+        return v;
+    }
+    void index(std::size_t n, std::uint64_t bound, std::uint64_t *out)
+    {
+        detail::check(nvp_rng_index(get(), n, bound, out), get());
+    }
+    std::vector<std::uint64_t> index(std::size_t n, std::uint64_t bound)
+    {
+        std::vector<std::uint64_t> v(n);
+        index(n, bound, v.data());
+        return v;
+    }
+
+private:
+    Rng(detail::adopt_tag, nvp_rng *h) noexcept : h_(h) {}
+    static nvp_rng *make(std::uint64_t seed, const nvp_allocator *alloc)
+    {
+        nvp_rng *h = nullptr;
+        detail::check(nvp_rng_create(&h, seed, alloc));
+        return h;
+    }
+    detail::Owner<nvp_rng> h_;
+};
+
+/* ===========================================================================
+ * Two moons
+ * ========================================================================= */
+/* nvp_two_moons into caller buffers: xy gets n * 2 floats, labels (may be
+ * nullptr) n ints. */
+inline void two_moons(Rng &rng, std::size_t n, float noise, float *xy,
+                      int *labels)
+{
+    detail::check(nvp_two_moons(rng.get(), n, noise, xy, labels), rng.get());
+}
+/* Returns n * 2 floats; labels, when given, is resized to n. */
+inline std::vector<float> two_moons(Rng &rng, std::size_t n, float noise,
+                                    std::vector<int> *labels = nullptr)
+{
+    std::vector<float> xy(detail::mul(n, 2, "nvp::two_moons"));
+    std::vector<int> lab(labels ? n : 0);
+    two_moons(rng, n, noise, xy.data(), labels ? lab.data() : nullptr);
+    if (labels)
+        *labels = std::move(lab);
+    return xy;
+}
+
+/* ===========================================================================
+ * Base distribution
+ * ========================================================================= */
+namespace detail {
+/* The const operations of a base, shared by Base and BaseView. */
+template <class D>
+class BaseOps {
+    const nvp_base *h() const noexcept { return static_cast<const D *>(this)->get(); }
+
+public:
+    std::size_t dim() const noexcept { return nvp_base_dim(h()); }
+
+    void sample(Rng &rng, std::size_t n, float *x) const
+    {
+        check(nvp_base_sample(h(), rng.get(), n, x), h());
+    }
+    std::vector<float> sample(Rng &rng, std::size_t n) const
+    {
+        std::vector<float> x(mul(n, dim(), "nvp::Base::sample"));
+        sample(rng, n, x.data());
+        return x;
+    }
+    void log_prob(std::size_t n, const float *x, float *lp) const
+    {
+        check(nvp_base_log_prob(h(), n, x, lp), h());
+    }
+    std::vector<float> log_prob(const std::vector<float> &x) const
+    {
+        const std::size_t n = rows(x.size(), dim(), "nvp::Base::log_prob", "x");
+        std::vector<float> lp(n);
+        log_prob(n, x.data(), lp.data());
+        return lp;
+    }
+    void log_prob_grad(std::size_t n, const float *x, float *g) const
+    {
+        check(nvp_base_log_prob_grad(h(), n, x, g), h());
+    }
+    std::vector<float> log_prob_grad(const std::vector<float> &x) const
+    {
+        const std::size_t n =
+            rows(x.size(), dim(), "nvp::Base::log_prob_grad", "x");
+        std::vector<float> g(x.size());
+        log_prob_grad(n, x.data(), g.data());
+        return g;
+    }
+};
+} // namespace detail
+
+/* A read-only view of a base owned elsewhere (a chain's). */
+class BaseView : public detail::BaseOps<BaseView> {
+public:
+    explicit BaseView(const nvp_base *h) noexcept : h_(h) {}
+    const nvp_base *get() const noexcept { return h_; }
+
+private:
+    const nvp_base *h_;
+};
+
+class Base : public detail::BaseOps<Base> {
+public:
+    /* N(0, I) over dim dimensions. */
+    static Base normal(std::size_t dim, const nvp_allocator *alloc = nullptr)
+    {
+        nvp_base *h = nullptr;
+        detail::check(nvp_base_create_normal(&h, dim, alloc));
+        return Base(detail::adopt_tag{}, h);
+    }
+    static Base adopt(nvp_base *h) noexcept { return Base(detail::adopt_tag{}, h); }
+
+    Base(const Base &) = delete;
+    Base &operator=(const Base &) = delete;
+    Base(Base &&) noexcept = default;
+    Base &operator=(Base &&) noexcept = default;
+    ~Base() = default;
+
+    nvp_base *get() const noexcept { return h_.get(); }
+    nvp_base *release() noexcept { return h_.release(); }
+    explicit operator bool() const noexcept { return h_.get() != nullptr; }
+    BaseView view() const noexcept { return BaseView(h_.get()); }
+
+private:
+    Base(detail::adopt_tag, nvp_base *h) noexcept : h_(h) {}
+    detail::Owner<nvp_base> h_;
+};
+
+/* ===========================================================================
+ * Coupling layer
+ * ========================================================================= */
+namespace detail {
+/* The const operations of a coupling layer, shared by Coupling and
+ * CouplingView. */
+template <class D>
+class CouplingOps {
+    const nvp_coupling *h() const noexcept
+    {
+        return static_cast<const D *>(this)->get();
+    }
+
+public:
+    std::size_t dim() const noexcept { return nvp_coupling_dim(h()); }
+    std::size_t num_params() const noexcept { return nvp_coupling_num_params(h()); }
+    float log_scale_clamp() const noexcept { return nvp_coupling_log_scale_clamp(h()); }
+
+    void get_mask(unsigned char *mask, std::size_t d) const
+    {
+        check(nvp_coupling_get_mask(h(), mask, d), h());
+    }
+    std::vector<unsigned char> mask() const
+    {
+        std::vector<unsigned char> m(dim());
+        get_mask(m.data(), m.size());
+        return m;
+    }
+    void get_params(float *dst, std::size_t count) const
+    {
+        check(nvp_coupling_get_params(h(), dst, count), h());
+    }
+    std::vector<float> get_params() const
+    {
+        std::vector<float> p(num_params());
+        get_params(p.data(), p.size());
+        return p;
+    }
+
+    /* x -> y (may alias); logdet may be nullptr. */
+    void forward(std::size_t n, const float *x, float *y, float *logdet) const
+    {
+        check(nvp_coupling_forward(h(), n, x, y, logdet), h());
+    }
+    std::vector<float> forward(const std::vector<float> &x,
+                               std::vector<float> *logdet = nullptr) const
+    {
+        const std::size_t n = rows(x.size(), dim(), "nvp::Coupling::forward", "x");
+        std::vector<float> y(x.size()), ld(logdet ? n : 0);
+        forward(n, x.data(), y.data(), logdet ? ld.data() : nullptr);
+        if (logdet)
+            *logdet = std::move(ld);
+        return y;
+    }
+    /* y -> x (may alias); ildj may be nullptr. */
+    void inverse(std::size_t n, const float *y, float *x, float *ildj) const
+    {
+        check(nvp_coupling_inverse(h(), n, y, x, ildj), h());
+    }
+    std::vector<float> inverse(const std::vector<float> &y,
+                               std::vector<float> *ildj = nullptr) const
+    {
+        const std::size_t n = rows(y.size(), dim(), "nvp::Coupling::inverse", "y");
+        std::vector<float> x(y.size()), il(ildj ? n : 0);
+        inverse(n, y.data(), x.data(), ildj ? il.data() : nullptr);
+        if (ildj)
+            *ildj = std::move(il);
+        return x;
+    }
+    /* nvp_coupling_inverse_backward: dy (may be nullptr) gets dL/dy; grad
+     * (may be nullptr) is ADDED to. */
+    void inverse_backward(std::size_t n, const float *y, const float *dx,
+                          const float *dildj, float *dy, float *grad) const
+    {
+        check(nvp_coupling_inverse_backward(h(), n, y, dx, dildj, dy, grad), h());
+    }
+    /* Returns dL/dy.  dildj may be nullptr (zero) or hold one float per
+     * row.  grad, when given, is added to; an empty vector is first sized
+     * to num_params() zeros, otherwise it must hold num_params() floats. */
+    std::vector<float> inverse_backward(const std::vector<float> &y,
+                                        const std::vector<float> &dx,
+                                        const std::vector<float> *dildj = nullptr,
+                                        std::vector<float> *grad = nullptr) const
+    {
+        const char *where = "nvp::Coupling::inverse_backward";
+        const std::size_t n = rows(y.size(), dim(), where, "y");
+        if (dx.size() != y.size())
+            fail(NVP_EDIM, where, "dx holds " + std::to_string(dx.size()) +
+                                      " floats, y " + std::to_string(y.size()));
+        if (dildj && dildj->size() != n)
+            fail(NVP_EDIM, where, "dildj holds " + std::to_string(dildj->size()) +
+                                      " floats for " + std::to_string(n) + " rows");
+        if (grad && grad->empty())
+            grad->assign(num_params(), 0.0f);
+        if (grad && grad->size() != num_params())
+            fail(NVP_EDIM, where, "grad holds " + std::to_string(grad->size()) +
+                                      " floats, the layer has " +
+                                      std::to_string(num_params()) + " parameters");
+        std::vector<float> dy(y.size());
+        inverse_backward(n, y.data(), dx.data(), dildj ? dildj->data() : nullptr,
+                         dy.data(), grad ? grad->data() : nullptr);
+        return dy;
+    }
+};
+} // namespace detail
+
+/* A read-only view of a layer owned elsewhere (a chain's). */
+class CouplingView : public detail::CouplingOps<CouplingView> {
+public:
+    explicit CouplingView(const nvp_coupling *h) noexcept : h_(h) {}
+    const nvp_coupling *get() const noexcept { return h_; }
+
+private:
+    const nvp_coupling *h_;
+};
+
+class Coupling : public detail::CouplingOps<Coupling> {
+public:
+    /* nvp_coupling_create, exactly: hidden == nullptr with n_hidden == 0
+     * is the default conditioner. */
+    static Coupling create(std::size_t dim, const unsigned char *mask,
+                           std::size_t n_hidden, const std::size_t *hidden,
+                           unsigned flags, Rng &rng,
+                           const nvp_allocator *alloc = nullptr)
+    {
+        nvp_coupling *h = nullptr;
+        detail::check(nvp_coupling_create(&h, dim, mask, n_hidden, hidden,
+                                          flags, rng.get(), alloc));
+        return Coupling(detail::adopt_tag{}, h);
+    }
+    /* mask must hold dim bytes; hidden lists the hidden widths (empty: an
+     * affine conditioner with no hidden layer). */
+    static Coupling create(std::size_t dim, const std::vector<unsigned char> &mask,
+                           const std::vector<std::size_t> &hidden,
+                           unsigned flags, Rng &rng,
+                           const nvp_allocator *alloc = nullptr)
+    {
+        check_mask(dim, mask);
+        return create(dim, mask.data(), hidden.size(), detail::hidden_ptr(hidden),
+                      flags, rng, alloc);
+    }
+    /* The default conditioner (NVP_DEFAULT_HIDDEN_LAYERS x
+     * NVP_DEFAULT_HIDDEN_WIDTH). */
+    static Coupling create(std::size_t dim, const std::vector<unsigned char> &mask,
+                           unsigned flags, Rng &rng,
+                           const nvp_allocator *alloc = nullptr)
+    {
+        check_mask(dim, mask);
+        return create(dim, mask.data(), 0, nullptr, flags, rng, alloc);
+    }
+    /* nvp_coupling_create_half, exactly. */
+    static Coupling half(std::size_t dim, bool flip, std::size_t n_hidden,
+                         const std::size_t *hidden, unsigned flags, Rng &rng,
+                         const nvp_allocator *alloc = nullptr)
+    {
+        nvp_coupling *h = nullptr;
+        detail::check(nvp_coupling_create_half(&h, dim, flip ? 1 : 0, n_hidden,
+                                               hidden, flags, rng.get(), alloc));
+        return Coupling(detail::adopt_tag{}, h);
+    }
+    static Coupling half(std::size_t dim, bool flip,
+                         const std::vector<std::size_t> &hidden, unsigned flags,
+                         Rng &rng, const nvp_allocator *alloc = nullptr)
+    {
+        return half(dim, flip, hidden.size(), detail::hidden_ptr(hidden), flags,
+                    rng, alloc);
+    }
+    static Coupling half(std::size_t dim, bool flip, unsigned flags, Rng &rng,
+                         const nvp_allocator *alloc = nullptr)
+    {
+        return half(dim, flip, 0, nullptr, flags, rng, alloc);
+    }
+    static Coupling adopt(nvp_coupling *h) noexcept
+    {
+        return Coupling(detail::adopt_tag{}, h);
+    }
+
+    Coupling(const Coupling &) = delete;
+    Coupling &operator=(const Coupling &) = delete;
+    Coupling(Coupling &&) noexcept = default;
+    Coupling &operator=(Coupling &&) noexcept = default;
+    ~Coupling() = default;
+
+    nvp_coupling *get() const noexcept { return h_.get(); }
+    nvp_coupling *release() noexcept { return h_.release(); }
+    explicit operator bool() const noexcept { return h_.get() != nullptr; }
+    CouplingView view() const noexcept { return CouplingView(h_.get()); }
+
+    void set_params(const float *src, std::size_t count)
+    {
+        detail::check(nvp_coupling_set_params(get(), src, count), get());
+    }
+    void set_params(const std::vector<float> &p) { set_params(p.data(), p.size()); }
+    void set_log_scale_clamp(float bound)
+    {
+        detail::check(nvp_coupling_set_log_scale_clamp(get(), bound), get());
+    }
+
+private:
+    Coupling(detail::adopt_tag, nvp_coupling *h) noexcept : h_(h) {}
+    static void check_mask(std::size_t dim, const std::vector<unsigned char> &mask)
+    {
+        if (mask.size() != dim)
+            detail::fail(NVP_EDIM, "nvp::Coupling::create",
+                         "mask holds " + std::to_string(mask.size()) +
+                             " bytes, dim is " + std::to_string(dim));
+    }
+    detail::Owner<nvp_coupling> h_;
+};
+
+/* ===========================================================================
+ * Scaler
+ * ========================================================================= */
+class Scaler {
+public:
+    /* The identity standardiser over dim dimensions. */
+    explicit Scaler(std::size_t dim, const nvp_allocator *alloc = nullptr)
+        : h_(make(dim, alloc))
+    {
+    }
+    static Scaler adopt(nvp_scaler *h) noexcept
+    {
+        return Scaler(detail::adopt_tag{}, h);
+    }
+
+    Scaler(const Scaler &) = delete;
+    Scaler &operator=(const Scaler &) = delete;
+    Scaler(Scaler &&) noexcept = default;
+    Scaler &operator=(Scaler &&) noexcept = default;
+    ~Scaler() = default;
+
+    nvp_scaler *get() const noexcept { return h_.get(); }
+    nvp_scaler *release() noexcept { return h_.release(); }
+    explicit operator bool() const noexcept { return h_.get() != nullptr; }
+
+    std::size_t dim() const noexcept { return nvp_scaler_dim(get()); }
+    double log_det() const noexcept { return nvp_scaler_log_det(get()); }
+
+    void fit(std::size_t n, const float *x)
+    {
+        detail::check(nvp_scaler_fit(get(), n, x), get());
+    }
+    void fit(const std::vector<float> &x)
+    {
+        fit(detail::rows(x.size(), dim(), "nvp::Scaler::fit", "x"), x.data());
+    }
+    /* x -> z (may alias). */
+    void transform(std::size_t n, const float *x, float *z) const
+    {
+        detail::check(nvp_scaler_transform(get(), n, x, z), get());
+    }
+    std::vector<float> transform(const std::vector<float> &x) const
+    {
+        std::vector<float> z(x.size());
+        transform(detail::rows(x.size(), dim(), "nvp::Scaler::transform", "x"),
+                  x.data(), z.data());
+        return z;
+    }
+    /* z -> x (may alias). */
+    void inverse_transform(std::size_t n, const float *z, float *x) const
+    {
+        detail::check(nvp_scaler_inverse_transform(get(), n, z, x), get());
+    }
+    std::vector<float> inverse_transform(const std::vector<float> &z) const
+    {
+        std::vector<float> x(z.size());
+        inverse_transform(
+            detail::rows(z.size(), dim(), "nvp::Scaler::inverse_transform", "z"),
+            z.data(), x.data());
+        return x;
+    }
+    /* mean and sd (dim floats each; either may be nullptr). */
+    void get_mean_sd(float *mean, float *sd, std::size_t d) const
+    {
+        detail::check(nvp_scaler_get(get(), mean, sd, d), get());
+    }
+    std::vector<float> mean() const
+    {
+        std::vector<float> m(dim());
+        get_mean_sd(m.data(), nullptr, m.size());
+        return m;
+    }
+    std::vector<float> sd() const
+    {
+        std::vector<float> s(dim());
+        get_mean_sd(nullptr, s.data(), s.size());
+        return s;
+    }
+    /* sd must be finite and > 0. */
+    void set_mean_sd(const float *mean, const float *sd, std::size_t d)
+    {
+        detail::check(nvp_scaler_set(get(), mean, sd, d), get());
+    }
+    void set_mean_sd(const std::vector<float> &mean, const std::vector<float> &sd)
+    {
+        if (mean.size() != sd.size())
+            detail::fail(NVP_EDIM, "nvp::Scaler::set_mean_sd",
+                         "mean holds " + std::to_string(mean.size()) +
+                             " floats, sd " + std::to_string(sd.size()));
+        set_mean_sd(mean.data(), sd.data(), mean.size());
+    }
+
+private:
+    Scaler(detail::adopt_tag, nvp_scaler *h) noexcept : h_(h) {}
+    static nvp_scaler *make(std::size_t dim, const nvp_allocator *alloc)
+    {
+        nvp_scaler *h = nullptr;
+        detail::check(nvp_scaler_create(&h, dim, alloc));
+        return h;
+    }
+    detail::Owner<nvp_scaler> h_;
+};
+
+/* ===========================================================================
+ * Adam
+ * ========================================================================= */
+class Adam {
+public:
+    explicit Adam(std::size_t n_params, const nvp_allocator *alloc = nullptr)
+        : h_(make(n_params, alloc))
+    {
+    }
+    static Adam adopt(nvp_adam *h) noexcept { return Adam(detail::adopt_tag{}, h); }
+
+    Adam(const Adam &) = delete;
+    Adam &operator=(const Adam &) = delete;
+    Adam(Adam &&) noexcept = default;
+    Adam &operator=(Adam &&) noexcept = default;
+    ~Adam() = default;
+
+    nvp_adam *get() const noexcept { return h_.get(); }
+    nvp_adam *release() noexcept { return h_.release(); }
+    explicit operator bool() const noexcept { return h_.get() != nullptr; }
+
+    /* Setters return *this so they chain: adam.set_lr(1e-3f).set_eps(1e-7f). */
+    Adam &set_lr(float lr)
+    {
+        detail::check(nvp_adam_set_lr(get(), lr), get());
+        return *this;
+    }
+    Adam &set_betas(float b1, float b2)
+    {
+        detail::check(nvp_adam_set_betas(get(), b1, b2), get());
+        return *this;
+    }
+    Adam &set_eps(float eps)
+    {
+        detail::check(nvp_adam_set_eps(get(), eps), get());
+        return *this;
+    }
+    float lr() const noexcept { return nvp_adam_lr(get()); }
+    std::size_t num_params() const noexcept { return nvp_adam_num_params(get()); }
+    std::uint64_t steps() const noexcept { return nvp_adam_steps(get()); }
+    void reset() { detail::check(nvp_adam_reset(get()), get()); }
+
+    void step(float *params, const float *grad, std::size_t n)
+    {
+        detail::check(nvp_adam_step(get(), params, grad, n), get());
+    }
+    void step(std::vector<float> &params, const std::vector<float> &grad)
+    {
+        if (params.size() != grad.size())
+            detail::fail(NVP_EDIM, "nvp::Adam::step",
+                         "params hold " + std::to_string(params.size()) +
+                             " floats, grad " + std::to_string(grad.size()));
+        step(params.data(), grad.data(), params.size());
+    }
+
+    /* The training state; rng (may be nullptr) is saved along. */
+    void save(const std::string &path, const Rng *rng = nullptr) const
+    {
+        detail::check(nvp_adam_save_file(get(), rng ? rng->get() : nullptr,
+                                         path.c_str()),
+                      get());
+    }
+    /* Bytes needed by save_buffer. */
+    std::size_t saved_size(const Rng *rng = nullptr) const
+    {
+        std::size_t size = 0;
+        detail::check(nvp_adam_save_buffer(get(), rng ? rng->get() : nullptr,
+                                           nullptr, 0, &size),
+                      get());
+        return size;
+    }
+    /* Into buf (cap bytes); returns the bytes written. */
+    std::size_t save_buffer(void *buf, std::size_t cap, const Rng *rng = nullptr) const
+    {
+        std::size_t size = 0;
+        detail::check(nvp_adam_save_buffer(get(), rng ? rng->get() : nullptr,
+                                           buf, cap, &size),
+                      get());
+        return size;
+    }
+    Bytes save_buffer(const Rng *rng = nullptr) const
+    {
+        Bytes b(saved_size(rng));
+        b.resize(save_buffer(b.data(), b.size(), rng));
+        return b;
+    }
+
+    static Adam load(const std::string &path, const nvp_allocator *alloc = nullptr)
+    {
+        nvp_adam *h = nullptr;
+        detail::check(nvp_adam_load_file(&h, nullptr, path.c_str(), alloc));
+        return adopt(h);
+    }
+    /* rng receives the saved generator, or is reset when the state has none. */
+    static Adam load(const std::string &path, std::optional<Rng> &rng,
+                     const nvp_allocator *alloc = nullptr)
+    {
+        nvp_adam *h = nullptr;
+        nvp_rng *r = nullptr;
+        detail::check(nvp_adam_load_file(&h, &r, path.c_str(), alloc));
+        return finish_load(h, r, rng);
+    }
+    static Adam load_buffer(const void *data, std::size_t size,
+                            const nvp_allocator *alloc = nullptr)
+    {
+        nvp_adam *h = nullptr;
+        detail::check(nvp_adam_load_buffer(&h, nullptr, data, size, alloc));
+        return adopt(h);
+    }
+    static Adam load_buffer(const void *data, std::size_t size,
+                            std::optional<Rng> &rng,
+                            const nvp_allocator *alloc = nullptr)
+    {
+        nvp_adam *h = nullptr;
+        nvp_rng *r = nullptr;
+        detail::check(nvp_adam_load_buffer(&h, &r, data, size, alloc));
+        return finish_load(h, r, rng);
+    }
+    static Adam load(const Bytes &buf, const nvp_allocator *alloc = nullptr)
+    {
+        return load_buffer(buf.data(), buf.size(), alloc);
+    }
+    static Adam load(const Bytes &buf, std::optional<Rng> &rng,
+                     const nvp_allocator *alloc = nullptr)
+    {
+        return load_buffer(buf.data(), buf.size(), rng, alloc);
+    }
+
+private:
+    Adam(detail::adopt_tag, nvp_adam *h) noexcept : h_(h) {}
+    static nvp_adam *make(std::size_t n_params, const nvp_allocator *alloc)
+    {
+        nvp_adam *h = nullptr;
+        detail::check(nvp_adam_create(&h, n_params, alloc));
+        return h;
+    }
+    static Adam finish_load(nvp_adam *h, nvp_rng *r, std::optional<Rng> &rng) noexcept
+    {
+        Adam a = adopt(h);
+        if (r)
+            rng.emplace(Rng::adopt(r));
+        else
+            rng.reset();
+        return a;
+    }
+    detail::Owner<nvp_adam> h_;
+};
+
+/* ===========================================================================
+ * Chain
+ * ========================================================================= */
+class Chain {
+public:
+    /* nvp_chain_create: on success the chain takes base and every layer
+     * (they are left empty); on failure they are untouched. */
+    static Chain create(Base &&base, std::vector<Coupling> &&layers,
+                        const nvp_allocator *alloc = nullptr)
+    {
+        std::vector<nvp_coupling *> raw;
+        raw.reserve(layers.size());
+        for (const Coupling &l : layers)
+            raw.push_back(l.get());
+        nvp_chain *h = nullptr;
+        detail::check(nvp_chain_create(&h, base.get(), raw.data(), raw.size(), alloc));
+        base.release();
+        for (Coupling &l : layers)
+            l.release();
+        layers.clear();
+        return adopt(h);
+    }
+    /* nvp_chain_create_alternating, exactly: hidden == nullptr with
+     * n_hidden == 0 is the default conditioner. */
+    static Chain alternating(std::size_t dim, std::size_t n_layers,
+                             std::size_t n_hidden, const std::size_t *hidden,
+                             unsigned flags, Rng &rng,
+                             const nvp_allocator *alloc = nullptr)
+    {
+        nvp_chain *h = nullptr;
+        detail::check(nvp_chain_create_alternating(&h, dim, n_layers, n_hidden,
+                                                   hidden, flags, rng.get(), alloc));
+        return adopt(h);
+    }
+    /* hidden lists the hidden widths of every conditioner (empty: affine
+     * conditioners with no hidden layer). */
+    static Chain alternating(std::size_t dim, std::size_t n_layers,
+                             const std::vector<std::size_t> &hidden,
+                             unsigned flags, Rng &rng,
+                             const nvp_allocator *alloc = nullptr)
+    {
+        return alternating(dim, n_layers, hidden.size(), detail::hidden_ptr(hidden),
+                           flags, rng, alloc);
+    }
+    /* The default conditioner. */
+    static Chain alternating(std::size_t dim, std::size_t n_layers, unsigned flags,
+                             Rng &rng, const nvp_allocator *alloc = nullptr)
+    {
+        return alternating(dim, n_layers, 0, nullptr, flags, rng, alloc);
+    }
+    static Chain adopt(nvp_chain *h) noexcept { return Chain(detail::adopt_tag{}, h); }
+
+    Chain(const Chain &) = delete;
+    Chain &operator=(const Chain &) = delete;
+    Chain(Chain &&) noexcept = default;
+    Chain &operator=(Chain &&) noexcept = default;
+    ~Chain() = default;
+
+    nvp_chain *get() const noexcept { return h_.get(); }
+    nvp_chain *release() noexcept { return h_.release(); }
+    explicit operator bool() const noexcept { return h_.get() != nullptr; }
+
+    std::size_t dim() const noexcept { return nvp_chain_dim(get()); }
+    std::size_t num_layers() const noexcept { return nvp_chain_num_layers(get()); }
+    std::size_t num_params() const noexcept { return nvp_chain_num_params(get()); }
+
+    /* The chain's own flat parameter vector (num_params() floats), valid
+     * while the chain lives; writing through it changes the model. */
+    float *params() noexcept { return nvp_chain_params(get()); }
+    const float *params() const noexcept { return nvp_chain_params(get()); }
+    void get_params(float *dst, std::size_t count) const
+    {
+        detail::check(nvp_chain_get_params(get(), dst, count), get());
+    }
+    std::vector<float> get_params() const
+    {
+        std::vector<float> p(num_params());
+        get_params(p.data(), p.size());
+        return p;
+    }
+    void set_params(const float *src, std::size_t count)
+    {
+        detail::check(nvp_chain_set_params(get(), src, count), get());
+    }
+    void set_params(const std::vector<float> &p) { set_params(p.data(), p.size()); }
+
+    /* Layer k (0-based), valid while the chain lives; NVP_EINVAL when k is
+     * out of range.  offset (may be nullptr) gets its place in params(). */
+    CouplingView layer(std::size_t k, std::size_t *offset = nullptr) const
+    {
+        const nvp_coupling *l = nvp_chain_layer(get(), k, offset);
+        if (!l)
+            detail::fail(NVP_EINVAL, "nvp::Chain::layer",
+                         "layer " + std::to_string(k) + " out of range (" +
+                             std::to_string(num_layers()) + " layers)");
+        return CouplingView(l);
+    }
+    BaseView base() const noexcept { return BaseView(nvp_chain_base(get())); }
+
+    /* Draws n points into y (n * dim); log_prob may be nullptr. */
+    void sample(Rng &rng, std::size_t n, float *y, float *log_prob) const
+    {
+        detail::check(nvp_chain_sample(get(), rng.get(), n, y, log_prob), get());
+    }
+    /* Returns n * dim floats; log_prob, when given, is resized to n. */
+    std::vector<float> sample(Rng &rng, std::size_t n,
+                              std::vector<float> *log_prob = nullptr) const
+    {
+        std::vector<float> y(detail::mul(n, dim(), "nvp::Chain::sample"));
+        std::vector<float> lp(log_prob ? n : 0);
+        sample(rng, n, y.data(), log_prob ? lp.data() : nullptr);
+        if (log_prob)
+            *log_prob = std::move(lp);
+        return y;
+    }
+
+    void log_prob(std::size_t n, const float *y, float *lp) const
+    {
+        detail::check(nvp_chain_log_prob(get(), n, y, lp), get());
+    }
+    std::vector<float> log_prob(const std::vector<float> &y) const
+    {
+        const std::size_t n = detail::rows(y.size(), dim(), "nvp::Chain::log_prob", "y");
+        std::vector<float> lp(n);
+        log_prob(n, y.data(), lp.data());
+        return lp;
+    }
+
+    /* Base -> data (x and y may alias); logdet may be nullptr. */
+    void forward(std::size_t n, const float *x, float *y, float *logdet) const
+    {
+        detail::check(nvp_chain_forward(get(), n, x, y, logdet), get());
+    }
+    std::vector<float> forward(const std::vector<float> &x,
+                               std::vector<float> *logdet = nullptr) const
+    {
+        const std::size_t n = detail::rows(x.size(), dim(), "nvp::Chain::forward", "x");
+        std::vector<float> y(x.size()), ld(logdet ? n : 0);
+        forward(n, x.data(), y.data(), logdet ? ld.data() : nullptr);
+        if (logdet)
+            *logdet = std::move(ld);
+        return y;
+    }
+    /* Data -> base (y and x may alias); ildj may be nullptr. */
+    void inverse(std::size_t n, const float *y, float *x, float *ildj) const
+    {
+        detail::check(nvp_chain_inverse(get(), n, y, x, ildj), get());
+    }
+    std::vector<float> inverse(const std::vector<float> &y,
+                               std::vector<float> *ildj = nullptr) const
+    {
+        const std::size_t n = detail::rows(y.size(), dim(), "nvp::Chain::inverse", "y");
+        std::vector<float> x(y.size()), il(ildj ? n : 0);
+        inverse(n, y.data(), x.data(), ildj ? il.data() : nullptr);
+        if (ildj)
+            *ildj = std::move(il);
+        return x;
+    }
+
+    /* stages: (num_layers + 1) blocks of n * dim floats. */
+    void forward_trace(std::size_t n, const float *x, float *stages) const
+    {
+        detail::check(nvp_chain_forward_trace(get(), n, x, stages), get());
+    }
+    std::vector<float> forward_trace(const std::vector<float> &x) const
+    {
+        const std::size_t n =
+            detail::rows(x.size(), dim(), "nvp::Chain::forward_trace", "x");
+        std::vector<float> stages(
+            detail::mul(num_layers() + 1, x.size(), "nvp::Chain::forward_trace"));
+        forward_trace(n, x.data(), stages.data());
+        return stages;
+    }
+
+    /* Mean NLL of the n points y (returned); grad (num_params floats) is
+     * overwritten with its gradient. */
+    float nll_grad(std::size_t n, const float *y, float *grad) const
+    {
+        float loss = 0.0f;
+        detail::check(nvp_chain_nll_grad(get(), n, y, grad, &loss), get());
+        return loss;
+    }
+    /* grad is resized to num_params(). */
+    float nll_grad(const std::vector<float> &y, std::vector<float> &grad) const
+    {
+        const std::size_t n = detail::rows(y.size(), dim(), "nvp::Chain::nll_grad", "y");
+        grad.resize(num_params());
+        return nll_grad(n, y.data(), grad.data());
+    }
+
+    /* One Adam step on a minibatch of `batch` rows drawn from the n_data
+     * rows of data; returns the minibatch's mean NLL before the step. */
+    float train_step(Adam &opt, Rng &rng, std::size_t n_data, const float *data,
+                     std::size_t batch)
+    {
+        float loss = 0.0f;
+        detail::check(nvp_chain_train_step(get(), opt.get(), rng.get(), n_data,
+                                           data, batch, &loss),
+                      get());
+        return loss;
+    }
+    float train_step(Adam &opt, Rng &rng, const std::vector<float> &data,
+                     std::size_t batch)
+    {
+        return train_step(opt, rng,
+                          detail::rows(data.size(), dim(), "nvp::Chain::train_step",
+                                       "data"),
+                          data.data(), batch);
+    }
+
+    void set_log_scale_clamp(float bound)
+    {
+        detail::check(nvp_chain_set_log_scale_clamp(get(), bound), get());
+    }
+    /* 0 selects the number of online CPUs, 1 the calling thread only. */
+    void set_threads(std::size_t n_threads)
+    {
+        detail::check(nvp_chain_set_threads(get(), n_threads), get());
+    }
+    std::size_t threads() const noexcept { return nvp_chain_threads(get()); }
+
+    /* Saving: the scaler (may be nullptr) is stored along. */
+    void save(const std::string &path, const Scaler *scaler = nullptr) const
+    {
+        detail::check(nvp_chain_save_file(get(), scaler ? scaler->get() : nullptr,
+                                          path.c_str()),
+                      get());
+    }
+    std::size_t saved_size(const Scaler *scaler = nullptr) const
+    {
+        std::size_t size = 0;
+        detail::check(nvp_chain_save_buffer(get(), scaler ? scaler->get() : nullptr,
+                                            nullptr, 0, &size),
+                      get());
+        return size;
+    }
+    /* Into buf (cap bytes); returns the bytes written. */
+    std::size_t save_buffer(void *buf, std::size_t cap,
+                            const Scaler *scaler = nullptr) const
+    {
+        std::size_t size = 0;
+        detail::check(nvp_chain_save_buffer(get(), scaler ? scaler->get() : nullptr,
+                                            buf, cap, &size),
+                      get());
+        return size;
+    }
+    Bytes save_buffer(const Scaler *scaler = nullptr) const
+    {
+        Bytes b(saved_size(scaler));
+        b.resize(save_buffer(b.data(), b.size(), scaler));
+        return b;
+    }
+
+    /* Loading (any scaler in the data is ignored). */
+    static Chain load(const std::string &path, const nvp_allocator *alloc = nullptr)
+    {
+        nvp_chain *h = nullptr;
+        detail::check(nvp_chain_load_file(&h, nullptr, path.c_str(), alloc));
+        return adopt(h);
+    }
+    /* scaler receives the saved scaler, or is reset when the data has none. */
+    static Chain load(const std::string &path, std::optional<Scaler> &scaler,
+                      const nvp_allocator *alloc = nullptr)
+    {
+        nvp_chain *h = nullptr;
+        nvp_scaler *s = nullptr;
+        detail::check(nvp_chain_load_file(&h, &s, path.c_str(), alloc));
+        return finish_load(h, s, scaler);
+    }
+    static Chain load_buffer(const void *data, std::size_t size,
+                             const nvp_allocator *alloc = nullptr)
+    {
+        nvp_chain *h = nullptr;
+        detail::check(nvp_chain_load_buffer(&h, nullptr, data, size, alloc));
+        return adopt(h);
+    }
+    static Chain load_buffer(const void *data, std::size_t size,
+                             std::optional<Scaler> &scaler,
+                             const nvp_allocator *alloc = nullptr)
+    {
+        nvp_chain *h = nullptr;
+        nvp_scaler *s = nullptr;
+        detail::check(nvp_chain_load_buffer(&h, &s, data, size, alloc));
+        return finish_load(h, s, scaler);
+    }
+    static Chain load(const Bytes &buf, const nvp_allocator *alloc = nullptr)
+    {
+        return load_buffer(buf.data(), buf.size(), alloc);
+    }
+    static Chain load(const Bytes &buf, std::optional<Scaler> &scaler,
+                      const nvp_allocator *alloc = nullptr)
+    {
+        return load_buffer(buf.data(), buf.size(), scaler, alloc);
+    }
+
+private:
+    Chain(detail::adopt_tag, nvp_chain *h) noexcept : h_(h) {}
+    static Chain finish_load(nvp_chain *h, nvp_scaler *s,
+                             std::optional<Scaler> &scaler) noexcept
+    {
+        Chain c = adopt(h);
+        if (s)
+            scaler.emplace(Scaler::adopt(s));
+        else
+            scaler.reset();
+        return c;
+    }
+    detail::Owner<nvp_chain> h_;
+};
+
+} // namespace nvp
+
+#endif /* NVPFLOW_HPP */
