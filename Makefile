@@ -55,7 +55,7 @@ $(BUILD)/obj/%.o: src/%.c $(HEADERS) | $(BUILD)/obj
 
 # The matrix multiply is where the time goes: let the compiler unroll and
 # vectorise the portable kernel fully.
-$(BUILD)/obj/gemm%.o $(BUILD)/obj/adam.o $(BUILD)/obj/cpu.o: LIB_CFLAGS += -O3
+$(BUILD)/obj/gemm%.o $(BUILD)/obj/adam.o $(BUILD)/obj/cpu.o $(BUILD)/obj/sweep.o: LIB_CFLAGS += -O3
 
 $(BUILD)/obj $(BUILD)/tests $(BUILD)/examples:
 	mkdir -p $@

@@ -27,6 +27,8 @@ struct nvp_coupling {
     float *params;          /* own_params, or a view into a chain's vector */
     float *own_params;      /* NULL once a chain has adopted the layer */
     float clamp;            /* soft log-scale bound; 0: none */
+    int dense_only;         /* never the single-input sweep (tests compare
+                               the two paths) */
     nvp_engine engine;      /* for the standalone nvp_coupling_* calls */
 };
 

@@ -5,12 +5,15 @@
 #include <string.h>
 
 #include "coupling.h"
+#include "sweep.h"
 
 size_t nvp__coupling_cache_floats(const nvp_coupling *c, size_t rows)
 {
     size_t f = nvp__carved(rows * c->na);
     for (size_t l = 0; l < c->n_dense; l++)
         f += nvp__carved(rows * c->dense[l].out);
+    if (nvp__sweep_applies(c))
+        f += nvp__sweep_floats(c, rows);
     return f;
 }
 
@@ -33,9 +36,18 @@ static float *act_ptr(const nvp_coupling *c, const float *cache, size_t rows,
     return (float *)p;
 }
 
+/* The sweep's scratch, after the last layer's output in the cache. */
+static float *sweep_scratch(const nvp_coupling *c, const float *cache,
+                            size_t rows)
+{
+    return act_ptr(c, cache, rows, c->n_dense);
+}
+
 /* Conditioner forward: gathers z_a into the cache and runs every dense
- * layer; bias and ReLU are fused into the multiply's epilogue.  Returns
- * the output block (rows x 2 nb: shift, then log_scale). */
+ * layer; bias and ReLU are fused into the multiply's epilogue.  With a
+ * single input, the first two layers run as a sweep (sweep.h) and the
+ * first one's slot in the cache stays unused.  Returns the output block
+ * (rows x 2 nb: shift, then log_scale). */
 static float *conditioner_forward(const nvp_coupling *c, const nvp_exec *ex,
                                   size_t rows, const float *z, float *cache)
 {
@@ -45,7 +57,14 @@ static float *conditioner_forward(const nvp_coupling *c, const nvp_exec *ex,
             in[i * c->na + j] = z[i * c->dim + c->idx_a[j]];
     const float *x = in;
     float *y = NULL;
-    for (size_t l = 0; l < c->n_dense; l++) {
+    size_t first = 0;
+    if (nvp__sweep_applies(c)) {
+        y = act_ptr(c, cache, rows, 1);
+        nvp__sweep_forward(c, rows, in, y, sweep_scratch(c, cache, rows));
+        x = y;
+        first = 2;
+    }
+    for (size_t l = first; l < c->n_dense; l++) {
         const nvp_dense *d = &c->dense[l];
         y = act_ptr(c, cache, rows, l);
         nvp_epilogue ep = {c->params + d->b_off, l + 1 < c->n_dense, NULL, 0};
@@ -119,6 +138,12 @@ static void conditioner_backward(const nvp_coupling *c, const nvp_exec *ex,
     float *buf[2] = {buf0, buf1};
     const float *dz = dout;
     for (size_t l = c->n_dense; l-- > 0;) {
+        if (l == 1 && nvp__sweep_applies(c)) {
+            /* The first two layers ran as a sweep; so does their backward. */
+            nvp__sweep_backward(c, rows, cache, dz, grad, din,
+                                sweep_scratch(c, cache, rows));
+            break;
+        }
         const nvp_dense *d = &c->dense[l];
         const float *x = l == 0 ? cache : act_ptr(c, cache, rows, l - 1);
         if (grad) {
