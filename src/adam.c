@@ -142,23 +142,60 @@ static void adam_loop_portable(size_t n, float *p, const float *g, float *m,
     adam_loop(n, p, g, m, v, b1, b2, step, inv_sqrt_bc2, eps);
 }
 
-void nvp__adam_apply(nvp_adam *o, float *params, const float *grad)
+/* One step over parameters [lo, hi). */
+typedef struct adam_job {
+    nvp_adam *o;
+    float *params;
+    const float *grad;
+    float step, inv_sqrt_bc2;
+    size_t per_task;
+} adam_job;
+
+static void adam_range(const adam_job *j, size_t lo, size_t hi)
+{
+    nvp_adam *o = j->o;
+    const size_t n = hi - lo;
+#if defined(__x86_64__) || defined(__i386__)
+    if (nvp__cpu_avx512()) {
+        adam_loop_avx512(n, j->params + lo, j->grad + lo, o->m + lo, o->v + lo,
+                         o->b1, o->b2, j->step, j->inv_sqrt_bc2, o->eps);
+        return;
+    }
+#endif
+    adam_loop_portable(n, j->params + lo, j->grad + lo, o->m + lo, o->v + lo,
+                       o->b1, o->b2, j->step, j->inv_sqrt_bc2, o->eps);
+}
+
+static void adam_task(void *arg, size_t task, float *pack)
+{
+    (void)pack;
+    const adam_job *j = arg;
+    const size_t lo = task * j->per_task;
+    const size_t hi = lo + j->per_task < j->o->n ? lo + j->per_task : j->o->n;
+    adam_range(j, lo, hi);
+}
+
+/* Below this many parameters a step stays on one thread. */
+#define ADAM_PARALLEL_MIN ((size_t)1 << 16)
+
+void nvp__adam_apply(nvp_adam *o, float *params, const float *grad,
+                     nvp_pool *pool)
 {
     o->t++;
     /* Bias corrections in double: b^t underflows gracefully to 0. */
     const double bc1 = 1.0 - pow((double)o->b1, (double)o->t);
     const double bc2 = 1.0 - pow((double)o->b2, (double)o->t);
-    const float step = (float)((double)o->lr / bc1);
-    const float inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
-#if defined(__x86_64__) || defined(__i386__)
-    if (nvp__cpu_avx512()) {
-        adam_loop_avx512(o->n, params, grad, o->m, o->v, o->b1, o->b2, step,
-                         inv_sqrt_bc2, o->eps);
+    adam_job j = {o, params, grad, (float)((double)o->lr / bc1),
+                  (float)(1.0 / sqrt(bc2)), o->n};
+    const size_t threads = nvp__pool_threads(pool);
+    if (threads > 1 && o->n >= ADAM_PARALLEL_MIN) {
+        /* Every parameter's update is independent of the others, so any
+         * split gives the same bits. */
+        j.per_task = (o->n + threads - 1) / threads;
+        nvp__pool_run(pool, threads, adam_task, &j);
         return;
     }
-#endif
-    adam_loop_portable(o->n, params, grad, o->m, o->v, o->b1, o->b2, step,
-                       inv_sqrt_bc2, o->eps);
+    adam_range(&j, 0, o->n);
 }
 
 int nvp_adam_step(nvp_adam *o, float *params, const float *grad, size_t n)
@@ -171,7 +208,7 @@ int nvp_adam_step(nvp_adam *o, float *params, const float *grad, size_t n)
                 "nvp_adam_step: n %zu, optimizer has %zu parameters", n, o->n);
     NVP_REQUIRE(nvp__all_finite(grad, n), NVP_ENONFINITE,
                 "nvp_adam_step: grad holds NaN or an infinity; step refused");
-    nvp__adam_apply(o, params, grad);
+    nvp__adam_apply(o, params, grad, NULL);
     return NVP_OK;
 }
 

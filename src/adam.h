@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "threadpool.h"
 
 struct nvp_adam {
     nvp_errbox err;
@@ -15,7 +16,9 @@ struct nvp_adam {
     float *m, *v; /* first and second moments, n floats each */
 };
 
-/* The update itself, after all checks; grad must be finite. */
-void nvp__adam_apply(nvp_adam *opt, float *params, const float *grad);
+/* The update itself, after all checks; grad must be finite.  Split over
+ * pool's threads when pool is not NULL (held by the caller). */
+void nvp__adam_apply(nvp_adam *opt, float *params, const float *grad,
+                     nvp_pool *pool);
 
 #endif

@@ -146,6 +146,8 @@ int nvp_chain_train_step(nvp_chain *c, nvp_adam *opt, nvp_rng *rng,
         *loss = l;
     if (rc)
         return rc; /* nvp_chain_nll_grad recorded the message */
-    nvp__adam_apply(opt, c->params, c->grad);
+    nvp_pool *pool = nvp__chain_pool_take(c);
+    nvp__adam_apply(opt, c->params, c->grad, pool);
+    nvp__chain_pool_give(pool);
     return NVP_OK;
 }
