@@ -344,11 +344,14 @@ NVP_API const nvp_coupling *nvp_chain_layer(const nvp_chain *chain, size_t k,
 NVP_API const nvp_base *nvp_chain_base(const nvp_chain *chain);
 
 /* Draws n points from the flow into y (n * dim); log_prob (n floats, may be
- * NULL) receives their log densities at no extra conditioner cost. */
+ * NULL) receives their log densities at no extra conditioner cost (-inf
+ * for a draw whose forward pass overflowed, as for nvp_chain_log_prob). */
 NVP_API int nvp_chain_sample(const nvp_chain *chain, nvp_rng *rng, size_t n,
                              float *y, float *log_prob);
 /* Log density of n points y into lp (n floats).  A row holding NaN or an
- * infinity gets NaN. */
+ * infinity gets NaN.  A finite row so far out that the inverse overflows
+ * the float range gets -inf (a density too small to represent), never NaN;
+ * nvp_chain_inverse gives such a row as infinities or NaN. */
 NVP_API int nvp_chain_log_prob(const nvp_chain *chain, size_t n,
                                const float *y, float *lp);
 /* Base -> data through all layers (x and y may be the same pointer);

@@ -139,7 +139,7 @@ static int load_state(const char *fn, const void *data, size_t size,
     nvp_adam *o;
     rc = nvp_adam_create(&o, (size_t)n, alloc);
     if (rc)
-        return nvp__fail(NULL, rc, "%s: %s", fn, nvp_errmsg());
+        return nvp__fail_in(NULL, rc, fn);
     o->lr = lr;
     o->b1 = b1;
     o->b2 = b2;
@@ -158,7 +158,7 @@ static int load_state(const char *fn, const void *data, size_t size,
         rc = nvp_rng_create(&g, 0, alloc);
         if (rc) {
             nvp_adam_free(o);
-            return nvp__fail(NULL, rc, "%s: %s", fn, nvp_errmsg());
+            return nvp__fail_in(NULL, rc, fn);
         }
         memcpy(g->s, s, sizeof s);
         g->has_spare = (int)has_spare;

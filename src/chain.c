@@ -149,7 +149,7 @@ int nvp_chain_create_alternating(nvp_chain **out, size_t dim,
     if (rc == NVP_OK)
         rc = nvp_chain_create(out, base, layers, n_layers, alloc);
     if (rc != NVP_OK) {
-        /* The message of the first failure is already recorded. */
+        nvp__fail_in(NULL, rc, fn);
         for (size_t k = 0; k < n_layers; k++)
             nvp_coupling_free(layers[k]);
         nvp_base_free(base);

@@ -35,6 +35,14 @@ static void poison_rows(size_t rows, size_t dim, const unsigned char *bad,
     }
 }
 
+/* A finite input whose computation overflowed (the inverse left the
+ * float range, giving NaN as inf - inf or inf * 0 somewhere) has a density
+ * too small to represent: log density -inf. */
+static float overflow_as_zero_density(double v)
+{
+    return isnan(v) ? -INFINITY : (float)v;
+}
+
 static void eval_chunk(const eval_job *j, size_t chunk, float *arena,
                        const nvp_exec *ex)
 {
@@ -79,7 +87,7 @@ static void eval_chunk(const eval_job *j, size_t chunk, float *arena,
             nvp__coupling_forward_rows(c->layers[s], ex, rows, z, ld, cache);
         if (ld)
             for (size_t i = 0; i < rows; i++)
-                ld[i] = -ld[i];
+                ld[i] = overflow_as_zero_density(-(double)ld[i]);
         break;
     }
     case EV_LOG_PROB: {
@@ -90,11 +98,11 @@ static void eval_chunk(const eval_job *j, size_t chunk, float *arena,
             nvp__coupling_inverse_rows(c->layers[K - 1 - s], ex, rows, copy,
                                        acc, cache);
         float *lp = j->out + r0;
-        for (size_t i = 0; i < rows; i++)
-            lp[i] = bad[i] ? NAN
-                           : (float)(nvp__base_log_prob_row(c->base,
-                                                            copy + i * dim) +
-                                     (double)acc[i]);
+        for (size_t i = 0; i < rows; i++) {
+            const double v = nvp__base_log_prob_row(c->base, copy + i * dim) +
+                             (double)acc[i];
+            lp[i] = bad[i] ? NAN : overflow_as_zero_density(v);
+        }
         break;
     }
     case EV_TRACE: {
@@ -204,7 +212,7 @@ int nvp_chain_sample(const nvp_chain *c, nvp_rng *rng, size_t n, float *y,
      * only on the rng, not on chunks or threads. */
     rc = nvp_base_sample(c->base, rng, n, y);
     if (rc)
-        return nvp__fail(eb, rc, "%s: %s", fn, nvp_errmsg());
+        return nvp__fail_in(eb, rc, fn);
     eval_job j = {c, EV_SAMPLE, n, y, y, log_prob, 0};
     return run_eval(&j, fn);
 }

@@ -145,7 +145,7 @@ int nvp_chain_train_step(nvp_chain *c, nvp_adam *opt, nvp_rng *rng,
     if (loss)
         *loss = l;
     if (rc)
-        return rc; /* nvp_chain_nll_grad recorded the message */
+        return nvp__fail_in(eb, rc, fn);
     nvp_pool *pool = nvp__chain_pool_take(c);
     nvp__adam_apply(opt, c->params, c->grad, pool);
     nvp__chain_pool_give(pool);

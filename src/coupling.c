@@ -38,7 +38,7 @@ int nvp__coupling_plan(nvp_coupling *c, const nvp_errbox *eb, const char *fn,
         NVP_DEFAULT_HIDDEN_WIDTH, NVP_DEFAULT_HIDDEN_WIDTH};
     NVP_REQUIRE(dim >= 2 && dim <= NVP_MAX_DIM, NVP_EINVAL,
                 "%s: dim %zu is outside [2, %d]", fn, dim, NVP_MAX_DIM);
-    NVP_REQUIRE_PTR(mask);
+    NVP_REQUIRE(mask != NULL, NVP_EINVAL, "%s: mask is NULL", fn);
     if (!hidden) {
         NVP_REQUIRE(n_hidden == 0, NVP_EINVAL,
                     "%s: hidden is NULL but n_hidden is %zu", fn, n_hidden);
@@ -177,6 +177,22 @@ int nvp__coupling_new(nvp_coupling **out, const char *fn, size_t dim,
     return NVP_OK;
 }
 
+/* The body of both public constructors; messages name fn. */
+static int coupling_create(const char *fn, nvp_coupling **out, size_t dim,
+                           const unsigned char *mask, size_t n_hidden,
+                           const size_t *hidden, unsigned flags, nvp_rng *rng,
+                           const nvp_allocator *alloc)
+{
+    const nvp_errbox *eb = NULL;
+    NVP_REQUIRE(rng != NULL, NVP_EINVAL, "%s: rng is NULL", fn);
+    NVP_REQUIRE((flags & ~NVP_INIT_ZERO_OUTPUT) == 0, NVP_EINVAL,
+                "%s: unknown flags 0x%x", fn, flags);
+    int rc = nvp__coupling_new(out, fn, dim, mask, n_hidden, hidden, alloc);
+    if (rc == NVP_OK)
+        init_params(*out, rng, flags);
+    return rc;
+}
+
 int nvp_coupling_create(nvp_coupling **out, size_t dim,
                         const unsigned char *mask, size_t n_hidden,
                         const size_t *hidden, unsigned flags, nvp_rng *rng,
@@ -185,14 +201,8 @@ int nvp_coupling_create(nvp_coupling **out, size_t dim,
     const nvp_errbox *eb = NULL;
     NVP_REQUIRE_PTR(out);
     *out = NULL;
-    NVP_REQUIRE_PTR(rng);
-    NVP_REQUIRE((flags & ~NVP_INIT_ZERO_OUTPUT) == 0, NVP_EINVAL,
-                "nvp_coupling_create: unknown flags 0x%x", flags);
-    int rc = nvp__coupling_new(out, "nvp_coupling_create", dim, mask,
-                               n_hidden, hidden, alloc);
-    if (rc == NVP_OK)
-        init_params(*out, rng, flags);
-    return rc;
+    return coupling_create("nvp_coupling_create", out, dim, mask, n_hidden,
+                           hidden, flags, rng, alloc);
 }
 
 int nvp_coupling_create_half(nvp_coupling **out, size_t dim, int flip,
@@ -200,23 +210,22 @@ int nvp_coupling_create_half(nvp_coupling **out, size_t dim, int flip,
                              unsigned flags, nvp_rng *rng,
                              const nvp_allocator *alloc)
 {
+    const char *fn = "nvp_coupling_create_half";
     const nvp_errbox *eb = NULL;
     NVP_REQUIRE_PTR(out);
     *out = NULL;
     NVP_REQUIRE(dim >= 2 && dim <= NVP_MAX_DIM, NVP_EINVAL,
-                "nvp_coupling_create_half: dim %zu is outside [2, %d]", dim,
-                NVP_MAX_DIM);
+                "%s: dim %zu is outside [2, %d]", fn, dim, NVP_MAX_DIM);
     nvp_allocator a;
     NVP_REQUIRE(nvp__allocator_init(&a, alloc) == NVP_OK, NVP_EINVAL,
-                "nvp_coupling_create_half: invalid allocator");
+                "%s: invalid allocator", fn);
     unsigned char *mask = nvp__malloc(&a, dim);
     if (!mask)
-        return nvp__fail(NULL, NVP_ENOMEM,
-                         "nvp_coupling_create_half: out of memory");
+        return nvp__fail(NULL, NVP_ENOMEM, "%s: out of memory", fn);
     for (size_t i = 0; i < dim; i++)
         mask[i] = (unsigned char)((i < dim / 2) != (flip != 0));
-    int rc = nvp_coupling_create(out, dim, mask, n_hidden, hidden, flags, rng,
-                                 alloc);
+    int rc = coupling_create(fn, out, dim, mask, n_hidden, hidden, flags, rng,
+                             alloc);
     nvp__free(&a, mask);
     return rc;
 }

@@ -52,12 +52,16 @@ const char *nvp__errbox_read(const nvp_errbox *cbox)
 
 int nvp__fail(const nvp_errbox *cbox, int code, const char *fmt, ...)
 {
+    /* Format into a local buffer first: the arguments may include the
+     * thread's previous message (nvp_errmsg()), which tls_msg holds. */
+    char msg[NVP_ERRMSG_CAP];
     va_list ap;
     va_start(ap, fmt);
-    int len = vsnprintf(tls_msg, sizeof tls_msg, fmt, ap);
+    int len = vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     if (len < 0)
-        tls_msg[0] = '\0';
+        msg[0] = '\0';
+    memcpy(tls_msg, msg, sizeof msg);
     if (cbox) {
         /* Every handle lives in memory the library allocated, never in a
          * const object, so writing through the cast is well defined. */
@@ -67,4 +71,9 @@ int nvp__fail(const nvp_errbox *cbox, int code, const char *fmt, ...)
         pthread_mutex_unlock(&box->lock);
     }
     return code;
+}
+
+int nvp__fail_in(const nvp_errbox *box, int rc, const char *fn)
+{
+    return nvp__fail(box, rc, "%s: %s", fn, tls_msg);
 }

@@ -33,6 +33,10 @@ int nvp__fail(const nvp_errbox *box, int code, const char *fmt, ...)
 #endif
     ;
 
+/* Records that fn failed because a call it made failed with rc (whose
+ * message is the thread's last one): "fn: <that message>".  Returns rc. */
+int nvp__fail_in(const nvp_errbox *box, int rc, const char *fn);
+
 /* Helpers for the argument checks every public function starts with.
  * They expect a local `const nvp_errbox *eb` (may be NULL). */
 #define NVP_REQUIRE(cond, code, ...)                                       \

@@ -176,7 +176,7 @@ static int read_scaler(const char *fn, nvp_reader *r, size_t dim,
     nvp_scaler *s;
     int rc = nvp_scaler_create(&s, dim, alloc);
     if (rc)
-        return nvp__fail(NULL, rc, "%s: %s", fn, nvp_errmsg());
+        return nvp__fail_in(NULL, rc, fn);
     nvp__get_f32s(r, s->mean, dim);
     nvp__get_f32s(r, s->sd, dim);
     for (size_t j = 0; j < dim; j++)
@@ -270,14 +270,14 @@ static int load_model(const char *fn, const void *data, size_t size,
         }
     }
     if (rc == NVP_OK && (rc = nvp_base_create_normal(&base, dim, alloc)) != NVP_OK)
-        rc = nvp__fail(NULL, rc, "%s: %s", fn, nvp_errmsg());
+        rc = nvp__fail_in(NULL, rc, fn);
     if (rc == NVP_OK && scal && scaler_out) {
         nvp_reader sr = scal->body;
         rc = read_scaler(fn, &sr, dim, alloc, &scaler);
     }
     nvp_chain *c = NULL;
     if (rc == NVP_OK && (rc = nvp_chain_create(&c, base, layers, n_layers, alloc)) != NVP_OK)
-        rc = nvp__fail(NULL, rc, "%s: %s", fn, nvp_errmsg());
+        rc = nvp__fail_in(NULL, rc, fn);
     if (rc != NVP_OK) {
         for (size_t k = 0; k < n_layers; k++)
             nvp_coupling_free(layers[k]);

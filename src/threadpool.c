@@ -141,11 +141,12 @@ int nvp__pool_create(nvp_pool **out, size_t n_threads, size_t pack_floats,
     atomic_init(&p->stop, 0);
     p->threads = nvp__malloc(&p->alloc, (n_threads - 1) * sizeof *p->threads);
     p->workers = nvp__malloc(&p->alloc, n_threads * sizeof *p->workers);
+    if (p->workers) /* pool_destroy frees every non-NULL pack */
+        memset(p->workers, 0, n_threads * sizeof *p->workers);
     if (!p->threads || !p->workers) {
         pool_destroy(p, 0);
         return NVP_ENOMEM;
     }
-    memset(p->workers, 0, n_threads * sizeof *p->workers);
     for (size_t i = 0; i < n_threads; i++) {
         p->workers[i].pool = p;
         p->workers[i].pack =

@@ -1,0 +1,175 @@
+/* Adam against steps computed by hand in double, setter validation, reset,
+ * and refusal of non-finite gradients. */
+#include <string.h>
+
+#include "tests.h"
+
+/* Adam with bias correction (Kingma and Ba 2015), in double. */
+typedef struct {
+    double lr, b1, b2, eps;
+    double m[3], v[3];
+    int t;
+} hand_adam;
+
+static void hand_step(hand_adam *a, double *p, const double *g)
+{
+    a->t++;
+    for (int i = 0; i < 3; i++) {
+        a->m[i] = a->b1 * a->m[i] + (1 - a->b1) * g[i];
+        a->v[i] = a->b2 * a->v[i] + (1 - a->b2) * g[i] * g[i];
+        const double mhat = a->m[i] / (1 - pow(a->b1, a->t));
+        const double vhat = a->v[i] / (1 - pow(a->b2, a->t));
+        p[i] -= a->lr * mhat / (sqrt(vhat) + a->eps);
+    }
+}
+
+typedef struct {
+    float lr, b1, b2, eps;
+    int set_lr, set_betas, set_eps;
+} adam_cfg;
+
+static const adam_cfg adam_cfgs[] = {
+    {1e-3f, 0.9f, 0.999f, 1e-8f, 0, 0, 0}, /* the defaults, untouched */
+    {0.05f, 0.8f, 0.99f, 1e-3f, 1, 1, 1},
+    {0.5f, 0.0f, 0.0f, 1e-2f, 1, 1, 1},    /* b = 0: plain sign-like steps */
+};
+
+/* Three steps on a 3-parameter vector, compared after every step. */
+START_TEST(test_adam_matches_hand_computed_steps)
+{
+    const adam_cfg *cf = &adam_cfgs[_i];
+    const double G[3][3] = {{0.5, -2.0, 0.0}, {-0.25, 1.0, 3.0}, {1.5, -0.125, -1e-3}};
+    nvp_adam *opt = NULL;
+    T_OK(nvp_adam_create(&opt, 3, NULL));
+    ck_assert_uint_eq(nvp_adam_num_params(opt), 3);
+    ck_assert_uint_eq(nvp_adam_steps(opt), 0);
+    T_CHECK(nvp_adam_lr(opt) == 1e-3f, "default lr %.9g", (double)nvp_adam_lr(opt));
+    if (cf->set_lr)
+        T_OK(nvp_adam_set_lr(opt, cf->lr));
+    if (cf->set_betas)
+        T_OK(nvp_adam_set_betas(opt, cf->b1, cf->b2));
+    if (cf->set_eps)
+        T_OK(nvp_adam_set_eps(opt, cf->eps));
+    T_CHECK(nvp_adam_lr(opt) == cf->lr, "lr after set %.9g", (double)nvp_adam_lr(opt));
+    hand_adam ha = {cf->lr, cf->b1, cf->b2, cf->eps, {0}, {0}, 0};
+    float p[3] = {1.0f, -0.5f, 2.0f};
+    double pd[3] = {1.0, -0.5, 2.0};
+    for (int s = 0; s < 3; s++) {
+        const float g[3] = {(float)G[s][0], (float)G[s][1], (float)G[s][2]};
+        T_OK(nvp_adam_step(opt, p, g, 3));
+        hand_step(&ha, pd, G[s]);
+        ck_assert_uint_eq(nvp_adam_steps(opt), (uint64_t)s + 1);
+        for (int i = 0; i < 3; i++)
+            T_CLOSE(p[i], pd[i], 1e-6, 1e-4 * cf->lr, _i,
+                    "config %d (lr %g b1 %g b2 %g eps %g): param %d after step %d",
+                    _i, (double)cf->lr, (double)cf->b1, (double)cf->b2, (double)cf->eps, i, s + 1);
+    }
+    nvp_adam_free(opt);
+}
+END_TEST
+
+START_TEST(test_adam_setters_validate)
+{
+    nvp_adam *opt = NULL;
+    T_OK(nvp_adam_create(&opt, 2, NULL));
+    const float bad_lr[] = {0.0f, -1e-3f, NAN, INFINITY, -INFINITY};
+    for (size_t i = 0; i < sizeof bad_lr / sizeof bad_lr[0]; i++) {
+        ck_assert_int_eq(nvp_adam_set_lr(opt, bad_lr[i]), NVP_EINVAL);
+        T_CHECK(nvp_adam_lr(opt) == 1e-3f, "lr changed by a refused value %g", (double)bad_lr[i]);
+        T_CHECK(strstr(nvp_adam_errmsg(opt), "nvp_adam_set_lr") != NULL, "errmsg: '%s'", nvp_adam_errmsg(opt));
+    }
+    const float bad_b[][2] = {{1.0f, 0.9f}, {0.9f, 1.0f}, {-0.1f, 0.9f}, {0.9f, -1e-6f},
+                              {NAN, 0.9f}, {0.9f, NAN}, {INFINITY, 0.9f}, {1.5f, 1.5f}};
+    for (size_t i = 0; i < sizeof bad_b / sizeof bad_b[0]; i++)
+        T_CHECK(nvp_adam_set_betas(opt, bad_b[i][0], bad_b[i][1]) == NVP_EINVAL,
+                "betas (%g, %g) accepted", (double)bad_b[i][0], (double)bad_b[i][1]);
+    const float bad_eps[] = {0.0f, -1e-8f, NAN, INFINITY};
+    for (size_t i = 0; i < sizeof bad_eps / sizeof bad_eps[0]; i++)
+        T_CHECK(nvp_adam_set_eps(opt, bad_eps[i]) == NVP_EINVAL, "eps %g accepted", (double)bad_eps[i]);
+    /* None of the refused calls changed the optimizer: its first step is
+     * that of a fresh one with the defaults. */
+    nvp_adam *fresh = NULL;
+    T_OK(nvp_adam_create(&fresh, 2, NULL));
+    float p1[2] = {1.0f, 2.0f}, p2[2] = {1.0f, 2.0f};
+    const float g[2] = {0.3f, -0.7f};
+    T_OK(nvp_adam_step(opt, p1, g, 2));
+    T_OK(nvp_adam_step(fresh, p2, g, 2));
+    T_CHECK(t_first_diff(p1, p2, 2) == (size_t)-1, "refused setters changed the step");
+    /* Edge values that are valid. */
+    T_OK(nvp_adam_set_betas(opt, 0.0f, 0.0f));
+    T_OK(nvp_adam_set_betas(opt, 0.99999f, 0.99999f));
+    T_OK(nvp_adam_set_lr(opt, 1e-30f));
+    T_OK(nvp_adam_set_eps(opt, 1e-30f));
+    nvp_adam_free(opt);
+    nvp_adam_free(fresh);
+}
+END_TEST
+
+START_TEST(test_adam_reset)
+{
+    nvp_adam *opt = NULL, *fresh = NULL;
+    T_OK(nvp_adam_create(&opt, 3, NULL));
+    T_OK(nvp_adam_create(&fresh, 3, NULL));
+    float p[3] = {1, 2, 3};
+    const float g[3] = {0.1f, -0.2f, 0.3f}, g2[3] = {-1.0f, 0.5f, 0.25f};
+    for (int s = 0; s < 5; s++)
+        T_OK(nvp_adam_step(opt, p, g, 3));
+    ck_assert_uint_eq(nvp_adam_steps(opt), 5);
+    T_OK(nvp_adam_reset(opt));
+    ck_assert_uint_eq(nvp_adam_steps(opt), 0);
+    /* After reset, two steps equal a fresh optimizer's two steps. */
+    float a[3] = {0.5f, -0.5f, 4.0f}, b[3] = {0.5f, -0.5f, 4.0f};
+    T_OK(nvp_adam_step(opt, a, g2, 3));
+    T_OK(nvp_adam_step(opt, a, g, 3));
+    T_OK(nvp_adam_step(fresh, b, g2, 3));
+    T_OK(nvp_adam_step(fresh, b, g, 3));
+    T_CHECK(t_first_diff(a, b, 3) == (size_t)-1, "after reset: %g %g %g vs fresh %g %g %g",
+            (double)a[0], (double)a[1], (double)a[2], (double)b[0], (double)b[1], (double)b[2]);
+    nvp_adam_free(opt);
+    nvp_adam_free(fresh);
+}
+END_TEST
+
+/* A gradient holding NaN or an infinity is refused and changes nothing:
+ * parameters bitwise, step count, and the moments (the next valid steps
+ * equal those of a run that never saw the bad gradient). */
+START_TEST(test_adam_refuses_nonfinite_gradient)
+{
+    const float bad[] = {NAN, INFINITY, -INFINITY};
+    const float bad_val = bad[_i];
+    nvp_adam *opt = NULL, *ctl = NULL;
+    T_OK(nvp_adam_create(&opt, 3, NULL));
+    T_OK(nvp_adam_create(&ctl, 3, NULL));
+    float p[3] = {1, 2, 3}, q[3] = {1, 2, 3};
+    const float g[3] = {0.1f, -0.2f, 0.3f};
+    T_OK(nvp_adam_step(opt, p, g, 3));
+    T_OK(nvp_adam_step(ctl, q, g, 3));
+    float before[3];
+    memcpy(before, p, sizeof p);
+    const float gb[3] = {0.5f, bad_val, 0.5f};
+    ck_assert_int_eq(nvp_adam_step(opt, p, gb, 3), NVP_ENONFINITE);
+    T_CHECK(t_first_diff(before, p, 3) == (size_t)-1, "refused step (%g) changed the parameters", (double)bad_val);
+    ck_assert_uint_eq(nvp_adam_steps(opt), 1);
+    T_CHECK(strstr(nvp_adam_errmsg(opt), "nvp_adam_step") != NULL, "errmsg '%s'", nvp_adam_errmsg(opt));
+    const float g2[3] = {-0.4f, 0.8f, 0.05f};
+    T_OK(nvp_adam_step(opt, p, g2, 3));
+    T_OK(nvp_adam_step(ctl, q, g2, 3));
+    T_CHECK(t_first_diff(p, q, 3) == (size_t)-1, "after a refused step (%g) the moments differ: %g %g %g vs %g %g %g",
+            (double)bad_val, (double)p[0], (double)p[1], (double)p[2], (double)q[0], (double)q[1], (double)q[2]);
+    nvp_adam_free(opt);
+    nvp_adam_free(ctl);
+}
+END_TEST
+
+Suite *adam_suite(void)
+{
+    Suite *s = suite_create("adam");
+    TCase *tc = tcase_create("adam");
+    tcase_set_timeout(tc, T_TIMEOUT);
+    tcase_add_loop_test(tc, test_adam_matches_hand_computed_steps, 0, 3);
+    tcase_add_test(tc, test_adam_setters_validate);
+    tcase_add_test(tc, test_adam_reset);
+    tcase_add_loop_test(tc, test_adam_refuses_nonfinite_gradient, 0, 3);
+    suite_add_tcase(s, tc);
+    return s;
+}

@@ -1,0 +1,343 @@
+/* The internal blocked matrix multiply (src/gemm.h) against a naive triple
+ * loop in double, for every kernel this CPU supports: awkward shapes (1,
+ * primes, just past every block size), all four transpose combinations,
+ * accumulate on and off, leading dimensions larger than the rows, and the
+ * fused epilogue (bias, ReLU, gate). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "gemm.h"
+#include "tests.h"
+
+typedef struct {
+    size_t m, n, k;
+    unsigned trans; /* transpose combinations to run (bit t: trans_a = t >> 1,
+                       trans_b = t & 1); 0: all four */
+} shape;
+
+/* Small shapes run every variant (4 transpose combinations x accumulate
+ * x 5 epilogues); larger ones every transpose combination.  The last four
+ * go past the cache blocks of every kernel (MC/KC/NC: portable
+ * 64/256/1024, avx2 120/256/1024, avx512 120/512/512): two dimensions at a
+ * time with all transpose combinations, then all three at once
+ * (131 x 1031 x 521, 70M multiply-adds: one combination, the one with the
+ * most going on, to keep the suite fast under Valgrind). */
+static const shape shapes[] = {
+    {1, 1, 1, 0},     {1, 13, 7, 0},   {7, 1, 13, 0},    {13, 7, 1, 0},
+    {4, 8, 16, 0},    {5, 3, 0, 0},    {1, 1, 0, 0},     {97, 13, 257, 0},
+    {257, 97, 7, 0},  {7, 521, 97, 0}, {521, 7, 13, 0},  {13, 257, 521, 0},
+    {131, 1031, 9, 0}, {131, 9, 521, 0},
+    {9, 1031, 521, 0}, {131, 1031, 521, 0x2},
+};
+#define N_SHAPES (sizeof shapes / sizeof shapes[0])
+
+enum { EP_NONE, EP_BIAS, EP_BIAS_RELU, EP_GATE, EP_ALL, EP_COUNT };
+static const char *const ep_names[EP_COUNT] = {"none", "bias", "bias+relu",
+                                               "gate", "bias+relu+gate"};
+
+static float *pack_alloc(const nvp_gemm_kernel *kern)
+{
+    size_t bytes = nvp__gemm_pack_floats(kern) * sizeof(float);
+    bytes = (bytes + 63) & ~(size_t)63;
+    float *p = aligned_alloc(64, bytes);
+    ck_assert_ptr_nonnull(p);
+    /* NaN everywhere: reading pack space that was not packed shows up. */
+    for (size_t i = 0; i < bytes / sizeof(float); i++)
+        p[i] = NAN;
+    return p;
+}
+
+/* Rows (or columns) of a large product that the naive loop recomputes:
+ * both sides of every cache-block boundary, of the first register-tile
+ * boundary, the whole last (partial) tile and the one before, plus a few
+ * random ones.  The k reduction, with its KC blocks, is part of every
+ * entry. */
+static void select_lines(unsigned char *sel, size_t len, size_t tile, size_t block, t_prng *p)
+{
+    const size_t tail = len % tile + tile;
+    for (size_t i = 0; i < len; i++) {
+        const size_t r = i % block;
+        sel[i] = r <= 1 || r + 1 == block || i == tile - 1 || i == tile || i + tail >= len;
+    }
+    for (int k = 0; k < 6; k++)
+        sel[(size_t)(t_prng_unif(p) * (double)len)] = 1;
+}
+
+/* One product against the naive reference, on every entry, or (sampled)
+ * on the rows and columns select_lines picks.  Fails at the first
+ * mismatch with a message naming everything needed to reproduce it. */
+static void check_one(const nvp_gemm_kernel *kern, float *pack, shape s,
+                      int ta, int tb, int acc, int ep_kind, uint64_t seed, int sampled)
+{
+    const size_t m = s.m, n = s.n, k = s.k;
+    /* Stored shapes: A is m x k (or k x m when transposed), B likewise. */
+    const size_t a_rows = ta ? k : m, a_cols = ta ? m : k;
+    const size_t b_rows = tb ? n : k, b_cols = tb ? k : n;
+    const size_t lda = a_cols + 3, ldb = b_cols + 5, ldc = n + 2, ldg = n + 7;
+    t_prng p;
+    t_prng_seed(&p, seed);
+    float *a = t_xmalloc((a_rows * lda + 1) * sizeof *a);
+    float *b = t_xmalloc((b_rows * ldb + 1) * sizeof *b);
+    float *c = t_xmalloc(m * ldc * sizeof *c);
+    float *gate = t_xmalloc(m * ldg * sizeof *gate);
+    float *bias = t_xmalloc((n + 1) * sizeof *bias);
+    double *opa = t_xmalloc((m * k + 1) * sizeof *opa);
+    double *opb = t_xmalloc((k * n + 1) * sizeof *opb);
+    double *ref = t_xmalloc(m * n * sizeof *ref);
+    double *mag = t_xmalloc(m * n * sizeof *mag);
+    /* Padding past each row is NaN: the product must never read it. */
+    for (size_t i = 0; i < a_rows; i++)
+        for (size_t j = 0; j < lda; j++)
+            a[i * lda + j] = j < a_cols ? (float)t_prng_range(&p, -1, 1) : NAN;
+    for (size_t i = 0; i < b_rows; i++)
+        for (size_t j = 0; j < ldb; j++)
+            b[i * ldb + j] = j < b_cols ? (float)t_prng_range(&p, -1, 1) : NAN;
+    /* C's padding holds a sentinel that must survive. */
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < ldc; j++)
+            c[i * ldc + j] = j < n ? (float)t_prng_range(&p, -2, 2) : 12345.0f;
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < ldg; j++)
+            gate[i * ldg + j] = j < n ? (t_prng_unif(&p) < 0.5 ? 0.0f : (float)t_prng_unif(&p) + 0.5f)
+                                      : (j % 2 ? 1.0f : -1.0f);
+    for (size_t j = 0; j < n; j++)
+        bias[j] = (float)t_prng_range(&p, -1, 1);
+
+    for (size_t i = 0; i < m; i++)
+        for (size_t q = 0; q < k; q++)
+            opa[i * k + q] = ta ? a[q * lda + i] : a[i * lda + q];
+    for (size_t q = 0; q < k; q++)
+        for (size_t j = 0; j < n; j++)
+            opb[q * n + j] = tb ? b[j * ldb + q] : b[q * ldb + j];
+    unsigned char *rsel = t_xmalloc(m), *csel = t_xmalloc(n);
+    memset(rsel, 1, m);
+    memset(csel, 1, n);
+    if (sampled) {
+        select_lines(rsel, m, kern->mr, kern->mc, &p);
+        select_lines(csel, n, kern->nr, kern->nc, &p);
+    }
+    /* Scale of each entry for the error bound: sum_q |a_iq b_qj| <=
+     * |a_i|_2 |b_j|_2 (Cauchy-Schwarz), plus |C| and |bias| below. */
+    double *norm_a = t_xmalloc((m + 1) * sizeof *norm_a), *norm_b = t_xmalloc((n + 1) * sizeof *norm_b);
+    for (size_t i = 0; i < m; i++) {
+        double s2 = 0;
+        for (size_t q = 0; q < k; q++)
+            s2 += opa[i * k + q] * opa[i * k + q];
+        norm_a[i] = sqrt(s2);
+    }
+    for (size_t j = 0; j < n; j++)
+        norm_b[j] = 0;
+    for (size_t q = 0; q < k; q++)
+        for (size_t j = 0; j < n; j++)
+            norm_b[j] += opb[q * n + j] * opb[q * n + j];
+    for (size_t j = 0; j < n; j++)
+        norm_b[j] = sqrt(norm_b[j]);
+    for (size_t i = 0; i < m; i++) {
+        double *ri = ref + i * n;
+        for (size_t j = 0; j < n; j++) {
+            ri[j] = acc ? c[i * ldc + j] : 0.0;
+            mag[i * n + j] = fabs(ri[j]) + norm_a[i] * norm_b[j];
+        }
+        if (rsel[i]) {
+            /* The whole row, in i-q-j order. */
+            for (size_t q = 0; q < k; q++) {
+                const double av = opa[i * k + q];
+                const double *bq = opb + q * n;
+                for (size_t j = 0; j < n; j++)
+                    ri[j] += av * bq[j];
+            }
+        } else {
+            for (size_t j = 0; j < n; j++)
+                if (csel[j])
+                    for (size_t q = 0; q < k; q++)
+                        ri[j] += opa[i * k + q] * opb[q * n + j];
+        }
+    }
+    free(norm_a);
+    free(norm_b);
+    const int use_bias = ep_kind == EP_BIAS || ep_kind == EP_BIAS_RELU || ep_kind == EP_ALL;
+    const int use_relu = ep_kind == EP_BIAS_RELU || ep_kind == EP_ALL;
+    const int use_gate = ep_kind == EP_GATE || ep_kind == EP_ALL;
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            double v = ref[i * n + j];
+            if (use_bias) {
+                v += bias[j];
+                mag[i * n + j] += fabs(bias[j]);
+            }
+            if (use_relu && v < 0.0)
+                v = 0.0;
+            if (use_gate && !(gate[i * ldg + j] > 0.0f))
+                v = 0.0;
+            ref[i * n + j] = v;
+        }
+
+    nvp_epilogue ep = {use_bias ? bias : NULL, use_relu, use_gate ? gate : NULL, ldg};
+    nvp__gemm(kern, pack, ta, tb, m, n, k, a, lda, b, ldb, acc, c, ldc,
+              ep_kind == EP_NONE ? NULL : &ep);
+
+    /* Float error bound of a k-term sum: (k + 2) u sum|terms|. */
+    const double u = 0x1.0p-24;
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < ldc; j++) {
+            const float got = c[i * ldc + j];
+            if (j >= n) {
+                T_CHECK(got == 12345.0f,
+                        "%s m=%zu n=%zu k=%zu trans=%d%d acc=%d ep=%s seed %llu: "
+                        "padding C[%zu][%zu] overwritten with %g",
+                        kern->name, m, n, k, ta, tb, acc, ep_names[ep_kind],
+                        (unsigned long long)seed, i, j, (double)got);
+                continue;
+            }
+            if (!rsel[i] && !csel[j])
+                continue;
+            const double want = ref[i * n + j];
+            const double tol = (double)(k + 3) * u * mag[i * n + j] + 1e-30;
+            T_CHECK(fabs(got - want) <= tol,
+                    "%s m=%zu n=%zu k=%zu trans_a=%d trans_b=%d acc=%d ep=%s "
+                    "lda=%zu ldb=%zu ldc=%zu seed %llu: C[%zu][%zu] = %.9g, "
+                    "naive %.9g, |diff| %.3g > tol %.3g",
+                    kern->name, m, n, k, ta, tb, acc, ep_names[ep_kind], lda,
+                    ldb, ldc, (unsigned long long)seed, i, j, (double)got,
+                    want, fabs(got - want), tol);
+        }
+    free(a);
+    free(b);
+    free(c);
+    free(gate);
+    free(bias);
+    free(opa);
+    free(opb);
+    free(ref);
+    free(mag);
+    free(rsel);
+    free(csel);
+}
+
+START_TEST(test_gemm_shapes_against_naive)
+{
+    const shape s = shapes[_i];
+    size_t nk = 0;
+    const nvp_gemm_kernel *const *ks = nvp__gemm_kernels(&nk);
+    ck_assert_uint_ge(nk, 1);
+    const size_t work = s.m * s.n * (s.k ? s.k : 1);
+    size_t tested = 0;
+    for (size_t ki = 0; ki < nk; ki++) {
+        const nvp_gemm_kernel *kern = ks[ki];
+        if (!kern->supported())
+            continue;
+        tested++;
+        float *pack = pack_alloc(kern);
+        const uint64_t seed = 1000 * (uint64_t)_i + ki;
+        if (work <= 100000) {
+            for (int t = 0; t < 4; t++)
+                for (int acc = 0; acc < 2; acc++)
+                    for (int e = 0; e < EP_COUNT; e++)
+                        check_one(kern, pack, s, t >> 1, t & 1, acc, e,
+                                  seed + 10 * (uint64_t)t + (uint64_t)acc, 0);
+        } else {
+            /* Every transpose combination once, with accumulate and the
+             * epilogue varying along; past 2M multiply-adds the naive loop
+             * checks the rows and columns around every block boundary. */
+            for (int t = 0; t < 4; t++)
+                if (!s.trans || (s.trans >> t & 1))
+                    check_one(kern, pack, s, t >> 1, t & 1, t & 1,
+                          t == 0 ? EP_NONE : t == 1 ? EP_ALL : t == 2 ? EP_BIAS_RELU : EP_GATE,
+                          seed + (uint64_t)t, work > 2000000);
+        }
+        free(pack);
+    }
+    /* The portable kernel is always there and always supported. */
+    T_CHECK(tested >= 1, "no supported kernel");
+}
+END_TEST
+
+/* The kernel list: portable last and always supported, block sizes
+ * consistent, nvp__gemm_best and nvp__gemm_by_name agree with it. */
+START_TEST(test_gemm_kernel_table)
+{
+    size_t nk = 0;
+    const nvp_gemm_kernel *const *ks = nvp__gemm_kernels(&nk);
+    ck_assert_uint_ge(nk, 1);
+    ck_assert_str_eq(ks[nk - 1]->name, "portable");
+    ck_assert_int_eq(ks[nk - 1]->supported(), 1);
+    const nvp_gemm_kernel *best = NULL;
+    for (size_t i = 0; i < nk; i++) {
+        const nvp_gemm_kernel *k = ks[i];
+        T_CHECK(k->mr > 0 && k->nr > 0 && k->mc % k->mr == 0 && k->nc % k->nr == 0 && k->kc > 0,
+                "kernel %s: mr %zu nr %zu mc %zu kc %zu nc %zu", k->name, k->mr,
+                k->nr, k->mc, k->kc, k->nc);
+        T_CHECK(nvp__gemm_pack_floats(k) > 0, "kernel %s: no pack space", k->name);
+        if (!best && k->supported())
+            best = k;
+        const nvp_gemm_kernel *byname = nvp__gemm_by_name(k->name);
+        T_CHECK(byname == (k->supported() ? k : NULL), "by_name(%s) wrong", k->name);
+    }
+    ck_assert_ptr_eq(nvp__gemm_best(), best);
+    ck_assert_ptr_null(nvp__gemm_by_name("no-such-kernel"));
+}
+END_TEST
+
+/* Each output element is reduced in the same order wherever it sits: a
+ * row computed alone, or a column block computed alone, is bitwise equal
+ * to the same entries of the whole product (gemm.h promises this; the
+ * library relies on it for results independent of batch size). */
+START_TEST(test_gemm_position_independent)
+{
+    size_t nk = 0;
+    const nvp_gemm_kernel *const *ks = nvp__gemm_kernels(&nk);
+    const size_t m = 70, n = 37, k = 300;
+    const uint64_t seed = 77;
+    t_prng p;
+    t_prng_seed(&p, seed);
+    float *a = t_xmalloc(m * k * sizeof *a), *b = t_xmalloc(k * n * sizeof *b);
+    float *c = t_xmalloc(m * n * sizeof *c), *row = t_xmalloc(n * sizeof *row);
+    float *col = t_xmalloc(m * n * sizeof *col), bias[37];
+    t_fill_unif(&p, m * k, a, -1, 1);
+    t_fill_unif(&p, k * n, b, -1, 1);
+    t_fill_unif(&p, n, bias, -1, 1);
+    for (size_t ki = 0; ki < nk; ki++) {
+        if (!ks[ki]->supported())
+            continue;
+        float *pack = pack_alloc(ks[ki]);
+        nvp_epilogue ep = {bias, 1, NULL, 0};
+        nvp__gemm(ks[ki], pack, 0, 0, m, n, k, a, k, b, n, 0, c, n, &ep);
+        for (size_t i = 0; i < m; i++) {
+            nvp__gemm(ks[ki], pack, 0, 0, 1, n, k, a + i * k, k, b, n, 0, row, n, &ep);
+            const size_t d = t_first_diff(row, c + i * n, n);
+            T_CHECK(d == (size_t)-1,
+                    "%s seed %llu: row %zu alone differs at column %zu: %.9g vs %.9g",
+                    ks[ki]->name, (unsigned long long)seed, i, d, (double)row[d],
+                    (double)c[i * n + d]);
+        }
+        /* Columns [5, 26) alone (B and bias offset, C with stride n). */
+        nvp_epilogue ep2 = {bias + 5, 1, NULL, 0};
+        nvp__gemm(ks[ki], pack, 0, 0, m, 21, k, a, k, b + 5, n, 0, col, n, &ep2);
+        for (size_t i = 0; i < m; i++) {
+            const size_t d = t_first_diff(col + i * n, c + i * n + 5, 21);
+            T_CHECK(d == (size_t)-1,
+                    "%s seed %llu: column block, row %zu col %zu: %.9g vs %.9g",
+                    ks[ki]->name, (unsigned long long)seed, i, d + 5,
+                    (double)col[i * n + d], (double)c[i * n + 5 + d]);
+        }
+        free(pack);
+    }
+    free(a);
+    free(b);
+    free(c);
+    free(row);
+    free(col);
+}
+END_TEST
+
+Suite *gemm_suite(void)
+{
+    Suite *s = suite_create("gemm");
+    TCase *tc = tcase_create("naive");
+    tcase_set_timeout(tc, T_TIMEOUT);
+    tcase_add_loop_test(tc, test_gemm_shapes_against_naive, 0, (int)N_SHAPES);
+    tcase_add_test(tc, test_gemm_kernel_table);
+    tcase_add_test(tc, test_gemm_position_independent);
+    suite_add_tcase(s, tc);
+    return s;
+}

@@ -1,0 +1,412 @@
+/* Saving and loading: models (chain + scaler) and training states (Adam +
+ * rng) through buffers and files.  Round trips are bitwise; every
+ * truncation and every corrupted byte is refused; a future format version
+ * is NVP_EVERSION; an interrupted and resumed training run equals an
+ * uninterrupted one. */
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tests.h"
+
+/* CRC-32 (IEEE, reflected 0xEDB88320), bit by bit: an independent check
+ * of the format's checksums. */
+static uint32_t crc32_bitwise(const unsigned char *p, size_t n)
+{
+    uint32_t c = 0xffffffffu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? (c >> 1) ^ 0xedb88320u : c >> 1;
+    }
+    return c ^ 0xffffffffu;
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void put_u32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* A chain with different masks, conditioners and clamps per layer, and a
+ * fitted scaler. */
+static nvp_chain *make_model(nvp_scaler **scaler)
+{
+    const size_t dim = 3;
+    const unsigned char masks[3][3] = {{1, 0, 0}, {0, 1, 1}, {0, 1, 0}};
+    const size_t hid[3][2] = {{5, 4}, {7, 0}, {3, 6}};
+    const size_t nh[3] = {2, 1, 2};
+    const float clamps[3] = {0.0f, 0.5f, 2.0f};
+    nvp_rng *r = t_rng(6000);
+    nvp_base *b = NULL;
+    T_OK(nvp_base_create_normal(&b, dim, NULL));
+    nvp_coupling *layers[3];
+    for (int k = 0; k < 3; k++) {
+        T_OK(nvp_coupling_create(&layers[k], dim, masks[k], nh[k], hid[k], 0, r, NULL));
+        T_OK(nvp_coupling_set_log_scale_clamp(layers[k], clamps[k]));
+    }
+    nvp_chain *c = NULL;
+    T_OK(nvp_chain_create(&c, b, layers, 3, NULL));
+    if (scaler) {
+        float x[300];
+        t_prng p;
+        t_prng_seed(&p, 6001);
+        t_fill_normal(&p, 300, x, 3.0);
+        T_OK(nvp_scaler_create(scaler, dim, NULL));
+        T_OK(nvp_scaler_fit(*scaler, 100, x));
+    }
+    nvp_rng_free(r);
+    return c;
+}
+
+static unsigned char *save_model(const nvp_chain *c, const nvp_scaler *s, size_t *size)
+{
+    T_OK(nvp_chain_save_buffer(c, s, NULL, 0, size));
+    ck_assert_uint_gt(*size, 24);
+    unsigned char *buf = t_xmalloc(*size);
+    size_t again = 0;
+    T_OK(nvp_chain_save_buffer(c, s, buf, *size, &again));
+    ck_assert_uint_eq(again, *size);
+    return buf;
+}
+
+/* Two chains are the same model: structure, parameters bitwise, and
+ * log_prob bitwise. */
+static void check_same_model(const nvp_chain *a, const nvp_chain *b)
+{
+    const size_t dim = nvp_chain_dim(a), K = nvp_chain_num_layers(a), np = nvp_chain_num_params(a);
+    ck_assert_uint_eq(nvp_chain_dim(b), dim);
+    ck_assert_uint_eq(nvp_chain_num_layers(b), K);
+    ck_assert_uint_eq(nvp_chain_num_params(b), np);
+    float *pa = t_xmalloc(np * sizeof *pa), *pb = t_xmalloc(np * sizeof *pb);
+    T_OK(nvp_chain_get_params(a, pa, np));
+    T_OK(nvp_chain_get_params(b, pb, np));
+    T_CHECK(t_first_diff(pa, pb, np) == (size_t)-1, "loaded parameter %zu differs", t_first_diff(pa, pb, np));
+    for (size_t k = 0; k < K; k++) {
+        const nvp_coupling *la = nvp_chain_layer(a, k, NULL), *lb = nvp_chain_layer(b, k, NULL);
+        unsigned char ma[16], mb[16];
+        T_OK(nvp_coupling_get_mask(la, ma, dim));
+        T_OK(nvp_coupling_get_mask(lb, mb, dim));
+        T_CHECK(memcmp(ma, mb, dim) == 0, "layer %zu: mask differs", k);
+        size_t ha[8], hb[8], na, nb;
+        T_OK(nvp_coupling_hidden(la, ha, 8, &na));
+        T_OK(nvp_coupling_hidden(lb, hb, 8, &nb));
+        T_CHECK(na == nb && memcmp(ha, hb, na * sizeof *ha) == 0, "layer %zu: hidden widths differ", k);
+        T_CHECK(nvp_coupling_log_scale_clamp(la) == nvp_coupling_log_scale_clamp(lb),
+                "layer %zu: clamp %g vs %g", k, (double)nvp_coupling_log_scale_clamp(la),
+                (double)nvp_coupling_log_scale_clamp(lb));
+    }
+    float y[60], l1[20], l2[20];
+    t_prng p;
+    t_prng_seed(&p, 6002);
+    t_fill_normal(&p, 20 * dim, y, 1.5);
+    T_OK(nvp_chain_log_prob(a, 20, y, l1));
+    T_OK(nvp_chain_log_prob(b, 20, y, l2));
+    T_CHECK(t_first_diff(l1, l2, 20) == (size_t)-1, "loaded model's log_prob differs");
+    free(pa);
+    free(pb);
+}
+
+START_TEST(test_io_chain_buffer_round_trip)
+{
+    nvp_scaler *s = NULL;
+    nvp_chain *c = make_model(&s);
+    size_t size;
+    unsigned char *buf = save_model(c, s, &size);
+    /* Header: magic, version, kind, CRC over the first 20 bytes. */
+    ck_assert_int_eq(memcmp(buf, "NVPFLOW\0", 8), 0);
+    ck_assert_uint_eq(get_u32(buf + 8), NVP_FILE_FORMAT_VERSION);
+    ck_assert_uint_eq(get_u32(buf + 20), crc32_bitwise(buf, 20));
+    /* A buffer one byte short: NVP_EBUFSIZE, and *size tells the need. */
+    size_t need = 0;
+    ck_assert_int_eq(nvp_chain_save_buffer(c, s, buf, size - 1, &need), NVP_EBUFSIZE);
+    ck_assert_uint_eq(need, size);
+    free(buf);
+    buf = save_model(c, s, &size);
+
+    nvp_chain *c2 = NULL;
+    nvp_scaler *s2 = NULL;
+    T_OK(nvp_chain_load_buffer(&c2, &s2, buf, size, NULL));
+    ck_assert_ptr_nonnull(s2);
+    check_same_model(c, c2);
+    float m1[3], d1[3], m2[3], d2[3];
+    T_OK(nvp_scaler_get(s, m1, d1, 3));
+    T_OK(nvp_scaler_get(s2, m2, d2, 3));
+    T_CHECK(t_first_diff(m1, m2, 3) == (size_t)-1 && t_first_diff(d1, d2, 3) == (size_t)-1,
+            "loaded scaler differs");
+    /* Saving the loaded model gives the same bytes. */
+    size_t size2;
+    unsigned char *buf2 = save_model(c2, s2, &size2);
+    ck_assert_uint_eq(size2, size);
+    T_CHECK(memcmp(buf, buf2, size) == 0, "re-saved model differs");
+    free(buf2);
+    nvp_chain_free(c2);
+    nvp_scaler_free(s2);
+
+    /* Without a scaler: *scaler_out is NULL; scaler_out itself may be NULL. */
+    free(buf);
+    buf = save_model(c, NULL, &size);
+    s2 = (nvp_scaler *)buf;
+    T_OK(nvp_chain_load_buffer(&c2, &s2, buf, size, NULL));
+    ck_assert_ptr_null(s2);
+    check_same_model(c, c2);
+    nvp_chain_free(c2);
+    free(buf);
+    buf = save_model(c, s, &size);
+    T_OK(nvp_chain_load_buffer(&c2, NULL, buf, size, NULL));
+    check_same_model(c, c2);
+    nvp_chain_free(c2);
+    free(buf);
+    nvp_scaler_free(s);
+    nvp_chain_free(c);
+}
+END_TEST
+
+/* Every truncation, every corrupted byte, trailing bytes, another kind of
+ * file and a future version are refused, with no handle handed out. */
+START_TEST(test_io_chain_hostile_input)
+{
+    nvp_scaler *s = NULL;
+    nvp_chain *c = make_model(&s);
+    size_t size;
+    unsigned char *buf = save_model(c, s, &size);
+    unsigned char *bad = t_xmalloc(size + 16);
+    for (size_t len = 0; len < size; len++) {
+        memcpy(bad, buf, len);
+        nvp_chain *o = (nvp_chain *)bad;
+        nvp_scaler *so = (nvp_scaler *)bad;
+        const int rc = nvp_chain_load_buffer(&o, &so, bad, len, NULL);
+        T_CHECK(rc == NVP_EFORMAT, "truncated to %zu of %zu bytes: returned %d (%s)", len, size, rc,
+                nvp_strerror(rc));
+        T_CHECK(o == NULL && so == NULL, "truncated to %zu bytes: handles handed out", len);
+    }
+    for (size_t pos = 0; pos < size; pos++) {
+        for (int k = 0; k < 2; k++) {
+            memcpy(bad, buf, size);
+            bad[pos] ^= k ? 0x01 : 0xa5;
+            nvp_chain *o = NULL;
+            nvp_scaler *so = NULL;
+            const int rc = nvp_chain_load_buffer(&o, &so, bad, size, NULL);
+            T_CHECK(rc == NVP_EFORMAT, "byte %zu of %zu xor 0x%02x: returned %d (%s)", pos, size,
+                    k ? 0x01 : 0xa5, rc, nvp_strerror(rc));
+            T_CHECK(o == NULL && so == NULL, "corrupt byte %zu: handles handed out", pos);
+            T_CHECK(strstr(nvp_errmsg(), "nvp_chain_load_buffer") != NULL, "message '%s'", nvp_errmsg());
+        }
+    }
+    /* Trailing garbage. */
+    memcpy(bad, buf, size);
+    bad[size] = 0;
+    nvp_chain *o = NULL;
+    ck_assert_int_eq(nvp_chain_load_buffer(&o, NULL, bad, size + 1, NULL), NVP_EFORMAT);
+    ck_assert_ptr_null(o);
+    /* A future version (header CRC fixed up): NVP_EVERSION. */
+    memcpy(bad, buf, size);
+    put_u32(bad + 8, NVP_FILE_FORMAT_VERSION + 1);
+    put_u32(bad + 20, crc32_bitwise(bad, 20));
+    ck_assert_int_eq(nvp_chain_load_buffer(&o, NULL, bad, size, NULL), NVP_EVERSION);
+    ck_assert_ptr_null(o);
+    /* A training state is not a model. */
+    nvp_adam *opt = NULL;
+    T_OK(nvp_adam_create(&opt, 5, NULL));
+    size_t asz;
+    T_OK(nvp_adam_save_buffer(opt, NULL, NULL, 0, &asz));
+    unsigned char *abuf = t_xmalloc(asz);
+    T_OK(nvp_adam_save_buffer(opt, NULL, abuf, asz, &asz));
+    ck_assert_int_eq(nvp_chain_load_buffer(&o, NULL, abuf, asz, NULL), NVP_EFORMAT);
+    ck_assert_ptr_null(o);
+    /* ... and a model is not a training state. */
+    nvp_adam *ao = NULL;
+    ck_assert_int_eq(nvp_adam_load_buffer(&ao, NULL, buf, size, NULL), NVP_EFORMAT);
+    ck_assert_ptr_null(ao);
+    free(abuf);
+    nvp_adam_free(opt);
+    free(bad);
+    free(buf);
+    nvp_scaler_free(s);
+    nvp_chain_free(c);
+}
+END_TEST
+
+/* Files: round trip, overwrite, no temporary left behind, and NVP_EIO for
+ * a missing file or directory. */
+START_TEST(test_io_files)
+{
+    char dir[] = "/tmp/nvp_test_io_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[256], missing[256], nodir[256];
+    snprintf(path, sizeof path, "%s/model.nvp", dir);
+    snprintf(missing, sizeof missing, "%s/missing.nvp", dir);
+    snprintf(nodir, sizeof nodir, "%s/no/such/dir/model.nvp", dir);
+    nvp_scaler *s = NULL;
+    nvp_chain *c = make_model(&s);
+    T_OK(nvp_chain_save_file(c, s, path));
+    nvp_chain *c2 = NULL;
+    nvp_scaler *s2 = NULL;
+    T_OK(nvp_chain_load_file(&c2, &s2, path, NULL));
+    check_same_model(c, c2);
+    ck_assert_ptr_nonnull(s2);
+    /* The file holds exactly what save_buffer gives. */
+    size_t size;
+    unsigned char *buf = save_model(c, s, &size);
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    unsigned char *file = t_xmalloc(size + 1);
+    const size_t got = fread(file, 1, size + 1, f);
+    fclose(f);
+    T_CHECK(got == size && memcmp(file, buf, size) == 0, "file (%zu bytes) differs from the buffer (%zu)", got, size);
+    /* Overwrite with another model (no scaler). */
+    nvp_chain *other = t_chain(3, 2, 1, (const size_t[]){4}, 6003);
+    T_OK(nvp_chain_save_file(other, NULL, path));
+    nvp_chain_free(c2);
+    nvp_scaler_free(s2);
+    T_OK(nvp_chain_load_file(&c2, &s2, path, NULL));
+    check_same_model(other, c2);
+    ck_assert_ptr_null(s2);
+    /* Only the model file is in the directory: no temporary left. */
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    int entries = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+            entries++;
+            T_CHECK(strcmp(e->d_name, "model.nvp") == 0, "stray file '%s' after saving", e->d_name);
+        }
+    closedir(d);
+    ck_assert_int_eq(entries, 1);
+    /* Missing file, missing directory. */
+    nvp_chain *o = (nvp_chain *)buf;
+    ck_assert_int_eq(nvp_chain_load_file(&o, NULL, missing, NULL), NVP_EIO);
+    ck_assert_ptr_null(o);
+    T_CHECK(strstr(nvp_errmsg(), "nvp_chain_load_file") != NULL, "message '%s'", nvp_errmsg());
+    ck_assert_int_eq(nvp_chain_save_file(c, s, nodir), NVP_EIO);
+    T_CHECK(strstr(nvp_chain_errmsg(c), "nvp_chain_save_file") != NULL, "message '%s'", nvp_chain_errmsg(c));
+    /* A directory is not a model file. */
+    ck_assert_int_eq(nvp_chain_load_file(&o, NULL, dir, NULL), NVP_EIO);
+    /* A truncated file. */
+    f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    fwrite(buf, 1, size / 2, f);
+    fclose(f);
+    ck_assert_int_eq(nvp_chain_load_file(&o, NULL, path, NULL), NVP_EFORMAT);
+    ck_assert_ptr_null(o);
+    /* Training state files. */
+    nvp_adam *opt = NULL, *opt2 = NULL;
+    nvp_rng *r = t_rng(1), *r2 = NULL;
+    T_OK(nvp_adam_create(&opt, 7, NULL));
+    T_OK(nvp_adam_save_file(opt, r, path));
+    T_OK(nvp_adam_load_file(&opt2, &r2, path, NULL));
+    ck_assert_uint_eq(nvp_adam_num_params(opt2), 7);
+    ck_assert_ptr_nonnull(r2);
+    nvp_adam_free(opt2);
+    ck_assert_int_eq(nvp_adam_load_file(&opt2, NULL, missing, NULL), NVP_EIO);
+    ck_assert_ptr_null(opt2);
+    unlink(path);
+    ck_assert_int_eq(rmdir(dir), 0);
+    nvp_adam_free(opt);
+    nvp_rng_free(r);
+    nvp_rng_free(r2);
+    free(file);
+    free(buf);
+    nvp_chain_free(other);
+    nvp_chain_free(c2);
+    nvp_scaler_free(s);
+    nvp_chain_free(c);
+}
+END_TEST
+
+/* Training interrupted after 12 steps (chain, Adam and the minibatch
+ * generator saved, then loaded into fresh handles) continues exactly as
+ * the uninterrupted run: bitwise the same parameters after 25 steps. */
+START_TEST(test_io_training_resume)
+{
+    const size_t hidden[2] = {8, 8};
+    enum { N = 300 };
+    float data[2 * N];
+    nvp_rng *dr = t_rng(6100);
+    T_OK(nvp_two_moons(dr, N, 0.05f, data, NULL));
+    nvp_rng_free(dr);
+    nvp_chain *a = t_chain(2, 4, 2, hidden, 6101);
+    nvp_adam *oa = NULL;
+    T_OK(nvp_adam_create(&oa, nvp_chain_num_params(a), NULL));
+    T_OK(nvp_adam_set_lr(oa, 3e-3f));
+    T_OK(nvp_adam_set_betas(oa, 0.8f, 0.99f));
+    nvp_rng *ra = t_rng(6102);
+    for (int s = 0; s < 12; s++)
+        T_OK(nvp_chain_train_step(a, oa, ra, N, data, 32, NULL));
+    /* Leave a spare normal pending in the generator: it must survive. */
+    float g1;
+    T_OK(nvp_rng_normal(ra, 1, &g1));
+    size_t msz, asz;
+    T_OK(nvp_chain_save_buffer(a, NULL, NULL, 0, &msz));
+    T_OK(nvp_adam_save_buffer(oa, ra, NULL, 0, &asz));
+    unsigned char *mbuf = t_xmalloc(msz), *abuf = t_xmalloc(asz);
+    T_OK(nvp_chain_save_buffer(a, NULL, mbuf, msz, &msz));
+    T_OK(nvp_adam_save_buffer(oa, ra, abuf, asz, &asz));
+    /* Run A goes on. */
+    float ga, gb;
+    T_OK(nvp_rng_normal(ra, 1, &ga));
+    for (int s = 12; s < 25; s++)
+        T_OK(nvp_chain_train_step(a, oa, ra, N, data, 32, NULL));
+    /* Run B resumes from the saved state. */
+    nvp_chain *b = NULL;
+    nvp_adam *ob = NULL;
+    nvp_rng *rb = NULL;
+    T_OK(nvp_chain_load_buffer(&b, NULL, mbuf, msz, NULL));
+    T_OK(nvp_adam_load_buffer(&ob, &rb, abuf, asz, NULL));
+    ck_assert_ptr_nonnull(rb);
+    ck_assert_uint_eq(nvp_adam_steps(ob), 12);
+    T_CHECK(nvp_adam_lr(ob) == 3e-3f, "lr not restored: %g", (double)nvp_adam_lr(ob));
+    T_OK(nvp_rng_normal(rb, 1, &gb));
+    T_CHECK(ga == gb, "the pending normal draw was not restored: %g vs %g", (double)ga, (double)gb);
+    for (int s = 12; s < 25; s++)
+        T_OK(nvp_chain_train_step(b, ob, rb, N, data, 32, NULL));
+    const size_t np = nvp_chain_num_params(a);
+    const size_t d = t_first_diff(nvp_chain_params(a), nvp_chain_params(b), np);
+    T_CHECK(d == (size_t)-1, "resumed run differs at parameter %zu: %.9g vs %.9g", d,
+            (double)nvp_chain_params(a)[d], (double)nvp_chain_params(b)[d]);
+    ck_assert_uint_eq(nvp_adam_steps(ob), 25);
+    /* Truncated and corrupted training states are refused. */
+    for (size_t len = 0; len < asz; len += 7) {
+        nvp_adam *o = NULL;
+        nvp_rng *ro = NULL;
+        T_CHECK(nvp_adam_load_buffer(&o, &ro, abuf, len, NULL) == NVP_EFORMAT && !o && !ro,
+                "training state truncated to %zu of %zu bytes was not refused", len, asz);
+    }
+    for (size_t pos = 0; pos < asz; pos += 3) {
+        abuf[pos] ^= 0x10;
+        nvp_adam *o = NULL;
+        T_CHECK(nvp_adam_load_buffer(&o, NULL, abuf, asz, NULL) == NVP_EFORMAT && !o,
+                "training state with byte %zu corrupted was not refused", pos);
+        abuf[pos] ^= 0x10;
+    }
+    free(mbuf);
+    free(abuf);
+    nvp_chain_free(a);
+    nvp_chain_free(b);
+    nvp_adam_free(oa);
+    nvp_adam_free(ob);
+    nvp_rng_free(ra);
+    nvp_rng_free(rb);
+}
+END_TEST
+
+Suite *io_suite(void)
+{
+    Suite *s = suite_create("io");
+    TCase *tc = tcase_create("save_load");
+    tcase_set_timeout(tc, T_TIMEOUT);
+    tcase_add_test(tc, test_io_chain_buffer_round_trip);
+    tcase_add_test(tc, test_io_chain_hostile_input);
+    tcase_add_test(tc, test_io_files);
+    tcase_add_test(tc, test_io_training_resume);
+    suite_add_tcase(s, tc);
+    return s;
+}
