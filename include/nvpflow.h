@@ -389,6 +389,11 @@ NVP_API const char *nvp_chain_errmsg(const nvp_chain *chain);
  * bitwise identical whatever the thread count.  Small problems stay on
  * one thread.  When several threads call const functions on one chain at
  * once, one of them uses the pool and the others run on their own thread.
+ * If the pool cannot start on first use, the chain runs on the calling
+ * thread (same results) until the next nvp_chain_set_threads.  As with any
+ * threaded library, a chain whose pool has started cannot be used in a
+ * child made by fork(); set 1 thread before forking, or create the chain
+ * in the child.
  * Errors: NVP_EINVAL (more than NVP_MAX_THREADS), NVP_ETHREAD, NVP_ENOMEM;
  * on error the chain keeps its previous setting.  Needs exclusive use. */
 #define NVP_MAX_THREADS 1024

@@ -276,8 +276,8 @@ int nvp_chain_set_threads(nvp_chain *c, size_t n_threads)
         if (rc != NVP_OK)
             return nvp__fail(eb, rc,
                              "nvp_chain_set_threads: could not start %zu "
-                             "threads",
-                             n);
+                             "threads (%s)",
+                             n, nvp_strerror(rc));
     }
     nvp__pool_free(c->pool);
     c->pool = fresh;

@@ -3,6 +3,7 @@
 #include "rng.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "alloc.h"
@@ -130,6 +131,8 @@ int nvp_rng_uniform(nvp_rng *rng, size_t n, float *out)
     NVP_REQUIRE_PTR(rng);
     NVP_REQUIRE_PTR(out);
     NVP_REQUIRE(n > 0, NVP_EINVAL, "nvp_rng_uniform: n is 0");
+    NVP_REQUIRE(n <= SIZE_MAX / sizeof(float), NVP_EOVERFLOW,
+                "nvp_rng_uniform: n %zu is too large", n);
     for (size_t i = 0; i < n; i++)
         out[i] = (float)(nvp__rng_next(rng) >> 40) * 0x1.0p-24f;
     return NVP_OK;
@@ -141,6 +144,8 @@ int nvp_rng_normal(nvp_rng *rng, size_t n, float *out)
     NVP_REQUIRE_PTR(rng);
     NVP_REQUIRE_PTR(out);
     NVP_REQUIRE(n > 0, NVP_EINVAL, "nvp_rng_normal: n is 0");
+    NVP_REQUIRE(n <= SIZE_MAX / sizeof(float), NVP_EOVERFLOW,
+                "nvp_rng_normal: n %zu is too large", n);
     for (size_t i = 0; i < n; i++)
         out[i] = (float)nvp__rng_normal(rng);
     return NVP_OK;
@@ -152,6 +157,8 @@ int nvp_rng_index(nvp_rng *rng, size_t n, uint64_t bound, uint64_t *out)
     NVP_REQUIRE_PTR(rng);
     NVP_REQUIRE_PTR(out);
     NVP_REQUIRE(n > 0, NVP_EINVAL, "nvp_rng_index: n is 0");
+    NVP_REQUIRE(n <= SIZE_MAX / sizeof(uint64_t), NVP_EOVERFLOW,
+                "nvp_rng_index: n %zu is too large", n);
     NVP_REQUIRE(bound > 0, NVP_EINVAL, "nvp_rng_index: bound is 0");
     for (size_t i = 0; i < n; i++)
         out[i] = nvp__rng_below(rng, bound);

@@ -1,11 +1,14 @@
 /* Failed allocations: a custom allocator fails its i-th allocation, for
  * i = 0, 1, 2, ... until the call succeeds.  Every failure must be reported
- * as NVP_ENOMEM, hand out no handle, change no model, and leak nothing: the
- * allocator's count of live blocks is back to 0 once everything is freed.
- * Constructors and the calls that allocate workspaces lazily (log_prob,
- * forward, inverse, sample, trace, nll_grad, train_step, and the layer's
- * own calls) are covered.  Also: steady-state calls allocate nothing, and
- * the handle keeps its own copy of the allocator struct. */
+ * as NVP_ENOMEM with an intact message, hand out no handle, change no
+ * model, and leak nothing: the allocator's count of live blocks is back to
+ * 0 once everything is freed.  Covered: the constructors; the calls that
+ * allocate workspaces lazily (log_prob, forward, inverse, sample, trace,
+ * nll_grad, train_step, the layer's own calls), single-threaded and with
+ * the chain's thread pool (which may fall back to the calling thread, with
+ * the same results); loading, saving to a file, set_threads.  Also:
+ * steady-state calls allocate nothing, and the handle keeps its own copy
+ * of the allocator struct. */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>

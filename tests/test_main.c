@@ -1,6 +1,8 @@
 /* Runs every suite.  Check forks a child per test by default (CK_FORK=no
  * runs them in-process, e.g. under valgrind); CK_RUN_SUITE and CK_RUN_CASE
- * select a suite or a test case, CK_VERBOSITY the output. */
+ * select a suite or a test case.  The output is CK_NORMAL (the summary
+ * line and every failure) unless CK_VERBOSITY says otherwise
+ * (CK_VERBOSITY=verbose lists every test). */
 #include <stdlib.h>
 
 #include "tests.h"
@@ -19,7 +21,7 @@ int main(void)
     srunner_add_suite(sr, alloc_suite());
     srunner_add_suite(sr, io_suite());
     srunner_add_suite(sr, train_suite());
-    srunner_run_all(sr, CK_NORMAL);
+    srunner_run_all(sr, CK_ENV); /* CK_NORMAL when CK_VERBOSITY is unset */
     const int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed > 0 ? EXIT_FAILURE : EXIT_SUCCESS;

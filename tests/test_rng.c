@@ -177,6 +177,10 @@ START_TEST(test_rng_uniform_statistics)
     /* sd of the mean: sqrt(1/12/N) = 0.0009; of the variance ~0.0003. */
     T_CLOSE(mean, 0.5, 0, 0.005, seed, "uniform mean");
     T_CLOSE(var, 1.0 / 12.0, 0, 0.002, seed, "uniform variance");
+    double sxy = 0;
+    for (size_t i = 0; i + 1 < N; i++)
+        sxy += ((double)u[i] - mean) * ((double)u[i + 1] - mean);
+    T_CLOSE(sxy / (N - 1) / var, 0.0, 0, 0.016, seed, "lag-1 autocorrelation of uniform draws");
     double chi2 = 0.0;
     const double expect = (double)N / BINS;
     for (int b = 0; b < BINS; b++)
@@ -216,6 +220,14 @@ START_TEST(test_rng_normal_statistics)
     T_CLOSE(s4 / N, 3.0, 0, 0.08, seed, "normal fourth moment");
     T_CLOSE((double)within1 / N, 0.682689492, 0, 0.008, seed,
             "fraction within one sd");
+    /* Consecutive draws (including the two of each polar pair) are
+     * uncorrelated: lag-1 and lag-2 autocorrelation, sd 0.0032 each. */
+    for (int lag = 1; lag <= 2; lag++) {
+        double sxy = 0;
+        for (size_t i = 0; i + (size_t)lag < N; i++)
+            sxy += ((double)g[i] - mean) * ((double)g[i + (size_t)lag] - mean);
+        T_CLOSE(sxy / (N - lag) / var, 0.0, 0, 0.016, seed, "lag-%d autocorrelation of normal draws", lag);
+    }
     free(g);
     nvp_rng_free(r);
 }

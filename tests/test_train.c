@@ -12,8 +12,11 @@
  * 3e-4 for 500, minibatch 100, on 2000 standardised two-moons points.
  * The held-out set is a fresh draw (other seed) through the same scaler.
  * Measured on this configuration over training seeds 1..8: start
- * 2.95-3.07 nats, end 1.57-2.00.  A Gaussian fit of standardised data
- * scores log(2 pi e) = 2.84; the distribution's entropy is about 1.09. */
+ * 2.95-3.07 nats, end 1.52-1.82 (1.57-2.00 with an earlier build whose
+ * kernels rounded differently; seed 2, the one used: 1.52, 1.57).  The
+ * bound leaves room for such changes: a Gaussian fit of standardised data
+ * scores log(2 pi e) = 2.84, and the distribution's entropy is about
+ * 1.09, which no model can beat on average. */
 #define TRAIN_SEED 2
 #define HELDOUT_SEED 1002
 #define TRAIN_N 2000
