@@ -60,7 +60,8 @@ static float *conditioner_forward(const nvp_coupling *c, const nvp_exec *ex,
     size_t first = 0;
     if (nvp__sweep_applies(c)) {
         y = act_ptr(c, cache, rows, 1);
-        nvp__sweep_forward(c, rows, in, y, sweep_scratch(c, cache, rows));
+        nvp__sweep_forward(c, ex->pool, rows, in, y,
+                           sweep_scratch(c, cache, rows));
         x = y;
         first = 2;
     }
@@ -140,7 +141,7 @@ static void conditioner_backward(const nvp_coupling *c, const nvp_exec *ex,
     for (size_t l = c->n_dense; l-- > 0;) {
         if (l == 1 && nvp__sweep_applies(c)) {
             /* The first two layers ran as a sweep; so does their backward. */
-            nvp__sweep_backward(c, rows, cache, dz, grad, din,
+            nvp__sweep_backward(c, ex->pool, rows, cache, dz, grad, din,
                                 sweep_scratch(c, cache, rows));
             break;
         }

@@ -1,4 +1,10 @@
-/* The single-input sweep of the conditioner's first two layers (sweep.h). */
+/* The single-input sweep of the conditioner's first two layers (sweep.h).
+ *
+ * The second layer's columns are processed in fixed blocks of SWEEP_BLOCK:
+ * every block runs the whole sweep over its own columns, so blocks can go
+ * to different threads.  Sums across columns (the dot products behind the
+ * first layer's gradient and the input gradient) are formed per block and
+ * then added in block order, so the bits never depend on the threads. */
 #include "sweep.h"
 
 #include <math.h>
@@ -7,6 +13,8 @@
 #include <string.h>
 
 #include "cpu.h"
+
+#define SWEEP_BLOCK 64
 
 /* A sort key and the index it belongs to; ties broken by the index so the
  * order is total and the result deterministic. */
@@ -25,58 +33,79 @@ static int by_key(const void *pa, const void *pb)
     return (a->index > b->index) - (a->index < b->index);
 }
 
+static size_t n_blocks(const nvp_coupling *c)
+{
+    return (c->dense[1].out + SWEEP_BLOCK - 1) / SWEEP_BLOCK;
+}
+
 size_t nvp__sweep_floats(const nvp_coupling *c, size_t rows)
 {
     const size_t h1 = c->dense[0].out, h2 = c->dense[1].out;
-    /* four double vectors of H2, keyed rows and keyed units */
-    return nvp__carved(8 * h2) + nvp__carved(2 * rows) + nvp__carved(2 * h1);
+    /* four double vectors of H2; per block, double partial sums for the
+     * first layer's gradient (2 H1) and the input gradient (rows); keyed
+     * rows and units */
+    return nvp__carved(8 * h2) + nvp__carved(2 * n_blocks(c) * (2 * h1 + rows)) +
+           nvp__carved(2 * rows) + nvp__carved(2 * h1);
 }
 
-/* The layout of the scratch: */
-typedef struct sweep_space {
-    double *u, *v, *s0, *s1; /* H2 each */
-    keyed *rows;             /* finite rows sorted by x */
-    keyed *units;            /* rising units, then falling ones */
+/* Everything a block of the sweep reads and writes. */
+typedef struct sweep_job {
+    const nvp_coupling *c;
+    size_t rows, h1, h2;
+    const float *x, *dz;
+    float *z, *grad, *din;
+    double *u, *v, *s0, *s1; /* H2 each; a block uses its own columns */
+    double *part;            /* per block: H1 (w1), H1 (b1), rows (din) */
+    keyed *sorted_rows;      /* finite rows sorted by x */
+    keyed *units;            /* rising units, then falling ones, by t */
     size_t n_rows, n_rising, n_falling;
-} sweep_space;
+    size_t blocks_per_task;
+} sweep_job;
 
-/* Sorts the finite rows by x and splits the units of the first layer into
- * rising (w > 0, active for x > t) and falling (w < 0, active for x < t)
- * ones, each sorted by its switch point t = -b / w. */
-static void prepare(const nvp_coupling *c, size_t rows, const float *x,
-                    float *scratch, sweep_space *s)
+/* Lays out the scratch, sorts the finite rows by x and splits the first
+ * layer's units into rising (w > 0, active for x > t) and falling (w < 0,
+ * active for x < t) ones, each sorted by its switch point t = -b / w. */
+static void prepare(sweep_job *j, const nvp_coupling *c, size_t rows,
+                    const float *x, float *scratch)
 {
     const size_t h1 = c->dense[0].out, h2 = c->dense[1].out;
+    j->c = c;
+    j->rows = rows;
+    j->h1 = h1;
+    j->h2 = h2;
+    j->x = x;
     double *d = (double *)scratch;
-    s->u = d;
-    s->v = d + h2;
-    s->s0 = d + 2 * h2;
-    s->s1 = d + 3 * h2;
-    s->rows = (keyed *)(scratch + nvp__carved(8 * h2));
-    s->units = (keyed *)(scratch + nvp__carved(8 * h2) + nvp__carved(2 * rows));
+    j->u = d;
+    j->v = d + h2;
+    j->s0 = d + 2 * h2;
+    j->s1 = d + 3 * h2;
+    float *cursor = scratch + nvp__carved(8 * h2);
+    j->part = (double *)nvp__carve(&cursor, 2 * n_blocks(c) * (2 * h1 + rows));
+    j->sorted_rows = (keyed *)nvp__carve(&cursor, 2 * rows);
+    j->units = (keyed *)nvp__carve(&cursor, 2 * h1);
     size_t n = 0;
     for (size_t i = 0; i < rows; i++)
         if (isfinite(x[i]))
-            s->rows[n++] = (keyed){x[i], (uint32_t)i};
-    s->n_rows = n;
-    qsort(s->rows, n, sizeof *s->rows, by_key);
+            j->sorted_rows[n++] = (keyed){x[i], (uint32_t)i};
+    j->n_rows = n;
+    qsort(j->sorted_rows, n, sizeof *j->sorted_rows, by_key);
 
     const float *w1 = c->params + c->dense[0].w_off;
     const float *b1 = c->params + c->dense[0].b_off;
     size_t nr = 0, nf = 0;
-    for (size_t j = 0; j < h1; j++)
-        if (w1[j] > 0.0f)
-            s->units[nr++] = (keyed){-b1[j] / w1[j], (uint32_t)j};
-    for (size_t j = 0; j < h1; j++)
-        if (w1[j] < 0.0f)
-            s->units[nr + nf++] = (keyed){-b1[j] / w1[j], (uint32_t)j};
-    s->n_rising = nr;
-    s->n_falling = nf;
-    qsort(s->units, nr, sizeof *s->units, by_key);
-    qsort(s->units + nr, nf, sizeof *s->units, by_key);
+    for (size_t u = 0; u < h1; u++)
+        if (w1[u] > 0.0f)
+            j->units[nr++] = (keyed){-b1[u] / w1[u], (uint32_t)u};
+    for (size_t u = 0; u < h1; u++)
+        if (w1[u] < 0.0f)
+            j->units[nr + nf++] = (keyed){-b1[u] / w1[u], (uint32_t)u};
+    j->n_rising = nr;
+    j->n_falling = nf;
+    qsort(j->units, nr, sizeof *j->units, by_key);
+    qsort(j->units + nr, nf, sizeof *j->units, by_key);
 }
 
-/* acc += a * row (double accumulators, float row). */
+/* acc += a * row over n columns (double accumulators, float row). */
 static inline __attribute__((always_inline)) void
 axpy(double *restrict acc, double a, const float *restrict row, size_t n)
 {
@@ -99,191 +128,288 @@ dot(const double *restrict acc, const float *restrict row, size_t n)
     return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
 }
 
-/* Walks the sorted rows upwards, switching units on and off, and calls
- * emit for each row with U (and V when with_v) for its x. */
+/* Walks the sorted rows upwards, switching units on and off in columns
+ * [k0, k0 + n) of U (and V when with_v), and runs EMIT for each row i with
+ * x = xq.  At x = -inf every falling unit is on, and so is every unit with
+ * w == 0 and b > 0; falling units go off once x >= t, rising ones on once
+ * x > t. */
 #define SWEEP_UP(with_v, EMIT)                                                 \
     do {                                                                       \
-        memset(s.u, 0, h2 * sizeof *s.u);                                      \
+        double *u = j->u + k0, *v = j->v + k0;                                 \
+        memset(u, 0, n * sizeof *u);                                           \
         if (with_v)                                                            \
-            memset(s.v, 0, h2 * sizeof *s.v);                                  \
-        /* At x = -inf every falling unit is on, and so is every unit with   \
-         * w == 0 and b > 0. */                                                \
-        for (size_t q = 0; q < s.n_falling; q++) {                             \
-            const uint32_t j = s.units[s.n_rising + q].index;                  \
-            axpy(s.u, w1[j], w2 + (size_t)j * h2, h2);                         \
+            memset(v, 0, n * sizeof *v);                                       \
+        for (size_t q = 0; q < j->n_falling; q++) {                            \
+            const uint32_t t = j->units[j->n_rising + q].index;                \
+            axpy(u, w1[t], w2 + (size_t)t * h2 + k0, n);                       \
             if (with_v)                                                        \
-                axpy(s.v, b1[j], w2 + (size_t)j * h2, h2);                     \
+                axpy(v, b1[t], w2 + (size_t)t * h2 + k0, n);                   \
         }                                                                      \
         if (with_v)                                                            \
-            for (size_t j = 0; j < h1; j++)                                    \
-                if (w1[j] == 0.0f && b1[j] > 0.0f)                             \
-                    axpy(s.v, b1[j], w2 + j * h2, h2);                         \
+            for (size_t t = 0; t < j->h1; t++)                                 \
+                if (w1[t] == 0.0f && b1[t] > 0.0f)                             \
+                    axpy(v, b1[t], w2 + t * h2 + k0, n);                       \
         size_t ir = 0, jf = 0;                                                 \
-        for (size_t q = 0; q < s.n_rows; q++) {                                \
-            const float xq = s.rows[q].key;                                    \
-            /* falling units are off once x >= t, rising ones on once x > t */ \
-            for (; jf < s.n_falling && s.units[s.n_rising + jf].key <= xq;     \
+        for (size_t q = 0; q < j->n_rows; q++) {                               \
+            const float xq = j->sorted_rows[q].key;                            \
+            for (; jf < j->n_falling &&                                        \
+                   j->units[j->n_rising + jf].key <= xq;                       \
                  jf++) {                                                       \
-                const uint32_t j = s.units[s.n_rising + jf].index;             \
-                axpy(s.u, -(double)w1[j], w2 + (size_t)j * h2, h2);            \
+                const uint32_t t = j->units[j->n_rising + jf].index;           \
+                axpy(u, -(double)w1[t], w2 + (size_t)t * h2 + k0, n);          \
                 if (with_v)                                                    \
-                    axpy(s.v, -(double)b1[j], w2 + (size_t)j * h2, h2);        \
+                    axpy(v, -(double)b1[t], w2 + (size_t)t * h2 + k0, n);      \
             }                                                                  \
-            for (; ir < s.n_rising && s.units[ir].key < xq; ir++) {            \
-                const uint32_t j = s.units[ir].index;                          \
-                axpy(s.u, w1[j], w2 + (size_t)j * h2, h2);                     \
+            for (; ir < j->n_rising && j->units[ir].key < xq; ir++) {          \
+                const uint32_t t = j->units[ir].index;                         \
+                axpy(u, w1[t], w2 + (size_t)t * h2 + k0, n);                   \
                 if (with_v)                                                    \
-                    axpy(s.v, b1[j], w2 + (size_t)j * h2, h2);                 \
+                    axpy(v, b1[t], w2 + (size_t)t * h2 + k0, n);               \
             }                                                                  \
-            const size_t i = s.rows[q].index;                                  \
+            const size_t i = j->sorted_rows[q].index;                          \
             EMIT;                                                              \
         }                                                                      \
     } while (0)
 
+/* A task covers blocks [blo, bhi) of columns: columns [k0, k0 + n). */
+#define SWEEP_LOCALS                                                           \
+    const nvp_coupling *c = j->c;                                              \
+    const size_t h2 = j->h2;                                                   \
+    const size_t blo = task * j->blocks_per_task;                              \
+    const size_t bhi = blo + j->blocks_per_task < n_blocks(c)                  \
+                           ? blo + j->blocks_per_task                          \
+                           : n_blocks(c);                                      \
+    const size_t k0 = blo * SWEEP_BLOCK;                                       \
+    const size_t n = (bhi * SWEEP_BLOCK < h2 ? bhi * SWEEP_BLOCK : h2) - k0;   \
+    const float *w1 = c->params + c->dense[0].w_off;                           \
+    const float *b1 = c->params + c->dense[0].b_off;                           \
+    const float *w2 = c->params + c->dense[1].w_off;                           \
+    (void)b1
+
 static inline __attribute__((always_inline)) void
-forward_body(const nvp_coupling *c, size_t rows, const float *x, float *z,
-             float *scratch)
+forward_block(const sweep_job *j, size_t task)
 {
-    const size_t h1 = c->dense[0].out, h2 = c->dense[1].out;
-    const float *w1 = c->params + c->dense[0].w_off;
-    const float *b1 = c->params + c->dense[0].b_off;
-    const float *w2 = c->params + c->dense[1].w_off;
-    const float *b2 = c->params + c->dense[1].b_off;
+    SWEEP_LOCALS;
+    const float *b2 = c->params + c->dense[1].b_off + k0;
     const int relu = c->n_dense > 2;
-    sweep_space s;
-    prepare(c, rows, x, scratch, &s);
-    for (size_t i = 0; i < rows; i++)
-        if (!isfinite(x[i]))
-            for (size_t k = 0; k < h2; k++)
-                z[i * h2 + k] = NAN;
+    for (size_t i = 0; i < j->rows; i++)
+        if (!isfinite(j->x[i]))
+            for (size_t k = 0; k < n; k++)
+                j->z[i * h2 + k0 + k] = NAN;
     SWEEP_UP(1, {
-        float *zi = z + i * h2;
+        float *zi = j->z + i * h2 + k0;
         const double xi = xq;
-        for (size_t k = 0; k < h2; k++) {
-            const float v = (float)(xi * s.u[k] + s.v[k] + (double)b2[k]);
-            zi[k] = relu ? (v > 0.0f ? v : 0.0f) : v;
+        for (size_t k = 0; k < n; k++) {
+            const float val = (float)(xi * u[k] + v[k] + (double)b2[k]);
+            zi[k] = relu ? (val > 0.0f ? val : 0.0f) : val;
         }
     });
 }
 
-/* The gradient of one unit j active on a set of rows whose running sums
- * are s0 = sum dz, s1 = sum x dz: W2[j,:] gets w s1 + b s0, and w_j, b_j
- * get W2[j,:] . s1 and W2[j,:] . s0. */
+/* One unit's gradient over the task's columns, for the rows whose running
+ * sums are s0 = sum dz and s1 = sum x dz: W2[t, cols] gets w s1 + b s0,
+ * and each block's share of dL/dw_t and dL/db_t is W2[t, block] . s1 and
+ * W2[t, block] . s0. */
 static inline __attribute__((always_inline)) void
-unit_grad(size_t j, size_t h2, const float *w1, const float *b1,
-          const float *w2, const double *s0, const double *s1, float *gw1,
-          float *gb1, float *gw2)
+unit_grad(const sweep_job *j, size_t task, size_t t, const double *s0,
+          const double *s1, float *gw2)
 {
-    const float *row = w2 + j * h2;
-    float *g = gw2 + j * h2;
-    const double w = w1[j], b = b1[j];
-    for (size_t k = 0; k < h2; k++)
+    SWEEP_LOCALS;
+    const float *row = w2 + t * h2 + k0;
+    float *g = gw2 + t * h2 + k0;
+    const double w = w1[t], b = b1[t];
+    for (size_t k = 0; k < n; k++)
         g[k] += (float)(w * s1[k] + b * s0[k]);
-    gw1[j] += (float)dot(s1, row, h2);
-    gb1[j] += (float)dot(s0, row, h2);
+    for (size_t blk = blo; blk < bhi; blk++) {
+        const size_t off = (blk - blo) * SWEEP_BLOCK;
+        const size_t len = n - off < SWEEP_BLOCK ? n - off : SWEEP_BLOCK;
+        double *pw = j->part + blk * (2 * j->h1 + j->rows);
+        pw[t] = dot(s1 + off, row + off, len);
+        pw[j->h1 + t] = dot(s0 + off, row + off, len);
+    }
 }
 
 static inline __attribute__((always_inline)) void
-backward_body(const nvp_coupling *c, size_t rows, const float *x,
-              const float *dz, float *grad, float *din, float *scratch)
+backward_block(const sweep_job *j, size_t task)
 {
-    const size_t h1 = c->dense[0].out, h2 = c->dense[1].out;
-    const float *w1 = c->params + c->dense[0].w_off;
-    const float *b1 = c->params + c->dense[0].b_off;
-    const float *w2 = c->params + c->dense[1].w_off;
-    sweep_space s;
-    prepare(c, rows, x, scratch, &s);
-
-    if (din) {
-        /* dL/dx_i = sum_{j active} w_j (dz_i . W2[j,:]) = dz_i . U(x_i) */
-        for (size_t i = 0; i < rows; i++)
-            din[i] = isfinite(x[i]) ? 0.0f : NAN;
-        SWEEP_UP(0, { din[i] = (float)dot(s.u, dz + i * h2, h2); });
+    SWEEP_LOCALS;
+    const size_t h1 = j->h1, stride = 2 * h1 + j->rows;
+    if (j->din) {
+        /* dL/dx_i = sum_{t on} w_t (dz_i . W2[t,:]) = dz_i . U(x_i), per
+         * block of columns */
+        for (size_t blk = blo; blk < bhi; blk++)
+            for (size_t i = 0; i < j->rows; i++)
+                j->part[blk * stride + 2 * h1 + i] =
+                    isfinite(j->x[i]) ? 0.0 : NAN;
+        SWEEP_UP(0, {
+            for (size_t blk = blo; blk < bhi; blk++) {
+                const size_t off = (blk - blo) * SWEEP_BLOCK;
+                const size_t len =
+                    n - off < SWEEP_BLOCK ? n - off : SWEEP_BLOCK;
+                j->part[blk * stride + 2 * h1 + i] =
+                    dot(u + off, j->dz + i * h2 + k0 + off, len);
+            }
+        });
     }
-    if (!grad)
+    if (!j->grad)
         return;
-    float *gw1 = grad + c->dense[0].w_off, *gb1 = grad + c->dense[0].b_off;
-    float *gw2 = grad + c->dense[1].w_off, *gb2 = grad + c->dense[1].b_off;
-    for (size_t i = 0; i < rows; i++)
-        for (size_t k = 0; k < h2; k++)
-            gb2[k] += dz[i * h2 + k];
+    float *gw2 = j->grad + c->dense[1].w_off;
+    float *gb2 = j->grad + c->dense[1].b_off + k0;
+    for (size_t i = 0; i < j->rows; i++)
+        for (size_t k = 0; k < n; k++)
+            gb2[k] += j->dz[i * h2 + k0 + k];
+    for (size_t blk = blo; blk < bhi; blk++) /* units that are never on */
+        memset(j->part + blk * stride, 0, 2 * h1 * sizeof *j->part);
 
+    double *s0 = j->s0 + k0, *s1 = j->s1 + k0;
     /* Rising units, from the highest switch point down: the rows above it
-     * are the active ones. */
-    memset(s.s0, 0, h2 * sizeof *s.s0);
-    memset(s.s1, 0, h2 * sizeof *s.s1);
-    size_t q = s.n_rows;
-    for (size_t u = s.n_rising; u-- > 0;) {
-        const float t = s.units[u].key;
-        for (; q > 0 && s.rows[q - 1].key > t; q--) {
-            const size_t i = s.rows[q - 1].index;
-            axpy(s.s0, 1.0, dz + i * h2, h2);
-            axpy(s.s1, (double)s.rows[q - 1].key, dz + i * h2, h2);
+     * are the ones where it is on. */
+    memset(s0, 0, n * sizeof *s0);
+    memset(s1, 0, n * sizeof *s1);
+    size_t q = j->n_rows;
+    for (size_t r = j->n_rising; r-- > 0;) {
+        const float t = j->units[r].key;
+        for (; q > 0 && j->sorted_rows[q - 1].key > t; q--) {
+            const keyed *row = &j->sorted_rows[q - 1];
+            axpy(s0, 1.0, j->dz + row->index * h2 + k0, n);
+            axpy(s1, (double)row->key, j->dz + row->index * h2 + k0, n);
         }
-        unit_grad(s.units[u].index, h2, w1, b1, w2, s.s0, s.s1, gw1, gb1, gw2);
+        unit_grad(j, task, j->units[r].index, s0, s1, gw2);
     }
     /* Falling units, from the lowest switch point up: the rows below. */
-    memset(s.s0, 0, h2 * sizeof *s.s0);
-    memset(s.s1, 0, h2 * sizeof *s.s1);
+    memset(s0, 0, n * sizeof *s0);
+    memset(s1, 0, n * sizeof *s1);
     q = 0;
-    for (size_t u = 0; u < s.n_falling; u++) {
-        const keyed *unit = &s.units[s.n_rising + u];
-        for (; q < s.n_rows && s.rows[q].key < unit->key; q++) {
-            const size_t i = s.rows[q].index;
-            axpy(s.s0, 1.0, dz + i * h2, h2);
-            axpy(s.s1, (double)s.rows[q].key, dz + i * h2, h2);
+    for (size_t f = 0; f < j->n_falling; f++) {
+        const keyed *unit = &j->units[j->n_rising + f];
+        for (; q < j->n_rows && j->sorted_rows[q].key < unit->key; q++) {
+            const keyed *row = &j->sorted_rows[q];
+            axpy(s0, 1.0, j->dz + row->index * h2 + k0, n);
+            axpy(s1, (double)row->key, j->dz + row->index * h2 + k0, n);
         }
-        unit_grad(unit->index, h2, w1, b1, w2, s.s0, s.s1, gw1, gb1, gw2);
+        unit_grad(j, task, unit->index, s0, s1, gw2);
     }
-    /* Units with w == 0 and b > 0 are on for every row (the sums now hold
-     * every row once the falling sweep has passed them all). */
-    for (; q < s.n_rows; q++) {
-        const size_t i = s.rows[q].index;
-        axpy(s.s0, 1.0, dz + i * h2, h2);
-        axpy(s.s1, (double)s.rows[q].key, dz + i * h2, h2);
+    /* Units with w == 0 and b > 0 are on for every row: finish the sums
+     * over all rows. */
+    for (; q < j->n_rows; q++) {
+        const keyed *row = &j->sorted_rows[q];
+        axpy(s0, 1.0, j->dz + row->index * h2 + k0, n);
+        axpy(s1, (double)row->key, j->dz + row->index * h2 + k0, n);
     }
-    for (size_t j = 0; j < h1; j++)
-        if (w1[j] == 0.0f && b1[j] > 0.0f)
-            unit_grad(j, h2, w1, b1, w2, s.s0, s.s1, gw1, gb1, gw2);
+    for (size_t t = 0; t < h1; t++)
+        if (w1[t] == 0.0f && b1[t] > 0.0f)
+            unit_grad(j, task, t, s0, s1, gw2);
 }
 
 #if defined(__x86_64__) || defined(__i386__)
 __attribute__((target("avx512f"))) static void
-forward_avx512(const nvp_coupling *c, size_t rows, const float *x, float *z,
-               float *scratch)
+forward_avx512(const sweep_job *j, size_t task)
 {
-    forward_body(c, rows, x, z, scratch);
+    forward_block(j, task);
 }
 
 __attribute__((target("avx512f"))) static void
-backward_avx512(const nvp_coupling *c, size_t rows, const float *x,
-                const float *dz, float *grad, float *din, float *scratch)
+backward_avx512(const sweep_job *j, size_t task)
 {
-    backward_body(c, rows, x, dz, grad, din, scratch);
+    backward_block(j, task);
 }
 #endif
 
-void nvp__sweep_forward(const nvp_coupling *c, size_t rows, const float *x,
-                        float *z, float *scratch)
+static void forward_portable(const sweep_job *j, size_t task)
 {
-#if defined(__x86_64__) || defined(__i386__)
-    if (nvp__cpu_avx512()) {
-        forward_avx512(c, rows, x, z, scratch);
-        return;
-    }
-#endif
-    forward_body(c, rows, x, z, scratch);
+    forward_block(j, task);
 }
 
-void nvp__sweep_backward(const nvp_coupling *c, size_t rows, const float *x,
-                         const float *dz, float *grad, float *din,
-                         float *scratch)
+static void backward_portable(const sweep_job *j, size_t task)
 {
+    backward_block(j, task);
+}
+
+static void forward_task(void *arg, size_t task, float *pack)
+{
+    (void)pack;
 #if defined(__x86_64__) || defined(__i386__)
     if (nvp__cpu_avx512()) {
-        backward_avx512(c, rows, x, dz, grad, din, scratch);
+        forward_avx512(arg, task);
         return;
     }
 #endif
-    backward_body(c, rows, x, dz, grad, din, scratch);
+    forward_portable(arg, task);
+}
+
+static void backward_task(void *arg, size_t task, float *pack)
+{
+    (void)pack;
+#if defined(__x86_64__) || defined(__i386__)
+    if (nvp__cpu_avx512()) {
+        backward_avx512(arg, task);
+        return;
+    }
+#endif
+    backward_portable(arg, task);
+}
+
+/* Runs fn with the blocks shared out as evenly as they go between the
+ * pool's threads (one task of all blocks without a pool).  Only whole
+ * blocks are shared out, and every sum across columns is formed per
+ * block, so the split does not change a bit. */
+static void run_blocks(sweep_job *j, nvp_pool *pool, nvp_task_fn fn)
+{
+    const size_t blocks = n_blocks(j->c);
+    const size_t threads = nvp__pool_threads(pool);
+    const size_t tasks = threads < blocks ? threads : blocks;
+    j->blocks_per_task = (blocks + tasks - 1) / tasks;
+    if (tasks > 1) {
+        nvp__pool_run(pool, (blocks + j->blocks_per_task - 1) /
+                                j->blocks_per_task,
+                      fn, j);
+        return;
+    }
+    fn(j, 0, NULL);
+}
+
+void nvp__sweep_forward(const nvp_coupling *c, nvp_pool *pool, size_t rows,
+                        const float *x, float *z, float *scratch)
+{
+    sweep_job j;
+    prepare(&j, c, rows, x, scratch);
+    j.z = z;
+    j.dz = NULL;
+    j.grad = j.din = NULL;
+    run_blocks(&j, pool, forward_task);
+}
+
+void nvp__sweep_backward(const nvp_coupling *c, nvp_pool *pool, size_t rows,
+                         const float *x, const float *dz, float *grad,
+                         float *din, float *scratch)
+{
+    sweep_job j;
+    prepare(&j, c, rows, x, scratch);
+    j.z = NULL;
+    j.dz = dz;
+    j.grad = grad;
+    j.din = din;
+    run_blocks(&j, pool, backward_task);
+    /* Add the blocks' partial sums in block order. */
+    const size_t blocks = n_blocks(c), h1 = j.h1;
+    if (grad) {
+        float *gw1 = grad + c->dense[0].w_off, *gb1 = grad + c->dense[0].b_off;
+        for (size_t t = 0; t < h1; t++) {
+            double sw = 0.0, sb = 0.0;
+            for (size_t b = 0; b < blocks; b++) {
+                const double *pw = j.part + b * (2 * h1 + rows);
+                sw += pw[t];
+                sb += pw[h1 + t];
+            }
+            gw1[t] += (float)sw;
+            gb1[t] += (float)sb;
+        }
+    }
+    if (din)
+        for (size_t i = 0; i < rows; i++) {
+            double s = 0.0;
+            for (size_t b = 0; b < blocks; b++)
+                s += j.part[b * (2 * h1 + rows) + 2 * h1 + i];
+            din[i] = (float)s;
+        }
 }

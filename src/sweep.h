@@ -34,15 +34,17 @@ static inline int nvp__sweep_applies(const nvp_coupling *c)
 size_t nvp__sweep_floats(const nvp_coupling *c, size_t rows);
 
 /* z (rows x H2) = second dense layer's pre-activation at the rows x
- * (relu applied when the second layer is a hidden one). */
-void nvp__sweep_forward(const nvp_coupling *c, size_t rows, const float *x,
-                        float *z, float *scratch);
+ * (relu applied when the second layer is a hidden one).  pool (held by the
+ * caller, or NULL) shares out blocks of columns; the bits do not depend
+ * on it. */
+void nvp__sweep_forward(const nvp_coupling *c, nvp_pool *pool, size_t rows,
+                        const float *x, float *z, float *scratch);
 
 /* Given dz (rows x H2), the gradient at the second layer's
  * pre-activation, adds the gradients of W1, b1, W2, b2 into grad (may be
  * NULL) and writes dL/dx into din (rows; may be NULL). */
-void nvp__sweep_backward(const nvp_coupling *c, size_t rows, const float *x,
-                         const float *dz, float *grad, float *din,
-                         float *scratch);
+void nvp__sweep_backward(const nvp_coupling *c, nvp_pool *pool, size_t rows,
+                         const float *x, const float *dz, float *grad,
+                         float *din, float *scratch);
 
 #endif
