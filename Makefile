@@ -275,7 +275,7 @@ fuzz:
 	    cp -R tests/fuzz/corpus_$$h $(FUZZ_BUILD)/corpus_$$h || exit 1; \
 	done
 	@status=0; for h in $(FUZZ_HARNESSES); do \
-	    log=$(FUZZ_BUILD)/fuzz_$$h.log; \
+	    log=$(FUZZ_BUILD)/fuzz_$$h.log; rm -f $(FUZZ_BUILD)/crash-$$h-*; \
 	    echo "fuzz: fuzz_$$h for $(FUZZ_SECONDS) s (log: $$log)"; \
 	    $(FUZZ_BUILD)/fuzz_$$h -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	        -max_len=8192 -artifact_prefix=$(FUZZ_BUILD)/crash-$$h- $(FUZZ_FLAGS) \

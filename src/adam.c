@@ -181,7 +181,9 @@ static void adam_task(void *arg, size_t task, float *pack)
 void nvp__adam_apply(nvp_adam *o, float *params, const float *grad,
                      nvp_pool *pool)
 {
-    o->t++;
+    /* Saturate rather than wrap: t == 0 would divide by 1 - b1^0 = 0. */
+    if (o->t < UINT64_MAX)
+        o->t++;
     /* Bias corrections in double: b^t underflows gracefully to 0. */
     const double bc1 = 1.0 - pow((double)o->b1, (double)o->t);
     const double bc2 = 1.0 - pow((double)o->b2, (double)o->t);

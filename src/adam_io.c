@@ -115,6 +115,8 @@ static int load_state(const char *fn, const void *data, size_t size,
                 "%s: the optimizer section's size does not match its %llu "
                 "parameters",
                 fn, (unsigned long long)n);
+    NVP_REQUIRE(t < UINT64_MAX, NVP_EFORMAT,
+                "%s: invalid optimizer step count", fn);
     NVP_REQUIRE(isfinite(lr) && lr > 0.0f && b1 >= 0.0f && b1 < 1.0f &&
                     b2 >= 0.0f && b2 < 1.0f && isfinite(eps) && eps > 0.0f,
                 NVP_EFORMAT, "%s: invalid optimizer settings", fn);
@@ -131,8 +133,10 @@ static int load_state(const char *fn, const void *data, size_t size,
         memcpy(&spare, &spare_bits, sizeof spare);
         NVP_REQUIRE(!rr.bad && rr.pos == rr.len, NVP_EFORMAT,
                     "%s: the generator section has the wrong size", fn);
+        /* The polar method never makes a normal above sqrt(-2 ln 2^-104),
+         * about 12.01, in magnitude. */
         NVP_REQUIRE((s[0] | s[1] | s[2] | s[3]) != 0 && has_spare <= 1 &&
-                        isfinite(spare),
+                        isfinite(spare) && fabs(spare) <= 16.0,
                     NVP_EFORMAT, "%s: invalid generator state", fn);
     }
 
