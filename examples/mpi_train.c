@@ -34,7 +34,7 @@
  * nvp_scaler fitted on them.  --save PATH: rank 0 writes the final model
  * (with the scaler) via nvp_chain_save_file.
  *
- * Build and run (see examples/mpi_train.md):
+ * Build and run (see the README, "Data-parallel training with MPI"):
  *   make mpi-example
  *   mpirun -np 2 build/examples/mpi_train --steps 200 --check-single
  *
