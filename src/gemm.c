@@ -62,16 +62,8 @@ static void finish_edge(const float *tmp, size_t nr, float *c, size_t ldc,
     for (size_t i = 0; i < rows; i++) {
         float *ci = c + i * ldc;
         for (size_t j = 0; j < cols; j++) {
-            float v = acc ? ci[j] + tmp[i * nr + j] : tmp[i * nr + j];
-            if (ep) {
-                if (ep->bias)
-                    v += ep->bias[j];
-                if (ep->relu)
-                    v = v > 0.0f ? v : 0.0f;
-                if (ep->gate)
-                    v = ep->gate[i * ep->ldgate + j] > 0.0f ? v : 0.0f;
-            }
-            ci[j] = v;
+            const float v = acc ? ci[j] + tmp[i * nr + j] : tmp[i * nr + j];
+            ci[j] = nvp__epilogue_at(v, ep, i, j);
         }
     }
 }

@@ -34,6 +34,22 @@ typedef struct nvp_epilogue {
     size_t ldgate;      /*   (ReLU backward through a cached activation) */
 } nvp_epilogue;
 
+/* The epilogue of one element v at (i, j) of the product, scalar: what
+ * every kernel does in registers, in the same order. */
+static inline float nvp__epilogue_at(float v, const nvp_epilogue *ep,
+                                     size_t i, size_t j)
+{
+    if (ep) {
+        if (ep->bias)
+            v += ep->bias[j];
+        if (ep->relu)
+            v = v > 0.0f ? v : 0.0f;
+        if (ep->gate)
+            v = ep->gate[i * ep->ldgate + j] > 0.0f ? v : 0.0f;
+    }
+    return v;
+}
+
 /* Micro-kernel: the MR x NR tile c (row stride ldc) =
  *   epilogue((accumulate ? c : 0) + A * B)
  * over kc steps, where element (i, p) of A is a[i * rs_a + p * cs_a] (a

@@ -24,16 +24,8 @@ static void kernel_portable(size_t kc, const float *a, size_t rs_a,
     for (int i = 0; i < MR; i++) {
         float *ci = c + i * ldc;
         for (int j = 0; j < NR; j++) {
-            float v = accumulate ? ci[j] + t[i][j] : t[i][j];
-            if (ep) {
-                if (ep->bias)
-                    v += ep->bias[j];
-                if (ep->relu)
-                    v = v > 0.0f ? v : 0.0f;
-                if (ep->gate)
-                    v = ep->gate[i * ep->ldgate + j] > 0.0f ? v : 0.0f;
-            }
-            ci[j] = v;
+            const float v = accumulate ? ci[j] + t[i][j] : t[i][j];
+            ci[j] = nvp__epilogue_at(v, ep, (size_t)i, (size_t)j);
         }
     }
 }

@@ -67,16 +67,8 @@ nvp__gemm_small_body(int trans_a, int trans_b, size_t m, size_t n, size_t k,
         for (size_t i = 0; i < rows; i++) {
             float *ci = c + (i0 + i) * ldc;
             for (size_t j = 0; j < n; j++) {
-                float v = accumulate ? ci[j] + t[j][i] : t[j][i];
-                if (ep) {
-                    if (ep->bias)
-                        v += ep->bias[j];
-                    if (ep->relu)
-                        v = v > 0.0f ? v : 0.0f;
-                    if (ep->gate)
-                        v = ep->gate[(i0 + i) * ep->ldgate + j] > 0.0f ? v : 0.0f;
-                }
-                ci[j] = v;
+                const float v = accumulate ? ci[j] + t[j][i] : t[j][i];
+                ci[j] = nvp__epilogue_at(v, ep, i0 + i, j);
             }
         }
     }
