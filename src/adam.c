@@ -166,8 +166,9 @@ static void adam_range(const adam_job *j, size_t lo, size_t hi)
                        o->b1, o->b2, j->step, j->inv_sqrt_bc2, o->eps);
 }
 
-static void adam_task(void *arg, size_t task, float *pack)
+static void adam_task(void *arg, size_t task, size_t worker, float *pack)
 {
+    (void)worker;
     (void)pack;
     const adam_job *j = arg;
     const size_t lo = task * j->per_task;

@@ -3,7 +3,6 @@
  * large batches spread their chunks over the chain's threads, a single
  * chunk spreads its matrix products instead. */
 #include <math.h>
-#include <stdatomic.h>
 #include <string.h>
 
 #include "alloc.h"
@@ -18,7 +17,7 @@ typedef struct eval_job {
     const float *in; /* x (forward, trace) or y (inverse, log_prob) */
     float *out;      /* y (forward, sample), x (inverse), lp, or stages */
     float *ld;       /* per-row log-determinant or sample log_prob; NULL */
-    atomic_int out_of_memory;
+    nvp_ws *ws[NVP_MAX_THREADS]; /* one per thread taking part */
 } eval_job;
 
 /* Sets every value of the flagged rows to NaN. */
@@ -124,47 +123,45 @@ static void eval_chunk(const eval_job *j, size_t chunk, float *arena,
     }
 }
 
-/* A pool task: one chunk, in a workspace of its own. */
-static void eval_task(void *arg, size_t chunk, float *pack)
+/* A pool task: one chunk, in the running thread's workspace. */
+static void eval_task(void *arg, size_t chunk, size_t worker, float *pack)
 {
     eval_job *j = arg;
-    nvp_ws *ws = nvp__ws_acquire(&j->c->engine, NVP_WS_EVAL);
-    if (!ws) {
-        atomic_store(&j->out_of_memory, 1);
-        return;
-    }
     nvp_exec ex = {j->c->engine.kernel, pack, NULL};
-    eval_chunk(j, chunk, ws->arena, &ex);
-    nvp__ws_release(&j->c->engine, NVP_WS_EVAL, ws);
+    eval_chunk(j, chunk, j->ws[worker]->arena, &ex);
 }
 
 static int run_eval(eval_job *j, const char *fn)
 {
     const nvp_chain *c = j->c;
     const size_t chunks = (j->n + NVP_CHUNK_ROWS - 1) / NVP_CHUNK_ROWS;
-    atomic_init(&j->out_of_memory, 0);
     nvp_pool *pool = nvp__chain_pool_take(c);
     const size_t threads = nvp__pool_threads(pool);
-    if (pool && chunks >= threads) {
+    /* One workspace per thread that takes part, taken before the work
+     * starts: the first call allocates them, later calls find them in the
+     * engine's free list, however the chunks fall between the threads. */
+    const size_t n_ws = pool && chunks >= threads ? threads : 1;
+    int rc = NVP_OK;
+    size_t got = 0;
+    for (; got < n_ws; got++)
+        if (!(j->ws[got] = nvp__ws_acquire(&c->engine, NVP_WS_EVAL))) {
+            rc = nvp__fail(&c->err, NVP_ENOMEM,
+                           "%s: out of memory for a workspace", fn);
+            break;
+        }
+    if (rc == NVP_OK && n_ws > 1) {
         nvp__pool_run(pool, chunks, eval_task, j);
-    } else {
+    } else if (rc == NVP_OK) {
         /* Few chunks: one after another, each product split by columns
          * over the pool when there is one. */
-        nvp_ws *ws = nvp__ws_acquire(&c->engine, NVP_WS_EVAL);
-        if (!ws) {
-            atomic_store(&j->out_of_memory, 1);
-        } else {
-            nvp_exec ex = {c->engine.kernel, ws->pack, pool};
-            for (size_t k = 0; k < chunks; k++)
-                eval_chunk(j, k, ws->arena, &ex);
-            nvp__ws_release(&c->engine, NVP_WS_EVAL, ws);
-        }
+        nvp_exec ex = {c->engine.kernel, j->ws[0]->pack, pool};
+        for (size_t k = 0; k < chunks; k++)
+            eval_chunk(j, k, j->ws[0]->arena, &ex);
     }
+    while (got > 0)
+        nvp__ws_release(&c->engine, NVP_WS_EVAL, j->ws[--got]);
     nvp__chain_pool_give(pool);
-    if (atomic_load(&j->out_of_memory))
-        return nvp__fail(&c->err, NVP_ENOMEM,
-                         "%s: out of memory for a workspace", fn);
-    return NVP_OK;
+    return rc;
 }
 
 static int check_eval_args(const nvp_chain *c, const char *fn, size_t n,
@@ -184,7 +181,7 @@ int nvp_chain_forward(const nvp_chain *c, size_t n, const float *x, float *y,
     int rc = check_eval_args(c, fn, n, x, y);
     if (rc)
         return rc;
-    eval_job j = {c, EV_FORWARD, n, x, y, logdet, 0};
+    eval_job j = {c, EV_FORWARD, n, x, y, logdet, {NULL}};
     return run_eval(&j, fn);
 }
 
@@ -195,7 +192,7 @@ int nvp_chain_inverse(const nvp_chain *c, size_t n, const float *y, float *x,
     int rc = check_eval_args(c, fn, n, y, x);
     if (rc)
         return rc;
-    eval_job j = {c, EV_INVERSE, n, y, x, ildj, 0};
+    eval_job j = {c, EV_INVERSE, n, y, x, ildj, {NULL}};
     return run_eval(&j, fn);
 }
 
@@ -213,7 +210,7 @@ int nvp_chain_sample(const nvp_chain *c, nvp_rng *rng, size_t n, float *y,
     rc = nvp_base_sample(c->base, rng, n, y);
     if (rc)
         return nvp__fail_in(eb, rc, fn);
-    eval_job j = {c, EV_SAMPLE, n, y, y, log_prob, 0};
+    eval_job j = {c, EV_SAMPLE, n, y, y, log_prob, {NULL}};
     return run_eval(&j, fn);
 }
 
@@ -224,7 +221,7 @@ int nvp_chain_log_prob(const nvp_chain *c, size_t n, const float *y,
     int rc = check_eval_args(c, fn, n, y, lp);
     if (rc)
         return rc;
-    eval_job j = {c, EV_LOG_PROB, n, y, lp, NULL, 0};
+    eval_job j = {c, EV_LOG_PROB, n, y, lp, NULL, {NULL}};
     return run_eval(&j, fn);
 }
 
@@ -240,6 +237,6 @@ int nvp_chain_forward_trace(const nvp_chain *c, size_t n, const float *x,
     NVP_REQUIRE(nvp__mul(n * c->dim, c->n_layers + 1, &total) == 0 &&
                     nvp__mul(total, sizeof(float), &total) == 0,
                 NVP_EOVERFLOW, "%s: (layers + 1) * n * dim overflows", fn);
-    eval_job j = {c, EV_TRACE, n, x, stages, NULL, 0};
+    eval_job j = {c, EV_TRACE, n, x, stages, NULL, {NULL}};
     return run_eval(&j, fn);
 }

@@ -18,8 +18,9 @@ typedef struct gemm_job {
     size_t cols_per_task;
 } gemm_job;
 
-static void gemm_task(void *arg, size_t task, float *pack)
+static void gemm_task(void *arg, size_t task, size_t worker, float *pack)
 {
+    (void)worker;
     const gemm_job *j = arg;
     const size_t n0 = task * j->cols_per_task;
     const size_t n1 = n0 + j->cols_per_task < j->n ? n0 + j->cols_per_task : j->n;

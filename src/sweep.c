@@ -325,8 +325,9 @@ static void backward_portable(const sweep_job *j, size_t task)
     backward_block(j, task);
 }
 
-static void forward_task(void *arg, size_t task, float *pack)
+static void forward_task(void *arg, size_t task, size_t worker, float *pack)
 {
+    (void)worker;
     (void)pack;
 #if defined(__x86_64__) || defined(__i386__)
     if (nvp__cpu_avx512()) {
@@ -337,8 +338,10 @@ static void forward_task(void *arg, size_t task, float *pack)
     forward_portable(arg, task);
 }
 
-static void backward_task(void *arg, size_t task, float *pack)
+static void backward_task(void *arg, size_t task, size_t worker,
+                          float *pack)
 {
+    (void)worker;
     (void)pack;
 #if defined(__x86_64__) || defined(__i386__)
     if (nvp__cpu_avx512()) {
@@ -365,7 +368,7 @@ static void run_blocks(sweep_job *j, nvp_pool *pool, nvp_task_fn fn)
                       fn, j);
         return;
     }
-    fn(j, 0, NULL);
+    fn(j, 0, 0, NULL);
 }
 
 void nvp__sweep_forward(const nvp_coupling *c, nvp_pool *pool, size_t rows,

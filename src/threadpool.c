@@ -16,6 +16,7 @@
 
 typedef struct worker {
     struct nvp_pool *pool;
+    size_t index;
     float *pack;
 } worker;
 
@@ -43,14 +44,14 @@ static inline void cpu_relax(void)
 #endif
 }
 
-static void run_tasks(nvp_pool *p, float *pack)
+static void run_tasks(nvp_pool *p, const worker *w)
 {
     for (;;) {
         size_t t = atomic_fetch_add_explicit(&p->next_task, 1,
                                              memory_order_relaxed);
         if (t >= p->n_tasks)
             break;
-        p->fn(p->arg, t, pack);
+        p->fn(p->arg, t, w->index, w->pack);
     }
 }
 
@@ -80,7 +81,7 @@ static void *worker_main(void *varg)
         seen = wait_for_job(p, seen);
         if (atomic_load(&p->stop))
             break;
-        run_tasks(p, w->pack);
+        run_tasks(p, w);
         if (atomic_fetch_sub_explicit(&p->running, 1, memory_order_acq_rel) ==
             1) {
             pthread_mutex_lock(&p->lock);
@@ -149,6 +150,7 @@ int nvp__pool_create(nvp_pool **out, size_t n_threads, size_t pack_floats,
     }
     for (size_t i = 0; i < n_threads; i++) {
         p->workers[i].pool = p;
+        p->workers[i].index = i;
         p->workers[i].pack =
             nvp__alloc_aligned(&p->alloc, pack_floats * sizeof(float));
         if (!p->workers[i].pack) {
@@ -195,7 +197,7 @@ void nvp__pool_run(nvp_pool *p, size_t n_tasks, nvp_task_fn fn, void *arg)
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
 
-    run_tasks(p, p->workers[0].pack);
+    run_tasks(p, &p->workers[0]);
 
     for (int i = 0; i < SPIN_ROUNDS; i++) {
         if (atomic_load_explicit(&p->running, memory_order_acquire) == 0)

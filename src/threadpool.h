@@ -14,9 +14,12 @@
 
 typedef struct nvp_pool nvp_pool;
 
-/* fn(arg, task, pack): pack is the running thread's own matrix-multiply
- * packing buffer (pack_floats floats, 64-byte aligned). */
-typedef void (*nvp_task_fn)(void *arg, size_t task, float *pack);
+/* fn(arg, task, worker, pack): worker (0 .. threads - 1, 0 being the
+ * caller) identifies the running thread, so that a job can give each one
+ * its own scratch; pack is that thread's matrix-multiply packing buffer
+ * (pack_floats floats, 64-byte aligned). */
+typedef void (*nvp_task_fn)(void *arg, size_t task, size_t worker,
+                            float *pack);
 
 /* Starts n_threads - 1 workers (n_threads >= 2).  Returns NVP_OK,
  * NVP_ENOMEM or NVP_ETHREAD (then nothing is left running). */

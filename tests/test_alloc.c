@@ -525,19 +525,25 @@ START_TEST(test_alloc_steady_state)
     t_prng_seed(&p, 6);
     t_fill_normal(&p, 300 * 3, in_buf, 1.0);
     float *grad = t_xmalloc(nvp_chain_num_params(c) * sizeof *grad);
-    size_t warm = 0;
-    for (int k = 0; k < 5; k++) {
-        if (k == 1)
-            warm = st.calls;
-        T_OK(nvp_chain_log_prob(c, 300, in_buf, lp_buf));
-        T_OK(nvp_chain_forward(c, 300, in_buf, out_buf, NULL));
-        T_OK(nvp_chain_inverse(c, 300, in_buf, out_buf, NULL));
-        T_OK(nvp_chain_sample(c, r, 300, out_buf, lp_buf));
-        T_OK(nvp_chain_train_step(c, opt, r, 300, in_buf, 100, NULL));
-        T_OK(nvp_chain_train_step(c, opt, r, 300, in_buf, 60, NULL));
-        T_OK(nvp_chain_nll_grad(c, 300, in_buf, grad, NULL));
+    /* One thread, then a pool of two: 300 rows make two chunks, which the
+     * pool's threads evaluate in parallel, each in its own workspace. */
+    for (size_t threads = 1; threads <= 2; threads++) {
+        T_OK(nvp_chain_set_threads(c, threads));
+        size_t warm = 0;
+        for (int k = 0; k < 5; k++) {
+            if (k == 1)
+                warm = st.calls;
+            T_OK(nvp_chain_log_prob(c, 300, in_buf, lp_buf));
+            T_OK(nvp_chain_forward(c, 300, in_buf, out_buf, NULL));
+            T_OK(nvp_chain_inverse(c, 300, in_buf, out_buf, NULL));
+            T_OK(nvp_chain_sample(c, r, 300, out_buf, lp_buf));
+            T_OK(nvp_chain_train_step(c, opt, r, 300, in_buf, 100, NULL));
+            T_OK(nvp_chain_train_step(c, opt, r, 300, in_buf, 60, NULL));
+            T_OK(nvp_chain_nll_grad(c, 300, in_buf, grad, NULL));
+        }
+        T_CHECK(st.calls == warm, "%zu allocations in steady state with %zu thread(s)",
+                st.calls - warm, threads);
     }
-    T_CHECK(st.calls == warm, "%zu allocations in steady state", st.calls - warm);
     free(grad);
     nvp_adam_free(opt);
     nvp_chain_free(c);
