@@ -144,6 +144,7 @@ typedef struct nvp_allocator {
  * Errors: NVP_EINVAL (out NULL, bad allocator), NVP_ENOMEM. */
 NVP_API int nvp_rng_create(nvp_rng **out, uint64_t seed,
                            const nvp_allocator *alloc);
+/* Releases the generator; NULL is ignored. */
 NVP_API void nvp_rng_free(nvp_rng *rng);
 /* Restarts the stream as if freshly created with `seed`. */
 NVP_API int nvp_rng_seed(nvp_rng *rng, uint64_t seed);
@@ -168,6 +169,8 @@ NVP_API const char *nvp_rng_errmsg(const nvp_rng *rng);
  * Errors: NVP_EINVAL, NVP_EOVERFLOW (dim absurdly large), NVP_ENOMEM. */
 NVP_API int nvp_base_create_normal(nvp_base **out, size_t dim,
                                    const nvp_allocator *alloc);
+/* Releases a base the caller owns (not one adopted by a chain); NULL is
+ * ignored. */
 NVP_API void nvp_base_free(nvp_base *base);
 /* Number of dimensions (0 if base is NULL). */
 NVP_API size_t nvp_base_dim(const nvp_base *base);
@@ -182,6 +185,9 @@ NVP_API int nvp_base_log_prob(const nvp_base *base, size_t n, const float *x,
  * (n * dim floats). */
 NVP_API int nvp_base_log_prob_grad(const nvp_base *base, size_t n,
                                    const float *x, float *g);
+/* Message of the last failed call on this base ("" if none); the string is
+ * thread-local, valid until the calling thread's next nvp_ call.  The
+ * other nvp_<type>_errmsg functions behave the same way. */
 NVP_API const char *nvp_base_errmsg(const nvp_base *base);
 
 /* ===========================================================================
@@ -248,7 +254,10 @@ NVP_API int nvp_coupling_create_half(nvp_coupling **out, size_t dim,
                                      const size_t *hidden, unsigned flags,
                                      nvp_rng *rng,
                                      const nvp_allocator *alloc);
+/* Releases a layer the caller owns (never one a chain has adopted or
+ * nvp_chain_layer returned); NULL is ignored. */
 NVP_API void nvp_coupling_free(nvp_coupling *layer);
+/* Number of dimensions (0 if layer is NULL). */
 NVP_API size_t nvp_coupling_dim(const nvp_coupling *layer);
 /* Number of float parameters (the length of the layer's flat vector). */
 NVP_API size_t nvp_coupling_num_params(const nvp_coupling *layer);
@@ -295,6 +304,7 @@ NVP_API int nvp_coupling_set_log_scale_clamp(nvp_coupling *layer,
                                              float bound);
 /* The bound set above (0 when off or layer is NULL). */
 NVP_API float nvp_coupling_log_scale_clamp(const nvp_coupling *layer);
+/* Message of the last failed call on this layer (see nvp_base_errmsg). */
 NVP_API const char *nvp_coupling_errmsg(const nvp_coupling *layer);
 
 /* ===========================================================================
@@ -322,7 +332,10 @@ NVP_API int nvp_chain_create_alternating(nvp_chain **out, size_t dim,
                                          const size_t *hidden, unsigned flags,
                                          nvp_rng *rng,
                                          const nvp_allocator *alloc);
+/* Releases the chain, its base, its layers and its threads; NULL is
+ * ignored.  No call on the chain may be running. */
 NVP_API void nvp_chain_free(nvp_chain *chain);
+/* Dimensions, coupling layers and float parameters (0 if chain is NULL). */
 NVP_API size_t nvp_chain_dim(const nvp_chain *chain);
 NVP_API size_t nvp_chain_num_layers(const nvp_chain *chain);
 NVP_API size_t nvp_chain_num_params(const nvp_chain *chain);
@@ -378,6 +391,7 @@ NVP_API int nvp_chain_nll_grad(const nvp_chain *chain, size_t n,
 /* Sets the log-scale stabiliser of every layer (see
  * nvp_coupling_set_log_scale_clamp). */
 NVP_API int nvp_chain_set_log_scale_clamp(nvp_chain *chain, float bound);
+/* Message of the last failed call on this chain (see nvp_base_errmsg). */
 NVP_API const char *nvp_chain_errmsg(const nvp_chain *chain);
 
 /* Threads.  A chain runs its batched calls on a pool of worker threads it
@@ -452,15 +466,24 @@ NVP_API int nvp_chain_load_file(nvp_chain **out, nvp_scaler **scaler_out,
  *   p = p - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
  * Defaults: lr = 1e-3, b1 = 0.9, b2 = 0.999, eps = 1e-8. */
 
+/* Creates an optimizer for n_params (1 .. NVP_MAX_PARAMS) parameters with
+ * zero moments and the default settings.
+ * Errors: NVP_EINVAL, NVP_EOVERFLOW, NVP_ENOMEM. */
 NVP_API int nvp_adam_create(nvp_adam **out, size_t n_params,
                             const nvp_allocator *alloc);
+/* Releases the optimizer; NULL is ignored. */
 NVP_API void nvp_adam_free(nvp_adam *opt);
 /* Setters refuse non-finite or out-of-range values with NVP_EINVAL:
  * lr > 0, 0 <= b1 < 1, 0 <= b2 < 1, eps > 0. */
 NVP_API int nvp_adam_set_lr(nvp_adam *opt, float lr);
 NVP_API int nvp_adam_set_betas(nvp_adam *opt, float b1, float b2);
 NVP_API int nvp_adam_set_eps(nvp_adam *opt, float eps);
+/* The current settings (0 for a NULL optimizer). */
 NVP_API float nvp_adam_lr(const nvp_adam *opt);
+NVP_API float nvp_adam_beta1(const nvp_adam *opt);
+NVP_API float nvp_adam_beta2(const nvp_adam *opt);
+NVP_API float nvp_adam_eps(const nvp_adam *opt);
+/* The number of parameters it was created for (0 if opt is NULL). */
 NVP_API size_t nvp_adam_num_params(const nvp_adam *opt);
 /* Number of steps taken so far (t). */
 NVP_API uint64_t nvp_adam_steps(const nvp_adam *opt);
@@ -471,6 +494,8 @@ NVP_API int nvp_adam_reset(nvp_adam *opt);
  * NVP_ENONFINITE and nothing changes. */
 NVP_API int nvp_adam_step(nvp_adam *opt, float *params, const float *grad,
                           size_t n);
+/* Message of the last failed call on this optimizer (see
+ * nvp_base_errmsg). */
 NVP_API const char *nvp_adam_errmsg(const nvp_adam *opt);
 
 /* The training state: the optimizer (settings, step count, moments) and,
@@ -521,7 +546,9 @@ NVP_API int nvp_two_moons(nvp_rng *rng, size_t n, float noise, float *xy,
 /* A fresh scaler is the identity (mean 0, sd 1). */
 NVP_API int nvp_scaler_create(nvp_scaler **out, size_t dim,
                               const nvp_allocator *alloc);
+/* Releases the scaler; NULL is ignored. */
 NVP_API void nvp_scaler_free(nvp_scaler *scaler);
+/* Number of axes (0 if scaler is NULL). */
 NVP_API size_t nvp_scaler_dim(const nvp_scaler *scaler);
 /* Estimates mean and sd from n rows (accumulated in double).  Non-finite
  * data is refused with NVP_ENONFINITE and the scaler is unchanged. */
@@ -541,6 +568,7 @@ NVP_API int nvp_scaler_set(nvp_scaler *scaler, const float *mean,
 /* sum_i log(sd_i): subtract it from a log density of standardised data to
  * get the log density in the original units. */
 NVP_API double nvp_scaler_log_det(const nvp_scaler *scaler);
+/* Message of the last failed call on this scaler (see nvp_base_errmsg). */
 NVP_API const char *nvp_scaler_errmsg(const nvp_scaler *scaler);
 
 #ifdef __cplusplus

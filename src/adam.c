@@ -94,6 +94,9 @@ int nvp_adam_set_eps(nvp_adam *o, float eps)
 }
 
 float nvp_adam_lr(const nvp_adam *o) { return o ? o->lr : 0.0f; }
+float nvp_adam_beta1(const nvp_adam *o) { return o ? o->b1 : 0.0f; }
+float nvp_adam_beta2(const nvp_adam *o) { return o ? o->b2 : 0.0f; }
+float nvp_adam_eps(const nvp_adam *o) { return o ? o->eps : 0.0f; }
 size_t nvp_adam_num_params(const nvp_adam *o) { return o ? o->n : 0; }
 uint64_t nvp_adam_steps(const nvp_adam *o) { return o ? o->t : 0; }
 

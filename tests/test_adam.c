@@ -1,5 +1,6 @@
 /* Adam against steps computed by hand in double, setter validation, reset,
  * and refusal of non-finite gradients. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "tests.h"
@@ -161,6 +162,38 @@ START_TEST(test_adam_refuses_nonfinite_gradient)
 }
 END_TEST
 
+/* The getters report what the setters stored, and a saved and loaded
+ * state keeps it. */
+START_TEST(test_adam_getters_round_trip)
+{
+    nvp_adam *o = NULL, *back = NULL;
+    T_OK(nvp_adam_create(&o, 3, NULL));
+    ck_assert_float_eq(nvp_adam_lr(o), 1e-3f);
+    ck_assert_float_eq(nvp_adam_beta1(o), 0.9f);
+    ck_assert_float_eq(nvp_adam_beta2(o), 0.999f);
+    ck_assert_float_eq(nvp_adam_eps(o), 1e-8f);
+    T_OK(nvp_adam_set_lr(o, 0.25f));
+    T_OK(nvp_adam_set_betas(o, 0.5f, 0.75f));
+    T_OK(nvp_adam_set_eps(o, 1e-4f));
+    size_t size = 0;
+    T_OK(nvp_adam_save_buffer(o, NULL, NULL, 0, &size));
+    unsigned char *buf = t_xmalloc(size);
+    T_OK(nvp_adam_save_buffer(o, NULL, buf, size, &size));
+    T_OK(nvp_adam_load_buffer(&back, NULL, buf, size, NULL));
+    const nvp_adam *both[2] = {o, back};
+    for (int k = 0; k < 2; k++) {
+        ck_assert_float_eq(nvp_adam_lr(both[k]), 0.25f);
+        ck_assert_float_eq(nvp_adam_beta1(both[k]), 0.5f);
+        ck_assert_float_eq(nvp_adam_beta2(both[k]), 0.75f);
+        ck_assert_float_eq(nvp_adam_eps(both[k]), 1e-4f);
+    }
+    ck_assert_float_eq(nvp_adam_beta1(NULL), 0.0f);
+    free(buf);
+    nvp_adam_free(back);
+    nvp_adam_free(o);
+}
+END_TEST
+
 Suite *adam_suite(void)
 {
     Suite *s = suite_create("adam");
@@ -169,6 +202,7 @@ Suite *adam_suite(void)
     tcase_add_loop_test(tc, test_adam_matches_hand_computed_steps, 0, 3);
     tcase_add_test(tc, test_adam_setters_validate);
     tcase_add_test(tc, test_adam_reset);
+    tcase_add_test(tc, test_adam_getters_round_trip);
     tcase_add_loop_test(tc, test_adam_refuses_nonfinite_gradient, 0, 3);
     suite_add_tcase(s, tc);
     return s;
