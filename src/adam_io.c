@@ -16,8 +16,10 @@
 #define TAG_ADAM NVP_TAG('A', 'D', 'A', 'M')
 #define TAG_RNG NVP_TAG('R', 'N', 'G', ' ')
 
-static void write_state(nvp_writer *w, const nvp_adam *o, const nvp_rng *r)
+static void write_state(nvp_writer *w, const void *opt, const void *rng)
 {
+    const nvp_adam *o = opt;
+    const nvp_rng *r = rng;
     nvp__fmt_header(w, NVP_KIND_TRAINING, r ? 2 : 1);
     size_t st = nvp__fmt_section_begin(w, TAG_ADAM);
     nvp__put_u64(w, o->n);
@@ -44,47 +46,26 @@ static void write_state(nvp_writer *w, const nvp_adam *o, const nvp_rng *r)
 int nvp_adam_save_buffer(const nvp_adam *o, const nvp_rng *rng, void *buf,
                          size_t cap, size_t *size)
 {
-    const char *fn = "nvp_adam_save_buffer";
     const nvp_errbox *eb = o ? &o->err : NULL;
     NVP_REQUIRE_PTR(o);
-    NVP_REQUIRE_PTR(size);
-    nvp_writer count = {NULL, 0};
-    write_state(&count, o, rng);
-    *size = count.pos;
-    if (!buf)
-        return NVP_OK;
-    NVP_REQUIRE(cap >= count.pos, NVP_EBUFSIZE,
-                "%s: the state needs %zu bytes, the buffer holds %zu", fn,
-                count.pos, cap);
-    nvp_writer w = {buf, 0};
-    write_state(&w, o, rng);
-    return NVP_OK;
+    return nvp__save_buffer(eb, "nvp_adam_save_buffer", write_state, o, rng,
+                            buf, cap, size);
 }
 
 int nvp_adam_save_file(const nvp_adam *o, const nvp_rng *rng, const char *path)
 {
-    const char *fn = "nvp_adam_save_file";
     const nvp_errbox *eb = o ? &o->err : NULL;
     NVP_REQUIRE_PTR(o);
-    NVP_REQUIRE_PTR(path);
-    nvp_writer w = {NULL, 0};
-    write_state(&w, o, rng);
-    const size_t n = w.pos;
-    w.p = nvp__malloc(&o->alloc, n);
-    if (!w.p)
-        return nvp__fail(eb, NVP_ENOMEM, "%s: out of memory for %zu bytes",
-                         fn, n);
-    w.pos = 0;
-    write_state(&w, o, rng);
-    int rc = nvp__write_file_atomic(eb, fn, path, w.p, n);
-    nvp__free(&o->alloc, w.p);
-    return rc;
+    return nvp__save_file(eb, "nvp_adam_save_file", write_state, o, rng,
+                          &o->alloc, path);
 }
 
 static int load_state(const char *fn, const void *data, size_t size,
-                      const nvp_allocator *alloc, nvp_adam **out,
-                      nvp_rng **rng_out)
+                      const nvp_allocator *alloc, void *opt_out,
+                      void *companion_out)
 {
+    nvp_adam **out = opt_out;
+    nvp_rng **rng_out = companion_out;
     const nvp_errbox *eb = NULL;
     nvp_section sec[NVP_MAX_SECTIONS];
     size_t count;
@@ -190,23 +171,11 @@ int nvp_adam_load_buffer(nvp_adam **out, nvp_rng **rng_out, const void *data,
 int nvp_adam_load_file(nvp_adam **out, nvp_rng **rng_out, const char *path,
                        const nvp_allocator *alloc)
 {
-    const char *fn = "nvp_adam_load_file";
     const nvp_errbox *eb = NULL;
     NVP_REQUIRE_PTR(out);
     *out = NULL;
     if (rng_out)
         *rng_out = NULL;
-    NVP_REQUIRE_PTR(path);
-    nvp_allocator a;
-    NVP_REQUIRE(nvp__allocator_init(&a, alloc) == NVP_OK, NVP_EINVAL,
-                "%s: invalid allocator", fn);
-    unsigned char *data;
-    size_t size;
-    int rc = nvp__read_file(NULL, fn, path, &a, NVP_MAX_FILE_BYTES, &data,
-                            &size);
-    if (rc)
-        return rc;
-    rc = load_state(fn, data, size, alloc, out, rng_out);
-    nvp__free(&a, data);
-    return rc;
+    return nvp__load_file("nvp_adam_load_file", load_state, path, alloc, out,
+                          rng_out);
 }

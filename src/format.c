@@ -1,6 +1,7 @@
 /* The saved-file container: header and CRC-checked sections. */
 #include "format.h"
 
+#include "alloc.h"
 #include "crc32.h"
 
 static const unsigned char magic[8] = {'N', 'V', 'P', 'F', 'L', 'O', 'W', 0};
@@ -96,4 +97,60 @@ nvp_section *nvp__fmt_find(nvp_section *sections, size_t count, uint32_t tag)
         if (sections[i].tag == tag)
             return &sections[i];
     return NULL;
+}
+
+int nvp__save_buffer(const nvp_errbox *eb, const char *fn, nvp_write_fn write,
+                     const void *main, const void *companion, void *buf,
+                     size_t cap, size_t *size)
+{
+    NVP_REQUIRE(size != NULL, NVP_EINVAL, "%s: size is NULL", fn);
+    nvp_writer count = {NULL, 0};
+    write(&count, main, companion);
+    *size = count.pos;
+    if (!buf)
+        return NVP_OK;
+    NVP_REQUIRE(cap >= count.pos, NVP_EBUFSIZE,
+                "%s: %zu bytes are needed, the buffer holds %zu", fn,
+                count.pos, cap);
+    nvp_writer w = {buf, 0};
+    write(&w, main, companion);
+    return NVP_OK;
+}
+
+int nvp__save_file(const nvp_errbox *eb, const char *fn, nvp_write_fn write,
+                   const void *main, const void *companion,
+                   const nvp_allocator *alloc, const char *path)
+{
+    NVP_REQUIRE(path != NULL, NVP_EINVAL, "%s: path is NULL", fn);
+    nvp_writer w = {NULL, 0};
+    write(&w, main, companion);
+    const size_t n = w.pos;
+    w.p = nvp__malloc(alloc, n);
+    if (!w.p)
+        return nvp__fail(eb, NVP_ENOMEM, "%s: out of memory for %zu bytes",
+                         fn, n);
+    w.pos = 0;
+    write(&w, main, companion);
+    int rc = nvp__write_file_atomic(eb, fn, path, w.p, n);
+    nvp__free(alloc, w.p);
+    return rc;
+}
+
+int nvp__load_file(const char *fn, nvp_load_fn load, const char *path,
+                   const nvp_allocator *alloc, void *out, void *companion_out)
+{
+    const nvp_errbox *eb = NULL;
+    NVP_REQUIRE(path != NULL, NVP_EINVAL, "%s: path is NULL", fn);
+    nvp_allocator a;
+    NVP_REQUIRE(nvp__allocator_init(&a, alloc) == NVP_OK, NVP_EINVAL,
+                "%s: invalid allocator", fn);
+    unsigned char *data;
+    size_t size;
+    int rc = nvp__read_file(NULL, fn, path, &a, NVP_MAX_FILE_BYTES, &data,
+                            &size);
+    if (rc)
+        return rc;
+    rc = load(fn, data, size, alloc, out, companion_out);
+    nvp__free(&a, data);
+    return rc;
 }

@@ -49,6 +49,28 @@ int nvp__fmt_open(const nvp_errbox *eb, const char *fn, const void *data,
 nvp_section *nvp__fmt_find(nvp_section *sections, size_t count,
                            uint32_t tag);
 
+/* Writes one kind of file: the main handle and its optional companion
+ * (chain and scaler, optimizer and generator). */
+typedef void (*nvp_write_fn)(nvp_writer *w, const void *main,
+                             const void *companion);
+/* The two ways out of a writer: into a caller's buffer (buf NULL: only
+ * the size), or atomically into a file, staged in memory from alloc. */
+int nvp__save_buffer(const nvp_errbox *eb, const char *fn, nvp_write_fn write,
+                     const void *main, const void *companion, void *buf,
+                     size_t cap, size_t *size);
+int nvp__save_file(const nvp_errbox *eb, const char *fn, nvp_write_fn write,
+                   const void *main, const void *companion,
+                   const nvp_allocator *alloc, const char *path);
+
+/* Reads one kind of file from memory into new handles *out and
+ * *companion_out (the latter may be NULL). */
+typedef int (*nvp_load_fn)(const char *fn, const void *data, size_t size,
+                           const nvp_allocator *alloc, void *out,
+                           void *companion_out);
+/* Reads path whole and hands it to load. */
+int nvp__load_file(const char *fn, nvp_load_fn load, const char *path,
+                   const nvp_allocator *alloc, void *out, void *companion_out);
+
 /* Reads a whole file into memory from the allocator (at most limit
  * bytes).  Errors: NVP_EIO, NVP_EOVERFLOW, NVP_ENOMEM. */
 int nvp__read_file(const nvp_errbox *eb, const char *fn, const char *path,

@@ -22,9 +22,10 @@
 #define TAG_SCAL NVP_TAG('S', 'C', 'A', 'L')
 #define BASE_NORMAL 1u
 
-static void write_model(nvp_writer *w, const nvp_chain *c,
-                        const nvp_scaler *s)
+static void write_model(nvp_writer *w, const void *chain, const void *scaler)
 {
+    const nvp_chain *c = chain;
+    const nvp_scaler *s = scaler;
     nvp__fmt_header(w, NVP_KIND_MODEL, s ? 3 : 2);
     size_t st = nvp__fmt_section_begin(w, TAG_ARCH);
     nvp__put_u32(w, (uint32_t)c->dim);
@@ -68,21 +69,9 @@ int nvp_chain_save_buffer(const nvp_chain *c, const nvp_scaler *s, void *buf,
 {
     const char *fn = "nvp_chain_save_buffer";
     int rc = check_save_args(c, s, fn);
-    if (rc)
-        return rc;
-    const nvp_errbox *eb = &c->err;
-    NVP_REQUIRE_PTR(size);
-    nvp_writer count = {NULL, 0};
-    write_model(&count, c, s);
-    *size = count.pos;
-    if (!buf)
-        return NVP_OK;
-    NVP_REQUIRE(cap >= count.pos, NVP_EBUFSIZE,
-                "%s: the model needs %zu bytes, the buffer holds %zu", fn,
-                count.pos, cap);
-    nvp_writer w = {buf, 0};
-    write_model(&w, c, s);
-    return NVP_OK;
+    return rc ? rc
+              : nvp__save_buffer(&c->err, fn, write_model, c, s, buf, cap,
+                                 size);
 }
 
 int nvp_chain_save_file(const nvp_chain *c, const nvp_scaler *s,
@@ -90,22 +79,9 @@ int nvp_chain_save_file(const nvp_chain *c, const nvp_scaler *s,
 {
     const char *fn = "nvp_chain_save_file";
     int rc = check_save_args(c, s, fn);
-    if (rc)
-        return rc;
-    const nvp_errbox *eb = &c->err;
-    NVP_REQUIRE_PTR(path);
-    nvp_writer w = {NULL, 0};
-    write_model(&w, c, s);
-    const size_t n = w.pos;
-    w.p = nvp__malloc(&c->alloc, n);
-    if (!w.p)
-        return nvp__fail(eb, NVP_ENOMEM, "%s: out of memory for %zu bytes",
-                         fn, n);
-    w.pos = 0;
-    write_model(&w, c, s);
-    rc = nvp__write_file_atomic(eb, fn, path, w.p, n);
-    nvp__free(&c->alloc, w.p);
-    return rc;
+    return rc ? rc
+              : nvp__save_file(&c->err, fn, write_model, c, s, &c->alloc,
+                               path);
 }
 
 /* One layer's description as read from ARCH. */
@@ -190,9 +166,11 @@ static int read_scaler(const char *fn, nvp_reader *r, size_t dim,
 }
 
 static int load_model(const char *fn, const void *data, size_t size,
-                      const nvp_allocator *alloc, nvp_chain **out,
-                      nvp_scaler **scaler_out)
+                      const nvp_allocator *alloc, void *chain_out,
+                      void *companion_out)
 {
+    nvp_chain **out = chain_out;
+    nvp_scaler **scaler_out = companion_out;
     const nvp_errbox *eb = NULL;
     nvp_section sec[NVP_MAX_SECTIONS];
     size_t count;
@@ -309,23 +287,11 @@ int nvp_chain_load_buffer(nvp_chain **out, nvp_scaler **scaler_out,
 int nvp_chain_load_file(nvp_chain **out, nvp_scaler **scaler_out,
                         const char *path, const nvp_allocator *alloc)
 {
-    const char *fn = "nvp_chain_load_file";
     const nvp_errbox *eb = NULL;
     NVP_REQUIRE_PTR(out);
     *out = NULL;
     if (scaler_out)
         *scaler_out = NULL;
-    NVP_REQUIRE_PTR(path);
-    nvp_allocator a;
-    NVP_REQUIRE(nvp__allocator_init(&a, alloc) == NVP_OK, NVP_EINVAL,
-                "%s: invalid allocator", fn);
-    unsigned char *data;
-    size_t size;
-    int rc = nvp__read_file(NULL, fn, path, &a, NVP_MAX_FILE_BYTES, &data,
-                            &size);
-    if (rc)
-        return rc;
-    rc = load_model(fn, data, size, alloc, out, scaler_out);
-    nvp__free(&a, data);
-    return rc;
+    return nvp__load_file("nvp_chain_load_file", load_model, path, alloc, out,
+                          scaler_out);
 }
