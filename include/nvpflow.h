@@ -490,8 +490,10 @@ NVP_API uint64_t nvp_adam_steps(const nvp_adam *opt);
 /* Forgets the moments and the step count. */
 NVP_API int nvp_adam_reset(nvp_adam *opt);
 /* One step: updates params (n floats) from grad (n floats); n must equal
- * n_params.  A gradient holding NaN or an infinity is refused with
- * NVP_ENONFINITE and nothing changes. */
+ * n_params.  A gradient holding NaN, an infinity, or an entry of magnitude
+ * 1e18 or more (whose square would overflow the second moment) is refused
+ * with NVP_ENONFINITE and nothing changes, so the moments stay finite and
+ * every saved state loads again. */
 NVP_API int nvp_adam_step(nvp_adam *opt, float *params, const float *grad,
                           size_t n);
 /* Message of the last failed call on this optimizer (see
@@ -520,8 +522,9 @@ NVP_API int nvp_adam_load_file(nvp_adam **out, nvp_rng **rng_out,
  * and its gradient, and applies opt (which must have been created for
  * nvp_chain_num_params(chain) parameters).  loss (may be NULL) receives
  * the minibatch's mean NLL before the step.  When the loss or the gradient
- * is not finite the step is refused with NVP_ENONFINITE and neither the
- * chain nor the optimizer changes (the rng has advanced).  The scratch
+ * is not finite, or the gradient too large for Adam (see nvp_adam_step),
+ * the step is refused with NVP_ENONFINITE and neither the chain nor the
+ * optimizer changes (the rng has advanced).  The scratch
  * gradient lives in the chain, so a step allocates nothing after the
  * first.  Needs exclusive use of chain, opt and rng. */
 NVP_API int nvp_chain_train_step(nvp_chain *chain, nvp_adam *opt,

@@ -204,6 +204,19 @@ void nvp__adam_apply(nvp_adam *o, float *params, const float *grad,
     adam_range(&j, 0, o->n);
 }
 
+int nvp__adam_check_grad(const nvp_errbox *eb, const char *fn,
+                         const float *grad, size_t n)
+{
+    if (nvp__all_abs_below(grad, n, NVP_ADAM_MAX_GRAD))
+        return NVP_OK;
+    NVP_REQUIRE(nvp__all_finite(grad, n), NVP_ENONFINITE,
+                "%s: the gradient holds NaN or an infinity; step refused", fn);
+    return nvp__fail(eb, NVP_ENONFINITE,
+                     "%s: a gradient entry exceeds %g, which would overflow "
+                     "the optimizer's second moment; step refused",
+                     fn, (double)NVP_ADAM_MAX_GRAD);
+}
+
 int nvp_adam_step(nvp_adam *o, float *params, const float *grad, size_t n)
 {
     const nvp_errbox *eb = o ? &o->err : NULL;
@@ -212,8 +225,9 @@ int nvp_adam_step(nvp_adam *o, float *params, const float *grad, size_t n)
     NVP_REQUIRE_PTR(grad);
     NVP_REQUIRE(n == o->n, NVP_EDIM,
                 "nvp_adam_step: n %zu, optimizer has %zu parameters", n, o->n);
-    NVP_REQUIRE(nvp__all_finite(grad, n), NVP_ENONFINITE,
-                "nvp_adam_step: grad holds NaN or an infinity; step refused");
+    int rc = nvp__adam_check_grad(eb, "nvp_adam_step", grad, n);
+    if (rc)
+        return rc;
     nvp__adam_apply(o, params, grad, NULL);
     return NVP_OK;
 }

@@ -16,6 +16,15 @@ struct nvp_adam {
     float *m, *v; /* first and second moments, n floats each */
 };
 
+/* Gradient entries at or above this magnitude would overflow the second
+ * moment (g * g beyond the float range); steps with them are refused. */
+#define NVP_ADAM_MAX_GRAD 1e18f
+
+/* Checks a gradient before a step: NVP_OK, or NVP_ENONFINITE (recorded for
+ * fn) when an entry is NaN, infinite, or too large for the moments. */
+int nvp__adam_check_grad(const nvp_errbox *eb, const char *fn,
+                         const float *grad, size_t n);
+
 /* The update itself, after all checks; grad must be finite.  Split over
  * pool's threads when pool is not NULL (held by the caller). */
 void nvp__adam_apply(nvp_adam *opt, float *params, const float *grad,

@@ -146,6 +146,8 @@ int nvp_chain_train_step(nvp_chain *c, nvp_adam *opt, nvp_rng *rng,
         *loss = l;
     if (rc)
         return nvp__fail_in(eb, rc, fn);
+    if ((rc = nvp__adam_check_grad(eb, fn, c->grad, c->n_params)) != NVP_OK)
+        return rc;
     nvp_pool *pool = nvp__chain_pool_take(c);
     nvp__adam_apply(opt, c->params, c->grad, pool);
     nvp__chain_pool_give(pool);

@@ -30,40 +30,53 @@ int nvp__cpu_avx2(void)
 #endif
 }
 
-/* A float is NaN or infinite exactly when its exponent bits are all ones.
- * The largest exponent field over the array, an integer max reduction,
- * vectorises (a floating-point reduction would not, without reassociation). */
-static inline __attribute__((always_inline)) int all_finite_body(const float *x,
-                                                                 size_t n)
+/* |x| as bits: for non-negative IEEE floats the bit patterns order like
+ * the values, infinity above every finite value and NaN above infinity.
+ * The largest pattern over the array, an integer max reduction, vectorises
+ * (a floating-point reduction would not, without reassociation). */
+static inline __attribute__((always_inline)) uint32_t
+max_abs_bits_body(const float *x, size_t n)
 {
     uint32_t top = 0;
     for (size_t i = 0; i < n; i++) {
         uint32_t u;
         memcpy(&u, x + i, sizeof u);
-        u &= 0x7f800000u;
+        u &= 0x7fffffffu;
         top = u > top ? u : top;
     }
-    return top != 0x7f800000u;
+    return top;
 }
 
 #ifdef NVP_X86
-__attribute__((target("avx512f"))) static int all_finite_avx512(const float *x,
-                                                                size_t n)
+__attribute__((target("avx512f"))) static uint32_t
+max_abs_bits_avx512(const float *x, size_t n)
 {
-    return all_finite_body(x, n);
+    return max_abs_bits_body(x, n);
 }
 #endif
 
-static int all_finite_portable(const float *x, size_t n)
+static uint32_t max_abs_bits_portable(const float *x, size_t n)
 {
-    return all_finite_body(x, n);
+    return max_abs_bits_body(x, n);
+}
+
+static uint32_t max_abs_bits(const float *x, size_t n)
+{
+#ifdef NVP_X86
+    if (nvp__cpu_avx512())
+        return max_abs_bits_avx512(x, n);
+#endif
+    return max_abs_bits_portable(x, n);
 }
 
 int nvp__all_finite(const float *x, size_t n)
 {
-#ifdef NVP_X86
-    if (nvp__cpu_avx512())
-        return all_finite_avx512(x, n);
-#endif
-    return all_finite_portable(x, n);
+    return max_abs_bits(x, n) < 0x7f800000u;
+}
+
+int nvp__all_abs_below(const float *x, size_t n, float limit)
+{
+    uint32_t lim;
+    memcpy(&lim, &limit, sizeof lim);
+    return max_abs_bits(x, n) < lim;
 }

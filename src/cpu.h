@@ -8,5 +8,7 @@ int nvp__cpu_avx2(void);
 
 /* Nonzero when none of the n floats is NaN or infinite. */
 int nvp__all_finite(const float *x, size_t n);
+/* Nonzero when every |x[i]| < limit (limit > 0 and finite; NaN fails). */
+int nvp__all_abs_below(const float *x, size_t n, float limit);
 
 #endif

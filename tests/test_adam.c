@@ -194,6 +194,34 @@ START_TEST(test_adam_getters_round_trip)
 }
 END_TEST
 
+/* A finite gradient whose square would overflow the second moment is
+ * refused like a non-finite one, so every state Adam reaches saves and
+ * loads again. */
+START_TEST(test_adam_refuses_overflowing_gradient)
+{
+    nvp_adam *o = NULL, *back = NULL;
+    T_OK(nvp_adam_create(&o, 3, NULL));
+    float p[3] = {1.0f, 2.0f, 3.0f};
+    const float ok[3] = {1e17f, -1e17f, 0.5f}, big[3] = {0.1f, 1e20f, 0.1f};
+    T_OK(nvp_adam_step(o, p, ok, 3));
+    const float before[3] = {p[0], p[1], p[2]};
+    ck_assert_int_eq(nvp_adam_step(o, p, big, 3), NVP_ENONFINITE);
+    T_CHECK(strstr(nvp_errmsg(), "second moment") != NULL, "message '%s'",
+            nvp_errmsg());
+    T_CHECK(memcmp(p, before, sizeof p) == 0 && nvp_adam_steps(o) == 1,
+            "a refused step changed the parameters or the step count");
+    size_t size = 0;
+    T_OK(nvp_adam_save_buffer(o, NULL, NULL, 0, &size));
+    unsigned char *buf = t_xmalloc(size);
+    T_OK(nvp_adam_save_buffer(o, NULL, buf, size, &size));
+    T_CHECK(nvp_adam_load_buffer(&back, NULL, buf, size, NULL) == NVP_OK,
+            "a state reached by steps does not load: %s", nvp_errmsg());
+    free(buf);
+    nvp_adam_free(back);
+    nvp_adam_free(o);
+}
+END_TEST
+
 Suite *adam_suite(void)
 {
     Suite *s = suite_create("adam");
@@ -203,6 +231,7 @@ Suite *adam_suite(void)
     tcase_add_test(tc, test_adam_setters_validate);
     tcase_add_test(tc, test_adam_reset);
     tcase_add_test(tc, test_adam_getters_round_trip);
+    tcase_add_test(tc, test_adam_refuses_overflowing_gradient);
     tcase_add_loop_test(tc, test_adam_refuses_nonfinite_gradient, 0, 3);
     suite_add_tcase(s, tc);
     return s;

@@ -788,6 +788,10 @@ static void op_train(state *st, fz_in *in)
         for (size_t i = 0; i < batch; i++)
             memcpy(rows + i * dim, data + idx[i] * dim, dim * sizeof *rows);
         pred_rc = nvp_chain_nll_grad(c, batch, rows, g, &pred_loss);
+        /* Adam refuses entries whose square would overflow its moments. */
+        for (size_t i = 0; pred_rc == NVP_OK && i < P; i++)
+            if (!(fabsf(g[i]) < 1e18f))
+                pred_rc = NVP_ENONFINITE;
         free(idx);
         free(rows);
         free(g);
@@ -800,7 +804,7 @@ static void op_train(state *st, fz_in *in)
     if (predict && pred_rc != NVP_ENOMEM && rc != NVP_ENOMEM) {
         FZ_CHECK(rc == pred_rc, "train_step returned %d, nll_grad on the "
                  "rows nvp_rng_index draws %d", rc, pred_rc);
-        if (rc == NVP_OK)
+        if (rc == NVP_OK || rc == NVP_ENONFINITE)
             FZ_CHECK(memcmp(&loss, &pred_loss, sizeof loss) == 0,
                      "train_step's loss %.9g, nll of the predicted rows %.9g",
                      (double)loss, (double)pred_loss);
@@ -921,9 +925,11 @@ static void op_adam(state *st, fz_in *in)
         float *p = fbuf(n), *g = fbuf(n);
         fill(in, p, n);
         fill(in, g, n);
+        /* "finite" here means acceptable to Adam: finite and below the
+         * magnitude whose square would overflow the second moment. */
         int finite = 1;
         for (size_t i = 0; i < n; i++)
-            finite &= isfinite(g[i]) != 0;
+            finite &= fabsf(g[i]) < 1e18f;
         const uint64_t t = nvp_adam_steps(o);
         int rc = nvp_adam_step(o, p, in_u8(in) % 16 ? g : NULL, n);
         check(rc, "nvp_adam_step", NULL);
@@ -935,7 +941,8 @@ static void op_adam(state *st, fz_in *in)
             FZ_CHECK(rc == NVP_EDIM || rc == NVP_EINVAL, "n mismatch: %d", rc);
         if (o && n == N && !finite)
             FZ_CHECK(rc == NVP_ENONFINITE || rc == NVP_EINVAL,
-                     "a non-finite gradient was accepted: %d", rc);
+                     "a non-finite or overflowing gradient was accepted: %d",
+                     rc);
         free(p);
         free(g);
         break;
