@@ -11,7 +11,6 @@ void nvp__engine_init(nvp_engine *e, const nvp_allocator *alloc,
     e->arena_floats[NVP_WS_EVAL] = eval_floats;
     e->arena_floats[NVP_WS_TRAIN] = train_floats;
     e->kernel = nvp__gemm_best();
-    e->created = 0;
 }
 
 static void ws_free(const nvp_allocator *a, nvp_ws *ws)
@@ -69,9 +68,6 @@ nvp_ws *nvp__ws_acquire(const nvp_engine *ce, nvp_ws_kind kind)
         ws_free(e->alloc, ws);
         return NULL;
     }
-    pthread_mutex_lock(&e->lock);
-    e->created++;
-    pthread_mutex_unlock(&e->lock);
     return ws;
 }
 

@@ -34,7 +34,6 @@ typedef struct nvp_engine {
     nvp_ws *free_list[2];
     size_t arena_floats[2];
     const nvp_gemm_kernel *kernel;
-    size_t created; /* workspaces allocated so far (for tests) */
 } nvp_engine;
 
 /* Prepares an engine; allocates nothing.  alloc must outlive it. */
