@@ -5,8 +5,6 @@ Usage: python3 torch_bench.py THREADS
 Prints one line per figure: `name value` (milliseconds per training step,
 microseconds per point, or GFLOP/s).  Exits 3 when torch or numpy is
 missing, so that the caller can say so."""
-import math
-import os
 import statistics
 import sys
 import time
@@ -14,6 +12,8 @@ import time
 try:
     import numpy as np
     import torch
+    import torch_model  # next to this script
+    from torch_model import make_layers
 except ImportError:
     sys.exit(3)
 
@@ -33,50 +33,15 @@ def median_time(fn, repeats=REPEATS, inner=1):
     return statistics.median(times)
 
 
-class Coupling(torch.nn.Module):
-    def __init__(self, flip, D=2, H=512):
-        super().__init__()
-        self.flip, self.d = flip, D // 2
-        self.net = torch.nn.Sequential(
-            torch.nn.Linear(self.d, H), torch.nn.ReLU(),
-            torch.nn.Linear(H, H), torch.nn.ReLU(),
-            torch.nn.Linear(H, 2 * (D - self.d)))
-
-    def split(self, x):
-        a, b = x[:, :self.d], x[:, self.d:]
-        return (b, a) if self.flip else (a, b)
-
-    def join(self, a, b):
-        return torch.cat([b, a] if self.flip else [a, b], dim=1)
-
-    def forward(self, x):
-        x1, x2 = self.split(x)
-        shift, log_scale = self.net(x1).chunk(2, dim=1)
-        return self.join(x1, x2 * torch.exp(log_scale) + shift)
-
-    def inverse(self, y):
-        y1, y2 = self.split(y)
-        shift, log_scale = self.net(y1).chunk(2, dim=1)
-        return self.join(y1, (y2 - shift) * torch.exp(-log_scale)), -log_scale.sum(1)
-
-
-layers = torch.nn.ModuleList([Coupling(i % 2 == 1) for i in range(4)])
-LOG2PI = math.log(2 * math.pi)
+layers = make_layers()
 
 
 def log_prob(y):
-    ildj = torch.zeros(y.shape[0])
-    for layer in reversed(layers):
-        y, l = layer.inverse(y)
-        ildj = ildj + l
-    return (-0.5 * y.pow(2) - 0.5 * LOG2PI).sum(1) + ildj
+    return torch_model.log_prob(layers, y)
 
 
 def sample(n):
-    x = torch.randn(n, 2)
-    for layer in layers:
-        x = layer(x)
-    return x
+    return torch_model.sample(layers, n)
 
 
 # Two moons, standardised, as the reference configuration (no sklearn

@@ -8,8 +8,10 @@ standardised with the training scaler.
 Usage: OPENBLAS_NUM_THREADS=1 python3 torch_heldout.py SEED [STEPS]
 Needs torch, numpy and scikit-learn (Debian: python3-torch python3-sklearn).
 """
-import sys, time, math
+import sys, time
 import torch, numpy as np
+import torch_model  # next to this script
+from torch_model import make_layers
 from sklearn import datasets
 from sklearn.preprocessing import StandardScaler
 seed = int(sys.argv[1]) if len(sys.argv) > 1 else 0
@@ -21,30 +23,9 @@ sc = StandardScaler().fit(X)
 X = torch.tensor(sc.transform(X), dtype=torch.float32)
 Xh, _ = datasets.make_moons(n_samples=2000, noise=.05, random_state=seed + 1000003)
 Xh = torch.tensor(sc.transform(Xh), dtype=torch.float32)
-class Coupling(torch.nn.Module):
-    def __init__(self, flip, D=2, H=512):
-        super().__init__()
-        self.flip, self.d = flip, D // 2
-        self.net = torch.nn.Sequential(torch.nn.Linear(self.d, H), torch.nn.ReLU(),
-                                       torch.nn.Linear(H, H), torch.nn.ReLU(),
-                                       torch.nn.Linear(H, 2*(D - self.d)))
-    def split(self, x):
-        a, b = x[:, :self.d], x[:, self.d:]
-        return (b, a) if self.flip else (a, b)
-    def join(self, a, b):
-        return torch.cat([b, a] if self.flip else [a, b], dim=1)
-    def inverse(self, y):
-        y1, y2 = self.split(y)
-        shift, log_scale = self.net(y1).chunk(2, dim=1)
-        return self.join(y1, (y2 - shift) * torch.exp(-log_scale)), -log_scale.sum(1)
-layers = torch.nn.ModuleList([Coupling(i % 2 == 1) for i in range(4)])
-LOG2PI = math.log(2 * math.pi)
+layers = make_layers()
 def log_prob(y):
-    ildj = torch.zeros(y.shape[0])
-    for layer in reversed(layers):
-        y, l = layer.inverse(y)
-        ildj = ildj + l
-    return (-0.5 * y.pow(2) - 0.5 * LOG2PI).sum(1) + ildj
+    return torch_model.log_prob(layers, y)
 opt = torch.optim.Adam(layers.parameters(), lr=1e-4)
 rng = np.random.default_rng(seed)
 t = time.time()
