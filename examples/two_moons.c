@@ -43,6 +43,11 @@
 #define AXIS_LO (-3.0f)
 #define AXIS_HI 3.0f
 #define LOSS_WINDOW 100    /* the progress line shows the mean of these */
+/* A step the library refuses (NVP_ENONFINITE: a non-finite loss or a
+ * gradient too large for Adam's moments) changes nothing and is skipped,
+ * as a mixed-precision trainer skips an overflowing step; this many
+ * refusals in a row end the run. */
+#define MAX_REFUSED_IN_A_ROW 100
 #define MAX_STEPS 1000000000UL
 #define MAX_BATCH 1000000UL
 #define MAX_FIGURE_LAYERS 64 /* beyond this the figure is unreadable */
@@ -610,6 +615,7 @@ int main(int argc, char **argv)
     /* 3. Training. */
     float window[LOSS_WINDOW];
     double smoothed = NAN;
+    unsigned long applied = 0, refused = 0, refused_in_a_row = 0;
     progress prog_line;
     progress_init(&prog_line, !cfg.quiet && cfg.steps > 0, cfg.steps);
     const double t_start = now_s();
@@ -617,6 +623,17 @@ int main(int argc, char **argv)
         float loss = NAN;
         rc = nvp_chain_train_step(chain, opt, rng, N_DATA, data, cfg.batch,
                                   &loss);
+        if (rc == NVP_ENONFINITE &&
+            ++refused_in_a_row < MAX_REFUSED_IN_A_ROW) {
+            if (refused++ == 0) {
+                /* Say it once, on its own line; the total comes at the
+                 * end. */
+                progress_end(&prog_line);
+                fprintf(stderr, "%s: step %lu refused and skipped: %s\n",
+                        prog, step, nvp_chain_errmsg(chain));
+            }
+            continue;
+        }
         if (rc != NVP_OK) {
             progress_end(&prog_line);
             char what[64];
@@ -624,6 +641,8 @@ int main(int argc, char **argv)
             status = lib_fail(what, rc, nvp_chain_errmsg(chain));
             goto cleanup;
         }
+        refused_in_a_row = 0;
+        applied++;
         if (average) {
             /* Polyak averaging: the last iterate of Adam at a fixed step
              * size jitters around the optimum; the average does not. */
@@ -632,10 +651,10 @@ int main(int argc, char **argv)
             for (size_t i = 0; i < n_params; i++)
                 average[i] = d * average[i] + c * p[i];
         }
-        window[(step - 1) % LOSS_WINDOW] = loss;
+        window[(applied - 1) % LOSS_WINDOW] = loss;
         if (step == cfg.steps || progress_due(&prog_line)) {
-            /* the mean of the last LOSS_WINDOW minibatch losses */
-            const size_t have = step < LOSS_WINDOW ? step : LOSS_WINDOW;
+            /* the mean of the last LOSS_WINDOW applied minibatch losses */
+            const size_t have = applied < LOSS_WINDOW ? applied : LOSS_WINDOW;
             double sum = 0.0;
             for (size_t i = 0; i < have; i++)
                 sum += window[i];
@@ -692,7 +711,11 @@ int main(int argc, char **argv)
                "final loss %.4f (mean of the last %zu minibatches)\n",
                prog, cfg.steps, train_s,
                train_s > 0 ? (double)cfg.steps / train_s : 0.0, smoothed,
-               (size_t)(cfg.steps < LOSS_WINDOW ? cfg.steps : LOSS_WINDOW));
+               (size_t)(applied < LOSS_WINDOW ? applied : LOSS_WINDOW));
+    if (refused > 0)
+        printf("%s: %lu of the %lu steps were refused by the library "
+               "(non-finite or overflowing gradient) and skipped\n",
+               prog, refused, cfg.steps);
     else
         printf("%s: no training steps (untrained model)\n", prog);
     printf("%s: wrote %s (figure) and %s (animation, %lu frames) "
