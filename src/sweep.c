@@ -9,28 +9,72 @@
 
 #include <math.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "cpu.h"
 
 #define SWEEP_BLOCK 64
+/* Floats holding the three counts the backward takes over from the
+ * forward (three size_t). */
+#define SWEEP_COUNT_FLOATS (3 * sizeof(size_t) / sizeof(float))
 
-/* A sort key and the index it belongs to; ties broken by the index so the
- * order is total and the result deterministic. */
+/* A sort key and the index it belongs to.  Sorted ascending by key, ties
+ * in index order, so the order is total and the result deterministic. */
 typedef struct keyed {
     float key;
     uint32_t index;
 } keyed;
 
-static int by_key(const void *pa, const void *pb)
+/* The key's bits, mapped so that unsigned order is float order: negative
+ * floats flipped whole, non-negative ones with the sign bit set.  -0 was
+ * made +0 when the key was built, so equal floats have equal bits. */
+static inline uint32_t radix_bits(float key)
 {
-    const keyed *a = pa, *b = pb;
-    if (a->key < b->key)
-        return -1;
-    if (a->key > b->key)
-        return 1;
-    return (a->index > b->index) - (a->index < b->index);
+    uint32_t u;
+    memcpy(&u, &key, sizeof u);
+    return u ^ ((u >> 31) ? 0xffffffffu : 0x80000000u);
+}
+
+/* Sorts a[0..n) by key, in place, through tmp (n entries): a stable
+ * least-significant-digit radix sort, a byte per pass.  Stability keeps
+ * equal keys in the order they were appended, which is index order.  A
+ * few hundred keys sort in microseconds, where a qsort with a comparison
+ * callback took tens of them, on the training step's serial path. */
+static void sort_keyed(keyed *a, size_t n, keyed *tmp)
+{
+    uint32_t count[4][256];
+    memset(count, 0, sizeof count);
+    for (size_t i = 0; i < n; i++) {
+        const uint32_t u = radix_bits(a[i].key);
+        for (int pass = 0; pass < 4; pass++)
+            count[pass][(u >> (8 * pass)) & 0xff]++;
+    }
+    keyed *src = a, *dst = tmp;
+    for (int pass = 0; pass < 4; pass++) {
+        const int shift = 8 * pass;
+        /* A byte every key shares leaves the order as it is. */
+        if (n == 0 || count[pass][(radix_bits(src[0].key) >> shift) & 0xff] == n)
+            continue;
+        uint32_t start[256], sum = 0;
+        for (int b = 0; b < 256; b++) {
+            start[b] = sum;
+            sum += count[pass][b];
+        }
+        for (size_t i = 0; i < n; i++)
+            dst[start[(radix_bits(src[i].key) >> shift) & 0xff]++] = src[i];
+        keyed *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != a)
+        memcpy(a, src, n * sizeof *a);
+}
+
+/* x as a sort key: -0 becomes +0 (x + 0 rounds to +0), the two compare
+ * equal anyway. */
+static inline keyed make_key(float x, size_t index)
+{
+    return (keyed){x + 0.0f, (uint32_t)index};
 }
 
 static size_t n_blocks(const nvp_coupling *c)
@@ -43,9 +87,11 @@ size_t nvp__sweep_floats(const nvp_coupling *c, size_t rows)
     const size_t h1 = c->dense[0].out, h2 = c->dense[1].out;
     /* four double vectors of H2; per block, double partial sums for the
      * first layer's gradient (2 H1) and the input gradient (rows); keyed
-     * rows and units */
+     * rows and units, the sort's buffer, and the counts */
+    const size_t most = rows > h1 ? rows : h1;
     return nvp__carved(8 * h2) + nvp__carved(2 * n_blocks(c) * (2 * h1 + rows)) +
-           nvp__carved(2 * rows) + nvp__carved(2 * h1);
+           nvp__carved(2 * rows) + nvp__carved(2 * h1) + nvp__carved(2 * most) +
+           nvp__carved(SWEEP_COUNT_FLOATS);
 }
 
 /* Everything a block of the sweep reads and writes. */
@@ -62,11 +108,14 @@ typedef struct sweep_job {
     size_t blocks_per_task;
 } sweep_job;
 
-/* Lays out the scratch, sorts the finite rows by x and splits the first
- * layer's units into rising (w > 0, active for x > t) and falling (w < 0,
- * active for x < t) ones, each sorted by its switch point t = -b / w. */
+/* Lays out the scratch.  With sort, sorts the finite rows by x and splits
+ * the first layer's units into rising (w > 0, active for x > t) and
+ * falling (w < 0, active for x < t) ones, each sorted by its switch point
+ * t = -b / w, and keeps the counts in the scratch.  Without, takes over
+ * what the forward sweep left there: the backward follows the forward on
+ * the same rows, parameters and scratch. */
 static void prepare(sweep_job *j, const nvp_coupling *c, size_t rows,
-                    const float *x, float *scratch)
+                    const float *x, float *scratch, int sort)
 {
     const size_t h1 = c->dense[0].out, h2 = c->dense[1].out;
     j->c = c;
@@ -83,26 +132,37 @@ static void prepare(sweep_job *j, const nvp_coupling *c, size_t rows,
     j->part = (double *)nvp__carve(&cursor, 2 * n_blocks(c) * (2 * h1 + rows));
     j->sorted_rows = (keyed *)nvp__carve(&cursor, 2 * rows);
     j->units = (keyed *)nvp__carve(&cursor, 2 * h1);
+    keyed *tmp = (keyed *)nvp__carve(&cursor, 2 * (rows > h1 ? rows : h1));
+    size_t *counts = (size_t *)nvp__carve(&cursor, SWEEP_COUNT_FLOATS);
+    if (!sort) {
+        j->n_rows = counts[0];
+        j->n_rising = counts[1];
+        j->n_falling = counts[2];
+        return;
+    }
     size_t n = 0;
     for (size_t i = 0; i < rows; i++)
         if (isfinite(x[i]))
-            j->sorted_rows[n++] = (keyed){x[i], (uint32_t)i};
+            j->sorted_rows[n++] = make_key(x[i], i);
     j->n_rows = n;
-    qsort(j->sorted_rows, n, sizeof *j->sorted_rows, by_key);
+    sort_keyed(j->sorted_rows, n, tmp);
 
     const float *w1 = c->params + c->dense[0].w_off;
     const float *b1 = c->params + c->dense[0].b_off;
     size_t nr = 0, nf = 0;
     for (size_t u = 0; u < h1; u++)
         if (w1[u] > 0.0f)
-            j->units[nr++] = (keyed){-b1[u] / w1[u], (uint32_t)u};
+            j->units[nr++] = make_key(-b1[u] / w1[u], u);
     for (size_t u = 0; u < h1; u++)
         if (w1[u] < 0.0f)
-            j->units[nr + nf++] = (keyed){-b1[u] / w1[u], (uint32_t)u};
+            j->units[nr + nf++] = make_key(-b1[u] / w1[u], u);
     j->n_rising = nr;
     j->n_falling = nf;
-    qsort(j->units, nr, sizeof *j->units, by_key);
-    qsort(j->units + nr, nf, sizeof *j->units, by_key);
+    sort_keyed(j->units, nr, tmp);
+    sort_keyed(j->units + nr, nf, tmp);
+    counts[0] = n;
+    counts[1] = nr;
+    counts[2] = nf;
 }
 
 /* acc += a * row over n columns (double accumulators, float row). */
@@ -375,7 +435,7 @@ void nvp__sweep_forward(const nvp_coupling *c, nvp_pool *pool, size_t rows,
                         const float *x, float *z, float *scratch)
 {
     sweep_job j;
-    prepare(&j, c, rows, x, scratch);
+    prepare(&j, c, rows, x, scratch, 1);
     j.z = z;
     j.dz = NULL;
     j.grad = j.din = NULL;
@@ -387,7 +447,7 @@ void nvp__sweep_backward(const nvp_coupling *c, nvp_pool *pool, size_t rows,
                          float *din, float *scratch)
 {
     sweep_job j;
-    prepare(&j, c, rows, x, scratch);
+    prepare(&j, c, rows, x, scratch, 0);
     j.z = NULL;
     j.dz = dz;
     j.grad = grad;

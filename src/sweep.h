@@ -42,7 +42,9 @@ void nvp__sweep_forward(const nvp_coupling *c, nvp_pool *pool, size_t rows,
 
 /* Given dz (rows x H2), the gradient at the second layer's
  * pre-activation, adds the gradients of W1, b1, W2, b2 into grad (may be
- * NULL) and writes dL/dx into din (rows; may be NULL). */
+ * NULL) and writes dL/dx into din (rows; may be NULL).  scratch must be
+ * the one nvp__sweep_forward last ran with, on the same x and parameters:
+ * the backward reuses its sorted rows and switch points. */
 void nvp__sweep_backward(const nvp_coupling *c, nvp_pool *pool, size_t rows,
                          const float *x, const float *dz, float *grad,
                          float *din, float *scratch);
