@@ -204,17 +204,26 @@ void nvp__adam_apply(nvp_adam *o, float *params, const float *grad,
     adam_range(&j, 0, o->n);
 }
 
-int nvp__adam_check_grad(const nvp_errbox *eb, const char *fn,
-                         const float *grad, size_t n)
+int nvp__adam_grad_verdict(const nvp_errbox *eb, const char *fn,
+                           uint32_t max_abs_bits)
 {
-    if (nvp__all_abs_below(grad, n, NVP_ADAM_MAX_GRAD))
+    const float limit = NVP_ADAM_MAX_GRAD;
+    uint32_t limit_bits;
+    memcpy(&limit_bits, &limit, sizeof limit_bits);
+    if (max_abs_bits < limit_bits)
         return NVP_OK;
-    NVP_REQUIRE(nvp__all_finite(grad, n), NVP_ENONFINITE,
+    NVP_REQUIRE(max_abs_bits < NVP_INF_BITS, NVP_ENONFINITE,
                 "%s: the gradient holds NaN or an infinity; step refused", fn);
     return nvp__fail(eb, NVP_ENONFINITE,
                      "%s: a gradient entry exceeds %g, which would overflow "
                      "the optimizer's second moment; step refused",
                      fn, (double)NVP_ADAM_MAX_GRAD);
+}
+
+int nvp__adam_check_grad(const nvp_errbox *eb, const char *fn,
+                         const float *grad, size_t n)
+{
+    return nvp__adam_grad_verdict(eb, fn, nvp__max_abs_bits(grad, n));
 }
 
 int nvp_adam_step(nvp_adam *o, float *params, const float *grad, size_t n)

@@ -24,6 +24,10 @@ struct nvp_adam {
  * fn) when an entry is NaN, infinite, or too large for the moments. */
 int nvp__adam_check_grad(const nvp_errbox *eb, const char *fn,
                          const float *grad, size_t n);
+/* The same verdict from the gradient's largest magnitude as bits
+ * (nvp__max_abs_bits), for callers that computed it already. */
+int nvp__adam_grad_verdict(const nvp_errbox *eb, const char *fn,
+                           uint32_t max_abs_bits);
 
 /* The update itself, after all checks; grad must be finite.  Split over
  * pool's threads when pool is not NULL (held by the caller). */

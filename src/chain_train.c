@@ -8,6 +8,7 @@
 #include "chain.h"
 #include "cpu.h"
 #include "rng.h"
+#include "vec_parallel.h"
 
 /* Loss and gradient of rows rows of y (all finite), scaled by 1/n_total,
  * adding into grad; returns the sum of the rows' log densities. */
@@ -64,6 +65,32 @@ static double nll_grad_chunk(const nvp_chain *c, const nvp_exec *ex,
     return sum_lp;
 }
 
+/* The loss and gradient of n finite rows of y on pool (held, or NULL):
+ * fills grad and *loss, and *grad_bits with the gradient's largest
+ * magnitude as bits (nvp__max_abs_bits).  The two passes over the whole
+ * gradient (zeroing it, checking it) run on every thread.  Returns NVP_OK
+ * or NVP_ENOMEM (nothing recorded). */
+static int nll_grad_run(const nvp_chain *c, nvp_pool *pool, size_t n,
+                        const float *y, float *grad, double *loss,
+                        uint32_t *grad_bits)
+{
+    nvp_ws *ws = nvp__ws_acquire(&c->engine, NVP_WS_TRAIN);
+    if (!ws)
+        return NVP_ENOMEM;
+    nvp_exec ex = {c->engine.kernel, ws->pack, pool};
+    nvp__par_zero(pool, grad, c->n_params);
+    double sum_lp = 0.0;
+    for (size_t r0 = 0; r0 < n; r0 += NVP_CHUNK_ROWS) {
+        const size_t rows = n - r0 < NVP_CHUNK_ROWS ? n - r0 : NVP_CHUNK_ROWS;
+        sum_lp += nll_grad_chunk(c, &ex, ws->arena, rows, n,
+                                 y + r0 * c->dim, grad);
+    }
+    nvp__ws_release(&c->engine, NVP_WS_TRAIN, ws);
+    *loss = -sum_lp / (double)n;
+    *grad_bits = nvp__par_max_abs_bits(pool, grad, c->n_params);
+    return NVP_OK;
+}
+
 int nvp_chain_nll_grad(const nvp_chain *c, size_t n, const float *y,
                        float *grad, float *loss)
 {
@@ -77,26 +104,17 @@ int nvp_chain_nll_grad(const nvp_chain *c, size_t n, const float *y,
         return rc;
     NVP_REQUIRE(nvp__all_finite(y, n * c->dim), NVP_ENONFINITE,
                 "%s: y holds NaN or an infinity", fn);
-    nvp_ws *ws = nvp__ws_acquire(&c->engine, NVP_WS_TRAIN);
-    if (!ws)
-        return nvp__fail(eb, NVP_ENOMEM, "%s: out of memory for workspace",
-                         fn);
     nvp_pool *pool = nvp__chain_pool_take(c);
-    nvp_exec ex = {c->engine.kernel, ws->pack, pool};
-    memset(grad, 0, c->n_params * sizeof *grad);
-    double sum_lp = 0.0;
-    for (size_t r0 = 0; r0 < n; r0 += NVP_CHUNK_ROWS) {
-        const size_t rows = n - r0 < NVP_CHUNK_ROWS ? n - r0 : NVP_CHUNK_ROWS;
-        sum_lp += nll_grad_chunk(c, &ex, ws->arena, rows, n,
-                                 y + r0 * c->dim, grad);
-    }
+    double l;
+    uint32_t bits;
+    rc = nll_grad_run(c, pool, n, y, grad, &l, &bits);
     nvp__chain_pool_give(pool);
-    nvp__ws_release(&c->engine, NVP_WS_TRAIN, ws);
-    const double l = -sum_lp / (double)n;
+    if (rc)
+        return nvp__fail(eb, rc, "%s: out of memory for workspace", fn);
     if (loss)
         *loss = (float)l;
     NVP_REQUIRE(isfinite(l), NVP_ENONFINITE, "%s: the loss is not finite", fn);
-    NVP_REQUIRE(nvp__all_finite(grad, c->n_params), NVP_ENONFINITE,
+    NVP_REQUIRE(bits < NVP_INF_BITS, NVP_ENONFINITE,
                 "%s: the gradient holds NaN or an infinity", fn);
     return NVP_OK;
 }
@@ -140,16 +158,26 @@ int nvp_chain_train_step(nvp_chain *c, nvp_adam *opt, nvp_rng *rng,
         memcpy(c->batch + i * c->dim, data + r * c->dim,
                c->dim * sizeof(float));
     }
-    float l = NAN;
-    rc = nvp_chain_nll_grad(c, batch, c->batch, c->grad, &l);
-    if (loss)
-        *loss = l;
-    if (rc)
-        return nvp__fail_in(eb, rc, fn);
-    if ((rc = nvp__adam_check_grad(eb, fn, c->grad, c->n_params)) != NVP_OK)
-        return rc;
+    NVP_REQUIRE(nvp__all_finite(c->batch, batch * c->dim), NVP_ENONFINITE,
+                "%s: the minibatch holds NaN or an infinity", fn);
+    /* One hold on the pool for the gradient, its check and the update. */
     nvp_pool *pool = nvp__chain_pool_take(c);
-    nvp__adam_apply(opt, c->params, c->grad, pool);
+    double l;
+    uint32_t bits;
+    rc = nll_grad_run(c, pool, batch, c->batch, c->grad, &l, &bits);
+    if (rc) {
+        nvp__chain_pool_give(pool);
+        return nvp__fail(eb, rc, "%s: out of memory for workspace", fn);
+    }
+    if (loss)
+        *loss = (float)l;
+    if (!isfinite(l))
+        rc = nvp__fail(eb, NVP_ENONFINITE,
+                       "%s: the loss is not finite; step refused", fn);
+    else
+        rc = nvp__adam_grad_verdict(eb, fn, bits);
+    if (rc == NVP_OK)
+        nvp__adam_apply(opt, c->params, c->grad, pool);
     nvp__chain_pool_give(pool);
-    return NVP_OK;
+    return rc;
 }

@@ -60,7 +60,7 @@ static uint32_t max_abs_bits_portable(const float *x, size_t n)
     return max_abs_bits_body(x, n);
 }
 
-static uint32_t max_abs_bits(const float *x, size_t n)
+uint32_t nvp__max_abs_bits(const float *x, size_t n)
 {
 #ifdef NVP_X86
     if (nvp__cpu_avx512())
@@ -71,12 +71,5 @@ static uint32_t max_abs_bits(const float *x, size_t n)
 
 int nvp__all_finite(const float *x, size_t n)
 {
-    return max_abs_bits(x, n) < 0x7f800000u;
-}
-
-int nvp__all_abs_below(const float *x, size_t n, float limit)
-{
-    uint32_t lim;
-    memcpy(&lim, &limit, sizeof lim);
-    return max_abs_bits(x, n) < lim;
+    return nvp__max_abs_bits(x, n) < NVP_INF_BITS;
 }

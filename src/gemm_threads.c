@@ -39,6 +39,40 @@ static void gemm_task(void *arg, size_t task, size_t worker, float *pack)
               j->a, j->lda, b, j->ldb, j->accumulate, j->c + n0, j->ldc, pep);
 }
 
+/* Few-column products split over rows: every row of C is computed on its
+ * own, in the same order whatever the split. */
+#define SMALL_PARALLEL_MIN_FMA ((size_t)1 << 15)
+#define SMALL_MIN_ROWS_PER_TASK 16
+
+typedef struct small_job {
+    const gemm_job *g;
+    size_t rows_per_task;
+} small_job;
+
+static void small_task(void *arg, size_t task, size_t worker, float *pack)
+{
+    (void)worker;
+    const small_job *sj = arg;
+    const gemm_job *j = sj->g;
+    const size_t r0 = task * sj->rows_per_task;
+    const size_t r1 = r0 + sj->rows_per_task < j->m ? r0 + sj->rows_per_task
+                                                    : j->m;
+    nvp_epilogue ep;
+    const nvp_epilogue *pep = NULL;
+    if (j->ep) {
+        ep = *j->ep;
+        if (ep.gate)
+            ep.gate += r0 * ep.ldgate;
+        pep = &ep;
+    }
+    /* Row r of op(A) starts at a + r * lda, or at column r when A is
+     * stored transposed. */
+    const float *a = j->trans_a ? j->a + r0 : j->a + r0 * j->lda;
+    j->kernel->small_n(j->trans_a, j->trans_b, r1 - r0, j->n, j->k, a, j->lda,
+                       j->b, j->ldb, j->accumulate, j->c + r0 * j->ldc,
+                       j->ldc, pep, pack);
+}
+
 /* Also routes products with at most NVP_SMALL_N columns to the kernel's
  * few-column path.  The choice depends on the shape alone, never on the
  * thread count, and is made before any split. */
@@ -49,6 +83,18 @@ void nvp__exec_gemm(const nvp_exec *ex, int trans_a, int trans_b, size_t m,
 {
     if (n <= NVP_SMALL_N && ex->kernel->small_n &&
         n * k <= nvp__gemm_pack_floats(ex->kernel)) {
+        const size_t threads = nvp__pool_threads(ex->pool);
+        if (threads > 1 && m * n * k >= SMALL_PARALLEL_MIN_FMA &&
+            m >= 2 * SMALL_MIN_ROWS_PER_TASK) {
+            gemm_job g = {ex->kernel, trans_a, trans_b, m, n, k, a, b,
+                          lda, ldb, ldc, accumulate, c, ep, 0};
+            size_t per = (m + threads - 1) / threads;
+            if (per < SMALL_MIN_ROWS_PER_TASK)
+                per = SMALL_MIN_ROWS_PER_TASK;
+            small_job sj = {&g, per};
+            nvp__pool_run(ex->pool, (m + per - 1) / per, small_task, &sj);
+            return;
+        }
         ex->kernel->small_n(trans_a, trans_b, m, n, k, a, lda, b, ldb,
                             accumulate, c, ldc, ep, ex->pack);
         return;

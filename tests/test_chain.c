@@ -607,6 +607,62 @@ START_TEST(test_chain_threads_bitwise)
 }
 END_TEST
 
+/* The reference network (2-D, hidden 512, 512) at batch 100: big enough
+ * for every parallel path of a training step (the sweep's column blocks,
+ * the output layer split by rows, zeroing and checking the million-entry
+ * gradient on every thread, Adam split by ranges) to engage.  The
+ * gradient, the loss and three training steps agree bit for bit for 1, 2
+ * and 3 threads. */
+static void wide_run(size_t threads, const float *data, size_t n, float *grad, float *loss, float *trained)
+{
+    const size_t hidden[2] = {512, 512};
+    nvp_chain *c = t_chain(2, 2, 2, hidden, 3200);
+    const size_t np = nvp_chain_num_params(c);
+    T_OK(nvp_chain_set_threads(c, threads));
+    T_OK(nvp_chain_nll_grad(c, 100, data, grad, loss));
+    nvp_adam *opt = NULL;
+    T_OK(nvp_adam_create(&opt, np, NULL));
+    nvp_rng *r = t_rng(3201);
+    for (int s = 0; s < 3; s++)
+        T_OK(nvp_chain_train_step(c, opt, r, n, data, 100, NULL));
+    T_OK(nvp_chain_get_params(c, trained, np));
+    nvp_rng_free(r);
+    nvp_adam_free(opt);
+    nvp_chain_free(c);
+}
+
+START_TEST(test_chain_threads_bitwise_reference_size)
+{
+    const size_t n = 500, hidden[2] = {512, 512};
+    nvp_chain *probe = t_chain(2, 2, 2, hidden, 3200);
+    const size_t np = nvp_chain_num_params(probe);
+    nvp_chain_free(probe);
+    float *data = t_xmalloc(n * 2 * sizeof *data);
+    nvp_rng *r = t_rng(3202);
+    T_OK(nvp_two_moons(r, n, 0.05f, data, NULL));
+    nvp_rng_free(r);
+    float *g1 = t_xmalloc(np * sizeof *g1), *p1 = t_xmalloc(np * sizeof *p1);
+    float *g = t_xmalloc(np * sizeof *g), *p = t_xmalloc(np * sizeof *p);
+    float l1, l;
+    wide_run(1, data, n, g1, &l1, p1);
+    for (size_t threads = 2; threads <= 3; threads++) {
+        wide_run(threads, data, n, g, &l, p);
+        size_t d = t_first_diff(g, g1, np);
+        T_CHECK(d == (size_t)-1, "%zu threads: nll_grad differs from 1 thread at %zu: %.9g vs %.9g", threads, d,
+                (double)g[d], (double)g1[d]);
+        T_CHECK(l == l1, "%zu threads: loss %.9g vs %.9g", threads, (double)l, (double)l1);
+        d = t_first_diff(p, p1, np);
+        T_CHECK(d == (size_t)-1, "%zu threads: trained parameters differ from 1 thread at %zu: %.9g vs %.9g",
+                threads, d, (double)p[d], (double)p1[d]);
+    }
+    free(g1);
+    free(p1);
+    free(g);
+    free(p);
+    free(data);
+}
+END_TEST
+
 Suite *chain_suite(void)
 {
     Suite *s = suite_create("chain");
@@ -631,6 +687,7 @@ Suite *chain_suite(void)
     tcase_add_test(tc, test_chain_log_prob_overflowing_inverse);
     tcase_add_test(tc, test_chain_concurrent_log_prob);
     tcase_add_test(tc, test_chain_threads_bitwise);
+    tcase_add_test(tc, test_chain_threads_bitwise_reference_size);
     suite_add_tcase(s, tc);
     return s;
 }

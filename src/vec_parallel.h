@@ -1,0 +1,19 @@
+/* Passes over long float vectors (the flat gradient) shared out over a
+ * pool: each thread takes one contiguous range.  Zeroing has no
+ * reduction, and the largest magnitude is an integer maximum, so the
+ * results never depend on the thread count. */
+#ifndef NVP_VEC_PARALLEL_H
+#define NVP_VEC_PARALLEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "threadpool.h"
+
+/* x[0..n) = 0.  pool: held by the caller, or NULL for this thread alone. */
+void nvp__par_zero(nvp_pool *pool, float *x, size_t n);
+
+/* The largest |x[i]| as bits (nvp__max_abs_bits in cpu.h). */
+uint32_t nvp__par_max_abs_bits(nvp_pool *pool, const float *x, size_t n);
+
+#endif
