@@ -9,19 +9,20 @@
 
 /* Below this many floats one thread does it: waking the pool costs more. */
 #define PAR_MIN_FLOATS ((size_t)1 << 16)
-/* Ranges start on 64-byte boundaries of the vector. */
-#define PAR_ALIGN 16
+/* Floats per task: the threads claim 64 KiB runs in turn (as Adam's update
+ * does, see adam.c) rather than one half each. */
+#define PAR_TASK_FLOATS ((size_t)1 << 14)
 
 typedef struct vec_job {
     float *x;
-    size_t n, per_task;
-    uint32_t max_bits[NVP_MAX_THREADS];
+    size_t n;
+    uint32_t max_bits[NVP_MAX_THREADS]; /* per worker */
 } vec_job;
 
 static void range_of(const vec_job *j, size_t task, size_t *lo, size_t *hi)
 {
-    *lo = task * j->per_task;
-    *hi = *lo + j->per_task < j->n ? *lo + j->per_task : j->n;
+    *lo = task * PAR_TASK_FLOATS;
+    *hi = *lo + PAR_TASK_FLOATS < j->n ? *lo + PAR_TASK_FLOATS : j->n;
 }
 
 static void zero_task(void *arg, size_t task, size_t worker, float *pack)
@@ -34,29 +35,29 @@ static void zero_task(void *arg, size_t task, size_t worker, float *pack)
     memset(j->x + lo, 0, (hi - lo) * sizeof *j->x);
 }
 
+/* An integer maximum gives the same answer whichever worker saw which
+ * run. */
 static void max_task(void *arg, size_t task, size_t worker, float *pack)
 {
-    (void)worker;
     (void)pack;
     vec_job *j = arg;
     size_t lo, hi;
     range_of(j, task, &lo, &hi);
-    j->max_bits[task] = nvp__max_abs_bits(j->x + lo, hi - lo);
+    const uint32_t top = nvp__max_abs_bits(j->x + lo, hi - lo);
+    if (top > j->max_bits[worker])
+        j->max_bits[worker] = top;
 }
 
-/* Tasks for n floats on the pool: one per thread, or 0 to stay serial. */
+/* Tasks for n floats on the pool, or 0 to stay on this thread. */
 static size_t plan(vec_job *j, nvp_pool *pool, float *x, size_t n)
 {
-    size_t threads = nvp__pool_threads(pool);
-    if (threads > NVP_MAX_THREADS)
-        threads = NVP_MAX_THREADS;
-    if (threads < 2 || n < PAR_MIN_FLOATS)
+    const size_t threads = nvp__pool_threads(pool);
+    if (threads < 2 || threads > NVP_MAX_THREADS || n < PAR_MIN_FLOATS)
         return 0;
     j->x = x;
     j->n = n;
-    j->per_task = ((n + threads - 1) / threads + PAR_ALIGN - 1) /
-                  PAR_ALIGN * PAR_ALIGN;
-    return (n + j->per_task - 1) / j->per_task;
+    memset(j->max_bits, 0, threads * sizeof j->max_bits[0]);
+    return (n + PAR_TASK_FLOATS - 1) / PAR_TASK_FLOATS;
 }
 
 void nvp__par_zero(nvp_pool *pool, float *x, size_t n)
@@ -78,7 +79,7 @@ uint32_t nvp__par_max_abs_bits(nvp_pool *pool, const float *x, size_t n)
         return nvp__max_abs_bits(x, n);
     nvp__pool_run(pool, tasks, max_task, &j);
     uint32_t top = 0;
-    for (size_t t = 0; t < tasks; t++)
-        top = j.max_bits[t] > top ? j.max_bits[t] : top;
+    for (size_t w = 0; w < nvp__pool_threads(pool); w++)
+        top = j.max_bits[w] > top ? j.max_bits[w] : top;
     return top;
 }

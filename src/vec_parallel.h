@@ -1,5 +1,5 @@
 /* Passes over long float vectors (the flat gradient) shared out over a
- * pool: each thread takes one contiguous range.  Zeroing has no
+ * pool in runs of 64 KiB.  Zeroing has no
  * reduction, and the largest magnitude is an integer maximum, so the
  * results never depend on the thread count. */
 #ifndef NVP_VEC_PARALLEL_H
