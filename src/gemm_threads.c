@@ -2,9 +2,13 @@
 #include "exec.h"
 #include "gemm_small.h"
 
-/* Below this many multiply-adds a product stays on one thread: waking the
- * pool costs a few microseconds. */
+/* Below this much work a product stays on one thread: waking the pool
+ * costs a few microseconds.  Work counts multiply-adds, with k taken as at
+ * least PARALLEL_MIN_K: a product over a short k (the input gradient of a
+ * conditioner's output layer, k = 2 |b|) still writes all of its m x n
+ * outputs through the epilogue. */
 #define PARALLEL_MIN_FMA ((size_t)1 << 20)
+#define PARALLEL_MIN_K ((size_t)32)
 
 typedef struct gemm_job {
     const nvp_gemm_kernel *kernel;
@@ -101,7 +105,8 @@ void nvp__exec_gemm(const nvp_exec *ex, int trans_a, int trans_b, size_t m,
     }
     const size_t threads = nvp__pool_threads(ex->pool);
     const size_t nr = ex->kernel->nr;
-    if (threads > 1 && m * n * k >= PARALLEL_MIN_FMA && n >= 2 * nr) {
+    const size_t work_k = k > PARALLEL_MIN_K ? k : PARALLEL_MIN_K;
+    if (threads > 1 && m * n * work_k >= PARALLEL_MIN_FMA && n >= 2 * nr) {
         /* Whole NR panels per thread, as evenly as they go. */
         const size_t panels = (n + nr - 1) / nr;
         const size_t per = (panels + threads - 1) / threads * nr;
