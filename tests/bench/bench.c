@@ -185,40 +185,99 @@ static void fail(const char *what, int rc)
     exit(1);
 }
 
+/* The reference data (two moons, 2000 points, standardised) and a chain
+ * of the reference configuration on `threads` threads with its own Adam,
+ * all from seed 1. */
+typedef struct {
+    nvp_rng *rng;
+    float *data;
+    nvp_chain *chain;
+    nvp_adam *opt;
+} trainer;
+
+static void trainer_init(trainer *t, size_t threads)
+{
+    int rc;
+    if ((rc = nvp_rng_create(&t->rng, 1, NULL)))
+        fail("nvp_rng_create", rc);
+    t->data = malloc(2000 * 2 * sizeof *t->data);
+    nvp_scaler *sc;
+    nvp_two_moons(t->rng, 2000, 0.05f, t->data, NULL);
+    nvp_scaler_create(&sc, 2, NULL);
+    nvp_scaler_fit(sc, 2000, t->data);
+    nvp_scaler_transform(sc, 2000, t->data, t->data);
+    nvp_scaler_free(sc);
+    if ((rc = nvp_chain_create_alternating(&t->chain, 2, 4, 0, NULL, 0, t->rng,
+                                           NULL)))
+        fail("nvp_chain_create_alternating", rc);
+    if ((rc = nvp_chain_set_threads(t->chain, threads)))
+        fail("nvp_chain_set_threads", rc);
+    nvp_adam_create(&t->opt, nvp_chain_num_params(t->chain), NULL);
+    nvp_adam_set_lr(t->opt, 1e-4f);
+}
+
+static void trainer_free(trainer *t)
+{
+    nvp_chain_free(t->chain);
+    nvp_adam_free(t->opt);
+    nvp_rng_free(t->rng);
+    free(t->data);
+}
+
+/* Seconds per training step over `steps` steps. */
+static double train_steps(trainer *t, int steps)
+{
+    float loss;
+    int rc;
+    const double t0 = now();
+    for (int s = 0; s < steps; s++)
+        if ((rc = nvp_chain_train_step(t->chain, t->opt, t->rng, 2000, t->data,
+                                       100, &loss)))
+            fail("nvp_chain_train_step", rc);
+    return (now() - t0) / steps;
+}
+
+/* The training step for every thread count, measured in turns (a burst of
+ * 40 steps on one thread, then 40 on all, and again) so that a slow
+ * stretch of a shared machine falls on both sides of the ratio.  Every
+ * chain runs the same computation: same seed, and results that do not
+ * depend on the thread count.  Fills f[i].train_ms and, with two counts,
+ * *ratio: the median of the per-turn ratios. */
+#define TRAIN_TURNS 15
+static void measure_training(const size_t *counts, int n_counts, figures *f,
+                             double *ratio)
+{
+    trainer t[2];
+    double ms[2][TRAIN_TURNS], r[TRAIN_TURNS];
+    for (int i = 0; i < n_counts; i++) {
+        trainer_init(&t[i], counts[i]);
+        train_steps(&t[i], 20); /* warm-up: pool, workspaces, caches */
+    }
+    for (int turn = 0; turn < TRAIN_TURNS; turn++) {
+        for (int i = 0; i < n_counts; i++)
+            ms[i][turn] = train_steps(&t[i], 40) * 1e3;
+        r[turn] = n_counts > 1 ? ms[0][turn] / ms[1][turn] : 1.0;
+    }
+    for (int i = 0; i < n_counts; i++) {
+        f[i].train_ms = median(ms[i], TRAIN_TURNS);
+        trainer_free(&t[i]);
+    }
+    *ratio = median(r, TRAIN_TURNS);
+}
+
+/* Sampling, density and the matrix products on `threads` threads. */
 static void measure(size_t threads, figures *f)
 {
     nvp_rng *rng;
     nvp_chain *chain;
-    nvp_adam *opt;
     int rc;
     if ((rc = nvp_rng_create(&rng, 1, NULL)))
         fail("nvp_rng_create", rc);
-    float *data = malloc(2000 * 2 * sizeof *data);
-    nvp_scaler *sc;
-    nvp_two_moons(rng, 2000, 0.05f, data, NULL);
-    nvp_scaler_create(&sc, 2, NULL);
-    nvp_scaler_fit(sc, 2000, data);
-    nvp_scaler_transform(sc, 2000, data, data);
     if ((rc = nvp_chain_create_alternating(&chain, 2, 4, 0, NULL, 0, rng, NULL)))
         fail("nvp_chain_create_alternating", rc);
     if ((rc = nvp_chain_set_threads(chain, threads)))
         fail("nvp_chain_set_threads", rc);
-    nvp_adam_create(&opt, nvp_chain_num_params(chain), NULL);
-    nvp_adam_set_lr(opt, 1e-4f);
-
-    float loss;
     double t[REPEATS];
-    for (int s = 0; s < 20; s++)
-        nvp_chain_train_step(chain, opt, rng, 2000, data, 100, &loss);
-    for (int r = 0; r < REPEATS; r++) {
-        double t0 = now();
-        for (int s = 0; s < 40; s++)
-            if ((rc = nvp_chain_train_step(chain, opt, rng, 2000, data, 100,
-                                           &loss)))
-                fail("nvp_chain_train_step", rc);
-        t[r] = (now() - t0) / 40;
-    }
-    f->train_ms = median(t, REPEATS) * 1e3;
 
     const size_t batch[2] = {1000, 100000};
     for (int b = 0; b < 2; b++) {
@@ -244,10 +303,7 @@ static void measure(size_t threads, figures *f)
         free(lp);
     }
     nvp_chain_free(chain);
-    nvp_adam_free(opt);
-    nvp_scaler_free(sc);
     nvp_rng_free(rng);
-    free(data);
 
     nvp_allocator a;
     nvp__allocator_init(&a, NULL);
@@ -383,6 +439,11 @@ int main(int argc, char **argv)
     figures f[2];
     theirs o[2];
     const char *python = NULL;
+    double train_ratio;
+    fprintf(stderr, "bench: measuring libnvpflow's training step, 1 and %zu "
+                    "thread(s) in turns...\n",
+            counts[n_counts - 1]);
+    measure_training(counts, n_counts, f, &train_ratio);
     for (int i = 0; i < n_counts; i++) {
         fprintf(stderr, "bench: measuring libnvpflow, %zu thread(s)...\n",
                 counts[i]);
@@ -418,9 +479,10 @@ int main(int argc, char **argv)
                 pk[i] > 0 ? f[i].gemm[s] / pk[i] : 0, &o[i], o[i].gemm[s], 0);
     }
     if (n_counts > 1) {
-        printf("\nscaling %zu threads vs 1: train step %.2fx, log_prob at "
-               "batch 100000 %.2fx, sample at batch 100000 %.2fx\n",
-               cpus, f[0].train_ms / f[1].train_ms,
+        printf("\nscaling %zu threads vs 1: train step %.2fx (median of %d "
+               "side-by-side turns), log_prob at batch 100000 %.2fx, sample "
+               "at batch 100000 %.2fx\n",
+               cpus, train_ratio, TRAIN_TURNS,
                f[0].log_prob_us[1] / f[1].log_prob_us[1],
                f[0].sample_us[1] / f[1].sample_us[1]);
     }
