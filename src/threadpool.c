@@ -2,6 +2,7 @@
 #include "threadpool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
@@ -9,9 +10,10 @@
 
 #include "alloc.h"
 
-/* Workers spin this many rounds on the job counter before they sleep: a
- * training step issues a few dozen short parallel products back to back,
- * and a condition-variable wake-up costs more than one of them takes. */
+/* Workers spin this many rounds (about half a millisecond) on the claim
+ * word before they sleep: a training step issues a few dozen short
+ * parallel products back to back, and a condition-variable wake-up costs
+ * more than one of them takes. */
 #define SPIN_ROUNDS 20000
 
 typedef struct worker {
@@ -20,56 +22,107 @@ typedef struct worker {
     float *pack;
 } worker;
 
+/* A job's tasks are claimed through one 64-bit word: the job's number in
+ * the high half, the next unclaimed task in the low half.  A worker
+ * claims a task by compare-and-swap on the whole word, so a worker that
+ * wakes late, after its job is over, can never claim a task of a later
+ * job by mistake: the word has moved on and its swap fails.  The caller
+ * waits only for tasks that were claimed, never for a worker to show up,
+ * so a worker the scheduler has put on the caller's own CPU (or not run at
+ * all) costs nothing: the caller runs the tasks itself. */
+#define TASK_BITS 32
+#define TASK_MASK ((((uint_fast64_t)1) << TASK_BITS) - 1)
+/* Tasks per job; nvp__pool_run splits longer runs into several jobs. */
+#define MAX_JOB_TASKS ((size_t)TASK_MASK)
+
 struct nvp_pool {
     nvp_allocator alloc;
     size_t n;            /* participants, the caller included */
     pthread_t *threads;  /* n - 1 workers */
     worker *workers;     /* n; workers[0] is the caller's */
     pthread_mutex_t lock;
-    pthread_cond_t wake, done;
+    pthread_cond_t wake, finished;
     pthread_mutex_t busy; /* held by the one caller using the pool */
-    atomic_uint_fast64_t generation; /* bumped for every job */
-    atomic_size_t next_task;
-    atomic_size_t running; /* workers not yet finished with this job */
+    atomic_uint_fast64_t claim; /* job << TASK_BITS | next task */
+    atomic_size_t done;         /* tasks of the current job finished */
     atomic_int stop;
-    nvp_task_fn fn;
-    void *arg;
-    size_t n_tasks;
+    /* The current job, written before its claim word is published.  A
+     * late worker may read them while the next job is being set up; it
+     * then fails its claim and drops what it read, hence atomics. */
+    _Atomic(nvp_task_fn) fn;
+    _Atomic(void *) arg;
+    atomic_size_t n_tasks;
 };
 
-static inline void cpu_relax(void)
+/* One round of a spin wait.  Every YIELD_EVERY rounds it gives the CPU
+ * away: the scheduler sometimes wakes a worker onto the CPU its caller
+ * runs on, and a pure spin there would hold the CPU the awaited thread
+ * needs for a whole time slice (measured: two-thread training steps three
+ * times slower than one-thread ones).  On a CPU with nothing else to run
+ * the yield returns at once. */
+#define YIELD_EVERY 64
+static inline void spin_round(int i)
 {
+    if (i % YIELD_EVERY == YIELD_EVERY - 1) {
+        sched_yield();
+        return;
+    }
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
 }
 
-static void run_tasks(nvp_pool *p, const worker *w)
+static inline uint_fast64_t job_of(uint_fast64_t claim)
 {
-    for (;;) {
-        size_t t = atomic_fetch_add_explicit(&p->next_task, 1,
-                                             memory_order_relaxed);
-        if (t >= p->n_tasks)
-            break;
-        p->fn(p->arg, t, w->index, w->pack);
+    return claim >> TASK_BITS;
+}
+
+/* Claims and runs tasks of job `job` until none is left (or the job is
+ * over); returns when there is nothing more to claim. */
+static void run_tasks(nvp_pool *p, const worker *w, uint_fast64_t job)
+{
+    uint_fast64_t c = atomic_load_explicit(&p->claim, memory_order_acquire);
+    while (job_of(c) == job) {
+        const size_t n = atomic_load_explicit(&p->n_tasks, memory_order_relaxed);
+        const size_t task = (size_t)(c & TASK_MASK);
+        if (task >= n)
+            return;
+        const nvp_task_fn fn = atomic_load_explicit(&p->fn, memory_order_relaxed);
+        void *arg = atomic_load_explicit(&p->arg, memory_order_relaxed);
+        /* On failure c is reloaded: another participant took the task, or
+         * the job is over. */
+        if (!atomic_compare_exchange_weak_explicit(&p->claim, &c, c + 1,
+                                                   memory_order_acq_rel,
+                                                   memory_order_acquire))
+            continue;
+        fn(arg, task, w->index, w->pack);
+        if (atomic_fetch_add_explicit(&p->done, 1, memory_order_acq_rel) + 1 ==
+            n) {
+            /* The job's last task: wake the caller if it sleeps. */
+            pthread_mutex_lock(&p->lock);
+            pthread_cond_signal(&p->finished);
+            pthread_mutex_unlock(&p->lock);
+        }
+        c = atomic_load_explicit(&p->claim, memory_order_acquire);
     }
 }
 
-/* Waits for a generation other than seen (or stop); returns it. */
+/* Waits for a job other than `seen` (or stop); returns its number. */
 static uint_fast64_t wait_for_job(nvp_pool *p, uint_fast64_t seen)
 {
-    uint_fast64_t gen;
+    uint_fast64_t job;
     for (int i = 0; i < SPIN_ROUNDS; i++) {
-        gen = atomic_load_explicit(&p->generation, memory_order_acquire);
-        if (gen != seen || atomic_load(&p->stop))
-            return gen;
-        cpu_relax();
+        job = job_of(atomic_load_explicit(&p->claim, memory_order_acquire));
+        if (job != seen || atomic_load(&p->stop))
+            return job;
+        spin_round(i);
     }
     pthread_mutex_lock(&p->lock);
-    while ((gen = atomic_load(&p->generation)) == seen && !atomic_load(&p->stop))
+    while ((job = job_of(atomic_load(&p->claim))) == seen &&
+           !atomic_load(&p->stop))
         pthread_cond_wait(&p->wake, &p->lock);
     pthread_mutex_unlock(&p->lock);
-    return gen;
+    return job;
 }
 
 static void *worker_main(void *varg)
@@ -81,13 +134,7 @@ static void *worker_main(void *varg)
         seen = wait_for_job(p, seen);
         if (atomic_load(&p->stop))
             break;
-        run_tasks(p, w);
-        if (atomic_fetch_sub_explicit(&p->running, 1, memory_order_acq_rel) ==
-            1) {
-            pthread_mutex_lock(&p->lock);
-            pthread_cond_signal(&p->done);
-            pthread_mutex_unlock(&p->lock);
-        }
+        run_tasks(p, w, seen);
     }
     return NULL;
 }
@@ -112,7 +159,7 @@ static void pool_destroy(nvp_pool *p, size_t started)
     pthread_mutex_destroy(&p->lock);
     pthread_mutex_destroy(&p->busy);
     pthread_cond_destroy(&p->wake);
-    pthread_cond_destroy(&p->done);
+    pthread_cond_destroy(&p->finished);
     if (p->workers)
         for (size_t i = 0; i < p->n; i++)
             nvp__free_aligned(&p->alloc, p->workers[i].pack);
@@ -135,11 +182,13 @@ int nvp__pool_create(nvp_pool **out, size_t n_threads, size_t pack_floats,
     pthread_mutex_init(&p->lock, NULL);
     pthread_mutex_init(&p->busy, NULL);
     pthread_cond_init(&p->wake, NULL);
-    pthread_cond_init(&p->done, NULL);
-    atomic_init(&p->generation, 0);
-    atomic_init(&p->next_task, 0);
-    atomic_init(&p->running, 0);
+    pthread_cond_init(&p->finished, NULL);
+    atomic_init(&p->claim, 0);
+    atomic_init(&p->done, 0);
     atomic_init(&p->stop, 0);
+    atomic_init(&p->fn, NULL);
+    atomic_init(&p->arg, NULL);
+    atomic_init(&p->n_tasks, 0);
     p->threads = nvp__malloc(&p->alloc, (n_threads - 1) * sizeof *p->threads);
     p->workers = nvp__malloc(&p->alloc, n_threads * sizeof *p->workers);
     if (p->workers) /* pool_destroy frees every non-NULL pack */
@@ -184,28 +233,58 @@ int nvp__pool_try_acquire(nvp_pool *p)
 
 void nvp__pool_release(nvp_pool *p) { pthread_mutex_unlock(&p->busy); }
 
-void nvp__pool_run(nvp_pool *p, size_t n_tasks, nvp_task_fn fn, void *arg)
+/* One job of at most MAX_JOB_TASKS tasks. */
+static void run_job(nvp_pool *p, size_t n_tasks, nvp_task_fn fn, void *arg)
 {
-    p->fn = fn;
-    p->arg = arg;
-    p->n_tasks = n_tasks;
-    atomic_store_explicit(&p->next_task, 0, memory_order_relaxed);
-    atomic_store_explicit(&p->running, p->n - 1, memory_order_relaxed);
+    const uint_fast64_t job =
+        job_of(atomic_load_explicit(&p->claim, memory_order_relaxed)) + 1;
+    atomic_store_explicit(&p->fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&p->arg, arg, memory_order_relaxed);
+    atomic_store_explicit(&p->n_tasks, n_tasks, memory_order_relaxed);
+    atomic_store_explicit(&p->done, 0, memory_order_relaxed);
     /* Publish the job: the release pairs with the workers' acquire. */
     pthread_mutex_lock(&p->lock);
-    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
+    atomic_store_explicit(&p->claim, job << TASK_BITS, memory_order_release);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
 
-    run_tasks(p, &p->workers[0]);
+    run_tasks(p, &p->workers[0], job);
 
+    /* Every task is claimed; wait for the ones still running elsewhere. */
     for (int i = 0; i < SPIN_ROUNDS; i++) {
-        if (atomic_load_explicit(&p->running, memory_order_acquire) == 0)
+        if (atomic_load_explicit(&p->done, memory_order_acquire) == n_tasks)
             return;
-        cpu_relax();
+        spin_round(i);
     }
     pthread_mutex_lock(&p->lock);
-    while (atomic_load_explicit(&p->running, memory_order_acquire) != 0)
-        pthread_cond_wait(&p->done, &p->lock);
+    while (atomic_load_explicit(&p->done, memory_order_acquire) != n_tasks)
+        pthread_cond_wait(&p->finished, &p->lock);
     pthread_mutex_unlock(&p->lock);
+}
+
+/* Runs a job's tasks at an offset, for runs longer than one job. */
+typedef struct offset_job {
+    nvp_task_fn fn;
+    void *arg;
+    size_t offset;
+} offset_job;
+
+static void offset_task(void *varg, size_t task, size_t who, float *pack)
+{
+    const offset_job *o = varg;
+    o->fn(o->arg, o->offset + task, who, pack);
+}
+
+void nvp__pool_run(nvp_pool *p, size_t n_tasks, nvp_task_fn fn, void *arg)
+{
+    if (n_tasks <= MAX_JOB_TASKS) {
+        run_job(p, n_tasks, fn, arg);
+        return;
+    }
+    for (size_t first = 0; first < n_tasks; first += MAX_JOB_TASKS) {
+        offset_job o = {fn, arg, first};
+        const size_t left = n_tasks - first;
+        run_job(p, left < MAX_JOB_TASKS ? left : MAX_JOB_TASKS, offset_task,
+                &o);
+    }
 }
