@@ -242,16 +242,22 @@ test-valgrind:
 	    $(VALGRIND) $(VALGRIND_FLAGS) $(TEST_BIN)
 
 # ThreadSanitizer: one chain shared by four threads and its own pool
-# (tests/concurrency/test_threads.c); the first report fails the run.
+# (tests/concurrency/test_threads.c), and the pool's stress run
+# (tests/concurrency/test_pool.c); the first report fails the run.
 TSAN_BUILD := $(BUILD)/tsan
 TSAN_ITERATIONS ?= 20
+TSAN_POOL_JOBS ?= 20000
 test-tsan:
 	@$(MAKE) --no-print-directory BUILD=$(TSAN_BUILD) LIBOUT=$(TSAN_BUILD)/lib \
 	    CC="$(SAN_CC)" CFLAGS="$(SAN_OPT) -fsanitize=thread" $(TSAN_BUILD)/lib/libnvpflow.a
 	$(SAN_CC) $(BASE_CFLAGS) $(SAN_OPT) -fsanitize=thread -o $(TSAN_BUILD)/test_threads \
 	    tests/concurrency/test_threads.c $(TSAN_BUILD)/lib/libnvpflow.a $(LIBS)
+	$(SAN_CC) $(BASE_CFLAGS) $(SAN_OPT) -fsanitize=thread -Isrc -o $(TSAN_BUILD)/test_pool \
+	    tests/concurrency/test_pool.c $(TSAN_BUILD)/lib/libnvpflow.a $(LIBS)
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
 	    $(TSAN_BUILD)/test_threads $(TSAN_ITERATIONS)
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	    $(TSAN_BUILD)/test_pool $(TSAN_POOL_JOBS)
 
 # libFuzzer harnesses (tests/fuzz/): the library instrumented with
 # -fsanitize=fuzzer-no-link,address,undefined, each harness run for

@@ -22,18 +22,29 @@ typedef struct worker {
     float *pack;
 } worker;
 
-/* A job's tasks are claimed through one 64-bit word: the job's number in
- * the high half, the next unclaimed task in the low half.  A worker
- * claims a task by compare-and-swap on the whole word, so a worker that
- * wakes late, after its job is over, can never claim a task of a later
- * job by mistake: the word has moved on and its swap fails.  The caller
- * waits only for tasks that were claimed, never for a worker to show up,
- * so a worker the scheduler has put on the caller's own CPU (or not run at
- * all) costs nothing: the caller runs the tasks itself. */
+/* A job's tasks are claimed through one 64-bit word: a job number in the
+ * high half, the next unclaimed task in the low half.  A worker claims a
+ * task by compare-and-swap on the whole word, so a worker that is late,
+ * still holding the word of a job that is over, can never claim a task by
+ * mistake: the word has moved on and its swap fails.
+ *
+ * The caller starts a job in two moves.  It first closes the word (a new
+ * job number, task index TASK_MASK: nothing to claim), then writes the
+ * job's function, argument and size, then opens the word (the next job
+ * number, index 0).  Closing first is what keeps a late worker from
+ * pairing an old word, whose swap would still succeed, with the new
+ * job's fields: every field is stored with release after the close and
+ * loaded with acquire, so a worker that sees any new field also sees the
+ * word closed, and its swap fails.
+ *
+ * The caller waits only for tasks that were claimed, never for a worker
+ * to show up, so a worker the scheduler has put on the caller's own CPU
+ * (or not run at all) costs nothing: the caller runs the tasks itself. */
 #define TASK_BITS 32
 #define TASK_MASK ((((uint_fast64_t)1) << TASK_BITS) - 1)
-/* Tasks per job; nvp__pool_run splits longer runs into several jobs. */
-#define MAX_JOB_TASKS ((size_t)TASK_MASK)
+/* Tasks per job, below the closed index; nvp__pool_run splits longer runs
+ * into several jobs. */
+#define MAX_JOB_TASKS ((size_t)TASK_MASK - 1)
 
 struct nvp_pool {
     nvp_allocator alloc;
@@ -83,12 +94,14 @@ static void run_tasks(nvp_pool *p, const worker *w, uint_fast64_t job)
 {
     uint_fast64_t c = atomic_load_explicit(&p->claim, memory_order_acquire);
     while (job_of(c) == job) {
-        const size_t n = atomic_load_explicit(&p->n_tasks, memory_order_relaxed);
         const size_t task = (size_t)(c & TASK_MASK);
+        if (task == TASK_MASK) /* closed: a job is being set up */
+            return;
+        const size_t n = atomic_load_explicit(&p->n_tasks, memory_order_acquire);
         if (task >= n)
             return;
-        const nvp_task_fn fn = atomic_load_explicit(&p->fn, memory_order_relaxed);
-        void *arg = atomic_load_explicit(&p->arg, memory_order_relaxed);
+        const nvp_task_fn fn = atomic_load_explicit(&p->fn, memory_order_acquire);
+        void *arg = atomic_load_explicit(&p->arg, memory_order_acquire);
         /* On failure c is reloaded: another participant took the task, or
          * the job is over. */
         if (!atomic_compare_exchange_weak_explicit(&p->claim, &c, c + 1,
@@ -236,13 +249,16 @@ void nvp__pool_release(nvp_pool *p) { pthread_mutex_unlock(&p->busy); }
 /* One job of at most MAX_JOB_TASKS tasks. */
 static void run_job(nvp_pool *p, size_t n_tasks, nvp_task_fn fn, void *arg)
 {
-    const uint_fast64_t job =
+    const uint_fast64_t closed =
         job_of(atomic_load_explicit(&p->claim, memory_order_relaxed)) + 1;
-    atomic_store_explicit(&p->fn, fn, memory_order_relaxed);
-    atomic_store_explicit(&p->arg, arg, memory_order_relaxed);
-    atomic_store_explicit(&p->n_tasks, n_tasks, memory_order_relaxed);
-    atomic_store_explicit(&p->done, 0, memory_order_relaxed);
-    /* Publish the job: the release pairs with the workers' acquire. */
+    const uint_fast64_t job = closed + 1;
+    atomic_store_explicit(&p->claim, closed << TASK_BITS | TASK_MASK,
+                          memory_order_seq_cst);
+    atomic_store_explicit(&p->fn, fn, memory_order_release);
+    atomic_store_explicit(&p->arg, arg, memory_order_release);
+    atomic_store_explicit(&p->n_tasks, n_tasks, memory_order_release);
+    atomic_store_explicit(&p->done, 0, memory_order_release);
+    /* Open the job: the release pairs with the workers' acquire. */
     pthread_mutex_lock(&p->lock);
     atomic_store_explicit(&p->claim, job << TASK_BITS, memory_order_release);
     pthread_cond_broadcast(&p->wake);
