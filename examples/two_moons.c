@@ -706,18 +706,19 @@ int main(int argc, char **argv)
         goto cleanup;
     const double fig_s = now_s() - t_fig;
 
-    if (cfg.steps > 0)
+    if (cfg.steps > 0) {
         printf("%s: trained %lu steps in %.1f s (%.1f steps/s), "
                "final loss %.4f (mean of the last %zu minibatches)\n",
                prog, cfg.steps, train_s,
                train_s > 0 ? (double)cfg.steps / train_s : 0.0, smoothed,
                (size_t)(applied < LOSS_WINDOW ? applied : LOSS_WINDOW));
-    if (refused > 0)
-        printf("%s: %lu of the %lu steps were refused by the library "
-               "(non-finite or overflowing gradient) and skipped\n",
-               prog, refused, cfg.steps);
-    else
+        if (refused > 0)
+            printf("%s: %lu of the %lu steps were refused by the library "
+                   "(non-finite or overflowing gradient) and skipped\n",
+                   prog, refused, cfg.steps);
+    } else {
         printf("%s: no training steps (untrained model)\n", prog);
+    }
     printf("%s: wrote %s (figure) and %s (animation, %lu frames) "
            "in %.1f s\n",
            prog, cfg.svg_path, cfg.gif_path, frames, fig_s);
