@@ -162,6 +162,17 @@ static int heldout_nll(const nvp_chain *chain, const float *test, float *lp,
     return NVP_OK;
 }
 
+/* The mean of the last LOSS_WINDOW losses of `applied` applied steps
+ * (window is a ring of LOSS_WINDOW); NaN before the first. */
+static double window_mean(const float *window, unsigned long applied)
+{
+    const size_t have = applied < LOSS_WINDOW ? applied : LOSS_WINDOW;
+    double sum = 0.0;
+    for (size_t i = 0; i < have; i++)
+        sum += window[i];
+    return have ? sum / (double)have : NAN;
+}
+
 /* Returns 0 to run, 1 when --help was printed, 2 on a bad command line. */
 static int parse_args(int argc, char **argv, config *cfg)
 {
@@ -653,16 +664,13 @@ int main(int argc, char **argv)
         }
         window[(applied - 1) % LOSS_WINDOW] = loss;
         if (step == cfg.steps || progress_due(&prog_line)) {
-            /* the mean of the last LOSS_WINDOW applied minibatch losses */
-            const size_t have = applied < LOSS_WINDOW ? applied : LOSS_WINDOW;
-            double sum = 0.0;
-            for (size_t i = 0; i < have; i++)
-                sum += window[i];
-            smoothed = sum / (double)have;
+            smoothed = window_mean(window, applied);
             progress_draw(&prog_line, step, cfg.steps, smoothed);
         }
     }
     const double train_s = now_s() - t_start;
+    /* Again here: a refused last step skipped the update above. */
+    smoothed = window_mean(window, applied);
     progress_end(&prog_line);
 
     /* 4. Held-out NLL: a fresh draw from another seed, standardised with

@@ -158,6 +158,10 @@ int nvp_chain_train_step(nvp_chain *c, nvp_adam *opt, nvp_rng *rng,
         memcpy(c->batch + i * c->dim, data + r * c->dim,
                c->dim * sizeof(float));
     }
+    /* From here on *loss is written on every path, NaN when no loss was
+     * computed, as nvp_chain_nll_grad leaves it for such rows. */
+    if (loss)
+        *loss = NAN;
     NVP_REQUIRE(nvp__all_finite(c->batch, batch * c->dim), NVP_ENONFINITE,
                 "%s: the minibatch holds NaN or an infinity", fn);
     /* One hold on the pool for the gradient, its check and the update. */

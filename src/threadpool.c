@@ -249,9 +249,11 @@ void nvp__pool_release(nvp_pool *p) { pthread_mutex_unlock(&p->busy); }
 /* One job of at most MAX_JOB_TASKS tasks. */
 static void run_job(nvp_pool *p, size_t n_tasks, nvp_task_fn fn, void *arg)
 {
+    /* Job numbers wrap within their half of the word. */
     const uint_fast64_t closed =
-        job_of(atomic_load_explicit(&p->claim, memory_order_relaxed)) + 1;
-    const uint_fast64_t job = closed + 1;
+        (job_of(atomic_load_explicit(&p->claim, memory_order_relaxed)) + 1) &
+        TASK_MASK;
+    const uint_fast64_t job = (closed + 1) & TASK_MASK;
     atomic_store_explicit(&p->claim, closed << TASK_BITS | TASK_MASK,
                           memory_order_seq_cst);
     atomic_store_explicit(&p->fn, fn, memory_order_release);

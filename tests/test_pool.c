@@ -2,8 +2,14 @@
  * once, and a job is over only when all its tasks are (pool_stress.h). */
 #include <check.h>
 
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu.h"
 #include "pool_stress.h"
 #include "tests.h"
+#include "vec_parallel.h"
 
 START_TEST(test_pool_every_task_once)
 {
@@ -17,12 +23,51 @@ START_TEST(test_pool_every_task_once)
 }
 END_TEST
 
+/* The largest magnitude over a million floats, on pools of 2 and 3: the
+ * extreme entry sits in a late run, once a large finite value and once a
+ * NaN, so a reduction that missed any worker's share would miss it. */
+START_TEST(test_pool_max_abs_bits)
+{
+    const size_t threads = (size_t)_i, n = (size_t)1 << 20;
+    float *x = t_xmalloc(n * sizeof *x);
+    t_prng p;
+    t_prng_seed(&p, 4300);
+    t_fill_unif(&p, n, x, -1.0, 1.0);
+    nvp_allocator a;
+    nvp__allocator_init(&a, NULL);
+    nvp_pool *pool = NULL;
+    ck_assert_int_eq(nvp__pool_create(&pool, threads, 16, &a), NVP_OK);
+    ck_assert(nvp__pool_try_acquire(pool));
+    const float extremes[2] = {-3e20f, NAN};
+    const size_t at[2] = {n - 17, n - (n >> 3) + 5};
+    for (int k = 0; k < 2; k++) {
+        const float keep = x[at[k]];
+        x[at[k]] = extremes[k];
+        const uint32_t par = nvp__par_max_abs_bits(pool, x, n), ser = nvp__max_abs_bits(x, n);
+        float back;
+        memcpy(&back, &par, sizeof back);
+        T_CHECK(par == ser, "pool of %zu: largest magnitude %.9g (bits %08x), one thread %08x", threads, (double)back,
+                (unsigned)par, (unsigned)ser);
+        T_CHECK(k == 0 ? back == 3e20f : isnan(back), "pool of %zu: found %.9g where %.9g was planted", threads,
+                (double)back, (double)extremes[k]);
+        x[at[k]] = keep;
+    }
+    /* Zeroing on the pool clears everything, the last run included. */
+    nvp__par_zero(pool, x, n);
+    T_CHECK(nvp__max_abs_bits(x, n) == 0, "pool of %zu: par_zero left a nonzero entry", threads);
+    nvp__pool_release(pool);
+    nvp__pool_free(pool);
+    free(x);
+}
+END_TEST
+
 Suite *pool_suite(void)
 {
     Suite *s = suite_create("pool");
     TCase *tc = tcase_create("jobs");
     tcase_set_timeout(tc, T_TIMEOUT);
     tcase_add_loop_test(tc, test_pool_every_task_once, 2, 4);
+    tcase_add_loop_test(tc, test_pool_max_abs_bits, 2, 4);
     suite_add_tcase(s, tc);
     return s;
 }

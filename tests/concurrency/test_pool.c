@@ -1,7 +1,8 @@
 /* The thread pool's stress run (tests/pool_stress.h) under
  * ThreadSanitizer (`make test-tsan`): besides every task running exactly
- * once, TSan checks that the job's fields, claimed through the pool's
- * claim word, are handed from caller to workers without a data race.
+ * once, TSan checks that the pool orders plain memory as a caller needs:
+ * what the caller wrote before a job is seen by the tasks, and what the
+ * tasks wrote is seen by the caller after the job, without a data race.
  * Usage: test_pool [jobs]; exits 0 when all is well. */
 #include <stdio.h>
 #include <stdlib.h>
