@@ -174,7 +174,7 @@ static double gemm_gflops(const shape *s, nvp_pool *pool, float *pack)
 
 /* ----------------------------------------------------------- the model */
 typedef struct {
-    double train_ms, sample_us[2], log_prob_us[2];
+    double train_ms, grad_ms, sample_us[2], log_prob_us[2];
     double gemm[N_SHAPES];
 } figures;
 
@@ -237,18 +237,45 @@ static double train_steps(trainer *t, int steps)
     return (now() - t0) / steps;
 }
 
+/* Seconds per gradient (nvp_chain_nll_grad on one fixed minibatch of
+ * 100 rows) over `reps` calls. */
+static double grad_only(trainer *t, const float *rows, float *grad, int reps)
+{
+    float loss;
+    int rc;
+    const double t0 = now();
+    for (int s = 0; s < reps; s++)
+        if ((rc = nvp_chain_nll_grad(t->chain, 100, rows, grad, &loss)))
+            fail("nvp_chain_nll_grad", rc);
+    return (now() - t0) / reps;
+}
+
+/* Seconds per Adam update alone (nvp_adam_step: one thread) over reps. */
+static double adam_only(trainer *t, const float *grad, int reps)
+{
+    int rc;
+    const size_t n = nvp_chain_num_params(t->chain);
+    const double t0 = now();
+    for (int s = 0; s < reps; s++)
+        if ((rc = nvp_adam_step(t->opt, nvp_chain_params(t->chain), grad, n)))
+            fail("nvp_adam_step", rc);
+    return (now() - t0) / reps;
+}
+
 /* The training step for every thread count, measured in turns (a burst of
  * 40 steps on one thread, then 40 on all, and again) so that a slow
  * stretch of a shared machine falls on both sides of the ratio.  Every
  * chain runs the same computation: same seed, and results that do not
  * depend on the thread count.  Fills f[i].train_ms and, with two counts,
- * *ratio: the median of the per-turn ratios. */
+ * *ratio: the median of the per-turn ratios.  Then the step's two parts
+ * the same way, for the breakdown line: the gradient (f[i].grad_ms) and,
+ * on one thread, the Adam update alone (*adam_ms). */
 #define TRAIN_TURNS 15
 static void measure_training(const size_t *counts, int n_counts, figures *f,
-                             double *ratio)
+                             double *ratio, double *adam_ms, size_t *n_params)
 {
     trainer t[2];
-    double ms[2][TRAIN_TURNS], r[TRAIN_TURNS];
+    double ms[2][TRAIN_TURNS], r[TRAIN_TURNS], am[TRAIN_TURNS];
     for (int i = 0; i < n_counts; i++) {
         trainer_init(&t[i], counts[i]);
         train_steps(&t[i], 20); /* warm-up: pool, workspaces, caches */
@@ -258,11 +285,27 @@ static void measure_training(const size_t *counts, int n_counts, figures *f,
             ms[i][turn] = train_steps(&t[i], 40) * 1e3;
         r[turn] = n_counts > 1 ? ms[0][turn] / ms[1][turn] : 1.0;
     }
-    for (int i = 0; i < n_counts; i++) {
+    for (int i = 0; i < n_counts; i++)
         f[i].train_ms = median(ms[i], TRAIN_TURNS);
+    *ratio = median(r, TRAIN_TURNS);
+
+    const size_t np = nvp_chain_num_params(t[0].chain);
+    *n_params = np;
+    /* 64-byte aligned like the library's own buffers (an unaligned gradient
+     * slows the update by splitting its vector loads). */
+    float *grad = aligned_alloc(64, (np * sizeof *grad + 63) / 64 * 64);
+    const float *rows = t[0].data; /* the first 100 training points */
+    for (int turn = 0; turn < TRAIN_TURNS; turn++) {
+        for (int i = 0; i < n_counts; i++)
+            ms[i][turn] = grad_only(&t[i], rows, grad, 40) * 1e3;
+        am[turn] = adam_only(&t[0], grad, 40) * 1e3;
+    }
+    for (int i = 0; i < n_counts; i++) {
+        f[i].grad_ms = median(ms[i], TRAIN_TURNS);
         trainer_free(&t[i]);
     }
-    *ratio = median(r, TRAIN_TURNS);
+    *adam_ms = median(am, TRAIN_TURNS);
+    free(grad);
 }
 
 /* Sampling, density and the matrix products on `threads` threads. */
@@ -439,11 +482,12 @@ int main(int argc, char **argv)
     figures f[2];
     theirs o[2];
     const char *python = NULL;
-    double train_ratio;
+    double train_ratio, adam_ms;
+    size_t n_params;
     fprintf(stderr, "bench: measuring libnvpflow's training step, 1 and %zu "
                     "thread(s) in turns...\n",
             counts[n_counts - 1]);
-    measure_training(counts, n_counts, f, &train_ratio);
+    measure_training(counts, n_counts, f, &train_ratio, &adam_ms, &n_params);
     for (int i = 0; i < n_counts; i++) {
         fprintf(stderr, "bench: measuring libnvpflow, %zu thread(s)...\n",
                 counts[i]);
@@ -486,5 +530,18 @@ int main(int argc, char **argv)
                f[0].log_prob_us[1] / f[1].log_prob_us[1],
                f[0].sample_us[1] / f[1].sample_us[1]);
     }
+    /* The two parts of a training step, to show which one scales: the
+     * gradient, and Adam's update, which streams parameters, gradient and
+     * both moments (28 bytes per parameter). */
+    printf("\ntraining step, its parts (medians of %d turns): gradient "
+           "(nvp_chain_nll_grad, batch 100) %.3f ms on 1 thread",
+           TRAIN_TURNS, f[0].grad_ms);
+    if (n_counts > 1)
+        printf(", %.3f ms on %zu (%.2fx)", f[1].grad_ms, cpus,
+               f[0].grad_ms / f[1].grad_ms);
+    printf("; Adam update alone (nvp_adam_step, 1 thread) %.3f ms, %.1f GB/s "
+           "over %zu parameters\n",
+           adam_ms, 28.0 * (double)n_params / (adam_ms * 1e-3) / 1e9,
+           n_params);
     return 0;
 }
