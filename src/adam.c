@@ -6,6 +6,7 @@
 
 #include "alloc.h"
 #include "cpu.h"
+#include "vec_parallel.h"
 
 int nvp_adam_create(nvp_adam **out, size_t n_params,
                     const nvp_allocator *alloc)
@@ -181,13 +182,6 @@ static void adam_task(void *arg, size_t task, size_t worker, float *pack)
 
 /* Below this many parameters a step stays on one thread. */
 #define ADAM_PARALLEL_MIN ((size_t)1 << 16)
-/* Parameters per task when the step is shared out.  The threads claim
- * 64 KiB runs of each array in turn instead of one half each: measured on
- * a two-core Zen 4, the reference training step took 1.6 ms on two
- * threads this way and 1.9 ms with halves, the update being bound by
- * memory traffic that the halves' two distant sets of streams share
- * worse. */
-#define ADAM_TASK_PARAMS ((size_t)1 << 14)
 
 void nvp__adam_apply(nvp_adam *o, float *params, const float *grad,
                      nvp_pool *pool)
@@ -204,8 +198,9 @@ void nvp__adam_apply(nvp_adam *o, float *params, const float *grad,
     if (threads > 1 && o->n >= ADAM_PARALLEL_MIN) {
         /* Every parameter's update is independent of the others, so any
          * split gives the same bits. */
-        j.per_task = ADAM_TASK_PARAMS;
-        nvp__pool_run(pool, (o->n + ADAM_TASK_PARAMS - 1) / ADAM_TASK_PARAMS,
+        j.per_task = NVP_PAR_RUN_FLOATS; /* runs of each array */
+        nvp__pool_run(pool,
+                      (o->n + NVP_PAR_RUN_FLOATS - 1) / NVP_PAR_RUN_FLOATS,
                       adam_task, &j);
         return;
     }

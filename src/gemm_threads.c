@@ -19,15 +19,15 @@ typedef struct gemm_job {
     int accumulate;
     float *c;
     const nvp_epilogue *ep;
-    size_t cols_per_task;
+    size_t per_task; /* columns per task; rows on the few-column path */
 } gemm_job;
 
 static void gemm_task(void *arg, size_t task, size_t worker, float *pack)
 {
     (void)worker;
     const gemm_job *j = arg;
-    const size_t n0 = task * j->cols_per_task;
-    const size_t n1 = n0 + j->cols_per_task < j->n ? n0 + j->cols_per_task : j->n;
+    const size_t n0 = task * j->per_task;
+    const size_t n1 = n0 + j->per_task < j->n ? n0 + j->per_task : j->n;
     nvp_epilogue ep;
     const nvp_epilogue *pep = NULL;
     if (j->ep) {
@@ -48,19 +48,12 @@ static void gemm_task(void *arg, size_t task, size_t worker, float *pack)
 #define SMALL_PARALLEL_MIN_FMA ((size_t)1 << 15)
 #define SMALL_MIN_ROWS_PER_TASK 16
 
-typedef struct small_job {
-    const gemm_job *g;
-    size_t rows_per_task;
-} small_job;
-
 static void small_task(void *arg, size_t task, size_t worker, float *pack)
 {
     (void)worker;
-    const small_job *sj = arg;
-    const gemm_job *j = sj->g;
-    const size_t r0 = task * sj->rows_per_task;
-    const size_t r1 = r0 + sj->rows_per_task < j->m ? r0 + sj->rows_per_task
-                                                    : j->m;
+    const gemm_job *j = arg; /* per_task counts rows here */
+    const size_t r0 = task * j->per_task;
+    const size_t r1 = r0 + j->per_task < j->m ? r0 + j->per_task : j->m;
     nvp_epilogue ep;
     const nvp_epilogue *pep = NULL;
     if (j->ep) {
@@ -90,13 +83,12 @@ void nvp__exec_gemm(const nvp_exec *ex, int trans_a, int trans_b, size_t m,
         const size_t threads = nvp__pool_threads(ex->pool);
         if (threads > 1 && m * n * k >= SMALL_PARALLEL_MIN_FMA &&
             m >= 2 * SMALL_MIN_ROWS_PER_TASK) {
-            gemm_job g = {ex->kernel, trans_a, trans_b, m, n, k, a, b,
-                          lda, ldb, ldc, accumulate, c, ep, 0};
             size_t per = (m + threads - 1) / threads;
             if (per < SMALL_MIN_ROWS_PER_TASK)
                 per = SMALL_MIN_ROWS_PER_TASK;
-            small_job sj = {&g, per};
-            nvp__pool_run(ex->pool, (m + per - 1) / per, small_task, &sj);
+            gemm_job g = {ex->kernel, trans_a, trans_b, m, n, k, a, b,
+                          lda, ldb, ldc, accumulate, c, ep, per};
+            nvp__pool_run(ex->pool, (m + per - 1) / per, small_task, &g);
             return;
         }
         ex->kernel->small_n(trans_a, trans_b, m, n, k, a, lda, b, ldb,

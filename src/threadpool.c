@@ -42,8 +42,9 @@ typedef struct worker {
  * (or not run at all) costs nothing: the caller runs the tasks itself. */
 #define TASK_BITS 32
 #define TASK_MASK ((((uint_fast64_t)1) << TASK_BITS) - 1)
-/* Tasks per job, below the closed index; nvp__pool_run splits longer runs
- * into several jobs. */
+/* Tasks per job, below the closed index.  The library's jobs stay far
+ * below it (rows / 256 or parameters / 16384 at most); nvp__pool_run runs
+ * a longer one on the calling thread. */
 #define MAX_JOB_TASKS ((size_t)TASK_MASK - 1)
 
 struct nvp_pool {
@@ -66,11 +67,12 @@ struct nvp_pool {
 };
 
 /* One round of a spin wait.  Every YIELD_EVERY rounds it gives the CPU
- * away: the scheduler sometimes wakes a worker onto the CPU its caller
- * runs on, and a pure spin there would hold the CPU the awaited thread
- * needs for a whole time slice (measured: two-thread training steps three
- * times slower than one-thread ones).  On a CPU with nothing else to run
- * the yield returns at once. */
+ * away: the scheduler can put a woken worker on the CPU its caller runs
+ * on, and a pure spin there would hold the CPU the awaited thread needs
+ * for a whole time slice.  On a CPU with nothing else to run the yield
+ * returns at once.  (A defence, not a measured gain: the stretches in
+ * which two-thread steps ran three times slower than one-thread ones on
+ * the development VM persisted with it.) */
 #define YIELD_EVERY 64
 static inline void spin_round(int i)
 {
@@ -246,9 +248,13 @@ int nvp__pool_try_acquire(nvp_pool *p)
 
 void nvp__pool_release(nvp_pool *p) { pthread_mutex_unlock(&p->busy); }
 
-/* One job of at most MAX_JOB_TASKS tasks. */
-static void run_job(nvp_pool *p, size_t n_tasks, nvp_task_fn fn, void *arg)
+void nvp__pool_run(nvp_pool *p, size_t n_tasks, nvp_task_fn fn, void *arg)
 {
+    if (n_tasks > MAX_JOB_TASKS) {
+        for (size_t t = 0; t < n_tasks; t++)
+            fn(arg, t, 0, p->workers[0].pack);
+        return;
+    }
     /* Job numbers wrap within their half of the word. */
     const uint_fast64_t closed =
         (job_of(atomic_load_explicit(&p->claim, memory_order_relaxed)) + 1) &
@@ -278,31 +284,4 @@ static void run_job(nvp_pool *p, size_t n_tasks, nvp_task_fn fn, void *arg)
     while (atomic_load_explicit(&p->done, memory_order_acquire) != n_tasks)
         pthread_cond_wait(&p->finished, &p->lock);
     pthread_mutex_unlock(&p->lock);
-}
-
-/* Runs a job's tasks at an offset, for runs longer than one job. */
-typedef struct offset_job {
-    nvp_task_fn fn;
-    void *arg;
-    size_t offset;
-} offset_job;
-
-static void offset_task(void *varg, size_t task, size_t who, float *pack)
-{
-    const offset_job *o = varg;
-    o->fn(o->arg, o->offset + task, who, pack);
-}
-
-void nvp__pool_run(nvp_pool *p, size_t n_tasks, nvp_task_fn fn, void *arg)
-{
-    if (n_tasks <= MAX_JOB_TASKS) {
-        run_job(p, n_tasks, fn, arg);
-        return;
-    }
-    for (size_t first = 0; first < n_tasks; first += MAX_JOB_TASKS) {
-        offset_job o = {fn, arg, first};
-        const size_t left = n_tasks - first;
-        run_job(p, left < MAX_JOB_TASKS ? left : MAX_JOB_TASKS, offset_task,
-                &o);
-    }
 }

@@ -9,9 +9,6 @@
 
 /* Below this many floats one thread does it: waking the pool costs more. */
 #define PAR_MIN_FLOATS ((size_t)1 << 16)
-/* Floats per task: the threads claim 64 KiB runs in turn (as Adam's update
- * does, see adam.c) rather than one half each. */
-#define PAR_TASK_FLOATS ((size_t)1 << 14)
 
 typedef struct vec_job {
     float *x;
@@ -21,8 +18,8 @@ typedef struct vec_job {
 
 static void range_of(const vec_job *j, size_t task, size_t *lo, size_t *hi)
 {
-    *lo = task * PAR_TASK_FLOATS;
-    *hi = *lo + PAR_TASK_FLOATS < j->n ? *lo + PAR_TASK_FLOATS : j->n;
+    *lo = task * NVP_PAR_RUN_FLOATS;
+    *hi = *lo + NVP_PAR_RUN_FLOATS < j->n ? *lo + NVP_PAR_RUN_FLOATS : j->n;
 }
 
 static void zero_task(void *arg, size_t task, size_t worker, float *pack)
@@ -57,7 +54,7 @@ static size_t plan(vec_job *j, nvp_pool *pool, float *x, size_t n)
     j->x = x;
     j->n = n;
     memset(j->max_bits, 0, threads * sizeof j->max_bits[0]);
-    return (n + PAR_TASK_FLOATS - 1) / PAR_TASK_FLOATS;
+    return (n + NVP_PAR_RUN_FLOATS - 1) / NVP_PAR_RUN_FLOATS;
 }
 
 void nvp__par_zero(nvp_pool *pool, float *x, size_t n)

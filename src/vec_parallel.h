@@ -10,6 +10,13 @@
 
 #include "threadpool.h"
 
+/* Floats per task when a long vector pass is shared out: the threads
+ * claim 64 KiB runs in turn rather than one half each.  On the
+ * memory-bound passes of a training step (Adam's update above all) this
+ * measured faster on two threads: the reference step took 1.6 ms this
+ * way and 1.9 ms with halves, on a two-core Zen 4. */
+#define NVP_PAR_RUN_FLOATS ((size_t)1 << 14)
+
 /* x[0..n) = 0.  pool: held by the caller, or NULL for this thread alone. */
 void nvp__par_zero(nvp_pool *pool, float *x, size_t n);
 
