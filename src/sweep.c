@@ -12,18 +12,11 @@
 #include <string.h>
 
 #include "cpu.h"
+#include "sweep_job.h"
 
-#define SWEEP_BLOCK 64
 /* Floats holding the three counts the backward takes over from the
  * forward (three size_t). */
 #define SWEEP_COUNT_FLOATS (3 * sizeof(size_t) / sizeof(float))
-
-/* A sort key and the index it belongs to.  Sorted ascending by key, ties
- * in index order, so the order is total and the result deterministic. */
-typedef struct keyed {
-    float key;
-    uint32_t index;
-} keyed;
 
 /* The key's bits, mapped so that unsigned order is float order: negative
  * floats flipped whole, non-negative ones with the sign bit set.  -0 was
@@ -77,11 +70,6 @@ static inline keyed make_key(float x, size_t index)
     return (keyed){x + 0.0f, (uint32_t)index};
 }
 
-static size_t n_blocks(const nvp_coupling *c)
-{
-    return (c->dense[1].out + SWEEP_BLOCK - 1) / SWEEP_BLOCK;
-}
-
 size_t nvp__sweep_floats(const nvp_coupling *c, size_t rows)
 {
     const size_t h1 = c->dense[0].out, h2 = c->dense[1].out;
@@ -89,24 +77,10 @@ size_t nvp__sweep_floats(const nvp_coupling *c, size_t rows)
      * first layer's gradient (2 H1) and the input gradient (rows); keyed
      * rows and units, the sort's buffer, and the counts */
     const size_t most = rows > h1 ? rows : h1;
-    return nvp__carved(8 * h2) + nvp__carved(2 * n_blocks(c) * (2 * h1 + rows)) +
+    return nvp__carved(8 * h2) + nvp__carved(2 * nvp__sweep_blocks(c) * (2 * h1 + rows)) +
            nvp__carved(2 * rows) + nvp__carved(2 * h1) + nvp__carved(2 * most) +
            nvp__carved(SWEEP_COUNT_FLOATS);
 }
-
-/* Everything a block of the sweep reads and writes. */
-typedef struct sweep_job {
-    const nvp_coupling *c;
-    size_t rows, h1, h2;
-    const float *x, *dz;
-    float *z, *grad, *din;
-    double *u, *v, *s0, *s1; /* H2 each; a block uses its own columns */
-    double *part;            /* per block: H1 (w1), H1 (b1), rows (din) */
-    keyed *sorted_rows;      /* finite rows sorted by x */
-    keyed *units;            /* rising units, then falling ones, by t */
-    size_t n_rows, n_rising, n_falling;
-    size_t blocks_per_task;
-} sweep_job;
 
 /* Lays out the scratch.  With sort, sorts the finite rows by x and splits
  * the first layer's units into rising (w > 0, active for x > t) and
@@ -129,7 +103,7 @@ static void prepare(sweep_job *j, const nvp_coupling *c, size_t rows,
     j->s0 = d + 2 * h2;
     j->s1 = d + 3 * h2;
     float *cursor = scratch + nvp__carved(8 * h2);
-    j->part = (double *)nvp__carve(&cursor, 2 * n_blocks(c) * (2 * h1 + rows));
+    j->part = (double *)nvp__carve(&cursor, 2 * nvp__sweep_blocks(c) * (2 * h1 + rows));
     j->sorted_rows = (keyed *)nvp__carve(&cursor, 2 * rows);
     j->units = (keyed *)nvp__carve(&cursor, 2 * h1);
     keyed *tmp = (keyed *)nvp__carve(&cursor, 2 * (rows > h1 ? rows : h1));
@@ -231,14 +205,11 @@ dot(const double *restrict acc, const float *restrict row, size_t n)
         }                                                                      \
     } while (0)
 
-/* A task covers blocks [blo, bhi) of columns: columns [k0, k0 + n). */
+/* The portable kernels cover blocks [blo, bhi) of columns: columns
+ * [k0, k0 + n). */
 #define SWEEP_LOCALS                                                           \
     const nvp_coupling *c = j->c;                                              \
     const size_t h2 = j->h2;                                                   \
-    const size_t blo = task * j->blocks_per_task;                              \
-    const size_t bhi = blo + j->blocks_per_task < n_blocks(c)                  \
-                           ? blo + j->blocks_per_task                          \
-                           : n_blocks(c);                                      \
     const size_t k0 = blo * SWEEP_BLOCK;                                       \
     const size_t n = (bhi * SWEEP_BLOCK < h2 ? bhi * SWEEP_BLOCK : h2) - k0;   \
     const float *w1 = c->params + c->dense[0].w_off;                           \
@@ -247,7 +218,7 @@ dot(const double *restrict acc, const float *restrict row, size_t n)
     (void)b1
 
 static inline __attribute__((always_inline)) void
-forward_block(const sweep_job *j, size_t task)
+forward_blocks(const sweep_job *j, size_t blo, size_t bhi)
 {
     SWEEP_LOCALS;
     const float *b2 = c->params + c->dense[1].b_off + k0;
@@ -266,12 +237,13 @@ forward_block(const sweep_job *j, size_t task)
     });
 }
 
-/* One unit's gradient over the task's columns, for the rows whose running
+/* One unit's gradient over columns [k0, k0 + n), for the rows whose running
  * sums are s0 = sum dz and s1 = sum x dz: W2[t, cols] gets w s1 + b s0,
  * and each block's share of dL/dw_t and dL/db_t is W2[t, block] . s1 and
  * W2[t, block] . s0. */
 static inline __attribute__((always_inline)) void
-unit_grad(const sweep_job *j, size_t task, size_t t, const double *s0,
+unit_grad(const sweep_job *j, size_t blo, size_t bhi, size_t t,
+          const double *s0,
           const double *s1, float *gw2)
 {
     SWEEP_LOCALS;
@@ -290,7 +262,7 @@ unit_grad(const sweep_job *j, size_t task, size_t t, const double *s0,
 }
 
 static inline __attribute__((always_inline)) void
-backward_block(const sweep_job *j, size_t task)
+backward_blocks(const sweep_job *j, size_t blo, size_t bhi)
 {
     SWEEP_LOCALS;
     const size_t h1 = j->h1, stride = 2 * h1 + j->rows;
@@ -334,7 +306,7 @@ backward_block(const sweep_job *j, size_t task)
             axpy(s0, 1.0, j->dz + row->index * h2 + k0, n);
             axpy(s1, (double)row->key, j->dz + row->index * h2 + k0, n);
         }
-        unit_grad(j, task, j->units[r].index, s0, s1, gw2);
+        unit_grad(j, blo, bhi, j->units[r].index, s0, s1, gw2);
     }
     /* Falling units, from the lowest switch point up: the rows below. */
     memset(s0, 0, n * sizeof *s0);
@@ -347,7 +319,7 @@ backward_block(const sweep_job *j, size_t task)
             axpy(s0, 1.0, j->dz + row->index * h2 + k0, n);
             axpy(s1, (double)row->key, j->dz + row->index * h2 + k0, n);
         }
-        unit_grad(j, task, unit->index, s0, s1, gw2);
+        unit_grad(j, blo, bhi, unit->index, s0, s1, gw2);
     }
     /* Units with w == 0 and b > 0 are on for every row: finish the sums
      * over all rows. */
@@ -358,44 +330,92 @@ backward_block(const sweep_job *j, size_t task)
     }
     for (size_t t = 0; t < h1; t++)
         if (w1[t] == 0.0f && b1[t] > 0.0f)
-            unit_grad(j, task, t, s0, s1, gw2);
+            unit_grad(j, blo, bhi, t, s0, s1, gw2);
 }
 
+/* The portable kernels, compiled twice: for AVX-512 they serve the blocks
+ * narrower than SWEEP_BLOCK (the register-blocked kernels take only full
+ * ones). */
 #if defined(__x86_64__) || defined(__i386__)
 __attribute__((target("avx512f"))) static void
-forward_avx512(const sweep_job *j, size_t task)
+forward_tail_avx512(const sweep_job *j, size_t blk)
 {
-    forward_block(j, task);
+    forward_blocks(j, blk, blk + 1);
 }
 
 __attribute__((target("avx512f"))) static void
-backward_avx512(const sweep_job *j, size_t task)
+backward_tail_avx512(const sweep_job *j, size_t blk)
 {
-    backward_block(j, task);
+    backward_blocks(j, blk, blk + 1);
 }
 #endif
 
-static void forward_portable(const sweep_job *j, size_t task)
+static void forward_portable(const sweep_job *j, size_t blo, size_t bhi)
 {
-    forward_block(j, task);
+    forward_blocks(j, blo, bhi);
 }
 
-static void backward_portable(const sweep_job *j, size_t task)
+static void backward_portable(const sweep_job *j, size_t blo, size_t bhi)
 {
-    backward_block(j, task);
+    backward_blocks(j, blo, bhi);
+}
+
+const double *nvp__sweep_partials(const nvp_coupling *c, size_t rows,
+                                  const float *scratch, size_t *count)
+{
+    *count = nvp__sweep_blocks(c) * (2 * c->dense[0].out + rows);
+    /* prepare() carves them right after the four H2 double vectors */
+    return (const double *)(scratch + nvp__carved(8 * c->dense[1].out));
+}
+
+/* Set by tests only: run the portable kernels even where AVX-512 runs. */
+static int force_portable;
+
+void nvp__sweep_force_portable(int on) { force_portable = on; }
+
+static int use_avx512(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    return !force_portable && nvp__cpu_avx512();
+#else
+    return 0;
+#endif
+}
+
+/* The blocks [blo, bhi) a task covers. */
+static void task_blocks(const sweep_job *j, size_t task, size_t *blo,
+                        size_t *bhi)
+{
+    const size_t blocks = nvp__sweep_blocks(j->c);
+    *blo = task * j->blocks_per_task;
+    *bhi = *blo + j->blocks_per_task < blocks ? *blo + j->blocks_per_task
+                                              : blocks;
+}
+
+static int full_block(const sweep_job *j, size_t blk)
+{
+    return (blk + 1) * SWEEP_BLOCK <= j->h2;
 }
 
 static void forward_task(void *arg, size_t task, size_t worker, float *pack)
 {
     (void)worker;
     (void)pack;
+    const sweep_job *j = arg;
+    size_t blo, bhi;
+    task_blocks(j, task, &blo, &bhi);
 #if defined(__x86_64__) || defined(__i386__)
-    if (nvp__cpu_avx512()) {
-        forward_avx512(arg, task);
+    if (use_avx512()) {
+        for (size_t blk = blo; blk < bhi; blk++) {
+            if (full_block(j, blk))
+                nvp__sweep_forward_block_avx512(j, blk);
+            else
+                forward_tail_avx512(j, blk);
+        }
         return;
     }
 #endif
-    forward_portable(arg, task);
+    forward_portable(j, blo, bhi);
 }
 
 static void backward_task(void *arg, size_t task, size_t worker,
@@ -403,13 +423,21 @@ static void backward_task(void *arg, size_t task, size_t worker,
 {
     (void)worker;
     (void)pack;
+    const sweep_job *j = arg;
+    size_t blo, bhi;
+    task_blocks(j, task, &blo, &bhi);
 #if defined(__x86_64__) || defined(__i386__)
-    if (nvp__cpu_avx512()) {
-        backward_avx512(arg, task);
+    if (use_avx512()) {
+        for (size_t blk = blo; blk < bhi; blk++) {
+            if (full_block(j, blk))
+                nvp__sweep_backward_block_avx512(j, blk);
+            else
+                backward_tail_avx512(j, blk);
+        }
         return;
     }
 #endif
-    backward_portable(arg, task);
+    backward_portable(j, blo, bhi);
 }
 
 /* Runs fn with the blocks shared out as evenly as they go between the
@@ -418,7 +446,7 @@ static void backward_task(void *arg, size_t task, size_t worker,
  * block, so the split does not change a bit. */
 static void run_blocks(sweep_job *j, nvp_pool *pool, nvp_task_fn fn)
 {
-    const size_t blocks = n_blocks(j->c);
+    const size_t blocks = nvp__sweep_blocks(j->c);
     const size_t threads = nvp__pool_threads(pool);
     const size_t tasks = threads < blocks ? threads : blocks;
     j->blocks_per_task = (blocks + tasks - 1) / tasks;
@@ -454,7 +482,7 @@ void nvp__sweep_backward(const nvp_coupling *c, nvp_pool *pool, size_t rows,
     j.din = din;
     run_blocks(&j, pool, backward_task);
     /* Add the blocks' partial sums in block order. */
-    const size_t blocks = n_blocks(c), h1 = j.h1;
+    const size_t blocks = nvp__sweep_blocks(c), h1 = j.h1;
     if (grad) {
         float *gw1 = grad + c->dense[0].w_off, *gb1 = grad + c->dense[0].b_off;
         for (size_t t = 0; t < h1; t++) {

@@ -49,4 +49,17 @@ void nvp__sweep_backward(const nvp_coupling *c, nvp_pool *pool, size_t rows,
                          const float *x, const float *dz, float *grad,
                          float *din, float *scratch);
 
+/* For tests: the double partial sums (per block of columns: H1 for the
+ * first layer's weights, H1 for its biases, rows for dL/dx) that the last
+ * nvp__sweep_backward on scratch left there; *count receives their
+ * number.  They expose the sweep's double arithmetic, which the float
+ * outputs round away. */
+const double *nvp__sweep_partials(const nvp_coupling *c, size_t rows,
+                                  const float *scratch, size_t *count);
+
+/* For tests: with on != 0, every sweep runs the portable kernels even where
+ * the AVX-512 ones would (they must give the same bits).  Not thread-safe;
+ * set it only while no sweep runs. */
+void nvp__sweep_force_portable(int on);
+
 #endif
