@@ -658,9 +658,17 @@ int main(int argc, char **argv)
             /* Polyak averaging: the last iterate of Adam at a fixed step
              * size jitters around the optimum; the average does not. */
             const float d = (float)cfg.ema, c = 1.0f - d;
-            const float *p = nvp_chain_params(chain);
-            for (size_t i = 0; i < n_params; i++)
-                average[i] = d * average[i] + c * p[i];
+            /* In runs of eight, which the compiler vectorises (restrict:
+             * the two never overlap); one element at a time the loop cost
+             * about half a training step. */
+            const float *restrict p = nvp_chain_params(chain);
+            float *restrict avg = average;
+            size_t i = 0;
+            for (; i + 8 <= n_params; i += 8)
+                for (size_t k = i; k < i + 8; k++)
+                    avg[k] = d * avg[k] + c * p[k];
+            for (; i < n_params; i++)
+                avg[i] = d * avg[i] + c * p[i];
         }
         window[(applied - 1) % LOSS_WINDOW] = loss;
         if (step == cfg.steps || progress_due(&prog_line)) {
