@@ -333,20 +333,33 @@ backward_blocks(const sweep_job *j, size_t blo, size_t bhi)
             unit_grad(j, blo, bhi, t, s0, s1, gw2);
 }
 
-/* The portable kernels, compiled twice: for AVX-512 they serve the blocks
- * narrower than SWEEP_BLOCK (the register-blocked kernels take only full
- * ones). */
+/* The portable kernels, compiled three times: as they are, for AVX2 (the
+ * best a CPU without AVX-512 gets), and for AVX-512, where they serve the
+ * blocks narrower than SWEEP_BLOCK (the register-blocked kernels take
+ * only full ones).  The C is the same, so are the bits. */
 #if defined(__x86_64__) || defined(__i386__)
 __attribute__((target("avx512f"))) static void
-forward_tail_avx512(const sweep_job *j, size_t blk)
+forward_avx512(const sweep_job *j, size_t blo, size_t bhi)
 {
-    forward_blocks(j, blk, blk + 1);
+    forward_blocks(j, blo, bhi);
 }
 
 __attribute__((target("avx512f"))) static void
-backward_tail_avx512(const sweep_job *j, size_t blk)
+backward_avx512(const sweep_job *j, size_t blo, size_t bhi)
 {
-    backward_blocks(j, blk, blk + 1);
+    backward_blocks(j, blo, bhi);
+}
+
+__attribute__((target("avx2"))) static void
+forward_avx2(const sweep_job *j, size_t blo, size_t bhi)
+{
+    forward_blocks(j, blo, bhi);
+}
+
+__attribute__((target("avx2"))) static void
+backward_avx2(const sweep_job *j, size_t blo, size_t bhi)
+{
+    backward_blocks(j, blo, bhi);
 }
 #endif
 
@@ -368,18 +381,21 @@ const double *nvp__sweep_partials(const nvp_coupling *c, size_t rows,
     return (const double *)(scratch + nvp__carved(8 * c->dense[1].out));
 }
 
-/* Set by tests only: run the portable kernels even where AVX-512 runs. */
-static int force_portable;
+/* Set by tests only: the highest kernel level sweeps may use. */
+static int level_limit = NVP_SWEEP_AVX512;
 
-void nvp__sweep_force_portable(int on) { force_portable = on; }
+void nvp__sweep_limit_level(int level) { level_limit = level; }
 
-static int use_avx512(void)
+/* The kernels this CPU runs, within the tests' limit. */
+static int kernel_level(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
-    return !force_portable && nvp__cpu_avx512();
-#else
-    return 0;
+    if (level_limit >= NVP_SWEEP_AVX512 && nvp__cpu_avx512())
+        return NVP_SWEEP_AVX512;
+    if (level_limit >= NVP_SWEEP_AVX2 && nvp__cpu_avx2())
+        return NVP_SWEEP_AVX2;
 #endif
+    return NVP_SWEEP_PORTABLE;
 }
 
 /* The blocks [blo, bhi) a task covers. */
@@ -405,14 +421,20 @@ static void forward_task(void *arg, size_t task, size_t worker, float *pack)
     size_t blo, bhi;
     task_blocks(j, task, &blo, &bhi);
 #if defined(__x86_64__) || defined(__i386__)
-    if (use_avx512()) {
+    switch (kernel_level()) {
+    case NVP_SWEEP_AVX512:
         for (size_t blk = blo; blk < bhi; blk++) {
             if (full_block(j, blk))
                 nvp__sweep_forward_block_avx512(j, blk);
             else
-                forward_tail_avx512(j, blk);
+                forward_avx512(j, blk, blk + 1);
         }
         return;
+    case NVP_SWEEP_AVX2:
+        forward_avx2(j, blo, bhi);
+        return;
+    default:
+        break;
     }
 #endif
     forward_portable(j, blo, bhi);
@@ -427,14 +449,20 @@ static void backward_task(void *arg, size_t task, size_t worker,
     size_t blo, bhi;
     task_blocks(j, task, &blo, &bhi);
 #if defined(__x86_64__) || defined(__i386__)
-    if (use_avx512()) {
+    switch (kernel_level()) {
+    case NVP_SWEEP_AVX512:
         for (size_t blk = blo; blk < bhi; blk++) {
             if (full_block(j, blk))
                 nvp__sweep_backward_block_avx512(j, blk);
             else
-                backward_tail_avx512(j, blk);
+                backward_avx512(j, blk, blk + 1);
         }
         return;
+    case NVP_SWEEP_AVX2:
+        backward_avx2(j, blo, bhi);
+        return;
+    default:
+        break;
     }
 #endif
     backward_portable(j, blo, bhi);

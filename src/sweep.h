@@ -57,9 +57,10 @@ void nvp__sweep_backward(const nvp_coupling *c, nvp_pool *pool, size_t rows,
 const double *nvp__sweep_partials(const nvp_coupling *c, size_t rows,
                                   const float *scratch, size_t *count);
 
-/* For tests: with on != 0, every sweep runs the portable kernels even where
- * the AVX-512 ones would (they must give the same bits).  Not thread-safe;
- * set it only while no sweep runs. */
-void nvp__sweep_force_portable(int on);
+/* Kernel levels, and for tests a cap on the level sweeps use (the default
+ * cap, NVP_SWEEP_AVX512, lets the CPU decide).  Every level gives the
+ * same bits.  Not thread-safe: set it only while no sweep runs. */
+enum { NVP_SWEEP_PORTABLE = 0, NVP_SWEEP_AVX2 = 1, NVP_SWEEP_AVX512 = 2 };
+void nvp__sweep_limit_level(int level);
 
 #endif

@@ -1,8 +1,9 @@
-/* The single-input sweep's kernels: the register-blocked AVX-512 ones
- * against the portable ones, bit for bit, on full and partial column
- * blocks, units that never switch, an input exactly at a switch point and
- * non-finite rows.  On a CPU without AVX-512 both runs take the portable
- * kernels, and the tests only show that they repeat exactly. */
+/* The single-input sweep's kernels: the register-blocked AVX-512 ones,
+ * the portable ones compiled for AVX2 and the portable ones as they are,
+ * bit for bit, on full and partial column blocks, units that never
+ * switch, an input exactly at a switch point and non-finite rows.  Each
+ * level runs where the CPU has it; a CPU without AVX-512 compares fewer
+ * kernels (the level it lacks repeats the one below). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,11 +42,15 @@ static void run_layer(const nvp_coupling *l, const float *in, const float *in_fi
     T_OK(nvp_coupling_inverse_backward(l, ROWS, in_finite, dx, dildj, o->dy, o->grad));
 }
 
-static void check_same(const float *a, const float *b, size_t n, const char *what, size_t cfg)
+static const char *const level_names[] = {"portable", "AVX2", "AVX-512"};
+
+/* want comes from the best kernels, got from those of level. */
+static void check_same(const float *want, const float *got, size_t n, const char *what, size_t cfg,
+                       int level)
 {
-    const size_t d = t_first_diff(a, b, n);
-    T_CHECK(d == (size_t)-1, "config %zu: %s differs at %zu: %.9g (AVX-512) vs %.9g (portable)", cfg,
-            what, d, (double)a[d], (double)b[d]);
+    const size_t d = t_first_diff(want, got, n);
+    T_CHECK(d == (size_t)-1, "config %zu: %s differs at %zu: %.9g (best) vs %.9g (%s)", cfg, what, d,
+            (double)want[d], (double)got[d], level_names[level]);
 }
 
 START_TEST(test_sweep_kernels_same_bits)
@@ -80,31 +85,32 @@ START_TEST(test_sweep_kernels_same_bits)
     in[2 * 11 + a] = NAN;
     in[2 * 12 + a] = INFINITY;
 
-    layer_out fast, portable;
-    fast.grad = t_xmalloc(np * sizeof *fast.grad);
-    portable.grad = t_xmalloc(np * sizeof *portable.grad);
-    run_layer(l, in, in_finite, dx, dildj, &fast);
-    nvp__sweep_force_portable(1);
-    run_layer(l, in, in_finite, dx, dildj, &portable);
-    nvp__sweep_force_portable(0);
-
-    check_same(fast.x, portable.x, 2 * ROWS, "inverse x", _i);
-    check_same(fast.ildj, portable.ildj, ROWS, "ildj", _i);
-    check_same(fast.y, portable.y, 2 * ROWS, "forward y", _i);
-    check_same(fast.logdet, portable.logdet, ROWS, "logdet", _i);
-    check_same(fast.dy, portable.dy, 2 * ROWS, "dy", _i);
-    check_same(fast.grad, portable.grad, np, "parameter gradient", _i);
+    layer_out want, got;
+    want.grad = t_xmalloc(np * sizeof *want.grad);
+    got.grad = t_xmalloc(np * sizeof *got.grad);
+    run_layer(l, in, in_finite, dx, dildj, &want);
+    for (int level = NVP_SWEEP_AVX2; level >= NVP_SWEEP_PORTABLE; level--) {
+        nvp__sweep_limit_level(level);
+        run_layer(l, in, in_finite, dx, dildj, &got);
+        nvp__sweep_limit_level(NVP_SWEEP_AVX512);
+        check_same(want.x, got.x, 2 * ROWS, "inverse x", _i, level);
+        check_same(want.ildj, got.ildj, ROWS, "ildj", _i, level);
+        check_same(want.y, got.y, 2 * ROWS, "forward y", _i, level);
+        check_same(want.logdet, got.logdet, ROWS, "logdet", _i, level);
+        check_same(want.dy, got.dy, 2 * ROWS, "dy", _i, level);
+        check_same(want.grad, got.grad, np, "parameter gradient", _i, level);
+    }
     /* The rows with NaN or infinite input come out as NaN either way. */
-    T_CHECK(isnan(fast.x[2 * 11 + 1 - a]) && isnan(fast.x[2 * 12 + 1 - a]),
-            "non-finite rows: %g %g", (double)fast.x[2 * 11 + 1 - a], (double)fast.x[2 * 12 + 1 - a]);
-    free(fast.grad);
-    free(portable.grad);
+    T_CHECK(isnan(want.x[2 * 11 + 1 - a]) && isnan(want.x[2 * 12 + 1 - a]),
+            "non-finite rows: %g %g", (double)want.x[2 * 11 + 1 - a], (double)want.x[2 * 12 + 1 - a]);
+    free(want.grad);
+    free(got.grad);
     free(p);
     nvp_coupling_free(l);
 }
 END_TEST
 
-/* The sweep itself, called directly: its float outputs and the double
+/* The sweep itself, called directly, at every level: its float outputs and the double
  * partial sums behind the first layer's gradient and dL/dx, which show
  * a difference in the double arithmetic (a fused multiply-add, another
  * order) that rounding to float would hide. */
@@ -117,38 +123,42 @@ START_TEST(test_sweep_kernels_same_partials)
     nvp_rng_free(r);
     const size_t h2 = l->dense[1].out, np = nvp_coupling_num_params(l);
     const size_t sf = nvp__sweep_floats(l, ROWS);
-    float x[ROWS], din[2][ROWS];
+    float x[ROWS];
     float *dz = t_xmalloc(ROWS * h2 * sizeof *dz);
-    float *z[2], *grad[2], *scratch[2];
+    float *z[3], *grad[3], *scratch[3], din[3][ROWS];
     t_prng g;
     t_prng_seed(&g, 7500 + (uint64_t)_i);
     t_fill_normal(&g, ROWS, x, 1.5);
     t_fill_normal(&g, ROWS * h2, dz, 1.0);
     x[3] = NAN;
-    for (int k = 0; k < 2; k++) {
+    /* [0]: the best kernels, [1]: AVX2 at most, [2]: portable */
+    for (int k = 0; k < 3; k++) {
         z[k] = t_xmalloc(ROWS * h2 * sizeof *z[k]);
         grad[k] = t_xmalloc(np * sizeof *grad[k]);
         /* 64-byte aligned, as the layer's workspace is */
         scratch[k] = aligned_alloc(64, (sf * sizeof(float) + 63) / 64 * 64);
         T_CHECK(scratch[k] != NULL, "out of memory");
         memset(grad[k], 0, np * sizeof *grad[k]);
-        nvp__sweep_force_portable(k);
+        nvp__sweep_limit_level(NVP_SWEEP_AVX512 - k);
         nvp__sweep_forward(l, NULL, ROWS, x, z[k], scratch[k]);
         nvp__sweep_backward(l, NULL, ROWS, x, dz, grad[k], din[k], scratch[k]);
-        nvp__sweep_force_portable(0);
+        nvp__sweep_limit_level(NVP_SWEEP_AVX512);
     }
-    check_same(z[0], z[1], ROWS * h2, "z", _i);
-    check_same(grad[0], grad[1], np, "gradient", _i);
-    check_same(din[0], din[1], ROWS, "dL/dx", _i);
-    size_t n0, n1;
+    size_t n0, n;
     const double *p0 = nvp__sweep_partials(l, ROWS, scratch[0], &n0);
-    const double *p1 = nvp__sweep_partials(l, ROWS, scratch[1], &n1);
-    ck_assert_uint_eq(n0, n1);
-    for (size_t k = 0; k < n0; k++)
-        T_CHECK(memcmp(&p0[k], &p1[k], sizeof p0[k]) == 0,
-                "config %zu: partial sum %zu: %.17g (AVX-512) vs %.17g (portable)", (size_t)_i, k, p0[k],
-                p1[k]);
-    for (int k = 0; k < 2; k++) {
+    for (int k = 1; k < 3; k++) {
+        const int level = NVP_SWEEP_AVX512 - k;
+        check_same(z[0], z[k], ROWS * h2, "z", _i, level);
+        check_same(grad[0], grad[k], np, "gradient", _i, level);
+        check_same(din[0], din[k], ROWS, "dL/dx", _i, level);
+        const double *p = nvp__sweep_partials(l, ROWS, scratch[k], &n);
+        ck_assert_uint_eq(n, n0);
+        for (size_t q = 0; q < n0; q++)
+            T_CHECK(memcmp(&p0[q], &p[q], sizeof p[q]) == 0,
+                    "config %zu: partial sum %zu: %.17g (best) vs %.17g (%s)", (size_t)_i, q, p0[q], p[q],
+                    level_names[level]);
+    }
+    for (int k = 0; k < 3; k++) {
         free(z[k]);
         free(grad[k]);
         free(scratch[k]);
@@ -158,8 +168,8 @@ START_TEST(test_sweep_kernels_same_partials)
 }
 END_TEST
 
-/* The reference network's gradient on 1 and 2 threads with either kernel:
- * one set of bits. */
+/* The reference network's gradient on 1 and 2 threads with every kernel
+ * level: one set of bits. */
 START_TEST(test_sweep_kernels_chain_threads)
 {
     const size_t hidden[2] = {512, 512}, n = 100;
@@ -173,17 +183,17 @@ START_TEST(test_sweep_kernels_chain_threads)
     float want_loss = 0.0f, loss = 0.0f;
     T_OK(nvp_chain_set_threads(c, 1));
     T_OK(nvp_chain_nll_grad(c, n, data, want, &want_loss));
-    for (int portable = 0; portable <= 1; portable++)
+    for (int level = NVP_SWEEP_AVX512; level >= NVP_SWEEP_PORTABLE; level--)
         for (size_t threads = 1; threads <= 2; threads++) {
-            nvp__sweep_force_portable(portable);
+            nvp__sweep_limit_level(level);
             T_OK(nvp_chain_set_threads(c, threads));
             T_OK(nvp_chain_nll_grad(c, n, data, got, &loss));
-            nvp__sweep_force_portable(0);
+            nvp__sweep_limit_level(NVP_SWEEP_AVX512);
             const size_t d = t_first_diff(got, want, np);
             T_CHECK(d == (size_t)-1, "%s kernels, %zu threads: gradient differs at %zu: %.9g vs %.9g",
-                    portable ? "portable" : "default", threads, d, (double)got[d], (double)want[d]);
+                    level_names[level], threads, d, (double)got[d], (double)want[d]);
             T_CHECK(memcmp(&loss, &want_loss, sizeof loss) == 0, "%s kernels, %zu threads: loss %.9g vs %.9g",
-                    portable ? "portable" : "default", threads, (double)loss, (double)want_loss);
+                    level_names[level], threads, (double)loss, (double)want_loss);
         }
     free(want);
     free(got);
