@@ -8,13 +8,15 @@
 #include "chain.h"
 #include "cpu.h"
 #include "rng.h"
+#include "sweep.h"
 #include "vec_parallel.h"
 
 /* Loss and gradient of rows rows of y (all finite), scaled by 1/n_total,
- * adding into grad; returns the sum of the rows' log densities. */
+ * adding into grad (fresh: writing the layers' fresh ranges, see
+ * nvp__sweep_fresh_range); returns the sum of the rows' log densities. */
 static double nll_grad_chunk(const nvp_chain *c, const nvp_exec *ex,
                              float *arena, size_t rows, size_t n_total,
-                             const float *y, float *grad)
+                             const float *y, float *grad, int fresh)
 {
     const size_t dim = c->dim, K = c->n_layers, R = NVP_CHUNK_ROWS;
     /* Arena layout (see train_floats in chain.c): K + 1 stages, the K
@@ -57,7 +59,8 @@ static double nll_grad_chunk(const nvp_chain *c, const nvp_exec *ex,
         float *dy = k + 1 < K ? dstage[(k + 1) & 1] : NULL;
         nvp__coupling_inverse_backward_rows(c->layers[k], ex, rows, CACHE(k),
                                             STAGE(k), dx, dildj, dy,
-                                            grad + c->offsets[k], scratch);
+                                            grad + c->offsets[k], fresh,
+                                            scratch);
         dx = dy;
     }
 #undef STAGE
@@ -65,11 +68,30 @@ static double nll_grad_chunk(const nvp_chain *c, const nvp_exec *ex,
     return sum_lp;
 }
 
+/* Clears grad except the ranges the first chunk's backward writes fresh
+ * (each sweep layer's W2 and b2, nearly all of the reference network's
+ * parameters): a pass over the whole gradient cost about as much as
+ * Adam's update on two threads. */
+static void clear_grad(const nvp_chain *c, nvp_pool *pool, float *grad)
+{
+    size_t done = 0; /* grad[0, done) is cleared or written fresh */
+    for (size_t k = 0; k < c->n_layers; k++) {
+        size_t off, len;
+        nvp__sweep_fresh_range(c->layers[k], &off, &len);
+        if (len == 0)
+            continue;
+        const size_t start = c->offsets[k] + off;
+        nvp__par_zero(pool, grad + done, start - done);
+        done = start + len;
+    }
+    nvp__par_zero(pool, grad + done, c->n_params - done);
+}
+
 /* The loss and gradient of n finite rows of y on pool (held, or NULL):
  * fills grad and *loss, and *grad_bits with the gradient's largest
- * magnitude as bits (nvp__max_abs_bits).  The two passes over the whole
- * gradient (zeroing it, checking it) run on every thread.  Returns NVP_OK
- * or NVP_ENOMEM (nothing recorded). */
+ * magnitude as bits (nvp__max_abs_bits).  The check's pass over the whole
+ * gradient runs on every thread.  Returns NVP_OK or NVP_ENOMEM (nothing
+ * recorded). */
 static int nll_grad_run(const nvp_chain *c, nvp_pool *pool, size_t n,
                         const float *y, float *grad, double *loss,
                         uint32_t *grad_bits)
@@ -78,12 +100,12 @@ static int nll_grad_run(const nvp_chain *c, nvp_pool *pool, size_t n,
     if (!ws)
         return NVP_ENOMEM;
     nvp_exec ex = {c->engine.kernel, ws->pack, pool};
-    nvp__par_zero(pool, grad, c->n_params);
+    clear_grad(c, pool, grad);
     double sum_lp = 0.0;
     for (size_t r0 = 0; r0 < n; r0 += NVP_CHUNK_ROWS) {
         const size_t rows = n - r0 < NVP_CHUNK_ROWS ? n - r0 : NVP_CHUNK_ROWS;
         sum_lp += nll_grad_chunk(c, &ex, ws->arena, rows, n,
-                                 y + r0 * c->dim, grad);
+                                 y + r0 * c->dim, grad, r0 == 0);
     }
     nvp__ws_release(&c->engine, NVP_WS_TRAIN, ws);
     *loss = -sum_lp / (double)n;

@@ -398,7 +398,7 @@ int nvp_coupling_inverse_backward(const nvp_coupling *c, size_t n,
         nvp__coupling_inverse_rows(c, &ex, rows, x, NULL, cache);
         nvp__coupling_inverse_backward_rows(
             c, &ex, rows, cache, x, dx + r0 * dim, dildj ? dildj + r0 : NULL,
-            dy ? dy + r0 * dim : NULL, grad, scratch);
+            dy ? dy + r0 * dim : NULL, grad, 0, scratch);
     }
     nvp__ws_release(&c->engine, NVP_WS_TRAIN, ws);
     return NVP_OK;

@@ -52,12 +52,14 @@ void nvp__coupling_forward_rows(const nvp_coupling *c, const nvp_exec *ex,
 /* Backward of the inverse for rows rows, after nvp__coupling_inverse_rows
  * filled cache and produced x.  dx (rows x dim) is dL/dx; dildj is dL/dildj
  * per row (NULL: zero).  Writes dy (rows x dim, may be NULL) and adds the
- * parameter gradient into grad (n_params, may be NULL). */
+ * parameter gradient into grad (n_params, may be NULL); with fresh != 0
+ * the part nvp__sweep_fresh_range names is written instead (as if added
+ * to zeros), so the caller clears only the rest. */
 void nvp__coupling_inverse_backward_rows(const nvp_coupling *c,
                                          const nvp_exec *ex, size_t rows,
                                          const float *cache, const float *x,
                                          const float *dx, const float *dildj,
-                                         float *dy, float *grad,
+                                         float *dy, float *grad, int fresh,
                                          float *scratch);
 
 /* Checks a layer description; on success fills the structural fields of c

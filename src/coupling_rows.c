@@ -134,7 +134,7 @@ void nvp__coupling_forward_rows(const nvp_coupling *c, const nvp_exec *ex,
 static void conditioner_backward(const nvp_coupling *c, const nvp_exec *ex,
                                  size_t rows, const float *cache,
                                  const float *dout, float *din, float *grad,
-                                 float *buf0, float *buf1)
+                                 int fresh, float *buf0, float *buf1)
 {
     float *buf[2] = {buf0, buf1};
     const float *dz = dout;
@@ -142,7 +142,7 @@ static void conditioner_backward(const nvp_coupling *c, const nvp_exec *ex,
         if (l == 1 && nvp__sweep_applies(c)) {
             /* The first two layers ran as a sweep; so does their backward. */
             nvp__sweep_backward(c, ex->pool, rows, cache, dz, grad, din,
-                                sweep_scratch(c, cache, rows));
+                                sweep_scratch(c, cache, rows), fresh);
             break;
         }
         const nvp_dense *d = &c->dense[l];
@@ -173,7 +173,7 @@ void nvp__coupling_inverse_backward_rows(const nvp_coupling *c,
                                          const float *cache, const float *x,
                                          const float *dx, const float *dildj,
                                          float *dy, float *grad,
-                                         float *scratch)
+                                         int fresh, float *scratch)
 {
     const size_t nb = c->nb, na = c->na, dim = c->dim;
     const float *out = act_ptr(c, cache, rows, c->n_dense - 1);
@@ -209,7 +209,7 @@ void nvp__coupling_inverse_backward_rows(const nvp_coupling *c,
         }
     }
     conditioner_backward(c, ex, rows, cache, dout, dy ? din : NULL, grad,
-                         buf0, buf1);
+                         fresh, buf0, buf1);
     if (dy) {
         for (size_t i = 0; i < rows; i++)
             for (size_t j = 0; j < na; j++) {

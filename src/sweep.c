@@ -250,8 +250,14 @@ unit_grad(const sweep_job *j, size_t blo, size_t bhi, size_t t,
     const float *row = w2 + t * h2 + k0;
     float *g = gw2 + t * h2 + k0;
     const double w = w1[t], b = b1[t];
-    for (size_t k = 0; k < n; k++)
-        g[k] += (float)(w * s1[k] + b * s0[k]);
+    if (j->fresh) {
+        /* + 0.0f as the add to a cleared gradient does: -0 becomes +0 */
+        for (size_t k = 0; k < n; k++)
+            g[k] = (float)(w * s1[k] + b * s0[k]) + 0.0f;
+    } else {
+        for (size_t k = 0; k < n; k++)
+            g[k] += (float)(w * s1[k] + b * s0[k]);
+    }
     for (size_t blk = blo; blk < bhi; blk++) {
         const size_t off = (blk - blo) * SWEEP_BLOCK;
         const size_t len = n - off < SWEEP_BLOCK ? n - off : SWEEP_BLOCK;
@@ -287,6 +293,12 @@ backward_blocks(const sweep_job *j, size_t blo, size_t bhi)
         return;
     float *gw2 = j->grad + c->dense[1].w_off;
     float *gb2 = j->grad + c->dense[1].b_off + k0;
+    if (j->fresh) {
+        memset(gb2, 0, n * sizeof *gb2);
+        for (size_t t = 0; t < j->h1; t++) /* units never visited */
+            if (!nvp__sweep_unit_visited(w1[t], b1[t]))
+                memset(gw2 + t * h2 + k0, 0, n * sizeof *gw2);
+    }
     for (size_t i = 0; i < j->rows; i++)
         for (size_t k = 0; k < n; k++)
             gb2[k] += j->dz[i * h2 + k0 + k];
@@ -498,9 +510,19 @@ void nvp__sweep_forward(const nvp_coupling *c, nvp_pool *pool, size_t rows,
     run_blocks(&j, pool, forward_task);
 }
 
+void nvp__sweep_fresh_range(const nvp_coupling *c, size_t *off, size_t *len)
+{
+    *off = *len = 0;
+    if (!nvp__sweep_applies(c))
+        return;
+    /* W2 (H1 x H2) and then b2 (H2), as the layout puts them */
+    *off = c->dense[1].w_off;
+    *len = c->dense[1].b_off + c->dense[1].out - *off;
+}
+
 void nvp__sweep_backward(const nvp_coupling *c, nvp_pool *pool, size_t rows,
                          const float *x, const float *dz, float *grad,
-                         float *din, float *scratch)
+                         float *din, float *scratch, int fresh)
 {
     sweep_job j;
     prepare(&j, c, rows, x, scratch, 0);
@@ -508,6 +530,7 @@ void nvp__sweep_backward(const nvp_coupling *c, nvp_pool *pool, size_t rows,
     j.dz = dz;
     j.grad = grad;
     j.din = din;
+    j.fresh = fresh;
     run_blocks(&j, pool, backward_task);
     /* Add the blocks' partial sums in block order. */
     const size_t blocks = nvp__sweep_blocks(c), h1 = j.h1;

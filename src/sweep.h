@@ -42,12 +42,20 @@ void nvp__sweep_forward(const nvp_coupling *c, nvp_pool *pool, size_t rows,
 
 /* Given dz (rows x H2), the gradient at the second layer's
  * pre-activation, adds the gradients of W1, b1, W2, b2 into grad (may be
- * NULL) and writes dL/dx into din (rows; may be NULL).  scratch must be
- * the one nvp__sweep_forward last ran with, on the same x and parameters:
- * the backward reuses its sorted rows and switch points. */
+ * NULL) and writes dL/dx into din (rows; may be NULL).  With fresh != 0
+ * the W2 and b2 gradients are written, as if added to zeros, whatever
+ * grad held there (nvp__sweep_fresh_range): the caller need not clear
+ * them.  scratch must be the one nvp__sweep_forward last ran with, on the
+ * same x and parameters: the backward reuses its sorted rows and switch
+ * points. */
 void nvp__sweep_backward(const nvp_coupling *c, nvp_pool *pool, size_t rows,
                          const float *x, const float *dz, float *grad,
-                         float *din, float *scratch);
+                         float *din, float *scratch, int fresh);
+
+/* The part of layer c's parameter gradient that a fresh backward writes
+ * (W2 and b2, contiguous): [*off, *off + *len) of its flat vector; *len
+ * is 0 when the layer has no sweep. */
+void nvp__sweep_fresh_range(const nvp_coupling *c, size_t *off, size_t *len);
 
 /* For tests: the double partial sums (per block of columns: H1 for the
  * first layer's weights, H1 for its biases, rows for dL/dx) that the last

@@ -145,8 +145,9 @@ nvp__sweep_forward_block_avx512(const sweep_job *j, size_t blk)
         UNROLL for (int k_ = 0; k_ < CHUNKS; k_++) {                           \
             const __m256 d_ = _mm512_cvtpd_ps(_mm512_add_pd(                   \
                 _mm512_mul_pd(w_, s1[k_]), _mm512_mul_pd(b_, s0[k_])));        \
-            _mm256_storeu_ps(g_ + 8 * k_,                                      \
-                             _mm256_add_ps(_mm256_loadu_ps(g_ + 8 * k_), d_)); \
+            const __m256 old_ = fresh ? _mm256_setzero_ps()                    \
+                                      : _mm256_loadu_ps(g_ + 8 * k_);          \
+            _mm256_storeu_ps(g_ + 8 * k_, _mm256_add_ps(old_, d_));            \
             const __m512d r_ = ROW_CHUNK(row_, k_);                            \
             p1_ = _mm512_add_pd(p1_, _mm512_mul_pd(s1[k_], r_));               \
             p0_ = _mm512_add_pd(p0_, _mm512_mul_pd(s0[k_], r_));               \
@@ -198,6 +199,15 @@ nvp__sweep_backward_block_avx512(const sweep_job *j, size_t blk)
         return;
     float *gw2 = j->grad + c->dense[1].w_off + c0;
     float *gb2 = j->grad + c->dense[1].b_off + c0;
+    /* fresh: the gradient is written as if added to zeros (0 + d, which
+     * turns -0 into +0 as the add to a cleared gradient would) */
+    const int fresh = j->fresh;
+    if (fresh) {
+        memset(gb2, 0, SWEEP_BLOCK * sizeof *gb2);
+        for (size_t t = 0; t < h1; t++)
+            if (!nvp__sweep_unit_visited(w1[t], b1[t]))
+                memset(gw2 + t * h2, 0, SWEEP_BLOCK * sizeof *gw2);
+    }
     for (size_t i = 0; i < j->rows; i++)
         for (size_t k = 0; k < SWEEP_BLOCK; k++)
             gb2[k] += j->dz[i * h2 + c0 + k];

@@ -32,7 +32,16 @@ typedef struct sweep_job {
     keyed *units;            /* rising units, then falling ones, by t */
     size_t n_rows, n_rising, n_falling;
     size_t blocks_per_task;
+    int fresh; /* write the W2 and b2 gradients instead of adding */
 } sweep_job;
+
+/* Whether unit t of the first layer is ever on, so that the backward
+ * visits it: rising (w > 0), falling (w < 0), or always on (w == 0,
+ * b > 0).  The others (w == 0 and b <= 0, or NaN) contribute nothing. */
+static inline int nvp__sweep_unit_visited(float w, float b)
+{
+    return w > 0.0f || w < 0.0f || (w == 0.0f && b > 0.0f);
+}
 
 static inline size_t nvp__sweep_blocks(const nvp_coupling *c)
 {

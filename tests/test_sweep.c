@@ -121,8 +121,17 @@ START_TEST(test_sweep_kernels_same_partials)
     nvp_coupling *l = NULL;
     T_OK(nvp_coupling_create_half(&l, 2, 0, cfg->n_hidden, cfg->hidden, 0, r, NULL));
     nvp_rng_free(r);
-    const size_t h2 = l->dense[1].out, np = nvp_coupling_num_params(l);
+    const size_t h1 = l->dense[0].out, h2 = l->dense[1].out, np = nvp_coupling_num_params(l);
     const size_t sf = nvp__sweep_floats(l, ROWS);
+    /* A unit that is never on (w = 0, b < 0) and one always on. */
+    float *prm = t_xmalloc(np * sizeof *prm);
+    T_OK(nvp_coupling_get_params(l, prm, np));
+    prm[2] = 0.0f;
+    prm[h1 + 2] = -0.5f;
+    prm[4] = 0.0f;
+    prm[h1 + 4] = 0.5f;
+    T_OK(nvp_coupling_set_params(l, prm, np));
+    free(prm);
     float x[ROWS];
     float *dz = t_xmalloc(ROWS * h2 * sizeof *dz);
     float *z[3], *grad[3], *scratch[3], din[3][ROWS];
@@ -141,8 +150,19 @@ START_TEST(test_sweep_kernels_same_partials)
         memset(grad[k], 0, np * sizeof *grad[k]);
         nvp__sweep_limit_level(NVP_SWEEP_AVX512 - k);
         nvp__sweep_forward(l, NULL, ROWS, x, z[k], scratch[k]);
-        nvp__sweep_backward(l, NULL, ROWS, x, dz, grad[k], din[k], scratch[k]);
+        nvp__sweep_backward(l, NULL, ROWS, x, dz, grad[k], din[k], scratch[k], 0);
+        /* fresh: the W2 and b2 gradients written over garbage equal those
+         * added to zeros; the rest is still added to */
+        float *fresh = t_xmalloc(np * sizeof *fresh);
+        size_t off, len;
+        nvp__sweep_fresh_range(l, &off, &len);
+        ck_assert_uint_eq(len, h1 * h2 + h2);
+        for (size_t q = 0; q < np; q++)
+            fresh[q] = q >= off && q < off + len ? (q & 1 ? NAN : 1e30f) : 0.0f;
+        nvp__sweep_backward(l, NULL, ROWS, x, dz, fresh, NULL, scratch[k], 1);
         nvp__sweep_limit_level(NVP_SWEEP_AVX512);
+        check_same(grad[k], fresh, np, "fresh gradient", _i, NVP_SWEEP_AVX512 - k);
+        free(fresh);
     }
     size_t n0, n;
     const double *p0 = nvp__sweep_partials(l, ROWS, scratch[0], &n0);
