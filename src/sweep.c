@@ -1,4 +1,6 @@
-/* The single-input sweep of the conditioner's first two layers (sweep.h).
+/* The single-input sweep of the conditioner's first two layers (sweep.h):
+ * the set-up (sorting), the portable kernels and the dispatch to the
+ * register-blocked AVX-512 ones (sweep_avx512.c).
  *
  * The second layer's columns are processed in fixed blocks of SWEEP_BLOCK:
  * every block runs the whole sweep over its own columns, so blocks can go
@@ -77,9 +79,10 @@ size_t nvp__sweep_floats(const nvp_coupling *c, size_t rows)
      * first layer's gradient (2 H1) and the input gradient (rows); keyed
      * rows and units, the sort's buffer, and the counts */
     const size_t most = rows > h1 ? rows : h1;
-    return nvp__carved(8 * h2) + nvp__carved(2 * nvp__sweep_blocks(c) * (2 * h1 + rows)) +
-           nvp__carved(2 * rows) + nvp__carved(2 * h1) + nvp__carved(2 * most) +
-           nvp__carved(SWEEP_COUNT_FLOATS);
+    return nvp__carved(8 * h2) +
+           nvp__carved(2 * nvp__sweep_blocks(c) * (2 * h1 + rows)) +
+           nvp__carved(2 * rows) + nvp__carved(2 * h1) +
+           nvp__carved(2 * most) + nvp__carved(SWEEP_COUNT_FLOATS);
 }
 
 /* Lays out the scratch.  With sort, sorts the finite rows by x and splits
@@ -103,7 +106,8 @@ static void prepare(sweep_job *j, const nvp_coupling *c, size_t rows,
     j->s0 = d + 2 * h2;
     j->s1 = d + 3 * h2;
     float *cursor = scratch + nvp__carved(8 * h2);
-    j->part = (double *)nvp__carve(&cursor, 2 * nvp__sweep_blocks(c) * (2 * h1 + rows));
+    j->part = (double *)nvp__carve(
+        &cursor, 2 * nvp__sweep_blocks(c) * (2 * h1 + rows));
     j->sorted_rows = (keyed *)nvp__carve(&cursor, 2 * rows);
     j->units = (keyed *)nvp__carve(&cursor, 2 * h1);
     keyed *tmp = (keyed *)nvp__carve(&cursor, 2 * (rows > h1 ? rows : h1));
@@ -243,8 +247,7 @@ forward_blocks(const sweep_job *j, size_t blo, size_t bhi)
  * W2[t, block] . s0. */
 static inline __attribute__((always_inline)) void
 unit_grad(const sweep_job *j, size_t blo, size_t bhi, size_t t,
-          const double *s0,
-          const double *s1, float *gw2)
+          const double *s0, const double *s1, float *gw2)
 {
     SWEEP_LOCALS;
     const float *row = w2 + t * h2 + k0;
