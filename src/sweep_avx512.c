@@ -5,7 +5,9 @@
  * (sweep.c) also load and store the sums on every switch, and those loads
  * and stores bound them: on the reference network these kernels took the
  * training step from about 2.0 to 1.7 ms on one thread and from 1.6 to
- * 1.0 ms on two, where the stores of two threads got in each other's way.
+ * 1.0 ms on two (with the sums in memory, two threads had each taken
+ * 20-30% longer over their half than one thread alone; why was not
+ * pinned down, as this machine's counters are not readable).
  *
  * Each column sees the multiplies and adds of the portable kernels, in the
  * same order and without fused multiply-adds, so the bits are the same:
