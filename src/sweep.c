@@ -351,7 +351,8 @@ backward_blocks(const sweep_job *j, size_t blo, size_t bhi)
 /* The portable kernels, compiled three times: as they are, for AVX2 (the
  * best a CPU without AVX-512 gets), and for AVX-512, where they serve the
  * blocks narrower than SWEEP_BLOCK (the register-blocked kernels take
- * only full ones).  The C is the same, so are the bits. */
+ * only full ones).  The C is the same, so are the bits (see sweep_job.h
+ * for the one exception, the sign of NaN). */
 #if defined(__x86_64__) || defined(__i386__)
 __attribute__((target("avx512f"))) static void
 forward_avx512(const sweep_job *j, size_t blo, size_t bhi)
@@ -401,18 +402,6 @@ static int level_limit = NVP_SWEEP_AVX512;
 
 void nvp__sweep_limit_level(int level) { level_limit = level; }
 
-/* The kernels this CPU runs, within the tests' limit. */
-static int kernel_level(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    if (level_limit >= NVP_SWEEP_AVX512 && nvp__cpu_avx512())
-        return NVP_SWEEP_AVX512;
-    if (level_limit >= NVP_SWEEP_AVX2 && nvp__cpu_avx2())
-        return NVP_SWEEP_AVX2;
-#endif
-    return NVP_SWEEP_PORTABLE;
-}
-
 /* The blocks [blo, bhi) a task covers. */
 static void task_blocks(const sweep_job *j, size_t task, size_t *blo,
                         size_t *bhi)
@@ -423,10 +412,22 @@ static void task_blocks(const sweep_job *j, size_t task, size_t *blo,
                                               : blocks;
 }
 
+#if defined(__x86_64__) || defined(__i386__)
+/* The kernels this CPU runs, within the tests' limit. */
+static int kernel_level(void)
+{
+    if (level_limit >= NVP_SWEEP_AVX512 && nvp__cpu_avx512())
+        return NVP_SWEEP_AVX512;
+    if (level_limit >= NVP_SWEEP_AVX2 && nvp__cpu_avx2())
+        return NVP_SWEEP_AVX2;
+    return NVP_SWEEP_PORTABLE;
+}
+
 static int full_block(const sweep_job *j, size_t blk)
 {
     return (blk + 1) * SWEEP_BLOCK <= j->h2;
 }
+#endif
 
 static void forward_task(void *arg, size_t task, size_t worker, float *pack)
 {

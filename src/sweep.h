@@ -67,7 +67,8 @@ const double *nvp__sweep_partials(const nvp_coupling *c, size_t rows,
 
 /* Kernel levels, and for tests a cap on the level sweeps use (the default
  * cap, NVP_SWEEP_AVX512, lets the CPU decide).  Every level gives the
- * same bits.  Not thread-safe: set it only while no sweep runs. */
+ * same bits (up to the sign of a NaN where two NaNs meet; see
+ * sweep_job.h).  Not thread-safe: set it only while no sweep runs. */
 enum { NVP_SWEEP_PORTABLE = 0, NVP_SWEEP_AVX2 = 1, NVP_SWEEP_AVX512 = 2 };
 void nvp__sweep_limit_level(int level);
 

@@ -2,7 +2,10 @@
  * the set-up, sweep_avx512.c the register-blocked ones).  Every kernel
  * covers whole blocks of SWEEP_BLOCK columns and does, for each column, the
  * same operations in the same order, so any kernel on any block gives the
- * same bits. */
+ * same bits.  (One exception: where two NaNs meet, which takes NaN in the
+ * parameters or in dz, the sign of the NaN that comes out can depend on
+ * the compiler's operand order.  The library's checked inputs never get
+ * there.) */
 #ifndef NVP_SWEEP_JOB_H
 #define NVP_SWEEP_JOB_H
 

@@ -17,9 +17,9 @@ typedef struct sweep_cfg {
     size_t hidden[2];
 } sweep_cfg;
 
-/* Full blocks only (512, 64), full blocks and a tail (100, 200), tails
- * only (7, 70 and 300 -> output: the sweep's second layer is the output
- * layer, two columns, without ReLU). */
+/* Second layers of full blocks only (512, 64), full blocks and a tail
+ * (100 -> 200, 7 -> 70), and a tail only (300 -> output: the sweep's
+ * second layer is the output layer, two columns, without ReLU). */
 static const sweep_cfg cfgs[] = {
     {2, {512, 512}}, {2, {100, 200}}, {2, {64, 64}}, {2, {7, 70}}, {1, {300, 0}},
 };
@@ -79,7 +79,7 @@ START_TEST(test_sweep_kernels_same_bits)
     t_fill_normal(&g, 2 * ROWS, in, 1.5);
     t_fill_normal(&g, 2 * ROWS, dx, 1.0);
     t_fill_normal(&g, ROWS, dildj, 1.0);
-    in[2 * 7 + a] = -p[h1 + 9] / p[9]; /* exactly at unit 9's switch point */
+    in[2 * 7 + a] = -p[2 * h1 - 1] / p[h1 - 1]; /* at the last unit's switch point */
     in[2 * 8 + a] = in[2 * 7 + a];     /* and a tie between rows */
     memcpy(in_finite, in, sizeof in);
     in[2 * 11 + a] = NAN;
@@ -132,9 +132,12 @@ START_TEST(test_sweep_kernels_same_partials)
     prm[h1 + 4] = 0.5f;
     T_OK(nvp_coupling_set_params(l, prm, np));
     free(prm);
+    /* A NaN bias in the second layer, past the checks of set_params: the
+     * ReLU must turn its NaN pre-activations into 0 at every level. */
+    l->params[l->dense[1].b_off + h2 / 2] = NAN;
     float x[ROWS];
     float *dz = t_xmalloc(ROWS * h2 * sizeof *dz);
-    float *z[3], *grad[3], *scratch[3], din[3][ROWS];
+    float *z[3], *grad[3], *added[3], *scratch[3], din[3][ROWS];
     t_prng g;
     t_prng_seed(&g, 7500 + (uint64_t)_i);
     t_fill_normal(&g, ROWS, x, 1.5);
@@ -163,6 +166,14 @@ START_TEST(test_sweep_kernels_same_partials)
         nvp__sweep_limit_level(NVP_SWEEP_AVX512);
         check_same(grad[k], fresh, np, "fresh gradient", _i, NVP_SWEEP_AVX512 - k);
         free(fresh);
+        /* and adding onto a gradient that holds values (later chunks, the
+         * public backward) */
+        added[k] = t_xmalloc(np * sizeof *added[k]);
+        for (size_t q = 0; q < np; q++)
+            added[k][q] = 0.25f * (float)(q % 7) - 0.5f;
+        nvp__sweep_limit_level(NVP_SWEEP_AVX512 - k);
+        nvp__sweep_backward(l, NULL, ROWS, x, dz, added[k], NULL, scratch[k], 0);
+        nvp__sweep_limit_level(NVP_SWEEP_AVX512);
     }
     size_t n0, n;
     const double *p0 = nvp__sweep_partials(l, ROWS, scratch[0], &n0);
@@ -171,6 +182,7 @@ START_TEST(test_sweep_kernels_same_partials)
         check_same(z[0], z[k], ROWS * h2, "z", _i, level);
         check_same(grad[0], grad[k], np, "gradient", _i, level);
         check_same(din[0], din[k], ROWS, "dL/dx", _i, level);
+        check_same(added[0], added[k], np, "gradient added onto values", _i, level);
         const double *p = nvp__sweep_partials(l, ROWS, scratch[k], &n);
         ck_assert_uint_eq(n, n0);
         for (size_t q = 0; q < n0; q++)
@@ -178,9 +190,14 @@ START_TEST(test_sweep_kernels_same_partials)
                     "config %zu: partial sum %zu: %.17g (best) vs %.17g (%s)", (size_t)_i, q, p0[q], p[q],
                     level_names[level]);
     }
+    if (l->n_dense > 2)
+        for (size_t i = 0; i < ROWS; i++)
+            T_CHECK(isnan(x[i]) || z[0][i * h2 + h2 / 2] == 0.0f, "config %zu: ReLU of NaN gave %g", (size_t)_i,
+                    (double)z[0][i * h2 + h2 / 2]);
     for (int k = 0; k < 3; k++) {
         free(z[k]);
         free(grad[k]);
+        free(added[k]);
         free(scratch[k]);
     }
     free(dz);
@@ -189,10 +206,13 @@ START_TEST(test_sweep_kernels_same_partials)
 END_TEST
 
 /* The reference network's gradient on 1 and 2 threads with every kernel
- * level: one set of bits. */
+ * level, over 300 rows (two chunks: the first writes the sweep's part of
+ * the gradient fresh, the second adds to it), into buffers filled with
+ * NaN: one set of bits.  And that set is the two chunks' gradients
+ * weighted by their rows, to float rounding. */
 START_TEST(test_sweep_kernels_chain_threads)
 {
-    const size_t hidden[2] = {512, 512}, n = 100;
+    const size_t hidden[2] = {512, 512}, n = 300, n1 = 256;
     nvp_chain *c = t_chain(2, 4, 2, hidden, 7300);
     const size_t np = nvp_chain_num_params(c);
     float *data = t_xmalloc(2 * n * sizeof *data);
@@ -201,10 +221,14 @@ START_TEST(test_sweep_kernels_chain_threads)
     nvp_rng_free(r);
     float *want = t_xmalloc(np * sizeof *want), *got = t_xmalloc(np * sizeof *got);
     float want_loss = 0.0f, loss = 0.0f;
+    for (size_t q = 0; q < np; q++)
+        want[q] = NAN;
     T_OK(nvp_chain_set_threads(c, 1));
     T_OK(nvp_chain_nll_grad(c, n, data, want, &want_loss));
     for (int level = NVP_SWEEP_AVX512; level >= NVP_SWEEP_PORTABLE; level--)
         for (size_t threads = 1; threads <= 2; threads++) {
+            for (size_t q = 0; q < np; q++)
+                got[q] = NAN;
             nvp__sweep_limit_level(level);
             T_OK(nvp_chain_set_threads(c, threads));
             T_OK(nvp_chain_nll_grad(c, n, data, got, &loss));
@@ -215,6 +239,19 @@ START_TEST(test_sweep_kernels_chain_threads)
             T_CHECK(memcmp(&loss, &want_loss, sizeof loss) == 0, "%s kernels, %zu threads: loss %.9g vs %.9g",
                     level_names[level], threads, (double)loss, (double)want_loss);
         }
+    /* the chunks one at a time */
+    float *g1 = t_xmalloc(np * sizeof *g1), *g2 = t_xmalloc(np * sizeof *g2);
+    T_OK(nvp_chain_nll_grad(c, n1, data, g1, NULL));
+    T_OK(nvp_chain_nll_grad(c, n - n1, data + 2 * n1, g2, NULL));
+    double scale = 0.0;
+    for (size_t q = 0; q < np; q++)
+        scale = fmax(scale, fabs((double)want[q]));
+    for (size_t q = 0; q < np; q++) {
+        const double both = ((double)n1 * g1[q] + (double)(n - n1) * g2[q]) / (double)n;
+        T_CLOSE(want[q], both, 1e-4, 1e-6 * scale, 7300, "gradient[%zu] vs its chunks", q);
+    }
+    free(g1);
+    free(g2);
     free(want);
     free(got);
     free(data);
