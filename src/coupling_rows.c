@@ -68,7 +68,8 @@ static float *conditioner_forward(const nvp_coupling *c, const nvp_exec *ex,
     for (size_t l = first; l < c->n_dense; l++) {
         const nvp_dense *d = &c->dense[l];
         y = act_ptr(c, cache, rows, l);
-        nvp_epilogue ep = {c->params + d->b_off, l + 1 < c->n_dense, NULL, 0};
+        nvp_epilogue ep = {c->params + d->b_off, l + 1 < c->n_dense, NULL, 0,
+                           NULL};
         nvp__exec_gemm(ex, 0, 0, rows, d->out, d->in, x, d->in,
                   c->params + d->w_off, d->out, 0, y, d->out, &ep);
         x = y;
@@ -138,6 +139,9 @@ static void conditioner_backward(const nvp_coupling *c, const nvp_exec *ex,
 {
     float *buf[2] = {buf0, buf1};
     const float *dz = dout;
+    /* Whether layer l's bias gradient, the column sums of dz, was already
+     * added while the product that made dz stored it. */
+    int dz_summed = 0;
     for (size_t l = c->n_dense; l-- > 0;) {
         if (l == 1 && nvp__sweep_applies(c)) {
             /* The first two layers ran as a sweep; so does their backward. */
@@ -149,9 +153,10 @@ static void conditioner_backward(const nvp_coupling *c, const nvp_exec *ex,
         const float *x = l == 0 ? cache : act_ptr(c, cache, rows, l - 1);
         if (grad) {
             float *gb = grad + d->b_off;
-            for (size_t i = 0; i < rows; i++)
-                for (size_t j = 0; j < d->out; j++)
-                    gb[j] += dz[i * d->out + j];
+            if (!dz_summed)
+                for (size_t i = 0; i < rows; i++)
+                    for (size_t j = 0; j < d->out; j++)
+                        gb[j] += dz[i * d->out + j];
             /* dW += X^T dZ */
             nvp__exec_gemm(ex, 1, 0, d->in, d->out, rows, x,
                       d->in, dz, d->out, 1, grad + d->w_off, d->out, NULL);
@@ -161,7 +166,13 @@ static void conditioner_backward(const nvp_coupling *c, const nvp_exec *ex,
         if (l == 0 && !din)
             break;
         float *dx = l == 0 ? din : buf[l & 1];
-        nvp_epilogue ep = {NULL, 0, l == 0 ? NULL : x, d->in};
+        nvp_epilogue ep = {NULL, 0, l == 0 ? NULL : x, d->in, NULL};
+        /* The layer below sums its bias gradient from dx as dx is stored
+         * (the same adds in the same order as a loop over dx), except
+         * under a sweep, which sums its own. */
+        dz_summed = grad && l > 0 && !(l == 2 && nvp__sweep_applies(c));
+        if (dz_summed)
+            ep.colsum = grad + c->dense[l - 1].b_off;
         nvp__exec_gemm(ex, 0, 1, rows, d->in, d->out, dz,
                   d->out, c->params + d->w_off, d->out, 0, dx, d->in, &ep);
         dz = dx;

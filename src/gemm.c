@@ -76,6 +76,8 @@ static nvp_epilogue tile_ep(const nvp_epilogue *ep, size_t row0, size_t col0)
         t.bias += col0;
     if (t.gate)
         t.gate += row0 * t.ldgate + col0;
+    if (t.colsum)
+        t.colsum += col0;
     return t;
 }
 

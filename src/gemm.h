@@ -24,14 +24,20 @@
 
 /* Applied to each output tile once its last k block is done, while the
  * tile is still in registers: v = (C +) A*B, then v += bias[j], then
- * max(v, 0), then v = gate[i][j] > 0 ? v : 0.  The comparisons are the ones
- * a C ternary makes (NaN compares false), so every kernel rounds and
- * handles NaN identically. */
+ * max(v, 0), then v = gate[i][j] > 0 ? v : 0, and colsum[j] += v.  The
+ * comparisons are the ones a C ternary makes (NaN compares false), so every
+ * kernel rounds and handles NaN identically.  colsum receives each column's
+ * values one row at a time in ascending row order, the order a loop over
+ * the stored C would add them in, whatever the kernel: this is how a dense
+ * layer's bias gradient (the column sums of dZ) is summed while the
+ * product that makes dZ stores it, instead of in a pass of its own.  A
+ * product with colsum is never split over rows between threads. */
 typedef struct nvp_epilogue {
     const float *bias;  /* add bias[j] to column j (NULL: none) */
     int relu;           /* then max(v, 0) */
     const float *gate;  /* then zero v where gate[i*ldgate + j] <= 0 */
     size_t ldgate;      /*   (ReLU backward through a cached activation) */
+    float *colsum;      /* then colsum[j] += v (NULL: none) */
 } nvp_epilogue;
 
 /* The epilogue of one element v at (i, j) of the product, scalar: what
@@ -46,6 +52,8 @@ static inline float nvp__epilogue_at(float v, const nvp_epilogue *ep,
             v = v > 0.0f ? v : 0.0f;
         if (ep->gate)
             v = ep->gate[i * ep->ldgate + j] > 0.0f ? v : 0.0f;
+        if (ep->colsum)
+            ep->colsum[j] += v;
     }
     return v;
 }

@@ -74,6 +74,17 @@ kernel_avx2(size_t kc, const float *a, size_t rs_a, size_t cs_a,
     } while (0)
     STORE(0); STORE(1); STORE(2); STORE(3); STORE(4); STORE(5);
 #undef STORE
+    if (ep && ep->colsum) { /* one row at a time, in order */
+        __m256 s0 = _mm256_loadu_ps(ep->colsum);
+        __m256 s1 = _mm256_loadu_ps(ep->colsum + 8);
+#define SUM(i)                                                               \
+    s0 = _mm256_add_ps(s0, c##i##0);                                         \
+    s1 = _mm256_add_ps(s1, c##i##1);
+        SUM(0) SUM(1) SUM(2) SUM(3) SUM(4) SUM(5)
+#undef SUM
+        _mm256_storeu_ps(ep->colsum, s0);
+        _mm256_storeu_ps(ep->colsum + 8, s1);
+    }
 }
 
 static int avx2_supported(void)

@@ -81,6 +81,17 @@ kernel_avx512(size_t kc, const float *a, size_t rs_a, size_t cs_a,
     STORE(0); STORE(1); STORE(2); STORE(3); STORE(4);
     STORE(5); STORE(6); STORE(7); STORE(8); STORE(9);
 #undef STORE
+    if (ep && ep->colsum) { /* one row at a time, in order */
+        __m512 s0 = _mm512_loadu_ps(ep->colsum);
+        __m512 s1 = _mm512_loadu_ps(ep->colsum + 16);
+#define SUM(i)                                                               \
+    s0 = _mm512_add_ps(s0, c##i##0);                                         \
+    s1 = _mm512_add_ps(s1, c##i##1);
+        SUM(0) SUM(1) SUM(2) SUM(3) SUM(4) SUM(5) SUM(6) SUM(7) SUM(8) SUM(9)
+#undef SUM
+        _mm512_storeu_ps(ep->colsum, s0);
+        _mm512_storeu_ps(ep->colsum + 16, s1);
+    }
 }
 
 /* Transposes the 16 x 16 block whose row r starts at src + r * lds into

@@ -36,6 +36,8 @@ static void gemm_task(void *arg, size_t task, size_t worker, float *pack)
             ep.bias += n0;
         if (ep.gate)
             ep.gate += n0;
+        if (ep.colsum)
+            ep.colsum += n0;
         pep = &ep;
     }
     const float *b = j->trans_b ? j->b + n0 * j->ldb : j->b + n0;
@@ -81,8 +83,9 @@ void nvp__exec_gemm(const nvp_exec *ex, int trans_a, int trans_b, size_t m,
     if (n <= NVP_SMALL_N && ex->kernel->small_n &&
         n * k <= nvp__gemm_pack_floats(ex->kernel)) {
         const size_t threads = nvp__pool_threads(ex->pool);
+        /* Column sums need the rows in order: no split over rows. */
         if (threads > 1 && m * n * k >= SMALL_PARALLEL_MIN_FMA &&
-            m >= 2 * SMALL_MIN_ROWS_PER_TASK) {
+            m >= 2 * SMALL_MIN_ROWS_PER_TASK && !(ep && ep->colsum)) {
             size_t per = (m + threads - 1) / threads;
             if (per < SMALL_MIN_ROWS_PER_TASK)
                 per = SMALL_MIN_ROWS_PER_TASK;

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
+#include "exec.h"
 #include "gemm.h"
 #include "tests.h"
 
@@ -172,7 +174,7 @@ static void check_one(const nvp_gemm_kernel *kern, float *pack, shape s,
             ref[i * n + j] = v;
         }
 
-    nvp_epilogue ep = {use_bias ? bias : NULL, use_relu, use_gate ? gate : NULL, ldg};
+    nvp_epilogue ep = {use_bias ? bias : NULL, use_relu, use_gate ? gate : NULL, ldg, NULL};
     nvp__gemm(kern, pack, ta, tb, m, n, k, a, lda, b, ldb, acc, c, ldc,
               ep_kind == EP_NONE ? NULL : &ep);
 
@@ -300,7 +302,7 @@ START_TEST(test_gemm_position_independent)
         if (!ks[ki]->supported())
             continue;
         float *pack = pack_alloc(ks[ki]);
-        nvp_epilogue ep = {bias, 1, NULL, 0};
+        nvp_epilogue ep = {bias, 1, NULL, 0, NULL};
         nvp__gemm(ks[ki], pack, 0, 0, m, n, k, a, k, b, n, 0, c, n, &ep);
         for (size_t i = 0; i < m; i++) {
             nvp__gemm(ks[ki], pack, 0, 0, 1, n, k, a + i * k, k, b, n, 0, row, n, &ep);
@@ -311,7 +313,7 @@ START_TEST(test_gemm_position_independent)
                     (double)c[i * n + d]);
         }
         /* Columns [5, 26) alone (B and bias offset, C with stride n). */
-        nvp_epilogue ep2 = {bias + 5, 1, NULL, 0};
+        nvp_epilogue ep2 = {bias + 5, 1, NULL, 0, NULL};
         nvp__gemm(ks[ki], pack, 0, 0, m, 21, k, a, k, b + 5, n, 0, col, n, &ep2);
         for (size_t i = 0; i < m; i++) {
             const size_t d = t_first_diff(col + i * n, c + i * n + 5, 21);
@@ -330,6 +332,72 @@ START_TEST(test_gemm_position_independent)
 }
 END_TEST
 
+/* The epilogue's column sums (a dense layer's bias gradient, summed while
+ * the product stores dZ): for every kernel, with and without the gate, on
+ * awkward shapes (edge tiles, several cache blocks, the few-column path),
+ * on one thread and split between the threads of a pool, colsum equals a
+ * loop adding the stored C into it one row at a time, bit for bit. */
+START_TEST(test_gemm_colsum_epilogue)
+{
+    static const size_t ms[] = {1, 7, 23, 130}, ns[] = {1, 3, 5, 33, 70, 600}, kk[] = {1, 17, 300};
+    size_t nk = 0;
+    const nvp_gemm_kernel *const *ks = nvp__gemm_kernels(&nk);
+    nvp_allocator al;
+    ck_assert_int_eq(nvp__allocator_init(&al, NULL), NVP_OK);
+    size_t most = 0; /* every kernel's packing space, for the pool's threads */
+    for (size_t ki = 0; ki < nk; ki++)
+        most = nvp__gemm_pack_floats(ks[ki]) > most ? nvp__gemm_pack_floats(ks[ki]) : most;
+    nvp_pool *pool = NULL;
+    ck_assert_int_eq(nvp__pool_create(&pool, 2, most, &al), NVP_OK);
+    t_prng p;
+    t_prng_seed(&p, 9100);
+    for (size_t ki = 0; ki < nk; ki++) {
+        const nvp_gemm_kernel *kern = ks[ki];
+        if (!kern->supported())
+            continue;
+        float *pack = pack_alloc(kern);
+        for (size_t a_ = 0; a_ < sizeof ms / sizeof ms[0]; a_++)
+            for (size_t b_ = 0; b_ < sizeof ns / sizeof ns[0]; b_++)
+                for (size_t c_ = 0; c_ < sizeof kk / sizeof kk[0]; c_++)
+                    for (int gate = 0; gate < 2; gate++)
+                        for (int threads = 1; threads <= 2; threads++) {
+                            const size_t m = ms[a_], n = ns[b_], k = kk[c_];
+                            float *A = t_xmalloc(m * k * sizeof *A), *B = t_xmalloc(k * n * sizeof *B);
+                            float *C = t_xmalloc(m * n * sizeof *C), *G = t_xmalloc(m * n * sizeof *G);
+                            float *cs = t_xmalloc(n * sizeof *cs), *want = t_xmalloc(n * sizeof *want);
+                            t_fill_normal(&p, m * k, A, 1.0);
+                            t_fill_normal(&p, k * n, B, 1.0);
+                            t_fill_normal(&p, m * n, G, 1.0);
+                            t_fill_normal(&p, n, cs, 1.0);
+                            memcpy(want, cs, n * sizeof *cs);
+                            nvp_epilogue ep = {NULL, 0, gate ? G : NULL, n, cs};
+                            nvp_exec ex = {kern, pack, threads > 1 ? pool : NULL};
+                            if (threads > 1)
+                                ck_assert_int_eq(nvp__pool_try_acquire(pool), 1);
+                            nvp__exec_gemm(&ex, 0, 0, m, n, k, A, k, B, n, 0, C, n, &ep);
+                            if (threads > 1)
+                                nvp__pool_release(pool);
+                            for (size_t i = 0; i < m; i++)
+                                for (size_t j = 0; j < n; j++)
+                                    want[j] += C[i * n + j];
+                            const size_t d = t_first_diff(cs, want, n);
+                            T_CHECK(d == (size_t)-1,
+                                    "kernel %s, %zu x %zu x %zu, gate %d, %d thread(s): colsum[%zu] %.9g, "
+                                    "the rows added in order give %.9g",
+                                    kern->name, m, n, k, gate, threads, d, (double)cs[d], (double)want[d]);
+                            free(A);
+                            free(B);
+                            free(C);
+                            free(G);
+                            free(cs);
+                            free(want);
+                        }
+        free(pack);
+    }
+    nvp__pool_free(pool);
+}
+END_TEST
+
 Suite *gemm_suite(void)
 {
     Suite *s = suite_create("gemm");
@@ -338,6 +406,7 @@ Suite *gemm_suite(void)
     tcase_add_loop_test(tc, test_gemm_shapes_against_naive, 0, (int)N_SHAPES);
     tcase_add_test(tc, test_gemm_kernel_table);
     tcase_add_test(tc, test_gemm_position_independent);
+    tcase_add_test(tc, test_gemm_colsum_epilogue);
     suite_add_tcase(s, tc);
     return s;
 }
