@@ -129,9 +129,11 @@ void nvp__coupling_forward_rows(const nvp_coupling *c, const nvp_exec *ex,
     }
 }
 
-/* Conditioner backward.  dout (rows x 2 nb) is dL/d(output); adds the
- * parameter gradient into grad (may be NULL) and writes dL/d(input) into
- * din (rows x na; NULL: not needed).  buf0 and buf1 hold rows x max_width floats each. */
+/* Conditioner backward.  dout (rows x 2 nb) is dL/d(output), whose column
+ * sums the caller has already added into the output layer's bias
+ * gradient; adds the rest of the parameter gradient into grad (may be
+ * NULL) and writes dL/d(input) into din (rows x na; NULL: not needed).
+ * buf0 and buf1 hold rows x max_width floats each. */
 static void conditioner_backward(const nvp_coupling *c, const nvp_exec *ex,
                                  size_t rows, const float *cache,
                                  const float *dout, float *din, float *grad,
@@ -140,8 +142,9 @@ static void conditioner_backward(const nvp_coupling *c, const nvp_exec *ex,
     float *buf[2] = {buf0, buf1};
     const float *dz = dout;
     /* Whether layer l's bias gradient, the column sums of dz, was already
-     * added while the product that made dz stored it. */
-    int dz_summed = 0;
+     * added while dz was made: by the caller for the output layer, by the
+     * epilogue of the product that stored dz below it. */
+    int dz_summed = 1;
     for (size_t l = c->n_dense; l-- > 0;) {
         if (l == 1 && nvp__sweep_applies(c)) {
             /* The first two layers ran as a sweep; so does their backward. */
@@ -193,6 +196,14 @@ void nvp__coupling_inverse_backward_rows(const nvp_coupling *c,
     float *buf0 = nvp__carve(&cursor, rows * c->max_width);
     float *buf1 = nvp__carve(&cursor, rows * c->max_width);
     float *din = nvp__carve(&cursor, rows * na);
+    /* The output layer's bias gradient is the column sums of dout: summed
+     * here, row by row as dout is made (the order a loop over it would
+     * add them in), unless the output layer is a sweep's second layer
+     * (one hidden layer), whose bias the sweep sums. */
+    const int sweep_owns_output = nvp__sweep_applies(c) && c->n_dense == 2;
+    float *gb_out = grad && !sweep_owns_output
+                        ? grad + c->dense[c->n_dense - 1].b_off
+                        : NULL;
     for (size_t i = 0; i < rows; i++) {
         const float *log_scale = out + i * 2 * nb + nb;
         const float *xi = x + i * dim;
@@ -218,6 +229,9 @@ void nvp__coupling_inverse_backward_rows(const nvp_coupling *c,
             }
             dls[j] = g;
         }
+        if (gb_out)
+            for (size_t j = 0; j < 2 * nb; j++)
+                gb_out[j] += dsh[j];
     }
     conditioner_backward(c, ex, rows, cache, dout, dy ? din : NULL, grad,
                          fresh, buf0, buf1);

@@ -21,6 +21,9 @@ const t_layer_cfg t_layer_cfgs[] = {
     {3, MASK_ARBITRARY, {0, 1, 0}, 0, {0}},
     /* Deeper and wider than a micro-tile, odd widths. */
     {5, MASK_HALF, {0}, 3, {13, 9, 5}},
+    /* One hidden layer in 2-D: the sweep's second layer is the output
+     * layer, so the sweep sums the output bias's gradient. */
+    {2, MASK_HALF, {0}, 1, {7}},
 };
 const size_t t_n_layer_cfgs = sizeof t_layer_cfgs / sizeof t_layer_cfgs[0];
 
