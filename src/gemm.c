@@ -68,19 +68,6 @@ static void finish_edge(const float *tmp, size_t nr, float *c, size_t ldc,
     }
 }
 
-/* The epilogue offset to the tile at (row0, col0). */
-static nvp_epilogue tile_ep(const nvp_epilogue *ep, size_t row0, size_t col0)
-{
-    nvp_epilogue t = *ep;
-    if (t.bias)
-        t.bias += col0;
-    if (t.gate)
-        t.gate += row0 * t.ldgate + col0;
-    if (t.colsum)
-        t.colsum += col0;
-    return t;
-}
-
 void nvp__gemm(const nvp_gemm_kernel *kern, float *pack, int trans_a,
                int trans_b, size_t m, size_t n, size_t k, const float *a,
                size_t lda, const float *b, size_t ldb, int accumulate,
@@ -103,7 +90,7 @@ void nvp__gemm(const nvp_gemm_kernel *kern, float *pack, int trans_a,
                 const size_t w = n - j < NR ? n - j : NR;
                 nvp_epilogue t;
                 if (ep)
-                    t = tile_ep(ep, i, j);
+                    t = nvp__epilogue_offset(ep, i, j);
                 finish_edge(tmp, NR, c + i * ldc + j, ldc, 1, w, accumulate,
                             ep ? &t : NULL);
             }
@@ -154,7 +141,7 @@ void nvp__gemm(const nvp_gemm_kernel *kern, float *pack, int trans_a,
                         nvp_epilogue t;
                         const nvp_epilogue *tep = NULL;
                         if (last && ep) {
-                            t = tile_ep(ep, row0, col0);
+                            t = nvp__epilogue_offset(ep, row0, col0);
                             tep = &t;
                         }
                         const float *ap = ablk + ir * rs_a;

@@ -40,6 +40,22 @@ typedef struct nvp_epilogue {
     float *colsum;      /* then colsum[j] += v (NULL: none) */
 } nvp_epilogue;
 
+/* The epilogue of the block of C whose top-left element is (row0, col0):
+ * its pointers moved there.  For tiles, and for the parts of a product
+ * that threads share out. */
+static inline nvp_epilogue nvp__epilogue_offset(const nvp_epilogue *ep,
+                                                size_t row0, size_t col0)
+{
+    nvp_epilogue t = *ep;
+    if (t.bias)
+        t.bias += col0;
+    if (t.gate)
+        t.gate += row0 * t.ldgate + col0;
+    if (t.colsum)
+        t.colsum += col0;
+    return t;
+}
+
 /* The epilogue of one element v at (i, j) of the product, scalar: what
  * every kernel does in registers, in the same order. */
 static inline float nvp__epilogue_at(float v, const nvp_epilogue *ep,

@@ -31,13 +31,7 @@ static void gemm_task(void *arg, size_t task, size_t worker, float *pack)
     nvp_epilogue ep;
     const nvp_epilogue *pep = NULL;
     if (j->ep) {
-        ep = *j->ep;
-        if (ep.bias)
-            ep.bias += n0;
-        if (ep.gate)
-            ep.gate += n0;
-        if (ep.colsum)
-            ep.colsum += n0;
+        ep = nvp__epilogue_offset(j->ep, 0, n0);
         pep = &ep;
     }
     const float *b = j->trans_b ? j->b + n0 * j->ldb : j->b + n0;
@@ -59,9 +53,7 @@ static void small_task(void *arg, size_t task, size_t worker, float *pack)
     nvp_epilogue ep;
     const nvp_epilogue *pep = NULL;
     if (j->ep) {
-        ep = *j->ep;
-        if (ep.gate)
-            ep.gate += r0 * ep.ldgate;
+        ep = nvp__epilogue_offset(j->ep, r0, 0);
         pep = &ep;
     }
     /* Row r of op(A) starts at a + r * lda, or at column r when A is

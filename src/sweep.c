@@ -264,7 +264,7 @@ unit_grad(const sweep_job *j, size_t blo, size_t bhi, size_t t,
     for (size_t blk = blo; blk < bhi; blk++) {
         const size_t off = (blk - blo) * SWEEP_BLOCK;
         const size_t len = n - off < SWEEP_BLOCK ? n - off : SWEEP_BLOCK;
-        double *pw = j->part + blk * (2 * j->h1 + j->rows);
+        double *pw = j->part + blk * nvp__sweep_part_stride(j);
         pw[t] = dot(s1 + off, row + off, len);
         pw[j->h1 + t] = dot(s0 + off, row + off, len);
     }
@@ -274,7 +274,7 @@ static inline __attribute__((always_inline)) void
 backward_blocks(const sweep_job *j, size_t blo, size_t bhi)
 {
     SWEEP_LOCALS;
-    const size_t h1 = j->h1, stride = 2 * h1 + j->rows;
+    const size_t h1 = j->h1, stride = nvp__sweep_part_stride(j);
     if (j->din) {
         /* dL/dx_i = sum_{t on} w_t (dz_i . W2[t,:]) = dz_i . U(x_i), per
          * block of columns */
@@ -543,7 +543,7 @@ void nvp__sweep_backward(const nvp_coupling *c, nvp_pool *pool, size_t rows,
         for (size_t t = 0; t < h1; t++) {
             double sw = 0.0, sb = 0.0;
             for (size_t b = 0; b < blocks; b++) {
-                const double *pw = j.part + b * (2 * h1 + rows);
+                const double *pw = j.part + b * nvp__sweep_part_stride(&j);
                 sw += pw[t];
                 sb += pw[h1 + t];
             }
@@ -555,7 +555,7 @@ void nvp__sweep_backward(const nvp_coupling *c, nvp_pool *pool, size_t rows,
         for (size_t i = 0; i < rows; i++) {
             double s = 0.0;
             for (size_t b = 0; b < blocks; b++)
-                s += j.part[b * (2 * h1 + rows) + 2 * h1 + i];
+                s += j.part[b * nvp__sweep_part_stride(&j) + 2 * h1 + i];
             din[i] = (float)s;
         }
 }

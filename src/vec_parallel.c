@@ -1,6 +1,8 @@
 /* Zeroing and checking the flat gradient on every thread of the pool: on
- * one thread these two passes over a million floats sat on the training
- * step's serial path. */
+ * one thread these passes over a million floats sat on the training
+ * step's serial path.  (The training step now zeroes only what its
+ * backward pass does not write outright; see clear_grad in
+ * chain_train.c.) */
 #include "vec_parallel.h"
 
 #include <string.h>
