@@ -604,7 +604,10 @@ int main(int argc, char **argv)
                           opt ? nvp_adam_errmsg(opt) : nvp_errmsg());
         goto cleanup;
     }
-    /* The running average of the parameters starts at the initial ones. */
+    /* Polyak averaging: the last iterate of Adam at a fixed step size
+     * jitters around the optimum; the average does not.  The optimizer
+     * keeps the average, starting at the initial parameters, and updates
+     * it in the same pass as the parameters. */
     const size_t n_params = nvp_chain_num_params(chain);
     if (cfg.ema > 0.0) {
         average = malloc(n_params * sizeof *average);
@@ -613,6 +616,12 @@ int main(int argc, char **argv)
             goto cleanup;
         }
         nvp_chain_get_params(chain, average, n_params);
+        if ((rc = nvp_adam_set_average(opt, (float)cfg.ema, average,
+                                       n_params)) != NVP_OK) {
+            status = lib_fail("nvp_adam_set_average", rc,
+                              nvp_adam_errmsg(opt));
+            goto cleanup;
+        }
     }
     char hidden[256];
     format_hidden(&cfg, hidden, sizeof hidden);
@@ -654,22 +663,6 @@ int main(int argc, char **argv)
         }
         refused_in_a_row = 0;
         applied++;
-        if (average) {
-            /* Polyak averaging: the last iterate of Adam at a fixed step
-             * size jitters around the optimum; the average does not. */
-            const float d = (float)cfg.ema, c = 1.0f - d;
-            /* In runs of eight, which the compiler vectorises (restrict:
-             * the two never overlap); one element at a time the loop cost
-             * about half a training step. */
-            const float *restrict p = nvp_chain_params(chain);
-            float *restrict avg = average;
-            size_t i = 0;
-            for (; i + 8 <= n_params; i += 8)
-                for (size_t k = i; k < i + 8; k++)
-                    avg[k] = d * avg[k] + c * p[k];
-            for (; i < n_params; i++)
-                avg[i] = d * avg[i] + c * p[i];
-        }
         window[(applied - 1) % LOSS_WINDOW] = loss;
         if (step == cfg.steps || progress_due(&prog_line)) {
             smoothed = window_mean(window, applied);
@@ -697,6 +690,7 @@ int main(int argc, char **argv)
     if (average) {
         /* Score the last iterate too, then make the average the model. */
         if ((rc = heldout_nll(chain, test, lp, &last_nll)) != NVP_OK ||
+            (rc = nvp_adam_get_average(opt, average, n_params)) != NVP_OK ||
             (rc = nvp_chain_set_params(chain, average, n_params)) != NVP_OK) {
             status = lib_fail("evaluating the last iterate", rc,
                               nvp_chain_errmsg(chain));

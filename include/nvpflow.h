@@ -66,7 +66,7 @@ extern "C" {
 
 /* The release version.  The Makefile reads these three lines. */
 #define NVP_VERSION_MAJOR 0
-#define NVP_VERSION_MINOR 1
+#define NVP_VERSION_MINOR 2
 #define NVP_VERSION_PATCH 0
 #define NVP_VERSION_NUMBER \
     (NVP_VERSION_MAJOR * 10000 + NVP_VERSION_MINOR * 100 + NVP_VERSION_PATCH)
@@ -487,7 +487,8 @@ NVP_API float nvp_adam_eps(const nvp_adam *opt);
 NVP_API size_t nvp_adam_num_params(const nvp_adam *opt);
 /* Number of steps taken so far (t). */
 NVP_API uint64_t nvp_adam_steps(const nvp_adam *opt);
-/* Forgets the moments and the step count. */
+/* Forgets the moments and the step count (not the parameter average, see
+ * nvp_adam_set_average). */
 NVP_API int nvp_adam_reset(nvp_adam *opt);
 /* One step: updates params (n floats) from grad (n floats); n must equal
  * n_params.  A gradient holding NaN, an infinity, or an entry of magnitude
@@ -499,8 +500,37 @@ NVP_API int nvp_adam_step(nvp_adam *opt, float *params, const float *grad,
 /* Message of the last failed call on this optimizer (see
  * nvp_base_errmsg). */
 NVP_API const char *nvp_adam_errmsg(const nvp_adam *opt);
+/* Parameter averaging (Polyak averaging as an exponential moving average):
+ * a flow trained by Adam at a fixed step size jitters around a good
+ * point, and the average of its recent parameters usually scores better
+ * than the last iterate.  With averaging on, every applied step (here and
+ * in nvp_chain_train_step) follows the parameter update with
+ *     avg[i] = decay * avg[i] + (1 - decay) * params[i]
+ * in float, in the same pass over memory and on the same threads, so the
+ * result does not depend on the thread count.  A refused step changes
+ * neither the parameters nor the average.
+ *
+ * set_average: decay in (0, 1) turns averaging on, or restarts it, from
+ * params (n floats, n = n_params, all finite; copied): e.g. 0.999 averages
+ * over roughly the last 1000 steps.  decay 0 turns it off and frees the
+ * average (params and n are then not used).  Allocates n floats once,
+ * when turned on; a later step allocates nothing.  Errors: NVP_EINVAL
+ * (decay outside [0, 1) or NaN, params NULL), NVP_EDIM, NVP_ENONFINITE,
+ * NVP_ENOMEM; after an error nothing has changed.
+ * average_decay: the decay, or 0 when averaging is off (or opt is NULL).
+ * get_average: copies the average into dst (n floats, n = n_params), for
+ * example into nvp_chain_set_params to evaluate or save the averaged
+ * model.  NVP_EINVAL when averaging is off.
+ * The training state saved by nvp_adam_save_* includes the average and
+ * its decay.  nvp_adam_reset leaves them as they are. */
+NVP_API int nvp_adam_set_average(nvp_adam *opt, float decay,
+                                 const float *params, size_t n);
+NVP_API float nvp_adam_average_decay(const nvp_adam *opt);
+NVP_API int nvp_adam_get_average(const nvp_adam *opt, float *dst, size_t n);
 
-/* The training state: the optimizer (settings, step count, moments) and,
+
+/* The training state: the optimizer (settings, step count, moments, and
+ * the parameter average when averaging is on) and,
  * when rng is not NULL, the generator that draws the minibatches, so that
  * a run resumed from it continues exactly as an uninterrupted one.  The
  * save and load functions behave as their chain counterparts; on load,

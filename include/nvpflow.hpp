@@ -775,6 +775,25 @@ public:
         step(params.data(), grad.data(), params.size());
     }
 
+    /* The parameter average (nvp_adam_set_average): decay in (0, 1) starts
+     * it from params, 0 turns it off. */
+    Adam &set_average(float decay, const float *params, std::size_t n)
+    {
+        detail::check(nvp_adam_set_average(get(), decay, params, n), get());
+        return *this;
+    }
+    Adam &set_average(float decay, const std::vector<float> &params)
+    {
+        return set_average(decay, params.data(), params.size());
+    }
+    float average_decay() const noexcept { return nvp_adam_average_decay(get()); }
+    std::vector<float> average() const
+    {
+        std::vector<float> out(num_params());
+        detail::check(nvp_adam_get_average(get(), out.data(), out.size()), get());
+        return out;
+    }
+
     /* The training state; rng (may be nullptr) is saved along. */
     void save(const std::string &path, const Rng *rng = nullptr) const
     {

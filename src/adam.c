@@ -55,6 +55,7 @@ void nvp_adam_free(nvp_adam *o)
     nvp_allocator a = o->alloc;
     nvp__free_aligned(&a, o->m);
     nvp__free_aligned(&a, o->v);
+    nvp__free_aligned(&a, o->avg);
     nvp__errbox_destroy(&o->err);
     nvp__free(&a, o);
 }
@@ -111,39 +112,54 @@ int nvp_adam_reset(nvp_adam *o)
     return NVP_OK;
 }
 
+/* The update's constants, the same for every parameter. */
+typedef struct adam_consts {
+    float b1, b2, step, inv_sqrt_bc2, eps;
+    float avg_decay; /* the average's decay, when avg is not NULL */
+} adam_consts;
+
 /* The update loop, compiled once per instruction set below.  Plain
  * multiplies, adds, square root and divide in a fixed order (no
- * contraction), so every version rounds identically. */
+ * contraction), so every version rounds identically.  With avg, the
+ * parameter average follows each new parameter in the same pass, while
+ * it is in a register: avg = d * avg + (1 - d) * p. */
 static inline __attribute__((always_inline)) void
 adam_loop(size_t n, float *restrict p, const float *restrict g,
-          float *restrict m, float *restrict v, float b1, float b2, float step,
-          float inv_sqrt_bc2, float eps)
+          float *restrict m, float *restrict v, float *restrict avg,
+          const adam_consts *k)
 {
+    const float b1 = k->b1, b2 = k->b2, step = k->step;
+    const float inv_sqrt_bc2 = k->inv_sqrt_bc2, eps = k->eps;
     const float c1 = 1.0f - b1, c2 = 1.0f - b2;
+    const float d = k->avg_decay, c = 1.0f - d;
+    /* The test of avg is the same on every round: the compiler moves it
+     * out of the loop (unswitching, at -O3) and vectorises both loops. */
     for (size_t i = 0; i < n; i++) {
         const float gi = g[i];
         const float mi = b1 * m[i] + c1 * gi;
         const float vi = b2 * v[i] + c2 * gi * gi;
         m[i] = mi;
         v[i] = vi;
-        p[i] -= step * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps);
+        const float pi = p[i] - step * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps);
+        p[i] = pi;
+        if (avg)
+            avg[i] = d * avg[i] + c * pi;
     }
 }
 
 #if defined(__x86_64__) || defined(__i386__)
 __attribute__((target("avx512f"))) static void
 adam_loop_avx512(size_t n, float *p, const float *g, float *m, float *v,
-                 float b1, float b2, float step, float inv_sqrt_bc2, float eps)
+                 float *avg, const adam_consts *k)
 {
-    adam_loop(n, p, g, m, v, b1, b2, step, inv_sqrt_bc2, eps);
+    adam_loop(n, p, g, m, v, avg, k);
 }
 #endif
 
 static void adam_loop_portable(size_t n, float *p, const float *g, float *m,
-                               float *v, float b1, float b2, float step,
-                               float inv_sqrt_bc2, float eps)
+                               float *v, float *avg, const adam_consts *k)
 {
-    adam_loop(n, p, g, m, v, b1, b2, step, inv_sqrt_bc2, eps);
+    adam_loop(n, p, g, m, v, avg, k);
 }
 
 /* One step over parameters [lo, hi). */
@@ -151,7 +167,7 @@ typedef struct adam_job {
     nvp_adam *o;
     float *params;
     const float *grad;
-    float step, inv_sqrt_bc2;
+    adam_consts k;
     size_t per_task;
 } adam_job;
 
@@ -159,15 +175,16 @@ static void adam_range(const adam_job *j, size_t lo, size_t hi)
 {
     nvp_adam *o = j->o;
     const size_t n = hi - lo;
+    float *avg = o->avg ? o->avg + lo : NULL;
 #if defined(__x86_64__) || defined(__i386__)
     if (nvp__cpu_avx512()) {
         adam_loop_avx512(n, j->params + lo, j->grad + lo, o->m + lo, o->v + lo,
-                         o->b1, o->b2, j->step, j->inv_sqrt_bc2, o->eps);
+                         avg, &j->k);
         return;
     }
 #endif
     adam_loop_portable(n, j->params + lo, j->grad + lo, o->m + lo, o->v + lo,
-                       o->b1, o->b2, j->step, j->inv_sqrt_bc2, o->eps);
+                       avg, &j->k);
 }
 
 static void adam_task(void *arg, size_t task, size_t worker, float *pack)
@@ -192,8 +209,12 @@ void nvp__adam_apply(nvp_adam *o, float *params, const float *grad,
     /* Bias corrections in double: b^t underflows gracefully to 0. */
     const double bc1 = 1.0 - pow((double)o->b1, (double)o->t);
     const double bc2 = 1.0 - pow((double)o->b2, (double)o->t);
-    adam_job j = {o, params, grad, (float)((double)o->lr / bc1),
-                  (float)(1.0 / sqrt(bc2)), o->n};
+    adam_job j = {o,
+                  params,
+                  grad,
+                  {o->b1, o->b2, (float)((double)o->lr / bc1),
+                   (float)(1.0 / sqrt(bc2)), o->eps, o->avg_decay},
+                  o->n};
     const size_t threads = nvp__pool_threads(pool);
     if (threads > 1 && o->n >= ADAM_PARALLEL_MIN) {
         /* Every parameter's update is independent of the others, so any

@@ -14,6 +14,10 @@ struct nvp_adam {
     float lr, b1, b2, eps;
     uint64_t t;
     float *m, *v; /* first and second moments, n floats each */
+    /* Parameter average (nvp_adam_set_average): n floats, updated in the
+     * same pass as the parameters; NULL, with avg_decay 0, when off. */
+    float *avg;
+    float avg_decay;
 };
 
 /* Gradient entries at or above this magnitude would overflow the second

@@ -4,6 +4,7 @@
  *   ADAM  u64 n, f32 lr, f32 b1, f32 b2, f32 eps, u64 t, f32 m[n], f32 v[n]
  *   RNG   (optional) u64 s[4] (xoshiro256** state), u32 has_spare,
  *         u64 spare (IEEE double bits)
+ *   AVG   (optional, when parameter averaging is on) f32 decay, f32 avg[n]
  */
 #include <math.h>
 #include <string.h>
@@ -15,12 +16,13 @@
 
 #define TAG_ADAM NVP_TAG('A', 'D', 'A', 'M')
 #define TAG_RNG NVP_TAG('R', 'N', 'G', ' ')
+#define TAG_AVG NVP_TAG('A', 'V', 'G', ' ')
 
 static void write_state(nvp_writer *w, const void *opt, const void *rng)
 {
     const nvp_adam *o = opt;
     const nvp_rng *r = rng;
-    nvp__fmt_header(w, NVP_KIND_TRAINING, r ? 2 : 1);
+    nvp__fmt_header(w, NVP_KIND_TRAINING, 1 + (r != NULL) + (o->avg != NULL));
     size_t st = nvp__fmt_section_begin(w, TAG_ADAM);
     nvp__put_u64(w, o->n);
     nvp__put_f32(w, o->lr);
@@ -39,6 +41,12 @@ static void write_state(nvp_writer *w, const void *opt, const void *rng)
         uint64_t bits;
         memcpy(&bits, &r->spare, sizeof bits);
         nvp__put_u64(w, bits);
+        nvp__fmt_section_end(w, st);
+    }
+    if (o->avg) {
+        st = nvp__fmt_section_begin(w, TAG_AVG);
+        nvp__put_f32(w, o->avg_decay);
+        nvp__put_f32s(w, o->avg, o->n);
         nvp__fmt_section_end(w, st);
     }
 }
@@ -74,7 +82,8 @@ static int load_state(const char *fn, const void *data, size_t size,
     if (rc)
         return rc;
     for (size_t i = 0; i < count; i++) {
-        NVP_REQUIRE(sec[i].tag == TAG_ADAM || sec[i].tag == TAG_RNG,
+        NVP_REQUIRE(sec[i].tag == TAG_ADAM || sec[i].tag == TAG_RNG ||
+                        sec[i].tag == TAG_AVG,
                     NVP_EFORMAT, "%s: unknown section %zu", fn, i);
         for (size_t j = 0; j < i; j++)
             NVP_REQUIRE(sec[j].tag != sec[i].tag, NVP_EFORMAT,
@@ -82,6 +91,7 @@ static int load_state(const char *fn, const void *data, size_t size,
     }
     nvp_section *as = nvp__fmt_find(sec, count, TAG_ADAM);
     nvp_section *rs = nvp__fmt_find(sec, count, TAG_RNG);
+    nvp_section *avs = nvp__fmt_find(sec, count, TAG_AVG);
     NVP_REQUIRE(as != NULL, NVP_EFORMAT, "%s: no optimizer section", fn);
 
     nvp_reader r = as->body;
@@ -121,6 +131,20 @@ static int load_state(const char *fn, const void *data, size_t size,
                     NVP_EFORMAT, "%s: invalid generator state", fn);
     }
 
+    float avg_decay = 0.0f;
+    nvp_reader ar = {0};
+    if (avs) {
+        ar = avs->body;
+        NVP_REQUIRE(nvp__get_f32(&ar, &avg_decay) == 0 &&
+                        ar.len - ar.pos == 4 * n,
+                    NVP_EFORMAT,
+                    "%s: the average section's size does not match the "
+                    "optimizer's %llu parameters",
+                    fn, (unsigned long long)n);
+        NVP_REQUIRE(avg_decay > 0.0f && avg_decay < 1.0f, NVP_EFORMAT,
+                    "%s: invalid parameter average decay", fn);
+    }
+
     nvp_adam *o;
     rc = nvp_adam_create(&o, (size_t)n, alloc);
     if (rc)
@@ -138,6 +162,22 @@ static int load_state(const char *fn, const void *data, size_t size,
             return nvp__fail(NULL, NVP_EFORMAT,
                              "%s: moment %zu is invalid", fn, i);
         }
+    if (avs) {
+        o->avg = nvp__alloc_aligned(&o->alloc, o->n * sizeof *o->avg);
+        if (!o->avg) {
+            nvp_adam_free(o);
+            return nvp__fail(NULL, NVP_ENOMEM, "%s: out of memory", fn);
+        }
+        o->avg_decay = avg_decay;
+        nvp__get_f32s(&ar, o->avg, o->n);
+        for (size_t i = 0; i < o->n; i++)
+            if (!isfinite(o->avg[i])) {
+                nvp_adam_free(o);
+                return nvp__fail(NULL, NVP_EFORMAT,
+                                 "%s: parameter average %zu is not finite",
+                                 fn, i);
+            }
+    }
     nvp_rng *g = NULL;
     if (rs && rng_out) {
         rc = nvp_rng_create(&g, 0, alloc);

@@ -19,7 +19,7 @@
 #define NVP_HEADER_BYTES 24
 #define NVP_MAX_SECTIONS 8
 /* No valid file is larger: three float vectors of NVP_MAX_PARAMS (an
- * optimizer state) and change. */
+ * optimizer state: two moments and the parameter average) and change. */
 #define NVP_MAX_FILE_BYTES                                                 \
     (sizeof(size_t) >= 8 ? (size_t)12 * NVP_MAX_PARAMS + ((size_t)1 << 24)  \
                          : SIZE_MAX)

@@ -373,6 +373,10 @@ static int try_adam_load_buffer(const nvp_allocator *a, t_alloc_state *st, size_
     nvp_adam *o = NULL;
     nvp_rng *r = t_rng(9);
     T_OK(nvp_adam_create(&o, 50, NULL));
+    /* With a parameter average, whose buffer is the loader's last
+     * allocation. */
+    float start[50] = {0};
+    T_OK(nvp_adam_set_average(o, 0.5f, start, 50));
     size_t size;
     T_OK(nvp_adam_save_buffer(o, r, NULL, 0, &size));
     unsigned char *buf = t_xmalloc(size);
@@ -521,6 +525,8 @@ START_TEST(test_alloc_steady_state)
     T_OK(nvp_chain_set_threads(c, 1));
     nvp_adam *opt = NULL;
     T_OK(nvp_adam_create(&opt, nvp_chain_num_params(c), &a));
+    /* With the parameter average on: it is allocated here, not per step. */
+    T_OK(nvp_adam_set_average(opt, 0.99f, nvp_chain_params(c), nvp_chain_num_params(c)));
     t_prng p;
     t_prng_seed(&p, 6);
     t_fill_normal(&p, 300 * 3, in_buf, 1.0);

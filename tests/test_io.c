@@ -322,9 +322,10 @@ START_TEST(test_io_files)
 }
 END_TEST
 
-/* Training interrupted after 12 steps (chain, Adam and the minibatch
- * generator saved, then loaded into fresh handles) continues exactly as
- * the uninterrupted run: bitwise the same parameters after 25 steps. */
+/* Training interrupted after 12 steps (chain, Adam with its parameter
+ * average and the minibatch generator saved, then loaded into fresh
+ * handles) continues exactly as the uninterrupted run: bitwise the same
+ * parameters and average after 25 steps. */
 START_TEST(test_io_training_resume)
 {
     const size_t hidden[2] = {8, 8};
@@ -338,6 +339,7 @@ START_TEST(test_io_training_resume)
     T_OK(nvp_adam_create(&oa, nvp_chain_num_params(a), NULL));
     T_OK(nvp_adam_set_lr(oa, 3e-3f));
     T_OK(nvp_adam_set_betas(oa, 0.8f, 0.99f));
+    T_OK(nvp_adam_set_average(oa, 0.9f, nvp_chain_params(a), nvp_chain_num_params(a)));
     nvp_rng *ra = t_rng(6102);
     for (int s = 0; s < 12; s++)
         T_OK(nvp_chain_train_step(a, oa, ra, N, data, 32, NULL));
@@ -373,6 +375,37 @@ START_TEST(test_io_training_resume)
     T_CHECK(d == (size_t)-1, "resumed run differs at parameter %zu: %.9g vs %.9g", d,
             (double)nvp_chain_params(a)[d], (double)nvp_chain_params(b)[d]);
     ck_assert_uint_eq(nvp_adam_steps(ob), 25);
+    ck_assert_float_eq(nvp_adam_average_decay(ob), 0.9f);
+    float *avg_a = t_xmalloc(np * sizeof *avg_a), *avg_b = t_xmalloc(np * sizeof *avg_b);
+    T_OK(nvp_adam_get_average(oa, avg_a, np));
+    T_OK(nvp_adam_get_average(ob, avg_b, np));
+    T_CHECK(t_first_diff(avg_a, avg_b, np) == (size_t)-1, "resumed run's average differs at %zu",
+            t_first_diff(avg_a, avg_b, np));
+    free(avg_a);
+    free(avg_b);
+    /* The average section comes last: u32 tag, u64 length, f32 decay,
+     * f32 avg[np], u32 CRC.  With a valid CRC, an out-of-range decay or a
+     * non-finite value is still refused. */
+    const size_t avg_sec = asz - (4 + 8 + 4 + 4 * np + 4);
+    ck_assert_uint_eq(get_u32(abuf + avg_sec), (uint32_t)'A' | 'V' << 8 | 'G' << 16 | ' ' << 24);
+    const float bad_values[][2] = {{0.0f, 1.0f}, {1.0f, 1.0f}, {-0.5f, 1.0f}, {NAN, 1.0f},
+                                   {0.9f, NAN}, {0.9f, INFINITY}};
+    for (size_t k = 0; k < sizeof bad_values / sizeof *bad_values; k++) {
+        unsigned char *bad = t_xmalloc(asz);
+        memcpy(bad, abuf, asz);
+        uint32_t bits;
+        memcpy(&bits, &bad_values[k][0], 4);
+        put_u32(bad + avg_sec + 12, bits);
+        memcpy(&bits, &bad_values[k][1], 4);
+        put_u32(bad + avg_sec + 16 + 4 * (np / 2), bits);
+        put_u32(bad + asz - 4, crc32_bitwise(bad + avg_sec, asz - 4 - avg_sec));
+        nvp_adam *o = NULL;
+        const int rc = nvp_adam_load_buffer(&o, NULL, bad, asz, NULL);
+        T_CHECK(rc == NVP_EFORMAT && !o, "average section (decay %g, value %g): returned %d",
+                (double)bad_values[k][0], (double)bad_values[k][1], rc);
+        T_CHECK(strstr(nvp_errmsg(), "average") != NULL, "message '%s'", nvp_errmsg());
+        free(bad);
+    }
     /* Truncated and corrupted training states are refused. */
     for (size_t len = 0; len < asz; len += 7) {
         nvp_adam *o = NULL;

@@ -359,6 +359,17 @@ static void test_errors()
     EXPECT_ERROR(NVP_EDIM, chain.get_params(buf.data(), buf.size()));
     EXPECT_ERROR(NVP_EDIM, adam.step(three, buf));
 
+    // The parameter average: off until set, restarted by set_average.
+    EXPECT_ERROR(NVP_EINVAL, adam.average());
+    EXPECT_ERROR(NVP_EDIM, adam.set_average(0.9f, three));
+    const std::vector<float> start = chain.get_params();
+    adam.set_average(0.9f, start);
+    CHECK(adam.average_decay() == 0.9f && adam.average() == start);
+    EXPECT_ERROR(NVP_EINVAL, adam.set_average(1.0f, start));
+    CHECK(adam.average_decay() == 0.9f);
+    adam.set_average(0.0f, nullptr, 0);
+    CHECK(adam.average_decay() == 0.0f);
+
     // Invalid arguments.
     msg = EXPECT_ERROR(NVP_EINVAL, adam.set_lr(-1.0f));
     CHECK(adam.lr() == 1e-3f);

@@ -136,6 +136,7 @@ static void put_f32(unsigned char *p, float v)
 #define TAG_SCAL FZ_TAG('S', 'C', 'A', 'L')
 #define TAG_ADAM FZ_TAG('A', 'D', 'A', 'M')
 #define TAG_RNG FZ_TAG('R', 'N', 'G', ' ')
+#define TAG_AVG FZ_TAG('A', 'V', 'G', ' ')
 
 /* --------------------------------------------------------- the models */
 static unsigned char *save_chain(const nvp_chain *c, const nvp_scaler *s,
@@ -280,6 +281,30 @@ static void state_variants(const unsigned char *d, size_t n)
 #undef VARIANT
 }
 
+/* Variants of a training state whose third section is AVG. */
+static void avg_variants(const unsigned char *d, size_t n)
+{
+    file base, f;
+    parse(d, n, &base);
+#define VARIANT(name, edit)                                                \
+    do {                                                                   \
+        f = base;                                                          \
+        section *avg = find(&f, TAG_AVG);                                  \
+        (void)avg;                                                         \
+        edit;                                                              \
+        emit(name, &f);                                                    \
+    } while (0)
+    VARIANT("sv_avg_decay0", put_f32(avg->p, 0.0f));
+    VARIANT("sv_avg_decay1", put_f32(avg->p, 1.0f));
+    VARIANT("sv_avg_decay_nan", put_f32(avg->p, NAN));
+    VARIANT("sv_avg_inf", put_f32(avg->p + 8, INFINITY));
+    VARIANT("sv_avg_short", avg->n -= 4);
+    VARIANT("sv_avg_long", (put_f32(avg->p + avg->n, 1.0f), avg->n += 4));
+    VARIANT("sv_avg_twice", (f.s[3] = base.s[2], f.ns = 4, set_count(&f, 4)));
+    VARIANT("sv_avg_only", (f.s[0] = base.s[2], f.ns = 1, set_count(&f, 1)));
+#undef VARIANT
+}
+
 static void make_load_corpus(void)
 {
     nvp_rng *rng;
@@ -370,6 +395,15 @@ static void make_load_corpus(void)
     unsigned char *t3 = save_state(o6, rng, &nt3);
     write_file(load_dir, "t_adam_spare", t3, nt3);
 
+    /* 7. the same optimizer with a parameter average (AVG: f32 decay,
+     * f32 avg[n]), and variants of that section. */
+    const float start7[7] = {0.5f, -1.0f, 2.0f, 0.0f, 3.0f, -0.25f, 1.0f};
+    OK(nvp_adam_set_average(o6, 0.9f, start7, 7));
+    size_t nt4;
+    unsigned char *t4 = save_state(o6, rng, &nt4);
+    write_file(load_dir, "t_adam_avg", t4, nt4);
+    avg_variants(t4, nt4);
+
     damaged("m_alt2", m1, n1);
     damaged("m_masks_scaler", m2, n2);
     damaged("t_adam_rng", t1, nt1);
@@ -387,6 +421,7 @@ static void make_load_corpus(void)
     free(t1);
     free(t2);
     free(t3);
+    free(t4);
     nvp_chain_free(c1);
     nvp_chain_free(c2);
     nvp_chain_free(c3);

@@ -90,30 +90,68 @@ class Adam(Handle):
         return _lib.lib.nvp_adam_steps(self._h)
 
     def reset(self):
-        """Forgets the moments and the step count."""
+        """Forgets the moments and the step count (not the average)."""
         self._check(_lib.lib.nvp_adam_reset(self._h))
+
+    def _params_arg(self, params, who, convert):
+        """(pointer, object to keep alive) for `params`: a Chain's own
+        parameter vector, or a float vector converted by `convert`."""
+        n = self.num_params
+        if hasattr(params, "_params_ptr"):
+            if params.num_params != n:
+                raise errors.DimensionError(
+                    "%s: optimizer has %d parameters, chain %d"
+                    % (who, n, params.num_params))
+            return params._params_ptr(), params
+        return convert(params, n, "params")
 
     def step(self, params, grad):
         """One update of `params` (a Chain, or a writable float32 vector)
         from `grad`.  NonFinite (nothing changes) for a NaN/Inf gradient."""
         h = self._h
         n = self.num_params
-        if hasattr(params, "_params_ptr"):
-            if params.num_params != n:
-                raise errors.DimensionError(
-                    "Adam.step: optimizer has %d parameters, chain %d"
-                    % (n, params.num_params))
-            pp, pk = params._params_ptr(), params
-        else:
-            pp, pk = _arrays.writable_vec(params, n, "params")
+        pp, pk = self._params_arg(params, "Adam.step", _arrays.writable_vec)
         gp, gk = _arrays.vec_in(grad, n, "grad")
         self._check(_lib.lib.nvp_adam_step(h, pp, gp, n))
         del pk, gk
 
+    # -------------------------------------------------- parameter average
+    def set_average(self, decay, params=None):
+        """Turns on (or restarts) the parameter average, an exponential
+        moving average with the given decay in (0, 1) that every applied
+        step updates, starting from `params` (a Chain or a float vector);
+        decay 0 turns it off.  See nvp_adam_set_average."""
+        h = self._h
+        n = self.num_params
+        if float(decay) == 0.0:
+            self._check(_lib.lib.nvp_adam_set_average(h, 0.0, None, 0))
+            return
+        if params is None:
+            raise TypeError("Adam.set_average: params are needed to start "
+                            "the average")
+        ptr, keep = self._params_arg(params, "Adam.set_average",
+                                     _arrays.vec_in)
+        self._check(_lib.lib.nvp_adam_set_average(h, float(decay), ptr, n))
+        del keep
+
+    @property
+    def average_decay(self):
+        """The parameter average's decay; 0.0 when averaging is off."""
+        return _lib.lib.nvp_adam_average_decay(self._h)
+
+    def average(self):
+        """A copy of the parameter average (numpy float32, or
+        array.array('f') without numpy), e.g. for Chain.set_params."""
+        n = self.num_params
+        out = _arrays.VecOut(n, kind="array")
+        self._check(_lib.lib.nvp_adam_get_average(self._h, out.ptr, n))
+        return out.result()
+
     # ------------------------------------------------------------ state
     def to_bytes(self, rng=None):
-        """The training state (settings, step count, moments, and the
-        minibatch generator when given) as bytes."""
+        """The training state (settings, step count, moments, the
+        parameter average when on, and the minibatch generator when
+        given) as bytes."""
         r = rng._h if rng is not None else None
         return _save_buffer(_lib.lib.nvp_adam_save_buffer, self._h, r,
                             self._check)

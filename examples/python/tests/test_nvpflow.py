@@ -475,6 +475,37 @@ class CoreTests(Base):
         with self.assertRaises(nvpflow.FormatError):
             nvpflow.Adam.from_bytes(state[:-5])
 
+    def test_adam_parameter_average(self):
+        data, _ = moons(256, seed=2)
+        with small_chain(seed=16) as flow, \
+                nvpflow.Adam(flow, lr=2e-3) as opt, nvpflow.Rng(5) as rng:
+            self.assertEqual(opt.average_decay, 0.0)
+            with self.assertRaises(nvpflow.InvalidArgument):
+                opt.average()
+            opt.set_average(0.5, flow)
+            self.assertEqual(opt.average_decay, 0.5)
+            hand = [float(v) for v in flow.params]
+            for _ in range(3):
+                flow.train_step(opt, rng, data, 32)
+                # The formula with d = 0.5: halving is exact, and the
+                # double sum rounded to float32 is the float32 sum.
+                hand = list(array.array("f", [
+                    0.5 * a + 0.5 * float(p)
+                    for a, p in zip(hand, flow.params)]))
+            self.assertEqual(raw(opt.average()),
+                             raw(array.array("f", hand)))
+            state = opt.to_bytes(rng)
+            o2, r2 = nvpflow.Adam.from_bytes(state)
+            with o2, r2:
+                self.assertEqual(o2.average_decay, 0.5)
+                self.assertEqual(raw(o2.average()), raw(opt.average()))
+            with self.assertRaises(nvpflow.DimensionError):
+                opt.set_average(0.9, [0.0] * 3)
+            with self.assertRaises(nvpflow.InvalidArgument):
+                opt.set_average(1.5, flow)
+            opt.set_average(0)
+            self.assertEqual(opt.average_decay, 0.0)
+
     def test_result_types(self):
         with small_chain(seed=0) as flow:
             if _arrays.np is None:
