@@ -252,9 +252,13 @@ static int parse_args(int argc, char **argv, config *cfg)
             char *end = NULL;
             errno = 0;
             double v = strtod(val, &end);
-            if (!*val || *end != '\0' || errno != 0 || !(v >= 0.0) ||
-                !(v < 1.0)) {
-                bad_usage("--ema: '%s' is not a decay in [0, 1)%s", val, "");
+            /* The library takes the decay as a float: 0, or inside (0, 1)
+             * after rounding (0.99999999 would round to 1, 1e-50 to 0). */
+            if (!*val || *end != '\0' || errno != 0 ||
+                !(v == 0.0 || ((float)v > 0.0f && (float)v < 1.0f))) {
+                bad_usage("--ema: '%s' is not 0 or a decay between 0 and 1 "
+                          "(exclusive, in single precision)%s",
+                          val, "");
                 return 2;
             }
             cfg->ema = v;
@@ -689,10 +693,18 @@ int main(int argc, char **argv)
     double last_nll = NAN;
     if (average) {
         /* Score the last iterate too, then make the average the model. */
-        if ((rc = heldout_nll(chain, test, lp, &last_nll)) != NVP_OK ||
-            (rc = nvp_adam_get_average(opt, average, n_params)) != NVP_OK ||
-            (rc = nvp_chain_set_params(chain, average, n_params)) != NVP_OK) {
+        if ((rc = heldout_nll(chain, test, lp, &last_nll)) != NVP_OK) {
             status = lib_fail("evaluating the last iterate", rc,
+                              nvp_chain_errmsg(chain));
+            goto cleanup;
+        }
+        if ((rc = nvp_adam_get_average(opt, average, n_params)) != NVP_OK) {
+            status = lib_fail("nvp_adam_get_average", rc,
+                              nvp_adam_errmsg(opt));
+            goto cleanup;
+        }
+        if ((rc = nvp_chain_set_params(chain, average, n_params)) != NVP_OK) {
+            status = lib_fail("nvp_chain_set_params", rc,
                               nvp_chain_errmsg(chain));
             goto cleanup;
         }

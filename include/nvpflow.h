@@ -79,7 +79,7 @@ extern "C" {
 /* Version of the library actually loaded at run time (NVP_VERSION_NUMBER of
  * the build).  Compare with the macro to detect a header/library mismatch. */
 NVP_API unsigned nvp_version_number(void);
-/* Same, as a static string such as "0.1.0". */
+/* Same, as a static string such as "0.2.0". */
 NVP_API const char *nvp_version_string(void);
 
 /* ===========================================================================
@@ -433,8 +433,11 @@ NVP_API size_t nvp_chain_threads(const nvp_chain *chain);
 
 /* Serialises into buf (cap bytes).  *size receives the bytes needed; with
  * buf == NULL only the size is computed.  scaler may be NULL; its dim must
- * match the chain's.  Errors: NVP_EINVAL, NVP_EDIM, NVP_EBUFSIZE (cap too
- * small; *size tells how much is needed).  Safe to call concurrently with
+ * match the chain's.  Errors: NVP_EINVAL, NVP_EDIM, NVP_ENONFINITE (a
+ * parameter is NaN or infinite, which training with a step size so large
+ * that the parameters overflow can cause: the loader would refuse the
+ * file, so it is not written), NVP_EBUFSIZE (cap too small; *size tells
+ * how much is needed).  Safe to call concurrently with
  * other const calls on the chain. */
 NVP_API int nvp_chain_save_buffer(const nvp_chain *chain,
                                   const nvp_scaler *scaler, void *buf,
@@ -442,7 +445,8 @@ NVP_API int nvp_chain_save_buffer(const nvp_chain *chain,
 /* Writes the model to path atomically: a temporary file in the same
  * directory is written, flushed to disk and renamed over path, so a crash
  * or a full disk never leaves a partial file and never loses the previous
- * one.  Errors: NVP_EINVAL, NVP_EDIM, NVP_ENOMEM, NVP_EIO. */
+ * one.  Errors: NVP_EINVAL, NVP_EDIM, NVP_ENONFINITE, NVP_ENOMEM,
+ * NVP_EIO. */
 NVP_API int nvp_chain_save_file(const nvp_chain *chain,
                                 const nvp_scaler *scaler, const char *path);
 /* Creates a chain (and, when scaler_out is not NULL, a scaler, or NULL if
@@ -493,8 +497,11 @@ NVP_API int nvp_adam_reset(nvp_adam *opt);
 /* One step: updates params (n floats) from grad (n floats); n must equal
  * n_params.  A gradient holding NaN, an infinity, or an entry of magnitude
  * 1e18 or more (whose square would overflow the second moment) is refused
- * with NVP_ENONFINITE and nothing changes, so the moments stay finite and
- * every saved state loads again. */
+ * with NVP_ENONFINITE and nothing changes, so the moments stay finite.
+ * params are not checked: non-finite ones (from the caller, or from a step
+ * size so large that the update overflows) make the parameter average
+ * non-finite too, and such a state is then refused by the save
+ * functions. */
 NVP_API int nvp_adam_step(nvp_adam *opt, float *params, const float *grad,
                           size_t n);
 /* Message of the last failed call on this optimizer (see
@@ -528,12 +535,12 @@ NVP_API int nvp_adam_set_average(nvp_adam *opt, float decay,
 NVP_API float nvp_adam_average_decay(const nvp_adam *opt);
 NVP_API int nvp_adam_get_average(const nvp_adam *opt, float *dst, size_t n);
 
-
 /* The training state: the optimizer (settings, step count, moments, and
  * the parameter average when averaging is on) and,
  * when rng is not NULL, the generator that draws the minibatches, so that
  * a run resumed from it continues exactly as an uninterrupted one.  The
- * save and load functions behave as their chain counterparts; on load,
+ * save and load functions behave as their chain counterparts (saving
+ * refuses a non-finite parameter average with NVP_ENONFINITE); on load,
  * *rng_out (when not NULL) receives a new generator, or NULL if the state
  * holds none. */
 NVP_API int nvp_adam_save_buffer(const nvp_adam *opt, const nvp_rng *rng,

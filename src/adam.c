@@ -162,6 +162,11 @@ static void adam_loop_portable(size_t n, float *p, const float *g, float *m,
     adam_loop(n, p, g, m, v, avg, k);
 }
 
+/* Set by tests only (nvp__adam_force_portable). */
+static int portable_only;
+
+void nvp__adam_force_portable(int on) { portable_only = on; }
+
 /* One step over parameters [lo, hi). */
 typedef struct adam_job {
     nvp_adam *o;
@@ -177,7 +182,7 @@ static void adam_range(const adam_job *j, size_t lo, size_t hi)
     const size_t n = hi - lo;
     float *avg = o->avg ? o->avg + lo : NULL;
 #if defined(__x86_64__) || defined(__i386__)
-    if (nvp__cpu_avx512()) {
+    if (nvp__cpu_avx512() && !portable_only) {
         adam_loop_avx512(n, j->params + lo, j->grad + lo, o->m + lo, o->v + lo,
                          avg, &j->k);
         return;

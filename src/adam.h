@@ -33,6 +33,10 @@ int nvp__adam_check_grad(const nvp_errbox *eb, const char *fn,
 int nvp__adam_grad_verdict(const nvp_errbox *eb, const char *fn,
                            uint32_t max_abs_bits);
 
+/* For tests: nonzero makes the update use the portable loop even where
+ * the CPU runs AVX-512, so that both can be compared on one machine. */
+void nvp__adam_force_portable(int on);
+
 /* The update itself, after all checks; grad must be finite.  Split over
  * pool's threads when pool is not NULL (held by the caller). */
 void nvp__adam_apply(nvp_adam *opt, float *params, const float *grad,

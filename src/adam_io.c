@@ -11,6 +11,7 @@
 
 #include "adam.h"
 #include "alloc.h"
+#include "cpu.h"
 #include "format.h"
 #include "rng.h"
 
@@ -51,11 +52,27 @@ static void write_state(nvp_writer *w, const void *opt, const void *rng)
     }
 }
 
+/* The loader refuses a non-finite parameter average (the moments cannot
+ * become non-finite: Adam refuses the gradients that would make them so),
+ * so such a state is not written at all.  Non-finite parameters make one. */
+static int check_average(const nvp_adam *o, const char *fn)
+{
+    const nvp_errbox *eb = &o->err;
+    NVP_REQUIRE(!o->avg || nvp__all_finite(o->avg, o->n), NVP_ENONFINITE,
+                "%s: the parameter average is not finite (the parameters "
+                "were not); not saved",
+                fn);
+    return NVP_OK;
+}
+
 int nvp_adam_save_buffer(const nvp_adam *o, const nvp_rng *rng, void *buf,
                          size_t cap, size_t *size)
 {
     const nvp_errbox *eb = o ? &o->err : NULL;
     NVP_REQUIRE_PTR(o);
+    int rc = check_average(o, "nvp_adam_save_buffer");
+    if (rc)
+        return rc;
     return nvp__save_buffer(eb, "nvp_adam_save_buffer", write_state, o, rng,
                             buf, cap, size);
 }
@@ -64,6 +81,9 @@ int nvp_adam_save_file(const nvp_adam *o, const nvp_rng *rng, const char *path)
 {
     const nvp_errbox *eb = o ? &o->err : NULL;
     NVP_REQUIRE_PTR(o);
+    int rc = check_average(o, "nvp_adam_save_file");
+    if (rc)
+        return rc;
     return nvp__save_file(eb, "nvp_adam_save_file", write_state, o, rng,
                           &o->alloc, path);
 }

@@ -61,6 +61,11 @@ static int check_save_args(const nvp_chain *c, const nvp_scaler *s,
     NVP_REQUIRE(!s || s->dim == c->dim, NVP_EDIM,
                 "%s: scaler has dim %zu, the chain %zu", fn, s ? s->dim : 0,
                 c->dim);
+    /* The loader refuses non-finite parameters, so such a model is not
+     * written at all (training with a step size so large that the
+     * parameters overflow can make one). */
+    NVP_REQUIRE(nvp__all_finite(c->params, c->n_params), NVP_ENONFINITE,
+                "%s: the chain holds a non-finite parameter; not saved", fn);
     return NVP_OK;
 }
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "adam.h"
 #include "tests.h"
 
 /* avg = d * avg + (1 - d) * p in float, as the header documents (the tests
@@ -191,6 +192,54 @@ START_TEST(test_adam_average_threads)
 }
 END_TEST
 
+/* The AVX-512 loop and the portable one give the same bits: parameters,
+ * and the average when on (_i = 1).  1013 parameters cover full vectors
+ * and a tail.  (Where the CPU lacks AVX-512 both runs are portable.) */
+START_TEST(test_adam_kernels_agree)
+{
+    enum { N = 1013, STEPS = 5 };
+    t_prng pr;
+    t_prng_seed(&pr, 7300 + (uint64_t)_i);
+    float *p[2], *avg[2], *g = t_xmalloc(N * sizeof *g);
+    float *start = t_xmalloc(N * sizeof *start);
+    t_fill_normal(&pr, N, start, 1.0);
+    nvp_adam *o[2];
+    for (int k = 0; k < 2; k++) {
+        p[k] = t_xmalloc(N * sizeof *p[k]);
+        avg[k] = t_xmalloc(N * sizeof *avg[k]);
+        memcpy(p[k], start, N * sizeof *start);
+        T_OK(nvp_adam_create(&o[k], N, NULL));
+        T_OK(nvp_adam_set_lr(o[k], 0.01f));
+        if (_i)
+            T_OK(nvp_adam_set_average(o[k], 0.9f, start, N));
+    }
+    for (int s = 0; s < STEPS; s++) {
+        t_fill_normal(&pr, N, g, s == 0 ? 1e-6 : 3.0); /* tiny, then large */
+        for (int k = 0; k < 2; k++) {
+            nvp__adam_force_portable(k);
+            T_OK(nvp_adam_step(o[k], p[k], g, N));
+        }
+        nvp__adam_force_portable(0);
+        const size_t d = t_first_diff(p[0], p[1], N);
+        T_CHECK(d == (size_t)-1, "step %d: parameter %zu: %.9g (dispatched) vs %.9g (portable)", s,
+                d, (double)p[0][d == (size_t)-1 ? 0 : d], (double)p[1][d == (size_t)-1 ? 0 : d]);
+    }
+    if (_i) {
+        T_OK(nvp_adam_get_average(o[0], avg[0], N));
+        T_OK(nvp_adam_get_average(o[1], avg[1], N));
+        T_CHECK(t_first_diff(avg[0], avg[1], N) == (size_t)-1,
+                "the average differs between the kernels at %zu", t_first_diff(avg[0], avg[1], N));
+    }
+    for (int k = 0; k < 2; k++) {
+        free(p[k]);
+        free(avg[k]);
+        nvp_adam_free(o[k]);
+    }
+    free(g);
+    free(start);
+}
+END_TEST
+
 void adam_average_tests(Suite *s)
 {
     TCase *tc = tcase_create("average");
@@ -199,5 +248,6 @@ void adam_average_tests(Suite *s)
     tcase_add_test(tc, test_adam_average_validates);
     tcase_add_test(tc, test_adam_average_out_of_memory);
     tcase_add_test(tc, test_adam_average_threads);
+    tcase_add_loop_test(tc, test_adam_kernels_agree, 0, 2);
     suite_add_tcase(s, tc);
 }

@@ -373,8 +373,8 @@ static int try_adam_load_buffer(const nvp_allocator *a, t_alloc_state *st, size_
     nvp_adam *o = NULL;
     nvp_rng *r = t_rng(9);
     T_OK(nvp_adam_create(&o, 50, NULL));
-    /* With a parameter average, whose buffer is the loader's last
-     * allocation. */
+    /* With a parameter average: one more buffer for the loader to
+     * allocate (and free when a later allocation fails). */
     float start[50] = {0};
     T_OK(nvp_adam_set_average(o, 0.5f, start, 50));
     size_t size;

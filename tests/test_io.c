@@ -431,6 +431,133 @@ START_TEST(test_io_training_resume)
 }
 END_TEST
 
+/* Appends a section (tag, u64 length, payload, CRC) at dst; returns its
+ * size. */
+static size_t put_section(unsigned char *dst, const char tag[4], const unsigned char *payload,
+                          size_t len)
+{
+    memcpy(dst, tag, 4);
+    for (int i = 0; i < 8; i++)
+        dst[4 + i] = (unsigned char)((uint64_t)len >> (8 * i));
+    memcpy(dst + 12, payload, len);
+    put_u32(dst + 12 + len, crc32_bitwise(dst, 12 + len));
+    return 12 + len + 4;
+}
+
+/* The AVG section of a training state, rebuilt with valid CRCs around a
+ * payload of the wrong size, or twice: each is refused. */
+START_TEST(test_io_average_section_layout)
+{
+    enum { N = 7 };
+    const float start[N] = {1, -2, 3, -4, 5, -6, 7};
+    nvp_adam *o = NULL;
+    T_OK(nvp_adam_create(&o, N, NULL));
+    T_OK(nvp_adam_set_average(o, 0.75f, start, N));
+    size_t size;
+    T_OK(nvp_adam_save_buffer(o, NULL, NULL, 0, &size));
+    unsigned char *good = t_xmalloc(size);
+    T_OK(nvp_adam_save_buffer(o, NULL, good, size, &size));
+    /* Header, ADAM, then AVG: f32 decay, f32 avg[N]. */
+    const size_t avg_len = 4 + 4 * N, avg_at = size - (12 + avg_len + 4);
+    ck_assert_int_eq(memcmp(good + avg_at, "AVG ", 4), 0);
+    unsigned char payload[4 + 4 * N + 4];
+    memcpy(payload, good + avg_at + 12, avg_len);
+    payload[avg_len] = 0; /* one extra float of zeros for the long case */
+    payload[avg_len + 1] = payload[avg_len + 2] = payload[avg_len + 3] = 0;
+    const struct {
+        const char *what;
+        size_t len; /* payload bytes */
+        int sections;
+    } cases[] = {
+        {"a float short", avg_len - 4, 1},
+        {"a float long", avg_len + 4, 1},
+        {"only the decay", 4, 1},
+        {"empty", 0, 1},
+        {"twice", avg_len, 2},
+    };
+    unsigned char *bad = t_xmalloc(size + 2 * (12 + avg_len + 8));
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        memcpy(bad, good, avg_at);
+        size_t at = avg_at;
+        for (int j = 0; j < cases[k].sections; j++)
+            at += put_section(bad + at, "AVG ", payload, cases[k].len);
+        put_u32(bad + 16, get_u32(good + 16) + (uint32_t)cases[k].sections - 1);
+        put_u32(bad + 20, crc32_bitwise(bad, 20));
+        nvp_adam *back = NULL;
+        const int rc = nvp_adam_load_buffer(&back, NULL, bad, at, NULL);
+        T_CHECK(rc == NVP_EFORMAT && !back, "average section %s: returned %d (%s)", cases[k].what,
+                rc, nvp_errmsg());
+    }
+    /* The same surgery with the right payload loads: the cases above fail
+     * for their payload, not for the rebuilt framing. */
+    memcpy(bad, good, avg_at);
+    const size_t at = avg_at + put_section(bad + avg_at, "AVG ", payload, avg_len);
+    ck_assert_uint_eq(at, size);
+    nvp_adam *back = NULL;
+    T_OK(nvp_adam_load_buffer(&back, NULL, bad, at, NULL));
+    ck_assert_float_eq(nvp_adam_average_decay(back), 0.75f);
+    nvp_adam_free(back);
+    free(bad);
+    free(good);
+    nvp_adam_free(o);
+}
+END_TEST
+
+static int floats_finite(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return 0;
+    return 1;
+}
+
+/* Training with a step size so large that the parameters overflow: the
+ * chain and the training state, which the loaders would refuse, are not
+ * saved (NVP_ENONFINITE), and no file is written. */
+START_TEST(test_io_nonfinite_not_saved)
+{
+    const size_t hidden[1] = {8};
+    enum { N = 64 };
+    float data[2 * N];
+    nvp_rng *r = t_rng(6200);
+    T_OK(nvp_two_moons(r, N, 0.05f, data, NULL));
+    nvp_chain *c = t_chain(2, 2, 1, hidden, 6201);
+    T_OK(nvp_chain_set_threads(c, 1));
+    const size_t np = nvp_chain_num_params(c);
+    nvp_adam *o = NULL;
+    T_OK(nvp_adam_create(&o, np, NULL));
+    T_OK(nvp_adam_set_lr(o, 3e38f));
+    T_OK(nvp_adam_set_average(o, 0.5f, nvp_chain_params(c), np));
+    int steps = 0;
+    while (floats_finite(nvp_chain_params(c), np) && steps < 10) {
+        const int rc = nvp_chain_train_step(c, o, r, N, data, 16, NULL);
+        T_CHECK(rc == NVP_OK || rc == NVP_ENONFINITE, "step %d returned %d", steps, rc);
+        steps++;
+    }
+    T_CHECK(!floats_finite(nvp_chain_params(c), np),
+            "the parameters stayed finite after %d steps with lr 3e38", steps);
+    size_t size = 0;
+    ck_assert_int_eq(nvp_chain_save_buffer(c, NULL, NULL, 0, &size), NVP_ENONFINITE);
+    T_CHECK(strstr(nvp_chain_errmsg(c), "non-finite") != NULL, "message '%s'",
+            nvp_chain_errmsg(c));
+    ck_assert_int_eq(nvp_adam_save_buffer(o, r, NULL, 0, &size), NVP_ENONFINITE);
+    T_CHECK(strstr(nvp_adam_errmsg(o), "average") != NULL, "message '%s'", nvp_adam_errmsg(o));
+    char dir[] = "/tmp/nvp_test_io_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[64];
+    snprintf(path, sizeof path, "%s/x.nvp", dir);
+    ck_assert_int_eq(nvp_chain_save_file(c, NULL, path), NVP_ENONFINITE);
+    ck_assert_int_eq(nvp_adam_save_file(o, r, path), NVP_ENONFINITE);
+    T_CHECK(rmdir(dir) == 0, "a refused save left a file in %s", dir);
+    /* Without the average, the training state itself is still fine. */
+    T_OK(nvp_adam_set_average(o, 0.0f, NULL, 0));
+    T_OK(nvp_adam_save_buffer(o, r, NULL, 0, &size));
+    nvp_adam_free(o);
+    nvp_chain_free(c);
+    nvp_rng_free(r);
+}
+END_TEST
+
 Suite *io_suite(void)
 {
     Suite *s = suite_create("io");
@@ -440,6 +567,8 @@ Suite *io_suite(void)
     tcase_add_test(tc, test_io_chain_hostile_input);
     tcase_add_test(tc, test_io_files);
     tcase_add_test(tc, test_io_training_resume);
+    tcase_add_test(tc, test_io_average_section_layout);
+    tcase_add_test(tc, test_io_nonfinite_not_saved);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -279,13 +279,32 @@ static void snap_free(snap *s)
     free(s->clamp);
 }
 
-/* The optimizer's whole state as bytes (NULL when o is NULL). */
+/* The optimizer's whole state as bytes (NULL when o is NULL).  Saving
+ * refuses only a non-finite parameter average (non-finite parameters
+ * passed to a step make one); the bytes are then that average and the
+ * step count. */
 static unsigned char *adam_bytes(const nvp_adam *o, size_t *n)
 {
     *n = 0;
     if (!o)
         return NULL;
-    FZ_CHECK(nvp_adam_save_buffer(o, NULL, NULL, 0, n) == NVP_OK, "size");
+    const int rc = nvp_adam_save_buffer(o, NULL, NULL, 0, n);
+    if (rc == NVP_ENONFINITE) {
+        const size_t np = nvp_adam_num_params(o);
+        FZ_CHECK(nvp_adam_average_decay(o) != 0.0f,
+                 "save refused a state without an average");
+        float *avg = (float *)xmalloc(np * sizeof *avg + sizeof(uint64_t));
+        FZ_CHECK(nvp_adam_get_average(o, avg, np) == NVP_OK, "get_average");
+        int finite = 1;
+        for (size_t i = 0; i < np; i++)
+            finite &= isfinite(avg[i]) != 0;
+        FZ_CHECK(!finite, "save refused a finite average");
+        const uint64_t t = nvp_adam_steps(o);
+        memcpy(avg + np, &t, sizeof t);
+        *n = np * sizeof *avg + sizeof t;
+        return (unsigned char *)avg;
+    }
+    FZ_CHECK(rc == NVP_OK, "size");
     unsigned char *b = xmalloc(*n);
     FZ_CHECK(nvp_adam_save_buffer(o, NULL, b, *n, n) == NVP_OK, "save");
     return b;
@@ -843,7 +862,7 @@ static void op_adam(state *st, fz_in *in)
 {
     const size_t s = slot(in);
     nvp_adam *o = st->adam[s];
-    const uint8_t what = in_u8(in) % 10;
+    const uint8_t what = in_u8(in) % 12;
     size_t ob_n;
     unsigned char *ob = adam_bytes(o, &ob_n);
     const int e_ok[] = {NVP_OK, END}, e_inval[] = {NVP_EINVAL, END};
@@ -952,6 +971,56 @@ static void op_adam(state *st, fz_in *in)
         st->adam[s] = NULL;
         free(ob);
         return;
+    }
+    case 9: { /* the parameter average: on, restarted or off */
+        const size_t N = o ? nvp_adam_num_params(o) : 4;
+        const uint8_t k = in_u8(in) % 8;
+        const size_t n = k == 0 ? N + 1 : k == 1 ? N - 1 : N;
+        const float decay = k == 2 ? 0.0f : k == 3 ? 0.999f : in_float(in);
+        float *p = fbuf(n);
+        fill(in, p, n);
+        int finite = 1;
+        for (size_t i = 0; i < n; i++)
+            finite &= isfinite(p[i]) != 0;
+        const float *params = in_u8(in) % 16 ? p : NULL;
+        int rc = nvp_adam_set_average(o, decay, params, n);
+        const int e_nf[] = {NVP_ENONFINITE, END}, e_dim[] = {NVP_EDIM, END},
+                  e_mem[] = {NVP_OK, NVP_ENOMEM, END};
+        const int *e = !o || !(decay >= 0.0f && decay < 1.0f) ? e_inval
+                       : decay == 0.0f                        ? e_ok
+                       : !params                              ? e_inval
+                       : n != N                               ? e_dim
+                       : !finite                              ? e_nf
+                                                              : e_mem;
+        check(rc, "nvp_adam_set_average", e);
+        if (rc == NVP_OK && decay != 0.0f) {
+            float *got = fbuf(N);
+            FZ_CHECK(nvp_adam_get_average(o, got, N) == NVP_OK &&
+                         memcmp(got, p, N * sizeof *got) == 0 &&
+                         nvp_adam_average_decay(o) == decay,
+                     "the average does not start at the parameters");
+            free(got);
+        } else if (rc == NVP_OK) {
+            FZ_CHECK(nvp_adam_average_decay(o) == 0.0f, "averaging still on");
+        } else {
+            adam_unchanged(o, ob, ob_n, "a failed nvp_adam_set_average");
+        }
+        free(p);
+        break;
+    }
+    case 10: { /* copying the average out */
+        const size_t N = o ? nvp_adam_num_params(o) : 4;
+        const uint8_t k = in_u8(in) % 8;
+        const size_t n = k == 0 ? N + 1 : k == 1 ? N - 1 : N;
+        float *dst = fbuf(n);
+        int rc = nvp_adam_get_average(o, k == 2 ? NULL : dst, n);
+        const int on = o && nvp_adam_average_decay(o) != 0.0f;
+        const int e_dim[] = {NVP_EDIM, END};
+        check(rc, "nvp_adam_get_average",
+              !o || k == 2 || !on ? e_inval : n != N ? e_dim : e_ok);
+        adam_unchanged(o, ob, ob_n, "nvp_adam_get_average");
+        free(dst);
+        break;
     }
     default: {
         const char *m = nvp_adam_errmsg(o);

@@ -26,6 +26,7 @@
 #define TAG_SCAL FZ_TAG('S', 'C', 'A', 'L')
 #define TAG_ADAM FZ_TAG('A', 'D', 'A', 'M')
 #define TAG_RNG FZ_TAG('R', 'N', 'G', ' ')
+#define TAG_AVG FZ_TAG('A', 'V', 'G', ' ')
 
 static fz_alloc_state g_st;
 
@@ -369,14 +370,35 @@ static void try_state(const uint8_t *data, size_t size)
     FZ_CHECK(nvp_adam_steps(o) == nvp_adam_steps(o2), "steps differ");
     const float lr = nvp_adam_lr(o);
     FZ_CHECK(isfinite(lr) && lr > 0.0f, "loaded lr %g", (double)lr);
+    /* A parameter average, when the state holds one: a decay in (0, 1)
+     * and finite values, the same in both loads. */
+    const float decay = nvp_adam_average_decay(o);
+    const int has_avg = decay != 0.0f;
+    FZ_CHECK(decay == nvp_adam_average_decay(o2) && decay >= 0.0f &&
+                 decay < 1.0f,
+             "average decay %g", (double)decay);
+    if (has_avg && n <= (size_t)1 << 20) {
+        float *a1 = xmalloc(n * sizeof *a1), *a2 = xmalloc(n * sizeof *a2);
+        FZ_CHECK(nvp_adam_get_average(o, a1, n) == NVP_OK &&
+                     nvp_adam_get_average(o2, a2, n) == NVP_OK,
+                 "get_average failed on a loaded average");
+        FZ_CHECK(memcmp(a1, a2, n * sizeof *a1) == 0, "the averages differ");
+        for (size_t i = 0; i < n; i++)
+            FZ_CHECK(isfinite(a1[i]), "loaded average[%zu] = %g", i,
+                     (double)a1[i]);
+        free(a1);
+        free(a2);
+    }
 
     size_t n1, n2, n0;
     unsigned char *b1 = save_state(o2, g, &n1);
     unsigned char *b0 = save_state(o, NULL, &n0);
     uint32_t tags[8];
     const size_t nt = fz_section_tags(data, size, tags, 8);
-    if (nt == (size_t)(g ? 2 : 1) && fz_get_u32(data + 16) == nt &&
-        tags[0] == TAG_ADAM && (!g || tags[1] == TAG_RNG))
+    /* Canonical order: ADAM, then RNG, then AVG. */
+    const size_t want = 1 + (g != NULL) + (size_t)has_avg;
+    if (nt == want && fz_get_u32(data + 16) == nt && tags[0] == TAG_ADAM &&
+        (!g || tags[1] == TAG_RNG) && (!has_avg || tags[nt - 1] == TAG_AVG))
         FZ_CHECK(n1 == size && memcmp(b1, data, size) == 0,
                  "a canonical state does not re-save to the same bytes");
     nvp_adam *o3 = NULL;

@@ -123,15 +123,17 @@ class Adam(Handle):
         decay 0 turns it off.  See nvp_adam_set_average."""
         h = self._h
         n = self.num_params
-        if float(decay) == 0.0:
-            self._check(_lib.lib.nvp_adam_set_average(h, 0.0, None, 0))
+        decay = float(decay)
+        if decay == 0.0 or not 0.0 < decay < 1.0:
+            # Off, or a decay the library refuses with its own message.
+            self._check(_lib.lib.nvp_adam_set_average(h, decay, None, 0))
             return
         if params is None:
             raise TypeError("Adam.set_average: params are needed to start "
                             "the average")
         ptr, keep = self._params_arg(params, "Adam.set_average",
                                      _arrays.vec_in)
-        self._check(_lib.lib.nvp_adam_set_average(h, float(decay), ptr, n))
+        self._check(_lib.lib.nvp_adam_set_average(h, decay, ptr, n))
         del keep
 
     @property

@@ -503,6 +503,8 @@ class CoreTests(Base):
                 opt.set_average(0.9, [0.0] * 3)
             with self.assertRaises(nvpflow.InvalidArgument):
                 opt.set_average(1.5, flow)
+            with self.assertRaises(nvpflow.InvalidArgument):
+                opt.set_average(float("nan"))
             opt.set_average(0)
             self.assertEqual(opt.average_decay, 0.0)
 
