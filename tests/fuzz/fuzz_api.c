@@ -1181,12 +1181,18 @@ static void op_save_load_chain(state *st, fz_in *in)
     const uint8_t sk = in_u8(in) % 4;
     nvp_scaler *sc = sk < 2 ? NULL : st->scaler[sk - 2];
     const int scaler_ok = !sc || (c && nvp_scaler_dim(sc) == nvp_chain_dim(c));
+    /* Saving refuses non-finite parameters (a huge step size makes them),
+     * which the loader would refuse. */
+    int params_ok = 1;
+    if (c)
+        for (size_t i = 0; i < nvp_chain_num_params(c); i++)
+            params_ok &= isfinite(nvp_chain_params(c)[i]) != 0;
     const uint8_t mode = in_u8(in) % 8;
     size_t need = 0;
     fz_arm();
     if (mode == 0) { /* size NULL */
         int rc = nvp_chain_save_buffer(c, sc, NULL, 0, NULL);
-        const int e[] = {NVP_EINVAL, NVP_EDIM, END};
+        const int e[] = {NVP_EINVAL, NVP_EDIM, NVP_ENONFINITE, END};
         check(rc, "nvp_chain_save_buffer (size NULL)", e);
         return;
     }
@@ -1205,9 +1211,9 @@ static void op_save_load_chain(state *st, fz_in *in)
     }
     int rc = nvp_chain_save_buffer(c, sc, NULL, 0, &need);
     const int e_ok[] = {NVP_OK, END}, e_dim[] = {NVP_EDIM, END},
-              e_inval[] = {NVP_EINVAL, END};
+              e_inval[] = {NVP_EINVAL, END}, e_nf[] = {NVP_ENONFINITE, END};
     check(rc, "nvp_chain_save_buffer (size)",
-          c ? (scaler_ok ? e_ok : e_dim) : e_inval);
+          c ? (scaler_ok ? (params_ok ? e_ok : e_nf) : e_dim) : e_inval);
     if (rc != NVP_OK)
         return;
     unsigned char *buf = xmalloc(need);
