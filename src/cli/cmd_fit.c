@@ -72,6 +72,10 @@ void cmd_fit_help(FILE *fp)
         "                     0 = never stop early (default %d)\n"
         "  --clamp C          bound on each layer's log-scale, which keeps\n"
         "                     training stable; 0 = off (default %g)\n"
+        "  --average D        evaluate and save a running average of the\n"
+        "                     parameters (an exponential moving average\n"
+        "                     with decay D, 0 < D < 1, e.g. 0.99) instead\n"
+        "                     of the last ones; 0 = off (default)\n"
         "  --seed S           random seed for the split, the initial "
         "weights and\n"
         "                     the batches (default 0); same seed, same model\n"
@@ -98,14 +102,15 @@ typedef struct fit_config {
     size_t hidden[NVP_MAX_HIDDEN_LAYERS];
     size_t n_hidden;
     size_t steps, batch, eval_every, patience, threads;
-    double lr, val_frac, clamp;
+    double lr, val_frac, clamp, average;
     uint64_t seed;
     int quiet;
 } fit_config;
 
 enum {
     O_OUTPUT, O_LAYERS, O_HIDDEN, O_STEPS, O_BATCH, O_LR, O_VAL_FRAC,
-    O_EVAL_EVERY, O_PATIENCE, O_CLAMP, O_SEED, O_THREADS, O_QUIET, O_HELP
+    O_EVAL_EVERY, O_PATIENCE, O_CLAMP, O_AVERAGE, O_SEED, O_THREADS, O_QUIET,
+    O_HELP
 };
 
 static const cli_opt OPTS[] = {
@@ -114,6 +119,7 @@ static const cli_opt OPTS[] = {
     {"batch", 0, 1, O_BATCH},         {"lr", 0, 1, O_LR},
     {"val-frac", 0, 1, O_VAL_FRAC},   {"eval-every", 0, 1, O_EVAL_EVERY},
     {"patience", 0, 1, O_PATIENCE},   {"clamp", 0, 1, O_CLAMP},
+    {"average", 0, 1, O_AVERAGE},
     {"seed", 0, 1, O_SEED},           {"threads", 0, 1, O_THREADS},
     {"quiet", 'q', 0, O_QUIET},       {"help", 'h', 0, O_HELP},
     {NULL, 0, 0, 0},
@@ -177,6 +183,15 @@ static int parse(int argc, char **argv, fit_config *c)
             break;
         case O_CLAMP:
             bad = args_double(CMD, o, v, 0, 0, 100, &c->clamp);
+            break;
+        case O_AVERAGE:
+            bad = args_double(CMD, o, v, 0, 0, 1, &c->average);
+            /* The library takes the decay as a float in (0, 1). */
+            if (!bad && c->average != 0 &&
+                !((float)c->average > 0.0f && (float)c->average < 1.0f))
+                bad = cli_usage_error(CMD, "--average: '%s' is not 0 or a "
+                                      "decay between 0 and 1 (exclusive)",
+                                      v) != 0;
             break;
         case O_SEED: bad = args_u64(CMD, o, v, &c->seed); break;
         default: break;
@@ -270,6 +285,8 @@ typedef struct fit_state {
     nvp_chain *chain;
     nvp_adam *opt;
     float *best_params;
+    float *cur_params; /* with --average: the iterate, while it is scored */
+    float *avg_params; /* with --average: the average being scored */
     float *lp;
     float *tmp_row;
 } fit_state;
@@ -279,6 +296,8 @@ static void fit_free(fit_state *s)
     free(s->tmp_row);
     free(s->lp);
     free(s->best_params);
+    free(s->cur_params);
+    free(s->avg_params);
     nvp_adam_free(s->opt);
     nvp_chain_free(s->chain);
     nvp_scaler_free(s->scaler);
@@ -384,7 +403,52 @@ static int setup(fit_state *s, size_t *n_train, size_t *n_val)
     s->best_params = malloc(np * sizeof *s->best_params);
     if (!s->best_params)
         return cli_error(CMD, "out of memory for %zu parameters", np);
+    if (c->average > 0) {
+        s->cur_params = malloc(np * sizeof *s->cur_params);
+        s->avg_params = malloc(np * sizeof *s->avg_params);
+        if (!s->cur_params || !s->avg_params)
+            return cli_error(CMD, "out of memory for %zu parameters", np);
+        if ((rc = nvp_adam_set_average(s->opt, (float)c->average,
+                                       nvp_chain_params(s->chain), np)) !=
+            NVP_OK)
+            return cli_lib_error(CMD, "cannot set --average", rc,
+                                 nvp_adam_errmsg(s->opt));
+    }
     return CLI_OK;
+}
+
+/* The validation NLL of what the run would save: the parameters, or with
+ * --average their running average, swapped into the chain for the
+ * evaluation (the iterate goes back afterwards).  When *nll beats best,
+ * the scored parameters are copied to s->best_params. */
+static int score(fit_state *s, size_t n_eval, const float *eval_x,
+                 double best, double *nll)
+{
+    nvp_chain *chain = s->chain;
+    const size_t np = nvp_chain_num_params(chain);
+    const float *scored = nvp_chain_params(chain);
+    int rc;
+    if (s->cur_params) {
+        if ((rc = nvp_chain_get_params(chain, s->cur_params, np)) != NVP_OK ||
+            (rc = nvp_adam_get_average(s->opt, s->avg_params, np)) != NVP_OK)
+            return rc;
+        scored = s->avg_params;
+        rc = nvp_chain_set_params(chain, s->avg_params, np);
+        if (rc == NVP_ENONFINITE) { /* parameters gone non-finite */
+            *nll = INFINITY;
+            return NVP_OK;
+        }
+        if (rc != NVP_OK)
+            return rc;
+    }
+    rc = mean_nll(chain, n_eval, eval_x, s->lp, nll);
+    if (rc == NVP_OK && *nll < best)
+        memcpy(s->best_params, scored, np * sizeof *s->best_params);
+    if (s->cur_params) {
+        const int back = nvp_chain_set_params(chain, s->cur_params, np);
+        rc = rc != NVP_OK ? rc : back;
+    }
+    return rc;
 }
 
 /* The training loop.  Returns an exit status; *r describes the run. */
@@ -445,8 +509,7 @@ static int train(fit_state *s, size_t n_train, size_t n_val, fit_result *r)
             continue;
         }
         double nll;
-        if ((rc = mean_nll(s->chain, n_eval, eval_x, s->lp, &nll)) !=
-            NVP_OK) {
+        if ((rc = score(s, n_eval, eval_x, r->best_nll, &nll)) != NVP_OK) {
             progress_break(&bar);
             return cli_lib_error(CMD, "evaluating", rc,
                                  nvp_chain_errmsg(s->chain));
@@ -455,12 +518,6 @@ static int train(fit_state *s, size_t n_train, size_t n_val, fit_result *r)
             r->best_nll = nll;
             r->best_step = step;
             since_best = 0;
-            if ((rc = nvp_chain_get_params(s->chain, s->best_params, np)) !=
-                NVP_OK) {
-                progress_break(&bar);
-                return cli_lib_error(CMD, "copying the parameters", rc,
-                                     nvp_chain_errmsg(s->chain));
-            }
         } else {
             since_best++;
         }
@@ -541,9 +598,12 @@ int cmd_fit(int argc, char **argv)
                nvp_chain_num_layers(s.chain), widths,
                nvp_chain_num_params(s.chain), c->clamp);
         printf("best NLL:  %.6g nats/row on the %s rows (standardised), "
-               "%.6g in\n           original units, at step %zu\n",
+               "%.6g in\n           original units, at step %zu",
                r.best_nll, n_val ? "validation" : "training",
                r.best_nll + log_det, r.best_step);
+        if (c->average > 0)
+            printf(", of the parameter average (decay %g)", c->average);
+        printf("\n");
         printf("saved:     %s\n", c->out_path);
         if (fflush(stdout) != 0)
             status = CLI_ERR;

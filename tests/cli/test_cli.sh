@@ -86,6 +86,10 @@ expect 2 "fit without -o" -- "$B" fit moons.csv
 expect 2 "fit bad --steps" -- "$B" fit moons.csv -o m.nvp --steps ten
 expect 2 "fit bad --hidden" -- "$B" fit moons.csv -o m.nvp --hidden 16,,16
 expect 2 "fit unknown option" -- "$B" fit moons.csv -o m.nvp --bogus
+expect 2 "fit --average 1" -- "$B" fit moons.csv -o m.nvp --average 1
+expect 2 "fit --average -0.5" -- "$B" fit moons.csv -o m.nvp --average -0.5
+expect 2 "fit --average rounding to 1" -- "$B" fit moons.csv -o m.nvp \
+    --average 0.99999999
 expect 2 "sample without -n" -- "$B" sample m.nvp
 expect 2 "score without data" -- "$B" score m.nvp
 absent m.nvp "usage errors"
@@ -100,6 +104,17 @@ expect 0 "fit --quiet" -- "$B" fit moons.csv -o q.nvp --hidden 16,16 \
     --steps 50 --quiet --val-frac 0 --threads 1
 check "fit --quiet printed to stdout" [ ! -s out.txt ]
 check "fit --quiet: no model file" [ -s q.nvp ]
+# The same run scoring the parameter average instead: a model is saved,
+# the summary says what was scored, and the score differs.
+expect 0 "fit --average" -- "$B" fit moons.csv -o avg.nvp --hidden 16,16 \
+    --steps 300 --eval-every 50 --seed 1 --average 0.9
+has out.txt "parameter average (decay 0.9)" "fit --average summary"
+check "fit --average: no model file" [ -s avg.nvp ]
+grep "best NLL" out.txt > avg_best.txt
+"$B" fit moons.csv -o plain.nvp --hidden 16,16 --steps 300 --eval-every 50 \
+    --seed 1 | grep "best NLL" > plain_best.txt
+check "fit --average scored the same parameters as without" \
+    sh -c '! cmp -s avg_best.txt plain_best.txt'
 
 # ------------------------------------------------------------------ info
 expect 0 "info" -- "$B" info m.nvp
