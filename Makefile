@@ -47,7 +47,7 @@ LIB_SRC := $(wildcard src/*.c)
 LIB_OBJ := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))
 HEADERS := include/nvpflow.h $(wildcard src/*.h)
 
-.PHONY: FORCE all libs demo test test-run test-install bench install uninstall clean examples headercheck
+.PHONY: FORCE all libs demo test test-run test-install bench lockstep install uninstall clean examples headercheck
 all: libs cli
 
 libs: $(SO_REAL) $(SO_LINK) $(LIBOUT)/$(SO_NAME) $(STATIC) $(BUILD)/nvpflow.pc
@@ -205,6 +205,26 @@ $(BUILD)/bench/bench: tests/bench/bench.c $(STATIC)
 
 bench: $(BUILD)/bench/bench
 	./$(BUILD)/bench/bench tests/bench
+
+# The main job's run for one seed replayed in PyTorch from the same start
+# (same data, initial parameters and minibatches): how long the two stay
+# in step, and both held-out NLLs.  Needs a Python with torch and numpy
+# (NVP_BENCH_PYTHON, else the first python3 that has them).
+LOCKSTEP_SEED ?= 0
+LOCKSTEP_STEPS ?= 10000
+$(BUILD)/bench/lockstep: tests/bench/lockstep.c $(STATIC)
+	@mkdir -p $(BUILD)/bench
+	$(CC) $(ALL_CFLAGS) -Isrc -o $@ tests/bench/lockstep.c $(STATIC) $(LIBS)
+
+lockstep: $(BUILD)/bench/lockstep
+	@dir=$(BUILD)/lockstep/seed$(LOCKSTEP_SEED); mkdir -p $$dir; \
+	py=; for p in "$$NVP_BENCH_PYTHON" python3 /usr/bin/python3; do \
+	    [ -n "$$p" ] && "$$p" -c 'import torch, numpy' 2>/dev/null && \
+	        { py=$$p; break; }; \
+	done; \
+	[ -n "$$py" ] || { echo "lockstep: no Python with torch and numpy" >&2; exit 1; }; \
+	./$(BUILD)/bench/lockstep $(LOCKSTEP_SEED) $(LOCKSTEP_STEPS) $$dir && \
+	OPENBLAS_NUM_THREADS=1 "$$py" tests/bench/torch_lockstep.py $$dir
 
 # ------------------------------------------------------------- reliability
 # Sanitizer and fuzzing builds get their own objects and libraries under
