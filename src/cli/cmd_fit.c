@@ -189,8 +189,9 @@ static int parse(int argc, char **argv, fit_config *c)
             /* The library takes the decay as a float in (0, 1). */
             if (!bad && c->average != 0 &&
                 !((float)c->average > 0.0f && (float)c->average < 1.0f))
-                bad = cli_usage_error(CMD, "--average: '%s' is not 0 or a "
-                                      "decay between 0 and 1 (exclusive)",
+                bad = cli_usage_error(CMD, "--average: '%s' is not 0 (off) "
+                                      "or a decay strictly between 0 and 1 "
+                                      "in single precision",
                                       v) != 0;
             break;
         case O_SEED: bad = args_u64(CMD, o, v, &c->seed); break;
@@ -417,36 +418,60 @@ static int setup(fit_state *s, size_t *n_train, size_t *n_val)
     return CLI_OK;
 }
 
+/* A copy of m that outlives the next library call. */
+static const char *kept_msg(const char *m)
+{
+    static char buf[512];
+    snprintf(buf, sizeof buf, "%s", m);
+    return buf;
+}
+
 /* The validation NLL of what the run would save: the parameters, or with
  * --average their running average, swapped into the chain for the
  * evaluation (the iterate goes back afterwards).  When *nll beats best,
- * the scored parameters are copied to s->best_params. */
+ * the scored parameters are copied to s->best_params.  On failure *msg is
+ * the failing handle's message, copied (the library's message buffer
+ * only lasts until the next call, and the iterate is restored after). */
 static int score(fit_state *s, size_t n_eval, const float *eval_x,
-                 double best, double *nll)
+                 double best, double *nll, const char **msg)
 {
     nvp_chain *chain = s->chain;
     const size_t np = nvp_chain_num_params(chain);
     const float *scored = nvp_chain_params(chain);
     int rc;
+    *msg = "";
     if (s->cur_params) {
-        if ((rc = nvp_chain_get_params(chain, s->cur_params, np)) != NVP_OK ||
-            (rc = nvp_adam_get_average(s->opt, s->avg_params, np)) != NVP_OK)
+        if ((rc = nvp_chain_get_params(chain, s->cur_params, np)) != NVP_OK) {
+            *msg = kept_msg(nvp_chain_errmsg(chain));
             return rc;
+        }
+        if ((rc = nvp_adam_get_average(s->opt, s->avg_params, np)) !=
+            NVP_OK) {
+            *msg = kept_msg(nvp_adam_errmsg(s->opt));
+            return rc;
+        }
         scored = s->avg_params;
         rc = nvp_chain_set_params(chain, s->avg_params, np);
         if (rc == NVP_ENONFINITE) { /* parameters gone non-finite */
             *nll = INFINITY;
             return NVP_OK;
         }
-        if (rc != NVP_OK)
+        if (rc != NVP_OK) {
+            *msg = kept_msg(nvp_chain_errmsg(chain));
             return rc;
+        }
     }
     rc = mean_nll(chain, n_eval, eval_x, s->lp, nll);
     if (rc == NVP_OK && *nll < best)
         memcpy(s->best_params, scored, np * sizeof *s->best_params);
+    if (rc != NVP_OK)
+        *msg = kept_msg(nvp_chain_errmsg(chain));
     if (s->cur_params) {
         const int back = nvp_chain_set_params(chain, s->cur_params, np);
-        rc = rc != NVP_OK ? rc : back;
+        if (rc == NVP_OK && back != NVP_OK) {
+            rc = back;
+            *msg = kept_msg(nvp_chain_errmsg(chain));
+        }
     }
     return rc;
 }
@@ -509,10 +534,11 @@ static int train(fit_state *s, size_t n_train, size_t n_val, fit_result *r)
             continue;
         }
         double nll;
-        if ((rc = score(s, n_eval, eval_x, r->best_nll, &nll)) != NVP_OK) {
+        const char *msg;
+        if ((rc = score(s, n_eval, eval_x, r->best_nll, &nll, &msg)) !=
+            NVP_OK) {
             progress_break(&bar);
-            return cli_lib_error(CMD, "evaluating", rc,
-                                 nvp_chain_errmsg(s->chain));
+            return cli_lib_error(CMD, "evaluating", rc, msg);
         }
         if (nll < r->best_nll) {
             r->best_nll = nll;

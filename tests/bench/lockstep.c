@@ -26,7 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "chain.h" /* for KERNEL only */
+#include "adam.h" /* for KERNEL only */
+#include "chain.h"
 #include "gemm.h"
 #include "sweep.h"
 
@@ -73,8 +74,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: lockstep SEED STEPS DIR [KERNEL]\n");
         return 2;
     }
-    const uint64_t seed = strtoull(argv[1], NULL, 10);
-    const size_t steps = strtoull(argv[2], NULL, 10);
+    char *end1, *end2;
+    const uint64_t seed = strtoull(argv[1], &end1, 10);
+    const unsigned long long steps_arg = strtoull(argv[2], &end2, 10);
+    if (!*argv[1] || *end1 || !*argv[2] || *end2 || steps_arg == 0 ||
+        steps_arg > 1000000) {
+        fprintf(stderr, "lockstep: SEED must be a whole number and STEPS "
+                        "one from 1 to 1000000\n");
+        return 2;
+    }
+    const size_t steps = (size_t)steps_arg;
     const char *dir = argv[3];
     int rc;
     nvp_rng *rng, *eval_rng;
@@ -112,6 +121,8 @@ int main(int argc, char **argv)
         nvp__sweep_limit_level(!strcmp(argv[4], "portable") ? NVP_SWEEP_PORTABLE
                                : !strcmp(argv[4], "avx2")   ? NVP_SWEEP_AVX2
                                                             : NVP_SWEEP_AVX512);
+        /* Adam has AVX-512 and portable loops only (same bits too). */
+        nvp__adam_force_portable(strcmp(argv[4], "avx512") != 0);
     }
     const size_t np = nvp_chain_num_params(c);
     float *params = malloc(np * sizeof *params), *grad = malloc(np * sizeof *grad);

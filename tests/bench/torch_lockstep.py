@@ -94,7 +94,13 @@ def main():
         ema = -torch_model.log_prob(layers, Xh).mean().item()
     print("torch:      heldout_last %.4f heldout_ema %.4f" % (last, ema))
     with open(os.path.join(d, "result.txt")) as f:
-        print("libnvpflow: " + f.read().strip())
+        result = f.read().strip()
+    print("libnvpflow: " + result)
+    refused = int(result.split("refused ")[1].split()[0])
+    if refused:
+        print("note: libnvpflow refused %d step(s) (a gradient too large for "
+              "Adam) that PyTorch took; the runs part there at the latest"
+              % refused)
 
 
 if __name__ == "__main__":

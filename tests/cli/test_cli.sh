@@ -104,17 +104,36 @@ expect 0 "fit --quiet" -- "$B" fit moons.csv -o q.nvp --hidden 16,16 \
     --steps 50 --quiet --val-frac 0 --threads 1
 check "fit --quiet printed to stdout" [ ! -s out.txt ]
 check "fit --quiet: no model file" [ -s q.nvp ]
-# The same run scoring the parameter average instead: a model is saved,
-# the summary says what was scored, and the score differs.
+# The same run scoring the parameter average instead: the summary says
+# what was scored, the scores differ, training itself does not (the
+# iterate goes back into the chain after each evaluation), and the saved
+# model is the one scored.
+expect 0 "fit, to compare with --average" -- "$B" fit moons.csv -o plain.nvp \
+    --hidden 16,16 --steps 300 --eval-every 50 --seed 1
+grep "best NLL" out.txt > plain_best.txt
+grep "^step 300/300" err.txt | sed 's/ *val.*//' > plain_loss.txt
 expect 0 "fit --average" -- "$B" fit moons.csv -o avg.nvp --hidden 16,16 \
     --steps 300 --eval-every 50 --seed 1 --average 0.9
 has out.txt "parameter average (decay 0.9)" "fit --average summary"
 check "fit --average: no model file" [ -s avg.nvp ]
 grep "best NLL" out.txt > avg_best.txt
-"$B" fit moons.csv -o plain.nvp --hidden 16,16 --steps 300 --eval-every 50 \
-    --seed 1 | grep "best NLL" > plain_best.txt
+grep "^step 300/300" err.txt | sed 's/ *val.*//' > avg_loss.txt
+check "fit: no best NLL to compare" [ -s plain_best.txt ]
 check "fit --average scored the same parameters as without" \
     sh -c '! cmp -s avg_best.txt plain_best.txt'
+check "fit: no training loss at step 300" grep -q "loss [0-9]" plain_loss.txt
+check "fit --average changed training (iterate not restored?)" \
+    cmp -s avg_loss.txt plain_loss.txt
+expect 0 "fit --average on all rows" -- "$B" fit moons.csv -o avg_all.nvp \
+    --hidden 16,16 --steps 300 --eval-every 50 --seed 1 --average 0.9 \
+    --val-frac 0
+best=$(awk '/^best NLL/ { print $(NF - 1) }' out.txt)
+"$B" score avg_all.nvp moons.csv -o avg_sc.csv
+saved=$(awk 'NR > 1 { s -= $1; n++ } END { printf "%.6g", s / n }' avg_sc.csv)
+if [ -n "$best" ] &&
+    awk -v a="$best" -v b="$saved" 'BEGIN { d = a - b; if (d < 0) d = -d;
+        exit !(d <= 1e-5 * (a < 0 ? -a : a)) }'; then ok; else
+    fail "fit --average: saved model scores $saved, reported best $best"; fi
 
 # ------------------------------------------------------------------ info
 expect 0 "info" -- "$B" info m.nvp
