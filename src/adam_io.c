@@ -59,8 +59,8 @@ static int check_average(const nvp_adam *o, const char *fn)
 {
     const nvp_errbox *eb = &o->err;
     NVP_REQUIRE(!o->avg || nvp__all_finite(o->avg, o->n), NVP_ENONFINITE,
-                "%s: the parameter average is not finite (the parameters "
-                "were not); not saved",
+                "%s: the parameter average is not finite (non-finite "
+                "parameters made it so); not saved",
                 fn);
     return NVP_OK;
 }
