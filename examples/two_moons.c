@@ -55,11 +55,15 @@
  * --seed so that neither overlaps the training stream. */
 #define EVAL_SEED_OFFSET 1000003u
 #define FIGURE_SEED_OFFSET 2000006u
+/* Gradient-norm clipping (--clip), off unless asked for. */
+#define DEFAULT_CLIP 0.0
+#define DEFAULT_CLIP_TEXT "0"
 
 typedef struct config {
     unsigned long steps;
     double lr;
     double ema; /* decay of the parameter average; 0: last iterate */
+    double clip; /* gradient-norm limit; 0: no clipping */
     size_t batch;
     size_t hidden[NVP_MAX_HIDDEN_LAYERS];
     size_t n_hidden;
@@ -85,6 +89,9 @@ static void usage(FILE *fp)
             "  --ema D          report and draw the exponential moving average\n"
             "                   of the parameters with decay D (Polyak\n"
             "                   averaging; default 0.999; 0 = last iterate)\n"
+            "  --clip C         scale a minibatch gradient whose norm exceeds C\n"
+            "                   down to norm C (default " DEFAULT_CLIP_TEXT
+            "; 0 = off)\n"
             "  --batch N        minibatch size, drawn with replacement "
             "(default 100)\n"
             "  --hidden W1,W2   conditioner hidden widths (default 512,512)\n"
@@ -179,6 +186,7 @@ static int parse_args(int argc, char **argv, config *cfg)
     cfg->steps = 10000;
     cfg->lr = 1e-4;
     cfg->ema = 0.999;
+    cfg->clip = DEFAULT_CLIP;
     cfg->batch = 100;
     cfg->hidden[0] = 512;
     cfg->hidden[1] = 512;
@@ -190,7 +198,7 @@ static int parse_args(int argc, char **argv, config *cfg)
     cfg->quiet = 0;
 
     static const char *const with_value[] = {
-        "--steps", "--lr", "--ema", "--batch", "--hidden",
+        "--steps", "--lr", "--ema", "--clip", "--batch", "--hidden",
         "--layers", "--seed", "--svg", "--gif",
     };
     for (int i = 1; i < argc; i++) {
@@ -262,6 +270,20 @@ static int parse_args(int argc, char **argv, config *cfg)
                 return 2;
             }
             cfg->ema = v;
+        } else if (strcmp(name, "--clip") == 0) {
+            char *end = NULL;
+            errno = 0;
+            double v = strtod(val, &end);
+            /* The library takes the limit as a float: 0, or a positive
+             * finite float after rounding. */
+            if (!*val || *end != '\0' || errno != 0 ||
+                !(v == 0.0 || ((float)v > 0.0f && isfinite((float)v)))) {
+                bad_usage("--clip: '%s' is not 0 or a positive finite "
+                          "number (in single precision)%s",
+                          val, "");
+                return 2;
+            }
+            cfg->clip = v;
         } else if (strcmp(name, "--batch") == 0) {
             if (parse_uint(val, 1, MAX_BATCH, &u) != 0) {
                 bad_usage("--batch: '%s' is not a whole number from 1 to "
@@ -608,6 +630,11 @@ int main(int argc, char **argv)
                           opt ? nvp_adam_errmsg(opt) : nvp_errmsg());
         goto cleanup;
     }
+    if (cfg.clip > 0.0 &&
+        (rc = nvp_adam_set_clip_norm(opt, (float)cfg.clip)) != NVP_OK) {
+        status = lib_fail("nvp_adam_set_clip_norm", rc, nvp_adam_errmsg(opt));
+        goto cleanup;
+    }
     /* Polyak averaging: the last iterate of Adam at a fixed step size
      * jitters around the optimum; the average does not.  The optimizer
      * keeps the average, starting at the initial parameters, and updates
@@ -630,16 +657,18 @@ int main(int argc, char **argv)
     char hidden[256];
     format_hidden(&cfg, hidden, sizeof hidden);
     printf("%s: nvpflow %s; %d points (noise %g), %zu layers, hidden %s "
-           "(%zu parameters), Adam lr %g, batch %zu, %lu steps, seed %llu\n",
+           "(%zu parameters), Adam lr %g, clip %g, batch %zu, %lu steps, "
+           "seed %llu\n",
            prog, nvp_version_string(), N_DATA, (double)NOISE, cfg.layers,
-           hidden, nvp_chain_num_params(chain), cfg.lr, cfg.batch, cfg.steps,
+           hidden, nvp_chain_num_params(chain), cfg.lr, cfg.clip, cfg.batch,
+           cfg.steps,
            (unsigned long long)cfg.seed);
     fflush(stdout);
 
     /* 3. Training. */
     float window[LOSS_WINDOW];
     double smoothed = NAN;
-    unsigned long applied = 0, refused = 0, refused_in_a_row = 0;
+    unsigned long applied = 0, refused = 0, refused_in_a_row = 0, clipped = 0;
     progress prog_line;
     progress_init(&prog_line, !cfg.quiet && cfg.steps > 0, cfg.steps);
     const double t_start = now_s();
@@ -667,6 +696,8 @@ int main(int argc, char **argv)
         }
         refused_in_a_row = 0;
         applied++;
+        if (cfg.clip > 0.0 && nvp_adam_last_grad_norm(opt) > (float)cfg.clip)
+            clipped++;
         window[(applied - 1) % LOSS_WINDOW] = loss;
         if (step == cfg.steps || progress_due(&prog_line)) {
             smoothed = window_mean(window, applied);
@@ -734,6 +765,10 @@ int main(int argc, char **argv)
                prog, cfg.steps, train_s,
                train_s > 0 ? (double)cfg.steps / train_s : 0.0, smoothed,
                (size_t)(applied < LOSS_WINDOW ? applied : LOSS_WINDOW));
+        if (cfg.clip > 0.0)
+            printf("%s: %lu of the %lu applied steps had their gradient "
+                   "clipped to norm %g\n",
+                   prog, clipped, applied, cfg.clip);
         if (refused > 0)
             printf("%s: %lu of the %lu steps were refused by the library "
                    "(non-finite or overflowing gradient) and skipped\n",

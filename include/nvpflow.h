@@ -66,7 +66,7 @@ extern "C" {
 
 /* The release version.  The Makefile reads these three lines. */
 #define NVP_VERSION_MAJOR 0
-#define NVP_VERSION_MINOR 2
+#define NVP_VERSION_MINOR 3
 #define NVP_VERSION_PATCH 0
 #define NVP_VERSION_NUMBER \
     (NVP_VERSION_MAJOR * 10000 + NVP_VERSION_MINOR * 100 + NVP_VERSION_PATCH)
@@ -79,7 +79,7 @@ extern "C" {
 /* Version of the library actually loaded at run time (NVP_VERSION_NUMBER of
  * the build).  Compare with the macro to detect a header/library mismatch. */
 NVP_API unsigned nvp_version_number(void);
-/* Same, as a static string such as "0.2.0". */
+/* Same, as a static string such as "0.3.0". */
 NVP_API const char *nvp_version_string(void);
 
 /* ===========================================================================
@@ -534,6 +534,29 @@ NVP_API int nvp_adam_set_average(nvp_adam *opt, float decay,
                                  const float *params, size_t n);
 NVP_API float nvp_adam_average_decay(const nvp_adam *opt);
 NVP_API int nvp_adam_get_average(const nvp_adam *opt, float *dst, size_t n);
+/* Gradient-norm clipping (as PyTorch's clip_grad_norm_ before a step):
+ * with a limit max_norm > 0, every applied step (here and in
+ * nvp_chain_train_step) first computes the Euclidean norm of the whole
+ * gradient, and when it exceeds max_norm the update uses the gradient
+ * times max_norm / norm, so one rare, huge minibatch gradient cannot
+ * inflate Adam's second moment and stall the parameters it touches for
+ * thousands of steps.  The caller's gradient is not modified.  The norm
+ * is summed in double in a fixed order, so results do not depend on the
+ * thread count.  Steps refused by nvp_adam_step's rules are refused as
+ * before (clipping does not rescue an entry of 1e18 or more).
+ *
+ * set_clip_norm: max_norm > 0 (finite) turns clipping on or changes the
+ * limit; 0 turns it off (the default).  Allocates one double per 16384
+ * parameters once, when turned on.  Errors: NVP_EINVAL (negative, NaN or
+ * infinite max_norm), NVP_ENOMEM; after an error nothing has changed.
+ * clip_norm: the limit, or 0 when clipping is off (or opt is NULL).
+ * last_grad_norm: the norm of the last applied gradient before clipping,
+ * while clipping is on (0 before the first such step, after
+ * nvp_adam_reset, or for NULL), for example to log how often it clips.
+ * The training state saved by nvp_adam_save_* includes the limit. */
+NVP_API int nvp_adam_set_clip_norm(nvp_adam *opt, float max_norm);
+NVP_API float nvp_adam_clip_norm(const nvp_adam *opt);
+NVP_API float nvp_adam_last_grad_norm(const nvp_adam *opt);
 
 /* The training state: the optimizer (settings, step count, moments, and
  * the parameter average when averaging is on) and,

@@ -787,6 +787,16 @@ public:
         return set_average(decay, params.data(), params.size());
     }
     float average_decay() const noexcept { return nvp_adam_average_decay(get()); }
+
+    /* Gradient-norm clipping (nvp_adam_set_clip_norm): max_norm > 0 turns
+     * it on, 0 off. */
+    Adam &set_clip_norm(float max_norm)
+    {
+        detail::check(nvp_adam_set_clip_norm(get(), max_norm), get());
+        return *this;
+    }
+    float clip_norm() const noexcept { return nvp_adam_clip_norm(get()); }
+    float last_grad_norm() const noexcept { return nvp_adam_last_grad_norm(get()); }
     std::vector<float> average() const
     {
         std::vector<float> out(num_params());

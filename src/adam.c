@@ -56,6 +56,7 @@ void nvp_adam_free(nvp_adam *o)
     nvp__free_aligned(&a, o->m);
     nvp__free_aligned(&a, o->v);
     nvp__free_aligned(&a, o->avg);
+    nvp__free_aligned(&a, o->norm_runs);
     nvp__errbox_destroy(&o->err);
     nvp__free(&a, o);
 }
@@ -109,18 +110,22 @@ int nvp_adam_reset(nvp_adam *o)
     memset(o->m, 0, o->n * sizeof *o->m);
     memset(o->v, 0, o->n * sizeof *o->v);
     o->t = 0;
+    o->last_norm = 0.0;
     return NVP_OK;
 }
 
 /* The update's constants, the same for every parameter. */
 typedef struct adam_consts {
     float b1, b2, step, inv_sqrt_bc2, eps;
+    float gscale;    /* the clipping factor; 1 leaves every bit as it was */
     float avg_decay; /* the average's decay, when avg is not NULL */
 } adam_consts;
 
 /* The update loop, compiled once per instruction set below.  Plain
  * multiplies, adds, square root and divide in a fixed order (no
- * contraction), so every version rounds identically.  With avg, the
+ * contraction), so every version rounds identically.  The gradient is
+ * scaled by the clipping factor as it is read (x * 1 is x exactly, so
+ * without clipping the bits are the unclipped update's).  With avg, the
  * parameter average follows each new parameter in the same pass, while
  * it is in a register: avg = d * avg + (1 - d) * p. */
 static inline __attribute__((always_inline)) void
@@ -131,11 +136,11 @@ adam_loop(size_t n, float *restrict p, const float *restrict g,
     const float b1 = k->b1, b2 = k->b2, step = k->step;
     const float inv_sqrt_bc2 = k->inv_sqrt_bc2, eps = k->eps;
     const float c1 = 1.0f - b1, c2 = 1.0f - b2;
-    const float d = k->avg_decay, c = 1.0f - d;
+    const float d = k->avg_decay, c = 1.0f - d, gs = k->gscale;
     /* The test of avg is the same on every round: the compiler moves it
      * out of the loop (unswitching, at -O3) and vectorises both loops. */
     for (size_t i = 0; i < n; i++) {
-        const float gi = g[i];
+        const float gi = g[i] * gs;
         const float mi = b1 * m[i] + c1 * gi;
         const float vi = b2 * v[i] + c2 * gi * gi;
         m[i] = mi;
@@ -214,11 +219,12 @@ void nvp__adam_apply(nvp_adam *o, float *params, const float *grad,
     /* Bias corrections in double: b^t underflows gracefully to 0. */
     const double bc1 = 1.0 - pow((double)o->b1, (double)o->t);
     const double bc2 = 1.0 - pow((double)o->b2, (double)o->t);
+    const float gscale = nvp__adam_clip_scale(o, grad, pool);
     adam_job j = {o,
                   params,
                   grad,
                   {o->b1, o->b2, (float)((double)o->lr / bc1),
-                   (float)(1.0 / sqrt(bc2)), o->eps, o->avg_decay},
+                   (float)(1.0 / sqrt(bc2)), o->eps, gscale, o->avg_decay},
                   o->n};
     const size_t threads = nvp__pool_threads(pool);
     if (threads > 1 && o->n >= ADAM_PARALLEL_MIN) {

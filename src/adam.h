@@ -18,6 +18,12 @@ struct nvp_adam {
      * same pass as the parameters; NULL, with avg_decay 0, when off. */
     float *avg;
     float avg_decay;
+    /* Gradient-norm clipping (nvp_adam_set_clip_norm): the limit, 0 when
+     * off; norm_runs holds one partial sum of squares per run of
+     * NVP_PAR_RUN_FLOATS entries while it is on. */
+    float clip_norm;
+    double *norm_runs;
+    double last_norm; /* of the last applied gradient, when clipping is on */
 };
 
 /* Gradient entries at or above this magnitude would overflow the second
@@ -37,8 +43,15 @@ int nvp__adam_grad_verdict(const nvp_errbox *eb, const char *fn,
  * the CPU runs AVX-512, so that both can be compared on one machine. */
 void nvp__adam_force_portable(int on);
 
+/* The factor that brings grad's Euclidean norm down to the clipping limit
+ * (1 when clipping is off or the norm is within it), and records the norm.
+ * grad must be finite and below NVP_ADAM_MAX_GRAD.  The norm's partial
+ * sums run on pool's threads when pool is not NULL. */
+float nvp__adam_clip_scale(nvp_adam *opt, const float *grad, nvp_pool *pool);
+
 /* The update itself, after all checks; grad must be finite.  Split over
- * pool's threads when pool is not NULL (held by the caller). */
+ * pool's threads when pool is not NULL (held by the caller).  Clips the
+ * gradient first when clipping is on. */
 void nvp__adam_apply(nvp_adam *opt, float *params, const float *grad,
                      nvp_pool *pool);
 

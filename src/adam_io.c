@@ -5,6 +5,7 @@
  *   RNG   (optional) u64 s[4] (xoshiro256** state), u32 has_spare,
  *         u64 spare (IEEE double bits)
  *   AVG   (optional, when parameter averaging is on) f32 decay, f32 avg[n]
+ *   CLIP  (optional, when gradient-norm clipping is on) f32 max_norm
  */
 #include <math.h>
 #include <string.h>
@@ -18,12 +19,14 @@
 #define TAG_ADAM NVP_TAG('A', 'D', 'A', 'M')
 #define TAG_RNG NVP_TAG('R', 'N', 'G', ' ')
 #define TAG_AVG NVP_TAG('A', 'V', 'G', ' ')
+#define TAG_CLIP NVP_TAG('C', 'L', 'I', 'P')
 
 static void write_state(nvp_writer *w, const void *opt, const void *rng)
 {
     const nvp_adam *o = opt;
     const nvp_rng *r = rng;
-    nvp__fmt_header(w, NVP_KIND_TRAINING, 1 + (r != NULL) + (o->avg != NULL));
+    nvp__fmt_header(w, NVP_KIND_TRAINING,
+                    1 + (r != NULL) + (o->avg != NULL) + (o->clip_norm > 0.0f));
     size_t st = nvp__fmt_section_begin(w, TAG_ADAM);
     nvp__put_u64(w, o->n);
     nvp__put_f32(w, o->lr);
@@ -48,6 +51,11 @@ static void write_state(nvp_writer *w, const void *opt, const void *rng)
         st = nvp__fmt_section_begin(w, TAG_AVG);
         nvp__put_f32(w, o->avg_decay);
         nvp__put_f32s(w, o->avg, o->n);
+        nvp__fmt_section_end(w, st);
+    }
+    if (o->clip_norm > 0.0f) {
+        st = nvp__fmt_section_begin(w, TAG_CLIP);
+        nvp__put_f32(w, o->clip_norm);
         nvp__fmt_section_end(w, st);
     }
 }
@@ -103,7 +111,7 @@ static int load_state(const char *fn, const void *data, size_t size,
         return rc;
     for (size_t i = 0; i < count; i++) {
         NVP_REQUIRE(sec[i].tag == TAG_ADAM || sec[i].tag == TAG_RNG ||
-                        sec[i].tag == TAG_AVG,
+                        sec[i].tag == TAG_AVG || sec[i].tag == TAG_CLIP,
                     NVP_EFORMAT, "%s: unknown section %zu", fn, i);
         for (size_t j = 0; j < i; j++)
             NVP_REQUIRE(sec[j].tag != sec[i].tag, NVP_EFORMAT,
@@ -112,6 +120,7 @@ static int load_state(const char *fn, const void *data, size_t size,
     nvp_section *as = nvp__fmt_find(sec, count, TAG_ADAM);
     nvp_section *rs = nvp__fmt_find(sec, count, TAG_RNG);
     nvp_section *avs = nvp__fmt_find(sec, count, TAG_AVG);
+    nvp_section *cs = nvp__fmt_find(sec, count, TAG_CLIP);
     NVP_REQUIRE(as != NULL, NVP_EFORMAT, "%s: no optimizer section", fn);
 
     nvp_reader r = as->body;
@@ -165,6 +174,16 @@ static int load_state(const char *fn, const void *data, size_t size,
                     "%s: invalid parameter average decay", fn);
     }
 
+    float clip_norm = 0.0f;
+    if (cs) {
+        nvp_reader cr = cs->body;
+        NVP_REQUIRE(nvp__get_f32(&cr, &clip_norm) == 0 && cr.pos == cr.len,
+                    NVP_EFORMAT, "%s: the clipping section has the wrong size",
+                    fn);
+        NVP_REQUIRE(isfinite(clip_norm) && clip_norm > 0.0f, NVP_EFORMAT,
+                    "%s: invalid gradient-norm clipping limit", fn);
+    }
+
     nvp_adam *o;
     rc = nvp_adam_create(&o, (size_t)n, alloc);
     if (rc)
@@ -197,6 +216,10 @@ static int load_state(const char *fn, const void *data, size_t size,
                                  "%s: parameter average %zu is not finite",
                                  fn, i);
             }
+    }
+    if (cs && (rc = nvp_adam_set_clip_norm(o, clip_norm)) != NVP_OK) {
+        nvp_adam_free(o);
+        return nvp__fail(NULL, rc, "%s: out of memory", fn);
     }
     nvp_rng *g = NULL;
     if (rs && rng_out) {

@@ -235,5 +235,6 @@ Suite *adam_suite(void)
     tcase_add_loop_test(tc, test_adam_refuses_nonfinite_gradient, 0, 3);
     suite_add_tcase(s, tc);
     adam_average_tests(s);
+    adam_clip_tests(s);
     return s;
 }

@@ -193,7 +193,8 @@ START_TEST(test_adam_average_threads)
 END_TEST
 
 /* The AVX-512 loop and the portable one give the same bits: parameters,
- * and the average when on (_i = 1).  1013 parameters cover full vectors
+ * and the average when on (_i >= 1), with gradient-norm clipping too
+ * (_i = 2; the limit is low enough to clip every step).  1013 parameters cover full vectors
  * and a tail.  (Where the CPU lacks AVX-512 both runs are portable.) */
 START_TEST(test_adam_kernels_agree)
 {
@@ -212,6 +213,8 @@ START_TEST(test_adam_kernels_agree)
         T_OK(nvp_adam_set_lr(o[k], 0.01f));
         if (_i)
             T_OK(nvp_adam_set_average(o[k], 0.9f, start, N));
+        if (_i == 2)
+            T_OK(nvp_adam_set_clip_norm(o[k], 1e-7f));
     }
     for (int s = 0; s < STEPS; s++) {
         t_fill_normal(&pr, N, g, s == 0 ? 1e-6 : 3.0); /* tiny, then large */
@@ -248,6 +251,6 @@ void adam_average_tests(Suite *s)
     tcase_add_test(tc, test_adam_average_validates);
     tcase_add_test(tc, test_adam_average_out_of_memory);
     tcase_add_test(tc, test_adam_average_threads);
-    tcase_add_loop_test(tc, test_adam_kernels_agree, 0, 2);
+    tcase_add_loop_test(tc, test_adam_kernels_agree, 0, 3);
     suite_add_tcase(s, tc);
 }

@@ -503,6 +503,111 @@ START_TEST(test_io_average_section_layout)
 }
 END_TEST
 
+/* Gradient-norm clipping survives a save and load: a run interrupted after
+ * 12 steps and resumed from the saved state clips as the uninterrupted one
+ * (bitwise the same parameters after 25 steps).  The CLIP section is
+ * written only when clipping is on, and with valid CRCs around a bad
+ * limit, a wrong size or a second copy it is refused. */
+START_TEST(test_io_clip_section)
+{
+    const size_t hidden[1] = {8};
+    enum { N = 200 };
+    float data[2 * N];
+    nvp_rng *dr = t_rng(6300);
+    T_OK(nvp_two_moons(dr, N, 0.05f, data, NULL));
+    nvp_rng_free(dr);
+    nvp_chain *a = t_chain(2, 2, 1, hidden, 6301);
+    const size_t np = nvp_chain_num_params(a);
+    nvp_adam *oa = NULL;
+    T_OK(nvp_adam_create(&oa, np, NULL));
+    T_OK(nvp_adam_set_lr(oa, 1e-2f));
+    size_t plain;
+    T_OK(nvp_adam_save_buffer(oa, NULL, NULL, 0, &plain));
+    T_OK(nvp_adam_set_clip_norm(oa, 0.25f));
+    nvp_rng *ra = t_rng(6302);
+    for (int s = 0; s < 12; s++)
+        T_OK(nvp_chain_train_step(a, oa, ra, N, data, 32, NULL));
+    T_CHECK(nvp_adam_last_grad_norm(oa) > 0.25f, "the limit clipped nothing (norm %g)",
+            (double)nvp_adam_last_grad_norm(oa));
+    size_t msz, asz;
+    T_OK(nvp_chain_save_buffer(a, NULL, NULL, 0, &msz));
+    T_OK(nvp_adam_save_buffer(oa, ra, NULL, 0, &asz));
+    unsigned char *mbuf = t_xmalloc(msz), *abuf = t_xmalloc(asz);
+    T_OK(nvp_chain_save_buffer(a, NULL, mbuf, msz, &msz));
+    T_OK(nvp_adam_save_buffer(oa, ra, abuf, asz, &asz));
+    for (int s = 12; s < 25; s++)
+        T_OK(nvp_chain_train_step(a, oa, ra, N, data, 32, NULL));
+    nvp_chain *b = NULL;
+    nvp_adam *ob = NULL;
+    nvp_rng *rb = NULL;
+    T_OK(nvp_chain_load_buffer(&b, NULL, mbuf, msz, NULL));
+    T_OK(nvp_adam_load_buffer(&ob, &rb, abuf, asz, NULL));
+    ck_assert_float_eq(nvp_adam_clip_norm(ob), 0.25f);
+    for (int s = 12; s < 25; s++)
+        T_OK(nvp_chain_train_step(b, ob, rb, N, data, 32, NULL));
+    const size_t d = t_first_diff(nvp_chain_params(a), nvp_chain_params(b), np);
+    T_CHECK(d == (size_t)-1, "resumed clipped run differs at parameter %zu", d);
+
+    /* Layout: the generator's section, then CLIP last (tag, u64 length 4,
+     * f32 limit, CRC); without clipping, neither it nor its bytes. */
+    const size_t clip_len = 12 + 4 + 4, clip_at = asz - clip_len;
+    ck_assert_int_eq(memcmp(abuf + clip_at, "CLIP", 4), 0);
+    T_OK(nvp_adam_save_buffer(oa, NULL, NULL, 0, &msz));
+    T_OK(nvp_adam_set_clip_norm(oa, 0.0f));
+    size_t off;
+    T_OK(nvp_adam_save_buffer(oa, NULL, NULL, 0, &off));
+    ck_assert_uint_eq(off, plain);
+    ck_assert_uint_eq(msz, plain + clip_len);
+    const float limit = 0.25f;
+    unsigned char payload[8];
+    memcpy(payload, &limit, 4);
+    memset(payload + 4, 0, 4);
+    const struct {
+        const char *what;
+        float value;
+        size_t len;
+        int sections;
+    } cases[] = {
+        {"limit 0", 0.0f, 4, 1},        {"negative limit", -1.0f, 4, 1},
+        {"NaN limit", NAN, 4, 1},       {"infinite limit", INFINITY, 4, 1},
+        {"empty", 0.25f, 0, 1},         {"a float long", 0.25f, 8, 1},
+        {"twice", 0.25f, 4, 2},
+    };
+    unsigned char *bad = t_xmalloc(asz + clip_len + 8);
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        memcpy(bad, abuf, clip_at);
+        memcpy(payload, &cases[k].value, 4);
+        size_t at = clip_at;
+        for (int j = 0; j < cases[k].sections; j++)
+            at += put_section(bad + at, "CLIP", payload, cases[k].len);
+        put_u32(bad + 16, get_u32(abuf + 16) + (uint32_t)cases[k].sections - 1);
+        put_u32(bad + 20, crc32_bitwise(bad, 20));
+        nvp_adam *o = NULL;
+        const int rc = nvp_adam_load_buffer(&o, NULL, bad, at, NULL);
+        T_CHECK(rc == NVP_EFORMAT && !o, "clip section %s: returned %d (%s)", cases[k].what, rc,
+                nvp_errmsg());
+    }
+    /* The same surgery with the right payload loads. */
+    memcpy(bad, abuf, clip_at);
+    memcpy(payload, &limit, 4);
+    const size_t at = clip_at + put_section(bad + clip_at, "CLIP", payload, 4);
+    ck_assert_uint_eq(at, asz);
+    nvp_adam *back = NULL;
+    T_OK(nvp_adam_load_buffer(&back, NULL, bad, at, NULL));
+    ck_assert_float_eq(nvp_adam_clip_norm(back), 0.25f);
+    nvp_adam_free(back);
+    free(bad);
+    free(mbuf);
+    free(abuf);
+    nvp_chain_free(a);
+    nvp_chain_free(b);
+    nvp_adam_free(oa);
+    nvp_adam_free(ob);
+    nvp_rng_free(ra);
+    nvp_rng_free(rb);
+}
+END_TEST
+
 static int floats_finite(const float *x, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -568,6 +673,7 @@ Suite *io_suite(void)
     tcase_add_test(tc, test_io_files);
     tcase_add_test(tc, test_io_training_resume);
     tcase_add_test(tc, test_io_average_section_layout);
+    tcase_add_test(tc, test_io_clip_section);
     tcase_add_test(tc, test_io_nonfinite_not_saved);
     suite_add_tcase(s, tc);
     return s;

@@ -23,6 +23,7 @@ Suite *grad_suite(void);
 Suite *adam_suite(void);
 /* The parameter average's test case, added to the adam suite. */
 void adam_average_tests(Suite *s);
+void adam_clip_tests(Suite *s);
 Suite *data_suite(void);
 Suite *errors_suite(void);
 Suite *alloc_suite(void);

@@ -76,6 +76,8 @@ void cmd_fit_help(FILE *fp)
         "                     parameters (an exponential moving average\n"
         "                     with decay D, 0 < D < 1, e.g. 0.99) instead\n"
         "                     of the last ones; 0 = off (default)\n"
+        "  --clip-norm C      scale a step's gradient down to norm C when\n"
+        "                     its norm is larger; 0 = off (default)\n"
         "  --seed S           random seed for the split, the initial "
         "weights and\n"
         "                     the batches (default 0); same seed, same model\n"
@@ -102,14 +104,14 @@ typedef struct fit_config {
     size_t hidden[NVP_MAX_HIDDEN_LAYERS];
     size_t n_hidden;
     size_t steps, batch, eval_every, patience, threads;
-    double lr, val_frac, clamp, average;
+    double lr, val_frac, clamp, average, clip_norm;
     uint64_t seed;
     int quiet;
 } fit_config;
 
 enum {
     O_OUTPUT, O_LAYERS, O_HIDDEN, O_STEPS, O_BATCH, O_LR, O_VAL_FRAC,
-    O_EVAL_EVERY, O_PATIENCE, O_CLAMP, O_AVERAGE, O_SEED, O_THREADS, O_QUIET,
+    O_EVAL_EVERY, O_PATIENCE, O_CLAMP, O_AVERAGE, O_CLIP_NORM, O_SEED, O_THREADS, O_QUIET,
     O_HELP
 };
 
@@ -119,7 +121,7 @@ static const cli_opt OPTS[] = {
     {"batch", 0, 1, O_BATCH},         {"lr", 0, 1, O_LR},
     {"val-frac", 0, 1, O_VAL_FRAC},   {"eval-every", 0, 1, O_EVAL_EVERY},
     {"patience", 0, 1, O_PATIENCE},   {"clamp", 0, 1, O_CLAMP},
-    {"average", 0, 1, O_AVERAGE},
+    {"average", 0, 1, O_AVERAGE},     {"clip-norm", 0, 1, O_CLIP_NORM},
     {"seed", 0, 1, O_SEED},           {"threads", 0, 1, O_THREADS},
     {"quiet", 'q', 0, O_QUIET},       {"help", 'h', 0, O_HELP},
     {NULL, 0, 0, 0},
@@ -192,6 +194,15 @@ static int parse(int argc, char **argv, fit_config *c)
                 bad = cli_usage_error(CMD, "--average: '%s' is not 0 (off) "
                                       "or a decay strictly between 0 and 1 "
                                       "in single precision",
+                                      v) != 0;
+            break;
+        case O_CLIP_NORM:
+            bad = args_double(CMD, o, v, 0, 0, 1e30, &c->clip_norm);
+            /* The library takes the limit as a float: 0 or positive. */
+            if (!bad && c->clip_norm != 0 && !((float)c->clip_norm > 0.0f))
+                bad = cli_usage_error(CMD, "--clip-norm: '%s' is not 0 (off) "
+                                      "or a positive number in single "
+                                      "precision",
                                       v) != 0;
             break;
         case O_SEED: bad = args_u64(CMD, o, v, &c->seed); break;
@@ -400,6 +411,9 @@ static int setup(fit_state *s, size_t *n_train, size_t *n_val)
                              nvp_errmsg());
     if ((rc = nvp_adam_set_lr(s->opt, (float)c->lr)) != NVP_OK)
         return cli_lib_error(CMD, "cannot set --lr", rc,
+                             nvp_adam_errmsg(s->opt));
+    if ((rc = nvp_adam_set_clip_norm(s->opt, (float)c->clip_norm)) != NVP_OK)
+        return cli_lib_error(CMD, "cannot set --clip-norm", rc,
                              nvp_adam_errmsg(s->opt));
     s->best_params = malloc(np * sizeof *s->best_params);
     if (!s->best_params)
@@ -623,6 +637,8 @@ int cmd_fit(int argc, char **argv)
                "%g\n",
                nvp_chain_num_layers(s.chain), widths,
                nvp_chain_num_params(s.chain), c->clamp);
+        if (c->clip_norm > 0)
+            printf("clipping:  gradient norm limited to %g\n", c->clip_norm);
         printf("best NLL:  %.6g nats/row on the %s rows (standardised), "
                "%.6g in\n           original units, at step %zu",
                r.best_nll, n_val ? "validation" : "training",

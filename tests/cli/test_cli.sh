@@ -90,6 +90,10 @@ expect 2 "fit --average 1" -- "$B" fit moons.csv -o m.nvp --average 1
 expect 2 "fit --average -0.5" -- "$B" fit moons.csv -o m.nvp --average -0.5
 expect 2 "fit --average rounding to 1" -- "$B" fit moons.csv -o m.nvp \
     --average 0.99999999
+expect 2 "fit --clip-norm -1" -- "$B" fit moons.csv -o m.nvp --clip-norm -1
+expect 2 "fit --clip-norm word" -- "$B" fit moons.csv -o m.nvp --clip-norm x
+expect 2 "fit --clip-norm rounding to 0" -- "$B" fit moons.csv -o m.nvp \
+    --clip-norm 1e-50
 expect 2 "sample without -n" -- "$B" sample m.nvp
 expect 2 "score without data" -- "$B" score m.nvp
 absent m.nvp "usage errors"
@@ -134,6 +138,16 @@ if [ -n "$best" ] &&
     awk -v a="$best" -v b="$saved" 'BEGIN { d = a - b; if (d < 0) d = -d;
         exit !(d <= 1e-5 * (a < 0 ? -a : a)) }'; then ok; else
     fail "fit --average: saved model scores $saved, reported best $best"; fi
+# Gradient-norm clipping with a limit far below the gradients' norms
+# changes training (the same run as plain.nvp otherwise), and the summary
+# says so.
+expect 0 "fit --clip-norm" -- "$B" fit moons.csv -o clip.nvp --hidden 16,16 \
+    --steps 300 --eval-every 50 --seed 1 --clip-norm 1e-3
+has out.txt "gradient norm limited to 0.001" "fit --clip-norm summary"
+grep "^step 300/300" err.txt | sed 's/ *val.*//' > clip_loss.txt
+check "fit: no training loss with --clip-norm" grep -q "loss [0-9]" clip_loss.txt
+check "fit --clip-norm did not change training" \
+    sh -c '! cmp -s clip_loss.txt plain_loss.txt'
 
 # ------------------------------------------------------------------ info
 expect 0 "info" -- "$B" info m.nvp

@@ -370,6 +370,19 @@ static void test_errors()
     adam.set_average(0.0f, nullptr, 0);
     CHECK(adam.average_decay() == 0.0f);
 
+    // Gradient-norm clipping: off until set; a bad limit changes nothing;
+    // a step over the limit reports the unclipped norm.
+    nvp::Adam clipper(4);
+    CHECK(clipper.clip_norm() == 0.0f && clipper.last_grad_norm() == 0.0f);
+    clipper.set_clip_norm(1.0f);
+    EXPECT_ERROR(NVP_EINVAL, clipper.set_clip_norm(-1.0f));
+    CHECK(clipper.clip_norm() == 1.0f);
+    std::vector<float> p4(4, 0.0f);
+    clipper.step(p4, std::vector<float>{3.0f, 4.0f, 0.0f, 0.0f});
+    CHECK(clipper.last_grad_norm() == 5.0f);
+    clipper.set_clip_norm(0.0f);
+    CHECK(clipper.clip_norm() == 0.0f);
+
     // Invalid arguments.
     msg = EXPECT_ERROR(NVP_EINVAL, adam.set_lr(-1.0f));
     CHECK(adam.lr() == 1e-3f);

@@ -1022,7 +1022,23 @@ static void op_adam(state *st, fz_in *in)
         free(dst);
         break;
     }
-    default: {
+    default: { /* gradient-norm clipping, then the getters */
+        const uint8_t k = in_u8(in) % 4;
+        const float limit = k == 0 ? 0.0f : k == 1 ? 1.0f : in_float(in);
+        int rc = nvp_adam_set_clip_norm(o, limit);
+        const int e_mem[] = {NVP_OK, NVP_ENOMEM, END};
+        check(rc, "nvp_adam_set_clip_norm",
+              !o || !(isfinite(limit) && limit >= 0.0f) ? e_inval
+              : limit == 0.0f                            ? e_ok
+                                                         : e_mem);
+        if (rc == NVP_OK)
+            FZ_CHECK(nvp_adam_clip_norm(o) == limit, "clip limit %g, set %g",
+                     (double)nvp_adam_clip_norm(o), (double)limit);
+        else
+            adam_unchanged(o, ob, ob_n, "a failed nvp_adam_set_clip_norm");
+        const float last = nvp_adam_last_grad_norm(o);
+        FZ_CHECK(isfinite(last) && last >= 0.0f, "last gradient norm %g",
+                 (double)last);
         const char *m = nvp_adam_errmsg(o);
         FZ_CHECK(m != NULL, "adam errmsg NULL");
         (void)nvp_adam_lr(o);

@@ -27,6 +27,7 @@
 #define TAG_ADAM FZ_TAG('A', 'D', 'A', 'M')
 #define TAG_RNG FZ_TAG('R', 'N', 'G', ' ')
 #define TAG_AVG FZ_TAG('A', 'V', 'G', ' ')
+#define TAG_CLIP FZ_TAG('C', 'L', 'I', 'P')
 
 static fz_alloc_state g_st;
 
@@ -390,15 +391,24 @@ static void try_state(const uint8_t *data, size_t size)
         free(a2);
     }
 
+    /* A clipping limit, when the state holds one: positive and finite,
+     * the same in both loads. */
+    const float clip = nvp_adam_clip_norm(o);
+    const int has_clip = clip != 0.0f;
+    FZ_CHECK(clip == nvp_adam_clip_norm(o2) && isfinite(clip) && clip >= 0.0f,
+             "clip limit %g", (double)clip);
+
     size_t n1, n2, n0;
     unsigned char *b1 = save_state(o2, g, &n1);
     unsigned char *b0 = save_state(o, NULL, &n0);
     uint32_t tags[8];
     const size_t nt = fz_section_tags(data, size, tags, 8);
-    /* Canonical order: ADAM, then RNG, then AVG. */
-    const size_t want = 1 + (g != NULL) + (size_t)has_avg;
+    /* Canonical order: ADAM, then RNG, then AVG, then CLIP. */
+    const size_t want = 1 + (g != NULL) + (size_t)has_avg + (size_t)has_clip;
     if (nt == want && fz_get_u32(data + 16) == nt && tags[0] == TAG_ADAM &&
-        (!g || tags[1] == TAG_RNG) && (!has_avg || tags[nt - 1] == TAG_AVG))
+        (!g || tags[1] == TAG_RNG) &&
+        (!has_avg || tags[1 + (g != NULL)] == TAG_AVG) &&
+        (!has_clip || tags[nt - 1] == TAG_CLIP))
         FZ_CHECK(n1 == size && memcmp(b1, data, size) == 0,
                  "a canonical state does not re-save to the same bytes");
     nvp_adam *o3 = NULL;

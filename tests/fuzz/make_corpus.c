@@ -305,6 +305,30 @@ static void avg_variants(const unsigned char *d, size_t n)
 #undef VARIANT
 }
 
+/* Variants of a training state whose last section is CLIP (f32 limit). */
+static void clip_variants(const unsigned char *d, size_t n)
+{
+    file base, f;
+    parse(d, n, &base);
+#define VARIANT(name, edit)                                                \
+    do {                                                                   \
+        f = base;                                                          \
+        section *clip = &f.s[f.ns - 1];                                    \
+        (void)clip;                                                        \
+        edit;                                                              \
+        emit(name, &f);                                                    \
+    } while (0)
+    VARIANT("sv_clip_zero", put_f32(clip->p, 0.0f));
+    VARIANT("sv_clip_negative", put_f32(clip->p, -1.0f));
+    VARIANT("sv_clip_nan", put_f32(clip->p, NAN));
+    VARIANT("sv_clip_inf", put_f32(clip->p, INFINITY));
+    VARIANT("sv_clip_empty", clip->n = 0);
+    VARIANT("sv_clip_long", (put_f32(clip->p + 4, 1.0f), clip->n = 8));
+    VARIANT("sv_clip_twice", (f.s[f.ns] = base.s[base.ns - 1], f.ns++,
+                              set_count(&f, (uint32_t)f.ns)));
+#undef VARIANT
+}
+
 static void make_load_corpus(void)
 {
     nvp_rng *rng;
@@ -404,6 +428,13 @@ static void make_load_corpus(void)
     write_file(load_dir, "t_adam_avg", t4, nt4);
     avg_variants(t4, nt4);
 
+    /* 8. the same with gradient-norm clipping (CLIP: f32 limit last). */
+    OK(nvp_adam_set_clip_norm(o6, 2.5f));
+    size_t nt5;
+    unsigned char *t5 = save_state(o6, rng, &nt5);
+    write_file(load_dir, "t_adam_clip", t5, nt5);
+    clip_variants(t5, nt5);
+
     damaged("m_alt2", m1, n1);
     damaged("m_masks_scaler", m2, n2);
     damaged("t_adam_rng", t1, nt1);
@@ -422,6 +453,7 @@ static void make_load_corpus(void)
     free(t2);
     free(t3);
     free(t4);
+    free(t5);
     nvp_chain_free(c1);
     nvp_chain_free(c2);
     nvp_chain_free(c3);

@@ -29,7 +29,7 @@ from . import _lib as _l
 
 
 def version():
-    """Version string of the loaded library, e.g. "0.2.0"."""
+    """Version string of the loaded library, e.g. "0.3.0"."""
     return _l.decode(_l.lib.nvp_version_string())
 
 

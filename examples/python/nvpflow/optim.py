@@ -39,7 +39,8 @@ class Adam(Handle):
     _free_name = "nvp_adam_free"
     _errmsg_name = "nvp_adam_errmsg"
 
-    def __init__(self, n_params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+    def __init__(self, n_params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
+                 clip_norm=0.0):
         if hasattr(n_params, "num_params"):
             n_params = n_params.num_params
         out = out_handle()
@@ -50,6 +51,8 @@ class Adam(Handle):
             self.lr = lr
             self.set_betas(*betas)
             self.set_eps(eps)
+            if clip_norm:
+                self.clip_norm = clip_norm
         except BaseException:
             self.close()
             raise
@@ -148,6 +151,24 @@ class Adam(Handle):
         out = _arrays.VecOut(n, kind="array")
         self._check(_lib.lib.nvp_adam_get_average(self._h, out.ptr, n))
         return out.result()
+
+    # -------------------------------------------------- gradient clipping
+    @property
+    def clip_norm(self):
+        """Gradient-norm clipping limit: a step whose gradient has a larger
+        Euclidean norm uses the gradient scaled down to it.  0.0 (the
+        default) is off.  See nvp_adam_set_clip_norm."""
+        return _lib.lib.nvp_adam_clip_norm(self._h)
+
+    @clip_norm.setter
+    def clip_norm(self, max_norm):
+        self._check(_lib.lib.nvp_adam_set_clip_norm(self._h, float(max_norm)))
+
+    @property
+    def last_grad_norm(self):
+        """Norm of the last applied gradient before clipping (while
+        clipping is on; 0.0 before the first such step)."""
+        return _lib.lib.nvp_adam_last_grad_norm(self._h)
 
     # ------------------------------------------------------------ state
     def to_bytes(self, rng=None):

@@ -508,6 +508,30 @@ class CoreTests(Base):
             opt.set_average(0)
             self.assertEqual(opt.average_decay, 0.0)
 
+    def test_adam_clip_norm(self):
+        with nvpflow.Adam(4, lr=0.1, clip_norm=1.0) as opt, \
+                nvpflow.Adam(4, lr=0.1) as ctl:
+            self.assertEqual(opt.clip_norm, 1.0)
+            self.assertEqual(ctl.clip_norm, 0.0)
+            p = array.array("f", [0.0] * 4)
+            q = array.array("f", [0.0] * 4)
+            # Norm 5 over the limit 1: the same step as the gradient / 5.
+            opt.step(p, [3.0, 4.0, 0.0, 0.0])
+            ctl.step(q, [0.6, 0.8, 0.0, 0.0])
+            self.assertEqual(opt.last_grad_norm, 5.0)
+            self.assertEqual(raw(p), raw(q))
+            with self.assertRaises(nvpflow.InvalidArgument):
+                opt.clip_norm = -1
+            with self.assertRaises(nvpflow.InvalidArgument):
+                opt.clip_norm = float("inf")
+            self.assertEqual(opt.clip_norm, 1.0)
+            o2, r2 = nvpflow.Adam.from_bytes(opt.to_bytes())
+            with o2:
+                self.assertIsNone(r2)
+                self.assertEqual(o2.clip_norm, 1.0)
+            opt.clip_norm = 0
+            self.assertEqual(opt.clip_norm, 0.0)
+
     def test_result_types(self):
         with small_chain(seed=0) as flow:
             if _arrays.np is None:
