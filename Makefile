@@ -210,8 +210,11 @@ bench: $(BUILD)/bench/bench
 # (same data, initial parameters and minibatches): how long the two stay
 # in step, and both held-out NLLs.  Needs a Python with torch and numpy
 # (NVP_BENCH_PYTHON, else the first python3 that has them).
+# LOCKSTEP_CLIP=0 replays the run without gradient-norm clipping, as
+# version 0.2.0's main job trained; empty means the main job's limit.
 LOCKSTEP_SEED ?= 0
 LOCKSTEP_STEPS ?= 10000
+LOCKSTEP_CLIP ?=
 $(BUILD)/bench/lockstep: tests/bench/lockstep.c $(STATIC)
 	@mkdir -p $(BUILD)/bench
 	$(CC) $(ALL_CFLAGS) -Isrc -o $@ tests/bench/lockstep.c $(STATIC) $(LIBS)
@@ -223,7 +226,8 @@ lockstep: $(BUILD)/bench/lockstep
 	        { py=$$p; break; }; \
 	done; \
 	[ -n "$$py" ] || { echo "lockstep: no Python with torch and numpy" >&2; exit 1; }; \
-	./$(BUILD)/bench/lockstep $(LOCKSTEP_SEED) $(LOCKSTEP_STEPS) $$dir && \
+	./$(BUILD)/bench/lockstep $(LOCKSTEP_SEED) $(LOCKSTEP_STEPS) $$dir \
+	    $(if $(LOCKSTEP_CLIP),native $(LOCKSTEP_CLIP)) && \
 	OPENBLAS_NUM_THREADS=1 "$$py" tests/bench/torch_lockstep.py $$dir
 
 # ------------------------------------------------------------- reliability

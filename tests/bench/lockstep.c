@@ -2,7 +2,7 @@
  * configuration) written out so that PyTorch can replay it step for step
  * from the same start (tests/bench/torch_lockstep.py).
  *
- *   lockstep SEED STEPS DIR [KERNEL]
+ *   lockstep SEED STEPS DIR [KERNEL [CLIP]]
  *
  * Draws exactly what the main job draws from the seed (data, initial
  * parameters, minibatch rows; the held-out set from its own seed), trains
@@ -15,11 +15,13 @@
  *   rows.i32     STEPS x 100 minibatch row indices
  *   loss.f32     STEPS minibatch losses before each update
  *   result.txt   the held-out NLL of the last iterate and of the
- *                parameter average (decay 0.999), and refused steps
+ *                parameter average (decay 0.999), refused steps, and the
+ *                gradient-norm clipping limit (0: none)
  * KERNEL (portable, avx2 or avx512) replaces the matrix-product kernel the
  * CPU would get, through the library's internals, to show what another
- * instruction set's rounding does to the same run; everything else uses
- * the public API. */
+ * instruction set's rounding does to the same run; "native" keeps it.
+ * CLIP replaces the main job's gradient-norm clipping limit (0: none, as
+ * in version 0.2.0's main job).  Everything else uses the public API. */
 #include <nvpflow.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -35,8 +37,9 @@ enum { N_DATA = 2000, BATCH = 100 };
 #define NOISE 0.05f
 #define LR 1e-4f
 #define DECAY 0.999f
-/* As in examples/two_moons.c. */
+/* As in examples/two_moons.c (CLIP is its DEFAULT_CLIP). */
 #define EVAL_SEED_OFFSET 1000003u
+#define CLIP 300.0f
 
 static void die(const char *what, int rc)
 {
@@ -70,9 +73,21 @@ static double mean_nll(const nvp_chain *c, const float *x, float *lp)
 
 int main(int argc, char **argv)
 {
-    if (argc != 4 && argc != 5) {
-        fprintf(stderr, "usage: lockstep SEED STEPS DIR [KERNEL]\n");
+    if (argc < 4 || argc > 6) {
+        fprintf(stderr, "usage: lockstep SEED STEPS DIR [KERNEL [CLIP]]\n");
         return 2;
+    }
+    float clip = CLIP;
+    if (argc == 6) {
+        char *end;
+        const double v = strtod(argv[5], &end);
+        if (!*argv[5] || *end || !(v == 0.0 || ((float)v > 0.0f &&
+                                                (float)v < 1e30f))) {
+            fprintf(stderr, "lockstep: CLIP must be 0 or a positive "
+                            "number\n");
+            return 2;
+        }
+        clip = (float)v;
     }
     char *end1, *end2;
     const uint64_t seed = strtoull(argv[1], &end1, 10);
@@ -108,7 +123,7 @@ int main(int argc, char **argv)
         die("making the data", rc);
     if ((rc = nvp_chain_create_alternating(&c, 2, 4, 0, NULL, 0, rng, NULL)))
         die("nvp_chain_create_alternating", rc);
-    if (argc == 5) {
+    if (argc >= 5 && strcmp(argv[4], "native") != 0) {
         const nvp_gemm_kernel *k = nvp__gemm_by_name(argv[4]);
         if (!k) {
             fprintf(stderr, "lockstep: kernel '%s' is not built or not "
@@ -135,6 +150,7 @@ int main(int argc, char **argv)
     write_all(dir, "params0.f32", params, np * sizeof *params);
     if ((rc = nvp_adam_create(&opt, np, NULL)) ||
         (rc = nvp_adam_set_lr(opt, LR)) ||
+        (rc = nvp_adam_set_clip_norm(opt, clip)) ||
         (rc = nvp_adam_set_average(opt, DECAY, params, np)))
         die("setting up Adam", rc);
 
@@ -175,10 +191,10 @@ int main(int argc, char **argv)
     const double avg = mean_nll(c, test, lp);
     char text[256];
     const int len = snprintf(text, sizeof text,
-                             "seed %llu steps %zu refused %zu heldout_last "
-                             "%.4f heldout_ema %.4f\n",
-                             (unsigned long long)seed, steps, refused, last,
-                             avg);
+                             "seed %llu steps %zu refused %zu clip %g "
+                             "heldout_last %.4f heldout_ema %.4f\n",
+                             (unsigned long long)seed, steps, refused,
+                             (double)clip, last, avg);
     write_all(dir, "result.txt", text, (size_t)len);
     fputs(text, stdout);
 

@@ -1,6 +1,7 @@
 """Replays a libnvpflow training run in PyTorch from the same start: the
 data, initial parameters and minibatch rows that tests/bench/lockstep.c
-wrote (the main job's run for one seed).  Prints how far apart the two
+wrote (the main job's run for one seed, with its gradient-norm clipping,
+if any).  Prints how far apart the two
 runs' minibatch losses are over the steps, and both held-out NLLs (last
 iterate and parameter average, decay 0.999).
 
@@ -59,6 +60,9 @@ def main():
                                (-1, 2)))
     rows = load(os.path.join(d, "rows.i32"), "<i4", (-1, 100))
     c_loss = load(os.path.join(d, "loss.f32"), "<f4").astype(np.float64)
+    with open(os.path.join(d, "result.txt")) as f:
+        result = f.read().strip()
+    clip = float(result.split("clip ")[1].split()[0])
     layers = torch_model.make_layers()
     set_params(layers, load(os.path.join(d, "params0.f32"), "<f4"))
     params = list(layers.parameters())
@@ -72,6 +76,7 @@ def main():
         t_loss[s] = loss.item()
         opt.zero_grad()
         loss.backward()
+        torch_model.clip_grad_norm(params, clip)
         opt.step()
         with torch.no_grad():
             for a, p in zip(average, params):
@@ -93,8 +98,6 @@ def main():
             p.copy_(a)
         ema = -torch_model.log_prob(layers, Xh).mean().item()
     print("torch:      heldout_last %.4f heldout_ema %.4f" % (last, ema))
-    with open(os.path.join(d, "result.txt")) as f:
-        result = f.read().strip()
     print("libnvpflow: " + result)
     refused = int(result.split("refused ")[1].split()[0])
     if refused:

@@ -1,5 +1,5 @@
 """The reference Real-NVP in PyTorch (the tutorial's model), shared by
-torch_bench.py and torch_heldout.py: 4 affine couplings over 2-D data with
+torch_bench.py, torch_heldout.py and torch_lockstep.py: 4 affine couplings over 2-D data with
 alternating flip, conditioner MLP 1 -> 512 -> 512 -> 2 (ReLU), output split
 into shift then log_scale, raw exp, standard normal base."""
 import math
@@ -53,3 +53,19 @@ def sample(layers, n):
     for layer in layers:
         x = layer(x)
     return x
+
+
+def clip_grad_norm(params, max_norm):
+    """Gradient-norm clipping as libnvpflow's optimizer does it
+    (nvp_adam_set_clip_norm): the norm of all gradients together, summed
+    in float64; over max_norm, every gradient is multiplied in float32 by
+    float32(max_norm / norm).  (torch.nn.utils.clip_grad_norm_ sums in
+    float32 and divides by norm + 1e-6, a difference of rounding only.)
+    Returns the norm before clipping."""
+    grads = [p.grad for p in params if p.grad is not None]
+    norm = math.sqrt(sum(float(g.double().pow(2).sum()) for g in grads))
+    if max_norm > 0 and norm > max_norm:
+        scale = torch.tensor(max_norm / norm, dtype=torch.float32)
+        for g in grads:
+            g.mul_(scale)
+    return norm
