@@ -22,7 +22,8 @@
  * The very last line on stdout is "heldout_nll=<value>", for scripts.
  *
  * Exit status: 0 on success, 1 when the library or a file write fails,
- * 2 for a bad command line.
+ * 2 for a bad command line, 3 when training stopped early because step
+ * after step was refused (the model is still evaluated and drawn).
  */
 #include <errno.h>
 #include <math.h>
@@ -53,6 +54,7 @@
  * refusals in a row end the training, and the model as it stands is
  * evaluated and drawn. */
 #define MAX_REFUSED_IN_A_ROW 100
+#define EXIT_STOPPED 3
 #define MAX_STEPS 1000000000UL
 #define MAX_BATCH 1000000UL
 #define MAX_FIGURE_LAYERS 64 /* beyond this the figure is unreadable */
@@ -113,8 +115,10 @@ static void usage(FILE *fp)
             "  --quiet          no progress line on stderr\n"
             "  --help           this text\n"
             "Options take their value as the next argument or after '='.\n"
-            "The last line on stdout is heldout_nll=<nats per point>.\n",
-            prog, MAX_FIGURE_LAYERS);
+            "The last line on stdout is heldout_nll=<nats per point>.\n"
+            "Exit status 3: training stopped after %d refused steps in a "
+            "row\n(the model is still evaluated and drawn).\n",
+            prog, MAX_FIGURE_LAYERS, MAX_REFUSED_IN_A_ROW);
 }
 
 static void bad_usage(const char *fmt, const char *a, const char *b)
@@ -785,19 +789,26 @@ int main(int argc, char **argv)
 
     if (cfg.steps > 0) {
         const unsigned long ran = stopped_at ? stopped_at : cfg.steps;
-        printf("%s: trained %lu steps in %.1f s (%.1f steps/s), "
-               "final loss %.4f (mean of the last %zu minibatches)\n",
-               prog, ran, train_s,
+        printf("%s: ran %lu steps (%lu applied) in %.1f s (%.1f steps/s), "
+               "final loss %.4f (mean of the last %zu applied minibatches)\n",
+               prog, ran, applied, train_s,
                train_s > 0 ? (double)ran / train_s : 0.0, smoothed,
                (size_t)(applied < LOSS_WINDOW ? applied : LOSS_WINDOW));
-        if (stopped_at)
+        if (stopped_at) {
             printf("%s: training stopped at step %lu of %lu: the last %d "
-                   "steps were all refused (non-finite loss or gradient), "
-                   "so the model is that of step %lu, the last one "
+                   "steps were all refused (non-finite loss or gradient); "
+                   "the last iterate is that of step %lu, the last one "
                    "applied\n",
                    prog, stopped_at, cfg.steps, MAX_REFUSED_IN_A_ROW,
                    stopped_at - MAX_REFUSED_IN_A_ROW);
-        if (cfg.clip > 0.0)
+            if (average)
+                /* After k steps the initial parameters still weigh
+                 * decay^k in the average. */
+                printf("%s: the parameter average covers those %lu applied "
+                       "steps; the initial parameters still weigh %.1f%% in "
+                       "it\n",
+                       prog, applied, 100.0 * pow(cfg.ema, (double)applied));
+        }        if (cfg.clip > 0.0)
             printf("%s: %lu of the %lu applied steps had their gradient "
                    "clipped to norm %g\n",
                    prog, clipped, applied, cfg.clip);
@@ -820,7 +831,9 @@ int main(int argc, char **argv)
                "average (decay %g), reported below, %.4f\n",
                prog, last_nll, cfg.ema, nll);
     printf("heldout_nll=%.4f\n", nll);
-    status = 0;
+    /* A run whose training could not go on still reports its model, but
+     * says so in its exit status too. */
+    status = stopped_at ? EXIT_STOPPED : 0;
 
 cleanup:
     nvp_adam_free(opt);

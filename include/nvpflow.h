@@ -491,8 +491,9 @@ NVP_API float nvp_adam_eps(const nvp_adam *opt);
 NVP_API size_t nvp_adam_num_params(const nvp_adam *opt);
 /* Number of steps taken so far (t). */
 NVP_API uint64_t nvp_adam_steps(const nvp_adam *opt);
-/* Forgets the moments and the step count (not the parameter average, see
- * nvp_adam_set_average). */
+/* Forgets the moments, the step count and the last gradient norm (not the
+ * parameter average or the clipping limit, see nvp_adam_set_average and
+ * nvp_adam_set_clip_norm). */
 NVP_API int nvp_adam_reset(nvp_adam *opt);
 /* One step: updates params (n floats) from grad (n floats); n must equal
  * n_params.  A gradient holding NaN, an infinity, or an entry of magnitude
@@ -546,14 +547,17 @@ NVP_API int nvp_adam_get_average(const nvp_adam *opt, float *dst, size_t n);
  * before (clipping does not rescue an entry of 1e18 or more).
  *
  * set_clip_norm: max_norm > 0 (finite) turns clipping on or changes the
- * limit; 0 turns it off (the default).  Allocates one double per 16384
- * parameters once, when turned on.  Errors: NVP_EINVAL (negative, NaN or
+ * limit; 0 turns it off (the default) and frees its scratch.  Turning it
+ * on allocates one double per 16384 parameters; changing the limit and
+ * stepping allocate nothing.  Errors: NVP_EINVAL (negative, NaN or
  * infinite max_norm), NVP_ENOMEM; after an error nothing has changed.
  * clip_norm: the limit, or 0 when clipping is off (or opt is NULL).
  * last_grad_norm: the norm of the last applied gradient before clipping,
- * while clipping is on (0 before the first such step, after
- * nvp_adam_reset, or for NULL), for example to log how often it clips.
- * The training state saved by nvp_adam_save_* includes the limit. */
+ * while clipping is on (0 before the first such step, after clipping is
+ * turned off, after nvp_adam_reset, or for NULL), for example to log how
+ * often it clips.
+ * The training state saved by nvp_adam_save_* includes the limit (not the
+ * last norm).  nvp_adam_reset keeps the limit. */
 NVP_API int nvp_adam_set_clip_norm(nvp_adam *opt, float max_norm);
 NVP_API float nvp_adam_clip_norm(const nvp_adam *opt);
 NVP_API float nvp_adam_last_grad_norm(const nvp_adam *opt);

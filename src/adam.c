@@ -172,6 +172,8 @@ static int portable_only;
 
 void nvp__adam_force_portable(int on) { portable_only = on; }
 
+int nvp__adam_avx512(void) { return nvp__cpu_avx512() && !portable_only; }
+
 /* One step over parameters [lo, hi). */
 typedef struct adam_job {
     nvp_adam *o;
@@ -187,7 +189,7 @@ static void adam_range(const adam_job *j, size_t lo, size_t hi)
     const size_t n = hi - lo;
     float *avg = o->avg ? o->avg + lo : NULL;
 #if defined(__x86_64__) || defined(__i386__)
-    if (nvp__cpu_avx512() && !portable_only) {
+    if (nvp__adam_avx512()) {
         adam_loop_avx512(n, j->params + lo, j->grad + lo, o->m + lo, o->v + lo,
                          avg, &j->k);
         return;

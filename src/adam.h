@@ -39,9 +39,12 @@ int nvp__adam_check_grad(const nvp_errbox *eb, const char *fn,
 int nvp__adam_grad_verdict(const nvp_errbox *eb, const char *fn,
                            uint32_t max_abs_bits);
 
-/* For tests: nonzero makes the update use the portable loop even where
- * the CPU runs AVX-512, so that both can be compared on one machine. */
+/* For tests: nonzero makes the update (and the clipping norm) use the
+ * portable loops even where the CPU runs AVX-512, so that both can be
+ * compared on one machine. */
 void nvp__adam_force_portable(int on);
+/* Whether the optimizer's loops run their AVX-512 versions. */
+int nvp__adam_avx512(void);
 
 /* The factor that brings grad's Euclidean norm down to the clipping limit
  * (1 when clipping is off or the norm is within it), and records the norm.

@@ -16,11 +16,14 @@
 
 /* Lanes of the sum of squares: independent accumulators, so that the
  * compiler can vectorise the loop without reassociating any sum (each
- * lane adds its own entries in order; a float's square is exact in
- * double, so fused or separate multiply-adds give the same bits). */
-#define LANES 8
+ * lane adds its own entries in order, and the lanes are added in a fixed
+ * order at the end).  A float's square is exact in double, so fused or
+ * separate multiply-adds, and any vector width, give the same bits.  32
+ * lanes keep four AVX-512 accumulators in flight. */
+#define LANES 32
 
-static double run_sum_squares(const float *x, size_t n)
+static inline __attribute__((always_inline)) double
+sum_squares_loop(const float *restrict x, size_t n)
 {
     double acc[LANES] = {0};
     size_t i = 0;
@@ -33,6 +36,28 @@ static double run_sum_squares(const float *x, size_t n)
     for (size_t l = 0; l < LANES; l++)
         s += acc[l];
     return s;
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx512f"))) static double
+sum_squares_avx512(const float *x, size_t n)
+{
+    return sum_squares_loop(x, n);
+}
+#endif
+
+static double sum_squares_portable(const float *x, size_t n)
+{
+    return sum_squares_loop(x, n);
+}
+
+static double run_sum_squares(const float *x, size_t n)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    if (nvp__adam_avx512())
+        return sum_squares_avx512(x, n);
+#endif
+    return sum_squares_portable(x, n);
 }
 
 static size_t runs_of(size_t n)
@@ -95,6 +120,7 @@ int nvp_adam_set_clip_norm(nvp_adam *o, float max_norm)
         nvp__free_aligned(&o->alloc, o->norm_runs);
         o->norm_runs = NULL;
         o->clip_norm = 0.0f;
+        o->last_norm = 0.0;
         return NVP_OK;
     }
     if (!o->norm_runs) {

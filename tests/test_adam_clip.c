@@ -79,12 +79,30 @@ START_TEST(test_adam_clip_scales_gradient)
     ck_assert_float_eq(nvp_adam_last_grad_norm(o), before);
     ck_assert_uint_eq(nvp_adam_steps(o), STEPS);
 
-    /* Reset forgets the last norm, not the limit; 0 turns clipping off. */
+    /* Reset forgets the last norm, not the limit. */
     T_OK(nvp_adam_reset(o));
     ck_assert_float_eq(nvp_adam_last_grad_norm(o), 0.0f);
     ck_assert_float_eq(nvp_adam_clip_norm(o), limit);
+    /* Off: the last norm goes to 0 and steps are unclipped (the same as
+     * the control's with the raw gradient); on again, it clips again. */
+    double norm = fill_eighths(&pr, g, N);
+    T_OK(nvp_adam_step(o, p, g, N));
+    T_CHECK(nvp_adam_last_grad_norm(o) == (float)norm, "norm after reset");
     T_OK(nvp_adam_set_clip_norm(o, 0.0f));
     ck_assert_float_eq(nvp_adam_clip_norm(o), 0.0f);
+    ck_assert_float_eq(nvp_adam_last_grad_norm(o), 0.0f);
+    T_OK(nvp_adam_reset(ctl));
+    T_OK(nvp_adam_reset(o));
+    memcpy(q, p, N * sizeof *p);
+    T_OK(nvp_adam_step(o, p, g, N));
+    T_OK(nvp_adam_step(ctl, q, g, N));
+    T_CHECK(t_first_diff(p, q, N) == (size_t)-1, "a step with clipping off was clipped");
+    ck_assert_float_eq(nvp_adam_last_grad_norm(o), 0.0f);
+    T_OK(nvp_adam_set_clip_norm(o, limit));
+    T_OK(nvp_adam_step(o, p, g, N));
+    T_CHECK(nvp_adam_last_grad_norm(o) == (float)norm && norm > limit,
+            "clipping on again: last norm %g, expected %g", (double)nvp_adam_last_grad_norm(o),
+            norm);
     free(p);
     free(q);
     free(g);

@@ -638,7 +638,8 @@ int cmd_fit(int argc, char **argv)
                nvp_chain_num_layers(s.chain), widths,
                nvp_chain_num_params(s.chain), c->clamp);
         if (c->clip_norm > 0)
-            printf("clipping:  gradient norm limited to %g\n", c->clip_norm);
+            printf("clipping:  gradient norm limited to %g\n",
+                   (double)(float)c->clip_norm);
         printf("best NLL:  %.6g nats/row on the %s rows (standardised), "
                "%.6g in\n           original units, at step %zu",
                r.best_nll, n_val ? "validation" : "training",

@@ -256,14 +256,19 @@ static double grad_only(trainer *t, const float *rows, float *grad, int reps)
     return (now() - t0) / reps;
 }
 
-/* Seconds per Adam update alone (nvp_adam_step: one thread) over reps. */
-static double adam_only(trainer *t, const float *grad, int reps)
+/* Seconds per Adam update alone (nvp_adam_step: one thread) over reps,
+ * applied to `params`, a copy of the chain's parameters: repeating one
+ * gradient hundreds of times drives parameters far from anything
+ * training would reach, and the chain's own must stay usable for the
+ * gradient measurements. */
+static double adam_only(trainer *t, float *params, const float *grad,
+                        int reps)
 {
     int rc;
     const size_t n = nvp_chain_num_params(t->chain);
     const double t0 = now();
     for (int s = 0; s < reps; s++)
-        if ((rc = nvp_adam_step(t->opt, nvp_chain_params(t->chain), grad, n)))
+        if ((rc = nvp_adam_step(t->opt, params, grad, n)))
             fail("nvp_adam_step", rc);
     return (now() - t0) / reps;
 }
@@ -309,19 +314,21 @@ static void measure_training(const size_t *counts, int n_counts, figures *f,
     /* 64-byte aligned like the library's own buffers (an unaligned gradient
      * slows the update by splitting its vector loads). */
     float *grad = aligned_alloc(64, (np * sizeof *grad + 63) / 64 * 64);
+    float *scratch = aligned_alloc(64, (np * sizeof *scratch + 63) / 64 * 64);
+    memcpy(scratch, nvp_chain_params(t[0].chain), np * sizeof *scratch);
     const float *rows = t[0].data; /* the first 100 training points */
     for (int turn = 0; turn < TRAIN_TURNS; turn++) {
         for (int i = 0; i < n_counts; i++) {
             grad_only(&t[i], rows, grad, 1); /* untimed, as above */
             ms[i][turn] = grad_only(&t[i], rows, grad, 40) * 1e3;
         }
-        adam_only(&t[0], grad, 1);
-        am[turn] = adam_only(&t[0], grad, 40) * 1e3;
+        adam_only(&t[0], scratch, grad, 1);
+        am[turn] = adam_only(&t[0], scratch, grad, 40) * 1e3;
         /* The same with gradient-norm clipping on: the norm's extra read
          * of the gradient (a limit that never clips costs the same). */
         nvp_adam_set_clip_norm(t[0].opt, 1e30f);
-        adam_only(&t[0], grad, 1);
-        amc[turn] = adam_only(&t[0], grad, 40) * 1e3;
+        adam_only(&t[0], scratch, grad, 1);
+        amc[turn] = adam_only(&t[0], scratch, grad, 40) * 1e3;
         nvp_adam_set_clip_norm(t[0].opt, 0.0f);
     }
     for (int i = 0; i < n_counts; i++) {
@@ -331,6 +338,7 @@ static void measure_training(const size_t *counts, int n_counts, figures *f,
     *adam_ms = median(am, TRAIN_TURNS);
     *adam_clip_ms = median(amc, TRAIN_TURNS);
     free(grad);
+    free(scratch);
 }
 
 /* Sampling, density and the matrix products on `threads` threads. */

@@ -21,7 +21,10 @@
  * CPU would get, through the library's internals, to show what another
  * instruction set's rounding does to the same run; "native" keeps it.
  * CLIP replaces the main job's gradient-norm clipping limit (0: none, as
- * in version 0.2.0's main job).  Everything else uses the public API. */
+ * in version 0.2.0's main job).  Everything else uses the public API.
+ * Unlike the main job, it does not stop after 100 refused steps in a row:
+ * such a run (seed 45) goes on refusing, and its parameters and average
+ * stay those the main job reports. */
 #include <nvpflow.h>
 #include <stdint.h>
 #include <stdio.h>
