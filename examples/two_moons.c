@@ -143,6 +143,18 @@ static int parse_uint(const char *s, unsigned long long lo,
     return 0;
 }
 
+/* A whole string that strtod reads as a number within range: 0, else -1. */
+static int parse_double(const char *s, double *out)
+{
+    char *end = NULL;
+    errno = 0;
+    const double v = strtod(s, &end);
+    if (!*s || *end != '\0' || errno != 0)
+        return -1;
+    *out = v;
+    return 0;
+}
+
 /* A comma-separated list of widths, e.g. "512,512". */
 static int parse_hidden(const char *s, config *cfg)
 {
@@ -261,23 +273,19 @@ static int parse_args(int argc, char **argv, config *cfg)
             }
             cfg->steps = (unsigned long)u;
         } else if (strcmp(name, "--lr") == 0) {
-            char *end = NULL;
-            errno = 0;
-            double v = strtod(val, &end);
-            if (!*val || *end != '\0' || errno != 0 || !isfinite(v) ||
-                !(v > 0.0) || !((float)v > 0.0f) || !isfinite((float)v)) {
+            double v = 0.0;
+            if (parse_double(val, &v) != 0 || !isfinite(v) || !(v > 0.0) ||
+                !((float)v > 0.0f) || !isfinite((float)v)) {
                 bad_usage("--lr: '%s' is not a positive finite number%s",
                           val, "");
                 return 2;
             }
             cfg->lr = v;
         } else if (strcmp(name, "--ema") == 0) {
-            char *end = NULL;
-            errno = 0;
-            double v = strtod(val, &end);
+            double v = 0.0;
             /* The library takes the decay as a float: 0, or inside (0, 1)
              * after rounding (0.99999999 would round to 1, 1e-50 to 0). */
-            if (!*val || *end != '\0' || errno != 0 ||
+            if (parse_double(val, &v) != 0 ||
                 !(v == 0.0 || ((float)v > 0.0f && (float)v < 1.0f))) {
                 bad_usage("--ema: '%s' is not 0 or a decay between 0 and 1 "
                           "(exclusive, in single precision)%s",
@@ -286,12 +294,10 @@ static int parse_args(int argc, char **argv, config *cfg)
             }
             cfg->ema = v;
         } else if (strcmp(name, "--clip") == 0) {
-            char *end = NULL;
-            errno = 0;
-            double v = strtod(val, &end);
+            double v = 0.0;
             /* The library takes the limit as a float: 0, or a positive
              * finite float after rounding. */
-            if (!*val || *end != '\0' || errno != 0 ||
+            if (parse_double(val, &v) != 0 ||
                 !(v == 0.0 || ((float)v > 0.0f && isfinite((float)v)))) {
                 bad_usage("--clip: '%s' is not 0 or a positive finite "
                           "number (in single precision)%s",
