@@ -57,31 +57,100 @@ int nvp__read_file(const nvp_errbox *eb, const char *fn, const char *path,
     return NVP_OK;
 }
 
+/* Writes all of data to fd; 0 or an errno value. */
+static int write_all(int fd, const void *data, size_t size)
+{
+    const unsigned char *p = data;
+    size_t done = 0;
+    while (done < size) {
+        ssize_t w = write(fd, p + done, size - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return w < 0 ? errno : ENOSPC;
+        done += (size_t)w;
+    }
+    return 0;
+}
+
+/* A path naming an existing file that is not a regular file (/dev/null,
+ * /dev/stdout, a FIFO, a terminal) has nothing that could be replaced
+ * atomically, and renaming a temporary file over it would put a regular
+ * file in place of the device or pipe: such a path is written straight
+ * through. */
+static int write_through(const nvp_errbox *eb, const char *fn,
+                         const char *path, const void *data, size_t size)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    NVP_REQUIRE(fd >= 0, NVP_EIO, "%s: cannot open '%s': %s", fn, path,
+                strerror(errno));
+    int err = write_all(fd, data, size);
+    if (close(fd) != 0 && !err)
+        err = errno;
+    NVP_REQUIRE(!err, NVP_EIO, "%s: writing '%s' failed: %s", fn, path,
+                strerror(err));
+    return NVP_OK;
+}
+
+/* Copies path into out[cap], following symbolic links (at most 40, as
+ * the kernel does) to the name a plain open() would write to; that name
+ * may not exist yet.  Returns 0 or an errno value. */
+static int follow_links(const char *path, char *out, size_t cap)
+{
+    const size_t len = strlen(path);
+    if (len >= cap)
+        return ENAMETOOLONG;
+    memcpy(out, path, len + 1);
+    for (int hops = 0; hops < 40; hops++) {
+        struct stat st;
+        if (lstat(out, &st) != 0 || !S_ISLNK(st.st_mode))
+            return 0;
+        char link[4096];
+        const ssize_t n = readlink(out, link, sizeof link);
+        if (n < 0)
+            return errno;
+        if ((size_t)n >= sizeof link)
+            return ENAMETOOLONG;
+        link[n] = '\0';
+        /* A relative link is relative to the directory holding it. */
+        const char *slash = strrchr(out, '/');
+        const size_t keep =
+            link[0] == '/' || !slash ? 0 : (size_t)(slash - out) + 1;
+        if (keep + (size_t)n >= cap)
+            return ENAMETOOLONG;
+        memcpy(out + keep, link, (size_t)n + 1);
+    }
+    return ELOOP;
+}
+
 int nvp__write_file_atomic(const nvp_errbox *eb, const char *fn,
                            const char *path, const void *data, size_t size)
 {
+    NVP_REQUIRE(*path, NVP_EINVAL, "%s: path is empty", fn);
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        NVP_REQUIRE(!S_ISDIR(st.st_mode), NVP_EIO, "%s: '%s' is a directory",
+                    fn, path);
+        if (!S_ISREG(st.st_mode))
+            return write_through(eb, fn, path, data, size);
+    }
+    /* A symbolic link is followed: the file it names (which may not exist
+     * yet) is replaced and the link stays a link. */
+    char target[4096];
+    const int lerr = follow_links(path, target, sizeof target);
+    NVP_REQUIRE(!lerr, NVP_EIO, "%s: cannot follow the link '%s': %s", fn,
+                path, strerror(lerr));
+    path = target;
     const size_t plen = strlen(path);
     char tmp[4096];
-    NVP_REQUIRE(plen > 0 && plen + 16 < sizeof tmp, NVP_EINVAL,
-                "%s: path is empty or too long", fn);
+    NVP_REQUIRE(plen + 16 < sizeof tmp, NVP_EINVAL, "%s: path is too long",
+                fn);
     memcpy(tmp, path, plen);
     memcpy(tmp + plen, ".tmp-XXXXXX", 12);
     int fd = mkstemp(tmp);
     NVP_REQUIRE(fd >= 0, NVP_EIO, "%s: cannot create a file next to '%s': %s",
                 fn, path, strerror(errno));
-    const unsigned char *p = data;
-    size_t done = 0;
-    int err = 0;
-    while (done < size) {
-        ssize_t w = write(fd, p + done, size - done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            err = w < 0 ? errno : ENOSPC;
-            break;
-        }
-        done += (size_t)w;
-    }
+    int err = write_all(fd, data, size);
     /* The data must be on disk before the rename makes it the file. */
     if (!err && fchmod(fd, 0644) != 0)
         err = errno;

@@ -4,6 +4,7 @@
  * is NVP_EVERSION; an interrupted and resumed training run equals an
  * uninterrupted one. */
 #include <dirent.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -318,6 +319,86 @@ START_TEST(test_io_files)
     nvp_chain_free(other);
     nvp_chain_free(c2);
     nvp_scaler_free(s);
+    nvp_chain_free(c);
+}
+END_TEST
+
+/* Reads the whole of what is waiting in a FIFO opened non-blocking. */
+static size_t drain_fifo(int fd, unsigned char *out, size_t cap)
+{
+    size_t got = 0;
+    ssize_t r;
+    while (got < cap && (r = read(fd, out + got, cap - got)) > 0)
+        got += (size_t)r;
+    return got;
+}
+
+/* Paths that are not plain files: a symbolic link is followed (the file
+ * it names gets the model, the link stays a link), a FIFO (like
+ * /dev/null or /dev/stdout) is written straight through and stays a FIFO
+ * rather than being replaced by a regular file, and a directory is
+ * refused with NVP_EIO and left as it was. */
+START_TEST(test_io_special_paths)
+{
+    char dir[] = "/tmp/nvp_test_io_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char target[256], link[256], fifo[256], sub[256];
+    snprintf(target, sizeof target, "%s/target.nvp", dir);
+    snprintf(link, sizeof link, "%s/link.nvp", dir);
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    snprintf(sub, sizeof sub, "%s/sub", dir);
+    /* A model small enough for a pipe's buffer (Linux: 64 KiB). */
+    nvp_chain *c = t_chain(2, 2, 1, (const size_t[]){8}, 6011);
+    size_t size;
+    unsigned char *buf = save_model(c, NULL, &size);
+    ck_assert_uint_lt(size, 4096);
+    unsigned char *got = t_xmalloc(size + 1);
+
+    ck_assert_int_eq(symlink("target.nvp", link), 0);
+    T_OK(nvp_chain_save_file(c, NULL, link));
+    struct stat st;
+    ck_assert_int_eq(lstat(link, &st), 0);
+    T_CHECK(S_ISLNK(st.st_mode), "the link was replaced (mode %o)", (unsigned)st.st_mode);
+    FILE *f = fopen(target, "rb");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(got, 1, size + 1, f);
+    fclose(f);
+    T_CHECK(n == size && memcmp(got, buf, size) == 0, "the link's target holds %zu bytes, not the model's %zu", n, size);
+
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    /* A reader must be there before a writer can open a FIFO. */
+    int rd = open(fifo, O_RDONLY | O_NONBLOCK);
+    ck_assert_int_ge(rd, 0);
+    T_OK(nvp_chain_save_file(c, NULL, fifo));
+    n = drain_fifo(rd, got, size + 1);
+    close(rd);
+    T_CHECK(n == size && memcmp(got, buf, size) == 0, "the FIFO received %zu bytes, not the model's %zu", n, size);
+    ck_assert_int_eq(lstat(fifo, &st), 0);
+    T_CHECK(S_ISFIFO(st.st_mode), "the FIFO was replaced (mode %o)", (unsigned)st.st_mode);
+
+    ck_assert_int_eq(mkdir(sub, 0700), 0);
+    ck_assert_int_eq(nvp_chain_save_file(c, NULL, sub), NVP_EIO);
+    T_CHECK(strstr(nvp_chain_errmsg(c), "directory") != NULL, "message '%s'", nvp_chain_errmsg(c));
+    ck_assert_int_eq(lstat(sub, &st), 0);
+    ck_assert(S_ISDIR(st.st_mode));
+
+    /* Nothing else was created: no temporary file left anywhere. */
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    int entries = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+            entries++;
+    closedir(d);
+    ck_assert_int_eq(entries, 4);
+    ck_assert_int_eq(rmdir(sub), 0);
+    unlink(fifo);
+    unlink(link);
+    unlink(target);
+    ck_assert_int_eq(rmdir(dir), 0);
+    free(got);
+    free(buf);
     nvp_chain_free(c);
 }
 END_TEST
@@ -671,6 +752,7 @@ Suite *io_suite(void)
     tcase_add_test(tc, test_io_chain_buffer_round_trip);
     tcase_add_test(tc, test_io_chain_hostile_input);
     tcase_add_test(tc, test_io_files);
+    tcase_add_test(tc, test_io_special_paths);
     tcase_add_test(tc, test_io_training_resume);
     tcase_add_test(tc, test_io_average_section_layout);
     tcase_add_test(tc, test_io_clip_section);

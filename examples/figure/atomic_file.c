@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void release(atomic_file *af)
@@ -33,6 +34,23 @@ int afile_open(atomic_file *af, const char *path, char *err, size_t errlen)
         return -1;
     }
     memcpy(af->path, path, len + 1);
+    /* An existing file that is not a regular file (/dev/null, /dev/stdout,
+     * a FIFO) is written straight through: renaming the temporary file
+     * over it would replace the device or pipe with a regular file. */
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) &&
+        !S_ISDIR(st.st_mode)) {
+        free(af->tmp);
+        af->tmp = NULL;
+        af->fp = fopen(path, "wb");
+        if (!af->fp) {
+            snprintf(err, errlen, "cannot open %s: %s", path,
+                     strerror(errno));
+            release(af);
+            return -1;
+        }
+        return 0;
+    }
     snprintf(af->tmp, len + 32, "%s.tmp.%ld", path, (long)getpid());
     af->fp = fopen(af->tmp, "wb");
     if (!af->fp) {
@@ -63,11 +81,17 @@ int afile_commit(atomic_file *af, char *err, size_t errlen)
     }
     af->fp = NULL;
     if (failed) {
-        snprintf(err, errlen, "error writing %s: %s", af->tmp,
+        snprintf(err, errlen, "error writing %s: %s",
+                 af->tmp ? af->tmp : af->path,
                  saved ? strerror(saved) : "write error");
-        remove(af->tmp);
+        if (af->tmp)
+            remove(af->tmp);
         release(af);
         return -1;
+    }
+    if (!af->tmp) { /* written straight through: nothing to rename */
+        release(af);
+        return 0;
     }
     if (rename(af->tmp, af->path) != 0) {
         snprintf(err, errlen, "cannot rename %s to %s: %s", af->tmp,

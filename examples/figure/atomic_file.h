@@ -7,7 +7,10 @@
  * process).  Instead the bytes go to "<path>.tmp.<pid>" in the same
  * directory, and only a fully flushed and closed temporary file is
  * renamed over the destination (rename() within one directory is atomic on
- * POSIX systems).  Any failure removes the temporary file.
+ * POSIX systems).  Any failure removes the temporary file.  An existing
+ * path that is not a regular file (/dev/null, /dev/stdout, a FIFO) is
+ * written straight through instead, since renaming over it would replace
+ * the device or pipe with a regular file.
  *
  * Every function reports failure as -1 with a human-readable message
  * (including strerror(errno)) in err[0..errlen-1].
@@ -19,7 +22,8 @@
 
 typedef struct atomic_file {
     FILE *fp;   /* write through this (binary mode) */
-    char *tmp;  /* the temporary path (owned) */
+    char *tmp;  /* the temporary path (owned); NULL when writing straight
+                   through to the destination */
     char *path; /* the destination path (owned copy) */
 } atomic_file;
 

@@ -22,6 +22,19 @@ int out_open(const char *cmd, out_file *o, const char *path)
         o->fp = stdout;
         return 0;
     }
+    /* An existing file that is not a regular file (/dev/null, /dev/stdout,
+     * a FIFO) is written straight through: renaming a temporary file over
+     * it would replace the device or pipe with a regular file. */
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) &&
+        !S_ISDIR(st.st_mode)) {
+        if (!(o->fp = fopen(path, "w"))) {
+            cli_error(cmd, "cannot open '%s': %s", path, strerror(errno));
+            return -1;
+        }
+        o->direct = 1;
+        return 0;
+    }
     const size_t len = strlen(path);
     o->tmp = malloc(len + 8);
     if (!o->tmp) {
@@ -57,10 +70,14 @@ int out_commit(const char *cmd, out_file *o)
     if (!o->fp)
         return -1;
     if (!o->tmp) {
-        const int bad = fflush(o->fp) != 0 || ferror(o->fp);
+        int bad = fflush(o->fp) != 0 || ferror(o->fp);
+        if (o->direct && fclose(o->fp) != 0)
+            bad = 1;
         o->fp = NULL;
+        o->direct = 0;
         if (bad) {
-            cli_error(cmd, "error writing to standard output: %s",
+            cli_error(cmd, "error writing to %s: %s",
+                      is_stdout(o->path) ? "standard output" : o->path,
                       strerror(errno));
             return -1;
         }
@@ -90,11 +107,14 @@ void out_abort(out_file *o)
             fclose(o->fp);
         unlink(o->tmp);
         free(o->tmp);
+    } else if (o->direct) {
+        fclose(o->fp);
     } else if (o->fp) {
         fflush(o->fp);
     }
     o->fp = NULL;
     o->tmp = NULL;
+    o->direct = 0;
 }
 
 int out_check_writable(const char *cmd, const char *path)
@@ -103,6 +123,15 @@ int out_check_writable(const char *cmd, const char *path)
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
         cli_error(cmd, "'%s' is a directory", path);
         return -1;
+    }
+    /* Written straight through (see out_open): only the file itself must
+     * be writable, not its directory. */
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        if (access(path, W_OK) != 0) {
+            cli_error(cmd, "cannot write '%s': %s", path, strerror(errno));
+            return -1;
+        }
+        return 0;
     }
     const char *slash = strrchr(path, '/');
     char *dir;

@@ -4,7 +4,9 @@
  * ("<path>.XXXXXX"), flushed to disk and renamed over the path only when
  * everything went well; on any failure the temporary file is removed and
  * an existing file at the path is left as it was.  Standard output ("-"
- * or no path) is written directly. */
+ * or no path) and an existing file that is not a regular file (a device
+ * such as /dev/null, a FIFO) are written directly; a symbolic link is
+ * replaced by the new file. */
 #ifndef NVPFLOW_CLI_OUTFILE_H
 #define NVPFLOW_CLI_OUTFILE_H
 
@@ -14,6 +16,7 @@ typedef struct out_file {
     FILE *fp;         /* write through this */
     char *tmp;        /* the temporary path, or NULL for stdout */
     const char *path; /* the destination (borrowed) */
+    int direct;       /* 1: fp is the destination itself, opened by us */
 } out_file;
 
 /* Opens path for writing (NULL or "-" means stdout).  On failure prints

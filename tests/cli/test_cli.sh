@@ -162,6 +162,20 @@ lines s.csv 500 "sample"
 numeric s.csv 2 0 "sample"
 expect 0 "sample to stdout" -- "$B" sample m.nvp -n 500 --seed 5
 check "sample: same seed, different rows" cmp -s out.txt s.csv
+# A FIFO (like /dev/null or /dev/stdout) is written through, not replaced
+# by a regular file; so is a model saved to one.
+mkfifo pipe
+timeout 60 cat pipe > piped.csv &  # a regression must not hang the test
+expect 0 "sample -o FIFO" -- "$B" sample m.nvp -n 500 --seed 5 -o pipe
+wait
+check "sample -o FIFO: still a FIFO" [ -p pipe ]
+check "sample -o FIFO: the same rows" cmp -s piped.csv s.csv
+timeout 60 cat pipe > piped.nvp &
+expect 0 "fit -o FIFO" -- "$B" fit moons.csv -o pipe --steps 20 --hidden 8,8 --seed 3
+wait
+check "fit -o FIFO: still a FIFO" [ -p pipe ]
+expect 0 "info on a model read from a FIFO's output" -- "$B" info piped.nvp
+rm -f pipe piped.csv piped.nvp
 
 # ----------------------------------------------------------------- score
 expect 0 "score" -- "$B" score m.nvp moons.csv -o sc.csv
