@@ -47,7 +47,7 @@ LIB_SRC := $(wildcard src/*.c)
 LIB_OBJ := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))
 HEADERS := include/nvpflow.h $(wildcard src/*.h)
 
-.PHONY: FORCE all libs demo test test-run test-install bench lockstep install uninstall clean examples headercheck
+.PHONY: FORCE all libs demo test test-run test-install bench lockstep parity install uninstall clean examples headercheck
 all: libs cli
 
 libs: $(SO_REAL) $(SO_LINK) $(LIBOUT)/$(SO_NAME) $(STATIC) $(BUILD)/nvpflow.pc
@@ -220,16 +220,34 @@ $(BUILD)/bench/lockstep: tests/bench/lockstep.c $(STATIC)
 	@mkdir -p $(BUILD)/bench
 	$(CC) $(ALL_CFLAGS) -Isrc -o $@ tests/bench/lockstep.c $(STATIC) $(LIBS)
 
-lockstep: $(BUILD)/bench/lockstep
-	@dir=$(BUILD)/lockstep/seed$(LOCKSTEP_SEED); mkdir -p $$dir; \
-	py=; for p in "$$NVP_BENCH_PYTHON" python3 /usr/bin/python3; do \
+# Shell code that sets $$py to a Python with torch and numpy
+# (NVP_BENCH_PYTHON, else the first python3 that has them) or fails.
+FIND_TORCH_PYTHON = py=; for p in "$$NVP_BENCH_PYTHON" python3 /usr/bin/python3; do \
 	    [ -n "$$p" ] && "$$p" -c 'import torch, numpy' 2>/dev/null && \
 	        { py=$$p; break; }; \
 	done; \
-	[ -n "$$py" ] || { echo "lockstep: no Python with torch and numpy" >&2; exit 1; }; \
+	[ -n "$$py" ] || { echo "$@: no Python with torch and numpy" >&2; exit 1; }
+
+lockstep: $(BUILD)/bench/lockstep
+	@dir=$(BUILD)/lockstep/seed$(LOCKSTEP_SEED); mkdir -p $$dir; \
+	$(FIND_TORCH_PYTHON); \
 	./$(BUILD)/bench/lockstep $(LOCKSTEP_SEED) $(LOCKSTEP_STEPS) $$dir \
 	    $(if $(LOCKSTEP_CLIP),native $(LOCKSTEP_CLIP)) && \
 	OPENBLAS_NUM_THREADS=1 "$$py" tests/bench/torch_lockstep.py $$dir
+
+# The main job's held-out NLL against the same training in PyTorch over a
+# range of seeds (tests/bench/parity.py): medians, means and bootstrap
+# intervals of their differences.  Each PyTorch run takes about 2.5
+# minutes on one thread and is kept in $(BUILD)/parity for the next time.
+# PARITY_CLIP is the main job's default clipping limit.
+PARITY_SEEDS ?= 0-19
+PARITY_STEPS ?= 10000
+PARITY_CLIP ?= 300
+PARITY_JOBS ?= 1
+parity: $(BUILD)/examples/two_moons
+	@$(FIND_TORCH_PYTHON); \
+	"$$py" tests/bench/parity.py $(BUILD)/examples/two_moons $(BUILD)/parity \
+	    $(PARITY_SEEDS) $(PARITY_STEPS) $(PARITY_CLIP) $(PARITY_JOBS)
 
 # ------------------------------------------------------------- reliability
 # Sanitizer and fuzzing builds get their own objects and libraries under

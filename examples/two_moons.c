@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -348,7 +349,10 @@ static int parse_args(int argc, char **argv, config *cfg)
                 cfg->gif_path = val;
         }
     }
-    if (strcmp(cfg->svg_path, cfg->gif_path) == 0) {
+    /* One file cannot hold both; a device such as /dev/null can take both. */
+    struct stat st;
+    if (strcmp(cfg->svg_path, cfg->gif_path) == 0 &&
+        !(stat(cfg->svg_path, &st) == 0 && S_ISCHR(st.st_mode))) {
         bad_usage("--svg and --gif both name '%s'%s", cfg->svg_path, "");
         return 2;
     }

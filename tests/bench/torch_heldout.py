@@ -1,7 +1,7 @@
 """The reference configuration in PyTorch, trained for the README's
 held-out comparison: two moons (2000 points, noise 0.05, scikit-learn's
 make_moons with random_state=seed), standardised; 4 couplings of 512-512
-ReLU MLPs; Adam 1e-4, batch 100.  Every 1000 steps it prints the NLL on the
+ReLU MLPs; Adam 1e-4, batch 100.  Every 1000 steps (and at the last) it prints the NLL on the
 training set and on a fresh held-out draw (random_state=seed + 1000003)
 standardised with the training scaler; the last line gives the held-out
 NLL of the last iterate and of the parameters' exponential moving average
@@ -44,7 +44,7 @@ for s in range(1, steps + 1):
     with torch.no_grad():
         for a, p in zip(average, params):
             a.mul_(0.999).add_(p, alpha=0.001)
-    if s % 1000 == 0:
+    if s % 1000 == 0 or s == steps:
         with torch.no_grad():
             print(s, "train_nll %.4f heldout %.4f" % (-log_prob(X).mean().item(), -log_prob(Xh).mean().item()), "%.1fs" % (time.time()-t), flush=True)
 with torch.no_grad():
