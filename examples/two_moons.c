@@ -209,6 +209,27 @@ static double window_mean(const float *window, unsigned long applied)
 }
 
 /* Returns 0 to run, 1 when --help was printed, 2 on a bad command line. */
+/* Whether two paths name one file, also when spelt differently
+ * ("out.svg", "./out.svg", a link): the same file when both exist, else
+ * the same name in the same directory. */
+static int same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    if (strcmp(a, b) == 0)
+        return 1;
+    if (stat(a, &sa) == 0 && stat(b, &sb) == 0)
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    const char *na = strrchr(a, '/'), *nb = strrchr(b, '/');
+    const char *base_a = na ? na + 1 : a, *base_b = nb ? nb + 1 : b;
+    if (strcmp(base_a, base_b) != 0)
+        return 0;
+    char da[4096], db[4096];
+    snprintf(da, sizeof da, "%.*s", na ? (int)(na - a) + 1 : 1, na ? a : ".");
+    snprintf(db, sizeof db, "%.*s", nb ? (int)(nb - b) + 1 : 1, nb ? b : ".");
+    return stat(da, &sa) == 0 && stat(db, &sb) == 0 &&
+           sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
 static int parse_args(int argc, char **argv, config *cfg)
 {
     cfg->steps = 10000;
@@ -351,9 +372,10 @@ static int parse_args(int argc, char **argv, config *cfg)
     }
     /* One file cannot hold both; a device such as /dev/null can take both. */
     struct stat st;
-    if (strcmp(cfg->svg_path, cfg->gif_path) == 0 &&
+    if (same_file(cfg->svg_path, cfg->gif_path) &&
         !(stat(cfg->svg_path, &st) == 0 && S_ISCHR(st.st_mode))) {
-        bad_usage("--svg and --gif both name '%s'%s", cfg->svg_path, "");
+        bad_usage("--svg '%s' and --gif '%s' name the same file",
+                  cfg->svg_path, cfg->gif_path);
         return 2;
     }
     return 0;

@@ -396,8 +396,9 @@ NVP_API const char *nvp_chain_errmsg(const nvp_chain *chain);
 
 /* Threads.  A chain runs its batched calls on a pool of worker threads it
  * owns (POSIX threads; the calling thread takes part).  n_threads == 0
- * selects the number of online CPUs (the default), 1 runs everything on
- * the calling thread.  The pool starts on first use and stops in
+ * selects the number of online CPUs, at most NVP_MAX_THREADS (the
+ * default); 1 runs everything on the calling thread.  The pool starts on
+ * first use and stops in
  * nvp_chain_free.  Large batches are split by rows, a training step's
  * matrix products by output columns, never a sum, so every result is
  * bitwise identical whatever the thread count.  Small problems stay on

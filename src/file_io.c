@@ -1,6 +1,7 @@
 /* Whole-file reads and atomic whole-file writes for saved models. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,9 @@ int nvp__read_file(const nvp_errbox *eb, const char *fn, const char *path,
 {
     *data = NULL;
     *size = 0;
-    int fd = open(path, O_RDONLY);
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer before the
+     * check below refuses it.  (It changes nothing for a regular file.) */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     NVP_REQUIRE(fd >= 0, NVP_EIO, "%s: cannot open '%s': %s", fn, path,
                 strerror(errno));
     struct stat st;
@@ -27,11 +30,27 @@ int nvp__read_file(const nvp_errbox *eb, const char *fn, const char *path,
     }
     if ((uint64_t)st.st_size > (uint64_t)limit) {
         close(fd);
-        return nvp__fail(eb, NVP_EOVERFLOW,
-                         "%s: '%s' is %lld bytes, more than a model can be",
-                         fn, path, (long long)st.st_size);
+        return nvp__fail(eb, NVP_EFORMAT,
+                         "%s: '%s' is %lld bytes, more than any saved file "
+                         "can be", fn, path, (long long)st.st_size);
     }
     const size_t n = (size_t)st.st_size;
+    /* Nothing is allocated for a file that does not even start as one of
+     * ours: a large file of something else costs no memory. */
+    unsigned char magic[8];
+    if (n >= sizeof magic) {
+        ssize_t r;
+        do
+            r = pread(fd, magic, sizeof magic, 0);
+        while (r < 0 && errno == EINTR);
+        if (r != (ssize_t)sizeof magic ||
+            memcmp(magic, "NVPFLOW", sizeof magic) != 0) {
+            close(fd);
+            return nvp__fail(eb, NVP_EFORMAT,
+                             "%s: '%s' is not a libnvpflow file (no "
+                             "\"NVPFLOW\" magic)", fn, path);
+        }
+    }
     unsigned char *buf = nvp__malloc(a, n ? n : 1);
     if (!buf) {
         close(fd);
@@ -74,14 +93,15 @@ static int write_all(int fd, const void *data, size_t size)
 }
 
 /* A path naming an existing file that is not a regular file (/dev/null,
- * /dev/stdout, a FIFO, a terminal) has nothing that could be replaced
- * atomically, and renaming a temporary file over it would put a regular
- * file in place of the device or pipe: such a path is written straight
- * through. */
+ * a FIFO, a terminal) has nothing that could be replaced atomically, and
+ * renaming a temporary file over it would put a regular file in place of
+ * the device or pipe: such a path, and one standing for an open file
+ * (see follow_links), is written straight through, opened as fopen(path,
+ * "w") would open it. */
 static int write_through(const nvp_errbox *eb, const char *fn,
                          const char *path, const void *data, size_t size)
 {
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
     NVP_REQUIRE(fd >= 0, NVP_EIO, "%s: cannot open '%s': %s", fn, path,
                 strerror(errno));
     int err = write_all(fd, data, size);
@@ -94,9 +114,16 @@ static int write_through(const nvp_errbox *eb, const char *fn,
 
 /* Copies path into out[cap], following symbolic links (at most 40, as
  * the kernel does) to the name a plain open() would write to; that name
- * may not exist yet.  Returns 0 or an errno value. */
-static int follow_links(const char *path, char *out, size_t cap)
+ * may not exist yet.  *open_file is set when a link on the way lies in
+ * /dev or /proc: /dev/stdout, /dev/fd/N and /proc/self/fd/N stand for a
+ * file the process has open, which must be written through, since
+ * replacing the file they lead to would leave the open descriptor on the
+ * old one (and /dev/stdout itself would be replaced when the link is
+ * not followed).  Returns 0 or an errno value. */
+static int follow_links(const char *path, char *out, size_t cap,
+                        int *open_file)
 {
+    *open_file = 0;
     const size_t len = strlen(path);
     if (len >= cap)
         return ENAMETOOLONG;
@@ -105,6 +132,10 @@ static int follow_links(const char *path, char *out, size_t cap)
         struct stat st;
         if (lstat(out, &st) != 0 || !S_ISLNK(st.st_mode))
             return 0;
+        if (strncmp(out, "/dev/", 5) == 0 || strncmp(out, "/proc/", 6) == 0) {
+            *open_file = 1;
+            return 0;
+        }
         char link[4096];
         const ssize_t n = readlink(out, link, sizeof link);
         if (n < 0)
@@ -123,6 +154,25 @@ static int follow_links(const char *path, char *out, size_t cap)
     return ELOOP;
 }
 
+/* Creates a new file "<path>.tmp-<pid>-<n>" for writing, its name in
+ * tmp[cap] (cap > strlen(path) + 40).  Unlike mkstemp's 0600, the mode is
+ * 0666 less the umask, as fopen would give, without reading the umask
+ * (which only a racy umask() call can).  Returns the descriptor, or -1
+ * with errno set. */
+static int create_temp(const char *path, char *tmp, size_t cap)
+{
+    static atomic_uint serial;
+    for (int tries = 0; tries < 100; tries++) {
+        snprintf(tmp, cap, "%s.tmp-%ld-%u", path, (long)getpid(),
+                 atomic_fetch_add(&serial, 1u));
+        const int fd =
+            open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd >= 0 || errno != EEXIST)
+            return fd;
+    }
+    return -1; /* errno is EEXIST */
+}
+
 int nvp__write_file_atomic(const nvp_errbox *eb, const char *fn,
                            const char *path, const void *data, size_t size)
 {
@@ -137,23 +187,27 @@ int nvp__write_file_atomic(const nvp_errbox *eb, const char *fn,
     /* A symbolic link is followed: the file it names (which may not exist
      * yet) is replaced and the link stays a link. */
     char target[4096];
-    const int lerr = follow_links(path, target, sizeof target);
+    int open_file;
+    const int lerr = follow_links(path, target, sizeof target, &open_file);
     NVP_REQUIRE(!lerr, NVP_EIO, "%s: cannot follow the link '%s': %s", fn,
                 path, strerror(lerr));
+    if (open_file)
+        return write_through(eb, fn, path, data, size);
     path = target;
+    const int existed = stat(path, &st) == 0;
     const size_t plen = strlen(path);
     char tmp[4096];
-    NVP_REQUIRE(plen + 16 < sizeof tmp, NVP_EINVAL, "%s: path is too long",
+    NVP_REQUIRE(plen + 40 < sizeof tmp, NVP_EINVAL, "%s: path is too long",
                 fn);
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp-XXXXXX", 12);
-    int fd = mkstemp(tmp);
+    const int fd = create_temp(path, tmp, sizeof tmp);
     NVP_REQUIRE(fd >= 0, NVP_EIO, "%s: cannot create a file next to '%s': %s",
                 fn, path, strerror(errno));
     int err = write_all(fd, data, size);
-    /* The data must be on disk before the rename makes it the file. */
-    if (!err && fchmod(fd, 0644) != 0)
+    /* Replacing a file keeps its permissions (a private model stays
+     * private); a new file gets the umask's, as with fopen. */
+    if (!err && existed && fchmod(fd, st.st_mode & 07777) != 0)
         err = errno;
+    /* The data must be on disk before the rename makes it the file. */
     if (!err && fsync(fd) != 0)
         err = errno;
     if (close(fd) != 0 && !err)

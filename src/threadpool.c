@@ -157,7 +157,8 @@ static void *worker_main(void *varg)
 size_t nvp__online_cpus(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n >= 1 ? (size_t)n : 1;
+    /* Per-thread arrays are sized for NVP_MAX_THREADS. */
+    return n < 1 ? 1 : n > NVP_MAX_THREADS ? NVP_MAX_THREADS : (size_t)n;
 }
 
 /* Stops the first `started` workers and frees everything. */

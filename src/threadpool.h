@@ -40,7 +40,7 @@ void nvp__pool_release(nvp_pool *p);
  * and returns when all are done.  Requires nvp__pool_try_acquire. */
 void nvp__pool_run(nvp_pool *p, size_t n_tasks, nvp_task_fn fn, void *arg);
 
-/* The number of online CPUs (at least 1). */
+/* The number of online CPUs, from 1 to NVP_MAX_THREADS. */
 size_t nvp__online_cpus(void);
 
 #endif

@@ -403,6 +403,70 @@ START_TEST(test_io_special_paths)
 }
 END_TEST
 
+/* Saving keeps an existing file's permissions and gives a new file those
+ * of the umask (0666 less it), as fopen would.  Loading refuses at once,
+ * without waiting or allocating: a FIFO (no writer needed), a file that
+ * does not start as a libnvpflow file, and one larger than any saved file
+ * can be (12 bytes per parameter at NVP_MAX_PARAMS and 16 MiB more, made
+ * here as a sparse file). */
+START_TEST(test_io_file_modes_and_refusals)
+{
+    char dir[] = "/tmp/nvp_test_io_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[256], fifo[256], junk[256], huge[256];
+    snprintf(path, sizeof path, "%s/model.nvp", dir);
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    snprintf(junk, sizeof junk, "%s/junk", dir);
+    snprintf(huge, sizeof huge, "%s/huge", dir);
+    nvp_chain *c = t_chain(2, 2, 1, (const size_t[]){8}, 6013);
+    struct stat st;
+    const mode_t saved_mask = umask(077);
+    T_OK(nvp_chain_save_file(c, NULL, path));
+    ck_assert_int_eq(stat(path, &st), 0);
+    T_CHECK((st.st_mode & 0777) == 0600, "new file under umask 077: mode %o", (unsigned)(st.st_mode & 0777));
+    umask(022);
+    ck_assert_int_eq(chmod(path, 0640), 0);
+    T_OK(nvp_chain_save_file(c, NULL, path));
+    ck_assert_int_eq(stat(path, &st), 0);
+    T_CHECK((st.st_mode & 0777) == 0640, "replaced 0640 file: mode %o", (unsigned)(st.st_mode & 0777));
+    ck_assert_int_eq(unlink(path), 0);
+    T_OK(nvp_chain_save_file(c, NULL, path));
+    ck_assert_int_eq(stat(path, &st), 0);
+    T_CHECK((st.st_mode & 0777) == 0644, "new file under umask 022: mode %o", (unsigned)(st.st_mode & 0777));
+    umask(saved_mask);
+
+    nvp_chain *o = NULL;
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    ck_assert_int_eq(nvp_chain_load_file(&o, NULL, fifo, NULL), NVP_EIO);
+    ck_assert_ptr_null(o);
+    T_CHECK(strstr(nvp_errmsg(), "not a regular file") != NULL, "message '%s'", nvp_errmsg());
+
+    FILE *f = fopen(junk, "wb");
+    ck_assert_ptr_nonnull(f);
+    fputs("not a model, but long enough to have a header\n", f);
+    fclose(f);
+    ck_assert_int_eq(nvp_chain_load_file(&o, NULL, junk, NULL), NVP_EFORMAT);
+    T_CHECK(strstr(nvp_errmsg(), "not a libnvpflow file") != NULL, "message '%s'", nvp_errmsg());
+
+    int fd = open(huge, O_WRONLY | O_CREAT, 0600);
+    ck_assert_int_ge(fd, 0);
+    const off_t too_big = (off_t)12 * (off_t)NVP_MAX_PARAMS + ((off_t)1 << 24) + 1;
+    ck_assert_int_eq(ftruncate(fd, too_big), 0);
+    close(fd);
+    nvp_adam *oa = NULL;
+    ck_assert_int_eq(nvp_adam_load_file(&oa, NULL, huge, NULL), NVP_EFORMAT);
+    ck_assert_ptr_null(oa);
+    T_CHECK(strstr(nvp_errmsg(), "more than any saved file") != NULL, "message '%s'", nvp_errmsg());
+
+    unlink(huge);
+    unlink(junk);
+    unlink(fifo);
+    unlink(path);
+    ck_assert_int_eq(rmdir(dir), 0);
+    nvp_chain_free(c);
+}
+END_TEST
+
 /* Training interrupted after 12 steps (chain, Adam with its parameter
  * average and the minibatch generator saved, then loaded into fresh
  * handles) continues exactly as the uninterrupted run: bitwise the same
@@ -753,6 +817,7 @@ Suite *io_suite(void)
     tcase_add_test(tc, test_io_chain_hostile_input);
     tcase_add_test(tc, test_io_files);
     tcase_add_test(tc, test_io_special_paths);
+    tcase_add_test(tc, test_io_file_modes_and_refusals);
     tcase_add_test(tc, test_io_training_resume);
     tcase_add_test(tc, test_io_average_section_layout);
     tcase_add_test(tc, test_io_clip_section);

@@ -34,12 +34,14 @@ int afile_open(atomic_file *af, const char *path, char *err, size_t errlen)
         return -1;
     }
     memcpy(af->path, path, len + 1);
-    /* An existing file that is not a regular file (/dev/null, /dev/stdout,
-     * a FIFO) is written straight through: renaming the temporary file
-     * over it would replace the device or pipe with a regular file. */
+    /* A symbolic link (/dev/stdout is one) and an existing file that is
+     * not a regular file (/dev/null, a FIFO) are written straight
+     * through: renaming the temporary file over the name would replace the
+     * link, the device or the pipe with a regular file. */
     struct stat st;
-    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) &&
-        !S_ISDIR(st.st_mode)) {
+    const int is_link = lstat(path, &st) == 0 && S_ISLNK(st.st_mode);
+    const int exists = stat(path, &st) == 0;
+    if (is_link || (exists && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))) {
         free(af->tmp);
         af->tmp = NULL;
         af->fp = fopen(path, "wb");
@@ -53,9 +55,16 @@ int afile_open(atomic_file *af, const char *path, char *err, size_t errlen)
     }
     snprintf(af->tmp, len + 32, "%s.tmp.%ld", path, (long)getpid());
     af->fp = fopen(af->tmp, "wb");
-    if (!af->fp) {
+    /* A file being replaced keeps its mode (a new one has the umask's). */
+    if (!af->fp ||
+        (exists && fchmod(fileno(af->fp), st.st_mode & 07777) != 0)) {
         snprintf(err, errlen, "cannot create %s: %s", af->tmp,
                  strerror(errno));
+        if (af->fp) {
+            fclose(af->fp);
+            af->fp = NULL;
+            remove(af->tmp);
+        }
         release(af);
         return -1;
     }

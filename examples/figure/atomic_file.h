@@ -7,10 +7,11 @@
  * process).  Instead the bytes go to "<path>.tmp.<pid>" in the same
  * directory, and only a fully flushed and closed temporary file is
  * renamed over the destination (rename() within one directory is atomic on
- * POSIX systems).  Any failure removes the temporary file.  An existing
- * path that is not a regular file (/dev/null, /dev/stdout, a FIFO) is
- * written straight through instead, since renaming over it would replace
- * the device or pipe with a regular file.
+ * POSIX systems), keeping a replaced file's mode.  Any failure removes
+ * the temporary file.  A symbolic link (such as /dev/stdout) and an
+ * existing path that is not a regular file (/dev/null, a FIFO) are
+ * written straight through instead, since renaming over them would
+ * replace the link, device or pipe with a regular file.
  *
  * Every function reports failure as -1 with a human-readable message
  * (including strerror(errno)) in err[0..errlen-1].

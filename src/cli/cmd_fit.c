@@ -215,6 +215,11 @@ static int parse(int argc, char **argv, fit_config *c)
         return cli_usage_error(CMD, "missing the data file (a CSV)");
     if (!c->out_path)
         return cli_usage_error(CMD, "missing -o MODEL.nvp (where to save)");
+    /* sample and score take "-" for standard output; a model is binary and
+     * the summary goes to standard output, so fit wants a file name. */
+    if (strcmp(c->out_path, "-") == 0)
+        return cli_usage_error(CMD, "-o -: a model goes to a file (name "
+                               "one; /dev/stdout also works)");
     return -1;
 }
 
@@ -648,8 +653,11 @@ int cmd_fit(int argc, char **argv)
             printf(", of the parameter average (decay %g)", c->average);
         printf("\n");
         printf("saved:     %s\n", c->out_path);
-        if (fflush(stdout) != 0)
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+            cli_error(CMD, "error writing the summary to standard output "
+                      "(the model was saved)");
             status = CLI_ERR;
+        }
     }
 done:
     fit_free(&s);

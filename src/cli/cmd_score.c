@@ -1,6 +1,7 @@
 /* cmd_score.c - nvpflow score: the log density of every row of a CSV file
  * under a saved model, in the original units (for anomaly detection: the
  * lower, the more unusual). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,6 +128,16 @@ int cmd_score(int argc, char **argv)
                       nvp_chain_errmsg(chain));
         goto done;
     }
+    /* The rows are finite (csv_read checks), but standardising a row far
+     * out can overflow to an infinity, for which the library gives NaN:
+     * such a row's density underflows, so its log density is -inf, the
+     * lowest there is, as "lowest is most unusual" wants. */
+    for (size_t i = 0; i < t.rows; i++)
+        for (size_t j = 0; j < dim; j++)
+            if (!isfinite(t.data[i * dim + j])) {
+                lp[i] = -INFINITY;
+                break;
+            }
     /* log p_x(x) = log p_z(z) - sum_i log sd_i for z = (x - mean) / sd. */
     const double log_det = scaler ? nvp_scaler_log_det(scaler) : 0.0;
     if (out_open(CMD, &out, c.out_path) != 0)

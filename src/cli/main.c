@@ -57,7 +57,26 @@ static const command *find(const char *name)
     return NULL;
 }
 
+/* Help and version text, like every output, must have reached standard
+ * output: a full disk or a closed pipe is an error, not a success.
+ * (Commands report their own write errors and return non-zero.) */
+static int finish(int status)
+{
+    if ((fflush(stdout) != 0 || ferror(stdout)) && status == CLI_OK) {
+        fprintf(stderr, "nvpflow: error writing to standard output\n");
+        return CLI_ERR;
+    }
+    return status;
+}
+
+static int dispatch(int argc, char **argv);
+
 int main(int argc, char **argv)
+{
+    return finish(dispatch(argc, argv));
+}
+
+static int dispatch(int argc, char **argv)
 {
     if (argc < 2) {
         usage(stderr);

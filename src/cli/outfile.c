@@ -14,6 +14,16 @@ static int is_stdout(const char *path)
     return !path || strcmp(path, "-") == 0;
 }
 
+/* Whether path is written in place rather than replaced (see out_open). */
+static int write_through(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
+        return 1;
+    return stat(path, &st) == 0 && !S_ISREG(st.st_mode) &&
+           !S_ISDIR(st.st_mode);
+}
+
 int out_open(const char *cmd, out_file *o, const char *path)
 {
     memset(o, 0, sizeof *o);
@@ -22,12 +32,12 @@ int out_open(const char *cmd, out_file *o, const char *path)
         o->fp = stdout;
         return 0;
     }
-    /* An existing file that is not a regular file (/dev/null, /dev/stdout,
-     * a FIFO) is written straight through: renaming a temporary file over
-     * it would replace the device or pipe with a regular file. */
+    /* A symbolic link (/dev/stdout is one) and an existing file that is
+     * not a regular file (/dev/null, a FIFO) are written straight through:
+     * renaming a temporary file over the name would replace the link, the
+     * device or the pipe with a regular file. */
     struct stat st;
-    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) &&
-        !S_ISDIR(st.st_mode)) {
+    if (write_through(path)) {
         if (!(o->fp = fopen(path, "w"))) {
             cli_error(cmd, "cannot open '%s': %s", path, strerror(errno));
             return -1;
@@ -50,11 +60,18 @@ int out_open(const char *cmd, out_file *o, const char *path)
         o->tmp = NULL;
         return -1;
     }
-    /* mkstemp makes the file private (0600); give it the mode a plain
-     * fopen would have: 0666 less the umask. */
-    const mode_t mask = umask(0);
-    umask(mask);
-    if (fchmod(fd, 0666 & ~mask) != 0 || !(o->fp = fdopen(fd, "w"))) {
+    /* mkstemp makes the file private (0600).  A file being replaced keeps
+     * its mode; a new one gets what a plain fopen would give: 0666 less
+     * the umask (read and put back: this tool runs one thread). */
+    mode_t mode;
+    if (stat(path, &st) == 0) {
+        mode = st.st_mode & 07777;
+    } else {
+        const mode_t mask = umask(0);
+        umask(mask);
+        mode = 0666 & ~mask;
+    }
+    if (fchmod(fd, mode) != 0 || !(o->fp = fdopen(fd, "w"))) {
         cli_error(cmd, "cannot create '%s': %s", path, strerror(errno));
         close(fd);
         unlink(o->tmp);
@@ -119,15 +136,20 @@ void out_abort(out_file *o)
 
 int out_check_writable(const char *cmd, const char *path)
 {
+    if (!*path) {
+        cli_error(cmd, "the output path is empty");
+        return -1;
+    }
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
         cli_error(cmd, "'%s' is a directory", path);
         return -1;
     }
-    /* Written straight through (see out_open): only the file itself must
-     * be writable, not its directory. */
-    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
-        if (access(path, W_OK) != 0) {
+    /* A link, a device or a FIFO: the file it names must be writable, not
+     * the directory holding the name.  (A link to nothing yet is left for
+     * the write itself to judge.) */
+    if (write_through(path)) {
+        if (stat(path, &st) == 0 && access(path, W_OK) != 0) {
             cli_error(cmd, "cannot write '%s': %s", path, strerror(errno));
             return -1;
         }

@@ -3,10 +3,11 @@
  * A named output is written to a temporary file in the same directory
  * ("<path>.XXXXXX"), flushed to disk and renamed over the path only when
  * everything went well; on any failure the temporary file is removed and
- * an existing file at the path is left as it was.  Standard output ("-"
- * or no path) and an existing file that is not a regular file (a device
- * such as /dev/null, a FIFO) are written directly; a symbolic link is
- * replaced by the new file. */
+ * an existing file at the path is left as it was, and a replaced file
+ * keeps its mode.  Standard output ("-" or no path), a symbolic link (such
+ * as /dev/stdout; the file it names is written, the link stays) and an
+ * existing file that is not a regular file (a device such as /dev/null, a
+ * FIFO) are written directly, in place. */
 #ifndef NVPFLOW_CLI_OUTFILE_H
 #define NVPFLOW_CLI_OUTFILE_H
 
@@ -31,8 +32,9 @@ int out_commit(const char *cmd, out_file *o);
 void out_abort(out_file *o);
 
 /* Checks early, before a long computation, that a file can be created at
- * path: its directory exists and is writable and path is not a
- * directory.  Prints a message and returns -1 when not. */
+ * path: path is not empty and not a directory, and its directory exists
+ * and is writable (for a path written in place, see out_open: that the
+ * file itself is writable).  Prints a message and returns -1 when not. */
 int out_check_writable(const char *cmd, const char *path);
 
 #endif

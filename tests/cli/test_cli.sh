@@ -72,6 +72,9 @@ awk 'BEGIN {
 
 # ------------------------------------------------------------ help, usage
 expect 0 "--help" -- "$B" --help
+# Output that cannot be written (a full disk) is an error, even for help.
+if "$B" --help > /dev/full 2> err.txt; then fail "--help to a full disk: exit 0"; else ok; fi
+has err.txt "error writing to standard output" "--help to a full disk"
 has out.txt "Usage: nvpflow" "--help"
 expect 0 "--version" -- "$B" --version
 has out.txt "nvpflow " "--version"
@@ -87,6 +90,14 @@ expect 2 "fit bad --steps" -- "$B" fit moons.csv -o m.nvp --steps ten
 expect 2 "fit bad --hidden" -- "$B" fit moons.csv -o m.nvp --hidden 16,,16
 expect 2 "fit unknown option" -- "$B" fit moons.csv -o m.nvp --bogus
 expect 2 "fit --average 1" -- "$B" fit moons.csv -o m.nvp --average 1
+rc=0; "$B" fit moons.csv -o full.nvp --steps 20 --hidden 8,8 > /dev/full 2> err.txt || rc=$?
+check "fit with its summary to a full disk: exit 1" [ "$rc" -eq 1 ]
+has err.txt "error writing the summary" "fit with its summary to a full disk"
+rm -f full.nvp
+expect 2 "fit -o -" -- "$B" fit moons.csv -o -
+has err.txt "a model goes to a file" "fit -o -"
+expect 1 "fit -o ''" -- "$B" fit moons.csv -o ''
+has err.txt "the output path is empty" "fit -o ''"
 expect 2 "fit --average -0.5" -- "$B" fit moons.csv -o m.nvp --average -0.5
 expect 2 "fit --average rounding to 1" -- "$B" fit moons.csv -o m.nvp \
     --average 0.99999999
@@ -176,6 +187,25 @@ wait
 check "fit -o FIFO: still a FIFO" [ -p pipe ]
 expect 0 "info on a model read from a FIFO's output" -- "$B" info piped.nvp
 rm -f pipe piped.csv piped.nvp
+# A symbolic link is written through too: the file it names gets the rows
+# and the link stays a link.  /dev/stdout is such a link: with standard
+# output sent to a file, the rows must land in that file.
+echo old > real.csv
+ln -s real.csv link.csv
+expect 0 "sample -o LINK" -- "$B" sample m.nvp -n 500 --seed 5 -o link.csv
+check "sample -o LINK: still a link" [ -L link.csv ]
+check "sample -o LINK: the file it names has the rows" cmp -s real.csv s.csv
+expect 0 "sample -o /dev/stdout" -- "$B" sample m.nvp -n 500 --seed 5 -o /dev/stdout
+check "sample -o /dev/stdout: the rows reach standard output" cmp -s out.txt s.csv
+check "sample -o /dev/stdout: still a link" [ -L /dev/stdout ]
+rm -f link.csv real.csv
+# A replaced file keeps its mode; a new one gets the umask's.
+chmod 640 s.csv
+expect 0 "sample over a 640 file" -- "$B" sample m.nvp -n 500 --seed 5 -o s.csv
+check "sample over a 640 file: mode kept" [ "$(stat -c %a s.csv)" = 640 ]
+(umask 077; "$B" sample m.nvp -n 5 --seed 5 -o private.csv)
+check "sample under umask 077: mode 600" [ "$(stat -c %a private.csv)" = 600 ]
+rm -f private.csv
 
 # ----------------------------------------------------------------- score
 expect 0 "score" -- "$B" score m.nvp moons.csv -o sc.csv
@@ -185,6 +215,11 @@ numeric sc.csv 1 1 "score"
 expect 0 "score of samples" -- "$B" score m.nvp s.csv
 lines out.txt 500 "score of samples (no header)"
 numeric out.txt 1 0 "score of samples"
+# A finite row so far out that standardising it overflows: the lowest
+# log density there is, -inf, not nan.
+printf '0.5,3e38\n' > overflow.csv
+expect 0 "score a row that overflows when standardised" -- "$B" score m.nvp overflow.csv
+check "score: -inf for that row" [ "$(cat out.txt)" = "-inf" ]
 printf '50,50\n-40,30\n25,-60\n50,0\n' > far.csv
 expect 0 "score outliers" -- "$B" score m.nvp far.csv -o far_sc.csv
 lines far_sc.csv 4 "score outliers"
