@@ -335,9 +335,10 @@ static size_t drain_fifo(int fd, unsigned char *out, size_t cap)
 
 /* Paths that are not plain files: a symbolic link is followed (the file
  * it names gets the model, the link stays a link), a FIFO (like
- * /dev/null or /dev/stdout) is written straight through and stays a FIFO
- * rather than being replaced by a regular file, and a directory is
- * refused with NVP_EIO and left as it was. */
+ * /dev/null or a pipe) is written straight through and stays a FIFO
+ * rather than being replaced by a regular file, /dev/fd/N writes to the
+ * open file, and a directory is refused with NVP_EIO and left as it
+ * was. */
 START_TEST(test_io_special_paths)
 {
     char dir[] = "/tmp/nvp_test_io_XXXXXX";
@@ -375,6 +376,20 @@ START_TEST(test_io_special_paths)
     T_CHECK(n == size && memcmp(got, buf, size) == 0, "the FIFO received %zu bytes, not the model's %zu", n, size);
     ck_assert_int_eq(lstat(fifo, &st), 0);
     T_CHECK(S_ISFIFO(st.st_mode), "the FIFO was replaced (mode %o)", (unsigned)st.st_mode);
+
+    /* /dev/fd/N (like /dev/stdout, /dev/fd/1) stands for a file this
+     * process has open: the model must reach that open file, not a new
+     * file put in its place. */
+    char open_path[256], dev_fd[64];
+    snprintf(open_path, sizeof open_path, "%s/open", dir);
+    int ofd = open(open_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    ck_assert_int_ge(ofd, 0);
+    snprintf(dev_fd, sizeof dev_fd, "/dev/fd/%d", ofd);
+    T_OK(nvp_chain_save_file(c, NULL, dev_fd));
+    const ssize_t r = pread(ofd, got, size + 1, 0);
+    close(ofd);
+    T_CHECK(r == (ssize_t)size && memcmp(got, buf, size) == 0, "the open file holds %zd bytes, not the model's %zu", r, size);
+    unlink(open_path);
 
     ck_assert_int_eq(mkdir(sub, 0700), 0);
     ck_assert_int_eq(nvp_chain_save_file(c, NULL, sub), NVP_EIO);
