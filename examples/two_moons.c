@@ -1,8 +1,7 @@
 /*
  * two_moons.c - the library's main example ("make demo").
  *
- * The tutorial end to end, with the reference configuration as defaults
- * (DESIGN.md section 3):
+ * The tutorial end to end, with the reference configuration as defaults:
  *   1. data: 2000 two-moons points, noise sd 0.05, standardised per axis
  *      with a scaler fitted on them;
  *   2. flow: N(0, I) base and 4 affine couplings with alternating masks,

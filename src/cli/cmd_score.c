@@ -35,7 +35,8 @@ void cmd_score_help(FILE *fp)
         "  -h, --help         this text\n"
         "\n"
         "Example (the 10 most unusual rows):\n"
-        "  nvpflow score model.nvp data.csv | nl | sort -g -k2 | head\n",
+        "  nvpflow score model.nvp data.csv | grep -vx log_density | nl |\n"
+        "      sort -g -k2 | head\n",
         MODEL_THREADS_HELP);
 }
 
