@@ -246,6 +246,8 @@ PARITY_CLIP ?= 300
 PARITY_JOBS ?= 1
 parity: $(BUILD)/examples/two_moons
 	@$(FIND_TORCH_PYTHON); \
+	"$$py" -c 'import sklearn' 2>/dev/null || \
+	    { echo "parity: $$py has no scikit-learn (Debian: python3-sklearn)" >&2; exit 1; }; \
 	"$$py" tests/bench/parity.py $(BUILD)/examples/two_moons $(BUILD)/parity \
 	    $(PARITY_SEEDS) $(PARITY_STEPS) $(PARITY_CLIP) $(PARITY_JOBS)
 

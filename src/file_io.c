@@ -1,6 +1,9 @@
 /* Whole-file reads and atomic whole-file writes for saved models. */
+/* realpath() is declared for X/Open in glibc's headers. */
+#define _XOPEN_SOURCE 700
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,14 +115,33 @@ static int write_through(const nvp_errbox *eb, const char *fn,
     return NVP_OK;
 }
 
+/* Whether the directory holding the name path lies in /proc, once
+ * resolved.  Links there, such as /proc/self/fd/N (where /dev/stdout and
+ * /dev/fd/N lead, however spelt), stand for a file the process has open:
+ * replacing the file such a link names would leave the open descriptor
+ * on the old one, and the link may name no file at all ("pipe:[...]", a
+ * deleted file). */
+static int dir_in_proc(const char *path)
+{
+    char dir[4096], real[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        memcpy(dir, ".", 2);
+    else if (slash == path)
+        memcpy(dir, "/", 2);
+    else if ((size_t)(slash - path) < sizeof dir)
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    else
+        return 0;
+    return realpath(dir, real) &&
+           (strcmp(real, "/proc") == 0 || strncmp(real, "/proc/", 6) == 0);
+}
+
 /* Copies path into out[cap], following symbolic links (at most 40, as
  * the kernel does) to the name a plain open() would write to; that name
- * may not exist yet.  *open_file is set when a link on the way lies in
- * /dev or /proc: /dev/stdout, /dev/fd/N and /proc/self/fd/N stand for a
- * file the process has open, which must be written through, since
- * replacing the file they lead to would leave the open descriptor on the
- * old one (and /dev/stdout itself would be replaced when the link is
- * not followed).  Returns 0 or an errno value. */
+ * may not exist yet.  Stops with *open_file set at a link standing for an
+ * open file (see dir_in_proc), which must be written through instead.
+ * Returns 0 or an errno value. */
 static int follow_links(const char *path, char *out, size_t cap,
                         int *open_file)
 {
@@ -128,11 +150,13 @@ static int follow_links(const char *path, char *out, size_t cap,
     if (len >= cap)
         return ENAMETOOLONG;
     memcpy(out, path, len + 1);
-    for (int hops = 0; hops < 40; hops++) {
+    for (int hops = 0;; hops++) {
         struct stat st;
         if (lstat(out, &st) != 0 || !S_ISLNK(st.st_mode))
             return 0;
-        if (strncmp(out, "/dev/", 5) == 0 || strncmp(out, "/proc/", 6) == 0) {
+        if (hops == 40)
+            return ELOOP;
+        if (dir_in_proc(out)) {
             *open_file = 1;
             return 0;
         }
@@ -151,7 +175,6 @@ static int follow_links(const char *path, char *out, size_t cap,
             return ENAMETOOLONG;
         memcpy(out + keep, link, (size_t)n + 1);
     }
-    return ELOOP;
 }
 
 /* Creates a new file "<path>.tmp-<pid>-<n>" for writing, its name in
@@ -189,6 +212,8 @@ int nvp__write_file_atomic(const nvp_errbox *eb, const char *fn,
     char target[4096];
     int open_file;
     const int lerr = follow_links(path, target, sizeof target, &open_file);
+    NVP_REQUIRE(lerr != ENAMETOOLONG, NVP_EINVAL, "%s: path is too long",
+                fn);
     NVP_REQUIRE(!lerr, NVP_EIO, "%s: cannot follow the link '%s': %s", fn,
                 path, strerror(lerr));
     if (open_file)

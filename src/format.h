@@ -72,14 +72,21 @@ int nvp__load_file(const char *fn, nvp_load_fn load, const char *path,
                    const nvp_allocator *alloc, void *out, void *companion_out);
 
 /* Reads a whole file into memory from the allocator (at most limit
- * bytes).  Errors: NVP_EIO, NVP_EOVERFLOW, NVP_ENOMEM. */
+ * bytes; a file that does not start with the magic is refused before
+ * anything is allocated).  Errors: NVP_EIO (cannot open, not a regular
+ * file, short read), NVP_EFORMAT (larger than limit, no magic),
+ * NVP_ENOMEM. */
 int nvp__read_file(const nvp_errbox *eb, const char *fn, const char *path,
                    const nvp_allocator *a, size_t limit, unsigned char **data,
                    size_t *size);
 /* Replaces path with data atomically: a temporary file in the same
- * directory, written, flushed to disk, then renamed over path.  On any
- * failure the temporary is removed and path is untouched.  Errors:
- * NVP_EIO. */
+ * directory, written, flushed to disk, then renamed over path (over the
+ * file a symbolic link names, keeping the link; keeping a replaced file's
+ * mode).  On any failure the temporary is removed and path is untouched.
+ * An existing non-regular file (device, FIFO) and a link standing for an
+ * open file (/dev/stdout, /dev/fd/N) are written straight through
+ * instead, without that guarantee.  Errors: NVP_EINVAL (empty or too long
+ * path), NVP_EIO. */
 int nvp__write_file_atomic(const nvp_errbox *eb, const char *fn,
                            const char *path, const void *data, size_t size);
 

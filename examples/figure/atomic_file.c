@@ -1,7 +1,10 @@
 /* atomic_file.c - temporary file + rename; see atomic_file.h for why. */
+/* realpath() is declared for X/Open in glibc's headers. */
+#define _XOPEN_SOURCE 700
 #include "atomic_file.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -14,6 +17,39 @@ static void release(atomic_file *af)
     af->fp = NULL;
     af->tmp = NULL;
     af->path = NULL;
+}
+
+/* Whether st is the file one of the standard streams is open on. */
+static int is_std_stream_file(const struct stat *st)
+{
+    for (int fd = 0; fd <= 2; fd++) {
+        struct stat fs;
+        if (fstat(fd, &fs) == 0 && fs.st_dev == st->st_dev &&
+            fs.st_ino == st->st_ino)
+            return 1;
+    }
+    return 0;
+}
+
+/* Whether path is written in place; if not, dest[PATH_MAX] receives the
+ * name to replace: path, or the file a symbolic link at path names (so the
+ * link stays a link).  In place: an existing file that is not a regular
+ * file (/dev/null, a FIFO, a pipe behind /dev/stdout), the file a standard
+ * stream is open on (/dev/stdout redirected to a file: replacing it would
+ * leave the stream on the old file), and a link to nothing yet. */
+static int in_place(const char *path, char *dest)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 &&
+        ((!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) ||
+         is_std_stream_file(&st)))
+        return 1;
+    if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
+        return !realpath(path, dest);
+    if (strlen(path) >= PATH_MAX)
+        return 1; /* the open will say what is wrong */
+    strcpy(dest, path);
+    return 0;
 }
 
 int afile_open(atomic_file *af, const char *path, char *err, size_t errlen)
@@ -34,14 +70,9 @@ int afile_open(atomic_file *af, const char *path, char *err, size_t errlen)
         return -1;
     }
     memcpy(af->path, path, len + 1);
-    /* A symbolic link (/dev/stdout is one) and an existing file that is
-     * not a regular file (/dev/null, a FIFO) are written straight
-     * through: renaming the temporary file over the name would replace the
-     * link, the device or the pipe with a regular file. */
+    char dest[PATH_MAX];
     struct stat st;
-    const int is_link = lstat(path, &st) == 0 && S_ISLNK(st.st_mode);
-    const int exists = stat(path, &st) == 0;
-    if (is_link || (exists && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))) {
+    if (in_place(path, dest)) {
         free(af->tmp);
         af->tmp = NULL;
         af->fp = fopen(path, "wb");
@@ -53,7 +84,21 @@ int afile_open(atomic_file *af, const char *path, char *err, size_t errlen)
         }
         return 0;
     }
-    snprintf(af->tmp, len + 32, "%s.tmp.%ld", path, (long)getpid());
+    /* From here on af->path is the name the temporary file replaces. */
+    len = strlen(dest);
+    char *p = realloc(af->path, len + 1), *t = realloc(af->tmp, len + 32);
+    if (p)
+        af->path = p;
+    if (t)
+        af->tmp = t;
+    if (!p || !t) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        release(af);
+        return -1;
+    }
+    memcpy(af->path, dest, len + 1);
+    const int exists = stat(dest, &st) == 0;
+    snprintf(af->tmp, len + 32, "%s.tmp.%ld", dest, (long)getpid());
     af->fp = fopen(af->tmp, "wb");
     /* A file being replaced keeps its mode (a new one has the umask's). */
     if (!af->fp ||

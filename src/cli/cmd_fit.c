@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "args.h"
 #include "cli.h"
@@ -217,6 +218,8 @@ static int parse(int argc, char **argv, fit_config *c)
         return cli_usage_error(CMD, "missing -o MODEL.nvp (where to save)");
     /* sample and score take "-" for standard output; a model is binary and
      * the summary goes to standard output, so fit wants a file name. */
+    if (!*c->out_path)
+        return cli_usage_error(CMD, "-o: the path is empty");
     if (strcmp(c->out_path, "-") == 0)
         return cli_usage_error(CMD, "-o -: a model goes to a file (name "
                                "one; /dev/stdout also works)");
@@ -581,6 +584,14 @@ static int train(fit_state *s, size_t n_train, size_t n_val, fit_result *r)
     return CLI_OK;
 }
 
+/* Whether path names the file standard output is on. */
+static int saved_to_stdout(const char *path)
+{
+    struct stat a, b;
+    return stat(path, &a) == 0 && fstat(1, &b) == 0 && a.st_dev == b.st_dev &&
+           a.st_ino == b.st_ino;
+}
+
 int cmd_fit(int argc, char **argv)
 {
     fit_state s;
@@ -634,28 +645,33 @@ int cmd_fit(int argc, char **argv)
         cli_warn(CMD, "%zu step%s refused because the loss or gradient was "
                  "not finite", r.refused, r.refused == 1 ? " was" : "s were");
     if (!c->quiet) {
-        printf("steps:     %zu of %zu, %s", r.steps_done, c->steps,
-               r.reason);
+        /* With the model sent to standard output (-o /dev/stdout), the
+         * summary must not follow it there. */
+        FILE *sum = saved_to_stdout(c->out_path) ? stderr : stdout;
+        fprintf(sum, "steps:     %zu of %zu, %s", r.steps_done, c->steps,
+                r.reason);
         if (r.early)
-            printf(" in %zu evaluations", c->patience);
-        printf("\nmodel:     %zu layers, hidden %s, %zu parameters, clamp "
-               "%g\n",
-               nvp_chain_num_layers(s.chain), widths,
-               nvp_chain_num_params(s.chain), c->clamp);
+            fprintf(sum, " in %zu evaluations", c->patience);
+        fprintf(sum,
+                "\nmodel:     %zu layers, hidden %s, %zu parameters, clamp "
+                "%g\n",
+                nvp_chain_num_layers(s.chain), widths,
+                nvp_chain_num_params(s.chain), c->clamp);
         if (c->clip_norm > 0)
-            printf("clipping:  gradient norm limited to %g\n",
-                   (double)(float)c->clip_norm);
-        printf("best NLL:  %.6g nats/row on the %s rows (standardised), "
-               "%.6g in\n           original units, at step %zu",
-               r.best_nll, n_val ? "validation" : "training",
-               r.best_nll + log_det, r.best_step);
+            fprintf(sum, "clipping:  gradient norm limited to %g\n",
+                    (double)(float)c->clip_norm);
+        fprintf(sum,
+                "best NLL:  %.6g nats/row on the %s rows (standardised), "
+                "%.6g in\n           original units, at step %zu",
+                r.best_nll, n_val ? "validation" : "training",
+                r.best_nll + log_det, r.best_step);
         if (c->average > 0)
-            printf(", of the parameter average (decay %g)", c->average);
-        printf("\n");
-        printf("saved:     %s\n", c->out_path);
-        if (fflush(stdout) != 0 || ferror(stdout)) {
-            cli_error(CMD, "error writing the summary to standard output "
-                      "(the model was saved)");
+            fprintf(sum, ", of the parameter average (decay %g)",
+                    c->average);
+        fprintf(sum, "\nsaved:     %s\n", c->out_path);
+        if (fflush(sum) != 0 || ferror(sum)) {
+            cli_error(CMD, "error writing the summary (the model was "
+                      "saved)");
             status = CLI_ERR;
         }
     }

@@ -141,8 +141,7 @@ int cmd_sample(int argc, char **argv)
             goto done;
         }
         if (csv_write_rows(out.fp, y, n, dim) != 0) {
-            cli_error(CMD, "write error: %s",
-                      out.tmp ? out.path : "standard output");
+            cli_error(CMD, "write error: %s", out_name(&out));
             goto done;
         }
         done_rows += n;

@@ -148,7 +148,7 @@ int cmd_score(int argc, char **argv)
         werr = fprintf(out.fp, "%.9g\n", (double)lp[i] - log_det) < 0;
     if (werr) {
         cli_error(CMD, "write error: %s",
-                  out.tmp ? out.path : "standard output");
+                  out_name(&out));
         goto done;
     }
     if (out_commit(CMD, &out) != 0)

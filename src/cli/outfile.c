@@ -1,7 +1,10 @@
 /* outfile.c - atomic output files for the nvpflow tool. */
+/* realpath() is declared for X/Open in glibc's headers. */
+#define _XOPEN_SOURCE 700
 #include "outfile.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -14,14 +17,48 @@ static int is_stdout(const char *path)
     return !path || strcmp(path, "-") == 0;
 }
 
-/* Whether path is written in place rather than replaced (see out_open). */
-static int write_through(const char *path)
+/* Whether st is the file one of the standard streams is open on. */
+static int is_std_stream_file(const struct stat *st)
+{
+    for (int fd = 0; fd <= 2; fd++) {
+        struct stat fs;
+        if (fstat(fd, &fs) == 0 && fs.st_dev == st->st_dev &&
+            fs.st_ino == st->st_ino)
+            return 1;
+    }
+    return 0;
+}
+
+/* How path is written: 1 in place, or 0 replaced atomically, in which
+ * case dest[PATH_MAX] receives the name to replace.  In place: an
+ * existing file that is not a regular file (/dev/null, a FIFO, a pipe
+ * behind /dev/stdout), the file a standard stream is open on (/dev/stdout
+ * redirected to a file, or "-o out.csv > out.csv": replacing it would
+ * leave the stream on the old file), and a symbolic link to nothing yet
+ * (there is no old file to keep).  Any other symbolic link is followed,
+ * so the file it names is replaced and the link stays a link. */
+static int in_place(const char *path, char *dest)
 {
     struct stat st;
-    if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
+    if (stat(path, &st) == 0 &&
+        ((!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) ||
+         is_std_stream_file(&st)))
         return 1;
-    return stat(path, &st) == 0 && !S_ISREG(st.st_mode) &&
-           !S_ISDIR(st.st_mode);
+    if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
+        return !realpath(path, dest);
+    if (strlen(path) >= PATH_MAX)
+        return 1; /* the open will say what is wrong */
+    strcpy(dest, path);
+    return 0;
+}
+
+/* 0666 less the umask, the mode fopen gives a new file (the umask is read
+ * and put back: this tool runs one thread). */
+static mode_t new_file_mode(void)
+{
+    const mode_t mask = umask(0);
+    umask(mask);
+    return 0666 & ~mask;
 }
 
 int out_open(const char *cmd, out_file *o, const char *path)
@@ -32,12 +69,8 @@ int out_open(const char *cmd, out_file *o, const char *path)
         o->fp = stdout;
         return 0;
     }
-    /* A symbolic link (/dev/stdout is one) and an existing file that is
-     * not a regular file (/dev/null, a FIFO) are written straight through:
-     * renaming a temporary file over the name would replace the link, the
-     * device or the pipe with a regular file. */
-    struct stat st;
-    if (write_through(path)) {
+    char dest[PATH_MAX];
+    if (in_place(path, dest)) {
         if (!(o->fp = fopen(path, "w"))) {
             cli_error(cmd, "cannot open '%s': %s", path, strerror(errno));
             return -1;
@@ -45,41 +78,42 @@ int out_open(const char *cmd, out_file *o, const char *path)
         o->direct = 1;
         return 0;
     }
-    const size_t len = strlen(path);
+    const size_t len = strlen(dest);
+    o->dest = malloc(len + 1);
     o->tmp = malloc(len + 8);
-    if (!o->tmp) {
+    if (!o->dest || !o->tmp) {
         cli_error(cmd, "out of memory");
+        out_abort(o);
         return -1;
     }
-    memcpy(o->tmp, path, len);
+    memcpy(o->dest, dest, len + 1);
+    memcpy(o->tmp, dest, len);
     memcpy(o->tmp + len, ".XXXXXX", 8);
     const int fd = mkstemp(o->tmp);
     if (fd < 0) {
         cli_error(cmd, "cannot create '%s': %s", path, strerror(errno));
         free(o->tmp);
         o->tmp = NULL;
+        out_abort(o);
         return -1;
     }
-    /* mkstemp makes the file private (0600).  A file being replaced keeps
-     * its mode; a new one gets what a plain fopen would give: 0666 less
-     * the umask (read and put back: this tool runs one thread). */
-    mode_t mode;
-    if (stat(path, &st) == 0) {
-        mode = st.st_mode & 07777;
-    } else {
-        const mode_t mask = umask(0);
-        umask(mask);
-        mode = 0666 & ~mask;
-    }
+    /* mkstemp makes the file private (0600): a file being replaced keeps
+     * its mode, a new one gets fopen's. */
+    struct stat st;
+    const mode_t mode =
+        stat(dest, &st) == 0 ? st.st_mode & 07777 : new_file_mode();
     if (fchmod(fd, mode) != 0 || !(o->fp = fdopen(fd, "w"))) {
         cli_error(cmd, "cannot create '%s': %s", path, strerror(errno));
         close(fd);
-        unlink(o->tmp);
-        free(o->tmp);
-        o->tmp = NULL;
+        out_abort(o);
         return -1;
     }
     return 0;
+}
+
+const char *out_name(const out_file *o)
+{
+    return is_stdout(o->path) ? "standard output" : o->path;
 }
 
 int out_commit(const char *cmd, out_file *o)
@@ -93,8 +127,7 @@ int out_commit(const char *cmd, out_file *o)
         o->fp = NULL;
         o->direct = 0;
         if (bad) {
-            cli_error(cmd, "error writing to %s: %s",
-                      is_stdout(o->path) ? "standard output" : o->path,
+            cli_error(cmd, "error writing to %s: %s", out_name(o),
                       strerror(errno));
             return -1;
         }
@@ -106,14 +139,16 @@ int out_commit(const char *cmd, out_file *o)
     if (fclose(o->fp) != 0 && !err)
         err = errno ? errno : EIO;
     o->fp = NULL;
-    if (!err && rename(o->tmp, o->path) != 0)
+    if (!err && rename(o->tmp, o->dest) != 0)
         err = errno;
     if (err) {
         cli_error(cmd, "cannot write '%s': %s", o->path, strerror(err));
         unlink(o->tmp);
     }
     free(o->tmp);
+    free(o->dest);
     o->tmp = NULL;
+    o->dest = NULL;
     return err ? -1 : 0;
 }
 
@@ -129,8 +164,10 @@ void out_abort(out_file *o)
     } else if (o->fp) {
         fflush(o->fp);
     }
+    free(o->dest);
     o->fp = NULL;
     o->tmp = NULL;
+    o->dest = NULL;
     o->direct = 0;
 }
 
@@ -145,40 +182,48 @@ int out_check_writable(const char *cmd, const char *path)
         cli_error(cmd, "'%s' is a directory", path);
         return -1;
     }
-    /* A link, a device or a FIFO: the file it names must be writable, not
-     * the directory holding the name.  (A link to nothing yet is left for
-     * the write itself to judge.) */
-    if (write_through(path)) {
-        if (stat(path, &st) == 0 && access(path, W_OK) != 0) {
-            cli_error(cmd, "cannot write '%s': %s", path, strerror(errno));
-            return -1;
+    char dest[PATH_MAX];
+    if (in_place(path, dest)) {
+        /* The file itself must be writable, not the directory holding
+         * the name.  (A link to nothing yet: its target's directory.) */
+        if (stat(path, &st) == 0) {
+            if (access(path, W_OK) != 0) {
+                cli_error(cmd, "cannot write '%s': %s", path,
+                          strerror(errno));
+                return -1;
+            }
+            return 0;
         }
-        return 0;
+        if (lstat(path, &st) != 0 || !S_ISLNK(st.st_mode))
+            return 0; /* an over-long path: the write will say so */
+        /* The file a dangling link names: readlink it, relative to the
+         * link's directory, and check that directory below. */
+        char link[PATH_MAX];
+        const ssize_t n = readlink(path, link, sizeof link - 1);
+        if (n < 0)
+            return 0;
+        link[n] = '\0';
+        const char *slash = strrchr(path, '/');
+        const size_t keep =
+            link[0] == '/' || !slash ? 0 : (size_t)(slash - path) + 1;
+        if (keep + (size_t)n >= sizeof dest)
+            return 0; /* too long: the write will say so */
+        memcpy(dest, path, keep);
+        memcpy(dest + keep, link, (size_t)n + 1);
     }
-    const char *slash = strrchr(path, '/');
-    char *dir;
-    if (!slash) {
-        dir = malloc(2);
-        if (dir)
-            strcpy(dir, ".");
-    } else {
-        const size_t len = slash == path ? 1 : (size_t)(slash - path);
-        dir = malloc(len + 1);
-        if (dir) {
-            memcpy(dir, path, len);
-            dir[len] = '\0';
-        }
-    }
-    if (!dir) {
-        cli_error(cmd, "out of memory");
-        return -1;
-    }
-    int rc = 0;
+    /* A file replaced atomically: its directory must take a new file. */
+    const char *slash = strrchr(dest, '/');
+    char dir[PATH_MAX];
+    if (!slash)
+        strcpy(dir, ".");
+    else if (slash == dest)
+        strcpy(dir, "/");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - dest), dest);
     if (access(dir, W_OK | X_OK) != 0) {
         cli_error(cmd, "cannot write '%s': directory '%s': %s", path, dir,
                   strerror(errno));
-        rc = -1;
+        return -1;
     }
-    free(dir);
-    return rc;
+    return 0;
 }

@@ -10,8 +10,8 @@ bootstrap 95% intervals for the differences.  The seeds give the two
 implementations different starts (each draws its own data, initial
 parameters and minibatches from the seed), so the runs are not pairs.
 
-libnvpflow: the main job (build/examples/two_moons --seed S, figures to
-/dev/null), rerun every time.  PyTorch: torch_heldout.py S STEPS CLIP on
+libnvpflow: the main job (build/examples/two_moons --seed S, figures in
+OUT), rerun every time.  PyTorch: torch_heldout.py S STEPS CLIP on
 one thread, the same configuration, clipping and parameter average; its
 output is kept in OUT/torch-sS-nSTEPS-cCLIP.txt and reused when present,
 since PyTorch does not change between runs of this script (delete the
@@ -31,12 +31,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The tolerance the summary judges the difference of means against.
+MARGIN = 0.03
 
 
-def run_ours(main_job, seed, steps, clip):
+def run_ours(main_job, out, seed, steps, clip):
+    figure = os.path.join(out, "ours-s%d" % seed)
     cmd = [main_job, "--seed", str(seed), "--steps", str(steps),
            "--clip", str(clip), "--quiet",
-           "--svg", "/dev/null", "--gif", "/dev/null"]
+           "--svg", figure + ".svg", "--gif", figure + ".gif"]
     t = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True)
     secs = time.perf_counter() - t
@@ -115,7 +118,7 @@ def main():
 
     def task(kind, seed):
         if kind == "ours":
-            ours[seed] = run_ours(main_job, seed, steps, clip)
+            ours[seed] = run_ours(main_job, out, seed, steps, clip)
         else:
             theirs[seed] = run_torch(out, seed, steps, clip)
         progress(kind, seed)
@@ -146,8 +149,25 @@ def main():
         lo, hi = bootstrap(a, b, stat)
         print("difference of %-7s (libnvpflow - PyTorch): %+.3f, 95%% "
               "interval %+.3f to %+.3f" % (name, stat(a) - stat(b), lo, hi))
-    print("libnvpflow lower on %d of %d seeds" % (
-        sum(x < y for x, y in zip(a, b)), len(seeds)))
+    # Runs of one seed are not pairs (different starts), so compare every
+    # run with every other: the chance that a libnvpflow run ends lower
+    # than a PyTorch run (0.5: neither tends lower; Mann-Whitney's U / nm).
+    lower = sum((x < y) + 0.5 * (x == y) for x in a for y in b)
+    print("a libnvpflow run ends lower than a PyTorch run in %.0f%% of the "
+          "%d pairs of runs" % (100.0 * lower / (len(a) * len(b)),
+                                len(a) * len(b)))
+    lo, hi = bootstrap(a, b, statistics.mean)
+    if -MARGIN <= lo and hi <= MARGIN:
+        verdict = "lies within"
+    elif hi < -MARGIN or lo > MARGIN:
+        verdict = "lies outside"
+    else:
+        verdict = "is not within"
+    print("the 95%% interval of the difference of means %s +-%.2f nats" %
+          (verdict, MARGIN))
+    if len(seeds) < 10:
+        print("(fewer than 10 seeds: bootstrap intervals this small are "
+              "too narrow to trust)")
     ts = [theirs[s][1] for s in seeds if theirs[s][1]]
     if ts:
         mine = statistics.median(x[1] for x in ours.values())
@@ -156,8 +176,8 @@ def main():
             caveats.append("%d runs at a time shared the machine" % jobs)
         if any(theirs[s][2] for s in seeds):
             caveats.append("PyTorch times include earlier runs kept in " + out)
-        print("time, median: the main job %.1f s (whole run), PyTorch %.1f s "
-              "(training, one thread): %.2fx%s" % (
+        print("time, median: the main job %.1f s (whole run, on every "
+              "CPU), PyTorch %.1f s (training, one thread): %.2fx%s" % (
                   mine, statistics.median(ts), mine / statistics.median(ts),
                   "; " + "; ".join(caveats) if caveats else ""))
 

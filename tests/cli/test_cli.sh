@@ -96,8 +96,13 @@ has err.txt "error writing the summary" "fit with its summary to a full disk"
 rm -f full.nvp
 expect 2 "fit -o -" -- "$B" fit moons.csv -o -
 has err.txt "a model goes to a file" "fit -o -"
-expect 1 "fit -o ''" -- "$B" fit moons.csv -o ''
-has err.txt "the output path is empty" "fit -o ''"
+expect 2 "fit -o ''" -- "$B" fit moons.csv -o ''
+has err.txt "the path is empty" "fit -o ''"
+# A link into a directory that does not exist is refused before training.
+ln -s no/such/dir/m.nvp dangling.nvp
+expect 1 "fit -o LINK into a missing directory" -- "$B" fit moons.csv -o dangling.nvp
+has err.txt "directory 'no/such/dir'" "fit -o LINK into a missing directory"
+rm -f dangling.nvp
 expect 2 "fit --average -0.5" -- "$B" fit moons.csv -o m.nvp --average -0.5
 expect 2 "fit --average rounding to 1" -- "$B" fit moons.csv -o m.nvp \
     --average 0.99999999
@@ -195,17 +200,31 @@ ln -s real.csv link.csv
 expect 0 "sample -o LINK" -- "$B" sample m.nvp -n 500 --seed 5 -o link.csv
 check "sample -o LINK: still a link" [ -L link.csv ]
 check "sample -o LINK: the file it names has the rows" cmp -s real.csv s.csv
-expect 0 "sample -o /dev/stdout" -- "$B" sample m.nvp -n 500 --seed 5 -o /dev/stdout
+# (A link of our own to /dev/stdout: a regression then replaces that link,
+# never the system's /dev/stdout.)
+ln -s /dev/stdout so
+expect 0 "sample -o /dev/stdout" -- "$B" sample m.nvp -n 500 --seed 5 -o so
 check "sample -o /dev/stdout: the rows reach standard output" cmp -s out.txt s.csv
-check "sample -o /dev/stdout: still a link" [ -L /dev/stdout ]
-rm -f link.csv real.csv
+check "sample -o /dev/stdout: still a link" [ -L so ]
+# fit -o /dev/stdout: the model alone goes there, the summary to stderr.
+expect 0 "fit -o /dev/stdout" -- "$B" fit moons.csv -o so --steps 20 --hidden 8,8 --seed 3
+cp out.txt via_stdout.nvp
+has err.txt "saved:" "fit -o /dev/stdout: summary on stderr"
+expect 0 "fit -o /dev/stdout: the model loads" -- "$B" info via_stdout.nvp
+rm -f link.csv real.csv so via_stdout.nvp
 # A replaced file keeps its mode; a new one gets the umask's.
 chmod 640 s.csv
 expect 0 "sample over a 640 file" -- "$B" sample m.nvp -n 500 --seed 5 -o s.csv
-check "sample over a 640 file: mode kept" [ "$(stat -c %a s.csv)" = 640 ]
+check "sample over a 640 file: mode kept" [ "$(find s.csv -perm 640)" = s.csv ]
 (umask 077; "$B" sample m.nvp -n 5 --seed 5 -o private.csv)
-check "sample under umask 077: mode 600" [ "$(stat -c %a private.csv)" = 600 ]
+check "sample under umask 077: mode 600" [ "$(find private.csv -perm 600)" = private.csv ]
 rm -f private.csv
+# Interrupted output through a link leaves the old file whole.
+echo "old rows" > real.csv
+ln -s real.csv link.csv
+timeout -s INT 1 "$B" sample m.nvp -n 100000000 -o link.csv > /dev/null 2>&1
+check "sample -o LINK interrupted: the old file is intact" [ "$(cat real.csv)" = "old rows" ]
+rm -f link.csv real.csv real.csv.??????
 
 # ----------------------------------------------------------------- score
 expect 0 "score" -- "$B" score m.nvp moons.csv -o sc.csv
