@@ -10,8 +10,8 @@ bootstrap 95% intervals for the differences.  The seeds give the two
 implementations different starts (each draws its own data, initial
 parameters and minibatches from the seed), so the runs are not pairs.
 
-libnvpflow: the main job (build/examples/two_moons --seed S, figures in
-OUT), rerun every time.  PyTorch: torch_heldout.py S STEPS CLIP on
+libnvpflow: the main job (build/examples/two_moons --seed S; its figures
+go to OUT and are removed), rerun every time.  PyTorch: torch_heldout.py S STEPS CLIP on
 one thread, the same configuration, clipping and parameter average; its
 output is kept in OUT/torch-sS-nSTEPS-cCLIP.txt and reused when present,
 since PyTorch does not change between runs of this script (delete the
@@ -43,6 +43,9 @@ def run_ours(main_job, out, seed, steps, clip):
     t = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True)
     secs = time.perf_counter() - t
+    for ext in (".svg", ".gif"):  # drawn only to time the whole job
+        if os.path.exists(figure + ext):
+            os.remove(figure + ext)
     # Exit status 3: training stopped after 100 refused steps in a row;
     # the model is still evaluated, and that result is the run's result.
     if p.returncode not in (0, 3):
