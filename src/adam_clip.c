@@ -60,45 +60,12 @@ static double run_sum_squares(const float *x, size_t n)
     return sum_squares_portable(x, n);
 }
 
-static size_t runs_of(size_t n)
-{
-    return (n + NVP_PAR_RUN_FLOATS - 1) / NVP_PAR_RUN_FLOATS;
-}
-
-typedef struct norm_job {
-    const float *g;
-    size_t n;
-    double *runs;
-} norm_job;
-
-static void norm_task(void *arg, size_t task, size_t worker, float *pack)
-{
-    (void)worker;
-    (void)pack;
-    norm_job *j = arg;
-    const size_t lo = task * NVP_PAR_RUN_FLOATS;
-    const size_t hi = lo + NVP_PAR_RUN_FLOATS < j->n ? lo + NVP_PAR_RUN_FLOATS
-                                                     : j->n;
-    j->runs[task] = run_sum_squares(j->g + lo, hi - lo);
-}
-
-/* Below this many floats one thread computes the norm. */
-#define NORM_PARALLEL_MIN ((size_t)1 << 16)
-
 float nvp__adam_clip_scale(nvp_adam *o, const float *grad, nvp_pool *pool)
 {
     if (o->clip_norm <= 0.0f)
         return 1.0f;
-    const size_t runs = runs_of(o->n);
-    norm_job j = {grad, o->n, o->norm_runs};
-    if (nvp__pool_threads(pool) > 1 && o->n >= NORM_PARALLEL_MIN)
-        nvp__pool_run(pool, runs, norm_task, &j);
-    else
-        for (size_t r = 0; r < runs; r++)
-            norm_task(&j, r, 0, NULL);
-    double s = 0.0;
-    for (size_t r = 0; r < runs; r++)
-        s += o->norm_runs[r];
+    const double s =
+        nvp__par_sum_runs(pool, grad, o->n, run_sum_squares, o->norm_runs);
     /* Entries below NVP_ADAM_MAX_GRAD keep s finite: at most 2^40 squares
      * of 1e18 sum to about 1e48. */
     const double norm = sqrt(s);
@@ -125,7 +92,7 @@ int nvp_adam_set_clip_norm(nvp_adam *o, float max_norm)
     }
     if (!o->norm_runs) {
         o->norm_runs = nvp__alloc_aligned(&o->alloc,
-                                          runs_of(o->n) * sizeof(double));
+                                          nvp__par_runs(o->n) * sizeof(double));
         if (!o->norm_runs)
             return nvp__fail(eb, NVP_ENOMEM, "%s: out of memory", fn);
     }

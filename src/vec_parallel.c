@@ -16,6 +16,8 @@ typedef struct vec_job {
     float *x;
     size_t n;
     uint32_t max_bits[NVP_MAX_THREADS]; /* per worker */
+    double (*run_sum)(const float *x, size_t n); /* for nvp__par_sum_runs */
+    double *runs;                                /* one slot per run */
 } vec_job;
 
 static void range_of(const vec_job *j, size_t task, size_t *lo, size_t *hi)
@@ -47,6 +49,18 @@ static void max_task(void *arg, size_t task, size_t worker, float *pack)
         j->max_bits[worker] = top;
 }
 
+/* Each run's sum goes to its own slot, so no sum depends on which
+ * worker took which run. */
+static void sum_task(void *arg, size_t task, size_t worker, float *pack)
+{
+    (void)worker;
+    (void)pack;
+    vec_job *j = arg;
+    size_t lo, hi;
+    range_of(j, task, &lo, &hi);
+    j->runs[task] = j->run_sum(j->x + lo, hi - lo);
+}
+
 /* Tasks for n floats on the pool, or 0 to stay on this thread. */
 static size_t plan(vec_job *j, nvp_pool *pool, float *x, size_t n)
 {
@@ -56,7 +70,7 @@ static size_t plan(vec_job *j, nvp_pool *pool, float *x, size_t n)
     j->x = x;
     j->n = n;
     memset(j->max_bits, 0, threads * sizeof j->max_bits[0]);
-    return (n + NVP_PAR_RUN_FLOATS - 1) / NVP_PAR_RUN_FLOATS;
+    return nvp__par_runs(n);
 }
 
 void nvp__par_zero(nvp_pool *pool, float *x, size_t n)
@@ -81,4 +95,31 @@ uint32_t nvp__par_max_abs_bits(nvp_pool *pool, const float *x, size_t n)
     for (size_t w = 0; w < nvp__pool_threads(pool); w++)
         top = j.max_bits[w] > top ? j.max_bits[w] : top;
     return top;
+}
+
+size_t nvp__par_runs(size_t n)
+{
+    return (n + NVP_PAR_RUN_FLOATS - 1) / NVP_PAR_RUN_FLOATS;
+}
+
+double nvp__par_sum_runs(nvp_pool *pool, const float *x, size_t n,
+                         double (*run_sum)(const float *x, size_t n),
+                         double *runs)
+{
+    vec_job j;
+    const size_t runs_n = nvp__par_runs(n);
+    const int shared = plan(&j, pool, (float *)x, n) != 0;
+    j.x = (float *)x;
+    j.n = n;
+    j.run_sum = run_sum;
+    j.runs = runs;
+    if (shared)
+        nvp__pool_run(pool, runs_n, sum_task, &j);
+    else
+        for (size_t r = 0; r < runs_n; r++)
+            sum_task(&j, r, 0, NULL);
+    double s = 0.0;
+    for (size_t r = 0; r < runs_n; r++)
+        s += runs[r];
+    return s;
 }
