@@ -151,7 +151,6 @@ END_TEST
 START_TEST(test_adam_average_threads)
 {
     enum { N_DATA = 200, STEPS = 4 };
-    const size_t hidden[2] = {128, 128}; /* 67,592 parameters */
     float data[2 * N_DATA];
     nvp_rng *dr = t_rng(7200);
     T_OK(nvp_two_moons(dr, N_DATA, 0.05f, data, NULL));
@@ -159,13 +158,9 @@ START_TEST(test_adam_average_threads)
     float *avg[2] = {NULL, NULL}, *hand = NULL;
     size_t np = 0;
     for (int run = 0; run < 2; run++) {
-        nvp_chain *c = t_chain(2, 4, 2, hidden, 7201);
-        T_OK(nvp_chain_set_threads(c, (size_t)run + 1));
-        np = nvp_chain_num_params(c);
-        ck_assert_uint_ge(np, (size_t)1 << 16);
-        nvp_adam *o = NULL;
-        T_OK(nvp_adam_create(&o, np, NULL));
-        T_OK(nvp_adam_set_lr(o, 1e-3f));
+        nvp_chain *c;
+        nvp_adam *o;
+        t_pool_training((size_t)run + 1, 7201, &c, &o, &np);
         T_OK(nvp_adam_set_average(o, 0.9f, nvp_chain_params(c), np));
         free(hand);
         hand = t_xmalloc(np * sizeof *hand);

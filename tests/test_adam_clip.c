@@ -199,7 +199,6 @@ END_TEST
 START_TEST(test_adam_clip_threads)
 {
     enum { N_DATA = 200, STEPS = 4 };
-    const size_t hidden[2] = {128, 128}; /* 67,592 parameters */
     float data[2 * N_DATA];
     nvp_rng *dr = t_rng(7420);
     T_OK(nvp_two_moons(dr, N_DATA, 0.05f, data, NULL));
@@ -207,13 +206,9 @@ START_TEST(test_adam_clip_threads)
     float *params[2] = {NULL, NULL}, norms[2][STEPS];
     size_t np = 0;
     for (int run = 0; run < 2; run++) {
-        nvp_chain *c = t_chain(2, 4, 2, hidden, 7421);
-        T_OK(nvp_chain_set_threads(c, (size_t)run + 1));
-        np = nvp_chain_num_params(c);
-        ck_assert_uint_ge(np, (size_t)1 << 16);
-        nvp_adam *o = NULL;
-        T_OK(nvp_adam_create(&o, np, NULL));
-        T_OK(nvp_adam_set_lr(o, 1e-3f));
+        nvp_chain *c;
+        nvp_adam *o;
+        t_pool_training((size_t)run + 1, 7421, &c, &o, &np);
         T_OK(nvp_adam_set_clip_norm(o, 1e-3f));
         nvp_rng *r = t_rng(7422);
         for (int s = 0; s < STEPS; s++) {

@@ -62,6 +62,12 @@ nvp_rng *t_rng(uint64_t seed);
 /* A chain with alternating half masks, asserting success. */
 nvp_chain *t_chain(size_t dim, size_t n_layers, size_t n_hidden,
                    const size_t *hidden, uint64_t seed);
+/* A 2-D chain of 4 layers of 128-128 conditioners (67,592 parameters:
+ * enough for a training step's update to be shared out over a pool) on
+ * `threads` threads, and an Adam with step size 1e-3 over it, asserting
+ * success; *np receives the parameter count. */
+void t_pool_training(size_t threads, uint64_t seed, nvp_chain **c,
+                     nvp_adam **o, size_t *np);
 
 /* ------------------------------------------------------- comparisons */
 /* Asserts |got - want| <= atol + rtol * |want| (false for NaN) and

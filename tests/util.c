@@ -62,6 +62,19 @@ nvp_chain *t_chain(size_t dim, size_t n_layers, size_t n_hidden,
     return c;
 }
 
+void t_pool_training(size_t threads, uint64_t seed, nvp_chain **c,
+                     nvp_adam **o, size_t *np)
+{
+    const size_t hidden[2] = {128, 128};
+    *c = t_chain(2, 4, 2, hidden, seed);
+    T_OK(nvp_chain_set_threads(*c, threads));
+    *np = nvp_chain_num_params(*c);
+    ck_assert_uint_ge(*np, (size_t)1 << 16);
+    *o = NULL;
+    T_OK(nvp_adam_create(o, *np, NULL));
+    T_OK(nvp_adam_set_lr(*o, 1e-3f));
+}
+
 size_t t_first_diff(const float *a, const float *b, size_t n)
 {
     for (size_t i = 0; i < n; i++)
