@@ -324,8 +324,10 @@ static void measure_training(const size_t *counts, int n_counts, figures *f,
         }
         adam_only(&t[0], scratch, grad, 1);
         am[turn] = adam_only(&t[0], scratch, grad, 40) * 1e3;
-        /* The same with gradient-norm clipping on: the norm's extra read
-         * of the gradient (a limit that never clips costs the same). */
+        /* The same with gradient-norm clipping on and a limit this
+         * gradient never reaches: the cost of the norm's extra read, which
+         * every step pays.  (A step that is clipped can cost more; see the
+         * README.) */
         nvp_adam_set_clip_norm(t[0].opt, 1e30f);
         adam_only(&t[0], scratch, grad, 1);
         amc[turn] = adam_only(&t[0], scratch, grad, 40) * 1e3;
