@@ -1,9 +1,14 @@
 # libnvpflow: Real-NVP normalizing flows in C.
 #
-#   make            shared and static library in lib/
+#   make            shared and static library in lib/, and the nvpflow tool
 #   make demo       trains the two-moons flow, writes the figure and animation
-#   make test       the Check test suite (installs Check when missing)
+#   make test       the Check test suite (installs Check when missing);
+#                   make check is the same
 #   make install    PREFIX=/usr/local DESTDIR= ; make uninstall likewise
+#   make bench      performance figures (tests/bench/bench.mk holds the
+#                   PyTorch comparisons: lockstep, parity)
+#
+# The usual variables are honoured: CC, CFLAGS, CPPFLAGS, LDFLAGS, LDLIBS.
 
 # The release version has one source of truth: include/nvpflow.h.
 version_part = $(shell sed -n 's/^\#define NVP_VERSION_$(1) \([0-9][0-9]*\)$$/\1/p' include/nvpflow.h)
@@ -31,9 +36,12 @@ WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototyp
 BASE_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -ffp-contract=off -fno-math-errno -Iinclude $(WARN)
 OPT ?= -O2 -g
 CFLAGS ?= $(OPT)
-ALL_CFLAGS := $(BASE_CFLAGS) $(CFLAGS)
-LIB_CFLAGS := $(ALL_CFLAGS) -fPIC -fvisibility=hidden -pthread
-LIBS := -lm -pthread
+CPPFLAGS ?=
+LDFLAGS ?=
+ALL_CFLAGS := $(BASE_CFLAGS) $(CPPFLAGS) $(CFLAGS)
+# Library sources include their headers by layer: "core/error.h".
+LIB_CFLAGS := $(ALL_CFLAGS) -Isrc -fPIC -fvisibility=hidden -pthread
+LIBS := $(LDFLAGS) -lm -pthread $(LDLIBS)
 
 BUILD := build
 # Where the libraries go; the sanitizer builds put theirs under $(BUILD).
@@ -43,24 +51,31 @@ SO_NAME := libnvpflow.so.$(ABI_VERSION)
 SO_LINK := $(LIBOUT)/libnvpflow.so
 STATIC := $(LIBOUT)/libnvpflow.a
 
-LIB_SRC := $(wildcard src/*.c)
+# The library's layers, lowest first (src/README.md); the command-line
+# tool in src/cli is built on the public header only.
+LAYERS := core kernels runtime model data train io
+LIB_SRC := $(foreach l,$(LAYERS),$(wildcard src/$(l)/*.c))
 LIB_OBJ := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))
-HEADERS := include/nvpflow.h $(wildcard src/*.h)
+# Every object records the headers it included (-MMD); a change to one
+# rebuilds exactly the objects that use it.
+DEPFLAGS = -MMD -MP
 
-.PHONY: FORCE all libs demo test test-run test-install bench lockstep parity install uninstall clean examples headercheck
+.PHONY: FORCE all libs demo test check test-run test-install install uninstall clean examples headercheck check-layers
 all: libs cli
 
 libs: $(SO_REAL) $(SO_LINK) $(LIBOUT)/$(SO_NAME) $(STATIC) $(BUILD)/nvpflow.pc
 
-$(BUILD)/obj/%.o: src/%.c $(HEADERS) | $(BUILD)/obj
-	$(CC) $(LIB_CFLAGS) -c $< -o $@
+$(BUILD)/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(LIB_CFLAGS) $(DEPFLAGS) -c $< -o $@
 
-# The matrix multiply is where the time goes: let the compiler unroll and
-# vectorise the portable kernel fully (and the optimizer's passes over the
-# flat vectors).
-$(BUILD)/obj/gemm%.o $(BUILD)/obj/adam.o $(BUILD)/obj/adam_clip.o $(BUILD)/obj/cpu.o $(BUILD)/obj/sweep.o: LIB_CFLAGS += -O3
+# The kernels are where the time goes: let the compiler unroll and
+# vectorise their portable loops fully.
+$(BUILD)/obj/kernels/%.o: LIB_CFLAGS += -O3
 
-$(BUILD)/obj $(BUILD)/tests $(BUILD)/examples:
+-include $(LIB_OBJ:.o=.d)
+
+$(BUILD)/tests $(BUILD)/examples:
 	mkdir -p $@
 
 $(SO_REAL): $(LIB_OBJ) src/nvpflow.map
@@ -83,7 +98,8 @@ $(STATIC): $(LIB_OBJ)
 # build and install rather than cached.
 PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|'
-$(BUILD)/nvpflow.pc: pkgconfig/nvpflow.pc.in include/nvpflow.h FORCE | $(BUILD)/obj
+$(BUILD)/nvpflow.pc: pkgconfig/nvpflow.pc.in include/nvpflow.h FORCE
+	@mkdir -p $(BUILD)
 	$(PC_SED) $< > $@
 FORCE:
 
@@ -170,6 +186,9 @@ test:
 	@sh tests/ensure_check.sh
 	@$(MAKE) --no-print-directory test-run
 
+# The conventional name for the same suite.
+check: test
+
 TEST_SRC := $(wildcard tests/*.c)
 TEST_HDR := $(wildcard tests/*.h)
 CHECK_CFLAGS = $(shell pkg-config --cflags check)
@@ -179,8 +198,12 @@ TEST_BIN := $(BUILD)/tests/nvp_tests
 $(TEST_BIN): $(TEST_SRC) $(TEST_HDR) $(STATIC) | $(BUILD)/tests
 	$(CC) $(ALL_CFLAGS) -Isrc $(CHECK_CFLAGS) -o $@ $(TEST_SRC) $(STATIC) $(CHECK_LIBS) $(LIBS)
 
-test-run: $(TEST_BIN) headercheck
+test-run: $(TEST_BIN) headercheck check-layers
 	./$(TEST_BIN)
+
+# No source file includes a header from a layer above its own.
+check-layers:
+	@sh tests/layers/check_layers.sh src $(LAYERS) cli
 
 # The public header alone, strictly, as C99, C11 and C++17.
 headercheck: | $(BUILD)/tests
@@ -199,57 +222,9 @@ test-python: libs
 	python3 -m unittest discover -s examples/python/tests -v
 
 # ------------------------------------------------------------------- bench
-# Performance figures, side by side with PyTorch/OpenBLAS when importable.
-$(BUILD)/bench/bench: tests/bench/bench.c $(STATIC)
-	@mkdir -p $(BUILD)/bench
-	$(CC) $(BASE_CFLAGS) -O2 -Isrc -o $@ tests/bench/bench.c $(STATIC) $(LIBS)
-
-bench: $(BUILD)/bench/bench
-	./$(BUILD)/bench/bench tests/bench
-
-# The main job's run for one seed replayed in PyTorch from the same start
-# (same data, initial parameters and minibatches): how long the two stay
-# in step, and both held-out NLLs.  Needs a Python with torch and numpy
-# (NVP_BENCH_PYTHON, else the first python3 that has them).
-# LOCKSTEP_CLIP=0 replays the run without gradient-norm clipping, as
-# version 0.2.0's main job trained; empty means the main job's limit.
-LOCKSTEP_SEED ?= 0
-LOCKSTEP_STEPS ?= 10000
-LOCKSTEP_CLIP ?=
-$(BUILD)/bench/lockstep: tests/bench/lockstep.c $(STATIC)
-	@mkdir -p $(BUILD)/bench
-	$(CC) $(ALL_CFLAGS) -Isrc -o $@ tests/bench/lockstep.c $(STATIC) $(LIBS)
-
-# Shell code that sets $$py to a Python with torch and numpy
-# (NVP_BENCH_PYTHON, else the first python3 that has them) or fails.
-FIND_TORCH_PYTHON = py=; for p in "$$NVP_BENCH_PYTHON" python3 /usr/bin/python3; do \
-	    [ -n "$$p" ] && "$$p" -c 'import torch, numpy' 2>/dev/null && \
-	        { py=$$p; break; }; \
-	done; \
-	[ -n "$$py" ] || { echo "$@: no Python with torch and numpy" >&2; exit 1; }
-
-lockstep: $(BUILD)/bench/lockstep
-	@dir=$(BUILD)/lockstep/seed$(LOCKSTEP_SEED); mkdir -p $$dir; \
-	$(FIND_TORCH_PYTHON); \
-	./$(BUILD)/bench/lockstep $(LOCKSTEP_SEED) $(LOCKSTEP_STEPS) $$dir \
-	    $(if $(LOCKSTEP_CLIP),native $(LOCKSTEP_CLIP)) && \
-	OPENBLAS_NUM_THREADS=1 "$$py" tests/bench/torch_lockstep.py $$dir
-
-# The main job's held-out NLL against the same training in PyTorch over a
-# range of seeds (tests/bench/parity.py): medians, means and bootstrap
-# intervals of their differences.  Each PyTorch run takes about 2.5
-# minutes on one thread and is kept in $(BUILD)/parity for the next time.
-# PARITY_CLIP is the main job's default clipping limit.
-PARITY_SEEDS ?= 0-19
-PARITY_STEPS ?= 10000
-PARITY_CLIP ?= 300
-PARITY_JOBS ?= 1
-parity: $(BUILD)/examples/two_moons
-	@$(FIND_TORCH_PYTHON); \
-	"$$py" -c 'import sklearn' 2>/dev/null || \
-	    { echo "parity: $$py has no scikit-learn (Debian: python3-sklearn)" >&2; exit 1; }; \
-	"$$py" tests/bench/parity.py $(BUILD)/examples/two_moons $(BUILD)/parity \
-	    $(PARITY_SEEDS) $(PARITY_STEPS) $(PARITY_CLIP) $(PARITY_JOBS)
+# Performance figures and the PyTorch comparisons (bench, lockstep, parity)
+# are research tools, kept apart from the product build.
+include tests/bench/bench.mk
 
 # ------------------------------------------------------------- reliability
 # Sanitizer and fuzzing builds get their own objects and libraries under

@@ -15,8 +15,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "alloc.h"
-#include "threadpool.h"
+#include "core/alloc.h"
+#include "runtime/threadpool.h"
 
 #define POOL_STRESS_MAX_TASKS 80
 

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "adam.h"
+#include "train/adam.h"
 #include "tests.h"
 
 /* avg = d * avg + (1 - d) * p in float, as the header documents (the tests

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "adam.h"
+#include "train/adam.h"
 #include "tests.h"
 
 /* A gradient of multiples of 1/8 between -5 and 5: every square and every

@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "alloc.h"
-#include "exec.h"
-#include "gemm.h"
+#include "core/alloc.h"
+#include "runtime/exec.h"
+#include "kernels/gemm.h"
 #include "tests.h"
 
 typedef struct {

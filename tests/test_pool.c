@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu.h"
+#include "core/cpu.h"
 #include "pool_stress.h"
 #include "tests.h"
-#include "vec_parallel.h"
+#include "runtime/vec_parallel.h"
 
 START_TEST(test_pool_every_task_once)
 {

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rng.h"
+#include "core/rng.h"
 #include "tests.h"
 
 static const uint64_t seeds[] = {0, 1, 42, 0x123456789abcdefULL,

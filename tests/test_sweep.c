@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "coupling.h"
-#include "sweep.h"
+#include "model/coupling.h"
+#include "kernels/sweep.h"
 #include "tests.h"
 
 typedef struct sweep_cfg {

@@ -13,8 +13,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "alloc.h"
-#include "exec.h"
+#include "core/alloc.h"
+#include "runtime/exec.h"
 #include "nvpflow.h"
 
 #if defined(__x86_64__) || defined(__i386__)

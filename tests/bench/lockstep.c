@@ -31,10 +31,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "adam.h" /* for KERNEL only */
-#include "chain.h"
-#include "gemm.h"
-#include "sweep.h"
+#include "train/adam.h" /* for KERNEL only */
+#include "model/chain.h"
+#include "kernels/gemm.h"
+#include "kernels/sweep.h"
 
 enum { N_DATA = 2000, BATCH = 100 };
 #define NOISE 0.05f

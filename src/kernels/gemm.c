@@ -1,0 +1,173 @@
+/* Blocked GEMM driver and packing routines (see gemm.h). */
+#include "kernels/gemm.h"
+
+#include <string.h>
+
+#define MAX_TILE 2048 /* floats in the largest MR x NR tile of any kernel */
+
+size_t nvp__gemm_pack_floats(const nvp_gemm_kernel *k)
+{
+    /* a transposed B panel, a partial B micro-panel, a partial A one */
+    return k->kc * k->nc + k->kc * k->nr + k->mr * k->kc;
+}
+
+/* Packs the kc x cols block of op(B) into micro-panels of nr columns,
+ * each stored row by row; columns past cols are zero. */
+static void pack_b(size_t kc, size_t cols, const float *b, size_t ldb,
+                   int trans, size_t nr, float *dst)
+{
+    for (size_t jr = 0; jr < cols; jr += nr) {
+        const size_t w = cols - jr < nr ? cols - jr : nr;
+        if (trans) {
+            /* op(B)(p, j) = b[j * ldb + p]: read each source row once,
+             * scattering it down a column of the micro-panel. */
+            for (size_t j = 0; j < w; j++) {
+                const float *src = b + (jr + j) * ldb;
+                for (size_t p = 0; p < kc; p++)
+                    dst[p * nr + j] = src[p];
+            }
+            for (size_t p = 0; p < kc; p++)
+                for (size_t j = w; j < nr; j++)
+                    dst[p * nr + j] = 0.0f;
+        } else {
+            for (size_t p = 0; p < kc; p++) {
+                memcpy(dst + p * nr, b + p * ldb + jr, w * sizeof *dst);
+                for (size_t j = w; j < nr; j++)
+                    dst[p * nr + j] = 0.0f;
+            }
+        }
+        dst += nr * kc;
+    }
+}
+
+/* Packs the last rows < mr rows of op(A) (element (i, p) at
+ * a[i * rs + p * cs]) into one zero-padded micro-panel. */
+static void pack_a_edge(size_t rows, size_t kc, const float *a, size_t rs,
+                        size_t cs, size_t mr, float *dst)
+{
+    for (size_t p = 0; p < kc; p++) {
+        for (size_t i = 0; i < rows; i++)
+            dst[p * mr + i] = a[i * rs + p * cs];
+        for (size_t i = rows; i < mr; i++)
+            dst[p * mr + i] = 0.0f;
+    }
+}
+
+/* Adds a scratch tile into C and applies the epilogue, the scalar twin of
+ * what the kernels do in registers for full tiles. */
+static void finish_edge(const float *tmp, size_t nr, float *c, size_t ldc,
+                        size_t rows, size_t cols, int acc,
+                        const nvp_epilogue *ep)
+{
+    for (size_t i = 0; i < rows; i++) {
+        float *ci = c + i * ldc;
+        for (size_t j = 0; j < cols; j++) {
+            const float v = acc ? ci[j] + tmp[i * nr + j] : tmp[i * nr + j];
+            ci[j] = nvp__epilogue_at(v, ep, i, j);
+        }
+    }
+}
+
+void nvp__gemm(const nvp_gemm_kernel *kern, float *pack, int trans_a,
+               int trans_b, size_t m, size_t n, size_t k, const float *a,
+               size_t lda, const float *b, size_t ldb, int accumulate,
+               float *c, size_t ldc, const nvp_epilogue *ep)
+{
+    const size_t MR = kern->mr, NR = kern->nr;
+    const size_t MC = kern->mc, KC = kern->kc, NC = kern->nc;
+    float *bpanel = pack;
+    float *bedge = bpanel + KC * NC;
+    float *aedge = bedge + KC * NR;
+    _Alignas(64) float tmp[MAX_TILE];
+    /* op(A)(i, p) = a[i * rs_a + p * cs_a] */
+    const size_t rs_a = trans_a ? 1 : lda, cs_a = trans_a ? lda : 1;
+
+    if (k == 0) {
+        /* Nothing to multiply: C is zero (or kept) and gets the epilogue. */
+        memset(tmp, 0, sizeof tmp);
+        for (size_t i = 0; i < m; i++)
+            for (size_t j = 0; j < n; j += NR) {
+                const size_t w = n - j < NR ? n - j : NR;
+                nvp_epilogue t;
+                if (ep)
+                    t = nvp__epilogue_offset(ep, i, j);
+                finish_edge(tmp, NR, c + i * ldc + j, ldc, 1, w, accumulate,
+                            ep ? &t : NULL);
+            }
+        return;
+    }
+
+    for (size_t jc = 0; jc < n; jc += NC) {
+        const size_t nc = n - jc < NC ? n - jc : NC;
+        const size_t nfull = nc / NR * NR; /* columns in whole panels */
+        for (size_t pc = 0; pc < k; pc += KC) {
+            const size_t kc = k - pc < KC ? k - pc : KC;
+            const int acc = accumulate || pc > 0;
+            const int last = pc + kc == k;
+            /* B: whole panels in place when not transposed, else packed;
+             * a partial last panel always packed and zero-padded. */
+            const float *bsrc = trans_b ? b + jc * ldb + pc : b + pc * ldb + jc;
+            if (trans_b && nfull) {
+                if (kern->pack_b_trans)
+                    kern->pack_b_trans(kc, nfull, bsrc, ldb, bpanel);
+                else
+                    pack_b(kc, nfull, bsrc, ldb, 1, NR, bpanel);
+            }
+            if (nfull < nc)
+                pack_b(kc, nc - nfull,
+                       trans_b ? bsrc + nfull * ldb : bsrc + nfull, ldb,
+                       trans_b, NR, bedge);
+            for (size_t ic = 0; ic < m; ic += MC) {
+                const size_t mc = m - ic < MC ? m - ic : MC;
+                const float *ablk = a + ic * rs_a + pc * cs_a;
+                for (size_t jr = 0; jr < nc; jr += NR) {
+                    const size_t cols = nc - jr < NR ? nc - jr : NR;
+                    const float *bp;
+                    size_t rs_b;
+                    if (cols < NR) {
+                        bp = bedge;
+                        rs_b = NR;
+                    } else if (trans_b) {
+                        bp = bpanel + jr * kc;
+                        rs_b = NR;
+                    } else {
+                        bp = bsrc + jr;
+                        rs_b = ldb;
+                    }
+                    for (size_t ir = 0; ir < mc; ir += MR) {
+                        const size_t rows = mc - ir < MR ? mc - ir : MR;
+                        const size_t row0 = ic + ir, col0 = jc + jr;
+                        float *cp = c + row0 * ldc + col0;
+                        nvp_epilogue t;
+                        const nvp_epilogue *tep = NULL;
+                        if (last && ep) {
+                            t = nvp__epilogue_offset(ep, row0, col0);
+                            tep = &t;
+                        }
+                        const float *ap = ablk + ir * rs_a;
+                        size_t rs = rs_a, cs = cs_a;
+                        if (rows < MR) {
+                            /* Only on the last row panel: pack it so the
+                             * kernel never reads past the matrix. */
+                            if (jr == 0)
+                                pack_a_edge(rows, kc, ap, rs_a, cs_a, MR,
+                                            aedge);
+                            ap = aedge;
+                            rs = 1;
+                            cs = MR;
+                        }
+                        if (rows == MR && cols == NR) {
+                            kern->kernel(kc, ap, rs, cs, bp, rs_b, cp, ldc,
+                                         acc, tep);
+                        } else {
+                            kern->kernel(kc, ap, rs, cs, bp, rs_b, tmp, NR, 0,
+                                         NULL);
+                            finish_edge(tmp, NR, cp, ldc, rows, cols, acc,
+                                        tep);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

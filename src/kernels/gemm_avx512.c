@@ -1,0 +1,175 @@
+/* AVX-512F micro-kernel: a 10 x 32 tile in 20 zmm accumulators.  Ten rows
+ * make the library's usual row counts (100-row minibatches, 256-row
+ * chunks, 512-wide layers) nearly free of edge tiles; two zmm columns give
+ * two FMAs per broadcast of A, which comes straight from memory. */
+#include "kernels/gemm.h"
+#include "kernels/gemm_small.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
+#define MR 10
+#define NR 32
+
+__attribute__((target("avx512f"))) static void
+kernel_avx512(size_t kc, const float *a, size_t rs_a, size_t cs_a,
+              const float *b, size_t rs_b, float *c, size_t ldc,
+              int accumulate, const nvp_epilogue *ep)
+{
+    __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps();
+    __m512 c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps();
+    __m512 c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps();
+    __m512 c30 = _mm512_setzero_ps(), c31 = _mm512_setzero_ps();
+    __m512 c40 = _mm512_setzero_ps(), c41 = _mm512_setzero_ps();
+    __m512 c50 = _mm512_setzero_ps(), c51 = _mm512_setzero_ps();
+    __m512 c60 = _mm512_setzero_ps(), c61 = _mm512_setzero_ps();
+    __m512 c70 = _mm512_setzero_ps(), c71 = _mm512_setzero_ps();
+    __m512 c80 = _mm512_setzero_ps(), c81 = _mm512_setzero_ps();
+    __m512 c90 = _mm512_setzero_ps(), c91 = _mm512_setzero_ps();
+    const float *a0 = a, *a5 = a + 5 * rs_a;
+    for (size_t p = 0; p < kc; p++) {
+        const __m512 b0 = _mm512_loadu_ps(b);
+        const __m512 b1 = _mm512_loadu_ps(b + 16);
+        __m512 t;
+#define ROW(i, base, off)                        \
+    t = _mm512_set1_ps(base[(off) * rs_a]);      \
+    c##i##0 = _mm512_fmadd_ps(t, b0, c##i##0);   \
+    c##i##1 = _mm512_fmadd_ps(t, b1, c##i##1);
+        ROW(0, a0, 0) ROW(1, a0, 1) ROW(2, a0, 2) ROW(3, a0, 3) ROW(4, a0, 4)
+        ROW(5, a5, 0) ROW(6, a5, 1) ROW(7, a5, 2) ROW(8, a5, 3) ROW(9, a5, 4)
+#undef ROW
+        a0 += cs_a;
+        a5 += cs_a;
+        b += rs_b;
+    }
+    const __m512 zero = _mm512_setzero_ps();
+    __m512 bias0 = zero, bias1 = zero;
+    const int has_bias = ep && ep->bias, relu = ep && ep->relu;
+    const int gate = ep && ep->gate;
+    if (has_bias) {
+        bias0 = _mm512_loadu_ps(ep->bias);
+        bias1 = _mm512_loadu_ps(ep->bias + 16);
+    }
+#define STORE(i)                                                             \
+    do {                                                                     \
+        float *ci = c + (i) * ldc;                                           \
+        if (accumulate) {                                                    \
+            c##i##0 = _mm512_add_ps(_mm512_loadu_ps(ci), c##i##0);           \
+            c##i##1 = _mm512_add_ps(_mm512_loadu_ps(ci + 16), c##i##1);      \
+        }                                                                    \
+        if (has_bias) {                                                      \
+            c##i##0 = _mm512_add_ps(c##i##0, bias0);                         \
+            c##i##1 = _mm512_add_ps(c##i##1, bias1);                         \
+        }                                                                    \
+        if (relu) { /* max(v, 0) returns 0 for NaN, as v > 0 ? v : 0 */      \
+            c##i##0 = _mm512_max_ps(c##i##0, zero);                          \
+            c##i##1 = _mm512_max_ps(c##i##1, zero);                          \
+        }                                                                    \
+        if (gate) {                                                          \
+            const float *g = ep->gate + (i) * ep->ldgate;                    \
+            c##i##0 = _mm512_maskz_mov_ps(                                   \
+                _mm512_cmp_ps_mask(_mm512_loadu_ps(g), zero, _CMP_GT_OQ),    \
+                c##i##0);                                                    \
+            c##i##1 = _mm512_maskz_mov_ps(                                   \
+                _mm512_cmp_ps_mask(_mm512_loadu_ps(g + 16), zero,            \
+                                   _CMP_GT_OQ),                              \
+                c##i##1);                                                    \
+        }                                                                    \
+        _mm512_storeu_ps(ci, c##i##0);                                       \
+        _mm512_storeu_ps(ci + 16, c##i##1);                                  \
+    } while (0)
+    STORE(0); STORE(1); STORE(2); STORE(3); STORE(4);
+    STORE(5); STORE(6); STORE(7); STORE(8); STORE(9);
+#undef STORE
+    if (ep && ep->colsum) { /* one row at a time, in order */
+        __m512 s0 = _mm512_loadu_ps(ep->colsum);
+        __m512 s1 = _mm512_loadu_ps(ep->colsum + 16);
+#define SUM(i)                                                               \
+    s0 = _mm512_add_ps(s0, c##i##0);                                         \
+    s1 = _mm512_add_ps(s1, c##i##1);
+        SUM(0) SUM(1) SUM(2) SUM(3) SUM(4) SUM(5) SUM(6) SUM(7) SUM(8) SUM(9)
+#undef SUM
+        _mm512_storeu_ps(ep->colsum, s0);
+        _mm512_storeu_ps(ep->colsum + 16, s1);
+    }
+}
+
+/* Transposes the 16 x 16 block whose row r starts at src + r * lds into
+ * dst (row p of the result at dst + p * ldd): unpack pairs, then 64-bit
+ * shuffles, then two rounds of 128-bit lane shuffles. */
+__attribute__((target("avx512f"))) static void
+transpose16(const float *src, size_t lds, float *dst, size_t ldd)
+{
+    __m512 r[16], t[16], u[16], v[16];
+    for (int i = 0; i < 16; i++)
+        r[i] = _mm512_loadu_ps(src + i * lds);
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int g = 0; g < 16; g += 4) { /* rows g .. g+3 */
+        u[g + 0] = _mm512_shuffle_ps(t[g], t[g + 2], 0x44);
+        u[g + 1] = _mm512_shuffle_ps(t[g], t[g + 2], 0xEE);
+        u[g + 2] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0x44);
+        u[g + 3] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0xEE);
+    }
+    /* u[4q + k], lane L: rows 4q .. 4q+3 at column 4L + k. */
+    for (int k = 0; k < 4; k++) {
+        v[k] = _mm512_shuffle_f32x4(u[k], u[k + 4], 0x88);
+        v[k + 4] = _mm512_shuffle_f32x4(u[k], u[k + 4], 0xDD);
+        v[k + 8] = _mm512_shuffle_f32x4(u[k + 8], u[k + 12], 0x88);
+        v[k + 12] = _mm512_shuffle_f32x4(u[k + 8], u[k + 12], 0xDD);
+    }
+    for (int k = 0; k < 4; k++) {
+        _mm512_store_ps(dst + (k + 0) * ldd,
+                        _mm512_shuffle_f32x4(v[k], v[k + 8], 0x88));
+        _mm512_store_ps(dst + (k + 8) * ldd,
+                        _mm512_shuffle_f32x4(v[k], v[k + 8], 0xDD));
+        _mm512_store_ps(dst + (k + 4) * ldd,
+                        _mm512_shuffle_f32x4(v[k + 4], v[k + 12], 0x88));
+        _mm512_store_ps(dst + (k + 12) * ldd,
+                        _mm512_shuffle_f32x4(v[k + 4], v[k + 12], 0xDD));
+    }
+}
+
+/* Packs whole 32-column panels of a transposed B, 16 x 16 blocks at a
+ * time through registers; a k tail shorter than 16 is copied directly. */
+__attribute__((target("avx512f"))) static void
+pack_b_trans_avx512(size_t kc, size_t cols, const float *b, size_t ldb,
+                    float *dst)
+{
+    const size_t k16 = kc / 16 * 16;
+    for (size_t jr = 0; jr < cols; jr += NR) {
+        for (size_t half = 0; half < NR; half += 16) {
+            const float *src = b + (jr + half) * ldb;
+            for (size_t p = 0; p < k16; p += 16)
+                transpose16(src + p, ldb, dst + p * NR + half, NR);
+            for (size_t p = k16; p < kc; p++)
+                for (size_t j = 0; j < 16; j++)
+                    dst[p * NR + half + j] = src[j * ldb + p];
+        }
+        dst += NR * kc;
+    }
+}
+
+static int avx512_supported(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+}
+
+__attribute__((target("avx512f"))) static void
+small_n_avx512(int trans_a, int trans_b, size_t m, size_t n, size_t k,
+               const float *a, size_t lda, const float *b, size_t ldb,
+               int accumulate, float *c, size_t ldc,
+               const nvp_epilogue *ep, float *work)
+{
+    nvp__gemm_small_body(trans_a, trans_b, m, n, k, a, lda, b, ldb,
+                         accumulate, c, ldc, ep, work);
+}
+
+const nvp_gemm_kernel nvp__gemm_avx512 = {
+    "avx512", MR, NR, 120, 512, 512, kernel_avx512, avx512_supported,
+    pack_b_trans_avx512, small_n_avx512,
+};
+#endif

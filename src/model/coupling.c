@@ -1,0 +1,415 @@
+/* Affine coupling layer: construction, parameters and the public batched
+ * calls of a standalone layer. */
+#include "model/coupling.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/rng.h"
+
+static void coupling_release(nvp_coupling *c)
+{
+    const nvp_allocator *a = &c->alloc;
+    nvp__free(a, c->idx_a);
+    nvp__free(a, c->idx_b);
+    nvp__free(a, c->mask);
+    nvp__free(a, c->dense);
+    nvp__free_aligned(a, c->own_params);
+}
+
+int nvp__coupling_plan(nvp_coupling *c, const nvp_errbox *eb, const char *fn,
+                       size_t dim, const unsigned char *mask,
+                       size_t n_hidden, const size_t *hidden)
+{
+    static const size_t default_hidden[NVP_DEFAULT_HIDDEN_LAYERS] = {
+        NVP_DEFAULT_HIDDEN_WIDTH, NVP_DEFAULT_HIDDEN_WIDTH};
+    NVP_REQUIRE(dim >= 2 && dim <= NVP_MAX_DIM, NVP_EINVAL,
+                "%s: dim %zu is outside [2, %d]", fn, dim, NVP_MAX_DIM);
+    NVP_REQUIRE(mask != NULL, NVP_EINVAL, "%s: mask is NULL", fn);
+    if (!hidden) {
+        NVP_REQUIRE(n_hidden == 0, NVP_EINVAL,
+                    "%s: hidden is NULL but n_hidden is %zu", fn, n_hidden);
+        hidden = default_hidden;
+        n_hidden = NVP_DEFAULT_HIDDEN_LAYERS;
+    }
+    NVP_REQUIRE(n_hidden <= NVP_MAX_HIDDEN_LAYERS, NVP_EINVAL,
+                "%s: %zu hidden layers (at most %d)", fn, n_hidden,
+                NVP_MAX_HIDDEN_LAYERS);
+    size_t na = 0;
+    for (size_t i = 0; i < dim; i++) {
+        NVP_REQUIRE(mask[i] <= 1, NVP_EINVAL,
+                    "%s: mask[%zu] is %u (must be 0 or 1)", fn, i,
+                    (unsigned)mask[i]);
+        na += mask[i];
+    }
+    NVP_REQUIRE(na > 0 && na < dim, NVP_EINVAL,
+                "%s: the mask must hold at least one 0 and one 1", fn);
+    for (size_t l = 0; l < n_hidden; l++)
+        NVP_REQUIRE(hidden[l] >= 1 && hidden[l] <= NVP_MAX_WIDTH, NVP_EINVAL,
+                    "%s: hidden[%zu] = %zu is outside [1, %d]", fn, l,
+                    hidden[l], NVP_MAX_WIDTH);
+
+    const nvp_allocator *a = &c->alloc;
+    c->dim = dim;
+    c->na = na;
+    c->nb = dim - na;
+    c->n_dense = n_hidden + 1;
+    c->idx_a = nvp__malloc(a, na * sizeof(size_t));
+    c->idx_b = nvp__malloc(a, c->nb * sizeof(size_t));
+    c->mask = nvp__malloc(a, dim);
+    c->dense = nvp__malloc(a, c->n_dense * sizeof(nvp_dense));
+    if (!c->idx_a || !c->idx_b || !c->mask || !c->dense)
+        return nvp__fail(eb, NVP_ENOMEM, "%s: out of memory", fn);
+    memcpy(c->mask, mask, dim);
+    size_t ia = 0, ib = 0;
+    for (size_t i = 0; i < dim; i++) {
+        if (mask[i])
+            c->idx_a[ia++] = i;
+        else
+            c->idx_b[ib++] = i;
+    }
+
+    size_t off = 0, in = na, max_width = na > 2 * c->nb ? na : 2 * c->nb;
+    for (size_t l = 0; l < c->n_dense; l++) {
+        const size_t out = l < n_hidden ? hidden[l] : 2 * c->nb;
+        size_t w;
+        /* Widths are bounded, so in * out + out cannot overflow; the sum
+         * over layers is checked against NVP_MAX_PARAMS. */
+        w = in * out + out;
+        NVP_REQUIRE(w <= NVP_MAX_PARAMS && off <= NVP_MAX_PARAMS - w,
+                    NVP_EOVERFLOW, "%s: more than %zu parameters", fn,
+                    (size_t)NVP_MAX_PARAMS);
+        c->dense[l].in = in;
+        c->dense[l].out = out;
+        c->dense[l].w_off = off;
+        c->dense[l].b_off = off + in * out;
+        off += w;
+        if (out > max_width)
+            max_width = out;
+        in = out;
+    }
+    c->n_params = off;
+    c->max_width = max_width;
+    return NVP_OK;
+}
+
+/* Workspace sizes of a standalone layer: evaluation needs the cache and a
+ * row of flags; the backward call also holds the inverse's output and the
+ * gradient scratch. */
+static void coupling_ws_sizes(const nvp_coupling *c, size_t *eval,
+                              size_t *train)
+{
+    const size_t r = NVP_CHUNK_ROWS;
+    const size_t cache = nvp__coupling_cache_floats(c, r);
+    *eval = cache + nvp__carved(r);
+    *train = nvp__carved(r * c->dim) + cache +
+             nvp__coupling_scratch_floats(c, r) + nvp__carved(r);
+}
+
+/* PyTorch nn.Linear's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for
+ * weights and biases alike. */
+static void init_params(nvp_coupling *c, nvp_rng *rng, unsigned flags)
+{
+    for (size_t l = 0; l < c->n_dense; l++) {
+        const nvp_dense *d = &c->dense[l];
+        float *w = c->params + d->w_off;
+        const size_t count = d->in * d->out + d->out;
+        if (l + 1 == c->n_dense && (flags & NVP_INIT_ZERO_OUTPUT)) {
+            memset(w, 0, count * sizeof *w);
+            continue;
+        }
+        const double bound = 1.0 / sqrt((double)d->in);
+        for (size_t i = 0; i < count; i++) {
+            const double u = (double)(nvp__rng_next(rng) >> 11) * 0x1.0p-53;
+            w[i] = (float)((2.0 * u - 1.0) * bound);
+        }
+    }
+}
+
+int nvp__coupling_new(nvp_coupling **out, const char *fn, size_t dim,
+                      const unsigned char *mask, size_t n_hidden,
+                      const size_t *hidden, const nvp_allocator *alloc)
+{
+    const nvp_errbox *eb = NULL;
+    *out = NULL;
+    nvp_allocator a;
+    NVP_REQUIRE(nvp__allocator_init(&a, alloc) == NVP_OK, NVP_EINVAL,
+                "%s: invalid allocator", fn);
+    nvp_coupling *c = nvp__malloc(&a, sizeof *c);
+    if (!c)
+        return nvp__fail(NULL, NVP_ENOMEM, "%s: out of memory", fn);
+    memset(c, 0, sizeof *c);
+    c->alloc = a;
+    int rc = nvp__coupling_plan(c, NULL, fn, dim, mask, n_hidden, hidden);
+    if (rc == NVP_OK) {
+        c->own_params =
+            nvp__alloc_aligned(&c->alloc, c->n_params * sizeof(float));
+        if (!c->own_params)
+            rc = nvp__fail(NULL, NVP_ENOMEM,
+                           "%s: out of memory for %zu parameters", fn,
+                           c->n_params);
+    }
+    if (rc != NVP_OK) {
+        coupling_release(c);
+        nvp__free(&a, c);
+        return rc;
+    }
+    c->params = c->own_params;
+    memset(c->params, 0, c->n_params * sizeof(float));
+    nvp__errbox_init(&c->err);
+    size_t ev, tr;
+    coupling_ws_sizes(c, &ev, &tr);
+    nvp__engine_init(&c->engine, &c->alloc, ev, tr);
+    *out = c;
+    return NVP_OK;
+}
+
+/* The body of both public constructors; messages name fn. */
+static int coupling_create(const char *fn, nvp_coupling **out, size_t dim,
+                           const unsigned char *mask, size_t n_hidden,
+                           const size_t *hidden, unsigned flags, nvp_rng *rng,
+                           const nvp_allocator *alloc)
+{
+    const nvp_errbox *eb = NULL;
+    NVP_REQUIRE(rng != NULL, NVP_EINVAL, "%s: rng is NULL", fn);
+    NVP_REQUIRE((flags & ~NVP_INIT_ZERO_OUTPUT) == 0, NVP_EINVAL,
+                "%s: unknown flags 0x%x", fn, flags);
+    int rc = nvp__coupling_new(out, fn, dim, mask, n_hidden, hidden, alloc);
+    if (rc == NVP_OK)
+        init_params(*out, rng, flags);
+    return rc;
+}
+
+int nvp_coupling_create(nvp_coupling **out, size_t dim,
+                        const unsigned char *mask, size_t n_hidden,
+                        const size_t *hidden, unsigned flags, nvp_rng *rng,
+                        const nvp_allocator *alloc)
+{
+    const nvp_errbox *eb = NULL;
+    NVP_REQUIRE_PTR(out);
+    *out = NULL;
+    return coupling_create("nvp_coupling_create", out, dim, mask, n_hidden,
+                           hidden, flags, rng, alloc);
+}
+
+int nvp_coupling_create_half(nvp_coupling **out, size_t dim, int flip,
+                             size_t n_hidden, const size_t *hidden,
+                             unsigned flags, nvp_rng *rng,
+                             const nvp_allocator *alloc)
+{
+    const char *fn = "nvp_coupling_create_half";
+    const nvp_errbox *eb = NULL;
+    NVP_REQUIRE_PTR(out);
+    *out = NULL;
+    NVP_REQUIRE(dim >= 2 && dim <= NVP_MAX_DIM, NVP_EINVAL,
+                "%s: dim %zu is outside [2, %d]", fn, dim, NVP_MAX_DIM);
+    nvp_allocator a;
+    NVP_REQUIRE(nvp__allocator_init(&a, alloc) == NVP_OK, NVP_EINVAL,
+                "%s: invalid allocator", fn);
+    unsigned char *mask = nvp__malloc(&a, dim);
+    if (!mask)
+        return nvp__fail(NULL, NVP_ENOMEM, "%s: out of memory", fn);
+    for (size_t i = 0; i < dim; i++)
+        mask[i] = (unsigned char)((i < dim / 2) != (flip != 0));
+    int rc = coupling_create(fn, out, dim, mask, n_hidden, hidden, flags, rng,
+                             alloc);
+    nvp__free(&a, mask);
+    return rc;
+}
+
+void nvp_coupling_free(nvp_coupling *c)
+{
+    if (!c)
+        return;
+    nvp_allocator a = c->alloc;
+    nvp__engine_destroy(&c->engine);
+    nvp__errbox_destroy(&c->err);
+    coupling_release(c);
+    nvp__free(&a, c);
+}
+
+size_t nvp_coupling_dim(const nvp_coupling *c) { return c ? c->dim : 0; }
+
+size_t nvp_coupling_num_params(const nvp_coupling *c)
+{
+    return c ? c->n_params : 0;
+}
+
+int nvp_coupling_hidden(const nvp_coupling *c, size_t *widths, size_t cap,
+                        size_t *n_hidden)
+{
+    const nvp_errbox *eb = c ? &c->err : NULL;
+    NVP_REQUIRE_PTR(c);
+    NVP_REQUIRE_PTR(n_hidden);
+    const size_t n = c->n_dense - 1;
+    *n_hidden = n;
+    if (widths)
+        for (size_t h = 0; h < n && h < cap; h++)
+            widths[h] = c->dense[h].out;
+    NVP_REQUIRE(!widths || cap >= n, NVP_EBUFSIZE,
+                "nvp_coupling_hidden: %zu hidden layers, room for %zu", n, cap);
+    return NVP_OK;
+}
+
+int nvp_coupling_get_mask(const nvp_coupling *c, unsigned char *mask,
+                          size_t dim)
+{
+    const nvp_errbox *eb = c ? &c->err : NULL;
+    NVP_REQUIRE_PTR(c);
+    NVP_REQUIRE_PTR(mask);
+    NVP_REQUIRE(dim == c->dim, NVP_EDIM,
+                "nvp_coupling_get_mask: dim %zu, layer has %zu", dim, c->dim);
+    memcpy(mask, c->mask, dim);
+    return NVP_OK;
+}
+
+int nvp_coupling_get_params(const nvp_coupling *c, float *dst, size_t count)
+{
+    const nvp_errbox *eb = c ? &c->err : NULL;
+    NVP_REQUIRE_PTR(c);
+    NVP_REQUIRE_PTR(dst);
+    NVP_REQUIRE(count == c->n_params, NVP_EDIM,
+                "nvp_coupling_get_params: count %zu, layer has %zu", count,
+                c->n_params);
+    memcpy(dst, c->params, count * sizeof *dst);
+    return NVP_OK;
+}
+
+int nvp_coupling_set_params(nvp_coupling *c, const float *src, size_t count)
+{
+    const nvp_errbox *eb = c ? &c->err : NULL;
+    NVP_REQUIRE_PTR(c);
+    NVP_REQUIRE_PTR(src);
+    NVP_REQUIRE(count == c->n_params, NVP_EDIM,
+                "nvp_coupling_set_params: count %zu, layer has %zu", count,
+                c->n_params);
+    for (size_t i = 0; i < count; i++)
+        NVP_REQUIRE(isfinite(src[i]), NVP_ENONFINITE,
+                    "nvp_coupling_set_params: src[%zu] is not finite", i);
+    memcpy(c->params, src, count * sizeof *src);
+    return NVP_OK;
+}
+
+/* Shared body of the standalone forward and inverse. */
+static int coupling_map(const nvp_coupling *c, const char *fn, int inverse,
+                        size_t n, const float *in, float *out, float *ld)
+{
+    const nvp_errbox *eb = c ? &c->err : NULL;
+    NVP_REQUIRE(c != NULL, NVP_EINVAL, "%s: layer is NULL", fn);
+    NVP_REQUIRE(in != NULL && out != NULL, NVP_EINVAL,
+                "%s: input or output is NULL", fn);
+    int rc = nvp__check_batch(eb, fn, n, c->dim);
+    if (rc)
+        return rc;
+    nvp_ws *ws = nvp__ws_acquire(&c->engine, NVP_WS_EVAL);
+    if (!ws)
+        return nvp__fail(eb, NVP_ENOMEM, "%s: out of memory for workspace",
+                         fn);
+    const size_t dim = c->dim, R = NVP_CHUNK_ROWS;
+    if (out != in)
+        memmove(out, in, n * dim * sizeof *out);
+    if (ld)
+        memset(ld, 0, n * sizeof *ld);
+    float *cursor = ws->arena;
+    float *cache = nvp__carve(&cursor, nvp__coupling_cache_floats(c, R));
+    unsigned char *bad = (unsigned char *)nvp__carve(&cursor, R);
+    nvp_exec ex = {c->engine.kernel, ws->pack, NULL};
+    for (size_t r0 = 0; r0 < n; r0 += R) {
+        const size_t rows = n - r0 < R ? n - r0 : R;
+        float *z = out + r0 * dim;
+        float *l = ld ? ld + r0 : NULL;
+        nvp__flag_nonfinite_rows(rows, dim, z, bad);
+        if (inverse)
+            nvp__coupling_inverse_rows(c, &ex, rows, z, l, cache);
+        else
+            nvp__coupling_forward_rows(c, &ex, rows, z, l, cache);
+        for (size_t i = 0; i < rows; i++) {
+            if (!bad[i])
+                continue;
+            for (size_t j = 0; j < dim; j++)
+                z[i * dim + j] = NAN;
+            if (l)
+                l[i] = NAN;
+        }
+    }
+    nvp__ws_release(&c->engine, NVP_WS_EVAL, ws);
+    return NVP_OK;
+}
+
+int nvp_coupling_forward(const nvp_coupling *c, size_t n, const float *x,
+                         float *y, float *logdet)
+{
+    return coupling_map(c, "nvp_coupling_forward", 0, n, x, y, logdet);
+}
+
+int nvp_coupling_inverse(const nvp_coupling *c, size_t n, const float *y,
+                         float *x, float *ildj)
+{
+    return coupling_map(c, "nvp_coupling_inverse", 1, n, y, x, ildj);
+}
+
+int nvp_coupling_inverse_backward(const nvp_coupling *c, size_t n,
+                                  const float *y, const float *dx,
+                                  const float *dildj, float *dy, float *grad)
+{
+    const nvp_errbox *eb = c ? &c->err : NULL;
+    const char *fn = "nvp_coupling_inverse_backward";
+    NVP_REQUIRE_PTR(c);
+    NVP_REQUIRE_PTR(y);
+    NVP_REQUIRE_PTR(dx);
+    int rc = nvp__check_batch(eb, fn, n, c->dim);
+    if (rc)
+        return rc;
+    const size_t dim = c->dim, R = NVP_CHUNK_ROWS;
+    /* Refuse non-finite inputs before anything is accumulated into grad. */
+    for (size_t i = 0; i < n * dim; i++)
+        NVP_REQUIRE(isfinite(y[i]) && isfinite(dx[i]), NVP_ENONFINITE,
+                    "%s: y or dx holds a non-finite value at row %zu", fn,
+                    i / dim);
+    if (dildj)
+        for (size_t i = 0; i < n; i++)
+            NVP_REQUIRE(isfinite(dildj[i]), NVP_ENONFINITE,
+                        "%s: dildj[%zu] is not finite", fn, i);
+    nvp_ws *ws = nvp__ws_acquire(&c->engine, NVP_WS_TRAIN);
+    if (!ws)
+        return nvp__fail(eb, NVP_ENOMEM, "%s: out of memory for workspace",
+                         fn);
+    float *cursor = ws->arena;
+    float *x = nvp__carve(&cursor, R * dim);
+    float *cache = nvp__carve(&cursor, nvp__coupling_cache_floats(c, R));
+    float *scratch = nvp__carve(&cursor, nvp__coupling_scratch_floats(c, R));
+    nvp_exec ex = {c->engine.kernel, ws->pack, NULL};
+    for (size_t r0 = 0; r0 < n; r0 += R) {
+        const size_t rows = n - r0 < R ? n - r0 : R;
+        memcpy(x, y + r0 * dim, rows * dim * sizeof *x);
+        nvp__coupling_inverse_rows(c, &ex, rows, x, NULL, cache);
+        nvp__coupling_inverse_backward_rows(
+            c, &ex, rows, cache, x, dx + r0 * dim, dildj ? dildj + r0 : NULL,
+            dy ? dy + r0 * dim : NULL, grad, 0, scratch);
+    }
+    nvp__ws_release(&c->engine, NVP_WS_TRAIN, ws);
+    return NVP_OK;
+}
+
+int nvp_coupling_set_log_scale_clamp(nvp_coupling *c, float bound)
+{
+    const nvp_errbox *eb = c ? &c->err : NULL;
+    NVP_REQUIRE_PTR(c);
+    NVP_REQUIRE(isfinite(bound) && bound >= 0.0f, NVP_EINVAL,
+                "nvp_coupling_set_log_scale_clamp: bound must be finite and "
+                ">= 0 (got %g)",
+                (double)bound);
+    c->clamp = bound;
+    return NVP_OK;
+}
+
+float nvp_coupling_log_scale_clamp(const nvp_coupling *c)
+{
+    return c ? c->clamp : 0.0f;
+}
+
+const char *nvp_coupling_errmsg(const nvp_coupling *c)
+{
+    return nvp__errbox_read(c ? &c->err : NULL);
+}

@@ -1,0 +1,107 @@
+/* Column-parallel matrix multiply over a handle's thread pool. */
+#include "runtime/exec.h"
+#include "kernels/gemm_small.h"
+
+/* Below this much work a product stays on one thread: waking the pool
+ * costs a few microseconds.  Work counts multiply-adds, with k taken as at
+ * least PARALLEL_MIN_K: a product over a short k (the input gradient of a
+ * conditioner's output layer, k = 2 |b|) still writes all of its m x n
+ * outputs through the epilogue. */
+#define PARALLEL_MIN_FMA ((size_t)1 << 20)
+#define PARALLEL_MIN_K ((size_t)32)
+
+typedef struct gemm_job {
+    const nvp_gemm_kernel *kernel;
+    int trans_a, trans_b;
+    size_t m, n, k;
+    const float *a, *b;
+    size_t lda, ldb, ldc;
+    int accumulate;
+    float *c;
+    const nvp_epilogue *ep;
+    size_t per_task; /* columns per task; rows on the few-column path */
+} gemm_job;
+
+static void gemm_task(void *arg, size_t task, size_t worker, float *pack)
+{
+    (void)worker;
+    const gemm_job *j = arg;
+    const size_t n0 = task * j->per_task;
+    const size_t n1 = n0 + j->per_task < j->n ? n0 + j->per_task : j->n;
+    nvp_epilogue ep;
+    const nvp_epilogue *pep = NULL;
+    if (j->ep) {
+        ep = nvp__epilogue_offset(j->ep, 0, n0);
+        pep = &ep;
+    }
+    const float *b = j->trans_b ? j->b + n0 * j->ldb : j->b + n0;
+    nvp__gemm(j->kernel, pack, j->trans_a, j->trans_b, j->m, n1 - n0, j->k,
+              j->a, j->lda, b, j->ldb, j->accumulate, j->c + n0, j->ldc, pep);
+}
+
+/* Few-column products split over rows: every row of C is computed on its
+ * own, in the same order whatever the split. */
+#define SMALL_PARALLEL_MIN_FMA ((size_t)1 << 15)
+#define SMALL_MIN_ROWS_PER_TASK 16
+
+static void small_task(void *arg, size_t task, size_t worker, float *pack)
+{
+    (void)worker;
+    const gemm_job *j = arg; /* per_task counts rows here */
+    const size_t r0 = task * j->per_task;
+    const size_t r1 = r0 + j->per_task < j->m ? r0 + j->per_task : j->m;
+    nvp_epilogue ep;
+    const nvp_epilogue *pep = NULL;
+    if (j->ep) {
+        ep = nvp__epilogue_offset(j->ep, r0, 0);
+        pep = &ep;
+    }
+    /* Row r of op(A) starts at a + r * lda, or at column r when A is
+     * stored transposed. */
+    const float *a = j->trans_a ? j->a + r0 : j->a + r0 * j->lda;
+    j->kernel->small_n(j->trans_a, j->trans_b, r1 - r0, j->n, j->k, a, j->lda,
+                       j->b, j->ldb, j->accumulate, j->c + r0 * j->ldc,
+                       j->ldc, pep, pack);
+}
+
+/* Also routes products with at most NVP_SMALL_N columns to the kernel's
+ * few-column path.  The choice depends on the shape alone, never on the
+ * thread count, and is made before any split. */
+void nvp__exec_gemm(const nvp_exec *ex, int trans_a, int trans_b, size_t m,
+                    size_t n, size_t k, const float *a, size_t lda,
+                    const float *b, size_t ldb, int accumulate, float *c,
+                    size_t ldc, const nvp_epilogue *ep)
+{
+    if (n <= NVP_SMALL_N && ex->kernel->small_n &&
+        n * k <= nvp__gemm_pack_floats(ex->kernel)) {
+        const size_t threads = nvp__pool_threads(ex->pool);
+        /* Column sums need the rows in order: no split over rows. */
+        if (threads > 1 && m * n * k >= SMALL_PARALLEL_MIN_FMA &&
+            m >= 2 * SMALL_MIN_ROWS_PER_TASK && !(ep && ep->colsum)) {
+            size_t per = (m + threads - 1) / threads;
+            if (per < SMALL_MIN_ROWS_PER_TASK)
+                per = SMALL_MIN_ROWS_PER_TASK;
+            gemm_job g = {ex->kernel, trans_a, trans_b, m, n, k, a, b,
+                          lda, ldb, ldc, accumulate, c, ep, per};
+            nvp__pool_run(ex->pool, (m + per - 1) / per, small_task, &g);
+            return;
+        }
+        ex->kernel->small_n(trans_a, trans_b, m, n, k, a, lda, b, ldb,
+                            accumulate, c, ldc, ep, ex->pack);
+        return;
+    }
+    const size_t threads = nvp__pool_threads(ex->pool);
+    const size_t nr = ex->kernel->nr;
+    const size_t work_k = k > PARALLEL_MIN_K ? k : PARALLEL_MIN_K;
+    if (threads > 1 && m * n * work_k >= PARALLEL_MIN_FMA && n >= 2 * nr) {
+        /* Whole NR panels per thread, as evenly as they go. */
+        const size_t panels = (n + nr - 1) / nr;
+        const size_t per = (panels + threads - 1) / threads * nr;
+        gemm_job j = {ex->kernel, trans_a, trans_b, m, n, k, a, b,
+                      lda, ldb, ldc, accumulate, c, ep, per};
+        nvp__pool_run(ex->pool, (n + per - 1) / per, gemm_task, &j);
+        return;
+    }
+    nvp__gemm(ex->kernel, ex->pack, trans_a, trans_b, m, n, k, a, lda, b, ldb,
+              accumulate, c, ldc, ep);
+}

@@ -1,0 +1,284 @@
+/* Adam (Kingma and Ba 2015) with bias correction, as PyTorch computes it. */
+#include "train/adam.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/cpu.h"
+#include "runtime/vec_parallel.h"
+
+int nvp_adam_create(nvp_adam **out, size_t n_params,
+                    const nvp_allocator *alloc)
+{
+    const nvp_errbox *eb = NULL;
+    NVP_REQUIRE_PTR(out);
+    *out = NULL;
+    NVP_REQUIRE(n_params >= 1 && n_params <= NVP_MAX_PARAMS, NVP_EINVAL,
+                "nvp_adam_create: n_params %zu is outside [1, %zu]", n_params,
+                (size_t)NVP_MAX_PARAMS);
+    nvp_allocator a;
+    NVP_REQUIRE(nvp__allocator_init(&a, alloc) == NVP_OK, NVP_EINVAL,
+                "nvp_adam_create: invalid allocator");
+    size_t bytes;
+    NVP_REQUIRE(nvp__mul(n_params, sizeof(float), &bytes) == 0, NVP_EOVERFLOW,
+                "nvp_adam_create: n_params %zu too large", n_params);
+    nvp_adam *o = nvp__malloc(&a, sizeof *o);
+    if (!o)
+        return nvp__fail(NULL, NVP_ENOMEM, "nvp_adam_create: out of memory");
+    memset(o, 0, sizeof *o);
+    o->alloc = a;
+    o->m = nvp__alloc_aligned(&a, bytes);
+    o->v = nvp__alloc_aligned(&a, bytes);
+    if (!o->m || !o->v) {
+        nvp__free_aligned(&a, o->m);
+        nvp__free_aligned(&a, o->v);
+        nvp__free(&a, o);
+        return nvp__fail(NULL, NVP_ENOMEM, "nvp_adam_create: out of memory");
+    }
+    o->n = n_params;
+    o->lr = 1e-3f;
+    o->b1 = 0.9f;
+    o->b2 = 0.999f;
+    o->eps = 1e-8f;
+    memset(o->m, 0, bytes);
+    memset(o->v, 0, bytes);
+    nvp__errbox_init(&o->err);
+    *out = o;
+    return NVP_OK;
+}
+
+void nvp_adam_free(nvp_adam *o)
+{
+    if (!o)
+        return;
+    nvp_allocator a = o->alloc;
+    nvp__free_aligned(&a, o->m);
+    nvp__free_aligned(&a, o->v);
+    nvp__free_aligned(&a, o->avg);
+    nvp__free_aligned(&a, o->norm_runs);
+    nvp__errbox_destroy(&o->err);
+    nvp__free(&a, o);
+}
+
+int nvp_adam_set_lr(nvp_adam *o, float lr)
+{
+    const nvp_errbox *eb = o ? &o->err : NULL;
+    NVP_REQUIRE_PTR(o);
+    NVP_REQUIRE(isfinite(lr) && lr > 0.0f, NVP_EINVAL,
+                "nvp_adam_set_lr: lr must be finite and > 0 (got %g)",
+                (double)lr);
+    o->lr = lr;
+    return NVP_OK;
+}
+
+int nvp_adam_set_betas(nvp_adam *o, float b1, float b2)
+{
+    const nvp_errbox *eb = o ? &o->err : NULL;
+    NVP_REQUIRE_PTR(o);
+    NVP_REQUIRE(b1 >= 0.0f && b1 < 1.0f && b2 >= 0.0f && b2 < 1.0f,
+                NVP_EINVAL,
+                "nvp_adam_set_betas: betas must lie in [0, 1) (got %g, %g)",
+                (double)b1, (double)b2);
+    o->b1 = b1;
+    o->b2 = b2;
+    return NVP_OK;
+}
+
+int nvp_adam_set_eps(nvp_adam *o, float eps)
+{
+    const nvp_errbox *eb = o ? &o->err : NULL;
+    NVP_REQUIRE_PTR(o);
+    NVP_REQUIRE(isfinite(eps) && eps > 0.0f, NVP_EINVAL,
+                "nvp_adam_set_eps: eps must be finite and > 0 (got %g)",
+                (double)eps);
+    o->eps = eps;
+    return NVP_OK;
+}
+
+float nvp_adam_lr(const nvp_adam *o) { return o ? o->lr : 0.0f; }
+float nvp_adam_beta1(const nvp_adam *o) { return o ? o->b1 : 0.0f; }
+float nvp_adam_beta2(const nvp_adam *o) { return o ? o->b2 : 0.0f; }
+float nvp_adam_eps(const nvp_adam *o) { return o ? o->eps : 0.0f; }
+size_t nvp_adam_num_params(const nvp_adam *o) { return o ? o->n : 0; }
+uint64_t nvp_adam_steps(const nvp_adam *o) { return o ? o->t : 0; }
+
+int nvp_adam_reset(nvp_adam *o)
+{
+    const nvp_errbox *eb = o ? &o->err : NULL;
+    NVP_REQUIRE_PTR(o);
+    memset(o->m, 0, o->n * sizeof *o->m);
+    memset(o->v, 0, o->n * sizeof *o->v);
+    o->t = 0;
+    o->last_norm = 0.0;
+    return NVP_OK;
+}
+
+/* The update's constants, the same for every parameter. */
+typedef struct adam_consts {
+    float b1, b2, step, inv_sqrt_bc2, eps;
+    float gscale;    /* the clipping factor; 1 leaves every bit as it was */
+    float avg_decay; /* the average's decay, when avg is not NULL */
+} adam_consts;
+
+/* The update loop, compiled once per instruction set below.  Plain
+ * multiplies, adds, square root and divide in a fixed order (no
+ * contraction), so every version rounds identically.  The gradient is
+ * scaled by the clipping factor as it is read (x * 1 is x exactly, so
+ * without clipping the bits are the unclipped update's).  With avg, the
+ * parameter average follows each new parameter in the same pass, while
+ * it is in a register: avg = d * avg + (1 - d) * p. */
+static inline __attribute__((always_inline)) void
+adam_loop(size_t n, float *restrict p, const float *restrict g,
+          float *restrict m, float *restrict v, float *restrict avg,
+          const adam_consts *k)
+{
+    const float b1 = k->b1, b2 = k->b2, step = k->step;
+    const float inv_sqrt_bc2 = k->inv_sqrt_bc2, eps = k->eps;
+    const float c1 = 1.0f - b1, c2 = 1.0f - b2;
+    const float d = k->avg_decay, c = 1.0f - d, gs = k->gscale;
+    /* The test of avg is the same on every round: the compiler moves it
+     * out of the loop (unswitching, at -O3) and vectorises both loops. */
+    for (size_t i = 0; i < n; i++) {
+        const float gi = g[i] * gs;
+        const float mi = b1 * m[i] + c1 * gi;
+        const float vi = b2 * v[i] + c2 * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        const float pi = p[i] - step * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps);
+        p[i] = pi;
+        if (avg)
+            avg[i] = d * avg[i] + c * pi;
+    }
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx512f"))) static void
+adam_loop_avx512(size_t n, float *p, const float *g, float *m, float *v,
+                 float *avg, const adam_consts *k)
+{
+    adam_loop(n, p, g, m, v, avg, k);
+}
+#endif
+
+static void adam_loop_portable(size_t n, float *p, const float *g, float *m,
+                               float *v, float *avg, const adam_consts *k)
+{
+    adam_loop(n, p, g, m, v, avg, k);
+}
+
+/* Set by tests only (nvp__adam_force_portable). */
+static int portable_only;
+
+void nvp__adam_force_portable(int on) { portable_only = on; }
+
+int nvp__adam_avx512(void) { return nvp__cpu_avx512() && !portable_only; }
+
+/* One step over parameters [lo, hi). */
+typedef struct adam_job {
+    nvp_adam *o;
+    float *params;
+    const float *grad;
+    adam_consts k;
+    size_t per_task;
+} adam_job;
+
+static void adam_range(const adam_job *j, size_t lo, size_t hi)
+{
+    nvp_adam *o = j->o;
+    const size_t n = hi - lo;
+    float *avg = o->avg ? o->avg + lo : NULL;
+#if defined(__x86_64__) || defined(__i386__)
+    if (nvp__adam_avx512()) {
+        adam_loop_avx512(n, j->params + lo, j->grad + lo, o->m + lo, o->v + lo,
+                         avg, &j->k);
+        return;
+    }
+#endif
+    adam_loop_portable(n, j->params + lo, j->grad + lo, o->m + lo, o->v + lo,
+                       avg, &j->k);
+}
+
+static void adam_task(void *arg, size_t task, size_t worker, float *pack)
+{
+    (void)worker;
+    (void)pack;
+    const adam_job *j = arg;
+    const size_t lo = task * j->per_task;
+    const size_t hi = lo + j->per_task < j->o->n ? lo + j->per_task : j->o->n;
+    adam_range(j, lo, hi);
+}
+
+/* Below this many parameters a step stays on one thread. */
+#define ADAM_PARALLEL_MIN ((size_t)1 << 16)
+
+void nvp__adam_apply(nvp_adam *o, float *params, const float *grad,
+                     nvp_pool *pool)
+{
+    /* Saturate rather than wrap: t == 0 would divide by 1 - b1^0 = 0. */
+    if (o->t < UINT64_MAX)
+        o->t++;
+    /* Bias corrections in double: b^t underflows gracefully to 0. */
+    const double bc1 = 1.0 - pow((double)o->b1, (double)o->t);
+    const double bc2 = 1.0 - pow((double)o->b2, (double)o->t);
+    const float gscale = nvp__adam_clip_scale(o, grad, pool);
+    adam_job j = {o,
+                  params,
+                  grad,
+                  {o->b1, o->b2, (float)((double)o->lr / bc1),
+                   (float)(1.0 / sqrt(bc2)), o->eps, gscale, o->avg_decay},
+                  o->n};
+    const size_t threads = nvp__pool_threads(pool);
+    if (threads > 1 && o->n >= ADAM_PARALLEL_MIN) {
+        /* Every parameter's update is independent of the others, so any
+         * split gives the same bits. */
+        j.per_task = NVP_PAR_RUN_FLOATS; /* runs of each array */
+        nvp__pool_run(pool,
+                      (o->n + NVP_PAR_RUN_FLOATS - 1) / NVP_PAR_RUN_FLOATS,
+                      adam_task, &j);
+        return;
+    }
+    adam_range(&j, 0, o->n);
+}
+
+int nvp__adam_grad_verdict(const nvp_errbox *eb, const char *fn,
+                           uint32_t max_abs_bits)
+{
+    const float limit = NVP_ADAM_MAX_GRAD;
+    uint32_t limit_bits;
+    memcpy(&limit_bits, &limit, sizeof limit_bits);
+    if (max_abs_bits < limit_bits)
+        return NVP_OK;
+    NVP_REQUIRE(max_abs_bits < NVP_INF_BITS, NVP_ENONFINITE,
+                "%s: the gradient holds NaN or an infinity; step refused", fn);
+    return nvp__fail(eb, NVP_ENONFINITE,
+                     "%s: a gradient entry exceeds %g, which would overflow "
+                     "the optimizer's second moment; step refused",
+                     fn, (double)NVP_ADAM_MAX_GRAD);
+}
+
+int nvp__adam_check_grad(const nvp_errbox *eb, const char *fn,
+                         const float *grad, size_t n)
+{
+    return nvp__adam_grad_verdict(eb, fn, nvp__max_abs_bits(grad, n));
+}
+
+int nvp_adam_step(nvp_adam *o, float *params, const float *grad, size_t n)
+{
+    const nvp_errbox *eb = o ? &o->err : NULL;
+    NVP_REQUIRE_PTR(o);
+    NVP_REQUIRE_PTR(params);
+    NVP_REQUIRE_PTR(grad);
+    NVP_REQUIRE(n == o->n, NVP_EDIM,
+                "nvp_adam_step: n %zu, optimizer has %zu parameters", n, o->n);
+    int rc = nvp__adam_check_grad(eb, "nvp_adam_step", grad, n);
+    if (rc)
+        return rc;
+    nvp__adam_apply(o, params, grad, NULL);
+    return NVP_OK;
+}
+
+const char *nvp_adam_errmsg(const nvp_adam *o)
+{
+    return nvp__errbox_read(o ? &o->err : NULL);
+}

@@ -1,0 +1,61 @@
+/* Adam optimizer state, shared with the training step and serialisation. */
+#ifndef NVP_ADAM_H
+#define NVP_ADAM_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+#include "runtime/threadpool.h"
+
+struct nvp_adam {
+    nvp_errbox err;
+    nvp_allocator alloc;
+    size_t n;
+    float lr, b1, b2, eps;
+    uint64_t t;
+    float *m, *v; /* first and second moments, n floats each */
+    /* Parameter average (nvp_adam_set_average): n floats, updated in the
+     * same pass as the parameters; NULL, with avg_decay 0, when off. */
+    float *avg;
+    float avg_decay;
+    /* Gradient-norm clipping (nvp_adam_set_clip_norm): the limit, 0 when
+     * off; norm_runs holds one partial sum of squares per run of
+     * NVP_PAR_RUN_FLOATS entries while it is on. */
+    float clip_norm;
+    double *norm_runs;
+    double last_norm; /* of the last applied gradient, when clipping is on */
+};
+
+/* Gradient entries at or above this magnitude would overflow the second
+ * moment (g * g beyond the float range); steps with them are refused. */
+#define NVP_ADAM_MAX_GRAD 1e18f
+
+/* Checks a gradient before a step: NVP_OK, or NVP_ENONFINITE (recorded for
+ * fn) when an entry is NaN, infinite, or too large for the moments. */
+int nvp__adam_check_grad(const nvp_errbox *eb, const char *fn,
+                         const float *grad, size_t n);
+/* The same verdict from the gradient's largest magnitude as bits
+ * (nvp__max_abs_bits), for callers that computed it already. */
+int nvp__adam_grad_verdict(const nvp_errbox *eb, const char *fn,
+                           uint32_t max_abs_bits);
+
+/* For tests: nonzero makes the update (and the clipping norm) use the
+ * portable loops even where the CPU runs AVX-512, so that both can be
+ * compared on one machine. */
+void nvp__adam_force_portable(int on);
+/* Whether the optimizer's loops run their AVX-512 versions. */
+int nvp__adam_avx512(void);
+
+/* The factor that brings grad's Euclidean norm down to the clipping limit
+ * (1 when clipping is off or the norm is within it), and records the norm.
+ * grad must be finite and below NVP_ADAM_MAX_GRAD.  The norm's partial
+ * sums run on pool's threads when pool is not NULL. */
+float nvp__adam_clip_scale(nvp_adam *opt, const float *grad, nvp_pool *pool);
+
+/* The update itself, after all checks; grad must be finite.  Split over
+ * pool's threads when pool is not NULL (held by the caller).  Clips the
+ * gradient first when clipping is on. */
+void nvp__adam_apply(nvp_adam *opt, float *params, const float *grad,
+                     nvp_pool *pool);
+
+#endif
