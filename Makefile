@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # libnvpflow: Real-NVP normalizing flows in C.
 #
 #   make            shared and static library in lib/, and the nvpflow tool

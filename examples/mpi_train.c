@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * mpi_train.c - data-parallel training of a Real-NVP flow with MPI.
  *

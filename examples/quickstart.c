@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The README's quick start: train a small flow on two moons, sample from
  * it, score points, free everything.  Build against an installed copy:
  *   cc quickstart.c $(pkg-config --cflags --libs nvpflow) -o quickstart */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * two_moons.c - the library's main example ("make demo").
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * nvpflow.h - Real-NVP normalizing flows in C.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * nvpflow.hpp - header-only C++17 wrapper around the libnvpflow C API.
  *

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Makes sure the Check unit-test framework (and pkg-config, which the
 # Makefile asks for Check's flags) is installed before `make test` builds the
 # suite.  Does nothing when `pkg-config --exists check` already succeeds.

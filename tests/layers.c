@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Layer configurations shared by the coupling and gradient suites. */
 #include <stdlib.h>
 #include <string.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Layer configurations shared by the coupling and gradient suites: every
  * dimension the issue asks for (2, 3, 5, 8) with the half mask, its flip
  * and an arbitrary mask, plus an affine (no hidden layer) and a deeper

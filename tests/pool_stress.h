@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A stress run of the thread pool (src/threadpool.h), shared by the Check
  * suite (test_pool.c) and the ThreadSanitizer run
  * (concurrency/test_pool.c).

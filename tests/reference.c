@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Naive double-precision reference (see reference.h).  Deliberately shares
  * nothing with src/: plain loops straight from the formulas. */
 #include "reference.h"

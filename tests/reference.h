@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A naive double-precision reference of the model, written from the
  * documentation (the conventions in the README's "Using the library" and
  * the parameter layout in nvpflow.h), independently of the library's code: a coupling layer (MLP

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Adam against steps computed by hand in double, setter validation, reset,
  * and refusal of non-finite gradients. */
 #include <stdlib.h>

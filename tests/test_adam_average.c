@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The optimizer's parameter average (nvp_adam_set_average): it follows
  * every applied step exactly as the formula in the header says, leaves the
  * update itself alone, ignores refused steps, does not depend on the

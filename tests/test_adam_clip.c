@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Gradient-norm clipping (nvp_adam_set_clip_norm): a step with a gradient
  * over the limit equals an unclipped step with the gradient scaled by
  * limit / norm, a step within it is untouched, refused steps stay refused,

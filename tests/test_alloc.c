@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Failed allocations: a custom allocator fails its i-th allocation, for
  * i = 0, 1, 2, ... until the call succeeds.  Every failure must be reported
  * as NVP_ENOMEM with an intact message, hand out no handle, change no

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The N(0, I) base distribution. */
 #include <stdlib.h>
 #include <string.h>

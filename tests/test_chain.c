@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The chain: invertibility, log_prob = base log_prob of the inverse plus
  * the summed ildj, sampling, the double reference, the density's integral,
  * the flat parameter vector, the forward trace, custom chains, non-finite

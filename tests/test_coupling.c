@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The affine coupling layer: invertibility, agreement with the double
  * reference, log-determinant against a numerically differentiated
  * Jacobian, parameter layout and initialisation, batch independence and

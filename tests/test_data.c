@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The two-moons generator and the standardiser. */
 #include <stdlib.h>
 #include <string.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Every error path of the public API: NULL for every pointer argument,
  * wrong dimensions and lengths, n == 0, n * dim overflowing, bad masks,
  * flags and allocators, malformed chains, non-finite values.  Each case

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The internal blocked matrix multiply (src/gemm.h) against a naive triple
  * loop in double, for every kernel this CPU supports: awkward shapes (1,
  * primes, just past every block size), all four transpose combinations,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Analytic gradients against central finite differences computed in double
  * precision through the naive reference: the coupling layer's inverse
  * backward (input and parameter gradients) and the chain's NLL gradient

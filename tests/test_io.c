@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Saving and loading: models (chain + scaler) and training states (Adam +
  * rng) through buffers and files.  Round trips are bitwise; every
  * truncation and every corrupted byte is refused; a future format version

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Runs every suite.  Check forks a child per test by default (CK_FORK=no
  * runs them in-process, e.g. under valgrind); CK_RUN_SUITE and CK_RUN_CASE
  * select a suite or a test case.  The output is CK_NORMAL (the summary

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The thread pool under stress: every task of every job runs exactly
  * once, and a job is over only when all its tasks are (pool_stress.h). */
 #include <check.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The seeded generator: xoshiro256** seeded through splitmix64 (checked
  * against an implementation written here), reproducibility, and the
  * statistics of uniform, normal and index draws. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The single-input sweep's kernels: the register-blocked AVX-512 ones,
  * the portable ones compiled for AVX2 and the portable ones as they are,
  * bit for bit, on full and partial column blocks, units that never

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Training: a short run on standardised two moons lowers the held-out NLL
  * below a stated bound (and not below the data's entropy), the learned
  * density is normalised and finite, training is deterministic, and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The libnvpflow test suite: one Check suite per module, plus the helpers
  * the suites share (a test-local random generator for inputs, tolerance
  * checks that print the seed and the compared values, a counting allocator

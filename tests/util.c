@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Helpers shared by the suites (see tests.h). */
 #include <stdlib.h>
 #include <string.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 // quickstart.cpp - the C++ wrapper in one page: fit a small Real-NVP flow
 // to the two-moons data, sample from it, score points, and round-trip the
 // model (with its scaler) through a file and a memory buffer.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* animation.c - renders the flow's stages into GIF frames; see
  * animation.h. */
 #include "animation.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * animation.h - the layer-by-layer animation of a 2-D flow, as a GIF.
  *

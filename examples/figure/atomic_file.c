@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* atomic_file.c - temporary file + rename; see atomic_file.h for why. */
 /* realpath() is declared for X/Open in glibc's headers. */
 #define _XOPEN_SOURCE 700

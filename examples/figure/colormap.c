@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* colormap.c - point colours and the viridis map; see colormap.h. */
 #include "colormap.h"
 

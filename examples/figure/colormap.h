@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * colormap.h - the colours shared by the figure and the animation.
  *

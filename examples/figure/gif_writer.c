@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* gif_writer.c - GIF89a encoder with LZW; see gif_writer.h. */
 #include "gif_writer.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * gif_writer.h - a small animated-GIF (GIF89a) encoder.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* raster.c - indexed drawing and a tiny bitmap font; see raster.h. */
 #include "raster.h"
 

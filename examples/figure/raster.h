@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * raster.h - drawing into an 8-bit indexed pixel buffer.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* svg_figure.c - the panel figure as plain SVG; see svg_figure.h. */
 #include "svg_figure.h"
 

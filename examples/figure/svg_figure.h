@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * svg_figure.h - a row (or grid) of square scatter / heat-map panels as a
  * plain SVG file.

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Trains a Real-NVP flow on two moons through the nvpflow Python binding.
 
 The Python counterpart of examples/two_moons.c (without the figures):

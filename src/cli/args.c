@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* args.c - option parsing and value checking for the nvpflow commands. */
 #include "args.h"
 

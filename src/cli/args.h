@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* args.h - command-line option parsing for the nvpflow commands.
  *
  * Options may come before, between or after the positional arguments:

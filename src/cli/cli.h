@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* cli.h - shared pieces of the nvpflow command-line tool: exit codes, the
  * commands, and error reporting.  Messages go to stderr as
  * "nvpflow CMD: message". */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* cmd_fit.c - nvpflow fit: train a flow on a CSV file and save it.
  *
  * Steps: read the CSV; shuffle it and hold out a validation part; fit the

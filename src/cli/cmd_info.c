@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* cmd_info.c - nvpflow info: describe a saved model, all of it through the
  * public API of the loaded model. */
 #include <errno.h>

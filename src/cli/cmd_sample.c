@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* cmd_sample.c - nvpflow sample: draw points from a saved model and write
  * them as CSV in the original units of the training data. */
 #include <stdint.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* cmd_score.c - nvpflow score: the log density of every row of a CSV file
  * under a saved model, in the original units (for anomaly detection: the
  * lower, the more unusual). */

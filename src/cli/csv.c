@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* csv.c - the numeric CSV reader and writer of the nvpflow tool. */
 #include "csv.h"
 

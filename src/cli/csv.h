@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* csv.h - reading and writing numeric CSV for the nvpflow tool.
  *
  * Input rules: fields separated by commas, spaces and tabs around a field

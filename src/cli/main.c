@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* main.c - nvpflow: the command-line front end of libnvpflow.
  * Dispatches to a command and handles the global --help and --version. */
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* model.c - loading a model file for the nvpflow commands. */
 #include "model.h"
 

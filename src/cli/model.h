@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* model.h - loading a model file for the nvpflow commands. */
 #ifndef NVPFLOW_CLI_MODEL_H
 #define NVPFLOW_CLI_MODEL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* outfile.c - atomic output files for the nvpflow tool. */
 /* realpath() is declared for X/Open in glibc's headers. */
 #define _XOPEN_SOURCE 700

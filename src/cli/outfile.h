@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* outfile.h - output that appears whole or not at all.
  *
  * A named output is written to a temporary file in the same directory

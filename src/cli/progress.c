@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* progress.c - a one-line progress bar with speed and time left. */
 #include "progress.h"
 

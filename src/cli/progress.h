@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* progress.h - the training progress display of nvpflow fit.
  *
  * On a terminal: one line on stderr, redrawn in place at most a few times

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* util.c - error and warning messages of the nvpflow tool. */
 #include <stdarg.h>
 #include <stdio.h>

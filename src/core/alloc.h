@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Allocation through the handle's allocator, with overflow-checked sizes
  * and 64-byte alignment for the buffers the SIMD kernels stream through. */
 #ifndef NVP_ALLOC_H

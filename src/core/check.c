@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Argument and data checks shared by the public calls of every layer. */
 #include "core/check.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Argument and data checks shared by the public calls of every layer. */
 #ifndef NVP_CHECK_H
 #define NVP_CHECK_H

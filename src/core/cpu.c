@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* CPU feature checks, and small vector helpers compiled once per
  * instruction set and picked at run time. */
 #include <stddef.h>

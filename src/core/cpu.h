@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Run-time CPU feature checks for the SIMD paths. */
 #ifndef NVP_CPU_H
 #define NVP_CPU_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Error reporting: a thread-local message for nvp_errmsg() and a
  * per-handle message box for nvp_<type>_errmsg(). */
 #ifndef NVP_ERROR_H

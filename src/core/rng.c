@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* xoshiro256** (Blackman and Vigna), seeded through splitmix64, and the
  * Marsaglia polar method for normal draws. */
 #include "core/rng.h"

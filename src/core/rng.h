@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The generator's state, shared with the modules that save and restore it. */
 #ifndef NVP_RNG_H
 #define NVP_RNG_H

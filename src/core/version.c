@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 #include "nvpflow.h"
 
 unsigned nvp_version_number(void) { return NVP_VERSION_NUMBER; }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Per-axis standardisation (scikit-learn's StandardScaler). */
 #include <math.h>
 #include <string.h>

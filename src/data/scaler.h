@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The standardiser's state, shared with serialisation. */
 #ifndef NVP_SCALER_H
 #define NVP_SCALER_H

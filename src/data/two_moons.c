@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The "two moons" toy data set of the tutorial (scikit-learn's recipe). */
 #include <math.h>
 #include <string.h>

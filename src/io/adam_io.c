@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Saving and loading a training state: the Adam optimizer and, optionally,
  * the generator that draws minibatches.  Sections:
  *

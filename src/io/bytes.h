@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Little-endian encoding for the file format: a writer that can also just
  * count, and a bounds-checked reader that treats every byte as hostile. */
 #ifndef NVP_BYTES_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320), as zlib computes
  * it, for the per-section checksums of saved models. */
 #include "io/crc32.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 #ifndef NVP_CRC32_H
 #define NVP_CRC32_H
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Whole-file reads and atomic whole-file writes for saved models. */
 /* realpath() is declared for X/Open in glibc's headers. */
 #define _XOPEN_SOURCE 700

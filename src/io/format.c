@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The saved-file container: header and CRC-checked sections. */
 #include "io/format.h"
 

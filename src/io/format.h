@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The container of saved models and training states (see README, "File
  * format"):
  *

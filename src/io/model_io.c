@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Saving and loading a chain (architecture and parameters), optionally
  * with the scaler its data was standardised with.  Sections of a model
  * file, in this order:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Blocked GEMM driver and packing routines (see gemm.h). */
 #include "kernels/gemm.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The library's cache-blocked single-precision matrix multiply.
  *
  *   C (m x n) = [C +] op(A) (m x k) * op(B) (k x n), then an epilogue

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* AVX2 + FMA micro-kernel: a 6 x 16 tile in 12 ymm accumulators, the
  * classic shape for 16 vector registers (12 accumulators, 2 B columns,
  * 1 broadcast). */

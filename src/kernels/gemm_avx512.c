@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* AVX-512F micro-kernel: a 10 x 32 tile in 20 zmm accumulators.  Ten rows
  * make the library's usual row counts (100-row minibatches, 256-row
  * chunks, 512-wide layers) nearly free of edge tiles; two zmm columns give

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Run-time selection among the micro-kernels built into the library. */
 #include <string.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The portable micro-kernel: plain C that the compiler vectorises for the
  * baseline instruction set.  Always built; every CPU runs it. */
 #include "kernels/gemm.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Products with very few output columns (n <= NVP_SMALL_N): a conditioner's
  * output layer (2 |b| columns), the input gradient of a one-input first
  * layer.  The register-tiled kernel would waste most of an NR-wide tile

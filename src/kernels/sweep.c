@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The single-input sweep of the conditioner's first two layers (sweep.h):
  * the set-up (sorting), the portable kernels and the dispatch to the
  * register-blocked AVX-512 ones (sweep_avx512.c).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The conditioner's first two dense layers for a single input, as a sweep.
  *
  * With one conditioner input x (the two-dimensional flows of the tutorial),

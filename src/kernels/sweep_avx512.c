@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The sweep's kernels for one full block of SWEEP_BLOCK (64) columns, with
  * the running sums in AVX-512 registers.  64 doubles are eight zmm, so U
  * and V (or s0 and s1) take sixteen of the thirty-two, and a switch costs

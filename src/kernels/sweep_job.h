@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* What the sweep's kernels share (sweep.c holds the portable kernels and
  * the set-up, sweep_avx512.c the register-blocked ones).  Every kernel
  * covers whole blocks of SWEEP_BLOCK columns and does, for each column, the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The standard normal base distribution N(0, I). */
 #include "model/base.h"
 

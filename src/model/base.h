@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Base distributions. */
 #ifndef NVP_BASE_H
 #define NVP_BASE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Chain construction, parameters and the batched evaluation calls. */
 #include "model/chain.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The chain: a base distribution and K coupling layers over one flat
  * parameter vector. */
 #ifndef NVP_CHAIN_H

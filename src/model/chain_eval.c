@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The chain's batched evaluation: forward, inverse, sample, log_prob and
  * the traced forward.  Rows are processed in chunks of NVP_CHUNK_ROWS;
  * large batches spread their chunks over the chain's threads, a single

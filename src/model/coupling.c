@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Affine coupling layer: construction, parameters and the public batched
  * calls of a standalone layer. */
 #include "model/coupling.h"

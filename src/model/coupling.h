@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The affine coupling layer: its structure and the row-chunk kernels the
  * chain and the public coupling functions share. */
 #ifndef NVP_COUPLING_H

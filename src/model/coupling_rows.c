@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The arithmetic of a coupling layer on a chunk of rows: the conditioner
  * MLP forward and backward through the blocked matrix multiply, and the
  * affine transform with its log-determinant in one pass. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* What the matrix multiplies of one call run with: the kernel, the
  * calling thread's packing buffer and, when the call holds its handle's
  * thread pool, the pool. */

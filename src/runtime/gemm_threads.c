@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Column-parallel matrix multiply over a handle's thread pool. */
 #include "runtime/exec.h"
 #include "kernels/gemm_small.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Worker threads for the matrix multiplies and batched evaluation. */
 #include "runtime/threadpool.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A fixed pool of worker threads owned by a handle.
  *
  * The caller of nvp__pool_run takes part in the work, so a pool of n

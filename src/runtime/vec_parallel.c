@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Zeroing and checking the flat gradient on every thread of the pool: on
  * one thread these passes over a million floats sat on the training
  * step's serial path.  (The training step now zeroes only what its

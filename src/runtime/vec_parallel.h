@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Passes over long float vectors (the flat gradient) shared out over a
  * pool in runs of 64 KiB.  Zeroing has no reduction, the largest
  * magnitude is an integer maximum, and a sum is kept per fixed run and

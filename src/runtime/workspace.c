@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 #include "runtime/workspace.h"
 
 #include "core/alloc.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Workspaces: the scratch memory of one batched evaluation or training
  * pass (packing buffers for the matrix multiply, cached activations).
  *

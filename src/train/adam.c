@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Adam (Kingma and Ba 2015) with bias correction, as PyTorch computes it. */
 #include "train/adam.h"
 

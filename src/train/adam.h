@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Adam optimizer state, shared with the training step and serialisation. */
 #ifndef NVP_ADAM_H
 #define NVP_ADAM_H

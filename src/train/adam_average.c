@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Parameter averaging (Polyak averaging, as an exponential moving average)
  * kept by the optimizer: the update loop in adam.c advances it in the same
  * pass as the parameters, so it costs one more stream of floats there

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Gradient-norm clipping kept by the optimizer: before a step, a gradient
  * whose Euclidean norm exceeds the limit is scaled down to it (its
  * direction kept).  The scale is applied inside Adam's update loop, so

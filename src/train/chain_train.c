@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The mean negative log-likelihood, its gradient by a hand-written
  * backward pass through the inverse direction, and the training step. */
 #include <math.h>

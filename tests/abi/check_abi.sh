@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # ABI guard for the shared library (`make check-abi`).
 #
 #   sh tests/abi/check_abi.sh LIBRARY EXPORTED_LIST [HEADER]

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* `make bench`: the library's speed on this machine, side by side with
  * PyTorch and OpenBLAS when Python can import them.
  *

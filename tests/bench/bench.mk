@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # The benchmark and the PyTorch comparisons, included by the top-level
 # Makefile (run from the repository's root: make bench, make lockstep,
 # make parity).  Nothing here is part of the product build or the tests.

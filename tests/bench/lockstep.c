@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lockstep: the main job's training run (examples/two_moons.c, reference
  * configuration) written out so that PyTorch can replay it step for step
  * from the same start (tests/bench/torch_lockstep.py).

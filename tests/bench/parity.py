@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Held-out NLL of the main job against the same training in PyTorch, over
 many seeds: the comparison behind "the same held-out NLL".
 

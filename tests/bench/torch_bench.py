@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The PyTorch / OpenBLAS side of `make bench`: the same work as
 tests/bench/bench.c, timed the same way (medians over repeats).
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The reference configuration in PyTorch, trained for the README's
 held-out comparison: two moons (2000 points, noise 0.05, scikit-learn's
 make_moons with random_state=seed), standardised; 4 couplings of 512-512

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Replays a libnvpflow training run in PyTorch from the same start: the
 data, initial parameters and minibatch rows that tests/bench/lockstep.c
 wrote (the main job's run for one seed, with its gradient-norm clipping,

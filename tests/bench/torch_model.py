@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The reference Real-NVP in PyTorch (the tutorial's model), shared by
 torch_bench.py, torch_heldout.py and torch_lockstep.py: 4 affine couplings over 2-D data with
 alternating flip, conditioner MLP 1 -> 512 -> 512 -> 2 (ReLU), output split

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # End-to-end test of the nvpflow command-line tool.
 #
 #   sh tests/cli/test_cli.sh build/bin/nvpflow      (or: make test-cli)

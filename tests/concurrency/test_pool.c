@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The thread pool's stress run (tests/pool_stress.h) under
  * ThreadSanitizer (`make test-tsan`): besides every task running exactly
  * once, TSan checks that the pool orders plain memory as a caller needs:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Concurrency test, meant to run under ThreadSanitizer (`make test-tsan`).
  *
  * One small trained chain is shared by four threads that call its const

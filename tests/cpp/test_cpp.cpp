@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 // test_cpp.cpp - tests of the header-only C++ wrapper include/nvpflow.hpp.
 //
 // Plain C++ (no framework): CHECK prints each failure and main returns the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libFuzzer harness for the whole public API: the input is a program, a
  * sequence of calls with arguments drawn from the input bytes (NULL
  * pointers, n = 0, n so large that n * dim overflows, mismatched

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libFuzzer harness for the loaders: nvp_chain_load_buffer (with and
  * without a scaler out-pointer) and nvp_adam_load_buffer.
  *

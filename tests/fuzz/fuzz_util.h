@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Helpers shared by the libFuzzer harnesses and the corpus generator:
  * an independent CRC-32, a fixer that recomputes the container's
  * checksums (so that mutations reach the loaders' parsers instead of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Writes the seed corpora of the fuzz harnesses:
  *
  *   make_corpus LOAD_DIR API_DIR

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Installs the library into a temporary prefix and builds programs against
 # the installed copy using only pkg-config, from C and C++, shared and
 # static; then checks DESTDIR staging and that uninstall removes exactly

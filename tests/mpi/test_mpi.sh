@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # The data-parallel MPI example (examples/mpi_train.c) end to end:
 #   - 2 ranks, global batch 100 (50 + 50);
 #   - 3 ranks, global batch 100 (34 + 33 + 33, not divisible);

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """nvpflow: Python bindings (ctypes, standard library only) for libnvpflow,
 Real-NVP normalizing flows in C.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Moving float arrays between Python and the C library.
 
 With numpy (the default when it imports), results are numpy arrays that

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Base class of the objects that own a C handle."""
 import ctypes
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Loading libnvpflow and declaring the C prototypes.
 
 Every C function the package calls is declared here with its argtypes and

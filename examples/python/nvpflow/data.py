@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Toy data (two moons) and the per-axis standardiser."""
 from ctypes import byref, c_int
 

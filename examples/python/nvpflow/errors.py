@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Exceptions: one class per libnvpflow status code.
 
 Every failing call raises a subclass of NvpError carrying

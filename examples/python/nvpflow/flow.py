@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The flow: a chain of affine coupling layers over a N(0, I) base."""
 import os
 from ctypes import byref, c_float, c_size_t

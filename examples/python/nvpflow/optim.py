@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The Adam optimizer and its saved training state."""
 import ctypes
 import os

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The library's seeded random generator."""
 from ctypes import byref, c_uint64
 

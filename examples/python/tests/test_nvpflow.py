@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Tests of the nvpflow ctypes bindings.
 
 Run from the repository root (after `make`):
