@@ -97,6 +97,7 @@ NVP_API const char *nvp_version_string(void);
 #define NVP_EVERSION (-8)   /* data uses an unsupported format version */
 #define NVP_ETHREAD (-9)    /* a thread could not be started */
 #define NVP_EBUFSIZE (-10)  /* a caller-provided buffer is too small */
+#define NVP_EUNSUPPORTED (-11) /* the CPU lacks the requested kernels */
 
 /* Opaque handles (each described in its section below). */
 typedef struct nvp_rng nvp_rng;           /* seeded random generator */
@@ -305,6 +306,10 @@ NVP_API int nvp_coupling_set_log_scale_clamp(nvp_coupling *layer,
                                              float bound);
 /* The bound set above (0 when off or layer is NULL). */
 NVP_API float nvp_coupling_log_scale_clamp(const nvp_coupling *layer);
+/* The kernels of the layer's own calls (see nvp_chain_set_kernels); a
+ * chain's calls use the chain's setting. */
+NVP_API int nvp_coupling_set_kernels(nvp_coupling *layer, int kernels);
+NVP_API int nvp_coupling_kernels(const nvp_coupling *layer);
 /* Message of the last failed call on this layer (see nvp_base_errmsg). */
 NVP_API const char *nvp_coupling_errmsg(const nvp_coupling *layer);
 
@@ -416,6 +421,33 @@ NVP_API const char *nvp_chain_errmsg(const nvp_chain *chain);
 NVP_API int nvp_chain_set_threads(nvp_chain *chain, size_t n_threads);
 /* Threads the chain's batched calls use (1 = the caller only). */
 NVP_API size_t nvp_chain_threads(const nvp_chain *chain);
+
+/* Kernels.  The compute kernels (matrix multiply, the single-input sweep,
+ * the optimizer's update, the finiteness checks) are built for several
+ * instruction sets, and each handle picks one level when it is created:
+ * the best its CPU runs.  nvp_*_set_kernels chooses another:
+ *   NVP_KERNELS_AUTO      the best this CPU runs (the default)
+ *   NVP_KERNELS_PORTABLE  plain C, no fused multiply-add: results are
+ *                         bitwise identical on every x86-64 machine (and
+ *                         any other IEEE-754 one) with the same libm
+ *   NVP_KERNELS_AVX2      AVX2 with FMA
+ *   NVP_KERNELS_AVX512    AVX-512F
+ * The matrix-multiply kernels of AVX2 and AVX-512 fuse multiply and add,
+ * so their results differ from the portable ones in the last bits; the
+ * other kernels give the same bits at every level.  Every level gives the
+ * same bits for any thread count.
+ * Errors: NVP_EINVAL (unknown value), NVP_EUNSUPPORTED (the CPU lacks the
+ * level); on error the setting is unchanged.  Needs exclusive use of the
+ * handle.  nvp_chain_set_kernels sets the chain's level for every batched
+ * call on it, training included (the optimizer's update follows the
+ * optimizer's own setting). */
+#define NVP_KERNELS_AUTO 0
+#define NVP_KERNELS_PORTABLE 1
+#define NVP_KERNELS_AVX2 2
+#define NVP_KERNELS_AVX512 3
+NVP_API int nvp_chain_set_kernels(nvp_chain *chain, int kernels);
+/* The level in use (never NVP_KERNELS_AUTO); -1 for NULL. */
+NVP_API int nvp_chain_kernels(const nvp_chain *chain);
 
 /* ===========================================================================
  * Saving and loading
@@ -566,6 +598,11 @@ NVP_API int nvp_adam_get_average(const nvp_adam *opt, float *dst, size_t n);
 NVP_API int nvp_adam_set_clip_norm(nvp_adam *opt, float max_norm);
 NVP_API float nvp_adam_clip_norm(const nvp_adam *opt);
 NVP_API float nvp_adam_last_grad_norm(const nvp_adam *opt);
+
+/* The kernels of the optimizer's update and gradient checks (see
+ * nvp_chain_set_kernels; every level gives the same bits). */
+NVP_API int nvp_adam_set_kernels(nvp_adam *opt, int kernels);
+NVP_API int nvp_adam_kernels(const nvp_adam *opt);
 
 /* The training state: the optimizer (settings, step count, moments, and
  * the parameter average when averaging is on) and,

@@ -48,19 +48,15 @@ static void pool_stress_run(pool_stress_job *j, size_t task, int tag)
 /* Consecutive jobs alternate between two functions and two argument
  * blocks, so that a task run with one job's function and the other's
  * argument shows up, and so does a late run of the previous job's task. */
-static void pool_stress_task0(void *arg, size_t task, size_t worker,
-                              float *pack)
+static void pool_stress_task0(void *arg, size_t task, size_t worker)
 {
     (void)worker;
-    (void)pack;
     pool_stress_run(arg, task, 0);
 }
 
-static void pool_stress_task1(void *arg, size_t task, size_t worker,
-                              float *pack)
+static void pool_stress_task1(void *arg, size_t task, size_t worker)
 {
     (void)worker;
-    (void)pack;
     pool_stress_run(arg, task, 1);
 }
 

@@ -372,7 +372,7 @@ START_TEST(test_gemm_colsum_epilogue)
                             t_fill_normal(&p, n, cs, 1.0);
                             memcpy(want, cs, n * sizeof *cs);
                             nvp_epilogue ep = {NULL, 0, gate ? G : NULL, n, cs};
-                            nvp_exec ex = {kern, pack, threads > 1 ? pool : NULL};
+                            nvp_exec ex = {kern, nvp__cpu_isa(), pack, threads > 1 ? pool : NULL};
                             if (threads > 1)
                                 ck_assert_int_eq(nvp__pool_try_acquire(pool), 1);
                             nvp__exec_gemm(&ex, 0, 0, m, n, k, A, k, B, n, 0, C, n, &ep);

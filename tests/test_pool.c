@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/cpu.h"
+#include "kernels/vec.h"
 #include "pool_stress.h"
 #include "tests.h"
 #include "runtime/vec_parallel.h"
@@ -44,7 +44,8 @@ START_TEST(test_pool_max_abs_bits)
     for (int k = 0; k < 2; k++) {
         const float keep = x[at[k]];
         x[at[k]] = extremes[k];
-        const uint32_t par = nvp__par_max_abs_bits(pool, x, n), ser = nvp__max_abs_bits(x, n);
+        const uint32_t par = nvp__par_max_abs_bits(pool, nvp__cpu_isa(), x, n),
+                       ser = nvp__max_abs_bits(nvp__cpu_isa(), x, n);
         float back;
         memcpy(&back, &par, sizeof back);
         T_CHECK(par == ser, "pool of %zu: largest magnitude %.9g (bits %08x), one thread %08x", threads, (double)back,
@@ -55,7 +56,7 @@ START_TEST(test_pool_max_abs_bits)
     }
     /* Zeroing on the pool clears everything, the last run included. */
     nvp__par_zero(pool, x, n);
-    T_CHECK(nvp__max_abs_bits(x, n) == 0, "pool of %zu: par_zero left a nonzero entry", threads);
+    T_CHECK(nvp__max_abs_bits(NVP_ISA_PORTABLE, x, n) == 0, "pool of %zu: par_zero left a nonzero entry", threads);
     nvp__pool_release(pool);
     nvp__pool_free(pool);
     free(x);

@@ -9,8 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/chain.h"
 #include "model/coupling.h"
-#include "kernels/sweep.h"
+#include "runtime/exec.h"
 #include "tests.h"
 
 typedef struct sweep_cfg {
@@ -44,6 +45,39 @@ static void run_layer(const nvp_coupling *l, const float *in, const float *in_fi
 }
 
 static const char *const level_names[] = {"portable", "AVX2", "AVX-512"};
+
+/* The sweep's kernels of a level (or the best below it that this CPU
+ * runs), set on the handle's context; the matrix-multiply kernel stays,
+ * so that only the sweep changes. */
+static nvp_isa capped(int level)
+{
+    const nvp_isa best = nvp__cpu_isa();
+    return (nvp_isa)level < best ? (nvp_isa)level : best;
+}
+
+static void sweep_level(nvp_context *ctx, int level) { ctx->isa = capped(level); }
+
+/* The sweep of layer l's conditioner called directly, at a level. */
+static nvp_exec exec_at(int level)
+{
+    nvp_exec ex = {nvp__gemm_best(), capped(level), NULL, NULL};
+    return ex;
+}
+
+static nvp_sweep_net net_of(const nvp_coupling *l)
+{
+    const nvp_dense *d = l->cond.dense;
+    nvp_sweep_net net = {d[0].out, d[1].out, l->params + d[0].w_off, l->params + d[0].b_off,
+                         l->params + d[1].w_off, l->params + d[1].b_off, l->cond.n_dense > 2};
+    return net;
+}
+
+static nvp_sweep_grad grad_of(const nvp_coupling *l, float *grad)
+{
+    const nvp_dense *d = l->cond.dense;
+    nvp_sweep_grad g = {grad + d[0].w_off, grad + d[0].b_off, grad + d[1].w_off, grad + d[1].b_off};
+    return g;
+}
 
 /* want comes from the best kernels, got from those of level. */
 static void check_same(const float *want, const float *got, size_t n, const char *what, size_t cfg,
@@ -90,10 +124,11 @@ START_TEST(test_sweep_kernels_same_bits)
     want.grad = t_xmalloc(np * sizeof *want.grad);
     got.grad = t_xmalloc(np * sizeof *got.grad);
     run_layer(l, in, in_finite, dx, dildj, &want);
-    for (int level = NVP_SWEEP_AVX2; level >= NVP_SWEEP_PORTABLE; level--) {
-        nvp__sweep_limit_level(level);
+    const nvp_isa best = l->ctx.isa;
+    for (int level = NVP_ISA_AVX2; level >= NVP_ISA_PORTABLE; level--) {
+        sweep_level(&l->ctx, level);
         run_layer(l, in, in_finite, dx, dildj, &got);
-        nvp__sweep_limit_level(NVP_SWEEP_AVX512);
+        l->ctx.isa = best;
         check_same(want.x, got.x, 2 * ROWS, "inverse x", _i, level);
         check_same(want.ildj, got.ildj, ROWS, "ildj", _i, level);
         check_same(want.y, got.y, 2 * ROWS, "forward y", _i, level);
@@ -122,8 +157,8 @@ START_TEST(test_sweep_kernels_same_partials)
     nvp_coupling *l = NULL;
     T_OK(nvp_coupling_create_half(&l, 2, 0, cfg->n_hidden, cfg->hidden, 0, r, NULL));
     nvp_rng_free(r);
-    const size_t h1 = l->dense[0].out, h2 = l->dense[1].out, np = nvp_coupling_num_params(l);
-    const size_t sf = nvp__sweep_floats(l, ROWS);
+    const size_t h1 = l->cond.dense[0].out, h2 = l->cond.dense[1].out, np = nvp_coupling_num_params(l);
+    const size_t sf = nvp__sweep_floats(h1, h2, ROWS);
     /* A unit that is never on (w = 0, b < 0) and one always on. */
     float *prm = t_xmalloc(np * sizeof *prm);
     T_OK(nvp_coupling_get_params(l, prm, np));
@@ -135,7 +170,7 @@ START_TEST(test_sweep_kernels_same_partials)
     free(prm);
     /* A NaN bias in the second layer, past the checks of set_params: the
      * ReLU must turn its NaN pre-activations into 0 at every level. */
-    l->params[l->dense[1].b_off + h2 / 2] = NAN;
+    l->params[l->cond.dense[1].b_off + h2 / 2] = NAN;
     float x[ROWS];
     float *dz = t_xmalloc(ROWS * h2 * sizeof *dz);
     float *z[3], *grad[3], *added[3], *scratch[3], din[3][ROWS];
@@ -152,46 +187,47 @@ START_TEST(test_sweep_kernels_same_partials)
         scratch[k] = aligned_alloc(64, (sf * sizeof(float) + 63) / 64 * 64);
         T_CHECK(scratch[k] != NULL, "out of memory");
         memset(grad[k], 0, np * sizeof *grad[k]);
-        nvp__sweep_limit_level(NVP_SWEEP_AVX512 - k);
-        nvp__sweep_forward(l, NULL, ROWS, x, z[k], scratch[k]);
-        nvp__sweep_backward(l, NULL, ROWS, x, dz, grad[k], din[k], scratch[k], 0);
+        const nvp_exec ex = exec_at(NVP_ISA_AVX512 - k);
+        const nvp_sweep_net net = net_of(l);
+        nvp_sweep_grad gk = grad_of(l, grad[k]);
+        nvp__exec_sweep_forward(&ex, &net, ROWS, x, z[k], scratch[k]);
+        nvp__exec_sweep_backward(&ex, &net, ROWS, x, dz, &gk, din[k], scratch[k], 0);
         /* fresh: the W2 and b2 gradients written over garbage equal those
          * added to zeros; the rest is still added to */
         float *fresh = t_xmalloc(np * sizeof *fresh);
         size_t off, len;
-        nvp__sweep_fresh_range(l, &off, &len);
+        nvp__cond_fresh_range(&l->cond, &off, &len);
         ck_assert_uint_eq(len, h1 * h2 + h2);
         for (size_t q = 0; q < np; q++)
             fresh[q] = q >= off && q < off + len ? (q & 1 ? NAN : 1e30f) : 0.0f;
-        nvp__sweep_backward(l, NULL, ROWS, x, dz, fresh, NULL, scratch[k], 1);
-        nvp__sweep_limit_level(NVP_SWEEP_AVX512);
-        check_same(grad[k], fresh, np, "fresh gradient", _i, NVP_SWEEP_AVX512 - k);
+        nvp_sweep_grad gf = grad_of(l, fresh);
+        nvp__exec_sweep_backward(&ex, &net, ROWS, x, dz, &gf, NULL, scratch[k], 1);
+        check_same(grad[k], fresh, np, "fresh gradient", _i, NVP_ISA_AVX512 - k);
         free(fresh);
         /* and adding onto a gradient that holds values (later chunks, the
          * public backward) */
         added[k] = t_xmalloc(np * sizeof *added[k]);
         for (size_t q = 0; q < np; q++)
             added[k][q] = 0.25f * (float)(q % 7) - 0.5f;
-        nvp__sweep_limit_level(NVP_SWEEP_AVX512 - k);
-        nvp__sweep_backward(l, NULL, ROWS, x, dz, added[k], NULL, scratch[k], 0);
-        nvp__sweep_limit_level(NVP_SWEEP_AVX512);
+        nvp_sweep_grad ga = grad_of(l, added[k]);
+        nvp__exec_sweep_backward(&ex, &net, ROWS, x, dz, &ga, NULL, scratch[k], 0);
     }
     size_t n0, n;
-    const double *p0 = nvp__sweep_partials(l, ROWS, scratch[0], &n0);
+    const double *p0 = nvp__sweep_partials(h1, h2, ROWS, scratch[0], &n0);
     for (int k = 1; k < 3; k++) {
-        const int level = NVP_SWEEP_AVX512 - k;
+        const int level = NVP_ISA_AVX512 - k;
         check_same(z[0], z[k], ROWS * h2, "z", _i, level);
         check_same(grad[0], grad[k], np, "gradient", _i, level);
         check_same(din[0], din[k], ROWS, "dL/dx", _i, level);
         check_same(added[0], added[k], np, "gradient added onto values", _i, level);
-        const double *p = nvp__sweep_partials(l, ROWS, scratch[k], &n);
+        const double *p = nvp__sweep_partials(h1, h2, ROWS, scratch[k], &n);
         ck_assert_uint_eq(n, n0);
         for (size_t q = 0; q < n0; q++)
             T_CHECK(memcmp(&p0[q], &p[q], sizeof p[q]) == 0,
                     "config %zu: partial sum %zu: %.17g (best) vs %.17g (%s)", (size_t)_i, q, p0[q], p[q],
                     level_names[level]);
     }
-    if (l->n_dense > 2)
+    if (l->cond.n_dense > 2)
         for (size_t i = 0; i < ROWS; i++)
             T_CHECK(isnan(x[i]) || z[0][i * h2 + h2 / 2] == 0.0f, "config %zu: ReLU of NaN gave %g", (size_t)_i,
                     (double)z[0][i * h2 + h2 / 2]);
@@ -226,14 +262,15 @@ START_TEST(test_sweep_kernels_chain_threads)
         want[q] = NAN;
     T_OK(nvp_chain_set_threads(c, 1));
     T_OK(nvp_chain_nll_grad(c, n, data, want, &want_loss));
-    for (int level = NVP_SWEEP_AVX512; level >= NVP_SWEEP_PORTABLE; level--)
+    const nvp_isa best = c->ctx.isa;
+    for (int level = NVP_ISA_AVX512; level >= NVP_ISA_PORTABLE; level--)
         for (size_t threads = 1; threads <= 2; threads++) {
             for (size_t q = 0; q < np; q++)
                 got[q] = NAN;
-            nvp__sweep_limit_level(level);
+            sweep_level(&c->ctx, level);
             T_OK(nvp_chain_set_threads(c, threads));
             T_OK(nvp_chain_nll_grad(c, n, data, got, &loss));
-            nvp__sweep_limit_level(NVP_SWEEP_AVX512);
+            c->ctx.isa = best;
             const size_t d = t_first_diff(got, want, np);
             T_CHECK(d == (size_t)-1, "%s kernels, %zu threads: gradient differs at %zu: %.9g vs %.9g",
                     level_names[level], threads, d, (double)got[d], (double)want[d]);

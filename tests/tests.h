@@ -32,6 +32,7 @@ Suite *train_suite(void);
 Suite *io_suite(void);
 Suite *pool_suite(void);
 Suite *sweep_suite(void);
+Suite *kernels_suite(void);
 
 /* Per-test-case timeout in seconds (Check's default of 4 s is too short on
  * a loaded machine; a test that hangs still gets killed). */

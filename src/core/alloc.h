@@ -40,4 +40,16 @@ static inline int nvp__add(size_t a, size_t b, size_t *out)
     return 0;
 }
 
+/* Bump allocation inside an arena: returns *cursor and advances it by
+ * count floats rounded up to a cache line. */
+static inline float *nvp__carve(float **cursor, size_t count)
+{
+    float *p = *cursor;
+    *cursor += (count + 15) & ~(size_t)15;
+    return p;
+}
+
+/* The floats nvp__carve needs for count floats. */
+static inline size_t nvp__carved(size_t count) { return (count + 15) & ~(size_t)15; }
+
 #endif

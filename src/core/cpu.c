@@ -1,11 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* CPU feature checks, and small vector helpers compiled once per
- * instruction set and picked at run time. */
-#include <stddef.h>
-#include <stdint.h>
-#include <string.h>
-
+/* Run-time CPU feature checks. */
 #include "core/cpu.h"
+
+#include "nvpflow.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #define NVP_X86 1
@@ -31,46 +28,49 @@ int nvp__cpu_avx2(void)
 #endif
 }
 
-/* |x| as bits: for non-negative IEEE floats the bit patterns order like
- * the values, infinity above every finite value and NaN above infinity.
- * The largest pattern over the array, an integer max reduction, vectorises
- * (a floating-point reduction would not, without reassociation). */
-static inline __attribute__((always_inline)) uint32_t
-max_abs_bits_body(const float *x, size_t n)
+nvp_isa nvp__cpu_isa(void)
 {
-    uint32_t top = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, x + i, sizeof u);
-        u &= 0x7fffffffu;
-        top = u > top ? u : top;
-    }
-    return top;
-}
-
-#ifdef NVP_X86
-__attribute__((target("avx512f"))) static uint32_t
-max_abs_bits_avx512(const float *x, size_t n)
-{
-    return max_abs_bits_body(x, n);
-}
-#endif
-
-static uint32_t max_abs_bits_portable(const float *x, size_t n)
-{
-    return max_abs_bits_body(x, n);
-}
-
-uint32_t nvp__max_abs_bits(const float *x, size_t n)
-{
-#ifdef NVP_X86
     if (nvp__cpu_avx512())
-        return max_abs_bits_avx512(x, n);
-#endif
-    return max_abs_bits_portable(x, n);
+        return NVP_ISA_AVX512;
+    if (nvp__cpu_avx2())
+        return NVP_ISA_AVX2;
+    return NVP_ISA_PORTABLE;
 }
 
-int nvp__all_finite(const float *x, size_t n)
+int nvp__cpu_has_isa(nvp_isa isa)
 {
-    return nvp__max_abs_bits(x, n) < NVP_INF_BITS;
+    return isa <= nvp__cpu_isa();
+}
+
+int nvp__isa_from_kernels(int kernels, nvp_isa *isa)
+{
+    switch (kernels) {
+    case NVP_KERNELS_AUTO:
+        *isa = nvp__cpu_isa();
+        return NVP_OK;
+    case NVP_KERNELS_PORTABLE:
+        *isa = NVP_ISA_PORTABLE;
+        return NVP_OK;
+    case NVP_KERNELS_AVX2:
+        *isa = NVP_ISA_AVX2;
+        break;
+    case NVP_KERNELS_AVX512:
+        *isa = NVP_ISA_AVX512;
+        break;
+    default:
+        return NVP_EINVAL;
+    }
+    return nvp__cpu_has_isa(*isa) ? NVP_OK : NVP_EUNSUPPORTED;
+}
+
+int nvp__kernels_from_isa(nvp_isa isa)
+{
+    switch (isa) {
+    case NVP_ISA_AVX512:
+        return NVP_KERNELS_AVX512;
+    case NVP_ISA_AVX2:
+        return NVP_KERNELS_AVX2;
+    default:
+        return NVP_KERNELS_PORTABLE;
+    }
 }

@@ -24,6 +24,7 @@ const char *nvp_strerror(int code)
     case NVP_EVERSION: return "unsupported format version";
     case NVP_ETHREAD: return "could not start a thread";
     case NVP_EBUFSIZE: return "buffer too small";
+    case NVP_EUNSUPPORTED: return "unsupported by this CPU";
     default: return "unknown error";
     }
 }

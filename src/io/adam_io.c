@@ -13,7 +13,7 @@
 
 #include "train/adam.h"
 #include "core/alloc.h"
-#include "core/cpu.h"
+#include "kernels/vec.h"
 #include "io/format.h"
 #include "core/rng.h"
 
@@ -67,7 +67,7 @@ static void write_state(nvp_writer *w, const void *opt, const void *rng)
 static int check_average(const nvp_adam *o, const char *fn)
 {
     const nvp_errbox *eb = &o->err;
-    NVP_REQUIRE(!o->avg || nvp__all_finite(o->avg, o->n), NVP_ENONFINITE,
+    NVP_REQUIRE(!o->avg || nvp__all_finite(o->isa, o->avg, o->n), NVP_ENONFINITE,
                 "%s: the parameter average is not finite (non-finite "
                 "parameters made it so); not saved",
                 fn);

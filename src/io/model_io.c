@@ -14,7 +14,7 @@
 
 #include "core/alloc.h"
 #include "model/chain.h"
-#include "core/cpu.h"
+#include "kernels/vec.h"
 #include "io/format.h"
 #include "data/scaler.h"
 
@@ -34,9 +34,9 @@ static void write_model(nvp_writer *w, const void *chain, const void *scaler)
     nvp__put_u32(w, (uint32_t)c->n_layers);
     for (size_t k = 0; k < c->n_layers; k++) {
         const nvp_coupling *l = c->layers[k];
-        nvp__put_u32(w, (uint32_t)(l->n_dense - 1));
-        for (size_t h = 0; h + 1 < l->n_dense; h++)
-            nvp__put_u32(w, (uint32_t)l->dense[h].out);
+        nvp__put_u32(w, (uint32_t)(l->cond.n_dense - 1));
+        for (size_t h = 0; h + 1 < l->cond.n_dense; h++)
+            nvp__put_u32(w, (uint32_t)l->cond.dense[h].out);
         nvp__put_f32(w, l->clamp);
         nvp__put_bytes(w, l->mask, l->dim);
     }
@@ -65,7 +65,7 @@ static int check_save_args(const nvp_chain *c, const nvp_scaler *s,
     /* The loader refuses non-finite parameters, so such a model is not
      * written at all (training with a step size so large that the
      * parameters overflow can make one). */
-    NVP_REQUIRE(nvp__all_finite(c->params, c->n_params), NVP_ENONFINITE,
+    NVP_REQUIRE(nvp__all_finite(c->ctx.isa, c->params, c->n_params), NVP_ENONFINITE,
                 "%s: the chain holds a non-finite parameter; not saved", fn);
     return NVP_OK;
 }
@@ -247,7 +247,8 @@ static int load_model(const char *fn, const void *data, size_t size,
         if (rc == NVP_OK) {
             layers[k]->clamp = d.clamp;
             nvp__get_f32s(&pr, layers[k]->params, layers[k]->n_params);
-            if (!nvp__all_finite(layers[k]->params, layers[k]->n_params))
+            if (!nvp__all_finite(nvp__cpu_isa(), layers[k]->params,
+                                 layers[k]->n_params))
                 rc = nvp__fail(NULL, NVP_EFORMAT,
                                "%s: layer %zu has a non-finite parameter", fn,
                                k);

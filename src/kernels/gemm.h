@@ -21,6 +21,8 @@
 #ifndef NVP_GEMM_H
 #define NVP_GEMM_H
 
+#include "core/cpu.h"
+
 #include <stddef.h>
 
 /* Applied to each output tile once its last k block is done, while the
@@ -113,6 +115,8 @@ typedef struct nvp_gemm_kernel {
 const nvp_gemm_kernel *const *nvp__gemm_kernels(size_t *count);
 /* The best kernel this CPU supports. */
 const nvp_gemm_kernel *nvp__gemm_best(void);
+/* The kernel of instruction-set level isa. */
+const nvp_gemm_kernel *nvp__gemm_for_isa(nvp_isa isa);
 /* A kernel by name if built and supported here, else NULL. */
 const nvp_gemm_kernel *nvp__gemm_by_name(const char *name);
 

@@ -35,6 +35,18 @@ const nvp_gemm_kernel *nvp__gemm_best(void)
     return &nvp__gemm_portable;
 }
 
+const nvp_gemm_kernel *nvp__gemm_for_isa(nvp_isa isa)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    if (isa == NVP_ISA_AVX512)
+        return &nvp__gemm_avx512;
+    if (isa == NVP_ISA_AVX2)
+        return &nvp__gemm_avx2;
+#endif
+    (void)isa;
+    return &nvp__gemm_portable;
+}
+
 const nvp_gemm_kernel *nvp__gemm_by_name(const char *name)
 {
     size_t n;

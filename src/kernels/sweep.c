@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* The single-input sweep of the conditioner's first two layers (sweep.h):
- * the set-up (sorting), the portable kernels and the dispatch to the
- * register-blocked AVX-512 ones (sweep_avx512.c).
+ * the set-up (sorting), the portable kernels and the choice of the
+ * register-blocked AVX-512 ones (sweep_avx512.c) for the level asked.
  *
  * The second layer's columns are processed in fixed blocks of SWEEP_BLOCK:
  * every block runs the whole sweep over its own columns, so blocks can go
- * to different threads.  Sums across columns (the dot products behind the
+ * to different threads (the runtime shares them out, runtime/exec_sweep.c).
+ * Sums across columns (the dot products behind the
  * first layer's gradient and the input gradient) are formed per block and
  * then added in block order, so the bits never depend on the threads. */
 #include "kernels/sweep.h"
@@ -14,7 +15,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "core/cpu.h"
+#include "core/alloc.h"
 #include "kernels/sweep_job.h"
 
 /* Floats holding the three counts the backward takes over from the
@@ -73,15 +74,14 @@ static inline keyed make_key(float x, size_t index)
     return (keyed){x + 0.0f, (uint32_t)index};
 }
 
-size_t nvp__sweep_floats(const nvp_coupling *c, size_t rows)
+size_t nvp__sweep_floats(size_t h1, size_t h2, size_t rows)
 {
-    const size_t h1 = c->dense[0].out, h2 = c->dense[1].out;
     /* four double vectors of H2; per block, double partial sums for the
      * first layer's gradient (2 H1) and the input gradient (rows); keyed
      * rows and units, the sort's buffer, and the counts */
     const size_t most = rows > h1 ? rows : h1;
     return nvp__carved(8 * h2) +
-           nvp__carved(2 * nvp__sweep_blocks(c) * (2 * h1 + rows)) +
+           nvp__carved(2 * nvp__sweep_blocks(h2) * (2 * h1 + rows)) +
            nvp__carved(2 * rows) + nvp__carved(2 * h1) +
            nvp__carved(2 * most) + nvp__carved(SWEEP_COUNT_FLOATS);
 }
@@ -92,11 +92,11 @@ size_t nvp__sweep_floats(const nvp_coupling *c, size_t rows)
  * t = -b / w, and keeps the counts in the scratch.  Without, takes over
  * what the forward sweep left there: the backward follows the forward on
  * the same rows, parameters and scratch. */
-static void prepare(sweep_job *j, const nvp_coupling *c, size_t rows,
+static void prepare(sweep_job *j, const nvp_sweep_net *net, size_t rows,
                     const float *x, float *scratch, int sort)
 {
-    const size_t h1 = c->dense[0].out, h2 = c->dense[1].out;
-    j->c = c;
+    const size_t h1 = net->h1, h2 = net->h2;
+    j->net = *net;
     j->rows = rows;
     j->h1 = h1;
     j->h2 = h2;
@@ -108,7 +108,7 @@ static void prepare(sweep_job *j, const nvp_coupling *c, size_t rows,
     j->s1 = d + 3 * h2;
     float *cursor = scratch + nvp__carved(8 * h2);
     j->part = (double *)nvp__carve(
-        &cursor, 2 * nvp__sweep_blocks(c) * (2 * h1 + rows));
+        &cursor, 2 * nvp__sweep_blocks(h2) * (2 * h1 + rows));
     j->sorted_rows = (keyed *)nvp__carve(&cursor, 2 * rows);
     j->units = (keyed *)nvp__carve(&cursor, 2 * h1);
     keyed *tmp = (keyed *)nvp__carve(&cursor, 2 * (rows > h1 ? rows : h1));
@@ -126,8 +126,7 @@ static void prepare(sweep_job *j, const nvp_coupling *c, size_t rows,
     j->n_rows = n;
     sort_keyed(j->sorted_rows, n, tmp);
 
-    const float *w1 = c->params + c->dense[0].w_off;
-    const float *b1 = c->params + c->dense[0].b_off;
+    const float *w1 = net->w1, *b1 = net->b1;
     size_t nr = 0, nf = 0;
     for (size_t u = 0; u < h1; u++)
         if (w1[u] > 0.0f)
@@ -213,21 +212,18 @@ dot(const double *restrict acc, const float *restrict row, size_t n)
 /* The portable kernels cover blocks [blo, bhi) of columns: columns
  * [k0, k0 + n). */
 #define SWEEP_LOCALS                                                           \
-    const nvp_coupling *c = j->c;                                              \
     const size_t h2 = j->h2;                                                   \
     const size_t k0 = blo * SWEEP_BLOCK;                                       \
     const size_t n = (bhi * SWEEP_BLOCK < h2 ? bhi * SWEEP_BLOCK : h2) - k0;   \
-    const float *w1 = c->params + c->dense[0].w_off;                           \
-    const float *b1 = c->params + c->dense[0].b_off;                           \
-    const float *w2 = c->params + c->dense[1].w_off;                           \
+    const float *w1 = j->net.w1, *b1 = j->net.b1, *w2 = j->net.w2;             \
     (void)b1
 
 static inline __attribute__((always_inline)) void
 forward_blocks(const sweep_job *j, size_t blo, size_t bhi)
 {
     SWEEP_LOCALS;
-    const float *b2 = c->params + c->dense[1].b_off + k0;
-    const int relu = c->n_dense > 2;
+    const float *b2 = j->net.b2 + k0;
+    const int relu = j->net.relu;
     for (size_t i = 0; i < j->rows; i++)
         if (!isfinite(j->x[i]))
             for (size_t k = 0; k < n; k++)
@@ -293,10 +289,10 @@ backward_blocks(const sweep_job *j, size_t blo, size_t bhi)
             }
         });
     }
-    if (!j->grad)
+    if (!j->grad.w2)
         return;
-    float *gw2 = j->grad + c->dense[1].w_off;
-    float *gb2 = j->grad + c->dense[1].b_off + k0;
+    float *gw2 = j->grad.w2;
+    float *gb2 = j->grad.b2 + k0;
     if (j->fresh) {
         memset(gb2, 0, n * sizeof *gb2);
         for (size_t t = 0; t < j->h1; t++) /* units never visited */
@@ -349,214 +345,115 @@ backward_blocks(const sweep_job *j, size_t blo, size_t bhi)
             unit_grad(j, blo, bhi, t, s0, s1, gw2);
 }
 
-/* The portable kernels, compiled three times: as they are, for AVX2 (the
- * best a CPU without AVX-512 gets), and for AVX-512, where they serve the
+/* The portable kernels, compiled for each instruction set: for AVX2 they
+ * are the best a CPU without AVX-512 gets, for AVX-512 they serve the
  * blocks narrower than SWEEP_BLOCK (the register-blocked kernels take
  * only full ones).  The C is the same, so are the bits (see sweep_job.h
  * for the one exception, the sign of NaN). */
-#if defined(__x86_64__) || defined(__i386__)
-__attribute__((target("avx512f"))) static void
-forward_avx512(const sweep_job *j, size_t blo, size_t bhi)
-{
-    forward_blocks(j, blo, bhi);
-}
+NVP_ISA_VARIANTS(forward_c, forward_blocks,
+                 (const sweep_job *j, size_t blo, size_t bhi), (j, blo, bhi))
+NVP_ISA_VARIANTS(backward_c, backward_blocks,
+                 (const sweep_job *j, size_t blo, size_t bhi), (j, blo, bhi))
 
-__attribute__((target("avx512f"))) static void
-backward_avx512(const sweep_job *j, size_t blo, size_t bhi)
-{
-    backward_blocks(j, blo, bhi);
-}
-
-__attribute__((target("avx2"))) static void
-forward_avx2(const sweep_job *j, size_t blo, size_t bhi)
-{
-    forward_blocks(j, blo, bhi);
-}
-
-__attribute__((target("avx2"))) static void
-backward_avx2(const sweep_job *j, size_t blo, size_t bhi)
-{
-    backward_blocks(j, blo, bhi);
-}
-#endif
-
-static void forward_portable(const sweep_job *j, size_t blo, size_t bhi)
-{
-    forward_blocks(j, blo, bhi);
-}
-
-static void backward_portable(const sweep_job *j, size_t blo, size_t bhi)
-{
-    backward_blocks(j, blo, bhi);
-}
-
-const double *nvp__sweep_partials(const nvp_coupling *c, size_t rows,
+const double *nvp__sweep_partials(size_t h1, size_t h2, size_t rows,
                                   const float *scratch, size_t *count)
 {
-    *count = nvp__sweep_blocks(c) * (2 * c->dense[0].out + rows);
+    *count = nvp__sweep_blocks(h2) * (2 * h1 + rows);
     /* prepare() carves them right after the four H2 double vectors */
-    return (const double *)(scratch + nvp__carved(8 * c->dense[1].out));
-}
-
-/* Set by tests only: the highest kernel level sweeps may use. */
-static int level_limit = NVP_SWEEP_AVX512;
-
-void nvp__sweep_limit_level(int level) { level_limit = level; }
-
-/* The blocks [blo, bhi) a task covers. */
-static void task_blocks(const sweep_job *j, size_t task, size_t *blo,
-                        size_t *bhi)
-{
-    const size_t blocks = nvp__sweep_blocks(j->c);
-    *blo = task * j->blocks_per_task;
-    *bhi = *blo + j->blocks_per_task < blocks ? *blo + j->blocks_per_task
-                                              : blocks;
+    return (const double *)(scratch + nvp__carved(8 * h2));
 }
 
 #if defined(__x86_64__) || defined(__i386__)
-/* The kernels this CPU runs, within the tests' limit. */
-static int kernel_level(void)
-{
-    if (level_limit >= NVP_SWEEP_AVX512 && nvp__cpu_avx512())
-        return NVP_SWEEP_AVX512;
-    if (level_limit >= NVP_SWEEP_AVX2 && nvp__cpu_avx2())
-        return NVP_SWEEP_AVX2;
-    return NVP_SWEEP_PORTABLE;
-}
-
 static int full_block(const sweep_job *j, size_t blk)
 {
     return (blk + 1) * SWEEP_BLOCK <= j->h2;
 }
 #endif
 
-static void forward_task(void *arg, size_t task, size_t worker, float *pack)
+void nvp__sweep_forward_blocks(nvp_isa isa, const sweep_job *j, size_t blo,
+                               size_t bhi)
 {
-    (void)worker;
-    (void)pack;
-    const sweep_job *j = arg;
-    size_t blo, bhi;
-    task_blocks(j, task, &blo, &bhi);
 #if defined(__x86_64__) || defined(__i386__)
-    switch (kernel_level()) {
-    case NVP_SWEEP_AVX512:
+    if (isa == NVP_ISA_AVX512) {
         for (size_t blk = blo; blk < bhi; blk++) {
             if (full_block(j, blk))
                 nvp__sweep_forward_block_avx512(j, blk);
             else
-                forward_avx512(j, blk, blk + 1);
+                forward_c(isa, j, blk, blk + 1);
         }
         return;
-    case NVP_SWEEP_AVX2:
-        forward_avx2(j, blo, bhi);
-        return;
-    default:
-        break;
     }
 #endif
-    forward_portable(j, blo, bhi);
+    forward_c(isa, j, blo, bhi);
 }
 
-static void backward_task(void *arg, size_t task, size_t worker,
-                          float *pack)
+void nvp__sweep_backward_blocks(nvp_isa isa, const sweep_job *j, size_t blo,
+                                size_t bhi)
 {
-    (void)worker;
-    (void)pack;
-    const sweep_job *j = arg;
-    size_t blo, bhi;
-    task_blocks(j, task, &blo, &bhi);
 #if defined(__x86_64__) || defined(__i386__)
-    switch (kernel_level()) {
-    case NVP_SWEEP_AVX512:
+    if (isa == NVP_ISA_AVX512) {
         for (size_t blk = blo; blk < bhi; blk++) {
             if (full_block(j, blk))
                 nvp__sweep_backward_block_avx512(j, blk);
             else
-                backward_avx512(j, blk, blk + 1);
+                backward_c(isa, j, blk, blk + 1);
         }
         return;
-    case NVP_SWEEP_AVX2:
-        backward_avx2(j, blo, bhi);
-        return;
-    default:
-        break;
     }
 #endif
-    backward_portable(j, blo, bhi);
+    backward_c(isa, j, blo, bhi);
 }
 
-/* Runs fn with the blocks shared out as evenly as they go between the
- * pool's threads (one task of all blocks without a pool).  Only whole
- * blocks are shared out, and every sum across columns is formed per
- * block, so the split does not change a bit. */
-static void run_blocks(sweep_job *j, nvp_pool *pool, nvp_task_fn fn)
+void nvp__sweep_forward_setup(sweep_job *j, const nvp_sweep_net *net,
+                              size_t rows, const float *x, float *z,
+                              float *scratch)
 {
-    const size_t blocks = nvp__sweep_blocks(j->c);
-    const size_t threads = nvp__pool_threads(pool);
-    const size_t tasks = threads < blocks ? threads : blocks;
-    j->blocks_per_task = (blocks + tasks - 1) / tasks;
-    if (tasks > 1) {
-        nvp__pool_run(pool, (blocks + j->blocks_per_task - 1) /
-                                j->blocks_per_task,
-                      fn, j);
-        return;
-    }
-    fn(j, 0, 0, NULL);
+    prepare(j, net, rows, x, scratch, 1);
+    j->z = z;
+    j->dz = NULL;
+    j->din = NULL;
+    memset(&j->grad, 0, sizeof j->grad);
+    j->fresh = 0;
 }
 
-void nvp__sweep_forward(const nvp_coupling *c, nvp_pool *pool, size_t rows,
-                        const float *x, float *z, float *scratch)
+void nvp__sweep_backward_setup(sweep_job *j, const nvp_sweep_net *net,
+                               size_t rows, const float *x, const float *dz,
+                               const nvp_sweep_grad *grad, float *din,
+                               float *scratch, int fresh)
 {
-    sweep_job j;
-    prepare(&j, c, rows, x, scratch, 1);
-    j.z = z;
-    j.dz = NULL;
-    j.grad = j.din = NULL;
-    run_blocks(&j, pool, forward_task);
+    prepare(j, net, rows, x, scratch, 0);
+    j->z = NULL;
+    j->dz = dz;
+    if (grad)
+        j->grad = *grad;
+    else
+        memset(&j->grad, 0, sizeof j->grad);
+    j->din = din;
+    j->fresh = fresh;
 }
 
-void nvp__sweep_fresh_range(const nvp_coupling *c, size_t *off, size_t *len)
+void nvp__sweep_backward_finish(const sweep_job *j)
 {
-    *off = *len = 0;
-    if (!nvp__sweep_applies(c))
-        return;
-    /* W2 (H1 x H2) and then b2 (H2), as the layout puts them */
-    *off = c->dense[1].w_off;
-    *len = c->dense[1].b_off + c->dense[1].out - *off;
-}
-
-void nvp__sweep_backward(const nvp_coupling *c, nvp_pool *pool, size_t rows,
-                         const float *x, const float *dz, float *grad,
-                         float *din, float *scratch, int fresh)
-{
-    sweep_job j;
-    prepare(&j, c, rows, x, scratch, 0);
-    j.z = NULL;
-    j.dz = dz;
-    j.grad = grad;
-    j.din = din;
-    j.fresh = fresh;
-    run_blocks(&j, pool, backward_task);
     /* Add the blocks' partial sums in block order. */
-    const size_t blocks = nvp__sweep_blocks(c), h1 = j.h1;
-    if (grad) {
-        float *gw1 = grad + c->dense[0].w_off, *gb1 = grad + c->dense[0].b_off;
+    const size_t blocks = nvp__sweep_blocks(j->h2), h1 = j->h1;
+    const size_t stride = nvp__sweep_part_stride(j);
+    if (j->grad.w1) {
         for (size_t t = 0; t < h1; t++) {
             double sw = 0.0, sb = 0.0;
             for (size_t b = 0; b < blocks; b++) {
-                const double *pw = j.part + b * nvp__sweep_part_stride(&j);
+                const double *pw = j->part + b * stride;
                 sw += pw[t];
                 sb += pw[h1 + t];
             }
-            gw1[t] += (float)sw;
-            gb1[t] += (float)sb;
+            j->grad.w1[t] += (float)sw;
+            j->grad.b1[t] += (float)sb;
         }
     }
-    if (din)
-        for (size_t i = 0; i < rows; i++) {
+    if (j->din)
+        for (size_t i = 0; i < j->rows; i++) {
             double s = 0.0;
             for (size_t b = 0; b < blocks; b++)
-                s += j.part[b * nvp__sweep_part_stride(&j) + 2 * h1 + i];
-            din[i] = (float)s;
+                s += j->part[b * stride + 2 * h1 + i];
+            j->din[i] = (float)s;
         }
 }

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The conditioner's first two dense layers for a single input, as a sweep.
+/* Two dense layers on a single input, as a sweep (the conditioner's first
+ * two layers in the two-dimensional flows of the tutorial).
  *
  * With one conditioner input x (the two-dimensional flows of the tutorial),
  * the first hidden layer h = relu(x w + b) is piecewise linear in x: unit j
@@ -22,55 +23,92 @@
 #define NVP_SWEEP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
-#include "model/coupling.h"
+#include "core/cpu.h"
 
-/* Whether layer c runs its first two dense layers as a sweep. */
-static inline int nvp__sweep_applies(const nvp_coupling *c)
+#define SWEEP_BLOCK 64
+
+/* The two layers: x (1) -> h = relu(x w1 + b1) (H1) -> z = h W2 + b2
+ * (H2), with relu applied to z when the second layer is a hidden one. */
+typedef struct nvp_sweep_net {
+    size_t h1, h2;
+    const float *w1, *b1; /* H1 each */
+    const float *w2, *b2; /* H1 x H2 row-major, H2 */
+    int relu;
+} nvp_sweep_net;
+
+/* Where the backward adds the layers' gradients (laid out as the
+ * weights); all NULL: no parameter gradient. */
+typedef struct nvp_sweep_grad {
+    float *w1, *b1, *w2, *b2;
+} nvp_sweep_grad;
+
+/* A sort key and the index it belongs to.  Sorted ascending by key, ties
+ * in index order, so the order is total and the result deterministic. */
+typedef struct keyed {
+    float key;
+    uint32_t index;
+} keyed;
+
+/* One sweep over a chunk of rows: what every block reads and writes. */
+typedef struct sweep_job {
+    nvp_sweep_net net;
+    nvp_sweep_grad grad;
+    size_t rows, h1, h2;
+    const float *x, *dz;
+    float *z, *din;
+    double *u, *v, *s0, *s1; /* H2 each; a block uses its own columns */
+    double *part;            /* per block: H1 (w1), H1 (b1), rows (din) */
+    keyed *sorted_rows;      /* finite rows sorted by x */
+    keyed *units;            /* rising units, then falling ones, by t */
+    size_t n_rows, n_rising, n_falling;
+    int fresh; /* write the W2 and b2 gradients instead of adding */
+} sweep_job;
+
+/* Blocks of SWEEP_BLOCK columns (the last one may be narrower). */
+static inline size_t nvp__sweep_blocks(size_t h2)
 {
-    return c->na == 1 && c->n_dense >= 2 && !c->dense_only;
+    return (h2 + SWEEP_BLOCK - 1) / SWEEP_BLOCK;
 }
 
 /* Floats of scratch the sweep needs for `rows` rows. */
-size_t nvp__sweep_floats(const nvp_coupling *c, size_t rows);
+size_t nvp__sweep_floats(size_t h1, size_t h2, size_t rows);
 
-/* z (rows x H2) = second dense layer's pre-activation at the rows x
- * (relu applied when the second layer is a hidden one).  pool (held by the
- * caller, or NULL) shares out blocks of columns; the bits do not depend
- * on it. */
-void nvp__sweep_forward(const nvp_coupling *c, nvp_pool *pool, size_t rows,
-                        const float *x, float *z, float *scratch);
+/* Forward: z (rows x H2) = the second layer's output at the rows x.
+ * Sorts the rows and the first layer's switch points into scratch. */
+void nvp__sweep_forward_setup(sweep_job *j, const nvp_sweep_net *net,
+                              size_t rows, const float *x, float *z,
+                              float *scratch);
 
-/* Given dz (rows x H2), the gradient at the second layer's
- * pre-activation, adds the gradients of W1, b1, W2, b2 into grad (may be
- * NULL) and writes dL/dx into din (rows; may be NULL).  With fresh != 0
- * the W2 and b2 gradients are written, as if added to zeros, whatever
- * grad held there (nvp__sweep_fresh_range): the caller need not clear
- * them.  scratch must be the one nvp__sweep_forward last ran with, on the
- * same x and parameters: the backward reuses its sorted rows and switch
- * points. */
-void nvp__sweep_backward(const nvp_coupling *c, nvp_pool *pool, size_t rows,
-                         const float *x, const float *dz, float *grad,
-                         float *din, float *scratch, int fresh);
+/* Backward: given dz (rows x H2), the gradient at the second layer's
+ * pre-activation, adds the layers' gradients into grad (may be NULL) and
+ * writes dL/dx into din (rows; may be NULL).  With fresh != 0 the W2 and
+ * b2 gradients are written, as if added to zeros, whatever they held.
+ * scratch must be the one the forward last ran with, on the same x and
+ * parameters: the backward reuses its sorted rows and switch points. */
+void nvp__sweep_backward_setup(sweep_job *j, const nvp_sweep_net *net,
+                               size_t rows, const float *x, const float *dz,
+                               const nvp_sweep_grad *grad, float *din,
+                               float *scratch, int fresh);
 
-/* The part of layer c's parameter gradient that a fresh backward writes
- * (W2 and b2, contiguous): [*off, *off + *len) of its flat vector; *len
- * is 0 when the layer has no sweep. */
-void nvp__sweep_fresh_range(const nvp_coupling *c, size_t *off, size_t *len);
+/* Run blocks [blo, bhi) of a job with the kernels of level isa.  Blocks
+ * are independent: any split between threads gives the same bits. */
+void nvp__sweep_forward_blocks(nvp_isa isa, const sweep_job *j, size_t blo,
+                               size_t bhi);
+void nvp__sweep_backward_blocks(nvp_isa isa, const sweep_job *j, size_t blo,
+                                size_t bhi);
+
+/* After every block of a backward ran: adds the blocks' partial sums, in
+ * block order, into the first layer's gradient and din. */
+void nvp__sweep_backward_finish(const sweep_job *j);
 
 /* For tests: the double partial sums (per block of columns: H1 for the
  * first layer's weights, H1 for its biases, rows for dL/dx) that the last
- * nvp__sweep_backward on scratch left there; *count receives their
- * number.  They expose the sweep's double arithmetic, which the float
- * outputs round away. */
-const double *nvp__sweep_partials(const nvp_coupling *c, size_t rows,
+ * backward on scratch left there; *count receives their number.  They
+ * expose the sweep's double arithmetic, which the float outputs round
+ * away. */
+const double *nvp__sweep_partials(size_t h1, size_t h2, size_t rows,
                                   const float *scratch, size_t *count);
-
-/* Kernel levels, and for tests a cap on the level sweeps use (the default
- * cap, NVP_SWEEP_AVX512, lets the CPU decide).  Every level gives the
- * same bits (up to the sign of a NaN where two NaNs meet; see
- * sweep_job.h).  Not thread-safe: set it only while no sweep runs. */
-enum { NVP_SWEEP_PORTABLE = 0, NVP_SWEEP_AVX2 = 1, NVP_SWEEP_AVX512 = 2 };
-void nvp__sweep_limit_level(int level);
 
 #endif

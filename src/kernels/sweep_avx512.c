@@ -64,14 +64,12 @@ __attribute__((target("avx512f"))) static inline double hsum(__m512d p)
     return ((q[0] + q[1]) + (q[2] + q[3])) + ((q[4] + q[5]) + (q[6] + q[7]));
 }
 
-/* The kernels' common locals: the layer, its first layer's weights and
- * biases, and the block's columns of W2. */
+/* The kernels' common locals: the first layer's weights and biases, and
+ * the block's columns of W2. */
 #define BLOCK_LOCALS                                                           \
-    const nvp_coupling *c = j->c;                                              \
     const size_t h1 = j->h1, h2 = j->h2, c0 = blk * SWEEP_BLOCK;               \
-    const float *w1 = c->params + c->dense[0].w_off;                           \
-    const float *b1 = c->params + c->dense[0].b_off;                           \
-    const float *w2 = c->params + c->dense[1].w_off + c0;                      \
+    const float *w1 = j->net.w1, *b1 = j->net.b1;                              \
+    const float *w2 = j->net.w2 + c0;                                          \
     const keyed *rising = j->units, *falling = j->units + j->n_rising
 
 /* Walks the sorted rows upwards as the portable SWEEP_UP does: falling
@@ -99,8 +97,8 @@ __attribute__((target("avx512f"))) void
 nvp__sweep_forward_block_avx512(const sweep_job *j, size_t blk)
 {
     BLOCK_LOCALS;
-    const float *b2 = c->params + c->dense[1].b_off + c0;
-    const int relu = c->n_dense > 2;
+    const float *b2 = j->net.b2 + c0;
+    const int relu = j->net.relu;
     for (size_t i = 0; i < j->rows; i++)
         if (!isfinite(j->x[i]))
             for (size_t k = 0; k < SWEEP_BLOCK; k++)
@@ -201,10 +199,10 @@ nvp__sweep_backward_block_avx512(const sweep_job *j, size_t blk)
         });
 #undef SWITCH_U
     }
-    if (!j->grad)
+    if (!j->grad.w2)
         return;
-    float *gw2 = j->grad + c->dense[1].w_off + c0;
-    float *gb2 = j->grad + c->dense[1].b_off + c0;
+    float *gw2 = j->grad.w2 + c0;
+    float *gb2 = j->grad.b2 + c0;
     /* fresh: the gradient is written as if added to zeros (0 + d, which
      * turns -0 into +0 as the add to a cleared gradient would) */
     const int fresh = j->fresh;

@@ -18,32 +18,10 @@ size_t nvp__chain_max_cache_floats(const nvp_chain *c, size_t rows)
     return m;
 }
 
-/* Evaluation: a chunk copy of the input, an accumulator row, one layer's
- * cache (layers run one after another) and a row of flags. */
-static size_t eval_floats(const nvp_chain *c, size_t rows)
+size_t nvp__chain_eval_floats(const nvp_chain *c, size_t rows)
 {
     return nvp__carved(rows * c->dim) + nvp__carved(rows) +
            nvp__chain_max_cache_floats(c, rows) + nvp__carved(rows);
-}
-
-/* Training: K + 1 stages, every layer's cache (their offsets go to
- * cache_off), the largest backward scratch, two stage gradients, and the
- * ildj and dildj rows.  Fills c->cache_off (K + 1 entries, the last one
- * the total) and c->scratch_floats. */
-static size_t train_floats(nvp_chain *c, size_t rows)
-{
-    size_t caches = 0, scratch = 0;
-    for (size_t k = 0; k < c->n_layers; k++) {
-        c->cache_off[k] = caches;
-        caches += nvp__coupling_cache_floats(c->layers[k], rows);
-        size_t s = nvp__coupling_scratch_floats(c->layers[k], rows);
-        if (s > scratch)
-            scratch = s;
-    }
-    c->cache_off[c->n_layers] = caches;
-    c->scratch_floats = scratch;
-    return (c->n_layers + 3) * nvp__carved(rows * c->dim) + caches + scratch +
-           2 * nvp__carved(rows);
 }
 
 int nvp_chain_create(nvp_chain **out, nvp_base *base,
@@ -87,12 +65,10 @@ int nvp_chain_create(nvp_chain **out, nvp_base *base,
     c->alloc = a;
     c->layers = nvp__malloc(&a, n_layers * sizeof *c->layers);
     c->offsets = nvp__malloc(&a, n_layers * sizeof *c->offsets);
-    c->cache_off = nvp__malloc(&a, (n_layers + 1) * sizeof *c->cache_off);
     c->params = nvp__alloc_aligned(&a, total * sizeof(float));
-    if (!c->layers || !c->offsets || !c->cache_off || !c->params) {
+    if (!c->layers || !c->offsets || !c->params) {
         nvp__free(&a, c->layers);
         nvp__free(&a, c->offsets);
-        nvp__free(&a, c->cache_off);
         nvp__free_aligned(&a, c->params);
         nvp__free(&a, c);
         return nvp__fail(NULL, NVP_ENOMEM, "%s: out of memory", fn);
@@ -115,10 +91,7 @@ int nvp_chain_create(nvp_chain **out, nvp_base *base,
         off += l->n_params;
     }
     nvp__errbox_init(&c->err);
-    c->threads = nvp__online_cpus();
-    pthread_mutex_init(&c->pool_lock, NULL);
-    nvp__engine_init(&c->engine, &c->alloc, eval_floats(c, NVP_CHUNK_ROWS),
-                     train_floats(c, NVP_CHUNK_ROWS));
+    nvp__context_init(&c->ctx, &c->alloc, nvp__online_cpus());
     *out = c;
     return NVP_OK;
 }
@@ -164,15 +137,12 @@ void nvp_chain_free(nvp_chain *c)
     if (!c)
         return;
     nvp_allocator a = c->alloc;
-    nvp__pool_free(c->pool);
-    pthread_mutex_destroy(&c->pool_lock);
-    nvp__engine_destroy(&c->engine);
+    nvp__context_destroy(&c->ctx);
     for (size_t k = 0; k < c->n_layers; k++)
         nvp_coupling_free(c->layers[k]);
     nvp_base_free(c->base);
     nvp__free(&a, c->layers);
     nvp__free(&a, c->offsets);
-    nvp__free(&a, c->cache_off);
     nvp__free_aligned(&a, c->params);
     nvp__free_aligned(&a, c->grad);
     nvp__free_aligned(&a, c->batch);
@@ -224,41 +194,6 @@ const nvp_coupling *nvp_chain_layer(const nvp_chain *c, size_t k,
 
 const nvp_base *nvp_chain_base(const nvp_chain *c) { return c ? c->base : NULL; }
 
-static size_t max_pack_floats(void)
-{
-    size_t count, m = 0;
-    const nvp_gemm_kernel *const *ks = nvp__gemm_kernels(&count);
-    for (size_t i = 0; i < count; i++) {
-        size_t f = nvp__gemm_pack_floats(ks[i]);
-        if (f > m)
-            m = f;
-    }
-    return m;
-}
-
-nvp_pool *nvp__chain_pool_take(const nvp_chain *cc)
-{
-    if (cc->threads <= 1)
-        return NULL;
-    /* Starting the pool is the one change a const call makes to the chain;
-     * pool_lock serialises it. */
-    nvp_chain *c = (nvp_chain *)cc;
-    pthread_mutex_lock(&c->pool_lock);
-    if (!c->pool && !c->pool_failed &&
-        nvp__pool_create(&c->pool, c->threads, max_pack_floats(), &c->alloc) !=
-            NVP_OK)
-        c->pool_failed = 1;
-    nvp_pool *p = c->pool;
-    pthread_mutex_unlock(&c->pool_lock);
-    return p && nvp__pool_try_acquire(p) ? p : NULL;
-}
-
-void nvp__chain_pool_give(nvp_pool *pool)
-{
-    if (pool)
-        nvp__pool_release(pool);
-}
-
 int nvp_chain_set_threads(nvp_chain *c, size_t n_threads)
 {
     const nvp_errbox *eb = c ? &c->err : NULL;
@@ -267,27 +202,36 @@ int nvp_chain_set_threads(nvp_chain *c, size_t n_threads)
                 "nvp_chain_set_threads: %zu threads (at most %d)", n_threads,
                 NVP_MAX_THREADS);
     const size_t n = n_threads ? n_threads : nvp__online_cpus();
-    if (n == c->threads && !c->pool_failed)
-        return NVP_OK;
-    /* Start the new pool before retiring the old one, so that a failure
-     * leaves the chain as it was. */
-    nvp_pool *fresh = NULL;
-    if (n > 1) {
-        int rc = nvp__pool_create(&fresh, n, max_pack_floats(), &c->alloc);
-        if (rc != NVP_OK)
-            return nvp__fail(eb, rc,
-                             "nvp_chain_set_threads: could not start %zu "
-                             "threads (%s)",
-                             n, nvp_strerror(rc));
-    }
-    nvp__pool_free(c->pool);
-    c->pool = fresh;
-    c->pool_failed = 0;
-    c->threads = n;
+    const int rc = nvp__context_set_threads(&c->ctx, n);
+    if (rc != NVP_OK)
+        return nvp__fail(eb, rc,
+                         "nvp_chain_set_threads: could not start %zu threads "
+                         "(%s)",
+                         n, nvp_strerror(rc));
     return NVP_OK;
 }
 
-size_t nvp_chain_threads(const nvp_chain *c) { return c ? c->threads : 0; }
+size_t nvp_chain_threads(const nvp_chain *c) { return c ? c->ctx.threads : 0; }
+
+int nvp_chain_set_kernels(nvp_chain *c, int kernels)
+{
+    const nvp_errbox *eb = c ? &c->err : NULL;
+    NVP_REQUIRE_PTR(c);
+    nvp_isa isa;
+    const int rc = nvp__isa_from_kernels(kernels, &isa);
+    NVP_REQUIRE(rc != NVP_EINVAL, NVP_EINVAL,
+                "nvp_chain_set_kernels: unknown kernels %d", kernels);
+    NVP_REQUIRE(rc == NVP_OK, rc,
+                "nvp_chain_set_kernels: this CPU does not run kernels %d",
+                kernels);
+    nvp__context_set_isa(&c->ctx, isa);
+    return NVP_OK;
+}
+
+int nvp_chain_kernels(const nvp_chain *c)
+{
+    return c ? nvp__kernels_from_isa(c->ctx.isa) : -1;
+}
 
 int nvp_chain_set_log_scale_clamp(nvp_chain *c, float bound)
 {

@@ -125,10 +125,10 @@ static void eval_chunk(const eval_job *j, size_t chunk, float *arena,
 }
 
 /* A pool task: one chunk, in the running thread's workspace. */
-static void eval_task(void *arg, size_t chunk, size_t worker, float *pack)
+static void eval_task(void *arg, size_t chunk, size_t worker)
 {
     eval_job *j = arg;
-    nvp_exec ex = {j->c->engine.kernel, pack, NULL};
+    nvp_exec ex = nvp__context_exec(&j->c->ctx, j->ws[worker], NULL);
     eval_chunk(j, chunk, j->ws[worker]->arena, &ex);
 }
 
@@ -136,16 +136,17 @@ static int run_eval(eval_job *j, const char *fn)
 {
     const nvp_chain *c = j->c;
     const size_t chunks = (j->n + NVP_CHUNK_ROWS - 1) / NVP_CHUNK_ROWS;
-    nvp_pool *pool = nvp__chain_pool_take(c);
+    nvp_pool *pool = nvp__context_pool_take(&c->ctx);
     const size_t threads = nvp__pool_threads(pool);
     /* One workspace per thread that takes part, taken before the work
      * starts: the first call allocates them, later calls find them in the
-     * engine's free list, however the chunks fall between the threads. */
+     * context's free list, however the chunks fall between the threads. */
     const size_t n_ws = pool && chunks >= threads ? threads : 1;
+    const size_t arena = nvp__chain_eval_floats(c, NVP_CHUNK_ROWS);
     int rc = NVP_OK;
     size_t got = 0;
     for (; got < n_ws; got++)
-        if (!(j->ws[got] = nvp__ws_acquire(&c->engine, NVP_WS_EVAL))) {
+        if (!(j->ws[got] = nvp__ws_acquire(&c->ctx, NVP_WS_EVAL, arena))) {
             rc = nvp__fail(&c->err, NVP_ENOMEM,
                            "%s: out of memory for a workspace", fn);
             break;
@@ -155,13 +156,13 @@ static int run_eval(eval_job *j, const char *fn)
     } else if (rc == NVP_OK) {
         /* Few chunks: one after another, each product split by columns
          * over the pool when there is one. */
-        nvp_exec ex = {c->engine.kernel, j->ws[0]->pack, pool};
+        nvp_exec ex = nvp__context_exec(&c->ctx, j->ws[0], pool);
         for (size_t k = 0; k < chunks; k++)
             eval_chunk(j, k, j->ws[0]->arena, &ex);
     }
     while (got > 0)
-        nvp__ws_release(&c->engine, NVP_WS_EVAL, j->ws[--got]);
-    nvp__chain_pool_give(pool);
+        nvp__ws_release(&c->ctx, NVP_WS_EVAL, j->ws[--got]);
+    nvp__context_pool_give(pool);
     return rc;
 }
 

@@ -15,7 +15,6 @@ static void coupling_release(nvp_coupling *c)
     nvp__free(a, c->idx_a);
     nvp__free(a, c->idx_b);
     nvp__free(a, c->mask);
-    nvp__free(a, c->dense);
     nvp__free_aligned(a, c->own_params);
 }
 
@@ -55,12 +54,10 @@ int nvp__coupling_plan(nvp_coupling *c, const nvp_errbox *eb, const char *fn,
     c->dim = dim;
     c->na = na;
     c->nb = dim - na;
-    c->n_dense = n_hidden + 1;
     c->idx_a = nvp__malloc(a, na * sizeof(size_t));
     c->idx_b = nvp__malloc(a, c->nb * sizeof(size_t));
     c->mask = nvp__malloc(a, dim);
-    c->dense = nvp__malloc(a, c->n_dense * sizeof(nvp_dense));
-    if (!c->idx_a || !c->idx_b || !c->mask || !c->dense)
+    if (!c->idx_a || !c->idx_b || !c->mask)
         return nvp__fail(eb, NVP_ENOMEM, "%s: out of memory", fn);
     memcpy(c->mask, mask, dim);
     size_t ia = 0, ib = 0;
@@ -70,28 +67,11 @@ int nvp__coupling_plan(nvp_coupling *c, const nvp_errbox *eb, const char *fn,
         else
             c->idx_b[ib++] = i;
     }
-
-    size_t off = 0, in = na, max_width = na > 2 * c->nb ? na : 2 * c->nb;
-    for (size_t l = 0; l < c->n_dense; l++) {
-        const size_t out = l < n_hidden ? hidden[l] : 2 * c->nb;
-        size_t w;
-        /* Widths are bounded, so in * out + out cannot overflow; the sum
-         * over layers is checked against NVP_MAX_PARAMS. */
-        w = in * out + out;
-        NVP_REQUIRE(w <= NVP_MAX_PARAMS && off <= NVP_MAX_PARAMS - w,
-                    NVP_EOVERFLOW, "%s: more than %zu parameters", fn,
-                    (size_t)NVP_MAX_PARAMS);
-        c->dense[l].in = in;
-        c->dense[l].out = out;
-        c->dense[l].w_off = off;
-        c->dense[l].b_off = off + in * out;
-        off += w;
-        if (out > max_width)
-            max_width = out;
-        in = out;
-    }
-    c->n_params = off;
-    c->max_width = max_width;
+    /* The conditioner maps x_a to a shift and a log-scale per x_b. */
+    int rc = nvp__cond_plan(&c->cond, eb, fn, na, 2 * c->nb, n_hidden, hidden);
+    if (rc)
+        return rc;
+    c->n_params = c->cond.n_params;
     return NVP_OK;
 }
 
@@ -112,11 +92,12 @@ static void coupling_ws_sizes(const nvp_coupling *c, size_t *eval,
  * weights and biases alike. */
 static void init_params(nvp_coupling *c, nvp_rng *rng, unsigned flags)
 {
-    for (size_t l = 0; l < c->n_dense; l++) {
-        const nvp_dense *d = &c->dense[l];
+    const nvp_conditioner *cond = &c->cond;
+    for (size_t l = 0; l < cond->n_dense; l++) {
+        const nvp_dense *d = &cond->dense[l];
         float *w = c->params + d->w_off;
         const size_t count = d->in * d->out + d->out;
-        if (l + 1 == c->n_dense && (flags & NVP_INIT_ZERO_OUTPUT)) {
+        if (l + 1 == cond->n_dense && (flags & NVP_INIT_ZERO_OUTPUT)) {
             memset(w, 0, count * sizeof *w);
             continue;
         }
@@ -159,9 +140,9 @@ int nvp__coupling_new(nvp_coupling **out, const char *fn, size_t dim,
     c->params = c->own_params;
     memset(c->params, 0, c->n_params * sizeof(float));
     nvp__errbox_init(&c->err);
-    size_t ev, tr;
-    coupling_ws_sizes(c, &ev, &tr);
-    nvp__engine_init(&c->engine, &c->alloc, ev, tr);
+    coupling_ws_sizes(c, &c->ws_floats[NVP_WS_EVAL],
+                      &c->ws_floats[NVP_WS_TRAIN]);
+    nvp__context_init(&c->ctx, &c->alloc, 1);
     *out = c;
     return NVP_OK;
 }
@@ -224,7 +205,7 @@ void nvp_coupling_free(nvp_coupling *c)
     if (!c)
         return;
     nvp_allocator a = c->alloc;
-    nvp__engine_destroy(&c->engine);
+    nvp__context_destroy(&c->ctx);
     nvp__errbox_destroy(&c->err);
     coupling_release(c);
     nvp__free(&a, c);
@@ -243,11 +224,11 @@ int nvp_coupling_hidden(const nvp_coupling *c, size_t *widths, size_t cap,
     const nvp_errbox *eb = c ? &c->err : NULL;
     NVP_REQUIRE_PTR(c);
     NVP_REQUIRE_PTR(n_hidden);
-    const size_t n = c->n_dense - 1;
+    const size_t n = c->cond.n_dense - 1;
     *n_hidden = n;
     if (widths)
         for (size_t h = 0; h < n && h < cap; h++)
-            widths[h] = c->dense[h].out;
+            widths[h] = c->cond.dense[h].out;
     NVP_REQUIRE(!widths || cap >= n, NVP_EBUFSIZE,
                 "nvp_coupling_hidden: %zu hidden layers, room for %zu", n, cap);
     return NVP_OK;
@@ -303,7 +284,8 @@ static int coupling_map(const nvp_coupling *c, const char *fn, int inverse,
     int rc = nvp__check_batch(eb, fn, n, c->dim);
     if (rc)
         return rc;
-    nvp_ws *ws = nvp__ws_acquire(&c->engine, NVP_WS_EVAL);
+    nvp_ws *ws = nvp__ws_acquire(&c->ctx, NVP_WS_EVAL,
+                                 c->ws_floats[NVP_WS_EVAL]);
     if (!ws)
         return nvp__fail(eb, NVP_ENOMEM, "%s: out of memory for workspace",
                          fn);
@@ -315,7 +297,7 @@ static int coupling_map(const nvp_coupling *c, const char *fn, int inverse,
     float *cursor = ws->arena;
     float *cache = nvp__carve(&cursor, nvp__coupling_cache_floats(c, R));
     unsigned char *bad = (unsigned char *)nvp__carve(&cursor, R);
-    nvp_exec ex = {c->engine.kernel, ws->pack, NULL};
+    nvp_exec ex = nvp__context_exec(&c->ctx, ws, NULL);
     for (size_t r0 = 0; r0 < n; r0 += R) {
         const size_t rows = n - r0 < R ? n - r0 : R;
         float *z = out + r0 * dim;
@@ -334,7 +316,7 @@ static int coupling_map(const nvp_coupling *c, const char *fn, int inverse,
                 l[i] = NAN;
         }
     }
-    nvp__ws_release(&c->engine, NVP_WS_EVAL, ws);
+    nvp__ws_release(&c->ctx, NVP_WS_EVAL, ws);
     return NVP_OK;
 }
 
@@ -372,7 +354,8 @@ int nvp_coupling_inverse_backward(const nvp_coupling *c, size_t n,
         for (size_t i = 0; i < n; i++)
             NVP_REQUIRE(isfinite(dildj[i]), NVP_ENONFINITE,
                         "%s: dildj[%zu] is not finite", fn, i);
-    nvp_ws *ws = nvp__ws_acquire(&c->engine, NVP_WS_TRAIN);
+    nvp_ws *ws = nvp__ws_acquire(&c->ctx, NVP_WS_TRAIN,
+                                 c->ws_floats[NVP_WS_TRAIN]);
     if (!ws)
         return nvp__fail(eb, NVP_ENOMEM, "%s: out of memory for workspace",
                          fn);
@@ -380,7 +363,7 @@ int nvp_coupling_inverse_backward(const nvp_coupling *c, size_t n,
     float *x = nvp__carve(&cursor, R * dim);
     float *cache = nvp__carve(&cursor, nvp__coupling_cache_floats(c, R));
     float *scratch = nvp__carve(&cursor, nvp__coupling_scratch_floats(c, R));
-    nvp_exec ex = {c->engine.kernel, ws->pack, NULL};
+    nvp_exec ex = nvp__context_exec(&c->ctx, ws, NULL);
     for (size_t r0 = 0; r0 < n; r0 += R) {
         const size_t rows = n - r0 < R ? n - r0 : R;
         memcpy(x, y + r0 * dim, rows * dim * sizeof *x);
@@ -389,7 +372,7 @@ int nvp_coupling_inverse_backward(const nvp_coupling *c, size_t n,
             c, &ex, rows, cache, x, dx + r0 * dim, dildj ? dildj + r0 : NULL,
             dy ? dy + r0 * dim : NULL, grad, 0, scratch);
     }
-    nvp__ws_release(&c->engine, NVP_WS_TRAIN, ws);
+    nvp__ws_release(&c->ctx, NVP_WS_TRAIN, ws);
     return NVP_OK;
 }
 
@@ -413,4 +396,24 @@ float nvp_coupling_log_scale_clamp(const nvp_coupling *c)
 const char *nvp_coupling_errmsg(const nvp_coupling *c)
 {
     return nvp__errbox_read(c ? &c->err : NULL);
+}
+
+int nvp_coupling_set_kernels(nvp_coupling *c, int kernels)
+{
+    const nvp_errbox *eb = c ? &c->err : NULL;
+    NVP_REQUIRE_PTR(c);
+    nvp_isa isa;
+    const int rc = nvp__isa_from_kernels(kernels, &isa);
+    NVP_REQUIRE(rc != NVP_EINVAL, NVP_EINVAL,
+                "nvp_coupling_set_kernels: unknown kernels %d", kernels);
+    NVP_REQUIRE(rc == NVP_OK, rc,
+                "nvp_coupling_set_kernels: this CPU does not run kernels %d",
+                kernels);
+    nvp__context_set_isa(&c->ctx, isa);
+    return NVP_OK;
+}
+
+int nvp_coupling_kernels(const nvp_coupling *c)
+{
+    return c ? nvp__kernels_from_isa(c->ctx.isa) : -1;
 }

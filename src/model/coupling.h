@@ -7,13 +7,8 @@
 #include "core/check.h"
 #include "core/error.h"
 #include "runtime/exec.h"
-#include "runtime/workspace.h"
-
-typedef struct nvp_dense {
-    size_t in, out;  /* fan_in, fan_out */
-    size_t w_off;    /* offset of W (in x out) in the layer's parameters */
-    size_t b_off;    /* offset of b (out) */
-} nvp_dense;
+#include "model/conditioner.h"
+#include "runtime/context.h"
 
 struct nvp_coupling {
     nvp_errbox err;
@@ -22,16 +17,13 @@ struct nvp_coupling {
     size_t na, nb;          /* conditioned (mask 1) and transformed dims */
     size_t *idx_a, *idx_b;  /* their indices, ascending */
     unsigned char *mask;
-    size_t n_dense;         /* hidden layers + 1 */
-    nvp_dense *dense;
-    size_t max_width;       /* widest input or output of any dense layer */
-    size_t n_params;
+    nvp_conditioner cond;   /* x_a -> (shift, raw log-scale) */
+    size_t n_params;        /* cond.n_params: the conditioner's are all */
     float *params;          /* own_params, or a view into a chain's vector */
     float *own_params;      /* NULL once a chain has adopted the layer */
     float clamp;            /* soft log-scale bound; 0: none */
-    int dense_only;         /* never the single-input sweep (tests compare
-                               the two paths) */
-    nvp_engine engine;      /* for the standalone nvp_coupling_* calls */
+    nvp_context ctx;        /* for the standalone nvp_coupling_* calls */
+    size_t ws_floats[2];    /* their arenas, by nvp_ws_kind */
 };
 
 /* Floats a chunk of `rows` rows caches for the backward pass: the
@@ -55,7 +47,7 @@ void nvp__coupling_forward_rows(const nvp_coupling *c, const nvp_exec *ex,
  * filled cache and produced x.  dx (rows x dim) is dL/dx; dildj is dL/dildj
  * per row (NULL: zero).  Writes dy (rows x dim, may be NULL) and adds the
  * parameter gradient into grad (n_params, may be NULL); with fresh != 0
- * the part nvp__sweep_fresh_range names is written instead (as if added
+ * the part nvp__cond_fresh_range names is written instead (as if added
  * to zeros), so the caller clears only the rest. */
 void nvp__coupling_inverse_backward_rows(const nvp_coupling *c,
                                          const nvp_exec *ex, size_t rows,

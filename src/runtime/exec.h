@@ -1,15 +1,19 @@
 /* SPDX-License-Identifier: MIT */
-/* What the matrix multiplies of one call run with: the kernel, the
- * calling thread's packing buffer and, when the call holds its handle's
- * thread pool, the pool. */
+/* What one call runs with: its handle's kernel level (and matrix-multiply
+ * kernel), the calling thread's packing buffer and, when the call holds
+ * its handle's thread pool, the pool; and the kernels run over it, their
+ * work shared out between the pool's threads. */
 #ifndef NVP_EXEC_H
 #define NVP_EXEC_H
 
+#include "core/cpu.h"
 #include "kernels/gemm.h"
+#include "kernels/sweep.h"
 #include "runtime/threadpool.h"
 
 typedef struct nvp_exec {
     const nvp_gemm_kernel *kernel;
+    nvp_isa isa;
     float *pack;
     nvp_pool *pool; /* NULL: this thread only */
 } nvp_exec;
@@ -22,5 +26,17 @@ void nvp__exec_gemm(const nvp_exec *ex, int trans_a, int trans_b, size_t m,
                     size_t n, size_t k, const float *a, size_t lda,
                     const float *b, size_t ldb, int accumulate, float *c,
                     size_t ldc, const nvp_epilogue *ep);
+
+/* The single-input sweep (kernels/sweep.h) with its column blocks shared
+ * out between the pool's threads.  Only whole blocks are shared out and
+ * every sum across columns is formed per block, so the bits do not depend
+ * on the thread count. */
+void nvp__exec_sweep_forward(const nvp_exec *ex, const nvp_sweep_net *net,
+                             size_t rows, const float *x, float *z,
+                             float *scratch);
+void nvp__exec_sweep_backward(const nvp_exec *ex, const nvp_sweep_net *net,
+                              size_t rows, const float *x, const float *dz,
+                              const nvp_sweep_grad *grad, float *din,
+                              float *scratch, int fresh);
 
 #endif

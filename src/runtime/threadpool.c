@@ -111,7 +111,7 @@ static void run_tasks(nvp_pool *p, const worker *w, uint_fast64_t job)
                                                    memory_order_acq_rel,
                                                    memory_order_acquire))
             continue;
-        fn(arg, task, w->index, w->pack);
+        fn(arg, task, w->index);
         if (atomic_fetch_add_explicit(&p->done, 1, memory_order_acq_rel) + 1 ==
             n) {
             /* The job's last task: wake the caller if it sleeps. */
@@ -241,6 +241,11 @@ void nvp__pool_free(nvp_pool *p)
         pool_destroy(p, p->n - 1);
 }
 
+float *nvp__pool_pack(const nvp_pool *p, size_t index)
+{
+    return p->workers[index].pack;
+}
+
 size_t nvp__pool_threads(const nvp_pool *p) { return p ? p->n : 1; }
 
 int nvp__pool_try_acquire(nvp_pool *p)
@@ -254,7 +259,7 @@ void nvp__pool_run(nvp_pool *p, size_t n_tasks, nvp_task_fn fn, void *arg)
 {
     if (n_tasks > MAX_JOB_TASKS) {
         for (size_t t = 0; t < n_tasks; t++)
-            fn(arg, t, 0, p->workers[0].pack);
+            fn(arg, t, 0);
         return;
     }
     /* Job numbers wrap within their half of the word. */

@@ -15,12 +15,10 @@
 
 typedef struct nvp_pool nvp_pool;
 
-/* fn(arg, task, worker, pack): worker (0 .. threads - 1, 0 being the
- * caller) identifies the running thread, so that a job can give each one
- * its own scratch; pack is that thread's matrix-multiply packing buffer
- * (pack_floats floats, 64-byte aligned). */
-typedef void (*nvp_task_fn)(void *arg, size_t task, size_t worker,
-                            float *pack);
+/* fn(arg, task, worker): worker (0 .. threads - 1, 0 being the caller)
+ * identifies the running thread, so that a job can give each one its own
+ * scratch (nvp__pool_pack). */
+typedef void (*nvp_task_fn)(void *arg, size_t task, size_t worker);
 
 /* Starts n_threads - 1 workers (n_threads >= 2).  Returns NVP_OK,
  * NVP_ENOMEM or NVP_ETHREAD (then nothing is left running). */
@@ -28,6 +26,10 @@ int nvp__pool_create(nvp_pool **out, size_t n_threads, size_t pack_floats,
                      const nvp_allocator *alloc);
 /* Stops and joins the workers; accepts NULL. */
 void nvp__pool_free(nvp_pool *p);
+/* Worker's matrix-multiply packing buffer (pack_floats floats, 64-byte
+ * aligned), for the task running on it. */
+float *nvp__pool_pack(const nvp_pool *p, size_t worker);
+
 /* Participants, the caller included. */
 size_t nvp__pool_threads(const nvp_pool *p);
 

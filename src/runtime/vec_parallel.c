@@ -8,7 +8,7 @@
 
 #include <string.h>
 
-#include "core/cpu.h"
+#include "kernels/vec.h"
 
 /* Below this many floats one thread does it: waking the pool costs more. */
 #define PAR_MIN_FLOATS ((size_t)1 << 16)
@@ -17,7 +17,8 @@ typedef struct vec_job {
     float *x;
     size_t n;
     uint32_t max_bits[NVP_MAX_THREADS]; /* per worker */
-    double (*run_sum)(const float *x, size_t n); /* for nvp__par_sum_runs */
+    nvp_isa isa;
+    double (*run_sum)(nvp_isa isa, const float *x, size_t n); /* for sums */
     double *runs;                                /* one slot per run */
 } vec_job;
 
@@ -27,10 +28,9 @@ static void range_of(const vec_job *j, size_t task, size_t *lo, size_t *hi)
     *hi = *lo + NVP_PAR_RUN_FLOATS < j->n ? *lo + NVP_PAR_RUN_FLOATS : j->n;
 }
 
-static void zero_task(void *arg, size_t task, size_t worker, float *pack)
+static void zero_task(void *arg, size_t task, size_t worker)
 {
     (void)worker;
-    (void)pack;
     vec_job *j = arg;
     size_t lo, hi;
     range_of(j, task, &lo, &hi);
@@ -39,27 +39,25 @@ static void zero_task(void *arg, size_t task, size_t worker, float *pack)
 
 /* An integer maximum gives the same answer whichever worker saw which
  * run. */
-static void max_task(void *arg, size_t task, size_t worker, float *pack)
+static void max_task(void *arg, size_t task, size_t worker)
 {
-    (void)pack;
     vec_job *j = arg;
     size_t lo, hi;
     range_of(j, task, &lo, &hi);
-    const uint32_t top = nvp__max_abs_bits(j->x + lo, hi - lo);
+    const uint32_t top = nvp__max_abs_bits(j->isa, j->x + lo, hi - lo);
     if (top > j->max_bits[worker])
         j->max_bits[worker] = top;
 }
 
 /* Each run's sum goes to its own slot, so no sum depends on which
  * worker took which run. */
-static void sum_task(void *arg, size_t task, size_t worker, float *pack)
+static void sum_task(void *arg, size_t task, size_t worker)
 {
     (void)worker;
-    (void)pack;
     vec_job *j = arg;
     size_t lo, hi;
     range_of(j, task, &lo, &hi);
-    j->runs[task] = j->run_sum(j->x + lo, hi - lo);
+    j->runs[task] = j->run_sum(j->isa, j->x + lo, hi - lo);
 }
 
 /* Tasks for n floats on the pool, or 0 to stay on this thread. */
@@ -85,12 +83,14 @@ void nvp__par_zero(nvp_pool *pool, float *x, size_t n)
     nvp__pool_run(pool, tasks, zero_task, &j);
 }
 
-uint32_t nvp__par_max_abs_bits(nvp_pool *pool, const float *x, size_t n)
+uint32_t nvp__par_max_abs_bits(nvp_pool *pool, nvp_isa isa, const float *x,
+                               size_t n)
 {
     vec_job j;
+    j.isa = isa;
     const size_t tasks = plan(&j, pool, (float *)x, n);
     if (tasks == 0)
-        return nvp__max_abs_bits(x, n);
+        return nvp__max_abs_bits(isa, x, n);
     nvp__pool_run(pool, tasks, max_task, &j);
     uint32_t top = 0;
     for (size_t w = 0; w < nvp__pool_threads(pool); w++)
@@ -103,11 +103,14 @@ size_t nvp__par_runs(size_t n)
     return (n + NVP_PAR_RUN_FLOATS - 1) / NVP_PAR_RUN_FLOATS;
 }
 
-double nvp__par_sum_runs(nvp_pool *pool, const float *x, size_t n,
-                         double (*run_sum)(const float *x, size_t n),
+double nvp__par_sum_runs(nvp_pool *pool, nvp_isa isa, const float *x,
+                         size_t n,
+                         double (*run_sum)(nvp_isa isa, const float *x,
+                                           size_t n),
                          double *runs)
 {
     vec_job j;
+    j.isa = isa;
     const size_t runs_n = nvp__par_runs(n);
     const int shared = plan(&j, pool, (float *)x, n) != 0;
     j.x = (float *)x;
@@ -118,7 +121,7 @@ double nvp__par_sum_runs(nvp_pool *pool, const float *x, size_t n,
         nvp__pool_run(pool, runs_n, sum_task, &j);
     else
         for (size_t r = 0; r < runs_n; r++)
-            sum_task(&j, r, 0, NULL);
+            sum_task(&j, r, 0);
     double s = 0.0;
     for (size_t r = 0; r < runs_n; r++)
         s += runs[r];

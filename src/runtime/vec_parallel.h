@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/cpu.h"
 #include "runtime/threadpool.h"
 
 /* Floats per task when a long vector pass is shared out: the threads
@@ -22,8 +23,9 @@
 /* x[0..n) = 0.  pool: held by the caller, or NULL for this thread alone. */
 void nvp__par_zero(nvp_pool *pool, float *x, size_t n);
 
-/* The largest |x[i]| as bits (nvp__max_abs_bits in cpu.h). */
-uint32_t nvp__par_max_abs_bits(nvp_pool *pool, const float *x, size_t n);
+/* The largest |x[i]| as bits (nvp__max_abs_bits in kernels/vec.h). */
+uint32_t nvp__par_max_abs_bits(nvp_pool *pool, nvp_isa isa, const float *x,
+                               size_t n);
 
 /* The number of fixed runs of NVP_PAR_RUN_FLOATS that cover n floats. */
 size_t nvp__par_runs(size_t n);
@@ -32,8 +34,10 @@ size_t nvp__par_runs(size_t n);
  * sums each fixed run (on any thread), its result goes in runs[r]
  * (nvp__par_runs(n) slots, from the caller), and the slots are added in
  * order.  Used for the gradient's squared norm. */
-double nvp__par_sum_runs(nvp_pool *pool, const float *x, size_t n,
-                         double (*run_sum)(const float *x, size_t n),
+double nvp__par_sum_runs(nvp_pool *pool, nvp_isa isa, const float *x,
+                         size_t n,
+                         double (*run_sum)(nvp_isa isa, const float *x,
+                                           size_t n),
                          double *runs);
 
 #endif

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
-#include "core/cpu.h"
+#include "kernels/optim.h"
 #include "runtime/vec_parallel.h"
 
 int nvp_adam_create(nvp_adam **out, size_t n_params,
@@ -29,6 +29,7 @@ int nvp_adam_create(nvp_adam **out, size_t n_params,
         return nvp__fail(NULL, NVP_ENOMEM, "nvp_adam_create: out of memory");
     memset(o, 0, sizeof *o);
     o->alloc = a;
+    o->isa = nvp__cpu_isa();
     o->m = nvp__alloc_aligned(&a, bytes);
     o->v = nvp__alloc_aligned(&a, bytes);
     if (!o->m || !o->v) {
@@ -115,95 +116,26 @@ int nvp_adam_reset(nvp_adam *o)
     return NVP_OK;
 }
 
-/* The update's constants, the same for every parameter. */
-typedef struct adam_consts {
-    float b1, b2, step, inv_sqrt_bc2, eps;
-    float gscale;    /* the clipping factor; 1 leaves every bit as it was */
-    float avg_decay; /* the average's decay, when avg is not NULL */
-} adam_consts;
-
-/* The update loop, compiled once per instruction set below.  Plain
- * multiplies, adds, square root and divide in a fixed order (no
- * contraction), so every version rounds identically.  The gradient is
- * scaled by the clipping factor as it is read (x * 1 is x exactly, so
- * without clipping the bits are the unclipped update's).  With avg, the
- * parameter average follows each new parameter in the same pass, while
- * it is in a register: avg = d * avg + (1 - d) * p. */
-static inline __attribute__((always_inline)) void
-adam_loop(size_t n, float *restrict p, const float *restrict g,
-          float *restrict m, float *restrict v, float *restrict avg,
-          const adam_consts *k)
-{
-    const float b1 = k->b1, b2 = k->b2, step = k->step;
-    const float inv_sqrt_bc2 = k->inv_sqrt_bc2, eps = k->eps;
-    const float c1 = 1.0f - b1, c2 = 1.0f - b2;
-    const float d = k->avg_decay, c = 1.0f - d, gs = k->gscale;
-    /* The test of avg is the same on every round: the compiler moves it
-     * out of the loop (unswitching, at -O3) and vectorises both loops. */
-    for (size_t i = 0; i < n; i++) {
-        const float gi = g[i] * gs;
-        const float mi = b1 * m[i] + c1 * gi;
-        const float vi = b2 * v[i] + c2 * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        const float pi = p[i] - step * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps);
-        p[i] = pi;
-        if (avg)
-            avg[i] = d * avg[i] + c * pi;
-    }
-}
-
-#if defined(__x86_64__) || defined(__i386__)
-__attribute__((target("avx512f"))) static void
-adam_loop_avx512(size_t n, float *p, const float *g, float *m, float *v,
-                 float *avg, const adam_consts *k)
-{
-    adam_loop(n, p, g, m, v, avg, k);
-}
-#endif
-
-static void adam_loop_portable(size_t n, float *p, const float *g, float *m,
-                               float *v, float *avg, const adam_consts *k)
-{
-    adam_loop(n, p, g, m, v, avg, k);
-}
-
-/* Set by tests only (nvp__adam_force_portable). */
-static int portable_only;
-
-void nvp__adam_force_portable(int on) { portable_only = on; }
-
-int nvp__adam_avx512(void) { return nvp__cpu_avx512() && !portable_only; }
-
 /* One step over parameters [lo, hi). */
 typedef struct adam_job {
     nvp_adam *o;
     float *params;
     const float *grad;
-    adam_consts k;
+    nvp_adam_consts k;
     size_t per_task;
 } adam_job;
 
 static void adam_range(const adam_job *j, size_t lo, size_t hi)
 {
     nvp_adam *o = j->o;
-    const size_t n = hi - lo;
     float *avg = o->avg ? o->avg + lo : NULL;
-#if defined(__x86_64__) || defined(__i386__)
-    if (nvp__adam_avx512()) {
-        adam_loop_avx512(n, j->params + lo, j->grad + lo, o->m + lo, o->v + lo,
-                         avg, &j->k);
-        return;
-    }
-#endif
-    adam_loop_portable(n, j->params + lo, j->grad + lo, o->m + lo, o->v + lo,
-                       avg, &j->k);
+    nvp__adam_update(o->isa, hi - lo, j->params + lo, j->grad + lo, o->m + lo,
+                     o->v + lo, avg, &j->k);
 }
 
-static void adam_task(void *arg, size_t task, size_t worker, float *pack)
+static void adam_task(void *arg, size_t task, size_t worker)
 {
     (void)worker;
-    (void)pack;
     const adam_job *j = arg;
     const size_t lo = task * j->per_task;
     const size_t hi = lo + j->per_task < j->o->n ? lo + j->per_task : j->o->n;
@@ -258,10 +190,10 @@ int nvp__adam_grad_verdict(const nvp_errbox *eb, const char *fn,
                      fn, (double)NVP_ADAM_MAX_GRAD);
 }
 
-int nvp__adam_check_grad(const nvp_errbox *eb, const char *fn,
+int nvp__adam_check_grad(const nvp_errbox *eb, const char *fn, nvp_isa isa,
                          const float *grad, size_t n)
 {
-    return nvp__adam_grad_verdict(eb, fn, nvp__max_abs_bits(grad, n));
+    return nvp__adam_grad_verdict(eb, fn, nvp__max_abs_bits(isa, grad, n));
 }
 
 int nvp_adam_step(nvp_adam *o, float *params, const float *grad, size_t n)
@@ -272,7 +204,7 @@ int nvp_adam_step(nvp_adam *o, float *params, const float *grad, size_t n)
     NVP_REQUIRE_PTR(grad);
     NVP_REQUIRE(n == o->n, NVP_EDIM,
                 "nvp_adam_step: n %zu, optimizer has %zu parameters", n, o->n);
-    int rc = nvp__adam_check_grad(eb, "nvp_adam_step", grad, n);
+    int rc = nvp__adam_check_grad(eb, "nvp_adam_step", o->isa, grad, n);
     if (rc)
         return rc;
     nvp__adam_apply(o, params, grad, NULL);
@@ -282,4 +214,24 @@ int nvp_adam_step(nvp_adam *o, float *params, const float *grad, size_t n)
 const char *nvp_adam_errmsg(const nvp_adam *o)
 {
     return nvp__errbox_read(o ? &o->err : NULL);
+}
+
+int nvp_adam_set_kernels(nvp_adam *o, int kernels)
+{
+    const nvp_errbox *eb = o ? &o->err : NULL;
+    NVP_REQUIRE_PTR(o);
+    nvp_isa isa;
+    const int rc = nvp__isa_from_kernels(kernels, &isa);
+    NVP_REQUIRE(rc != NVP_EINVAL, NVP_EINVAL,
+                "nvp_adam_set_kernels: unknown kernels %d", kernels);
+    NVP_REQUIRE(rc == NVP_OK, rc,
+                "nvp_adam_set_kernels: this CPU does not run kernels %d",
+                kernels);
+    o->isa = isa;
+    return NVP_OK;
+}
+
+int nvp_adam_kernels(const nvp_adam *o)
+{
+    return o ? nvp__kernels_from_isa(o->isa) : -1;
 }

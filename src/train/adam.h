@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "core/cpu.h"
 #include "core/error.h"
 #include "runtime/threadpool.h"
 
@@ -25,6 +26,7 @@ struct nvp_adam {
     float clip_norm;
     double *norm_runs;
     double last_norm; /* of the last applied gradient, when clipping is on */
+    nvp_isa isa;      /* the kernels' level (nvp_adam_set_kernels) */
 };
 
 /* Gradient entries at or above this magnitude would overflow the second
@@ -33,19 +35,12 @@ struct nvp_adam {
 
 /* Checks a gradient before a step: NVP_OK, or NVP_ENONFINITE (recorded for
  * fn) when an entry is NaN, infinite, or too large for the moments. */
-int nvp__adam_check_grad(const nvp_errbox *eb, const char *fn,
+int nvp__adam_check_grad(const nvp_errbox *eb, const char *fn, nvp_isa isa,
                          const float *grad, size_t n);
 /* The same verdict from the gradient's largest magnitude as bits
  * (nvp__max_abs_bits), for callers that computed it already. */
 int nvp__adam_grad_verdict(const nvp_errbox *eb, const char *fn,
                            uint32_t max_abs_bits);
-
-/* For tests: nonzero makes the update (and the clipping norm) use the
- * portable loops even where the CPU runs AVX-512, so that both can be
- * compared on one machine. */
-void nvp__adam_force_portable(int on);
-/* Whether the optimizer's loops run their AVX-512 versions. */
-int nvp__adam_avx512(void);
 
 /* The factor that brings grad's Euclidean norm down to the clipping limit
  * (1 when clipping is off or the norm is within it), and records the norm.

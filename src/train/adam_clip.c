@@ -13,60 +13,16 @@
 
 #include "train/adam.h"
 #include "core/alloc.h"
+#include "kernels/optim.h"
 #include "runtime/vec_parallel.h"
-
-/* Lanes of the sum of squares: independent accumulators, so that the
- * compiler can vectorise the loop without reassociating any sum (each
- * lane adds its own entries in order, and the lanes are added in a fixed
- * order at the end).  A float's square is exact in double, so fused or
- * separate multiply-adds, and any vector width, give the same bits.  32
- * lanes keep four AVX-512 accumulators in flight. */
-#define LANES 32
-
-static inline __attribute__((always_inline)) double
-sum_squares_loop(const float *restrict x, size_t n)
-{
-    double acc[LANES] = {0};
-    size_t i = 0;
-    for (; i + LANES <= n; i += LANES)
-        for (size_t l = 0; l < LANES; l++)
-            acc[l] += (double)x[i + l] * (double)x[i + l];
-    double s = 0.0;
-    for (; i < n; i++)
-        s += (double)x[i] * (double)x[i];
-    for (size_t l = 0; l < LANES; l++)
-        s += acc[l];
-    return s;
-}
-
-#if defined(__x86_64__) || defined(__i386__)
-__attribute__((target("avx512f"))) static double
-sum_squares_avx512(const float *x, size_t n)
-{
-    return sum_squares_loop(x, n);
-}
-#endif
-
-static double sum_squares_portable(const float *x, size_t n)
-{
-    return sum_squares_loop(x, n);
-}
-
-static double run_sum_squares(const float *x, size_t n)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    if (nvp__adam_avx512())
-        return sum_squares_avx512(x, n);
-#endif
-    return sum_squares_portable(x, n);
-}
 
 float nvp__adam_clip_scale(nvp_adam *o, const float *grad, nvp_pool *pool)
 {
     if (o->clip_norm <= 0.0f)
         return 1.0f;
     const double s =
-        nvp__par_sum_runs(pool, grad, o->n, run_sum_squares, o->norm_runs);
+        nvp__par_sum_runs(pool, o->isa, grad, o->n, nvp__sum_squares,
+                          o->norm_runs);
     /* Entries below NVP_ADAM_MAX_GRAD keep s finite: at most 2^40 squares
      * of 1e18 sum to about 1e48. */
     const double norm = sqrt(s);

@@ -7,65 +7,99 @@
 #include "train/adam.h"
 #include "core/alloc.h"
 #include "model/chain.h"
-#include "core/cpu.h"
 #include "core/rng.h"
-#include "kernels/sweep.h"
+#include "kernels/vec.h"
 #include "runtime/vec_parallel.h"
+
+/* The arena of one chunk of the gradient, defined and carved here only:
+ * K + 1 stages (the data, then what each layer's inverse leaves), every
+ * layer's cache (one after another, in layer order), the largest backward
+ * scratch of any layer, two stage gradients, and the ildj and dildj
+ * rows. */
+typedef struct train_arena {
+    float *stages;       /* stage k at stages + k * stage_floats */
+    size_t stage_floats;
+    float *caches;       /* layer k's after those of layers 0 .. k-1 */
+    float *scratch;
+    float *dstage[2];
+    float *ildj, *dildj;
+} train_arena;
+
+/* Lays the arena out for chunks of `rows` rows from base (NULL: sizes it
+ * only) and returns its floats. */
+static size_t train_arena_layout(const nvp_chain *c, size_t rows, float *base,
+                                 train_arena *a)
+{
+    const size_t dim = c->dim, K = c->n_layers;
+    size_t caches = 0, scratch = 0;
+    for (size_t k = 0; k < K; k++) {
+        caches += nvp__coupling_cache_floats(c->layers[k], rows);
+        const size_t s = nvp__coupling_scratch_floats(c->layers[k], rows);
+        if (s > scratch)
+            scratch = s;
+    }
+    float *cursor = base;
+    train_arena t;
+    t.stage_floats = nvp__carved(rows * dim);
+    t.stages = nvp__carve(&cursor, (K + 1) * t.stage_floats);
+    t.caches = nvp__carve(&cursor, caches);
+    t.scratch = nvp__carve(&cursor, scratch);
+    t.dstage[0] = nvp__carve(&cursor, rows * dim);
+    t.dstage[1] = nvp__carve(&cursor, rows * dim);
+    t.ildj = nvp__carve(&cursor, rows);
+    t.dildj = nvp__carve(&cursor, rows);
+    if (a)
+        *a = t;
+    return (size_t)(cursor - base);
+}
 
 /* Loss and gradient of rows rows of y (all finite), scaled by 1/n_total,
  * adding into grad (fresh: writing the layers' fresh ranges, see
- * nvp__sweep_fresh_range); returns the sum of the rows' log densities. */
+ * nvp__cond_fresh_range); returns the sum of the rows' log densities. */
 static double nll_grad_chunk(const nvp_chain *c, const nvp_exec *ex,
-                             float *arena, size_t rows, size_t n_total,
-                             const float *y, float *grad, int fresh)
+                             const train_arena *a, size_t rows,
+                             size_t n_total, const float *y, float *grad,
+                             int fresh)
 {
     const size_t dim = c->dim, K = c->n_layers, R = NVP_CHUNK_ROWS;
-    /* Arena layout (see train_floats in chain.c): K + 1 stages, the K
-     * layer caches, the backward scratch, then the rows below. */
-    const size_t stage_floats = nvp__carved(R * dim);
-    float *stages = arena;
-#define STAGE(k) (stages + (k) * stage_floats)
-#define CACHE(k) (stages + (K + 1) * stage_floats + c->cache_off[k])
-    float *cursor = CACHE(K);
-    float *scratch = nvp__carve(&cursor, c->scratch_floats);
-    float *dstage[2] = {nvp__carve(&cursor, R * dim),
-                        nvp__carve(&cursor, R * dim)};
-    float *ildj = nvp__carve(&cursor, R);
-    float *dildj = nvp__carve(&cursor, R);
-
-    /* Inverse pass, data -> base, keeping every stage and cache. */
+#define STAGE(k) (a->stages + (k) * a->stage_floats)
+    /* Inverse pass, data -> base, keeping every stage and cache; the
+     * caches are laid out for R rows, whatever this chunk holds. */
     memcpy(STAGE(K), y, rows * dim * sizeof(float));
-    memset(ildj, 0, rows * sizeof *ildj);
+    memset(a->ildj, 0, rows * sizeof *a->ildj);
+    size_t cache_off = 0;
+    for (size_t k = 0; k < K; k++)
+        cache_off += nvp__coupling_cache_floats(c->layers[k], R);
     for (size_t k = K; k-- > 0;) {
+        cache_off -= nvp__coupling_cache_floats(c->layers[k], R);
         memcpy(STAGE(k), STAGE(k + 1), rows * dim * sizeof(float));
-        nvp__coupling_inverse_rows(c->layers[k], ex, rows, STAGE(k), ildj,
-                                   CACHE(k));
+        nvp__coupling_inverse_rows(c->layers[k], ex, rows, STAGE(k), a->ildj,
+                                   a->caches + cache_off);
     }
     double sum_lp = 0.0;
     const float scale = (float)(1.0 / (double)n_total);
-    float *dx = dstage[0];
+    float *dx = a->dstage[0];
     for (size_t i = 0; i < rows; i++) {
         const float *x0 = STAGE(0) + i * dim;
-        sum_lp += nvp__base_log_prob_row(c->base, x0) + (double)ildj[i];
+        sum_lp += nvp__base_log_prob_row(c->base, x0) + (double)a->ildj[i];
         /* L = -(1/n) sum log p: dL/dx0 = -(1/n) grad log p_base(x0),
          * dL/dildj_k = -(1/n) for every layer. */
         nvp__base_grad_row(c->base, x0, dx + i * dim);
         for (size_t j = 0; j < dim; j++)
             dx[i * dim + j] *= -scale;
-        dildj[i] = -scale;
+        a->dildj[i] = -scale;
     }
     /* Backward, base -> data: layer 1's inverse produced x0, so it comes
      * first. */
     for (size_t k = 0; k < K; k++) {
-        float *dy = k + 1 < K ? dstage[(k + 1) & 1] : NULL;
-        nvp__coupling_inverse_backward_rows(c->layers[k], ex, rows, CACHE(k),
-                                            STAGE(k), dx, dildj, dy,
-                                            grad + c->offsets[k], fresh,
-                                            scratch);
+        float *dy = k + 1 < K ? a->dstage[(k + 1) & 1] : NULL;
+        nvp__coupling_inverse_backward_rows(
+            c->layers[k], ex, rows, a->caches + cache_off, STAGE(k), dx,
+            a->dildj, dy, grad + c->offsets[k], fresh, a->scratch);
+        cache_off += nvp__coupling_cache_floats(c->layers[k], R);
         dx = dy;
     }
 #undef STAGE
-#undef CACHE
     return sum_lp;
 }
 
@@ -78,7 +112,7 @@ static void clear_grad(const nvp_chain *c, nvp_pool *pool, float *grad)
     size_t done = 0; /* grad[0, done) is cleared or written fresh */
     for (size_t k = 0; k < c->n_layers; k++) {
         size_t off, len;
-        nvp__sweep_fresh_range(c->layers[k], &off, &len);
+        nvp__cond_fresh_range(&c->layers[k]->cond, &off, &len);
         if (len == 0)
             continue;
         const size_t start = c->offsets[k] + off;
@@ -97,20 +131,23 @@ static int nll_grad_run(const nvp_chain *c, nvp_pool *pool, size_t n,
                         const float *y, float *grad, double *loss,
                         uint32_t *grad_bits)
 {
-    nvp_ws *ws = nvp__ws_acquire(&c->engine, NVP_WS_TRAIN);
+    const size_t floats = train_arena_layout(c, NVP_CHUNK_ROWS, NULL, NULL);
+    nvp_ws *ws = nvp__ws_acquire(&c->ctx, NVP_WS_TRAIN, floats);
     if (!ws)
         return NVP_ENOMEM;
-    nvp_exec ex = {c->engine.kernel, ws->pack, pool};
+    train_arena arena;
+    train_arena_layout(c, NVP_CHUNK_ROWS, ws->arena, &arena);
+    const nvp_exec ex = nvp__context_exec(&c->ctx, ws, pool);
     clear_grad(c, pool, grad);
     double sum_lp = 0.0;
     for (size_t r0 = 0; r0 < n; r0 += NVP_CHUNK_ROWS) {
         const size_t rows = n - r0 < NVP_CHUNK_ROWS ? n - r0 : NVP_CHUNK_ROWS;
-        sum_lp += nll_grad_chunk(c, &ex, ws->arena, rows, n,
-                                 y + r0 * c->dim, grad, r0 == 0);
+        sum_lp += nll_grad_chunk(c, &ex, &arena, rows, n, y + r0 * c->dim,
+                                 grad, r0 == 0);
     }
-    nvp__ws_release(&c->engine, NVP_WS_TRAIN, ws);
+    nvp__ws_release(&c->ctx, NVP_WS_TRAIN, ws);
     *loss = -sum_lp / (double)n;
-    *grad_bits = nvp__par_max_abs_bits(pool, grad, c->n_params);
+    *grad_bits = nvp__par_max_abs_bits(pool, c->ctx.isa, grad, c->n_params);
     return NVP_OK;
 }
 
@@ -125,13 +162,13 @@ int nvp_chain_nll_grad(const nvp_chain *c, size_t n, const float *y,
     int rc = nvp__check_batch(eb, fn, n, c->dim);
     if (rc)
         return rc;
-    NVP_REQUIRE(nvp__all_finite(y, n * c->dim), NVP_ENONFINITE,
+    NVP_REQUIRE(nvp__all_finite(c->ctx.isa, y, n * c->dim), NVP_ENONFINITE,
                 "%s: y holds NaN or an infinity", fn);
-    nvp_pool *pool = nvp__chain_pool_take(c);
+    nvp_pool *pool = nvp__context_pool_take(&c->ctx);
     double l;
     uint32_t bits;
     rc = nll_grad_run(c, pool, n, y, grad, &l, &bits);
-    nvp__chain_pool_give(pool);
+    nvp__context_pool_give(pool);
     if (rc)
         return nvp__fail(eb, rc, "%s: out of memory for workspace", fn);
     if (loss)
@@ -185,15 +222,15 @@ int nvp_chain_train_step(nvp_chain *c, nvp_adam *opt, nvp_rng *rng,
      * computed, as nvp_chain_nll_grad leaves it for such rows. */
     if (loss)
         *loss = NAN;
-    NVP_REQUIRE(nvp__all_finite(c->batch, batch * c->dim), NVP_ENONFINITE,
+    NVP_REQUIRE(nvp__all_finite(c->ctx.isa, c->batch, batch * c->dim), NVP_ENONFINITE,
                 "%s: the minibatch holds NaN or an infinity", fn);
     /* One hold on the pool for the gradient, its check and the update. */
-    nvp_pool *pool = nvp__chain_pool_take(c);
+    nvp_pool *pool = nvp__context_pool_take(&c->ctx);
     double l;
     uint32_t bits;
     rc = nll_grad_run(c, pool, batch, c->batch, c->grad, &l, &bits);
     if (rc) {
-        nvp__chain_pool_give(pool);
+        nvp__context_pool_give(pool);
         return nvp__fail(eb, rc, "%s: out of memory for workspace", fn);
     }
     if (loss)
@@ -205,6 +242,6 @@ int nvp_chain_train_step(nvp_chain *c, nvp_adam *opt, nvp_rng *rng,
         rc = nvp__adam_grad_verdict(eb, fn, bits);
     if (rc == NVP_OK)
         nvp__adam_apply(opt, c->params, c->grad, pool);
-    nvp__chain_pool_give(pool);
+    nvp__context_pool_give(pool);
     return rc;
 }

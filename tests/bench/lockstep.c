@@ -32,10 +32,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "train/adam.h" /* for KERNEL only */
-#include "model/chain.h"
-#include "kernels/gemm.h"
-#include "kernels/sweep.h"
 
 enum { N_DATA = 2000, BATCH = 100 };
 #define NOISE 0.05f
@@ -127,21 +123,19 @@ int main(int argc, char **argv)
         die("making the data", rc);
     if ((rc = nvp_chain_create_alternating(&c, 2, 4, 0, NULL, 0, rng, NULL)))
         die("nvp_chain_create_alternating", rc);
+    /* KERNEL picks the chain's and the optimizer's kernels through the
+     * public setting, as a user would. */
+    int kernels = NVP_KERNELS_AUTO;
     if (argc >= 5 && strcmp(argv[4], "native") != 0) {
-        const nvp_gemm_kernel *k = nvp__gemm_by_name(argv[4]);
-        if (!k) {
-            fprintf(stderr, "lockstep: kernel '%s' is not built or not "
-                            "supported here\n", argv[4]);
+        kernels = !strcmp(argv[4], "portable") ? NVP_KERNELS_PORTABLE
+                  : !strcmp(argv[4], "avx2")   ? NVP_KERNELS_AVX2
+                  : !strcmp(argv[4], "avx512") ? NVP_KERNELS_AVX512
+                                               : -1;
+        if ((rc = nvp_chain_set_kernels(c, kernels))) {
+            fprintf(stderr, "lockstep: kernel '%s': %s\n", argv[4],
+                    nvp_chain_errmsg(c));
             return 2;
         }
-        c->engine.kernel = k;
-        /* The sweep's kernels give the same bits at every level; capped
-         * anyway, so that the run is the one that CPU would make. */
-        nvp__sweep_limit_level(!strcmp(argv[4], "portable") ? NVP_SWEEP_PORTABLE
-                               : !strcmp(argv[4], "avx2")   ? NVP_SWEEP_AVX2
-                                                            : NVP_SWEEP_AVX512);
-        /* Adam has AVX-512 and portable loops only (same bits too). */
-        nvp__adam_force_portable(strcmp(argv[4], "avx512") != 0);
     }
     const size_t np = nvp_chain_num_params(c);
     float *params = malloc(np * sizeof *params), *grad = malloc(np * sizeof *grad);
@@ -154,6 +148,7 @@ int main(int argc, char **argv)
     write_all(dir, "params0.f32", params, np * sizeof *params);
     if ((rc = nvp_adam_create(&opt, np, NULL)) ||
         (rc = nvp_adam_set_lr(opt, LR)) ||
+        (rc = nvp_adam_set_kernels(opt, kernels)) ||
         (rc = nvp_adam_set_clip_norm(opt, clip)) ||
         (rc = nvp_adam_set_average(opt, DECAY, params, np)))
         die("setting up Adam", rc);

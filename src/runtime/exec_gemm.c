@@ -12,6 +12,7 @@
 #define PARALLEL_MIN_K ((size_t)32)
 
 typedef struct gemm_job {
+    nvp_pool *pool;
     const nvp_gemm_kernel *kernel;
     int trans_a, trans_b;
     size_t m, n, k;
@@ -23,10 +24,10 @@ typedef struct gemm_job {
     size_t per_task; /* columns per task; rows on the few-column path */
 } gemm_job;
 
-static void gemm_task(void *arg, size_t task, size_t worker, float *pack)
+static void gemm_task(void *arg, size_t task, size_t worker)
 {
-    (void)worker;
     const gemm_job *j = arg;
+    float *pack = nvp__pool_pack(j->pool, worker);
     const size_t n0 = task * j->per_task;
     const size_t n1 = n0 + j->per_task < j->n ? n0 + j->per_task : j->n;
     nvp_epilogue ep;
@@ -45,10 +46,10 @@ static void gemm_task(void *arg, size_t task, size_t worker, float *pack)
 #define SMALL_PARALLEL_MIN_FMA ((size_t)1 << 15)
 #define SMALL_MIN_ROWS_PER_TASK 16
 
-static void small_task(void *arg, size_t task, size_t worker, float *pack)
+static void small_task(void *arg, size_t task, size_t worker)
 {
-    (void)worker;
     const gemm_job *j = arg; /* per_task counts rows here */
+    float *pack = nvp__pool_pack(j->pool, worker);
     const size_t r0 = task * j->per_task;
     const size_t r1 = r0 + j->per_task < j->m ? r0 + j->per_task : j->m;
     nvp_epilogue ep;
@@ -82,7 +83,7 @@ void nvp__exec_gemm(const nvp_exec *ex, int trans_a, int trans_b, size_t m,
             size_t per = (m + threads - 1) / threads;
             if (per < SMALL_MIN_ROWS_PER_TASK)
                 per = SMALL_MIN_ROWS_PER_TASK;
-            gemm_job g = {ex->kernel, trans_a, trans_b, m, n, k, a, b,
+            gemm_job g = {ex->pool, ex->kernel, trans_a, trans_b, m, n, k, a, b,
                           lda, ldb, ldc, accumulate, c, ep, per};
             nvp__pool_run(ex->pool, (m + per - 1) / per, small_task, &g);
             return;
@@ -98,7 +99,7 @@ void nvp__exec_gemm(const nvp_exec *ex, int trans_a, int trans_b, size_t m,
         /* Whole NR panels per thread, as evenly as they go. */
         const size_t panels = (n + nr - 1) / nr;
         const size_t per = (panels + threads - 1) / threads * nr;
-        gemm_job j = {ex->kernel, trans_a, trans_b, m, n, k, a, b,
+        gemm_job j = {ex->pool, ex->kernel, trans_a, trans_b, m, n, k, a, b,
                       lda, ldb, ldc, accumulate, c, ep, per};
         nvp__pool_run(ex->pool, (n + per - 1) / per, gemm_task, &j);
         return;

@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: MIT */
+/* Passes over flat float vectors: the finiteness check of gradients,
+ * parameters and data. */
+#ifndef NVP_VEC_H
+#define NVP_VEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/cpu.h"
+
+/* The largest |x[i]| as bits: for non-negative floats the bit patterns
+ * order like the values, infinity (NVP_INF_BITS) above every finite value
+ * and NaN above infinity.  0 for n == 0. */
+uint32_t nvp__max_abs_bits(nvp_isa isa, const float *x, size_t n);
+#define NVP_INF_BITS 0x7f800000u
+
+/* Nonzero when none of the n floats is NaN or infinite. */
+int nvp__all_finite(nvp_isa isa, const float *x, size_t n);
+
+#endif

@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: MIT */
+/* The conditioner MLP: plan, forward and backward (conditioner.h).  Bias
+ * and ReLU are fused into the matrix multiply's epilogue, and so are the
+ * ReLU mask of the backward and the bias gradient's column sums. */
+#include "model/conditioner.h"
+
+#include "core/alloc.h"
+
+int nvp__cond_plan(nvp_conditioner *c, const nvp_errbox *eb, const char *fn,
+                   size_t n_in, size_t n_out, size_t n_hidden,
+                   const size_t *hidden)
+{
+    c->n_in = n_in;
+    c->n_out = n_out;
+    c->n_dense = n_hidden + 1;
+    size_t off = 0, in = n_in, max_width = n_in > n_out ? n_in : n_out;
+    for (size_t l = 0; l < c->n_dense; l++) {
+        const size_t out = l < n_hidden ? hidden[l] : n_out;
+        /* Widths are bounded, so in * out + out cannot overflow; the sum
+         * over layers is checked against NVP_MAX_PARAMS. */
+        const size_t w = in * out + out;
+        NVP_REQUIRE(w <= NVP_MAX_PARAMS && off <= NVP_MAX_PARAMS - w,
+                    NVP_EOVERFLOW, "%s: more than %zu parameters", fn,
+                    (size_t)NVP_MAX_PARAMS);
+        c->dense[l].in = in;
+        c->dense[l].out = out;
+        c->dense[l].w_off = off;
+        c->dense[l].b_off = off + in * out;
+        off += w;
+        if (out > max_width)
+            max_width = out;
+        in = out;
+    }
+    c->n_params = off;
+    c->max_width = max_width;
+    /* A single input makes the first hidden layer piecewise linear in it:
+     * the sweep computes the first two layers exactly, and much faster. */
+    c->first = n_in == 1 && c->n_dense >= 2 ? NVP_FIRST_SWEEP
+                                            : NVP_FIRST_PRODUCTS;
+    return NVP_OK;
+}
+
+size_t nvp__cond_cache_floats(const nvp_conditioner *c, size_t rows)
+{
+    size_t f = nvp__carved(rows * c->n_in);
+    for (size_t l = 0; l < c->n_dense; l++)
+        f += nvp__carved(rows * c->dense[l].out);
+    if (c->first == NVP_FIRST_SWEEP)
+        f += nvp__sweep_floats(c->dense[0].out, c->dense[1].out, rows);
+    return f;
+}
+
+void nvp__cond_cache_bind(const nvp_conditioner *c, size_t rows, float *base,
+                          nvp_cond_cache *cache)
+{
+    float *cursor = base;
+    cache->input = nvp__carve(&cursor, rows * c->n_in);
+    for (size_t l = 0; l < c->n_dense; l++)
+        cache->act[l] = nvp__carve(&cursor, rows * c->dense[l].out);
+    cache->sweep = c->first == NVP_FIRST_SWEEP ? cursor : NULL;
+}
+
+size_t nvp__cond_scratch_floats(const nvp_conditioner *c, size_t rows)
+{
+    /* two ping-pong buffers of the widest layer */
+    return 2 * nvp__carved(rows * c->max_width);
+}
+
+/* The first two layers as a sweep's network. */
+static nvp_sweep_net sweep_net(const nvp_conditioner *c, const float *params)
+{
+    const nvp_dense *d0 = &c->dense[0], *d1 = &c->dense[1];
+    nvp_sweep_net net = {d0->out,           d1->out,
+                         params + d0->w_off, params + d0->b_off,
+                         params + d1->w_off, params + d1->b_off,
+                         c->n_dense > 2};
+    return net;
+}
+
+const float *nvp__cond_forward(const nvp_conditioner *c, const nvp_exec *ex,
+                               const float *params, size_t rows,
+                               const nvp_cond_cache *cache)
+{
+    const float *x = cache->input;
+    float *y = NULL;
+    size_t first = 0;
+    if (c->first == NVP_FIRST_SWEEP) {
+        const nvp_sweep_net net = sweep_net(c, params);
+        y = cache->act[1];
+        nvp__exec_sweep_forward(ex, &net, rows, x, y, cache->sweep);
+        x = y;
+        first = 2;
+    }
+    for (size_t l = first; l < c->n_dense; l++) {
+        const nvp_dense *d = &c->dense[l];
+        y = cache->act[l];
+        nvp_epilogue ep = {params + d->b_off, l + 1 < c->n_dense, NULL, 0,
+                           NULL};
+        nvp__exec_gemm(ex, 0, 0, rows, d->out, d->in, x, d->in,
+                       params + d->w_off, d->out, 0, y, d->out, &ep);
+        x = y;
+    }
+    return y;
+}
+
+int nvp__cond_owns_out_bias(const nvp_conditioner *c)
+{
+    return c->first == NVP_FIRST_SWEEP && c->n_dense == 2;
+}
+
+void nvp__cond_backward(const nvp_conditioner *c, const nvp_exec *ex,
+                        const float *params, size_t rows,
+                        const nvp_cond_cache *cache, const float *dout,
+                        int out_bias_summed, float *din, float *grad,
+                        int fresh, float *scratch)
+{
+    float *cursor = scratch;
+    float *buf[2] = {nvp__carve(&cursor, rows * c->max_width),
+                     nvp__carve(&cursor, rows * c->max_width)};
+    const int sweep = c->first == NVP_FIRST_SWEEP;
+    const float *dz = dout;
+    /* Whether layer l's bias gradient, the column sums of dz, was already
+     * added while dz was made: by the caller for the output layer, by the
+     * epilogue of the product that stored dz below it. */
+    int dz_summed = out_bias_summed;
+    for (size_t l = c->n_dense; l-- > 0;) {
+        if (l == 1 && sweep) {
+            /* The first two layers ran as a sweep; so does their backward. */
+            const nvp_sweep_net net = sweep_net(c, params);
+            nvp_sweep_grad g = {NULL, NULL, NULL, NULL};
+            if (grad) {
+                g.w1 = grad + c->dense[0].w_off;
+                g.b1 = grad + c->dense[0].b_off;
+                g.w2 = grad + c->dense[1].w_off;
+                g.b2 = grad + c->dense[1].b_off;
+            }
+            nvp__exec_sweep_backward(ex, &net, rows, cache->input, dz, &g,
+                                     din, cache->sweep, fresh);
+            break;
+        }
+        const nvp_dense *d = &c->dense[l];
+        const float *x = l == 0 ? cache->input : cache->act[l - 1];
+        if (grad) {
+            float *gb = grad + d->b_off;
+            if (!dz_summed)
+                for (size_t i = 0; i < rows; i++)
+                    for (size_t j = 0; j < d->out; j++)
+                        gb[j] += dz[i * d->out + j];
+            /* dW += X^T dZ */
+            nvp__exec_gemm(ex, 1, 0, d->in, d->out, rows, x, d->in, dz,
+                           d->out, 1, grad + d->w_off, d->out, NULL);
+        }
+        /* dX = dZ W^T, gated by the ReLU of the layer below; the input's
+         * gradient only when the caller wants it. */
+        if (l == 0 && !din)
+            break;
+        float *dx = l == 0 ? din : buf[l & 1];
+        nvp_epilogue ep = {NULL, 0, l == 0 ? NULL : x, d->in, NULL};
+        /* The layer below sums its bias gradient from dx as dx is stored
+         * (the same adds in the same order as a loop over dx), except
+         * under a sweep, which sums its own. */
+        dz_summed = grad && l > 0 && !(l == 2 && sweep);
+        if (dz_summed)
+            ep.colsum = grad + c->dense[l - 1].b_off;
+        nvp__exec_gemm(ex, 0, 1, rows, d->in, d->out, dz, d->out,
+                       params + d->w_off, d->out, 0, dx, d->in, &ep);
+        dz = dx;
+    }
+}
+
+void nvp__cond_fresh_range(const nvp_conditioner *c, size_t *off,
+                           size_t *len)
+{
+    *off = *len = 0;
+    if (c->first != NVP_FIRST_SWEEP)
+        return;
+    /* W2 (H1 x H2) and then b2 (H2), as the layout puts them */
+    *off = c->dense[1].w_off;
+    *len = c->dense[1].b_off + c->dense[1].out - *off;
+}
