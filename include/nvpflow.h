@@ -14,8 +14,10 @@
  *   nvp_strerror() turns a code into a static string; nvp_errmsg() gives the
  *   detailed message of the calling thread's most recent failure, and each
  *   handle type has nvp_<type>_errmsg() for the last failure on that handle.
- *   On failure, outputs may have been partly written, but no handle is left
- *   in a changed state (models, optimizers and scalers are untouched).
+ *   On failure, outputs may have been partly written, but no model,
+ *   optimizer or scaler is left in a changed state.  The one exception is
+ *   an nvp_rng: the draws a failed call had already made are not given
+ *   back (a refused training step has still drawn its minibatch).
  *   The library never prints, never exits, never aborts on bad input.
  *
  * Arrays
@@ -32,7 +34,8 @@
  *   Strings returned by the library are owned by the library.
  *
  * Thread-safety
- *   The library has no mutable global state.  Functions that take a const
+ *   The library has no mutable global state (each handle chooses its own
+ *   kernels, see nvp_chain_set_kernels).  Functions that take a const
  *   handle (log_prob, sample with a caller-owned nvp_rng, forward, inverse,
  *   the gradient queries) may run concurrently on one shared handle from
  *   many threads.  Functions that take a non-const handle (training steps,
@@ -394,6 +397,21 @@ NVP_API int nvp_chain_forward_trace(const nvp_chain *chain, size_t n,
  * the loss or any gradient entry is not finite (grad then holds garbage). */
 NVP_API int nvp_chain_nll_grad(const nvp_chain *chain, size_t n,
                                const float *y, float *grad, float *loss);
+/* One training step on a chain: draws `batch` rows of data (n_data rows of
+ * dim floats) uniformly with replacement using rng (the row indices are
+ * exactly those nvp_rng_index(rng, batch, n_data, ...) would give),
+ * computes the mean NLL and its gradient, and applies opt (which must have been created for
+ * nvp_chain_num_params(chain) parameters).  loss (may be NULL) receives
+ * the minibatch's mean NLL before the step.  When the loss or the gradient
+ * is not finite, or the gradient too large for Adam (see nvp_adam_step),
+ * the step is refused with NVP_ENONFINITE and neither the chain nor the
+ * optimizer changes (the rng has advanced).  The scratch
+ * gradient lives in the chain, so a step allocates nothing after the
+ * first.  Needs exclusive use of chain, opt and rng. */
+NVP_API int nvp_chain_train_step(nvp_chain *chain, nvp_adam *opt,
+                                 nvp_rng *rng, size_t n_data,
+                                 const float *data, size_t batch,
+                                 float *loss);
 /* Sets the log-scale stabiliser of every layer (see
  * nvp_coupling_set_log_scale_clamp). */
 NVP_API int nvp_chain_set_log_scale_clamp(nvp_chain *chain, float bound);
@@ -622,21 +640,6 @@ NVP_API int nvp_adam_load_buffer(nvp_adam **out, nvp_rng **rng_out,
 NVP_API int nvp_adam_load_file(nvp_adam **out, nvp_rng **rng_out,
                                const char *path, const nvp_allocator *alloc);
 
-/* One training step on a chain: draws `batch` rows of data (n_data rows of
- * dim floats) uniformly with replacement using rng (the row indices are
- * exactly those nvp_rng_index(rng, batch, n_data, ...) would give), computes the mean NLL
- * and its gradient, and applies opt (which must have been created for
- * nvp_chain_num_params(chain) parameters).  loss (may be NULL) receives
- * the minibatch's mean NLL before the step.  When the loss or the gradient
- * is not finite, or the gradient too large for Adam (see nvp_adam_step),
- * the step is refused with NVP_ENONFINITE and neither the chain nor the
- * optimizer changes (the rng has advanced).  The scratch
- * gradient lives in the chain, so a step allocates nothing after the
- * first.  Needs exclusive use of chain, opt and rng. */
-NVP_API int nvp_chain_train_step(nvp_chain *chain, nvp_adam *opt,
-                                 nvp_rng *rng, size_t n_data,
-                                 const float *data, size_t batch,
-                                 float *loss);
 
 /* ===========================================================================
  * Toy data and standardisation
