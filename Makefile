@@ -265,7 +265,9 @@ test-valgrind:
 	    $(VALGRIND) $(VALGRIND_FLAGS) $(TEST_BIN)
 
 # ThreadSanitizer: one chain shared by four threads and its own pool
-# (tests/concurrency/test_threads.c), and the pool's stress run
+# (tests/concurrency/test_threads.c), with the CPU's best kernels and again
+# with the portable ones (TSan does not see accesses made inside SIMD
+# intrinsics), and the pool's stress run
 # (tests/concurrency/test_pool.c); the first report fails the run.
 TSAN_BUILD := $(BUILD)/tsan
 TSAN_ITERATIONS ?= 20
@@ -279,6 +281,8 @@ test-tsan:
 	    tests/concurrency/test_pool.c $(TSAN_BUILD)/lib/libnvpflow.a $(LIBS)
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
 	    $(TSAN_BUILD)/test_threads $(TSAN_ITERATIONS)
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	    $(TSAN_BUILD)/test_threads $(TSAN_ITERATIONS) portable
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
 	    $(TSAN_BUILD)/test_pool $(TSAN_POOL_JOBS)
 

@@ -19,7 +19,11 @@
  * call.
  *
  * Plain C and POSIX threads (no Check: TSan and Check's fork mode do not
- * mix well).  Usage: test_threads [iterations]; exits 0 when all is well. */
+ * mix well).  Usage: test_threads [iterations [portable]]; with
+ * "portable" the chain runs the portable kernels (ThreadSanitizer does not
+ * see the memory accesses made inside SIMD intrinsics, so a run with the
+ * plain C kernels is the one where it sees every access).  Exits 0 when
+ * all is well. */
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -249,6 +253,7 @@ int main(int argc, char **argv)
 {
     if (argc > 1)
         iterations = atoi(argv[1]) > 0 ? atoi(argv[1]) : 1;
+    const int portable = argc > 2 && strcmp(argv[2], "portable") == 0;
 
     /* A small chain, trained a little on a curved 4-d cloud, with the pool
      * in use for the training steps. */
@@ -258,6 +263,8 @@ int main(int argc, char **argv)
                                     NULL));
     n_params = nvp_chain_num_params(chain);
     OK(nvp_chain_set_threads(chain, 2));
+    if (portable)
+        OK(nvp_chain_set_kernels(chain, NVP_KERNELS_PORTABLE));
     enum { N_DATA = 512 };
     float *data = xmalloc(N_DATA * DIM * sizeof *data);
     OK(nvp_rng_normal(rng, N_DATA * DIM, data));
@@ -323,6 +330,8 @@ int main(int argc, char **argv)
      * const calls at once. */
     nvp_chain *copy;
     OK(nvp_chain_load_buffer(&copy, NULL, ref.model, ref.model_size, NULL));
+    /* The level is a run-time setting of the handle, not saved. */
+    OK(nvp_chain_set_kernels(copy, nvp_chain_kernels(chain)));
     pthread_barrier_init(&start, NULL, N_THREADS);
     lazy_chain = copy;
     for (int t = 0; t < N_THREADS; t++)
@@ -353,7 +362,8 @@ int main(int argc, char **argv)
         return 1;
     }
     printf("test_threads: %d threads x %d iterations on one chain (pool of "
-           "2): all results bitwise equal to the single-thread ones\n",
-           N_THREADS, iterations);
+           "2, %s kernels): all results bitwise equal to the single-thread "
+           "ones\n",
+           N_THREADS, iterations, portable ? "portable" : "the CPU's best");
     return 0;
 }
