@@ -359,7 +359,8 @@ NVP_API int nvp_chain_get_params(const nvp_chain *chain, float *dst,
 NVP_API int nvp_chain_set_params(nvp_chain *chain, const float *src,
                                  size_t count);
 /* Layer k (0-based) as a read-only handle owned by the chain, or NULL when
- * k is out of range.  Its offset in the flat vector goes to *offset. */
+ * k is out of range (or, in later versions that add other layer kinds,
+ * when layer k is not an affine coupling).  Its offset in the flat vector goes to *offset. */
 NVP_API const nvp_coupling *nvp_chain_layer(const nvp_chain *chain, size_t k,
                                             size_t *offset);
 /* The chain's base distribution (owned by the chain). */

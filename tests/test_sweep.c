@@ -67,8 +67,8 @@ static nvp_exec exec_at(int level)
 static nvp_sweep_net net_of(const nvp_coupling *l)
 {
     const nvp_dense *d = l->cond.dense;
-    nvp_sweep_net net = {d[0].out, d[1].out, l->params + d[0].w_off, l->params + d[0].b_off,
-                         l->params + d[1].w_off, l->params + d[1].b_off, l->cond.n_dense > 2};
+    nvp_sweep_net net = {d[0].out, d[1].out, l->layer.params + d[0].w_off, l->layer.params + d[0].b_off,
+                         l->layer.params + d[1].w_off, l->layer.params + d[1].b_off, l->cond.n_dense > 2};
     return net;
 }
 
@@ -124,11 +124,11 @@ START_TEST(test_sweep_kernels_same_bits)
     want.grad = t_xmalloc(np * sizeof *want.grad);
     got.grad = t_xmalloc(np * sizeof *got.grad);
     run_layer(l, in, in_finite, dx, dildj, &want);
-    const nvp_isa best = l->ctx.isa;
+    const nvp_isa best = l->layer.ctx.isa;
     for (int level = NVP_ISA_AVX2; level >= NVP_ISA_PORTABLE; level--) {
-        sweep_level(&l->ctx, level);
+        sweep_level(&l->layer.ctx, level);
         run_layer(l, in, in_finite, dx, dildj, &got);
-        l->ctx.isa = best;
+        l->layer.ctx.isa = best;
         check_same(want.x, got.x, 2 * ROWS, "inverse x", _i, level);
         check_same(want.ildj, got.ildj, ROWS, "ildj", _i, level);
         check_same(want.y, got.y, 2 * ROWS, "forward y", _i, level);
@@ -170,7 +170,7 @@ START_TEST(test_sweep_kernels_same_partials)
     free(prm);
     /* A NaN bias in the second layer, past the checks of set_params: the
      * ReLU must turn its NaN pre-activations into 0 at every level. */
-    l->params[l->cond.dense[1].b_off + h2 / 2] = NAN;
+    l->layer.params[l->cond.dense[1].b_off + h2 / 2] = NAN;
     float x[ROWS];
     float *dz = t_xmalloc(ROWS * h2 * sizeof *dz);
     float *z[3], *grad[3], *added[3], *scratch[3], din[3][ROWS];

@@ -28,3 +28,14 @@ void nvp__flag_nonfinite_rows(size_t rows, size_t dim, const float *z,
         flags[i] = bad;
     }
 }
+
+int nvp__check_kernels(const nvp_errbox *eb, const char *fn, int kernels,
+                       nvp_isa *isa)
+{
+    const int rc = nvp__isa_from_kernels(kernels, isa);
+    NVP_REQUIRE(rc != NVP_EINVAL, NVP_EINVAL, "%s: unknown kernels %d", fn,
+                kernels);
+    NVP_REQUIRE(rc == NVP_OK, rc, "%s: this CPU does not run kernels %d", fn,
+                kernels);
+    return NVP_OK;
+}

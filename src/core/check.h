@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 
+#include "core/cpu.h"
 #include "core/error.h"
 
 /* The usual checks of a batched call: n > 0 and n * dim floats fit in a
@@ -16,5 +17,11 @@ int nvp__check_batch(const nvp_errbox *eb, const char *fn, size_t n,
  * others 0. */
 void nvp__flag_nonfinite_rows(size_t rows, size_t dim, const float *z,
                               unsigned char *flags);
+
+/* The level of a public NVP_KERNELS_* value for a setter fn: NVP_OK, or
+ * NVP_EINVAL (unknown value) or NVP_EUNSUPPORTED (the CPU lacks it),
+ * recorded in eb. */
+int nvp__check_kernels(const nvp_errbox *eb, const char *fn, int kernels,
+                       nvp_isa *isa);
 
 #endif

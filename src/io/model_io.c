@@ -33,12 +33,13 @@ static void write_model(nvp_writer *w, const void *chain, const void *scaler)
     nvp__put_u32(w, BASE_NORMAL);
     nvp__put_u32(w, (uint32_t)c->n_layers);
     for (size_t k = 0; k < c->n_layers; k++) {
-        const nvp_coupling *l = c->layers[k];
+        /* Couplings are the only kind a chain holds so far. */
+        const nvp_coupling *l = nvp__as_coupling(c->layers[k]);
         nvp__put_u32(w, (uint32_t)(l->cond.n_dense - 1));
         for (size_t h = 0; h + 1 < l->cond.n_dense; h++)
             nvp__put_u32(w, (uint32_t)l->cond.dense[h].out);
         nvp__put_f32(w, l->clamp);
-        nvp__put_bytes(w, l->mask, l->dim);
+        nvp__put_bytes(w, l->mask, l->layer.dim);
     }
     nvp__fmt_section_end(w, st);
     st = nvp__fmt_section_begin(w, TAG_PARM);
@@ -246,9 +247,10 @@ static int load_model(const char *fn, const void *data, size_t size,
                                d.hidden, alloc);
         if (rc == NVP_OK) {
             layers[k]->clamp = d.clamp;
-            nvp__get_f32s(&pr, layers[k]->params, layers[k]->n_params);
-            if (!nvp__all_finite(nvp__cpu_isa(), layers[k]->params,
-                                 layers[k]->n_params))
+            nvp__get_f32s(&pr, layers[k]->layer.params,
+                          layers[k]->layer.n_params);
+            if (!nvp__all_finite(nvp__cpu_isa(), layers[k]->layer.params,
+                                 layers[k]->layer.n_params))
                 rc = nvp__fail(NULL, NVP_EFORMAT,
                                "%s: layer %zu has a non-finite parameter", fn,
                                k);

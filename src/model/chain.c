@@ -7,23 +7,6 @@
 
 #include "core/alloc.h"
 
-size_t nvp__chain_max_cache_floats(const nvp_chain *c, size_t rows)
-{
-    size_t m = 0;
-    for (size_t k = 0; k < c->n_layers; k++) {
-        size_t f = nvp__coupling_cache_floats(c->layers[k], rows);
-        if (f > m)
-            m = f;
-    }
-    return m;
-}
-
-size_t nvp__chain_eval_floats(const nvp_chain *c, size_t rows)
-{
-    return nvp__carved(rows * c->dim) + nvp__carved(rows) +
-           nvp__chain_max_cache_floats(c, rows) + nvp__carved(rows);
-}
-
 int nvp_chain_create(nvp_chain **out, nvp_base *base,
                      nvp_coupling *const *layers, size_t n_layers,
                      const nvp_allocator *alloc)
@@ -39,15 +22,16 @@ int nvp_chain_create(nvp_chain **out, nvp_base *base,
                 NVP_MAX_LAYERS);
     size_t total = 0;
     for (size_t k = 0; k < n_layers; k++) {
-        const nvp_coupling *l = layers[k];
-        NVP_REQUIRE(l != NULL, NVP_EINVAL, "%s: layers[%zu] is NULL", fn, k);
+        NVP_REQUIRE(layers[k] != NULL, NVP_EINVAL, "%s: layers[%zu] is NULL",
+                    fn, k);
+        const nvp_layer *l = &layers[k]->layer;
         NVP_REQUIRE(l->dim == base->dim, NVP_EDIM,
                     "%s: layers[%zu] has dim %zu, the base %zu", fn, k, l->dim,
                     base->dim);
         NVP_REQUIRE(l->own_params != NULL, NVP_EINVAL,
                     "%s: layers[%zu] already belongs to a chain", fn, k);
         for (size_t j = 0; j < k; j++)
-            NVP_REQUIRE(layers[j] != l, NVP_EINVAL,
+            NVP_REQUIRE(layers[j] != layers[k], NVP_EINVAL,
                         "%s: layers[%zu] and layers[%zu] are the same layer",
                         fn, j, k);
         NVP_REQUIRE(total <= NVP_MAX_PARAMS - l->n_params, NVP_EOVERFLOW,
@@ -81,7 +65,7 @@ int nvp_chain_create(nvp_chain **out, nvp_base *base,
     c->n_params = total;
     size_t off = 0;
     for (size_t k = 0; k < n_layers; k++) {
-        nvp_coupling *l = layers[k];
+        nvp_layer *l = &layers[k]->layer;
         c->layers[k] = l;
         c->offsets[k] = off;
         memcpy(c->params + off, l->params, l->n_params * sizeof(float));
@@ -139,7 +123,7 @@ void nvp_chain_free(nvp_chain *c)
     nvp_allocator a = c->alloc;
     nvp__context_destroy(&c->ctx);
     for (size_t k = 0; k < c->n_layers; k++)
-        nvp_coupling_free(c->layers[k]);
+        nvp__layer_free(c->layers[k]);
     nvp_base_free(c->base);
     nvp__free(&a, c->layers);
     nvp__free(&a, c->offsets);
@@ -189,7 +173,7 @@ const nvp_coupling *nvp_chain_layer(const nvp_chain *c, size_t k,
         return NULL;
     if (offset)
         *offset = c->offsets[k];
-    return c->layers[k];
+    return nvp__as_coupling(c->layers[k]);
 }
 
 const nvp_base *nvp_chain_base(const nvp_chain *c) { return c ? c->base : NULL; }
@@ -218,12 +202,9 @@ int nvp_chain_set_kernels(nvp_chain *c, int kernels)
     const nvp_errbox *eb = c ? &c->err : NULL;
     NVP_REQUIRE_PTR(c);
     nvp_isa isa;
-    const int rc = nvp__isa_from_kernels(kernels, &isa);
-    NVP_REQUIRE(rc != NVP_EINVAL, NVP_EINVAL,
-                "nvp_chain_set_kernels: unknown kernels %d", kernels);
-    NVP_REQUIRE(rc == NVP_OK, rc,
-                "nvp_chain_set_kernels: this CPU does not run kernels %d",
-                kernels);
+    const int rc = nvp__check_kernels(eb, "nvp_chain_set_kernels", kernels, &isa);
+    if (rc)
+        return rc;
     nvp__context_set_isa(&c->ctx, isa);
     return NVP_OK;
 }
@@ -242,7 +223,8 @@ int nvp_chain_set_log_scale_clamp(nvp_chain *c, float bound)
                 "(got %g)",
                 (double)bound);
     for (size_t k = 0; k < c->n_layers; k++)
-        c->layers[k]->clamp = bound;
+        if (c->layers[k]->kind->set_log_scale_clamp)
+            c->layers[k]->kind->set_log_scale_clamp(c->layers[k], bound);
     return NVP_OK;
 }
 

@@ -1,18 +1,20 @@
 /* SPDX-License-Identifier: MIT */
-/* The chain: a base distribution and K coupling layers over one flat
+/* The chain: a base distribution and K layers over one flat
  * parameter vector. */
 #ifndef NVP_CHAIN_H
 #define NVP_CHAIN_H
 
 #include "model/base.h"
 #include "model/coupling.h"
+#include "model/eval.h"
+#include "model/layer.h"
 #include "runtime/context.h"
 
 struct nvp_chain {
     nvp_errbox err;
     nvp_allocator alloc;
     nvp_base *base;
-    nvp_coupling **layers;
+    nvp_layer **layers;  /* any kind, through its table */
     size_t n_layers;
     size_t *offsets;     /* layer k's parameters start at params + offsets[k] */
     size_t dim, n_params;
@@ -23,13 +25,11 @@ struct nvp_chain {
     nvp_context ctx;     /* level, threads and work spaces */
 };
 
-/* The largest per-layer cache for `rows` rows. */
-size_t nvp__chain_max_cache_floats(const nvp_chain *c, size_t rows);
-
-/* The arena of a batched evaluation of `rows` rows: a chunk copy of the
- * input, an accumulator row, one layer's cache (layers run one after
- * another) and a row of flags. */
-size_t nvp__chain_eval_floats(const nvp_chain *c, size_t rows);
-
+/* The chain's layers as a stack for the batching driver. */
+static inline nvp_stack nvp__chain_stack(const nvp_chain *c)
+{
+    nvp_stack st = {c->dim, c->layers, c->n_layers, c->base, &c->ctx, &c->err};
+    return st;
+}
 
 #endif

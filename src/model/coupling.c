@@ -8,14 +8,17 @@
 
 #include "core/alloc.h"
 #include "core/rng.h"
+#include "model/eval.h"
 
-static void coupling_release(nvp_coupling *c)
+/* Frees what the coupling allocated besides the shared part (the layer
+ * table's release). */
+void nvp__coupling_release(nvp_layer *l)
 {
-    const nvp_allocator *a = &c->alloc;
+    nvp_coupling *c = (nvp_coupling *)l;
+    const nvp_allocator *a = &c->layer.alloc;
     nvp__free(a, c->idx_a);
     nvp__free(a, c->idx_b);
     nvp__free(a, c->mask);
-    nvp__free_aligned(a, c->own_params);
 }
 
 int nvp__coupling_plan(nvp_coupling *c, const nvp_errbox *eb, const char *fn,
@@ -50,8 +53,8 @@ int nvp__coupling_plan(nvp_coupling *c, const nvp_errbox *eb, const char *fn,
                     "%s: hidden[%zu] = %zu is outside [1, %d]", fn, l,
                     hidden[l], NVP_MAX_WIDTH);
 
-    const nvp_allocator *a = &c->alloc;
-    c->dim = dim;
+    const nvp_allocator *a = &c->layer.alloc;
+    c->layer.dim = dim;
     c->na = na;
     c->nb = dim - na;
     c->idx_a = nvp__malloc(a, na * sizeof(size_t));
@@ -71,21 +74,17 @@ int nvp__coupling_plan(nvp_coupling *c, const nvp_errbox *eb, const char *fn,
     int rc = nvp__cond_plan(&c->cond, eb, fn, na, 2 * c->nb, n_hidden, hidden);
     if (rc)
         return rc;
-    c->n_params = c->cond.n_params;
+    c->layer.n_params = c->cond.n_params;
     return NVP_OK;
 }
 
-/* Workspace sizes of a standalone layer: evaluation needs the cache and a
- * row of flags; the backward call also holds the inverse's output and the
- * gradient scratch. */
-static void coupling_ws_sizes(const nvp_coupling *c, size_t *eval,
-                              size_t *train)
+/* The work space of the standalone backward: the inverse's output, the
+ * cache and the gradient scratch. */
+static size_t backward_floats(const nvp_coupling *c)
 {
     const size_t r = NVP_CHUNK_ROWS;
-    const size_t cache = nvp__coupling_cache_floats(c, r);
-    *eval = cache + nvp__carved(r);
-    *train = nvp__carved(r * c->dim) + cache +
-             nvp__coupling_scratch_floats(c, r) + nvp__carved(r);
+    return nvp__carved(r * c->layer.dim) + nvp__coupling_cache_floats(c, r) +
+           nvp__coupling_scratch_floats(c, r) + nvp__carved(r);
 }
 
 /* PyTorch nn.Linear's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for
@@ -95,7 +94,7 @@ static void init_params(nvp_coupling *c, nvp_rng *rng, unsigned flags)
     const nvp_conditioner *cond = &c->cond;
     for (size_t l = 0; l < cond->n_dense; l++) {
         const nvp_dense *d = &cond->dense[l];
-        float *w = c->params + d->w_off;
+        float *w = c->layer.params + d->w_off;
         const size_t count = d->in * d->out + d->out;
         if (l + 1 == cond->n_dense && (flags & NVP_INIT_ZERO_OUTPUT)) {
             memset(w, 0, count * sizeof *w);
@@ -122,27 +121,27 @@ int nvp__coupling_new(nvp_coupling **out, const char *fn, size_t dim,
     if (!c)
         return nvp__fail(NULL, NVP_ENOMEM, "%s: out of memory", fn);
     memset(c, 0, sizeof *c);
-    c->alloc = a;
+    c->layer.kind = &nvp__coupling_kind;
+    c->layer.alloc = a;
     int rc = nvp__coupling_plan(c, NULL, fn, dim, mask, n_hidden, hidden);
     if (rc == NVP_OK) {
-        c->own_params =
-            nvp__alloc_aligned(&c->alloc, c->n_params * sizeof(float));
-        if (!c->own_params)
+        c->layer.own_params =
+            nvp__alloc_aligned(&c->layer.alloc, c->layer.n_params * sizeof(float));
+        if (!c->layer.own_params)
             rc = nvp__fail(NULL, NVP_ENOMEM,
                            "%s: out of memory for %zu parameters", fn,
-                           c->n_params);
+                           c->layer.n_params);
     }
     if (rc != NVP_OK) {
-        coupling_release(c);
+        nvp__coupling_release(&c->layer);
+        nvp__free_aligned(&a, c->layer.own_params);
         nvp__free(&a, c);
         return rc;
     }
-    c->params = c->own_params;
-    memset(c->params, 0, c->n_params * sizeof(float));
-    nvp__errbox_init(&c->err);
-    coupling_ws_sizes(c, &c->ws_floats[NVP_WS_EVAL],
-                      &c->ws_floats[NVP_WS_TRAIN]);
-    nvp__context_init(&c->ctx, &c->alloc, 1);
+    c->layer.params = c->layer.own_params;
+    memset(c->layer.params, 0, c->layer.n_params * sizeof(float));
+    nvp__errbox_init(&c->layer.err);
+    nvp__context_init(&c->layer.ctx, &c->layer.alloc, 1);
     *out = c;
     return NVP_OK;
 }
@@ -202,26 +201,20 @@ int nvp_coupling_create_half(nvp_coupling **out, size_t dim, int flip,
 
 void nvp_coupling_free(nvp_coupling *c)
 {
-    if (!c)
-        return;
-    nvp_allocator a = c->alloc;
-    nvp__context_destroy(&c->ctx);
-    nvp__errbox_destroy(&c->err);
-    coupling_release(c);
-    nvp__free(&a, c);
+    nvp__layer_free(c ? &c->layer : NULL);
 }
 
-size_t nvp_coupling_dim(const nvp_coupling *c) { return c ? c->dim : 0; }
+size_t nvp_coupling_dim(const nvp_coupling *c) { return c ? c->layer.dim : 0; }
 
 size_t nvp_coupling_num_params(const nvp_coupling *c)
 {
-    return c ? c->n_params : 0;
+    return c ? c->layer.n_params : 0;
 }
 
 int nvp_coupling_hidden(const nvp_coupling *c, size_t *widths, size_t cap,
                         size_t *n_hidden)
 {
-    const nvp_errbox *eb = c ? &c->err : NULL;
+    const nvp_errbox *eb = c ? &c->layer.err : NULL;
     NVP_REQUIRE_PTR(c);
     NVP_REQUIRE_PTR(n_hidden);
     const size_t n = c->cond.n_dense - 1;
@@ -237,39 +230,39 @@ int nvp_coupling_hidden(const nvp_coupling *c, size_t *widths, size_t cap,
 int nvp_coupling_get_mask(const nvp_coupling *c, unsigned char *mask,
                           size_t dim)
 {
-    const nvp_errbox *eb = c ? &c->err : NULL;
+    const nvp_errbox *eb = c ? &c->layer.err : NULL;
     NVP_REQUIRE_PTR(c);
     NVP_REQUIRE_PTR(mask);
-    NVP_REQUIRE(dim == c->dim, NVP_EDIM,
-                "nvp_coupling_get_mask: dim %zu, layer has %zu", dim, c->dim);
+    NVP_REQUIRE(dim == c->layer.dim, NVP_EDIM,
+                "nvp_coupling_get_mask: dim %zu, layer has %zu", dim, c->layer.dim);
     memcpy(mask, c->mask, dim);
     return NVP_OK;
 }
 
 int nvp_coupling_get_params(const nvp_coupling *c, float *dst, size_t count)
 {
-    const nvp_errbox *eb = c ? &c->err : NULL;
+    const nvp_errbox *eb = c ? &c->layer.err : NULL;
     NVP_REQUIRE_PTR(c);
     NVP_REQUIRE_PTR(dst);
-    NVP_REQUIRE(count == c->n_params, NVP_EDIM,
+    NVP_REQUIRE(count == c->layer.n_params, NVP_EDIM,
                 "nvp_coupling_get_params: count %zu, layer has %zu", count,
-                c->n_params);
-    memcpy(dst, c->params, count * sizeof *dst);
+                c->layer.n_params);
+    memcpy(dst, c->layer.params, count * sizeof *dst);
     return NVP_OK;
 }
 
 int nvp_coupling_set_params(nvp_coupling *c, const float *src, size_t count)
 {
-    const nvp_errbox *eb = c ? &c->err : NULL;
+    const nvp_errbox *eb = c ? &c->layer.err : NULL;
     NVP_REQUIRE_PTR(c);
     NVP_REQUIRE_PTR(src);
-    NVP_REQUIRE(count == c->n_params, NVP_EDIM,
+    NVP_REQUIRE(count == c->layer.n_params, NVP_EDIM,
                 "nvp_coupling_set_params: count %zu, layer has %zu", count,
-                c->n_params);
+                c->layer.n_params);
     for (size_t i = 0; i < count; i++)
         NVP_REQUIRE(isfinite(src[i]), NVP_ENONFINITE,
                     "nvp_coupling_set_params: src[%zu] is not finite", i);
-    memcpy(c->params, src, count * sizeof *src);
+    memcpy(c->layer.params, src, count * sizeof *src);
     return NVP_OK;
 }
 
@@ -277,47 +270,18 @@ int nvp_coupling_set_params(nvp_coupling *c, const float *src, size_t count)
 static int coupling_map(const nvp_coupling *c, const char *fn, int inverse,
                         size_t n, const float *in, float *out, float *ld)
 {
-    const nvp_errbox *eb = c ? &c->err : NULL;
+    const nvp_errbox *eb = c ? &c->layer.err : NULL;
     NVP_REQUIRE(c != NULL, NVP_EINVAL, "%s: layer is NULL", fn);
     NVP_REQUIRE(in != NULL && out != NULL, NVP_EINVAL,
                 "%s: input or output is NULL", fn);
-    int rc = nvp__check_batch(eb, fn, n, c->dim);
+    int rc = nvp__check_batch(eb, fn, n, c->layer.dim);
     if (rc)
         return rc;
-    nvp_ws *ws = nvp__ws_acquire(&c->ctx, NVP_WS_EVAL,
-                                 c->ws_floats[NVP_WS_EVAL]);
-    if (!ws)
-        return nvp__fail(eb, NVP_ENOMEM, "%s: out of memory for workspace",
-                         fn);
-    const size_t dim = c->dim, R = NVP_CHUNK_ROWS;
-    if (out != in)
-        memmove(out, in, n * dim * sizeof *out);
-    if (ld)
-        memset(ld, 0, n * sizeof *ld);
-    float *cursor = ws->arena;
-    float *cache = nvp__carve(&cursor, nvp__coupling_cache_floats(c, R));
-    unsigned char *bad = (unsigned char *)nvp__carve(&cursor, R);
-    nvp_exec ex = nvp__context_exec(&c->ctx, ws, NULL);
-    for (size_t r0 = 0; r0 < n; r0 += R) {
-        const size_t rows = n - r0 < R ? n - r0 : R;
-        float *z = out + r0 * dim;
-        float *l = ld ? ld + r0 : NULL;
-        nvp__flag_nonfinite_rows(rows, dim, z, bad);
-        if (inverse)
-            nvp__coupling_inverse_rows(c, &ex, rows, z, l, cache);
-        else
-            nvp__coupling_forward_rows(c, &ex, rows, z, l, cache);
-        for (size_t i = 0; i < rows; i++) {
-            if (!bad[i])
-                continue;
-            for (size_t j = 0; j < dim; j++)
-                z[i * dim + j] = NAN;
-            if (l)
-                l[i] = NAN;
-        }
-    }
-    nvp__ws_release(&c->ctx, NVP_WS_EVAL, ws);
-    return NVP_OK;
+    /* The layer alone, through the batching driver every chain uses. */
+    nvp_layer *self = (nvp_layer *)&c->layer;
+    const nvp_stack st = {c->layer.dim, &self, 1, NULL, &c->layer.ctx, eb};
+    return nvp__stack_eval(&st, inverse ? NVP_EV_INVERSE : NVP_EV_FORWARD, n,
+                           in, out, ld, fn);
 }
 
 int nvp_coupling_forward(const nvp_coupling *c, size_t n, const float *x,
@@ -336,15 +300,15 @@ int nvp_coupling_inverse_backward(const nvp_coupling *c, size_t n,
                                   const float *y, const float *dx,
                                   const float *dildj, float *dy, float *grad)
 {
-    const nvp_errbox *eb = c ? &c->err : NULL;
+    const nvp_errbox *eb = c ? &c->layer.err : NULL;
     const char *fn = "nvp_coupling_inverse_backward";
     NVP_REQUIRE_PTR(c);
     NVP_REQUIRE_PTR(y);
     NVP_REQUIRE_PTR(dx);
-    int rc = nvp__check_batch(eb, fn, n, c->dim);
+    int rc = nvp__check_batch(eb, fn, n, c->layer.dim);
     if (rc)
         return rc;
-    const size_t dim = c->dim, R = NVP_CHUNK_ROWS;
+    const size_t dim = c->layer.dim, R = NVP_CHUNK_ROWS;
     /* Refuse non-finite inputs before anything is accumulated into grad. */
     for (size_t i = 0; i < n * dim; i++)
         NVP_REQUIRE(isfinite(y[i]) && isfinite(dx[i]), NVP_ENONFINITE,
@@ -354,8 +318,8 @@ int nvp_coupling_inverse_backward(const nvp_coupling *c, size_t n,
         for (size_t i = 0; i < n; i++)
             NVP_REQUIRE(isfinite(dildj[i]), NVP_ENONFINITE,
                         "%s: dildj[%zu] is not finite", fn, i);
-    nvp_ws *ws = nvp__ws_acquire(&c->ctx, NVP_WS_TRAIN,
-                                 c->ws_floats[NVP_WS_TRAIN]);
+    nvp_ws *ws = nvp__ws_acquire(&c->layer.ctx, NVP_WS_TRAIN,
+                                 backward_floats(c));
     if (!ws)
         return nvp__fail(eb, NVP_ENOMEM, "%s: out of memory for workspace",
                          fn);
@@ -363,7 +327,7 @@ int nvp_coupling_inverse_backward(const nvp_coupling *c, size_t n,
     float *x = nvp__carve(&cursor, R * dim);
     float *cache = nvp__carve(&cursor, nvp__coupling_cache_floats(c, R));
     float *scratch = nvp__carve(&cursor, nvp__coupling_scratch_floats(c, R));
-    nvp_exec ex = nvp__context_exec(&c->ctx, ws, NULL);
+    nvp_exec ex = nvp__context_exec(&c->layer.ctx, ws, NULL);
     for (size_t r0 = 0; r0 < n; r0 += R) {
         const size_t rows = n - r0 < R ? n - r0 : R;
         memcpy(x, y + r0 * dim, rows * dim * sizeof *x);
@@ -372,13 +336,13 @@ int nvp_coupling_inverse_backward(const nvp_coupling *c, size_t n,
             c, &ex, rows, cache, x, dx + r0 * dim, dildj ? dildj + r0 : NULL,
             dy ? dy + r0 * dim : NULL, grad, 0, scratch);
     }
-    nvp__ws_release(&c->ctx, NVP_WS_TRAIN, ws);
+    nvp__ws_release(&c->layer.ctx, NVP_WS_TRAIN, ws);
     return NVP_OK;
 }
 
 int nvp_coupling_set_log_scale_clamp(nvp_coupling *c, float bound)
 {
-    const nvp_errbox *eb = c ? &c->err : NULL;
+    const nvp_errbox *eb = c ? &c->layer.err : NULL;
     NVP_REQUIRE_PTR(c);
     NVP_REQUIRE(isfinite(bound) && bound >= 0.0f, NVP_EINVAL,
                 "nvp_coupling_set_log_scale_clamp: bound must be finite and "
@@ -395,25 +359,22 @@ float nvp_coupling_log_scale_clamp(const nvp_coupling *c)
 
 const char *nvp_coupling_errmsg(const nvp_coupling *c)
 {
-    return nvp__errbox_read(c ? &c->err : NULL);
+    return nvp__errbox_read(c ? &c->layer.err : NULL);
 }
 
 int nvp_coupling_set_kernels(nvp_coupling *c, int kernels)
 {
-    const nvp_errbox *eb = c ? &c->err : NULL;
+    const nvp_errbox *eb = c ? &c->layer.err : NULL;
     NVP_REQUIRE_PTR(c);
     nvp_isa isa;
-    const int rc = nvp__isa_from_kernels(kernels, &isa);
-    NVP_REQUIRE(rc != NVP_EINVAL, NVP_EINVAL,
-                "nvp_coupling_set_kernels: unknown kernels %d", kernels);
-    NVP_REQUIRE(rc == NVP_OK, rc,
-                "nvp_coupling_set_kernels: this CPU does not run kernels %d",
-                kernels);
-    nvp__context_set_isa(&c->ctx, isa);
+    const int rc = nvp__check_kernels(eb, "nvp_coupling_set_kernels", kernels, &isa);
+    if (rc)
+        return rc;
+    nvp__context_set_isa(&c->layer.ctx, isa);
     return NVP_OK;
 }
 
 int nvp_coupling_kernels(const nvp_coupling *c)
 {
-    return c ? nvp__kernels_from_isa(c->ctx.isa) : -1;
+    return c ? nvp__kernels_from_isa(c->layer.ctx.isa) : -1;
 }

@@ -8,23 +8,31 @@
 #include "core/error.h"
 #include "runtime/exec.h"
 #include "model/conditioner.h"
+#include "model/layer.h"
 #include "runtime/context.h"
 
 struct nvp_coupling {
-    nvp_errbox err;
-    nvp_allocator alloc;
-    size_t dim;
+    nvp_layer layer;        /* the part every kind shares; first member */
     size_t na, nb;          /* conditioned (mask 1) and transformed dims */
     size_t *idx_a, *idx_b;  /* their indices, ascending */
     unsigned char *mask;
-    nvp_conditioner cond;   /* x_a -> (shift, raw log-scale) */
-    size_t n_params;        /* cond.n_params: the conditioner's are all */
-    float *params;          /* own_params, or a view into a chain's vector */
-    float *own_params;      /* NULL once a chain has adopted the layer */
+    nvp_conditioner cond;   /* x_a -> (shift, raw log-scale); its
+                               parameters are all of the layer's */
     float clamp;            /* soft log-scale bound; 0: none */
-    nvp_context ctx;        /* for the standalone nvp_coupling_* calls */
-    size_t ws_floats[2];    /* their arenas, by nvp_ws_kind */
 };
+
+/* The affine coupling's entry in the layer table. */
+extern const nvp_layer_kind nvp__coupling_kind;
+
+/* The coupling a layer is, or NULL when it is of another kind. */
+static inline const nvp_coupling *nvp__as_coupling(const nvp_layer *l)
+{
+    return l && l->kind == &nvp__coupling_kind ? (const nvp_coupling *)l
+                                               : NULL;
+}
+
+/* Frees the index lists and the mask (the table's release). */
+void nvp__coupling_release(nvp_layer *l);
 
 /* Floats a chunk of `rows` rows caches for the backward pass: the
  * conditioner's input, every hidden activation and its output. */

@@ -30,8 +30,8 @@ static const float *conditioner_of(const nvp_coupling *c, const nvp_exec *ex,
     nvp__cond_cache_bind(&c->cond, rows, cache, cc);
     for (size_t i = 0; i < rows; i++)
         for (size_t j = 0; j < c->na; j++)
-            cc->input[i * c->na + j] = z[i * c->dim + c->idx_a[j]];
-    return nvp__cond_forward(&c->cond, ex, c->params, rows, cc);
+            cc->input[i * c->na + j] = z[i * c->layer.dim + c->idx_a[j]];
+    return nvp__cond_forward(&c->cond, ex, c->layer.params, rows, cc);
 }
 
 /* The log-scale the layer applies: the conditioner's raw output, or with a
@@ -48,7 +48,7 @@ void nvp__coupling_inverse_rows(const nvp_coupling *c, const nvp_exec *ex,
 {
     nvp_cond_cache cc;
     const float *out = conditioner_of(c, ex, rows, z, cache, &cc);
-    const size_t nb = c->nb, dim = c->dim;
+    const size_t nb = c->nb, dim = c->layer.dim;
     for (size_t i = 0; i < rows; i++) {
         const float *shift = out + i * 2 * nb;
         const float *log_scale = shift + nb;
@@ -71,7 +71,7 @@ void nvp__coupling_forward_rows(const nvp_coupling *c, const nvp_exec *ex,
 {
     nvp_cond_cache cc;
     const float *out = conditioner_of(c, ex, rows, z, cache, &cc);
-    const size_t nb = c->nb, dim = c->dim;
+    const size_t nb = c->nb, dim = c->layer.dim;
     for (size_t i = 0; i < rows; i++) {
         const float *shift = out + i * 2 * nb;
         const float *log_scale = shift + nb;
@@ -95,7 +95,7 @@ void nvp__coupling_inverse_backward_rows(const nvp_coupling *c,
                                          float *dy, float *grad,
                                          int fresh, float *scratch)
 {
-    const size_t nb = c->nb, na = c->na, dim = c->dim;
+    const size_t nb = c->nb, na = c->na, dim = c->layer.dim;
     nvp_cond_cache cc;
     nvp__cond_cache_bind(&c->cond, rows, (float *)cache, &cc);
     const float *out = cc.act[c->cond.n_dense - 1];
@@ -139,7 +139,7 @@ void nvp__coupling_inverse_backward_rows(const nvp_coupling *c,
             for (size_t j = 0; j < 2 * nb; j++)
                 gb_out[j] += dsh[j];
     }
-    nvp__cond_backward(&c->cond, ex, c->params, rows, &cc, dout, 1,
+    nvp__cond_backward(&c->cond, ex, c->layer.params, rows, &cc, dout, 1,
                        dy ? din : NULL, grad, fresh, cond_scratch);
     if (dy) {
         for (size_t i = 0; i < rows; i++)
@@ -149,3 +149,62 @@ void nvp__coupling_inverse_backward_rows(const nvp_coupling *c,
             }
     }
 }
+
+/* The layer table's entry: the functions above, taking the shared part. */
+#define AS_COUPLING(l) ((const nvp_coupling *)(l))
+
+static size_t kind_cache_floats(const nvp_layer *l, size_t rows)
+{
+    return nvp__coupling_cache_floats(AS_COUPLING(l), rows);
+}
+
+static size_t kind_scratch_floats(const nvp_layer *l, size_t rows)
+{
+    return nvp__coupling_scratch_floats(AS_COUPLING(l), rows);
+}
+
+static void kind_inverse_rows(const nvp_layer *l, const nvp_exec *ex,
+                              size_t rows, float *z, float *ildj, float *cache)
+{
+    nvp__coupling_inverse_rows(AS_COUPLING(l), ex, rows, z, ildj, cache);
+}
+
+static void kind_forward_rows(const nvp_layer *l, const nvp_exec *ex,
+                              size_t rows, float *z, float *logdet,
+                              float *cache)
+{
+    nvp__coupling_forward_rows(AS_COUPLING(l), ex, rows, z, logdet, cache);
+}
+
+static void kind_inverse_backward_rows(const nvp_layer *l, const nvp_exec *ex,
+                                       size_t rows, const float *cache,
+                                       const float *x, const float *dx,
+                                       const float *dildj, float *dy,
+                                       float *grad, int fresh, float *scratch)
+{
+    nvp__coupling_inverse_backward_rows(AS_COUPLING(l), ex, rows, cache, x,
+                                        dx, dildj, dy, grad, fresh, scratch);
+}
+
+static void kind_fresh_range(const nvp_layer *l, size_t *off, size_t *len)
+{
+    /* The conditioner's parameters are the layer's, from offset 0. */
+    nvp__cond_fresh_range(&AS_COUPLING(l)->cond, off, len);
+}
+
+static void kind_set_clamp(nvp_layer *l, float bound)
+{
+    ((nvp_coupling *)l)->clamp = bound;
+}
+
+const nvp_layer_kind nvp__coupling_kind = {
+    "affine coupling",
+    kind_cache_floats,
+    kind_scratch_floats,
+    kind_inverse_rows,
+    kind_forward_rows,
+    kind_inverse_backward_rows,
+    kind_fresh_range,
+    kind_set_clamp,
+    nvp__coupling_release,
+};

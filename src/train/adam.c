@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/check.h"
 #include "kernels/optim.h"
 #include "runtime/vec_parallel.h"
 
@@ -221,12 +222,9 @@ int nvp_adam_set_kernels(nvp_adam *o, int kernels)
     const nvp_errbox *eb = o ? &o->err : NULL;
     NVP_REQUIRE_PTR(o);
     nvp_isa isa;
-    const int rc = nvp__isa_from_kernels(kernels, &isa);
-    NVP_REQUIRE(rc != NVP_EINVAL, NVP_EINVAL,
-                "nvp_adam_set_kernels: unknown kernels %d", kernels);
-    NVP_REQUIRE(rc == NVP_OK, rc,
-                "nvp_adam_set_kernels: this CPU does not run kernels %d",
-                kernels);
+    const int rc = nvp__check_kernels(eb, "nvp_adam_set_kernels", kernels, &isa);
+    if (rc)
+        return rc;
     o->isa = isa;
     return NVP_OK;
 }

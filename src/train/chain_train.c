@@ -33,8 +33,9 @@ static size_t train_arena_layout(const nvp_chain *c, size_t rows, float *base,
     const size_t dim = c->dim, K = c->n_layers;
     size_t caches = 0, scratch = 0;
     for (size_t k = 0; k < K; k++) {
-        caches += nvp__coupling_cache_floats(c->layers[k], rows);
-        const size_t s = nvp__coupling_scratch_floats(c->layers[k], rows);
+        const nvp_layer *l = c->layers[k];
+        caches += l->kind->cache_floats(l, rows);
+        const size_t s = l->kind->scratch_floats(l, rows);
         if (s > scratch)
             scratch = s;
     }
@@ -55,7 +56,7 @@ static size_t train_arena_layout(const nvp_chain *c, size_t rows, float *base,
 
 /* Loss and gradient of rows rows of y (all finite), scaled by 1/n_total,
  * adding into grad (fresh: writing the layers' fresh ranges, see
- * nvp__cond_fresh_range); returns the sum of the rows' log densities. */
+ * the layer table's fresh_range); returns the sum of the rows' log densities. */
 static double nll_grad_chunk(const nvp_chain *c, const nvp_exec *ex,
                              const train_arena *a, size_t rows,
                              size_t n_total, const float *y, float *grad,
@@ -69,12 +70,13 @@ static double nll_grad_chunk(const nvp_chain *c, const nvp_exec *ex,
     memset(a->ildj, 0, rows * sizeof *a->ildj);
     size_t cache_off = 0;
     for (size_t k = 0; k < K; k++)
-        cache_off += nvp__coupling_cache_floats(c->layers[k], R);
+        cache_off += c->layers[k]->kind->cache_floats(c->layers[k], R);
     for (size_t k = K; k-- > 0;) {
-        cache_off -= nvp__coupling_cache_floats(c->layers[k], R);
+        const nvp_layer *l = c->layers[k];
+        cache_off -= l->kind->cache_floats(l, R);
         memcpy(STAGE(k), STAGE(k + 1), rows * dim * sizeof(float));
-        nvp__coupling_inverse_rows(c->layers[k], ex, rows, STAGE(k), a->ildj,
-                                   a->caches + cache_off);
+        l->kind->inverse_rows(l, ex, rows, STAGE(k), a->ildj,
+                              a->caches + cache_off);
     }
     double sum_lp = 0.0;
     const float scale = (float)(1.0 / (double)n_total);
@@ -92,11 +94,13 @@ static double nll_grad_chunk(const nvp_chain *c, const nvp_exec *ex,
     /* Backward, base -> data: layer 1's inverse produced x0, so it comes
      * first. */
     for (size_t k = 0; k < K; k++) {
+        const nvp_layer *l = c->layers[k];
         float *dy = k + 1 < K ? a->dstage[(k + 1) & 1] : NULL;
-        nvp__coupling_inverse_backward_rows(
-            c->layers[k], ex, rows, a->caches + cache_off, STAGE(k), dx,
-            a->dildj, dy, grad + c->offsets[k], fresh, a->scratch);
-        cache_off += nvp__coupling_cache_floats(c->layers[k], R);
+        l->kind->inverse_backward_rows(l, ex, rows, a->caches + cache_off,
+                                       STAGE(k), dx, a->dildj, dy,
+                                       grad + c->offsets[k], fresh,
+                                       a->scratch);
+        cache_off += l->kind->cache_floats(l, R);
         dx = dy;
     }
 #undef STAGE
@@ -112,7 +116,7 @@ static void clear_grad(const nvp_chain *c, nvp_pool *pool, float *grad)
     size_t done = 0; /* grad[0, done) is cleared or written fresh */
     for (size_t k = 0; k < c->n_layers; k++) {
         size_t off, len;
-        nvp__cond_fresh_range(&c->layers[k]->cond, &off, &len);
+        c->layers[k]->kind->fresh_range(c->layers[k], &off, &len);
         if (len == 0)
             continue;
         const size_t start = c->offsets[k] + off;

@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: MIT */
+/* A layer of a chain, whatever its kind: what every kind shares (its
+ * dimension, its parameters inside the chain's flat vector, its own
+ * execution context for standalone calls) and the table of functions the
+ * chain calls it through.  The chain iterates layers and never switches
+ * on kinds: a new kind is one file that fills an nvp_layer_kind and embeds
+ * an nvp_layer as its first member. */
+#ifndef NVP_LAYER_H
+#define NVP_LAYER_H
+
+#include <stddef.h>
+
+#include "core/error.h"
+#include "runtime/context.h"
+#include "runtime/exec.h"
+
+typedef struct nvp_layer nvp_layer;
+
+typedef struct nvp_layer_kind {
+    const char *name;
+    /* Floats one chunk of `rows` rows caches for the backward, and the
+     * floats of scratch the backward needs. */
+    size_t (*cache_floats)(const nvp_layer *l, size_t rows);
+    size_t (*scratch_floats)(const nvp_layer *l, size_t rows);
+    /* In place on `rows` rows of z (row stride dim): the inverse (data to
+     * base), adding each row's log|det dx/dy| into ildj (may be NULL), and
+     * the forward (base to data), adding log|det dy/dx| into logdet (may
+     * be NULL).  cache receives cache_floats(rows) floats. */
+    void (*inverse_rows)(const nvp_layer *l, const nvp_exec *ex, size_t rows,
+                         float *z, float *ildj, float *cache);
+    void (*forward_rows)(const nvp_layer *l, const nvp_exec *ex, size_t rows,
+                         float *z, float *logdet, float *cache);
+    /* Backward of the inverse, after inverse_rows filled cache and left x:
+     * dx (rows x dim) is dL/dx, dildj dL/dildj per row (NULL: zero).
+     * Writes dy = dL/dy (may be NULL) and adds the parameter gradient into
+     * grad (n_params, may be NULL); with fresh != 0 the range fresh_range
+     * names is written instead, as if added to zeros. */
+    void (*inverse_backward_rows)(const nvp_layer *l, const nvp_exec *ex,
+                                  size_t rows, const float *cache,
+                                  const float *x, const float *dx,
+                                  const float *dildj, float *dy, float *grad,
+                                  int fresh, float *scratch);
+    /* The part of the gradient a fresh backward writes: [*off, *off +
+     * *len); *len 0 when none. */
+    void (*fresh_range)(const nvp_layer *l, size_t *off, size_t *len);
+    /* Bounds the log-scales the layer applies (0: none); NULL for kinds
+     * without one. */
+    void (*set_log_scale_clamp)(nvp_layer *l, float bound);
+    /* Frees what the kind allocated besides the shared part. */
+    void (*release)(nvp_layer *l);
+} nvp_layer_kind;
+
+struct nvp_layer {
+    const nvp_layer_kind *kind;
+    nvp_errbox err;
+    nvp_allocator alloc;
+    size_t dim;
+    size_t n_params;
+    float *params;       /* own_params, or a view into a chain's vector */
+    float *own_params;   /* NULL once a chain has adopted the layer */
+    nvp_context ctx;     /* for the layer's standalone calls */
+};
+
+/* Frees a layer of any kind (NULL is accepted). */
+void nvp__layer_free(nvp_layer *l);
+
+#endif
