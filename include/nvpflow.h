@@ -106,6 +106,7 @@ NVP_API const char *nvp_version_string(void);
 typedef struct nvp_rng nvp_rng;           /* seeded random generator */
 typedef struct nvp_base nvp_base;         /* base distribution */
 typedef struct nvp_coupling nvp_coupling; /* affine coupling layer */
+typedef struct nvp_layer nvp_layer;       /* a layer of any kind */
 typedef struct nvp_chain nvp_chain;       /* base + coupling layers */
 typedef struct nvp_adam nvp_adam;         /* Adam optimizer state */
 typedef struct nvp_scaler nvp_scaler;     /* per-axis standardiser */
@@ -317,6 +318,74 @@ NVP_API int nvp_coupling_kernels(const nvp_coupling *layer);
 NVP_API const char *nvp_coupling_errmsg(const nvp_coupling *layer);
 
 /* ===========================================================================
+ * Layers of every kind
+ * ========================================================================= */
+/* A chain is a stack of layers of any kind; each has the forward (base to
+ * data), inverse (data to base) and backward calls of the coupling above,
+ * with the same conventions.  Besides the affine coupling:
+ *
+ *   permutation  y[i] = x[perm[i]]; no parameters, log-det 0.  Between
+ *                couplings it lets every dimension condition every other.
+ *   actnorm      y = x * exp(s) + b per dimension; parameters s (dim), then
+ *                b (dim); log|det| = sum(s).  Starts as the identity.
+ *   linear       y = L U x + b, L unit lower triangular, U upper triangular
+ *                with diagonal exp(d); parameters: a dim x dim row-major
+ *                matrix holding L below its diagonal, U above it and d on
+ *                it, then b (dim); log|det| = sum(d).  Starts as the
+ *                identity.
+ *
+ * nvp_chain_init_from_data sets actnorm and linear layers from data: an
+ * actnorm layer standardises what it sees, a linear layer whitens it (the
+ * Cholesky factor of the covariance, and the mean), so that a chain of a
+ * linear layer and couplings created with NVP_INIT_ZERO_OUTPUT starts as
+ * the full-covariance Gaussian fit of the data.
+ *
+ * A layer created here is owned by the caller until a chain adopts it
+ * (nvp_chain_create_from_layers); release an unadopted one with
+ * nvp_layer_free.  Errors: NVP_EINVAL (dim outside [1, NVP_MAX_DIM], perm
+ * not a permutation of 0..dim-1, NULL arguments), NVP_EOVERFLOW (a linear
+ * layer of more than NVP_MAX_PARAMS parameters), NVP_ENOMEM. */
+NVP_API int nvp_layer_create_permutation(nvp_layer **out, size_t dim,
+                                         const size_t *perm,
+                                         const nvp_allocator *alloc);
+/* A permutation drawn uniformly with rng (advanced by the call). */
+NVP_API int nvp_layer_create_random_permutation(nvp_layer **out, size_t dim,
+                                                nvp_rng *rng,
+                                                const nvp_allocator *alloc);
+NVP_API int nvp_layer_create_actnorm(nvp_layer **out, size_t dim,
+                                     const nvp_allocator *alloc);
+NVP_API int nvp_layer_create_linear(nvp_layer **out, size_t dim,
+                                    const nvp_allocator *alloc);
+/* The coupling as a layer of the stack (the same object: free it once,
+ * with either nvp_coupling_free or nvp_layer_free). */
+NVP_API nvp_layer *nvp_coupling_as_layer(nvp_coupling *layer);
+/* Releases a layer the caller owns; NULL is ignored. */
+NVP_API void nvp_layer_free(nvp_layer *layer);
+/* The kind's name ("affine coupling", "permutation", "actnorm", "linear");
+ * "" for NULL.  A static string. */
+NVP_API const char *nvp_layer_kind(const nvp_layer *layer);
+NVP_API size_t nvp_layer_dim(const nvp_layer *layer);
+NVP_API size_t nvp_layer_num_params(const nvp_layer *layer);
+/* Copies count (== nvp_layer_num_params) parameters out or in; setting
+ * refuses non-finite values (NVP_ENONFINITE) and NVP_EDIM for another
+ * count. */
+NVP_API int nvp_layer_get_params(const nvp_layer *layer, size_t count,
+                                 float *dst);
+NVP_API int nvp_layer_set_params(nvp_layer *layer, size_t count,
+                                 const float *src);
+/* As nvp_coupling_forward, _inverse and _inverse_backward. */
+NVP_API int nvp_layer_forward(const nvp_layer *layer, size_t n,
+                              const float *x, float *y, float *logdet);
+NVP_API int nvp_layer_inverse(const nvp_layer *layer, size_t n,
+                              const float *y, float *x, float *ildj);
+NVP_API int nvp_layer_inverse_backward(const nvp_layer *layer, size_t n,
+                                       const float *y, const float *dx,
+                                       const float *dildj, float *dy,
+                                       float *grad);
+/* Message of the last failed call on this layer. */
+NVP_API const char *nvp_layer_errmsg(const nvp_layer *layer);
+
+/* ===========================================================================
  * Chain: a base distribution and K coupling layers
  * ========================================================================= */
 /* Sampling draws x_0 from the base and applies layer 1, then 2, ... K.
@@ -336,6 +405,12 @@ NVP_API int nvp_chain_create(nvp_chain **out, nvp_base *base,
  * alternating flip (layer 1 flip = 0, layer 2 flip = 1, ...), each drawing
  * its own initial parameters from rng in order.  Other arguments as
  * nvp_coupling_create. */
+/* As nvp_chain_create, with layers of any kind (see "Layers of every
+ * kind"); applied in array order going forward (base to data). */
+NVP_API int nvp_chain_create_from_layers(nvp_chain **out, nvp_base *base,
+                                         nvp_layer *const *layers,
+                                         size_t n_layers,
+                                         const nvp_allocator *alloc);
 NVP_API int nvp_chain_create_alternating(nvp_chain **out, size_t dim,
                                          size_t n_layers, size_t n_hidden,
                                          const size_t *hidden, unsigned flags,
@@ -365,6 +440,17 @@ NVP_API const nvp_coupling *nvp_chain_layer(const nvp_chain *chain, size_t k,
                                             size_t *offset);
 /* The chain's base distribution (owned by the chain). */
 NVP_API const nvp_base *nvp_chain_base(const nvp_chain *chain);
+/* Layer k of any kind, as nvp_chain_layer. */
+NVP_API const nvp_layer *nvp_chain_get_layer(const nvp_chain *chain, size_t k,
+                                             size_t *offset);
+/* Data-dependent initialisation: the n rows of data walk down the chain in
+ * the inverse direction, and every actnorm and linear layer is set from
+ * the rows as they reach it (see "Layers of every kind"); other layers are
+ * unchanged.  Needs n >= 2 finite rows.  Errors: NVP_EINVAL, NVP_EOVERFLOW,
+ * NVP_ENONFINITE (non-finite data, or a covariance that overflows),
+ * NVP_ENOMEM; on error no parameter changes.  Needs exclusive use. */
+NVP_API int nvp_chain_init_from_data(nvp_chain *chain, size_t n,
+                                     const float *data);
 
 /* Draws n points from the flow into y (n * dim); log_prob (n floats, may be
  * NULL) receives their log densities at no extra conditioner cost (-inf

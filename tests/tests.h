@@ -33,6 +33,7 @@ Suite *io_suite(void);
 Suite *pool_suite(void);
 Suite *sweep_suite(void);
 Suite *kernels_suite(void);
+Suite *layer_kinds_suite(void);
 
 /* Per-test-case timeout in seconds (Check's default of 4 s is too short on
  * a loaded machine; a test that hangs still gets killed). */

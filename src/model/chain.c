@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Chain construction, parameters and the batched evaluation calls. */
+/* Chain construction, parameters, threads and kernels. */
 #include "model/chain.h"
 
 #include <math.h>
@@ -7,16 +7,16 @@
 
 #include "core/alloc.h"
 
-int nvp_chain_create(nvp_chain **out, nvp_base *base,
-                     nvp_coupling *const *layers, size_t n_layers,
-                     const nvp_allocator *alloc)
+/* The body of both public constructors: layers of any kind. */
+static int chain_create(const char *fn, nvp_chain **out, nvp_base *base,
+                        nvp_layer *const *layers, size_t n_layers,
+                        const nvp_allocator *alloc)
 {
     const nvp_errbox *eb = NULL;
-    const char *fn = "nvp_chain_create";
-    NVP_REQUIRE_PTR(out);
+    NVP_REQUIRE(out != NULL, NVP_EINVAL, "%s: out is NULL", fn);
     *out = NULL;
-    NVP_REQUIRE_PTR(base);
-    NVP_REQUIRE_PTR(layers);
+    NVP_REQUIRE(base != NULL, NVP_EINVAL, "%s: base is NULL", fn);
+    NVP_REQUIRE(layers != NULL, NVP_EINVAL, "%s: layers is NULL", fn);
     NVP_REQUIRE(n_layers >= 1 && n_layers <= NVP_MAX_LAYERS, NVP_EINVAL,
                 "%s: n_layers %zu is outside [1, %d]", fn, n_layers,
                 NVP_MAX_LAYERS);
@@ -24,11 +24,11 @@ int nvp_chain_create(nvp_chain **out, nvp_base *base,
     for (size_t k = 0; k < n_layers; k++) {
         NVP_REQUIRE(layers[k] != NULL, NVP_EINVAL, "%s: layers[%zu] is NULL",
                     fn, k);
-        const nvp_layer *l = &layers[k]->layer;
+        const nvp_layer *l = layers[k];
         NVP_REQUIRE(l->dim == base->dim, NVP_EDIM,
                     "%s: layers[%zu] has dim %zu, the base %zu", fn, k, l->dim,
                     base->dim);
-        NVP_REQUIRE(l->own_params != NULL, NVP_EINVAL,
+        NVP_REQUIRE(!l->adopted, NVP_EINVAL,
                     "%s: layers[%zu] already belongs to a chain", fn, k);
         for (size_t j = 0; j < k; j++)
             NVP_REQUIRE(layers[j] != layers[k], NVP_EINVAL,
@@ -49,7 +49,8 @@ int nvp_chain_create(nvp_chain **out, nvp_base *base,
     c->alloc = a;
     c->layers = nvp__malloc(&a, n_layers * sizeof *c->layers);
     c->offsets = nvp__malloc(&a, n_layers * sizeof *c->offsets);
-    c->params = nvp__alloc_aligned(&a, total * sizeof(float));
+    /* (a chain of permutations alone has no parameters) */
+    c->params = nvp__alloc_aligned(&a, (total ? total : 1) * sizeof(float));
     if (!c->layers || !c->offsets || !c->params) {
         nvp__free(&a, c->layers);
         nvp__free(&a, c->offsets);
@@ -65,12 +66,14 @@ int nvp_chain_create(nvp_chain **out, nvp_base *base,
     c->n_params = total;
     size_t off = 0;
     for (size_t k = 0; k < n_layers; k++) {
-        nvp_layer *l = &layers[k]->layer;
+        nvp_layer *l = layers[k];
         c->layers[k] = l;
         c->offsets[k] = off;
-        memcpy(c->params + off, l->params, l->n_params * sizeof(float));
+        if (l->n_params)
+            memcpy(c->params + off, l->params, l->n_params * sizeof(float));
         nvp__free_aligned(&l->alloc, l->own_params);
         l->own_params = NULL;
+        l->adopted = 1;
         l->params = c->params + off;
         off += l->n_params;
     }
@@ -78,6 +81,39 @@ int nvp_chain_create(nvp_chain **out, nvp_base *base,
     nvp__context_init(&c->ctx, &c->alloc, nvp__online_cpus());
     *out = c;
     return NVP_OK;
+}
+
+int nvp_chain_create_from_layers(nvp_chain **out, nvp_base *base,
+                                 nvp_layer *const *layers, size_t n_layers,
+                                 const nvp_allocator *alloc)
+{
+    return chain_create("nvp_chain_create_from_layers", out, base, layers,
+                        n_layers, alloc);
+}
+
+int nvp_chain_create(nvp_chain **out, nvp_base *base,
+                     nvp_coupling *const *layers, size_t n_layers,
+                     const nvp_allocator *alloc)
+{
+    const nvp_errbox *eb = NULL;
+    const char *fn = "nvp_chain_create";
+    NVP_REQUIRE_PTR(out);
+    *out = NULL;
+    NVP_REQUIRE_PTR(layers);
+    NVP_REQUIRE(n_layers >= 1 && n_layers <= NVP_MAX_LAYERS, NVP_EINVAL,
+                "%s: n_layers %zu is outside [1, %d]", fn, n_layers,
+                NVP_MAX_LAYERS);
+    nvp_allocator a;
+    NVP_REQUIRE(nvp__allocator_init(&a, alloc) == NVP_OK, NVP_EINVAL,
+                "%s: invalid allocator", fn);
+    nvp_layer **as_layers = nvp__malloc(&a, n_layers * sizeof *as_layers);
+    if (!as_layers)
+        return nvp__fail(NULL, NVP_ENOMEM, "%s: out of memory", fn);
+    for (size_t k = 0; k < n_layers; k++)
+        as_layers[k] = layers[k] ? &layers[k]->layer : NULL;
+    const int rc = chain_create(fn, out, base, as_layers, n_layers, alloc);
+    nvp__free(&a, as_layers);
+    return rc;
 }
 
 int nvp_chain_create_alternating(nvp_chain **out, size_t dim,
@@ -174,6 +210,16 @@ const nvp_coupling *nvp_chain_layer(const nvp_chain *c, size_t k,
     if (offset)
         *offset = c->offsets[k];
     return nvp__as_coupling(c->layers[k]);
+}
+
+const nvp_layer *nvp_chain_get_layer(const nvp_chain *c, size_t k,
+                                     size_t *offset)
+{
+    if (!c || k >= c->n_layers)
+        return NULL;
+    if (offset)
+        *offset = c->offsets[k];
+    return c->layers[k];
 }
 
 const nvp_base *nvp_chain_base(const nvp_chain *c) { return c ? c->base : NULL; }

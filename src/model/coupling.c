@@ -9,6 +9,7 @@
 #include "core/alloc.h"
 #include "core/rng.h"
 #include "model/eval.h"
+#include "model/layer_kinds.h"
 
 /* Frees what the coupling allocated besides the shared part (the layer
  * table's release). */
@@ -76,15 +77,6 @@ int nvp__coupling_plan(nvp_coupling *c, const nvp_errbox *eb, const char *fn,
         return rc;
     c->layer.n_params = c->cond.n_params;
     return NVP_OK;
-}
-
-/* The work space of the standalone backward: the inverse's output, the
- * cache and the gradient scratch. */
-static size_t backward_floats(const nvp_coupling *c)
-{
-    const size_t r = NVP_CHUNK_ROWS;
-    return nvp__carved(r * c->layer.dim) + nvp__coupling_cache_floats(c, r) +
-           nvp__coupling_scratch_floats(c, r) + nvp__carved(r);
 }
 
 /* PyTorch nn.Linear's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for
@@ -241,103 +233,37 @@ int nvp_coupling_get_mask(const nvp_coupling *c, unsigned char *mask,
 
 int nvp_coupling_get_params(const nvp_coupling *c, float *dst, size_t count)
 {
-    const nvp_errbox *eb = c ? &c->layer.err : NULL;
-    NVP_REQUIRE_PTR(c);
-    NVP_REQUIRE_PTR(dst);
-    NVP_REQUIRE(count == c->layer.n_params, NVP_EDIM,
-                "nvp_coupling_get_params: count %zu, layer has %zu", count,
-                c->layer.n_params);
-    memcpy(dst, c->layer.params, count * sizeof *dst);
-    return NVP_OK;
+    return nvp__layer_get_params(c ? &c->layer : NULL,
+                                 "nvp_coupling_get_params", count, dst);
 }
 
 int nvp_coupling_set_params(nvp_coupling *c, const float *src, size_t count)
 {
-    const nvp_errbox *eb = c ? &c->layer.err : NULL;
-    NVP_REQUIRE_PTR(c);
-    NVP_REQUIRE_PTR(src);
-    NVP_REQUIRE(count == c->layer.n_params, NVP_EDIM,
-                "nvp_coupling_set_params: count %zu, layer has %zu", count,
-                c->layer.n_params);
-    for (size_t i = 0; i < count; i++)
-        NVP_REQUIRE(isfinite(src[i]), NVP_ENONFINITE,
-                    "nvp_coupling_set_params: src[%zu] is not finite", i);
-    memcpy(c->layer.params, src, count * sizeof *src);
-    return NVP_OK;
-}
-
-/* Shared body of the standalone forward and inverse. */
-static int coupling_map(const nvp_coupling *c, const char *fn, int inverse,
-                        size_t n, const float *in, float *out, float *ld)
-{
-    const nvp_errbox *eb = c ? &c->layer.err : NULL;
-    NVP_REQUIRE(c != NULL, NVP_EINVAL, "%s: layer is NULL", fn);
-    NVP_REQUIRE(in != NULL && out != NULL, NVP_EINVAL,
-                "%s: input or output is NULL", fn);
-    int rc = nvp__check_batch(eb, fn, n, c->layer.dim);
-    if (rc)
-        return rc;
-    /* The layer alone, through the batching driver every chain uses. */
-    nvp_layer *self = (nvp_layer *)&c->layer;
-    const nvp_stack st = {c->layer.dim, &self, 1, NULL, &c->layer.ctx, eb};
-    return nvp__stack_eval(&st, inverse ? NVP_EV_INVERSE : NVP_EV_FORWARD, n,
-                           in, out, ld, fn);
+    return nvp__layer_set_params(c ? &c->layer : NULL,
+                                 "nvp_coupling_set_params", count, src);
 }
 
 int nvp_coupling_forward(const nvp_coupling *c, size_t n, const float *x,
                          float *y, float *logdet)
 {
-    return coupling_map(c, "nvp_coupling_forward", 0, n, x, y, logdet);
+    return nvp__layer_map(c ? &c->layer : NULL, "nvp_coupling_forward", 0, n,
+                          x, y, logdet);
 }
 
 int nvp_coupling_inverse(const nvp_coupling *c, size_t n, const float *y,
                          float *x, float *ildj)
 {
-    return coupling_map(c, "nvp_coupling_inverse", 1, n, y, x, ildj);
+    return nvp__layer_map(c ? &c->layer : NULL, "nvp_coupling_inverse", 1, n,
+                          y, x, ildj);
 }
 
 int nvp_coupling_inverse_backward(const nvp_coupling *c, size_t n,
                                   const float *y, const float *dx,
                                   const float *dildj, float *dy, float *grad)
 {
-    const nvp_errbox *eb = c ? &c->layer.err : NULL;
-    const char *fn = "nvp_coupling_inverse_backward";
-    NVP_REQUIRE_PTR(c);
-    NVP_REQUIRE_PTR(y);
-    NVP_REQUIRE_PTR(dx);
-    int rc = nvp__check_batch(eb, fn, n, c->layer.dim);
-    if (rc)
-        return rc;
-    const size_t dim = c->layer.dim, R = NVP_CHUNK_ROWS;
-    /* Refuse non-finite inputs before anything is accumulated into grad. */
-    for (size_t i = 0; i < n * dim; i++)
-        NVP_REQUIRE(isfinite(y[i]) && isfinite(dx[i]), NVP_ENONFINITE,
-                    "%s: y or dx holds a non-finite value at row %zu", fn,
-                    i / dim);
-    if (dildj)
-        for (size_t i = 0; i < n; i++)
-            NVP_REQUIRE(isfinite(dildj[i]), NVP_ENONFINITE,
-                        "%s: dildj[%zu] is not finite", fn, i);
-    nvp_ws *ws = nvp__ws_acquire(&c->layer.ctx, NVP_WS_TRAIN,
-                                 backward_floats(c));
-    if (!ws)
-        return nvp__fail(eb, NVP_ENOMEM, "%s: out of memory for workspace",
-                         fn);
-    float *cursor = ws->arena;
-    float *x = nvp__carve(&cursor, R * dim);
-    float *cache = nvp__carve(&cursor, nvp__coupling_cache_floats(c, R));
-    float *scratch = nvp__carve(&cursor, nvp__coupling_scratch_floats(c, R));
-    nvp_exec ex = nvp__context_exec(&c->layer.ctx, ws, NULL);
-    for (size_t r0 = 0; r0 < n; r0 += R) {
-        const size_t rows = n - r0 < R ? n - r0 : R;
-        memcpy(x, y + r0 * dim, rows * dim * sizeof *x);
-        nvp__coupling_inverse_rows(c, &ex, rows, x, NULL, cache);
-        nvp__coupling_inverse_backward_rows(
-            c, &ex, rows, cache, x, dx + r0 * dim, dildj ? dildj + r0 : NULL,
-            dy ? dy + r0 * dim : NULL, grad, 0, scratch);
-    }
-    nvp__ws_release(&c->layer.ctx, NVP_WS_TRAIN, ws);
-    return NVP_OK;
+    return nvp__layer_inverse_backward(c ? &c->layer : NULL,
+                                       "nvp_coupling_inverse_backward", n, y,
+                                       dx, dildj, dy, grad);
 }
 
 int nvp_coupling_set_log_scale_clamp(nvp_coupling *c, float bound)

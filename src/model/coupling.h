@@ -22,7 +22,7 @@ struct nvp_coupling {
 };
 
 /* The affine coupling's entry in the layer table. */
-extern const nvp_layer_kind nvp__coupling_kind;
+extern const nvp_layer_ops nvp__coupling_kind;
 
 /* The coupling a layer is, or NULL when it is of another kind. */
 static inline const nvp_coupling *nvp__as_coupling(const nvp_layer *l)

@@ -197,7 +197,7 @@ static void kind_set_clamp(nvp_layer *l, float bound)
     ((nvp_coupling *)l)->clamp = bound;
 }
 
-const nvp_layer_kind nvp__coupling_kind = {
+const nvp_layer_ops nvp__coupling_kind = {
     "affine coupling",
     kind_cache_floats,
     kind_scratch_floats,
@@ -206,5 +206,6 @@ const nvp_layer_kind nvp__coupling_kind = {
     kind_inverse_backward_rows,
     kind_fresh_range,
     kind_set_clamp,
+    NULL, /* no data-dependent initialisation */
     nvp__coupling_release,
 };

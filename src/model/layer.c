@@ -2,7 +2,42 @@
 /* What every layer kind shares. */
 #include "model/layer.h"
 
+#include <string.h>
+
 #include "core/alloc.h"
+
+int nvp__layer_new(nvp_layer **out, size_t size, const nvp_layer_ops *kind,
+                   size_t dim, size_t n_params, const nvp_allocator *alloc,
+                   const char *fn)
+{
+    *out = NULL;
+    nvp_allocator a;
+    if (nvp__allocator_init(&a, alloc) != NVP_OK)
+        return nvp__fail(NULL, NVP_EINVAL, "%s: invalid allocator", fn);
+    nvp_layer *l = nvp__malloc(&a, size);
+    if (!l)
+        return nvp__fail(NULL, NVP_ENOMEM, "%s: out of memory", fn);
+    memset(l, 0, size);
+    l->kind = kind;
+    l->alloc = a;
+    l->dim = dim;
+    l->n_params = n_params;
+    if (n_params > 0) {
+        l->own_params = nvp__alloc_aligned(&l->alloc, n_params * sizeof(float));
+        if (!l->own_params) {
+            nvp__free(&a, l);
+            return nvp__fail(NULL, NVP_ENOMEM,
+                             "%s: out of memory for %zu parameters", fn,
+                             n_params);
+        }
+        memset(l->own_params, 0, n_params * sizeof(float));
+    }
+    l->params = l->own_params;
+    nvp__errbox_init(&l->err);
+    nvp__context_init(&l->ctx, &l->alloc, 1);
+    *out = l;
+    return NVP_OK;
+}
 
 void nvp__layer_free(nvp_layer *l)
 {

@@ -3,7 +3,7 @@
  * dimension, its parameters inside the chain's flat vector, its own
  * execution context for standalone calls) and the table of functions the
  * chain calls it through.  The chain iterates layers and never switches
- * on kinds: a new kind is one file that fills an nvp_layer_kind and embeds
+ * on kinds: a new kind is one file that fills an nvp_layer_ops and embeds
  * an nvp_layer as its first member. */
 #ifndef NVP_LAYER_H
 #define NVP_LAYER_H
@@ -16,7 +16,7 @@
 
 typedef struct nvp_layer nvp_layer;
 
-typedef struct nvp_layer_kind {
+typedef struct nvp_layer_ops {
     const char *name;
     /* Floats one chunk of `rows` rows caches for the backward, and the
      * floats of scratch the backward needs. */
@@ -46,20 +46,37 @@ typedef struct nvp_layer_kind {
     /* Bounds the log-scales the layer applies (0: none); NULL for kinds
      * without one. */
     void (*set_log_scale_clamp)(nvp_layer *l, float bound);
-    /* Frees what the kind allocated besides the shared part. */
+    /* Sets the parameters from n rows of data z as this layer sees them on
+     * its data side, so that its inverse maps them to a standard form
+     * (zero mean and unit variance, or white); NULL for kinds without
+     * such an initialisation.  Returns NVP_OK or an NVP_E* code (recorded
+     * in eb for fn); changes nothing on failure. */
+    int (*data_init)(nvp_layer *l, const nvp_errbox *eb, const char *fn,
+                     size_t n, const float *z);
+    /* Frees what the kind allocated besides the shared part (may be
+     * NULL). */
     void (*release)(nvp_layer *l);
-} nvp_layer_kind;
+} nvp_layer_ops;
 
 struct nvp_layer {
-    const nvp_layer_kind *kind;
+    const nvp_layer_ops *kind;
     nvp_errbox err;
     nvp_allocator alloc;
     size_t dim;
     size_t n_params;
     float *params;       /* own_params, or a view into a chain's vector */
     float *own_params;   /* NULL once a chain has adopted the layer */
+    int adopted;         /* a chain owns the layer */
     nvp_context ctx;     /* for the layer's standalone calls */
 };
+
+/* A new layer of `size` bytes (the kind's struct, which starts with an
+ * nvp_layer) with n_params zero parameters of its own, its context and
+ * message box ready.  Errors recorded for fn: NVP_EINVAL (allocator),
+ * NVP_ENOMEM. */
+int nvp__layer_new(nvp_layer **out, size_t size, const nvp_layer_ops *kind,
+                   size_t dim, size_t n_params, const nvp_allocator *alloc,
+                   const char *fn);
 
 /* Frees a layer of any kind (NULL is accepted). */
 void nvp__layer_free(nvp_layer *l);

@@ -1,0 +1,160 @@
+/* SPDX-License-Identifier: MIT */
+/* ActNorm (Kingma and Dhariwal 2018): a learnable element-wise affine map.
+ * Forward (base to data) y = x * exp(s) + b, log|det| = sum(s); inverse
+ * x = (y - b) * exp(-s).  Parameters: s (dim), then b (dim).  A fresh
+ * layer is the identity; nvp_chain_init_from_data sets b to the data's
+ * mean and s to the log of its standard deviation, so that the inverse
+ * standardises the data the layer sees. */
+#include <math.h>
+
+#include "core/alloc.h"
+#include "model/layer_kinds.h"
+
+static size_t actnorm_cache_floats(const nvp_layer *l, size_t rows)
+{
+    (void)l;
+    (void)rows;
+    return 0;
+}
+
+static void actnorm_inverse_rows(const nvp_layer *l, const nvp_exec *ex,
+                                 size_t rows, float *z, float *ildj,
+                                 float *cache)
+{
+    (void)ex;
+    (void)cache;
+    const size_t dim = l->dim;
+    const float *s = l->params, *b = l->params + dim;
+    float sum = 0.0f;
+    for (size_t j = 0; j < dim; j++)
+        sum += s[j];
+    for (size_t i = 0; i < rows; i++) {
+        float *zi = z + i * dim;
+        for (size_t j = 0; j < dim; j++)
+            zi[j] = (zi[j] - b[j]) * expf(-s[j]);
+        if (ildj)
+            ildj[i] -= sum;
+    }
+}
+
+static void actnorm_forward_rows(const nvp_layer *l, const nvp_exec *ex,
+                                 size_t rows, float *z, float *logdet,
+                                 float *cache)
+{
+    (void)ex;
+    (void)cache;
+    const size_t dim = l->dim;
+    const float *s = l->params, *b = l->params + dim;
+    float sum = 0.0f;
+    for (size_t j = 0; j < dim; j++)
+        sum += s[j];
+    for (size_t i = 0; i < rows; i++) {
+        float *zi = z + i * dim;
+        for (size_t j = 0; j < dim; j++)
+            zi[j] = zi[j] * expf(s[j]) + b[j];
+        if (logdet)
+            logdet[i] += sum;
+    }
+}
+
+static void actnorm_inverse_backward_rows(const nvp_layer *l,
+                                          const nvp_exec *ex, size_t rows,
+                                          const float *cache, const float *x,
+                                          const float *dx, const float *dildj,
+                                          float *dy, float *grad, int fresh,
+                                          float *scratch)
+{
+    (void)ex, (void)cache, (void)fresh, (void)scratch;
+    const size_t dim = l->dim;
+    const float *s = l->params;
+    /* x_j = (y_j - b_j) e^{-s_j}: dx_j/dy_j = e^{-s_j}, dx_j/db_j =
+     * -e^{-s_j}, dx_j/ds_j = -x_j; ildj = -sum s, so dildj/ds_j = -1. */
+    float *gs = grad, *gb = grad ? grad + dim : NULL;
+    for (size_t i = 0; i < rows; i++) {
+        const float *xi = x + i * dim, *dxi = dx + i * dim;
+        const float di = dildj ? dildj[i] : 0.0f;
+        for (size_t j = 0; j < dim; j++) {
+            const float e = expf(-s[j]);
+            if (dy)
+                dy[i * dim + j] = dxi[j] * e;
+            if (grad) {
+                gs[j] += -dxi[j] * xi[j] - di;
+                gb[j] += -dxi[j] * e;
+            }
+        }
+    }
+}
+
+static size_t no_scratch(const nvp_layer *l, size_t rows)
+{
+    (void)l;
+    (void)rows;
+    return 0;
+}
+
+static void no_fresh_range(const nvp_layer *l, size_t *off, size_t *len)
+{
+    (void)l;
+    *off = *len = 0;
+}
+
+/* b = the mean, s = log(sd) per dimension, in double.  A dimension that
+ * does not vary keeps sd 1: nothing to scale. */
+static int actnorm_data_init(nvp_layer *l, const nvp_errbox *eb,
+                             const char *fn, size_t n, const float *z)
+{
+    const size_t dim = l->dim;
+    double *acc = nvp__malloc(&l->alloc, 2 * dim * sizeof *acc);
+    if (!acc)
+        return nvp__fail(eb, NVP_ENOMEM, "%s: out of memory", fn);
+    double *mean = acc, *var = acc + dim;
+    for (size_t j = 0; j < dim; j++)
+        mean[j] = var[j] = 0.0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < dim; j++)
+            mean[j] += z[i * dim + j];
+    for (size_t j = 0; j < dim; j++)
+        mean[j] /= (double)n;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < dim; j++) {
+            const double d = z[i * dim + j] - mean[j];
+            var[j] += d * d;
+        }
+    int rc = NVP_OK;
+    for (size_t j = 0; j < dim && rc == NVP_OK; j++)
+        if (!isfinite(mean[j]) || !isfinite(var[j]))
+            rc = nvp__fail(eb, NVP_ENONFINITE,
+                           "%s: the data's spread overflows at dimension %zu",
+                           fn, j);
+    if (rc == NVP_OK)
+        for (size_t j = 0; j < dim; j++) {
+            const double sd = sqrt(var[j] / (double)n);
+            l->params[j] = sd > 1e-30 ? (float)log(sd) : 0.0f;
+            l->params[dim + j] = (float)mean[j];
+        }
+    nvp__free(&l->alloc, acc);
+    return rc;
+}
+
+const nvp_layer_ops nvp__actnorm_kind = {
+    "actnorm",
+    actnorm_cache_floats,
+    no_scratch,
+    actnorm_inverse_rows,
+    actnorm_forward_rows,
+    actnorm_inverse_backward_rows,
+    no_fresh_range,
+    NULL, /* its log-scales are parameters, not a conditioner's output */
+    actnorm_data_init,
+    NULL,
+};
+
+int nvp__actnorm_new(nvp_layer **out, const char *fn, size_t dim,
+                     const nvp_allocator *alloc)
+{
+    const nvp_errbox *eb = NULL;
+    NVP_REQUIRE(dim >= 1 && dim <= NVP_MAX_DIM, NVP_EINVAL,
+                "%s: dim %zu is outside [1, %d]", fn, dim, NVP_MAX_DIM);
+    return nvp__layer_new(out, sizeof(nvp_layer), &nvp__actnorm_kind, dim,
+                          2 * dim, alloc, fn);
+}
