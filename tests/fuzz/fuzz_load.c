@@ -53,21 +53,30 @@ static void *xmalloc(size_t bytes)
 }
 
 /* The current input as a file, for the file loaders: one temporary file
- * per process, rewritten for every input and removed at exit. */
-static char g_path[] = "/tmp/nvp_fuzz_load_XXXXXX";
+ * per process, rewritten for every input.  It is unlinked at once and
+ * reached through /proc/self/fd (so that a crash leaves nothing behind),
+ * or, without /proc, removed at exit. */
+static char g_name[] = "/tmp/nvp_fuzz_load_XXXXXX";
+static char g_path[64];
 static int g_fd = -1;
 
 static void remove_file(void)
 {
-    unlink(g_path);
+    unlink(g_name);
 }
 
 static void write_input_file(const uint8_t *data, size_t size)
 {
     if (g_fd < 0) {
-        g_fd = mkstemp(g_path);
+        g_fd = mkstemp(g_name);
         FZ_CHECK(g_fd >= 0, "mkstemp");
-        atexit(remove_file);
+        snprintf(g_path, sizeof g_path, "/proc/self/fd/%d", g_fd);
+        if (access(g_path, R_OK) == 0) {
+            unlink(g_name);
+        } else {
+            snprintf(g_path, sizeof g_path, "%s", g_name);
+            atexit(remove_file);
+        }
     }
     FZ_CHECK(ftruncate(g_fd, 0) == 0, "ftruncate");
     size_t done = 0;
