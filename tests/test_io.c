@@ -6,6 +6,7 @@
  * uninterrupted one. */
 #include <dirent.h>
 #include <fcntl.h>
+#include <float.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -847,6 +848,632 @@ START_TEST(test_io_nonfinite_not_saved)
 }
 END_TEST
 
+/* Loads bytes as a model both ways (scaler_out NULL and not) from a
+ * buffer and from a file at path; returns the code, which must be the
+ * same all four ways, with no handle handed out on failure. */
+static int load_model_four_ways(const unsigned char *bytes, size_t size, const char *path,
+                                const char *what)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(bytes, 1, size, f), size);
+    ck_assert_int_eq(fclose(f), 0);
+    int rcs[4];
+    for (int way = 0; way < 4; way++) {
+        nvp_chain *c = (nvp_chain *)path;
+        nvp_scaler *sc = (nvp_scaler *)path;
+        nvp_scaler **so = way & 1 ? &sc : NULL;
+        rcs[way] = way & 2 ? nvp_chain_load_file(&c, so, path, NULL)
+                           : nvp_chain_load_buffer(&c, so, bytes, size, NULL);
+        if (rcs[way] != NVP_OK) {
+            T_CHECK(c == NULL && (!so || sc == NULL), "%s (way %d): a failed load handed out a handle",
+                    what, way);
+            T_CHECK(strstr(nvp_errmsg(), "scaler") != NULL, "%s (way %d): message '%s'", what, way,
+                    nvp_errmsg());
+        } else {
+            nvp_chain_free(c);
+            if (so)
+                nvp_scaler_free(sc);
+        }
+    }
+    T_CHECK(rcs[0] == rcs[1] && rcs[0] == rcs[2] && rcs[0] == rcs[3],
+            "%s: buffer %d / %d (without / with scaler_out), file %d / %d", what, rcs[0], rcs[1],
+            rcs[2], rcs[3]);
+    return rcs[0];
+}
+
+/* Issue 16, item 3: whether a model file is valid must not depend on
+ * whether the caller asks for its scaler.  A scaler section rebuilt with
+ * valid CRCs around a wrong dimension, a short or long payload, sd <= 0
+ * or a non-finite mean or sd is refused with NVP_EFORMAT with scaler_out
+ * NULL as with it, from a buffer as from a file. */
+START_TEST(test_io_scaler_section_always_checked)
+{
+    nvp_scaler *s = NULL;
+    nvp_chain *c = make_model(&s);
+    enum { D = 3 };
+    size_t size;
+    unsigned char *good = save_model(c, s, &size);
+    /* Header, ARCH, PARM, then SCAL: u32 dim, f32 mean[D], f32 sd[D]. */
+    const size_t scal_len = 4 + 8 * D, scal_at = size - (12 + scal_len + 4);
+    ck_assert_int_eq(memcmp(good + scal_at, "SCAL", 4), 0);
+    char dir[] = "/tmp/nvp_test_io_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof path, "%s/model.nvp", dir);
+    const float nan = NAN, inf = INFINITY;
+    const struct {
+        const char *what;
+        uint32_t dim;
+        int len_delta; /* floats added to (or taken from) the payload */
+        int slot;      /* float slot replaced (0..2 mean, 3..5 sd), -1 none */
+        float value;
+    } cases[] = {
+        {"dim one more", D + 1, 0, -1, 0},      {"dim one less", D - 1, 0, -1, 0},
+        {"dim 0", 0, 0, -1, 0},                 {"a float short", D, -1, -1, 0},
+        {"a float long", D, 1, -1, 0},          {"only the dim", D, -2 * D, -1, 0},
+        {"sd 0", D, 0, 4, 0.0f},                {"sd -0", D, 0, 3, -0.0f},
+        {"sd negative", D, 0, 5, -1.0f},        {"sd NaN", D, 0, 3, nan},
+        {"sd infinite", D, 0, 4, inf},          {"mean NaN", D, 0, 0, nan},
+        {"mean -infinite", D, 0, 2, -inf},
+    };
+    unsigned char payload[4 + 8 * D + 4];
+    unsigned char *bad = t_xmalloc(size + 16);
+    for (size_t k = 0; k <= sizeof cases / sizeof *cases; k++) {
+        /* The last round rebuilds the section as it was: it must load, so
+         * the cases fail for their payload, not for the rebuilt framing. */
+        const int control = k == sizeof cases / sizeof *cases;
+        memcpy(payload, good + scal_at + 12, scal_len);
+        memset(payload + scal_len, 0, 4);
+        size_t len = scal_len;
+        const char *what = "the section as saved";
+        if (!control) {
+            what = cases[k].what;
+            put_u32(payload, cases[k].dim);
+            len = (size_t)((long)scal_len + 4L * cases[k].len_delta);
+            if (cases[k].slot >= 0)
+                memcpy(payload + 4 + 4 * cases[k].slot, &cases[k].value, 4);
+        }
+        memcpy(bad, good, scal_at);
+        const size_t n = scal_at + put_section(bad + scal_at, "SCAL", payload, len);
+        const int rc = load_model_four_ways(bad, n, path, what);
+        if (control)
+            T_CHECK(rc == NVP_OK, "the rebuilt section was refused: %d (%s)", rc, nvp_errmsg());
+        else
+            T_CHECK(rc == NVP_EFORMAT, "scaler section %s: returned %d (%s)", what, rc,
+                    nvp_strerror(rc));
+    }
+    unlink(path);
+    ck_assert_int_eq(rmdir(dir), 0);
+    free(bad);
+    free(good);
+    nvp_scaler_free(s);
+    nvp_chain_free(c);
+}
+END_TEST
+
+/* An allocator that records the largest block asked for and refuses any
+ * above 64 MiB (so that a regression fails with NVP_ENOMEM rather than
+ * taking gigabytes). */
+typedef struct big_alloc {
+    size_t largest, live;
+} big_alloc;
+
+static void *big_alloc_fn(void *user, size_t size)
+{
+    big_alloc *b = user;
+    if (size > b->largest)
+        b->largest = size;
+    void *p = size > ((size_t)64 << 20) ? NULL : malloc(size ? size : 1);
+    b->live += p != NULL;
+    return p;
+}
+
+static void *big_realloc_fn(void *user, void *ptr, size_t size)
+{
+    big_alloc *b = user;
+    if (size > b->largest)
+        b->largest = size;
+    void *p = size > ((size_t)64 << 20) ? NULL : realloc(ptr, size ? size : 1);
+    b->live += p != NULL && ptr == NULL;
+    return p;
+}
+
+static void big_free_fn(void *user, void *ptr)
+{
+    big_alloc *b = user;
+    if (ptr) {
+        ck_assert_uint_gt(b->live, 0);
+        b->live--;
+    }
+    free(ptr);
+}
+
+/* Bytes this process has read so far (/proc/self/io's rchar), or -1
+ * where the kernel does not say. */
+static long long bytes_read_so_far(void)
+{
+    FILE *f = fopen("/proc/self/io", "r");
+    if (!f)
+        return -1;
+    long long v = -1;
+    char key[32];
+    long long x;
+    while (fscanf(f, "%31s %lld", key, &x) == 2)
+        if (strcmp(key, "rchar:") == 0)
+            v = x;
+    fclose(f);
+    return v;
+}
+
+/* Writes a 24-byte header (kind, section count) at p. */
+static void put_header(unsigned char *p, uint32_t kind, uint32_t sections)
+{
+    memcpy(p, "NVPFLOW\0", 8);
+    put_u32(p + 8, NVP_FILE_FORMAT_VERSION);
+    put_u32(p + 12, kind);
+    put_u32(p + 16, sections);
+    put_u32(p + 20, crc32_bitwise(p, 20));
+}
+
+static void put_u64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* Issue 16, item 5: a file is read whole only when its header and section
+ * table (and the small fields that give the sections' sizes) account for
+ * every byte of it.  Sparse files of 3 GiB that start as libnvpflow files
+ * (a valid header and nothing else; a valid architecture and a parameter
+ * section whose length and count agree with each other but not with the
+ * architecture; an architecture longer than its layers can be; a training
+ * state whose optimizer section is longer than its count says, or of the
+ * right length with zero settings) are refused with NVP_EFORMAT at once:
+ * no block of more than 64 KiB is allocated and (where the kernel tells)
+ * less than 1 MiB is read.  A valid file loads through the same allocator,
+ * which sees its whole size asked for: the measure works. */
+START_TEST(test_io_sparse_file_refused_before_reading)
+{
+    char dir[] = "/tmp/nvp_test_io_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof path, "%s/sparse.nvp", dir);
+    const uint64_t big = (uint64_t)3 << 30;
+    nvp_chain *c = t_chain(2, 1, 1, (const size_t[]){4}, 6400);
+    size_t msize;
+    unsigned char *model = save_model(c, NULL, &msize);
+    /* Header, then ARCH: tag, u64 length, payload, CRC. */
+    uint64_t arch_len = 0;
+    for (int i = 7; i >= 0; i--)
+        arch_len = arch_len << 8 | model[28 + i];
+    const size_t arch_end = 24 + 12 + (size_t)arch_len + 4;
+    ck_assert_uint_lt(arch_end, msize);
+    unsigned char head[4096];
+    for (int k = 0; k < 6; k++) {
+        const char *what = "", *why = "unexpected bytes after the last section";
+        uint32_t kind = 1;
+        size_t n = 24; /* bytes of head written at the start of the file */
+        uint64_t size = big;
+        memset(head, 0, sizeof head);
+        switch (k) {
+        case 0:
+            what = "a model header and zeros";
+            put_header(head, 1, 2);
+            break;
+        case 1: {
+            what = "a parameter section the architecture does not account for";
+            memcpy(head, model, arch_end);
+            /* u64 count, f32 params[count]: length and count agree. */
+            const uint64_t count = (big - arch_end - 24) / 4;
+            memcpy(head + arch_end, "PARM", 4);
+            put_u64(head + arch_end + 4, 8 + 4 * count);
+            put_u64(head + arch_end + 12, count);
+            n = arch_end + 20;
+            size = arch_end + 12 + 8 + 4 * count + 4;
+            why = "does not match the architecture";
+            break;
+        }
+        case 2:
+            what = "an architecture longer than its layers can be";
+            /* PARM (count 0) first, then ARCH to the end of the file. */
+            put_header(head, 1, 2);
+            memcpy(head + 24, "PARM", 4);
+            put_u64(head + 28, 8);
+            memcpy(head + 48, "ARCH", 4);
+            put_u64(head + 52, big - 48 - 16);
+            put_u32(head + 60, 2);
+            put_u32(head + 64, 1);
+            put_u32(head + 68, 1);
+            n = 72;
+            why = "an architecture of 1 layers";
+            break;
+        case 3:
+            what = "a training-state header and zeros";
+            kind = 2;
+            put_header(head, 2, 1);
+            break;
+        case 4:
+        case 5: {
+            what = k == 4 ? "an optimizer section longer than its count says"
+                          : "an optimizer section of zero settings";
+            kind = 2;
+            put_header(head, 2, 1);
+            memcpy(head + 24, "ADAM", 4);
+            const uint64_t len = big - 24 - 16;
+            put_u64(head + 28, len);
+            put_u64(head + 36, k == 4 ? 1 : (len - 32) / 8);
+            ck_assert_uint_eq((len - 32) % 8, 0);
+            n = 44;
+            why = k == 4 ? "size does not match" : "invalid optimizer settings";
+            break;
+        }
+        }
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(ftruncate(fd, (off_t)size), 0);
+        ck_assert_int_eq(pwrite(fd, head, n, 0), (ssize_t)n);
+        ck_assert_int_eq(close(fd), 0);
+        big_alloc st = {0, 0};
+        const nvp_allocator a = {NVP_ALLOCATOR_VERSION, &st, big_alloc_fn, big_realloc_fn,
+                                 big_free_fn};
+        const long long read0 = bytes_read_so_far();
+        int rc;
+        void *out = path;
+        if (kind == 1)
+            rc = nvp_chain_load_file((nvp_chain **)&out, NULL, path, &a);
+        else
+            rc = nvp_adam_load_file((nvp_adam **)&out, NULL, path, &a);
+        const long long read1 = bytes_read_so_far();
+        T_CHECK(rc == NVP_EFORMAT && out == NULL, "%s: returned %d (%s)", what, rc, nvp_errmsg());
+        T_CHECK(strstr(nvp_errmsg(), why) != NULL, "%s: message '%s'", what, nvp_errmsg());
+        T_CHECK(st.largest <= (size_t)64 << 10, "%s: a block of %zu bytes was asked for", what,
+                st.largest);
+        ck_assert_uint_eq(st.live, 0);
+        if (read0 >= 0 && read1 >= 0)
+            T_CHECK(read1 - read0 < (1 << 20), "%s: %lld bytes were read", what, read1 - read0);
+    }
+    /* A valid model through the same allocator: its size is asked for. */
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, model, msize), (ssize_t)msize);
+    ck_assert_int_eq(close(fd), 0);
+    big_alloc st = {0, 0};
+    const nvp_allocator a = {NVP_ALLOCATOR_VERSION, &st, big_alloc_fn, big_realloc_fn, big_free_fn};
+    nvp_chain *back = NULL;
+    T_OK(nvp_chain_load_file(&back, NULL, path, &a));
+    check_same_model(c, back);
+    T_CHECK(st.largest >= msize, "loading a %zu-byte file asked for at most %zu bytes", msize,
+            st.largest);
+    nvp_chain_free(back);
+    ck_assert_uint_eq(st.live, 0);
+    unlink(path);
+    ck_assert_int_eq(rmdir(dir), 0);
+    free(model);
+    nvp_chain_free(c);
+}
+END_TEST
+
+/* A training state as the file format describes it, written here
+ * independently of the library's writer: header, ADAM, then RNG, AVG and
+ * CLIP when present (the order the library writes them in). */
+typedef struct t_state {
+    uint64_t n, t;
+    float lr, b1, b2, eps;
+    float m[3], v[3];
+    int has_rng;
+    uint64_t s[4];
+    uint32_t has_spare;
+    double spare;
+    int has_avg;
+    float decay, avg[3];
+    int has_clip;
+    float clip;
+} t_state;
+
+static size_t put_f32s(unsigned char *p, const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], 4);
+        put_u32(p + 4 * i, u);
+    }
+    return 4 * n;
+}
+
+/* Returns a new buffer of *size bytes; n may be below 3 (fewer floats). */
+static unsigned char *state_bytes(const t_state *st, size_t *size)
+{
+    const size_t n = (size_t)(st->n < 3 ? st->n : 3);
+    unsigned char *b = t_xmalloc(24 + 4 * 16 + 32 + 8 * n + 44 + 4 + 4 * n + 4);
+    unsigned char pay[64];
+    size_t at = 24;
+    /* ADAM: u64 n, f32 lr, b1, b2, eps, u64 t, then m and v. */
+    unsigned char *adam = t_xmalloc(32 + 8 * n);
+    put_u64(adam, st->n);
+    put_f32s(adam + 8, (const float[]){st->lr, st->b1, st->b2, st->eps}, 4);
+    put_u64(adam + 24, st->t);
+    put_f32s(adam + 32, st->m, n);
+    put_f32s(adam + 32 + 4 * n, st->v, n);
+    at += put_section(b + at, "ADAM", adam, 32 + 8 * n);
+    free(adam);
+    if (st->has_rng) {
+        for (int i = 0; i < 4; i++)
+            put_u64(pay + 8 * i, st->s[i]);
+        put_u32(pay + 32, st->has_spare);
+        uint64_t bits;
+        memcpy(&bits, &st->spare, 8);
+        put_u64(pay + 36, bits);
+        at += put_section(b + at, "RNG ", pay, 44);
+    }
+    if (st->has_avg) {
+        put_f32s(pay, &st->decay, 1);
+        put_f32s(pay + 4, st->avg, n);
+        at += put_section(b + at, "AVG ", pay, 4 + 4 * n);
+    }
+    if (st->has_clip) {
+        put_f32s(pay, &st->clip, 1);
+        at += put_section(b + at, "CLIP", pay, 4);
+    }
+    put_header(b, 2, 1 + (uint32_t)(st->has_rng + st->has_avg + st->has_clip));
+    *size = at;
+    return b;
+}
+
+/* Saves (o, g) into a new buffer; returns the code, *out NULL unless it
+ * is NVP_OK. */
+static int save_state(const nvp_adam *o, const nvp_rng *g, unsigned char **out, size_t *size)
+{
+    *out = NULL;
+    int rc = nvp_adam_save_buffer(o, g, NULL, 0, size);
+    if (rc != NVP_OK)
+        return rc;
+    *out = t_xmalloc(*size);
+    rc = nvp_adam_save_buffer(o, g, *out, *size, size);
+    if (rc != NVP_OK) {
+        free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* What a case expects of the loader. */
+enum { MUST_LOAD, MUST_REFUSE, AS_SETTER };
+
+/* The fields a case sets, one at a time, on the base state. */
+enum { F_N, F_T, F_LR, F_B1, F_B2, F_EPS, F_M, F_V, F_S, F_S_ZERO, F_HAS_SPARE, F_SPARE, F_DECAY,
+       F_AVG, F_CLIP };
+
+/* Whether the setter of a setting accepts value (the loader must accept
+ * exactly those: a setting a program can make must save and load). */
+static int setter_accepts(int field, float value)
+{
+    nvp_adam *o = NULL;
+    T_OK(nvp_adam_create(&o, 1, NULL));
+    const float p = 0.0f;
+    int rc = NVP_EINVAL;
+    switch (field) {
+    case F_LR: rc = nvp_adam_set_lr(o, value); break;
+    case F_B1: rc = nvp_adam_set_betas(o, value, 0.999f); break;
+    case F_B2: rc = nvp_adam_set_betas(o, 0.9f, value); break;
+    case F_EPS: rc = nvp_adam_set_eps(o, value); break;
+    /* A section says the option is on: 0, which turns it off, has none. */
+    case F_DECAY: rc = value != 0.0f ? nvp_adam_set_average(o, value, &p, 1) : NVP_EINVAL; break;
+    case F_CLIP: rc = value != 0.0f ? nvp_adam_set_clip_norm(o, value) : NVP_EINVAL; break;
+    default: ck_abort_msg("no setter for field %d", field);
+    }
+    nvp_adam_free(o);
+    return rc == NVP_OK;
+}
+
+/* Issue 16, item 4: save never writes what load refuses.  Over the
+ * boundary values of every field of a training state (parameter count,
+ * step count, lr, betas, eps, moments, the generator's state and spare
+ * normal, the average's decay and values, the clipping limit), built as
+ * bytes by an independent writer: a valid value loads (a setting exactly
+ * when its setter takes it) and an invalid one is refused with
+ * NVP_EFORMAT; a loaded state saves back to the same bytes; and after
+ * each of two steps (which may be refused, changing nothing), whatever
+ * saves loads again and saves to the same bytes.  Step counts 2^64 - 3 to
+ * 2^64 - 1 cover the count's saturation. */
+START_TEST(test_io_training_state_round_trip_boundaries)
+{
+    const float tiny = FLT_TRUE_MIN, big = FLT_MAX, below1 = nextafterf(1.0f, 0.0f);
+    const float nan = NAN, inf = INFINITY;
+    const uint64_t top = UINT64_MAX;
+    const struct {
+        const char *what;
+        int field;
+        double value; /* for float fields (and has_spare) */
+        uint64_t u;   /* for n, t and the generator's words */
+        int expect;
+    } cases[] = {
+        {"n 1", F_N, 0, 1, MUST_LOAD},
+        {"n 0", F_N, 0, 0, MUST_REFUSE},
+        {"t 0", F_T, 0, 0, MUST_LOAD},
+        {"t 1", F_T, 0, 1, MUST_LOAD},
+        {"t 2^63", F_T, 0, (uint64_t)1 << 63, MUST_LOAD},
+        {"t 2^64 - 3", F_T, 0, top - 2, MUST_LOAD},
+        {"t 2^64 - 2", F_T, 0, top - 1, MUST_LOAD},
+        {"t 2^64 - 1", F_T, 0, top, MUST_LOAD},
+        {"lr smallest", F_LR, tiny, 0, AS_SETTER},
+        {"lr FLT_MIN", F_LR, FLT_MIN, 0, AS_SETTER},
+        {"lr 1", F_LR, 1.0, 0, AS_SETTER},
+        {"lr largest", F_LR, big, 0, AS_SETTER},
+        {"lr 0", F_LR, 0.0, 0, AS_SETTER},
+        {"lr -0", F_LR, -0.0, 0, AS_SETTER},
+        {"lr negative", F_LR, -1e-3, 0, AS_SETTER},
+        {"lr infinite", F_LR, inf, 0, AS_SETTER},
+        {"lr NaN", F_LR, nan, 0, AS_SETTER},
+        {"b1 0", F_B1, 0.0, 0, AS_SETTER},
+        {"b1 below 1", F_B1, below1, 0, AS_SETTER},
+        {"b1 1", F_B1, 1.0, 0, AS_SETTER},
+        {"b1 negative", F_B1, -tiny, 0, AS_SETTER},
+        {"b1 NaN", F_B1, nan, 0, AS_SETTER},
+        {"b2 0", F_B2, 0.0, 0, AS_SETTER},
+        {"b2 below 1", F_B2, below1, 0, AS_SETTER},
+        {"b2 1", F_B2, 1.0, 0, AS_SETTER},
+        {"b2 NaN", F_B2, nan, 0, AS_SETTER},
+        {"eps smallest", F_EPS, tiny, 0, AS_SETTER},
+        {"eps largest", F_EPS, big, 0, AS_SETTER},
+        {"eps 0", F_EPS, 0.0, 0, AS_SETTER},
+        {"eps infinite", F_EPS, inf, 0, AS_SETTER},
+        {"eps NaN", F_EPS, nan, 0, AS_SETTER},
+        {"m largest", F_M, big, 0, MUST_LOAD},
+        {"m lowest", F_M, -big, 0, MUST_LOAD},
+        {"m -0", F_M, -0.0, 0, MUST_LOAD},
+        {"m smallest", F_M, tiny, 0, MUST_LOAD},
+        {"m infinite", F_M, inf, 0, MUST_REFUSE},
+        {"m NaN", F_M, nan, 0, MUST_REFUSE},
+        {"v 0", F_V, 0.0, 0, MUST_LOAD},
+        {"v -0", F_V, -0.0, 0, MUST_LOAD},
+        {"v smallest", F_V, tiny, 0, MUST_LOAD},
+        {"v largest", F_V, big, 0, MUST_LOAD},
+        {"v negative", F_V, -tiny, 0, MUST_REFUSE},
+        {"v infinite", F_V, inf, 0, MUST_REFUSE},
+        {"v NaN", F_V, nan, 0, MUST_REFUSE},
+        {"generator words all ones", F_S, 0, top, MUST_LOAD},
+        {"generator words 1", F_S, 0, 1, MUST_LOAD},
+        {"generator state all zero", F_S_ZERO, 0, 0, MUST_REFUSE},
+        {"no spare", F_HAS_SPARE, 0, 0, MUST_LOAD},
+        {"has_spare 2", F_HAS_SPARE, 2, 0, MUST_REFUSE},
+        {"spare 16", F_SPARE, 16.0, 0, MUST_LOAD},
+        {"spare -16", F_SPARE, -16.0, 0, MUST_LOAD},
+        {"spare above 16", F_SPARE, nextafter(16.0, 17.0), 0, MUST_REFUSE},
+        {"spare NaN", F_SPARE, nan, 0, MUST_REFUSE},
+        {"spare infinite", F_SPARE, -(double)inf, 0, MUST_REFUSE},
+        {"decay smallest", F_DECAY, tiny, 0, AS_SETTER},
+        {"decay below 1", F_DECAY, below1, 0, AS_SETTER},
+        {"decay 0", F_DECAY, 0.0, 0, AS_SETTER},
+        {"decay 1", F_DECAY, 1.0, 0, AS_SETTER},
+        {"decay NaN", F_DECAY, nan, 0, AS_SETTER},
+        {"average largest", F_AVG, big, 0, MUST_LOAD},
+        {"average lowest", F_AVG, -big, 0, MUST_LOAD},
+        {"average infinite", F_AVG, inf, 0, MUST_REFUSE},
+        {"average NaN", F_AVG, nan, 0, MUST_REFUSE},
+        {"clip smallest", F_CLIP, tiny, 0, AS_SETTER},
+        {"clip largest", F_CLIP, big, 0, AS_SETTER},
+        {"clip 0", F_CLIP, 0.0, 0, AS_SETTER},
+        {"clip negative", F_CLIP, -1.0, 0, AS_SETTER},
+        {"clip infinite", F_CLIP, inf, 0, AS_SETTER},
+        {"clip NaN", F_CLIP, nan, 0, AS_SETTER},
+    };
+    int loaded = 0, refused = 0, saturated = 0;
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        const char *what = cases[k].what;
+        t_state st = {3, 5, 1e-3f, 0.9f, 0.999f, 1e-8f,
+                      {0.1f, -0.2f, 0.3f}, {0.01f, 0.02f, 0.03f},
+                      1, {1, 2, 3, 4}, 1, 0.5,
+                      1, 0.9f, {1.0f, -2.0f, 3.0f},
+                      1, 1.0f};
+        const float fv = (float)cases[k].value;
+        switch (cases[k].field) {
+        case F_N: st.n = cases[k].u; break;
+        case F_T: st.t = cases[k].u; break;
+        case F_LR: st.lr = fv; break;
+        case F_B1: st.b1 = fv; break;
+        case F_B2: st.b2 = fv; break;
+        case F_EPS: st.eps = fv; break;
+        case F_M: st.m[1] = fv; break;
+        case F_V: st.v[1] = fv; break;
+        case F_S:
+            for (int i = 0; i < 4; i++)
+                st.s[i] = cases[k].u;
+            break;
+        case F_S_ZERO: memset(st.s, 0, sizeof st.s); break;
+        case F_HAS_SPARE: st.has_spare = (uint32_t)cases[k].value; break;
+        case F_SPARE: st.spare = cases[k].value; break;
+        case F_DECAY: st.decay = fv; break;
+        case F_AVG: st.avg[1] = fv; break;
+        case F_CLIP: st.clip = fv; break;
+        }
+        const int want = cases[k].expect == AS_SETTER
+                             ? (setter_accepts(cases[k].field, fv) ? MUST_LOAD : MUST_REFUSE)
+                             : cases[k].expect;
+        size_t size;
+        unsigned char *bytes = state_bytes(&st, &size);
+        nvp_adam *o = (nvp_adam *)bytes;
+        nvp_rng *g = (nvp_rng *)bytes;
+        int rc = nvp_adam_load_buffer(&o, &g, bytes, size, NULL);
+        if (want == MUST_REFUSE) {
+            T_CHECK(rc == NVP_EFORMAT && o == NULL && g == NULL,
+                    "%s: an invalid state was not refused (%d: %s)", what, rc, nvp_errmsg());
+            refused++;
+            free(bytes);
+            continue;
+        }
+        T_CHECK(rc == NVP_OK, "%s: a valid state was refused (%d: %s)", what, rc, nvp_errmsg());
+        loaded++;
+        ck_assert_uint_eq(nvp_adam_steps(o), st.t);
+        /* It saves back to the very bytes (the two writers agree). */
+        unsigned char *saved;
+        size_t ssize;
+        rc = save_state(o, g, &saved, &ssize);
+        T_CHECK(rc == NVP_OK && ssize == size && memcmp(saved, bytes, size) == 0,
+                "%s: a loaded state does not save back to its bytes (%d: %s)", what, rc,
+                nvp_errmsg());
+        const size_t n = (size_t)st.n;
+        float p[3] = {0.1f, -0.1f, 0.2f}, p0[3];
+        const float grad[3] = {0.5f, -1.0f, 2.0f};
+        for (int step = 0; step < 2; step++) {
+            const uint64_t t0 = nvp_adam_steps(o);
+            memcpy(p0, p, sizeof p);
+            rc = nvp_adam_step(o, p, grad, n);
+            unsigned char *after;
+            size_t asize;
+            if (rc != NVP_OK) {
+                /* A refused step changes nothing. */
+                T_CHECK(rc == NVP_ENONFINITE, "%s, step %d: returned %d", what, step, rc);
+                T_CHECK(memcmp(p, p0, sizeof p) == 0 && nvp_adam_steps(o) == t0,
+                        "%s, step %d: a refused step changed the parameters or the count", what,
+                        step);
+                T_CHECK(save_state(o, g, &after, &asize) == NVP_OK && asize == ssize &&
+                            memcmp(after, saved, asize) == 0,
+                        "%s, step %d: a refused step changed the state", what, step);
+                free(after);
+                break;
+            }
+            T_CHECK(nvp_adam_steps(o) == (t0 == top ? top : t0 + 1),
+                    "%s, step %d: the count went from %llu to %llu", what, step,
+                    (unsigned long long)t0, (unsigned long long)nvp_adam_steps(o));
+            saturated += nvp_adam_steps(o) == top;
+            rc = save_state(o, g, &after, &asize);
+            /* Saving may refuse (a step that made the average non-finite),
+             * writing nothing; what it writes must load. */
+            if (rc != NVP_OK) {
+                T_CHECK(rc == NVP_ENONFINITE && cases[k].expect == AS_SETTER,
+                        "%s, step %d: the state does not save (%d: %s)", what, step, rc,
+                        nvp_errmsg());
+                break;
+            }
+            nvp_adam *o2 = NULL;
+            nvp_rng *g2 = NULL;
+            rc = nvp_adam_load_buffer(&o2, &g2, after, asize, NULL);
+            T_CHECK(rc == NVP_OK, "%s, step %d (count %llu): the saved state does not load (%d: %s)",
+                    what, step, (unsigned long long)nvp_adam_steps(o), rc, nvp_errmsg());
+            unsigned char *again;
+            size_t gsize;
+            T_OK(save_state(o2, g2, &again, &gsize));
+            T_CHECK(gsize == asize && memcmp(again, after, asize) == 0,
+                    "%s, step %d: save -> load -> save differs", what, step);
+            free(again);
+            nvp_adam_free(o2);
+            nvp_rng_free(g2);
+            free(saved);
+            saved = after;
+            ssize = asize;
+        }
+        free(saved);
+        free(bytes);
+        nvp_adam_free(o);
+        nvp_rng_free(g);
+    }
+    /* The table covers both outcomes and the count's saturation. */
+    T_CHECK(loaded >= 30 && refused >= 25 && saturated >= 3, "%d loaded, %d refused, %d saturated",
+            loaded, refused, saturated);
+}
+END_TEST
+
 Suite *io_suite(void)
 {
     Suite *s = suite_create("io");
@@ -861,6 +1488,9 @@ Suite *io_suite(void)
     tcase_add_test(tc, test_io_average_section_layout);
     tcase_add_test(tc, test_io_clip_section);
     tcase_add_test(tc, test_io_nonfinite_not_saved);
+    tcase_add_test(tc, test_io_scaler_section_always_checked);
+    tcase_add_test(tc, test_io_sparse_file_refused_before_reading);
+    tcase_add_test(tc, test_io_training_state_round_trip_boundaries);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -9,6 +9,7 @@
  *   CLIP  (optional, when gradient-norm clipping is on) f32 max_norm
  */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "train/adam.h"
@@ -61,16 +62,105 @@ static void write_state(nvp_writer *w, const void *opt, const void *rng)
     }
 }
 
-/* The loader refuses a non-finite parameter average (the moments cannot
- * become non-finite: Adam refuses the gradients that would make them so),
- * so such a state is not written at all.  Non-finite parameters make one. */
-static int check_average(const nvp_adam *o, const char *fn)
+/* Everything in a training state but its float vectors: read from a
+ * file's small fields before anything is allocated, or from the handles
+ * before a save, and checked by the one rule both share (fields_fault),
+ * so that a save never writes what the loader refuses. */
+typedef struct state_fields {
+    uint64_t n, t;
+    float lr, b1, b2, eps;
+    int has_rng;
+    uint64_t s[4];
+    uint32_t has_spare;
+    double spare;
+    int has_avg;
+    float avg_decay;
+    int has_clip;
+    float clip_norm;
+} state_fields;
+
+/* Whether the fields make a valid state; if not, says why in why[cap].
+ * The settings follow the setters' rules.  Every step count is valid: a
+ * step saturates it at 2^64 - 1 (where the bias corrections are 1) rather
+ * than wrapping, so the count a step can leave must load again. */
+static int fields_fault(const state_fields *f, char *why, size_t cap)
+{
+    if (f->n < 1 || f->n > NVP_MAX_PARAMS)
+        snprintf(why, cap, "%llu parameters (expected 1 to %zu)",
+                 (unsigned long long)f->n, (size_t)NVP_MAX_PARAMS);
+    else if (!(isfinite(f->lr) && f->lr > 0.0f))
+        snprintf(why, cap, "invalid optimizer settings: lr %g (must be "
+                           "finite and > 0)", (double)f->lr);
+    else if (!(f->b1 >= 0.0f && f->b1 < 1.0f && f->b2 >= 0.0f && f->b2 < 1.0f))
+        snprintf(why, cap, "invalid optimizer settings: betas %g, %g (must "
+                           "lie in [0, 1))", (double)f->b1, (double)f->b2);
+    else if (!(isfinite(f->eps) && f->eps > 0.0f))
+        snprintf(why, cap, "invalid optimizer settings: eps %g (must be "
+                           "finite and > 0)", (double)f->eps);
+    /* The polar method never makes a normal above sqrt(-2 ln 2^-104),
+     * about 12.01, in magnitude; xoshiro256** never reaches the all-zero
+     * state from any other. */
+    else if (f->has_rng && ((f->s[0] | f->s[1] | f->s[2] | f->s[3]) == 0 ||
+                            f->has_spare > 1 || !isfinite(f->spare) ||
+                            fabs(f->spare) > 16.0))
+        snprintf(why, cap, "invalid generator state");
+    else if (f->has_avg && !(f->avg_decay > 0.0f && f->avg_decay < 1.0f))
+        snprintf(why, cap, "invalid parameter average decay %g (must lie in "
+                           "(0, 1))", (double)f->avg_decay);
+    else if (f->has_clip && !(isfinite(f->clip_norm) && f->clip_norm > 0.0f))
+        snprintf(why, cap, "invalid gradient-norm clipping limit %g (must be "
+                           "finite and > 0)", (double)f->clip_norm);
+    else
+        return 0;
+    return 1;
+}
+
+/* The first invalid moment (m not finite, v not finite or negative), or
+ * n; the same rule for save and load. */
+static size_t moments_fault(const float *m, const float *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(m[i]) || !isfinite(v[i]) || !(v[i] >= 0.0f))
+            return i;
+    return n;
+}
+
+/* The first non-finite entry of the parameter average, or n. */
+static size_t average_fault(const float *avg, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(avg[i]))
+            return i;
+    return n;
+}
+
+/* A save refuses what the loader would: the same rules on the handles'
+ * state.  Through the public calls only a non-finite parameter average
+ * (from non-finite parameters) can break them. */
+static int check_save(const nvp_adam *o, const nvp_rng *r, const char *fn)
 {
     const nvp_errbox *eb = &o->err;
-    NVP_REQUIRE(!o->avg || nvp__all_finite(o->isa, o->avg, o->n), NVP_ENONFINITE,
+    state_fields f = {o->n, o->t, o->lr, o->b1, o->b2, o->eps,
+                      r != NULL, {0, 0, 0, 0}, 0, 0.0,
+                      o->avg != NULL, o->avg_decay,
+                      o->clip_norm > 0.0f, o->clip_norm};
+    if (r) {
+        memcpy(f.s, r->s, sizeof f.s);
+        f.has_spare = (uint32_t)r->has_spare;
+        f.spare = r->spare;
+    }
+    char why[160];
+    NVP_REQUIRE(!fields_fault(&f, why, sizeof why), NVP_EINVAL,
+                "%s: %s; not saved", fn, why);
+    const size_t bad_avg = o->avg ? average_fault(o->avg, o->n) : o->n;
+    NVP_REQUIRE(bad_avg == o->n, NVP_ENONFINITE,
                 "%s: the parameter average is not finite (non-finite "
                 "parameters made it so); not saved",
                 fn);
+    const size_t bad = moments_fault(o->m, o->v, o->n);
+    NVP_REQUIRE(bad == o->n, NVP_ENONFINITE,
+                "%s: the optimizer's moment %zu is not valid; not saved", fn,
+                bad);
     return NVP_OK;
 }
 
@@ -79,7 +169,7 @@ int nvp_adam_save_buffer(const nvp_adam *o, const nvp_rng *rng, void *buf,
 {
     const nvp_errbox *eb = o ? &o->err : NULL;
     NVP_REQUIRE_PTR(o);
-    int rc = check_average(o, "nvp_adam_save_buffer");
+    int rc = check_save(o, rng, "nvp_adam_save_buffer");
     if (rc)
         return rc;
     return nvp__save_buffer(eb, "nvp_adam_save_buffer", write_state, o, rng,
@@ -90,12 +180,103 @@ int nvp_adam_save_file(const nvp_adam *o, const nvp_rng *rng, const char *path)
 {
     const nvp_errbox *eb = o ? &o->err : NULL;
     NVP_REQUIRE_PTR(o);
-    int rc = check_average(o, "nvp_adam_save_file");
+    int rc = check_save(o, rng, "nvp_adam_save_file");
     if (rc)
         return rc;
     return nvp__save_file(eb, "nvp_adam_save_file", write_state, o, rng,
                           &o->alloc, path);
 }
+
+/* The sections of a training state: ADAM, optionally RNG, AVG and CLIP,
+ * each of exactly the size its parameter count gives it, and their fields
+ * valid (fields_fault); reads only those fields (at most 44 bytes a
+ * section). */
+static int plan_state(const char *fn, const nvp_span *spans, size_t count,
+                      const nvp_src *src, const nvp_allocator *alloc,
+                      void *info)
+{
+    (void)alloc;
+    const nvp_errbox *eb = NULL;
+    static const uint32_t tags[] = {TAG_ADAM, TAG_RNG, TAG_AVG, TAG_CLIP};
+    int rc = nvp__spans_known(fn, spans, count, tags, 4);
+    if (rc)
+        return rc;
+    const size_t ia = nvp__span_find(spans, count, TAG_ADAM);
+    const size_t ir = nvp__span_find(spans, count, TAG_RNG);
+    const size_t iv = nvp__span_find(spans, count, TAG_AVG);
+    const size_t ic = nvp__span_find(spans, count, TAG_CLIP);
+    NVP_REQUIRE(ia < count, NVP_EFORMAT, "%s: no optimizer section", fn);
+
+    state_fields f;
+    memset(&f, 0, sizeof f);
+    unsigned char b[44];
+    nvp_reader r = {b, 0, 0, 0};
+    NVP_REQUIRE(spans[ia].len >= 32, NVP_EFORMAT,
+                "%s: truncated optimizer section", fn);
+    if ((rc = nvp__src_read(fn, src, spans[ia].off, b, 32)) != NVP_OK)
+        return rc;
+    r = (nvp_reader){b, 32, 0, 0};
+    nvp__get_u64(&r, &f.n);
+    nvp__get_f32(&r, &f.lr);
+    nvp__get_f32(&r, &f.b1);
+    nvp__get_f32(&r, &f.b2);
+    nvp__get_f32(&r, &f.eps);
+    nvp__get_u64(&r, &f.t);
+    NVP_REQUIRE(f.n >= 1 && f.n <= NVP_MAX_PARAMS &&
+                    spans[ia].len - 32 == 8 * f.n,
+                NVP_EFORMAT,
+                "%s: the optimizer section's size does not match its %llu "
+                "parameters",
+                fn, (unsigned long long)f.n);
+    if (ir < count) {
+        NVP_REQUIRE(spans[ir].len == 44, NVP_EFORMAT,
+                    "%s: the generator section has the wrong size", fn);
+        if ((rc = nvp__src_read(fn, src, spans[ir].off, b, 44)) != NVP_OK)
+            return rc;
+        r = (nvp_reader){b, 44, 0, 0};
+        for (int i = 0; i < 4; i++)
+            nvp__get_u64(&r, &f.s[i]);
+        nvp__get_u32(&r, &f.has_spare);
+        uint64_t bits;
+        nvp__get_u64(&r, &bits);
+        memcpy(&f.spare, &bits, sizeof f.spare);
+        f.has_rng = 1;
+    }
+    if (iv < count) {
+        NVP_REQUIRE(spans[iv].len >= 4 && spans[iv].len - 4 == 4 * f.n,
+                    NVP_EFORMAT,
+                    "%s: the average section's size does not match the "
+                    "optimizer's %llu parameters",
+                    fn, (unsigned long long)f.n);
+        if ((rc = nvp__src_read(fn, src, spans[iv].off, b, 4)) != NVP_OK)
+            return rc;
+        r = (nvp_reader){b, 4, 0, 0};
+        nvp__get_f32(&r, &f.avg_decay);
+        f.has_avg = 1;
+    }
+    if (ic < count) {
+        NVP_REQUIRE(spans[ic].len == 4, NVP_EFORMAT,
+                    "%s: the clipping section has the wrong size", fn);
+        if ((rc = nvp__src_read(fn, src, spans[ic].off, b, 4)) != NVP_OK)
+            return rc;
+        r = (nvp_reader){b, 4, 0, 0};
+        nvp__get_f32(&r, &f.clip_norm);
+        f.has_clip = 1;
+    }
+    char why[160];
+    NVP_REQUIRE(!fields_fault(&f, why, sizeof why), NVP_EFORMAT, "%s: %s", fn,
+                why);
+    if (info)
+        *(state_fields *)info = f;
+    return NVP_OK;
+}
+
+static int load_state(const char *fn, const void *data, size_t size,
+                      const nvp_allocator *alloc, void *opt_out,
+                      void *companion_out);
+
+static const nvp_file_kind state_kind = {NVP_KIND_TRAINING, plan_state,
+                                         load_state};
 
 static int load_state(const char *fn, const void *data, size_t size,
                       const nvp_allocator *alloc, void *opt_out,
@@ -104,134 +285,74 @@ static int load_state(const char *fn, const void *data, size_t size,
     nvp_adam **out = opt_out;
     nvp_rng **rng_out = companion_out;
     const nvp_errbox *eb = NULL;
+    nvp_allocator a;
+    NVP_REQUIRE(nvp__allocator_init(&a, alloc) == NVP_OK, NVP_EINVAL,
+                "%s: invalid allocator", fn);
     nvp_section sec[NVP_MAX_SECTIONS];
     size_t count;
-    int rc = nvp__fmt_open(NULL, fn, data, size, NVP_KIND_TRAINING, sec,
-                           &count);
+    state_fields f;
+    int rc = nvp__fmt_open(fn, data, size, &state_kind, &a, sec, &count, &f);
     if (rc)
         return rc;
-    for (size_t i = 0; i < count; i++) {
-        NVP_REQUIRE(sec[i].tag == TAG_ADAM || sec[i].tag == TAG_RNG ||
-                        sec[i].tag == TAG_AVG || sec[i].tag == TAG_CLIP,
-                    NVP_EFORMAT, "%s: unknown section %zu", fn, i);
-        for (size_t j = 0; j < i; j++)
-            NVP_REQUIRE(sec[j].tag != sec[i].tag, NVP_EFORMAT,
-                        "%s: repeated section %zu", fn, i);
-    }
     nvp_section *as = nvp__fmt_find(sec, count, TAG_ADAM);
-    nvp_section *rs = nvp__fmt_find(sec, count, TAG_RNG);
     nvp_section *avs = nvp__fmt_find(sec, count, TAG_AVG);
-    nvp_section *cs = nvp__fmt_find(sec, count, TAG_CLIP);
-    NVP_REQUIRE(as != NULL, NVP_EFORMAT, "%s: no optimizer section", fn);
-
-    nvp_reader r = as->body;
-    uint64_t n, t;
-    float lr, b1, b2, eps;
-    NVP_REQUIRE(nvp__get_u64(&r, &n) == 0 && nvp__get_f32(&r, &lr) == 0 &&
-                    nvp__get_f32(&r, &b1) == 0 && nvp__get_f32(&r, &b2) == 0 &&
-                    nvp__get_f32(&r, &eps) == 0 && nvp__get_u64(&r, &t) == 0,
-                NVP_EFORMAT, "%s: truncated optimizer section", fn);
-    NVP_REQUIRE(n >= 1 && n <= NVP_MAX_PARAMS && r.len - r.pos == 8 * n,
-                NVP_EFORMAT,
-                "%s: the optimizer section's size does not match its %llu "
-                "parameters",
-                fn, (unsigned long long)n);
-    NVP_REQUIRE(t < UINT64_MAX, NVP_EFORMAT,
-                "%s: invalid optimizer step count", fn);
-    NVP_REQUIRE(isfinite(lr) && lr > 0.0f && b1 >= 0.0f && b1 < 1.0f &&
-                    b2 >= 0.0f && b2 < 1.0f && isfinite(eps) && eps > 0.0f,
-                NVP_EFORMAT, "%s: invalid optimizer settings", fn);
-
-    uint64_t s[4] = {0, 0, 0, 0}, spare_bits = 0;
-    uint32_t has_spare = 0;
-    double spare = 0.0;
-    if (rs) {
-        nvp_reader rr = rs->body;
-        for (int i = 0; i < 4; i++)
-            nvp__get_u64(&rr, &s[i]);
-        nvp__get_u32(&rr, &has_spare);
-        nvp__get_u64(&rr, &spare_bits);
-        memcpy(&spare, &spare_bits, sizeof spare);
-        NVP_REQUIRE(!rr.bad && rr.pos == rr.len, NVP_EFORMAT,
-                    "%s: the generator section has the wrong size", fn);
-        /* The polar method never makes a normal above sqrt(-2 ln 2^-104),
-         * about 12.01, in magnitude. */
-        NVP_REQUIRE((s[0] | s[1] | s[2] | s[3]) != 0 && has_spare <= 1 &&
-                        isfinite(spare) && fabs(spare) <= 16.0,
-                    NVP_EFORMAT, "%s: invalid generator state", fn);
-    }
-
-    float avg_decay = 0.0f;
-    nvp_reader ar = {0};
-    if (avs) {
-        ar = avs->body;
-        NVP_REQUIRE(nvp__get_f32(&ar, &avg_decay) == 0 &&
-                        ar.len - ar.pos == 4 * n,
-                    NVP_EFORMAT,
-                    "%s: the average section's size does not match the "
-                    "optimizer's %llu parameters",
-                    fn, (unsigned long long)n);
-        NVP_REQUIRE(avg_decay > 0.0f && avg_decay < 1.0f, NVP_EFORMAT,
-                    "%s: invalid parameter average decay", fn);
-    }
-
-    float clip_norm = 0.0f;
-    if (cs) {
-        nvp_reader cr = cs->body;
-        NVP_REQUIRE(nvp__get_f32(&cr, &clip_norm) == 0 && cr.pos == cr.len,
-                    NVP_EFORMAT, "%s: the clipping section has the wrong size",
-                    fn);
-        NVP_REQUIRE(isfinite(clip_norm) && clip_norm > 0.0f, NVP_EFORMAT,
-                    "%s: invalid gradient-norm clipping limit", fn);
-    }
 
     nvp_adam *o;
-    rc = nvp_adam_create(&o, (size_t)n, alloc);
+    rc = nvp_adam_create(&o, (size_t)f.n, alloc);
     if (rc)
         return nvp__fail_in(NULL, rc, fn);
-    o->lr = lr;
-    o->b1 = b1;
-    o->b2 = b2;
-    o->eps = eps;
-    o->t = t;
+    /* Through the setters, so that the loader never accepts a setting
+     * they would refuse. */
+    if (nvp_adam_set_lr(o, f.lr) != NVP_OK ||
+        nvp_adam_set_betas(o, f.b1, f.b2) != NVP_OK ||
+        nvp_adam_set_eps(o, f.eps) != NVP_OK) {
+        nvp_adam_free(o);
+        return nvp__fail(NULL, NVP_EFORMAT, "%s: invalid optimizer settings: "
+                                            "%s", fn, nvp_errmsg());
+    }
+    o->t = f.t;
+    nvp_reader r = as->body;
+    r.pos = 32;
     nvp__get_f32s(&r, o->m, o->n);
     nvp__get_f32s(&r, o->v, o->n);
-    for (size_t i = 0; i < o->n; i++)
-        if (!isfinite(o->m[i]) || !isfinite(o->v[i]) || o->v[i] < 0.0f) {
-            nvp_adam_free(o);
-            return nvp__fail(NULL, NVP_EFORMAT,
-                             "%s: moment %zu is invalid", fn, i);
-        }
+    const size_t bad = moments_fault(o->m, o->v, o->n);
+    if (bad < o->n) {
+        nvp_adam_free(o);
+        return nvp__fail(NULL, NVP_EFORMAT, "%s: moment %zu is invalid", fn,
+                         bad);
+    }
     if (avs) {
         o->avg = nvp__alloc_aligned(&o->alloc, o->n * sizeof *o->avg);
         if (!o->avg) {
             nvp_adam_free(o);
             return nvp__fail(NULL, NVP_ENOMEM, "%s: out of memory", fn);
         }
-        o->avg_decay = avg_decay;
+        o->avg_decay = f.avg_decay;
+        nvp_reader ar = avs->body;
+        ar.pos = 4;
         nvp__get_f32s(&ar, o->avg, o->n);
-        for (size_t i = 0; i < o->n; i++)
-            if (!isfinite(o->avg[i])) {
-                nvp_adam_free(o);
-                return nvp__fail(NULL, NVP_EFORMAT,
-                                 "%s: parameter average %zu is not finite",
-                                 fn, i);
-            }
+        const size_t bad_avg = average_fault(o->avg, o->n);
+        if (bad_avg < o->n) {
+            nvp_adam_free(o);
+            return nvp__fail(NULL, NVP_EFORMAT,
+                             "%s: parameter average %zu is not finite", fn,
+                             bad_avg);
+        }
     }
-    if (cs && (rc = nvp_adam_set_clip_norm(o, clip_norm)) != NVP_OK) {
+    if (f.has_clip && (rc = nvp_adam_set_clip_norm(o, f.clip_norm)) != NVP_OK) {
         nvp_adam_free(o);
-        return nvp__fail(NULL, rc, "%s: out of memory", fn);
+        return nvp__fail_in(NULL, rc, fn);
     }
     nvp_rng *g = NULL;
-    if (rs && rng_out) {
+    if (f.has_rng && rng_out) {
         rc = nvp_rng_create(&g, 0, alloc);
         if (rc) {
             nvp_adam_free(o);
             return nvp__fail_in(NULL, rc, fn);
         }
-        memcpy(g->s, s, sizeof s);
-        g->has_spare = (int)has_spare;
-        g->spare = spare;
+        memcpy(g->s, f.s, sizeof f.s);
+        g->has_spare = (int)f.has_spare;
+        g->spare = f.spare;
     }
     *out = o;
     if (rng_out)
@@ -260,6 +381,6 @@ int nvp_adam_load_file(nvp_adam **out, nvp_rng **rng_out, const char *path,
     *out = NULL;
     if (rng_out)
         *rng_out = NULL;
-    return nvp__load_file("nvp_adam_load_file", load_state, path, alloc, out,
+    return nvp__load_file("nvp_adam_load_file", &state_kind, path, alloc, out,
                           rng_out);
 }

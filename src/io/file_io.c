@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* Whole-file reads and atomic whole-file writes for saved models. */
+/* Reading saved files (a small read at a time until their header and
+ * section table justify reading them whole) and atomic whole-file
+ * writes. */
 /* realpath() is declared for X/Open in glibc's headers. */
 #define _XOPEN_SOURCE 700
 #include <errno.h>
@@ -15,15 +17,69 @@
 #include "core/alloc.h"
 #include "io/format.h"
 
-int nvp__read_file(const nvp_errbox *eb, const char *fn, const char *path,
-                   const nvp_allocator *a, size_t limit, unsigned char **data,
-                   size_t *size)
+int nvp__src_read(const char *fn, const nvp_src *src, uint64_t off,
+                  void *dst, size_t n)
 {
-    *data = NULL;
-    *size = 0;
+    const nvp_errbox *eb = NULL;
+    NVP_REQUIRE(off <= src->size && n <= src->size - off, NVP_EFORMAT,
+                "%s: a read of %zu bytes at %llu passes the end of the "
+                "file", fn, n, (unsigned long long)off);
+    if (src->mem) {
+        memcpy(dst, src->mem + off, n);
+        return NVP_OK;
+    }
+    unsigned char *d = dst;
+    size_t got = 0;
+    while (got < n) {
+        const ssize_t r = pread(src->fd, d + got, n - got, (off_t)(off + got));
+        if (r < 0 && errno == EINTR)
+            continue;
+        NVP_REQUIRE(r > 0, NVP_EIO, "%s: reading '%s' failed: %s", fn,
+                    src->path, r < 0 ? strerror(errno) : "short read");
+        got += (size_t)r;
+    }
+    return NVP_OK;
+}
+
+int nvp__src_view(const char *fn, const nvp_src *src,
+                  const nvp_allocator *a, uint64_t off, size_t n,
+                  const unsigned char **p, void **block)
+{
+    const nvp_errbox *eb = NULL;
+    *p = NULL;
+    *block = NULL;
+    NVP_REQUIRE(off <= src->size && n <= src->size - off, NVP_EFORMAT,
+                "%s: a read of %zu bytes at %llu passes the end of the "
+                "file", fn, n, (unsigned long long)off);
+    if (src->mem) {
+        *p = src->mem + off;
+        return NVP_OK;
+    }
+    unsigned char *b = nvp__malloc(a, n ? n : 1);
+    if (!b)
+        return nvp__fail(NULL, NVP_ENOMEM, "%s: out of memory for %zu bytes",
+                         fn, n);
+    const int rc = nvp__src_read(fn, src, off, b, n);
+    if (rc) {
+        nvp__free(a, b);
+        return rc;
+    }
+    *p = b;
+    *block = b;
+    return NVP_OK;
+}
+
+int nvp__load_file(const char *fn, const nvp_file_kind *k, const char *path,
+                   const nvp_allocator *alloc, void *out, void *companion_out)
+{
+    const nvp_errbox *eb = NULL;
+    NVP_REQUIRE(path != NULL, NVP_EINVAL, "%s: path is NULL", fn);
+    nvp_allocator a;
+    NVP_REQUIRE(nvp__allocator_init(&a, alloc) == NVP_OK, NVP_EINVAL,
+                "%s: invalid allocator", fn);
     /* O_NONBLOCK: opening a FIFO must not wait for a writer before the
      * check below refuses it.  (It changes nothing for a regular file.) */
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     NVP_REQUIRE(fd >= 0, NVP_EIO, "%s: cannot open '%s': %s", fn, path,
                 strerror(errno));
     struct stat st;
@@ -32,52 +88,41 @@ int nvp__read_file(const nvp_errbox *eb, const char *fn, const char *path,
         return nvp__fail(eb, NVP_EIO, "%s: '%s' is not a regular file", fn,
                          path);
     }
-    if ((uint64_t)st.st_size > (uint64_t)limit) {
+    if (st.st_size < 0 || (uint64_t)st.st_size > (uint64_t)NVP_MAX_FILE_BYTES) {
         close(fd);
         return nvp__fail(eb, NVP_EFORMAT,
                          "%s: '%s' is %lld bytes, more than any saved file "
                          "can be", fn, path, (long long)st.st_size);
     }
-    const size_t n = (size_t)st.st_size;
-    /* Nothing is allocated for a file that does not even start as one of
-     * ours: a large file of something else costs no memory. */
-    unsigned char magic[8];
-    if (n >= sizeof magic) {
-        ssize_t r;
-        do
-            r = pread(fd, magic, sizeof magic, 0);
-        while (r < 0 && errno == EINTR);
-        if (r != (ssize_t)sizeof magic ||
-            memcmp(magic, "NVPFLOW", sizeof magic) != 0) {
-            close(fd);
-            return nvp__fail(eb, NVP_EFORMAT,
-                             "%s: '%s' is not a libnvpflow file (no "
-                             "\"NVPFLOW\" magic)", fn, path);
-        }
+    /* The header, the section table and the kind's own small fields
+     * first: a file is read whole only once they account for every byte
+     * of it, so a large file of something else (or a header on a sparse
+     * file of zeros) costs neither memory nor reading. */
+    const nvp_src src = {NULL, fd, (uint64_t)st.st_size, path};
+    nvp_span spans[NVP_MAX_SECTIONS];
+    size_t count;
+    int rc = nvp__fmt_table(fn, &src, k->kind, spans, &count);
+    if (rc == NVP_OK)
+        rc = k->plan(fn, spans, count, &src, &a, NULL);
+    if (rc) {
+        close(fd);
+        return rc;
     }
-    unsigned char *buf = nvp__malloc(a, n ? n : 1);
+    const size_t n = (size_t)st.st_size;
+    unsigned char *buf = nvp__malloc(&a, n);
     if (!buf) {
         close(fd);
         return nvp__fail(eb, NVP_ENOMEM, "%s: out of memory for %zu bytes",
                          fn, n);
     }
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = read(fd, buf + got, n - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
+    rc = nvp__src_read(fn, &src, 0, buf, n);
     close(fd);
-    if (got != n) {
-        nvp__free(a, buf);
-        return nvp__fail(eb, NVP_EIO, "%s: short read on '%s'", fn, path);
-    }
-    *data = buf;
-    *size = n;
-    return NVP_OK;
+    /* The loader checks everything again, checksums included, on the
+     * bytes actually read (the file may have changed in between). */
+    if (rc == NVP_OK)
+        rc = k->load(fn, buf, n, alloc, out, companion_out);
+    nvp__free(&a, buf);
+    return rc;
 }
 
 /* Writes all of data to fd; 0 or an errno value. */

@@ -36,58 +36,104 @@ void nvp__fmt_section_end(nvp_writer *w, size_t start)
     }
 }
 
-int nvp__fmt_open(const nvp_errbox *eb, const char *fn, const void *data,
-                  size_t size, uint32_t kind, nvp_section *sections,
-                  size_t *count)
+static const char *kind_name(uint32_t kind)
 {
-    nvp_reader r = {data, size, 0, 0};
+    return kind == NVP_KIND_MODEL      ? "a model"
+           : kind == NVP_KIND_TRAINING ? "a training state"
+                                       : "unknown content";
+}
+
+int nvp__fmt_table(const char *fn, const nvp_src *src, uint32_t kind,
+                   nvp_span *spans, size_t *count)
+{
+    const nvp_errbox *eb = NULL;
+    const uint64_t size = src->size;
+    *count = 0;
     NVP_REQUIRE(size >= NVP_HEADER_BYTES, NVP_EFORMAT,
-                "%s: %zu bytes is too short for an nvpflow file", fn, size);
-    NVP_REQUIRE(memcmp(data, magic, 8) == 0, NVP_EFORMAT,
-                "%s: not an nvpflow file (bad magic)", fn);
-    r.pos = 8;
+                "%s: %llu bytes is too short for a libnvpflow file", fn,
+                (unsigned long long)size);
+    unsigned char h[NVP_HEADER_BYTES];
+    int rc = nvp__src_read(fn, src, 0, h, sizeof h);
+    if (rc)
+        return rc;
+    NVP_REQUIRE(memcmp(h, magic, 8) == 0, NVP_EFORMAT,
+                "%s: not a libnvpflow file (no \"NVPFLOW\" magic)", fn);
+    nvp_reader r = {h, sizeof h, 8, 0};
     uint32_t version, file_kind, n, crc;
     nvp__get_u32(&r, &version);
     nvp__get_u32(&r, &file_kind);
     nvp__get_u32(&r, &n);
     nvp__get_u32(&r, &crc);
-    NVP_REQUIRE(crc == nvp__crc32(0, data, 20), NVP_EFORMAT,
+    NVP_REQUIRE(crc == nvp__crc32(0, h, 20), NVP_EFORMAT,
                 "%s: header checksum mismatch (corrupt file)", fn);
     NVP_REQUIRE(version == NVP_FORMAT_VERSION, NVP_EVERSION,
                 "%s: format version %u, this library reads version %d", fn,
                 version, NVP_FORMAT_VERSION);
     NVP_REQUIRE(file_kind == kind, NVP_EFORMAT,
-                "%s: the file holds %s, not %s", fn,
-                file_kind == NVP_KIND_MODEL ? "a model"
-                : file_kind == NVP_KIND_TRAINING ? "a training state"
-                                                  : "unknown content",
-                kind == NVP_KIND_MODEL ? "a model" : "a training state");
+                "%s: the file holds %s, not %s", fn, kind_name(file_kind),
+                kind_name(kind));
     NVP_REQUIRE(n >= 1 && n <= NVP_MAX_SECTIONS, NVP_EFORMAT,
                 "%s: %u sections (expected 1 to %d)", fn, n,
                 NVP_MAX_SECTIONS);
+    /* Only the sections' heads are read: each must lie within the file,
+     * and the last must end where the file does. */
+    uint64_t pos = NVP_HEADER_BYTES;
     for (uint32_t i = 0; i < n; i++) {
-        const size_t start = r.pos;
+        NVP_REQUIRE(size - pos >= 12, NVP_EFORMAT,
+                    "%s: truncated in section %u's header", fn, i);
+        unsigned char head[12];
+        if ((rc = nvp__src_read(fn, src, pos, head, sizeof head)) != NVP_OK)
+            return rc;
+        nvp_reader hr = {head, sizeof head, 0, 0};
         uint32_t tag;
         uint64_t len;
-        NVP_REQUIRE(nvp__get_u32(&r, &tag) == 0 && nvp__get_u64(&r, &len) == 0,
-                    NVP_EFORMAT, "%s: truncated in section %u's header", fn, i);
-        NVP_REQUIRE(len <= r.len - r.pos && r.len - r.pos - len >= 4,
+        nvp__get_u32(&hr, &tag);
+        nvp__get_u64(&hr, &len);
+        const uint64_t body = pos + 12;
+        NVP_REQUIRE(len <= size - body && size - body - len >= 4,
                     NVP_EFORMAT,
                     "%s: section %u claims %llu bytes and a 4-byte checksum, "
-                    "%zu bytes remain (truncated or corrupt)",
-                    fn, i, (unsigned long long)len, r.len - r.pos);
-        const size_t body = r.pos;
-        r.pos += (size_t)len;
-        nvp__get_u32(&r, &crc);
-        NVP_REQUIRE(crc == nvp__crc32(0, r.p + start, body + (size_t)len - start),
-                    NVP_EFORMAT, "%s: section %u checksum mismatch (corrupt "
-                                 "file)", fn, i);
-        sections[i].tag = tag;
-        sections[i].body = (nvp_reader){r.p + body, (size_t)len, 0, 0};
+                    "%llu bytes remain (truncated or corrupt)",
+                    fn, i, (unsigned long long)len,
+                    (unsigned long long)(size - body));
+        spans[i] = (nvp_span){tag, body, len};
+        pos = body + len + 4;
     }
-    NVP_REQUIRE(r.pos == r.len, NVP_EFORMAT,
-                "%s: %zu unexpected bytes after the last section", fn,
-                r.len - r.pos);
+    NVP_REQUIRE(pos == size, NVP_EFORMAT,
+                "%s: %llu unexpected bytes after the last section", fn,
+                (unsigned long long)(size - pos));
+    *count = n;
+    return NVP_OK;
+}
+
+int nvp__fmt_open(const char *fn, const void *data, size_t size,
+                  const nvp_file_kind *k, const nvp_allocator *alloc,
+                  nvp_section *sections, size_t *count, void *info)
+{
+    const nvp_errbox *eb = NULL;
+    const nvp_src src = {data, -1, size, NULL};
+    nvp_span spans[NVP_MAX_SECTIONS];
+    size_t n;
+    int rc = nvp__fmt_table(fn, &src, k->kind, spans, &n);
+    if (rc)
+        return rc;
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) {
+        /* The CRC covers the tag, the length and the payload. */
+        const size_t start = (size_t)spans[i].off - 12;
+        const size_t end = (size_t)(spans[i].off + spans[i].len);
+        nvp_reader cr = {p + end, 4, 0, 0};
+        uint32_t crc;
+        nvp__get_u32(&cr, &crc);
+        NVP_REQUIRE(crc == nvp__crc32(0, p + start, end - start), NVP_EFORMAT,
+                    "%s: section %zu checksum mismatch (corrupt file)", fn,
+                    i);
+        sections[i].tag = spans[i].tag;
+        sections[i].body =
+            (nvp_reader){p + spans[i].off, (size_t)spans[i].len, 0, 0};
+    }
+    if ((rc = k->plan(fn, spans, n, &src, alloc, info)) != NVP_OK)
+        return rc;
     *count = n;
     return NVP_OK;
 }
@@ -98,6 +144,29 @@ nvp_section *nvp__fmt_find(nvp_section *sections, size_t count, uint32_t tag)
         if (sections[i].tag == tag)
             return &sections[i];
     return NULL;
+}
+
+size_t nvp__span_find(const nvp_span *spans, size_t count, uint32_t tag)
+{
+    size_t i = 0;
+    while (i < count && spans[i].tag != tag)
+        i++;
+    return i;
+}
+
+int nvp__spans_known(const char *fn, const nvp_span *spans, size_t count,
+                     const uint32_t *tags, size_t n)
+{
+    const nvp_errbox *eb = NULL;
+    for (size_t i = 0; i < count; i++) {
+        size_t t = 0;
+        while (t < n && tags[t] != spans[i].tag)
+            t++;
+        NVP_REQUIRE(t < n, NVP_EFORMAT, "%s: unknown section %zu", fn, i);
+        NVP_REQUIRE(nvp__span_find(spans, i, spans[i].tag) == i, NVP_EFORMAT,
+                    "%s: repeated section %zu", fn, i);
+    }
+    return NVP_OK;
 }
 
 int nvp__save_buffer(const nvp_errbox *eb, const char *fn, nvp_write_fn write,
@@ -134,24 +203,5 @@ int nvp__save_file(const nvp_errbox *eb, const char *fn, nvp_write_fn write,
     write(&w, main, companion);
     int rc = nvp__write_file_atomic(eb, fn, path, w.p, n);
     nvp__free(alloc, w.p);
-    return rc;
-}
-
-int nvp__load_file(const char *fn, nvp_load_fn load, const char *path,
-                   const nvp_allocator *alloc, void *out, void *companion_out)
-{
-    const nvp_errbox *eb = NULL;
-    NVP_REQUIRE(path != NULL, NVP_EINVAL, "%s: path is NULL", fn);
-    nvp_allocator a;
-    NVP_REQUIRE(nvp__allocator_init(&a, alloc) == NVP_OK, NVP_EINVAL,
-                "%s: invalid allocator", fn);
-    unsigned char *data;
-    size_t size;
-    int rc = nvp__read_file(NULL, fn, path, &a, NVP_MAX_FILE_BYTES, &data,
-                            &size);
-    if (rc)
-        return rc;
-    rc = load(fn, data, size, alloc, out, companion_out);
-    nvp__free(&a, data);
     return rc;
 }

@@ -40,15 +40,80 @@ typedef struct nvp_section {
     nvp_reader body; /* the payload, ready to read */
 } nvp_section;
 
-/* Checks the header (magic, version, kind, CRC) and every section's bounds
- * and CRC, with nothing left over; fills sections[0 .. *count).
- * Errors (recorded for fn): NVP_EFORMAT, NVP_EVERSION. */
-int nvp__fmt_open(const nvp_errbox *eb, const char *fn, const void *data,
-                  size_t size, uint32_t kind, nvp_section *sections,
-                  size_t *count);
+/* A section as the file's table gives it: its tag and where its payload
+ * lies, in bytes from the start of the file. */
+typedef struct nvp_span {
+    uint32_t tag;
+    uint64_t off, len;
+} nvp_span;
+
+/* Where a file's bytes are read from while its header and section table
+ * are checked: memory (the whole file), or an open file read a few bytes
+ * at a time, so that nothing large is read or allocated before the file's
+ * own small fields justify it. */
+typedef struct nvp_src {
+    const unsigned char *mem; /* the whole file, or NULL: read fd */
+    int fd;
+    uint64_t size;
+    const char *path; /* names fd in messages */
+} nvp_src;
+
+/* Copies n bytes at off (within size) into dst.  Errors: NVP_EIO (a read
+ * failed or came up short: the file changed under us). */
+int nvp__src_read(const char *fn, const nvp_src *src, uint64_t off,
+                  void *dst, size_t n);
+/* n bytes at off (within size) for reading: a pointer into memory, or,
+ * from a file, into a new block from a (*block, for nvp__free; NULL when
+ * nothing was allocated).  Errors: NVP_EIO, NVP_ENOMEM. */
+int nvp__src_view(const char *fn, const nvp_src *src,
+                  const nvp_allocator *a, uint64_t off, size_t n,
+                  const unsigned char **p, void **block);
+
+/* One kind of file's own checks on its section table, made before any
+ * payload is read beyond the small fields they need: which tags, and every
+ * section's size against what the file's counts and dimensions say it must
+ * be.  They may read such fields and small sections through src (blocks
+ * from alloc, freed before returning), and store what they found in info
+ * (the kind's own struct) unless it is NULL.  Errors (recorded for fn):
+ * NVP_EFORMAT, NVP_EIO, NVP_ENOMEM. */
+typedef int (*nvp_plan_fn)(const char *fn, const nvp_span *spans,
+                           size_t count, const nvp_src *src,
+                           const nvp_allocator *alloc, void *info);
+
+/* Reads one kind of file from memory into new handles *out and
+ * *companion_out (the latter may be NULL). */
+typedef int (*nvp_load_fn)(const char *fn, const void *data, size_t size,
+                           const nvp_allocator *alloc, void *out,
+                           void *companion_out);
+
+typedef struct nvp_file_kind {
+    uint32_t kind; /* NVP_KIND_* */
+    nvp_plan_fn plan;
+    nvp_load_fn load;
+} nvp_file_kind;
+
+/* Checks the header (magic, CRC, version, kind, section count) and the
+ * section table (every section within the file, nothing after the last),
+ * reading only the header and the sections' 12-byte heads through src;
+ * fills spans[0 .. *count).  Errors (recorded for fn): NVP_EFORMAT,
+ * NVP_EVERSION, NVP_EIO. */
+int nvp__fmt_table(const char *fn, const nvp_src *src, uint32_t kind,
+                   nvp_span *spans, size_t *count);
+
+/* A whole file in memory: nvp__fmt_table, every section's CRC, then the
+ * kind's plan (info as there); fills sections[0 .. *count).
+ * Errors (recorded for fn): NVP_EFORMAT, NVP_EVERSION, NVP_ENOMEM. */
+int nvp__fmt_open(const char *fn, const void *data, size_t size,
+                  const nvp_file_kind *k, const nvp_allocator *alloc,
+                  nvp_section *sections, size_t *count, void *info);
 /* The first section with this tag, or NULL. */
 nvp_section *nvp__fmt_find(nvp_section *sections, size_t count,
                            uint32_t tag);
+/* The index of the first span with this tag, or count. */
+size_t nvp__span_find(const nvp_span *spans, size_t count, uint32_t tag);
+/* Every tag one of the n in tags, none twice.  Errors: NVP_EFORMAT. */
+int nvp__spans_known(const char *fn, const nvp_span *spans, size_t count,
+                     const uint32_t *tags, size_t n);
 
 /* Writes one kind of file: the main handle and its optional companion
  * (chain and scaler, optimizer and generator). */
@@ -63,23 +128,16 @@ int nvp__save_file(const nvp_errbox *eb, const char *fn, nvp_write_fn write,
                    const void *main, const void *companion,
                    const nvp_allocator *alloc, const char *path);
 
-/* Reads one kind of file from memory into new handles *out and
- * *companion_out (the latter may be NULL). */
-typedef int (*nvp_load_fn)(const char *fn, const void *data, size_t size,
-                           const nvp_allocator *alloc, void *out,
-                           void *companion_out);
-/* Reads path whole and hands it to load. */
-int nvp__load_file(const char *fn, nvp_load_fn load, const char *path,
+/* Loads a file: opens path (a regular file no larger than
+ * NVP_MAX_FILE_BYTES), checks its header and section table and the kind's
+ * plan through small reads, and only then reads it whole into memory from
+ * alloc and hands it to the kind's load.  A file whose size its own fields
+ * do not justify is refused before anything of that size is allocated or
+ * read.  Errors: NVP_EINVAL, NVP_EIO (cannot open, not a regular file,
+ * short read), NVP_EFORMAT, NVP_EVERSION, NVP_ENOMEM. */
+int nvp__load_file(const char *fn, const nvp_file_kind *k, const char *path,
                    const nvp_allocator *alloc, void *out, void *companion_out);
 
-/* Reads a whole file into memory from the allocator (at most limit
- * bytes; a file that does not start with the magic is refused before
- * anything is allocated).  Errors: NVP_EIO (cannot open, not a regular
- * file, short read), NVP_EFORMAT (larger than limit, no magic),
- * NVP_ENOMEM. */
-int nvp__read_file(const nvp_errbox *eb, const char *fn, const char *path,
-                   const nvp_allocator *a, size_t limit, unsigned char **data,
-                   size_t *size);
 /* Replaces path with data atomically: a temporary file in the same
  * directory, written, flushed to disk, then renamed over path (over the
  * file a symbolic link names, keeping the link; keeping a replaced file's

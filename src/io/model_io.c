@@ -147,63 +147,19 @@ static int read_layer(const char *fn, nvp_reader *r, size_t dim, size_t k,
     return NVP_OK;
 }
 
-static int read_scaler(const char *fn, nvp_reader *r, size_t dim,
-                       const nvp_allocator *alloc, nvp_scaler **out)
+/* What a model file's plan found: enough to build it. */
+typedef struct model_info {
+    uint32_t dim, n_layers;
+    uint64_t total; /* parameters */
+} model_info;
+
+/* The architecture's first 12 bytes: dim, base kind, layer count. */
+static int check_arch_head(const char *fn, nvp_reader *r, model_info *mi)
 {
     const nvp_errbox *eb = NULL;
-    uint32_t sdim;
-    NVP_REQUIRE(nvp__get_u32(r, &sdim) == 0 && sdim == dim &&
-                    r->len - r->pos == (size_t)8 * dim,
-                NVP_EFORMAT, "%s: the scaler section does not match the model",
-                fn);
-    nvp_scaler *s;
-    int rc = nvp_scaler_create(&s, dim, alloc);
-    if (rc)
-        return nvp__fail_in(NULL, rc, fn);
-    nvp__get_f32s(r, s->mean, dim);
-    nvp__get_f32s(r, s->sd, dim);
-    for (size_t j = 0; j < dim; j++)
-        if (!isfinite(s->mean[j]) || !isfinite(s->sd[j]) || !(s->sd[j] > 0)) {
-            nvp_scaler_free(s);
-            return nvp__fail(NULL, NVP_EFORMAT,
-                             "%s: the scaler's axis %zu is invalid", fn, j);
-        }
-    *out = s;
-    return NVP_OK;
-}
-
-static int load_model(const char *fn, const void *data, size_t size,
-                      const nvp_allocator *alloc, void *chain_out,
-                      void *companion_out)
-{
-    nvp_chain **out = chain_out;
-    nvp_scaler **scaler_out = companion_out;
-    const nvp_errbox *eb = NULL;
-    nvp_section sec[NVP_MAX_SECTIONS];
-    size_t count;
-    int rc = nvp__fmt_open(NULL, fn, data, size, NVP_KIND_MODEL, sec, &count);
-    if (rc)
-        return rc;
-    for (size_t i = 0; i < count; i++) {
-        NVP_REQUIRE(sec[i].tag == TAG_ARCH || sec[i].tag == TAG_PARM ||
-                        sec[i].tag == TAG_SCAL,
-                    NVP_EFORMAT, "%s: unknown section %zu", fn, i);
-        for (size_t j = 0; j < i; j++)
-            NVP_REQUIRE(sec[j].tag != sec[i].tag, NVP_EFORMAT,
-                        "%s: repeated section %zu", fn, i);
-    }
-    nvp_section *arch = nvp__fmt_find(sec, count, TAG_ARCH);
-    nvp_section *parm = nvp__fmt_find(sec, count, TAG_PARM);
-    nvp_section *scal = nvp__fmt_find(sec, count, TAG_SCAL);
-    NVP_REQUIRE(arch && parm, NVP_EFORMAT,
-                "%s: the architecture or parameter section is missing", fn);
-
-    /* Pass 1: check the whole architecture and count its parameters
-     * before anything is allocated. */
-    nvp_reader r = arch->body;
     uint32_t dim, base_kind, n_layers;
-    NVP_REQUIRE(nvp__get_u32(&r, &dim) == 0 && nvp__get_u32(&r, &base_kind) == 0 &&
-                    nvp__get_u32(&r, &n_layers) == 0,
+    NVP_REQUIRE(nvp__get_u32(r, &dim) == 0 && nvp__get_u32(r, &base_kind) == 0 &&
+                    nvp__get_u32(r, &n_layers) == 0,
                 NVP_EFORMAT, "%s: truncated architecture", fn);
     NVP_REQUIRE(dim >= 2 && dim <= NVP_MAX_DIM, NVP_EFORMAT,
                 "%s: dim %u outside [2, %d]", fn, dim, NVP_MAX_DIM);
@@ -212,35 +168,177 @@ static int load_model(const char *fn, const void *data, size_t size,
     NVP_REQUIRE(n_layers >= 1 && n_layers <= NVP_MAX_LAYERS, NVP_EFORMAT,
                 "%s: %u layers (expected 1 to %d)", fn, n_layers,
                 NVP_MAX_LAYERS);
-    uint64_t total = 0;
+    mi->dim = dim;
+    mi->n_layers = n_layers;
+    mi->total = 0;
+    return NVP_OK;
+}
+
+/* Checks the whole architecture (nothing is allocated) and counts its
+ * parameters. */
+static int check_arch(const char *fn, nvp_reader r, model_info *mi)
+{
+    const nvp_errbox *eb = NULL;
+    int rc = check_arch_head(fn, &r, mi);
+    if (rc)
+        return rc;
     layer_desc d;
-    for (size_t k = 0; k < n_layers; k++)
-        if ((rc = read_layer(fn, &r, dim, k, &d, &total)) != NVP_OK)
+    for (size_t k = 0; k < mi->n_layers; k++)
+        if ((rc = read_layer(fn, &r, mi->dim, k, &d, &mi->total)) != NVP_OK)
             return rc;
     NVP_REQUIRE(r.pos == r.len, NVP_EFORMAT,
                 "%s: extra bytes in the architecture", fn);
-    uint64_t n_params;
-    nvp_reader pr = parm->body;
-    NVP_REQUIRE(nvp__get_u64(&pr, &n_params) == 0 && n_params == total &&
-                    pr.len - pr.pos == 4 * total,
+    return NVP_OK;
+}
+
+/* The float at byte off of p. */
+static float f32_at(const unsigned char *p, size_t off)
+{
+    nvp_reader r = {p + off, 4, 0, 0};
+    float f = 0.0f;
+    nvp__get_f32(&r, &f);
+    return f;
+}
+
+/* A scaler's axis as the loader and nvp_scaler_set accept it. */
+static int scaler_axis_ok(float mean, float sd)
+{
+    return isfinite(mean) && isfinite(sd) && sd > 0.0f;
+}
+
+/* The sections of a model file: ARCH and PARM, optionally SCAL, each of
+ * exactly the size the architecture gives it.  The architecture's first
+ * 12 bytes bound its own size; it is then read and checked whole (the
+ * parameter count comes from it); the scaler, small, is checked whole
+ * whether or not the caller asked for it. */
+static int plan_model(const char *fn, const nvp_span *spans, size_t count,
+                      const nvp_src *src, const nvp_allocator *alloc,
+                      void *info)
+{
+    const nvp_errbox *eb = NULL;
+    static const uint32_t tags[] = {TAG_ARCH, TAG_PARM, TAG_SCAL};
+    int rc = nvp__spans_known(fn, spans, count, tags, 3);
+    if (rc)
+        return rc;
+    const size_t ia = nvp__span_find(spans, count, TAG_ARCH);
+    const size_t ip = nvp__span_find(spans, count, TAG_PARM);
+    const size_t is = nvp__span_find(spans, count, TAG_SCAL);
+    NVP_REQUIRE(ia < count && ip < count, NVP_EFORMAT,
+                "%s: the architecture or parameter section is missing", fn);
+
+    const nvp_span *arch = &spans[ia];
+    unsigned char head[12];
+    NVP_REQUIRE(arch->len >= 12, NVP_EFORMAT, "%s: truncated architecture",
+                fn);
+    if ((rc = nvp__src_read(fn, src, arch->off, head, 12)) != NVP_OK)
+        return rc;
+    model_info mi;
+    if ((rc = check_arch_head(fn, &(nvp_reader){head, 12, 0, 0}, &mi)) != NVP_OK)
+        return rc;
+    /* Per layer: u32 hidden count, its widths (at most
+     * NVP_MAX_HIDDEN_LAYERS), f32 clamp and dim mask bytes. */
+    const uint64_t least = 12 + (uint64_t)mi.n_layers * (8 + mi.dim);
+    const uint64_t most =
+        12 + (uint64_t)mi.n_layers * (8 + 4 * NVP_MAX_HIDDEN_LAYERS + mi.dim);
+    NVP_REQUIRE(arch->len >= least && arch->len <= most, NVP_EFORMAT,
+                "%s: an architecture of %u layers over %u dimensions takes "
+                "%llu to %llu bytes, not %llu",
+                fn, mi.n_layers, mi.dim, (unsigned long long)least,
+                (unsigned long long)most, (unsigned long long)arch->len);
+    const unsigned char *p;
+    void *block;
+    if ((rc = nvp__src_view(fn, src, alloc, arch->off, (size_t)arch->len, &p,
+                            &block)) != NVP_OK)
+        return rc;
+    rc = check_arch(fn, (nvp_reader){p, (size_t)arch->len, 0, 0}, &mi);
+    nvp__free(alloc, block);
+    if (rc)
+        return rc;
+
+    const nvp_span *parm = &spans[ip];
+    uint64_t n_params = 0;
+    unsigned char cnt[8];
+    if (parm->len - 8 == 4 * mi.total) {
+        if ((rc = nvp__src_read(fn, src, parm->off, cnt, 8)) != NVP_OK)
+            return rc;
+        nvp__get_u64(&(nvp_reader){cnt, 8, 0, 0}, &n_params);
+    }
+    NVP_REQUIRE(parm->len >= 8 && parm->len - 8 == 4 * mi.total &&
+                    n_params == mi.total,
                 NVP_EFORMAT,
                 "%s: the parameter section does not match the architecture "
                 "(%llu parameters expected)",
-                fn, (unsigned long long)total);
+                fn, (unsigned long long)mi.total);
 
-    /* Pass 2: build it.  Every allocation is bounded by the file's size. */
+    if (is < count) {
+        const nvp_span *scal = &spans[is];
+        NVP_REQUIRE(scal->len == 4 + (uint64_t)8 * mi.dim, NVP_EFORMAT,
+                    "%s: the scaler section does not match the model", fn);
+        if ((rc = nvp__src_view(fn, src, alloc, scal->off, (size_t)scal->len,
+                                &p, &block)) != NVP_OK)
+            return rc;
+        nvp_reader r = {p, (size_t)scal->len, 0, 0};
+        uint32_t sdim = 0;
+        nvp__get_u32(&r, &sdim);
+        size_t bad = mi.dim;
+        for (size_t j = 0; j < mi.dim && sdim == mi.dim && bad == mi.dim; j++)
+            if (!scaler_axis_ok(f32_at(p, 4 + 4 * j),
+                                f32_at(p, 4 + 4 * ((size_t)mi.dim + j))))
+                bad = j;
+        nvp__free(alloc, block);
+        NVP_REQUIRE(sdim == mi.dim, NVP_EFORMAT,
+                    "%s: the scaler section does not match the model", fn);
+        NVP_REQUIRE(bad == mi.dim, NVP_EFORMAT,
+                    "%s: the scaler's axis %zu is invalid (a mean or sd that "
+                    "is not finite, or sd <= 0)", fn, bad);
+    }
+    if (info)
+        *(model_info *)info = mi;
+    return NVP_OK;
+}
+
+static int load_model(const char *fn, const void *data, size_t size,
+                      const nvp_allocator *alloc, void *chain_out,
+                      void *companion_out);
+
+static const nvp_file_kind model_kind = {NVP_KIND_MODEL, plan_model,
+                                         load_model};
+
+static int load_model(const char *fn, const void *data, size_t size,
+                      const nvp_allocator *alloc, void *chain_out,
+                      void *companion_out)
+{
+    nvp_chain **out = chain_out;
+    nvp_scaler **scaler_out = companion_out;
+    const nvp_errbox *eb = NULL;
     nvp_allocator a;
     NVP_REQUIRE(nvp__allocator_init(&a, alloc) == NVP_OK, NVP_EINVAL,
                 "%s: invalid allocator", fn);
+    /* Everything is checked here, before anything is allocated: the
+     * container, the architecture, the parameter count and the scaler. */
+    nvp_section sec[NVP_MAX_SECTIONS];
+    size_t count;
+    model_info mi;
+    int rc = nvp__fmt_open(fn, data, size, &model_kind, &a, sec, &count, &mi);
+    if (rc)
+        return rc;
+    nvp_section *arch = nvp__fmt_find(sec, count, TAG_ARCH);
+    nvp_section *parm = nvp__fmt_find(sec, count, TAG_PARM);
+    nvp_section *scal = nvp__fmt_find(sec, count, TAG_SCAL);
+    const size_t dim = mi.dim, n_layers = mi.n_layers;
+
+    /* Build it.  Every allocation is bounded by the file's size. */
     nvp_coupling **layers = nvp__malloc(&a, n_layers * sizeof *layers);
     if (!layers)
         return nvp__fail(NULL, NVP_ENOMEM, "%s: out of memory", fn);
     memset(layers, 0, n_layers * sizeof *layers);
     nvp_base *base = NULL;
     nvp_scaler *scaler = NULL;
-    r = arch->body;
+    nvp_reader r = arch->body, pr = parm->body;
     r.pos = 12;
+    pr.pos = 8;
     uint64_t dummy = 0;
+    layer_desc d;
     for (size_t k = 0; k < n_layers && rc == NVP_OK; k++) {
         read_layer(fn, &r, dim, k, &d, &dummy);
         rc = nvp__coupling_new(&layers[k], fn, dim, d.mask, d.n_hidden,
@@ -258,9 +356,16 @@ static int load_model(const char *fn, const void *data, size_t size,
     }
     if (rc == NVP_OK && (rc = nvp_base_create_normal(&base, dim, alloc)) != NVP_OK)
         rc = nvp__fail_in(NULL, rc, fn);
+    /* The scaler section was checked whole above, asked for or not. */
     if (rc == NVP_OK && scal && scaler_out) {
-        nvp_reader sr = scal->body;
-        rc = read_scaler(fn, &sr, dim, alloc, &scaler);
+        if ((rc = nvp_scaler_create(&scaler, dim, alloc)) != NVP_OK) {
+            rc = nvp__fail_in(NULL, rc, fn);
+        } else {
+            nvp_reader sr = scal->body;
+            sr.pos = 4;
+            nvp__get_f32s(&sr, scaler->mean, dim);
+            nvp__get_f32s(&sr, scaler->sd, dim);
+        }
     }
     nvp_chain *c = NULL;
     if (rc == NVP_OK && (rc = nvp_chain_create(&c, base, layers, n_layers, alloc)) != NVP_OK)
@@ -301,6 +406,6 @@ int nvp_chain_load_file(nvp_chain **out, nvp_scaler **scaler_out,
     *out = NULL;
     if (scaler_out)
         *scaler_out = NULL;
-    return nvp__load_file("nvp_chain_load_file", load_model, path, alloc, out,
-                          scaler_out);
+    return nvp__load_file("nvp_chain_load_file", &model_kind, path, alloc,
+                          out, scaler_out);
 }

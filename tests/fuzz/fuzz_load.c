@@ -6,12 +6,24 @@
  * container's structure lets us find recomputed (fz_fix_crcs), so that
  * mutations reach the section parsers instead of stopping at the CRC.
  *
- * On success the loaded handles are exercised (log_prob, forward, inverse,
- * sample, nll_grad; an optimizer step and generator draws), saved again
- * (the re-save must load and re-save to identical bytes, and equal the
- * input when its sections are in canonical order), and the load is
- * repeated with an allocator that fails at each allocation in turn (or a
- * spread of them): every such load must fail with NVP_ENOMEM, leave the
+ * Properties checked on every input:
+ * - A model loads or fails alike with and without a scaler out-pointer
+ *   (the scaler section is checked either way), and from a file as from a
+ *   buffer (the file loader checks the header and section table before it
+ *   reads the file whole, and must refuse exactly what the buffer loader
+ *   refuses, with the same code).
+ * - Whatever loads saves back to bytes that load again and save to the
+ *   same bytes (equal to the input when its sections are in canonical
+ *   order).
+ * - One optimizer step from a loaded training state is either refused
+ *   (NVP_ENONFINITE) with nothing changed (parameters, moments, average,
+ *   step count: the state saves to the same bytes), or leaves every float
+ *   finite (parameters, average, and moments: the state saves), and what
+ *   it leaves saves to bytes that load again.
+ * On success the loaded handles are also exercised (log_prob, forward,
+ * inverse, sample, nll_grad; generator draws), and the load is repeated
+ * with an allocator that fails at each allocation in turn (or a spread of
+ * them): every such load must fail with NVP_ENOMEM, leave the
  * out-pointers NULL and free everything.
  *
  * Build: see the Makefile's `fuzz` target. */
@@ -19,6 +31,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fuzz_util.h"
 
@@ -37,6 +50,79 @@ static void *xmalloc(size_t bytes)
     void *p = malloc(bytes ? bytes : 1);
     FZ_CHECK(p != NULL, "out of memory for %zu bytes", bytes);
     return p;
+}
+
+/* The current input as a file, for the file loaders: one temporary file
+ * per process, rewritten for every input.  It is unlinked at once and
+ * reached through /proc/self/fd (so that a crash leaves nothing behind),
+ * or, without /proc, removed at exit. */
+static char g_name[] = "/tmp/nvp_fuzz_load_XXXXXX";
+static char g_path[64];
+static int g_fd = -1;
+
+static void remove_file(void)
+{
+    unlink(g_name);
+}
+
+static void write_input_file(const uint8_t *data, size_t size)
+{
+    if (g_fd < 0) {
+        g_fd = mkstemp(g_name);
+        FZ_CHECK(g_fd >= 0, "mkstemp");
+        snprintf(g_path, sizeof g_path, "/proc/self/fd/%d", g_fd);
+        if (access(g_path, R_OK) == 0) {
+            unlink(g_name);
+        } else {
+            snprintf(g_path, sizeof g_path, "%s", g_name);
+            atexit(remove_file);
+        }
+    }
+    FZ_CHECK(ftruncate(g_fd, 0) == 0, "ftruncate");
+    size_t done = 0;
+    while (done < size) {
+        const ssize_t w = pwrite(g_fd, data + done, size - done, (off_t)done);
+        FZ_CHECK(w > 0, "pwrite");
+        done += (size_t)w;
+    }
+}
+
+/* The file loaders give the buffer loaders' verdict on the same bytes
+ * (written by write_input_file). */
+static void check_file_model(int want)
+{
+    nvp_chain *c = (nvp_chain *)&g_path;
+    nvp_scaler *s = (nvp_scaler *)&g_path;
+    fz_arm();
+    const int rc = nvp_chain_load_file(&c, &s, g_path, NULL);
+    fz_check_rc(rc, "nvp_chain_load_file");
+    FZ_CHECK(rc == want, "the file loader returned %d, the buffer loader %d",
+             rc, want);
+    if (rc == NVP_OK) {
+        nvp_chain_free(c);
+        nvp_scaler_free(s);
+    } else {
+        FZ_CHECK(c == NULL && s == NULL,
+                 "a failed file load left an out-pointer non-NULL");
+    }
+}
+
+static void check_file_state(int want)
+{
+    nvp_adam *o = (nvp_adam *)&g_path;
+    nvp_rng *g = (nvp_rng *)&g_path;
+    fz_arm();
+    const int rc = nvp_adam_load_file(&o, &g, g_path, NULL);
+    fz_check_rc(rc, "nvp_adam_load_file");
+    FZ_CHECK(rc == want, "the file loader returned %d, the buffer loader %d",
+             rc, want);
+    if (rc == NVP_OK) {
+        nvp_adam_free(o);
+        nvp_rng_free(g);
+    } else {
+        FZ_CHECK(o == NULL && g == NULL,
+                 "a failed file load left an out-pointer non-NULL");
+    }
 }
 
 /* A few test points of dimension dim: zeros, a pattern, one with NaN. */
@@ -234,10 +320,10 @@ static void try_model(const uint8_t *data, size_t size)
     if (rc2 != NVP_OK)
         FZ_CHECK(c2 == NULL && s == NULL,
                  "failed load left an out-pointer non-NULL");
-    /* Reading the scaler can only add reasons to refuse. */
-    FZ_CHECK(rc2 == NVP_OK ? rc == NVP_OK : 1, "the scaler load succeeded "
-             "where the plain one failed (%d)", rc);
-    FZ_CHECK(rc != NVP_OK ? rc2 == rc : 1, "rc %d vs %d", rc, rc2);
+    /* Whether a file is valid does not depend on the out-pointers. */
+    FZ_CHECK(rc == rc2, "without scaler_out %d, with it %d", rc, rc2);
+    write_input_file(data, size);
+    check_file_model(rc);
 
     float lp[N_POINTS], lp2[N_POINTS], lp3[N_POINTS];
     if (c) {
@@ -306,6 +392,16 @@ static void try_model(const uint8_t *data, size_t size)
         oom_sweep(load_model_alloc, data, size, 1);
     }
     if (c) {
+        size_t n0;
+        unsigned char *b0 = save_model(c, NULL, &n0);
+        nvp_chain *c4 = NULL;
+        fz_arm();
+        rc = nvp_chain_load_buffer(&c4, NULL, b0, n0, NULL);
+        fz_check_rc(rc, "nvp_chain_load_buffer (re-saved, no scaler)");
+        FZ_CHECK(rc == NVP_OK, "a model re-saved without its scaler does not "
+                 "load: %d", rc);
+        nvp_chain_free(c4);
+        free(b0);
         nvp_chain_free(c);
         if (rc2 != NVP_OK)
             oom_sweep(load_model_alloc, data, size, 0);
@@ -362,6 +458,8 @@ static void try_state(const uint8_t *data, size_t size)
     int rc2 = nvp_adam_load_buffer(&o2, &g, data, size, NULL);
     fz_check_rc(rc2, "nvp_adam_load_buffer (rng)");
     FZ_CHECK(rc == rc2, "with and without rng_out: %d vs %d", rc, rc2);
+    write_input_file(data, size);
+    check_file_state(rc);
     if (rc != NVP_OK) {
         FZ_CHECK(o == NULL && o2 == NULL && g == NULL,
                  "failed load left an out-pointer non-NULL");
@@ -431,15 +529,75 @@ static void try_state(const uint8_t *data, size_t size)
             gr[i] = (float)(i % 5) - 2.0f;
         }
         const uint64_t t = nvp_adam_steps(o);
+        size_t nbefore;
+        unsigned char *before = save_state(o, NULL, &nbefore);
+        fz_arm();
         rc = nvp_adam_step(o, p, gr, n);
-        FZ_CHECK(rc == NVP_OK, "adam_step: %d", rc);
-        /* The step count never goes back (it may saturate): a count that
-         * wraps to 0 zeroes the bias correction, and the step writes NaN
-         * into every parameter. */
-        FZ_CHECK(nvp_adam_steps(o) >= t && nvp_adam_steps(o) != 0,
-                 "the step count went from %llu to %llu",
-                 (unsigned long long)t,
-                 (unsigned long long)nvp_adam_steps(o));
+        fz_check_rc(rc, "nvp_adam_step");
+        if (rc != NVP_OK) {
+            /* Refused: nothing changed. */
+            FZ_CHECK(rc == NVP_ENONFINITE, "adam_step: %d", rc);
+            FZ_CHECK(nvp_adam_steps(o) == t, "a refused step moved the "
+                     "count from %llu to %llu", (unsigned long long)t,
+                     (unsigned long long)nvp_adam_steps(o));
+            for (size_t i = 0; i < n; i++)
+                FZ_CHECK(p[i] == 0.0f && !signbit(p[i]),
+                         "a refused step changed parameter %zu to %g", i,
+                         (double)p[i]);
+            size_t nafter;
+            unsigned char *after = save_state(o, NULL, &nafter);
+            FZ_CHECK(nafter == nbefore && memcmp(after, before, nafter) == 0,
+                     "a refused step changed the training state");
+            free(after);
+        } else {
+            /* The step count never goes back (it may saturate): a count
+             * that wraps to 0 zeroes the bias correction, and the step
+             * writes NaN into every parameter. */
+            FZ_CHECK(nvp_adam_steps(o) >= t && nvp_adam_steps(o) != 0,
+                     "the step count went from %llu to %llu",
+                     (unsigned long long)t,
+                     (unsigned long long)nvp_adam_steps(o));
+            /* Every float finite: the parameters, the average, and the
+             * moments (a save refuses non-finite ones). */
+            for (size_t i = 0; i < n; i++)
+                FZ_CHECK(isfinite(p[i]), "a step from a loaded state "
+                         "returned NVP_OK and left parameter %zu = %g (lr %g, "
+                         "steps %llu)", i, (double)p[i], (double)lr,
+                         (unsigned long long)t);
+            if (has_avg) {
+                float *a1 = xmalloc(n * sizeof *a1);
+                FZ_CHECK(nvp_adam_get_average(o, a1, n) == NVP_OK,
+                         "get_average");
+                for (size_t i = 0; i < n; i++)
+                    FZ_CHECK(isfinite(a1[i]), "a step left average[%zu] = %g",
+                             i, (double)a1[i]);
+                free(a1);
+            }
+            size_t nafter = 0;
+            fz_arm();
+            rc = nvp_adam_save_buffer(o, g, NULL, 0, &nafter);
+            fz_check_rc(rc, "nvp_adam_save_buffer (after a step)");
+            FZ_CHECK(rc == NVP_OK, "the state a step left does not save: %d",
+                     rc);
+            /* ... to bytes that load again and save to the same bytes. */
+            unsigned char *after = save_state(o, g, &nafter);
+            nvp_adam *o4 = NULL;
+            nvp_rng *g4 = NULL;
+            fz_arm();
+            rc = nvp_adam_load_buffer(&o4, &g4, after, nafter, NULL);
+            fz_check_rc(rc, "nvp_adam_load_buffer (after a step)");
+            FZ_CHECK(rc == NVP_OK, "the state saved after a step does not "
+                     "load: %d", rc);
+            size_t nagain;
+            unsigned char *again = save_state(o4, g4, &nagain);
+            FZ_CHECK(nagain == nafter && memcmp(again, after, nafter) == 0,
+                     "save -> load -> save after a step is not identical");
+            free(again);
+            free(after);
+            nvp_adam_free(o4);
+            nvp_rng_free(g4);
+        }
+        free(before);
         const uint64_t t1 = nvp_adam_steps(o);
         gr[0] = NAN;
         fz_arm();

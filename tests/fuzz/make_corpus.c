@@ -235,7 +235,12 @@ static void model_variants(const unsigned char *d, size_t n,
     VARIANT("mv_scal_sd0", put_f32(find(&f, TAG_SCAL)->p + 4 + 8, 0.0f));
     VARIANT("mv_scal_sd_neg", put_f32(find(&f, TAG_SCAL)->p + 4 + 8, -2.0f));
     VARIANT("mv_scal_mean_nan", put_f32(find(&f, TAG_SCAL)->p + 4, NAN));
+    VARIANT("mv_scal_sd_nan", put_f32(find(&f, TAG_SCAL)->p + 4 + 8, NAN));
+    VARIANT("mv_scal_mean_inf", put_f32(find(&f, TAG_SCAL)->p + 4, -INFINITY));
     VARIANT("mv_scal_short", find(&f, TAG_SCAL)->n -= 4);
+    VARIANT("mv_scal_long", (put_f32(find(&f, TAG_SCAL)->p +
+                                         find(&f, TAG_SCAL)->n, 1.0f),
+                             find(&f, TAG_SCAL)->n += 4));
     VARIANT("mv_scal_first",
             (f.s[0] = base.s[2], f.s[1] = base.s[0], f.s[2] = base.s[1]));
     VARIANT("mv_scal_twice", (f.s[3] = base.s[2], f.ns = 4, set_count(&f, 4)));
@@ -267,7 +272,11 @@ static void state_variants(const unsigned char *d, size_t n)
     VARIANT("sv_b1_one", put_f32(adam->p + 12, 1.0f));
     VARIANT("sv_b2_nan", put_f32(adam->p + 16, NAN));
     VARIANT("sv_eps0", put_f32(adam->p + 20, 0.0f));
+    /* Step counts at the top: every one loads, and a step saturates the
+     * count at 2^64 - 1, which must save and load again. */
     VARIANT("sv_t_max", fz_put_u64(adam->p + 24, UINT64_MAX));
+    VARIANT("sv_t_max_minus1", fz_put_u64(adam->p + 24, UINT64_MAX - 1));
+    VARIANT("sv_t_max_minus2", fz_put_u64(adam->p + 24, UINT64_MAX - 2));
     VARIANT("sv_m_nan", put_f32(adam->p + 32, NAN));
     VARIANT("sv_v_neg", put_f32(adam->p + 32 + 4 * np, -1.0f));
     VARIANT("sv_adam_short", adam->n -= 4);
