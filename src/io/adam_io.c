@@ -1,13 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Saving and loading a training state: the Adam optimizer and, optionally,
- * the generator that draws minibatches.  Sections:
- *
- *   ADAM  u64 n, f32 lr, f32 b1, f32 b2, f32 eps, u64 t, f32 m[n], f32 v[n]
- *   RNG   (optional) u64 s[4] (xoshiro256** state), u32 has_spare,
- *         u64 spare (IEEE double bits)
- *   AVG   (optional, when parameter averaging is on) f32 decay, f32 avg[n]
- *   CLIP  (optional, when gradient-norm clipping is on) f32 max_norm
- */
+ * the generator that draws minibatches: the ADAM, RNG, AVG and CLIP
+ * sections of a training-state file, described in docs/file-format.md. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>

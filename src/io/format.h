@@ -1,13 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* The container of saved models and training states (see README, "File
- * format"):
- *
- *   header   "NVPFLOW\0", u32 format version, u32 kind, u32 section count,
- *            u32 CRC-32 of the 20 bytes before it
- *   section  u32 tag, u64 payload length, payload,
- *            u32 CRC-32 of tag, length and payload
- *
- * All numbers little-endian, floats IEEE binary32. */
+/* The container of saved models and training states: a 24-byte header
+ * and tagged, CRC-checked sections.  docs/file-format.md is the format's
+ * one description; change it with the code. */
 #ifndef NVP_FORMAT_H
 #define NVP_FORMAT_H
 

@@ -1,14 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Saving and loading a chain (architecture and parameters), optionally
- * with the scaler its data was standardised with.  Sections of a model
- * file, in this order:
- *
- *   ARCH  u32 dim, u32 base kind (1 = standard normal), u32 layers; per
- *         layer: u32 hidden count, u32 widths[count], f32 log-scale clamp,
- *         u8 mask[dim]
- *   PARM  u64 count, f32 params[count] (the chain's flat vector)
- *   SCAL  (optional) u32 dim, f32 mean[dim], f32 sd[dim]
- */
+ * with the scaler its data was standardised with: the ARCH, PARM and SCAL
+ * sections of a model file, described in docs/file-format.md. */
 #include <math.h>
 #include <string.h>
 
