@@ -8,7 +8,6 @@
 
 #include "train/adam.h"
 #include "core/alloc.h"
-#include "kernels/vec.h"
 #include "io/format.h"
 #include "core/rng.h"
 
