@@ -425,7 +425,11 @@ NVP_API size_t nvp_chain_num_layers(const nvp_chain *chain);
 NVP_API size_t nvp_chain_num_params(const nvp_chain *chain);
 /* The chain's flat parameter vector (num_params floats), owned by the
  * chain, valid until nvp_chain_free.  Writing through it changes the model
- * (e.g. after an all-reduce); do so only with exclusive use of the chain. */
+ * (e.g. after an all-reduce); do so only with exclusive use of the chain.
+ * Nothing checks a value written here until the next gradient, training
+ * or save call, each of which refuses parameters holding NaN or an
+ * infinity with NVP_ENONFINITE (a NaN behind a ReLU can leave a log
+ * density finite, so the evaluation calls do not notice it). */
 NVP_API float *nvp_chain_params(nvp_chain *chain);
 /* Copy the flat parameters out / in (count must equal num_params);
  * set_params refuses non-finite values and then changes nothing. */
@@ -487,14 +491,16 @@ NVP_API int nvp_chain_nll_grad(const nvp_chain *chain, size_t n,
 /* One training step on a chain: draws `batch` rows of data (n_data rows of
  * dim floats) uniformly with replacement using rng (the row indices are
  * exactly those nvp_rng_index(rng, batch, n_data, ...) would give),
- * computes the mean NLL and its gradient, and applies opt (which must have been created for
- * nvp_chain_num_params(chain) parameters).  loss (may be NULL) receives
- * the minibatch's mean NLL before the step.  When the loss or the gradient
- * is not finite, or the gradient too large for Adam (see nvp_adam_step),
- * the step is refused with NVP_ENONFINITE and neither the chain nor the
- * optimizer changes (the rng has advanced).  The scratch
- * gradient lives in the chain, so a step allocates nothing after the
- * first.  Needs exclusive use of chain, opt and rng. */
+ * computes the mean NLL and its gradient, and applies opt (which must have
+ * been created for nvp_chain_num_params(chain) parameters).  loss (may be
+ * NULL) receives the minibatch's mean NLL before the step.  Refused with
+ * NVP_ENONFINITE, changing neither the chain nor the optimizer: parameters
+ * holding NaN or an infinity (checked before any row is drawn); a loss or
+ * gradient that is not finite, or a gradient too large for Adam; a step
+ * whose result would not be finite (see nvp_adam_step).  In the last three
+ * cases the rng has advanced.  The scratch gradient lives in the chain, so
+ * a step allocates nothing after the first.  Needs exclusive use of chain,
+ * opt and rng. */
 NVP_API int nvp_chain_train_step(nvp_chain *chain, nvp_adam *opt,
                                  nvp_rng *rng, size_t n_data,
                                  const float *data, size_t batch,
@@ -620,7 +626,8 @@ NVP_API int nvp_adam_create(nvp_adam **out, size_t n_params,
 /* Releases the optimizer; NULL is ignored. */
 NVP_API void nvp_adam_free(nvp_adam *opt);
 /* Setters refuse non-finite or out-of-range values with NVP_EINVAL:
- * lr > 0, 0 <= b1 < 1, 0 <= b2 < 1, eps > 0. */
+ * lr > 0, 0 <= b1 < 1, 0 <= b2 < 1, eps > 0, and lr / (1 - b1), the size
+ * of the first step, within the float range. */
 NVP_API int nvp_adam_set_lr(nvp_adam *opt, float lr);
 NVP_API int nvp_adam_set_betas(nvp_adam *opt, float b1, float b2);
 NVP_API int nvp_adam_set_eps(nvp_adam *opt, float eps);
@@ -638,13 +645,13 @@ NVP_API uint64_t nvp_adam_steps(const nvp_adam *opt);
  * nvp_adam_set_clip_norm). */
 NVP_API int nvp_adam_reset(nvp_adam *opt);
 /* One step: updates params (n floats) from grad (n floats); n must equal
- * n_params.  A gradient holding NaN, an infinity, or an entry of magnitude
- * 1e18 or more (whose square would overflow the second moment) is refused
- * with NVP_ENONFINITE and nothing changes, so the moments stay finite.
- * params are not checked: non-finite ones (from the caller, or from a step
- * size so large that the update overflows) make the parameter average
- * non-finite too, and such a state is then refused by the save
- * functions. */
+ * n_params.  Refused with NVP_ENONFINITE, changing nothing (parameters,
+ * moments, average, step count, recorded norm): a gradient holding NaN, an
+ * infinity, or an entry of magnitude 1e18 or more (whose square would
+ * overflow the second moment); params holding NaN or an infinity; and a
+ * step whose result -- any new parameter, moment or average -- would not
+ * be finite, whatever made it so.  A step that returns NVP_OK therefore
+ * leaves every value finite. */
 NVP_API int nvp_adam_step(nvp_adam *opt, float *params, const float *grad,
                           size_t n);
 /* Message of the last failed call on this optimizer (see

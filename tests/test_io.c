@@ -793,58 +793,26 @@ START_TEST(test_io_clip_section)
 }
 END_TEST
 
-static int floats_finite(const float *x, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(x[i]))
-            return 0;
-    return 1;
-}
 
-/* Training with a step size so large that the parameters overflow: the
- * chain and the training state, which the loaders would refuse, are not
- * saved (NVP_ENONFINITE), and no file is written. */
+/* Parameters made non-finite through nvp_chain_params: the chain is not
+ * saved (NVP_ENONFINITE), and no file is written.  (Training can no longer
+ * make them so: a step whose result is not finite is refused.) */
 START_TEST(test_io_nonfinite_not_saved)
 {
     const size_t hidden[1] = {8};
-    enum { N = 64 };
-    float data[2 * N];
-    nvp_rng *r = t_rng(6200);
-    T_OK(nvp_two_moons(r, N, 0.05f, data, NULL));
     nvp_chain *c = t_chain(2, 2, 1, hidden, 6201);
-    T_OK(nvp_chain_set_threads(c, 1));
-    const size_t np = nvp_chain_num_params(c);
-    nvp_adam *o = NULL;
-    T_OK(nvp_adam_create(&o, np, NULL));
-    T_OK(nvp_adam_set_lr(o, 3e38f));
-    T_OK(nvp_adam_set_average(o, 0.5f, nvp_chain_params(c), np));
-    int steps = 0;
-    while (floats_finite(nvp_chain_params(c), np) && steps < 10) {
-        const int rc = nvp_chain_train_step(c, o, r, N, data, 16, NULL);
-        T_CHECK(rc == NVP_OK || rc == NVP_ENONFINITE, "step %d returned %d", steps, rc);
-        steps++;
-    }
-    T_CHECK(!floats_finite(nvp_chain_params(c), np),
-            "the parameters stayed finite after %d steps with lr 3e38", steps);
+    nvp_chain_params(c)[3] = NAN;
     size_t size = 0;
     ck_assert_int_eq(nvp_chain_save_buffer(c, NULL, NULL, 0, &size), NVP_ENONFINITE);
     T_CHECK(strstr(nvp_chain_errmsg(c), "non-finite") != NULL, "message '%s'",
             nvp_chain_errmsg(c));
-    ck_assert_int_eq(nvp_adam_save_buffer(o, r, NULL, 0, &size), NVP_ENONFINITE);
-    T_CHECK(strstr(nvp_adam_errmsg(o), "average") != NULL, "message '%s'", nvp_adam_errmsg(o));
     char dir[] = "/tmp/nvp_test_io_XXXXXX";
     ck_assert_ptr_nonnull(mkdtemp(dir));
     char path[64];
     snprintf(path, sizeof path, "%s/x.nvp", dir);
     ck_assert_int_eq(nvp_chain_save_file(c, NULL, path), NVP_ENONFINITE);
-    ck_assert_int_eq(nvp_adam_save_file(o, r, path), NVP_ENONFINITE);
     T_CHECK(rmdir(dir) == 0, "a refused save left a file in %s", dir);
-    /* Without the average, the training state itself is still fine. */
-    T_OK(nvp_adam_set_average(o, 0.0f, NULL, 0));
-    T_OK(nvp_adam_save_buffer(o, r, NULL, 0, &size));
-    nvp_adam_free(o);
     nvp_chain_free(c);
-    nvp_rng_free(r);
 }
 END_TEST
 
@@ -1474,6 +1442,136 @@ START_TEST(test_io_training_state_round_trip_boundaries)
 }
 END_TEST
 
+/* Issue 16, item 1: a step whose result would not be finite is refused and
+ * changes nothing -- parameters, moments, average, step count -- whatever
+ * made it so; setters refuse a step size that cannot give a finite first
+ * step, and so does the loader, which goes through them. */
+START_TEST(test_io_step_result_must_be_finite)
+{
+    nvp_adam *o = NULL;
+    T_OK(nvp_adam_create(&o, 3, NULL));
+    ck_assert_int_eq(nvp_adam_set_lr(o, 1e38f), NVP_EINVAL);
+    ck_assert_int_eq(nvp_adam_set_lr(o, FLT_MAX), NVP_EINVAL);
+    T_OK(nvp_adam_set_lr(o, 1e30f));
+    T_OK(nvp_adam_set_lr(o, 1e-3f));
+    T_OK(nvp_adam_set_betas(o, 1.0f - 0x1p-24f, 0.999f));
+    nvp_adam_free(o);
+    /* States that load, and whose next step overflows: m = FLT_MAX with
+     * v = 0 (alone, and with b1 = 1 - 2^-24) at t = 0. */
+    const t_state base = {3, 0, 1e-3f, 0.9f, 0.999f, 1e-8f, {0, 0, FLT_MAX}, {0, 0, 0},
+                          0, {0, 0, 0, 0}, 0, 0.0, 1, 0.5f, {0, 0, 0}, 0, 0.0f};
+    for (int k = 0; k < 3; k++) {
+        t_state st = base;
+        if (k == 1)
+            st.b1 = 1.0f - 0x1p-24f;
+        if (k == 2) {
+            /* a huge step on one parameter with a tiny gradient */
+            st.n = 1;
+            st.lr = 1e37f;
+            st.m[0] = 0.0f;
+            st.b1 = 0.0f;
+        }
+        size_t size;
+        unsigned char *bytes = state_bytes(&st, &size);
+        T_OK(nvp_adam_load_buffer(&o, NULL, bytes, size, NULL));
+        float p[3] = {0.5f, -0.25f, 3e38f}, g[3] = {1.0f, -1.0f, 0.0f};
+        if (k == 2) {
+            p[0] = 3.39e38f; /* moved by about lr: past FLT_MAX */
+            g[0] = -1e-3f;
+        }
+        float p0[3];
+        memcpy(p0, p, sizeof p);
+        unsigned char *before = NULL, *after = NULL;
+        size_t sb, sa;
+        T_OK(save_state(o, NULL, &before, &sb));
+        ck_assert_int_eq(nvp_adam_step(o, p, g, (size_t)st.n), NVP_ENONFINITE);
+        T_CHECK(strstr(nvp_adam_errmsg(o), "would not be finite") != NULL, "case %d: '%s'", k,
+                nvp_adam_errmsg(o));
+        ck_assert(memcmp(p, p0, sizeof p) == 0);
+        ck_assert_uint_eq(nvp_adam_steps(o), 0);
+        T_OK(save_state(o, NULL, &after, &sa));
+        T_CHECK(sa == sb && memcmp(before, after, sa) == 0, "case %d: the refused step changed the state", k);
+        free(before);
+        free(after);
+        free(bytes);
+        nvp_adam_free(o);
+    }
+    /* A state whose step size the setters refuse does not load. */
+    t_state st = base;
+    st.lr = FLT_MAX;
+    size_t size;
+    unsigned char *bytes = state_bytes(&st, &size);
+    ck_assert_int_eq(nvp_adam_load_buffer(&o, NULL, bytes, size, NULL), NVP_EFORMAT);
+    free(bytes);
+    /* Through a chain: parameters near the top of the range and a step
+     * size that pushes some past it. */
+    const size_t hidden[1] = {8};
+    enum { N = 64 };
+    float data[2 * N];
+    nvp_rng *r = t_rng(6300);
+    T_OK(nvp_two_moons(r, N, 0.05f, data, NULL));
+    nvp_chain *c = t_chain(2, 2, 1, hidden, 6301);
+    const size_t np = nvp_chain_num_params(c);
+    float *cp = nvp_chain_params(c);
+    for (size_t q = 0; q < np; q++)
+        cp[q] = q % 2 ? 3.3e38f : -3.3e38f;
+    float *keep = t_xmalloc(np * sizeof *keep);
+    memcpy(keep, cp, np * sizeof *keep);
+    T_OK(nvp_adam_create(&o, np, NULL));
+    T_OK(nvp_adam_set_lr(o, 3e37f));
+    T_OK(nvp_adam_set_average(o, 0.5f, cp, np));
+    unsigned char *before = NULL, *after = NULL;
+    size_t sb, sa;
+    T_OK(save_state(o, r, &before, &sb));
+    int rc = nvp_chain_train_step(c, o, r, N, data, 16, NULL);
+    /* The loss itself may already overflow; either way nothing changed. */
+    T_CHECK(rc == NVP_ENONFINITE, "step returned %d", rc);
+    ck_assert(memcmp(cp, keep, np * sizeof *keep) == 0);
+    ck_assert_uint_eq(nvp_adam_steps(o), 0);
+    T_OK(save_state(o, NULL, &after, &sa));
+    free(before);
+    T_OK(save_state(o, NULL, &before, &sb));
+    T_CHECK(sa == sb && memcmp(before, after, sa) == 0, "the refused step changed the state");
+    free(before);
+    free(after);
+    free(keep);
+    nvp_adam_free(o);
+    nvp_chain_free(c);
+    nvp_rng_free(r);
+}
+END_TEST
+
+/* Issue 16, item 2: a NaN written through nvp_chain_params into a hidden
+ * unit's weight (which a ReLU can hide from the loss) is refused on entry
+ * to every gradient and training call. */
+START_TEST(test_io_nan_parameter_refused_in_training)
+{
+    const size_t hidden[1] = {8};
+    float data[2 * 32];
+    nvp_rng *r = t_rng(6400);
+    T_OK(nvp_two_moons(r, 32, 0.05f, data, NULL));
+    nvp_chain *c = t_chain(2, 2, 1, hidden, 6401);
+    const size_t np = nvp_chain_num_params(c);
+    nvp_chain_params(c)[1] = NAN; /* first layer, weight of unit 1 */
+    float *g = t_xmalloc(np * sizeof *g);
+    ck_assert_int_eq(nvp_chain_nll_grad(c, 32, data, g, NULL), NVP_ENONFINITE);
+    T_CHECK(strstr(nvp_chain_errmsg(c), "parameters hold NaN") != NULL, "'%s'", nvp_chain_errmsg(c));
+    nvp_adam *o = NULL;
+    T_OK(nvp_adam_create(&o, np, NULL));
+    ck_assert_int_eq(nvp_chain_train_step(c, o, r, 32, data, 8, NULL), NVP_ENONFINITE);
+    ck_assert_uint_eq(nvp_adam_steps(o), 0);
+    float p[3] = {NAN, 0, 0}, gg[3] = {0, 0, 0};
+    nvp_adam *o3 = NULL;
+    T_OK(nvp_adam_create(&o3, 3, NULL));
+    ck_assert_int_eq(nvp_adam_step(o3, p, gg, 3), NVP_ENONFINITE);
+    nvp_adam_free(o3);
+    nvp_adam_free(o);
+    free(g);
+    nvp_chain_free(c);
+    nvp_rng_free(r);
+}
+END_TEST
+
 Suite *io_suite(void)
 {
     Suite *s = suite_create("io");
@@ -1488,6 +1586,8 @@ Suite *io_suite(void)
     tcase_add_test(tc, test_io_average_section_layout);
     tcase_add_test(tc, test_io_clip_section);
     tcase_add_test(tc, test_io_nonfinite_not_saved);
+    tcase_add_test(tc, test_io_step_result_must_be_finite);
+    tcase_add_test(tc, test_io_nan_parameter_refused_in_training);
     tcase_add_test(tc, test_io_scaler_section_always_checked);
     tcase_add_test(tc, test_io_sparse_file_refused_before_reading);
     tcase_add_test(tc, test_io_training_state_round_trip_boundaries);

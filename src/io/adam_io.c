@@ -308,6 +308,7 @@ static int load_state(const char *fn, const void *data, size_t size,
     r.pos = 32;
     nvp__get_f32s(&r, o->m, o->n);
     nvp__get_f32s(&r, o->v, o->n);
+    nvp__adam_bound_moments(o);
     const size_t bad = moments_fault(o->m, o->v, o->n);
     if (bad < o->n) {
         nvp_adam_free(o);

@@ -3,6 +3,7 @@
 #include "kernels/optim.h"
 
 #include <math.h>
+#include <string.h>
 
 /* The update loop, compiled once per instruction set.  Plain
  * multiplies, adds, square root and divide in a fixed order (no
@@ -45,6 +46,50 @@ void nvp__adam_update(nvp_isa isa, size_t n, float *p, const float *g,
                       const nvp_adam_consts *k)
 {
     adam_update(isa, n, p, g, m, v, avg, k);
+}
+
+/* The update's arithmetic, exactly as adam_loop does it, keeping only the
+ * largest magnitude of the results. */
+static inline __attribute__((always_inline)) void
+adam_probe_loop(size_t n, const float *restrict p, const float *restrict g,
+                const float *restrict m, const float *restrict v,
+                const float *restrict avg, const nvp_adam_consts *k,
+                uint32_t *out)
+{
+    const float b1 = k->b1, b2 = k->b2, step = k->step;
+    const float inv_sqrt_bc2 = k->inv_sqrt_bc2, eps = k->eps;
+    const float c1 = 1.0f - b1, c2 = 1.0f - b2;
+    const float d = k->avg_decay, c = 1.0f - d, gs = k->gscale;
+    uint32_t top = 0;
+    for (size_t i = 0; i < n; i++) {
+        const float gi = g[i] * gs;
+        const float mi = b1 * m[i] + c1 * gi;
+        const float vi = b2 * v[i] + c2 * gi * gi;
+        const float pi = p[i] - step * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps);
+        float vals[4] = {mi, vi, pi, avg ? d * avg[i] + c * pi : 0.0f};
+        for (int q = 0; q < 4; q++) {
+            uint32_t u;
+            memcpy(&u, &vals[q], sizeof u);
+            u &= 0x7fffffffu;
+            top = u > top ? u : top;
+        }
+    }
+    *out = top;
+}
+
+NVP_ISA_VARIANTS(adam_probe, adam_probe_loop,
+                 (size_t n, const float *p, const float *g, const float *m,
+                  const float *v, const float *avg, const nvp_adam_consts *k,
+                  uint32_t *out),
+                 (n, p, g, m, v, avg, k, out))
+
+uint32_t nvp__adam_probe(nvp_isa isa, size_t n, const float *p,
+                         const float *g, const float *m, const float *v,
+                         const float *avg, const nvp_adam_consts *k)
+{
+    uint32_t top;
+    adam_probe(isa, n, p, g, m, v, avg, k, &top);
+    return top;
 }
 
 /* Lanes of the sum of squares: independent accumulators, so that the

@@ -24,6 +24,14 @@ void nvp__adam_update(nvp_isa isa, size_t n, float *p, const float *g,
                       float *m, float *v, float *avg,
                       const nvp_adam_consts *k);
 
+/* The largest magnitude, as bits (kernels/vec.h), of every value the
+ * update would write -- parameters, moments and average -- without writing
+ * any: a step whose result holds NaN or an infinity can be refused before
+ * anything changes. */
+uint32_t nvp__adam_probe(nvp_isa isa, size_t n, const float *p,
+                         const float *g, const float *m, const float *v,
+                         const float *avg, const nvp_adam_consts *k);
+
 /* sum x[i]^2 in double, in an order that does not depend on isa. */
 double nvp__sum_squares(nvp_isa isa, const float *x, size_t n);
 

@@ -2,12 +2,14 @@
 /* Adam (Kingma and Ba 2015) with bias correction, as PyTorch computes it. */
 #include "train/adam.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
 #include "core/alloc.h"
 #include "core/check.h"
 #include "kernels/optim.h"
+#include "kernels/vec.h"
 #include "runtime/vec_parallel.h"
 
 int nvp_adam_create(nvp_adam **out, size_t n_params,
@@ -64,6 +66,13 @@ void nvp_adam_free(nvp_adam *o)
     nvp__free(&a, o);
 }
 
+/* The first step moves by lr / (1 - b1) times a bounded ratio: a size
+ * that overflows a float makes every first step fail. */
+static int first_step_finite(float lr, float b1)
+{
+    return (double)lr / (1.0 - (double)b1) <= (double)FLT_MAX;
+}
+
 int nvp_adam_set_lr(nvp_adam *o, float lr)
 {
     const nvp_errbox *eb = o ? &o->err : NULL;
@@ -71,6 +80,10 @@ int nvp_adam_set_lr(nvp_adam *o, float lr)
     NVP_REQUIRE(isfinite(lr) && lr > 0.0f, NVP_EINVAL,
                 "nvp_adam_set_lr: lr must be finite and > 0 (got %g)",
                 (double)lr);
+    NVP_REQUIRE(first_step_finite(lr, o->b1), NVP_EINVAL,
+                "nvp_adam_set_lr: lr %g / (1 - beta1 %g), the first step's "
+                "size, overflows",
+                (double)lr, (double)o->b1);
     o->lr = lr;
     return NVP_OK;
 }
@@ -83,6 +96,10 @@ int nvp_adam_set_betas(nvp_adam *o, float b1, float b2)
                 NVP_EINVAL,
                 "nvp_adam_set_betas: betas must lie in [0, 1) (got %g, %g)",
                 (double)b1, (double)b2);
+    NVP_REQUIRE(first_step_finite(o->lr, b1), NVP_EINVAL,
+                "nvp_adam_set_betas: lr %g / (1 - beta1 %g), the first "
+                "step's size, overflows",
+                (double)o->lr, (double)b1);
     o->b1 = b1;
     o->b2 = b2;
     return NVP_OK;
@@ -114,6 +131,7 @@ int nvp_adam_reset(nvp_adam *o)
     memset(o->v, 0, o->n * sizeof *o->v);
     o->t = 0;
     o->last_norm = 0.0;
+    o->m_bound = 0.0;
     return NVP_OK;
 }
 
@@ -146,22 +164,59 @@ static void adam_task(void *arg, size_t task, size_t worker)
 /* Below this many parameters a step stays on one thread. */
 #define ADAM_PARALLEL_MIN ((size_t)1 << 16)
 
-void nvp__adam_apply(nvp_adam *o, float *params, const float *grad,
-                     nvp_pool *pool)
+static float float_of_bits(uint32_t bits)
 {
-    /* Saturate rather than wrap: t == 0 would divide by 1 - b1^0 = 0. */
-    if (o->t < UINT64_MAX)
-        o->t++;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/* Whether the step's result is sure to be finite, from bounds alone: the
+ * new moments are convex combinations of finite values (the gradient is
+ * below NVP_ADAM_MAX_GRAD, so its square is finite), and so is the new
+ * average; a parameter moves by at most step * |m| / eps, as the
+ * denominator sqrt(v) / sqrt(bc2) + eps is at least eps. */
+static int surely_finite(const nvp_adam *o, const nvp_adam_consts *k,
+                         uint32_t params_bits, uint32_t grad_bits)
+{
+    const double g = (double)float_of_bits(grad_bits) * k->gscale;
+    const double m = o->m_bound > g ? o->m_bound : g;
+    const double move = (double)k->step * m / (double)k->eps;
+    /* half the range: room for the rounding of every operation */
+    return (double)float_of_bits(params_bits) + move < 0.5 * (double)FLT_MAX;
+}
+
+int nvp__adam_apply(nvp_adam *o, float *params, const float *grad,
+                    uint32_t params_bits, uint32_t grad_bits, nvp_pool *pool)
+{
+    /* Saturate rather than wrap: t == 0 would divide by 1 - b1^0 = 0.
+     * Nothing is committed before the result is known to be finite. */
+    const uint64_t t = o->t < UINT64_MAX ? o->t + 1 : o->t;
     /* Bias corrections in double: b^t underflows gracefully to 0. */
-    const double bc1 = 1.0 - pow((double)o->b1, (double)o->t);
-    const double bc2 = 1.0 - pow((double)o->b2, (double)o->t);
-    const float gscale = nvp__adam_clip_scale(o, grad, pool);
+    const double bc1 = 1.0 - pow((double)o->b1, (double)t);
+    const double bc2 = 1.0 - pow((double)o->b2, (double)t);
+    double norm;
+    const float gscale = nvp__adam_clip_scale(o, grad, pool, &norm);
+    const double step = (double)o->lr / bc1;
+    if (!(step <= (double)FLT_MAX))
+        return NVP_ENONFINITE;
     adam_job j = {o,
                   params,
                   grad,
-                  {o->b1, o->b2, (float)((double)o->lr / bc1),
-                   (float)(1.0 / sqrt(bc2)), o->eps, gscale, o->avg_decay},
+                  {o->b1, o->b2, (float)step, (float)(1.0 / sqrt(bc2)), o->eps,
+                   gscale, o->avg_decay},
                   o->n};
+    /* The exact check, a pass that writes nothing, only where the bounds
+     * cannot vouch for the result (states loaded or driven to extremes). */
+    if (!surely_finite(o, &j.k, params_bits, grad_bits) &&
+        nvp__adam_probe(o->isa, o->n, params, grad, o->m, o->v, o->avg,
+                        &j.k) >= NVP_INF_BITS)
+        return NVP_ENONFINITE;
+    o->t = t;
+    o->last_norm = norm;
+    const double g = (double)float_of_bits(grad_bits) * gscale;
+    if (g > o->m_bound)
+        o->m_bound = g;
     const size_t threads = nvp__pool_threads(pool);
     if (threads > 1 && o->n >= ADAM_PARALLEL_MIN) {
         /* Every parameter's update is independent of the others, so any
@@ -170,9 +225,24 @@ void nvp__adam_apply(nvp_adam *o, float *params, const float *grad,
         nvp__pool_run(pool,
                       (o->n + NVP_PAR_RUN_FLOATS - 1) / NVP_PAR_RUN_FLOATS,
                       adam_task, &j);
-        return;
+        return NVP_OK;
     }
     adam_range(&j, 0, o->n);
+    return NVP_OK;
+}
+
+int nvp__adam_refuse_result(const nvp_errbox *eb, const char *fn)
+{
+    return nvp__fail(eb, NVP_ENONFINITE,
+                     "%s: the step's result would not be finite (the "
+                     "parameters or the optimizer's state would overflow); "
+                     "step refused, nothing changed",
+                     fn);
+}
+
+void nvp__adam_bound_moments(nvp_adam *o)
+{
+    o->m_bound = (double)float_of_bits(nvp__max_abs_bits(o->isa, o->m, o->n));
 }
 
 int nvp__adam_grad_verdict(const nvp_errbox *eb, const char *fn,
@@ -205,10 +275,16 @@ int nvp_adam_step(nvp_adam *o, float *params, const float *grad, size_t n)
     NVP_REQUIRE_PTR(grad);
     NVP_REQUIRE(n == o->n, NVP_EDIM,
                 "nvp_adam_step: n %zu, optimizer has %zu parameters", n, o->n);
-    int rc = nvp__adam_check_grad(eb, "nvp_adam_step", o->isa, grad, n);
+    const char *fn = "nvp_adam_step";
+    const uint32_t grad_bits = nvp__max_abs_bits(o->isa, grad, n);
+    int rc = nvp__adam_grad_verdict(eb, fn, grad_bits);
     if (rc)
         return rc;
-    nvp__adam_apply(o, params, grad, NULL);
+    const uint32_t params_bits = nvp__max_abs_bits(o->isa, params, n);
+    NVP_REQUIRE(params_bits < NVP_INF_BITS, NVP_ENONFINITE,
+                "%s: params holds NaN or an infinity; step refused", fn);
+    if (nvp__adam_apply(o, params, grad, params_bits, grad_bits, NULL))
+        return nvp__adam_refuse_result(eb, fn);
     return NVP_OK;
 }
 

@@ -26,6 +26,11 @@ struct nvp_adam {
     float clip_norm;
     double *norm_runs;
     double last_norm; /* of the last applied gradient, when clipping is on */
+    /* An upper bound on max |m[i]|: m is a convex combination of the
+     * gradients (and of what was loaded), so the bound is the largest of
+     * those magnitudes.  It lets a step prove its result finite without a
+     * pass over the moments (nvp__adam_apply). */
+    double m_bound;
     nvp_isa isa;      /* the kernels' level (nvp_adam_set_kernels) */
 };
 
@@ -43,15 +48,27 @@ int nvp__adam_grad_verdict(const nvp_errbox *eb, const char *fn,
                            uint32_t max_abs_bits);
 
 /* The factor that brings grad's Euclidean norm down to the clipping limit
- * (1 when clipping is off or the norm is within it), and records the norm.
- * grad must be finite and below NVP_ADAM_MAX_GRAD.  The norm's partial
- * sums run on pool's threads when pool is not NULL. */
-float nvp__adam_clip_scale(nvp_adam *opt, const float *grad, nvp_pool *pool);
+ * (1 when clipping is off or the norm is within it); the norm goes to
+ * *norm (0 when clipping is off).  grad must be finite and below
+ * NVP_ADAM_MAX_GRAD.  The norm's partial sums run on pool's threads when
+ * pool is not NULL. */
+float nvp__adam_clip_scale(nvp_adam *opt, const float *grad, nvp_pool *pool,
+                           double *norm);
 
-/* The update itself, after all checks; grad must be finite.  Split over
- * pool's threads when pool is not NULL (held by the caller).  Clips the
- * gradient first when clipping is on. */
-void nvp__adam_apply(nvp_adam *opt, float *params, const float *grad,
-                     nvp_pool *pool);
+/* Recomputes m_bound from the moments (after they were loaded). */
+void nvp__adam_bound_moments(nvp_adam *opt);
+
+/* The update, after the gradient's checks; grad must be finite and below
+ * NVP_ADAM_MAX_GRAD, params finite with largest magnitude params_bits and
+ * grad's grad_bits (as bits, kernels/vec.h).  Split over pool's threads
+ * when pool is not NULL (held by the caller).  Clips the gradient first
+ * when clipping is on.  Returns NVP_ENONFINITE, changing nothing (not the
+ * parameters, moments, average, step count or recorded norm), when the
+ * result would not be finite; nothing is recorded. */
+int nvp__adam_apply(nvp_adam *opt, float *params, const float *grad,
+                    uint32_t params_bits, uint32_t grad_bits, nvp_pool *pool);
+
+/* The message of such a refusal, recorded in eb for fn. */
+int nvp__adam_refuse_result(const nvp_errbox *eb, const char *fn);
 
 #endif

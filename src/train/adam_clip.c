@@ -16,8 +16,10 @@
 #include "kernels/optim.h"
 #include "runtime/vec_parallel.h"
 
-float nvp__adam_clip_scale(nvp_adam *o, const float *grad, nvp_pool *pool)
+float nvp__adam_clip_scale(nvp_adam *o, const float *grad, nvp_pool *pool,
+                           double *norm_out)
 {
+    *norm_out = 0.0;
     if (o->clip_norm <= 0.0f)
         return 1.0f;
     const double s =
@@ -26,7 +28,7 @@ float nvp__adam_clip_scale(nvp_adam *o, const float *grad, nvp_pool *pool)
     /* Entries below NVP_ADAM_MAX_GRAD keep s finite: at most 2^40 squares
      * of 1e18 sum to about 1e48. */
     const double norm = sqrt(s);
-    o->last_norm = norm;
+    *norm_out = norm;
     if (norm <= (double)o->clip_norm)
         return 1.0f;
     return (float)((double)o->clip_norm / norm);

@@ -155,6 +155,25 @@ static int nll_grad_run(const nvp_chain *c, nvp_pool *pool, size_t n,
     return NVP_OK;
 }
 
+/* The rule for parameters written through nvp_chain_params: checked on
+ * entry to every gradient and training call (a pass that costs a small
+ * part of a step), since a NaN behind a ReLU can leave the loss finite.
+ * Fills *bits (may be NULL) with their largest magnitude as bits. */
+static int params_verdict(const nvp_chain *c, nvp_pool *pool, const char *fn,
+                          uint32_t *bits)
+{
+    const uint32_t b = nvp__par_max_abs_bits(pool, c->ctx.isa, c->params,
+                                             c->n_params);
+    if (bits)
+        *bits = b;
+    if (b < NVP_INF_BITS)
+        return NVP_OK;
+    return nvp__fail(&c->err, NVP_ENONFINITE,
+                     "%s: the chain's parameters hold NaN or an infinity "
+                     "(written through nvp_chain_params?)",
+                     fn);
+}
+
 int nvp_chain_nll_grad(const nvp_chain *c, size_t n, const float *y,
                        float *grad, float *loss)
 {
@@ -171,10 +190,15 @@ int nvp_chain_nll_grad(const nvp_chain *c, size_t n, const float *y,
     nvp_pool *pool = nvp__context_pool_take(&c->ctx);
     double l;
     uint32_t bits;
-    rc = nll_grad_run(c, pool, n, y, grad, &l, &bits);
+    rc = params_verdict(c, pool, fn, NULL);
+    if (rc == NVP_OK) {
+        rc = nll_grad_run(c, pool, n, y, grad, &l, &bits);
+        if (rc)
+            rc = nvp__fail(eb, rc, "%s: out of memory for workspace", fn);
+    }
     nvp__context_pool_give(pool);
     if (rc)
-        return nvp__fail(eb, rc, "%s: out of memory for workspace", fn);
+        return rc;
     if (loss)
         *loss = (float)l;
     NVP_REQUIRE(isfinite(l), NVP_ENONFINITE, "%s: the loss is not finite", fn);
@@ -217,6 +241,14 @@ int nvp_chain_train_step(nvp_chain *c, nvp_adam *opt, nvp_rng *rng,
         c->batch = b;
         c->batch_cap = batch;
     }
+    /* One hold on the pool for the checks, the gradient and the update. */
+    nvp_pool *pool = nvp__context_pool_take(&c->ctx);
+    uint32_t params_bits;
+    rc = params_verdict(c, pool, fn, &params_bits);
+    if (rc) {
+        nvp__context_pool_give(pool);
+        return rc;
+    }
     for (size_t i = 0; i < batch; i++) {
         const uint64_t r = nvp__rng_below(rng, n_data);
         memcpy(c->batch + i * c->dim, data + r * c->dim,
@@ -226,26 +258,27 @@ int nvp_chain_train_step(nvp_chain *c, nvp_adam *opt, nvp_rng *rng,
      * computed, as nvp_chain_nll_grad leaves it for such rows. */
     if (loss)
         *loss = NAN;
-    NVP_REQUIRE(nvp__all_finite(c->ctx.isa, c->batch, batch * c->dim), NVP_ENONFINITE,
-                "%s: the minibatch holds NaN or an infinity", fn);
-    /* One hold on the pool for the gradient, its check and the update. */
-    nvp_pool *pool = nvp__context_pool_take(&c->ctx);
     double l;
     uint32_t bits;
-    rc = nll_grad_run(c, pool, batch, c->batch, c->grad, &l, &bits);
-    if (rc) {
-        nvp__context_pool_give(pool);
-        return nvp__fail(eb, rc, "%s: out of memory for workspace", fn);
-    }
-    if (loss)
-        *loss = (float)l;
-    if (!isfinite(l))
+    if (!nvp__all_finite(c->ctx.isa, c->batch, batch * c->dim))
         rc = nvp__fail(eb, NVP_ENONFINITE,
-                       "%s: the loss is not finite; step refused", fn);
-    else
-        rc = nvp__adam_grad_verdict(eb, fn, bits);
-    if (rc == NVP_OK)
-        nvp__adam_apply(opt, c->params, c->grad, pool);
+                       "%s: the minibatch holds NaN or an infinity", fn);
+    else if ((rc = nll_grad_run(c, pool, batch, c->batch, c->grad, &l,
+                                &bits)) != NVP_OK)
+        rc = nvp__fail(eb, rc, "%s: out of memory for workspace", fn);
+    else {
+        if (loss)
+            *loss = (float)l;
+        if (!isfinite(l))
+            rc = nvp__fail(eb, NVP_ENONFINITE,
+                           "%s: the loss is not finite; step refused", fn);
+        else
+            rc = nvp__adam_grad_verdict(eb, fn, bits);
+        if (rc == NVP_OK &&
+            nvp__adam_apply(opt, c->params, c->grad, params_bits, bits,
+                            pool) != NVP_OK)
+            rc = nvp__adam_refuse_result(eb, fn);
+    }
     nvp__context_pool_give(pool);
     return rc;
 }
