@@ -192,6 +192,23 @@ if command -v cmake >/dev/null 2>&1; then
 fi
 mv "$moved" "$prefix"
 
+# An install that lost a file: find_package says which, instead of a
+# target that fails at link time.
+if command -v cmake >/dev/null 2>&1; then
+    cp -R "$prefix" "$tmp/partial"
+    rm "$tmp/partial/lib/libnvpflow.a"
+    if cmake -S "$here/consumer" -B "$tmp/cmake-partial" -DCMAKE_PREFIX_PATH="$tmp/partial" \
+        -DNVP_EXPECTED_VERSION="$version" -DNVP_EXAMPLES="$tmp/partial/share/doc/nvpflow/examples" \
+        -DNVP_VERSION_CHECKS=OFF > "$tmp/cmake-partial.log" 2>&1; then
+        fail "CMake: find_package accepted an install without libnvpflow.a"
+    fi
+    # (CMake wraps long messages: compare with the lines joined.)
+    tr -s ' \n' '  ' < "$tmp/cmake-partial.log" |
+        grep -q "expects $tmp/partial/lib/libnvpflow.a, which does not exist" ||
+        { cat "$tmp/cmake-partial.log" >&2; fail "CMake: no clear message for a missing libnvpflow.a"; }
+    echo "install: CMake: an incomplete install is refused, naming the missing file: ok"
+fi
+
 # ------------------------------------------ install-lib / install-cli
 split="$tmp/split"
 inst install-lib PREFIX="$split"
