@@ -341,9 +341,9 @@ check-abi: libs headercheck
 # install-cli      the nvpflow tool (BINDIR) and its manual page (MANDIR).
 # PREFIX=/usr/local by default; DESTDIR stages the files under a directory
 # (for packagers); each directory variable above can be set on its own.
-# The .pc and CMake files locate everything relative to the prefix when it
-# lies under PREFIX, so a moved install still works
-# (pkg-config --define-prefix, find_package).
+# The .pc and CMake files name LIBDIR and INCLUDEDIR relative to the prefix
+# when they lie under PREFIX, so a moved install still works
+# (pkg-config --define-prefix; find_package from the files' own location).
 #
 # The dynamic linker only finds a newly installed libnvpflow.so.0 once
 # ldconfig has refreshed its cache.  install-lib and uninstall-lib run
@@ -354,9 +354,9 @@ check-abi: libs headercheck
 # -Wl,-rpath,LIBDIR or run them with LD_LIBRARY_PATH=LIBDIR; install-lib
 # prints a note when the cache does not list the installed library.
 #
-# make dist        nvpflow-VERSION.tar.gz of the tracked files (git archive
-#                  of the working tree's tracked state; without git, a copy
-#                  of the tree without build outputs)
+# make dist        nvpflow-VERSION.tar.gz in the top directory: the tracked
+#                  files as they are in the working tree (git archive);
+#                  without git, a copy of the tree less build outputs
 # make distcheck   unpacks that tarball in a temporary directory, builds it
 #                  and runs `make check` there
 # make test-install          installs into a temporary prefix and builds
