@@ -5,7 +5,9 @@
 #   make demo       trains the two-moons flow, writes the figure and animation
 #   make test       the Check test suite (installs Check when missing);
 #                   make check is the same
-#   make install    PREFIX=/usr/local DESTDIR= ; make uninstall likewise
+#   make install    PREFIX=/usr/local DESTDIR= (install-lib and install-cli;
+#                   runs ldconfig for a live system install as root); make
+#                   uninstall likewise; make dist, distcheck: release tarball
 #   make bench      performance figures (tests/bench/bench.mk holds the
 #                   PyTorch comparisons: lockstep, parity)
 #
@@ -97,8 +99,8 @@ $(STATIC): $(LIB_OBJ)
 
 # The .pc file depends on PREFIX and friends, so it is regenerated on every
 # build and install rather than cached.
-PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
-	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|'
+PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(PC_LIBDIR)|' \
+	    -e 's|@INCLUDEDIR@|$(PC_INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|'
 $(BUILD)/nvpflow.pc: pkgconfig/nvpflow.pc.in include/nvpflow.h FORCE
 	@mkdir -p $(BUILD)
 	$(PC_SED) $< > $@
@@ -332,13 +334,96 @@ check-abi: libs headercheck
 	sh tests/abi/check_abi.sh $(SO_REAL) tests/abi/exported_symbols.txt
 
 # ----------------------------------------------------------------- install
-# Installs into a temporary prefix and builds C and C++ programs against it
-# with pkg-config alone, shared and static; checks DESTDIR and uninstall.
-test-install: libs
-	sh tests/install/test_install.sh
+# make install     = install-lib + install-cli; make uninstall likewise
+#                    (uninstall-lib, uninstall-cli).
+# install-lib      nvpflow.h and nvpflow.hpp (INCLUDEDIR); libnvpflow.so.X.Y.Z,
+#                  its links libnvpflow.so.X and libnvpflow.so, libnvpflow.a
+#                  (LIBDIR); nvpflow.pc (PKGCONFIGDIR); the CMake package
+#                  nvpflowConfig.cmake and nvpflowConfigVersion.cmake
+#                  (CMAKEDIR, targets nvpflow::nvpflow and
+#                  nvpflow::nvpflow_static); the examples (EXAMPLESDIR).
+# install-cli      the nvpflow tool (BINDIR) and its manual page (MANDIR).
+# PREFIX=/usr/local by default; DESTDIR stages the files under a directory
+# (for packagers); each directory variable above can be set on its own.
+# The .pc and CMake files name LIBDIR and INCLUDEDIR relative to the prefix
+# when they lie under PREFIX, so a moved install still works
+# (pkg-config --define-prefix; find_package from the files' own location).
+#
+# The dynamic linker only finds a newly installed libnvpflow.so.0 once
+# ldconfig has refreshed its cache.  install-lib and uninstall-lib run
+# `ldconfig` when they change the live system: no DESTDIR, run as root,
+# and ldconfig found (LDCONFIG= turns this off, LDCONFIG=/path picks
+# another).  A LIBDIR outside the linker's search path (/etc/ld.so.conf,
+# /lib, /usr/lib) is never found that way: link programs with
+# -Wl,-rpath,LIBDIR or run them with LD_LIBRARY_PATH=LIBDIR; install-lib
+# prints a note when the cache does not list the installed library.
+#
+# make dist        nvpflow-VERSION.tar.gz in the top directory: the tracked
+#                  files as they are in the working tree (git archive);
+#                  without git, a copy of the tree less build outputs
+# make distcheck   unpacks that tarball in a temporary directory, builds it
+#                  and runs `make check` there
+# make test-install          installs into a temporary prefix and builds
+#                  against it: pkg-config (C, C++, shared, static), CMake
+#                  find_package and Meson when they are installed, a moved
+#                  prefix, DESTDIR staging and uninstall
+# make test-python-install   pip installs examples/python into a virtual
+#                  environment and uses it with the library found through
+#                  pkg-config (no NVPFLOW_LIBRARY, no LD_LIBRARY_PATH)
+.PHONY: install install-lib install-cli uninstall uninstall-lib uninstall-cli \
+    test-install test-python-install dist distcheck
+CMAKEDIR ?= $(LIBDIR)/cmake/nvpflow
+DOCDIR ?= $(PREFIX)/share/doc/nvpflow
+EXAMPLESDIR ?= $(DOCDIR)/examples
+LDCONFIG ?= ldconfig
 
-install: libs cli
-	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
+# Examples installed with the library, paths kept below examples/.
+EXAMPLE_FILES := $(sort $(wildcard examples/README.md examples/*.c examples/*.h \
+    examples/figure/*.c examples/figure/*.h examples/cpp/*.cpp \
+    examples/python/two_moons.py))
+
+# $(call prefix_rel,DIR): DIR below $(PREFIX) ("lib"), empty when DIR does
+# not lie under PREFIX.  $(call up_dirs,REL): one ".." per component.
+empty :=
+space := $(empty) $(empty)
+prefix_rel = $(patsubst $(PREFIX)/%,%,$(filter $(PREFIX)/%,$(1)))
+up_dirs = $(subst $(space),/,$(patsubst %,..,$(subst /, ,$(1))))
+# $(call from_prefix,DIR,PREFIXVAR): DIR as PREFIXVAR/REL when it lies
+# under PREFIX, else DIR as it is.
+from_prefix = $(if $(call prefix_rel,$(1)),$(2)/$(call prefix_rel,$(1)),$(1))
+PC_LIBDIR = $(call from_prefix,$(LIBDIR),$${prefix})
+PC_INCLUDEDIR = $(call from_prefix,$(INCLUDEDIR),$${prefix})
+# The CMake package finds the prefix from its own directory.
+CMAKE_PREFIX_EXPR = $(if $(call prefix_rel,$(CMAKEDIR)),$${CMAKE_CURRENT_LIST_DIR}/$(call up_dirs,$(call prefix_rel,$(CMAKEDIR))),$(PREFIX))
+CMAKE_SED = sed -e 's|@PREFIX_EXPR@|$(CMAKE_PREFIX_EXPR)|' \
+    -e 's|@LIBDIR@|$(call from_prefix,$(LIBDIR),$${_nvpflow_prefix})|' \
+    -e 's|@INCLUDEDIR@|$(call from_prefix,$(INCLUDEDIR),$${_nvpflow_prefix})|' \
+    -e 's|@SHARED_LIB@|$(notdir $(SO_REAL))|' -e 's|@SONAME@|$(SO_NAME)|' \
+    -e 's|@VERSION@|$(VERSION)|' -e 's|@VERSION_MAJOR@|$(VERSION_MAJOR)|'
+
+# Runs ldconfig when installing into the live system (see above); then,
+# when LIBDIR is not in the linker's cache, says what else to do.
+define run_ldconfig
+	@ldconfig="$(LDCONFIG)"; \
+	if [ -z "$(DESTDIR)" ] && [ -n "$$ldconfig" ] && [ "$$(id -u)" = 0 ] && \
+	    command -v $$ldconfig >/dev/null 2>&1; then \
+	    echo "$$ldconfig"; $$ldconfig || exit 1; \
+	fi
+endef
+define ldconfig_note
+	@ldconfig="$(or $(LDCONFIG),ldconfig)"; \
+	if [ -z "$(DESTDIR)" ] && ! $$ldconfig -p 2>/dev/null | \
+	    awk -v f="$(LIBDIR)/$(SO_NAME)" '$$NF == f { found = 1 } END { exit !found }'; then \
+	    echo "note: the dynamic linker's cache does not list $(LIBDIR)/$(SO_NAME):"; \
+	    echo "      link programs with -Wl,-rpath,$(LIBDIR) or run them with LD_LIBRARY_PATH=$(LIBDIR)"; \
+	fi
+endef
+
+install: install-lib install-cli
+
+install-lib: libs
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR) \
+	    $(DESTDIR)$(CMAKEDIR)
 	install -m 644 include/nvpflow.h $(DESTDIR)$(INCLUDEDIR)/nvpflow.h
 	install -m 644 include/nvpflow.hpp $(DESTDIR)$(INCLUDEDIR)/nvpflow.hpp
 	install -m 755 $(SO_REAL) $(DESTDIR)$(LIBDIR)/$(notdir $(SO_REAL))
@@ -347,16 +432,57 @@ install: libs cli
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/libnvpflow.a
 	$(PC_SED) pkgconfig/nvpflow.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/nvpflow.pc
 	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/nvpflow.pc
+	$(CMAKE_SED) pkgconfig/nvpflowConfig.cmake.in > $(DESTDIR)$(CMAKEDIR)/nvpflowConfig.cmake
+	ptr=$$(printf '__SIZEOF_POINTER__\n' | $(CC) -E -P -x c - 2>/dev/null | tail -n 1); \
+	case "$$ptr" in [1-9]|[1-9][0-9]) ;; *) ptr= ;; esac; \
+	$(CMAKE_SED) -e "s|@SIZEOF_VOID_P@|$$ptr|" pkgconfig/nvpflowConfigVersion.cmake.in \
+	    > $(DESTDIR)$(CMAKEDIR)/nvpflowConfigVersion.cmake
+	chmod 644 $(DESTDIR)$(CMAKEDIR)/nvpflowConfig.cmake \
+	    $(DESTDIR)$(CMAKEDIR)/nvpflowConfigVersion.cmake
+	@for f in $(EXAMPLE_FILES); do \
+	    d="$(DESTDIR)$(EXAMPLESDIR)/$${f#examples/}"; \
+	    install -d "$${d%/*}" && install -m 644 "$$f" "$$d" || exit 1; \
+	done; echo "installed $(words $(EXAMPLE_FILES)) examples in $(DESTDIR)$(EXAMPLESDIR)"
+	$(run_ldconfig)
+	$(ldconfig_note)
+
+install-cli: cli
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
 	install -m 755 $(CLI_BIN) $(DESTDIR)$(BINDIR)/nvpflow
 	install -m 644 src/cli/nvpflow.1 $(DESTDIR)$(MANDIR)/man1/nvpflow.1
 
-uninstall:
+uninstall: uninstall-lib uninstall-cli
+
+# Removes what install-lib installed, then the directories of its own that
+# are left empty.
+uninstall-lib:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/nvpflow.h $(DESTDIR)$(INCLUDEDIR)/nvpflow.hpp \
 	    $(DESTDIR)$(LIBDIR)/$(notdir $(SO_REAL)) $(DESTDIR)$(LIBDIR)/$(SO_NAME) \
 	    $(DESTDIR)$(LIBDIR)/libnvpflow.so $(DESTDIR)$(LIBDIR)/libnvpflow.a \
-	    $(DESTDIR)$(PKGCONFIGDIR)/nvpflow.pc
+	    $(DESTDIR)$(PKGCONFIGDIR)/nvpflow.pc \
+	    $(DESTDIR)$(CMAKEDIR)/nvpflowConfig.cmake \
+	    $(DESTDIR)$(CMAKEDIR)/nvpflowConfigVersion.cmake \
+	    $(patsubst examples/%,$(DESTDIR)$(EXAMPLESDIR)/%,$(EXAMPLE_FILES))
+	rmdir $(patsubst examples/%,$(DESTDIR)$(EXAMPLESDIR)/%,$(filter-out examples/,$(sort $(dir $(EXAMPLE_FILES))))) \
+	    $(DESTDIR)$(EXAMPLESDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(CMAKEDIR) 2>/dev/null || true
+	$(run_ldconfig)
+
+uninstall-cli:
 	rm -f $(DESTDIR)$(BINDIR)/nvpflow $(DESTDIR)$(MANDIR)/man1/nvpflow.1
+
+test-install: libs cli
+	MAKE="$(MAKE)" sh tests/install/test_install.sh
+
+PYTHON ?= python3
+test-python-install: libs
+	MAKE="$(MAKE)" PYTHON="$(PYTHON)" sh tests/install/test_python_install.sh
+
+DIST_NAME := nvpflow-$(VERSION)
+dist:
+	sh tests/install/make_dist.sh $(DIST_NAME) $(DIST_NAME).tar.gz
+
+distcheck:
+	MAKE="$(MAKE)" sh tests/install/distcheck.sh $(DIST_NAME)
 
 clean:
 	rm -rf $(BUILD) $(LIBOUT)

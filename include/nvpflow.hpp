@@ -41,6 +41,18 @@
  *   concurrently on one object; non-const ones need exclusive use; an Rng
  *   is mutated by every draw.
  */
+/* The wrapper needs C++17 (std::optional, inline variables).  Below it,
+ * stop at one clear error: defining the include guard skips the rest of
+ * the header, which would otherwise add a cascade of errors of its own.
+ * C++ code on an older standard can use the C API (nvpflow.h) directly. */
+#if !defined(__cplusplus)
+#error "nvpflow.hpp is the C++ wrapper; C code includes nvpflow.h"
+#define NVPFLOW_HPP
+#elif (defined(_MSVC_LANG) ? _MSVC_LANG : __cplusplus) < 201703L
+#error "nvpflow.hpp needs C++17 or later (e.g. -std=c++17); older C++ can use the C API in nvpflow.h"
+#define NVPFLOW_HPP
+#endif
+
 #ifndef NVPFLOW_HPP
 #define NVPFLOW_HPP
 

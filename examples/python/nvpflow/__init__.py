@@ -12,9 +12,13 @@ Real-NVP normalizing flows in C.
             loss = flow.train_step(opt, rng, z, 100)
         flow.save("moons.nvp", scaler=sc)
 
-The library is found through NVPFLOW_LIBRARY, the repository's lib/, or
-the system's library path (see _lib.py).  With numpy installed, arrays
-are numpy float32 and passed without copies; without it, lists.
+The library is found through NVPFLOW_LIBRARY (an override), the source
+checkout's lib/ when imported from one, the dynamic linker's search path
+(LD_LIBRARY_PATH, the ldconfig cache), ctypes.util.find_library, then the
+libdir of pkg-config's nvpflow (see _lib.py); the ImportError says where it
+looked.  With numpy installed, arrays are numpy float32 and passed without
+copies; without it, lists.  nvpflow.pytorch converts PyTorch state dicts
+(it imports torch only when asked for tensors).
 """
 from . import errors
 from ._arrays import have_numpy

@@ -5,16 +5,26 @@ Every C function the package calls is declared here with its argtypes and
 restype, so that ctypes converts (and checks) every argument and never
 truncates a size_t or a pointer to an int.
 
-Lookup order for the shared library:
-  1. the path in the environment variable NVPFLOW_LIBRARY (no fallback:
-     when it is set and cannot be loaded, the import fails);
-  2. the repository's build, lib/libnvpflow.so, three directories above
-     this package (examples/python/nvpflow -> repo root);
-  3. ctypes.util.find_library("nvpflow"), then the SONAME libnvpflow.so.0.
+Where the shared library (libnvpflow.so.0: the binary interface these
+bindings were written for) is looked for, in order:
+  1. NVPFLOW_LIBRARY, the path of the library: an override, used as given
+     (when it is set and that file cannot be used, the import fails);
+  2. when the package is imported from a source checkout
+     (examples/python/nvpflow), that checkout's build, lib/, so that the
+     bindings and the library come from the same tree;
+  3. the dynamic linker's own search: LD_LIBRARY_PATH, the ldconfig cache
+     (where `make install` as root puts it), /lib and /usr/lib;
+  4. ctypes.util.find_library("nvpflow");
+  5. the libdir of pkg-config's nvpflow (PKG_CONFIG_PATH is honoured), which
+     is how an install into any prefix is found.
+A library that loads but lacks a function or has another major version is
+passed over (the next place is tried).  When nothing fits, ImportError
+lists every place with the reason it did not.
 """
 import ctypes
 import ctypes.util
 import os
+import subprocess
 
 from ctypes import (POINTER, c_char_p, c_double, c_float, c_int, c_size_t,
                     c_uint, c_uint64, c_void_p)
@@ -39,46 +49,142 @@ MAX_THREADS = 1024
 ABI_MAJOR = 0
 
 _ENV = "NVPFLOW_LIBRARY"
+SONAME = "libnvpflow.so.%d" % ABI_MAJOR
 
 
-def _candidates():
+class _DlInfo(ctypes.Structure):
+    _fields_ = [("dli_fname", c_char_p), ("dli_fbase", c_void_p),
+                ("dli_sname", c_char_p), ("dli_saddr", c_void_p)]
+
+
+def _file_of(handle, name):
+    """The file a loaded library came from (dladdr on one of its
+    functions), or `name` when the platform cannot tell."""
+    try:
+        dladdr = ctypes.CDLL(None).dladdr
+        dladdr.argtypes = [c_void_p, POINTER(_DlInfo)]
+        dladdr.restype = c_int
+        info = _DlInfo()
+        addr = ctypes.cast(handle.nvp_version_number, c_void_p)
+        if dladdr(addr, ctypes.byref(info)) and info.dli_fname:
+            return os.path.abspath(os.fsdecode(info.dli_fname))
+    except (OSError, AttributeError, ValueError):
+        pass
+    return name
+
+
+def _checkout_root():
+    """The root of the source checkout this package sits in
+    (ROOT/examples/python/nvpflow), or None for an installed package."""
     here = os.path.dirname(os.path.abspath(__file__))
-    repo_lib = os.path.normpath(os.path.join(here, "..", "..", "..", "lib",
-                                             "libnvpflow.so"))
-    found = []
-    if os.path.exists(repo_lib):
-        found.append(repo_lib)
-    name = ctypes.util.find_library("nvpflow")
-    if name:
-        found.append(name)
-    found.append("libnvpflow.so.0")
-    return repo_lib, found
+    root = os.path.normpath(os.path.join(here, "..", "..", ".."))
+    if (os.path.basename(os.path.dirname(here)) == "python"
+            and os.path.isfile(os.path.join(root, "include", "nvpflow.h"))
+            and os.path.isfile(os.path.join(root, "Makefile"))):
+        return root
+    return None
+
+
+def _pkg_config_libdir():
+    """(libdir of pkg-config's nvpflow or None, why not)."""
+    try:
+        r = subprocess.run(["pkg-config", "--variable=libdir", "nvpflow"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           stdin=subprocess.DEVNULL, timeout=30)
+    except OSError as e:
+        return None, "pkg-config cannot run (%s)" % e.strerror
+    except subprocess.TimeoutExpired:
+        return None, "pkg-config did not answer"
+    libdir = r.stdout.decode("utf-8", "replace").strip()
+    if r.returncode != 0 or not libdir:
+        why = r.stderr.decode("utf-8", "replace").strip().splitlines()
+        return None, "%s (PKG_CONFIG_PATH=%s)" % (
+            why[0] if why else "nvpflow not found",
+            os.environ.get("PKG_CONFIG_PATH", "unset"))
+    # pkg-config escapes spaces in variables.
+    return libdir.replace("\\ ", " "), None
+
+
+def _try(name):
+    """(ctypes library, None) when `name` loads and fits these bindings,
+    else (None, why not)."""
+    try:
+        handle = ctypes.CDLL(name)
+    except OSError as e:
+        return None, str(e)
+    missing = [f for f in _PROTOTYPES if not hasattr(handle, f)]
+    if missing:
+        return None, "loaded, but lacks %s (too old a build?)" % (
+            ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else ""))
+    number = handle.nvp_version_number
+    number.restype, number.argtypes = c_uint, []
+    major = number() // 10000
+    if major != ABI_MAJOR:
+        return None, "loaded, but it is version %d.x; these bindings need " \
+            "%d.x" % (major, ABI_MAJOR)
+    return handle, None
 
 
 def _load():
-    path = os.environ.get(_ENV)
-    if path:
-        try:
-            return ctypes.CDLL(path), path
-        except OSError as e:
-            raise ImportError(
-                "nvpflow: cannot load the library named by %s=%r: %s"
-                % (_ENV, path, e)) from None
-    repo_lib, candidates = _candidates()
-    errors = []
-    for cand in candidates:
-        try:
-            return ctypes.CDLL(cand), cand
-        except OSError as e:
-            errors.append("  %s: %s" % (cand, e))
+    """(library, path of its file)."""
+    override = os.environ.get(_ENV)
+    if override:
+        handle, why = _try(override)
+        if handle is None:
+            raise ImportError("nvpflow: cannot use the library named by "
+                              "%s=%r: %s" % (_ENV, override, why))
+        return handle, _file_of(handle, override)
+
+    tried = ["%s: not set" % _ENV]
+    seen = set()
+
+    def attempt(where, name):
+        if name in seen:
+            return None
+        seen.add(name)
+        handle, why = _try(name)
+        if handle is None:
+            tried.append("%s: %s" % (where, why))
+            return None
+        return handle, _file_of(handle, name)
+
+    root = _checkout_root()
+    if root is not None:
+        built = os.path.join(root, "lib", SONAME)
+        if os.path.exists(built):
+            found = attempt("the source checkout's build", built)
+            if found:
+                return found
+        else:
+            tried.append("the source checkout's build: no %s (run `make` in "
+                         "%s)" % (built, root))
+    found = attempt("the dynamic linker's search path (LD_LIBRARY_PATH, the "
+                    "ldconfig cache, /lib, /usr/lib)", SONAME)
+    if found:
+        return found
+    name = ctypes.util.find_library("nvpflow")
+    if name:
+        found = attempt("ctypes.util.find_library('nvpflow') = %s" % name,
+                        name)
+        if found:
+            return found
+    else:
+        tried.append("ctypes.util.find_library('nvpflow'): nothing found")
+    libdir, why = _pkg_config_libdir()
+    if libdir:
+        found = attempt("pkg-config's libdir", os.path.join(libdir, SONAME))
+        if found:
+            return found
+    else:
+        tried.append("pkg-config --variable=libdir nvpflow: %s" % why)
     raise ImportError(
-        "nvpflow: libnvpflow not found.  Build it with `make` in the "
-        "repository root (expected at %s), install it, or set %s to the "
-        "path of libnvpflow.so.\nTried:\n%s"
-        % (repo_lib, _ENV, "\n".join(errors)))
+        "nvpflow: cannot find the libnvpflow C library (%s).  Looked in:\n"
+        "  - %s\n"
+        "Install it (`make install`; run as root into /usr/local it also "
+        "runs ldconfig), point PKG_CONFIG_PATH at the lib/pkgconfig "
+        "directory of its prefix, or set %s to the path of %s."
+        % (SONAME, "\n  - ".join(tried), _ENV, SONAME))
 
-
-lib, path = _load()
 
 _P = c_void_p            # opaque handle (nvp_chain * etc.)
 _PP = POINTER(c_void_p)  # handle out-parameter (nvp_chain **)
@@ -124,7 +230,17 @@ _PROTOTYPES = {
     "nvp_chain_threads": (c_size_t, [_P]),
     "nvp_chain_train_step": (
         c_int, [_P, _P, _P, c_size_t, _F, c_size_t, _F]),
-    # coupling (read-only queries on a chain's layers)
+    "nvp_chain_create": (c_int, [_PP, _P, POINTER(c_void_p), c_size_t,
+                                 c_void_p]),
+    # base and coupling layers (building a chain layer by layer, and
+    # read-only queries on a chain's layers)
+    "nvp_base_create_normal": (c_int, [_PP, c_size_t, c_void_p]),
+    "nvp_base_free": (None, [_P]),
+    "nvp_coupling_create": (c_int, [_PP, c_size_t, c_void_p, c_size_t, _SZ,
+                                    c_uint, _P, c_void_p]),
+    "nvp_coupling_free": (None, [_P]),
+    "nvp_coupling_get_mask": (c_int, [_P, c_void_p, c_size_t]),
+    "nvp_coupling_hidden": (c_int, [_P, _SZ, c_size_t, _SZ]),
     "nvp_coupling_log_scale_clamp": (c_float, [_P]),
     # saving and loading
     "nvp_chain_save_buffer": (c_int, [_P, _P, c_void_p, c_size_t, _SZ]),
@@ -171,25 +287,13 @@ _PROTOTYPES = {
 
 
 def _declare():
-    missing = []
     for name, (restype, argtypes) in _PROTOTYPES.items():
-        try:
-            fn = getattr(lib, name)
-        except AttributeError:
-            missing.append(name)
-            continue
+        fn = getattr(lib, name)
         fn.restype = restype
         fn.argtypes = argtypes
-    if missing:
-        raise ImportError("nvpflow: %s lacks %s (too old a build?)"
-                          % (path, ", ".join(missing)))
-    major = lib.nvp_version_number() // 10000
-    if major != ABI_MAJOR:
-        raise ImportError("nvpflow: %s is version %s; these bindings need "
-                          "%d.x" % (path, lib.nvp_version_string().decode(),
-                                    ABI_MAJOR))
 
 
+lib, path = _load()
 _declare()
 
 
