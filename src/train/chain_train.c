@@ -39,19 +39,26 @@ static size_t train_arena_layout(const nvp_chain *c, size_t rows, float *base,
         if (s > scratch)
             scratch = s;
     }
-    float *cursor = base;
-    train_arena t;
-    t.stage_floats = nvp__carved(rows * dim);
-    t.stages = nvp__carve(&cursor, (K + 1) * t.stage_floats);
-    t.caches = nvp__carve(&cursor, caches);
-    t.scratch = nvp__carve(&cursor, scratch);
-    t.dstage[0] = nvp__carve(&cursor, rows * dim);
-    t.dstage[1] = nvp__carve(&cursor, rows * dim);
-    t.ildj = nvp__carve(&cursor, rows);
-    t.dildj = nvp__carve(&cursor, rows);
-    if (a)
-        *a = t;
-    return (size_t)(cursor - base);
+    /* Offsets first, so that sizing alone touches no pointer. */
+    size_t off = 0, at[8];
+    const size_t stage_floats = nvp__carved(rows * dim);
+    const size_t counts[8] = {(K + 1) * stage_floats, caches, scratch,
+                              rows * dim, rows * dim, rows, rows, 0};
+    for (size_t i = 0; i < 8; i++) {
+        at[i] = off;
+        off += nvp__carved(counts[i]);
+    }
+    if (a && base) {
+        a->stage_floats = stage_floats;
+        a->stages = base + at[0];
+        a->caches = base + at[1];
+        a->scratch = base + at[2];
+        a->dstage[0] = base + at[3];
+        a->dstage[1] = base + at[4];
+        a->ildj = base + at[5];
+        a->dildj = base + at[6];
+    }
+    return off;
 }
 
 /* Loss and gradient of rows rows of y (all finite), scaled by 1/n_total,
