@@ -563,9 +563,11 @@ NVP_API int nvp_chain_kernels(const nvp_chain *chain);
 /* ===========================================================================
  * Saving and loading
  * ========================================================================= */
-/* The file format version this library writes (and the only one it reads
- * today; a later library reads older versions too). */
-#define NVP_FILE_FORMAT_VERSION 1
+/* The newest file format version this library writes; it reads every
+ * version up to it.  A model whose layers are all affine couplings, and
+ * every training state, is written as version 1, which every release
+ * reads; a model with layers of other kinds needs version 2. */
+#define NVP_FILE_FORMAT_VERSION 2
 
 /* A model file holds a chain's architecture and parameters and, when a
  * scaler is passed, the scaler its data was standardised with (the format

@@ -341,6 +341,85 @@ START_TEST(test_kinds_errors)
 }
 END_TEST
 
+/* A chain with every kind saves as format version 2 (STCK) and loads back
+ * to the same model, bit for bit; a layer of an unknown kind, or values a
+ * kind refuses, make the file NVP_EFORMAT. */
+START_TEST(test_kinds_save_load)
+{
+    nvp_rng *rng = t_rng(8700);
+    nvp_base *base = NULL;
+    T_OK(nvp_base_create_normal(&base, KD, NULL));
+    nvp_layer *layers[5];
+    layers[0] = make_layer(1, 8701);
+    layers[1] = make_layer(2, 8702);
+    T_OK(nvp_layer_create_random_permutation(&layers[2], KD, rng, NULL));
+    nvp_coupling *cp = NULL;
+    T_OK(nvp_coupling_create_half(&cp, KD, 1, 1, (const size_t[]){12}, 0, rng, NULL));
+    T_OK(nvp_coupling_set_log_scale_clamp(cp, 2.5f));
+    layers[3] = nvp_coupling_as_layer(cp);
+    const size_t perm[KD] = {2, 0, 3, 1};
+    T_OK(nvp_layer_create_permutation(&layers[4], KD, perm, NULL));
+    nvp_chain *c = NULL;
+    T_OK(nvp_chain_create_from_layers(&c, base, layers, 5, NULL));
+    size_t size = 0;
+    T_OK(nvp_chain_save_buffer(c, NULL, NULL, 0, &size));
+    unsigned char *buf = t_xmalloc(size);
+    T_OK(nvp_chain_save_buffer(c, NULL, buf, size, &size));
+    ck_assert_int_eq(memcmp(buf, "NVPFLOW\0", 8), 0);
+    ck_assert_uint_eq(buf[8], 2);
+    nvp_chain *back = NULL;
+    T_OK(nvp_chain_load_buffer(&back, NULL, buf, size, NULL));
+    ck_assert_uint_eq(nvp_chain_num_layers(back), 5);
+    for (size_t k = 0; k < 5; k++)
+        ck_assert_str_eq(nvp_layer_kind(nvp_chain_get_layer(back, k, NULL)),
+                         nvp_layer_kind(nvp_chain_get_layer(c, k, NULL)));
+    float y[KD * 40], lp0[40], lp1[40];
+    t_prng g;
+    t_prng_seed(&g, 8703);
+    t_fill_normal(&g, KD * 40, y, 1.0);
+    T_OK(nvp_chain_log_prob(c, 40, y, lp0));
+    T_OK(nvp_chain_log_prob(back, 40, y, lp1));
+    ck_assert(memcmp(lp0, lp1, sizeof lp0) == 0);
+    /* saved again: the same bytes */
+    size_t size2 = 0;
+    unsigned char *buf2 = t_xmalloc(size);
+    T_OK(nvp_chain_save_buffer(back, NULL, buf2, size, &size2));
+    ck_assert(size2 == size && memcmp(buf, buf2, size) == 0);
+    /* The STCK section starts after the 24-byte header and its 12-byte
+     * head: dim, base, K, then layer 0's kind.  An unknown kind, and a
+     * permutation value out of range, are refused (the CRC recomputed). */
+    const size_t body = 24 + 12, len = (size_t)buf[28] | (size_t)buf[29] << 8 | (size_t)buf[30] << 16;
+    for (int bad = 0; bad < 2; bad++) {
+        memcpy(buf2, buf, size);
+        if (bad == 0)
+            buf2[body + 12] = 99; /* layer 0's kind */
+        else {
+            /* layer 2, the random permutation: after actnorm (8 bytes) and
+             * linear (8), its kind and count, then its first value */
+            buf2[body + 12 + 16 + 8] = 7;
+        }
+        uint32_t crc = 0xffffffffu;
+        for (size_t i = 24; i < body + len; i++) {
+            crc ^= buf2[i];
+            for (int b = 0; b < 8; b++)
+                crc = crc >> 1 ^ (0xedb88320u & -(crc & 1));
+        }
+        crc = ~crc;
+        for (int b = 0; b < 4; b++)
+            buf2[body + len + (size_t)b] = (unsigned char)(crc >> (8 * b));
+        nvp_chain *x = NULL;
+        ck_assert_int_eq(nvp_chain_load_buffer(&x, NULL, buf2, size, NULL), NVP_EFORMAT);
+        T_CHECK(strstr(nvp_errmsg(), bad == 0 ? "unknown layer kind 99" : "not a permutation") != NULL,
+                "case %d: '%s'", bad, nvp_errmsg());
+    }
+    free(buf);
+    free(buf2);
+    nvp_chain_free(back);
+    nvp_chain_free(c);
+    nvp_rng_free(rng);
+}
+END_TEST
+
 Suite *layer_kinds_suite(void)
 {
     Suite *s = suite_create("layer_kinds");
@@ -351,6 +430,7 @@ Suite *layer_kinds_suite(void)
     tcase_add_test(tc, test_linear_init_is_gaussian_fit);
     tcase_add_test(tc, test_mixed_chain_trains);
     tcase_add_test(tc, test_kinds_errors);
+    tcase_add_test(tc, test_kinds_save_load);
     suite_add_tcase(s, tc);
     return s;
 }

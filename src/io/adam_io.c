@@ -20,7 +20,7 @@ static void write_state(nvp_writer *w, const void *opt, const void *rng)
 {
     const nvp_adam *o = opt;
     const nvp_rng *r = rng;
-    nvp__fmt_header(w, NVP_KIND_TRAINING,
+    nvp__fmt_header(w, 1, NVP_KIND_TRAINING,
                     1 + (r != NULL) + (o->avg != NULL) + (o->clip_norm > 0.0f));
     size_t st = nvp__fmt_section_begin(w, TAG_ADAM);
     nvp__put_u64(w, o->n);

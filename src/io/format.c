@@ -7,11 +7,12 @@
 
 static const unsigned char magic[8] = {'N', 'V', 'P', 'F', 'L', 'O', 'W', 0};
 
-void nvp__fmt_header(nvp_writer *w, uint32_t kind, uint32_t n_sections)
+void nvp__fmt_header(nvp_writer *w, uint32_t version, uint32_t kind,
+                     uint32_t n_sections)
 {
     const size_t start = w->pos;
     nvp__put_bytes(w, magic, 8);
-    nvp__put_u32(w, NVP_FORMAT_VERSION);
+    nvp__put_u32(w, version);
     nvp__put_u32(w, kind);
     nvp__put_u32(w, n_sections);
     nvp__put_u32(w, w->p ? nvp__crc32(0, w->p + start, 20) : 0);
@@ -66,9 +67,9 @@ int nvp__fmt_table(const char *fn, const nvp_src *src, uint32_t kind,
     nvp__get_u32(&r, &crc);
     NVP_REQUIRE(crc == nvp__crc32(0, h, 20), NVP_EFORMAT,
                 "%s: header checksum mismatch (corrupt file)", fn);
-    NVP_REQUIRE(version == NVP_FORMAT_VERSION, NVP_EVERSION,
-                "%s: format version %u, this library reads version %d", fn,
-                version, NVP_FORMAT_VERSION);
+    NVP_REQUIRE(version >= 1 && version <= NVP_FORMAT_VERSION, NVP_EVERSION,
+                "%s: format version %u, this library reads versions 1 to %d",
+                fn, version, NVP_FORMAT_VERSION);
     NVP_REQUIRE(file_kind == kind, NVP_EFORMAT,
                 "%s: the file holds %s, not %s", fn, kind_name(file_kind),
                 kind_name(kind));

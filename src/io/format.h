@@ -23,7 +23,8 @@
     ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 |            \
      (uint32_t)(d) << 24)
 
-void nvp__fmt_header(nvp_writer *w, uint32_t kind, uint32_t n_sections);
+void nvp__fmt_header(nvp_writer *w, uint32_t version, uint32_t kind,
+                     uint32_t n_sections);
 /* Starts a section; returns its start for nvp__fmt_section_end, which
  * fills in the length and appends the CRC. */
 size_t nvp__fmt_section_begin(nvp_writer *w, uint32_t tag);

@@ -1,12 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /* Saving and loading a chain (architecture and parameters), optionally
- * with the scaler its data was standardised with: the ARCH, PARM and SCAL
- * sections of a model file, described in docs/file-format.md. */
+ * with the scaler its data was standardised with: the ARCH (or STCK),
+ * PARM and SCAL sections of a model file, described in
+ * docs/file-format.md.  A chain of affine couplings alone is written as
+ * format version 1 with ARCH, which every release reads; a chain with
+ * layers of other kinds as version 2 with STCK, where every layer is its
+ * kind's code and the values its table entry stores. */
 #include <math.h>
 #include <string.h>
 
 #include "core/alloc.h"
 #include "model/chain.h"
+#include "model/layer.h"
 #include "kernels/vec.h"
 #include "io/format.h"
 #include "data/scaler.h"
@@ -14,20 +19,32 @@
 #define TAG_ARCH NVP_TAG('A', 'R', 'C', 'H')
 #define TAG_PARM NVP_TAG('P', 'A', 'R', 'M')
 #define TAG_SCAL NVP_TAG('S', 'C', 'A', 'L')
+#define TAG_STCK NVP_TAG('S', 'T', 'C', 'K')
 #define BASE_NORMAL 1u
 
 static void write_model(nvp_writer *w, const void *chain, const void *scaler)
 {
     const nvp_chain *c = chain;
     const nvp_scaler *s = scaler;
-    nvp__fmt_header(w, NVP_KIND_MODEL, s ? 3 : 2);
-    size_t st = nvp__fmt_section_begin(w, TAG_ARCH);
+    int couplings_only = 1;
+    for (size_t k = 0; k < c->n_layers; k++)
+        couplings_only &= nvp__as_coupling(c->layers[k]) != NULL;
+    nvp__fmt_header(w, couplings_only ? 1 : 2, NVP_KIND_MODEL, s ? 3 : 2);
+    size_t st = nvp__fmt_section_begin(w, couplings_only ? TAG_ARCH : TAG_STCK);
     nvp__put_u32(w, (uint32_t)c->dim);
     nvp__put_u32(w, BASE_NORMAL);
     nvp__put_u32(w, (uint32_t)c->n_layers);
     for (size_t k = 0; k < c->n_layers; k++) {
-        /* Couplings are the only kind a chain holds so far. */
-        const nvp_coupling *l = nvp__as_coupling(c->layers[k]);
+        const nvp_layer *layer = c->layers[k];
+        if (!couplings_only) {
+            const size_t n = layer->kind->hyper_count(layer);
+            nvp__put_u32(w, layer->kind->id);
+            nvp__put_u32(w, (uint32_t)n);
+            for (size_t i = 0; i < n; i++)
+                nvp__put_u32(w, layer->kind->hyper_value(layer, i));
+            continue;
+        }
+        const nvp_coupling *l = nvp__as_coupling(layer);
         nvp__put_u32(w, (uint32_t)(l->cond.n_dense - 1));
         for (size_t h = 0; h + 1 < l->cond.n_dense; h++)
             nvp__put_u32(w, (uint32_t)l->cond.dense[h].out);
@@ -144,7 +161,40 @@ static int read_layer(const char *fn, nvp_reader *r, size_t dim, size_t k,
 typedef struct model_info {
     uint32_t dim, n_layers;
     uint64_t total; /* parameters */
+    int stack;      /* STCK (layers of any kind), not ARCH */
 } model_info;
+
+/* Reads layer k of a STCK section: its kind and its n values into h
+ * (room for NVP_MAX_HYPER(dim)), checked by the kind; adds its parameter
+ * count to *total (bounded by NVP_MAX_PARAMS). */
+static int read_stack_layer(const char *fn, nvp_reader *r, size_t dim,
+                            size_t k, uint32_t *h, const nvp_layer_ops **kind,
+                            size_t *n_out, uint64_t *total)
+{
+    const nvp_errbox *eb = NULL;
+    uint32_t id, n;
+    NVP_REQUIRE(nvp__get_u32(r, &id) == 0 && nvp__get_u32(r, &n) == 0,
+                NVP_EFORMAT, "%s: layer %zu: truncated", fn, k);
+    *kind = nvp__layer_kind_by_id(id);
+    NVP_REQUIRE(*kind != NULL, NVP_EFORMAT,
+                "%s: layer %zu: unknown layer kind %u", fn, k, id);
+    NVP_REQUIRE(n <= NVP_MAX_HYPER(dim), NVP_EFORMAT,
+                "%s: layer %zu: %u values (at most %zu)", fn, k, n,
+                NVP_MAX_HYPER(dim));
+    for (uint32_t i = 0; i < n; i++)
+        NVP_REQUIRE(nvp__get_u32(r, &h[i]) == 0, NVP_EFORMAT,
+                    "%s: layer %zu: truncated", fn, k);
+    uint64_t count = 0;
+    int rc = (*kind)->hyper_check(fn, dim, h, n, &count);
+    if (rc)
+        return nvp__fail(NULL, rc, "%s: layer %zu (%s): %s", fn, k,
+                         (*kind)->name, nvp_errmsg());
+    *total += count;
+    NVP_REQUIRE(*total <= NVP_MAX_PARAMS, NVP_EFORMAT,
+                "%s: more than %zu parameters", fn, (size_t)NVP_MAX_PARAMS);
+    *n_out = n;
+    return NVP_OK;
+}
 
 /* The architecture's first 12 bytes: dim, base kind, layer count. */
 static int check_arch_head(const char *fn, nvp_reader *r, model_info *mi)
@@ -167,17 +217,25 @@ static int check_arch_head(const char *fn, nvp_reader *r, model_info *mi)
     return NVP_OK;
 }
 
-/* Checks the whole architecture (nothing is allocated) and counts its
- * parameters. */
-static int check_arch(const char *fn, nvp_reader r, model_info *mi)
+/* Checks the whole architecture and counts its parameters; h has room
+ * for one STCK layer's values. */
+static int check_arch(const char *fn, nvp_reader r, model_info *mi,
+                      uint32_t *h)
 {
     const nvp_errbox *eb = NULL;
+    const int stack = mi->stack;
     int rc = check_arch_head(fn, &r, mi);
     if (rc)
         return rc;
+    mi->stack = stack;
     layer_desc d;
+    const nvp_layer_ops *kind;
+    size_t n;
     for (size_t k = 0; k < mi->n_layers; k++)
-        if ((rc = read_layer(fn, &r, mi->dim, k, &d, &mi->total)) != NVP_OK)
+        if ((rc = stack ? read_stack_layer(fn, &r, mi->dim, k, h, &kind, &n,
+                                           &mi->total)
+                        : read_layer(fn, &r, mi->dim, k, &d, &mi->total)) !=
+            NVP_OK)
             return rc;
     NVP_REQUIRE(r.pos == r.len, NVP_EFORMAT,
                 "%s: extra bytes in the architecture", fn);
@@ -209,15 +267,21 @@ static int plan_model(const char *fn, const nvp_span *spans, size_t count,
                       void *info)
 {
     const nvp_errbox *eb = NULL;
-    static const uint32_t tags[] = {TAG_ARCH, TAG_PARM, TAG_SCAL};
-    int rc = nvp__spans_known(fn, spans, count, tags, 3);
+    static const uint32_t tags[] = {TAG_ARCH, TAG_PARM, TAG_SCAL, TAG_STCK};
+    int rc = nvp__spans_known(fn, spans, count, tags, 4);
     if (rc)
         return rc;
-    const size_t ia = nvp__span_find(spans, count, TAG_ARCH);
+    const size_t i_arch = nvp__span_find(spans, count, TAG_ARCH);
+    const size_t i_stck = nvp__span_find(spans, count, TAG_STCK);
     const size_t ip = nvp__span_find(spans, count, TAG_PARM);
     const size_t is = nvp__span_find(spans, count, TAG_SCAL);
-    NVP_REQUIRE(ia < count && ip < count, NVP_EFORMAT,
-                "%s: the architecture or parameter section is missing", fn);
+    NVP_REQUIRE((i_arch < count) != (i_stck < count), NVP_EFORMAT,
+                "%s: a model holds one architecture section (ARCH or STCK)",
+                fn);
+    const int stack = i_stck < count;
+    const size_t ia = stack ? i_stck : i_arch;
+    NVP_REQUIRE(ip < count, NVP_EFORMAT, "%s: the parameter section is "
+                                         "missing", fn);
 
     const nvp_span *arch = &spans[ia];
     unsigned char head[12];
@@ -228,11 +292,15 @@ static int plan_model(const char *fn, const nvp_span *spans, size_t count,
     model_info mi;
     if ((rc = check_arch_head(fn, &(nvp_reader){head, 12, 0, 0}, &mi)) != NVP_OK)
         return rc;
-    /* Per layer: u32 hidden count, its widths (at most
-     * NVP_MAX_HIDDEN_LAYERS), f32 clamp and dim mask bytes. */
-    const uint64_t least = 12 + (uint64_t)mi.n_layers * (8 + mi.dim);
+    /* ARCH, per layer: u32 hidden count, its widths (at most
+     * NVP_MAX_HIDDEN_LAYERS), f32 clamp and dim mask bytes.  STCK, per
+     * layer: u32 kind, u32 count and at most NVP_MAX_HYPER(dim) values. */
+    const uint64_t least =
+        12 + (uint64_t)mi.n_layers * (stack ? 8 : 8 + mi.dim);
     const uint64_t most =
-        12 + (uint64_t)mi.n_layers * (8 + 4 * NVP_MAX_HIDDEN_LAYERS + mi.dim);
+        12 + (uint64_t)mi.n_layers *
+                 (stack ? 8 + 4 * (uint64_t)NVP_MAX_HYPER(mi.dim)
+                        : 8 + 4 * NVP_MAX_HIDDEN_LAYERS + mi.dim);
     NVP_REQUIRE(arch->len >= least && arch->len <= most, NVP_EFORMAT,
                 "%s: an architecture of %u layers over %u dimensions takes "
                 "%llu to %llu bytes, not %llu",
@@ -243,7 +311,14 @@ static int plan_model(const char *fn, const nvp_span *spans, size_t count,
     if ((rc = nvp__src_view(fn, src, alloc, arch->off, (size_t)arch->len, &p,
                             &block)) != NVP_OK)
         return rc;
-    rc = check_arch(fn, (nvp_reader){p, (size_t)arch->len, 0, 0}, &mi);
+    uint32_t *h = NULL;
+    if (stack && !(h = nvp__malloc(alloc, NVP_MAX_HYPER(mi.dim) * 4))) {
+        nvp__free(alloc, block);
+        return nvp__fail(NULL, NVP_ENOMEM, "%s: out of memory", fn);
+    }
+    mi.stack = stack;
+    rc = check_arch(fn, (nvp_reader){p, (size_t)arch->len, 0, 0}, &mi, h);
+    nvp__free(alloc, h);
     nvp__free(alloc, block);
     if (rc)
         return rc;
@@ -315,15 +390,19 @@ static int load_model(const char *fn, const void *data, size_t size,
     int rc = nvp__fmt_open(fn, data, size, &model_kind, &a, sec, &count, &mi);
     if (rc)
         return rc;
-    nvp_section *arch = nvp__fmt_find(sec, count, TAG_ARCH);
+    nvp_section *arch = nvp__fmt_find(sec, count, mi.stack ? TAG_STCK : TAG_ARCH);
     nvp_section *parm = nvp__fmt_find(sec, count, TAG_PARM);
     nvp_section *scal = nvp__fmt_find(sec, count, TAG_SCAL);
     const size_t dim = mi.dim, n_layers = mi.n_layers;
 
     /* Build it.  Every allocation is bounded by the file's size. */
-    nvp_coupling **layers = nvp__malloc(&a, n_layers * sizeof *layers);
-    if (!layers)
+    nvp_layer **layers = nvp__malloc(&a, n_layers * sizeof *layers);
+    uint32_t *h = mi.stack ? nvp__malloc(&a, NVP_MAX_HYPER(dim) * 4) : NULL;
+    if (!layers || (mi.stack && !h)) {
+        nvp__free(&a, layers);
+        nvp__free(&a, h);
         return nvp__fail(NULL, NVP_ENOMEM, "%s: out of memory", fn);
+    }
     memset(layers, 0, n_layers * sizeof *layers);
     nvp_base *base = NULL;
     nvp_scaler *scaler = NULL;
@@ -333,20 +412,31 @@ static int load_model(const char *fn, const void *data, size_t size,
     uint64_t dummy = 0;
     layer_desc d;
     for (size_t k = 0; k < n_layers && rc == NVP_OK; k++) {
-        read_layer(fn, &r, dim, k, &d, &dummy);
-        rc = nvp__coupling_new(&layers[k], fn, dim, d.mask, d.n_hidden,
-                               d.hidden, alloc);
-        if (rc == NVP_OK) {
-            layers[k]->clamp = d.clamp;
-            nvp__get_f32s(&pr, layers[k]->layer.params,
-                          layers[k]->layer.n_params);
-            if (!nvp__all_finite(nvp__cpu_isa(), layers[k]->layer.params,
-                                 layers[k]->layer.n_params))
+        if (mi.stack) {
+            const nvp_layer_ops *kind;
+            size_t n;
+            read_stack_layer(fn, &r, dim, k, h, &kind, &n, &dummy);
+            rc = kind->from_hyper(&layers[k], fn, dim, h, n, alloc);
+        } else {
+            read_layer(fn, &r, dim, k, &d, &dummy);
+            nvp_coupling *cp = NULL;
+            rc = nvp__coupling_new(&cp, fn, dim, d.mask, d.n_hidden, d.hidden,
+                                   alloc);
+            if (rc == NVP_OK) {
+                cp->clamp = d.clamp;
+                layers[k] = &cp->layer;
+            }
+        }
+        if (rc == NVP_OK && layers[k]->n_params) {
+            nvp__get_f32s(&pr, layers[k]->params, layers[k]->n_params);
+            if (!nvp__all_finite(nvp__cpu_isa(), layers[k]->params,
+                                 layers[k]->n_params))
                 rc = nvp__fail(NULL, NVP_EFORMAT,
                                "%s: layer %zu has a non-finite parameter", fn,
                                k);
         }
     }
+    nvp__free(&a, h);
     if (rc == NVP_OK && (rc = nvp_base_create_normal(&base, dim, alloc)) != NVP_OK)
         rc = nvp__fail_in(NULL, rc, fn);
     /* The scaler section was checked whole above, asked for or not. */
@@ -361,11 +451,12 @@ static int load_model(const char *fn, const void *data, size_t size,
         }
     }
     nvp_chain *c = NULL;
-    if (rc == NVP_OK && (rc = nvp_chain_create(&c, base, layers, n_layers, alloc)) != NVP_OK)
+    if (rc == NVP_OK && (rc = nvp_chain_create_from_layers(
+                             &c, base, layers, n_layers, alloc)) != NVP_OK)
         rc = nvp__fail_in(NULL, rc, fn);
     if (rc != NVP_OK) {
         for (size_t k = 0; k < n_layers; k++)
-            nvp_coupling_free(layers[k]);
+            nvp__layer_free(layers[k]);
         nvp_base_free(base);
         nvp_scaler_free(scaler);
     } else {

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "model/coupling.h"
 
 /* The layer's cache: the conditioner's. */
@@ -197,8 +198,99 @@ static void kind_set_clamp(nvp_layer *l, float bound)
     ((nvp_coupling *)l)->clamp = bound;
 }
 
+/* Stored values: n_hidden, the widths, the clamp's bits, the mask. */
+static size_t kind_hyper_count(const nvp_layer *l)
+{
+    return 2 + (AS_COUPLING(l)->cond.n_dense - 1) + l->dim;
+}
+
+static uint32_t kind_hyper_value(const nvp_layer *l, size_t i)
+{
+    const nvp_coupling *c = AS_COUPLING(l);
+    const size_t n_hidden = c->cond.n_dense - 1;
+    if (i == 0)
+        return (uint32_t)n_hidden;
+    if (i <= n_hidden)
+        return (uint32_t)c->cond.dense[i - 1].out;
+    if (i == n_hidden + 1) {
+        uint32_t bits;
+        memcpy(&bits, &c->clamp, sizeof bits);
+        return bits;
+    }
+    return c->mask[i - n_hidden - 2];
+}
+
+static int kind_hyper_check(const char *fn, size_t dim, const uint32_t *h,
+                            size_t n, uint64_t *n_params)
+{
+    const nvp_errbox *eb = NULL;
+    NVP_REQUIRE(dim >= 2 && n >= 2 + dim && h[0] <= NVP_MAX_HIDDEN_LAYERS &&
+                    n == 2 + h[0] + dim,
+                NVP_EFORMAT, "%s: a coupling's description is malformed", fn);
+    const uint32_t n_hidden = h[0];
+    for (uint32_t k = 0; k < n_hidden; k++)
+        NVP_REQUIRE(h[1 + k] >= 1 && h[1 + k] <= NVP_MAX_WIDTH, NVP_EFORMAT,
+                    "%s: hidden width %u outside [1, %d]", fn, h[1 + k],
+                    NVP_MAX_WIDTH);
+    float clamp;
+    memcpy(&clamp, &h[1 + n_hidden], sizeof clamp);
+    NVP_REQUIRE(isfinite(clamp) && clamp >= 0.0f, NVP_EFORMAT,
+                "%s: invalid log-scale clamp", fn);
+    const uint32_t *mask = h + 2 + n_hidden;
+    uint64_t na = 0;
+    for (size_t j = 0; j < dim; j++) {
+        NVP_REQUIRE(mask[j] <= 1, NVP_EFORMAT, "%s: mask value %zu is %u", fn,
+                    j, mask[j]);
+        na += mask[j];
+    }
+    NVP_REQUIRE(na > 0 && na < dim, NVP_EFORMAT,
+                "%s: the mask needs both a 0 and a 1", fn);
+    /* Every factor is at most 2^16, so no product overflows 64 bits. */
+    uint64_t in = na, total = 0;
+    for (uint32_t k = 0; k <= n_hidden; k++) {
+        const uint64_t out = k < n_hidden ? h[1 + k] : 2 * (dim - na);
+        total += in * out + out;
+        in = out;
+    }
+    *n_params = total;
+    return NVP_OK;
+}
+
+static int kind_from_hyper(nvp_layer **out, const char *fn, size_t dim,
+                           const uint32_t *h, size_t n,
+                           const nvp_allocator *alloc)
+{
+    (void)n;
+    const uint32_t n_hidden = h[0];
+    size_t hidden[NVP_MAX_HIDDEN_LAYERS];
+    for (uint32_t k = 0; k < n_hidden; k++)
+        hidden[k] = h[1 + k];
+    nvp_allocator a;
+    if (nvp__allocator_init(&a, alloc) != NVP_OK)
+        return nvp__fail(NULL, NVP_EINVAL, "%s: invalid allocator", fn);
+    unsigned char *mask = nvp__malloc(&a, dim);
+    if (!mask)
+        return nvp__fail(NULL, NVP_ENOMEM, "%s: out of memory", fn);
+    for (size_t j = 0; j < dim; j++)
+        mask[j] = (unsigned char)h[2 + n_hidden + j];
+    nvp_coupling *c = NULL;
+    const int rc =
+        nvp__coupling_new(&c, fn, dim, mask, n_hidden, hidden, alloc);
+    nvp__free(&a, mask);
+    if (rc)
+        return rc;
+    memcpy(&c->clamp, &h[1 + n_hidden], sizeof c->clamp);
+    *out = &c->layer;
+    return NVP_OK;
+}
+
 const nvp_layer_ops nvp__coupling_kind = {
     "affine coupling",
+    1,
+    kind_hyper_count,
+    kind_hyper_value,
+    kind_hyper_check,
+    kind_from_hyper,
     kind_cache_floats,
     kind_scratch_floats,
     kind_inverse_rows,

@@ -5,6 +5,24 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "model/coupling.h"
+#include "model/layer_kinds.h"
+
+/* Every kind a model file may name.  A new kind adds its entry here. */
+static const nvp_layer_ops *const all_kinds[] = {
+    &nvp__coupling_kind,
+    &nvp__permute_kind,
+    &nvp__actnorm_kind,
+    &nvp__linear_kind,
+};
+
+const nvp_layer_ops *nvp__layer_kind_by_id(uint32_t id)
+{
+    for (size_t i = 0; i < sizeof all_kinds / sizeof all_kinds[0]; i++)
+        if (all_kinds[i]->id == id)
+            return all_kinds[i];
+    return NULL;
+}
 
 int nvp__layer_new(nvp_layer **out, size_t size, const nvp_layer_ops *kind,
                    size_t dim, size_t n_params, const nvp_allocator *alloc,

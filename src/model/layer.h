@@ -9,6 +9,7 @@
 #define NVP_LAYER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/error.h"
 #include "runtime/context.h"
@@ -18,6 +19,21 @@ typedef struct nvp_layer nvp_layer;
 
 typedef struct nvp_layer_ops {
     const char *name;
+    /* The kind's code in model files (docs/file-format.md); never reused. */
+    uint32_t id;
+    /* What the kind's constructor needs besides dim, as u32 values (a
+     * model file stores them): their number, and value i. */
+    size_t (*hyper_count)(const nvp_layer *l);
+    uint32_t (*hyper_value)(const nvp_layer *l, size_t i);
+    /* Checks n values read from a file for a layer over dim dimensions and
+     * gives its parameter count; NVP_EFORMAT (recorded for fn) when they
+     * are not what hyper_get could have written. */
+    int (*hyper_check)(const char *fn, size_t dim, const uint32_t *h,
+                       size_t n, uint64_t *n_params);
+    /* A new layer with zero parameters from checked values. */
+    int (*from_hyper)(nvp_layer **out, const char *fn, size_t dim,
+                      const uint32_t *h, size_t n,
+                      const nvp_allocator *alloc);
     /* Floats one chunk of `rows` rows caches for the backward, and the
      * floats of scratch the backward needs. */
     size_t (*cache_floats)(const nvp_layer *l, size_t rows);
@@ -77,6 +93,12 @@ struct nvp_layer {
 int nvp__layer_new(nvp_layer **out, size_t size, const nvp_layer_ops *kind,
                    size_t dim, size_t n_params, const nvp_allocator *alloc,
                    const char *fn);
+
+/* The kind with this file code, or NULL: the registry of every kind. */
+const nvp_layer_ops *nvp__layer_kind_by_id(uint32_t id);
+
+/* The most values any kind stores for a layer over dim dimensions. */
+#define NVP_MAX_HYPER(dim) ((size_t)(dim) + NVP_MAX_HIDDEN_LAYERS + 2)
 
 /* Frees a layer of any kind (NULL is accepted). */
 void nvp__layer_free(nvp_layer *l);

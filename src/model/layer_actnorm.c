@@ -136,8 +136,47 @@ static int actnorm_data_init(nvp_layer *l, const nvp_errbox *eb,
     return rc;
 }
 
+/* Nothing stored besides the dimension. */
+static size_t no_hyper_count(const nvp_layer *l)
+{
+    (void)l;
+    return 0;
+}
+
+static uint32_t no_hyper_value(const nvp_layer *l, size_t i)
+{
+    (void)l;
+    (void)i;
+    return 0;
+}
+
+static int actnorm_hyper_check(const char *fn, size_t dim, const uint32_t *h,
+                               size_t n, uint64_t *n_params)
+{
+    (void)h;
+    const nvp_errbox *eb = NULL;
+    NVP_REQUIRE(n == 0, NVP_EFORMAT, "%s: an actnorm layer stores no values",
+                fn);
+    *n_params = 2 * (uint64_t)dim;
+    return NVP_OK;
+}
+
+static int actnorm_from_hyper(nvp_layer **out, const char *fn, size_t dim,
+                              const uint32_t *h, size_t n,
+                              const nvp_allocator *alloc)
+{
+    (void)h;
+    (void)n;
+    return nvp__actnorm_new(out, fn, dim, alloc);
+}
+
 const nvp_layer_ops nvp__actnorm_kind = {
     "actnorm",
+    3,
+    no_hyper_count,
+    no_hyper_value,
+    actnorm_hyper_check,
+    actnorm_from_hyper,
     actnorm_cache_floats,
     no_scratch,
     actnorm_inverse_rows,

@@ -260,8 +260,47 @@ static int linear_data_init(nvp_layer *l, const nvp_errbox *eb,
     return rc;
 }
 
+/* Nothing stored besides the dimension. */
+static size_t no_hyper_count(const nvp_layer *l)
+{
+    (void)l;
+    return 0;
+}
+
+static uint32_t no_hyper_value(const nvp_layer *l, size_t i)
+{
+    (void)l;
+    (void)i;
+    return 0;
+}
+
+static int linear_hyper_check(const char *fn, size_t dim, const uint32_t *h,
+                              size_t n, uint64_t *n_params)
+{
+    (void)h;
+    const nvp_errbox *eb = NULL;
+    NVP_REQUIRE(n == 0, NVP_EFORMAT, "%s: a linear layer stores no values",
+                fn);
+    *n_params = (uint64_t)dim * dim + dim;
+    return NVP_OK;
+}
+
+static int linear_from_hyper(nvp_layer **out, const char *fn, size_t dim,
+                             const uint32_t *h, size_t n,
+                             const nvp_allocator *alloc)
+{
+    (void)h;
+    (void)n;
+    return nvp__linear_new(out, fn, dim, alloc);
+}
+
 const nvp_layer_ops nvp__linear_kind = {
     "linear",
+    4,
+    no_hyper_count,
+    no_hyper_value,
+    linear_hyper_check,
+    linear_from_hyper,
     linear_cache_floats,
     linear_scratch_floats,
     linear_inverse_rows,

@@ -88,8 +88,58 @@ static void permute_release(nvp_layer *l)
     nvp__free(&l->alloc, ((permute_layer *)l)->perm);
 }
 
+/* Stored values: the permutation. */
+static size_t permute_hyper_count(const nvp_layer *l) { return l->dim; }
+
+static uint32_t permute_hyper_value(const nvp_layer *l, size_t i)
+{
+    return (uint32_t)AS_PERMUTE(l)->perm[i];
+}
+
+static int permute_hyper_check(const char *fn, size_t dim, const uint32_t *h,
+                               size_t n, uint64_t *n_params)
+{
+    const nvp_errbox *eb = NULL;
+    NVP_REQUIRE(n == dim, NVP_EFORMAT,
+                "%s: a permutation of %zu dimensions stores %zu values", fn,
+                dim, n);
+    uint64_t seen[NVP_MAX_DIM / 64];
+    memset(seen, 0, sizeof seen);
+    for (size_t j = 0; j < dim; j++) {
+        const uint32_t v = h[j];
+        NVP_REQUIRE(v < dim && !(seen[v / 64] >> (v % 64) & 1), NVP_EFORMAT,
+                    "%s: not a permutation (value %u at %zu)", fn, v, j);
+        seen[v / 64] |= (uint64_t)1 << (v % 64);
+    }
+    *n_params = 0;
+    return NVP_OK;
+}
+
+static int permute_from_hyper(nvp_layer **out, const char *fn, size_t dim,
+                              const uint32_t *h, size_t n,
+                              const nvp_allocator *alloc)
+{
+    (void)n;
+    nvp_allocator a;
+    if (nvp__allocator_init(&a, alloc) != NVP_OK)
+        return nvp__fail(NULL, NVP_EINVAL, "%s: invalid allocator", fn);
+    size_t *perm = nvp__malloc(&a, dim * sizeof *perm);
+    if (!perm)
+        return nvp__fail(NULL, NVP_ENOMEM, "%s: out of memory", fn);
+    for (size_t j = 0; j < dim; j++)
+        perm[j] = h[j];
+    const int rc = nvp__permute_new(out, fn, dim, perm, alloc);
+    nvp__free(&a, perm);
+    return rc;
+}
+
 const nvp_layer_ops nvp__permute_kind = {
     "permutation",
+    2,
+    permute_hyper_count,
+    permute_hyper_value,
+    permute_hyper_check,
+    permute_from_hyper,
     permute_cache_floats,
     permute_scratch_floats,
     permute_inverse_rows,
