@@ -106,9 +106,13 @@ FORCE:
 
 # ---------------------------------------------------------------- examples
 # The figure and animation writers of the main job live in examples/figure/.
+# The examples parse their options with the nvpflow tool's strict
+# getopt_long loop and number rules (src/cli/opts.c, numparse.c).
 FIGURE_SRC := $(wildcard examples/figure/*.c)
-$(BUILD)/examples/two_moons: examples/two_moons.c $(FIGURE_SRC) $(wildcard examples/figure/*.h) $(STATIC) | $(BUILD)/examples
-	$(CC) $(ALL_CFLAGS) -Iexamples/figure -o $@ examples/two_moons.c $(FIGURE_SRC) $(STATIC) $(LIBS)
+EXAMPLE_SHARED_SRC := src/cli/opts.c src/cli/numparse.c
+EXAMPLE_SHARED_HDR := $(EXAMPLE_SHARED_SRC:.c=.h)
+$(BUILD)/examples/two_moons: examples/two_moons.c $(FIGURE_SRC) $(wildcard examples/figure/*.h) $(EXAMPLE_SHARED_SRC) $(EXAMPLE_SHARED_HDR) $(STATIC) | $(BUILD)/examples
+	$(CC) $(ALL_CFLAGS) -Iexamples/figure -Isrc/cli -o $@ examples/two_moons.c $(FIGURE_SRC) $(EXAMPLE_SHARED_SRC) $(STATIC) $(LIBS)
 
 examples: $(BUILD)/examples/two_moons
 
@@ -130,8 +134,8 @@ mpi-example: $(STATIC)
 	    echo "mpi-example: skipped: $(MPICC) not found (install Open MPI: apt-get install openmpi-bin libopenmpi-dev)"; \
 	fi
 
-$(MPI_TRAIN): examples/mpi_train.c include/nvpflow.h $(STATIC) | $(BUILD)/examples
-	$(MPICC) $(ALL_CFLAGS) -o $@ examples/mpi_train.c $(STATIC) $(LIBS)
+$(MPI_TRAIN): examples/mpi_train.c include/nvpflow.h $(EXAMPLE_SHARED_SRC) $(EXAMPLE_SHARED_HDR) $(STATIC) | $(BUILD)/examples
+	$(MPICC) $(ALL_CFLAGS) -Isrc/cli -o $@ examples/mpi_train.c $(EXAMPLE_SHARED_SRC) $(STATIC) $(LIBS)
 
 test-mpi: $(STATIC)
 	MAKE="$(MAKE)" sh tests/mpi/test_mpi.sh

@@ -38,6 +38,8 @@
 #include "nvpflow.h"
 
 #include "animation.h"
+#include "numparse.h"
+#include "opts.h"
 #include "colormap.h"
 #include "svg_figure.h"
 
@@ -129,59 +131,6 @@ static void bad_usage(const char *fmt, const char *a, const char *b)
     fprintf(stderr, "\nTry '%s --help'.\n", prog);
 }
 
-/* A decimal integer in [lo, hi]: digits only (no sign, no spaces). */
-static int parse_uint(const char *s, unsigned long long lo,
-                      unsigned long long hi, unsigned long long *out)
-{
-    if (!s || *s < '0' || *s > '9')
-        return -1;
-    char *end = NULL;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-/* A whole string that strtod reads as a number within range: 0, else -1. */
-static int parse_double(const char *s, double *out)
-{
-    char *end = NULL;
-    errno = 0;
-    const double v = strtod(s, &end);
-    if (!*s || *end != '\0' || errno != 0)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-/* A comma-separated list of widths, e.g. "512,512". */
-static int parse_hidden(const char *s, config *cfg)
-{
-    size_t n = 0;
-    const char *p = s;
-    if (!*s)
-        return -1;
-    for (;;) {
-        char buf[32];
-        size_t len = strcspn(p, ",");
-        if (len == 0 || len >= sizeof buf || n == NVP_MAX_HIDDEN_LAYERS)
-            return -1;
-        memcpy(buf, p, len);
-        buf[len] = '\0';
-        unsigned long long w;
-        if (parse_uint(buf, 1, NVP_MAX_WIDTH, &w) != 0)
-            return -1;
-        cfg->hidden[n++] = (size_t)w;
-        if (p[len] == '\0')
-            break;
-        p += len + 1;
-    }
-    cfg->n_hidden = n;
-    return 0;
-}
-
 /* Mean negative log-likelihood of the N_DATA points of test, in nats per
  * point (lp is scratch). */
 static int heldout_nll(const nvp_chain *chain, const float *test, float *lp,
@@ -208,7 +157,6 @@ static double window_mean(const float *window, unsigned long applied)
     return have ? sum / (double)have : NAN;
 }
 
-/* Returns 0 to run, 1 when --help was printed, 2 on a bad command line. */
 /* Whether two paths name one file, also when spelt differently
  * ("out.svg", "./out.svg", a link): the same file when both exist, else
  * the same name in the same directory. */
@@ -230,6 +178,29 @@ static int same_file(const char *a, const char *b)
            sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
+enum {
+    O_HELP = 'h', O_QUIET = 'q',
+    O_STEPS = 256, O_LR, O_EMA, O_CLIP, O_BATCH, O_HIDDEN, O_LAYERS, O_SEED,
+    O_SVG, O_GIF
+};
+
+static const struct option LONG_OPTS[] = {
+    {"steps", required_argument, NULL, O_STEPS},
+    {"lr", required_argument, NULL, O_LR},
+    {"ema", required_argument, NULL, O_EMA},
+    {"clip", required_argument, NULL, O_CLIP},
+    {"batch", required_argument, NULL, O_BATCH},
+    {"hidden", required_argument, NULL, O_HIDDEN},
+    {"layers", required_argument, NULL, O_LAYERS},
+    {"seed", required_argument, NULL, O_SEED},
+    {"svg", required_argument, NULL, O_SVG},
+    {"gif", required_argument, NULL, O_GIF},
+    {"quiet", no_argument, NULL, O_QUIET},
+    {"help", no_argument, NULL, O_HELP},
+    {NULL, 0, NULL, 0},
+};
+
+/* Returns 0 to run, 1 when --help was printed, 2 on a bad command line. */
 static int parse_args(int argc, char **argv, config *cfg)
 {
     cfg->steps = 10000;
@@ -246,68 +217,54 @@ static int parse_args(int argc, char **argv, config *cfg)
     cfg->gif_path = "two_moons.gif";
     cfg->quiet = 0;
 
-    static const char *const with_value[] = {
-        "--steps", "--lr", "--ema", "--clip", "--batch", "--hidden",
-        "--layers", "--seed", "--svg", "--gif",
-    };
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+    opts o;
+    opts_init(&o, argc, argv, "hq", LONG_OPTS);
+    const char *val;
+    int id;
+    while ((id = opts_next(&o, &val)) != OPTS_END) {
+        uint64_t u;
+        double v = 0.0;
+        switch (id) {
+        case O_HELP:
             usage(stdout);
             return 1;
-        }
-        if (strcmp(arg, "--quiet") == 0 || strcmp(arg, "-q") == 0) {
+        case O_QUIET:
             cfg->quiet = 1;
-            continue;
-        }
-        if (strncmp(arg, "--", 2) != 0) {
-            bad_usage("unexpected argument '%s'%s", arg, "");
+            break;
+        case OPTS_MISSING_VALUE:
+            bad_usage("option '%s' needs a value%s", o.name, "");
             return 2;
-        }
-        /* Options with a value: "--name value" or "--name=value". */
-        const char *eq = strchr(arg, '=');
-        size_t name_len = eq ? (size_t)(eq - arg) : strlen(arg);
-        const char *name = NULL;
-        for (size_t k = 0; k < sizeof with_value / sizeof with_value[0];
-             k++)
-            if (strlen(with_value[k]) == name_len &&
-                strncmp(arg, with_value[k], name_len) == 0)
-                name = with_value[k];
-        if (!name) {
-            bad_usage("unknown option '%s'%s", arg, "");
+        case OPTS_POSITIONAL:
+        case OPTS_DASHDASH:
+        case OPTS_UNKNOWN:
+        case OPTS_UNEXPECTED_VALUE:
+            /* Whatever it was, the argument is named as it was typed. */
+            bad_usage(o.arg[0] == '-' && o.arg[1] == '-'
+                          ? "unknown option '%s'%s"
+                          : "unexpected argument '%s'%s",
+                      o.arg, "");
             return 2;
-        }
-        const char *val;
-        if (eq) {
-            val = eq + 1;
-        } else if (i + 1 < argc) {
-            val = argv[++i];
-        } else {
-            bad_usage("option '%s' needs a value%s", name, "");
-            return 2;
-        }
-        unsigned long long u;
-        if (strcmp(name, "--steps") == 0) {
-            if (parse_uint(val, 0, MAX_STEPS, &u) != 0) {
+        case O_STEPS:
+            if (num_parse_uint(val, 0, MAX_STEPS, &u) != 0) {
                 bad_usage("--steps: '%s' is not a whole number from 0 to "
                           "1000000000%s", val, "");
                 return 2;
             }
             cfg->steps = (unsigned long)u;
-        } else if (strcmp(name, "--lr") == 0) {
-            double v = 0.0;
-            if (parse_double(val, &v) != 0 || !isfinite(v) || !(v > 0.0) ||
-                !((float)v > 0.0f) || !isfinite((float)v)) {
+            break;
+        case O_LR:
+            if (num_parse_double(val, &v) != 0 || !isfinite(v) ||
+                !(v > 0.0) || !((float)v > 0.0f) || !isfinite((float)v)) {
                 bad_usage("--lr: '%s' is not a positive finite number%s",
                           val, "");
                 return 2;
             }
             cfg->lr = v;
-        } else if (strcmp(name, "--ema") == 0) {
-            double v = 0.0;
+            break;
+        case O_EMA:
             /* The library takes the decay as a float: 0, or inside (0, 1)
              * after rounding (0.99999999 would round to 1, 1e-50 to 0). */
-            if (parse_double(val, &v) != 0 ||
+            if (num_parse_double(val, &v) != 0 ||
                 !(v == 0.0 || ((float)v > 0.0f && (float)v < 1.0f))) {
                 bad_usage("--ema: '%s' is not 0 or a decay between 0 and 1 "
                           "(exclusive, in single precision)%s",
@@ -315,11 +272,11 @@ static int parse_args(int argc, char **argv, config *cfg)
                 return 2;
             }
             cfg->ema = v;
-        } else if (strcmp(name, "--clip") == 0) {
-            double v = 0.0;
+            break;
+        case O_CLIP:
             /* The library takes the limit as a float: 0, or a positive
              * finite float after rounding. */
-            if (parse_double(val, &v) != 0 ||
+            if (num_parse_double(val, &v) != 0 ||
                 !(v == 0.0 || ((float)v > 0.0f && isfinite((float)v)))) {
                 bad_usage("--clip: '%s' is not 0 or a positive finite "
                           "number (in single precision)%s",
@@ -327,15 +284,18 @@ static int parse_args(int argc, char **argv, config *cfg)
                 return 2;
             }
             cfg->clip = v;
-        } else if (strcmp(name, "--batch") == 0) {
-            if (parse_uint(val, 1, MAX_BATCH, &u) != 0) {
+            break;
+        case O_BATCH:
+            if (num_parse_uint(val, 1, MAX_BATCH, &u) != 0) {
                 bad_usage("--batch: '%s' is not a whole number from 1 to "
                           "1000000%s", val, "");
                 return 2;
             }
             cfg->batch = (size_t)u;
-        } else if (strcmp(name, "--hidden") == 0) {
-            if (parse_hidden(val, cfg) != 0) {
+            break;
+        case O_HIDDEN:
+            if (num_parse_list(val, NVP_MAX_WIDTH, cfg->hidden,
+                               NVP_MAX_HIDDEN_LAYERS, &cfg->n_hidden) != 0) {
                 char limits[96];
                 snprintf(limits, sizeof limits,
                          " (1 to %d widths, each from 1 to %d, e.g. "
@@ -345,29 +305,34 @@ static int parse_args(int argc, char **argv, config *cfg)
                           "widths%s", val, limits);
                 return 2;
             }
-        } else if (strcmp(name, "--layers") == 0) {
-            if (parse_uint(val, 1, MAX_FIGURE_LAYERS, &u) != 0) {
+            break;
+        case O_LAYERS:
+            if (num_parse_uint(val, 1, MAX_FIGURE_LAYERS, &u) != 0) {
                 bad_usage("--layers: '%s' is not a whole number from 1 to "
                           "64%s", val, "");
                 return 2;
             }
             cfg->layers = (size_t)u;
-        } else if (strcmp(name, "--seed") == 0) {
-            if (parse_uint(val, 0, UINT64_MAX, &u) != 0) {
+            break;
+        case O_SEED:
+            if (num_parse_uint(val, 0, UINT64_MAX, &u) != 0) {
                 bad_usage("--seed: '%s' is not a whole number from 0 to "
                           "2^64-1%s", val, "");
                 return 2;
             }
-            cfg->seed = (uint64_t)u;
-        } else if (strcmp(name, "--svg") == 0 || strcmp(name, "--gif") == 0) {
+            cfg->seed = u;
+            break;
+        case O_SVG:
+        case O_GIF:
             if (!*val) {
-                bad_usage("%s: the path is empty%s", name, "");
+                bad_usage("%s: the path is empty%s", o.name, "");
                 return 2;
             }
-            if (name[2] == 's')
+            if (id == O_SVG)
                 cfg->svg_path = val;
             else
                 cfg->gif_path = val;
+            break;
         }
     }
     /* One file cannot hold both; a device such as /dev/null can take both. */

@@ -112,21 +112,31 @@ typedef struct fit_config {
 } fit_config;
 
 enum {
-    O_OUTPUT, O_LAYERS, O_HIDDEN, O_STEPS, O_BATCH, O_LR, O_VAL_FRAC,
-    O_EVAL_EVERY, O_PATIENCE, O_CLAMP, O_AVERAGE, O_CLIP_NORM, O_SEED, O_THREADS, O_QUIET,
-    O_HELP
+    O_OUTPUT = 'o', O_QUIET = 'q', O_HELP = 'h',
+    O_LAYERS = ARG_LONG_ONLY, O_HIDDEN, O_STEPS, O_BATCH, O_LR, O_VAL_FRAC,
+    O_EVAL_EVERY, O_PATIENCE, O_CLAMP, O_AVERAGE, O_CLIP_NORM, O_SEED,
+    O_THREADS
 };
 
-static const cli_opt OPTS[] = {
-    {"output", 'o', 1, O_OUTPUT},     {"layers", 0, 1, O_LAYERS},
-    {"hidden", 0, 1, O_HIDDEN},       {"steps", 0, 1, O_STEPS},
-    {"batch", 0, 1, O_BATCH},         {"lr", 0, 1, O_LR},
-    {"val-frac", 0, 1, O_VAL_FRAC},   {"eval-every", 0, 1, O_EVAL_EVERY},
-    {"patience", 0, 1, O_PATIENCE},   {"clamp", 0, 1, O_CLAMP},
-    {"average", 0, 1, O_AVERAGE},     {"clip-norm", 0, 1, O_CLIP_NORM},
-    {"seed", 0, 1, O_SEED},           {"threads", 0, 1, O_THREADS},
-    {"quiet", 'q', 0, O_QUIET},       {"help", 'h', 0, O_HELP},
-    {NULL, 0, 0, 0},
+static const char SHORT_OPTS[] = "o:qh";
+static const struct option LONG_OPTS[] = {
+    {"output", required_argument, NULL, O_OUTPUT},
+    {"layers", required_argument, NULL, O_LAYERS},
+    {"hidden", required_argument, NULL, O_HIDDEN},
+    {"steps", required_argument, NULL, O_STEPS},
+    {"batch", required_argument, NULL, O_BATCH},
+    {"lr", required_argument, NULL, O_LR},
+    {"val-frac", required_argument, NULL, O_VAL_FRAC},
+    {"eval-every", required_argument, NULL, O_EVAL_EVERY},
+    {"patience", required_argument, NULL, O_PATIENCE},
+    {"clamp", required_argument, NULL, O_CLAMP},
+    {"average", required_argument, NULL, O_AVERAGE},
+    {"clip-norm", required_argument, NULL, O_CLIP_NORM},
+    {"seed", required_argument, NULL, O_SEED},
+    {"threads", required_argument, NULL, O_THREADS},
+    {"quiet", no_argument, NULL, O_QUIET},
+    {"help", no_argument, NULL, O_HELP},
+    {NULL, 0, NULL, 0},
 };
 
 /* Returns -1 to go on, else the exit status (help or usage error). */
@@ -143,10 +153,10 @@ static int parse(int argc, char **argv, fit_config *c)
     c->val_frac = DEFAULT_VAL_FRAC;
     c->clamp = DEFAULT_CLAMP;
     arg_parser p;
-    args_init(&p, CMD, argc, argv);
+    args_init(&p, CMD, argc, argv, SHORT_OPTS, LONG_OPTS);
     const char *v;
     int id, bad = 0;
-    while (!bad && (id = args_next(&p, OPTS, &v)) != ARG_END) {
+    while (!bad && (id = args_next(&p, &v)) != ARG_END) {
         const char *o = p.opt;
         switch (id) {
         case ARG_ERROR: return CLI_USAGE;

@@ -93,21 +93,21 @@ static int print_scaler(const nvp_scaler *scaler, size_t dim)
     return rc;
 }
 
-enum { O_HELP };
+enum { O_HELP = 'h' };
 
-static const cli_opt OPTS[] = {
-    {"help", 'h', 0, O_HELP},
-    {NULL, 0, 0, 0},
+static const struct option LONG_OPTS[] = {
+    {"help", no_argument, NULL, O_HELP},
+    {NULL, 0, NULL, 0},
 };
 
 int cmd_info(int argc, char **argv)
 {
     const char *path = NULL;
     arg_parser p;
-    args_init(&p, CMD, argc, argv);
+    args_init(&p, CMD, argc, argv, "h", LONG_OPTS);
     const char *v;
     int id;
-    while ((id = args_next(&p, OPTS, &v)) != ARG_END) {
+    while ((id = args_next(&p, &v)) != ARG_END) {
         if (id == ARG_ERROR)
             return CLI_USAGE;
         if (id == O_HELP) {

@@ -40,12 +40,19 @@ void cmd_sample_help(FILE *fp)
         MODEL_THREADS_HELP);
 }
 
-enum { O_COUNT, O_OUTPUT, O_SEED, O_THREADS, O_HELP };
+enum {
+    O_COUNT = 'n', O_OUTPUT = 'o', O_HELP = 'h',
+    O_SEED = ARG_LONG_ONLY, O_THREADS
+};
 
-static const cli_opt OPTS[] = {
-    {"count", 'n', 1, O_COUNT},     {"output", 'o', 1, O_OUTPUT},
-    {"seed", 0, 1, O_SEED},         {"threads", 0, 1, O_THREADS},
-    {"help", 'h', 0, O_HELP},       {NULL, 0, 0, 0},
+static const char SHORT_OPTS[] = "n:o:h";
+static const struct option LONG_OPTS[] = {
+    {"count", required_argument, NULL, O_COUNT},
+    {"output", required_argument, NULL, O_OUTPUT},
+    {"seed", required_argument, NULL, O_SEED},
+    {"threads", required_argument, NULL, O_THREADS},
+    {"help", no_argument, NULL, O_HELP},
+    {NULL, 0, NULL, 0},
 };
 
 typedef struct sample_config {
@@ -62,10 +69,10 @@ static int parse(int argc, char **argv, sample_config *c)
 {
     memset(c, 0, sizeof *c);
     arg_parser p;
-    args_init(&p, CMD, argc, argv);
+    args_init(&p, CMD, argc, argv, SHORT_OPTS, LONG_OPTS);
     const char *v;
     int id, bad = 0;
-    while (!bad && (id = args_next(&p, OPTS, &v)) != ARG_END) {
+    while (!bad && (id = args_next(&p, &v)) != ARG_END) {
         switch (id) {
         case ARG_ERROR: return CLI_USAGE;
         case ARG_POSITIONAL:

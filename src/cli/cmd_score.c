@@ -41,13 +41,14 @@ void cmd_score_help(FILE *fp)
         MODEL_THREADS_HELP);
 }
 
-enum { O_OUTPUT, O_THREADS, O_HELP };
+enum { O_OUTPUT = 'o', O_HELP = 'h', O_THREADS = ARG_LONG_ONLY };
 
-static const cli_opt OPTS[] = {
-    {"output", 'o', 1, O_OUTPUT},
-    {"threads", 0, 1, O_THREADS},
-    {"help", 'h', 0, O_HELP},
-    {NULL, 0, 0, 0},
+static const char SHORT_OPTS[] = "o:h";
+static const struct option LONG_OPTS[] = {
+    {"output", required_argument, NULL, O_OUTPUT},
+    {"threads", required_argument, NULL, O_THREADS},
+    {"help", no_argument, NULL, O_HELP},
+    {NULL, 0, NULL, 0},
 };
 
 typedef struct score_config {
@@ -62,10 +63,10 @@ static int parse(int argc, char **argv, score_config *c)
 {
     memset(c, 0, sizeof *c);
     arg_parser p;
-    args_init(&p, CMD, argc, argv);
+    args_init(&p, CMD, argc, argv, SHORT_OPTS, LONG_OPTS);
     const char *v;
     int id, bad = 0;
-    while (!bad && (id = args_next(&p, OPTS, &v)) != ARG_END) {
+    while (!bad && (id = args_next(&p, &v)) != ARG_END) {
         switch (id) {
         case ARG_ERROR: return CLI_USAGE;
         case ARG_POSITIONAL:
