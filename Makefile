@@ -105,14 +105,16 @@ $(BUILD)/nvpflow.pc: pkgconfig/nvpflow.pc.in include/nvpflow.h FORCE
 FORCE:
 
 # ---------------------------------------------------------------- examples
-# The figure and animation writers of the main job live in examples/figure/.
-# The examples parse their options with the nvpflow tool's strict
-# getopt_long loop and number rules (src/cli/opts.c, numparse.c).
+# The figure and animation writers of the main job live in examples/figure/;
+# what every example shares (messages, options, progress, output checks)
+# in examples/common/, on top of the nvpflow tool's strict getopt_long loop
+# and number rules (src/cli/opts.c, numparse.c), compiled in here too.
 FIGURE_SRC := $(wildcard examples/figure/*.c)
-EXAMPLE_SHARED_SRC := src/cli/opts.c src/cli/numparse.c
-EXAMPLE_SHARED_HDR := $(EXAMPLE_SHARED_SRC:.c=.h)
-$(BUILD)/examples/two_moons: examples/two_moons.c $(FIGURE_SRC) $(wildcard examples/figure/*.h) $(EXAMPLE_SHARED_SRC) $(EXAMPLE_SHARED_HDR) $(STATIC) | $(BUILD)/examples
-	$(CC) $(ALL_CFLAGS) -Iexamples/figure -Isrc/cli -o $@ examples/two_moons.c $(FIGURE_SRC) $(EXAMPLE_SHARED_SRC) $(STATIC) $(LIBS)
+EXAMPLE_SRC := $(wildcard examples/common/*.c) src/cli/opts.c src/cli/numparse.c
+EXAMPLE_HDR := $(wildcard examples/common/*.h) src/cli/opts.h src/cli/numparse.h
+EXAMPLE_CFLAGS := -Iexamples -Isrc/cli
+$(BUILD)/examples/two_moons: examples/two_moons.c $(FIGURE_SRC) $(wildcard examples/figure/*.h) $(EXAMPLE_SRC) $(EXAMPLE_HDR) $(STATIC) | $(BUILD)/examples
+	$(CC) $(ALL_CFLAGS) $(EXAMPLE_CFLAGS) -o $@ examples/two_moons.c $(FIGURE_SRC) $(EXAMPLE_SRC) $(STATIC) $(LIBS)
 
 examples: $(BUILD)/examples/two_moons
 
@@ -134,8 +136,8 @@ mpi-example: $(STATIC)
 	    echo "mpi-example: skipped: $(MPICC) not found (install Open MPI: apt-get install openmpi-bin libopenmpi-dev)"; \
 	fi
 
-$(MPI_TRAIN): examples/mpi_train.c include/nvpflow.h $(EXAMPLE_SHARED_SRC) $(EXAMPLE_SHARED_HDR) $(STATIC) | $(BUILD)/examples
-	$(MPICC) $(ALL_CFLAGS) -Isrc/cli -o $@ examples/mpi_train.c $(EXAMPLE_SHARED_SRC) $(STATIC) $(LIBS)
+$(MPI_TRAIN): examples/mpi_train.c include/nvpflow.h $(EXAMPLE_SRC) $(EXAMPLE_HDR) $(STATIC) | $(BUILD)/examples
+	$(MPICC) $(ALL_CFLAGS) $(EXAMPLE_CFLAGS) -o $@ examples/mpi_train.c $(EXAMPLE_SRC) $(STATIC) $(LIBS)
 
 test-mpi: $(STATIC)
 	MAKE="$(MAKE)" sh tests/mpi/test_mpi.sh

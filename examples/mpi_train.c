@@ -48,7 +48,6 @@
  * Exit status: 0 on success, 1 when the library, MPI or the replica check
  * fails (ranks differ), 2 for a bad command line.
  */
-#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
@@ -59,8 +58,9 @@
 #include <mpi.h>
 
 #include "nvpflow.h"
-#include "numparse.h"
-#include "opts.h"
+
+#include "common/messages.h"
+#include "common/options.h"
 
 #define N_DATA 2000
 #define NOISE 0.05f
@@ -109,15 +109,6 @@ static void usage(FILE *fp)
             prog);
 }
 
-static void bad_usage(const char *fmt, const char *a)
-{
-    if (g_rank != 0)
-        return; /* every rank parses the same argv: one message is enough */
-    fprintf(stderr, "%s: ", prog);
-    fprintf(stderr, fmt, a);
-    fprintf(stderr, "\nTry '%s --help'.\n", prog);
-}
-
 /* Returns 0 to run, 1 when --help was printed, 2 on a bad command line. */
 enum {
     O_HELP = 'h',
@@ -141,112 +132,56 @@ static const struct option LONG_OPTS[] = {
 
 static int parse_args(int argc, char **argv, config *cfg)
 {
-    cfg->steps = 1000;
-    cfg->lr = 1e-4; /* the tutorial's reference step size */
-    cfg->batch = 100;
-    cfg->hidden[0] = 64;
-    cfg->hidden[1] = 64;
-    cfg->n_hidden = 2;
-    cfg->layers = 4;
-    cfg->seed = 0;
-    cfg->threads = 1; /* ranks share the cores: one thread each */
-    cfg->save_path = NULL;
-    cfg->check_single = 0;
-
+    *cfg = (config){.steps = 1000,
+                    .lr = 1e-4, /* the tutorial's reference step size */
+                    .batch = 100,
+                    .hidden = {64, 64},
+                    .n_hidden = 2,
+                    .layers = 4,
+                    .seed = 0,
+                    .threads = 1, /* ranks share the cores: one each */
+                    .save_path = NULL,
+                    .check_single = 0};
     opts o;
     opts_init(&o, argc, argv, "h", LONG_OPTS);
-    const char *val;
-    int id;
-    while ((id = opts_next(&o, &val)) != OPTS_END) {
-        uint64_t u;
-        double v = 0.0;
+    const char *v;
+    int id, bad = 0;
+    uint64_t u = 0;
+    while (!bad && (id = ex_next_option(&o, &v)) != OPTS_END) {
         switch (id) {
         case O_HELP:
             if (g_rank == 0)
                 usage(stdout);
             return 1;
-        case O_CHECK_SINGLE:
-            cfg->check_single = 1;
-            break;
-        case OPTS_MISSING_VALUE:
-            bad_usage("option '%s' needs a value", o.name);
-            return 2;
-        case OPTS_POSITIONAL:
-        case OPTS_DASHDASH:
-        case OPTS_UNKNOWN:
-        case OPTS_UNEXPECTED_VALUE:
-            /* Whatever it was, the argument is named as it was typed. */
-            bad_usage(o.arg[0] == '-' && o.arg[1] == '-'
-                          ? "unknown option '%s'"
-                          : "unexpected argument '%s'",
-                      o.arg);
-            return 2;
+        case O_CHECK_SINGLE: cfg->check_single = 1; break;
         case O_STEPS:
-            if (num_parse_uint(val, 0, MAX_STEPS, &u) != 0) {
-                bad_usage("--steps: '%s' is not a whole number from 0 to "
-                          "1000000000", val);
-                return 2;
-            }
+            bad = ex_opt_uint(o.name, v, 0, MAX_STEPS, &u);
             cfg->steps = (unsigned long)u;
             break;
         case O_BATCH:
-            if (num_parse_uint(val, 1, MAX_BATCH, &u) != 0) {
-                bad_usage("--batch: '%s' is not a whole number from 1 to "
-                          "1000000", val);
-                return 2;
-            }
+            bad = ex_opt_uint(o.name, v, 1, MAX_BATCH, &u);
             cfg->batch = (size_t)u;
             break;
         case O_HIDDEN:
-            if (num_parse_list(val, NVP_MAX_WIDTH, cfg->hidden,
-                               NVP_MAX_HIDDEN_LAYERS, &cfg->n_hidden) != 0) {
-                bad_usage("--hidden: '%s' is not a comma-separated list of "
-                          "widths (e.g. 64,64)", val);
-                return 2;
-            }
+            bad = ex_opt_widths(o.name, v, "e.g. 64,64", cfg->hidden,
+                                &cfg->n_hidden);
             break;
         case O_LAYERS:
-            if (num_parse_uint(val, 1, NVP_MAX_LAYERS, &u) != 0) {
-                bad_usage("--layers: '%s' is not a whole number from 1 to "
-                          "4096", val);
-                return 2;
-            }
+            bad = ex_opt_uint(o.name, v, 1, NVP_MAX_LAYERS, &u);
             cfg->layers = (size_t)u;
             break;
-        case O_LR:
-            if (num_parse_double(val, &v) != 0 || !isfinite(v) ||
-                !(v > 0.0) || !((float)v > 0.0f) || !isfinite((float)v)) {
-                bad_usage("--lr: '%s' is not a positive finite number", val);
-                return 2;
-            }
-            cfg->lr = v;
-            break;
-        case O_SEED:
-            if (num_parse_uint(val, 0, UINT64_MAX, &u) != 0) {
-                bad_usage("--seed: '%s' is not a whole number from 0 to "
-                          "2^64-1", val);
-                return 2;
-            }
-            cfg->seed = u;
+        case O_LR: bad = ex_opt_step_size(o.name, v, &cfg->lr); break;
+        case O_SEED: bad = ex_opt_uint(o.name, v, 0, UINT64_MAX, &cfg->seed);
             break;
         case O_THREADS:
-            if (num_parse_uint(val, 0, NVP_MAX_THREADS, &u) != 0) {
-                bad_usage("--threads: '%s' is not a whole number from 0 to "
-                          "1024", val);
-                return 2;
-            }
+            bad = ex_opt_uint(o.name, v, 0, NVP_MAX_THREADS, &u);
             cfg->threads = (size_t)u;
             break;
-        case O_SAVE:
-            if (!*val) {
-                bad_usage("--save: the path is empty%s", "");
-                return 2;
-            }
-            cfg->save_path = val;
-            break;
+        case O_SAVE: bad = ex_opt_path(o.name, v, &cfg->save_path); break;
+        default: bad = 1; break; /* EX_OPT_ERROR, said already */
         }
     }
-    return 0;
+    return bad ? 2 : 0;
 }
 
 /* -------------------------------------------------------------- helpers */
@@ -414,6 +349,9 @@ int main(int argc, char **argv)
     int size = 1;
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
+    /* Every rank reads the same command line: rank 0 alone says what is
+     * wrong with it. */
+    ex_init(prog, g_rank == 0);
 
     config cfg;
     int pr = parse_args(argc, argv, &cfg);

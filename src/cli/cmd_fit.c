@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "csv.h"
 #include "model.h"
+#include "numparse.h"
 #include "nvpflow.h"
 #include "outfile.h"
 #include "progress.h"
@@ -249,14 +250,7 @@ static void on_sigint(int sig)
 
 static void format_widths(char *buf, size_t cap, const size_t *w, size_t n)
 {
-    size_t pos = 0;
-    buf[0] = '\0';
-    for (size_t i = 0; i < n && pos < cap; i++) {
-        int k = snprintf(buf + pos, cap - pos, "%s%zu", i ? "," : "", w[i]);
-        if (k < 0)
-            break;
-        pos += (size_t)k;
-    }
+    num_format_list(buf, cap, w, n);
     if (n == 0)
         snprintf(buf, cap, "none (affine)");
 }

@@ -11,6 +11,7 @@
 #include "args.h"
 #include "cli.h"
 #include "model.h"
+#include "numparse.h"
 #include "nvpflow.h"
 
 static const char CMD[] = "info";
@@ -46,17 +47,9 @@ static void print_layers(const nvp_chain *chain, unsigned char *mask)
         size_t w[NVP_MAX_HIDDEN_LAYERS];
         size_t nh;
         if (nvp_coupling_hidden(l, w, NVP_MAX_HIDDEN_LAYERS, &nh) == NVP_OK) {
-            size_t pos = 0;
-            hidden[0] = '\0';
+            num_format_list(hidden, sizeof hidden, w, nh);
             if (nh == 0)
                 snprintf(hidden, sizeof hidden, "(affine)");
-            for (size_t h = 0; h < nh && pos < sizeof hidden; h++) {
-                int m = snprintf(hidden + pos, sizeof hidden - pos, "%s%zu",
-                                 h ? "," : "", w[h]);
-                if (m < 0)
-                    break;
-                pos += (size_t)m;
-            }
         }
         printf("%-6zu %-7zu %-7g %-14s ", k + 1, nvp_coupling_num_params(l),
                (double)nvp_coupling_log_scale_clamp(l), hidden);

@@ -4,6 +4,7 @@
 #include "numparse.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,4 +61,19 @@ int num_parse_list(const char *s, uint64_t max, size_t *w, size_t cap,
     }
     *n = count;
     return 0;
+}
+
+void num_format_list(char *buf, size_t cap, const size_t *w, size_t n)
+{
+    size_t pos = 0;
+    if (cap == 0)
+        return;
+    buf[0] = '\0';
+    for (size_t i = 0; i < n && pos < cap; i++) {
+        const int k = snprintf(buf + pos, cap - pos, "%s%zu", i ? "," : "",
+                               w[i]);
+        if (k < 0)
+            break;
+        pos += (size_t)k;
+    }
 }

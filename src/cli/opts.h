@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* opts.h - the option loop of the nvpflow commands and of the example
- * programs (examples/common compiles this file too): getopt_long, made
+ * programs (they compile this file too): getopt_long, made
  * strict, with no messages of its own.
  *
  * getopt_long does the scanning.  On top of it, this refuses two things
