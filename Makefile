@@ -107,11 +107,13 @@ FORCE:
 # ---------------------------------------------------------------- examples
 # The figure and animation writers of the main job live in examples/figure/;
 # what every example shares (messages, options, progress, output checks)
-# in examples/common/, on top of the nvpflow tool's strict getopt_long loop
-# and number rules (src/cli/opts.c, numparse.c), compiled in here too.
+# in examples/common/, on top of the nvpflow tool's strict getopt_long loop,
+# number rules and output files (src/cli/opts.c, numparse.c, outfile.c),
+# compiled in here too: the tool and the examples write files one way.
 FIGURE_SRC := $(wildcard examples/figure/*.c)
-EXAMPLE_SRC := $(wildcard examples/common/*.c) src/cli/opts.c src/cli/numparse.c
-EXAMPLE_HDR := $(wildcard examples/common/*.h) src/cli/opts.h src/cli/numparse.h
+TOOL_SHARED := opts numparse outfile
+EXAMPLE_SRC := $(wildcard examples/common/*.c) $(TOOL_SHARED:%=src/cli/%.c)
+EXAMPLE_HDR := $(wildcard examples/common/*.h) $(TOOL_SHARED:%=src/cli/%.h)
 EXAMPLE_CFLAGS := -Iexamples -Isrc/cli
 $(BUILD)/examples/two_moons: examples/two_moons.c $(FIGURE_SRC) $(wildcard examples/figure/*.h) $(EXAMPLE_SRC) $(EXAMPLE_HDR) $(STATIC) | $(BUILD)/examples
 	$(CC) $(ALL_CFLAGS) $(EXAMPLE_CFLAGS) -o $@ examples/two_moons.c $(FIGURE_SRC) $(EXAMPLE_SRC) $(STATIC) $(LIBS)

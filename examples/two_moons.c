@@ -546,6 +546,11 @@ int main(int argc, char **argv)
         return parsed == 1 ? EX_OK : EX_USAGE;
     ex_check_version();
 
+    /* A long run must not end on a directory that is not there. */
+    const char *const outputs[] = {cfg.svg_path, cfg.gif_path};
+    if (ex_writable_outputs(outputs, 2) != EX_OK)
+        return EX_FAILED;
+
     job j = {0};
     training t;
     evaluation e;

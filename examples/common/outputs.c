@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "messages.h"
+#include "outfile.h"
 
 /* Whether two paths name one file: the same file when both exist, else
  * the same name in the same directory. */
@@ -42,4 +43,14 @@ int ex_distinct_outputs(const char *const opt[], const char *const path[],
             }
         }
     return 0;
+}
+
+int ex_writable_outputs(const char *const path[], size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char err[OUT_ERR_MAX];
+        if (out_check_writable(path[i], err, sizeof err) != 0)
+            return ex_error("%s", err);
+    }
+    return EX_OK;
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* outputs.h - checks on the example programs' output files, made before a
- * long run rather than after it. */
+ * long run rather than after it.  The files themselves are written with
+ * the nvpflow tool's writer, outfile.h: whole or not at all. */
 #ifndef EXAMPLES_COMMON_OUTPUTS_H
 #define EXAMPLES_COMMON_OUTPUTS_H
 
@@ -12,5 +13,8 @@
  * usage error printed otherwise; returns 0, or -1 after that message. */
 int ex_distinct_outputs(const char *const opt[], const char *const path[],
                         size_t n);
+/* Each of the n paths can be written (out_check_writable, outfile.h):
+ * EX_OK, or EX_FAILED after saying which cannot and why. */
+int ex_writable_outputs(const char *const path[], size_t n);
 
 #endif

@@ -605,8 +605,9 @@ int cmd_fit(int argc, char **argv)
     if (status >= 0)
         return status;
     const fit_config *c = &s.cfg;
-    if (out_check_writable(CMD, c->out_path) != 0)
-        return CLI_ERR;
+    char err[OUT_ERR_MAX];
+    if (out_check_writable(c->out_path, err, sizeof err) != 0)
+        return cli_error(CMD, "%s", err);
     size_t n_train = 0, n_val = 0;
     status = setup(&s, &n_train, &n_val);
     if (status != CLI_OK)

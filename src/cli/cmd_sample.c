@@ -85,7 +85,10 @@ static int parse(int argc, char **argv, sample_config *c)
             bad = args_size(CMD, p.opt, v, 1, (size_t)1 << 40, &c->count);
             c->have_count = 1;
             break;
-        case O_OUTPUT: c->out_path = v; break;
+        case O_OUTPUT:
+            /* "-o -" is standard output, as no -o is. */
+            c->out_path = strcmp(v, "-") == 0 ? NULL : v;
+            break;
         case O_SEED: bad = args_u64(CMD, p.opt, v, &c->seed); break;
         case O_THREADS:
             bad = args_size(CMD, p.opt, v, 0, NVP_MAX_THREADS, &c->threads);
@@ -113,6 +116,7 @@ int cmd_sample(int argc, char **argv)
     nvp_rng *rng = NULL;
     float *y = NULL;
     out_file out;
+    char err[OUT_ERR_MAX];
     memset(&out, 0, sizeof out);
     status = CLI_ERR;
     if (model_load(CMD, c.model_path, &chain, &scaler) != 0 ||
@@ -131,8 +135,10 @@ int cmd_sample(int argc, char **argv)
         cli_error(CMD, "out of memory");
         goto done;
     }
-    if (out_open(CMD, &out, c.out_path) != 0)
+    if (out_open(&out, c.out_path, err, sizeof err) != 0) {
+        cli_error(CMD, "%s", err);
         goto done;
+    }
     for (size_t done_rows = 0; done_rows < c.count;) {
         const size_t n =
             c.count - done_rows < chunk ? c.count - done_rows : chunk;
@@ -154,8 +160,10 @@ int cmd_sample(int argc, char **argv)
         }
         done_rows += n;
     }
-    if (out_commit(CMD, &out) != 0)
+    if (out_commit(&out, err, sizeof err) != 0) {
+        cli_error(CMD, "%s", err);
         goto done;
+    }
     status = CLI_OK;
 done:
     out_abort(&out);

@@ -78,7 +78,10 @@ static int parse(int argc, char **argv, score_config *c)
                 return cli_usage_error(CMD, "unexpected argument '%s'", v);
             break;
         case O_HELP: cmd_score_help(stdout); return CLI_OK;
-        case O_OUTPUT: c->out_path = v; break;
+        case O_OUTPUT:
+            /* "-o -" is standard output, as no -o is. */
+            c->out_path = strcmp(v, "-") == 0 ? NULL : v;
+            break;
         case O_THREADS:
             bad = args_size(CMD, p.opt, v, 0, NVP_MAX_THREADS, &c->threads);
             break;
@@ -106,6 +109,7 @@ int cmd_score(int argc, char **argv)
     memset(&t, 0, sizeof t);
     float *lp = NULL;
     out_file out;
+    char err[OUT_ERR_MAX];
     memset(&out, 0, sizeof out);
     status = CLI_ERR;
     if (model_load(CMD, c.model_path, &chain, &scaler) != 0 ||
@@ -143,8 +147,10 @@ int cmd_score(int argc, char **argv)
             }
     /* log p_x(x) = log p_z(z) - sum_i log sd_i for z = (x - mean) / sd. */
     const double log_det = scaler ? nvp_scaler_log_det(scaler) : 0.0;
-    if (out_open(CMD, &out, c.out_path) != 0)
+    if (out_open(&out, c.out_path, err, sizeof err) != 0) {
+        cli_error(CMD, "%s", err);
         goto done;
+    }
     int werr = t.has_header && fputs("log_density\n", out.fp) < 0;
     for (size_t i = 0; i < t.rows && !werr; i++)
         werr = fprintf(out.fp, "%.9g\n", (double)lp[i] - log_det) < 0;
@@ -153,8 +159,10 @@ int cmd_score(int argc, char **argv)
                   out_name(&out));
         goto done;
     }
-    if (out_commit(CMD, &out) != 0)
+    if (out_commit(&out, err, sizeof err) != 0) {
+        cli_error(CMD, "%s", err);
         goto done;
+    }
     status = CLI_OK;
 done:
     out_abort(&out);
