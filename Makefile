@@ -120,6 +120,12 @@ $(BUILD)/examples/two_moons: examples/two_moons.c $(FIGURE_SRC) $(wildcard examp
 
 examples: $(BUILD)/examples/two_moons
 
+# The main job end to end, with its golden numbers (tests/examples/), and
+# lockstep's run checked against it (tests/bench/bench.mk builds lockstep).
+.PHONY: test-examples
+test-examples: $(BUILD)/examples/two_moons $(BUILD)/bench/lockstep
+	sh tests/examples/test_two_moons.sh $(BUILD)/examples/two_moons $(BUILD)/bench/lockstep
+
 # The main job: the tutorial end to end with the reference configuration.
 DEMO_ARGS ?=
 demo: $(BUILD)/examples/two_moons
