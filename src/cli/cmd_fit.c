@@ -18,6 +18,7 @@
 #include "args.h"
 #include "cli.h"
 #include "csv.h"
+#include "json.h"
 #include "model.h"
 #include "numparse.h"
 #include "nvpflow.h"
@@ -85,6 +86,14 @@ void cmd_fit_help(FILE *fp)
         "weights and\n"
         "                     the batches (default 0); same seed, same model\n"
         "%s"
+        "  --json             the summary as one JSON object, also with\n"
+        "                     --quiet (which then silences only the\n"
+        "                     progress); keys: model, data, rows, columns,\n"
+        "                     header, training_rows, validation_rows,\n"
+        "                     coupling_layers, hidden, parameters, clamp,\n"
+        "                     lr, batch, clip_norm, average, seed, steps,\n"
+        "                     max_steps, stop, refused_steps, best_step,\n"
+        "                     evaluated_on, best_nll, best_nll_original\n"
         "  -q, --quiet        no progress bar and no summary\n"
         "  -h, --help         this text\n"
         "\n"
@@ -110,13 +119,14 @@ typedef struct fit_config {
     double lr, val_frac, clamp, average, clip_norm;
     uint64_t seed;
     int quiet;
+    int json;
 } fit_config;
 
 enum {
     O_OUTPUT = 'o', O_QUIET = 'q', O_HELP = 'h',
     O_LAYERS = ARG_LONG_ONLY, O_HIDDEN, O_STEPS, O_BATCH, O_LR, O_VAL_FRAC,
     O_EVAL_EVERY, O_PATIENCE, O_CLAMP, O_AVERAGE, O_CLIP_NORM, O_SEED,
-    O_THREADS
+    O_THREADS, O_JSON
 };
 
 static const char SHORT_OPTS[] = "o:qh";
@@ -135,6 +145,7 @@ static const struct option LONG_OPTS[] = {
     {"clip-norm", required_argument, NULL, O_CLIP_NORM},
     {"seed", required_argument, NULL, O_SEED},
     {"threads", required_argument, NULL, O_THREADS},
+    {"json", no_argument, NULL, O_JSON},
     {"quiet", no_argument, NULL, O_QUIET},
     {"help", no_argument, NULL, O_HELP},
     {NULL, 0, NULL, 0},
@@ -170,6 +181,7 @@ static int parse(int argc, char **argv, fit_config *c)
         case O_HELP: cmd_fit_help(stdout); return CLI_OK;
         case O_OUTPUT: c->out_path = v; break;
         case O_QUIET: c->quiet = 1; break;
+        case O_JSON: c->json = 1; break;
         case O_LAYERS:
             bad = args_size(CMD, o, v, 1, NVP_MAX_LAYERS, &c->layers);
             break;
@@ -337,7 +349,9 @@ typedef struct fit_result {
     double best_nll;
     size_t refused;     /* non-finite steps skipped */
     int early;          /* early stopping ended the run */
-    const char *reason; /* why training ended */
+    const char *reason; /* why training ended, for people */
+    const char *stop;   /* the same for --json: "max_steps",
+                           "no_improvement", "interrupted", "not_finite" */
 } fit_result;
 
 /* Prepares data, scaler, chain and optimizer.  Returns an exit status
@@ -516,6 +530,7 @@ static int train(fit_state *s, size_t n_train, size_t n_val, fit_result *r)
 
     memset(r, 0, sizeof *r);
     r->reason = "reached --steps";
+    r->stop = "max_steps";
     int rc = mean_nll(s->chain, n_eval, eval_x, s->lp, &r->best_nll);
     if (rc == NVP_OK)
         rc = nvp_chain_get_params(s->chain, s->best_params, np);
@@ -531,6 +546,7 @@ static int train(fit_state *s, size_t n_train, size_t n_val, fit_result *r)
     for (size_t step = 1; step <= c->steps; step++) {
         if (interrupted) {
             r->reason = "interrupted (Ctrl-C)";
+            r->stop = "interrupted";
             break;
         }
         float loss = NAN;
@@ -542,6 +558,7 @@ static int train(fit_state *s, size_t n_train, size_t n_val, fit_result *r)
             if (++bad_run >= MAX_BAD_STEPS) {
                 r->reason = "stopped: the loss is no longer finite (try a "
                             "smaller --lr or --clamp)";
+                r->stop = "not_finite";
                 break;
             }
         } else if (rc != NVP_OK) {
@@ -577,6 +594,7 @@ static int train(fit_state *s, size_t n_train, size_t n_val, fit_result *r)
         progress_update(&bar, step, ema, nll, r->best_nll, 1);
         if (c->patience > 0 && since_best >= c->patience) {
             r->reason = "stopped early: no improvement";
+            r->stop = "no_improvement";
             r->early = 1;
             break;
         }
@@ -587,6 +605,74 @@ static int train(fit_state *s, size_t n_train, size_t n_val, fit_result *r)
         return cli_lib_error(CMD, "restoring the best parameters", rc,
                              nvp_chain_errmsg(s->chain));
     return CLI_OK;
+}
+
+/* The summary for people. */
+static void summary_text(FILE *fp, const fit_state *s, const fit_result *r,
+                         size_t n_val)
+{
+    const fit_config *c = &s->cfg;
+    char widths[256];
+    format_widths(widths, sizeof widths, c->hidden, c->n_hidden);
+    fprintf(fp, "steps:     %zu of %zu, %s", r->steps_done, c->steps,
+            r->reason);
+    if (r->early)
+        fprintf(fp, " in %zu evaluations", c->patience);
+    fprintf(fp,
+            "\nmodel:     %zu layers, hidden %s, %zu parameters, clamp "
+            "%g\n",
+            nvp_chain_num_layers(s->chain), widths,
+            nvp_chain_num_params(s->chain), c->clamp);
+    if (c->clip_norm > 0)
+        fprintf(fp, "clipping:  gradient norm limited to %g\n",
+                (double)(float)c->clip_norm);
+    fprintf(fp,
+            "best NLL:  %.6g nats/row on the %s rows (standardised), "
+            "%.6g in\n           original units, at step %zu",
+            r->best_nll, n_val ? "validation" : "training",
+            r->best_nll + nvp_scaler_log_det(s->scaler), r->best_step);
+    if (c->average > 0)
+        fprintf(fp, ", of the parameter average (decay %g)", c->average);
+    fprintf(fp, "\nsaved:     %s\n", c->out_path);
+}
+
+/* The summary for programs (--json).  The keys are documented in the man
+ * page and stay; numbers that are not finite are null. */
+static void summary_json(FILE *fp, const fit_state *s, const fit_result *r,
+                         size_t n_train, size_t n_val)
+{
+    const fit_config *c = &s->cfg;
+    json_out j;
+    json_begin(&j, fp);
+    json_string(&j, "model", c->out_path);
+    json_string(&j, "data", c->data_path);
+    json_uint(&j, "rows", s->data.rows);
+    json_uint(&j, "columns", s->data.cols);
+    json_bool(&j, "header", s->data.has_header);
+    json_uint(&j, "training_rows", n_train);
+    json_uint(&j, "validation_rows", n_val);
+    json_uint(&j, "coupling_layers", nvp_chain_num_layers(s->chain));
+    json_array_line(&j, "hidden");
+    for (size_t i = 0; i < c->n_hidden; i++)
+        json_uint(&j, NULL, c->hidden[i]);
+    json_close(&j);
+    json_uint(&j, "parameters", nvp_chain_num_params(s->chain));
+    json_double(&j, "clamp", c->clamp);
+    json_double(&j, "lr", c->lr);
+    json_uint(&j, "batch", c->batch);
+    json_double(&j, "clip_norm", (double)(float)c->clip_norm);
+    json_double(&j, "average", c->average);
+    json_uint(&j, "seed", c->seed);
+    json_uint(&j, "steps", r->steps_done);
+    json_uint(&j, "max_steps", c->steps);
+    json_string(&j, "stop", r->stop);
+    json_uint(&j, "refused_steps", r->refused);
+    json_uint(&j, "best_step", r->best_step);
+    json_string(&j, "evaluated_on", n_val ? "validation" : "training");
+    json_double(&j, "best_nll", r->best_nll);
+    json_double(&j, "best_nll_original",
+                r->best_nll + nvp_scaler_log_det(s->scaler));
+    json_end(&j);
 }
 
 /* Whether path names the file standard output is on. */
@@ -616,7 +702,6 @@ int cmd_fit(int argc, char **argv)
     const size_t dim = s.data.cols;
     char widths[256];
     format_widths(widths, sizeof widths, c->hidden, c->n_hidden);
-    const double log_det = nvp_scaler_log_det(s.scaler);
     if (!c->quiet)
         fprintf(stderr,
                 "nvpflow fit: %zu rows x %zu columns%s: %zu for training, "
@@ -650,31 +735,14 @@ int cmd_fit(int argc, char **argv)
     if (r.refused > 0)
         cli_warn(CMD, "%zu step%s refused because the loss or gradient was "
                  "not finite", r.refused, r.refused == 1 ? " was" : "s were");
-    if (!c->quiet) {
+    if (!c->quiet || c->json) {
         /* With the model sent to standard output (-o /dev/stdout), the
          * summary must not follow it there. */
         FILE *sum = saved_to_stdout(c->out_path) ? stderr : stdout;
-        fprintf(sum, "steps:     %zu of %zu, %s", r.steps_done, c->steps,
-                r.reason);
-        if (r.early)
-            fprintf(sum, " in %zu evaluations", c->patience);
-        fprintf(sum,
-                "\nmodel:     %zu layers, hidden %s, %zu parameters, clamp "
-                "%g\n",
-                nvp_chain_num_layers(s.chain), widths,
-                nvp_chain_num_params(s.chain), c->clamp);
-        if (c->clip_norm > 0)
-            fprintf(sum, "clipping:  gradient norm limited to %g\n",
-                    (double)(float)c->clip_norm);
-        fprintf(sum,
-                "best NLL:  %.6g nats/row on the %s rows (standardised), "
-                "%.6g in\n           original units, at step %zu",
-                r.best_nll, n_val ? "validation" : "training",
-                r.best_nll + log_det, r.best_step);
-        if (c->average > 0)
-            fprintf(sum, ", of the parameter average (decay %g)",
-                    c->average);
-        fprintf(sum, "\nsaved:     %s\n", c->out_path);
+        if (c->json)
+            summary_json(sum, &s, &r, n_train, n_val);
+        else
+            summary_text(sum, &s, &r, n_val);
         if (fflush(sum) != 0 || ferror(sum)) {
             cli_error(CMD, "error writing the summary (the model was "
                       "saved)");

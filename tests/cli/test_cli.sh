@@ -54,6 +54,26 @@ numeric() {
     fi
 }
 absent() { if [ -e "$1" ]; then fail "$2: $1 exists"; else ok; fi; }
+# json FILE DESCRIPTION [PYTHON-CONDITION]: FILE holds one JSON object (a
+# parse with python3; without it, a look at the first and last line), and
+# the condition on it, d, holds (checked where python3 exists).
+if command -v python3 >/dev/null 2>&1; then have_python=yes; else have_python=no; fi
+json() {
+    if [ "$have_python" = yes ]; then
+        if python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1], "rb"))
+sys.exit(0 if isinstance(d, dict) and eval("(" + sys.argv[2] + ")") else 1)' \
+            "$1" "${3:-True}" 2>pyerr.txt; then ok; else
+            fail "$2: not JSON, or not ${3:-an object}"; cat pyerr.txt >&2
+            head -c 2000 "$1" >&2
+        fi
+    elif [ "$(head -n 1 "$1")" = "{" ] && [ "$(tail -n 1 "$1")" = "}" ]; then
+        ok
+    else
+        fail "$2: not a JSON object"; head -c 2000 "$1" >&2
+    fi
+}
 # check DESCRIPTION command...: the command succeeds
 check() { what=$1; shift; if "$@"; then ok; else fail "$what"; fi; }
 
@@ -166,12 +186,72 @@ check "fit: no training loss with --clip-norm" grep -q "loss [0-9]" clip_loss.tx
 check "fit --clip-norm did not change training" \
     sh -c '! cmp -s clip_loss.txt plain_loss.txt'
 
+# --json: the same summary for programs.  The run is plain.nvp's; its
+# JSON says what the text says, and standard output holds nothing else.
+expect 0 "fit --json" -- "$B" fit moons.csv -o json.nvp --hidden 16,16 \
+    --steps 300 --eval-every 50 --seed 1 --json
+cp out.txt fit.json
+json fit.json "fit --json"
+has fit.json '"stop": "max_steps"' "fit --json"
+has fit.json '"hidden": [16, 16]' "fit --json"
+has fit.json '"coupling_layers": 4' "fit --json"
+json fit.json "fit --json: the run" \
+    'd["model"] == "json.nvp" and d["data"] == "moons.csv" and d["rows"] == 400
+     and d["columns"] == 2 and d["header"] is True and d["training_rows"] == 320
+     and d["validation_rows"] == 80 and d["steps"] == 300 and d["max_steps"] == 300
+     and d["seed"] == 1 and d["refused_steps"] == 0 and d["evaluated_on"] == "validation"
+     and d["lr"] == 0.001 and d["batch"] == 256 and d["clip_norm"] == 0
+     and d["average"] == 0 and d["clamp"] == 5 and 0 < d["best_step"] <= 300'
+# The best NLL is the text summary's, to its six digits.
+text_best=$(sed -n 's/^best NLL: *\([^ ]*\) nats.*/\1/p' plain_best.txt)
+json fit.json "fit --json: best_nll against the text summary" \
+    "'%.6g' % d['best_nll'] == '$text_best'"
+expect 0 "fit --json --quiet" -- "$B" fit moons.csv -o jq.nvp --hidden 8,8 \
+    --steps 20 --json --quiet
+json out.txt "fit --json --quiet"
+check "fit --json --quiet: progress on stderr" [ ! -s err.txt ]
+# Strings are escaped and bytes that are not UTF-8 replaced: a model named
+# with a quote, a backslash, a tab and an invalid byte comes back whole.
+weird=$(printf 'we"ird\\\t\377.nvp')
+expect 0 "fit --json, a strange model name" -- "$B" fit moons.csv -o "$weird" \
+    --hidden 8,8 --steps 20 --json --quiet
+json out.txt "fit --json, a strange model name" \
+    'd["model"] == "we\"ird\\\t\ufffd.nvp"'
+rm -f "$weird"
+expect 2 "fit --json=1" -- "$B" fit moons.csv -o j.nvp --json=1
+has err.txt "option '--json' takes no value" "fit --json=1"
+
 # ------------------------------------------------------------------ info
 expect 0 "info" -- "$B" info m.nvp
 has out.txt "dimension:       2" "info"
 has out.txt "coupling layers: 4" "info"
 has out.txt "16,16" "info hidden widths"
 has out.txt "format version:  1" "info"
+cp out.txt info.txt
+expect 0 "info --json" -- "$B" info --json m.nvp
+cp out.txt info.json
+json info.json "info --json"
+has info.json '"dimension": 2' "info --json"
+has info.json '"mask": "10"' "info --json"
+json info.json "info --json: the model" \
+    'd["file"] == "m.nvp" and d["format_version"] == 1 and d["dimension"] == 2
+     and d["base"] == "standard_normal" and d["coupling_layers"] == 4
+     and len(d["layers"]) == 4 and d["size"] > 0
+     and [l["mask"] for l in d["layers"]] == ["10", "01", "10", "01"]
+     and all(l["hidden"] == [16, 16] and l["clamp"] == 5 for l in d["layers"])
+     and sum(l["parameters"] for l in d["layers"]) == d["parameters"]
+     and len(d["standardisation"]["mean"]) == 2
+     and all(s > 0 for s in d["standardisation"]["sd"])'
+# The text and the JSON give the same numbers (both at 9 digits).
+sd_text=$(awk '$1 == 1 && NF == 3 && $2 ~ /[0-9]/ { print $3 }' info.txt)
+json info.json "info --json: the sd of column 1 against the text" \
+    "'%.9g' % d['standardisation']['sd'][0] == '$sd_text'"
+# fit's NLL in original units is the standardised one plus the model's
+# log_det.
+"$B" info --json json.nvp > json_info.json
+json fit.json "fit --json: best_nll_original" \
+    'abs(d["best_nll_original"] - d["best_nll"]
+         - json.load(open("json_info.json"))["standardisation"]["log_det"]) < 1e-12'
 
 # ---------------------------------------------------------------- sample
 expect 0 "sample -o" -- "$B" sample m.nvp -n 500 --seed 5 -o s.csv
