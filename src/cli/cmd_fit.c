@@ -86,6 +86,7 @@ void cmd_fit_help(FILE *fp)
         "weights and\n"
         "                     the batches (default 0); same seed, same model\n"
         "%s"
+        CSV_HEADER_HELP
         "  --json             the summary as one JSON object, also with\n"
         "                     --quiet (which then silences only the\n"
         "                     progress); keys: model, data, rows, columns,\n"
@@ -120,13 +121,14 @@ typedef struct fit_config {
     uint64_t seed;
     int quiet;
     int json;
+    csv_header header;
 } fit_config;
 
 enum {
     O_OUTPUT = 'o', O_QUIET = 'q', O_HELP = 'h',
     O_LAYERS = ARG_LONG_ONLY, O_HIDDEN, O_STEPS, O_BATCH, O_LR, O_VAL_FRAC,
     O_EVAL_EVERY, O_PATIENCE, O_CLAMP, O_AVERAGE, O_CLIP_NORM, O_SEED,
-    O_THREADS, O_JSON
+    O_THREADS, O_JSON, O_HEADER, O_NO_HEADER
 };
 
 static const char SHORT_OPTS[] = "o:qh";
@@ -145,6 +147,8 @@ static const struct option LONG_OPTS[] = {
     {"clip-norm", required_argument, NULL, O_CLIP_NORM},
     {"seed", required_argument, NULL, O_SEED},
     {"threads", required_argument, NULL, O_THREADS},
+    {"header", no_argument, NULL, O_HEADER},
+    {"no-header", no_argument, NULL, O_NO_HEADER},
     {"json", no_argument, NULL, O_JSON},
     {"quiet", no_argument, NULL, O_QUIET},
     {"help", no_argument, NULL, O_HELP},
@@ -182,6 +186,8 @@ static int parse(int argc, char **argv, fit_config *c)
         case O_OUTPUT: c->out_path = v; break;
         case O_QUIET: c->quiet = 1; break;
         case O_JSON: c->json = 1; break;
+        case O_HEADER: c->header = CSV_HEADER_YES; break;
+        case O_NO_HEADER: c->header = CSV_HEADER_NO; break;
         case O_LAYERS:
             bad = args_size(CMD, o, v, 1, NVP_MAX_LAYERS, &c->layers);
             break;
@@ -359,7 +365,7 @@ typedef struct fit_result {
 static int setup(fit_state *s, size_t *n_train, size_t *n_val)
 {
     const fit_config *c = &s->cfg;
-    if (csv_read(CMD, c->data_path, 0, &s->data) != 0)
+    if (csv_read(CMD, c->data_path, 0, c->header, &s->data) != 0)
         return CLI_ERR;
     const size_t n = s->data.rows, dim = s->data.cols;
     const char *name =

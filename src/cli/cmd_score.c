@@ -33,6 +33,7 @@ void cmd_score_help(FILE *fp)
         "  -o, --output FILE  write to FILE instead of standard output; the\n"
         "                     file appears only when complete\n"
         "%s"
+        CSV_HEADER_HELP
         "  -h, --help         this text\n"
         "\n"
         "Example (the 10 most unusual rows):\n"
@@ -41,12 +42,17 @@ void cmd_score_help(FILE *fp)
         MODEL_THREADS_HELP);
 }
 
-enum { O_OUTPUT = 'o', O_HELP = 'h', O_THREADS = ARG_LONG_ONLY };
+enum {
+    O_OUTPUT = 'o', O_HELP = 'h',
+    O_THREADS = ARG_LONG_ONLY, O_HEADER, O_NO_HEADER
+};
 
 static const char SHORT_OPTS[] = "o:h";
 static const struct option LONG_OPTS[] = {
     {"output", required_argument, NULL, O_OUTPUT},
     {"threads", required_argument, NULL, O_THREADS},
+    {"header", no_argument, NULL, O_HEADER},
+    {"no-header", no_argument, NULL, O_NO_HEADER},
     {"help", no_argument, NULL, O_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -56,6 +62,7 @@ typedef struct score_config {
     const char *data_path;
     const char *out_path;
     size_t threads;
+    csv_header header;
 } score_config;
 
 /* Returns -1 to go on, else the exit status. */
@@ -85,6 +92,8 @@ static int parse(int argc, char **argv, score_config *c)
         case O_THREADS:
             bad = args_size(CMD, p.opt, v, 0, NVP_MAX_THREADS, &c->threads);
             break;
+        case O_HEADER: c->header = CSV_HEADER_YES; break;
+        case O_NO_HEADER: c->header = CSV_HEADER_NO; break;
         default: break;
         }
     }
@@ -116,7 +125,7 @@ int cmd_score(int argc, char **argv)
         model_set_threads(CMD, chain, c.threads) != 0)
         goto done;
     const size_t dim = nvp_chain_dim(chain);
-    if (csv_read(CMD, c.data_path, dim, &t) != 0)
+    if (csv_read(CMD, c.data_path, dim, c.header, &t) != 0)
         goto done;
     lp = malloc(t.rows * sizeof *lp);
     if (!lp) {

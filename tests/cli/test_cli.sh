@@ -356,6 +356,53 @@ has err.txt "three.csv:1:" "score wrong columns: line number"
 printf '1,nan\n' > nan.csv
 expect 1 "score nan" -- "$B" score m.nvp nan.csv
 has err.txt "nan.csv:1:" "score nan: line number"
+# A first line with a mistyped number is an error with its line number,
+# not a header taken in silence (score would then print one density
+# fewer than the rows); a header has no numeric field.
+printf '2.O,3\n0.5,0.25\n1,1\n' > typo.csv
+expect 1 "score, a typo in the first row" -- "$B" score m.nvp typo.csv
+has err.txt "typo.csv:1: field 1 ('2.O') is not a number" "score, a typo in the first row"
+has err.txt "--header" "score, a typo in the first row: the way out"
+check "score, a typo in the first row: output" [ ! -s out.txt ]
+{ echo '2.O,3'; tail -n +4 moons.csv; } > typo_moons.csv
+expect 1 "fit, a typo in the first row" -- "$B" fit typo_moons.csv -o typo.nvp \
+    --steps 5 --hidden 8,8
+has err.txt "typo_moons.csv:1: field 1 ('2.O') is not a number" "fit, a typo in the first row"
+absent typo.nvp "fit, a typo in the first row"
+# A byte-order mark before numbers: skipped, and every row scored.
+printf '\357\273\2770.5,0.25\n1,1\n' > bom.csv
+expect 0 "score, a byte-order mark and numbers" -- "$B" score m.nvp bom.csv
+lines out.txt 2 "score, a byte-order mark and numbers"
+numeric out.txt 1 0 "score, a byte-order mark and numbers"
+printf '\357\273\277x,y\r\n0.5,0.25\r\n' > bom_header.csv
+expect 0 "score, a byte-order mark and a header" -- "$B" score m.nvp bom_header.csv
+check "score, a byte-order mark and a header: header" [ "$(head -n 1 out.txt)" = log_density ]
+lines out.txt 2 "score, a byte-order mark and a header"
+# pandas writes an empty name over its index column: still a header.
+printf ',y\n0.5,0.25\n' > unnamed.csv
+expect 0 "score, a header with an empty name" -- "$B" score m.nvp unnamed.csv
+lines out.txt 2 "score, a header with an empty name"
+# --header and --no-header say what the first line is.
+printf '1,2\n0.5,0.25\n' > numeric_header.csv
+expect 0 "score --header" -- "$B" score --header m.nvp numeric_header.csv
+check "score --header: header" [ "$(head -n 1 out.txt)" = log_density ]
+lines out.txt 2 "score --header"
+expect 0 "score --no-header" -- "$B" score m.nvp numeric_header.csv --no-header
+lines out.txt 2 "score --no-header"
+numeric out.txt 1 0 "score --no-header"
+printf 'x,y\n0.5,0.25\n' > header.csv
+expect 1 "score --no-header, a header" -- "$B" score --no-header m.nvp header.csv
+has err.txt "header.csv:1: field 1 ('x') is not a number" "score --no-header, a header"
+expect 0 "score, the last of --no-header --header counts" -- "$B" score \
+    --no-header --header m.nvp header.csv
+lines out.txt 2 "score, the last of --no-header --header counts"
+{ echo 1,2; tail -n +4 moons.csv; } > moons_numeric_header.csv
+expect 0 "fit --header" -- "$B" fit moons_numeric_header.csv --header \
+    -o nh.nvp --steps 5 --hidden 8,8 --json --quiet
+has out.txt '"rows": 400,' "fit --header"
+expect 0 "fit, a numeric first line" -- "$B" fit moons_numeric_header.csv \
+    -o nh.nvp --steps 5 --hidden 8,8 --json --quiet
+has out.txt '"rows": 401,' "fit, a numeric first line"
 printf 'v\n1\n2\n3\n' > one.csv
 expect 1 "fit one column" -- "$B" fit one.csv -o one.nvp
 has err.txt "at least 2" "fit one column"
