@@ -111,7 +111,7 @@ FORCE:
 # number rules and output files (src/cli/opts.c, numparse.c, outfile.c),
 # compiled in here too: the tool and the examples write files one way.
 FIGURE_SRC := $(wildcard examples/figure/*.c)
-TOOL_SHARED := opts numparse outfile
+TOOL_SHARED := opts numparse outfile tmpfiles
 EXAMPLE_SRC := $(wildcard examples/common/*.c) $(TOOL_SHARED:%=src/cli/%.c)
 EXAMPLE_HDR := $(wildcard examples/common/*.h) $(TOOL_SHARED:%=src/cli/%.h)
 EXAMPLE_CFLAGS := -Iexamples -Isrc/cli

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tmpfiles.h"
 
 /* Whether st is the file one of the standard streams is open on. */
 static int is_std_stream_file(const struct stat *st)
@@ -61,6 +62,7 @@ int out_open(out_file *o, const char *path, char *err, size_t errlen)
 {
     memset(o, 0, sizeof *o);
     o->path = path;
+    o->tmp_slot = -1;
     if (!path) {
         o->fp = stdout;
         return 0;
@@ -90,7 +92,7 @@ int out_open(out_file *o, const char *path, char *err, size_t errlen)
     memcpy(o->dest, dest, len + 1);
     memcpy(o->tmp, dest, len);
     memcpy(o->tmp + len, ".XXXXXX", 8);
-    const int fd = mkstemp(o->tmp);
+    const int fd = tmp_create(o->tmp, &o->tmp_slot);
     if (fd < 0) {
         snprintf(err, errlen, "cannot create '%s': %s", path,
                  strerror(errno));
@@ -154,6 +156,8 @@ int out_commit(out_file *o, char *err, size_t errlen)
         snprintf(err, errlen, "cannot write '%s': %s", o->path, strerror(e));
         unlink(o->tmp);
     }
+    tmp_release(o->tmp_slot);
+    o->tmp_slot = -1;
     free(o->tmp);
     free(o->dest);
     o->tmp = NULL;
@@ -167,6 +171,8 @@ void out_abort(out_file *o)
         if (o->fp)
             fclose(o->fp);
         unlink(o->tmp);
+        tmp_release(o->tmp_slot);
+        o->tmp_slot = -1;
         free(o->tmp);
     } else if (o->direct) {
         fclose(o->fp);

@@ -15,7 +15,8 @@
  * path), an existing file that is not a regular file (a device such as
  * /dev/null, a FIFO, a pipe behind /dev/stdout), the file a standard
  * stream is open on (/dev/stdout redirected to a file), and a link to a
- * file that does not exist yet. */
+ * file that does not exist yet.  A temporary file is removed also when
+ * SIGINT, SIGTERM or SIGHUP ends the program (tmpfiles.h). */
 #ifndef NVPFLOW_CLI_OUTFILE_H
 #define NVPFLOW_CLI_OUTFILE_H
 
@@ -32,6 +33,7 @@ typedef struct out_file {
                          the file a symbolic link at path names */
     const char *path; /* the destination as given (borrowed), or NULL */
     int direct;       /* 1: fp is the destination itself, opened by us */
+    int tmp_slot;     /* the temporary's tmp_create slot, or -1 */
 } out_file;
 
 /* Opens path for writing (NULL means standard output).  Returns 0, or -1

@@ -305,7 +305,22 @@ echo "old rows" > real.csv
 ln -s real.csv link.csv
 timeout -s INT 1 "$B" sample m.nvp -n 100000000 -o link.csv > /dev/null 2>&1
 check "sample -o LINK interrupted: the old file is intact" [ "$(cat real.csv)" = "old rows" ]
-rm -f link.csv real.csv real.csv.??????
+left=$(ls real.csv.* 2>/dev/null)
+check "sample -o LINK interrupted: temporary file left: $left" [ -z "$left" ]
+rm -f link.csv real.csv
+# SIGINT or SIGTERM while sample writes (a billion rows take minutes)
+# ends it as the signal does, and leaves neither the file nor its
+# temporary (tens of megabytes by then).
+for sig in INT:2 TERM:15; do
+    want=$((128 + ${sig#*:})); sig=${sig%:*}
+    rc=0
+    timeout --preserve-status -s $sig 2 "$B" sample m.nvp -n 1000000000 \
+        -o big.csv > /dev/null 2>&1 || rc=$?
+    check "sample -o, SIG$sig: exit $rc, not $want (killed by it)" [ "$rc" -eq "$want" ]
+    left=$(ls big.csv* 2>/dev/null)
+    check "sample -o, SIG$sig: left behind: $left" [ -z "$left" ]
+    rm -f big.csv*
+done
 
 # ----------------------------------------------------------------- score
 expect 0 "score" -- "$B" score m.nvp moons.csv -o sc.csv
