@@ -13,29 +13,9 @@ B=${1:?usage: test_cli.sh path/to/nvpflow}
 case $B in /*) ;; *) B=$(pwd)/$B ;; esac
 [ -x "$B" ] || { echo "test_cli: $B is not an executable" >&2; exit 1; }
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/nvpflow-cli.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT INT TERM
-cd "$tmp" || exit 1
+. "$(dirname "$0")/checks.sh"
+checks_tmpdir nvpflow-cli
 
-fails=0
-checks=0
-ok() { checks=$((checks + 1)); }
-fail() { checks=$((checks + 1)); fails=$((fails + 1)); echo "FAIL: $*" >&2; }
-# expect STATUS DESCRIPTION -- command...: runs it, output in out.txt/err.txt
-expect() {
-    want=$1; what=$2; shift 3
-    "$@" >out.txt 2>err.txt
-    got=$?
-    if [ "$got" -eq "$want" ]; then ok; else
-        fail "$what: exit $got, expected $want"; sed 's/^/    /' err.txt >&2
-    fi
-}
-# has FILE PATTERN DESCRIPTION: FILE contains the fixed string PATTERN
-has() {
-    if grep -F -q -- "$2" "$1"; then ok; else
-        fail "$3: '$2' not in $1"; sed 's/^/    /' "$1" >&2
-    fi
-}
 # lines FILE N DESCRIPTION
 lines() {
     n=$(wc -l < "$1" | tr -d ' ')
@@ -53,7 +33,6 @@ numeric() {
         fail "$4: not $2 finite numbers per line"; head -5 "$1" >&2
     fi
 }
-absent() { if [ -e "$1" ]; then fail "$2: $1 exists"; else ok; fi; }
 # json FILE DESCRIPTION [PYTHON-CONDITION]: FILE holds one JSON object (a
 # parse with python3; without it, a look at the first and last line), and
 # the condition on it, d, holds (checked where python3 exists).
@@ -74,8 +53,6 @@ sys.exit(0 if isinstance(d, dict) and eval("(" + sys.argv[2] + ")") else 1)' \
         fail "$2: not a JSON object"; head -c 2000 "$1" >&2
     fi
 }
-# check DESCRIPTION command...: the command succeeds
-check() { what=$1; shift; if "$@"; then ok; else fail "$what"; fi; }
 
 # -------------------------------------------------------------- the data
 # 400 noisy two-moons points with a header, a comment and a blank line.
@@ -431,8 +408,4 @@ leftovers=
 for f in ./*.csv.* ./*.nvp.*; do [ -e "$f" ] && leftovers="$leftovers $f"; done
 check "temporary files left:$leftovers" [ -z "$leftovers" ]
 
-if [ "$fails" -ne 0 ]; then
-    echo "test_cli: $fails of $checks checks failed" >&2
-    exit 1
-fi
-echo "test_cli: all $checks checks passed"
+checks_finish test_cli

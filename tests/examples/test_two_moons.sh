@@ -23,31 +23,9 @@ case $B in /*) ;; *) B=$(pwd)/$B ;; esac
 case $L in /*|'') ;; *) L=$(pwd)/$L ;; esac
 [ -x "$B" ] || { echo "test_two_moons: $B is not an executable" >&2; exit 1; }
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/nvpflow-two-moons.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT INT TERM
-cd "$tmp" || exit 1
+. "$(dirname "$0")/../cli/checks.sh"
+checks_tmpdir nvpflow-two-moons
 
-fails=0
-checks=0
-ok() { checks=$((checks + 1)); }
-fail() { checks=$((checks + 1)); fails=$((fails + 1)); echo "FAIL: $*" >&2; }
-# expect STATUS DESCRIPTION -- command...: runs it, output in out.txt/err.txt
-expect() {
-    want=$1; what=$2; shift 3
-    "$@" >out.txt 2>err.txt
-    got=$?
-    if [ "$got" -eq "$want" ]; then ok; else
-        fail "$what: exit $got, expected $want"; sed 's/^/    /' err.txt >&2
-    fi
-}
-# has FILE TEXT DESCRIPTION: FILE contains the fixed string TEXT
-has() {
-    if grep -F -q -- "$2" "$1"; then ok; else
-        fail "$3: '$2' not in $1"; sed 's/^/    /' "$1" >&2
-    fi
-}
-check() { what=$1; shift; if "$@"; then ok; else fail "$what"; fi; }
-absent() { if [ -e "$1" ]; then fail "$2: $1 exists"; else ok; fi; }
 # whole SVG GIF DESCRIPTION: a complete SVG and a complete GIF
 whole() {
     check "$3: SVG incomplete" grep -q "</svg>" "$1"
@@ -172,8 +150,4 @@ if [ -n "$L" ]; then
         fail "lockstep's held-out NLLs '$ls_nll', the main job's '$main_nll'"; fi
 fi
 
-if [ "$fails" -ne 0 ]; then
-    echo "test_two_moons: $fails of $checks checks failed" >&2
-    exit 1
-fi
-echo "test_two_moons: all $checks checks passed"
+checks_finish test_two_moons
