@@ -107,12 +107,26 @@ $(BUILD)/nvpflow.pc: pkgconfig/nvpflow.pc.in include/nvpflow.h FORCE
 FORCE:
 
 # ---------------------------------------------------------------- examples
-# The figure and animation writers of the main job live in examples/figure/.
+# The figure and animation writers of the main job live in examples/figure/;
+# what every example shares (messages, options, progress, output checks)
+# in examples/common/, on top of the nvpflow tool's strict getopt_long loop,
+# number rules and output files (src/cli/opts.c, numparse.c, outfile.c),
+# compiled in here too: the tool and the examples write files one way.
 FIGURE_SRC := $(wildcard examples/figure/*.c)
-$(BUILD)/examples/two_moons: examples/two_moons.c $(FIGURE_SRC) $(wildcard examples/figure/*.h) $(STATIC) | $(BUILD)/examples
-	$(CC) $(ALL_CFLAGS) -Iexamples/figure -o $@ examples/two_moons.c $(FIGURE_SRC) $(STATIC) $(LIBS)
+TOOL_SHARED := opts numparse outfile tmpfiles
+EXAMPLE_SRC := $(wildcard examples/common/*.c) $(TOOL_SHARED:%=src/cli/%.c)
+EXAMPLE_HDR := $(wildcard examples/common/*.h) $(TOOL_SHARED:%=src/cli/%.h)
+EXAMPLE_CFLAGS := -Iexamples -Isrc/cli
+$(BUILD)/examples/two_moons: examples/two_moons.c $(FIGURE_SRC) $(wildcard examples/figure/*.h) $(EXAMPLE_SRC) $(EXAMPLE_HDR) $(STATIC) | $(BUILD)/examples
+	$(CC) $(ALL_CFLAGS) $(EXAMPLE_CFLAGS) -o $@ examples/two_moons.c $(FIGURE_SRC) $(EXAMPLE_SRC) $(STATIC) $(LIBS)
 
 examples: $(BUILD)/examples/two_moons
+
+# The main job end to end, with its golden numbers (tests/examples/), and
+# lockstep's run checked against it (tests/bench/bench.mk builds lockstep).
+.PHONY: test-examples
+test-examples: $(BUILD)/examples/two_moons $(BUILD)/bench/lockstep
+	sh tests/examples/test_two_moons.sh $(BUILD)/examples/two_moons $(BUILD)/bench/lockstep
 
 # The main job: the tutorial end to end with the reference configuration.
 DEMO_ARGS ?=
@@ -132,8 +146,8 @@ mpi-example: $(STATIC)
 	    echo "mpi-example: skipped: $(MPICC) not found (install Open MPI: apt-get install openmpi-bin libopenmpi-dev)"; \
 	fi
 
-$(MPI_TRAIN): examples/mpi_train.c include/nvpflow.h $(STATIC) | $(BUILD)/examples
-	$(MPICC) $(ALL_CFLAGS) -o $@ examples/mpi_train.c $(STATIC) $(LIBS)
+$(MPI_TRAIN): examples/mpi_train.c include/nvpflow.h $(EXAMPLE_SRC) $(EXAMPLE_HDR) $(STATIC) | $(BUILD)/examples
+	$(MPICC) $(ALL_CFLAGS) $(EXAMPLE_CFLAGS) -o $@ examples/mpi_train.c $(EXAMPLE_SRC) $(STATIC) $(LIBS)
 
 test-mpi: $(STATIC)
 	MAKE="$(MAKE)" sh tests/mpi/test_mpi.sh

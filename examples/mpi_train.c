@@ -48,7 +48,6 @@
  * Exit status: 0 on success, 1 when the library, MPI or the replica check
  * fails (ranks differ), 2 for a bad command line.
  */
-#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
@@ -59,6 +58,9 @@
 #include <mpi.h>
 
 #include "nvpflow.h"
+
+#include "common/messages.h"
+#include "common/options.h"
 
 #define N_DATA 2000
 #define NOISE 0.05f
@@ -107,171 +109,79 @@ static void usage(FILE *fp)
             prog);
 }
 
-static void bad_usage(const char *fmt, const char *a)
-{
-    if (g_rank != 0)
-        return; /* every rank parses the same argv: one message is enough */
-    fprintf(stderr, "%s: ", prog);
-    fprintf(stderr, fmt, a);
-    fprintf(stderr, "\nTry '%s --help'.\n", prog);
-}
-
-/* A decimal integer in [lo, hi]: digits only (no sign, no spaces). */
-static int parse_uint(const char *s, unsigned long long lo,
-                      unsigned long long hi, unsigned long long *out)
-{
-    if (!s || *s < '0' || *s > '9')
-        return -1;
-    char *end = NULL;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-/* A comma-separated list of widths, e.g. "64,64". */
-static int parse_hidden(const char *s, config *cfg)
-{
-    size_t n = 0;
-    const char *p = s;
-    if (!*s)
-        return -1;
-    for (;;) {
-        char buf[32];
-        size_t len = strcspn(p, ",");
-        if (len == 0 || len >= sizeof buf || n == NVP_MAX_HIDDEN_LAYERS)
-            return -1;
-        memcpy(buf, p, len);
-        buf[len] = '\0';
-        unsigned long long w;
-        if (parse_uint(buf, 1, NVP_MAX_WIDTH, &w) != 0)
-            return -1;
-        cfg->hidden[n++] = (size_t)w;
-        if (p[len] == '\0')
-            break;
-        p += len + 1;
-    }
-    cfg->n_hidden = n;
-    return 0;
-}
-
 /* Returns 0 to run, 1 when --help was printed, 2 on a bad command line. */
+enum {
+    O_HELP = 'h',
+    O_STEPS = 256, O_BATCH, O_HIDDEN, O_LAYERS, O_LR, O_SEED, O_THREADS,
+    O_SAVE, O_CHECK_SINGLE
+};
+
+static const struct option LONG_OPTS[] = {
+    {"steps", required_argument, NULL, O_STEPS},
+    {"batch", required_argument, NULL, O_BATCH},
+    {"hidden", required_argument, NULL, O_HIDDEN},
+    {"layers", required_argument, NULL, O_LAYERS},
+    {"lr", required_argument, NULL, O_LR},
+    {"seed", required_argument, NULL, O_SEED},
+    {"threads", required_argument, NULL, O_THREADS},
+    {"save", required_argument, NULL, O_SAVE},
+    {"check-single", no_argument, NULL, O_CHECK_SINGLE},
+    {"help", no_argument, NULL, O_HELP},
+    {NULL, 0, NULL, 0},
+};
+
 static int parse_args(int argc, char **argv, config *cfg)
 {
-    cfg->steps = 1000;
-    cfg->lr = 1e-4; /* the tutorial's reference step size */
-    cfg->batch = 100;
-    cfg->hidden[0] = 64;
-    cfg->hidden[1] = 64;
-    cfg->n_hidden = 2;
-    cfg->layers = 4;
-    cfg->seed = 0;
-    cfg->threads = 1; /* ranks share the cores: one thread each */
-    cfg->save_path = NULL;
-    cfg->check_single = 0;
-
-    static const char *const with_value[] = {
-        "--steps", "--batch", "--hidden", "--layers",
-        "--lr",    "--seed",  "--threads", "--save",
-    };
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+    *cfg = (config){.steps = 1000,
+                    .lr = 1e-4, /* the tutorial's reference step size */
+                    .batch = 100,
+                    .hidden = {64, 64},
+                    .n_hidden = 2,
+                    .layers = 4,
+                    .seed = 0,
+                    .threads = 1, /* ranks share the cores: one each */
+                    .save_path = NULL,
+                    .check_single = 0};
+    opts o;
+    opts_init(&o, argc, argv, "h", LONG_OPTS);
+    const char *v;
+    int id, bad = 0;
+    uint64_t u = 0;
+    while (!bad && (id = ex_next_option(&o, &v)) != OPTS_END) {
+        switch (id) {
+        case O_HELP:
             if (g_rank == 0)
                 usage(stdout);
             return 1;
-        }
-        if (strcmp(arg, "--check-single") == 0) {
-            cfg->check_single = 1;
-            continue;
-        }
-        if (strncmp(arg, "--", 2) != 0) {
-            bad_usage("unexpected argument '%s'", arg);
-            return 2;
-        }
-        const char *eq = strchr(arg, '=');
-        size_t name_len = eq ? (size_t)(eq - arg) : strlen(arg);
-        const char *name = NULL;
-        for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++)
-            if (strlen(with_value[k]) == name_len &&
-                strncmp(arg, with_value[k], name_len) == 0)
-                name = with_value[k];
-        if (!name) {
-            bad_usage("unknown option '%s'", arg);
-            return 2;
-        }
-        const char *val;
-        if (eq) {
-            val = eq + 1;
-        } else if (i + 1 < argc) {
-            val = argv[++i];
-        } else {
-            bad_usage("option '%s' needs a value", name);
-            return 2;
-        }
-        unsigned long long u;
-        if (strcmp(name, "--steps") == 0) {
-            if (parse_uint(val, 0, MAX_STEPS, &u) != 0) {
-                bad_usage("--steps: '%s' is not a whole number from 0 to "
-                          "1000000000", val);
-                return 2;
-            }
+        case O_CHECK_SINGLE: cfg->check_single = 1; break;
+        case O_STEPS:
+            bad = ex_opt_uint(o.name, v, 0, MAX_STEPS, &u);
             cfg->steps = (unsigned long)u;
-        } else if (strcmp(name, "--batch") == 0) {
-            if (parse_uint(val, 1, MAX_BATCH, &u) != 0) {
-                bad_usage("--batch: '%s' is not a whole number from 1 to "
-                          "1000000", val);
-                return 2;
-            }
+            break;
+        case O_BATCH:
+            bad = ex_opt_uint(o.name, v, 1, MAX_BATCH, &u);
             cfg->batch = (size_t)u;
-        } else if (strcmp(name, "--hidden") == 0) {
-            if (parse_hidden(val, cfg) != 0) {
-                bad_usage("--hidden: '%s' is not a comma-separated list of "
-                          "widths (e.g. 64,64)", val);
-                return 2;
-            }
-        } else if (strcmp(name, "--layers") == 0) {
-            if (parse_uint(val, 1, NVP_MAX_LAYERS, &u) != 0) {
-                bad_usage("--layers: '%s' is not a whole number from 1 to "
-                          "4096", val);
-                return 2;
-            }
+            break;
+        case O_HIDDEN:
+            bad = ex_opt_widths(o.name, v, "e.g. 64,64", cfg->hidden,
+                                &cfg->n_hidden);
+            break;
+        case O_LAYERS:
+            bad = ex_opt_uint(o.name, v, 1, NVP_MAX_LAYERS, &u);
             cfg->layers = (size_t)u;
-        } else if (strcmp(name, "--lr") == 0) {
-            char *end = NULL;
-            errno = 0;
-            double v = strtod(val, &end);
-            if (!*val || *end != '\0' || errno != 0 || !isfinite(v) ||
-                !(v > 0.0) || !((float)v > 0.0f) || !isfinite((float)v)) {
-                bad_usage("--lr: '%s' is not a positive finite number", val);
-                return 2;
-            }
-            cfg->lr = v;
-        } else if (strcmp(name, "--seed") == 0) {
-            if (parse_uint(val, 0, UINT64_MAX, &u) != 0) {
-                bad_usage("--seed: '%s' is not a whole number from 0 to "
-                          "2^64-1", val);
-                return 2;
-            }
-            cfg->seed = (uint64_t)u;
-        } else if (strcmp(name, "--threads") == 0) {
-            if (parse_uint(val, 0, NVP_MAX_THREADS, &u) != 0) {
-                bad_usage("--threads: '%s' is not a whole number from 0 to "
-                          "1024", val);
-                return 2;
-            }
+            break;
+        case O_LR: bad = ex_opt_step_size(o.name, v, &cfg->lr); break;
+        case O_SEED: bad = ex_opt_uint(o.name, v, 0, UINT64_MAX, &cfg->seed);
+            break;
+        case O_THREADS:
+            bad = ex_opt_uint(o.name, v, 0, NVP_MAX_THREADS, &u);
             cfg->threads = (size_t)u;
-        } else if (strcmp(name, "--save") == 0) {
-            if (!*val) {
-                bad_usage("--save: the path is empty%s", "");
-                return 2;
-            }
-            cfg->save_path = val;
+            break;
+        case O_SAVE: bad = ex_opt_path(o.name, v, &cfg->save_path); break;
+        default: bad = 1; break; /* EX_OPT_ERROR, said already */
         }
     }
-    return 0;
+    return bad ? 2 : 0;
 }
 
 /* -------------------------------------------------------------- helpers */
@@ -439,6 +349,9 @@ int main(int argc, char **argv)
     int size = 1;
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
+    /* Every rank reads the same command line: rank 0 alone says what is
+     * wrong with it. */
+    ex_init(prog, g_rank == 0);
 
     config cfg;
     int pr = parse_args(argc, argv, &cfg);

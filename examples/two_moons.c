@@ -25,21 +25,19 @@
  * 2 for a bad command line, 3 when training stopped early because step
  * after step was refused (the model is still evaluated and drawn).
  */
-#include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "nvpflow.h"
 
-#include "animation.h"
-#include "colormap.h"
-#include "svg_figure.h"
+#include "common/messages.h"
+#include "common/options.h"
+#include "common/outputs.h"
+#include "common/progress.h"
+#include "figure/flow_figure.h"
+#include "numparse.h"
 
 /* Fixed parts of the reference configuration. */
 #define N_DATA 2000        /* training points, and held-out points */
@@ -55,7 +53,7 @@
  * refusals in a row end the training, and the model as it stands is
  * evaluated and drawn. */
 #define MAX_REFUSED_IN_A_ROW 100
-#define EXIT_STOPPED 3
+#define EXIT_STOPPED 3 /* besides EX_OK, EX_FAILED and EX_USAGE */
 #define MAX_STEPS 1000000000UL
 #define MAX_BATCH 1000000UL
 #define MAX_FIGURE_LAYERS 64 /* beyond this the figure is unreadable */
@@ -88,8 +86,6 @@ typedef struct config {
     int quiet;
 } config;
 
-static const char *prog = "two_moons";
-
 static void usage(FILE *fp)
 {
     fprintf(fp,
@@ -119,67 +115,268 @@ static void usage(FILE *fp)
             "The last line on stdout is heldout_nll=<nats per point>.\n"
             "Exit status 3: training stopped after %d refused steps in a "
             "row\n(the model is still evaluated and drawn).\n",
-            prog, MAX_FIGURE_LAYERS, MAX_REFUSED_IN_A_ROW);
+            ex_program(), MAX_FIGURE_LAYERS, MAX_REFUSED_IN_A_ROW);
 }
 
-static void bad_usage(const char *fmt, const char *a, const char *b)
-{
-    fprintf(stderr, "%s: ", prog);
-    fprintf(stderr, fmt, a, b);
-    fprintf(stderr, "\nTry '%s --help'.\n", prog);
-}
+/* ------------------------------------------------------------ options */
 
-/* A decimal integer in [lo, hi]: digits only (no sign, no spaces). */
-static int parse_uint(const char *s, unsigned long long lo,
-                      unsigned long long hi, unsigned long long *out)
-{
-    if (!s || *s < '0' || *s > '9')
-        return -1;
-    char *end = NULL;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
+enum {
+    O_HELP = 'h', O_QUIET = 'q',
+    O_STEPS = 256, O_LR, O_EMA, O_CLIP, O_BATCH, O_HIDDEN, O_LAYERS, O_SEED,
+    O_SVG, O_GIF
+};
 
-/* A whole string that strtod reads as a number within range: 0, else -1. */
-static int parse_double(const char *s, double *out)
-{
-    char *end = NULL;
-    errno = 0;
-    const double v = strtod(s, &end);
-    if (!*s || *end != '\0' || errno != 0)
-        return -1;
-    *out = v;
-    return 0;
-}
+static const struct option LONG_OPTS[] = {
+    {"steps", required_argument, NULL, O_STEPS},
+    {"lr", required_argument, NULL, O_LR},
+    {"ema", required_argument, NULL, O_EMA},
+    {"clip", required_argument, NULL, O_CLIP},
+    {"batch", required_argument, NULL, O_BATCH},
+    {"hidden", required_argument, NULL, O_HIDDEN},
+    {"layers", required_argument, NULL, O_LAYERS},
+    {"seed", required_argument, NULL, O_SEED},
+    {"svg", required_argument, NULL, O_SVG},
+    {"gif", required_argument, NULL, O_GIF},
+    {"quiet", no_argument, NULL, O_QUIET},
+    {"help", no_argument, NULL, O_HELP},
+    {NULL, 0, NULL, 0},
+};
 
-/* A comma-separated list of widths, e.g. "512,512". */
-static int parse_hidden(const char *s, config *cfg)
+/* Returns 0 to run, 1 when --help was printed, 2 on a bad command line. */
+static int parse_args(int argc, char **argv, config *cfg)
 {
-    size_t n = 0;
-    const char *p = s;
-    if (!*s)
-        return -1;
-    for (;;) {
-        char buf[32];
-        size_t len = strcspn(p, ",");
-        if (len == 0 || len >= sizeof buf || n == NVP_MAX_HIDDEN_LAYERS)
-            return -1;
-        memcpy(buf, p, len);
-        buf[len] = '\0';
-        unsigned long long w;
-        if (parse_uint(buf, 1, NVP_MAX_WIDTH, &w) != 0)
-            return -1;
-        cfg->hidden[n++] = (size_t)w;
-        if (p[len] == '\0')
+    *cfg = (config){.steps = 10000,
+                    .lr = 1e-4,
+                    .ema = 0.999,
+                    .clip = DEFAULT_CLIP,
+                    .batch = 100,
+                    .hidden = {512, 512},
+                    .n_hidden = 2,
+                    .layers = 4,
+                    .seed = 0,
+                    .svg_path = "two_moons.svg",
+                    .gif_path = "two_moons.gif",
+                    .quiet = 0};
+    opts o;
+    opts_init(&o, argc, argv, "hq", LONG_OPTS);
+    const char *v;
+    int id, bad = 0;
+    uint64_t u = 0;
+    while (!bad && (id = ex_next_option(&o, &v)) != OPTS_END) {
+        switch (id) {
+        case O_HELP:
+            usage(stdout);
+            return 1;
+        case O_QUIET: cfg->quiet = 1; break;
+        case O_STEPS:
+            bad = ex_opt_uint(o.name, v, 0, MAX_STEPS, &u);
+            cfg->steps = (unsigned long)u;
             break;
-        p += len + 1;
+        case O_LR: bad = ex_opt_step_size(o.name, v, &cfg->lr); break;
+        case O_EMA: bad = ex_opt_decay(o.name, v, &cfg->ema); break;
+        case O_CLIP: bad = ex_opt_limit(o.name, v, &cfg->clip); break;
+        case O_BATCH:
+            bad = ex_opt_uint(o.name, v, 1, MAX_BATCH, &u);
+            cfg->batch = (size_t)u;
+            break;
+        case O_HIDDEN:
+            bad = ex_opt_widths(o.name, v, EX_WIDTH_LIMITS ", e.g. 512,512",
+                                cfg->hidden, &cfg->n_hidden);
+            break;
+        case O_LAYERS:
+            bad = ex_opt_uint(o.name, v, 1, MAX_FIGURE_LAYERS, &u);
+            cfg->layers = (size_t)u;
+            break;
+        case O_SEED: bad = ex_opt_uint(o.name, v, 0, UINT64_MAX, &cfg->seed);
+            break;
+        case O_SVG: bad = ex_opt_path(o.name, v, &cfg->svg_path); break;
+        case O_GIF: bad = ex_opt_path(o.name, v, &cfg->gif_path); break;
+        default: bad = 1; break; /* EX_OPT_ERROR, said already */
+        }
     }
-    cfg->n_hidden = n;
-    return 0;
+    if (bad)
+        return 2;
+    const char *const names[] = {"--svg", "--gif"};
+    const char *const paths[] = {cfg->svg_path, cfg->gif_path};
+    return ex_distinct_outputs(names, paths, 2) != 0 ? 2 : 0;
+}
+
+/* ------------------------------------------------------------ pipeline */
+
+/* What the steps below build and hand on. */
+typedef struct job {
+    nvp_rng *rng;       /* the training stream: data, weights, minibatches */
+    nvp_scaler *scaler; /* fitted on the training data */
+    nvp_chain *chain;
+    nvp_adam *opt;
+    float *data;        /* N_DATA standardised training points */
+    int *labels;        /* the moon of each, for the figure */
+    float *average;     /* with --ema: room for the parameter average */
+} job;
+
+static void job_free(job *j)
+{
+    nvp_adam_free(j->opt);
+    nvp_chain_free(j->chain);
+    nvp_scaler_free(j->scaler);
+    nvp_rng_free(j->rng);
+    free(j->data);
+    free(j->labels);
+    free(j->average);
+}
+
+/* How training went. */
+typedef struct training {
+    unsigned long applied, refused, clipped;
+    unsigned long stopped_at; /* the step where training gave up, or 0 */
+    double loss;              /* mean of the last applied minibatches */
+    double seconds;
+} training;
+
+/* The held-out NLL of the model reported, and of the last iterate (NAN
+ * without --ema). */
+typedef struct evaluation {
+    double nll, last_nll;
+} evaluation;
+
+/* 1. Data: two moons, standardised; the scaler is kept for the held-out
+ *    set. */
+static int make_data(const config *cfg, job *j)
+{
+    j->data = malloc((size_t)N_DATA * 2 * sizeof *j->data);
+    j->labels = malloc((size_t)N_DATA * sizeof *j->labels);
+    if (!j->data || !j->labels)
+        return ex_error("out of memory");
+    int rc = nvp_rng_create(&j->rng, cfg->seed, NULL);
+    if (rc != NVP_OK)
+        return ex_lib_error("nvp_rng_create", rc, nvp_errmsg());
+    if ((rc = nvp_two_moons(j->rng, N_DATA, NOISE, j->data, j->labels)) !=
+        NVP_OK)
+        return ex_lib_error("nvp_two_moons", rc, nvp_rng_errmsg(j->rng));
+    if ((rc = nvp_scaler_create(&j->scaler, 2, NULL)) != NVP_OK)
+        return ex_lib_error("nvp_scaler_create", rc, nvp_errmsg());
+    if ((rc = nvp_scaler_fit(j->scaler, N_DATA, j->data)) != NVP_OK ||
+        (rc = nvp_scaler_transform(j->scaler, N_DATA, j->data, j->data)) !=
+            NVP_OK)
+        return ex_lib_error("standardising the data", rc,
+                            nvp_scaler_errmsg(j->scaler));
+    return EX_OK;
+}
+
+/* 2. The flow: alternating half-split couplings, each with its own
+ *    initial parameters from the seeded generator; Adam with clipping
+ *    and the parameter average. */
+static int make_flow(const config *cfg, job *j)
+{
+    int rc = nvp_chain_create_alternating(&j->chain, 2, cfg->layers,
+                                          cfg->n_hidden, cfg->hidden, 0,
+                                          j->rng, NULL);
+    if (rc != NVP_OK)
+        return ex_lib_error("nvp_chain_create_alternating", rc,
+                            nvp_errmsg());
+    const size_t n_params = nvp_chain_num_params(j->chain);
+    if ((rc = nvp_adam_create(&j->opt, n_params, NULL)) != NVP_OK ||
+        (rc = nvp_adam_set_lr(j->opt, (float)cfg->lr)) != NVP_OK)
+        return ex_lib_error("setting up Adam", rc,
+                            j->opt ? nvp_adam_errmsg(j->opt) : nvp_errmsg());
+    if (cfg->clip > 0.0 &&
+        (rc = nvp_adam_set_clip_norm(j->opt, (float)cfg->clip)) != NVP_OK)
+        return ex_lib_error("nvp_adam_set_clip_norm", rc,
+                            nvp_adam_errmsg(j->opt));
+    /* Polyak averaging: the last iterate of Adam at a fixed step size
+     * jitters around the optimum; the average does not.  The optimizer
+     * keeps the average, starting at the initial parameters, and updates
+     * it in the same pass as the parameters. */
+    if (cfg->ema > 0.0) {
+        j->average = malloc(n_params * sizeof *j->average);
+        if (!j->average)
+            return ex_error("out of memory");
+        nvp_chain_get_params(j->chain, j->average, n_params);
+        if ((rc = nvp_adam_set_average(j->opt, (float)cfg->ema, j->average,
+                                       n_params)) != NVP_OK)
+            return ex_lib_error("nvp_adam_set_average", rc,
+                                nvp_adam_errmsg(j->opt));
+    }
+    char hidden[256];
+    num_format_list(hidden, sizeof hidden, cfg->hidden, cfg->n_hidden);
+    printf("%s: nvpflow %s; %d points (noise %g), %zu layers, hidden %s "
+           "(%zu parameters), Adam lr %g, clip %g, batch %zu, %lu steps, "
+           "seed %llu\n",
+           ex_program(), nvp_version_string(), N_DATA, (double)NOISE,
+           cfg->layers, hidden, n_params, cfg->lr, cfg->clip, cfg->batch,
+           cfg->steps, (unsigned long long)cfg->seed);
+    fflush(stdout);
+    return EX_OK;
+}
+
+/* The mean of the last LOSS_WINDOW losses of `applied` applied steps
+ * (window is a ring of LOSS_WINDOW); NaN before the first. */
+static double window_mean(const float *window, unsigned long applied)
+{
+    const size_t have = applied < LOSS_WINDOW ? applied : LOSS_WINDOW;
+    double sum = 0.0;
+    for (size_t i = 0; i < have; i++)
+        sum += window[i];
+    return have ? sum / (double)have : NAN;
+}
+
+/* 3. Training, with the progress line; a refused step is skipped. */
+static int train(const config *cfg, job *j, training *t)
+{
+    float window[LOSS_WINDOW];
+    *t = (training){0};
+    unsigned long refused_in_a_row = 0;
+    ex_progress bar;
+    ex_progress_init(&bar, !cfg->quiet && cfg->steps > 0, cfg->steps);
+    const double t_start = ex_now();
+    for (unsigned long step = 1; step <= cfg->steps; step++) {
+        float loss = NAN;
+        int rc = nvp_chain_train_step(j->chain, j->opt, j->rng, N_DATA,
+                                      j->data, cfg->batch, &loss);
+        if (rc == NVP_ENONFINITE) {
+            if (t->refused++ == 0) {
+                /* Say it once, on its own line; the total comes at the
+                 * end. */
+                ex_progress_end(&bar);
+                ex_error("step %lu refused and skipped: %s", step,
+                         nvp_chain_errmsg(j->chain));
+            }
+            /* The library changed nothing, so the parameters are those of
+             * the last applied step.  When step after step is refused they
+             * give a non-finite loss on nearly every minibatch and training
+             * cannot go on; the model as it stands (its parameter average
+             * above all) is still evaluated and drawn. */
+            if (++refused_in_a_row >= MAX_REFUSED_IN_A_ROW) {
+                t->stopped_at = step;
+                ex_progress_end(&bar);
+                ex_warn("steps %lu to %lu were all refused; training stops "
+                        "here",
+                        step - MAX_REFUSED_IN_A_ROW + 1, step);
+                break;
+            }
+            continue;
+        }
+        if (rc != NVP_OK) {
+            ex_progress_end(&bar);
+            char what[64];
+            snprintf(what, sizeof what, "training step %lu", step);
+            return ex_lib_error(what, rc, nvp_chain_errmsg(j->chain));
+        }
+        refused_in_a_row = 0;
+        t->applied++;
+        if (cfg->clip > 0.0 &&
+            nvp_adam_last_grad_norm(j->opt) > (float)cfg->clip)
+            t->clipped++;
+        window[(t->applied - 1) % LOSS_WINDOW] = loss;
+        if (step == cfg->steps || ex_progress_due(&bar))
+            ex_progress_draw(&bar, step, cfg->steps,
+                             window_mean(window, t->applied));
+    }
+    t->seconds = ex_now() - t_start;
+    /* Again here: a refused last step skipped the update above. */
+    t->loss = window_mean(window, t->applied);
+    ex_progress_end(&bar);
+    return EX_OK;
 }
 
 /* Mean negative log-likelihood of the N_DATA points of test, in nats per
@@ -197,690 +394,186 @@ static int heldout_nll(const nvp_chain *chain, const float *test, float *lp,
     return NVP_OK;
 }
 
-/* The mean of the last LOSS_WINDOW losses of `applied` applied steps
- * (window is a ring of LOSS_WINDOW); NaN before the first. */
-static double window_mean(const float *window, unsigned long applied)
+/* 4. Held-out NLL: a fresh draw from another seed, standardised with the
+ *    training scaler, in nats per point.  With --ema the last iterate is
+ *    scored too, then the average becomes the model. */
+static int evaluate(const config *cfg, job *j, evaluation *e)
 {
-    const size_t have = applied < LOSS_WINDOW ? applied : LOSS_WINDOW;
-    double sum = 0.0;
-    for (size_t i = 0; i < have; i++)
-        sum += window[i];
-    return have ? sum / (double)have : NAN;
-}
-
-/* Returns 0 to run, 1 when --help was printed, 2 on a bad command line. */
-/* Whether two paths name one file, also when spelt differently
- * ("out.svg", "./out.svg", a link): the same file when both exist, else
- * the same name in the same directory. */
-static int same_file(const char *a, const char *b)
-{
-    struct stat sa, sb;
-    if (strcmp(a, b) == 0)
-        return 1;
-    if (stat(a, &sa) == 0 && stat(b, &sb) == 0)
-        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-    const char *na = strrchr(a, '/'), *nb = strrchr(b, '/');
-    const char *base_a = na ? na + 1 : a, *base_b = nb ? nb + 1 : b;
-    if (strcmp(base_a, base_b) != 0)
-        return 0;
-    char da[4096], db[4096];
-    snprintf(da, sizeof da, "%.*s", na ? (int)(na - a) + 1 : 1, na ? a : ".");
-    snprintf(db, sizeof db, "%.*s", nb ? (int)(nb - b) + 1 : 1, nb ? b : ".");
-    return stat(da, &sa) == 0 && stat(db, &sb) == 0 &&
-           sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-}
-
-static int parse_args(int argc, char **argv, config *cfg)
-{
-    cfg->steps = 10000;
-    cfg->lr = 1e-4;
-    cfg->ema = 0.999;
-    cfg->clip = DEFAULT_CLIP;
-    cfg->batch = 100;
-    cfg->hidden[0] = 512;
-    cfg->hidden[1] = 512;
-    cfg->n_hidden = 2;
-    cfg->layers = 4;
-    cfg->seed = 0;
-    cfg->svg_path = "two_moons.svg";
-    cfg->gif_path = "two_moons.gif";
-    cfg->quiet = 0;
-
-    static const char *const with_value[] = {
-        "--steps", "--lr", "--ema", "--clip", "--batch", "--hidden",
-        "--layers", "--seed", "--svg", "--gif",
-    };
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-            usage(stdout);
-            return 1;
-        }
-        if (strcmp(arg, "--quiet") == 0 || strcmp(arg, "-q") == 0) {
-            cfg->quiet = 1;
-            continue;
-        }
-        if (strncmp(arg, "--", 2) != 0) {
-            bad_usage("unexpected argument '%s'%s", arg, "");
-            return 2;
-        }
-        /* Options with a value: "--name value" or "--name=value". */
-        const char *eq = strchr(arg, '=');
-        size_t name_len = eq ? (size_t)(eq - arg) : strlen(arg);
-        const char *name = NULL;
-        for (size_t k = 0; k < sizeof with_value / sizeof with_value[0];
-             k++)
-            if (strlen(with_value[k]) == name_len &&
-                strncmp(arg, with_value[k], name_len) == 0)
-                name = with_value[k];
-        if (!name) {
-            bad_usage("unknown option '%s'%s", arg, "");
-            return 2;
-        }
-        const char *val;
-        if (eq) {
-            val = eq + 1;
-        } else if (i + 1 < argc) {
-            val = argv[++i];
-        } else {
-            bad_usage("option '%s' needs a value%s", name, "");
-            return 2;
-        }
-        unsigned long long u;
-        if (strcmp(name, "--steps") == 0) {
-            if (parse_uint(val, 0, MAX_STEPS, &u) != 0) {
-                bad_usage("--steps: '%s' is not a whole number from 0 to "
-                          "1000000000%s", val, "");
-                return 2;
-            }
-            cfg->steps = (unsigned long)u;
-        } else if (strcmp(name, "--lr") == 0) {
-            double v = 0.0;
-            if (parse_double(val, &v) != 0 || !isfinite(v) || !(v > 0.0) ||
-                !((float)v > 0.0f) || !isfinite((float)v)) {
-                bad_usage("--lr: '%s' is not a positive finite number%s",
-                          val, "");
-                return 2;
-            }
-            cfg->lr = v;
-        } else if (strcmp(name, "--ema") == 0) {
-            double v = 0.0;
-            /* The library takes the decay as a float: 0, or inside (0, 1)
-             * after rounding (0.99999999 would round to 1, 1e-50 to 0). */
-            if (parse_double(val, &v) != 0 ||
-                !(v == 0.0 || ((float)v > 0.0f && (float)v < 1.0f))) {
-                bad_usage("--ema: '%s' is not 0 or a decay between 0 and 1 "
-                          "(exclusive, in single precision)%s",
-                          val, "");
-                return 2;
-            }
-            cfg->ema = v;
-        } else if (strcmp(name, "--clip") == 0) {
-            double v = 0.0;
-            /* The library takes the limit as a float: 0, or a positive
-             * finite float after rounding. */
-            if (parse_double(val, &v) != 0 ||
-                !(v == 0.0 || ((float)v > 0.0f && isfinite((float)v)))) {
-                bad_usage("--clip: '%s' is not 0 or a positive finite "
-                          "number (in single precision)%s",
-                          val, "");
-                return 2;
-            }
-            cfg->clip = v;
-        } else if (strcmp(name, "--batch") == 0) {
-            if (parse_uint(val, 1, MAX_BATCH, &u) != 0) {
-                bad_usage("--batch: '%s' is not a whole number from 1 to "
-                          "1000000%s", val, "");
-                return 2;
-            }
-            cfg->batch = (size_t)u;
-        } else if (strcmp(name, "--hidden") == 0) {
-            if (parse_hidden(val, cfg) != 0) {
-                char limits[96];
-                snprintf(limits, sizeof limits,
-                         " (1 to %d widths, each from 1 to %d, e.g. "
-                         "512,512)",
-                         NVP_MAX_HIDDEN_LAYERS, NVP_MAX_WIDTH);
-                bad_usage("--hidden: '%s' is not a comma-separated list of "
-                          "widths%s", val, limits);
-                return 2;
-            }
-        } else if (strcmp(name, "--layers") == 0) {
-            if (parse_uint(val, 1, MAX_FIGURE_LAYERS, &u) != 0) {
-                bad_usage("--layers: '%s' is not a whole number from 1 to "
-                          "64%s", val, "");
-                return 2;
-            }
-            cfg->layers = (size_t)u;
-        } else if (strcmp(name, "--seed") == 0) {
-            if (parse_uint(val, 0, UINT64_MAX, &u) != 0) {
-                bad_usage("--seed: '%s' is not a whole number from 0 to "
-                          "2^64-1%s", val, "");
-                return 2;
-            }
-            cfg->seed = (uint64_t)u;
-        } else if (strcmp(name, "--svg") == 0 || strcmp(name, "--gif") == 0) {
-            if (!*val) {
-                bad_usage("%s: the path is empty%s", name, "");
-                return 2;
-            }
-            if (name[2] == 's')
-                cfg->svg_path = val;
-            else
-                cfg->gif_path = val;
-        }
-    }
-    /* One file cannot hold both; a device such as /dev/null can take both. */
-    struct stat st;
-    if (same_file(cfg->svg_path, cfg->gif_path) &&
-        !(stat(cfg->svg_path, &st) == 0 && S_ISCHR(st.st_mode))) {
-        bad_usage("--svg '%s' and --gif '%s' name the same file",
-                  cfg->svg_path, cfg->gif_path);
-        return 2;
-    }
-    return 0;
-}
-
-/* ------------------------------------------------------------ progress */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void format_duration(double s, char *buf, size_t len)
-{
-    if (!isfinite(s) || s < 0)
-        s = 0;
-    unsigned long t = (unsigned long)(s + 0.5);
-    if (t >= 3600)
-        snprintf(buf, len, "%lu:%02lu:%02lu", t / 3600, t / 60 % 60, t % 60);
-    else
-        snprintf(buf, len, "%lu:%02lu", t / 60, t % 60);
-}
-
-typedef struct progress {
-    int enabled;
-    double start, last_draw, interval;
-    int width;       /* characters in the last line drawn */
-    int step_digits; /* width of the step counter */
-} progress;
-
-static void progress_init(progress *p, int enabled, unsigned long total)
-{
-    p->enabled = enabled;
-    p->start = now_s();
-    p->last_draw = -1e30;
-    /* About 10 updates a second on a terminal; fewer into a log file. */
-    p->interval = isatty(STDERR_FILENO) ? 0.1 : 2.0;
-    p->width = 0;
-    p->step_digits = snprintf(NULL, 0, "%lu", total);
-}
-
-/* Whether it is time to redraw (never when disabled). */
-static int progress_due(const progress *p)
-{
-    return p->enabled && now_s() - p->last_draw >= p->interval;
-}
-
-/* Redraws the line now: step of total done, the smoothed loss, the rate
- * and the time left (or, at the last step, the time taken). */
-static void progress_draw(progress *p, unsigned long step,
-                          unsigned long total, double loss)
-{
-    if (!p->enabled)
-        return;
-    const double t = now_s();
-    p->last_draw = t;
-    const double elapsed = t - p->start;
-    const double rate = elapsed > 0 ? (double)step / elapsed : 0.0;
-    /* While training: the estimated time left; at the end: the time taken. */
-    char when[32];
-    format_duration(step == total ? elapsed
-                    : rate > 0    ? (double)(total - step) / rate
-                                  : 0.0,
-                    when, sizeof when);
-    char line[160];
-    int n = snprintf(line, sizeof line,
-                     "step %*lu/%lu  loss %.4f  %.1f steps/s  %s %s",
-                     p->step_digits, step, total, loss, rate,
-                     step == total ? "took" : "ETA", when);
-    if (n < 0)
-        return;
-    /* Pad with spaces to wipe the rest of a longer previous line. */
-    fprintf(stderr, "\r%s%*s", line, p->width > n ? p->width - n : 0, "");
-    p->width = n;
-}
-
-static void progress_end(progress *p)
-{
-    if (p->enabled && p->width > 0) {
-        fputc('\n', stderr);
-        p->width = 0;
-    }
-}
-
-/* -------------------------------------------------------------- helpers */
-
-static int lib_fail(const char *what, int rc, const char *detail)
-{
-    fprintf(stderr, "%s: %s failed: %s%s%s\n", prog, what, nvp_strerror(rc),
-            detail && *detail ? ": " : "", detail ? detail : "");
-    return 1;
-}
-
-static void format_hidden(const config *cfg, char *buf, size_t len)
-{
-    size_t used = 0;
-    buf[0] = '\0';
-    for (size_t i = 0; i < cfg->n_hidden && used < len; i++) {
-        int n = snprintf(buf + used, len - used, "%s%zu", i ? "," : "",
-                         cfg->hidden[i]);
-        if (n < 0)
-            break;
-        used += (size_t)n;
-    }
-}
-
-/* Both figure files, from the trained chain.  Returns 0 or 1. */
-static int write_figures(const config *cfg, const nvp_chain *chain,
-                         const float *data, const int *labels, double nll,
-                         const anim_options *ao)
-{
-    const size_t K = nvp_chain_num_layers(chain);
-    const size_t n = N_FIGURE, G = DENSITY_GRID;
-    const size_t n_panels = K + 3;
-    int status = 1, rc;
-    char err[512];
-    nvp_rng *rng = NULL;
-    float *x0 = malloc(n * 2 * sizeof *x0);
-    float *stages = malloc((K + 1) * n * 2 * sizeof *stages);
-    unsigned *color_idx = malloc(n * sizeof *color_idx);
-    unsigned char *rgb_pos = malloc(n * 3);
-    unsigned char *rgb_data = malloc((size_t)N_DATA * 3);
-    float *grid_xy = malloc(G * G * 2 * sizeof *grid_xy);
-    float *density = malloc(G * G * sizeof *density);
-    svg_panel *panels = calloc(n_panels, sizeof *panels);
-    char (*titles)[32] = calloc(n_panels, sizeof *titles);
-    if (!x0 || !stages || !color_idx || !rgb_pos || !rgb_data || !grid_xy ||
-        !density || !panels || !titles) {
-        fprintf(stderr, "%s: out of memory for the figures\n", prog);
+    nvp_rng *eval_rng = NULL;
+    float *test = malloc((size_t)N_DATA * 2 * sizeof *test);
+    float *lp = malloc((size_t)N_DATA * sizeof *lp);
+    const size_t n_params = nvp_chain_num_params(j->chain);
+    int status = EX_FAILED, rc;
+    e->last_nll = NAN;
+    if (!test || !lp) {
+        ex_error("out of memory");
         goto done;
     }
-
-    /* The base samples and every stage of the flow. */
-    rc = nvp_rng_create(&rng, cfg->seed + FIGURE_SEED_OFFSET, NULL);
-    if (rc) {
-        lib_fail("nvp_rng_create", rc, nvp_errmsg());
+    if ((rc = nvp_rng_create(&eval_rng, cfg->seed + EVAL_SEED_OFFSET,
+                             NULL)) != NVP_OK) {
+        ex_lib_error("nvp_rng_create", rc, nvp_errmsg());
         goto done;
     }
-    rc = nvp_base_sample(nvp_chain_base(chain), rng, n, x0);
-    if (rc) {
-        lib_fail("nvp_base_sample", rc, nvp_base_errmsg(nvp_chain_base(chain)));
+    if ((rc = nvp_two_moons(eval_rng, N_DATA, NOISE, test, NULL)) != NVP_OK ||
+        (rc = nvp_scaler_transform(j->scaler, N_DATA, test, test)) !=
+            NVP_OK) {
+        ex_lib_error("drawing the held-out set", rc, nvp_errmsg());
         goto done;
     }
-    rc = nvp_chain_forward_trace(chain, n, x0, stages);
-    if (rc) {
-        lib_fail("nvp_chain_forward_trace", rc, nvp_chain_errmsg(chain));
-        goto done;
-    }
-    for (size_t i = 0; i < n; i++) {
-        color_idx[i] = cmap_position_index(stages[2 * i], stages[2 * i + 1]);
-        cmap_position_rgb(color_idx[i], rgb_pos + 3 * i);
-    }
-    /* The data, coloured by moon. */
-    static const unsigned char moon_rgb[2][3] = {{0x1f, 0x77, 0xb4},
-                                                 {0xff, 0x7f, 0x0e}};
-    for (size_t i = 0; i < N_DATA; i++)
-        memcpy(rgb_data + 3 * i, moon_rgb[labels[i] ? 1 : 0], 3);
-
-    /* The learned density on the cell centres of the heat map. */
-    const double h = ((double)AXIS_HI - AXIS_LO) / (double)G;
-    for (size_t j = 0; j < G; j++)
-        for (size_t i = 0; i < G; i++) {
-            float *cell = grid_xy + 2 * (j * G + i);
-            cell[0] = (float)(AXIS_LO + ((double)i + 0.5) * h);
-            cell[1] = (float)(AXIS_LO + ((double)j + 0.5) * h);
+    if (j->average) {
+        if ((rc = heldout_nll(j->chain, test, lp, &e->last_nll)) != NVP_OK) {
+            ex_lib_error("evaluating the last iterate", rc,
+                         nvp_chain_errmsg(j->chain));
+            goto done;
         }
-    rc = nvp_chain_log_prob(chain, G * G, grid_xy, density);
-    if (rc) {
-        lib_fail("nvp_chain_log_prob", rc, nvp_chain_errmsg(chain));
+        if ((rc = nvp_adam_get_average(j->opt, j->average, n_params)) !=
+            NVP_OK) {
+            ex_lib_error("nvp_adam_get_average", rc,
+                         nvp_adam_errmsg(j->opt));
+            goto done;
+        }
+        if ((rc = nvp_chain_set_params(j->chain, j->average, n_params)) !=
+            NVP_OK) {
+            ex_lib_error("nvp_chain_set_params", rc,
+                         nvp_chain_errmsg(j->chain));
+            goto done;
+        }
+    }
+    if ((rc = heldout_nll(j->chain, test, lp, &e->nll)) != NVP_OK) {
+        ex_lib_error("nvp_chain_log_prob", rc, nvp_chain_errmsg(j->chain));
         goto done;
     }
-    for (size_t i = 0; i < G * G; i++)
-        density[i] = expf(density[i]);
+    if (!isfinite(e->nll))
+        ex_warn("the held-out NLL is not finite");
+    status = EX_OK;
+done:
+    nvp_rng_free(eval_rng);
+    free(test);
+    free(lp);
+    return status;
+}
 
-    /* Panels: data, base, after each layer, density. */
-    panels[0] = (svg_panel){.title = "data (standardised)",
-                            .kind = SVG_PANEL_POINTS,
-                            .n = N_DATA,
-                            .xy = data,
-                            .rgb = rgb_data};
-    for (size_t k = 0; k <= K; k++) {
-        if (k == 0)
-            snprintf(titles[k + 1], sizeof titles[k + 1], "base");
-        else
-            snprintf(titles[k + 1], sizeof titles[k + 1], "after layer %zu",
-                     k);
-        panels[k + 1] = (svg_panel){.title = titles[k + 1],
-                                    .kind = SVG_PANEL_POINTS,
-                                    .n = n,
-                                    .xy = stages + k * n * 2,
-                                    .rgb = rgb_pos};
-    }
-    panels[K + 2] = (svg_panel){.title = "density",
-                                .kind = SVG_PANEL_HEATMAP,
-                                .grid = G,
-                                .values = density};
+/* 5 and 6. The figure and the animation of the model; *frames receives
+ * the animation's length. */
+static int draw(const config *cfg, const job *j, double nll,
+                unsigned long *frames)
+{
     char hidden[256], caption[512];
-    format_hidden(cfg, hidden, sizeof hidden);
+    num_format_list(hidden, sizeof hidden, cfg->hidden, cfg->n_hidden);
     snprintf(caption, sizeof caption,
              "Real NVP on two moons: %zu coupling layers, hidden %s, "
              "%lu steps of Adam (lr %g, batch %zu), seed %llu; "
              "held-out NLL %.4f nats/point",
-             K, hidden, cfg->steps, cfg->lr, cfg->batch,
-             (unsigned long long)cfg->seed, nll);
-    svg_figure_options so = {AXIS_LO, AXIS_HI, 200,
-                             n_panels <= 8 ? (unsigned)n_panels : 6,
-                             caption};
-    if (svg_write_figure(cfg->svg_path, &so, panels, n_panels, err,
-                         sizeof err) != 0) {
-        fprintf(stderr, "%s: figure: %s\n", prog, err);
-        goto done;
-    }
+             nvp_chain_num_layers(j->chain), hidden, cfg->steps, cfg->lr,
+             cfg->batch, (unsigned long long)cfg->seed, nll);
+    flow_figure f = {.chain = j->chain,
+                     .n_data = N_DATA,
+                     .data = j->data,
+                     .labels = j->labels,
+                     .n_samples = N_FIGURE,
+                     .seed = cfg->seed + FIGURE_SEED_OFFSET,
+                     .grid = DENSITY_GRID,
+                     .caption = caption,
+                     .svg_path = cfg->svg_path,
+                     .gif_path = cfg->gif_path,
+                     .animation = anim_default_options()};
+    f.animation.lo = AXIS_LO;
+    f.animation.hi = AXIS_HI;
+    *frames = cfg->layers * f.animation.frames_per_layer + 1;
+    return flow_figure_write(&f);
+}
 
-    if (anim_write_gif(cfg->gif_path, ao, K, n, stages, color_idx, err,
-                       sizeof err) != 0) {
-        fprintf(stderr, "%s: animation: %s\n", prog, err);
-        goto done;
+/* The summary on stdout; its last line is heldout_nll=<value>. */
+static void report(const config *cfg, const training *t,
+                   const evaluation *e, unsigned long frames, double fig_s)
+{
+    const char *prog = ex_program();
+    if (cfg->steps > 0) {
+        const unsigned long ran = t->stopped_at ? t->stopped_at : cfg->steps;
+        printf("%s: ran %lu steps (%lu applied) in %.1f s (%.1f steps/s), "
+               "final loss %.4f (mean of the last %zu applied minibatches)\n",
+               prog, ran, t->applied, t->seconds,
+               t->seconds > 0 ? (double)ran / t->seconds : 0.0, t->loss,
+               (size_t)(t->applied < LOSS_WINDOW ? t->applied : LOSS_WINDOW));
+        if (t->stopped_at) {
+            printf("%s: training stopped at step %lu of %lu: the last %d "
+                   "steps were all refused (non-finite loss or gradient); "
+                   "the last iterate is that of step %lu, the last one "
+                   "applied\n",
+                   prog, t->stopped_at, cfg->steps, MAX_REFUSED_IN_A_ROW,
+                   t->stopped_at - MAX_REFUSED_IN_A_ROW);
+            if (cfg->ema > 0.0)
+                /* After k steps the initial parameters still weigh
+                 * decay^k in the average. */
+                printf("%s: the parameter average covers those %lu applied "
+                       "steps; the initial parameters still weigh %.1f%% in "
+                       "it\n",
+                       prog, t->applied,
+                       100.0 * pow(cfg->ema, (double)t->applied));
+        }
+        if (cfg->clip > 0.0)
+            printf("%s: %lu of the %lu applied steps had their gradient "
+                   "clipped to norm %g\n",
+                   prog, t->clipped, t->applied, cfg->clip);
+        if (t->refused > 0)
+            printf("%s: %lu of the %lu steps were refused by the library "
+                   "(non-finite or overflowing gradient) and skipped\n",
+                   prog, t->refused, ran);
+    } else {
+        printf("%s: no training steps (untrained model)\n", prog);
     }
-    status = 0;
-done:
-    nvp_rng_free(rng);
-    free(x0);
-    free(stages);
-    free(color_idx);
-    free(rgb_pos);
-    free(rgb_data);
-    free(grid_xy);
-    free(density);
-    free(panels);
-    free(titles);
-    return status;
+    printf("%s: wrote %s (figure) and %s (animation, %lu frames) "
+           "in %.1f s\n",
+           prog, cfg->svg_path, cfg->gif_path, frames, fig_s);
+    printf("%s: held-out NLL over %d fresh points (seed %llu), "
+           "standardised space\n",
+           prog, N_DATA, (unsigned long long)(cfg->seed + EVAL_SEED_OFFSET));
+    if (cfg->ema > 0.0)
+        printf("%s: held-out NLL of the last iterate %.4f; of the parameter "
+               "average (decay %g), reported below, %.4f\n",
+               prog, e->last_nll, cfg->ema, e->nll);
+    printf("heldout_nll=%.4f\n", e->nll);
 }
 
 /* ----------------------------------------------------------------- main */
 
 int main(int argc, char **argv)
 {
+    ex_init("two_moons", 1);
     config cfg;
-    int status = parse_args(argc, argv, &cfg);
-    if (status == 1)
-        return 0;
-    if (status != 0)
-        return 2;
-    if (nvp_version_number() != NVP_VERSION_NUMBER)
-        fprintf(stderr, "%s: warning: built against nvpflow %s, running %s\n",
-                prog, NVP_VERSION_STRING, nvp_version_string());
+    const int parsed = parse_args(argc, argv, &cfg);
+    if (parsed != 0)
+        return parsed == 1 ? EX_OK : EX_USAGE;
+    ex_check_version();
 
-    status = 1;
-    int rc;
-    nvp_rng *rng = NULL, *eval_rng = NULL;
-    nvp_scaler *scaler = NULL;
-    nvp_chain *chain = NULL;
-    nvp_adam *opt = NULL;
-    float *data = malloc((size_t)N_DATA * 2 * sizeof *data);
-    float *test = malloc((size_t)N_DATA * 2 * sizeof *test);
-    float *lp = malloc((size_t)N_DATA * sizeof *lp);
-    float *average = NULL;
-    int *labels = malloc((size_t)N_DATA * sizeof *labels);
-    if (!data || !test || !lp || !labels) {
-        fprintf(stderr, "%s: out of memory\n", prog);
-        goto cleanup;
-    }
+    /* A long run must not end on a directory that is not there. */
+    const char *const outputs[] = {cfg.svg_path, cfg.gif_path};
+    if (ex_writable_outputs(outputs, 2) != EX_OK)
+        return EX_FAILED;
 
-    /* 1. Data: two moons, standardised; the scaler is kept for the
-     *    held-out set. */
-    if ((rc = nvp_rng_create(&rng, cfg.seed, NULL)) != NVP_OK) {
-        status = lib_fail("nvp_rng_create", rc, nvp_errmsg());
-        goto cleanup;
+    job j = {0};
+    training t;
+    evaluation e;
+    unsigned long frames = 0;
+    double fig_s = 0.0;
+    int status = make_data(&cfg, &j);           /* 1. data */
+    if (status == EX_OK)
+        status = make_flow(&cfg, &j);           /* 2. flow and optimizer */
+    if (status == EX_OK)
+        status = train(&cfg, &j, &t);           /* 3. training */
+    if (status == EX_OK)
+        status = evaluate(&cfg, &j, &e);        /* 4. held-out NLL */
+    if (status == EX_OK) {
+        const double t0 = ex_now();             /* 5-6. figure, animation */
+        status = draw(&cfg, &j, e.nll, &frames);
+        fig_s = ex_now() - t0;
     }
-    if ((rc = nvp_two_moons(rng, N_DATA, NOISE, data, labels)) != NVP_OK) {
-        status = lib_fail("nvp_two_moons", rc, nvp_rng_errmsg(rng));
-        goto cleanup;
+    if (status == EX_OK) {
+        report(&cfg, &t, &e, frames, fig_s);
+        /* A run whose training could not go on still reports its model,
+         * but says so in its exit status too. */
+        status = t.stopped_at ? EXIT_STOPPED : EX_OK;
     }
-    if ((rc = nvp_scaler_create(&scaler, 2, NULL)) != NVP_OK) {
-        status = lib_fail("nvp_scaler_create", rc, nvp_errmsg());
-        goto cleanup;
-    }
-    if ((rc = nvp_scaler_fit(scaler, N_DATA, data)) != NVP_OK ||
-        (rc = nvp_scaler_transform(scaler, N_DATA, data, data)) != NVP_OK) {
-        status = lib_fail("standardising the data", rc,
-                          nvp_scaler_errmsg(scaler));
-        goto cleanup;
-    }
-
-    /* 2. The flow: alternating half-split couplings, each with its own
-     *    initial parameters from the seeded generator. */
-    rc = nvp_chain_create_alternating(&chain, 2, cfg.layers, cfg.n_hidden,
-                                      cfg.hidden, 0, rng, NULL);
-    if (rc != NVP_OK) {
-        status = lib_fail("nvp_chain_create_alternating", rc, nvp_errmsg());
-        goto cleanup;
-    }
-    if ((rc = nvp_adam_create(&opt, nvp_chain_num_params(chain), NULL)) !=
-            NVP_OK ||
-        (rc = nvp_adam_set_lr(opt, (float)cfg.lr)) != NVP_OK) {
-        status = lib_fail("setting up Adam", rc,
-                          opt ? nvp_adam_errmsg(opt) : nvp_errmsg());
-        goto cleanup;
-    }
-    if (cfg.clip > 0.0 &&
-        (rc = nvp_adam_set_clip_norm(opt, (float)cfg.clip)) != NVP_OK) {
-        status = lib_fail("nvp_adam_set_clip_norm", rc, nvp_adam_errmsg(opt));
-        goto cleanup;
-    }
-    /* Polyak averaging: the last iterate of Adam at a fixed step size
-     * jitters around the optimum; the average does not.  The optimizer
-     * keeps the average, starting at the initial parameters, and updates
-     * it in the same pass as the parameters. */
-    const size_t n_params = nvp_chain_num_params(chain);
-    if (cfg.ema > 0.0) {
-        average = malloc(n_params * sizeof *average);
-        if (!average) {
-            fprintf(stderr, "%s: out of memory\n", prog);
-            goto cleanup;
-        }
-        nvp_chain_get_params(chain, average, n_params);
-        if ((rc = nvp_adam_set_average(opt, (float)cfg.ema, average,
-                                       n_params)) != NVP_OK) {
-            status = lib_fail("nvp_adam_set_average", rc,
-                              nvp_adam_errmsg(opt));
-            goto cleanup;
-        }
-    }
-    char hidden[256];
-    format_hidden(&cfg, hidden, sizeof hidden);
-    printf("%s: nvpflow %s; %d points (noise %g), %zu layers, hidden %s "
-           "(%zu parameters), Adam lr %g, clip %g, batch %zu, %lu steps, "
-           "seed %llu\n",
-           prog, nvp_version_string(), N_DATA, (double)NOISE, cfg.layers,
-           hidden, nvp_chain_num_params(chain), cfg.lr, cfg.clip, cfg.batch,
-           cfg.steps,
-           (unsigned long long)cfg.seed);
-    fflush(stdout);
-
-    /* 3. Training. */
-    float window[LOSS_WINDOW];
-    double smoothed = NAN;
-    unsigned long applied = 0, refused = 0, refused_in_a_row = 0, clipped = 0;
-    unsigned long stopped_at = 0; /* the step where training gave up */
-    progress prog_line;
-    progress_init(&prog_line, !cfg.quiet && cfg.steps > 0, cfg.steps);
-    const double t_start = now_s();
-    for (unsigned long step = 1; step <= cfg.steps; step++) {
-        float loss = NAN;
-        rc = nvp_chain_train_step(chain, opt, rng, N_DATA, data, cfg.batch,
-                                  &loss);
-        if (rc == NVP_ENONFINITE) {
-            if (refused++ == 0) {
-                /* Say it once, on its own line; the total comes at the
-                 * end. */
-                progress_end(&prog_line);
-                fprintf(stderr, "%s: step %lu refused and skipped: %s\n",
-                        prog, step, nvp_chain_errmsg(chain));
-            }
-            /* The library changed nothing, so the parameters are those of
-             * the last applied step.  When step after step is refused they
-             * give a non-finite loss on nearly every minibatch and training
-             * cannot go on; the model as it stands (its parameter average
-             * above all) is still evaluated and drawn. */
-            if (++refused_in_a_row >= MAX_REFUSED_IN_A_ROW) {
-                stopped_at = step;
-                progress_end(&prog_line);
-                fprintf(stderr, "%s: warning: steps %lu to %lu were all "
-                        "refused; training stops here\n",
-                        prog, step - MAX_REFUSED_IN_A_ROW + 1, step);
-                break;
-            }
-            continue;
-        }
-        if (rc != NVP_OK) {
-            progress_end(&prog_line);
-            char what[64];
-            snprintf(what, sizeof what, "training step %lu", step);
-            status = lib_fail(what, rc, nvp_chain_errmsg(chain));
-            goto cleanup;
-        }
-        refused_in_a_row = 0;
-        applied++;
-        if (cfg.clip > 0.0 && nvp_adam_last_grad_norm(opt) > (float)cfg.clip)
-            clipped++;
-        window[(applied - 1) % LOSS_WINDOW] = loss;
-        if (step == cfg.steps || progress_due(&prog_line)) {
-            smoothed = window_mean(window, applied);
-            progress_draw(&prog_line, step, cfg.steps, smoothed);
-        }
-    }
-    const double train_s = now_s() - t_start;
-    /* Again here: a refused last step skipped the update above. */
-    smoothed = window_mean(window, applied);
-    progress_end(&prog_line);
-
-    /* 4. Held-out NLL: a fresh draw from another seed, standardised with
-     *    the training scaler, in nats per point. */
-    if ((rc = nvp_rng_create(&eval_rng, cfg.seed + EVAL_SEED_OFFSET,
-                             NULL)) != NVP_OK) {
-        status = lib_fail("nvp_rng_create", rc, nvp_errmsg());
-        goto cleanup;
-    }
-    if ((rc = nvp_two_moons(eval_rng, N_DATA, NOISE, test, NULL)) != NVP_OK ||
-        (rc = nvp_scaler_transform(scaler, N_DATA, test, test)) != NVP_OK) {
-        status = lib_fail("drawing the held-out set", rc, nvp_errmsg());
-        goto cleanup;
-    }
-    double last_nll = NAN;
-    if (average) {
-        /* Score the last iterate too, then make the average the model. */
-        if ((rc = heldout_nll(chain, test, lp, &last_nll)) != NVP_OK) {
-            status = lib_fail("evaluating the last iterate", rc,
-                              nvp_chain_errmsg(chain));
-            goto cleanup;
-        }
-        if ((rc = nvp_adam_get_average(opt, average, n_params)) != NVP_OK) {
-            status = lib_fail("nvp_adam_get_average", rc,
-                              nvp_adam_errmsg(opt));
-            goto cleanup;
-        }
-        if ((rc = nvp_chain_set_params(chain, average, n_params)) != NVP_OK) {
-            status = lib_fail("nvp_chain_set_params", rc,
-                              nvp_chain_errmsg(chain));
-            goto cleanup;
-        }
-    }
-    double nll;
-    if ((rc = heldout_nll(chain, test, lp, &nll)) != NVP_OK) {
-        status = lib_fail("nvp_chain_log_prob", rc, nvp_chain_errmsg(chain));
-        goto cleanup;
-    }
-    if (!isfinite(nll))
-        fprintf(stderr, "%s: warning: the held-out NLL is not finite\n",
-                prog);
-
-    /* 5 and 6. Figure and animation. */
-    const double t_fig = now_s();
-    anim_options ao = anim_default_options();
-    ao.lo = AXIS_LO;
-    ao.hi = AXIS_HI;
-    const unsigned long frames = cfg.layers * ao.frames_per_layer + 1;
-    if (write_figures(&cfg, chain, data, labels, nll, &ao) != 0)
-        goto cleanup;
-    const double fig_s = now_s() - t_fig;
-
-    if (cfg.steps > 0) {
-        const unsigned long ran = stopped_at ? stopped_at : cfg.steps;
-        printf("%s: ran %lu steps (%lu applied) in %.1f s (%.1f steps/s), "
-               "final loss %.4f (mean of the last %zu applied minibatches)\n",
-               prog, ran, applied, train_s,
-               train_s > 0 ? (double)ran / train_s : 0.0, smoothed,
-               (size_t)(applied < LOSS_WINDOW ? applied : LOSS_WINDOW));
-        if (stopped_at) {
-            printf("%s: training stopped at step %lu of %lu: the last %d "
-                   "steps were all refused (non-finite loss or gradient); "
-                   "the last iterate is that of step %lu, the last one "
-                   "applied\n",
-                   prog, stopped_at, cfg.steps, MAX_REFUSED_IN_A_ROW,
-                   stopped_at - MAX_REFUSED_IN_A_ROW);
-            if (average)
-                /* After k steps the initial parameters still weigh
-                 * decay^k in the average. */
-                printf("%s: the parameter average covers those %lu applied "
-                       "steps; the initial parameters still weigh %.1f%% in "
-                       "it\n",
-                       prog, applied, 100.0 * pow(cfg.ema, (double)applied));
-        }        if (cfg.clip > 0.0)
-            printf("%s: %lu of the %lu applied steps had their gradient "
-                   "clipped to norm %g\n",
-                   prog, clipped, applied, cfg.clip);
-        if (refused > 0)
-            printf("%s: %lu of the %lu steps were refused by the library "
-                   "(non-finite or overflowing gradient) and skipped\n",
-                   prog, refused, stopped_at ? stopped_at : cfg.steps);
-    } else {
-        printf("%s: no training steps (untrained model)\n", prog);
-    }
-    printf("%s: wrote %s (figure) and %s (animation, %lu frames) "
-           "in %.1f s\n",
-           prog, cfg.svg_path, cfg.gif_path, frames, fig_s);
-    printf("%s: held-out NLL over %d fresh points (seed %llu), "
-           "standardised space\n",
-           prog, N_DATA,
-           (unsigned long long)(cfg.seed + EVAL_SEED_OFFSET));
-    if (average)
-        printf("%s: held-out NLL of the last iterate %.4f; of the parameter "
-               "average (decay %g), reported below, %.4f\n",
-               prog, last_nll, cfg.ema, nll);
-    printf("heldout_nll=%.4f\n", nll);
-    /* A run whose training could not go on still reports its model, but
-     * says so in its exit status too. */
-    status = stopped_at ? EXIT_STOPPED : 0;
-
-cleanup:
-    nvp_adam_free(opt);
-    nvp_chain_free(chain);
-    nvp_scaler_free(scaler);
-    nvp_rng_free(eval_rng);
-    nvp_rng_free(rng);
-    free(data);
-    free(test);
-    free(lp);
-    free(labels);
-    free(average);
-    if (fflush(stdout) != 0 && status == 0) {
-        fprintf(stderr, "%s: error writing to stdout\n", prog);
-        status = 1;
-    }
-    return status;
+    job_free(&j);
+    return ex_finish(status);
 }

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "atomic_file.h"
+#include "outfile.h"
 
 #define LZW_MAX_BITS 12
 #define LZW_LIMIT 4095 /* clear once this code would be assigned (as giflib) */
@@ -16,7 +16,7 @@
 #define HASH_SIZE (1u << HASH_BITS) /* > 4096: the table never fills */
 
 struct gif_writer {
-    atomic_file file;
+    out_file file;
     unsigned width, height;
     unsigned min_code_size; /* LZW root code size: log2 of palette size */
     unsigned n_colors;      /* valid pixel indices are below this */
@@ -42,8 +42,8 @@ static void put_bytes(gif_writer *g, const void *p, size_t n)
     if (g->failed)
         return;
     if (fwrite(p, 1, n, g->file.fp) != n) {
-        snprintf(g->err, sizeof g->err, "error writing %s: %s", g->file.tmp,
-                 strerror(errno));
+        snprintf(g->err, sizeof g->err, "error writing %s: %s",
+                 out_name(&g->file), strerror(errno));
         g->failed = 1;
     }
 }
@@ -193,7 +193,7 @@ int gif_open(gif_writer **out, const char *path, const gif_options *opt,
         free(g);
         return -1;
     }
-    if (afile_open(&g->file, path, err, errlen) != 0) {
+    if (out_open(&g->file, path, err, errlen) != 0) {
         free(g->prev);
         free(g->work);
         free(g);
@@ -330,7 +330,7 @@ int gif_close(gif_writer *g, char *err, size_t errlen)
         gif_abort(g);
         return -1;
     }
-    int rc = afile_commit(&g->file, err, errlen);
+    int rc = out_commit(&g->file, err, errlen);
     free(g->prev);
     free(g->work);
     free(g);
@@ -341,7 +341,7 @@ void gif_abort(gif_writer *g)
 {
     if (!g)
         return;
-    afile_abort(&g->file);
+    out_abort(&g->file);
     free(g->prev);
     free(g->work);
     free(g);

@@ -15,7 +15,7 @@
  * transparent index (disposal "do not dispose"), which gives the LZW coder
  * long runs.  The decoded animation is identical to writing full frames.
  *
- * The file is written through atomic_file: it appears only when
+ * The file is written through outfile.h: it appears only when
  * gif_close() succeeds.  Functions return 0, or -1 with a message in the
  * writer (gif_error()).
  */

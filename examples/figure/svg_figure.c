@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "atomic_file.h"
+#include "outfile.h"
 #include "colormap.h"
 
 /* Space around each plot square, in px. */
@@ -200,10 +200,10 @@ int svg_write_figure(const char *path, const svg_figure_options *opt,
     const unsigned top0 = opt->caption ? CAPTION_HEIGHT : 0;
     const size_t width = cols * cell_w + 10, height = rows * cell_h + top0 + 6;
 
-    atomic_file af;
-    if (afile_open(&af, path, err, errlen) != 0)
+    out_file out;
+    if (out_open(&out, path, err, errlen) != 0)
         return -1;
-    FILE *fp = af.fp;
+    FILE *fp = out.fp;
     fprintf(fp,
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%zu\" "
@@ -243,5 +243,5 @@ int svg_write_figure(const char *path, const svg_figure_options *opt,
         fputs("</g>\n", fp);
     }
     fputs("</svg>\n", fp);
-    return afile_commit(&af, err, errlen);
+    return out_commit(&out, err, errlen);
 }

@@ -12,7 +12,7 @@
  *     density), scaled by its maximum and coloured with viridis, drawn as
  *     one path per colour level made of the horizontal runs of cells of
  *     that level (much smaller than one <rect> per cell).
- * The file is written through atomic_file (whole or not at all).
+ * The file is written through outfile.h (whole or not at all).
  */
 #ifndef FIGURE_SVG_FIGURE_H
 #define FIGURE_SVG_FIGURE_H

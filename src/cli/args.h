@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* args.h - command-line option parsing for the nvpflow commands.
+/* args.h - command-line options of the nvpflow commands: the strict
+ * getopt_long loop of opts.h and the number rules of numparse.h, with the
+ * tool's usage messages ("nvpflow CMD: ...", then "Try 'nvpflow CMD
+ * --help'.").
  *
  * Options may come before, between or after the positional arguments:
  *   --name VALUE, --name=VALUE, -x VALUE, -xVALUE, flags without a value;
@@ -12,34 +15,29 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct cli_opt {
-    const char *name; /* long name without the leading "--" */
-    char short_name;  /* the one-letter form, or 0 */
-    int has_value;    /* takes a value */
-    int id;           /* returned by args_next (>= 0) */
-} cli_opt;
+#include "opts.h"
 
-/* args_next's results besides an option id. */
+/* args_next's results besides an option's val. */
 #define ARG_END (-1)        /* no more arguments */
 #define ARG_POSITIONAL (-2) /* *value is a positional argument */
 #define ARG_ERROR (-3)      /* usage error already printed */
 
+/* Long-only options take vals from here up, clear of the letters. */
+#define ARG_LONG_ONLY 256
+
 typedef struct arg_parser {
-    const char *cmd;     /* command name for messages */
-    int argc;
-    char **argv;
-    int i;               /* next argument */
-    int only_positional; /* after "--" */
-    const char *opt;     /* the option just returned, as typed ("--lr") */
-    char opt_buf[48];
+    const char *cmd; /* command name for messages */
+    opts o;
+    const char *opt; /* the option just returned, as typed ("--lr") */
 } arg_parser;
 
-/* argv[0] is the command's own name and is skipped. */
-void args_init(arg_parser *p, const char *cmd, int argc, char **argv);
-/* The next option id (with its value in *value when it takes one), a
- * positional argument, ARG_END or ARG_ERROR.  opts ends with a zeroed
- * entry. */
-int args_next(arg_parser *p, const cli_opt *opts, const char **value);
+/* argv[0] is the command's own name and is skipped.  shortopts and
+ * longopts as for getopt_long (see opts.h). */
+void args_init(arg_parser *p, const char *cmd, int argc, char **argv,
+               const char *shortopts, const struct option *longopts);
+/* The next option's val (with its value in *value when it takes one), a
+ * positional argument, ARG_END or ARG_ERROR. */
+int args_next(arg_parser *p, const char **value);
 
 /* Value parsers: opt names the option in messages. */
 /* A decimal integer in [lo, hi] (digits only). */

@@ -18,7 +18,9 @@
 #include "args.h"
 #include "cli.h"
 #include "csv.h"
+#include "json.h"
 #include "model.h"
+#include "numparse.h"
 #include "nvpflow.h"
 #include "outfile.h"
 #include "progress.h"
@@ -84,6 +86,15 @@ void cmd_fit_help(FILE *fp)
         "weights and\n"
         "                     the batches (default 0); same seed, same model\n"
         "%s"
+        CSV_HEADER_HELP
+        "  --json             the summary as one JSON object, also with\n"
+        "                     --quiet (which then silences only the\n"
+        "                     progress); keys: model, data, rows, columns,\n"
+        "                     header, training_rows, validation_rows,\n"
+        "                     coupling_layers, hidden, parameters, clamp,\n"
+        "                     lr, batch, clip_norm, average, seed, steps,\n"
+        "                     max_steps, stop, refused_steps, best_step,\n"
+        "                     evaluated_on, best_nll, best_nll_original\n"
         "  -q, --quiet        no progress bar and no summary\n"
         "  -h, --help         this text\n"
         "\n"
@@ -109,24 +120,39 @@ typedef struct fit_config {
     double lr, val_frac, clamp, average, clip_norm;
     uint64_t seed;
     int quiet;
+    int json;
+    csv_header header;
 } fit_config;
 
 enum {
-    O_OUTPUT, O_LAYERS, O_HIDDEN, O_STEPS, O_BATCH, O_LR, O_VAL_FRAC,
-    O_EVAL_EVERY, O_PATIENCE, O_CLAMP, O_AVERAGE, O_CLIP_NORM, O_SEED, O_THREADS, O_QUIET,
-    O_HELP
+    O_OUTPUT = 'o', O_QUIET = 'q', O_HELP = 'h',
+    O_LAYERS = ARG_LONG_ONLY, O_HIDDEN, O_STEPS, O_BATCH, O_LR, O_VAL_FRAC,
+    O_EVAL_EVERY, O_PATIENCE, O_CLAMP, O_AVERAGE, O_CLIP_NORM, O_SEED,
+    O_THREADS, O_JSON, O_HEADER, O_NO_HEADER
 };
 
-static const cli_opt OPTS[] = {
-    {"output", 'o', 1, O_OUTPUT},     {"layers", 0, 1, O_LAYERS},
-    {"hidden", 0, 1, O_HIDDEN},       {"steps", 0, 1, O_STEPS},
-    {"batch", 0, 1, O_BATCH},         {"lr", 0, 1, O_LR},
-    {"val-frac", 0, 1, O_VAL_FRAC},   {"eval-every", 0, 1, O_EVAL_EVERY},
-    {"patience", 0, 1, O_PATIENCE},   {"clamp", 0, 1, O_CLAMP},
-    {"average", 0, 1, O_AVERAGE},     {"clip-norm", 0, 1, O_CLIP_NORM},
-    {"seed", 0, 1, O_SEED},           {"threads", 0, 1, O_THREADS},
-    {"quiet", 'q', 0, O_QUIET},       {"help", 'h', 0, O_HELP},
-    {NULL, 0, 0, 0},
+static const char SHORT_OPTS[] = "o:qh";
+static const struct option LONG_OPTS[] = {
+    {"output", required_argument, NULL, O_OUTPUT},
+    {"layers", required_argument, NULL, O_LAYERS},
+    {"hidden", required_argument, NULL, O_HIDDEN},
+    {"steps", required_argument, NULL, O_STEPS},
+    {"batch", required_argument, NULL, O_BATCH},
+    {"lr", required_argument, NULL, O_LR},
+    {"val-frac", required_argument, NULL, O_VAL_FRAC},
+    {"eval-every", required_argument, NULL, O_EVAL_EVERY},
+    {"patience", required_argument, NULL, O_PATIENCE},
+    {"clamp", required_argument, NULL, O_CLAMP},
+    {"average", required_argument, NULL, O_AVERAGE},
+    {"clip-norm", required_argument, NULL, O_CLIP_NORM},
+    {"seed", required_argument, NULL, O_SEED},
+    {"threads", required_argument, NULL, O_THREADS},
+    {"header", no_argument, NULL, O_HEADER},
+    {"no-header", no_argument, NULL, O_NO_HEADER},
+    {"json", no_argument, NULL, O_JSON},
+    {"quiet", no_argument, NULL, O_QUIET},
+    {"help", no_argument, NULL, O_HELP},
+    {NULL, 0, NULL, 0},
 };
 
 /* Returns -1 to go on, else the exit status (help or usage error). */
@@ -143,10 +169,10 @@ static int parse(int argc, char **argv, fit_config *c)
     c->val_frac = DEFAULT_VAL_FRAC;
     c->clamp = DEFAULT_CLAMP;
     arg_parser p;
-    args_init(&p, CMD, argc, argv);
+    args_init(&p, CMD, argc, argv, SHORT_OPTS, LONG_OPTS);
     const char *v;
     int id, bad = 0;
-    while (!bad && (id = args_next(&p, OPTS, &v)) != ARG_END) {
+    while (!bad && (id = args_next(&p, &v)) != ARG_END) {
         const char *o = p.opt;
         switch (id) {
         case ARG_ERROR: return CLI_USAGE;
@@ -159,6 +185,9 @@ static int parse(int argc, char **argv, fit_config *c)
         case O_HELP: cmd_fit_help(stdout); return CLI_OK;
         case O_OUTPUT: c->out_path = v; break;
         case O_QUIET: c->quiet = 1; break;
+        case O_JSON: c->json = 1; break;
+        case O_HEADER: c->header = CSV_HEADER_YES; break;
+        case O_NO_HEADER: c->header = CSV_HEADER_NO; break;
         case O_LAYERS:
             bad = args_size(CMD, o, v, 1, NVP_MAX_LAYERS, &c->layers);
             break;
@@ -239,14 +268,7 @@ static void on_sigint(int sig)
 
 static void format_widths(char *buf, size_t cap, const size_t *w, size_t n)
 {
-    size_t pos = 0;
-    buf[0] = '\0';
-    for (size_t i = 0; i < n && pos < cap; i++) {
-        int k = snprintf(buf + pos, cap - pos, "%s%zu", i ? "," : "", w[i]);
-        if (k < 0)
-            break;
-        pos += (size_t)k;
-    }
+    num_format_list(buf, cap, w, n);
     if (n == 0)
         snprintf(buf, cap, "none (affine)");
 }
@@ -333,7 +355,9 @@ typedef struct fit_result {
     double best_nll;
     size_t refused;     /* non-finite steps skipped */
     int early;          /* early stopping ended the run */
-    const char *reason; /* why training ended */
+    const char *reason; /* why training ended, for people */
+    const char *stop;   /* the same for --json: "max_steps",
+                           "no_improvement", "interrupted", "not_finite" */
 } fit_result;
 
 /* Prepares data, scaler, chain and optimizer.  Returns an exit status
@@ -341,7 +365,7 @@ typedef struct fit_result {
 static int setup(fit_state *s, size_t *n_train, size_t *n_val)
 {
     const fit_config *c = &s->cfg;
-    if (csv_read(CMD, c->data_path, 0, &s->data) != 0)
+    if (csv_read(CMD, c->data_path, 0, c->header, &s->data) != 0)
         return CLI_ERR;
     const size_t n = s->data.rows, dim = s->data.cols;
     const char *name =
@@ -512,6 +536,7 @@ static int train(fit_state *s, size_t n_train, size_t n_val, fit_result *r)
 
     memset(r, 0, sizeof *r);
     r->reason = "reached --steps";
+    r->stop = "max_steps";
     int rc = mean_nll(s->chain, n_eval, eval_x, s->lp, &r->best_nll);
     if (rc == NVP_OK)
         rc = nvp_chain_get_params(s->chain, s->best_params, np);
@@ -527,6 +552,7 @@ static int train(fit_state *s, size_t n_train, size_t n_val, fit_result *r)
     for (size_t step = 1; step <= c->steps; step++) {
         if (interrupted) {
             r->reason = "interrupted (Ctrl-C)";
+            r->stop = "interrupted";
             break;
         }
         float loss = NAN;
@@ -538,6 +564,7 @@ static int train(fit_state *s, size_t n_train, size_t n_val, fit_result *r)
             if (++bad_run >= MAX_BAD_STEPS) {
                 r->reason = "stopped: the loss is no longer finite (try a "
                             "smaller --lr or --clamp)";
+                r->stop = "not_finite";
                 break;
             }
         } else if (rc != NVP_OK) {
@@ -573,6 +600,7 @@ static int train(fit_state *s, size_t n_train, size_t n_val, fit_result *r)
         progress_update(&bar, step, ema, nll, r->best_nll, 1);
         if (c->patience > 0 && since_best >= c->patience) {
             r->reason = "stopped early: no improvement";
+            r->stop = "no_improvement";
             r->early = 1;
             break;
         }
@@ -583,6 +611,74 @@ static int train(fit_state *s, size_t n_train, size_t n_val, fit_result *r)
         return cli_lib_error(CMD, "restoring the best parameters", rc,
                              nvp_chain_errmsg(s->chain));
     return CLI_OK;
+}
+
+/* The summary for people. */
+static void summary_text(FILE *fp, const fit_state *s, const fit_result *r,
+                         size_t n_val)
+{
+    const fit_config *c = &s->cfg;
+    char widths[256];
+    format_widths(widths, sizeof widths, c->hidden, c->n_hidden);
+    fprintf(fp, "steps:     %zu of %zu, %s", r->steps_done, c->steps,
+            r->reason);
+    if (r->early)
+        fprintf(fp, " in %zu evaluations", c->patience);
+    fprintf(fp,
+            "\nmodel:     %zu layers, hidden %s, %zu parameters, clamp "
+            "%g\n",
+            nvp_chain_num_layers(s->chain), widths,
+            nvp_chain_num_params(s->chain), c->clamp);
+    if (c->clip_norm > 0)
+        fprintf(fp, "clipping:  gradient norm limited to %g\n",
+                (double)(float)c->clip_norm);
+    fprintf(fp,
+            "best NLL:  %.6g nats/row on the %s rows (standardised), "
+            "%.6g in\n           original units, at step %zu",
+            r->best_nll, n_val ? "validation" : "training",
+            r->best_nll + nvp_scaler_log_det(s->scaler), r->best_step);
+    if (c->average > 0)
+        fprintf(fp, ", of the parameter average (decay %g)", c->average);
+    fprintf(fp, "\nsaved:     %s\n", c->out_path);
+}
+
+/* The summary for programs (--json).  The keys are documented in the man
+ * page and stay; numbers that are not finite are null. */
+static void summary_json(FILE *fp, const fit_state *s, const fit_result *r,
+                         size_t n_train, size_t n_val)
+{
+    const fit_config *c = &s->cfg;
+    json_out j;
+    json_begin(&j, fp);
+    json_string(&j, "model", c->out_path);
+    json_string(&j, "data", c->data_path);
+    json_uint(&j, "rows", s->data.rows);
+    json_uint(&j, "columns", s->data.cols);
+    json_bool(&j, "header", s->data.has_header);
+    json_uint(&j, "training_rows", n_train);
+    json_uint(&j, "validation_rows", n_val);
+    json_uint(&j, "coupling_layers", nvp_chain_num_layers(s->chain));
+    json_array_line(&j, "hidden");
+    for (size_t i = 0; i < c->n_hidden; i++)
+        json_uint(&j, NULL, c->hidden[i]);
+    json_close(&j);
+    json_uint(&j, "parameters", nvp_chain_num_params(s->chain));
+    json_double(&j, "clamp", c->clamp);
+    json_double(&j, "lr", c->lr);
+    json_uint(&j, "batch", c->batch);
+    json_double(&j, "clip_norm", (double)(float)c->clip_norm);
+    json_double(&j, "average", c->average);
+    json_uint(&j, "seed", c->seed);
+    json_uint(&j, "steps", r->steps_done);
+    json_uint(&j, "max_steps", c->steps);
+    json_string(&j, "stop", r->stop);
+    json_uint(&j, "refused_steps", r->refused);
+    json_uint(&j, "best_step", r->best_step);
+    json_string(&j, "evaluated_on", n_val ? "validation" : "training");
+    json_double(&j, "best_nll", r->best_nll);
+    json_double(&j, "best_nll_original",
+                r->best_nll + nvp_scaler_log_det(s->scaler));
+    json_end(&j);
 }
 
 /* Whether path names the file standard output is on. */
@@ -601,8 +697,9 @@ int cmd_fit(int argc, char **argv)
     if (status >= 0)
         return status;
     const fit_config *c = &s.cfg;
-    if (out_check_writable(CMD, c->out_path) != 0)
-        return CLI_ERR;
+    char err[OUT_ERR_MAX];
+    if (out_check_writable(c->out_path, err, sizeof err) != 0)
+        return cli_error(CMD, "%s", err);
     size_t n_train = 0, n_val = 0;
     status = setup(&s, &n_train, &n_val);
     if (status != CLI_OK)
@@ -611,7 +708,6 @@ int cmd_fit(int argc, char **argv)
     const size_t dim = s.data.cols;
     char widths[256];
     format_widths(widths, sizeof widths, c->hidden, c->n_hidden);
-    const double log_det = nvp_scaler_log_det(s.scaler);
     if (!c->quiet)
         fprintf(stderr,
                 "nvpflow fit: %zu rows x %zu columns%s: %zu for training, "
@@ -645,31 +741,14 @@ int cmd_fit(int argc, char **argv)
     if (r.refused > 0)
         cli_warn(CMD, "%zu step%s refused because the loss or gradient was "
                  "not finite", r.refused, r.refused == 1 ? " was" : "s were");
-    if (!c->quiet) {
+    if (!c->quiet || c->json) {
         /* With the model sent to standard output (-o /dev/stdout), the
          * summary must not follow it there. */
         FILE *sum = saved_to_stdout(c->out_path) ? stderr : stdout;
-        fprintf(sum, "steps:     %zu of %zu, %s", r.steps_done, c->steps,
-                r.reason);
-        if (r.early)
-            fprintf(sum, " in %zu evaluations", c->patience);
-        fprintf(sum,
-                "\nmodel:     %zu layers, hidden %s, %zu parameters, clamp "
-                "%g\n",
-                nvp_chain_num_layers(s.chain), widths,
-                nvp_chain_num_params(s.chain), c->clamp);
-        if (c->clip_norm > 0)
-            fprintf(sum, "clipping:  gradient norm limited to %g\n",
-                    (double)(float)c->clip_norm);
-        fprintf(sum,
-                "best NLL:  %.6g nats/row on the %s rows (standardised), "
-                "%.6g in\n           original units, at step %zu",
-                r.best_nll, n_val ? "validation" : "training",
-                r.best_nll + log_det, r.best_step);
-        if (c->average > 0)
-            fprintf(sum, ", of the parameter average (decay %g)",
-                    c->average);
-        fprintf(sum, "\nsaved:     %s\n", c->out_path);
+        if (c->json)
+            summary_json(sum, &s, &r, n_train, n_val);
+        else
+            summary_text(sum, &s, &r, n_val);
         if (fflush(sum) != 0 || ferror(sum)) {
             cli_error(CMD, "error writing the summary (the model was "
                       "saved)");

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* cmd_info.c - nvpflow info: describe a saved model, all of it through the
- * public API of the loaded model. */
+ * public API of the loaded model, as text or as JSON. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -10,18 +10,20 @@
 
 #include "args.h"
 #include "cli.h"
+#include "json.h"
 #include "model.h"
+#include "numparse.h"
 #include "nvpflow.h"
 
 static const char CMD[] = "info";
 
-/* Columns of the mask shown before "...". */
+/* Columns of the mask shown before "..." in the text. */
 #define MASK_SHOWN 48
 
 void cmd_info_help(FILE *fp)
 {
     fprintf(fp,
-        "Usage: nvpflow info MODEL.nvp\n"
+        "Usage: nvpflow info MODEL.nvp [--json]\n"
         "\n"
         "Describes a model saved by 'nvpflow fit' (or by a program using\n"
         "libnvpflow): file size and format version, dimension, the coupling\n"
@@ -31,88 +33,178 @@ void cmd_info_help(FILE *fp)
         "it transforms.\n"
         "\n"
         "Options:\n"
+        "  --json             one JSON object instead of text: file, size,\n"
+        "                     format_version, dimension, base,\n"
+        "                     coupling_layers, parameters, layers (each:\n"
+        "                     parameters, clamp, hidden, mask) and\n"
+        "                     standardisation (log_det, mean, sd; or null)\n"
         "  -h, --help         this text\n");
 }
 
-/* ------------------------------------------------------------- printing */
-static void print_layers(const nvp_chain *chain, unsigned char *mask)
+/* What info reports, read once for either form. */
+typedef struct model_info {
+    const char *path;
+    long long size; /* -1 when the file cannot be stat'ed any more */
+    const nvp_chain *chain;
+    const nvp_scaler *scaler;
+    size_t dim, layers;
+    unsigned char *mask; /* dim bytes of scratch */
+    float *mean, *sd;    /* dim floats each, with a scaler */
+} model_info;
+
+/* Layer k's hidden widths into w (*nh of them); 0 or -1. */
+static int layer_hidden(const nvp_coupling *l, size_t *w, size_t *nh)
 {
-    const size_t dim = nvp_chain_dim(chain), K = nvp_chain_num_layers(chain);
+    return nvp_coupling_hidden(l, w, NVP_MAX_HIDDEN_LAYERS, nh) == NVP_OK
+               ? 0
+               : -1;
+}
+
+/* ----------------------------------------------------------------- text */
+static void print_layers(const model_info *m)
+{
     printf("\n%-6s %-7s %-7s %-14s %s\n", "layer", "params", "clamp",
            "hidden", "mask (1 = conditions on, 0 = transforms)");
-    for (size_t k = 0; k < K; k++) {
-        const nvp_coupling *l = nvp_chain_layer(chain, k, NULL);
+    for (size_t k = 0; k < m->layers; k++) {
+        const nvp_coupling *l = nvp_chain_layer(m->chain, k, NULL);
         char hidden[64] = "?";
         size_t w[NVP_MAX_HIDDEN_LAYERS];
         size_t nh;
-        if (nvp_coupling_hidden(l, w, NVP_MAX_HIDDEN_LAYERS, &nh) == NVP_OK) {
-            size_t pos = 0;
-            hidden[0] = '\0';
+        if (layer_hidden(l, w, &nh) == 0) {
+            num_format_list(hidden, sizeof hidden, w, nh);
             if (nh == 0)
                 snprintf(hidden, sizeof hidden, "(affine)");
-            for (size_t h = 0; h < nh && pos < sizeof hidden; h++) {
-                int m = snprintf(hidden + pos, sizeof hidden - pos, "%s%zu",
-                                 h ? "," : "", w[h]);
-                if (m < 0)
-                    break;
-                pos += (size_t)m;
-            }
         }
         printf("%-6zu %-7zu %-7g %-14s ", k + 1, nvp_coupling_num_params(l),
                (double)nvp_coupling_log_scale_clamp(l), hidden);
-        if (nvp_coupling_get_mask(l, mask, dim) == NVP_OK) {
-            for (size_t j = 0; j < dim && j < MASK_SHOWN; j++)
-                putchar(mask[j] ? '1' : '0');
-            if (dim > MASK_SHOWN)
+        if (nvp_coupling_get_mask(l, m->mask, m->dim) == NVP_OK) {
+            for (size_t j = 0; j < m->dim && j < MASK_SHOWN; j++)
+                putchar(m->mask[j] ? '1' : '0');
+            if (m->dim > MASK_SHOWN)
                 fputs("...", stdout);
         }
         putchar('\n');
     }
 }
 
-static int print_scaler(const nvp_scaler *scaler, size_t dim)
+static void print_scaler(const model_info *m)
 {
-    if (!scaler) {
+    if (!m->scaler) {
         printf("\nstandardisation: none (the model works in the data's own "
                "units)\n");
-        return 0;
+        return;
     }
-    float *mean = malloc(dim * sizeof *mean), *sd = malloc(dim * sizeof *sd);
-    int rc = -1;
-    if (mean && sd && nvp_scaler_get(scaler, mean, sd, dim) == NVP_OK) {
-        printf("\nstandardisation (sum of log sd %.9g):\n",
-               nvp_scaler_log_det(scaler));
-        printf("%-7s %-16s %s\n", "column", "mean", "sd");
-        for (size_t j = 0; j < dim; j++)
-            printf("%-7zu %-16.9g %.9g\n", j + 1, (double)mean[j],
-                   (double)sd[j]);
-        rc = 0;
-    }
-    free(mean);
-    free(sd);
-    return rc;
+    printf("\nstandardisation (sum of log sd %.9g):\n",
+           nvp_scaler_log_det(m->scaler));
+    printf("%-7s %-16s %s\n", "column", "mean", "sd");
+    for (size_t j = 0; j < m->dim; j++)
+        printf("%-7zu %-16.9g %.9g\n", j + 1, (double)m->mean[j],
+               (double)m->sd[j]);
 }
 
-enum { O_HELP };
+static void print_text(const model_info *m)
+{
+    printf("file:            %s\n", m->path);
+    if (m->size >= 0)
+        printf("size:            %lld bytes\n", m->size);
+    /* The library reads only its own format version. */
+    printf("format version:  %d\n", NVP_FILE_FORMAT_VERSION);
+    printf("dimension:       %zu\n", m->dim);
+    printf("base:            standard normal\n");
+    printf("coupling layers: %zu\n", m->layers);
+    printf("parameters:      %zu\n", nvp_chain_num_params(m->chain));
+    print_layers(m);
+    print_scaler(m);
+}
 
-static const cli_opt OPTS[] = {
-    {"help", 'h', 0, O_HELP},
-    {NULL, 0, 0, 0},
+/* ----------------------------------------------------------------- JSON */
+static void json_floats(json_out *j, const char *key, const float *x,
+                        size_t n)
+{
+    json_array_line(j, key);
+    for (size_t i = 0; i < n; i++)
+        json_float(j, NULL, x[i]);
+    json_close(j);
+}
+
+/* The keys are documented in --help and the man page; they stay. */
+static void print_json(const model_info *m)
+{
+    json_out j;
+    json_begin(&j, stdout);
+    json_string(&j, "file", m->path);
+    if (m->size >= 0)
+        json_uint(&j, "size", (unsigned long long)m->size);
+    else
+        json_null(&j, "size");
+    json_uint(&j, "format_version", NVP_FILE_FORMAT_VERSION);
+    json_uint(&j, "dimension", m->dim);
+    json_string(&j, "base", "standard_normal");
+    json_uint(&j, "coupling_layers", m->layers);
+    json_uint(&j, "parameters", nvp_chain_num_params(m->chain));
+    json_array(&j, "layers");
+    for (size_t k = 0; k < m->layers; k++) {
+        const nvp_coupling *l = nvp_chain_layer(m->chain, k, NULL);
+        size_t w[NVP_MAX_HIDDEN_LAYERS], nh = 0;
+        json_object(&j, NULL);
+        json_uint(&j, "parameters", nvp_coupling_num_params(l));
+        json_float(&j, "clamp", nvp_coupling_log_scale_clamp(l));
+        json_array_line(&j, "hidden");
+        if (layer_hidden(l, w, &nh) == 0)
+            for (size_t h = 0; h < nh; h++)
+                json_uint(&j, NULL, w[h]);
+        json_close(&j);
+        /* The mask as text, one '1' or '0' per column: compact for a
+         * thousand columns, and what the text form shows. */
+        if (nvp_coupling_get_mask(l, m->mask, m->dim) == NVP_OK) {
+            for (size_t c = 0; c < m->dim; c++)
+                m->mask[c] = m->mask[c] ? '1' : '0';
+            m->mask[m->dim] = '\0';
+            json_string(&j, "mask", (const char *)m->mask);
+        } else {
+            json_null(&j, "mask");
+        }
+        json_close(&j);
+    }
+    json_close(&j);
+    if (m->scaler) {
+        json_object(&j, "standardisation");
+        json_double(&j, "log_det", nvp_scaler_log_det(m->scaler));
+        json_floats(&j, "mean", m->mean, m->dim);
+        json_floats(&j, "sd", m->sd, m->dim);
+        json_close(&j);
+    } else {
+        json_null(&j, "standardisation");
+    }
+    json_end(&j);
+}
+
+enum { O_HELP = 'h', O_JSON = ARG_LONG_ONLY };
+
+static const struct option LONG_OPTS[] = {
+    {"json", no_argument, NULL, O_JSON},
+    {"help", no_argument, NULL, O_HELP},
+    {NULL, 0, NULL, 0},
 };
 
 int cmd_info(int argc, char **argv)
 {
     const char *path = NULL;
+    int json = 0;
     arg_parser p;
-    args_init(&p, CMD, argc, argv);
+    args_init(&p, CMD, argc, argv, "h", LONG_OPTS);
     const char *v;
     int id;
-    while ((id = args_next(&p, OPTS, &v)) != ARG_END) {
+    while ((id = args_next(&p, &v)) != ARG_END) {
         if (id == ARG_ERROR)
             return CLI_USAGE;
         if (id == O_HELP) {
             cmd_info_help(stdout);
             return CLI_OK;
+        }
+        if (id == O_JSON) {
+            json = 1;
+            continue;
         }
         if (path)
             return cli_usage_error(CMD, "unexpected argument '%s'", v);
@@ -125,36 +217,40 @@ int cmd_info(int argc, char **argv)
     nvp_scaler *scaler = NULL;
     if (model_load(CMD, path, &chain, &scaler) != 0)
         return CLI_ERR;
+    model_info m = {.path = path, .size = -1, .chain = chain,
+                    .scaler = scaler};
     struct stat st;
-    const size_t dim = nvp_chain_dim(chain);
-    unsigned char *mask = malloc(dim);
+    if (stat(path, &st) == 0)
+        m.size = (long long)st.st_size;
+    m.dim = nvp_chain_dim(chain);
+    m.layers = nvp_chain_num_layers(chain);
+    m.mask = malloc(m.dim + 1);
+    m.mean = malloc(m.dim * sizeof *m.mean);
+    m.sd = malloc(m.dim * sizeof *m.sd);
     int status = CLI_ERR;
-    if (!mask) {
+    if (!m.mask || !m.mean || !m.sd) {
         cli_error(CMD, "out of memory");
         goto done;
     }
-    printf("file:            %s\n", path);
-    if (stat(path, &st) == 0)
-        printf("size:            %lld bytes\n", (long long)st.st_size);
-    /* The library reads only its own format version. */
-    printf("format version:  %d\n", NVP_FILE_FORMAT_VERSION);
-    printf("dimension:       %zu\n", dim);
-    printf("base:            standard normal\n");
-    printf("coupling layers: %zu\n", nvp_chain_num_layers(chain));
-    printf("parameters:      %zu\n", nvp_chain_num_params(chain));
-    print_layers(chain, mask);
-    if (print_scaler(scaler, dim) != 0) {
+    /* Read before anything is printed: a failure prints no half report. */
+    if (scaler && nvp_scaler_get(scaler, m.mean, m.sd, m.dim) != NVP_OK) {
         cli_error(CMD, "cannot read the standardisation");
         goto done;
     }
-    if (fflush(stdout) != 0) {
+    if (json)
+        print_json(&m);
+    else
+        print_text(&m);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
         cli_error(CMD, "error writing to standard output: %s",
                   strerror(errno));
         goto done;
     }
     status = CLI_OK;
 done:
-    free(mask);
+    free(m.mask);
+    free(m.mean);
+    free(m.sd);
     nvp_scaler_free(scaler);
     nvp_chain_free(chain);
     return status;

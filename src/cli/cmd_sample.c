@@ -40,12 +40,19 @@ void cmd_sample_help(FILE *fp)
         MODEL_THREADS_HELP);
 }
 
-enum { O_COUNT, O_OUTPUT, O_SEED, O_THREADS, O_HELP };
+enum {
+    O_COUNT = 'n', O_OUTPUT = 'o', O_HELP = 'h',
+    O_SEED = ARG_LONG_ONLY, O_THREADS
+};
 
-static const cli_opt OPTS[] = {
-    {"count", 'n', 1, O_COUNT},     {"output", 'o', 1, O_OUTPUT},
-    {"seed", 0, 1, O_SEED},         {"threads", 0, 1, O_THREADS},
-    {"help", 'h', 0, O_HELP},       {NULL, 0, 0, 0},
+static const char SHORT_OPTS[] = "n:o:h";
+static const struct option LONG_OPTS[] = {
+    {"count", required_argument, NULL, O_COUNT},
+    {"output", required_argument, NULL, O_OUTPUT},
+    {"seed", required_argument, NULL, O_SEED},
+    {"threads", required_argument, NULL, O_THREADS},
+    {"help", no_argument, NULL, O_HELP},
+    {NULL, 0, NULL, 0},
 };
 
 typedef struct sample_config {
@@ -62,10 +69,10 @@ static int parse(int argc, char **argv, sample_config *c)
 {
     memset(c, 0, sizeof *c);
     arg_parser p;
-    args_init(&p, CMD, argc, argv);
+    args_init(&p, CMD, argc, argv, SHORT_OPTS, LONG_OPTS);
     const char *v;
     int id, bad = 0;
-    while (!bad && (id = args_next(&p, OPTS, &v)) != ARG_END) {
+    while (!bad && (id = args_next(&p, &v)) != ARG_END) {
         switch (id) {
         case ARG_ERROR: return CLI_USAGE;
         case ARG_POSITIONAL:
@@ -78,7 +85,10 @@ static int parse(int argc, char **argv, sample_config *c)
             bad = args_size(CMD, p.opt, v, 1, (size_t)1 << 40, &c->count);
             c->have_count = 1;
             break;
-        case O_OUTPUT: c->out_path = v; break;
+        case O_OUTPUT:
+            /* "-o -" is standard output, as no -o is. */
+            c->out_path = strcmp(v, "-") == 0 ? NULL : v;
+            break;
         case O_SEED: bad = args_u64(CMD, p.opt, v, &c->seed); break;
         case O_THREADS:
             bad = args_size(CMD, p.opt, v, 0, NVP_MAX_THREADS, &c->threads);
@@ -106,6 +116,7 @@ int cmd_sample(int argc, char **argv)
     nvp_rng *rng = NULL;
     float *y = NULL;
     out_file out;
+    char err[OUT_ERR_MAX];
     memset(&out, 0, sizeof out);
     status = CLI_ERR;
     if (model_load(CMD, c.model_path, &chain, &scaler) != 0 ||
@@ -124,8 +135,10 @@ int cmd_sample(int argc, char **argv)
         cli_error(CMD, "out of memory");
         goto done;
     }
-    if (out_open(CMD, &out, c.out_path) != 0)
+    if (out_open(&out, c.out_path, err, sizeof err) != 0) {
+        cli_error(CMD, "%s", err);
         goto done;
+    }
     for (size_t done_rows = 0; done_rows < c.count;) {
         const size_t n =
             c.count - done_rows < chunk ? c.count - done_rows : chunk;
@@ -147,8 +160,10 @@ int cmd_sample(int argc, char **argv)
         }
         done_rows += n;
     }
-    if (out_commit(CMD, &out) != 0)
+    if (out_commit(&out, err, sizeof err) != 0) {
+        cli_error(CMD, "%s", err);
         goto done;
+    }
     status = CLI_OK;
 done:
     out_abort(&out);

@@ -33,6 +33,7 @@ void cmd_score_help(FILE *fp)
         "  -o, --output FILE  write to FILE instead of standard output; the\n"
         "                     file appears only when complete\n"
         "%s"
+        CSV_HEADER_HELP
         "  -h, --help         this text\n"
         "\n"
         "Example (the 10 most unusual rows):\n"
@@ -41,13 +42,19 @@ void cmd_score_help(FILE *fp)
         MODEL_THREADS_HELP);
 }
 
-enum { O_OUTPUT, O_THREADS, O_HELP };
+enum {
+    O_OUTPUT = 'o', O_HELP = 'h',
+    O_THREADS = ARG_LONG_ONLY, O_HEADER, O_NO_HEADER
+};
 
-static const cli_opt OPTS[] = {
-    {"output", 'o', 1, O_OUTPUT},
-    {"threads", 0, 1, O_THREADS},
-    {"help", 'h', 0, O_HELP},
-    {NULL, 0, 0, 0},
+static const char SHORT_OPTS[] = "o:h";
+static const struct option LONG_OPTS[] = {
+    {"output", required_argument, NULL, O_OUTPUT},
+    {"threads", required_argument, NULL, O_THREADS},
+    {"header", no_argument, NULL, O_HEADER},
+    {"no-header", no_argument, NULL, O_NO_HEADER},
+    {"help", no_argument, NULL, O_HELP},
+    {NULL, 0, NULL, 0},
 };
 
 typedef struct score_config {
@@ -55,6 +62,7 @@ typedef struct score_config {
     const char *data_path;
     const char *out_path;
     size_t threads;
+    csv_header header;
 } score_config;
 
 /* Returns -1 to go on, else the exit status. */
@@ -62,10 +70,10 @@ static int parse(int argc, char **argv, score_config *c)
 {
     memset(c, 0, sizeof *c);
     arg_parser p;
-    args_init(&p, CMD, argc, argv);
+    args_init(&p, CMD, argc, argv, SHORT_OPTS, LONG_OPTS);
     const char *v;
     int id, bad = 0;
-    while (!bad && (id = args_next(&p, OPTS, &v)) != ARG_END) {
+    while (!bad && (id = args_next(&p, &v)) != ARG_END) {
         switch (id) {
         case ARG_ERROR: return CLI_USAGE;
         case ARG_POSITIONAL:
@@ -77,10 +85,15 @@ static int parse(int argc, char **argv, score_config *c)
                 return cli_usage_error(CMD, "unexpected argument '%s'", v);
             break;
         case O_HELP: cmd_score_help(stdout); return CLI_OK;
-        case O_OUTPUT: c->out_path = v; break;
+        case O_OUTPUT:
+            /* "-o -" is standard output, as no -o is. */
+            c->out_path = strcmp(v, "-") == 0 ? NULL : v;
+            break;
         case O_THREADS:
             bad = args_size(CMD, p.opt, v, 0, NVP_MAX_THREADS, &c->threads);
             break;
+        case O_HEADER: c->header = CSV_HEADER_YES; break;
+        case O_NO_HEADER: c->header = CSV_HEADER_NO; break;
         default: break;
         }
     }
@@ -105,13 +118,14 @@ int cmd_score(int argc, char **argv)
     memset(&t, 0, sizeof t);
     float *lp = NULL;
     out_file out;
+    char err[OUT_ERR_MAX];
     memset(&out, 0, sizeof out);
     status = CLI_ERR;
     if (model_load(CMD, c.model_path, &chain, &scaler) != 0 ||
         model_set_threads(CMD, chain, c.threads) != 0)
         goto done;
     const size_t dim = nvp_chain_dim(chain);
-    if (csv_read(CMD, c.data_path, dim, &t) != 0)
+    if (csv_read(CMD, c.data_path, dim, c.header, &t) != 0)
         goto done;
     lp = malloc(t.rows * sizeof *lp);
     if (!lp) {
@@ -142,8 +156,10 @@ int cmd_score(int argc, char **argv)
             }
     /* log p_x(x) = log p_z(z) - sum_i log sd_i for z = (x - mean) / sd. */
     const double log_det = scaler ? nvp_scaler_log_det(scaler) : 0.0;
-    if (out_open(CMD, &out, c.out_path) != 0)
+    if (out_open(&out, c.out_path, err, sizeof err) != 0) {
+        cli_error(CMD, "%s", err);
         goto done;
+    }
     int werr = t.has_header && fputs("log_density\n", out.fp) < 0;
     for (size_t i = 0; i < t.rows && !werr; i++)
         werr = fprintf(out.fp, "%.9g\n", (double)lp[i] - log_det) < 0;
@@ -152,8 +168,10 @@ int cmd_score(int argc, char **argv)
                   out_name(&out));
         goto done;
     }
-    if (out_commit(CMD, &out) != 0)
+    if (out_commit(&out, err, sizeof err) != 0) {
+        cli_error(CMD, "%s", err);
         goto done;
+    }
     status = CLI_OK;
 done:
     out_abort(&out);

@@ -76,8 +76,9 @@ static size_t split(char *line, char ***fields, size_t *cap)
 
 typedef struct reader {
     const char *cmd;
-    const char *name; /* the file as shown in messages */
-    size_t line;      /* current line number (1-based) */
+    const char *name;  /* the file as shown in messages */
+    size_t line;       /* current line number (1-based) */
+    csv_header header; /* what the first line is */
 } reader;
 
 static int line_error(const reader *r, const char *fmt, ...)
@@ -107,6 +108,26 @@ static int field_error(const reader *r, int res, size_t k, const char *s)
     default:
         return line_error(r, "field %zu ('%s') is not a number", k, s);
     }
+}
+
+/* What the first line is, by its fields: 1 a header, 0 data.  Left to
+ * the reader, a header has no field that reads as a number (finite or
+ * not) and at least one of text; an empty field alone makes neither (it
+ * is a data row with a missing value, or the unnamed index column of a
+ * pandas header). */
+static int is_header(const reader *r, char **fields, size_t n)
+{
+    if (r->header != CSV_HEADER_AUTO)
+        return r->header == CSV_HEADER_YES;
+    size_t text = 0;
+    for (size_t k = 0; k < n; k++) {
+        float v;
+        const int res = parse_field(fields[k], &v);
+        if (res != FIELD_NAN && res != FIELD_EMPTY)
+            return 0;
+        text += res == FIELD_NAN;
+    }
+    return text > 0;
 }
 
 /* Appends one row of cols floats to t, growing it geometrically. */
@@ -145,7 +166,11 @@ static int read_lines(reader *r, FILE *fp, size_t expect_cols, csv_table *t)
         }
         while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
             buf[--len] = '\0';
-        char *s = trim(buf);
+        /* An editor's byte-order mark is not part of the first field. */
+        char *s = buf;
+        if (r->line == 1 && strncmp(s, "\xef\xbb\xbf", 3) == 0)
+            s += 3;
+        s = trim(s);
         if (*s == '\0' || *s == '#')
             continue;
         const size_t n = split(s, &fields, &fields_cap);
@@ -167,20 +192,8 @@ static int read_lines(reader *r, FILE *fp, size_t expect_cols, csv_table *t)
                 line_error(r, "out of memory");
                 goto out;
             }
-            /* A header has a field of text; an empty field alone does not
-             * make one (that is a data row with a missing value). */
-            size_t text = 0, numeric = 0;
-            for (size_t k = 0; k < n; k++) {
-                float v;
-                const int res = parse_field(fields[k], &v);
-                text += res == FIELD_NAN;
-                numeric += res != FIELD_NAN && res != FIELD_EMPTY;
-            }
-            if (text > 0) {
+            if (is_header(r, fields, n)) {
                 t->has_header = 1;
-                if (numeric > 0)
-                    cli_warn(r->cmd, "%s:%zu: taken as a header line (not "
-                             "every field is a number)", r->name, r->line);
                 continue;
             }
         }
@@ -197,6 +210,13 @@ static int read_lines(reader *r, FILE *fp, size_t expect_cols, csv_table *t)
             const int res = parse_field(fields[k], &row[k]);
             if (res != FIELD_OK) {
                 field_error(r, res, k + 1, fields[k]);
+                /* A first line of numbers and text: a typo, or a header
+                 * with a numeric name?  Only the user knows. */
+                if (res == FIELD_NAN && t->rows == 0 && !t->has_header &&
+                    r->header == CSV_HEADER_AUTO)
+                    fprintf(stderr, "nvpflow %s: (a header line has no "
+                            "numeric field; --header takes the first line "
+                            "as one)\n", r->cmd);
                 goto out;
             }
         }
@@ -223,11 +243,11 @@ out:
 }
 
 int csv_read(const char *cmd, const char *path, size_t expect_cols,
-             csv_table *t)
+             csv_header header, csv_table *t)
 {
     memset(t, 0, sizeof *t);
     const int use_stdin = strcmp(path, "-") == 0;
-    reader r = {cmd, use_stdin ? "<stdin>" : path, 0};
+    reader r = {cmd, use_stdin ? "<stdin>" : path, 0, header};
     FILE *fp = use_stdin ? stdin : fopen(path, "r");
     if (!fp) {
         fprintf(stderr, "nvpflow %s: cannot open '%s': %s\n", cmd, path,

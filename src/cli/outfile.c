@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* outfile.c - atomic output files for the nvpflow tool. */
+/* outfile.c - output files that appear whole or not at all; see
+ * outfile.h. */
 /* realpath() is declared for X/Open in glibc's headers. */
 #define _XOPEN_SOURCE 700
 #include "outfile.h"
@@ -11,12 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cli.h"
-
-static int is_stdout(const char *path)
-{
-    return !path || strcmp(path, "-") == 0;
-}
+#include "tmpfiles.h"
 
 /* Whether st is the file one of the standard streams is open on. */
 static int is_std_stream_file(const struct stat *st)
@@ -62,18 +58,24 @@ static mode_t new_file_mode(void)
     return 0666 & ~mask;
 }
 
-int out_open(const char *cmd, out_file *o, const char *path)
+int out_open(out_file *o, const char *path, char *err, size_t errlen)
 {
     memset(o, 0, sizeof *o);
     o->path = path;
-    if (is_stdout(path)) {
+    o->tmp_slot = -1;
+    if (!path) {
         o->fp = stdout;
         return 0;
+    }
+    if (!*path) {
+        snprintf(err, errlen, "the output path is empty");
+        return -1;
     }
     char dest[PATH_MAX];
     if (in_place(path, dest)) {
         if (!(o->fp = fopen(path, "w"))) {
-            cli_error(cmd, "cannot open '%s': %s", path, strerror(errno));
+            snprintf(err, errlen, "cannot open '%s': %s", path,
+                     strerror(errno));
             return -1;
         }
         o->direct = 1;
@@ -83,16 +85,17 @@ int out_open(const char *cmd, out_file *o, const char *path)
     o->dest = malloc(len + 1);
     o->tmp = malloc(len + 8);
     if (!o->dest || !o->tmp) {
-        cli_error(cmd, "out of memory");
+        snprintf(err, errlen, "out of memory");
         out_abort(o);
         return -1;
     }
     memcpy(o->dest, dest, len + 1);
     memcpy(o->tmp, dest, len);
     memcpy(o->tmp + len, ".XXXXXX", 8);
-    const int fd = mkstemp(o->tmp);
+    const int fd = tmp_create(o->tmp, &o->tmp_slot);
     if (fd < 0) {
-        cli_error(cmd, "cannot create '%s': %s", path, strerror(errno));
+        snprintf(err, errlen, "cannot create '%s': %s", path,
+                 strerror(errno));
         free(o->tmp);
         o->tmp = NULL;
         out_abort(o);
@@ -104,7 +107,8 @@ int out_open(const char *cmd, out_file *o, const char *path)
     const mode_t mode =
         stat(dest, &st) == 0 ? st.st_mode & 07777 : new_file_mode();
     if (fchmod(fd, mode) != 0 || !(o->fp = fdopen(fd, "w"))) {
-        cli_error(cmd, "cannot create '%s': %s", path, strerror(errno));
+        snprintf(err, errlen, "cannot create '%s': %s", path,
+                 strerror(errno));
         close(fd);
         out_abort(o);
         return -1;
@@ -114,13 +118,15 @@ int out_open(const char *cmd, out_file *o, const char *path)
 
 const char *out_name(const out_file *o)
 {
-    return is_stdout(o->path) ? "standard output" : o->path;
+    return o->path ? o->path : "standard output";
 }
 
-int out_commit(const char *cmd, out_file *o)
+int out_commit(out_file *o, char *err, size_t errlen)
 {
-    if (!o->fp)
+    if (!o->fp) {
+        snprintf(err, errlen, "%s: not open", out_name(o));
         return -1;
+    }
     if (!o->tmp) {
         int bad = fflush(o->fp) != 0 || ferror(o->fp);
         if (o->direct && fclose(o->fp) != 0)
@@ -128,29 +134,35 @@ int out_commit(const char *cmd, out_file *o)
         o->fp = NULL;
         o->direct = 0;
         if (bad) {
-            cli_error(cmd, "error writing to %s: %s", out_name(o),
-                      strerror(errno));
+            snprintf(err, errlen, "error writing to %s: %s", out_name(o),
+                     strerror(errno));
             return -1;
         }
         return 0;
     }
-    int err = 0;
+    /* errno after a failed call; EIO where a stream only set its error
+     * flag.  The data reach the disk before the name does, so a crash
+     * cannot leave a named but empty file. */
+    int e = 0;
+    errno = 0;
     if (fflush(o->fp) != 0 || ferror(o->fp) || fsync(fileno(o->fp)) != 0)
-        err = errno ? errno : EIO;
-    if (fclose(o->fp) != 0 && !err)
-        err = errno ? errno : EIO;
+        e = errno ? errno : EIO;
+    if (fclose(o->fp) != 0 && !e)
+        e = errno ? errno : EIO;
     o->fp = NULL;
-    if (!err && rename(o->tmp, o->dest) != 0)
-        err = errno;
-    if (err) {
-        cli_error(cmd, "cannot write '%s': %s", o->path, strerror(err));
+    if (!e && rename(o->tmp, o->dest) != 0)
+        e = errno;
+    if (e) {
+        snprintf(err, errlen, "cannot write '%s': %s", o->path, strerror(e));
         unlink(o->tmp);
     }
+    tmp_release(o->tmp_slot);
+    o->tmp_slot = -1;
     free(o->tmp);
     free(o->dest);
     o->tmp = NULL;
     o->dest = NULL;
-    return err ? -1 : 0;
+    return e ? -1 : 0;
 }
 
 void out_abort(out_file *o)
@@ -159,6 +171,8 @@ void out_abort(out_file *o)
         if (o->fp)
             fclose(o->fp);
         unlink(o->tmp);
+        tmp_release(o->tmp_slot);
+        o->tmp_slot = -1;
         free(o->tmp);
     } else if (o->direct) {
         fclose(o->fp);
@@ -172,15 +186,15 @@ void out_abort(out_file *o)
     o->direct = 0;
 }
 
-int out_check_writable(const char *cmd, const char *path)
+int out_check_writable(const char *path, char *err, size_t errlen)
 {
     if (!*path) {
-        cli_error(cmd, "the output path is empty");
+        snprintf(err, errlen, "the output path is empty");
         return -1;
     }
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        cli_error(cmd, "'%s' is a directory", path);
+        snprintf(err, errlen, "'%s' is a directory", path);
         return -1;
     }
     char dest[PATH_MAX];
@@ -189,8 +203,8 @@ int out_check_writable(const char *cmd, const char *path)
          * the name.  (A link to nothing yet: its target's directory.) */
         if (stat(path, &st) == 0) {
             if (access(path, W_OK) != 0) {
-                cli_error(cmd, "cannot write '%s': %s", path,
-                          strerror(errno));
+                snprintf(err, errlen, "cannot write '%s': %s", path,
+                         strerror(errno));
                 return -1;
             }
             return 0;
@@ -222,8 +236,8 @@ int out_check_writable(const char *cmd, const char *path)
     else
         snprintf(dir, sizeof dir, "%.*s", (int)(slash - dest), dest);
     if (access(dir, W_OK | X_OK) != 0) {
-        cli_error(cmd, "cannot write '%s': directory '%s': %s", path, dir,
-                  strerror(errno));
+        snprintf(err, errlen, "cannot write '%s': directory '%s': %s", path,
+                 dir, strerror(errno));
         return -1;
     }
     return 0;

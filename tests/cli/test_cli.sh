@@ -13,29 +13,9 @@ B=${1:?usage: test_cli.sh path/to/nvpflow}
 case $B in /*) ;; *) B=$(pwd)/$B ;; esac
 [ -x "$B" ] || { echo "test_cli: $B is not an executable" >&2; exit 1; }
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/nvpflow-cli.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT INT TERM
-cd "$tmp" || exit 1
+. "$(dirname "$0")/checks.sh"
+checks_tmpdir nvpflow-cli
 
-fails=0
-checks=0
-ok() { checks=$((checks + 1)); }
-fail() { checks=$((checks + 1)); fails=$((fails + 1)); echo "FAIL: $*" >&2; }
-# expect STATUS DESCRIPTION -- command...: runs it, output in out.txt/err.txt
-expect() {
-    want=$1; what=$2; shift 3
-    "$@" >out.txt 2>err.txt
-    got=$?
-    if [ "$got" -eq "$want" ]; then ok; else
-        fail "$what: exit $got, expected $want"; sed 's/^/    /' err.txt >&2
-    fi
-}
-# has FILE PATTERN DESCRIPTION: FILE contains the fixed string PATTERN
-has() {
-    if grep -F -q -- "$2" "$1"; then ok; else
-        fail "$3: '$2' not in $1"; sed 's/^/    /' "$1" >&2
-    fi
-}
 # lines FILE N DESCRIPTION
 lines() {
     n=$(wc -l < "$1" | tr -d ' ')
@@ -53,9 +33,26 @@ numeric() {
         fail "$4: not $2 finite numbers per line"; head -5 "$1" >&2
     fi
 }
-absent() { if [ -e "$1" ]; then fail "$2: $1 exists"; else ok; fi; }
-# check DESCRIPTION command...: the command succeeds
-check() { what=$1; shift; if "$@"; then ok; else fail "$what"; fi; }
+# json FILE DESCRIPTION [PYTHON-CONDITION]: FILE holds one JSON object (a
+# parse with python3; without it, a look at the first and last line), and
+# the condition on it, d, holds (checked where python3 exists).
+if command -v python3 >/dev/null 2>&1; then have_python=yes; else have_python=no; fi
+json() {
+    if [ "$have_python" = yes ]; then
+        if python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1], "rb"))
+sys.exit(0 if isinstance(d, dict) and eval("(" + sys.argv[2] + ")") else 1)' \
+            "$1" "${3:-True}" 2>pyerr.txt; then ok; else
+            fail "$2: not JSON, or not ${3:-an object}"; cat pyerr.txt >&2
+            head -c 2000 "$1" >&2
+        fi
+    elif [ "$(head -n 1 "$1")" = "{" ] && [ "$(tail -n 1 "$1")" = "}" ]; then
+        ok
+    else
+        fail "$2: not a JSON object"; head -c 2000 "$1" >&2
+    fi
+}
 
 # -------------------------------------------------------------- the data
 # 400 noisy two-moons points with a header, a comment and a blank line.
@@ -166,12 +163,72 @@ check "fit: no training loss with --clip-norm" grep -q "loss [0-9]" clip_loss.tx
 check "fit --clip-norm did not change training" \
     sh -c '! cmp -s clip_loss.txt plain_loss.txt'
 
+# --json: the same summary for programs.  The run is plain.nvp's; its
+# JSON says what the text says, and standard output holds nothing else.
+expect 0 "fit --json" -- "$B" fit moons.csv -o json.nvp --hidden 16,16 \
+    --steps 300 --eval-every 50 --seed 1 --json
+cp out.txt fit.json
+json fit.json "fit --json"
+has fit.json '"stop": "max_steps"' "fit --json"
+has fit.json '"hidden": [16, 16]' "fit --json"
+has fit.json '"coupling_layers": 4' "fit --json"
+json fit.json "fit --json: the run" \
+    'd["model"] == "json.nvp" and d["data"] == "moons.csv" and d["rows"] == 400
+     and d["columns"] == 2 and d["header"] is True and d["training_rows"] == 320
+     and d["validation_rows"] == 80 and d["steps"] == 300 and d["max_steps"] == 300
+     and d["seed"] == 1 and d["refused_steps"] == 0 and d["evaluated_on"] == "validation"
+     and d["lr"] == 0.001 and d["batch"] == 256 and d["clip_norm"] == 0
+     and d["average"] == 0 and d["clamp"] == 5 and 0 < d["best_step"] <= 300'
+# The best NLL is the text summary's, to its six digits.
+text_best=$(sed -n 's/^best NLL: *\([^ ]*\) nats.*/\1/p' plain_best.txt)
+json fit.json "fit --json: best_nll against the text summary" \
+    "'%.6g' % d['best_nll'] == '$text_best'"
+expect 0 "fit --json --quiet" -- "$B" fit moons.csv -o jq.nvp --hidden 8,8 \
+    --steps 20 --json --quiet
+json out.txt "fit --json --quiet"
+check "fit --json --quiet: progress on stderr" [ ! -s err.txt ]
+# Strings are escaped and bytes that are not UTF-8 replaced: a model named
+# with a quote, a backslash, a tab and an invalid byte comes back whole.
+weird=$(printf 'we"ird\\\t\377.nvp')
+expect 0 "fit --json, a strange model name" -- "$B" fit moons.csv -o "$weird" \
+    --hidden 8,8 --steps 20 --json --quiet
+json out.txt "fit --json, a strange model name" \
+    'd["model"] == "we\"ird\\\t\ufffd.nvp"'
+rm -f "$weird"
+expect 2 "fit --json=1" -- "$B" fit moons.csv -o j.nvp --json=1
+has err.txt "option '--json' takes no value" "fit --json=1"
+
 # ------------------------------------------------------------------ info
 expect 0 "info" -- "$B" info m.nvp
 has out.txt "dimension:       2" "info"
 has out.txt "coupling layers: 4" "info"
 has out.txt "16,16" "info hidden widths"
 has out.txt "format version:  1" "info"
+cp out.txt info.txt
+expect 0 "info --json" -- "$B" info --json m.nvp
+cp out.txt info.json
+json info.json "info --json"
+has info.json '"dimension": 2' "info --json"
+has info.json '"mask": "10"' "info --json"
+json info.json "info --json: the model" \
+    'd["file"] == "m.nvp" and d["format_version"] == 1 and d["dimension"] == 2
+     and d["base"] == "standard_normal" and d["coupling_layers"] == 4
+     and len(d["layers"]) == 4 and d["size"] > 0
+     and [l["mask"] for l in d["layers"]] == ["10", "01", "10", "01"]
+     and all(l["hidden"] == [16, 16] and l["clamp"] == 5 for l in d["layers"])
+     and sum(l["parameters"] for l in d["layers"]) == d["parameters"]
+     and len(d["standardisation"]["mean"]) == 2
+     and all(s > 0 for s in d["standardisation"]["sd"])'
+# The text and the JSON give the same numbers (both at 9 digits).
+sd_text=$(awk '$1 == 1 && NF == 3 && $2 ~ /[0-9]/ { print $3 }' info.txt)
+json info.json "info --json: the sd of column 1 against the text" \
+    "'%.9g' % d['standardisation']['sd'][0] == '$sd_text'"
+# fit's NLL in original units is the standardised one plus the model's
+# log_det.
+"$B" info --json json.nvp > json_info.json
+json fit.json "fit --json: best_nll_original" \
+    'abs(d["best_nll_original"] - d["best_nll"]
+         - json.load(open("json_info.json"))["standardisation"]["log_det"]) < 1e-12'
 
 # ---------------------------------------------------------------- sample
 expect 0 "sample -o" -- "$B" sample m.nvp -n 500 --seed 5 -o s.csv
@@ -225,7 +282,22 @@ echo "old rows" > real.csv
 ln -s real.csv link.csv
 timeout -s INT 1 "$B" sample m.nvp -n 100000000 -o link.csv > /dev/null 2>&1
 check "sample -o LINK interrupted: the old file is intact" [ "$(cat real.csv)" = "old rows" ]
-rm -f link.csv real.csv real.csv.??????
+left=$(ls real.csv.* 2>/dev/null)
+check "sample -o LINK interrupted: temporary file left: $left" [ -z "$left" ]
+rm -f link.csv real.csv
+# SIGINT or SIGTERM while sample writes (a billion rows take minutes)
+# ends it as the signal does, and leaves neither the file nor its
+# temporary (tens of megabytes by then).
+for sig in INT:2 TERM:15; do
+    want=$((128 + ${sig#*:})); sig=${sig%:*}
+    rc=0
+    timeout --preserve-status -s $sig 2 "$B" sample m.nvp -n 1000000000 \
+        -o big.csv > /dev/null 2>&1 || rc=$?
+    check "sample -o, SIG$sig: exit $rc, not $want (killed by it)" [ "$rc" -eq "$want" ]
+    left=$(ls big.csv* 2>/dev/null)
+    check "sample -o, SIG$sig: left behind: $left" [ -z "$left" ]
+    rm -f big.csv*
+done
 
 # ----------------------------------------------------------------- score
 expect 0 "score" -- "$B" score m.nvp moons.csv -o sc.csv
@@ -276,6 +348,53 @@ has err.txt "three.csv:1:" "score wrong columns: line number"
 printf '1,nan\n' > nan.csv
 expect 1 "score nan" -- "$B" score m.nvp nan.csv
 has err.txt "nan.csv:1:" "score nan: line number"
+# A first line with a mistyped number is an error with its line number,
+# not a header taken in silence (score would then print one density
+# fewer than the rows); a header has no numeric field.
+printf '2.O,3\n0.5,0.25\n1,1\n' > typo.csv
+expect 1 "score, a typo in the first row" -- "$B" score m.nvp typo.csv
+has err.txt "typo.csv:1: field 1 ('2.O') is not a number" "score, a typo in the first row"
+has err.txt "--header" "score, a typo in the first row: the way out"
+check "score, a typo in the first row: output" [ ! -s out.txt ]
+{ echo '2.O,3'; tail -n +4 moons.csv; } > typo_moons.csv
+expect 1 "fit, a typo in the first row" -- "$B" fit typo_moons.csv -o typo.nvp \
+    --steps 5 --hidden 8,8
+has err.txt "typo_moons.csv:1: field 1 ('2.O') is not a number" "fit, a typo in the first row"
+absent typo.nvp "fit, a typo in the first row"
+# A byte-order mark before numbers: skipped, and every row scored.
+printf '\357\273\2770.5,0.25\n1,1\n' > bom.csv
+expect 0 "score, a byte-order mark and numbers" -- "$B" score m.nvp bom.csv
+lines out.txt 2 "score, a byte-order mark and numbers"
+numeric out.txt 1 0 "score, a byte-order mark and numbers"
+printf '\357\273\277x,y\r\n0.5,0.25\r\n' > bom_header.csv
+expect 0 "score, a byte-order mark and a header" -- "$B" score m.nvp bom_header.csv
+check "score, a byte-order mark and a header: header" [ "$(head -n 1 out.txt)" = log_density ]
+lines out.txt 2 "score, a byte-order mark and a header"
+# pandas writes an empty name over its index column: still a header.
+printf ',y\n0.5,0.25\n' > unnamed.csv
+expect 0 "score, a header with an empty name" -- "$B" score m.nvp unnamed.csv
+lines out.txt 2 "score, a header with an empty name"
+# --header and --no-header say what the first line is.
+printf '1,2\n0.5,0.25\n' > numeric_header.csv
+expect 0 "score --header" -- "$B" score --header m.nvp numeric_header.csv
+check "score --header: header" [ "$(head -n 1 out.txt)" = log_density ]
+lines out.txt 2 "score --header"
+expect 0 "score --no-header" -- "$B" score m.nvp numeric_header.csv --no-header
+lines out.txt 2 "score --no-header"
+numeric out.txt 1 0 "score --no-header"
+printf 'x,y\n0.5,0.25\n' > header.csv
+expect 1 "score --no-header, a header" -- "$B" score --no-header m.nvp header.csv
+has err.txt "header.csv:1: field 1 ('x') is not a number" "score --no-header, a header"
+expect 0 "score, the last of --no-header --header counts" -- "$B" score \
+    --no-header --header m.nvp header.csv
+lines out.txt 2 "score, the last of --no-header --header counts"
+{ echo 1,2; tail -n +4 moons.csv; } > moons_numeric_header.csv
+expect 0 "fit --header" -- "$B" fit moons_numeric_header.csv --header \
+    -o nh.nvp --steps 5 --hidden 8,8 --json --quiet
+has out.txt '"rows": 400,' "fit --header"
+expect 0 "fit, a numeric first line" -- "$B" fit moons_numeric_header.csv \
+    -o nh.nvp --steps 5 --hidden 8,8 --json --quiet
+has out.txt '"rows": 401,' "fit, a numeric first line"
 printf 'v\n1\n2\n3\n' > one.csv
 expect 1 "fit one column" -- "$B" fit one.csv -o one.nvp
 has err.txt "at least 2" "fit one column"
@@ -289,8 +408,4 @@ leftovers=
 for f in ./*.csv.* ./*.nvp.*; do [ -e "$f" ] && leftovers="$leftovers $f"; done
 check "temporary files left:$leftovers" [ -z "$leftovers" ]
 
-if [ "$fails" -ne 0 ]; then
-    echo "test_cli: $fails of $checks checks failed" >&2
-    exit 1
-fi
-echo "test_cli: all $checks checks passed"
+checks_finish test_cli
