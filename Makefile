@@ -20,7 +20,7 @@ VERSION_MINOR := $(call version_part,MINOR)
 VERSION_PATCH := $(call version_part,PATCH)
 VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
 # The ABI number (SONAME) changes only when the binary interface breaks.
-ABI_VERSION := 0
+ABI_VERSION := 1
 
 CC ?= cc
 CXX ?= c++
@@ -363,7 +363,7 @@ check-abi: libs headercheck
 # when they lie under PREFIX, so a moved install still works
 # (pkg-config --define-prefix; find_package from the files' own location).
 #
-# The dynamic linker only finds a newly installed libnvpflow.so.0 once
+# The dynamic linker only finds a newly installed libnvpflow.so.1 once
 # ldconfig has refreshed its cache.  install-lib and uninstall-lib run
 # `ldconfig` when they change the live system: no DESTDIR, run as root,
 # and ldconfig found (LDCONFIG= turns this off, LDCONFIG=/path picks
@@ -393,8 +393,13 @@ LDCONFIG ?= ldconfig
 
 # Examples installed with the library, paths kept below examples/.
 EXAMPLE_FILES := $(sort $(wildcard examples/README.md examples/*.c examples/*.h \
+    examples/common/*.c examples/common/*.h \
     examples/figure/*.c examples/figure/*.h examples/cpp/*.cpp \
     examples/python/two_moons.py))
+# The nvpflow tool's files the examples compile in (TOOL_SHARED), installed
+# beside them in tool/.
+EXAMPLE_TOOL_FILES := $(TOOL_SHARED:%=src/cli/%.c) $(TOOL_SHARED:%=src/cli/%.h)
+EXAMPLE_TOOL_DEST := $(EXAMPLE_TOOL_FILES:src/cli/%=$(DESTDIR)$(EXAMPLESDIR)/tool/%)
 
 # $(call prefix_rel,DIR): DIR below $(PREFIX) ("lib"), empty when DIR does
 # not lie under PREFIX.  $(call up_dirs,REL): one ".." per component.
@@ -457,6 +462,8 @@ install-lib: libs
 	    d="$(DESTDIR)$(EXAMPLESDIR)/$${f#examples/}"; \
 	    install -d "$${d%/*}" && install -m 644 "$$f" "$$d" || exit 1; \
 	done; echo "installed $(words $(EXAMPLE_FILES)) examples in $(DESTDIR)$(EXAMPLESDIR)"
+	install -d $(DESTDIR)$(EXAMPLESDIR)/tool
+	install -m 644 $(EXAMPLE_TOOL_FILES) $(DESTDIR)$(EXAMPLESDIR)/tool/
 	$(run_ldconfig)
 	$(ldconfig_note)
 
@@ -476,8 +483,10 @@ uninstall-lib:
 	    $(DESTDIR)$(PKGCONFIGDIR)/nvpflow.pc \
 	    $(DESTDIR)$(CMAKEDIR)/nvpflowConfig.cmake \
 	    $(DESTDIR)$(CMAKEDIR)/nvpflowConfigVersion.cmake \
-	    $(patsubst examples/%,$(DESTDIR)$(EXAMPLESDIR)/%,$(EXAMPLE_FILES))
+	    $(patsubst examples/%,$(DESTDIR)$(EXAMPLESDIR)/%,$(EXAMPLE_FILES)) \
+	    $(EXAMPLE_TOOL_DEST)
 	rmdir $(patsubst examples/%,$(DESTDIR)$(EXAMPLESDIR)/%,$(filter-out examples/,$(sort $(dir $(EXAMPLE_FILES))))) \
+	    $(DESTDIR)$(EXAMPLESDIR)/tool \
 	    $(DESTDIR)$(EXAMPLESDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(CMAKEDIR) 2>/dev/null || true
 	$(run_ldconfig)
 

@@ -416,16 +416,16 @@ int main(int argc, char **argv)
     double grad_rel_max = 0.0;
     if (g_rank == 0 && cfg.check_single) {
         size_t len = 0;
-        int rc = nvp_chain_save_buffer(chain, NULL, NULL, 0, &len);
+        int rc = nvp_chain_save_buffer(chain, NULL, 0, NULL, &len);
         if (rc)
             lib_fatal("nvp_chain_save_buffer", rc, nvp_chain_errmsg(chain));
         void *buf = malloc(len);
         if (!buf)
             oom_fatal();
-        rc = nvp_chain_save_buffer(chain, NULL, buf, len, &len);
+        rc = nvp_chain_save_buffer(chain, NULL, len, buf, &len);
         if (rc)
             lib_fatal("nvp_chain_save_buffer", rc, nvp_chain_errmsg(chain));
-        rc = nvp_chain_load_buffer(&ref, NULL, buf, len, NULL);
+        rc = nvp_chain_load_buffer(&ref, NULL, len, buf, NULL);
         free(buf);
         if (rc)
             lib_fatal("nvp_chain_load_buffer", rc, nvp_errmsg());
@@ -507,7 +507,7 @@ int main(int argc, char **argv)
 
         /* 5. The same update on every rank.  A non-finite sum is refused
          * by every rank alike, so the ranks stop together. */
-        rc = nvp_adam_step(opt, nvp_chain_params(chain), red, P);
+        rc = nvp_adam_step(opt, P, nvp_chain_params(chain), red);
         if (rc) {
             if (g_rank == 0)
                 fprintf(stderr, "%s: step %lu: nvp_adam_step: %s: %s\n",
@@ -521,8 +521,7 @@ int main(int argc, char **argv)
         if (ref) {
             rc = nvp_chain_nll_grad(ref, B, ref_rows, ref_grad, &ref_loss);
             if (rc == NVP_OK)
-                rc = nvp_adam_step(ref_opt, nvp_chain_params(ref), ref_grad,
-                                   P);
+                rc = nvp_adam_step(ref_opt, P, nvp_chain_params(ref), ref_grad);
             if (rc)
                 lib_fatal("single-process step", rc, nvp_chain_errmsg(ref));
         }

@@ -291,9 +291,8 @@ static int make_flow(const config *cfg, job *j)
         j->average = malloc(n_params * sizeof *j->average);
         if (!j->average)
             return ex_error("out of memory");
-        nvp_chain_get_params(j->chain, j->average, n_params);
-        if ((rc = nvp_adam_set_average(j->opt, (float)cfg->ema, j->average,
-                                       n_params)) != NVP_OK)
+        nvp_chain_get_params(j->chain, n_params, j->average);
+        if ((rc = nvp_adam_set_average(j->opt, (float)cfg->ema, n_params, j->average)) != NVP_OK)
             return ex_lib_error("nvp_adam_set_average", rc,
                                 nvp_adam_errmsg(j->opt));
     }
@@ -426,13 +425,13 @@ static int evaluate(const config *cfg, job *j, evaluation *e)
                          nvp_chain_errmsg(j->chain));
             goto done;
         }
-        if ((rc = nvp_adam_get_average(j->opt, j->average, n_params)) !=
+        if ((rc = nvp_adam_get_average(j->opt, n_params, j->average)) !=
             NVP_OK) {
             ex_lib_error("nvp_adam_get_average", rc,
                          nvp_adam_errmsg(j->opt));
             goto done;
         }
-        if ((rc = nvp_chain_set_params(j->chain, j->average, n_params)) !=
+        if ((rc = nvp_chain_set_params(j->chain, n_params, j->average)) !=
             NVP_OK) {
             ex_lib_error("nvp_chain_set_params", rc,
                          nvp_chain_errmsg(j->chain));

@@ -70,8 +70,8 @@ extern "C" {
 
 /* The release version.  The Makefile reads these three lines. */
 #define NVP_VERSION_MAJOR 0
-#define NVP_VERSION_MINOR 3
-#define NVP_VERSION_PATCH 1
+#define NVP_VERSION_MINOR 4
+#define NVP_VERSION_PATCH 0
 #define NVP_VERSION_NUMBER \
     (NVP_VERSION_MAJOR * 10000 + NVP_VERSION_MINOR * 100 + NVP_VERSION_PATCH)
 #define NVP_STRINGIFY_(x) #x
@@ -271,18 +271,18 @@ NVP_API size_t nvp_coupling_num_params(const nvp_coupling *layer);
  * when widths is not NULL, up to cap of them are copied.  Errors:
  * NVP_EINVAL (layer or n_hidden NULL), NVP_EBUFSIZE (cap < *n_hidden; the
  * first cap widths are copied). */
-NVP_API int nvp_coupling_hidden(const nvp_coupling *layer, size_t *widths,
-                                size_t cap, size_t *n_hidden);
+NVP_API int nvp_coupling_get_hidden(const nvp_coupling *layer, size_t cap,
+                                    size_t *widths, size_t *n_hidden);
 /* Copies the mask (dim bytes) into mask; dim must equal the layer's. */
-NVP_API int nvp_coupling_get_mask(const nvp_coupling *layer,
-                                  unsigned char *mask, size_t dim);
+NVP_API int nvp_coupling_get_mask(const nvp_coupling *layer, size_t dim,
+                                  unsigned char *mask);
 /* Copies the parameters out / in; count must equal num_params.  set_params
  * refuses (NVP_ENONFINITE) a vector holding NaN or an infinity and then
  * leaves the layer unchanged. */
-NVP_API int nvp_coupling_get_params(const nvp_coupling *layer, float *dst,
-                                    size_t count);
-NVP_API int nvp_coupling_set_params(nvp_coupling *layer, const float *src,
-                                    size_t count);
+NVP_API int nvp_coupling_get_params(const nvp_coupling *layer, size_t count,
+                                    float *dst);
+NVP_API int nvp_coupling_set_params(nvp_coupling *layer, size_t count,
+                                    const float *src);
 /* Forward map of n points x -> y (both n * dim; may be the same pointer);
  * logdet (n floats, may be NULL) receives log|det dy/dx| per point. */
 NVP_API int nvp_coupling_forward(const nvp_coupling *layer, size_t n,
@@ -357,8 +357,10 @@ NVP_API int nvp_layer_create_actnorm(nvp_layer **out, size_t dim,
 NVP_API int nvp_layer_create_linear(nvp_layer **out, size_t dim,
                                     const nvp_allocator *alloc);
 /* The coupling as a layer of the stack (the same object: free it once,
- * with either nvp_coupling_free or nvp_layer_free). */
+ * with either nvp_coupling_free or nvp_layer_free), and back: NULL when
+ * the layer is of another kind. */
 NVP_API nvp_layer *nvp_coupling_as_layer(nvp_coupling *layer);
+NVP_API const nvp_coupling *nvp_layer_as_coupling(const nvp_layer *layer);
 /* Releases a layer the caller owns; NULL is ignored. */
 NVP_API void nvp_layer_free(nvp_layer *layer);
 /* The kind's name ("affine coupling", "permutation", "actnorm", "linear");
@@ -399,7 +401,7 @@ NVP_API const char *nvp_layer_errmsg(const nvp_layer *layer);
  * must have the base's dimension and appear once.
  * Errors: NVP_EINVAL, NVP_EDIM, NVP_EOVERFLOW, NVP_ENOMEM. */
 NVP_API int nvp_chain_create(nvp_chain **out, nvp_base *base,
-                             nvp_coupling *const *layers, size_t n_layers,
+                             size_t n_layers, nvp_coupling *const *layers,
                              const nvp_allocator *alloc);
 /* Convenience: N(0, I) base and n_layers half-split couplings with
  * alternating flip (layer 1 flip = 0, layer 2 flip = 1, ...), each drawing
@@ -408,8 +410,8 @@ NVP_API int nvp_chain_create(nvp_chain **out, nvp_base *base,
 /* As nvp_chain_create, with layers of any kind (see "Layers of every
  * kind"); applied in array order going forward (base to data). */
 NVP_API int nvp_chain_create_from_layers(nvp_chain **out, nvp_base *base,
-                                         nvp_layer *const *layers,
                                          size_t n_layers,
+                                         nvp_layer *const *layers,
                                          const nvp_allocator *alloc);
 NVP_API int nvp_chain_create_alternating(nvp_chain **out, size_t dim,
                                          size_t n_layers, size_t n_hidden,
@@ -433,20 +435,18 @@ NVP_API size_t nvp_chain_num_params(const nvp_chain *chain);
 NVP_API float *nvp_chain_params(nvp_chain *chain);
 /* Copy the flat parameters out / in (count must equal num_params);
  * set_params refuses non-finite values and then changes nothing. */
-NVP_API int nvp_chain_get_params(const nvp_chain *chain, float *dst,
-                                 size_t count);
-NVP_API int nvp_chain_set_params(nvp_chain *chain, const float *src,
-                                 size_t count);
+NVP_API int nvp_chain_get_params(const nvp_chain *chain, size_t count,
+                                 float *dst);
+NVP_API int nvp_chain_set_params(nvp_chain *chain, size_t count,
+                                 const float *src);
 /* Layer k (0-based) as a read-only handle owned by the chain, or NULL when
- * k is out of range (or, in later versions that add other layer kinds,
- * when layer k is not an affine coupling).  Its offset in the flat vector goes to *offset. */
-NVP_API const nvp_coupling *nvp_chain_layer(const nvp_chain *chain, size_t k,
-                                            size_t *offset);
+ * k is out of range.  Its offset in the flat vector goes to *offset (may
+ * be NULL).  nvp_layer_as_coupling gives the coupling view of an affine
+ * coupling layer. */
+NVP_API const nvp_layer *nvp_chain_layer(const nvp_chain *chain, size_t k,
+                                         size_t *offset);
 /* The chain's base distribution (owned by the chain). */
 NVP_API const nvp_base *nvp_chain_base(const nvp_chain *chain);
-/* Layer k of any kind, as nvp_chain_layer. */
-NVP_API const nvp_layer *nvp_chain_get_layer(const nvp_chain *chain, size_t k,
-                                             size_t *offset);
 /* Data-dependent initialisation: the n rows of data walk down the chain in
  * the inverse direction, and every actnorm and linear layer is set from
  * the rows as they reach it (see "Layers of every kind"); other layers are
@@ -587,8 +587,8 @@ NVP_API int nvp_chain_kernels(const nvp_chain *chain);
  * how much is needed).  Safe to call concurrently with
  * other const calls on the chain. */
 NVP_API int nvp_chain_save_buffer(const nvp_chain *chain,
-                                  const nvp_scaler *scaler, void *buf,
-                                  size_t cap, size_t *size);
+                                  const nvp_scaler *scaler, size_t cap,
+                                  void *buf, size_t *size);
 /* Writes the model to path atomically: a temporary file in the same
  * directory is written, flushed to disk and renamed over path, so a crash
  * or a full disk never leaves a partial file and never loses the previous
@@ -604,7 +604,7 @@ NVP_API int nvp_chain_save_file(const nvp_chain *chain,
  * handles.  On error *out (and *scaler_out) are NULL.
  * Errors: NVP_EINVAL, NVP_EFORMAT, NVP_EVERSION, NVP_ENOMEM. */
 NVP_API int nvp_chain_load_buffer(nvp_chain **out, nvp_scaler **scaler_out,
-                                  const void *data, size_t size,
+                                  size_t size, const void *data,
                                   const nvp_allocator *alloc);
 /* Same from a file.  Errors: as above, and NVP_EIO. */
 NVP_API int nvp_chain_load_file(nvp_chain **out, nvp_scaler **scaler_out,
@@ -641,7 +641,7 @@ NVP_API float nvp_adam_eps(const nvp_adam *opt);
 /* The number of parameters it was created for (0 if opt is NULL). */
 NVP_API size_t nvp_adam_num_params(const nvp_adam *opt);
 /* Number of steps taken so far (t). */
-NVP_API uint64_t nvp_adam_steps(const nvp_adam *opt);
+NVP_API uint64_t nvp_adam_num_steps(const nvp_adam *opt);
 /* Forgets the moments, the step count and the last gradient norm (not the
  * parameter average or the clipping limit, see nvp_adam_set_average and
  * nvp_adam_set_clip_norm). */
@@ -654,8 +654,8 @@ NVP_API int nvp_adam_reset(nvp_adam *opt);
  * step whose result -- any new parameter, moment or average -- would not
  * be finite, whatever made it so.  A step that returns NVP_OK therefore
  * leaves every value finite. */
-NVP_API int nvp_adam_step(nvp_adam *opt, float *params, const float *grad,
-                          size_t n);
+NVP_API int nvp_adam_step(nvp_adam *opt, size_t n, float *params,
+                          const float *grad);
 /* Message of the last failed call on this optimizer (see
  * nvp_base_errmsg). */
 NVP_API const char *nvp_adam_errmsg(const nvp_adam *opt);
@@ -682,10 +682,10 @@ NVP_API const char *nvp_adam_errmsg(const nvp_adam *opt);
  * model.  NVP_EINVAL when averaging is off.
  * The training state saved by nvp_adam_save_* includes the average and
  * its decay.  nvp_adam_reset leaves them as they are. */
-NVP_API int nvp_adam_set_average(nvp_adam *opt, float decay,
-                                 const float *params, size_t n);
+NVP_API int nvp_adam_set_average(nvp_adam *opt, float decay, size_t n,
+                                 const float *params);
 NVP_API float nvp_adam_average_decay(const nvp_adam *opt);
-NVP_API int nvp_adam_get_average(const nvp_adam *opt, float *dst, size_t n);
+NVP_API int nvp_adam_get_average(const nvp_adam *opt, size_t n, float *dst);
 /* Gradient-norm clipping (as PyTorch's clip_grad_norm_ before a step):
  * with a limit max_norm > 0, every applied step (here and in
  * nvp_chain_train_step) first computes the Euclidean norm of the whole
@@ -727,11 +727,11 @@ NVP_API int nvp_adam_kernels(const nvp_adam *opt);
  * *rng_out (when not NULL) receives a new generator, or NULL if the state
  * holds none. */
 NVP_API int nvp_adam_save_buffer(const nvp_adam *opt, const nvp_rng *rng,
-                                 void *buf, size_t cap, size_t *size);
+                                 size_t cap, void *buf, size_t *size);
 NVP_API int nvp_adam_save_file(const nvp_adam *opt, const nvp_rng *rng,
                                const char *path);
 NVP_API int nvp_adam_load_buffer(nvp_adam **out, nvp_rng **rng_out,
-                                 const void *data, size_t size,
+                                 size_t size, const void *data,
                                  const nvp_allocator *alloc);
 NVP_API int nvp_adam_load_file(nvp_adam **out, nvp_rng **rng_out,
                                const char *path, const nvp_allocator *alloc);
@@ -768,11 +768,11 @@ NVP_API int nvp_scaler_transform(const nvp_scaler *scaler, size_t n,
 NVP_API int nvp_scaler_inverse_transform(const nvp_scaler *scaler, size_t n,
                                          const float *z, float *x);
 /* Copies mean and sd out (dim floats each; either may be NULL). */
-NVP_API int nvp_scaler_get(const nvp_scaler *scaler, float *mean, float *sd,
-                           size_t dim);
+NVP_API int nvp_scaler_get(const nvp_scaler *scaler, size_t dim, float *mean,
+                           float *sd);
 /* Sets mean and sd (dim floats each); sd must be finite and > 0. */
-NVP_API int nvp_scaler_set(nvp_scaler *scaler, const float *mean,
-                           const float *sd, size_t dim);
+NVP_API int nvp_scaler_set(nvp_scaler *scaler, size_t dim,
+                           const float *mean, const float *sd);
 /* sum_i log(sd_i): subtract it from a log density of standardised data to
  * get the log density in the original units. */
 NVP_API double nvp_scaler_log_det(const nvp_scaler *scaler);

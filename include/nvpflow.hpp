@@ -440,7 +440,7 @@ public:
 
     void get_mask(unsigned char *mask, std::size_t d) const
     {
-        check(nvp_coupling_get_mask(h(), mask, d), h());
+        check(nvp_coupling_get_mask(h(), d, mask), h());
     }
     std::vector<unsigned char> mask() const
     {
@@ -450,7 +450,7 @@ public:
     }
     void get_params(float *dst, std::size_t count) const
     {
-        check(nvp_coupling_get_params(h(), dst, count), h());
+        check(nvp_coupling_get_params(h(), count, dst), h());
     }
     std::vector<float> get_params() const
     {
@@ -610,7 +610,7 @@ public:
 
     void set_params(const float *src, std::size_t count)
     {
-        detail::check(nvp_coupling_set_params(get(), src, count), get());
+        detail::check(nvp_coupling_set_params(get(), count, src), get());
     }
     void set_params(const std::vector<float> &p) { set_params(p.data(), p.size()); }
     void set_log_scale_clamp(float bound)
@@ -694,7 +694,7 @@ public:
     /* mean and sd (dim floats each; either may be nullptr). */
     void get_mean_sd(float *mean, float *sd, std::size_t d) const
     {
-        detail::check(nvp_scaler_get(get(), mean, sd, d), get());
+        detail::check(nvp_scaler_get(get(), d, mean, sd), get());
     }
     std::vector<float> mean() const
     {
@@ -711,7 +711,7 @@ public:
     /* sd must be finite and > 0. */
     void set_mean_sd(const float *mean, const float *sd, std::size_t d)
     {
-        detail::check(nvp_scaler_set(get(), mean, sd, d), get());
+        detail::check(nvp_scaler_set(get(), d, mean, sd), get());
     }
     void set_mean_sd(const std::vector<float> &mean, const std::vector<float> &sd)
     {
@@ -772,12 +772,12 @@ public:
     }
     float lr() const noexcept { return nvp_adam_lr(get()); }
     std::size_t num_params() const noexcept { return nvp_adam_num_params(get()); }
-    std::uint64_t steps() const noexcept { return nvp_adam_steps(get()); }
+    std::uint64_t steps() const noexcept { return nvp_adam_num_steps(get()); }
     void reset() { detail::check(nvp_adam_reset(get()), get()); }
 
     void step(float *params, const float *grad, std::size_t n)
     {
-        detail::check(nvp_adam_step(get(), params, grad, n), get());
+        detail::check(nvp_adam_step(get(), n, params, grad), get());
     }
     void step(std::vector<float> &params, const std::vector<float> &grad)
     {
@@ -792,7 +792,7 @@ public:
      * it from params, 0 turns it off. */
     Adam &set_average(float decay, const float *params, std::size_t n)
     {
-        detail::check(nvp_adam_set_average(get(), decay, params, n), get());
+        detail::check(nvp_adam_set_average(get(), decay, n, params), get());
         return *this;
     }
     Adam &set_average(float decay, const std::vector<float> &params)
@@ -813,7 +813,7 @@ public:
     std::vector<float> average() const
     {
         std::vector<float> out(num_params());
-        detail::check(nvp_adam_get_average(get(), out.data(), out.size()), get());
+        detail::check(nvp_adam_get_average(get(), out.size(), out.data()), get());
         return out;
     }
 
@@ -828,8 +828,7 @@ public:
     std::size_t saved_size(const Rng *rng = nullptr) const
     {
         std::size_t size = 0;
-        detail::check(nvp_adam_save_buffer(get(), rng ? rng->get() : nullptr,
-                                           nullptr, 0, &size),
+        detail::check(nvp_adam_save_buffer(get(), rng ? rng->get() : nullptr, 0, nullptr, &size),
                       get());
         return size;
     }
@@ -837,8 +836,7 @@ public:
     std::size_t save_buffer(void *buf, std::size_t cap, const Rng *rng = nullptr) const
     {
         std::size_t size = 0;
-        detail::check(nvp_adam_save_buffer(get(), rng ? rng->get() : nullptr,
-                                           buf, cap, &size),
+        detail::check(nvp_adam_save_buffer(get(), rng ? rng->get() : nullptr, cap, buf, &size),
                       get());
         return size;
     }
@@ -868,7 +866,7 @@ public:
                             const nvp_allocator *alloc = nullptr)
     {
         nvp_adam *h = nullptr;
-        detail::check(nvp_adam_load_buffer(&h, nullptr, data, size, alloc));
+        detail::check(nvp_adam_load_buffer(&h, nullptr, size, data, alloc));
         return adopt(h);
     }
     static Adam load_buffer(const void *data, std::size_t size,
@@ -877,7 +875,7 @@ public:
     {
         nvp_adam *h = nullptr;
         nvp_rng *r = nullptr;
-        detail::check(nvp_adam_load_buffer(&h, &r, data, size, alloc));
+        detail::check(nvp_adam_load_buffer(&h, &r, size, data, alloc));
         return finish_load(h, r, rng);
     }
     static Adam load(const Bytes &buf, const nvp_allocator *alloc = nullptr)
@@ -925,7 +923,7 @@ public:
         for (const Coupling &l : layers)
             raw.push_back(l.get());
         nvp_chain *h = nullptr;
-        detail::check(nvp_chain_create(&h, base.get(), raw.data(), raw.size(), alloc));
+        detail::check(nvp_chain_create(&h, base.get(), raw.size(), raw.data(), alloc));
         base.release();
         for (Coupling &l : layers)
             l.release();
@@ -982,7 +980,7 @@ public:
     const float *params() const noexcept { return nvp_chain_params(get()); }
     void get_params(float *dst, std::size_t count) const
     {
-        detail::check(nvp_chain_get_params(get(), dst, count), get());
+        detail::check(nvp_chain_get_params(get(), count, dst), get());
     }
     std::vector<float> get_params() const
     {
@@ -992,19 +990,22 @@ public:
     }
     void set_params(const float *src, std::size_t count)
     {
-        detail::check(nvp_chain_set_params(get(), src, count), get());
+        detail::check(nvp_chain_set_params(get(), count, src), get());
     }
     void set_params(const std::vector<float> &p) { set_params(p.data(), p.size()); }
 
-    /* Layer k (0-based), valid while the chain lives; NVP_EINVAL when k is
-     * out of range.  offset (may be nullptr) gets its place in params(). */
+    /* Affine coupling layer k (0-based), valid while the chain lives;
+     * NVP_EINVAL when k is out of range or layer k is of another kind.  offset (may be nullptr) gets its place in params(). */
     CouplingView layer(std::size_t k, std::size_t *offset = nullptr) const
     {
-        const nvp_coupling *l = nvp_chain_layer(get(), k, offset);
+        const nvp_coupling *l =
+            nvp_layer_as_coupling(nvp_chain_layer(get(), k, offset));
         if (!l)
             detail::fail(NVP_EINVAL, "nvp::Chain::layer",
-                         "layer " + std::to_string(k) + " out of range (" +
-                             std::to_string(num_layers()) + " layers)");
+                         "layer " + std::to_string(k) +
+                             " is out of range (" +
+                             std::to_string(num_layers()) +
+                             " layers) or not an affine coupling");
         return CouplingView(l);
     }
     BaseView base() const noexcept { return BaseView(nvp_chain_base(get())); }
@@ -1141,8 +1142,7 @@ public:
     std::size_t saved_size(const Scaler *scaler = nullptr) const
     {
         std::size_t size = 0;
-        detail::check(nvp_chain_save_buffer(get(), scaler ? scaler->get() : nullptr,
-                                            nullptr, 0, &size),
+        detail::check(nvp_chain_save_buffer(get(), scaler ? scaler->get() : nullptr, 0, nullptr, &size),
                       get());
         return size;
     }
@@ -1151,8 +1151,7 @@ public:
                             const Scaler *scaler = nullptr) const
     {
         std::size_t size = 0;
-        detail::check(nvp_chain_save_buffer(get(), scaler ? scaler->get() : nullptr,
-                                            buf, cap, &size),
+        detail::check(nvp_chain_save_buffer(get(), scaler ? scaler->get() : nullptr, cap, buf, &size),
                       get());
         return size;
     }
@@ -1183,7 +1182,7 @@ public:
                              const nvp_allocator *alloc = nullptr)
     {
         nvp_chain *h = nullptr;
-        detail::check(nvp_chain_load_buffer(&h, nullptr, data, size, alloc));
+        detail::check(nvp_chain_load_buffer(&h, nullptr, size, data, alloc));
         return adopt(h);
     }
     static Chain load_buffer(const void *data, std::size_t size,
@@ -1192,7 +1191,7 @@ public:
     {
         nvp_chain *h = nullptr;
         nvp_scaler *s = nullptr;
-        detail::check(nvp_chain_load_buffer(&h, &s, data, size, alloc));
+        detail::check(nvp_chain_load_buffer(&h, &s, size, data, alloc));
         return finish_load(h, s, scaler);
     }
     static Chain load(const Bytes &buf, const nvp_allocator *alloc = nullptr)

@@ -68,7 +68,7 @@ nvp_coupling *t_layer_make(const t_layer_cfg *cfg, uint64_t seed,
     char name[96];
     t_layer_cfg_name(cfg, name, sizeof name);
     ck_assert_uint_eq(nvp_coupling_dim(layer), cfg->dim);
-    T_OK(nvp_coupling_get_mask(layer, got, cfg->dim));
+    T_OK(nvp_coupling_get_mask(layer, cfg->dim, got));
     T_CHECK(memcmp(got, mask, cfg->dim) == 0, "%s: the layer's mask differs from the documented one", name);
     T_CHECK(nvp_coupling_num_params(layer) == ref->n_params,
             "%s: %zu parameters, the documented layout has %zu", name,
@@ -81,7 +81,7 @@ double *t_layer_params(const nvp_coupling *layer)
     const size_t n = nvp_coupling_num_params(layer);
     float *f = t_xmalloc(n * sizeof *f);
     double *d = t_xmalloc(n * sizeof *d);
-    T_OK(nvp_coupling_get_params(layer, f, n));
+    T_OK(nvp_coupling_get_params(layer, n, f));
     ref_params_from_float(n, f, d);
     free(f);
     return d;

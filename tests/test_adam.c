@@ -44,7 +44,7 @@ START_TEST(test_adam_matches_hand_computed_steps)
     nvp_adam *opt = NULL;
     T_OK(nvp_adam_create(&opt, 3, NULL));
     ck_assert_uint_eq(nvp_adam_num_params(opt), 3);
-    ck_assert_uint_eq(nvp_adam_steps(opt), 0);
+    ck_assert_uint_eq(nvp_adam_num_steps(opt), 0);
     T_CHECK(nvp_adam_lr(opt) == 1e-3f, "default lr %.9g", (double)nvp_adam_lr(opt));
     if (cf->set_lr)
         T_OK(nvp_adam_set_lr(opt, cf->lr));
@@ -58,9 +58,9 @@ START_TEST(test_adam_matches_hand_computed_steps)
     double pd[3] = {1.0, -0.5, 2.0};
     for (int s = 0; s < 3; s++) {
         const float g[3] = {(float)G[s][0], (float)G[s][1], (float)G[s][2]};
-        T_OK(nvp_adam_step(opt, p, g, 3));
+        T_OK(nvp_adam_step(opt, 3, p, g));
         hand_step(&ha, pd, G[s]);
-        ck_assert_uint_eq(nvp_adam_steps(opt), (uint64_t)s + 1);
+        ck_assert_uint_eq(nvp_adam_num_steps(opt), (uint64_t)s + 1);
         for (int i = 0; i < 3; i++)
             T_CLOSE(p[i], pd[i], 1e-6, 1e-4 * cf->lr, _i,
                     "config %d (lr %g b1 %g b2 %g eps %g): param %d after step %d",
@@ -94,8 +94,8 @@ START_TEST(test_adam_setters_validate)
     T_OK(nvp_adam_create(&fresh, 2, NULL));
     float p1[2] = {1.0f, 2.0f}, p2[2] = {1.0f, 2.0f};
     const float g[2] = {0.3f, -0.7f};
-    T_OK(nvp_adam_step(opt, p1, g, 2));
-    T_OK(nvp_adam_step(fresh, p2, g, 2));
+    T_OK(nvp_adam_step(opt, 2, p1, g));
+    T_OK(nvp_adam_step(fresh, 2, p2, g));
     T_CHECK(t_first_diff(p1, p2, 2) == (size_t)-1, "refused setters changed the step");
     /* Edge values that are valid. */
     T_OK(nvp_adam_set_betas(opt, 0.0f, 0.0f));
@@ -115,16 +115,16 @@ START_TEST(test_adam_reset)
     float p[3] = {1, 2, 3};
     const float g[3] = {0.1f, -0.2f, 0.3f}, g2[3] = {-1.0f, 0.5f, 0.25f};
     for (int s = 0; s < 5; s++)
-        T_OK(nvp_adam_step(opt, p, g, 3));
-    ck_assert_uint_eq(nvp_adam_steps(opt), 5);
+        T_OK(nvp_adam_step(opt, 3, p, g));
+    ck_assert_uint_eq(nvp_adam_num_steps(opt), 5);
     T_OK(nvp_adam_reset(opt));
-    ck_assert_uint_eq(nvp_adam_steps(opt), 0);
+    ck_assert_uint_eq(nvp_adam_num_steps(opt), 0);
     /* After reset, two steps equal a fresh optimizer's two steps. */
     float a[3] = {0.5f, -0.5f, 4.0f}, b[3] = {0.5f, -0.5f, 4.0f};
-    T_OK(nvp_adam_step(opt, a, g2, 3));
-    T_OK(nvp_adam_step(opt, a, g, 3));
-    T_OK(nvp_adam_step(fresh, b, g2, 3));
-    T_OK(nvp_adam_step(fresh, b, g, 3));
+    T_OK(nvp_adam_step(opt, 3, a, g2));
+    T_OK(nvp_adam_step(opt, 3, a, g));
+    T_OK(nvp_adam_step(fresh, 3, b, g2));
+    T_OK(nvp_adam_step(fresh, 3, b, g));
     T_CHECK(t_first_diff(a, b, 3) == (size_t)-1, "after reset: %g %g %g vs fresh %g %g %g",
             (double)a[0], (double)a[1], (double)a[2], (double)b[0], (double)b[1], (double)b[2]);
     nvp_adam_free(opt);
@@ -144,18 +144,18 @@ START_TEST(test_adam_refuses_nonfinite_gradient)
     T_OK(nvp_adam_create(&ctl, 3, NULL));
     float p[3] = {1, 2, 3}, q[3] = {1, 2, 3};
     const float g[3] = {0.1f, -0.2f, 0.3f};
-    T_OK(nvp_adam_step(opt, p, g, 3));
-    T_OK(nvp_adam_step(ctl, q, g, 3));
+    T_OK(nvp_adam_step(opt, 3, p, g));
+    T_OK(nvp_adam_step(ctl, 3, q, g));
     float before[3];
     memcpy(before, p, sizeof p);
     const float gb[3] = {0.5f, bad_val, 0.5f};
-    ck_assert_int_eq(nvp_adam_step(opt, p, gb, 3), NVP_ENONFINITE);
+    ck_assert_int_eq(nvp_adam_step(opt, 3, p, gb), NVP_ENONFINITE);
     T_CHECK(t_first_diff(before, p, 3) == (size_t)-1, "refused step (%g) changed the parameters", (double)bad_val);
-    ck_assert_uint_eq(nvp_adam_steps(opt), 1);
+    ck_assert_uint_eq(nvp_adam_num_steps(opt), 1);
     T_CHECK(strstr(nvp_adam_errmsg(opt), "nvp_adam_step") != NULL, "errmsg '%s'", nvp_adam_errmsg(opt));
     const float g2[3] = {-0.4f, 0.8f, 0.05f};
-    T_OK(nvp_adam_step(opt, p, g2, 3));
-    T_OK(nvp_adam_step(ctl, q, g2, 3));
+    T_OK(nvp_adam_step(opt, 3, p, g2));
+    T_OK(nvp_adam_step(ctl, 3, q, g2));
     T_CHECK(t_first_diff(p, q, 3) == (size_t)-1, "after a refused step (%g) the moments differ: %g %g %g vs %g %g %g",
             (double)bad_val, (double)p[0], (double)p[1], (double)p[2], (double)q[0], (double)q[1], (double)q[2]);
     nvp_adam_free(opt);
@@ -177,10 +177,10 @@ START_TEST(test_adam_getters_round_trip)
     T_OK(nvp_adam_set_betas(o, 0.5f, 0.75f));
     T_OK(nvp_adam_set_eps(o, 1e-4f));
     size_t size = 0;
-    T_OK(nvp_adam_save_buffer(o, NULL, NULL, 0, &size));
+    T_OK(nvp_adam_save_buffer(o, NULL, 0, NULL, &size));
     unsigned char *buf = t_xmalloc(size);
-    T_OK(nvp_adam_save_buffer(o, NULL, buf, size, &size));
-    T_OK(nvp_adam_load_buffer(&back, NULL, buf, size, NULL));
+    T_OK(nvp_adam_save_buffer(o, NULL, size, buf, &size));
+    T_OK(nvp_adam_load_buffer(&back, NULL, size, buf, NULL));
     const nvp_adam *both[2] = {o, back};
     for (int k = 0; k < 2; k++) {
         ck_assert_float_eq(nvp_adam_lr(both[k]), 0.25f);
@@ -204,18 +204,18 @@ START_TEST(test_adam_refuses_overflowing_gradient)
     T_OK(nvp_adam_create(&o, 3, NULL));
     float p[3] = {1.0f, 2.0f, 3.0f};
     const float ok[3] = {1e17f, -1e17f, 0.5f}, big[3] = {0.1f, 1e20f, 0.1f};
-    T_OK(nvp_adam_step(o, p, ok, 3));
+    T_OK(nvp_adam_step(o, 3, p, ok));
     const float before[3] = {p[0], p[1], p[2]};
-    ck_assert_int_eq(nvp_adam_step(o, p, big, 3), NVP_ENONFINITE);
+    ck_assert_int_eq(nvp_adam_step(o, 3, p, big), NVP_ENONFINITE);
     T_CHECK(strstr(nvp_errmsg(), "second moment") != NULL, "message '%s'",
             nvp_errmsg());
-    T_CHECK(memcmp(p, before, sizeof p) == 0 && nvp_adam_steps(o) == 1,
+    T_CHECK(memcmp(p, before, sizeof p) == 0 && nvp_adam_num_steps(o) == 1,
             "a refused step changed the parameters or the step count");
     size_t size = 0;
-    T_OK(nvp_adam_save_buffer(o, NULL, NULL, 0, &size));
+    T_OK(nvp_adam_save_buffer(o, NULL, 0, NULL, &size));
     unsigned char *buf = t_xmalloc(size);
-    T_OK(nvp_adam_save_buffer(o, NULL, buf, size, &size));
-    T_CHECK(nvp_adam_load_buffer(&back, NULL, buf, size, NULL) == NVP_OK,
+    T_OK(nvp_adam_save_buffer(o, NULL, size, buf, &size));
+    T_CHECK(nvp_adam_load_buffer(&back, NULL, size, buf, NULL) == NVP_OK,
             "a state reached by steps does not load: %s", nvp_errmsg());
     free(buf);
     nvp_adam_free(back);

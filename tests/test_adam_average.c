@@ -38,27 +38,27 @@ START_TEST(test_adam_average_follows_steps)
     T_OK(nvp_adam_set_lr(o, 0.05f));
     T_OK(nvp_adam_set_lr(ctl, 0.05f));
     ck_assert_float_eq(nvp_adam_average_decay(o), 0.0f);
-    T_OK(nvp_adam_set_average(o, decay, p, N));
+    T_OK(nvp_adam_set_average(o, decay, N, p));
     ck_assert_float_eq(nvp_adam_average_decay(o), decay);
-    T_OK(nvp_adam_get_average(o, got, N));
+    T_OK(nvp_adam_get_average(o, N, got));
     T_CHECK(t_first_diff(got, p, N) == (size_t)-1, "the average does not start at the parameters");
     for (int s = 0; s < STEPS; s++) {
         t_fill_normal(&pr, N, g, 2.0);
         if (s == 3) {
             /* Refused: nothing moves, the average included. */
             g[5] = NAN;
-            ck_assert_int_eq(nvp_adam_step(o, p, g, N), NVP_ENONFINITE);
-            T_OK(nvp_adam_get_average(o, got, N));
+            ck_assert_int_eq(nvp_adam_step(o, N, p, g), NVP_ENONFINITE);
+            T_OK(nvp_adam_get_average(o, N, got));
             T_CHECK(t_first_diff(got, hand, N) == (size_t)-1,
                     "a refused step changed the average at %zu", t_first_diff(got, hand, N));
             continue;
         }
-        T_OK(nvp_adam_step(o, p, g, N));
-        T_OK(nvp_adam_step(ctl, q, g, N));
+        T_OK(nvp_adam_step(o, N, p, g));
+        T_OK(nvp_adam_step(ctl, N, q, g));
         T_CHECK(t_first_diff(p, q, N) == (size_t)-1,
                 "step %d: averaging changed the update at parameter %zu", s, t_first_diff(p, q, N));
         hand_average(hand, p, N, decay);
-        T_OK(nvp_adam_get_average(o, got, N));
+        T_OK(nvp_adam_get_average(o, N, got));
         const size_t d = t_first_diff(got, hand, N);
         T_CHECK(d == (size_t)-1, "step %d: average[%zu] %.9g, formula %.9g", s, d,
                 (double)got[d == (size_t)-1 ? 0 : d], (double)hand[d == (size_t)-1 ? 0 : d]);
@@ -68,18 +68,18 @@ START_TEST(test_adam_average_follows_steps)
     T_CHECK(t_first_diff(got, p, N) != (size_t)-1, "the average equals the last iterate");
 
     /* Restarting from other values; reset keeps the average. */
-    T_OK(nvp_adam_set_average(o, 0.5f, q, N));
+    T_OK(nvp_adam_set_average(o, 0.5f, N, q));
     T_OK(nvp_adam_reset(o));
-    T_OK(nvp_adam_get_average(o, got, N));
+    T_OK(nvp_adam_get_average(o, N, got));
     T_CHECK(t_first_diff(got, q, N) == (size_t)-1 && nvp_adam_average_decay(o) == 0.5f,
             "restart or reset lost the average");
 
     /* Off: the getter says so, and steps go on without it. */
-    T_OK(nvp_adam_set_average(o, 0.0f, NULL, 0));
+    T_OK(nvp_adam_set_average(o, 0.0f, 0, NULL));
     ck_assert_float_eq(nvp_adam_average_decay(o), 0.0f);
-    ck_assert_int_eq(nvp_adam_get_average(o, got, N), NVP_EINVAL);
+    ck_assert_int_eq(nvp_adam_get_average(o, N, got), NVP_EINVAL);
     T_CHECK(strstr(nvp_adam_errmsg(o), "off") != NULL, "message '%s'", nvp_adam_errmsg(o));
-    T_OK(nvp_adam_step(o, p, g, N));
+    T_OK(nvp_adam_step(o, N, p, g));
     nvp_adam_free(o);
     nvp_adam_free(ctl);
 }
@@ -94,25 +94,25 @@ START_TEST(test_adam_average_validates)
     float bad_p[N] = {1, 2, NAN, 4, 5}, got[N];
     nvp_adam *o = NULL;
     T_OK(nvp_adam_create(&o, N, NULL));
-    ck_assert_int_eq(nvp_adam_set_average(NULL, 0.9f, start, N), NVP_EINVAL);
+    ck_assert_int_eq(nvp_adam_set_average(NULL, 0.9f, N, start), NVP_EINVAL);
     ck_assert_float_eq(nvp_adam_average_decay(NULL), 0.0f);
-    ck_assert_int_eq(nvp_adam_get_average(NULL, got, N), NVP_EINVAL);
-    T_OK(nvp_adam_set_average(o, 0.9f, start, N));
+    ck_assert_int_eq(nvp_adam_get_average(NULL, N, got), NVP_EINVAL);
+    T_OK(nvp_adam_set_average(o, 0.9f, N, start));
     const float decays[] = {-0.1f, 1.0f, 2.0f, NAN, INFINITY, -1e-30f};
     for (size_t k = 0; k < sizeof decays / sizeof *decays; k++) {
-        ck_assert_int_eq(nvp_adam_set_average(o, decays[k], start, N), NVP_EINVAL);
+        ck_assert_int_eq(nvp_adam_set_average(o, decays[k], N, start), NVP_EINVAL);
         T_CHECK(strstr(nvp_adam_errmsg(o), "nvp_adam_set_average") != NULL, "message '%s'",
                 nvp_adam_errmsg(o));
     }
-    ck_assert_int_eq(nvp_adam_set_average(o, 0.5f, NULL, N), NVP_EINVAL);
-    ck_assert_int_eq(nvp_adam_set_average(o, 0.5f, start, N - 1), NVP_EDIM);
-    ck_assert_int_eq(nvp_adam_set_average(o, 0.5f, bad_p, N), NVP_ENONFINITE);
+    ck_assert_int_eq(nvp_adam_set_average(o, 0.5f, N, NULL), NVP_EINVAL);
+    ck_assert_int_eq(nvp_adam_set_average(o, 0.5f, N - 1, start), NVP_EDIM);
+    ck_assert_int_eq(nvp_adam_set_average(o, 0.5f, N, bad_p), NVP_ENONFINITE);
     bad_p[2] = INFINITY;
-    ck_assert_int_eq(nvp_adam_set_average(o, 0.5f, bad_p, N), NVP_ENONFINITE);
-    ck_assert_int_eq(nvp_adam_get_average(o, NULL, N), NVP_EINVAL);
-    ck_assert_int_eq(nvp_adam_get_average(o, got, N + 1), NVP_EDIM);
+    ck_assert_int_eq(nvp_adam_set_average(o, 0.5f, N, bad_p), NVP_ENONFINITE);
+    ck_assert_int_eq(nvp_adam_get_average(o, N, NULL), NVP_EINVAL);
+    ck_assert_int_eq(nvp_adam_get_average(o, N + 1, got), NVP_EDIM);
     ck_assert_float_eq(nvp_adam_average_decay(o), 0.9f);
-    T_OK(nvp_adam_get_average(o, got, N));
+    T_OK(nvp_adam_get_average(o, N, got));
     T_CHECK(t_first_diff(got, start, N) == (size_t)-1, "a refused call changed the average");
     nvp_adam_free(o);
 }
@@ -129,17 +129,17 @@ START_TEST(test_adam_average_out_of_memory)
     nvp_adam *o = NULL;
     T_OK(nvp_adam_create(&o, N, &a));
     st.fail_at = st.calls;
-    ck_assert_int_eq(nvp_adam_set_average(o, 0.9f, start, N), NVP_ENOMEM);
+    ck_assert_int_eq(nvp_adam_set_average(o, 0.9f, N, start), NVP_ENOMEM);
     ck_assert_uint_eq(st.failed, 1);
     ck_assert_float_eq(nvp_adam_average_decay(o), 0.0f);
     float got[N];
-    ck_assert_int_eq(nvp_adam_get_average(o, got, N), NVP_EINVAL);
+    ck_assert_int_eq(nvp_adam_get_average(o, N, got), NVP_EINVAL);
     st.fail_at = T_NEVER;
-    T_OK(nvp_adam_set_average(o, 0.9f, start, N));
+    T_OK(nvp_adam_set_average(o, 0.9f, N, start));
     const size_t calls = st.calls;
-    T_OK(nvp_adam_set_average(o, 0.8f, start, N)); /* a restart reuses it */
+    T_OK(nvp_adam_set_average(o, 0.8f, N, start)); /* a restart reuses it */
     float p[N] = {0}, g[N] = {1, -1, 2, -2, 3, -3, 4, -4, 5};
-    T_OK(nvp_adam_step(o, p, g, N));
+    T_OK(nvp_adam_step(o, N, p, g));
     ck_assert_uint_eq(st.calls, calls);
     nvp_adam_free(o);
     ck_assert_uint_eq(st.live, 0);
@@ -162,7 +162,7 @@ START_TEST(test_adam_average_threads)
         nvp_chain *c;
         nvp_adam *o;
         t_pool_training((size_t)run + 1, 7201, &c, &o, &np);
-        T_OK(nvp_adam_set_average(o, 0.9f, nvp_chain_params(c), np));
+        T_OK(nvp_adam_set_average(o, 0.9f, np, nvp_chain_params(c)));
         free(hand);
         hand = t_xmalloc(np * sizeof *hand);
         memcpy(hand, nvp_chain_params(c), np * sizeof *hand);
@@ -172,7 +172,7 @@ START_TEST(test_adam_average_threads)
             hand_average(hand, nvp_chain_params(c), np, 0.9f);
         }
         avg[run] = t_xmalloc(np * sizeof *avg[run]);
-        T_OK(nvp_adam_get_average(o, avg[run], np));
+        T_OK(nvp_adam_get_average(o, np, avg[run]));
         const size_t d = t_first_diff(avg[run], hand, np);
         T_CHECK(d == (size_t)-1, "%d thread(s): average[%zu] %.9g, formula %.9g", run + 1, d,
                 (double)avg[run][d == (size_t)-1 ? 0 : d], (double)hand[d == (size_t)-1 ? 0 : d]);
@@ -211,21 +211,21 @@ START_TEST(test_adam_kernels_agree)
         if (k == 1)
             T_OK(nvp_adam_set_kernels(o[k], NVP_KERNELS_PORTABLE));
         if (_i)
-            T_OK(nvp_adam_set_average(o[k], 0.9f, start, N));
+            T_OK(nvp_adam_set_average(o[k], 0.9f, N, start));
         if (_i == 2)
             T_OK(nvp_adam_set_clip_norm(o[k], 1e-7f));
     }
     for (int s = 0; s < STEPS; s++) {
         t_fill_normal(&pr, N, g, s == 0 ? 1e-6 : 3.0); /* tiny, then large */
         for (int k = 0; k < 2; k++)
-            T_OK(nvp_adam_step(o[k], p[k], g, N));
+            T_OK(nvp_adam_step(o[k], N, p[k], g));
         const size_t d = t_first_diff(p[0], p[1], N);
         T_CHECK(d == (size_t)-1, "step %d: parameter %zu: %.9g (dispatched) vs %.9g (portable)", s,
                 d, (double)p[0][d == (size_t)-1 ? 0 : d], (double)p[1][d == (size_t)-1 ? 0 : d]);
     }
     if (_i) {
-        T_OK(nvp_adam_get_average(o[0], avg[0], N));
-        T_OK(nvp_adam_get_average(o[1], avg[1], N));
+        T_OK(nvp_adam_get_average(o[0], N, avg[0]));
+        T_OK(nvp_adam_get_average(o[1], N, avg[1]));
         T_CHECK(t_first_diff(avg[0], avg[1], N) == (size_t)-1,
                 "the average differs between the kernels at %zu", t_first_diff(avg[0], avg[1], N));
     }

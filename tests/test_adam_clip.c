@@ -58,8 +58,8 @@ START_TEST(test_adam_clip_scales_gradient)
             gs[i] = g[i] * scale;
         clipped += norm > limit;
         kept += norm <= limit;
-        T_OK(nvp_adam_step(o, p, g, N));
-        T_OK(nvp_adam_step(ctl, q, gs, N));
+        T_OK(nvp_adam_step(o, N, p, g));
+        T_OK(nvp_adam_step(ctl, N, q, gs));
         const size_t d = t_first_diff(p, q, N);
         T_CHECK(d == (size_t)-1, "step %d (norm %.6g): parameter %zu: %.9g clipped, %.9g control",
                 s, norm, d, (double)p[d == (size_t)-1 ? 0 : d], (double)q[d == (size_t)-1 ? 0 : d]);
@@ -73,12 +73,12 @@ START_TEST(test_adam_clip_scales_gradient)
     const float before = nvp_adam_last_grad_norm(o);
     memcpy(q, p, N * sizeof *p);
     g[17] = NAN;
-    ck_assert_int_eq(nvp_adam_step(o, p, g, N), NVP_ENONFINITE);
+    ck_assert_int_eq(nvp_adam_step(o, N, p, g), NVP_ENONFINITE);
     g[17] = 1e18f; /* clipping does not rescue an overflowing entry */
-    ck_assert_int_eq(nvp_adam_step(o, p, g, N), NVP_ENONFINITE);
+    ck_assert_int_eq(nvp_adam_step(o, N, p, g), NVP_ENONFINITE);
     T_CHECK(t_first_diff(p, q, N) == (size_t)-1, "a refused step moved a parameter");
     ck_assert_float_eq(nvp_adam_last_grad_norm(o), before);
-    ck_assert_uint_eq(nvp_adam_steps(o), STEPS);
+    ck_assert_uint_eq(nvp_adam_num_steps(o), STEPS);
 
     /* Reset forgets the last norm, not the limit. */
     T_OK(nvp_adam_reset(o));
@@ -87,7 +87,7 @@ START_TEST(test_adam_clip_scales_gradient)
     /* Off: the last norm goes to 0 and steps are unclipped (the same as
      * the control's with the raw gradient); on again, it clips again. */
     double norm = fill_eighths(&pr, g, N);
-    T_OK(nvp_adam_step(o, p, g, N));
+    T_OK(nvp_adam_step(o, N, p, g));
     T_CHECK(nvp_adam_last_grad_norm(o) == (float)norm, "norm after reset");
     T_OK(nvp_adam_set_clip_norm(o, 0.0f));
     ck_assert_float_eq(nvp_adam_clip_norm(o), 0.0f);
@@ -95,12 +95,12 @@ START_TEST(test_adam_clip_scales_gradient)
     T_OK(nvp_adam_reset(ctl));
     T_OK(nvp_adam_reset(o));
     memcpy(q, p, N * sizeof *p);
-    T_OK(nvp_adam_step(o, p, g, N));
-    T_OK(nvp_adam_step(ctl, q, g, N));
+    T_OK(nvp_adam_step(o, N, p, g));
+    T_OK(nvp_adam_step(ctl, N, q, g));
     T_CHECK(t_first_diff(p, q, N) == (size_t)-1, "a step with clipping off was clipped");
     ck_assert_float_eq(nvp_adam_last_grad_norm(o), 0.0f);
     T_OK(nvp_adam_set_clip_norm(o, limit));
-    T_OK(nvp_adam_step(o, p, g, N));
+    T_OK(nvp_adam_step(o, N, p, g));
     T_CHECK(nvp_adam_last_grad_norm(o) == (float)norm && norm > limit,
             "clipping on again: last norm %g, expected %g", (double)nvp_adam_last_grad_norm(o),
             norm);
@@ -133,7 +133,7 @@ START_TEST(test_adam_clip_reaches_limit)
     /* b1 = 0: after one step the first moment is (1 - 0) * scaled g, and
      * m is visible through the handle's internals. */
     T_OK(nvp_adam_set_betas(o, 0.0f, 0.999f));
-    T_OK(nvp_adam_step(o, p, g, N));
+    T_OK(nvp_adam_step(o, N, p, g));
     T_CLOSE(nvp_adam_last_grad_norm(o), norm, 1e-6, 0.0, 7410, "reported norm");
     long double m2 = 0.0L;
     for (size_t i = 0; i < N; i++)
@@ -184,7 +184,7 @@ START_TEST(test_adam_clip_out_of_memory)
     const size_t calls = st.calls;
     T_OK(nvp_adam_set_clip_norm(o, 2.0f));
     float p[N] = {0}, g[N] = {1, -1, 2, -2, 3, -3, 4, -4, 5};
-    T_OK(nvp_adam_step(o, p, g, N));
+    T_OK(nvp_adam_step(o, N, p, g));
     ck_assert_uint_eq(st.calls, calls);
     T_CHECK(nvp_adam_last_grad_norm(o) > 2.0f, "the norm %g was not over the limit",
             (double)nvp_adam_last_grad_norm(o));

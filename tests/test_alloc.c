@@ -111,7 +111,7 @@ static int try_chain_create(const nvp_allocator *a, t_alloc_state *st, size_t fa
     T_OK(nvp_coupling_create(&layers[1], 3, MASK3, 1, H43, 0, r, a));
     st->fail_at = st->calls + fail;
     nvp_chain *c = (nvp_chain *)&ho;
-    const int rc = nvp_chain_create(&c, b, layers, 2, a);
+    const int rc = nvp_chain_create(&c, b, 2, layers, a);
     if (rc == NVP_OK) {
         nvp_chain_free(c);
     } else {
@@ -193,7 +193,7 @@ static int chain_op(const nvp_allocator *a, t_alloc_state *st, size_t fail, int 
     if (op == OP_TRAIN)
         T_OK(nvp_adam_create(&opt, np, a));
     float *before = t_xmalloc(np * sizeof *before);
-    T_OK(nvp_chain_get_params(c, before, np));
+    T_OK(nvp_chain_get_params(c, np, before));
     t_prng p;
     t_prng_seed(&p, 3);
     t_fill_normal(&p, 300 * 3, in_buf, 1.0);
@@ -206,9 +206,9 @@ static int chain_op(const nvp_allocator *a, t_alloc_state *st, size_t fail, int 
     st->fail_at = T_NEVER;
     if (rc != NVP_OK) {
         float *after = t_xmalloc(np * sizeof *after);
-        T_OK(nvp_chain_get_params(c, after, np));
+        T_OK(nvp_chain_get_params(c, np, after));
         *changed = t_first_diff(before, after, np) != (size_t)-1 ||
-                   (opt && nvp_adam_steps(opt) != 0);
+                   (opt && nvp_adam_num_steps(opt) != 0);
         free(after);
         /* The chain still works once memory is back. */
         T_OK(nvp_chain_log_prob(c, 4, in_buf, lp_buf));
@@ -269,7 +269,7 @@ static int layer_op(const nvp_allocator *a, t_alloc_state *st, size_t fail, int 
     T_OK(nvp_coupling_create(&l, 3, MASK3, 2, H43, 0, r, a));
     const size_t np = nvp_coupling_num_params(l);
     float *grad = t_xmalloc(np * sizeof *grad), *before = t_xmalloc(np * sizeof *before);
-    T_OK(nvp_coupling_get_params(l, before, np));
+    T_OK(nvp_coupling_get_params(l, np, before));
     memset(grad, 0, np * sizeof *grad);
     t_prng p;
     t_prng_seed(&p, 5);
@@ -285,7 +285,7 @@ static int layer_op(const nvp_allocator *a, t_alloc_state *st, size_t fail, int 
     st->fail_at = T_NEVER;
     if (rc != NVP_OK) {
         float *after = t_xmalloc(np * sizeof *after);
-        T_OK(nvp_coupling_get_params(l, after, np));
+        T_OK(nvp_coupling_get_params(l, np, after));
         *changed = t_first_diff(before, after, np) != (size_t)-1;
         for (size_t i = 0; i < np; i++)
             *changed |= grad[i] != 0.0f; /* nothing accumulated by a failed call */
@@ -316,9 +316,9 @@ static unsigned char *model_bytes(size_t *size, int with_scaler)
     nvp_scaler *s = NULL;
     T_OK(nvp_chain_create_alternating(&c, 3, 3, 2, H43, 0, r, NULL));
     T_OK(nvp_scaler_create(&s, 3, NULL));
-    T_OK(nvp_chain_save_buffer(c, with_scaler ? s : NULL, NULL, 0, size));
+    T_OK(nvp_chain_save_buffer(c, with_scaler ? s : NULL, 0, NULL, size));
     unsigned char *buf = t_xmalloc(*size);
-    T_OK(nvp_chain_save_buffer(c, with_scaler ? s : NULL, buf, *size, size));
+    T_OK(nvp_chain_save_buffer(c, with_scaler ? s : NULL, *size, buf, size));
     nvp_scaler_free(s);
     nvp_chain_free(c);
     nvp_rng_free(r);
@@ -333,7 +333,7 @@ static int try_load_buffer(const nvp_allocator *a, t_alloc_state *st, size_t fai
     nvp_chain *c = (nvp_chain *)buf;
     nvp_scaler *s = (nvp_scaler *)buf;
     st->fail_at = fail;
-    const int rc = nvp_chain_load_buffer(&c, &s, buf, size, a);
+    const int rc = nvp_chain_load_buffer(&c, &s, size, buf, a);
     if (rc == NVP_OK) {
         nvp_chain_free(c);
         nvp_scaler_free(s);
@@ -377,15 +377,15 @@ static int try_adam_load_buffer(const nvp_allocator *a, t_alloc_state *st, size_
     /* With a parameter average: one more buffer for the loader to
      * allocate (and free when a later allocation fails). */
     float start[50] = {0};
-    T_OK(nvp_adam_set_average(o, 0.5f, start, 50));
+    T_OK(nvp_adam_set_average(o, 0.5f, 50, start));
     size_t size;
-    T_OK(nvp_adam_save_buffer(o, r, NULL, 0, &size));
+    T_OK(nvp_adam_save_buffer(o, r, 0, NULL, &size));
     unsigned char *buf = t_xmalloc(size);
-    T_OK(nvp_adam_save_buffer(o, r, buf, size, &size));
+    T_OK(nvp_adam_save_buffer(o, r, size, buf, &size));
     nvp_adam *o2 = (nvp_adam *)buf;
     nvp_rng *r2 = (nvp_rng *)buf;
     st->fail_at = fail;
-    const int rc = nvp_adam_load_buffer(&o2, &r2, buf, size, a);
+    const int rc = nvp_adam_load_buffer(&o2, &r2, size, buf, a);
     if (rc == NVP_OK) {
         nvp_adam_free(o2);
         nvp_rng_free(r2);
@@ -527,7 +527,7 @@ START_TEST(test_alloc_steady_state)
     nvp_adam *opt = NULL;
     T_OK(nvp_adam_create(&opt, nvp_chain_num_params(c), &a));
     /* With the parameter average on: it is allocated here, not per step. */
-    T_OK(nvp_adam_set_average(opt, 0.99f, nvp_chain_params(c), nvp_chain_num_params(c)));
+    T_OK(nvp_adam_set_average(opt, 0.99f, nvp_chain_num_params(c), nvp_chain_params(c)));
     t_prng p;
     t_prng_seed(&p, 6);
     t_fill_normal(&p, 300 * 3, in_buf, 1.0);

@@ -234,29 +234,29 @@ START_TEST(test_chain_params_layout)
     float *flat = nvp_chain_params(c);
     ck_assert_ptr_nonnull(flat);
     float *copy = t_xmalloc(np * sizeof *copy);
-    T_OK(nvp_chain_get_params(c, copy, np));
+    T_OK(nvp_chain_get_params(c, np, copy));
     T_CHECK(t_first_diff(copy, flat, np) == (size_t)-1, "get_params differs from nvp_chain_params");
     size_t expect_off = 0;
     for (size_t k = 0; k < K; k++) {
         size_t off = 12345;
-        const nvp_coupling *l = nvp_chain_layer(c, k, &off);
+        const nvp_coupling *l = nvp_layer_as_coupling(nvp_chain_layer(c, k, &off));
         ck_assert_ptr_nonnull(l);
         ck_assert_uint_eq(off, expect_off);
         ck_assert_uint_eq(off, ref.offset[k]);
         const size_t lp = nvp_coupling_num_params(l);
         ck_assert_uint_eq(lp, ref.layer[k].n_params);
         float *lprm = t_xmalloc(lp * sizeof *lprm);
-        T_OK(nvp_coupling_get_params(l, lprm, lp));
+        T_OK(nvp_coupling_get_params(l, lp, lprm));
         T_CHECK(t_first_diff(lprm, flat + off, lp) == (size_t)-1, "layer %zu parameters are not at offset %zu", k, off);
         free(lprm);
         unsigned char mask[REF_MAX_DIM];
-        T_OK(nvp_coupling_get_mask(l, mask, dim));
+        T_OK(nvp_coupling_get_mask(l, dim, mask));
         T_CHECK(memcmp(mask, ref.layer[k].mask, dim) == 0, "layer %zu: mask is not the half mask with flip %zu", k, k % 2);
         expect_off += lp;
     }
     ck_assert_uint_eq(expect_off, np);
-    ck_assert_ptr_null(nvp_chain_layer(c, K, NULL));
-    ck_assert_ptr_nonnull(nvp_chain_layer(c, 0, NULL));
+    ck_assert_ptr_null(nvp_layer_as_coupling(nvp_chain_layer(c, K, NULL)));
+    ck_assert_ptr_nonnull(nvp_layer_as_coupling(nvp_chain_layer(c, 0, NULL)));
 
     /* Writing through the pointer changes what the layers see. */
     const float y[5] = {0.1f, -0.2f, 0.3f, 0.9f, -1.4f};
@@ -274,7 +274,7 @@ START_TEST(test_chain_params_layout)
             "log_prob after writing through nvp_chain_params vs reference");
     free(prm);
     /* set_params restores it. */
-    T_OK(nvp_chain_set_params(c, copy, np));
+    T_OK(nvp_chain_set_params(c, np, copy));
     T_OK(nvp_chain_log_prob(c, 1, y, &lp2));
     T_CHECK(lp2 == lp0, "set_params did not restore log_prob: %g vs %g", (double)lp2, (double)lp0);
     free(copy);
@@ -297,7 +297,7 @@ START_TEST(test_chain_forward_trace)
     T_OK(nvp_chain_forward_trace(c, n, x, st));
     T_CHECK(t_first_diff(st, x, n * dim) == (size_t)-1, "block 0 is not x");
     for (size_t k = 0; k < K; k++) {
-        T_OK(nvp_coupling_forward(nvp_chain_layer(c, k, NULL), n, st + k * n * dim, y, NULL));
+        T_OK(nvp_coupling_forward(nvp_layer_as_coupling(nvp_chain_layer(c, k, NULL)), n, st + k * n * dim, y, NULL));
         const size_t d = t_first_diff(y, st + (k + 1) * n * dim, n * dim);
         T_CHECK(d == (size_t)-1, "seed %llu: block %zu is not layer %zu of block %zu (element %zu)",
                 (unsigned long long)seed, k + 1, k + 1, k, d);
@@ -331,10 +331,10 @@ START_TEST(test_chain_custom_layers)
         ck_assert_int_eq(ref_coupling_init(&rl[k], dim, masks[k], nh[k], hid[k]), 0);
     }
     nvp_chain *c = NULL;
-    T_OK(nvp_chain_create(&c, b, layers, 3, NULL));
+    T_OK(nvp_chain_create(&c, b, 3, layers, NULL));
     ck_assert_ptr_eq(nvp_chain_base(c), b);
     for (size_t k = 0; k < 3; k++)
-        ck_assert_ptr_eq(nvp_chain_layer(c, k, NULL), layers[k]);
+        ck_assert_ptr_eq(nvp_layer_as_coupling(nvp_chain_layer(c, k, NULL)), layers[k]);
     ref_chain ref;
     ref_chain_init_layers(&ref, rl, 3);
     ck_assert_uint_eq(nvp_chain_num_params(c), ref.n_params);
@@ -416,9 +416,9 @@ START_TEST(test_chain_log_prob_overflowing_inverse)
     T_OK(nvp_coupling_create(&l, 2, mask, 0, none, 0, r, NULL));
     /* out = x_0 W + b, W 1 x 2 (shift, log_scale). */
     const float prm[4] = {0.0f, 0.0f, 0.5f, -100.0f};
-    T_OK(nvp_coupling_set_params(l, prm, 4));
+    T_OK(nvp_coupling_set_params(l, 4, prm));
     nvp_chain *c = NULL;
-    T_OK(nvp_chain_create(&c, b, &l, 1, NULL));
+    T_OK(nvp_chain_create(&c, b, 1, &l, NULL));
     const float y[6] = {0.1f, 1.0f, -2.0f, -3.0f, 7.0f, 0.0f};
     float lp[3];
     const int rc = nvp_chain_log_prob(c, 3, y, lp);
@@ -537,12 +537,12 @@ static void mt_run(nvp_chain *cs, nvp_chain *cw, size_t threads, const float *y,
     T_OK(nvp_chain_nll_grad(cw, 256, y, o->grad, &o->loss));
     /* A training step from the same start, then put the start back. */
     float *start = t_xmalloc(np * sizeof *start);
-    T_OK(nvp_chain_get_params(cw, start, np));
+    T_OK(nvp_chain_get_params(cw, np, start));
     nvp_adam *opt = NULL;
     T_OK(nvp_adam_create(&opt, np, NULL));
     T_OK(nvp_chain_train_step(cw, opt, r, n, y, 256, NULL));
-    T_OK(nvp_chain_get_params(cw, o->trained, np));
-    T_OK(nvp_chain_set_params(cw, start, np));
+    T_OK(nvp_chain_get_params(cw, np, o->trained));
+    T_OK(nvp_chain_set_params(cw, np, start));
     free(start);
     nvp_adam_free(opt);
     nvp_rng_free(r);
@@ -626,7 +626,7 @@ static void wide_run(size_t threads, const float *data, size_t n, float *grad, f
     nvp_rng *r = t_rng(3201);
     for (int s = 0; s < 3; s++)
         T_OK(nvp_chain_train_step(c, opt, r, n, data, 100, NULL));
-    T_OK(nvp_chain_get_params(c, trained, np));
+    T_OK(nvp_chain_get_params(c, np, trained));
     nvp_rng_free(r);
     nvp_adam_free(opt);
     nvp_chain_free(c);

@@ -186,9 +186,9 @@ START_TEST(test_coupling_layout_by_hand)
     ck_assert_uint_eq(nvp_coupling_num_params(l), 8);
     const float prm[8] = {0.5f, -0.25f, 0.1f, -0.3f, /* W */
                           1.0f, 2.0f, 0.2f, 0.4f};   /* b */
-    T_OK(nvp_coupling_set_params(l, prm, 8));
+    T_OK(nvp_coupling_set_params(l, 8, prm));
     float back[8];
-    T_OK(nvp_coupling_get_params(l, back, 8));
+    T_OK(nvp_coupling_get_params(l, 8, back));
     ck_assert_int_eq(memcmp(back, prm, sizeof prm), 0);
     const float x[3] = {0.7f, -1.3f, 2.2f};
     float y[3], ld, xi[3], ild;
@@ -220,7 +220,7 @@ START_TEST(test_coupling_layout_by_hand)
         0.0f, -1.0f, 0.0f, 0.2f,
         0.0f, 0.5f, 0.0f, -0.1f, /* b2 */
     };
-    T_OK(nvp_coupling_set_params(m, q, 18));
+    T_OK(nvp_coupling_set_params(m, 18, q));
     const float u[4] = {0.4f, 0.6f, 1.5f, -0.5f};
     float v[4], lv;
     T_OK(nvp_coupling_forward(m, 1, u, v, &lv));
@@ -264,7 +264,7 @@ START_TEST(test_coupling_default_init)
     ck_assert_int_eq(NVP_DEFAULT_HIDDEN_LAYERS, 2);
     ck_assert_uint_eq(nvp_coupling_num_params(l), total);
     float *prm = t_xmalloc(total * sizeof *prm);
-    T_OK(nvp_coupling_get_params(l, prm, total));
+    T_OK(nvp_coupling_get_params(l, total, prm));
     size_t off = 0;
     for (int k = 0; k < 3; k++) {
         const size_t cnt = fan_in[k] * fan_out[k] + fan_out[k];
@@ -290,7 +290,7 @@ START_TEST(test_coupling_default_init)
     nvp_coupling *l2 = NULL;
     T_OK(nvp_coupling_create_half(&l2, 4, 0, 0, NULL, 0, rng, NULL));
     float *prm2 = t_xmalloc(total * sizeof *prm2);
-    T_OK(nvp_coupling_get_params(l2, prm2, total));
+    T_OK(nvp_coupling_get_params(l2, total, prm2));
     size_t same = 0;
     for (size_t i = 0; i < total; i++)
         same += prm[i] == prm2[i];
@@ -300,7 +300,7 @@ START_TEST(test_coupling_default_init)
     nvp_coupling *l3 = NULL;
     T_OK(nvp_rng_seed(rng, seed));
     T_OK(nvp_coupling_create_half(&l3, 4, 0, 0, NULL, 0, rng, NULL));
-    T_OK(nvp_coupling_get_params(l3, prm2, total));
+    T_OK(nvp_coupling_get_params(l3, total, prm2));
     T_CHECK(t_first_diff(prm, prm2, total) == (size_t)-1, "same seed, different initial parameters");
     free(prm);
     free(prm2);
@@ -324,7 +324,7 @@ START_TEST(test_coupling_zero_output_is_identity)
     nvp_coupling *layer = t_layer_make(cfg, seed, NVP_INIT_ZERO_OUTPUT, &ref);
     const size_t np = ref.n_params;
     float *prm = t_xmalloc(np * sizeof *prm);
-    T_OK(nvp_coupling_get_params(layer, prm, np));
+    T_OK(nvp_coupling_get_params(layer, np, prm));
     const size_t L = ref.n_dense - 1;
     const size_t out_off = np - (ref.fan_in[L] * ref.fan_out[L] + ref.fan_out[L]);
     size_t nonzero_hidden = 0;
@@ -451,12 +451,12 @@ START_TEST(test_coupling_params_set_get)
     const size_t np = ref.n_params;
     float *a = t_xmalloc(np * sizeof *a), *b = t_xmalloc(np * sizeof *b);
     float *c = t_xmalloc(np * sizeof *c);
-    T_OK(nvp_coupling_get_params(layer, a, np));
+    T_OK(nvp_coupling_get_params(layer, np, a));
     t_prng p;
     t_prng_seed(&p, seed);
     t_fill_unif(&p, np, b, -0.5, 0.5);
-    T_OK(nvp_coupling_set_params(layer, b, np));
-    T_OK(nvp_coupling_get_params(layer, c, np));
+    T_OK(nvp_coupling_set_params(layer, np, b));
+    T_OK(nvp_coupling_get_params(layer, np, c));
     T_CHECK(t_first_diff(b, c, np) == (size_t)-1, "get after set differs");
     const float x[3] = {0.3f, -0.7f, 1.1f};
     float y1[3], y2[3];
@@ -464,15 +464,15 @@ START_TEST(test_coupling_params_set_get)
     /* A NaN (then an infinity) in the new vector: refused, nothing changes. */
     memcpy(c, a, np * sizeof *c);
     c[np / 2] = NAN;
-    ck_assert_int_eq(nvp_coupling_set_params(layer, c, np), NVP_ENONFINITE);
+    ck_assert_int_eq(nvp_coupling_set_params(layer, np, c), NVP_ENONFINITE);
     c[np / 2] = 0.0f;
     c[np - 1] = -INFINITY;
-    ck_assert_int_eq(nvp_coupling_set_params(layer, c, np), NVP_ENONFINITE);
-    T_OK(nvp_coupling_get_params(layer, c, np));
+    ck_assert_int_eq(nvp_coupling_set_params(layer, np, c), NVP_ENONFINITE);
+    T_OK(nvp_coupling_get_params(layer, np, c));
     T_CHECK(t_first_diff(b, c, np) == (size_t)-1, "refused set changed the parameters");
     T_OK(nvp_coupling_forward(layer, 1, x, y2, NULL));
     T_CHECK(t_first_diff(y1, y2, 3) == (size_t)-1, "refused set changed the map");
-    T_OK(nvp_coupling_set_params(layer, a, np));
+    T_OK(nvp_coupling_set_params(layer, np, a));
     T_OK(nvp_coupling_forward(layer, 1, x, y2, NULL));
     T_CHECK(t_first_diff(y1, y2, 3) != (size_t)-1, "other parameters, same output");
     free(a);
@@ -482,23 +482,23 @@ START_TEST(test_coupling_params_set_get)
 }
 END_TEST
 
-/* nvp_coupling_hidden reports the conditioner's widths. */
+/* nvp_coupling_get_hidden reports the conditioner's widths. */
 START_TEST(test_coupling_hidden_getter)
 {
     const t_layer_cfg *cfg = &t_layer_cfgs[_i];
     ref_coupling ref;
     nvp_coupling *layer = t_layer_make(cfg, 1300 + (uint64_t)_i, 0, &ref);
     size_t w[8] = {0}, n = 99;
-    T_OK(nvp_coupling_hidden(layer, NULL, 0, &n));
+    T_OK(nvp_coupling_get_hidden(layer, 0, NULL, &n));
     ck_assert_uint_eq(n, cfg->n_hidden);
-    T_OK(nvp_coupling_hidden(layer, w, 8, &n));
+    T_OK(nvp_coupling_get_hidden(layer, 8, w, &n));
     ck_assert_uint_eq(n, cfg->n_hidden);
     for (size_t h = 0; h < n; h++)
         T_CHECK(w[h] == cfg->hidden[h], "hidden[%zu] = %zu, want %zu", h, w[h], cfg->hidden[h]);
     if (n > 0) {
         size_t w2[8] = {0};
         n = 99;
-        ck_assert_int_eq(nvp_coupling_hidden(layer, w2, cfg->n_hidden - 1, &n), NVP_EBUFSIZE);
+        ck_assert_int_eq(nvp_coupling_get_hidden(layer, cfg->n_hidden - 1, w2, &n), NVP_EBUFSIZE);
         ck_assert_uint_eq(n, cfg->n_hidden);
         for (size_t h = 0; h + 1 < cfg->n_hidden; h++)
             T_CHECK(w2[h] == cfg->hidden[h], "truncated copy: hidden[%zu] = %zu", h, w2[h]);
@@ -509,7 +509,7 @@ START_TEST(test_coupling_hidden_getter)
     nvp_rng *r = t_rng(1);
     nvp_coupling *d = NULL;
     T_OK(nvp_coupling_create_half(&d, 2, 0, 0, NULL, 0, r, NULL));
-    T_OK(nvp_coupling_hidden(d, w, 8, &n));
+    T_OK(nvp_coupling_get_hidden(d, 8, w, &n));
     ck_assert_uint_eq(n, NVP_DEFAULT_HIDDEN_LAYERS);
     for (size_t h = 0; h < n; h++)
         ck_assert_uint_eq(w[h], NVP_DEFAULT_HIDDEN_WIDTH);
@@ -545,11 +545,11 @@ START_TEST(test_coupling_log_scale_clamp)
     /* Scale the output layer up so that raw log-scales are large. */
     const size_t np = ref.n_params;
     float *prm = t_xmalloc(np * sizeof *prm);
-    T_OK(nvp_coupling_get_params(layer, prm, np));
+    T_OK(nvp_coupling_get_params(layer, np, prm));
     const size_t L = ref.n_dense - 1, out_off = np - (ref.fan_in[L] * ref.fan_out[L] + ref.fan_out[L]);
     for (size_t i = out_off; i < np; i++)
         prm[i] *= 8.0f;
-    T_OK(nvp_coupling_set_params(layer, prm, np));
+    T_OK(nvp_coupling_set_params(layer, np, prm));
     double *prd = t_layer_params(layer);
     T_OK(nvp_coupling_forward(layer, n, x, y, ld));
     T_OK(nvp_coupling_inverse(layer, n, y, xi, il));
@@ -585,7 +585,7 @@ START_TEST(test_coupling_log_scale_clamp)
     }
     /* Bound 0 turns the clamp off again. */
     T_OK(nvp_coupling_set_log_scale_clamp(layer, 0.0f));
-    T_OK(nvp_coupling_set_params(layer, prm, np));
+    T_OK(nvp_coupling_set_params(layer, np, prm));
     ref.clamp = 0.0;
     T_OK(nvp_coupling_forward(layer, 1, x, y, ld));
     double xd[REF_MAX_DIM], yd[REF_MAX_DIM], l;

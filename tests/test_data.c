@@ -176,7 +176,7 @@ START_TEST(test_scaler_fit_transform_round_trip)
     ck_assert_uint_eq(nvp_scaler_dim(s), d);
     T_OK(nvp_scaler_fit(s, n, x));
     float mean[3], sd[3];
-    T_OK(nvp_scaler_get(s, mean, sd, d));
+    T_OK(nvp_scaler_get(s, d, mean, sd));
     double logdet = 0;
     for (size_t j = 0; j < d; j++) {
         double m = 0, v = 0;
@@ -229,7 +229,7 @@ START_TEST(test_scaler_identity_constant_set)
     nvp_scaler *s = NULL;
     T_OK(nvp_scaler_create(&s, 2, NULL));
     float mean[2], sd[2];
-    T_OK(nvp_scaler_get(s, mean, sd, 2));
+    T_OK(nvp_scaler_get(s, 2, mean, sd));
     ck_assert(mean[0] == 0.0f && mean[1] == 0.0f && sd[0] == 1.0f && sd[1] == 1.0f);
     T_CHECK(nvp_scaler_log_det(s) == 0.0, "fresh log_det %g", nvp_scaler_log_det(s));
     const float x[6] = {0.25f, 7.0f, -1.5f, 7.0f, 3.0f, 7.0f};
@@ -238,29 +238,29 @@ START_TEST(test_scaler_identity_constant_set)
     T_CHECK(t_first_diff(x, z, 6) == (size_t)-1, "fresh scaler is not the identity");
     /* Column 1 is constant: it keeps sd 1 (and its mean), so it maps to 0. */
     T_OK(nvp_scaler_fit(s, 3, x));
-    T_OK(nvp_scaler_get(s, mean, sd, 2));
+    T_OK(nvp_scaler_get(s, 2, mean, sd));
     T_CHECK(sd[1] == 1.0f && mean[1] == 7.0f, "constant column: mean %g sd %g", (double)mean[1], (double)sd[1]);
     T_OK(nvp_scaler_transform(s, 3, x, z));
     for (int i = 0; i < 3; i++)
         T_CHECK(z[2 * i + 1] == 0.0f, "constant column maps to %g", (double)z[2 * i + 1]);
     /* One row: every column constant. */
     T_OK(nvp_scaler_fit(s, 1, x));
-    T_OK(nvp_scaler_get(s, NULL, sd, 2));
+    T_OK(nvp_scaler_get(s, 2, NULL, sd));
     T_CHECK(sd[0] == 1.0f && sd[1] == 1.0f, "single row: sd %g %g", (double)sd[0], (double)sd[1]);
     /* set, and a refused set leaves everything as it was. */
     const float m2[2] = {1.0f, -2.0f}, s2[2] = {0.5f, 4.0f};
-    T_OK(nvp_scaler_set(s, m2, s2, 2));
+    T_OK(nvp_scaler_set(s, 2, m2, s2));
     T_CLOSE(nvp_scaler_log_det(s), log(0.5) + log(4.0), 1e-12, 0, 0, "log_det after set");
     T_OK(nvp_scaler_transform(s, 1, x, z));
     T_CLOSE(z[0], (0.25 - 1.0) / 0.5, 1e-6, 0, 0, "transform after set, axis 0");
     T_CLOSE(z[1], (7.0 + 2.0) / 4.0, 1e-6, 0, 0, "transform after set, axis 1");
     const float bad_sd[][2] = {{0.0f, 1.0f}, {1.0f, -1.0f}, {NAN, 1.0f}, {1.0f, INFINITY}};
     for (int k = 0; k < 4; k++)
-        T_CHECK(nvp_scaler_set(s, m2, bad_sd[k], 2) == NVP_EINVAL, "sd (%g, %g) accepted",
+        T_CHECK(nvp_scaler_set(s, 2, m2, bad_sd[k]) == NVP_EINVAL, "sd (%g, %g) accepted",
                 (double)bad_sd[k][0], (double)bad_sd[k][1]);
     const float bad_mean[2] = {NAN, 0.0f};
-    ck_assert_int_eq(nvp_scaler_set(s, bad_mean, s2, 2), NVP_EINVAL);
-    T_OK(nvp_scaler_get(s, mean, sd, 2));
+    ck_assert_int_eq(nvp_scaler_set(s, 2, bad_mean, s2), NVP_EINVAL);
+    T_OK(nvp_scaler_get(s, 2, mean, sd));
     T_CHECK(mean[0] == 1.0f && mean[1] == -2.0f && sd[0] == 0.5f && sd[1] == 4.0f,
             "refused set changed the scaler: mean %g %g sd %g %g", (double)mean[0], (double)mean[1],
             (double)sd[0], (double)sd[1]);
@@ -271,7 +271,7 @@ START_TEST(test_scaler_identity_constant_set)
     ck_assert_int_eq(nvp_scaler_fit(s, 3, xn), NVP_ENONFINITE);
     xn[3] = NAN;
     ck_assert_int_eq(nvp_scaler_fit(s, 3, xn), NVP_ENONFINITE);
-    T_OK(nvp_scaler_get(s, mean, sd, 2));
+    T_OK(nvp_scaler_get(s, 2, mean, sd));
     T_CHECK(mean[0] == 1.0f && mean[1] == -2.0f && sd[0] == 0.5f && sd[1] == 4.0f,
             "refused fit changed the scaler");
     T_CHECK(strstr(nvp_scaler_errmsg(s), "nvp_scaler_fit") != NULL, "scaler errmsg '%s'", nvp_scaler_errmsg(s));

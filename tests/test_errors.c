@@ -73,14 +73,14 @@ static void errors_setup(void)
     T_OK(nvp_adam_create(&F.adam3, 3, NULL));
     T_OK(nvp_scaler_create(&F.scaler, 2, NULL));
     T_OK(nvp_scaler_create(&F.scaler3, 3, NULL));
-    T_OK(nvp_chain_save_buffer(F.chain, NULL, NULL, 0, &F.model_size));
+    T_OK(nvp_chain_save_buffer(F.chain, NULL, 0, NULL, &F.model_size));
     F.model = t_xmalloc(F.model_size);
-    T_OK(nvp_chain_save_buffer(F.chain, NULL, F.model, F.model_size, &F.model_size));
+    T_OK(nvp_chain_save_buffer(F.chain, NULL, F.model_size, F.model, &F.model_size));
     F.dup[0] = F.dup[1] = F.free_layers[0];
     F.mixed[0] = F.free_layers[0];
     F.mixed[1] = F.layer3;
     F.with_null[0] = F.free_layers[0];
-    F.owned[0] = (nvp_coupling *)nvp_chain_layer(F.chain, 0, NULL); /* already in a chain */
+    F.owned[0] = (nvp_coupling *)nvp_layer_as_coupling(nvp_chain_layer(F.chain, 0, NULL)); /* already in a chain */
     F.owned[1] = F.free_layers[1];
     for (size_t i = 0; i < 4096; i++) {
         F.f[i] = 0.25f * (float)(i % 9) - 1.0f;
@@ -209,18 +209,18 @@ enum { H_NONE, H_RNG, H_BASE, H_LAYER, H_CHAIN, H_ADAM, H_SCALER };
     X(cpl_half_width0, "nvp_coupling_create_half", NVP_EINVAL, 0, H_NONE, nvp_coupling_create_half(&F.tmp_layer, 2, 0, 1, hid0, 0, CR, NULL)) \
     X(cpl_half_alloc, "nvp_coupling_create_half", NVP_EINVAL, 0, H_NONE, nvp_coupling_create_half(&F.tmp_layer, 2, 0, 1, hid4, 0, CR, &bad_version)) \
     /* coupling calls */                                                                    \
-    X(cpl_mask_layer, "nvp_coupling_get_mask", NVP_EINVAL, 0, H_NONE, nvp_coupling_get_mask(NULL, F.m, 2)) \
-    X(cpl_mask_mask, "nvp_coupling_get_mask", NVP_EINVAL, 0, H_LAYER, nvp_coupling_get_mask(CL, NULL, 2)) \
-    X(cpl_mask_dim, "nvp_coupling_get_mask", NVP_EDIM, 0, H_LAYER, nvp_coupling_get_mask(CL, F.m, 3)) \
-    X(cpl_getp_layer, "nvp_coupling_get_params", NVP_EINVAL, 0, H_NONE, nvp_coupling_get_params(NULL, F.f, F.lnp)) \
-    X(cpl_getp_dst, "nvp_coupling_get_params", NVP_EINVAL, 0, H_LAYER, nvp_coupling_get_params(CL, NULL, F.lnp)) \
-    X(cpl_getp_short, "nvp_coupling_get_params", NVP_EDIM, 0, H_LAYER, nvp_coupling_get_params(CL, F.f, F.lnp - 1)) \
-    X(cpl_getp_long, "nvp_coupling_get_params", NVP_EDIM, 0, H_LAYER, nvp_coupling_get_params(CL, F.f, F.lnp + 1)) \
-    X(cpl_setp_layer, "nvp_coupling_set_params", NVP_EINVAL, 0, H_NONE, nvp_coupling_set_params(NULL, F.f, F.lnp)) \
-    X(cpl_setp_src, "nvp_coupling_set_params", NVP_EINVAL, 0, H_LAYER, nvp_coupling_set_params(CL, NULL, F.lnp)) \
-    X(cpl_setp_count, "nvp_coupling_set_params", NVP_EDIM, 0, H_LAYER, nvp_coupling_set_params(CL, F.f, F.lnp + 1)) \
-    X(cpl_setp_nan, "nvp_coupling_set_params", NVP_ENONFINITE, 0, H_LAYER, nvp_coupling_set_params(CL, F.nanbuf, F.lnp)) \
-    X(cpl_setp_inf, "nvp_coupling_set_params", NVP_ENONFINITE, 0, H_LAYER, nvp_coupling_set_params(CL, F.infbuf, F.lnp)) \
+    X(cpl_mask_layer, "nvp_coupling_get_mask", NVP_EINVAL, 0, H_NONE, nvp_coupling_get_mask(NULL, 2, F.m)) \
+    X(cpl_mask_mask, "nvp_coupling_get_mask", NVP_EINVAL, 0, H_LAYER, nvp_coupling_get_mask(CL, 2, NULL)) \
+    X(cpl_mask_dim, "nvp_coupling_get_mask", NVP_EDIM, 0, H_LAYER, nvp_coupling_get_mask(CL, 3, F.m)) \
+    X(cpl_getp_layer, "nvp_coupling_get_params", NVP_EINVAL, 0, H_NONE, nvp_coupling_get_params(NULL, F.lnp, F.f)) \
+    X(cpl_getp_dst, "nvp_coupling_get_params", NVP_EINVAL, 0, H_LAYER, nvp_coupling_get_params(CL, F.lnp, NULL)) \
+    X(cpl_getp_short, "nvp_coupling_get_params", NVP_EDIM, 0, H_LAYER, nvp_coupling_get_params(CL, F.lnp - 1, F.f)) \
+    X(cpl_getp_long, "nvp_coupling_get_params", NVP_EDIM, 0, H_LAYER, nvp_coupling_get_params(CL, F.lnp + 1, F.f)) \
+    X(cpl_setp_layer, "nvp_coupling_set_params", NVP_EINVAL, 0, H_NONE, nvp_coupling_set_params(NULL, F.lnp, F.f)) \
+    X(cpl_setp_src, "nvp_coupling_set_params", NVP_EINVAL, 0, H_LAYER, nvp_coupling_set_params(CL, F.lnp, NULL)) \
+    X(cpl_setp_count, "nvp_coupling_set_params", NVP_EDIM, 0, H_LAYER, nvp_coupling_set_params(CL, F.lnp + 1, F.f)) \
+    X(cpl_setp_nan, "nvp_coupling_set_params", NVP_ENONFINITE, 0, H_LAYER, nvp_coupling_set_params(CL, F.lnp, F.nanbuf)) \
+    X(cpl_setp_inf, "nvp_coupling_set_params", NVP_ENONFINITE, 0, H_LAYER, nvp_coupling_set_params(CL, F.lnp, F.infbuf)) \
     X(cpl_fwd_layer, "nvp_coupling_forward", NVP_EINVAL, 0, H_NONE, nvp_coupling_forward(NULL, 2, F.f, F.g, NULL)) \
     X(cpl_fwd_x, "nvp_coupling_forward", NVP_EINVAL, 0, H_LAYER, nvp_coupling_forward(CL, 2, NULL, F.g, NULL)) \
     X(cpl_fwd_y, "nvp_coupling_forward", NVP_EINVAL, 0, H_LAYER, nvp_coupling_forward(CL, 2, F.f, NULL, NULL)) \
@@ -240,18 +240,18 @@ enum { H_NONE, H_RNG, H_BASE, H_LAYER, H_CHAIN, H_ADAM, H_SCALER };
     X(cpl_bwd_inf_dx, "nvp_coupling_inverse_backward", NVP_ENONFINITE, 0, H_LAYER, nvp_coupling_inverse_backward(CL, 2, F.f, F.infbuf, NULL, F.g, F.g)) \
     X(cpl_bwd_nan_dildj, "nvp_coupling_inverse_backward", NVP_ENONFINITE, 0, H_LAYER, nvp_coupling_inverse_backward(CL, 2, F.f, F.f, F.nanbuf, F.g, F.g)) \
     /* chain constructors */                                                                \
-    X(chain_create_out, "nvp_chain_create", NVP_EINVAL, 0, H_NONE, nvp_chain_create(NULL, F.base, F.free_layers, 2, NULL)) \
-    X(chain_create_base, "nvp_chain_create", NVP_EINVAL, 0, H_NONE, nvp_chain_create(&F.tmp_chain, NULL, F.free_layers, 2, NULL)) \
-    X(chain_create_layers, "nvp_chain_create", NVP_EINVAL, 0, H_NONE, nvp_chain_create(&F.tmp_chain, F.base, NULL, 2, NULL)) \
-    X(chain_create_n0, "nvp_chain_create", NVP_EINVAL, 0, H_NONE, nvp_chain_create(&F.tmp_chain, F.base, F.free_layers, 0, NULL)) \
-    X(chain_create_n_big, "nvp_chain_create", NVP_EINVAL, NVP_EOVERFLOW, H_NONE, nvp_chain_create(&F.tmp_chain, F.base, F.free_layers, NVP_MAX_LAYERS + 1, NULL)) \
-    X(chain_create_null_layer, "nvp_chain_create", NVP_EINVAL, 0, H_NONE, nvp_chain_create(&F.tmp_chain, F.base, F.with_null, 2, NULL)) \
-    X(chain_create_dim_mismatch, "nvp_chain_create", NVP_EDIM, 0, H_NONE, nvp_chain_create(&F.tmp_chain, F.base, F.mixed, 2, NULL)) \
-    X(chain_create_base_mismatch, "nvp_chain_create", NVP_EDIM, 0, H_NONE, nvp_chain_create(&F.tmp_chain, F.base3, F.free_layers, 2, NULL)) \
-    X(chain_create_duplicate, "nvp_chain_create", NVP_EINVAL, 0, H_NONE, nvp_chain_create(&F.tmp_chain, F.base, F.dup, 2, NULL)) \
-    X(chain_create_owned, "nvp_chain_create", NVP_EINVAL, 0, H_NONE, nvp_chain_create(&F.tmp_chain, F.base, F.owned, 2, NULL)) \
-    X(chain_create_alloc, "nvp_chain_create", NVP_EINVAL, 0, H_NONE, nvp_chain_create(&F.tmp_chain, F.base, F.free_layers, 2, &bad_version)) \
-    X(chain_create_alloc_fn, "nvp_chain_create", NVP_EINVAL, 0, H_NONE, nvp_chain_create(&F.tmp_chain, F.base, F.free_layers, 2, &bad_alloc_fn)) \
+    X(chain_create_out, "nvp_chain_create", NVP_EINVAL, 0, H_NONE, nvp_chain_create(NULL, F.base, 2, F.free_layers, NULL)) \
+    X(chain_create_base, "nvp_chain_create", NVP_EINVAL, 0, H_NONE, nvp_chain_create(&F.tmp_chain, NULL, 2, F.free_layers, NULL)) \
+    X(chain_create_layers, "nvp_chain_create", NVP_EINVAL, 0, H_NONE, nvp_chain_create(&F.tmp_chain, F.base, 2, NULL, NULL)) \
+    X(chain_create_n0, "nvp_chain_create", NVP_EINVAL, 0, H_NONE, nvp_chain_create(&F.tmp_chain, F.base, 0, F.free_layers, NULL)) \
+    X(chain_create_n_big, "nvp_chain_create", NVP_EINVAL, NVP_EOVERFLOW, H_NONE, nvp_chain_create(&F.tmp_chain, F.base, NVP_MAX_LAYERS + 1, F.free_layers, NULL)) \
+    X(chain_create_null_layer, "nvp_chain_create", NVP_EINVAL, 0, H_NONE, nvp_chain_create(&F.tmp_chain, F.base, 2, F.with_null, NULL)) \
+    X(chain_create_dim_mismatch, "nvp_chain_create", NVP_EDIM, 0, H_NONE, nvp_chain_create(&F.tmp_chain, F.base, 2, F.mixed, NULL)) \
+    X(chain_create_base_mismatch, "nvp_chain_create", NVP_EDIM, 0, H_NONE, nvp_chain_create(&F.tmp_chain, F.base3, 2, F.free_layers, NULL)) \
+    X(chain_create_duplicate, "nvp_chain_create", NVP_EINVAL, 0, H_NONE, nvp_chain_create(&F.tmp_chain, F.base, 2, F.dup, NULL)) \
+    X(chain_create_owned, "nvp_chain_create", NVP_EINVAL, 0, H_NONE, nvp_chain_create(&F.tmp_chain, F.base, 2, F.owned, NULL)) \
+    X(chain_create_alloc, "nvp_chain_create", NVP_EINVAL, 0, H_NONE, nvp_chain_create(&F.tmp_chain, F.base, 2, F.free_layers, &bad_version)) \
+    X(chain_create_alloc_fn, "nvp_chain_create", NVP_EINVAL, 0, H_NONE, nvp_chain_create(&F.tmp_chain, F.base, 2, F.free_layers, &bad_alloc_fn)) \
     X(chain_alt_out, "nvp_chain_create_alternating", NVP_EINVAL, 0, H_NONE, nvp_chain_create_alternating(NULL, 2, 2, 1, hid4, 0, CR, NULL)) \
     X(chain_alt_rng, "nvp_chain_create_alternating", NVP_EINVAL, 0, H_NONE, nvp_chain_create_alternating(&F.tmp_chain, 2, 2, 1, hid4, 0, NULL, NULL)) \
     X(chain_alt_dim0, "nvp_chain_create_alternating", NVP_EINVAL, 0, H_NONE, nvp_chain_create_alternating(&F.tmp_chain, 0, 2, 1, hid4, 0, CR, NULL)) \
@@ -264,14 +264,14 @@ enum { H_NONE, H_RNG, H_BASE, H_LAYER, H_CHAIN, H_ADAM, H_SCALER };
     X(chain_alt_alloc, "nvp_chain_create_alternating", NVP_EINVAL, 0, H_NONE, nvp_chain_create_alternating(&F.tmp_chain, 2, 2, 1, hid4, 0, CR, &bad_version)) \
     X(chain_alt_alloc_fn, "nvp_chain_create_alternating", NVP_EINVAL, 0, H_NONE, nvp_chain_create_alternating(&F.tmp_chain, 2, 2, 1, hid4, 0, CR, &bad_free_fn)) \
     /* chain calls */                                                                       \
-    X(chain_getp_chain, "nvp_chain_get_params", NVP_EINVAL, 0, H_NONE, nvp_chain_get_params(NULL, F.f, F.cnp)) \
-    X(chain_getp_dst, "nvp_chain_get_params", NVP_EINVAL, 0, H_CHAIN, nvp_chain_get_params(CC, NULL, F.cnp)) \
-    X(chain_getp_count, "nvp_chain_get_params", NVP_EDIM, 0, H_CHAIN, nvp_chain_get_params(CC, F.f, F.cnp - 1)) \
-    X(chain_setp_chain, "nvp_chain_set_params", NVP_EINVAL, 0, H_NONE, nvp_chain_set_params(NULL, F.f, F.cnp)) \
-    X(chain_setp_src, "nvp_chain_set_params", NVP_EINVAL, 0, H_CHAIN, nvp_chain_set_params(CC, NULL, F.cnp)) \
-    X(chain_setp_count, "nvp_chain_set_params", NVP_EDIM, 0, H_CHAIN, nvp_chain_set_params(CC, F.f, F.cnp + 1)) \
-    X(chain_setp_nan, "nvp_chain_set_params", NVP_ENONFINITE, 0, H_CHAIN, nvp_chain_set_params(CC, F.nanbuf, F.cnp)) \
-    X(chain_setp_inf, "nvp_chain_set_params", NVP_ENONFINITE, 0, H_CHAIN, nvp_chain_set_params(CC, F.infbuf, F.cnp)) \
+    X(chain_getp_chain, "nvp_chain_get_params", NVP_EINVAL, 0, H_NONE, nvp_chain_get_params(NULL, F.cnp, F.f)) \
+    X(chain_getp_dst, "nvp_chain_get_params", NVP_EINVAL, 0, H_CHAIN, nvp_chain_get_params(CC, F.cnp, NULL)) \
+    X(chain_getp_count, "nvp_chain_get_params", NVP_EDIM, 0, H_CHAIN, nvp_chain_get_params(CC, F.cnp - 1, F.f)) \
+    X(chain_setp_chain, "nvp_chain_set_params", NVP_EINVAL, 0, H_NONE, nvp_chain_set_params(NULL, F.cnp, F.f)) \
+    X(chain_setp_src, "nvp_chain_set_params", NVP_EINVAL, 0, H_CHAIN, nvp_chain_set_params(CC, F.cnp, NULL)) \
+    X(chain_setp_count, "nvp_chain_set_params", NVP_EDIM, 0, H_CHAIN, nvp_chain_set_params(CC, F.cnp + 1, F.f)) \
+    X(chain_setp_nan, "nvp_chain_set_params", NVP_ENONFINITE, 0, H_CHAIN, nvp_chain_set_params(CC, F.cnp, F.nanbuf)) \
+    X(chain_setp_inf, "nvp_chain_set_params", NVP_ENONFINITE, 0, H_CHAIN, nvp_chain_set_params(CC, F.cnp, F.infbuf)) \
     X(chain_sample_chain, "nvp_chain_sample", NVP_EINVAL, 0, H_NONE, nvp_chain_sample(NULL, CR, 2, F.f, NULL)) \
     X(chain_sample_rng, "nvp_chain_sample", NVP_EINVAL, 0, H_CHAIN, nvp_chain_sample(CC, NULL, 2, F.f, NULL)) \
     X(chain_sample_y, "nvp_chain_sample", NVP_EINVAL, 0, H_CHAIN, nvp_chain_sample(CC, CR, 2, NULL, F.g)) \
@@ -306,9 +306,9 @@ enum { H_NONE, H_RNG, H_BASE, H_LAYER, H_CHAIN, H_ADAM, H_SCALER };
     X(chain_nll_nan, "nvp_chain_nll_grad", NVP_ENONFINITE, 0, H_CHAIN, nvp_chain_nll_grad(CC, 2, F.nanbuf, F.g, NULL)) \
     X(chain_nll_inf, "nvp_chain_nll_grad", NVP_ENONFINITE, 0, H_CHAIN, nvp_chain_nll_grad(CC, 2, F.infbuf, F.g, NULL)) \
     /* hidden widths, log-scale clamp, threads */                                           \
-    X(cpl_hidden_layer, "nvp_coupling_hidden", NVP_EINVAL, 0, H_NONE, nvp_coupling_hidden(NULL, F.sz, 4, &F.szn)) \
-    X(cpl_hidden_n, "nvp_coupling_hidden", NVP_EINVAL, 0, H_LAYER, nvp_coupling_hidden(CL, F.sz, 4, NULL)) \
-    X(cpl_hidden_cap, "nvp_coupling_hidden", NVP_EBUFSIZE, 0, H_LAYER, nvp_coupling_hidden(CL, F.sz, 0, &F.szn)) \
+    X(cpl_hidden_layer, "nvp_coupling_get_hidden", NVP_EINVAL, 0, H_NONE, nvp_coupling_get_hidden(NULL, 4, F.sz, &F.szn)) \
+    X(cpl_hidden_n, "nvp_coupling_get_hidden", NVP_EINVAL, 0, H_LAYER, nvp_coupling_get_hidden(CL, 4, F.sz, NULL)) \
+    X(cpl_hidden_cap, "nvp_coupling_get_hidden", NVP_EBUFSIZE, 0, H_LAYER, nvp_coupling_get_hidden(CL, 0, F.sz, &F.szn)) \
     X(cpl_clamp_layer, "nvp_coupling_set_log_scale_clamp", NVP_EINVAL, 0, H_NONE, nvp_coupling_set_log_scale_clamp(NULL, 1.0f)) \
     X(cpl_clamp_neg, "nvp_coupling_set_log_scale_clamp", NVP_EINVAL, 0, H_LAYER, nvp_coupling_set_log_scale_clamp(CL, -0.5f)) \
     X(cpl_clamp_nan, "nvp_coupling_set_log_scale_clamp", NVP_EINVAL, 0, H_LAYER, nvp_coupling_set_log_scale_clamp(CL, NAN)) \
@@ -319,33 +319,33 @@ enum { H_NONE, H_RNG, H_BASE, H_LAYER, H_CHAIN, H_ADAM, H_SCALER };
     X(chain_threads_chain, "nvp_chain_set_threads", NVP_EINVAL, 0, H_NONE, nvp_chain_set_threads(NULL, 1)) \
     X(chain_threads_many, "nvp_chain_set_threads", NVP_EINVAL, 0, H_CHAIN, nvp_chain_set_threads(CC, NVP_MAX_THREADS + 1)) \
     /* saving and loading */                                                                \
-    X(save_buf_chain, "nvp_chain_save_buffer", NVP_EINVAL, 0, H_NONE, nvp_chain_save_buffer(NULL, NULL, F.bytes, sizeof F.bytes, &F.szn)) \
-    X(save_buf_size, "nvp_chain_save_buffer", NVP_EINVAL, 0, H_CHAIN, nvp_chain_save_buffer(CC, NULL, F.bytes, sizeof F.bytes, NULL)) \
-    X(save_buf_scaler_dim, "nvp_chain_save_buffer", NVP_EDIM, 0, H_CHAIN, nvp_chain_save_buffer(CC, F.scaler3, F.bytes, sizeof F.bytes, &F.szn)) \
-    X(save_buf_small, "nvp_chain_save_buffer", NVP_EBUFSIZE, 0, H_CHAIN, nvp_chain_save_buffer(CC, NULL, F.bytes, 10, &F.szn)) \
+    X(save_buf_chain, "nvp_chain_save_buffer", NVP_EINVAL, 0, H_NONE, nvp_chain_save_buffer(NULL, NULL, sizeof F.bytes, F.bytes, &F.szn)) \
+    X(save_buf_size, "nvp_chain_save_buffer", NVP_EINVAL, 0, H_CHAIN, nvp_chain_save_buffer(CC, NULL, sizeof F.bytes, F.bytes, NULL)) \
+    X(save_buf_scaler_dim, "nvp_chain_save_buffer", NVP_EDIM, 0, H_CHAIN, nvp_chain_save_buffer(CC, F.scaler3, sizeof F.bytes, F.bytes, &F.szn)) \
+    X(save_buf_small, "nvp_chain_save_buffer", NVP_EBUFSIZE, 0, H_CHAIN, nvp_chain_save_buffer(CC, NULL, 10, F.bytes, &F.szn)) \
     X(save_file_chain, "nvp_chain_save_file", NVP_EINVAL, 0, H_NONE, nvp_chain_save_file(NULL, NULL, "/nonexistent-nvp-dir/m.nvp")) \
     X(save_file_path, "nvp_chain_save_file", NVP_EINVAL, 0, H_CHAIN, nvp_chain_save_file(CC, NULL, NULL)) \
     X(save_file_scaler_dim, "nvp_chain_save_file", NVP_EDIM, 0, H_CHAIN, nvp_chain_save_file(CC, F.scaler3, "/nonexistent-nvp-dir/m.nvp")) \
     X(save_file_io, "nvp_chain_save_file", NVP_EIO, 0, H_CHAIN, nvp_chain_save_file(CC, NULL, "/nonexistent-nvp-dir/m.nvp")) \
-    X(load_buf_out, "nvp_chain_load_buffer", NVP_EINVAL, 0, H_NONE, nvp_chain_load_buffer(NULL, NULL, F.model, F.model_size, NULL)) \
-    X(load_buf_data, "nvp_chain_load_buffer", NVP_EINVAL, 0, H_NONE, nvp_chain_load_buffer(&F.tmp_chain, NULL, NULL, F.model_size, NULL)) \
-    X(load_buf_empty, "nvp_chain_load_buffer", NVP_EFORMAT, 0, H_NONE, nvp_chain_load_buffer(&F.tmp_chain, NULL, F.model, 0, NULL)) \
-    X(load_buf_garbage, "nvp_chain_load_buffer", NVP_EFORMAT, 0, H_NONE, nvp_chain_load_buffer(&F.tmp_chain, NULL, F.bytes, sizeof F.bytes, NULL)) \
-    X(load_buf_alloc, "nvp_chain_load_buffer", NVP_EINVAL, 0, H_NONE, nvp_chain_load_buffer(&F.tmp_chain, NULL, F.model, F.model_size, &bad_version)) \
+    X(load_buf_out, "nvp_chain_load_buffer", NVP_EINVAL, 0, H_NONE, nvp_chain_load_buffer(NULL, NULL, F.model_size, F.model, NULL)) \
+    X(load_buf_data, "nvp_chain_load_buffer", NVP_EINVAL, 0, H_NONE, nvp_chain_load_buffer(&F.tmp_chain, NULL, F.model_size, NULL, NULL)) \
+    X(load_buf_empty, "nvp_chain_load_buffer", NVP_EFORMAT, 0, H_NONE, nvp_chain_load_buffer(&F.tmp_chain, NULL, 0, F.model, NULL)) \
+    X(load_buf_garbage, "nvp_chain_load_buffer", NVP_EFORMAT, 0, H_NONE, nvp_chain_load_buffer(&F.tmp_chain, NULL, sizeof F.bytes, F.bytes, NULL)) \
+    X(load_buf_alloc, "nvp_chain_load_buffer", NVP_EINVAL, 0, H_NONE, nvp_chain_load_buffer(&F.tmp_chain, NULL, F.model_size, F.model, &bad_version)) \
     X(load_file_out, "nvp_chain_load_file", NVP_EINVAL, 0, H_NONE, nvp_chain_load_file(NULL, NULL, "/nonexistent-nvp-dir/m.nvp", NULL)) \
     X(load_file_path, "nvp_chain_load_file", NVP_EINVAL, 0, H_NONE, nvp_chain_load_file(&F.tmp_chain, NULL, NULL, NULL)) \
     X(load_file_missing, "nvp_chain_load_file", NVP_EIO, 0, H_NONE, nvp_chain_load_file(&F.tmp_chain, NULL, "/nonexistent-nvp-dir/m.nvp", NULL)) \
     X(load_file_alloc, "nvp_chain_load_file", NVP_EINVAL, 0, H_NONE, nvp_chain_load_file(&F.tmp_chain, NULL, "/nonexistent-nvp-dir/m.nvp", &bad_free_fn)) \
-    X(adam_save_buf_opt, "nvp_adam_save_buffer", NVP_EINVAL, 0, H_NONE, nvp_adam_save_buffer(NULL, CR, F.bytes, sizeof F.bytes, &F.szn)) \
-    X(adam_save_buf_size, "nvp_adam_save_buffer", NVP_EINVAL, 0, H_ADAM, nvp_adam_save_buffer(F.adam, CR, F.bytes, sizeof F.bytes, NULL)) \
-    X(adam_save_buf_small, "nvp_adam_save_buffer", NVP_EBUFSIZE, 0, H_ADAM, nvp_adam_save_buffer(F.adam, CR, F.bytes, 10, &F.szn)) \
+    X(adam_save_buf_opt, "nvp_adam_save_buffer", NVP_EINVAL, 0, H_NONE, nvp_adam_save_buffer(NULL, CR, sizeof F.bytes, F.bytes, &F.szn)) \
+    X(adam_save_buf_size, "nvp_adam_save_buffer", NVP_EINVAL, 0, H_ADAM, nvp_adam_save_buffer(F.adam, CR, sizeof F.bytes, F.bytes, NULL)) \
+    X(adam_save_buf_small, "nvp_adam_save_buffer", NVP_EBUFSIZE, 0, H_ADAM, nvp_adam_save_buffer(F.adam, CR, 10, F.bytes, &F.szn)) \
     X(adam_save_file_opt, "nvp_adam_save_file", NVP_EINVAL, 0, H_NONE, nvp_adam_save_file(NULL, CR, "/nonexistent-nvp-dir/a.nvp")) \
     X(adam_save_file_path, "nvp_adam_save_file", NVP_EINVAL, 0, H_ADAM, nvp_adam_save_file(F.adam, CR, NULL)) \
     X(adam_save_file_io, "nvp_adam_save_file", NVP_EIO, 0, H_ADAM, nvp_adam_save_file(F.adam, CR, "/nonexistent-nvp-dir/a.nvp")) \
-    X(adam_load_buf_out, "nvp_adam_load_buffer", NVP_EINVAL, 0, H_NONE, nvp_adam_load_buffer(NULL, NULL, F.bytes, sizeof F.bytes, NULL)) \
-    X(adam_load_buf_data, "nvp_adam_load_buffer", NVP_EINVAL, 0, H_NONE, nvp_adam_load_buffer(&F.tmp_adam, NULL, NULL, 100, NULL)) \
-    X(adam_load_buf_garbage, "nvp_adam_load_buffer", NVP_EFORMAT, 0, H_NONE, nvp_adam_load_buffer(&F.tmp_adam, NULL, F.bytes, sizeof F.bytes, NULL)) \
-    X(adam_load_buf_model, "nvp_adam_load_buffer", NVP_EFORMAT, 0, H_NONE, nvp_adam_load_buffer(&F.tmp_adam, &F.tmp_rng, F.model, F.model_size, NULL)) \
+    X(adam_load_buf_out, "nvp_adam_load_buffer", NVP_EINVAL, 0, H_NONE, nvp_adam_load_buffer(NULL, NULL, sizeof F.bytes, F.bytes, NULL)) \
+    X(adam_load_buf_data, "nvp_adam_load_buffer", NVP_EINVAL, 0, H_NONE, nvp_adam_load_buffer(&F.tmp_adam, NULL, 100, NULL, NULL)) \
+    X(adam_load_buf_garbage, "nvp_adam_load_buffer", NVP_EFORMAT, 0, H_NONE, nvp_adam_load_buffer(&F.tmp_adam, NULL, sizeof F.bytes, F.bytes, NULL)) \
+    X(adam_load_buf_model, "nvp_adam_load_buffer", NVP_EFORMAT, 0, H_NONE, nvp_adam_load_buffer(&F.tmp_adam, &F.tmp_rng, F.model_size, F.model, NULL)) \
     X(adam_load_file_out, "nvp_adam_load_file", NVP_EINVAL, 0, H_NONE, nvp_adam_load_file(NULL, NULL, "/nonexistent-nvp-dir/a.nvp", NULL)) \
     X(adam_load_file_path, "nvp_adam_load_file", NVP_EINVAL, 0, H_NONE, nvp_adam_load_file(&F.tmp_adam, NULL, NULL, NULL)) \
     X(adam_load_file_missing, "nvp_adam_load_file", NVP_EIO, 0, H_NONE, nvp_adam_load_file(&F.tmp_adam, &F.tmp_rng, "/nonexistent-nvp-dir/a.nvp", NULL)) \
@@ -366,11 +366,11 @@ enum { H_NONE, H_RNG, H_BASE, H_LAYER, H_CHAIN, H_ADAM, H_SCALER };
     X(adam_eps_zero, "nvp_adam_set_eps", NVP_EINVAL, 0, H_ADAM, nvp_adam_set_eps(F.adam, 0.0f)) \
     X(adam_eps_inf, "nvp_adam_set_eps", NVP_EINVAL, 0, H_ADAM, nvp_adam_set_eps(F.adam, INFINITY)) \
     X(adam_reset_null, "nvp_adam_reset", NVP_EINVAL, 0, H_NONE, nvp_adam_reset(NULL))         \
-    X(adam_step_opt, "nvp_adam_step", NVP_EINVAL, 0, H_NONE, nvp_adam_step(NULL, F.f, F.g, 3)) \
-    X(adam_step_params, "nvp_adam_step", NVP_EINVAL, 0, H_ADAM, nvp_adam_step(F.adam3, NULL, F.g, 3)) \
-    X(adam_step_grad, "nvp_adam_step", NVP_EINVAL, 0, H_ADAM, nvp_adam_step(F.adam3, F.f, NULL, 3)) \
-    X(adam_step_n, "nvp_adam_step", NVP_EDIM, 0, H_ADAM, nvp_adam_step(F.adam3, F.f, F.g, 4)) \
-    X(adam_step_nan, "nvp_adam_step", NVP_ENONFINITE, 0, H_ADAM, nvp_adam_step(F.adam3, F.f, F.nanbuf, 3)) \
+    X(adam_step_opt, "nvp_adam_step", NVP_EINVAL, 0, H_NONE, nvp_adam_step(NULL, 3, F.f, F.g)) \
+    X(adam_step_params, "nvp_adam_step", NVP_EINVAL, 0, H_ADAM, nvp_adam_step(F.adam3, 3, NULL, F.g)) \
+    X(adam_step_grad, "nvp_adam_step", NVP_EINVAL, 0, H_ADAM, nvp_adam_step(F.adam3, 3, F.f, NULL)) \
+    X(adam_step_n, "nvp_adam_step", NVP_EDIM, 0, H_ADAM, nvp_adam_step(F.adam3, 4, F.f, F.g)) \
+    X(adam_step_nan, "nvp_adam_step", NVP_ENONFINITE, 0, H_ADAM, nvp_adam_step(F.adam3, 3, F.f, F.nanbuf)) \
     /* train step */                                                                        \
     X(train_chain, "nvp_chain_train_step", NVP_EINVAL, 0, H_NONE, nvp_chain_train_step(NULL, F.adam, CR, 8, F.f, 4, NULL)) \
     X(train_opt, "nvp_chain_train_step", NVP_EINVAL, 0, H_CHAIN, nvp_chain_train_step(CC, NULL, CR, 8, F.f, 4, NULL)) \
@@ -411,13 +411,13 @@ enum { H_NONE, H_RNG, H_BASE, H_LAYER, H_CHAIN, H_ADAM, H_SCALER };
     X(scaler_inv_x, "nvp_scaler_inverse_transform", NVP_EINVAL, 0, H_SCALER, nvp_scaler_inverse_transform(F.scaler, 2, F.f, NULL)) \
     X(scaler_inv_n0, "nvp_scaler_inverse_transform", NVP_EINVAL, 0, H_SCALER, nvp_scaler_inverse_transform(F.scaler, 0, F.f, F.g)) \
     X(scaler_inv_huge, "nvp_scaler_inverse_transform", NVP_EOVERFLOW, 0, H_SCALER, nvp_scaler_inverse_transform(F.scaler, HUGE_N, F.f, F.g)) \
-    X(scaler_get_scaler, "nvp_scaler_get", NVP_EINVAL, 0, H_NONE, nvp_scaler_get(NULL, F.f, F.g, 2)) \
-    X(scaler_get_dim, "nvp_scaler_get", NVP_EDIM, 0, H_SCALER, nvp_scaler_get(F.scaler, F.f, F.g, 3)) \
-    X(scaler_set_scaler, "nvp_scaler_set", NVP_EINVAL, 0, H_NONE, nvp_scaler_set(NULL, F.f, F.g, 2)) \
-    X(scaler_set_mean, "nvp_scaler_set", NVP_EINVAL, 0, H_SCALER, nvp_scaler_set(F.scaler, NULL, F.g, 2)) \
-    X(scaler_set_sd, "nvp_scaler_set", NVP_EINVAL, 0, H_SCALER, nvp_scaler_set(F.scaler, F.f, NULL, 2)) \
-    X(scaler_set_dim, "nvp_scaler_set", NVP_EDIM, 0, H_SCALER, nvp_scaler_set(F.scaler, F.f, F.g, 1)) \
-    X(scaler_set_sd_bad, "nvp_scaler_set", NVP_EINVAL, 0, H_SCALER, nvp_scaler_set(F.scaler, F.g, F.f, 2))
+    X(scaler_get_scaler, "nvp_scaler_get", NVP_EINVAL, 0, H_NONE, nvp_scaler_get(NULL, 2, F.f, F.g)) \
+    X(scaler_get_dim, "nvp_scaler_get", NVP_EDIM, 0, H_SCALER, nvp_scaler_get(F.scaler, 3, F.f, F.g)) \
+    X(scaler_set_scaler, "nvp_scaler_set", NVP_EINVAL, 0, H_NONE, nvp_scaler_set(NULL, 2, F.f, F.g)) \
+    X(scaler_set_mean, "nvp_scaler_set", NVP_EINVAL, 0, H_SCALER, nvp_scaler_set(F.scaler, 2, NULL, F.g)) \
+    X(scaler_set_sd, "nvp_scaler_set", NVP_EINVAL, 0, H_SCALER, nvp_scaler_set(F.scaler, 2, F.f, NULL)) \
+    X(scaler_set_dim, "nvp_scaler_set", NVP_EDIM, 0, H_SCALER, nvp_scaler_set(F.scaler, 1, F.f, F.g)) \
+    X(scaler_set_sd_bad, "nvp_scaler_set", NVP_EINVAL, 0, H_SCALER, nvp_scaler_set(F.scaler, 2, F.g, F.f))
 
 #define DEFINE_CASE(id, fn, want, alt, h, expr) \
     static int case_##id(void) { return (expr); }
@@ -452,7 +452,7 @@ START_TEST(test_error_case)
     /* Leave a message from another function behind first, so that the
      * message checked below is the one this call wrote. */
     if (strcmp(c->fn, "nvp_scaler_get") != 0)
-        ck_assert_int_ne(nvp_scaler_get(NULL, NULL, NULL, 0), NVP_OK);
+        ck_assert_int_ne(nvp_scaler_get(NULL, 0, NULL, NULL), NVP_OK);
     else
         ck_assert_int_ne(nvp_adam_reset(NULL), NVP_OK);
     const int rc = c->call();
@@ -541,10 +541,10 @@ START_TEST(test_null_handles)
     ck_assert_uint_eq(nvp_chain_num_layers(NULL), 0);
     ck_assert_uint_eq(nvp_chain_num_params(NULL), 0);
     ck_assert_ptr_null(nvp_chain_params(NULL));
-    ck_assert_ptr_null(nvp_chain_layer(NULL, 0, NULL));
+    ck_assert_ptr_null(nvp_layer_as_coupling(nvp_chain_layer(NULL, 0, NULL)));
     ck_assert_ptr_null(nvp_chain_base(NULL));
     ck_assert_uint_eq(nvp_adam_num_params(NULL), 0);
-    ck_assert_uint_eq(nvp_adam_steps(NULL), 0);
+    ck_assert_uint_eq(nvp_adam_num_steps(NULL), 0);
     T_CHECK(nvp_adam_lr(NULL) == 0.0f, "lr of NULL");
     ck_assert_uint_eq(nvp_scaler_dim(NULL), 0);
     ck_assert_str_eq(nvp_rng_errmsg(NULL), "");
@@ -572,7 +572,7 @@ START_TEST(test_errmsg_per_handle)
     const char *m = nvp_chain_errmsg(F.chain);
     T_CHECK(strstr(m, "nvp_chain_log_prob") != NULL, "chain errmsg '%s'", m);
     ck_assert_str_eq(nvp_chain_errmsg(other), "");
-    ck_assert_int_eq(nvp_chain_get_params(other, F.f, 1), NVP_EDIM);
+    ck_assert_int_eq(nvp_chain_get_params(other, 1, F.f), NVP_EDIM);
     T_CHECK(strstr(nvp_chain_errmsg(other), "nvp_chain_get_params") != NULL, "other's errmsg '%s'",
             nvp_chain_errmsg(other));
     T_CHECK(strstr(nvp_chain_errmsg(F.chain), "nvp_chain_log_prob") != NULL,
@@ -614,56 +614,56 @@ START_TEST(test_refused_calls_leave_state)
 {
     const size_t np = F.cnp;
     float *before = t_xmalloc(np * sizeof *before), *after = t_xmalloc(np * sizeof *after);
-    T_OK(nvp_chain_get_params(F.chain, before, np));
+    T_OK(nvp_chain_get_params(F.chain, np, before));
     float y[8] = {0.1f, 0.2f, NAN, 0.4f, 0.5f, -0.6f, 0.7f, 0.8f};
     ck_assert_int_eq(nvp_chain_nll_grad(F.chain, 4, y, F.g, NULL), NVP_ENONFINITE);
     float bad[64];
     memcpy(bad, before, np * sizeof *bad);
     bad[np / 3] = NAN;
-    ck_assert_int_eq(nvp_chain_set_params(F.chain, bad, np), NVP_ENONFINITE);
+    ck_assert_int_eq(nvp_chain_set_params(F.chain, np, bad), NVP_ENONFINITE);
     bad[np / 3] = -INFINITY;
-    ck_assert_int_eq(nvp_chain_set_params(F.chain, bad, np), NVP_ENONFINITE);
+    ck_assert_int_eq(nvp_chain_set_params(F.chain, np, bad), NVP_ENONFINITE);
     /* Every row non-finite, so whatever rows the step draws are bad. */
     float data[16];
     for (int i = 0; i < 16; i++)
         data[i] = i % 2 ? INFINITY : 0.5f;
     float loss = 0.0f;
     ck_assert_int_eq(nvp_chain_train_step(F.chain, F.adam, F.rng, 8, data, 4, &loss), NVP_ENONFINITE);
-    T_OK(nvp_chain_get_params(F.chain, after, np));
+    T_OK(nvp_chain_get_params(F.chain, np, after));
     T_CHECK(t_first_diff(before, after, np) == (size_t)-1, "a refused call changed parameter %zu",
             t_first_diff(before, after, np));
-    ck_assert_uint_eq(nvp_adam_steps(F.adam), 0);
+    ck_assert_uint_eq(nvp_adam_num_steps(F.adam), 0);
 
     /* Finite data, non-finite loss: a log-scale bias of -100 makes the
      * inverse overflow.  The last parameter of layer 0 is the bias of its
      * last output, a log-scale. */
     size_t off1;
-    nvp_chain_layer(F.chain, 1, &off1);
+    nvp_layer_as_coupling(nvp_chain_layer(F.chain, 1, &off1));
     memcpy(bad, before, np * sizeof *bad);
     bad[off1 - 1] = -100.0f;
-    T_OK(nvp_chain_set_params(F.chain, bad, np));
+    T_OK(nvp_chain_set_params(F.chain, np, bad));
     for (int i = 0; i < 16; i++)
         data[i] = 3.0f + 0.1f * (float)i;
     ck_assert_int_eq(nvp_chain_train_step(F.chain, F.adam, F.rng, 8, data, 4, &loss), NVP_ENONFINITE);
     T_CHECK(!isfinite(loss), "loss %g reported for a refused step", (double)loss);
-    T_OK(nvp_chain_get_params(F.chain, after, np));
+    T_OK(nvp_chain_get_params(F.chain, np, after));
     T_CHECK(t_first_diff(bad, after, np) == (size_t)-1, "a step with a non-finite loss changed the chain");
-    ck_assert_uint_eq(nvp_adam_steps(F.adam), 0);
+    ck_assert_uint_eq(nvp_adam_num_steps(F.adam), 0);
 
     /* The optimizer's moments are untouched too: with the parameters
      * restored, a step from a given rng state equals that of a fresh
      * chain and optimizer. */
-    T_OK(nvp_chain_set_params(F.chain, before, np));
+    T_OK(nvp_chain_set_params(F.chain, np, before));
     nvp_chain *ctl = NULL;
     nvp_adam *ctl_opt = NULL;
     nvp_rng *r1 = t_rng(77), *r2 = t_rng(77);
     ctl = t_chain(2, 2, 1, hid4, 1);
-    T_OK(nvp_chain_set_params(ctl, before, np));
+    T_OK(nvp_chain_set_params(ctl, np, before));
     T_OK(nvp_adam_create(&ctl_opt, np, NULL));
     T_OK(nvp_chain_train_step(F.chain, F.adam, r1, 16, F.f, 4, NULL));
     T_OK(nvp_chain_train_step(ctl, ctl_opt, r2, 16, F.f, 4, NULL));
-    T_OK(nvp_chain_get_params(F.chain, after, np));
-    T_OK(nvp_chain_get_params(ctl, before, np));
+    T_OK(nvp_chain_get_params(F.chain, np, after));
+    T_OK(nvp_chain_get_params(ctl, np, before));
     T_CHECK(t_first_diff(before, after, np) == (size_t)-1, "after refused steps, the optimizer state differs");
     nvp_chain_free(ctl);
     nvp_adam_free(ctl_opt);

@@ -215,7 +215,7 @@ START_TEST(test_grad_chain_nll)
     T_OK(nvp_chain_set_log_scale_clamp(c, cf->clamp));
     for (size_t k = 0; k < cf->layers; k++) {
         ref.layer[k].clamp = cf->clamp;
-        T_CHECK(nvp_coupling_log_scale_clamp(nvp_chain_layer(c, k, NULL)) == cf->clamp,
+        T_CHECK(nvp_coupling_log_scale_clamp(nvp_layer_as_coupling(nvp_chain_layer(c, k, NULL))) == cf->clamp,
                 "layer %zu: clamp not set by the chain", k);
     }
     const size_t np = nvp_chain_num_params(c);

@@ -69,7 +69,7 @@ static nvp_chain *make_model(nvp_scaler **scaler)
         T_OK(nvp_coupling_set_log_scale_clamp(layers[k], clamps[k]));
     }
     nvp_chain *c = NULL;
-    T_OK(nvp_chain_create(&c, b, layers, 3, NULL));
+    T_OK(nvp_chain_create(&c, b, 3, layers, NULL));
     if (scaler) {
         float x[300];
         t_prng p;
@@ -84,11 +84,11 @@ static nvp_chain *make_model(nvp_scaler **scaler)
 
 static unsigned char *save_model(const nvp_chain *c, const nvp_scaler *s, size_t *size)
 {
-    T_OK(nvp_chain_save_buffer(c, s, NULL, 0, size));
+    T_OK(nvp_chain_save_buffer(c, s, 0, NULL, size));
     ck_assert_uint_gt(*size, 24);
     unsigned char *buf = t_xmalloc(*size);
     size_t again = 0;
-    T_OK(nvp_chain_save_buffer(c, s, buf, *size, &again));
+    T_OK(nvp_chain_save_buffer(c, s, *size, buf, &again));
     ck_assert_uint_eq(again, *size);
     return buf;
 }
@@ -102,18 +102,18 @@ static void check_same_model(const nvp_chain *a, const nvp_chain *b)
     ck_assert_uint_eq(nvp_chain_num_layers(b), K);
     ck_assert_uint_eq(nvp_chain_num_params(b), np);
     float *pa = t_xmalloc(np * sizeof *pa), *pb = t_xmalloc(np * sizeof *pb);
-    T_OK(nvp_chain_get_params(a, pa, np));
-    T_OK(nvp_chain_get_params(b, pb, np));
+    T_OK(nvp_chain_get_params(a, np, pa));
+    T_OK(nvp_chain_get_params(b, np, pb));
     T_CHECK(t_first_diff(pa, pb, np) == (size_t)-1, "loaded parameter %zu differs", t_first_diff(pa, pb, np));
     for (size_t k = 0; k < K; k++) {
-        const nvp_coupling *la = nvp_chain_layer(a, k, NULL), *lb = nvp_chain_layer(b, k, NULL);
+        const nvp_coupling *la = nvp_layer_as_coupling(nvp_chain_layer(a, k, NULL)), *lb = nvp_layer_as_coupling(nvp_chain_layer(b, k, NULL));
         unsigned char ma[16], mb[16];
-        T_OK(nvp_coupling_get_mask(la, ma, dim));
-        T_OK(nvp_coupling_get_mask(lb, mb, dim));
+        T_OK(nvp_coupling_get_mask(la, dim, ma));
+        T_OK(nvp_coupling_get_mask(lb, dim, mb));
         T_CHECK(memcmp(ma, mb, dim) == 0, "layer %zu: mask differs", k);
         size_t ha[8], hb[8], na, nb;
-        T_OK(nvp_coupling_hidden(la, ha, 8, &na));
-        T_OK(nvp_coupling_hidden(lb, hb, 8, &nb));
+        T_OK(nvp_coupling_get_hidden(la, 8, ha, &na));
+        T_OK(nvp_coupling_get_hidden(lb, 8, hb, &nb));
         T_CHECK(na == nb && memcmp(ha, hb, na * sizeof *ha) == 0, "layer %zu: hidden widths differ", k);
         T_CHECK(nvp_coupling_log_scale_clamp(la) == nvp_coupling_log_scale_clamp(lb),
                 "layer %zu: clamp %g vs %g", k, (double)nvp_coupling_log_scale_clamp(la),
@@ -142,19 +142,19 @@ START_TEST(test_io_chain_buffer_round_trip)
     ck_assert_uint_eq(get_u32(buf + 20), crc32_bitwise(buf, 20));
     /* A buffer one byte short: NVP_EBUFSIZE, and *size tells the need. */
     size_t need = 0;
-    ck_assert_int_eq(nvp_chain_save_buffer(c, s, buf, size - 1, &need), NVP_EBUFSIZE);
+    ck_assert_int_eq(nvp_chain_save_buffer(c, s, size - 1, buf, &need), NVP_EBUFSIZE);
     ck_assert_uint_eq(need, size);
     free(buf);
     buf = save_model(c, s, &size);
 
     nvp_chain *c2 = NULL;
     nvp_scaler *s2 = NULL;
-    T_OK(nvp_chain_load_buffer(&c2, &s2, buf, size, NULL));
+    T_OK(nvp_chain_load_buffer(&c2, &s2, size, buf, NULL));
     ck_assert_ptr_nonnull(s2);
     check_same_model(c, c2);
     float m1[3], d1[3], m2[3], d2[3];
-    T_OK(nvp_scaler_get(s, m1, d1, 3));
-    T_OK(nvp_scaler_get(s2, m2, d2, 3));
+    T_OK(nvp_scaler_get(s, 3, m1, d1));
+    T_OK(nvp_scaler_get(s2, 3, m2, d2));
     T_CHECK(t_first_diff(m1, m2, 3) == (size_t)-1 && t_first_diff(d1, d2, 3) == (size_t)-1,
             "loaded scaler differs");
     /* Saving the loaded model gives the same bytes. */
@@ -170,13 +170,13 @@ START_TEST(test_io_chain_buffer_round_trip)
     free(buf);
     buf = save_model(c, NULL, &size);
     s2 = (nvp_scaler *)buf;
-    T_OK(nvp_chain_load_buffer(&c2, &s2, buf, size, NULL));
+    T_OK(nvp_chain_load_buffer(&c2, &s2, size, buf, NULL));
     ck_assert_ptr_null(s2);
     check_same_model(c, c2);
     nvp_chain_free(c2);
     free(buf);
     buf = save_model(c, s, &size);
-    T_OK(nvp_chain_load_buffer(&c2, NULL, buf, size, NULL));
+    T_OK(nvp_chain_load_buffer(&c2, NULL, size, buf, NULL));
     check_same_model(c, c2);
     nvp_chain_free(c2);
     free(buf);
@@ -198,7 +198,7 @@ START_TEST(test_io_chain_hostile_input)
         memcpy(bad, buf, len);
         nvp_chain *o = (nvp_chain *)bad;
         nvp_scaler *so = (nvp_scaler *)bad;
-        const int rc = nvp_chain_load_buffer(&o, &so, bad, len, NULL);
+        const int rc = nvp_chain_load_buffer(&o, &so, len, bad, NULL);
         T_CHECK(rc == NVP_EFORMAT, "truncated to %zu of %zu bytes: returned %d (%s)", len, size, rc,
                 nvp_strerror(rc));
         T_CHECK(o == NULL && so == NULL, "truncated to %zu bytes: handles handed out", len);
@@ -209,7 +209,7 @@ START_TEST(test_io_chain_hostile_input)
             bad[pos] ^= k ? 0x01 : 0xa5;
             nvp_chain *o = NULL;
             nvp_scaler *so = NULL;
-            const int rc = nvp_chain_load_buffer(&o, &so, bad, size, NULL);
+            const int rc = nvp_chain_load_buffer(&o, &so, size, bad, NULL);
             T_CHECK(rc == NVP_EFORMAT, "byte %zu of %zu xor 0x%02x: returned %d (%s)", pos, size,
                     k ? 0x01 : 0xa5, rc, nvp_strerror(rc));
             T_CHECK(o == NULL && so == NULL, "corrupt byte %zu: handles handed out", pos);
@@ -220,26 +220,26 @@ START_TEST(test_io_chain_hostile_input)
     memcpy(bad, buf, size);
     bad[size] = 0;
     nvp_chain *o = NULL;
-    ck_assert_int_eq(nvp_chain_load_buffer(&o, NULL, bad, size + 1, NULL), NVP_EFORMAT);
+    ck_assert_int_eq(nvp_chain_load_buffer(&o, NULL, size + 1, bad, NULL), NVP_EFORMAT);
     ck_assert_ptr_null(o);
     /* A future version (header CRC fixed up): NVP_EVERSION. */
     memcpy(bad, buf, size);
     put_u32(bad + 8, NVP_FILE_FORMAT_VERSION + 1);
     put_u32(bad + 20, crc32_bitwise(bad, 20));
-    ck_assert_int_eq(nvp_chain_load_buffer(&o, NULL, bad, size, NULL), NVP_EVERSION);
+    ck_assert_int_eq(nvp_chain_load_buffer(&o, NULL, size, bad, NULL), NVP_EVERSION);
     ck_assert_ptr_null(o);
     /* A training state is not a model. */
     nvp_adam *opt = NULL;
     T_OK(nvp_adam_create(&opt, 5, NULL));
     size_t asz;
-    T_OK(nvp_adam_save_buffer(opt, NULL, NULL, 0, &asz));
+    T_OK(nvp_adam_save_buffer(opt, NULL, 0, NULL, &asz));
     unsigned char *abuf = t_xmalloc(asz);
-    T_OK(nvp_adam_save_buffer(opt, NULL, abuf, asz, &asz));
-    ck_assert_int_eq(nvp_chain_load_buffer(&o, NULL, abuf, asz, NULL), NVP_EFORMAT);
+    T_OK(nvp_adam_save_buffer(opt, NULL, asz, abuf, &asz));
+    ck_assert_int_eq(nvp_chain_load_buffer(&o, NULL, asz, abuf, NULL), NVP_EFORMAT);
     ck_assert_ptr_null(o);
     /* ... and a model is not a training state. */
     nvp_adam *ao = NULL;
-    ck_assert_int_eq(nvp_adam_load_buffer(&ao, NULL, buf, size, NULL), NVP_EFORMAT);
+    ck_assert_int_eq(nvp_adam_load_buffer(&ao, NULL, size, buf, NULL), NVP_EFORMAT);
     ck_assert_ptr_null(ao);
     free(abuf);
     nvp_adam_free(opt);
@@ -524,7 +524,7 @@ START_TEST(test_io_training_resume)
     T_OK(nvp_adam_create(&oa, nvp_chain_num_params(a), NULL));
     T_OK(nvp_adam_set_lr(oa, 3e-3f));
     T_OK(nvp_adam_set_betas(oa, 0.8f, 0.99f));
-    T_OK(nvp_adam_set_average(oa, 0.9f, nvp_chain_params(a), nvp_chain_num_params(a)));
+    T_OK(nvp_adam_set_average(oa, 0.9f, nvp_chain_num_params(a), nvp_chain_params(a)));
     nvp_rng *ra = t_rng(6102);
     for (int s = 0; s < 12; s++)
         T_OK(nvp_chain_train_step(a, oa, ra, N, data, 32, NULL));
@@ -532,11 +532,11 @@ START_TEST(test_io_training_resume)
     float g1;
     T_OK(nvp_rng_normal(ra, 1, &g1));
     size_t msz, asz;
-    T_OK(nvp_chain_save_buffer(a, NULL, NULL, 0, &msz));
-    T_OK(nvp_adam_save_buffer(oa, ra, NULL, 0, &asz));
+    T_OK(nvp_chain_save_buffer(a, NULL, 0, NULL, &msz));
+    T_OK(nvp_adam_save_buffer(oa, ra, 0, NULL, &asz));
     unsigned char *mbuf = t_xmalloc(msz), *abuf = t_xmalloc(asz);
-    T_OK(nvp_chain_save_buffer(a, NULL, mbuf, msz, &msz));
-    T_OK(nvp_adam_save_buffer(oa, ra, abuf, asz, &asz));
+    T_OK(nvp_chain_save_buffer(a, NULL, msz, mbuf, &msz));
+    T_OK(nvp_adam_save_buffer(oa, ra, asz, abuf, &asz));
     /* Run A goes on. */
     float ga, gb;
     T_OK(nvp_rng_normal(ra, 1, &ga));
@@ -546,10 +546,10 @@ START_TEST(test_io_training_resume)
     nvp_chain *b = NULL;
     nvp_adam *ob = NULL;
     nvp_rng *rb = NULL;
-    T_OK(nvp_chain_load_buffer(&b, NULL, mbuf, msz, NULL));
-    T_OK(nvp_adam_load_buffer(&ob, &rb, abuf, asz, NULL));
+    T_OK(nvp_chain_load_buffer(&b, NULL, msz, mbuf, NULL));
+    T_OK(nvp_adam_load_buffer(&ob, &rb, asz, abuf, NULL));
     ck_assert_ptr_nonnull(rb);
-    ck_assert_uint_eq(nvp_adam_steps(ob), 12);
+    ck_assert_uint_eq(nvp_adam_num_steps(ob), 12);
     T_CHECK(nvp_adam_lr(ob) == 3e-3f, "lr not restored: %g", (double)nvp_adam_lr(ob));
     T_OK(nvp_rng_normal(rb, 1, &gb));
     T_CHECK(ga == gb, "the pending normal draw was not restored: %g vs %g", (double)ga, (double)gb);
@@ -559,11 +559,11 @@ START_TEST(test_io_training_resume)
     const size_t d = t_first_diff(nvp_chain_params(a), nvp_chain_params(b), np);
     T_CHECK(d == (size_t)-1, "resumed run differs at parameter %zu: %.9g vs %.9g", d,
             (double)nvp_chain_params(a)[d], (double)nvp_chain_params(b)[d]);
-    ck_assert_uint_eq(nvp_adam_steps(ob), 25);
+    ck_assert_uint_eq(nvp_adam_num_steps(ob), 25);
     ck_assert_float_eq(nvp_adam_average_decay(ob), 0.9f);
     float *avg_a = t_xmalloc(np * sizeof *avg_a), *avg_b = t_xmalloc(np * sizeof *avg_b);
-    T_OK(nvp_adam_get_average(oa, avg_a, np));
-    T_OK(nvp_adam_get_average(ob, avg_b, np));
+    T_OK(nvp_adam_get_average(oa, np, avg_a));
+    T_OK(nvp_adam_get_average(ob, np, avg_b));
     T_CHECK(t_first_diff(avg_a, avg_b, np) == (size_t)-1, "resumed run's average differs at %zu",
             t_first_diff(avg_a, avg_b, np));
     free(avg_a);
@@ -585,7 +585,7 @@ START_TEST(test_io_training_resume)
         put_u32(bad + avg_sec + 16 + 4 * (np / 2), bits);
         put_u32(bad + asz - 4, crc32_bitwise(bad + avg_sec, asz - 4 - avg_sec));
         nvp_adam *o = NULL;
-        const int rc = nvp_adam_load_buffer(&o, NULL, bad, asz, NULL);
+        const int rc = nvp_adam_load_buffer(&o, NULL, asz, bad, NULL);
         T_CHECK(rc == NVP_EFORMAT && !o, "average section (decay %g, value %g): returned %d",
                 (double)bad_values[k][0], (double)bad_values[k][1], rc);
         T_CHECK(strstr(nvp_errmsg(), "average") != NULL, "message '%s'", nvp_errmsg());
@@ -595,13 +595,13 @@ START_TEST(test_io_training_resume)
     for (size_t len = 0; len < asz; len += 7) {
         nvp_adam *o = NULL;
         nvp_rng *ro = NULL;
-        T_CHECK(nvp_adam_load_buffer(&o, &ro, abuf, len, NULL) == NVP_EFORMAT && !o && !ro,
+        T_CHECK(nvp_adam_load_buffer(&o, &ro, len, abuf, NULL) == NVP_EFORMAT && !o && !ro,
                 "training state truncated to %zu of %zu bytes was not refused", len, asz);
     }
     for (size_t pos = 0; pos < asz; pos += 3) {
         abuf[pos] ^= 0x10;
         nvp_adam *o = NULL;
-        T_CHECK(nvp_adam_load_buffer(&o, NULL, abuf, asz, NULL) == NVP_EFORMAT && !o,
+        T_CHECK(nvp_adam_load_buffer(&o, NULL, asz, abuf, NULL) == NVP_EFORMAT && !o,
                 "training state with byte %zu corrupted was not refused", pos);
         abuf[pos] ^= 0x10;
     }
@@ -637,11 +637,11 @@ START_TEST(test_io_average_section_layout)
     const float start[N] = {1, -2, 3, -4, 5, -6, 7};
     nvp_adam *o = NULL;
     T_OK(nvp_adam_create(&o, N, NULL));
-    T_OK(nvp_adam_set_average(o, 0.75f, start, N));
+    T_OK(nvp_adam_set_average(o, 0.75f, N, start));
     size_t size;
-    T_OK(nvp_adam_save_buffer(o, NULL, NULL, 0, &size));
+    T_OK(nvp_adam_save_buffer(o, NULL, 0, NULL, &size));
     unsigned char *good = t_xmalloc(size);
-    T_OK(nvp_adam_save_buffer(o, NULL, good, size, &size));
+    T_OK(nvp_adam_save_buffer(o, NULL, size, good, &size));
     /* Header, ADAM, then AVG: f32 decay, f32 avg[N]. */
     const size_t avg_len = 4 + 4 * N, avg_at = size - (12 + avg_len + 4);
     ck_assert_int_eq(memcmp(good + avg_at, "AVG ", 4), 0);
@@ -669,7 +669,7 @@ START_TEST(test_io_average_section_layout)
         put_u32(bad + 16, get_u32(good + 16) + (uint32_t)cases[k].sections - 1);
         put_u32(bad + 20, crc32_bitwise(bad, 20));
         nvp_adam *back = NULL;
-        const int rc = nvp_adam_load_buffer(&back, NULL, bad, at, NULL);
+        const int rc = nvp_adam_load_buffer(&back, NULL, at, bad, NULL);
         T_CHECK(rc == NVP_EFORMAT && !back, "average section %s: returned %d (%s)", cases[k].what,
                 rc, nvp_errmsg());
     }
@@ -679,7 +679,7 @@ START_TEST(test_io_average_section_layout)
     const size_t at = avg_at + put_section(bad + avg_at, "AVG ", payload, avg_len);
     ck_assert_uint_eq(at, size);
     nvp_adam *back = NULL;
-    T_OK(nvp_adam_load_buffer(&back, NULL, bad, at, NULL));
+    T_OK(nvp_adam_load_buffer(&back, NULL, at, bad, NULL));
     ck_assert_float_eq(nvp_adam_average_decay(back), 0.75f);
     nvp_adam_free(back);
     free(bad);
@@ -707,7 +707,7 @@ START_TEST(test_io_clip_section)
     T_OK(nvp_adam_create(&oa, np, NULL));
     T_OK(nvp_adam_set_lr(oa, 1e-2f));
     size_t plain;
-    T_OK(nvp_adam_save_buffer(oa, NULL, NULL, 0, &plain));
+    T_OK(nvp_adam_save_buffer(oa, NULL, 0, NULL, &plain));
     T_OK(nvp_adam_set_clip_norm(oa, 0.25f));
     nvp_rng *ra = t_rng(6302);
     for (int s = 0; s < 12; s++)
@@ -715,18 +715,18 @@ START_TEST(test_io_clip_section)
     T_CHECK(nvp_adam_last_grad_norm(oa) > 0.25f, "the limit clipped nothing (norm %g)",
             (double)nvp_adam_last_grad_norm(oa));
     size_t msz, asz;
-    T_OK(nvp_chain_save_buffer(a, NULL, NULL, 0, &msz));
-    T_OK(nvp_adam_save_buffer(oa, ra, NULL, 0, &asz));
+    T_OK(nvp_chain_save_buffer(a, NULL, 0, NULL, &msz));
+    T_OK(nvp_adam_save_buffer(oa, ra, 0, NULL, &asz));
     unsigned char *mbuf = t_xmalloc(msz), *abuf = t_xmalloc(asz);
-    T_OK(nvp_chain_save_buffer(a, NULL, mbuf, msz, &msz));
-    T_OK(nvp_adam_save_buffer(oa, ra, abuf, asz, &asz));
+    T_OK(nvp_chain_save_buffer(a, NULL, msz, mbuf, &msz));
+    T_OK(nvp_adam_save_buffer(oa, ra, asz, abuf, &asz));
     for (int s = 12; s < 25; s++)
         T_OK(nvp_chain_train_step(a, oa, ra, N, data, 32, NULL));
     nvp_chain *b = NULL;
     nvp_adam *ob = NULL;
     nvp_rng *rb = NULL;
-    T_OK(nvp_chain_load_buffer(&b, NULL, mbuf, msz, NULL));
-    T_OK(nvp_adam_load_buffer(&ob, &rb, abuf, asz, NULL));
+    T_OK(nvp_chain_load_buffer(&b, NULL, msz, mbuf, NULL));
+    T_OK(nvp_adam_load_buffer(&ob, &rb, asz, abuf, NULL));
     ck_assert_float_eq(nvp_adam_clip_norm(ob), 0.25f);
     for (int s = 12; s < 25; s++)
         T_OK(nvp_chain_train_step(b, ob, rb, N, data, 32, NULL));
@@ -737,10 +737,10 @@ START_TEST(test_io_clip_section)
      * f32 limit, CRC); without clipping, neither it nor its bytes. */
     const size_t clip_len = 12 + 4 + 4, clip_at = asz - clip_len;
     ck_assert_int_eq(memcmp(abuf + clip_at, "CLIP", 4), 0);
-    T_OK(nvp_adam_save_buffer(oa, NULL, NULL, 0, &msz));
+    T_OK(nvp_adam_save_buffer(oa, NULL, 0, NULL, &msz));
     T_OK(nvp_adam_set_clip_norm(oa, 0.0f));
     size_t off;
-    T_OK(nvp_adam_save_buffer(oa, NULL, NULL, 0, &off));
+    T_OK(nvp_adam_save_buffer(oa, NULL, 0, NULL, &off));
     ck_assert_uint_eq(off, plain);
     ck_assert_uint_eq(msz, plain + clip_len);
     const float limit = 0.25f;
@@ -768,7 +768,7 @@ START_TEST(test_io_clip_section)
         put_u32(bad + 16, get_u32(abuf + 16) + (uint32_t)cases[k].sections - 1);
         put_u32(bad + 20, crc32_bitwise(bad, 20));
         nvp_adam *o = NULL;
-        const int rc = nvp_adam_load_buffer(&o, NULL, bad, at, NULL);
+        const int rc = nvp_adam_load_buffer(&o, NULL, at, bad, NULL);
         T_CHECK(rc == NVP_EFORMAT && !o, "clip section %s: returned %d (%s)", cases[k].what, rc,
                 nvp_errmsg());
     }
@@ -778,7 +778,7 @@ START_TEST(test_io_clip_section)
     const size_t at = clip_at + put_section(bad + clip_at, "CLIP", payload, 4);
     ck_assert_uint_eq(at, asz);
     nvp_adam *back = NULL;
-    T_OK(nvp_adam_load_buffer(&back, NULL, bad, at, NULL));
+    T_OK(nvp_adam_load_buffer(&back, NULL, at, bad, NULL));
     ck_assert_float_eq(nvp_adam_clip_norm(back), 0.25f);
     nvp_adam_free(back);
     free(bad);
@@ -803,7 +803,7 @@ START_TEST(test_io_nonfinite_not_saved)
     nvp_chain *c = t_chain(2, 2, 1, hidden, 6201);
     nvp_chain_params(c)[3] = NAN;
     size_t size = 0;
-    ck_assert_int_eq(nvp_chain_save_buffer(c, NULL, NULL, 0, &size), NVP_ENONFINITE);
+    ck_assert_int_eq(nvp_chain_save_buffer(c, NULL, 0, NULL, &size), NVP_ENONFINITE);
     T_CHECK(strstr(nvp_chain_errmsg(c), "non-finite") != NULL, "message '%s'",
             nvp_chain_errmsg(c));
     char dir[] = "/tmp/nvp_test_io_XXXXXX";
@@ -832,7 +832,7 @@ static int load_model_four_ways(const unsigned char *bytes, size_t size, const c
         nvp_scaler *sc = (nvp_scaler *)path;
         nvp_scaler **so = way & 1 ? &sc : NULL;
         rcs[way] = way & 2 ? nvp_chain_load_file(&c, so, path, NULL)
-                           : nvp_chain_load_buffer(&c, so, bytes, size, NULL);
+                           : nvp_chain_load_buffer(&c, so, size, bytes, NULL);
         if (rcs[way] != NVP_OK) {
             T_CHECK(c == NULL && (!so || sc == NULL), "%s (way %d): a failed load handed out a handle",
                     what, way);
@@ -1193,11 +1193,11 @@ static unsigned char *state_bytes(const t_state *st, size_t *size)
 static int save_state(const nvp_adam *o, const nvp_rng *g, unsigned char **out, size_t *size)
 {
     *out = NULL;
-    int rc = nvp_adam_save_buffer(o, g, NULL, 0, size);
+    int rc = nvp_adam_save_buffer(o, g, 0, NULL, size);
     if (rc != NVP_OK)
         return rc;
     *out = t_xmalloc(*size);
-    rc = nvp_adam_save_buffer(o, g, *out, *size, size);
+    rc = nvp_adam_save_buffer(o, g, *size, *out, size);
     if (rc != NVP_OK) {
         free(*out);
         *out = NULL;
@@ -1226,7 +1226,7 @@ static int setter_accepts(int field, float value)
     case F_B2: rc = nvp_adam_set_betas(o, 0.9f, value); break;
     case F_EPS: rc = nvp_adam_set_eps(o, value); break;
     /* A section says the option is on: 0, which turns it off, has none. */
-    case F_DECAY: rc = value != 0.0f ? nvp_adam_set_average(o, value, &p, 1) : NVP_EINVAL; break;
+    case F_DECAY: rc = value != 0.0f ? nvp_adam_set_average(o, value, 1, &p) : NVP_EINVAL; break;
     case F_CLIP: rc = value != 0.0f ? nvp_adam_set_clip_norm(o, value) : NVP_EINVAL; break;
     default: ck_abort_msg("no setter for field %d", field);
     }
@@ -1362,7 +1362,7 @@ START_TEST(test_io_training_state_round_trip_boundaries)
         unsigned char *bytes = state_bytes(&st, &size);
         nvp_adam *o = (nvp_adam *)bytes;
         nvp_rng *g = (nvp_rng *)bytes;
-        int rc = nvp_adam_load_buffer(&o, &g, bytes, size, NULL);
+        int rc = nvp_adam_load_buffer(&o, &g, size, bytes, NULL);
         if (want == MUST_REFUSE) {
             T_CHECK(rc == NVP_EFORMAT && o == NULL && g == NULL,
                     "%s: an invalid state was not refused (%d: %s)", what, rc, nvp_errmsg());
@@ -1372,7 +1372,7 @@ START_TEST(test_io_training_state_round_trip_boundaries)
         }
         T_CHECK(rc == NVP_OK, "%s: a valid state was refused (%d: %s)", what, rc, nvp_errmsg());
         loaded++;
-        ck_assert_uint_eq(nvp_adam_steps(o), st.t);
+        ck_assert_uint_eq(nvp_adam_num_steps(o), st.t);
         /* It saves back to the very bytes (the two writers agree). */
         unsigned char *saved;
         size_t ssize;
@@ -1384,15 +1384,15 @@ START_TEST(test_io_training_state_round_trip_boundaries)
         float p[3] = {0.1f, -0.1f, 0.2f}, p0[3];
         const float grad[3] = {0.5f, -1.0f, 2.0f};
         for (int step = 0; step < 2; step++) {
-            const uint64_t t0 = nvp_adam_steps(o);
+            const uint64_t t0 = nvp_adam_num_steps(o);
             memcpy(p0, p, sizeof p);
-            rc = nvp_adam_step(o, p, grad, n);
+            rc = nvp_adam_step(o, n, p, grad);
             unsigned char *after;
             size_t asize;
             if (rc != NVP_OK) {
                 /* A refused step changes nothing. */
                 T_CHECK(rc == NVP_ENONFINITE, "%s, step %d: returned %d", what, step, rc);
-                T_CHECK(memcmp(p, p0, sizeof p) == 0 && nvp_adam_steps(o) == t0,
+                T_CHECK(memcmp(p, p0, sizeof p) == 0 && nvp_adam_num_steps(o) == t0,
                         "%s, step %d: a refused step changed the parameters or the count", what,
                         step);
                 T_CHECK(save_state(o, g, &after, &asize) == NVP_OK && asize == ssize &&
@@ -1401,10 +1401,10 @@ START_TEST(test_io_training_state_round_trip_boundaries)
                 free(after);
                 break;
             }
-            T_CHECK(nvp_adam_steps(o) == (t0 == top ? top : t0 + 1),
+            T_CHECK(nvp_adam_num_steps(o) == (t0 == top ? top : t0 + 1),
                     "%s, step %d: the count went from %llu to %llu", what, step,
-                    (unsigned long long)t0, (unsigned long long)nvp_adam_steps(o));
-            saturated += nvp_adam_steps(o) == top;
+                    (unsigned long long)t0, (unsigned long long)nvp_adam_num_steps(o));
+            saturated += nvp_adam_num_steps(o) == top;
             rc = save_state(o, g, &after, &asize);
             /* Saving may refuse (a step that made the average non-finite),
              * writing nothing; what it writes must load. */
@@ -1416,9 +1416,9 @@ START_TEST(test_io_training_state_round_trip_boundaries)
             }
             nvp_adam *o2 = NULL;
             nvp_rng *g2 = NULL;
-            rc = nvp_adam_load_buffer(&o2, &g2, after, asize, NULL);
+            rc = nvp_adam_load_buffer(&o2, &g2, asize, after, NULL);
             T_CHECK(rc == NVP_OK, "%s, step %d (count %llu): the saved state does not load (%d: %s)",
-                    what, step, (unsigned long long)nvp_adam_steps(o), rc, nvp_errmsg());
+                    what, step, (unsigned long long)nvp_adam_num_steps(o), rc, nvp_errmsg());
             unsigned char *again;
             size_t gsize;
             T_OK(save_state(o2, g2, &again, &gsize));
@@ -1473,7 +1473,7 @@ START_TEST(test_io_step_result_must_be_finite)
         }
         size_t size;
         unsigned char *bytes = state_bytes(&st, &size);
-        T_OK(nvp_adam_load_buffer(&o, NULL, bytes, size, NULL));
+        T_OK(nvp_adam_load_buffer(&o, NULL, size, bytes, NULL));
         float p[3] = {0.5f, -0.25f, 3e38f}, g[3] = {1.0f, -1.0f, 0.0f};
         if (k == 2) {
             p[0] = 3.39e38f; /* moved by about lr: past FLT_MAX */
@@ -1484,11 +1484,11 @@ START_TEST(test_io_step_result_must_be_finite)
         unsigned char *before = NULL, *after = NULL;
         size_t sb, sa;
         T_OK(save_state(o, NULL, &before, &sb));
-        ck_assert_int_eq(nvp_adam_step(o, p, g, (size_t)st.n), NVP_ENONFINITE);
+        ck_assert_int_eq(nvp_adam_step(o, (size_t)st.n, p, g), NVP_ENONFINITE);
         T_CHECK(strstr(nvp_adam_errmsg(o), "would not be finite") != NULL, "case %d: '%s'", k,
                 nvp_adam_errmsg(o));
         ck_assert(memcmp(p, p0, sizeof p) == 0);
-        ck_assert_uint_eq(nvp_adam_steps(o), 0);
+        ck_assert_uint_eq(nvp_adam_num_steps(o), 0);
         T_OK(save_state(o, NULL, &after, &sa));
         T_CHECK(sa == sb && memcmp(before, after, sa) == 0, "case %d: the refused step changed the state", k);
         free(before);
@@ -1501,7 +1501,7 @@ START_TEST(test_io_step_result_must_be_finite)
     st.lr = FLT_MAX;
     size_t size;
     unsigned char *bytes = state_bytes(&st, &size);
-    ck_assert_int_eq(nvp_adam_load_buffer(&o, NULL, bytes, size, NULL), NVP_EFORMAT);
+    ck_assert_int_eq(nvp_adam_load_buffer(&o, NULL, size, bytes, NULL), NVP_EFORMAT);
     free(bytes);
     /* Through a chain: parameters near the top of the range and a step
      * size that pushes some past it. */
@@ -1519,7 +1519,7 @@ START_TEST(test_io_step_result_must_be_finite)
     memcpy(keep, cp, np * sizeof *keep);
     T_OK(nvp_adam_create(&o, np, NULL));
     T_OK(nvp_adam_set_lr(o, 3e37f));
-    T_OK(nvp_adam_set_average(o, 0.5f, cp, np));
+    T_OK(nvp_adam_set_average(o, 0.5f, np, cp));
     unsigned char *before = NULL, *after = NULL;
     size_t sb, sa;
     T_OK(save_state(o, r, &before, &sb));
@@ -1527,7 +1527,7 @@ START_TEST(test_io_step_result_must_be_finite)
     /* The loss itself may already overflow; either way nothing changed. */
     T_CHECK(rc == NVP_ENONFINITE, "step returned %d", rc);
     ck_assert(memcmp(cp, keep, np * sizeof *keep) == 0);
-    ck_assert_uint_eq(nvp_adam_steps(o), 0);
+    ck_assert_uint_eq(nvp_adam_num_steps(o), 0);
     T_OK(save_state(o, NULL, &after, &sa));
     free(before);
     T_OK(save_state(o, NULL, &before, &sb));
@@ -1559,11 +1559,11 @@ START_TEST(test_io_nan_parameter_refused_in_training)
     nvp_adam *o = NULL;
     T_OK(nvp_adam_create(&o, np, NULL));
     ck_assert_int_eq(nvp_chain_train_step(c, o, r, 32, data, 8, NULL), NVP_ENONFINITE);
-    ck_assert_uint_eq(nvp_adam_steps(o), 0);
+    ck_assert_uint_eq(nvp_adam_num_steps(o), 0);
     float p[3] = {NAN, 0, 0}, gg[3] = {0, 0, 0};
     nvp_adam *o3 = NULL;
     T_OK(nvp_adam_create(&o3, 3, NULL));
-    ck_assert_int_eq(nvp_adam_step(o3, p, gg, 3), NVP_ENONFINITE);
+    ck_assert_int_eq(nvp_adam_step(o3, 3, p, gg), NVP_ENONFINITE);
     nvp_adam_free(o3);
     nvp_adam_free(o);
     free(g);

@@ -97,14 +97,14 @@ START_TEST(test_sweep_kernels_same_bits)
     nvp_rng_free(r);
     const size_t np = nvp_coupling_num_params(l), h1 = cfg->hidden[0];
     float *p = t_xmalloc(np * sizeof *p);
-    T_OK(nvp_coupling_get_params(l, p, np));
+    T_OK(nvp_coupling_get_params(l, np, p));
     /* Layout: W1 (1 x h1), then b1.  Two units with w = 0: one always on
      * (b > 0), one never (b < 0). */
     p[3] = 0.0f;
     p[h1 + 3] = 0.5f;
     p[5] = 0.0f;
     p[h1 + 5] = -0.25f;
-    T_OK(nvp_coupling_set_params(l, p, np));
+    T_OK(nvp_coupling_set_params(l, np, p));
 
     /* The conditioning input is dimension 0 (flip 0) or 1 (flip 1). */
     const size_t a = _i & 1;
@@ -161,12 +161,12 @@ START_TEST(test_sweep_kernels_same_partials)
     const size_t sf = nvp__sweep_floats(h1, h2, ROWS);
     /* A unit that is never on (w = 0, b < 0) and one always on. */
     float *prm = t_xmalloc(np * sizeof *prm);
-    T_OK(nvp_coupling_get_params(l, prm, np));
+    T_OK(nvp_coupling_get_params(l, np, prm));
     prm[2] = 0.0f;
     prm[h1 + 2] = -0.5f;
     prm[4] = 0.0f;
     prm[h1 + 4] = 0.5f;
-    T_OK(nvp_coupling_set_params(l, prm, np));
+    T_OK(nvp_coupling_set_params(l, np, prm));
     free(prm);
     /* A NaN bias in the second layer, past the checks of set_params: the
      * ReLU must turn its NaN pre-activations into 0 at every level. */

@@ -243,7 +243,7 @@ static float *short_run(uint64_t seed, int steps, float *losses, size_t *np)
         T_OK(nvp_chain_train_step(c, o, r, N, data, 64, &losses[s]));
     *np = nvp_chain_num_params(c);
     float *p = t_xmalloc(*np * sizeof *p);
-    T_OK(nvp_chain_get_params(c, p, *np));
+    T_OK(nvp_chain_get_params(c, *np, p));
     nvp_adam_free(o);
     nvp_chain_free(c);
     nvp_rng_free(r);
@@ -303,14 +303,14 @@ START_TEST(test_train_step_equals_nll_grad_plus_adam)
         for (size_t i = 0; i < bs; i++)
             memcpy(batch + i * D, data + idx[i] * D, D * sizeof *batch);
         T_OK(nvp_chain_nll_grad(b, bs, batch, grad, &lb));
-        T_OK(nvp_adam_step(ob, nvp_chain_params(b), grad, np));
+        T_OK(nvp_adam_step(ob, np, nvp_chain_params(b), grad));
         T_CHECK(la == lb, "step %zu (batch %zu): train_step loss %.9g, nll_grad loss %.9g", s, bs,
                 (double)la, (double)lb);
         const size_t d = t_first_diff(nvp_chain_params(a), nvp_chain_params(b), np);
         T_CHECK(d == (size_t)-1, "step %zu (batch %zu): parameter %zu differs: %.9g vs %.9g", s, bs, d,
                 (double)nvp_chain_params(a)[d], (double)nvp_chain_params(b)[d]);
     }
-    ck_assert_uint_eq(nvp_adam_steps(oa), sizeof batches / sizeof batches[0]);
+    ck_assert_uint_eq(nvp_adam_num_steps(oa), sizeof batches / sizeof batches[0]);
     free(data);
     free(batch);
     free(grad);

@@ -22,7 +22,7 @@ typedef struct canvas {
     float *grid_xy;          /* the heat map's cell centres */
     float *density;          /* the density there */
     svg_panel *panels;
-    char (*titles)[32];
+    char (*titles)[48]; /* "after layer " and any size_t */
 } canvas;
 
 static void canvas_free(canvas *c)

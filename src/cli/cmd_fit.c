@@ -456,8 +456,7 @@ static int setup(fit_state *s, size_t *n_train, size_t *n_val)
         s->avg_params = malloc(np * sizeof *s->avg_params);
         if (!s->cur_params || !s->avg_params)
             return cli_error(CMD, "out of memory for %zu parameters", np);
-        if ((rc = nvp_adam_set_average(s->opt, (float)c->average,
-                                       nvp_chain_params(s->chain), np)) !=
+        if ((rc = nvp_adam_set_average(s->opt, (float)c->average, np, nvp_chain_params(s->chain))) !=
             NVP_OK)
             return cli_lib_error(CMD, "cannot set --average", rc,
                                  nvp_adam_errmsg(s->opt));
@@ -488,17 +487,17 @@ static int score(fit_state *s, size_t n_eval, const float *eval_x,
     int rc;
     *msg = "";
     if (s->cur_params) {
-        if ((rc = nvp_chain_get_params(chain, s->cur_params, np)) != NVP_OK) {
+        if ((rc = nvp_chain_get_params(chain, np, s->cur_params)) != NVP_OK) {
             *msg = kept_msg(nvp_chain_errmsg(chain));
             return rc;
         }
-        if ((rc = nvp_adam_get_average(s->opt, s->avg_params, np)) !=
+        if ((rc = nvp_adam_get_average(s->opt, np, s->avg_params)) !=
             NVP_OK) {
             *msg = kept_msg(nvp_adam_errmsg(s->opt));
             return rc;
         }
         scored = s->avg_params;
-        rc = nvp_chain_set_params(chain, s->avg_params, np);
+        rc = nvp_chain_set_params(chain, np, s->avg_params);
         if (rc == NVP_ENONFINITE) { /* parameters gone non-finite */
             *nll = INFINITY;
             return NVP_OK;
@@ -514,7 +513,7 @@ static int score(fit_state *s, size_t n_eval, const float *eval_x,
     if (rc != NVP_OK)
         *msg = kept_msg(nvp_chain_errmsg(chain));
     if (s->cur_params) {
-        const int back = nvp_chain_set_params(chain, s->cur_params, np);
+        const int back = nvp_chain_set_params(chain, np, s->cur_params);
         if (rc == NVP_OK && back != NVP_OK) {
             rc = back;
             *msg = kept_msg(nvp_chain_errmsg(chain));
@@ -539,7 +538,7 @@ static int train(fit_state *s, size_t n_train, size_t n_val, fit_result *r)
     r->stop = "max_steps";
     int rc = mean_nll(s->chain, n_eval, eval_x, s->lp, &r->best_nll);
     if (rc == NVP_OK)
-        rc = nvp_chain_get_params(s->chain, s->best_params, np);
+        rc = nvp_chain_get_params(s->chain, np, s->best_params);
     if (rc != NVP_OK)
         return cli_lib_error(CMD, "evaluating the initial model", rc,
                              nvp_chain_errmsg(s->chain));
@@ -606,7 +605,7 @@ static int train(fit_state *s, size_t n_train, size_t n_val, fit_result *r)
         }
     }
     progress_break(&bar);
-    rc = nvp_chain_set_params(s->chain, s->best_params, np);
+    rc = nvp_chain_set_params(s->chain, np, s->best_params);
     if (rc != NVP_OK)
         return cli_lib_error(CMD, "restoring the best parameters", rc,
                              nvp_chain_errmsg(s->chain));

@@ -26,8 +26,9 @@ void cmd_info_help(FILE *fp)
         "Usage: nvpflow info MODEL.nvp [--json]\n"
         "\n"
         "Describes a model saved by 'nvpflow fit' (or by a program using\n"
-        "libnvpflow): file size and format version, dimension, the coupling\n"
-        "layers (mask, hidden widths, log-scale clamp, parameter count) and\n"
+        "libnvpflow): file size and format version, dimension, the layers\n"
+        "(kind and parameter count; for an affine coupling also its mask,\n"
+        "hidden widths and log-scale clamp) and\n"
         "the standardisation (mean and standard deviation of each column).\n"
         "In a mask, 1 marks a column the layer conditions on and 0 a column\n"
         "it transforms.\n"
@@ -36,7 +37,8 @@ void cmd_info_help(FILE *fp)
         "  --json             one JSON object instead of text: file, size,\n"
         "                     format_version, dimension, base,\n"
         "                     coupling_layers, parameters, layers (each:\n"
-        "                     parameters, clamp, hidden, mask) and\n"
+        "                     kind, parameters; couplings also clamp,\n"
+        "                     hidden, mask) and\n"
         "                     standardisation (log_det, mean, sd; or null)\n"
         "  -h, --help         this text\n");
 }
@@ -55,9 +57,27 @@ typedef struct model_info {
 /* Layer k's hidden widths into w (*nh of them); 0 or -1. */
 static int layer_hidden(const nvp_coupling *l, size_t *w, size_t *nh)
 {
-    return nvp_coupling_hidden(l, w, NVP_MAX_HIDDEN_LAYERS, nh) == NVP_OK
+    return nvp_coupling_get_hidden(l, NVP_MAX_HIDDEN_LAYERS, w, nh) == NVP_OK
                ? 0
                : -1;
+}
+
+/* The format version the library wrote the model in: 1 for affine
+ * couplings alone, 2 with layers of other kinds (docs/file-format.md). */
+static unsigned file_version(const model_info *m)
+{
+    for (size_t k = 0; k < m->layers; k++)
+        if (!nvp_layer_as_coupling(nvp_chain_layer(m->chain, k, NULL)))
+            return 2;
+    return 1;
+}
+
+static size_t count_couplings(const model_info *m)
+{
+    size_t n = 0;
+    for (size_t k = 0; k < m->layers; k++)
+        n += nvp_layer_as_coupling(nvp_chain_layer(m->chain, k, NULL)) != NULL;
+    return n;
 }
 
 /* ----------------------------------------------------------------- text */
@@ -66,7 +86,13 @@ static void print_layers(const model_info *m)
     printf("\n%-6s %-7s %-7s %-14s %s\n", "layer", "params", "clamp",
            "hidden", "mask (1 = conditions on, 0 = transforms)");
     for (size_t k = 0; k < m->layers; k++) {
-        const nvp_coupling *l = nvp_chain_layer(m->chain, k, NULL);
+        const nvp_layer *any = nvp_chain_layer(m->chain, k, NULL);
+        const nvp_coupling *l = nvp_layer_as_coupling(any);
+        if (!l) {
+            printf("%-6zu %-7zu %-7s %-14s (%s)\n", k + 1,
+                   nvp_layer_num_params(any), "-", "-", nvp_layer_kind(any));
+            continue;
+        }
         char hidden[64] = "?";
         size_t w[NVP_MAX_HIDDEN_LAYERS];
         size_t nh;
@@ -77,7 +103,7 @@ static void print_layers(const model_info *m)
         }
         printf("%-6zu %-7zu %-7g %-14s ", k + 1, nvp_coupling_num_params(l),
                (double)nvp_coupling_log_scale_clamp(l), hidden);
-        if (nvp_coupling_get_mask(l, m->mask, m->dim) == NVP_OK) {
+        if (nvp_coupling_get_mask(l, m->dim, m->mask) == NVP_OK) {
             for (size_t j = 0; j < m->dim && j < MASK_SHOWN; j++)
                 putchar(m->mask[j] ? '1' : '0');
             if (m->dim > MASK_SHOWN)
@@ -107,11 +133,11 @@ static void print_text(const model_info *m)
     printf("file:            %s\n", m->path);
     if (m->size >= 0)
         printf("size:            %lld bytes\n", m->size);
-    /* The library reads only its own format version. */
-    printf("format version:  %d\n", NVP_FILE_FORMAT_VERSION);
+    printf("format version:  %u\n", file_version(m));
     printf("dimension:       %zu\n", m->dim);
     printf("base:            standard normal\n");
-    printf("coupling layers: %zu\n", m->layers);
+    printf("layers:          %zu (%zu affine couplings)\n", m->layers,
+           count_couplings(m));
     printf("parameters:      %zu\n", nvp_chain_num_params(m->chain));
     print_layers(m);
     print_scaler(m);
@@ -137,17 +163,23 @@ static void print_json(const model_info *m)
         json_uint(&j, "size", (unsigned long long)m->size);
     else
         json_null(&j, "size");
-    json_uint(&j, "format_version", NVP_FILE_FORMAT_VERSION);
+    json_uint(&j, "format_version", file_version(m));
     json_uint(&j, "dimension", m->dim);
     json_string(&j, "base", "standard_normal");
-    json_uint(&j, "coupling_layers", m->layers);
+    json_uint(&j, "coupling_layers", count_couplings(m));
     json_uint(&j, "parameters", nvp_chain_num_params(m->chain));
     json_array(&j, "layers");
     for (size_t k = 0; k < m->layers; k++) {
-        const nvp_coupling *l = nvp_chain_layer(m->chain, k, NULL);
+        const nvp_layer *any = nvp_chain_layer(m->chain, k, NULL);
+        const nvp_coupling *l = nvp_layer_as_coupling(any);
         size_t w[NVP_MAX_HIDDEN_LAYERS], nh = 0;
         json_object(&j, NULL);
-        json_uint(&j, "parameters", nvp_coupling_num_params(l));
+        json_string(&j, "kind", nvp_layer_kind(any));
+        json_uint(&j, "parameters", nvp_layer_num_params(any));
+        if (!l) {
+            json_close(&j);
+            continue;
+        }
         json_float(&j, "clamp", nvp_coupling_log_scale_clamp(l));
         json_array_line(&j, "hidden");
         if (layer_hidden(l, w, &nh) == 0)
@@ -156,7 +188,7 @@ static void print_json(const model_info *m)
         json_close(&j);
         /* The mask as text, one '1' or '0' per column: compact for a
          * thousand columns, and what the text form shows. */
-        if (nvp_coupling_get_mask(l, m->mask, m->dim) == NVP_OK) {
+        if (nvp_coupling_get_mask(l, m->dim, m->mask) == NVP_OK) {
             for (size_t c = 0; c < m->dim; c++)
                 m->mask[c] = m->mask[c] ? '1' : '0';
             m->mask[m->dim] = '\0';
@@ -233,7 +265,7 @@ int cmd_info(int argc, char **argv)
         goto done;
     }
     /* Read before anything is printed: a failure prints no half report. */
-    if (scaler && nvp_scaler_get(scaler, m.mean, m.sd, m.dim) != NVP_OK) {
+    if (scaler && nvp_scaler_get(scaler, m.dim, m.mean, m.sd) != NVP_OK) {
         cli_error(CMD, "cannot read the standardisation");
         goto done;
     }

@@ -117,7 +117,7 @@ int nvp_scaler_inverse_transform(const nvp_scaler *s, size_t n,
     return scaler_map(s, "nvp_scaler_inverse_transform", 1, n, z, x);
 }
 
-int nvp_scaler_get(const nvp_scaler *s, float *mean, float *sd, size_t dim)
+int nvp_scaler_get(const nvp_scaler *s, size_t dim, float *mean, float *sd)
 {
     const nvp_errbox *eb = s ? &s->err : NULL;
     NVP_REQUIRE_PTR(s);
@@ -130,8 +130,7 @@ int nvp_scaler_get(const nvp_scaler *s, float *mean, float *sd, size_t dim)
     return NVP_OK;
 }
 
-int nvp_scaler_set(nvp_scaler *s, const float *mean, const float *sd,
-                   size_t dim)
+int nvp_scaler_set(nvp_scaler *s, size_t dim, const float *mean, const float *sd)
 {
     const nvp_errbox *eb = s ? &s->err : NULL;
     NVP_REQUIRE_PTR(s);

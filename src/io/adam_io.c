@@ -157,8 +157,7 @@ static int check_save(const nvp_adam *o, const nvp_rng *r, const char *fn)
     return NVP_OK;
 }
 
-int nvp_adam_save_buffer(const nvp_adam *o, const nvp_rng *rng, void *buf,
-                         size_t cap, size_t *size)
+int nvp_adam_save_buffer(const nvp_adam *o, const nvp_rng *rng, size_t cap, void *buf, size_t *size)
 {
     const nvp_errbox *eb = o ? &o->err : NULL;
     NVP_REQUIRE_PTR(o);
@@ -354,8 +353,7 @@ static int load_state(const char *fn, const void *data, size_t size,
     return NVP_OK;
 }
 
-int nvp_adam_load_buffer(nvp_adam **out, nvp_rng **rng_out, const void *data,
-                         size_t size, const nvp_allocator *alloc)
+int nvp_adam_load_buffer(nvp_adam **out, nvp_rng **rng_out, size_t size, const void *data, const nvp_allocator *alloc)
 {
     const nvp_errbox *eb = NULL;
     NVP_REQUIRE_PTR(out);

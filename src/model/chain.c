@@ -83,17 +83,13 @@ static int chain_create(const char *fn, nvp_chain **out, nvp_base *base,
     return NVP_OK;
 }
 
-int nvp_chain_create_from_layers(nvp_chain **out, nvp_base *base,
-                                 nvp_layer *const *layers, size_t n_layers,
-                                 const nvp_allocator *alloc)
+int nvp_chain_create_from_layers(nvp_chain **out, nvp_base *base, size_t n_layers, nvp_layer *const *layers, const nvp_allocator *alloc)
 {
     return chain_create("nvp_chain_create_from_layers", out, base, layers,
                         n_layers, alloc);
 }
 
-int nvp_chain_create(nvp_chain **out, nvp_base *base,
-                     nvp_coupling *const *layers, size_t n_layers,
-                     const nvp_allocator *alloc)
+int nvp_chain_create(nvp_chain **out, nvp_base *base, size_t n_layers, nvp_coupling *const *layers, const nvp_allocator *alloc)
 {
     const nvp_errbox *eb = NULL;
     const char *fn = "nvp_chain_create";
@@ -141,7 +137,7 @@ int nvp_chain_create_alternating(nvp_chain **out, size_t dim,
         rc = nvp_coupling_create_half(&layers[k], dim, (int)(k & 1), n_hidden,
                                       hidden, flags, rng, alloc);
     if (rc == NVP_OK)
-        rc = nvp_chain_create(out, base, layers, n_layers, alloc);
+        rc = nvp_chain_create(out, base, n_layers, layers, alloc);
     if (rc != NVP_OK) {
         nvp__fail_in(NULL, rc, fn);
         for (size_t k = 0; k < n_layers; k++)
@@ -175,7 +171,7 @@ size_t nvp_chain_num_layers(const nvp_chain *c) { return c ? c->n_layers : 0; }
 size_t nvp_chain_num_params(const nvp_chain *c) { return c ? c->n_params : 0; }
 float *nvp_chain_params(nvp_chain *c) { return c ? c->params : NULL; }
 
-int nvp_chain_get_params(const nvp_chain *c, float *dst, size_t count)
+int nvp_chain_get_params(const nvp_chain *c, size_t count, float *dst)
 {
     const nvp_errbox *eb = c ? &c->err : NULL;
     NVP_REQUIRE_PTR(c);
@@ -187,7 +183,7 @@ int nvp_chain_get_params(const nvp_chain *c, float *dst, size_t count)
     return NVP_OK;
 }
 
-int nvp_chain_set_params(nvp_chain *c, const float *src, size_t count)
+int nvp_chain_set_params(nvp_chain *c, size_t count, const float *src)
 {
     const nvp_errbox *eb = c ? &c->err : NULL;
     NVP_REQUIRE_PTR(c);
@@ -202,18 +198,8 @@ int nvp_chain_set_params(nvp_chain *c, const float *src, size_t count)
     return NVP_OK;
 }
 
-const nvp_coupling *nvp_chain_layer(const nvp_chain *c, size_t k,
-                                    size_t *offset)
-{
-    if (!c || k >= c->n_layers)
-        return NULL;
-    if (offset)
-        *offset = c->offsets[k];
-    return nvp__as_coupling(c->layers[k]);
-}
-
-const nvp_layer *nvp_chain_get_layer(const nvp_chain *c, size_t k,
-                                     size_t *offset)
+const nvp_layer *nvp_chain_layer(const nvp_chain *c, size_t k,
+                                 size_t *offset)
 {
     if (!c || k >= c->n_layers)
         return NULL;

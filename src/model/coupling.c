@@ -203,8 +203,7 @@ size_t nvp_coupling_num_params(const nvp_coupling *c)
     return c ? c->layer.n_params : 0;
 }
 
-int nvp_coupling_hidden(const nvp_coupling *c, size_t *widths, size_t cap,
-                        size_t *n_hidden)
+int nvp_coupling_get_hidden(const nvp_coupling *c, size_t cap, size_t *widths, size_t *n_hidden)
 {
     const nvp_errbox *eb = c ? &c->layer.err : NULL;
     NVP_REQUIRE_PTR(c);
@@ -215,12 +214,11 @@ int nvp_coupling_hidden(const nvp_coupling *c, size_t *widths, size_t cap,
         for (size_t h = 0; h < n && h < cap; h++)
             widths[h] = c->cond.dense[h].out;
     NVP_REQUIRE(!widths || cap >= n, NVP_EBUFSIZE,
-                "nvp_coupling_hidden: %zu hidden layers, room for %zu", n, cap);
+                "nvp_coupling_get_hidden: %zu hidden layers, room for %zu", n, cap);
     return NVP_OK;
 }
 
-int nvp_coupling_get_mask(const nvp_coupling *c, unsigned char *mask,
-                          size_t dim)
+int nvp_coupling_get_mask(const nvp_coupling *c, size_t dim, unsigned char *mask)
 {
     const nvp_errbox *eb = c ? &c->layer.err : NULL;
     NVP_REQUIRE_PTR(c);
@@ -231,13 +229,13 @@ int nvp_coupling_get_mask(const nvp_coupling *c, unsigned char *mask,
     return NVP_OK;
 }
 
-int nvp_coupling_get_params(const nvp_coupling *c, float *dst, size_t count)
+int nvp_coupling_get_params(const nvp_coupling *c, size_t count, float *dst)
 {
     return nvp__layer_get_params(c ? &c->layer : NULL,
                                  "nvp_coupling_get_params", count, dst);
 }
 
-int nvp_coupling_set_params(nvp_coupling *c, const float *src, size_t count)
+int nvp_coupling_set_params(nvp_coupling *c, size_t count, const float *src)
 {
     return nvp__layer_set_params(c ? &c->layer : NULL,
                                  "nvp_coupling_set_params", count, src);

@@ -175,6 +175,11 @@ nvp_layer *nvp_coupling_as_layer(nvp_coupling *layer)
     return layer ? &layer->layer : NULL;
 }
 
+const nvp_coupling *nvp_layer_as_coupling(const nvp_layer *layer)
+{
+    return nvp__as_coupling(layer);
+}
+
 void nvp_layer_free(nvp_layer *layer) { nvp__layer_free(layer); }
 
 const char *nvp_layer_kind(const nvp_layer *layer)

@@ -121,7 +121,7 @@ float nvp_adam_beta1(const nvp_adam *o) { return o ? o->b1 : 0.0f; }
 float nvp_adam_beta2(const nvp_adam *o) { return o ? o->b2 : 0.0f; }
 float nvp_adam_eps(const nvp_adam *o) { return o ? o->eps : 0.0f; }
 size_t nvp_adam_num_params(const nvp_adam *o) { return o ? o->n : 0; }
-uint64_t nvp_adam_steps(const nvp_adam *o) { return o ? o->t : 0; }
+uint64_t nvp_adam_num_steps(const nvp_adam *o) { return o ? o->t : 0; }
 
 int nvp_adam_reset(nvp_adam *o)
 {
@@ -267,7 +267,7 @@ int nvp__adam_check_grad(const nvp_errbox *eb, const char *fn, nvp_isa isa,
     return nvp__adam_grad_verdict(eb, fn, nvp__max_abs_bits(isa, grad, n));
 }
 
-int nvp_adam_step(nvp_adam *o, float *params, const float *grad, size_t n)
+int nvp_adam_step(nvp_adam *o, size_t n, float *params, const float *grad)
 {
     const nvp_errbox *eb = o ? &o->err : NULL;
     NVP_REQUIRE_PTR(o);

@@ -9,8 +9,7 @@
 #include "train/adam.h"
 #include "core/alloc.h"
 
-int nvp_adam_set_average(nvp_adam *o, float decay, const float *params,
-                         size_t n)
+int nvp_adam_set_average(nvp_adam *o, float decay, size_t n, const float *params)
 {
     const nvp_errbox *eb = o ? &o->err : NULL;
     const char *fn = "nvp_adam_set_average";
@@ -42,7 +41,7 @@ int nvp_adam_set_average(nvp_adam *o, float decay, const float *params,
 
 float nvp_adam_average_decay(const nvp_adam *o) { return o ? o->avg_decay : 0.0f; }
 
-int nvp_adam_get_average(const nvp_adam *o, float *dst, size_t n)
+int nvp_adam_get_average(const nvp_adam *o, size_t n, float *dst)
 {
     const nvp_errbox *eb = o ? &o->err : NULL;
     const char *fn = "nvp_adam_get_average";

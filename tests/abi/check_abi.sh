@@ -9,7 +9,7 @@
 #   - the dynamic symbols the library defines differ from EXPORTED_LIST
 #     (the committed, sorted list of function names; a diff is printed),
 #   - anything outside the nvp_ namespace is exported, or an export is not
-#     a function of version node NVPFLOW_0,
+#     a function of version node NVPFLOW_1,
 #   - the functions declared in the public header (comments stripped by the
 #     preprocessor) and the exports differ,
 #   - the SONAME is not libnvpflow.so.N, or the library needs a shared
@@ -42,8 +42,8 @@ if ! nm -D --defined-only "$lib" >"$tmp/nm"; then
     exit 1
 fi
 # Lines are "ADDRESS TYPE NAME@@VERSION"; the version node's own symbol
-# (NVPFLOW_0, type A) is not an export.
-awk '$3 != "NVPFLOW_0" { print $2, $3 }' "$tmp/nm" >"$tmp/syms"
+# (NVPFLOW_1, type A) is not an export.
+awk '$3 != "NVPFLOW_1" { print $2, $3 }' "$tmp/nm" >"$tmp/syms"
 sed 's/^[^ ]* //; s/@.*//' "$tmp/syms" | LC_ALL=C sort -u >"$tmp/names"
 
 if [ "$update" = 1 ]; then
@@ -60,9 +60,9 @@ if grep -v '^nvp_' "$tmp/names" >"$tmp/foreign"; then
     status=1
 fi
 
-awk '$1 != "T" || $2 !~ /@@NVPFLOW_0$/' "$tmp/syms" >"$tmp/odd"
+awk '$1 != "T" || $2 !~ /@@NVPFLOW_1$/' "$tmp/syms" >"$tmp/odd"
 if [ -s "$tmp/odd" ]; then
-    echo "check_abi: exports that are not NVPFLOW_0 functions (type name):"
+    echo "check_abi: exports that are not NVPFLOW_1 functions (type name):"
     sed 's/^/    /' "$tmp/odd"
     status=1
 fi

@@ -269,7 +269,7 @@ static double adam_only(trainer *t, float *params, const float *grad,
     const size_t n = nvp_chain_num_params(t->chain);
     const double t0 = now();
     for (int s = 0; s < reps; s++)
-        if ((rc = nvp_adam_step(t->opt, params, grad, n)))
+        if ((rc = nvp_adam_step(t->opt, n, params, grad)))
             fail("nvp_adam_step", rc);
     return (now() - t0) / reps;
 }

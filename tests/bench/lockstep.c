@@ -143,14 +143,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "lockstep: out of memory\n");
         return 1;
     }
-    if ((rc = nvp_chain_get_params(c, params, np)))
+    if ((rc = nvp_chain_get_params(c, np, params)))
         die("nvp_chain_get_params", rc);
     write_all(dir, "params0.f32", params, np * sizeof *params);
     if ((rc = nvp_adam_create(&opt, np, NULL)) ||
         (rc = nvp_adam_set_lr(opt, LR)) ||
         (rc = nvp_adam_set_kernels(opt, kernels)) ||
         (rc = nvp_adam_set_clip_norm(opt, clip)) ||
-        (rc = nvp_adam_set_average(opt, DECAY, params, np)))
+        (rc = nvp_adam_set_average(opt, DECAY, np, params)))
         die("setting up Adam", rc);
 
     size_t refused = 0;
@@ -164,14 +164,14 @@ int main(int argc, char **argv)
         }
         rc = nvp_chain_nll_grad(c, BATCH, batch, grad, &losses[s]);
         if (rc == NVP_OK)
-            rc = nvp_adam_step(opt, params, grad, np);
+            rc = nvp_adam_step(opt, np, params, grad);
         if (rc == NVP_ENONFINITE) {
             refused++;
             continue;
         }
         if (rc)
             die("a training step", rc);
-        if ((rc = nvp_chain_set_params(c, params, np)))
+        if ((rc = nvp_chain_set_params(c, np, params)))
             die("nvp_chain_set_params", rc);
     }
     write_all(dir, "data.f32", data, N_DATA * 2 * sizeof *data);
@@ -184,8 +184,8 @@ int main(int argc, char **argv)
         die("making the held-out set", rc);
     write_all(dir, "heldout.f32", test, N_DATA * 2 * sizeof *test);
     const double last = mean_nll(c, test, lp);
-    if ((rc = nvp_adam_get_average(opt, params, np)) ||
-        (rc = nvp_chain_set_params(c, params, np)))
+    if ((rc = nvp_adam_get_average(opt, np, params)) ||
+        (rc = nvp_chain_set_params(c, np, params)))
         die("evaluating the average", rc);
     const double avg = mean_nll(c, test, lp);
     char text[256];

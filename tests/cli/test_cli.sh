@@ -201,7 +201,7 @@ has err.txt "option '--json' takes no value" "fit --json=1"
 # ------------------------------------------------------------------ info
 expect 0 "info" -- "$B" info m.nvp
 has out.txt "dimension:       2" "info"
-has out.txt "coupling layers: 4" "info"
+has out.txt "layers:          4 (4 affine couplings)" "info"
 has out.txt "16,16" "info hidden widths"
 has out.txt "format version:  1" "info"
 cp out.txt info.txt

@@ -181,12 +181,11 @@ static void *worker(void *arg)
                 compare("loss", t, it, &loss, &ref.loss, 1);
                 break;
             case 6:
-                OK(nvp_chain_save_buffer(chain, NULL, model, ref.model_size,
-                                         &size));
+                OK(nvp_chain_save_buffer(chain, NULL, ref.model_size, model, &size));
                 if (size != ref.model_size ||
                     memcmp(model, ref.model, size) != 0)
                     FAIL("thread %d: save_buffer differs", t);
-                OK(nvp_chain_get_params(chain, params, n_params));
+                OK(nvp_chain_get_params(chain, n_params, params));
                 compare("get_params", t, it, params, ref.params, n_params);
                 break;
             default: {
@@ -297,11 +296,10 @@ int main(int argc, char **argv)
     ref.grad = xmalloc(n_params * sizeof *ref.grad);
     OK(nvp_chain_nll_grad(chain, N_GRAD, ref.y, ref.grad, &ref.loss));
     ref.params = xmalloc(n_params * sizeof *ref.params);
-    OK(nvp_chain_get_params(chain, ref.params, n_params));
-    OK(nvp_chain_save_buffer(chain, NULL, NULL, 0, &ref.model_size));
+    OK(nvp_chain_get_params(chain, n_params, ref.params));
+    OK(nvp_chain_save_buffer(chain, NULL, 0, NULL, &ref.model_size));
     ref.model = xmalloc(ref.model_size);
-    OK(nvp_chain_save_buffer(chain, NULL, ref.model, ref.model_size,
-                             &ref.model_size));
+    OK(nvp_chain_save_buffer(chain, NULL, ref.model_size, ref.model, &ref.model_size));
     for (int k = 0; k < N_FAIL; k++) {
         float buf[DIM], out[DIM];
         memset(buf, 0, sizeof buf);
@@ -329,7 +327,7 @@ int main(int argc, char **argv)
     /* Phase 2: a fresh copy whose pool starts on first use, from four
      * const calls at once. */
     nvp_chain *copy;
-    OK(nvp_chain_load_buffer(&copy, NULL, ref.model, ref.model_size, NULL));
+    OK(nvp_chain_load_buffer(&copy, NULL, ref.model_size, ref.model, NULL));
     /* The level is a run-time setting of the handle, not saved. */
     OK(nvp_chain_set_kernels(copy, nvp_chain_kernels(chain)));
     pthread_barrier_init(&start, NULL, N_THREADS);

@@ -494,7 +494,7 @@ static void test_equals_c()
     CHECK(same_bits(data, cdata));
     CHECK(scaler.log_det() == nvp_scaler_log_det(cscal));
     std::vector<float> cmean(2), csd(2);
-    CHECK(nvp_scaler_get(cscal, cmean.data(), csd.data(), 2) == NVP_OK);
+    CHECK(nvp_scaler_get(cscal, 2, cmean.data(), csd.data()) == NVP_OK);
     CHECK(same_bits(scaler.mean(), cmean) && same_bits(scaler.sd(), csd));
     std::vector<float> back(2 * n);
     CHECK(nvp_scaler_inverse_transform(cscal, n, cdata.data(), back.data()) == NVP_OK);
@@ -528,12 +528,12 @@ static void test_equals_c()
     for (std::size_t k = 0; k < chain.num_layers(); k++) {
         std::size_t off = 0, coff = 0;
         nvp::CouplingView l = chain.layer(k, &off);
-        CHECK(l.get() == nvp_chain_layer(chain.get(), k, nullptr));
-        const nvp_coupling *cl = nvp_chain_layer(cch, k, &coff);
+        CHECK(l.get() == nvp_layer_as_coupling(nvp_chain_layer(chain.get(), k, nullptr)));
+        const nvp_coupling *cl = nvp_layer_as_coupling(nvp_chain_layer(cch, k, &coff));
         CHECK(off == coff && l.num_params() == nvp_coupling_num_params(cl));
         CHECK(same_bits(l.get_params().data(), chain.params() + off, l.num_params()));
         std::vector<unsigned char> cmask(2);
-        CHECK(nvp_coupling_get_mask(cl, cmask.data(), 2) == NVP_OK);
+        CHECK(nvp_coupling_get_mask(cl, 2, cmask.data()) == NVP_OK);
         CHECK(l.mask() == cmask);
     }
     std::vector<float> cb(2 * 8);
@@ -560,12 +560,12 @@ static void test_equals_c()
         same_losses = same_losses && std::memcmp(&l, &cl, sizeof l) == 0;
     }
     CHECK(same_losses);
-    CHECK(adam.steps() == nvp_adam_steps(cadam) && adam.steps() == 25);
+    CHECK(adam.steps() == nvp_adam_num_steps(cadam) && adam.steps() == 25);
     CHECK(same_bits(chain.params(), nvp_chain_params(cch), np));
 
     // A manual Adam step on the gradient.
     CHECK(nvp_chain_nll_grad(cch, n, cdata.data(), cgrad.data(), nullptr) == NVP_OK);
-    CHECK(nvp_adam_step(cadam, nvp_chain_params(cch), cgrad.data(), np) == NVP_OK);
+    CHECK(nvp_adam_step(cadam, np, nvp_chain_params(cch), cgrad.data()) == NVP_OK);
     (void)chain.nll_grad(data, grad);
     adam.step(chain.params(), grad.data(), grad.size());
     CHECK(same_bits(chain.params(), nvp_chain_params(cch), np));
@@ -584,13 +584,13 @@ static void test_equals_c()
 
     // Saved bytes are identical.
     std::size_t csize = 0;
-    CHECK(nvp_chain_save_buffer(cch, cscal, nullptr, 0, &csize) == NVP_OK);
+    CHECK(nvp_chain_save_buffer(cch, cscal, 0, nullptr, &csize) == NVP_OK);
     nvp::Bytes cbytes(csize);
-    CHECK(nvp_chain_save_buffer(cch, cscal, cbytes.data(), csize, &csize) == NVP_OK);
+    CHECK(nvp_chain_save_buffer(cch, cscal, csize, cbytes.data(), &csize) == NVP_OK);
     CHECK(chain.save_buffer(&scaler) == cbytes);
-    CHECK(nvp_adam_save_buffer(cadam, crng, nullptr, 0, &csize) == NVP_OK);
+    CHECK(nvp_adam_save_buffer(cadam, crng, 0, nullptr, &csize) == NVP_OK);
     nvp::Bytes cstate(csize);
-    CHECK(nvp_adam_save_buffer(cadam, crng, cstate.data(), csize, &csize) == NVP_OK);
+    CHECK(nvp_adam_save_buffer(cadam, crng, csize, cstate.data(), &csize) == NVP_OK);
     CHECK(adam.save_buffer(&rng) == cstate);
 
     // A stand-alone layer and base.
@@ -602,7 +602,7 @@ static void test_equals_c()
     CHECK(coup.num_params() == nvp_coupling_num_params(ccoup));
     CHECK(same_bits(coup.get_params(), [&] {
         std::vector<float> v(nvp_coupling_num_params(ccoup));
-        (void)nvp_coupling_get_params(ccoup, v.data(), v.size());
+        (void)nvp_coupling_get_params(ccoup, v.size(), v.data());
         return v;
     }()));
     std::vector<float> pts = rng.normal(3 * 6);

@@ -251,10 +251,10 @@ static void snap_take(snap *s, const nvp_chain *c)
     s->k = nvp_chain_num_layers(c);
     s->threads = nvp_chain_threads(c);
     s->p = fbuf(s->n);
-    FZ_CHECK(nvp_chain_get_params(c, s->p, s->n) == NVP_OK, "get_params");
+    FZ_CHECK(nvp_chain_get_params(c, s->n, s->p) == NVP_OK, "get_params");
     s->clamp = fbuf(s->k);
     for (size_t k = 0; k < s->k; k++)
-        s->clamp[k] = nvp_coupling_log_scale_clamp(nvp_chain_layer(c, k, NULL));
+        s->clamp[k] = nvp_coupling_log_scale_clamp(nvp_layer_as_coupling(nvp_chain_layer(c, k, NULL)));
 }
 
 static void snap_check(const snap *s, const nvp_chain *c, const char *what)
@@ -262,13 +262,13 @@ static void snap_check(const snap *s, const nvp_chain *c, const char *what)
     if (!c)
         return;
     float *p = fbuf(s->n);
-    FZ_CHECK(nvp_chain_get_params(c, p, s->n) == NVP_OK, "get_params");
+    FZ_CHECK(nvp_chain_get_params(c, s->n, p) == NVP_OK, "get_params");
     FZ_CHECK(memcmp(p, s->p, s->n * sizeof *p) == 0,
              "%s changed the chain's parameters", what);
     free(p);
     for (size_t k = 0; k < s->k; k++)
         FZ_CHECK(s->clamp[k] ==
-                     nvp_coupling_log_scale_clamp(nvp_chain_layer(c, k, NULL)),
+                     nvp_coupling_log_scale_clamp(nvp_layer_as_coupling(nvp_chain_layer(c, k, NULL))),
                  "%s changed layer %zu's clamp", what, k);
     FZ_CHECK(s->threads == nvp_chain_threads(c), "%s changed the threads",
              what);
@@ -289,25 +289,25 @@ static unsigned char *adam_bytes(const nvp_adam *o, size_t *n)
     *n = 0;
     if (!o)
         return NULL;
-    const int rc = nvp_adam_save_buffer(o, NULL, NULL, 0, n);
+    const int rc = nvp_adam_save_buffer(o, NULL, 0, NULL, n);
     if (rc == NVP_ENONFINITE) {
         const size_t np = nvp_adam_num_params(o);
         FZ_CHECK(nvp_adam_average_decay(o) != 0.0f,
                  "save refused a state without an average");
         float *avg = (float *)xmalloc(np * sizeof *avg + sizeof(uint64_t));
-        FZ_CHECK(nvp_adam_get_average(o, avg, np) == NVP_OK, "get_average");
+        FZ_CHECK(nvp_adam_get_average(o, np, avg) == NVP_OK, "get_average");
         int finite = 1;
         for (size_t i = 0; i < np; i++)
             finite &= isfinite(avg[i]) != 0;
         FZ_CHECK(!finite, "save refused a finite average");
-        const uint64_t t = nvp_adam_steps(o);
+        const uint64_t t = nvp_adam_num_steps(o);
         memcpy(avg + np, &t, sizeof t);
         *n = np * sizeof *avg + sizeof t;
         return (unsigned char *)avg;
     }
     FZ_CHECK(rc == NVP_OK, "size");
     unsigned char *b = xmalloc(*n);
-    FZ_CHECK(nvp_adam_save_buffer(o, NULL, b, *n, n) == NVP_OK, "save");
+    FZ_CHECK(nvp_adam_save_buffer(o, NULL, *n, b, n) == NVP_OK, "save");
     return b;
 }
 
@@ -465,9 +465,9 @@ static void op_chain_create(state *st, fz_in *in)
             arr[in_u8(in) % n] = NULL;
         else if (twist == 2 && st->chain[0] && n >= 1)
             /* a layer that already belongs to a chain */
-            arr[0] = (nvp_coupling *)nvp_chain_layer(st->chain[0], 0, NULL);
+            arr[0] = (nvp_coupling *)nvp_layer_as_coupling(nvp_chain_layer(st->chain[0], 0, NULL));
         fz_arm();
-        rc = nvp_chain_create(&c, base, in_u8(in) % 16 ? arr : NULL, n, a);
+        rc = nvp_chain_create(&c, base, n, in_u8(in) % 16 ? arr : NULL, a);
         check(rc, "nvp_chain_create", NULL);
         if (rc != NVP_OK) {
             /* The caller still owns them. */
@@ -669,7 +669,7 @@ static void op_chain_params(state *st, fz_in *in)
     snap_take(&sn, c);
     fz_arm();
     if (what == 0) {
-        int rc = nvp_chain_get_params(c, null_ptr ? NULL : buf, count);
+        int rc = nvp_chain_get_params(c, count, null_ptr ? NULL : buf);
         const int e_ok[] = {NVP_OK, END}, e_dim[] = {NVP_EDIM, END};
         check(rc, "nvp_chain_get_params",
               valid ? (count == P ? e_ok : e_dim) : NULL);
@@ -679,7 +679,7 @@ static void op_chain_params(state *st, fz_in *in)
         int finite = 1;
         for (size_t i = 0; i < count; i++)
             finite &= isfinite(buf[i]) != 0;
-        int rc = nvp_chain_set_params(c, null_ptr ? NULL : buf, count);
+        int rc = nvp_chain_set_params(c, count, null_ptr ? NULL : buf);
         const int e_ok[] = {NVP_OK, END}, e_dim[] = {NVP_EDIM, END},
                   e_nf[] = {NVP_ENONFINITE, END};
         check(rc, "nvp_chain_set_params",
@@ -698,7 +698,7 @@ static void op_chain_params(state *st, fz_in *in)
             p[i] = (float)(int8_t)in_u8(in) / 32.0f;
         }
         /* set_params from the chain's own vector (overlapping). */
-        int rc = nvp_chain_set_params(c, p, P);
+        int rc = nvp_chain_set_params(c, P, p);
         check(rc, "nvp_chain_set_params (own vector)", NULL);
         FZ_CHECK(rc == NVP_OK, "set_params from its own vector: %d", rc);
     } else {
@@ -708,21 +708,21 @@ static void op_chain_params(state *st, fz_in *in)
                      nvp_chain_num_params(NULL) == 0 &&
                      nvp_chain_threads(NULL) == 0 &&
                      nvp_chain_base(NULL) == NULL &&
-                     nvp_chain_layer(NULL, 0, NULL) == NULL,
+                     nvp_layer_as_coupling(nvp_chain_layer(NULL, 0, NULL)) == NULL,
                  "queries on NULL");
         if (c) {
             size_t total = 0;
             const size_t K = nvp_chain_num_layers(c);
             for (size_t k = 0; k < K; k++) {
                 size_t o = 0;
-                const nvp_coupling *l = nvp_chain_layer(c, k, &o);
+                const nvp_coupling *l = nvp_layer_as_coupling(nvp_chain_layer(c, k, &o));
                 FZ_CHECK(l && o == total, "layer %zu offset %zu vs %zu", k, o,
                          total);
                 FZ_CHECK(nvp_coupling_dim(l) == nvp_chain_dim(c), "layer dim");
                 total += nvp_coupling_num_params(l);
             }
             FZ_CHECK(total == P, "sum of layer params %zu vs %zu", total, P);
-            FZ_CHECK(nvp_chain_layer(c, K + in_u8(in), NULL) == NULL,
+            FZ_CHECK(nvp_layer_as_coupling(nvp_chain_layer(c, K + in_u8(in), NULL)) == NULL,
                      "out-of-range layer");
             FZ_CHECK(nvp_base_dim(nvp_chain_base(c)) == nvp_chain_dim(c),
                      "base dim");
@@ -748,7 +748,7 @@ static void op_chain_settings(state *st, fz_in *in)
             snap_check(&sn, c, "a failed set_log_scale_clamp");
         else
             for (size_t k = 0; k < nvp_chain_num_layers(c); k++)
-                FZ_CHECK(nvp_coupling_log_scale_clamp(nvp_chain_layer(c, k, NULL)) == b,
+                FZ_CHECK(nvp_coupling_log_scale_clamp(nvp_layer_as_coupling(nvp_chain_layer(c, k, NULL))) == b,
                          "clamp not set on layer %zu", k);
     } else {
         const uint8_t k = in_u8(in) % 8;
@@ -851,7 +851,7 @@ static void op_train(state *st, fz_in *in)
         snap_check(&sn, c, "a failed nvp_chain_train_step");
         adam_unchanged(o, ob, ob_n, "a failed nvp_chain_train_step");
     } else {
-        FZ_CHECK(nvp_adam_steps(o) >= 1, "no step counted");
+        FZ_CHECK(nvp_adam_num_steps(o) >= 1, "no step counted");
     }
     free(ob);
     snap_free(&sn);
@@ -893,7 +893,7 @@ static void op_adam(state *st, fz_in *in)
         if (n == 0 || n > NVP_MAX_PARAMS || alloc_invalid(a))
             check(rc, "nvp_adam_create", e_inval);
         if (rc == NVP_OK) {
-            FZ_CHECK(nvp_adam_num_params(fresh) == n && nvp_adam_steps(fresh) == 0,
+            FZ_CHECK(nvp_adam_num_params(fresh) == n && nvp_adam_num_steps(fresh) == 0,
                      "fresh optimizer");
             nvp_adam_free(st->adam[s]);
             st->adam[s] = fresh;
@@ -930,7 +930,7 @@ static void op_adam(state *st, fz_in *in)
         int rc = nvp_adam_reset(o);
         check(rc, "nvp_adam_reset", o ? e_ok : e_inval);
         if (rc == NVP_OK)
-            FZ_CHECK(nvp_adam_steps(o) == 0, "reset kept the steps");
+            FZ_CHECK(nvp_adam_num_steps(o) == 0, "reset kept the steps");
         break;
     }
     case 6:
@@ -950,11 +950,11 @@ static void op_adam(state *st, fz_in *in)
         int finite = 1;
         for (size_t i = 0; i < n; i++)
             finite &= fabsf(g[i]) < 1e18f;
-        const uint64_t t = nvp_adam_steps(o);
-        int rc = nvp_adam_step(o, p, in_u8(in) % 16 ? g : NULL, n);
+        const uint64_t t = nvp_adam_num_steps(o);
+        int rc = nvp_adam_step(o, n, p, in_u8(in) % 16 ? g : NULL);
         check(rc, "nvp_adam_step", NULL);
         if (rc == NVP_OK)
-            FZ_CHECK(nvp_adam_steps(o) == t + 1, "step not counted");
+            FZ_CHECK(nvp_adam_num_steps(o) == t + 1, "step not counted");
         else if (o && n == N && finite)
             FZ_CHECK(rc == NVP_EINVAL, "a valid step failed: %d", rc);
         else if (o && n != N && finite)
@@ -984,7 +984,7 @@ static void op_adam(state *st, fz_in *in)
         for (size_t i = 0; i < n; i++)
             finite &= isfinite(p[i]) != 0;
         const float *params = in_u8(in) % 16 ? p : NULL;
-        int rc = nvp_adam_set_average(o, decay, params, n);
+        int rc = nvp_adam_set_average(o, decay, n, params);
         const int e_nf[] = {NVP_ENONFINITE, END}, e_dim[] = {NVP_EDIM, END},
                   e_mem[] = {NVP_OK, NVP_ENOMEM, END};
         const int *e = !o || !(decay >= 0.0f && decay < 1.0f) ? e_inval
@@ -996,7 +996,7 @@ static void op_adam(state *st, fz_in *in)
         check(rc, "nvp_adam_set_average", e);
         if (rc == NVP_OK && decay != 0.0f) {
             float *got = fbuf(N);
-            FZ_CHECK(nvp_adam_get_average(o, got, N) == NVP_OK &&
+            FZ_CHECK(nvp_adam_get_average(o, N, got) == NVP_OK &&
                          memcmp(got, p, N * sizeof *got) == 0 &&
                          nvp_adam_average_decay(o) == decay,
                      "the average does not start at the parameters");
@@ -1014,7 +1014,7 @@ static void op_adam(state *st, fz_in *in)
         const uint8_t k = in_u8(in) % 8;
         const size_t n = k == 0 ? N + 1 : k == 1 ? N - 1 : N;
         float *dst = fbuf(n);
-        int rc = nvp_adam_get_average(o, k == 2 ? NULL : dst, n);
+        int rc = nvp_adam_get_average(o, n, k == 2 ? NULL : dst);
         const int on = o && nvp_adam_average_decay(o) != 0.0f;
         const int e_dim[] = {NVP_EDIM, END};
         check(rc, "nvp_adam_get_average",
@@ -1044,7 +1044,7 @@ static void op_adam(state *st, fz_in *in)
         FZ_CHECK(m != NULL, "adam errmsg NULL");
         (void)nvp_adam_lr(o);
         (void)nvp_adam_num_params(o);
-        (void)nvp_adam_steps(o);
+        (void)nvp_adam_num_steps(o);
         break;
     }
     }
@@ -1062,7 +1062,7 @@ static void op_scaler(state *st, fz_in *in)
     const uint8_t what = in_u8(in) % 9;
     float before[2 * 8];
     if (sc && dim <= 8)
-        nvp_scaler_get(sc, before, before + dim, dim);
+        nvp_scaler_get(sc, dim, before, before + dim);
     const int e_ok[] = {NVP_OK, END}, e_inval[] = {NVP_EINVAL, END},
               e_dim[] = {NVP_EDIM, END};
     int rc = NVP_OK, may_change = 0;
@@ -1115,7 +1115,7 @@ static void op_scaler(state *st, fz_in *in)
         may_change = 1;
         if (rc == NVP_OK && dim <= 8) {
             float m[8], sd[8];
-            FZ_CHECK(nvp_scaler_get(sc, m, sd, dim) == NVP_OK, "get");
+            FZ_CHECK(nvp_scaler_get(sc, dim, m, sd) == NVP_OK, "get");
             for (size_t j = 0; j < dim; j++)
                 FZ_CHECK(isfinite(m[j]) && isfinite(sd[j]) && sd[j] > 0.0f,
                          "fit gave axis %zu mean %g sd %g", j, (double)m[j],
@@ -1146,7 +1146,7 @@ static void op_scaler(state *st, fz_in *in)
         const size_t d = in_u8(in) % 8 == 0 ? dim + 1 : dim;
         float *m = fbuf(d), *sd = fbuf(d);
         const uint8_t k = in_u8(in) % 4;
-        rc = nvp_scaler_get(sc, k == 1 ? NULL : m, k == 2 ? NULL : sd, d);
+        rc = nvp_scaler_get(sc, d, k == 1 ? NULL : m, k == 2 ? NULL : sd);
         check(rc, "nvp_scaler_get", sc ? (d == dim ? e_ok : e_dim) : e_inval);
         free(m);
         free(sd);
@@ -1163,7 +1163,7 @@ static void op_scaler(state *st, fz_in *in)
         for (size_t j = 0; j < d; j++)
             ok &= isfinite(m[j]) && isfinite(sd[j]) && sd[j] > 0.0f;
         const uint8_t k = in_u8(in) % 8;
-        rc = nvp_scaler_set(sc, k == 1 ? NULL : m, k == 2 ? NULL : sd, d);
+        rc = nvp_scaler_set(sc, d, k == 1 ? NULL : m, k == 2 ? NULL : sd);
         check(rc, "nvp_scaler_set", NULL);
         if (sc && k > 2)
             check(rc, "nvp_scaler_set",
@@ -1185,7 +1185,7 @@ static void op_scaler(state *st, fz_in *in)
      * set never change it. */
     if (sc && dim <= 8 && (rc != NVP_OK || !may_change)) {
         float now[2 * 8];
-        FZ_CHECK(nvp_scaler_get(sc, now, now + dim, dim) == NVP_OK, "get");
+        FZ_CHECK(nvp_scaler_get(sc, dim, now, now + dim) == NVP_OK, "get");
         FZ_CHECK(memcmp(now, before, 2 * dim * sizeof *now) == 0,
                  "the scaler changed (call %u, rc %d)", (unsigned)what, rc);
     }
@@ -1208,7 +1208,7 @@ static void op_save_load_chain(state *st, fz_in *in)
     size_t need = 0;
     fz_arm();
     if (mode == 0) { /* size NULL */
-        int rc = nvp_chain_save_buffer(c, sc, NULL, 0, NULL);
+        int rc = nvp_chain_save_buffer(c, sc, 0, NULL, NULL);
         const int e[] = {NVP_EINVAL, NVP_EDIM, NVP_ENONFINITE, END};
         check(rc, "nvp_chain_save_buffer (size NULL)", e);
         return;
@@ -1226,7 +1226,7 @@ static void op_save_load_chain(state *st, fz_in *in)
         FZ_CHECK(l == NULL, "failed load left *out set");
         return;
     }
-    int rc = nvp_chain_save_buffer(c, sc, NULL, 0, &need);
+    int rc = nvp_chain_save_buffer(c, sc, 0, NULL, &need);
     const int e_ok[] = {NVP_OK, END}, e_dim[] = {NVP_EDIM, END},
               e_inval[] = {NVP_EINVAL, END}, e_nf[] = {NVP_ENONFINITE, END};
     check(rc, "nvp_chain_save_buffer (size)",
@@ -1235,11 +1235,11 @@ static void op_save_load_chain(state *st, fz_in *in)
         return;
     unsigned char *buf = xmalloc(need);
     size_t got = 0;
-    rc = nvp_chain_save_buffer(c, sc, buf, need - 1, &got);
+    rc = nvp_chain_save_buffer(c, sc, need - 1, buf, &got);
     const int e_small[] = {NVP_EBUFSIZE, END};
     check(rc, "nvp_chain_save_buffer (short)", e_small);
     FZ_CHECK(got == need, "short buffer: size %zu, need %zu", got, need);
-    rc = nvp_chain_save_buffer(c, sc, buf, need, &got);
+    rc = nvp_chain_save_buffer(c, sc, need, buf, &got);
     check(rc, "nvp_chain_save_buffer", e_ok);
 
     const nvp_allocator *a = pick_alloc(in);
@@ -1247,17 +1247,17 @@ static void op_save_load_chain(state *st, fz_in *in)
     nvp_scaler *ls = (nvp_scaler *)&g_st;
     const int want_scaler = in_u8(in) & 1;
     fz_arm();
-    rc = nvp_chain_load_buffer(&l, want_scaler ? &ls : NULL, buf, need, a);
+    rc = nvp_chain_load_buffer(&l, want_scaler ? &ls : NULL, need, buf, a);
     const int e_load[] = {NVP_OK, NVP_ENOMEM, END};
     check(rc, "nvp_chain_load_buffer", alloc_invalid(a) ? e_inval : e_load);
     if (rc == NVP_OK) {
         FZ_CHECK(!want_scaler || (ls != NULL) == (sc != NULL), "scaler");
         size_t n2 = 0;
-        FZ_CHECK(nvp_chain_save_buffer(l, want_scaler ? ls : sc, NULL, 0, &n2) ==
+        FZ_CHECK(nvp_chain_save_buffer(l, want_scaler ? ls : sc, 0, NULL, &n2) ==
                      NVP_OK && n2 == need,
                  "re-save size");
         unsigned char *b2 = xmalloc(n2);
-        FZ_CHECK(nvp_chain_save_buffer(l, want_scaler ? ls : sc, b2, n2, &n2) ==
+        FZ_CHECK(nvp_chain_save_buffer(l, want_scaler ? ls : sc, n2, b2, &n2) ==
                      NVP_OK,
                  "re-save");
         FZ_CHECK(memcmp(buf, b2, need) == 0,
@@ -1303,7 +1303,7 @@ static void op_save_load_adam(state *st, fz_in *in)
     nvp_rng *g = rk == 2 ? NULL : st->rng[rk];
     size_t need = 0;
     fz_arm();
-    int rc = nvp_adam_save_buffer(o, g, NULL, 0, in_u8(in) % 16 ? &need : NULL);
+    int rc = nvp_adam_save_buffer(o, g, 0, NULL, in_u8(in) % 16 ? &need : NULL);
     const int e_inval[] = {NVP_EINVAL, END};
     check(rc, "nvp_adam_save_buffer (size)", NULL);
     if (rc != NVP_OK) {
@@ -1313,24 +1313,24 @@ static void op_save_load_adam(state *st, fz_in *in)
     }
     unsigned char *buf = xmalloc(need);
     size_t got;
-    rc = nvp_adam_save_buffer(o, g, buf, need, &got);
+    rc = nvp_adam_save_buffer(o, g, need, buf, &got);
     FZ_CHECK(rc == NVP_OK && got == need, "save: %d", rc);
     const nvp_allocator *a = pick_alloc(in);
     nvp_adam *lo = (nvp_adam *)&g_st;
     nvp_rng *lg = (nvp_rng *)&g_st;
     const int want_rng = in_u8(in) & 1;
     fz_arm();
-    rc = nvp_adam_load_buffer(&lo, want_rng ? &lg : NULL, buf, need, a);
+    rc = nvp_adam_load_buffer(&lo, want_rng ? &lg : NULL, need, buf, a);
     const int e_load[] = {NVP_OK, NVP_ENOMEM, END};
     check(rc, "nvp_adam_load_buffer", alloc_invalid(a) ? e_inval : e_load);
     if (rc == NVP_OK) {
         size_t n2;
         const nvp_rng *rg = want_rng ? lg : g;
-        FZ_CHECK(nvp_adam_save_buffer(lo, rg, NULL, 0, &n2) == NVP_OK &&
+        FZ_CHECK(nvp_adam_save_buffer(lo, rg, 0, NULL, &n2) == NVP_OK &&
                      n2 == need,
                  "re-save size");
         unsigned char *b2 = xmalloc(n2);
-        FZ_CHECK(nvp_adam_save_buffer(lo, rg, b2, n2, &n2) == NVP_OK,
+        FZ_CHECK(nvp_adam_save_buffer(lo, rg, n2, b2, &n2) == NVP_OK,
                  "re-save");
         FZ_CHECK(memcmp(b2, buf, need) == 0,
                  "save -> load -> save is not byte-identical");
@@ -1558,7 +1558,7 @@ static void op_layer(state *st, fz_in *in)
     nvp_coupling *ml = st->layer[s];
     const nvp_coupling *l = ml;
     if (in_u8(in) % 4 == 0 && st->chain[s]) {
-        l = nvp_chain_layer(st->chain[s], in_u8(in) % 4, NULL);
+        l = nvp_layer_as_coupling(nvp_chain_layer(st->chain[s], in_u8(in) % 4, NULL));
         ml = NULL;
     }
     const size_t dim = l ? nvp_coupling_dim(l) : 2;
@@ -1566,7 +1566,7 @@ static void op_layer(state *st, fz_in *in)
     float *before = fbuf(P);
     const float clamp0 = nvp_coupling_log_scale_clamp(l);
     if (l)
-        nvp_coupling_get_params(l, before, P);
+        nvp_coupling_get_params(l, P, before);
     int rc = NVP_OK, may_change = 0;
     if (what <= 5) { /* forward, inverse, inverse_backward */
         size_t n = pick_n(in);
@@ -1630,7 +1630,7 @@ static void op_layer(state *st, fz_in *in)
         const size_t d = in_u8(in) % 8 == 0 ? dim + 1 : dim;
         unsigned char *m = xmalloc(d);
         const int null_ptr = in_u8(in) % 16 == 0;
-        rc = nvp_coupling_get_mask(l, null_ptr ? NULL : m, d);
+        rc = nvp_coupling_get_mask(l, d, null_ptr ? NULL : m);
         check(rc, "nvp_coupling_get_mask",
               l && !null_ptr ? (d == dim ? e_ok : e_dim) : e_inval);
         if (rc == NVP_OK)
@@ -1639,7 +1639,7 @@ static void op_layer(state *st, fz_in *in)
     } else if (what == 7) {
         const size_t c = in_u8(in) % 8 == 0 ? P + 1 : P;
         float *p = fbuf(c);
-        rc = nvp_coupling_get_params(l, p, c);
+        rc = nvp_coupling_get_params(l, c, p);
         check(rc, "nvp_coupling_get_params",
               l ? (c == P ? e_ok : e_dim) : e_inval);
         free(p);
@@ -1648,19 +1648,19 @@ static void op_layer(state *st, fz_in *in)
         size_t w[NVP_MAX_HIDDEN_LAYERS + 1], nh = (size_t)-1;
         const size_t cap = in_u8(in) % 5;
         const uint8_t k = in_u8(in) % 8;
-        rc = nvp_coupling_hidden(l, k == 0 ? NULL : w, cap, k == 1 ? NULL : &nh);
-        check(rc, "nvp_coupling_hidden", NULL);
+        rc = nvp_coupling_get_hidden(l, cap, k == 0 ? NULL : w, k == 1 ? NULL : &nh);
+        check(rc, "nvp_coupling_get_hidden", NULL);
         if (!l || k == 1)
-            check(rc, "nvp_coupling_hidden", e_inval);
+            check(rc, "nvp_coupling_get_hidden", e_inval);
         if (l && k != 1) {
             FZ_CHECK(nh <= NVP_MAX_HIDDEN_LAYERS, "n_hidden %zu", nh);
             const int e_small[] = {NVP_EBUFSIZE, END};
-            check(rc, "nvp_coupling_hidden",
+            check(rc, "nvp_coupling_get_hidden",
                   k == 0 || cap >= nh ? e_ok : e_small);
             /* The widths agree with the parameter count. */
             if (k != 0 && cap >= nh) {
                 unsigned char m[8];
-                if (dim <= 8 && nvp_coupling_get_mask(l, m, dim) == NVP_OK) {
+                if (dim <= 8 && nvp_coupling_get_mask(l, dim, m) == NVP_OK) {
                     size_t na = 0, in_w, total = 0;
                     for (size_t j = 0; j < dim; j++)
                         na += m[j];
@@ -1683,7 +1683,7 @@ static void op_layer(state *st, fz_in *in)
         int finite = 1;
         for (size_t i = 0; i < c; i++)
             finite &= isfinite(p[i]) != 0;
-        rc = nvp_coupling_set_params(ml, p, c);
+        rc = nvp_coupling_set_params(ml, c, p);
         check(rc, "nvp_coupling_set_params",
               c != P ? e_dim : finite ? e_ok
                                       : (const int[]){NVP_ENONFINITE, END});
@@ -1706,7 +1706,7 @@ static void op_layer(state *st, fz_in *in)
     }
     if (l && (rc != NVP_OK || !may_change)) {
         float *now = fbuf(P);
-        nvp_coupling_get_params(l, now, P);
+        nvp_coupling_get_params(l, P, now);
         FZ_CHECK(memcmp(now, before, P * sizeof *now) == 0,
                  "layer parameters changed (call %u, rc %d)", (unsigned)what,
                  rc);

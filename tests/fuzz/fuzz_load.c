@@ -148,7 +148,7 @@ static void check_structure(const nvp_chain *c)
     size_t total = 0;
     for (size_t k = 0; k < K; k++) {
         size_t off = (size_t)-1;
-        const nvp_coupling *l = nvp_chain_layer(c, k, &off);
+        const nvp_coupling *l = nvp_layer_as_coupling(nvp_chain_layer(c, k, &off));
         FZ_CHECK(l != NULL, "layer %zu is NULL", k);
         FZ_CHECK(off == total, "layer %zu offset %zu, expected %zu", k, off,
                  total);
@@ -157,7 +157,7 @@ static void check_structure(const nvp_chain *c)
         FZ_CHECK(isfinite(cl) && cl >= 0.0f, "layer %zu clamp %g", k,
                  (double)cl);
         unsigned char *mask = xmalloc(dim);
-        int rc = nvp_coupling_get_mask(l, mask, dim);
+        int rc = nvp_coupling_get_mask(l, dim, mask);
         FZ_CHECK(rc == NVP_OK, "get_mask: %d", rc);
         size_t ones = 0;
         for (size_t j = 0; j < dim; j++) {
@@ -170,7 +170,7 @@ static void check_structure(const nvp_chain *c)
     }
     FZ_CHECK(total == nvp_chain_num_params(c), "params %zu vs %zu", total,
              nvp_chain_num_params(c));
-    FZ_CHECK(nvp_chain_layer(c, K, NULL) == NULL, "layer K is not NULL");
+    FZ_CHECK(nvp_layer_as_coupling(nvp_chain_layer(c, K, NULL)) == NULL, "layer K is not NULL");
 }
 
 /* Runs the evaluation calls on a loaded chain; lp_out (N_POINTS floats)
@@ -217,16 +217,16 @@ static unsigned char *save_model(const nvp_chain *c, const nvp_scaler *s,
                                  size_t *size)
 {
     size_t need = 0;
-    int rc = nvp_chain_save_buffer(c, s, NULL, 0, &need);
+    int rc = nvp_chain_save_buffer(c, s, 0, NULL, &need);
     FZ_CHECK(rc == NVP_OK && need >= 24, "size query: %d, %zu", rc, need);
     unsigned char *buf = xmalloc(need);
     size_t got = 0;
     fz_arm();
-    rc = nvp_chain_save_buffer(c, s, buf, need - 1, &got);
+    rc = nvp_chain_save_buffer(c, s, need - 1, buf, &got);
     fz_check_rc(rc, "nvp_chain_save_buffer (short)");
     FZ_CHECK(rc == NVP_EBUFSIZE && got == need,
              "cap - 1: rc %d, size %zu (need %zu)", rc, got, need);
-    rc = nvp_chain_save_buffer(c, s, buf, need, &got);
+    rc = nvp_chain_save_buffer(c, s, need, buf, &got);
     FZ_CHECK(rc == NVP_OK && got == need, "save: rc %d, %zu vs %zu", rc, got,
              need);
     *size = need;
@@ -283,7 +283,7 @@ static int load_model_alloc(const uint8_t *data, size_t size,
 {
     nvp_chain *c = (nvp_chain *)&g_st; /* must be overwritten */
     nvp_scaler *s = (nvp_scaler *)&g_st;
-    int rc = nvp_chain_load_buffer(&c, with_scaler ? &s : NULL, data, size, a);
+    int rc = nvp_chain_load_buffer(&c, with_scaler ? &s : NULL, size, data, a);
     if (rc != NVP_OK) {
         FZ_CHECK(c == NULL, "failed load left *out non-NULL");
         FZ_CHECK(!with_scaler || s == NULL,
@@ -308,14 +308,14 @@ static void try_model(const uint8_t *data, size_t size)
     nvp_chain *c = (nvp_chain *)&g_st, *c2 = (nvp_chain *)&g_st;
     nvp_scaler *s = (nvp_scaler *)&g_st;
     fz_arm();
-    int rc = nvp_chain_load_buffer(&c, NULL, data, size, NULL);
+    int rc = nvp_chain_load_buffer(&c, NULL, size, data, NULL);
     fz_check_rc(rc, "nvp_chain_load_buffer");
     FZ_CHECK(rc == NVP_OK || rc == NVP_EFORMAT || rc == NVP_EVERSION,
              "load returned %d", rc);
     if (rc != NVP_OK)
         FZ_CHECK(c == NULL, "failed load left *out non-NULL");
     fz_arm();
-    int rc2 = nvp_chain_load_buffer(&c2, &s, data, size, NULL);
+    int rc2 = nvp_chain_load_buffer(&c2, &s, size, data, NULL);
     fz_check_rc(rc2, "nvp_chain_load_buffer (scaler)");
     if (rc2 != NVP_OK)
         FZ_CHECK(c2 == NULL && s == NULL,
@@ -338,8 +338,8 @@ static void try_model(const uint8_t *data, size_t size)
                      nvp_chain_num_layers(c) == nvp_chain_num_layers(c2),
                  "the two loads disagree");
         float *p1 = xmalloc(P * sizeof *p1), *p2 = xmalloc(P * sizeof *p2);
-        FZ_CHECK(nvp_chain_get_params(c, p1, P) == NVP_OK &&
-                     nvp_chain_get_params(c2, p2, P) == NVP_OK,
+        FZ_CHECK(nvp_chain_get_params(c, P, p1) == NVP_OK &&
+                     nvp_chain_get_params(c2, P, p2) == NVP_OK,
                  "get_params");
         FZ_CHECK(memcmp(p1, p2, P * sizeof *p1) == 0,
                  "the two loads' parameters differ");
@@ -356,7 +356,7 @@ static void try_model(const uint8_t *data, size_t size)
                      "a canonical file does not re-save to the same bytes");
         nvp_chain *c3 = NULL;
         nvp_scaler *s3 = NULL;
-        rc = nvp_chain_load_buffer(&c3, &s3, b1, n1, NULL);
+        rc = nvp_chain_load_buffer(&c3, &s3, n1, b1, NULL);
         FZ_CHECK(rc == NVP_OK, "re-saved model does not load: %d", rc);
         FZ_CHECK((s3 != NULL) == (s != NULL), "scaler lost in the round trip");
         size_t n2;
@@ -370,8 +370,8 @@ static void try_model(const uint8_t *data, size_t size)
             const size_t d = nvp_scaler_dim(s);
             FZ_CHECK(d == nvp_chain_dim(c2), "scaler dim");
             float *m = xmalloc(4 * d * sizeof *m);
-            FZ_CHECK(nvp_scaler_get(s, m, m + d, d) == NVP_OK &&
-                         nvp_scaler_get(s3, m + 2 * d, m + 3 * d, d) == NVP_OK,
+            FZ_CHECK(nvp_scaler_get(s, d, m, m + d) == NVP_OK &&
+                         nvp_scaler_get(s3, d, m + 2 * d, m + 3 * d) == NVP_OK,
                      "scaler_get");
             FZ_CHECK(memcmp(m, m + 2 * d, 2 * d * sizeof *m) == 0,
                      "scaler changed in the round trip");
@@ -396,7 +396,7 @@ static void try_model(const uint8_t *data, size_t size)
         unsigned char *b0 = save_model(c, NULL, &n0);
         nvp_chain *c4 = NULL;
         fz_arm();
-        rc = nvp_chain_load_buffer(&c4, NULL, b0, n0, NULL);
+        rc = nvp_chain_load_buffer(&c4, NULL, n0, b0, NULL);
         fz_check_rc(rc, "nvp_chain_load_buffer (re-saved, no scaler)");
         FZ_CHECK(rc == NVP_OK, "a model re-saved without its scaler does not "
                  "load: %d", rc);
@@ -413,16 +413,16 @@ static unsigned char *save_state(const nvp_adam *o, const nvp_rng *g,
                                  size_t *size)
 {
     size_t need = 0;
-    int rc = nvp_adam_save_buffer(o, g, NULL, 0, &need);
+    int rc = nvp_adam_save_buffer(o, g, 0, NULL, &need);
     FZ_CHECK(rc == NVP_OK && need >= 24, "size query: %d, %zu", rc, need);
     unsigned char *buf = xmalloc(need);
     size_t got = 0;
     fz_arm();
-    rc = nvp_adam_save_buffer(o, g, buf, need - 1, &got);
+    rc = nvp_adam_save_buffer(o, g, need - 1, buf, &got);
     fz_check_rc(rc, "nvp_adam_save_buffer (short)");
     FZ_CHECK(rc == NVP_EBUFSIZE && got == need, "cap - 1: rc %d, size %zu",
              rc, got);
-    rc = nvp_adam_save_buffer(o, g, buf, need, &got);
+    rc = nvp_adam_save_buffer(o, g, need, buf, &got);
     FZ_CHECK(rc == NVP_OK && got == need, "save: %d", rc);
     *size = need;
     return buf;
@@ -433,7 +433,7 @@ static int load_state_alloc(const uint8_t *data, size_t size,
 {
     nvp_adam *o = (nvp_adam *)&g_st;
     nvp_rng *g = (nvp_rng *)&g_st;
-    int rc = nvp_adam_load_buffer(&o, with_rng ? &g : NULL, data, size, a);
+    int rc = nvp_adam_load_buffer(&o, with_rng ? &g : NULL, size, data, a);
     if (rc != NVP_OK) {
         FZ_CHECK(o == NULL && (!with_rng || g == NULL),
                  "failed load left an out-pointer non-NULL");
@@ -450,12 +450,12 @@ static void try_state(const uint8_t *data, size_t size)
     nvp_adam *o = (nvp_adam *)&g_st, *o2 = (nvp_adam *)&g_st;
     nvp_rng *g = (nvp_rng *)&g_st;
     fz_arm();
-    int rc = nvp_adam_load_buffer(&o, NULL, data, size, NULL);
+    int rc = nvp_adam_load_buffer(&o, NULL, size, data, NULL);
     fz_check_rc(rc, "nvp_adam_load_buffer");
     FZ_CHECK(rc == NVP_OK || rc == NVP_EFORMAT || rc == NVP_EVERSION,
              "load returned %d", rc);
     fz_arm();
-    int rc2 = nvp_adam_load_buffer(&o2, &g, data, size, NULL);
+    int rc2 = nvp_adam_load_buffer(&o2, &g, size, data, NULL);
     fz_check_rc(rc2, "nvp_adam_load_buffer (rng)");
     FZ_CHECK(rc == rc2, "with and without rng_out: %d vs %d", rc, rc2);
     write_input_file(data, size);
@@ -467,7 +467,7 @@ static void try_state(const uint8_t *data, size_t size)
     }
     const size_t n = nvp_adam_num_params(o);
     FZ_CHECK(n >= 1 && n == nvp_adam_num_params(o2), "n %zu", n);
-    FZ_CHECK(nvp_adam_steps(o) == nvp_adam_steps(o2), "steps differ");
+    FZ_CHECK(nvp_adam_num_steps(o) == nvp_adam_num_steps(o2), "steps differ");
     const float lr = nvp_adam_lr(o);
     FZ_CHECK(isfinite(lr) && lr > 0.0f, "loaded lr %g", (double)lr);
     /* A parameter average, when the state holds one: a decay in (0, 1)
@@ -479,8 +479,8 @@ static void try_state(const uint8_t *data, size_t size)
              "average decay %g", (double)decay);
     if (has_avg && n <= (size_t)1 << 20) {
         float *a1 = xmalloc(n * sizeof *a1), *a2 = xmalloc(n * sizeof *a2);
-        FZ_CHECK(nvp_adam_get_average(o, a1, n) == NVP_OK &&
-                     nvp_adam_get_average(o2, a2, n) == NVP_OK,
+        FZ_CHECK(nvp_adam_get_average(o, n, a1) == NVP_OK &&
+                     nvp_adam_get_average(o2, n, a2) == NVP_OK,
                  "get_average failed on a loaded average");
         FZ_CHECK(memcmp(a1, a2, n * sizeof *a1) == 0, "the averages differ");
         for (size_t i = 0; i < n; i++)
@@ -512,7 +512,7 @@ static void try_state(const uint8_t *data, size_t size)
                  "a canonical state does not re-save to the same bytes");
     nvp_adam *o3 = NULL;
     nvp_rng *g3 = NULL;
-    rc = nvp_adam_load_buffer(&o3, &g3, b1, n1, NULL);
+    rc = nvp_adam_load_buffer(&o3, &g3, n1, b1, NULL);
     FZ_CHECK(rc == NVP_OK && (g3 != NULL) == (g != NULL),
              "re-saved state does not load: %d", rc);
     unsigned char *b2 = save_state(o3, g3, &n2);
@@ -528,18 +528,18 @@ static void try_state(const uint8_t *data, size_t size)
             p[i] = 0.0f;
             gr[i] = (float)(i % 5) - 2.0f;
         }
-        const uint64_t t = nvp_adam_steps(o);
+        const uint64_t t = nvp_adam_num_steps(o);
         size_t nbefore;
         unsigned char *before = save_state(o, NULL, &nbefore);
         fz_arm();
-        rc = nvp_adam_step(o, p, gr, n);
+        rc = nvp_adam_step(o, n, p, gr);
         fz_check_rc(rc, "nvp_adam_step");
         if (rc != NVP_OK) {
             /* Refused: nothing changed. */
             FZ_CHECK(rc == NVP_ENONFINITE, "adam_step: %d", rc);
-            FZ_CHECK(nvp_adam_steps(o) == t, "a refused step moved the "
+            FZ_CHECK(nvp_adam_num_steps(o) == t, "a refused step moved the "
                      "count from %llu to %llu", (unsigned long long)t,
-                     (unsigned long long)nvp_adam_steps(o));
+                     (unsigned long long)nvp_adam_num_steps(o));
             for (size_t i = 0; i < n; i++)
                 FZ_CHECK(p[i] == 0.0f && !signbit(p[i]),
                          "a refused step changed parameter %zu to %g", i,
@@ -553,10 +553,10 @@ static void try_state(const uint8_t *data, size_t size)
             /* The step count never goes back (it may saturate): a count
              * that wraps to 0 zeroes the bias correction, and the step
              * writes NaN into every parameter. */
-            FZ_CHECK(nvp_adam_steps(o) >= t && nvp_adam_steps(o) != 0,
+            FZ_CHECK(nvp_adam_num_steps(o) >= t && nvp_adam_num_steps(o) != 0,
                      "the step count went from %llu to %llu",
                      (unsigned long long)t,
-                     (unsigned long long)nvp_adam_steps(o));
+                     (unsigned long long)nvp_adam_num_steps(o));
             /* Every float finite: the parameters, the average, and the
              * moments (a save refuses non-finite ones). */
             for (size_t i = 0; i < n; i++)
@@ -566,7 +566,7 @@ static void try_state(const uint8_t *data, size_t size)
                          (unsigned long long)t);
             if (has_avg) {
                 float *a1 = xmalloc(n * sizeof *a1);
-                FZ_CHECK(nvp_adam_get_average(o, a1, n) == NVP_OK,
+                FZ_CHECK(nvp_adam_get_average(o, n, a1) == NVP_OK,
                          "get_average");
                 for (size_t i = 0; i < n; i++)
                     FZ_CHECK(isfinite(a1[i]), "a step left average[%zu] = %g",
@@ -575,7 +575,7 @@ static void try_state(const uint8_t *data, size_t size)
             }
             size_t nafter = 0;
             fz_arm();
-            rc = nvp_adam_save_buffer(o, g, NULL, 0, &nafter);
+            rc = nvp_adam_save_buffer(o, g, 0, NULL, &nafter);
             fz_check_rc(rc, "nvp_adam_save_buffer (after a step)");
             FZ_CHECK(rc == NVP_OK, "the state a step left does not save: %d",
                      rc);
@@ -584,7 +584,7 @@ static void try_state(const uint8_t *data, size_t size)
             nvp_adam *o4 = NULL;
             nvp_rng *g4 = NULL;
             fz_arm();
-            rc = nvp_adam_load_buffer(&o4, &g4, after, nafter, NULL);
+            rc = nvp_adam_load_buffer(&o4, &g4, nafter, after, NULL);
             fz_check_rc(rc, "nvp_adam_load_buffer (after a step)");
             FZ_CHECK(rc == NVP_OK, "the state saved after a step does not "
                      "load: %d", rc);
@@ -598,14 +598,14 @@ static void try_state(const uint8_t *data, size_t size)
             nvp_rng_free(g4);
         }
         free(before);
-        const uint64_t t1 = nvp_adam_steps(o);
+        const uint64_t t1 = nvp_adam_num_steps(o);
         gr[0] = NAN;
         fz_arm();
-        rc = nvp_adam_step(o, p, gr, n);
+        rc = nvp_adam_step(o, n, p, gr);
         fz_check_rc(rc, "nvp_adam_step (NaN)");
-        FZ_CHECK(rc == NVP_ENONFINITE && nvp_adam_steps(o) == t1,
+        FZ_CHECK(rc == NVP_ENONFINITE && nvp_adam_num_steps(o) == t1,
                  "a NaN gradient was not refused: %d", rc);
-        FZ_CHECK(nvp_adam_reset(o) == NVP_OK && nvp_adam_steps(o) == 0,
+        FZ_CHECK(nvp_adam_reset(o) == NVP_OK && nvp_adam_num_steps(o) == 0,
                  "reset");
         free(p);
         free(gr);

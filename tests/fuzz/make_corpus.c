@@ -143,18 +143,18 @@ static void put_f32(unsigned char *p, float v)
 static unsigned char *save_chain(const nvp_chain *c, const nvp_scaler *s,
                                  size_t *n)
 {
-    OK(nvp_chain_save_buffer(c, s, NULL, 0, n));
+    OK(nvp_chain_save_buffer(c, s, 0, NULL, n));
     unsigned char *b = malloc(*n);
-    OK(nvp_chain_save_buffer(c, s, b, *n, n));
+    OK(nvp_chain_save_buffer(c, s, *n, b, n));
     return b;
 }
 
 static unsigned char *save_state(const nvp_adam *o, const nvp_rng *g,
                                  size_t *n)
 {
-    OK(nvp_adam_save_buffer(o, g, NULL, 0, n));
+    OK(nvp_adam_save_buffer(o, g, 0, NULL, n));
     unsigned char *b = malloc(*n);
-    OK(nvp_adam_save_buffer(o, g, b, *n, n));
+    OK(nvp_adam_save_buffer(o, g, *n, b, n));
     return b;
 }
 
@@ -362,11 +362,11 @@ static void make_load_corpus(void)
     nvp_base *b3;
     OK(nvp_base_create_normal(&b3, 3, NULL));
     nvp_chain *c2;
-    OK(nvp_chain_create(&c2, b3, ls, 3, NULL));
+    OK(nvp_chain_create(&c2, b3, 3, ls, NULL));
     nvp_scaler *s3;
     OK(nvp_scaler_create(&s3, 3, NULL));
     const float mean[3] = {0.5f, -1.0f, 2.0f}, sd[3] = {1.0f, 2.0f, 0.5f};
-    OK(nvp_scaler_set(s3, mean, sd, 3));
+    OK(nvp_scaler_set(s3, 3, mean, sd));
     size_t n2;
     unsigned char *m2 = save_chain(c2, s3, &n2);
     write_file(load_dir, "m_masks_scaler", m2, n2);
@@ -432,7 +432,7 @@ static void make_load_corpus(void)
     /* 7. the same optimizer with a parameter average (AVG: f32 decay,
      * f32 avg[n]), and variants of that section. */
     const float start7[7] = {0.5f, -1.0f, 2.0f, 0.0f, 3.0f, -0.25f, 1.0f};
-    OK(nvp_adam_set_average(o6, 0.9f, start7, 7));
+    OK(nvp_adam_set_average(o6, 0.9f, 7, start7));
     size_t nt4;
     unsigned char *t4 = save_state(o6, rng, &nt4);
     write_file(load_dir, "t_adam_avg", t4, nt4);

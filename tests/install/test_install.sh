@@ -75,8 +75,8 @@ cp examples/quickstart.c "$tmp/"
 # shellcheck disable=SC2046
 $CC -std=c11 -Wall -Werror "$tmp/quickstart.c" $(pkg-config --cflags --libs nvpflow) -o "$tmp/qs_shared"
 LD_LIBRARY_PATH="$prefix/lib" "$tmp/qs_shared" > "$tmp/out_shared"
-LD_LIBRARY_PATH="$prefix/lib" ldd "$tmp/qs_shared" | grep -q "$prefix/lib/libnvpflow.so.0" ||
-    fail "qs_shared does not load the installed libnvpflow.so.0"
+LD_LIBRARY_PATH="$prefix/lib" ldd "$tmp/qs_shared" | grep -q "$prefix/lib/libnvpflow.so.1" ||
+    fail "qs_shared does not load the installed libnvpflow.so.1"
 echo "install: C program linked against the installed shared library: ok"
 
 # C, static: a fully static executable from pkg-config --static.
@@ -115,7 +115,8 @@ for f in quickstart.c two_moons.c cpp/quickstart.cpp figure/gif_writer.c python/
     [ -f "$ex/$f" ] || fail "example $f not installed in $ex"
 done
 # shellcheck disable=SC2046
-$CC -std=c11 -Wall -Werror -I"$ex/figure" "$ex/two_moons.c" "$ex"/figure/*.c \
+$CC -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Werror -I"$ex" -I"$ex/figure" -I"$ex/tool" \
+    "$ex/two_moons.c" "$ex"/figure/*.c "$ex"/common/*.c "$ex"/tool/*.c \
     $(pkg-config --static --cflags --libs nvpflow) -static -o "$tmp/two_moons"
 "$tmp/two_moons" --steps 20 --hidden 8,8 --quiet --svg "$tmp/tm.svg" --gif "$tmp/tm.gif" > /dev/null
 grep -q "</svg>" "$tmp/tm.svg" || fail "the installed two_moons example wrote no figure"
@@ -133,8 +134,8 @@ if command -v cmake >/dev/null 2>&1; then
     "$tmp/cmake/qs_shared" > "$tmp/out_cmake_shared"
     "$tmp/cmake/qs_static" > "$tmp/out_cmake_static"
     "$tmp/cmake/qs_cpp" "$tmp/cmake.nvp" > /dev/null
-    ldd "$tmp/cmake/qs_shared" | grep -q "$prefix/lib/libnvpflow.so.0" ||
-        fail "CMake: qs_shared does not load $prefix/lib/libnvpflow.so.0"
+    ldd "$tmp/cmake/qs_shared" | grep -q "$prefix/lib/libnvpflow.so.1" ||
+        fail "CMake: qs_shared does not load $prefix/lib/libnvpflow.so.1"
     if ldd "$tmp/cmake/qs_static" 2>&1 | grep -q libnvpflow; then
         fail "CMake: nvpflow::nvpflow_static gave a program that needs libnvpflow.so"
     fi
@@ -155,8 +156,8 @@ if command -v meson >/dev/null 2>&1 && command -v ninja >/dev/null 2>&1; then
     LD_LIBRARY_PATH="$prefix/lib" "$tmp/meson/qs_shared" > "$tmp/out_meson_shared"
     "$tmp/meson/qs_static" > "$tmp/out_meson_static"
     LD_LIBRARY_PATH="$prefix/lib" "$tmp/meson/qs_cpp" "$tmp/meson.nvp" > /dev/null
-    LD_LIBRARY_PATH="$prefix/lib" ldd "$tmp/meson/qs_shared" | grep -q "$prefix/lib/libnvpflow.so.0" ||
-        fail "Meson: qs_shared does not load $prefix/lib/libnvpflow.so.0"
+    LD_LIBRARY_PATH="$prefix/lib" ldd "$tmp/meson/qs_shared" | grep -q "$prefix/lib/libnvpflow.so.1" ||
+        fail "Meson: qs_shared does not load $prefix/lib/libnvpflow.so.1"
     if ldd "$tmp/meson/qs_static" 2>&1 | grep -q libnvpflow; then
         fail "Meson: dependency('nvpflow', static: true) gave a program that needs libnvpflow.so"
     fi
@@ -185,7 +186,7 @@ echo "install: moved prefix: pkg-config --define-prefix finds it: ok"
 if command -v cmake >/dev/null 2>&1; then
     cmake_consumer "$moved" "$tmp/cmake-moved"
     "$tmp/cmake-moved/qs_shared" > "$tmp/out_cmake_moved"
-    ldd "$tmp/cmake-moved/qs_shared" | grep -q "$moved/lib/libnvpflow.so.0" ||
+    ldd "$tmp/cmake-moved/qs_shared" | grep -q "$moved/lib/libnvpflow.so.1" ||
         fail "CMake, moved prefix: qs_shared does not load the moved library"
     cmp "$tmp/out_shared" "$tmp/out_cmake_moved" || fail "CMake, moved prefix: output differs"
     echo "install: moved prefix: CMake find_package finds it: ok"
@@ -212,7 +213,7 @@ fi
 # ------------------------------------------ install-lib / install-cli
 split="$tmp/split"
 inst install-lib PREFIX="$split"
-[ -f "$split/lib/libnvpflow.so.0" ] && [ -f "$split/include/nvpflow.h" ] ||
+[ -f "$split/lib/libnvpflow.so.1" ] && [ -f "$split/include/nvpflow.h" ] ||
     fail "install-lib did not install the library"
 [ ! -e "$split/bin/nvpflow" ] && [ ! -e "$split/share/man/man1/nvpflow.1" ] ||
     fail "install-lib installed the command-line tool"
@@ -230,7 +231,7 @@ mkdir -p "$stage"
 rm -f "$ldlog"
 inst install PREFIX=/usr/local DESTDIR="$stage"
 (cd "$stage" && find . ! -type d | sort) > "$tmp/installed"
-for f in include/nvpflow.h include/nvpflow.hpp lib/libnvpflow.a lib/libnvpflow.so.0 lib/libnvpflow.so \
+for f in include/nvpflow.h include/nvpflow.hpp lib/libnvpflow.a lib/libnvpflow.so.1 lib/libnvpflow.so \
     lib/pkgconfig/nvpflow.pc lib/cmake/nvpflow/nvpflowConfig.cmake \
     lib/cmake/nvpflow/nvpflowConfigVersion.cmake bin/nvpflow share/man/man1/nvpflow.1 \
     share/doc/nvpflow/examples/quickstart.c; do

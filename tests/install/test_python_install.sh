@@ -61,8 +61,8 @@ run PKG_CONFIG_PATH="$prefix/lib/pkgconfig" "$vpy" "$here/python_smoke.py" "$pre
     fail "the installed package with the library found through pkg-config"
 
 # No way to the library: the error lists the places.
-if run "$vpy" -c "import ctypes; ctypes.CDLL('libnvpflow.so.0')" 2>/dev/null; then
-    echo "python-install: 'not found' message: SKIPPED (the dynamic linker finds an installed libnvpflow.so.0)"
+if run "$vpy" -c "import ctypes; ctypes.CDLL('libnvpflow.so.1')" 2>/dev/null; then
+    echo "python-install: 'not found' message: SKIPPED (the dynamic linker finds an installed libnvpflow.so.1)"
 else
     mkdir "$tmp/nopc"
     if run PKG_CONFIG_LIBDIR="$tmp/nopc" "$vpy" -c 'import nvpflow' 2> "$tmp/err"; then
@@ -76,9 +76,9 @@ else
 fi
 
 # NVPFLOW_LIBRARY overrides any search.
-got=$(cd "$tmp/run" && env -u LD_LIBRARY_PATH -u PYTHONPATH NVPFLOW_LIBRARY="$prefix/lib/libnvpflow.so.0" \
+got=$(cd "$tmp/run" && env -u LD_LIBRARY_PATH -u PYTHONPATH NVPFLOW_LIBRARY="$prefix/lib/libnvpflow.so.1" \
     "$vpy" -c 'import nvpflow; print(nvpflow.library_path)')
-[ "$got" = "$prefix/lib/libnvpflow.so.0" ] || fail "NVPFLOW_LIBRARY gave $got"
+[ "$got" = "$prefix/lib/libnvpflow.so.1" ] || fail "NVPFLOW_LIBRARY gave $got"
 echo "python-install: NVPFLOW_LIBRARY overrides: ok"
 
 "$vpy" -m pip uninstall -y nvpflow > "$tmp/pip.log" 2>&1 || { cat "$tmp/pip.log" >&2; fail "pip uninstall"; }

@@ -4,7 +4,7 @@
 # on a disposable machine (it changes PREFIX, /usr/local by default, for a
 # few seconds and puts it back).
 #   1. install-lib with LDCONFIG= (the step turned off): a program linked
-#      with pkg-config's flags alone does not start (libnvpflow.so.0 not
+#      with pkg-config's flags alone does not start (libnvpflow.so.1 not
 #      found: the problem `make install` used to leave behind);
 #   2. install-lib as it is: it runs ldconfig, and the same program starts
 #      without LD_LIBRARY_PATH or rpath; the Python package (a copy outside
@@ -24,10 +24,10 @@ skip() { echo "system-install: SKIPPED ($*)"; exit 0; }
 
 [ "$(id -u)" = 0 ] || skip "needs root"
 command -v ldconfig >/dev/null 2>&1 || skip "ldconfig not found"
-[ ! -e "$libdir/libnvpflow.so.0" ] && [ ! -e "$libdir/libnvpflow.a" ] ||
+[ ! -e "$libdir/libnvpflow.so.1" ] && [ ! -e "$libdir/libnvpflow.a" ] ||
     skip "$libdir already holds a libnvpflow"
-in_cache() { ldconfig -p | awk -v f="$libdir/libnvpflow.so.0" '$NF == f { found = 1 } END { exit !found }'; }
-in_cache && skip "the linker's cache already lists $libdir/libnvpflow.so.0"
+in_cache() { ldconfig -p | awk -v f="$libdir/libnvpflow.so.1" '$NF == f { found = 1 } END { exit !found }'; }
+in_cache && skip "the linker's cache already lists $libdir/libnvpflow.so.1"
 
 tmp=$(mktemp -d)
 # Directories under PREFIX that install-lib creates are removed again.
@@ -43,7 +43,7 @@ trap cleanup EXIT
 
 $MAKE --no-print-directory install-lib PREFIX="$PREFIX" LDCONFIG= > "$tmp/make.log" 2>&1 ||
     { cat "$tmp/make.log" >&2; fail "make install-lib LDCONFIG="; }
-grep -q "note: the dynamic linker's cache does not list $libdir/libnvpflow.so.0" "$tmp/make.log" ||
+grep -q "note: the dynamic linker's cache does not list $libdir/libnvpflow.so.1" "$tmp/make.log" ||
     fail "install-lib without ldconfig did not say the cache lacks the library"
 # shellcheck disable=SC2046
 $CC -std=c11 examples/quickstart.c $(PKG_CONFIG_PATH="$libdir/pkgconfig" pkg-config --cflags --libs nvpflow) \
@@ -56,7 +56,7 @@ echo "system-install: without ldconfig, a program linked against $libdir does no
 $MAKE --no-print-directory install-lib PREFIX="$PREFIX" > "$tmp/make.log" 2>&1 ||
     { cat "$tmp/make.log" >&2; fail "make install-lib"; }
 grep -qx "ldconfig" "$tmp/make.log" || fail "make install-lib did not run ldconfig"
-in_cache || fail "after make install-lib the cache does not list $libdir/libnvpflow.so.0"
+in_cache || fail "after make install-lib the cache does not list $libdir/libnvpflow.so.1"
 if grep -q "^note: the dynamic linker's cache does not list" "$tmp/make.log"; then
     fail "install-lib printed its note although the cache lists the library"
 fi
@@ -69,12 +69,12 @@ got=$(cd "$tmp/py" && env -u LD_LIBRARY_PATH -u NVPFLOW_LIBRARY -u PYTHONPATH -u
     PKG_CONFIG_LIBDIR="$tmp/nopc" python3 -c \
     'import os, nvpflow; print(os.path.realpath(nvpflow.library_path)); nvpflow.Chain.alternating(2, 2, (8,), seed=1).log_prob([[0.0, 0.0]])') ||
     fail "the Python package does not find the library through the ldconfig cache"
-[ "$got" = "$(realpath "$libdir/libnvpflow.so.0")" ] || fail "the Python package loaded $got"
-echo "system-install: the Python package finds $libdir/libnvpflow.so.0 through the ldconfig cache alone: ok"
+[ "$got" = "$(realpath "$libdir/libnvpflow.so.1")" ] || fail "the Python package loaded $got"
+echo "system-install: the Python package finds $libdir/libnvpflow.so.1 through the ldconfig cache alone: ok"
 
 $MAKE --no-print-directory uninstall-lib PREFIX="$PREFIX" > "$tmp/make.log" 2>&1 ||
     { cat "$tmp/make.log" >&2; fail "make uninstall-lib"; }
 grep -qx "ldconfig" "$tmp/make.log" || fail "make uninstall-lib did not run ldconfig"
 in_cache && fail "after make uninstall-lib the cache still lists the library"
-[ ! -e "$libdir/libnvpflow.so.0" ] || fail "uninstall-lib left $libdir/libnvpflow.so.0"
+[ ! -e "$libdir/libnvpflow.so.1" ] || fail "uninstall-lib left $libdir/libnvpflow.so.1"
 echo "system-install: make uninstall-lib removed it and ran ldconfig again: ok"

@@ -5,7 +5,7 @@ Every C function the package calls is declared here with its argtypes and
 restype, so that ctypes converts (and checks) every argument and never
 truncates a size_t or a pointer to an int.
 
-Where the shared library (libnvpflow.so.0: the binary interface these
+Where the shared library (libnvpflow.so.1: the binary interface these
 bindings were written for) is looked for, in order:
   1. NVPFLOW_LIBRARY, the path of the library: an override, used as given
      (when it is set and that file cannot be used, the import fails);
@@ -45,8 +45,10 @@ EBUFSIZE = -10
 INIT_ZERO_OUTPUT = 1
 MAX_THREADS = 1024
 
-# The binary interface these bindings were written against (SONAME major).
-ABI_MAJOR = 0
+# The binary interface these bindings were written against (SONAME major),
+# and the first release that has it (NVP_VERSION_NUMBER).
+ABI_MAJOR = 1
+FIRST_RELEASE = 400
 
 _ENV = "NVPFLOW_LIBRARY"
 SONAME = "libnvpflow.so.%d" % ABI_MAJOR
@@ -118,10 +120,14 @@ def _try(name):
             ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else ""))
     number = handle.nvp_version_number
     number.restype, number.argtypes = c_uint, []
-    major = number() // 10000
-    if major != ABI_MAJOR:
-        return None, "loaded, but it is version %d.x; these bindings need " \
-            "%d.x" % (major, ABI_MAJOR)
+    # Releases from FIRST_RELEASE on keep this interface until the SONAME
+    # changes (the library's file name says which one it has).
+    v = number()
+    if v < FIRST_RELEASE:
+        return None, "loaded, but it is release %d.%d.%d; these bindings " \
+            "need %d.%d.0 or later" % (v // 10000, v // 100 % 100, v % 100,
+                                       FIRST_RELEASE // 10000,
+                                       FIRST_RELEASE // 100 % 100)
     return handle, None
 
 
@@ -215,9 +221,10 @@ _PROTOTYPES = {
     "nvp_chain_num_layers": (c_size_t, [_P]),
     "nvp_chain_num_params": (c_size_t, [_P]),
     "nvp_chain_params": (_F, [_P]),
-    "nvp_chain_get_params": (c_int, [_P, _F, c_size_t]),
-    "nvp_chain_set_params": (c_int, [_P, _F, c_size_t]),
+    "nvp_chain_get_params": (c_int, [_P, c_size_t, _F]),
+    "nvp_chain_set_params": (c_int, [_P, c_size_t, _F]),
     "nvp_chain_layer": (_P, [_P, c_size_t, _SZ]),
+    "nvp_layer_as_coupling": (_P, [_P]),
     "nvp_chain_sample": (c_int, [_P, _P, c_size_t, _F, _F]),
     "nvp_chain_log_prob": (c_int, [_P, c_size_t, _F, _F]),
     "nvp_chain_forward": (c_int, [_P, c_size_t, _F, _F, _F]),
@@ -230,7 +237,7 @@ _PROTOTYPES = {
     "nvp_chain_threads": (c_size_t, [_P]),
     "nvp_chain_train_step": (
         c_int, [_P, _P, _P, c_size_t, _F, c_size_t, _F]),
-    "nvp_chain_create": (c_int, [_PP, _P, POINTER(c_void_p), c_size_t,
+    "nvp_chain_create": (c_int, [_PP, _P, c_size_t, POINTER(c_void_p),
                                  c_void_p]),
     # base and coupling layers (building a chain layer by layer, and
     # read-only queries on a chain's layers)
@@ -239,13 +246,13 @@ _PROTOTYPES = {
     "nvp_coupling_create": (c_int, [_PP, c_size_t, c_void_p, c_size_t, _SZ,
                                     c_uint, _P, c_void_p]),
     "nvp_coupling_free": (None, [_P]),
-    "nvp_coupling_get_mask": (c_int, [_P, c_void_p, c_size_t]),
-    "nvp_coupling_hidden": (c_int, [_P, _SZ, c_size_t, _SZ]),
+    "nvp_coupling_get_mask": (c_int, [_P, c_size_t, c_void_p]),
+    "nvp_coupling_get_hidden": (c_int, [_P, c_size_t, _SZ, _SZ]),
     "nvp_coupling_log_scale_clamp": (c_float, [_P]),
     # saving and loading
-    "nvp_chain_save_buffer": (c_int, [_P, _P, c_void_p, c_size_t, _SZ]),
+    "nvp_chain_save_buffer": (c_int, [_P, _P, c_size_t, c_void_p, _SZ]),
     "nvp_chain_save_file": (c_int, [_P, _P, c_char_p]),
-    "nvp_chain_load_buffer": (c_int, [_PP, _PP, c_void_p, c_size_t,
+    "nvp_chain_load_buffer": (c_int, [_PP, _PP, c_size_t, c_void_p,
                                       c_void_p]),
     "nvp_chain_load_file": (c_int, [_PP, _PP, c_char_p, c_void_p]),
     # adam
@@ -256,19 +263,19 @@ _PROTOTYPES = {
     "nvp_adam_set_eps": (c_int, [_P, c_float]),
     "nvp_adam_lr": (c_float, [_P]),
     "nvp_adam_num_params": (c_size_t, [_P]),
-    "nvp_adam_steps": (c_uint64, [_P]),
+    "nvp_adam_num_steps": (c_uint64, [_P]),
     "nvp_adam_reset": (c_int, [_P]),
-    "nvp_adam_step": (c_int, [_P, _F, _F, c_size_t]),
-    "nvp_adam_set_average": (c_int, [_P, c_float, _F, c_size_t]),
+    "nvp_adam_step": (c_int, [_P, c_size_t, _F, _F]),
+    "nvp_adam_set_average": (c_int, [_P, c_float, c_size_t, _F]),
     "nvp_adam_average_decay": (c_float, [_P]),
-    "nvp_adam_get_average": (c_int, [_P, _F, c_size_t]),
+    "nvp_adam_get_average": (c_int, [_P, c_size_t, _F]),
     "nvp_adam_set_clip_norm": (c_int, [_P, c_float]),
     "nvp_adam_clip_norm": (c_float, [_P]),
     "nvp_adam_last_grad_norm": (c_float, [_P]),
     "nvp_adam_errmsg": (c_char_p, [_P]),
-    "nvp_adam_save_buffer": (c_int, [_P, _P, c_void_p, c_size_t, _SZ]),
+    "nvp_adam_save_buffer": (c_int, [_P, _P, c_size_t, c_void_p, _SZ]),
     "nvp_adam_save_file": (c_int, [_P, _P, c_char_p]),
-    "nvp_adam_load_buffer": (c_int, [_PP, _PP, c_void_p, c_size_t,
+    "nvp_adam_load_buffer": (c_int, [_PP, _PP, c_size_t, c_void_p,
                                      c_void_p]),
     "nvp_adam_load_file": (c_int, [_PP, _PP, c_char_p, c_void_p]),
     # data and scaler
@@ -279,8 +286,8 @@ _PROTOTYPES = {
     "nvp_scaler_fit": (c_int, [_P, c_size_t, _F]),
     "nvp_scaler_transform": (c_int, [_P, c_size_t, _F, _F]),
     "nvp_scaler_inverse_transform": (c_int, [_P, c_size_t, _F, _F]),
-    "nvp_scaler_get": (c_int, [_P, _F, _F, c_size_t]),
-    "nvp_scaler_set": (c_int, [_P, _F, _F, c_size_t]),
+    "nvp_scaler_get": (c_int, [_P, c_size_t, _F, _F]),
+    "nvp_scaler_set": (c_int, [_P, c_size_t, _F, _F]),
     "nvp_scaler_log_det": (c_double, [_P]),
     "nvp_scaler_errmsg": (c_char_p, [_P]),
 }

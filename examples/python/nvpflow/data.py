@@ -84,7 +84,7 @@ class Scaler(Handle):
         h = self._h
         d = self.dim
         mean, sd = _arrays.VecOut(d), _arrays.VecOut(d)
-        self._check(_lib.lib.nvp_scaler_get(h, mean.ptr, sd.ptr, d))
+        self._check(_lib.lib.nvp_scaler_get(h, d, mean.ptr, sd.ptr))
         return mean.result(), sd.result()
 
     @property
@@ -103,7 +103,7 @@ class Scaler(Handle):
         d = self.dim
         mp, mk = _arrays.vec_in(mean, d, "mean")
         sp, sk = _arrays.vec_in(sd, d, "sd")
-        self._check(_lib.lib.nvp_scaler_set(h, mp, sp, d))
+        self._check(_lib.lib.nvp_scaler_set(h, d, mp, sp))
         del mk, sk
 
     @property

@@ -86,7 +86,7 @@ class Chain(Handle):
         ptr, size, keep = _bytes_arg(data)
         out, sc = out_handle(), out_handle()
         errors.check(_lib.lib.nvp_chain_load_buffer(
-            byref(out), byref(sc), ptr, size, None))
+            byref(out), byref(sc), size, ptr, None))
         del keep
         return cls._wrap_loaded(out, sc)
 
@@ -132,7 +132,7 @@ class Chain(Handle):
         h = self._h
         n = self.num_params
         out = _arrays.VecOut(n, kind="array")
-        self._check(_lib.lib.nvp_chain_get_params(h, out.ptr, n))
+        self._check(_lib.lib.nvp_chain_get_params(h, n, out.ptr))
         return out.result()
 
     @params.setter
@@ -145,7 +145,7 @@ class Chain(Handle):
         h = self._h
         n = self.num_params
         ptr, keep = _arrays.vec_in(values, n, "params")
-        self._check(_lib.lib.nvp_chain_set_params(h, ptr, n))
+        self._check(_lib.lib.nvp_chain_set_params(h, n, ptr))
         del keep
 
     def _params_ptr(self):
@@ -166,7 +166,8 @@ class Chain(Handle):
     @property
     def log_scale_clamp(self):
         """The log-scale bound c (0 = off), read from the first layer."""
-        layer = _lib.lib.nvp_chain_layer(self._h, 0, None)
+        layer = _lib.lib.nvp_layer_as_coupling(
+            _lib.lib.nvp_chain_layer(self._h, 0, None))
         return _lib.lib.nvp_coupling_log_scale_clamp(layer) if layer else 0.0
 
     def set_log_scale_clamp(self, bound):

@@ -26,9 +26,9 @@ def _bytes_arg(data):
 def _save_buffer(fn, h, other, check):
     """Calls nvp_<type>_save_buffer twice: size query, then the write."""
     size = c_size_t(0)
-    check(fn(h, other, None, 0, byref(size)))
+    check(fn(h, other, 0, None, byref(size)))
     buf = ctypes.create_string_buffer(size.value)
-    check(fn(h, other, buf, size.value, byref(size)))
+    check(fn(h, other, size.value, buf, byref(size)))
     return buf.raw[:size.value]
 
 
@@ -91,7 +91,7 @@ class Adam(Handle):
     @property
     def steps(self):
         """Steps taken so far (t)."""
-        return _lib.lib.nvp_adam_steps(self._h)
+        return _lib.lib.nvp_adam_num_steps(self._h)
 
     def reset(self):
         """Forgets the moments and the step count (not the average)."""
@@ -116,7 +116,7 @@ class Adam(Handle):
         n = self.num_params
         pp, pk = self._params_arg(params, "Adam.step", _arrays.writable_vec)
         gp, gk = _arrays.vec_in(grad, n, "grad")
-        self._check(_lib.lib.nvp_adam_step(h, pp, gp, n))
+        self._check(_lib.lib.nvp_adam_step(h, n, pp, gp))
         del pk, gk
 
     # -------------------------------------------------- parameter average
@@ -130,14 +130,14 @@ class Adam(Handle):
         decay = float(decay)
         if decay == 0.0 or not 0.0 < decay < 1.0:
             # Off, or a decay the library refuses with its own message.
-            self._check(_lib.lib.nvp_adam_set_average(h, decay, None, 0))
+            self._check(_lib.lib.nvp_adam_set_average(h, decay, 0, None))
             return
         if params is None:
             raise TypeError("Adam.set_average: params are needed to start "
                             "the average")
         ptr, keep = self._params_arg(params, "Adam.set_average",
                                      _arrays.vec_in)
-        self._check(_lib.lib.nvp_adam_set_average(h, decay, ptr, n))
+        self._check(_lib.lib.nvp_adam_set_average(h, decay, n, ptr))
         del keep
 
     @property
@@ -150,7 +150,7 @@ class Adam(Handle):
         array.array('f') without numpy), e.g. for Chain.set_params."""
         n = self.num_params
         out = _arrays.VecOut(n, kind="array")
-        self._check(_lib.lib.nvp_adam_get_average(self._h, out.ptr, n))
+        self._check(_lib.lib.nvp_adam_get_average(self._h, n, out.ptr))
         return out.result()
 
     # -------------------------------------------------- gradient clipping
@@ -191,7 +191,7 @@ class Adam(Handle):
         ptr, size, keep = _bytes_arg(data)
         out, rng_out = out_handle(), out_handle()
         errors.check(_lib.lib.nvp_adam_load_buffer(
-            byref(out), byref(rng_out), ptr, size, None))
+            byref(out), byref(rng_out), size, ptr, None))
         del keep
         return cls._wrap_loaded(out, rng_out)
 

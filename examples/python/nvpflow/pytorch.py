@@ -70,19 +70,20 @@ def layer_masks(chain):
     dim = chain.dim
     out = []
     for k in range(chain.num_layers):
-        layer = _lib.lib.nvp_chain_layer(h, k, None)
+        layer = _lib.lib.nvp_layer_as_coupling(
+            _lib.lib.nvp_chain_layer(h, k, None))
         buf = (ctypes.c_ubyte * dim)()
         chain._check(_lib.lib.nvp_coupling_get_mask(
-            layer, ctypes.cast(buf, ctypes.c_void_p), dim))
+            layer, dim, ctypes.cast(buf, ctypes.c_void_p)))
         out.append(list(buf))
     return out
 
 
 def _layer_hidden(chain, layer):
     n = c_size_t(0)
-    chain._check(_lib.lib.nvp_coupling_hidden(layer, None, 0, byref(n)))
+    chain._check(_lib.lib.nvp_coupling_get_hidden(layer, 0, None, byref(n)))
     widths = (c_size_t * max(n.value, 1))()
-    chain._check(_lib.lib.nvp_coupling_hidden(layer, widths, n.value,
+    chain._check(_lib.lib.nvp_coupling_get_hidden(layer, n.value, widths,
                                               byref(n)))
     return list(widths)[:n.value]
 
@@ -262,8 +263,8 @@ def _build(dim, specs):
                 layers.append(out.value)
         arr = (ctypes.c_void_p * len(layers))(*layers)
         chain = out_handle()
-        errors.check(lib.nvp_chain_create(byref(chain), base, arr,
-                                          len(layers), None))
+        errors.check(lib.nvp_chain_create(byref(chain), base, len(layers),
+                                          arr, None))
     except BaseException:
         for p in layers:
             lib.nvp_coupling_free(p)
@@ -302,14 +303,15 @@ def to_state_dict(chain, prefix="", tensors=True, check_masks=True):
     state = collections.OrderedDict()
     for k in range(chain.num_layers):
         offset = c_size_t(0)
-        layer = _lib.lib.nvp_chain_layer(h, k, byref(offset))
+        layer = _lib.lib.nvp_layer_as_coupling(
+            _lib.lib.nvp_chain_layer(h, k, byref(offset)))
         clamp = _lib.lib.nvp_coupling_log_scale_clamp(layer)
         if clamp != 0.0:
             raise ValueError("layer %d uses a log-scale clamp (%g), which "
                              "the PyTorch layout does not have" % (k, clamp))
         mask = (ctypes.c_ubyte * dim)()
         chain._check(_lib.lib.nvp_coupling_get_mask(
-            layer, ctypes.cast(mask, ctypes.c_void_p), dim))
+            layer, dim, ctypes.cast(mask, ctypes.c_void_p)))
         fan_in = sum(mask)
         widths = _layer_hidden(chain, layer) + [2 * (dim - fan_in)]
         pos = offset.value

@@ -6,7 +6,7 @@ Run from the repository root (after `make`):
 
 The lookups outside the source checkout run a copy of the package in a
 subprocess with NVPFLOW_LIBRARY, LD_LIBRARY_PATH and PYTHONPATH removed.
-When the dynamic linker already finds a libnvpflow.so.0 installed on this
+When the dynamic linker already finds a libnvpflow.so.1 installed on this
 machine, the tests that need it not to say they skipped.
 (tests/install/test_python_install.sh checks `pip install` end to end.)
 """
@@ -39,7 +39,7 @@ def header_version():
 
 
 def system_has_library():
-    """Whether the dynamic linker alone finds a libnvpflow.so.0."""
+    """Whether the dynamic linker alone finds a libnvpflow.so.1."""
     r = subprocess.run(
         [sys.executable, "-c",
          "import ctypes; ctypes.CDLL(%r)" % _lib.SONAME],
@@ -79,12 +79,12 @@ class OutsideCheckout(unittest.TestCase):
 
     def test_not_found_lists_where_it_looked(self):
         if system_has_library():
-            self.skipTest("a libnvpflow.so.0 is installed where the dynamic "
+            self.skipTest("a libnvpflow.so.1 is installed where the dynamic "
                           "linker finds it")
         r = self.run_copy("import nvpflow")
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("ImportError: nvpflow: cannot find the libnvpflow C "
-                      "library (libnvpflow.so.0)", r.stderr)
+                      "library (libnvpflow.so.1)", r.stderr)
         for place in ("NVPFLOW_LIBRARY: not set",
                       "the dynamic linker's search path (LD_LIBRARY_PATH, "
                       "the ldconfig cache",
@@ -99,7 +99,7 @@ class OutsideCheckout(unittest.TestCase):
         if shutil.which("pkg-config") is None:
             self.skipTest("pkg-config not found")
         if system_has_library():
-            self.skipTest("a libnvpflow.so.0 is installed where the dynamic "
+            self.skipTest("a libnvpflow.so.1 is installed where the dynamic "
                           "linker finds it (it would be found first)")
         # A prefix whose lib/ holds this tree's build (a symbolic link), as
         # `make install PREFIX=...` would leave it.
