@@ -412,6 +412,22 @@ START_TEST(test_kinds_save_load)
         T_CHECK(strstr(nvp_errmsg(), bad == 0 ? "unknown layer kind 99" : "not a permutation") != NULL,
                 "case %d: '%s'", bad, nvp_errmsg());
     }
+    /* STCK belongs to version 2: the same file labelled version 1 is
+     * refused (the header's CRC recomputed). */
+    memcpy(buf2, buf, size);
+    buf2[8] = 1;
+    uint32_t hc = 0xffffffffu;
+    for (size_t i = 0; i < 20; i++) {
+        hc ^= buf2[i];
+        for (int b = 0; b < 8; b++)
+            hc = hc >> 1 ^ (0xedb88320u & -(hc & 1));
+    }
+    hc = ~hc;
+    for (int b = 0; b < 4; b++)
+        buf2[20 + b] = (unsigned char)(hc >> (8 * b));
+    nvp_chain *v1 = NULL;
+    ck_assert_int_eq(nvp_chain_load_buffer(&v1, NULL, size, buf2, NULL), NVP_EFORMAT);
+    T_CHECK(strstr(nvp_errmsg(), "format version 1 holds STCK") != NULL, "'%s'", nvp_errmsg());
     free(buf);
     free(buf2);
     nvp_chain_free(back);

@@ -183,12 +183,17 @@ int nvp_adam_save_file(const nvp_adam *o, const nvp_rng *rng, const char *path)
  * each of exactly the size its parameter count gives it, and their fields
  * valid (fields_fault); reads only those fields (at most 44 bytes a
  * section). */
-static int plan_state(const char *fn, const nvp_span *spans, size_t count,
+static int plan_state(const char *fn, uint32_t version,
+                      const nvp_span *spans, size_t count,
                       const nvp_src *src, const nvp_allocator *alloc,
                       void *info)
 {
     (void)alloc;
     const nvp_errbox *eb = NULL;
+    /* Training states have not changed since version 1. */
+    NVP_REQUIRE(version == 1, NVP_EFORMAT,
+                "%s: a training state is format version 1, not %u", fn,
+                version);
     static const uint32_t tags[] = {TAG_ADAM, TAG_RNG, TAG_AVG, TAG_CLIP};
     int rc = nvp__spans_known(fn, spans, count, tags, 4);
     if (rc)

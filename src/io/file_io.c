@@ -101,9 +101,10 @@ int nvp__load_file(const char *fn, const nvp_file_kind *k, const char *path,
     const nvp_src src = {NULL, fd, (uint64_t)st.st_size, path};
     nvp_span spans[NVP_MAX_SECTIONS];
     size_t count;
-    int rc = nvp__fmt_table(fn, &src, k->kind, spans, &count);
+    uint32_t version;
+    int rc = nvp__fmt_table(fn, &src, k->kind, &version, spans, &count);
     if (rc == NVP_OK)
-        rc = k->plan(fn, spans, count, &src, &a, NULL);
+        rc = k->plan(fn, version, spans, count, &src, &a, NULL);
     if (rc) {
         close(fd);
         return rc;

@@ -45,7 +45,7 @@ static const char *kind_name(uint32_t kind)
 }
 
 int nvp__fmt_table(const char *fn, const nvp_src *src, uint32_t kind,
-                   nvp_span *spans, size_t *count)
+                   uint32_t *version_out, nvp_span *spans, size_t *count)
 {
     const nvp_errbox *eb = NULL;
     const uint64_t size = src->size;
@@ -104,6 +104,8 @@ int nvp__fmt_table(const char *fn, const nvp_src *src, uint32_t kind,
                 "%s: %llu unexpected bytes after the last section", fn,
                 (unsigned long long)(size - pos));
     *count = n;
+    *version_out = version;
+    *version_out = version;
     return NVP_OK;
 }
 
@@ -115,7 +117,8 @@ int nvp__fmt_open(const char *fn, const void *data, size_t size,
     const nvp_src src = {data, -1, size, NULL};
     nvp_span spans[NVP_MAX_SECTIONS];
     size_t n;
-    int rc = nvp__fmt_table(fn, &src, k->kind, spans, &n);
+    uint32_t version;
+    int rc = nvp__fmt_table(fn, &src, k->kind, &version, spans, &n);
     if (rc)
         return rc;
     const unsigned char *p = data;
@@ -133,7 +136,7 @@ int nvp__fmt_open(const char *fn, const void *data, size_t size,
         sections[i].body =
             (nvp_reader){p + spans[i].off, (size_t)spans[i].len, 0, 0};
     }
-    if ((rc = k->plan(fn, spans, n, &src, alloc, info)) != NVP_OK)
+    if ((rc = k->plan(fn, version, spans, n, &src, alloc, info)) != NVP_OK)
         return rc;
     *count = n;
     return NVP_OK;

@@ -71,8 +71,9 @@ int nvp__src_view(const char *fn, const nvp_src *src,
  * from alloc, freed before returning), and store what they found in info
  * (the kind's own struct) unless it is NULL.  Errors (recorded for fn):
  * NVP_EFORMAT, NVP_EIO, NVP_ENOMEM. */
-typedef int (*nvp_plan_fn)(const char *fn, const nvp_span *spans,
-                           size_t count, const nvp_src *src,
+typedef int (*nvp_plan_fn)(const char *fn, uint32_t version,
+                           const nvp_span *spans, size_t count,
+                           const nvp_src *src,
                            const nvp_allocator *alloc, void *info);
 
 /* Reads one kind of file from memory into new handles *out and
@@ -93,7 +94,7 @@ typedef struct nvp_file_kind {
  * fills spans[0 .. *count).  Errors (recorded for fn): NVP_EFORMAT,
  * NVP_EVERSION, NVP_EIO. */
 int nvp__fmt_table(const char *fn, const nvp_src *src, uint32_t kind,
-                   nvp_span *spans, size_t *count);
+                   uint32_t *version, nvp_span *spans, size_t *count);
 
 /* A whole file in memory: nvp__fmt_table, every section's CRC, then the
  * kind's plan (info as there); fills sections[0 .. *count).

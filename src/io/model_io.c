@@ -261,7 +261,8 @@ static int scaler_axis_ok(float mean, float sd)
  * 12 bytes bound its own size; it is then read and checked whole (the
  * parameter count comes from it); the scaler, small, is checked whole
  * whether or not the caller asked for it. */
-static int plan_model(const char *fn, const nvp_span *spans, size_t count,
+static int plan_model(const char *fn, uint32_t version,
+                      const nvp_span *spans, size_t count,
                       const nvp_src *src, const nvp_allocator *alloc,
                       void *info)
 {
@@ -278,6 +279,11 @@ static int plan_model(const char *fn, const nvp_span *spans, size_t count,
                 "%s: a model holds one architecture section (ARCH or STCK)",
                 fn);
     const int stack = i_stck < count;
+    /* Version 1 has ARCH only; STCK came with version 2, which has only
+     * it (so every file saves back to the same bytes). */
+    NVP_REQUIRE(stack == (version >= 2), NVP_EFORMAT,
+                "%s: format version %u holds %s", fn, version,
+                stack ? "STCK" : "ARCH");
     const size_t ia = stack ? i_stck : i_arch;
     NVP_REQUIRE(ip < count, NVP_EFORMAT, "%s: the parameter section is "
                                          "missing", fn);

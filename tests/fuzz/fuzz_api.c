@@ -905,17 +905,22 @@ static void op_adam(state *st, fz_in *in)
     }
     case 2: {
         const float lr = in_float(in);
+        /* The first step, lr / (1 - b1), must be a float. */
+        const int ok = o && isfinite(lr) && lr > 0 &&
+                       (double)lr / (1.0 - (double)nvp_adam_beta1(o)) <=
+                           (double)FLT_MAX;
         int rc = nvp_adam_set_lr(o, lr);
-        check(rc, "nvp_adam_set_lr",
-              o ? (isfinite(lr) && lr > 0 ? e_ok : e_inval) : e_inval);
+        check(rc, "nvp_adam_set_lr", ok ? e_ok : e_inval);
         if (rc == NVP_OK)
             FZ_CHECK(nvp_adam_lr(o) == lr, "lr not set");
         break;
     }
     case 3: {
         const float b1 = in_float(in), b2 = in_float(in);
+        const int ok = b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1 && o &&
+                       (double)nvp_adam_lr(o) / (1.0 - (double)b1) <=
+                           (double)FLT_MAX;
         int rc = nvp_adam_set_betas(o, b1, b2);
-        const int ok = b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1;
         check(rc, "nvp_adam_set_betas", o ? (ok ? e_ok : e_inval) : e_inval);
         break;
     }
@@ -947,22 +952,38 @@ static void op_adam(state *st, fz_in *in)
         fill(in, g, n);
         /* "finite" here means acceptable to Adam: finite and below the
          * magnitude whose square would overflow the second moment. */
-        int finite = 1;
-        for (size_t i = 0; i < n; i++)
+        int finite = 1, pfinite = 1;
+        for (size_t i = 0; i < n; i++) {
             finite &= fabsf(g[i]) < 1e18f;
+            pfinite &= isfinite(p[i]);
+        }
+        float *p0 = fbuf(n);
+        memcpy(p0, p, n * sizeof *p);
         const uint64_t t = nvp_adam_num_steps(o);
         int rc = nvp_adam_step(o, n, p, in_u8(in) % 16 ? g : NULL);
         check(rc, "nvp_adam_step", NULL);
-        if (rc == NVP_OK)
+        if (rc == NVP_OK) {
             FZ_CHECK(nvp_adam_num_steps(o) == t + 1, "step not counted");
-        else if (o && n == N && finite)
-            FZ_CHECK(rc == NVP_EINVAL, "a valid step failed: %d", rc);
-        else if (o && n != N && finite)
+            for (size_t i = 0; i < n; i++)
+                FZ_CHECK(isfinite(p[i]), "a step returned OK and left "
+                                         "params[%zu] = %g",
+                         i, (double)p[i]);
+        } else if (o && n == N && finite && pfinite) {
+            /* Valid arguments: refused only when the result would not be
+             * finite, and then nothing changed. */
+            FZ_CHECK(rc == NVP_EINVAL || rc == NVP_ENONFINITE,
+                     "a valid step failed: %d", rc);
+            if (rc == NVP_ENONFINITE)
+                FZ_CHECK(memcmp(p, p0, n * sizeof *p) == 0 &&
+                             nvp_adam_num_steps(o) == t,
+                         "a refused step changed the parameters or count");
+        } else if (o && n != N && finite)
             FZ_CHECK(rc == NVP_EDIM || rc == NVP_EINVAL, "n mismatch: %d", rc);
-        if (o && n == N && !finite)
+        if (o && n == N && (!finite || !pfinite))
             FZ_CHECK(rc == NVP_ENONFINITE || rc == NVP_EINVAL,
-                     "a non-finite or overflowing gradient was accepted: %d",
+                     "a non-finite or overflowing input was accepted: %d",
                      rc);
+        free(p0);
         free(p);
         free(g);
         break;

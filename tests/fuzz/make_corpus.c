@@ -389,6 +389,34 @@ static void make_load_corpus(void)
     unsigned char *m4 = save_chain(c4, NULL, &n4);
     write_file(load_dir, "m_deep", m4, n4);
 
+    /* 4b. every layer kind (format version 2, STCK): ActNorm, linear, a
+     * permutation and a coupling over 3 dimensions, with a scaler. */
+    {
+        nvp_base *bk;
+        OK(nvp_base_create_normal(&bk, 3, NULL));
+        nvp_layer *lk[4];
+        OK(nvp_layer_create_actnorm(&lk[0], 3, NULL));
+        OK(nvp_layer_create_linear(&lk[1], 3, NULL));
+        OK(nvp_layer_create_random_permutation(&lk[2], 3, rng, NULL));
+        nvp_coupling *ck;
+        const size_t hk[1] = {3};
+        OK(nvp_coupling_create_half(&ck, 3, 1, 1, hk, 0, rng, NULL));
+        lk[3] = nvp_coupling_as_layer(ck);
+        nvp_chain *c_kinds;
+        OK(nvp_chain_create_from_layers(&c_kinds, bk, 4, lk, NULL));
+        const float kdata[3 * 4] = {1, 2, 0.5f, -1, 0, 2, 3, 1, -2, 0.5f, -0.5f, 1};
+        OK(nvp_chain_init_from_data(c_kinds, 4, kdata));
+        nvp_scaler *sk;
+        OK(nvp_scaler_create(&sk, 3, NULL));
+        OK(nvp_scaler_fit(sk, 4, kdata));
+        size_t nk;
+        unsigned char *mk = save_chain(c_kinds, sk, &nk);
+        write_file(load_dir, "m_kinds_scaler", mk, nk);
+        free(mk);
+        nvp_scaler_free(sk);
+        nvp_chain_free(c_kinds);
+    }
+
     /* 5. two moons, trained a few steps, with its scaler; and the
      * training state (optimizer and generator) that goes with it. */
     enum { N = 256 };
