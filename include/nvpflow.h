@@ -46,6 +46,15 @@
  *   Every constructor takes an optional const nvp_allocator *; NULL means
  *   the C library's malloc/realloc/free.  The handle keeps a copy and uses
  *   it for all of its memory, including its own release.
+ *   Batched calls process rows in chunks of up to 256 and take a work
+ *   space sized for min(n, 256) rows, kept by the handle for the next
+ *   call (so calls in steady state allocate nothing; a larger n later
+ *   replaces it by a larger one).  For m = min(n, 256) rows it holds
+ *   about: evaluation, a copy of the rows and the activations of the
+ *   largest layer's conditioner (m x the sum of its widths); a gradient or
+ *   training step, the activations of every layer and K + 3 copies of the
+ *   rows; each pool thread that takes part gets its own evaluation work
+ *   space.  The floats are 4 bytes each.
  */
 #ifndef NVPFLOW_H
 #define NVPFLOW_H

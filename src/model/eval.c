@@ -18,6 +18,7 @@ typedef struct eval_job {
     const float *in; /* x (forward, trace) or y (inverse, log_prob) */
     float *out;      /* y (forward, sample), x (inverse), lp, or stages */
     float *ld;       /* per-row log-determinant or sample log_prob; NULL */
+    size_t cap;      /* rows a chunk holds at most (the arena's size) */
     nvp_ws *ws[NVP_MAX_THREADS]; /* one per thread taking part */
 } eval_job;
 
@@ -74,8 +75,9 @@ static void eval_chunk(const eval_job *j, size_t chunk, float *arena,
                        const nvp_exec *ex)
 {
     const nvp_stack *st = j->st;
-    const size_t dim = st->dim, R = NVP_CHUNK_ROWS, K = st->n_layers;
-    const size_t r0 = chunk * R, rows = j->n - r0 < R ? j->n - r0 : R;
+    const size_t dim = st->dim, R = j->cap, K = st->n_layers;
+    const size_t r0 = chunk * NVP_CHUNK_ROWS;
+    const size_t rows = j->n - r0 < R ? j->n - r0 : R;
     float *cursor = arena;
     float *copy = nvp__carve(&cursor, R * dim);
     float *acc = nvp__carve(&cursor, R);
@@ -158,7 +160,8 @@ static void eval_task(void *arg, size_t chunk, size_t worker)
 int nvp__stack_eval(const nvp_stack *st, nvp_eval_mode mode, size_t n,
                     const float *in, float *out, float *ld, const char *fn)
 {
-    eval_job job = {st, mode, n, in, out, ld, {NULL}}, *j = &job;
+    eval_job job = {st, mode, n, in, out, ld, nvp__chunk_rows(n), {NULL}},
+             *j = &job;
     const nvp_context *ctx = st->ctx;
     const size_t chunks = (n + NVP_CHUNK_ROWS - 1) / NVP_CHUNK_ROWS;
     nvp_pool *pool = nvp__context_pool_take(ctx);
@@ -167,7 +170,7 @@ int nvp__stack_eval(const nvp_stack *st, nvp_eval_mode mode, size_t n,
      * starts: the first call allocates them, later calls find them in the
      * context's free list, however the chunks fall between the threads. */
     const size_t n_ws = pool && chunks >= threads ? threads : 1;
-    const size_t arena = nvp__stack_eval_floats(st, NVP_CHUNK_ROWS);
+    const size_t arena = nvp__stack_eval_floats(st, j->cap);
     int rc = NVP_OK;
     size_t got = 0;
     for (; got < n_ws; got++)

@@ -68,7 +68,7 @@ int nvp__layer_inverse_backward(const nvp_layer *l, const char *fn, size_t n,
     int rc = nvp__check_batch(eb, fn, n, l->dim);
     if (rc)
         return rc;
-    const size_t dim = l->dim, R = NVP_CHUNK_ROWS;
+    const size_t dim = l->dim, R = nvp__chunk_rows(n);
     /* Refuse non-finite inputs before anything is accumulated into grad. */
     for (size_t i = 0; i < n * dim; i++)
         NVP_REQUIRE(isfinite(y[i]) && isfinite(dx[i]), NVP_ENONFINITE,
@@ -92,7 +92,7 @@ int nvp__layer_inverse_backward(const nvp_layer *l, const char *fn, size_t n,
     float *cache = nvp__carve(&cursor, cache_f);
     float *scratch = nvp__carve(&cursor, scratch_f);
     const nvp_exec ex = nvp__context_exec(&l->ctx, ws, NULL);
-    for (size_t r0 = 0; r0 < n; r0 += R) {
+    for (size_t r0 = 0; r0 < n; r0 += NVP_CHUNK_ROWS) {
         const size_t rows = n - r0 < R ? n - r0 : R;
         memcpy(x, y + r0 * dim, rows * dim * sizeof *x);
         l->kind->inverse_rows(l, &ex, rows, x, NULL, cache);

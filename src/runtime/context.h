@@ -27,6 +27,13 @@
  * not depend on n or on the thread that runs it. */
 #define NVP_CHUNK_ROWS 256
 
+/* The rows a chunk of a call on n rows holds at most: work spaces are
+ * sized by it, so a call on a few rows takes memory for those rows only. */
+static inline size_t nvp__chunk_rows(size_t n)
+{
+    return n < NVP_CHUNK_ROWS ? n : NVP_CHUNK_ROWS;
+}
+
 typedef enum { NVP_WS_EVAL = 0, NVP_WS_TRAIN = 1 } nvp_ws_kind;
 
 typedef struct nvp_ws {

@@ -23,6 +23,7 @@ typedef struct train_arena {
     float *scratch;
     float *dstage[2];
     float *ildj, *dildj;
+    size_t cap;          /* rows a chunk holds at most */
 } train_arena;
 
 /* Lays the arena out for chunks of `rows` rows from base (NULL: sizes it
@@ -49,6 +50,7 @@ static size_t train_arena_layout(const nvp_chain *c, size_t rows, float *base,
         off += nvp__carved(counts[i]);
     }
     if (a && base) {
+        a->cap = rows;
         a->stage_floats = stage_floats;
         a->stages = base + at[0];
         a->caches = base + at[1];
@@ -69,7 +71,7 @@ static double nll_grad_chunk(const nvp_chain *c, const nvp_exec *ex,
                              size_t n_total, const float *y, float *grad,
                              int fresh)
 {
-    const size_t dim = c->dim, K = c->n_layers, R = NVP_CHUNK_ROWS;
+    const size_t dim = c->dim, K = c->n_layers, R = a->cap;
 #define STAGE(k) (a->stages + (k) * a->stage_floats)
     /* Inverse pass, data -> base, keeping every stage and cache; the
      * caches are laid out for R rows, whatever this chunk holds. */
@@ -142,12 +144,13 @@ static int nll_grad_run(const nvp_chain *c, nvp_pool *pool, size_t n,
                         const float *y, float *grad, double *loss,
                         uint32_t *grad_bits)
 {
-    const size_t floats = train_arena_layout(c, NVP_CHUNK_ROWS, NULL, NULL);
+    const size_t cap = nvp__chunk_rows(n);
+    const size_t floats = train_arena_layout(c, cap, NULL, NULL);
     nvp_ws *ws = nvp__ws_acquire(&c->ctx, NVP_WS_TRAIN, floats);
     if (!ws)
         return NVP_ENOMEM;
     train_arena arena;
-    train_arena_layout(c, NVP_CHUNK_ROWS, ws->arena, &arena);
+    train_arena_layout(c, cap, ws->arena, &arena);
     const nvp_exec ex = nvp__context_exec(&c->ctx, ws, pool);
     clear_grad(c, pool, grad);
     double sum_lp = 0.0;
