@@ -110,6 +110,7 @@ NVP_API const char *nvp_version_string(void);
 #define NVP_ETHREAD (-9)    /* a thread could not be started */
 #define NVP_EBUFSIZE (-10)  /* a caller-provided buffer is too small */
 #define NVP_EUNSUPPORTED (-11) /* the CPU lacks the requested kernels */
+#define NVP_EBUSY (-12)     /* another thread is using the handle */
 
 /* Opaque handles (each described in its section below). */
 typedef struct nvp_rng nvp_rng;           /* seeded random generator */
@@ -536,7 +537,10 @@ NVP_API const char *nvp_chain_errmsg(const nvp_chain *chain);
  * child made by fork(); set 1 thread before forking, or create the chain
  * in the child.
  * Errors: NVP_EINVAL (more than NVP_MAX_THREADS), NVP_ETHREAD, NVP_ENOMEM;
- * on error the chain keeps its previous setting.  Needs exclusive use. */
+ * on error the chain keeps its previous setting.  Needs exclusive use;
+ * as a guard against breaking that rule, a call made while another thread
+ * is inside a batched call that uses the pool returns NVP_EBUSY and
+ * changes nothing (a guard only: other concurrent uses stay undefined). */
 #define NVP_MAX_THREADS 1024
 NVP_API int nvp_chain_set_threads(nvp_chain *chain, size_t n_threads);
 /* Threads the chain's batched calls use (1 = the caller only). */

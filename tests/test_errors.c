@@ -491,11 +491,12 @@ START_TEST(test_strerror_every_code)
     ck_assert_int_eq(NVP_ETHREAD, -9);
     ck_assert_int_eq(NVP_EBUFSIZE, -10);
     ck_assert_int_eq(NVP_EUNSUPPORTED, -11);
+    ck_assert_int_eq(NVP_EBUSY, -12);
     const char *unknown = nvp_strerror(12345);
     ck_assert_ptr_nonnull(unknown);
     ck_assert(unknown[0] != '\0');
-    const char *seen[12];
-    for (int code = 0; code >= -11; code--) {
+    const char *seen[13];
+    for (int code = 0; code >= -12; code--) {
         const char *s = nvp_strerror(code);
         T_CHECK(s != NULL && s[0] != '\0', "nvp_strerror(%d) is empty", code);
         T_CHECK(strcmp(s, unknown) != 0, "nvp_strerror(%d) = '%s', the unknown-code text", code, s);
@@ -504,7 +505,7 @@ START_TEST(test_strerror_every_code)
         seen[-code] = s;
         T_CHECK(nvp_strerror(code) == s, "nvp_strerror(%d) is not a static string", code);
     }
-    const int others[] = {1, 2, -12, -100, INT_MIN, INT_MAX};
+    const int others[] = {1, 2, -13, -100, INT_MIN, INT_MAX};
     for (size_t i = 0; i < sizeof others / sizeof others[0]; i++)
         T_CHECK(strcmp(nvp_strerror(others[i]), unknown) == 0, "nvp_strerror(%d) = '%s', not '%s'",
                 others[i], nvp_strerror(others[i]), unknown);

@@ -4,12 +4,14 @@
 #include <check.h>
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/vec.h"
 #include "pool_stress.h"
 #include "tests.h"
+#include "model/chain.h"
 #include "runtime/vec_parallel.h"
 
 START_TEST(test_pool_every_task_once)
@@ -63,6 +65,76 @@ START_TEST(test_pool_max_abs_bits)
 }
 END_TEST
 
+/* Issue 16, item 12: nvp_chain_set_threads while another call holds the
+ * chain's pool is refused with NVP_EBUSY and changes nothing; once the
+ * pool is free again it goes through. */
+START_TEST(test_pool_set_threads_busy)
+{
+    const size_t hidden[1] = {16};
+    nvp_chain *c = t_chain(2, 2, 1, hidden, 9600);
+    T_OK(nvp_chain_set_threads(c, 2));
+    nvp_pool *held = nvp__context_pool_take(&c->ctx);
+    ck_assert_ptr_nonnull(held);
+    ck_assert_int_eq(nvp_chain_set_threads(c, 3), NVP_EBUSY);
+    T_CHECK(strstr(nvp_chain_errmsg(c), "another thread") != NULL, "'%s'", nvp_chain_errmsg(c));
+    ck_assert_uint_eq(nvp_chain_threads(c), 2);
+    ck_assert_ptr_eq(c->ctx.pool, held);
+    nvp__context_pool_give(held);
+    T_OK(nvp_chain_set_threads(c, 3));
+    ck_assert_uint_eq(nvp_chain_threads(c), 3);
+    nvp_chain_free(c);
+}
+END_TEST
+
+/* The same race for real: one thread scores batches while another keeps
+ * changing the thread count; every call either works or is refused with
+ * NVP_EBUSY, and the sanitizers see no use after free. */
+typedef struct busy_run {
+    nvp_chain *c;
+    const float *y;
+    int stop;
+    int failures;
+} busy_run;
+
+static void *score_loop(void *arg)
+{
+    busy_run *b = arg;
+    float *lp = malloc(2000 * sizeof *lp);
+    while (!__atomic_load_n(&b->stop, __ATOMIC_ACQUIRE))
+        if (nvp_chain_log_prob(b->c, 2000, b->y, lp) != NVP_OK)
+            b->failures++;
+    free(lp);
+    return NULL;
+}
+
+START_TEST(test_pool_set_threads_race)
+{
+    const size_t hidden[2] = {64, 64};
+    nvp_chain *c = t_chain(2, 4, 2, hidden, 9601);
+    T_OK(nvp_chain_set_threads(c, 2));
+    float *y = t_xmalloc(2 * 2000 * sizeof *y);
+    t_prng p;
+    t_prng_seed(&p, 9602);
+    t_fill_normal(&p, 4000, y, 1.0);
+    busy_run b = {c, y, 0, 0};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, score_loop, &b), 0);
+    int busy = 0, ok = 0;
+    for (int i = 0; i < 200; i++) {
+        const int rc = nvp_chain_set_threads(c, 2 + (size_t)(i & 1));
+        T_CHECK(rc == NVP_OK || rc == NVP_EBUSY, "set_threads returned %d", rc);
+        busy += rc == NVP_EBUSY;
+        ok += rc == NVP_OK;
+    }
+    __atomic_store_n(&b.stop, 1, __ATOMIC_RELEASE);
+    pthread_join(th, NULL);
+    ck_assert_int_eq(b.failures, 0);
+    T_CHECK(busy + ok == 200, "%d busy, %d ok", busy, ok);
+    free(y);
+    nvp_chain_free(c);
+}
+END_TEST
+
 Suite *pool_suite(void)
 {
     Suite *s = suite_create("pool");
@@ -70,6 +142,8 @@ Suite *pool_suite(void)
     tcase_set_timeout(tc, T_TIMEOUT);
     tcase_add_loop_test(tc, test_pool_every_task_once, 2, 4);
     tcase_add_loop_test(tc, test_pool_max_abs_bits, 2, 4);
+    tcase_add_test(tc, test_pool_set_threads_busy);
+    tcase_add_test(tc, test_pool_set_threads_race);
     suite_add_tcase(s, tc);
     return s;
 }

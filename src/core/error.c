@@ -25,6 +25,7 @@ const char *nvp_strerror(int code)
     case NVP_ETHREAD: return "could not start a thread";
     case NVP_EBUFSIZE: return "buffer too small";
     case NVP_EUNSUPPORTED: return "unsupported by this CPU";
+    case NVP_EBUSY: return "busy: in use by another call";
     default: return "unknown error";
     }
 }

@@ -219,6 +219,9 @@ int nvp_chain_set_threads(nvp_chain *c, size_t n_threads)
                 NVP_MAX_THREADS);
     const size_t n = n_threads ? n_threads : nvp__online_cpus();
     const int rc = nvp__context_set_threads(&c->ctx, n);
+    NVP_REQUIRE(rc != NVP_EBUSY, rc,
+                "nvp_chain_set_threads: another thread is in a call on this "
+                "chain; threads unchanged");
     if (rc != NVP_OK)
         return nvp__fail(eb, rc,
                          "nvp_chain_set_threads: could not start %zu threads "

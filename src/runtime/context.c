@@ -59,38 +59,54 @@ static size_t max_pack_floats(void)
 
 int nvp__context_set_threads(nvp_context *x, size_t n)
 {
-    if (n == x->threads && !x->pool_failed)
+    pthread_mutex_lock(&x->lock);
+    if (n == x->threads && !x->pool_failed) {
+        pthread_mutex_unlock(&x->lock);
         return NVP_OK;
+    }
+    /* A call that holds the pool is using it: replacing it now would pull
+     * it from under that call.  Calls take the pool under this lock, so
+     * none can take it between this check and the swap. */
+    if (x->pool && !nvp__pool_try_acquire(x->pool)) {
+        pthread_mutex_unlock(&x->lock);
+        return NVP_EBUSY;
+    }
+    if (x->pool)
+        nvp__pool_release(x->pool);
     /* Start the new pool before retiring the old one, so that a failure
      * leaves the context as it was. */
     nvp_pool *fresh = NULL;
-    if (n > 1) {
-        const int rc = nvp__pool_create(&fresh, n, max_pack_floats(), x->alloc);
-        if (rc != NVP_OK)
-            return rc;
+    int rc = NVP_OK;
+    if (n > 1)
+        rc = nvp__pool_create(&fresh, n, max_pack_floats(), x->alloc);
+    if (rc == NVP_OK) {
+        nvp__pool_free(x->pool);
+        x->pool = fresh;
+        x->pool_failed = 0;
+        x->threads = n;
     }
-    nvp__pool_free(x->pool);
-    x->pool = fresh;
-    x->pool_failed = 0;
-    x->threads = n;
-    return NVP_OK;
+    pthread_mutex_unlock(&x->lock);
+    return rc;
 }
 
 nvp_pool *nvp__context_pool_take(const nvp_context *cx)
 {
-    if (cx->threads <= 1)
-        return NULL;
     /* Starting the pool is the one change a const call makes here besides
-     * the free lists; the lock serialises it. */
+     * the free lists; the lock serialises it, and taking the pool under it
+     * lets nvp__context_set_threads see a pool in use. */
     nvp_context *x = (nvp_context *)cx;
     pthread_mutex_lock(&x->lock);
-    if (!x->pool && !x->pool_failed &&
-        nvp__pool_create(&x->pool, x->threads, max_pack_floats(), x->alloc) !=
-            NVP_OK)
-        x->pool_failed = 1;
-    nvp_pool *p = x->pool;
+    nvp_pool *p = NULL;
+    if (x->threads > 1) {
+        if (!x->pool && !x->pool_failed &&
+            nvp__pool_create(&x->pool, x->threads, max_pack_floats(),
+                             x->alloc) != NVP_OK)
+            x->pool_failed = 1;
+        if (x->pool && nvp__pool_try_acquire(x->pool))
+            p = x->pool;
+    }
     pthread_mutex_unlock(&x->lock);
-    return p && nvp__pool_try_acquire(p) ? p : NULL;
+    return p;
 }
 
 void nvp__context_pool_give(nvp_pool *pool)

@@ -68,7 +68,8 @@ void nvp__context_destroy(nvp_context *x);
 void nvp__context_set_isa(nvp_context *x, nvp_isa isa);
 
 /* Replaces the pool by one of n threads (1: none).  A failure leaves the
- * context as it was and returns NVP_ENOMEM or NVP_ETHREAD. */
+ * context as it was and returns NVP_ENOMEM or NVP_ETHREAD, or NVP_EBUSY
+ * when a call is using the pool. */
 int nvp__context_set_threads(nvp_context *x, size_t n);
 
 /* The context's pool for the duration of one call, or NULL when it is
