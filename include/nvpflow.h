@@ -603,13 +603,16 @@ NVP_API int nvp_chain_save_buffer(const nvp_chain *chain,
                                   const nvp_scaler *scaler, size_t cap,
                                   void *buf, size_t *size);
 /* Writes the model to path atomically: a temporary file in the same
- * directory is written, flushed to disk and renamed over path, so a crash
- * or a full disk never leaves a partial file and never loses the previous
- * one.  A symbolic link is followed (the file it names is replaced; the
- * link stays).  An existing path that is not a regular file (a device such
- * as /dev/null, a FIFO) is written straight through, without that
- * guarantee, and is never replaced; a directory is refused.  Errors: NVP_EINVAL, NVP_EDIM, NVP_ENONFINITE, NVP_ENOMEM,
- * NVP_EIO. */
+ * directory, named "<path>.tmp-<pid>-<n>", is written, flushed to disk and
+ * renamed over path, so a crash or a full disk never leaves a partial file
+ * and never loses the previous one.  A process killed during a save leaves
+ * its temporary behind; the next save to the same path removes the
+ * temporaries of processes that no longer run.  A symbolic link is
+ * followed (the file it names is replaced; the link stays).  An existing
+ * path that is not a regular file (a device such as /dev/null, a FIFO) is
+ * written straight through, without that guarantee, and is never replaced;
+ * a directory is refused.  Errors: NVP_EINVAL, NVP_EDIM, NVP_ENONFINITE,
+ * NVP_ENOMEM, NVP_EIO. */
 NVP_API int nvp_chain_save_file(const nvp_chain *chain,
                                 const nvp_scaler *scaler, const char *path);
 /* Creates a chain (and, when scaler_out is not NULL, a scaler, or NULL if

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tests.h"
@@ -1572,6 +1573,46 @@ START_TEST(test_io_nan_parameter_refused_in_training)
 }
 END_TEST
 
+/* Issue 16, item 8: the temporaries a killed save leaves ("<path>.tmp-
+ * <pid>-<n>") are removed by the next save to the same path when their
+ * process is gone; a live process's, and other names, are kept. */
+START_TEST(test_io_stale_temporaries_removed)
+{
+    char dir[] = "/tmp/nvp_test_stale_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    /* a pid that is certainly gone: a child that has exited and was
+     * reaped */
+    const pid_t child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0)
+        _exit(0);
+    ck_assert_int_eq(waitpid(child, NULL, 0), child);
+    char path[128], dead[192], live[192], other[192];
+    snprintf(path, sizeof path, "%s/m.nvp", dir);
+    snprintf(dead, sizeof dead, "%s.tmp-%ld-3", path, (long)child);
+    snprintf(live, sizeof live, "%s.tmp-%ld-7", path, (long)getppid());
+    snprintf(other, sizeof other, "%s.tmp-%ld-3x", path, (long)child);
+    const char *names[3] = {dead, live, other};
+    for (int k = 0; k < 3; k++) {
+        FILE *f = fopen(names[k], "w");
+        ck_assert_ptr_nonnull(f);
+        fputs("partial", f);
+        fclose(f);
+    }
+    const size_t hidden[1] = {4};
+    nvp_chain *c = t_chain(2, 1, 1, hidden, 6500);
+    T_OK(nvp_chain_save_file(c, NULL, path));
+    T_CHECK(access(dead, F_OK) != 0, "the dead process's temporary is still there");
+    T_CHECK(access(live, F_OK) == 0, "a live process's temporary was removed");
+    T_CHECK(access(other, F_OK) == 0, "a file of another name was removed");
+    unlink(live);
+    unlink(other);
+    unlink(path);
+    ck_assert_int_eq(rmdir(dir), 0);
+    nvp_chain_free(c);
+}
+END_TEST
+
 Suite *io_suite(void)
 {
     Suite *s = suite_create("io");
@@ -1588,6 +1629,7 @@ Suite *io_suite(void)
     tcase_add_test(tc, test_io_nonfinite_not_saved);
     tcase_add_test(tc, test_io_step_result_must_be_finite);
     tcase_add_test(tc, test_io_nan_parameter_refused_in_training);
+    tcase_add_test(tc, test_io_stale_temporaries_removed);
     tcase_add_test(tc, test_io_scaler_section_always_checked);
     tcase_add_test(tc, test_io_sparse_file_refused_before_reading);
     tcase_add_test(tc, test_io_training_state_round_trip_boundaries);

@@ -4,8 +4,10 @@
  * writes. */
 /* realpath() is declared for X/Open in glibc's headers. */
 #define _XOPEN_SOURCE 700
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -243,6 +245,58 @@ static int create_temp(const char *path, char *tmp, size_t cap)
     return -1; /* errno is EEXIST */
 }
 
+/* Removes what saves to path by processes that no longer exist left
+ * behind (killed between creating their temporary and renaming it): the
+ * files of path's directory named exactly "<name>.tmp-<pid>-<n>" whose pid
+ * is not a running process.  Another process's temporary of a save in
+ * progress is left alone.  Best effort: errors are ignored. */
+static void remove_stale_temps(const char *path)
+{
+    char dir[4096];
+    const size_t plen = strlen(path);
+    if (plen >= sizeof dir)
+        return;
+    memcpy(dir, path, plen + 1);
+    char *slash = strrchr(dir, '/');
+    const char *name = path;
+    if (slash) {
+        name = path + (slash - dir) + 1;
+        if (slash == dir)
+            dir[1] = '\0';
+        else
+            *slash = '\0';
+    } else {
+        dir[0] = '.';
+        dir[1] = '\0';
+    }
+    const size_t nlen = strlen(name);
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    const pid_t self = getpid();
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *f = e->d_name;
+        if (strncmp(f, name, nlen) != 0 || strncmp(f + nlen, ".tmp-", 5) != 0)
+            continue;
+        /* <pid>-<n>, both decimal, nothing after */
+        const char *p = f + nlen + 5;
+        char *end;
+        errno = 0;
+        const long pid = strtol(p, &end, 10);
+        if (end == p || *end != '-' || errno || pid <= 0 || pid == self)
+            continue;
+        const char *q = end + 1;
+        (void)strtoul(q, &end, 10);
+        if (end == q || *end != '\0' || *q == '-' || *q == '+')
+            continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue; /* alive, or not ours to judge */
+        unlinkat(dirfd(d), f, 0);
+    }
+    closedir(d);
+}
+
 int nvp__write_file_atomic(const nvp_errbox *eb, const char *fn,
                            const char *path, const void *data, size_t size)
 {
@@ -271,6 +325,7 @@ int nvp__write_file_atomic(const nvp_errbox *eb, const char *fn,
     char tmp[4096];
     NVP_REQUIRE(plen + 40 < sizeof tmp, NVP_EINVAL, "%s: path is too long",
                 fn);
+    remove_stale_temps(path);
     const int fd = create_temp(path, tmp, sizeof tmp);
     NVP_REQUIRE(fd >= 0, NVP_EIO, "%s: cannot create a file next to '%s': %s",
                 fn, path, strerror(errno));
