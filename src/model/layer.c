@@ -57,6 +57,32 @@ int nvp__layer_new(nvp_layer **out, size_t size, const nvp_layer_ops *kind,
     return NVP_OK;
 }
 
+size_t nvp__layer_no_floats(const nvp_layer *l, size_t rows)
+{
+    (void)l;
+    (void)rows;
+    return 0;
+}
+
+void nvp__layer_no_fresh_range(const nvp_layer *l, size_t *off, size_t *len)
+{
+    (void)l;
+    *off = *len = 0;
+}
+
+size_t nvp__layer_no_hyper_count(const nvp_layer *l)
+{
+    (void)l;
+    return 0;
+}
+
+uint32_t nvp__layer_no_hyper_value(const nvp_layer *l, size_t i)
+{
+    (void)l;
+    (void)i;
+    return 0;
+}
+
 void nvp__layer_free(nvp_layer *l)
 {
     if (!l)

@@ -100,6 +100,13 @@ const nvp_layer_ops *nvp__layer_kind_by_id(uint32_t id);
 /* The most values any kind stores for a layer over dim dimensions. */
 #define NVP_MAX_HYPER(dim) ((size_t)(dim) + NVP_MAX_HIDDEN_LAYERS + 2)
 
+/* Table entries for kinds that have nothing of the sort: no floats of
+ * cache or scratch, no fresh range, no stored values. */
+size_t nvp__layer_no_floats(const nvp_layer *l, size_t rows);
+void nvp__layer_no_fresh_range(const nvp_layer *l, size_t *off, size_t *len);
+size_t nvp__layer_no_hyper_count(const nvp_layer *l);
+uint32_t nvp__layer_no_hyper_value(const nvp_layer *l, size_t i);
+
 /* Frees a layer of any kind (NULL is accepted). */
 void nvp__layer_free(nvp_layer *l);
 

@@ -10,13 +10,6 @@
 #include "core/alloc.h"
 #include "model/layer_kinds.h"
 
-static size_t actnorm_cache_floats(const nvp_layer *l, size_t rows)
-{
-    (void)l;
-    (void)rows;
-    return 0;
-}
-
 static void actnorm_inverse_rows(const nvp_layer *l, const nvp_exec *ex,
                                  size_t rows, float *z, float *ildj,
                                  float *cache)
@@ -85,19 +78,6 @@ static void actnorm_inverse_backward_rows(const nvp_layer *l,
     }
 }
 
-static size_t no_scratch(const nvp_layer *l, size_t rows)
-{
-    (void)l;
-    (void)rows;
-    return 0;
-}
-
-static void no_fresh_range(const nvp_layer *l, size_t *off, size_t *len)
-{
-    (void)l;
-    *off = *len = 0;
-}
-
 /* b = the mean, s = log(sd) per dimension, in double.  A dimension that
  * does not vary keeps sd 1: nothing to scale. */
 static int actnorm_data_init(nvp_layer *l, const nvp_errbox *eb,
@@ -136,20 +116,6 @@ static int actnorm_data_init(nvp_layer *l, const nvp_errbox *eb,
     return rc;
 }
 
-/* Nothing stored besides the dimension. */
-static size_t no_hyper_count(const nvp_layer *l)
-{
-    (void)l;
-    return 0;
-}
-
-static uint32_t no_hyper_value(const nvp_layer *l, size_t i)
-{
-    (void)l;
-    (void)i;
-    return 0;
-}
-
 static int actnorm_hyper_check(const char *fn, size_t dim, const uint32_t *h,
                                size_t n, uint64_t *n_params)
 {
@@ -173,16 +139,16 @@ static int actnorm_from_hyper(nvp_layer **out, const char *fn, size_t dim,
 const nvp_layer_ops nvp__actnorm_kind = {
     "actnorm",
     3,
-    no_hyper_count,
-    no_hyper_value,
+    nvp__layer_no_hyper_count,
+    nvp__layer_no_hyper_value,
     actnorm_hyper_check,
     actnorm_from_hyper,
-    actnorm_cache_floats,
-    no_scratch,
+    nvp__layer_no_floats, /* no cache */
+    nvp__layer_no_floats, /* no scratch */
     actnorm_inverse_rows,
     actnorm_forward_rows,
     actnorm_inverse_backward_rows,
-    no_fresh_range,
+    nvp__layer_no_fresh_range,
     NULL, /* its log-scales are parameters, not a conditioner's output */
     actnorm_data_init,
     NULL,

@@ -180,12 +180,6 @@ static void linear_inverse_backward_rows(const nvp_layer *l,
             gb[j] += -gr[r * dim + j];
 }
 
-static void no_fresh_range(const nvp_layer *l, size_t *off, size_t *len)
-{
-    (void)l;
-    *off = *len = 0;
-}
-
 /* The data's mean and the Cholesky factor C of its covariance (in
  * double, with a small ridge so that constant or collinear columns still
  * factor): L = C diag(C)^-1, d = log diag(C), b = mean. */
@@ -260,20 +254,6 @@ static int linear_data_init(nvp_layer *l, const nvp_errbox *eb,
     return rc;
 }
 
-/* Nothing stored besides the dimension. */
-static size_t no_hyper_count(const nvp_layer *l)
-{
-    (void)l;
-    return 0;
-}
-
-static uint32_t no_hyper_value(const nvp_layer *l, size_t i)
-{
-    (void)l;
-    (void)i;
-    return 0;
-}
-
 static int linear_hyper_check(const char *fn, size_t dim, const uint32_t *h,
                               size_t n, uint64_t *n_params)
 {
@@ -297,8 +277,8 @@ static int linear_from_hyper(nvp_layer **out, const char *fn, size_t dim,
 const nvp_layer_ops nvp__linear_kind = {
     "linear",
     4,
-    no_hyper_count,
-    no_hyper_value,
+    nvp__layer_no_hyper_count,
+    nvp__layer_no_hyper_value,
     linear_hyper_check,
     linear_from_hyper,
     linear_cache_floats,
@@ -306,7 +286,7 @@ const nvp_layer_ops nvp__linear_kind = {
     linear_inverse_rows,
     linear_forward_rows,
     linear_inverse_backward_rows,
-    no_fresh_range,
+    nvp__layer_no_fresh_range,
     NULL, /* no conditioner */
     linear_data_init,
     NULL,

@@ -22,13 +22,6 @@ static size_t permute_cache_floats(const nvp_layer *l, size_t rows)
     return nvp__carved(l->dim); /* one row, to permute through */
 }
 
-static size_t permute_scratch_floats(const nvp_layer *l, size_t rows)
-{
-    (void)l;
-    (void)rows;
-    return 0;
-}
-
 static void permute_inverse_rows(const nvp_layer *l, const nvp_exec *ex,
                                  size_t rows, float *z, float *ildj,
                                  float *cache)
@@ -75,12 +68,6 @@ static void permute_inverse_backward_rows(const nvp_layer *l,
     for (size_t i = 0; i < rows; i++)
         for (size_t j = 0; j < dim; j++)
             dy[i * dim + j] = dx[i * dim + perm[j]];
-}
-
-static void no_fresh_range(const nvp_layer *l, size_t *off, size_t *len)
-{
-    (void)l;
-    *off = *len = 0;
 }
 
 static void permute_release(nvp_layer *l)
@@ -141,11 +128,11 @@ const nvp_layer_ops nvp__permute_kind = {
     permute_hyper_check,
     permute_from_hyper,
     permute_cache_floats,
-    permute_scratch_floats,
+    nvp__layer_no_floats, /* no scratch */
     permute_inverse_rows,
     permute_forward_rows,
     permute_inverse_backward_rows,
-    no_fresh_range,
+    nvp__layer_no_fresh_range,
     NULL, /* no log-scale */
     NULL, /* no data-dependent initialisation */
     permute_release,
