@@ -457,6 +457,19 @@ NVP_API const nvp_layer *nvp_chain_layer(const nvp_chain *chain, size_t k,
                                          size_t *offset);
 /* The chain's base distribution (owned by the chain). */
 NVP_API const nvp_base *nvp_chain_base(const nvp_chain *chain);
+/* Column names: a chain may carry a name for each of its dim columns (as a
+ * CSV header gives them), saved with the model (format version 2).  Each
+ * name is 1 to NVP_MAX_COLUMN_NAME bytes without control characters;
+ * names == NULL removes them.  The names are copied.  Errors: NVP_EINVAL,
+ * NVP_EDIM (dim is not the chain's), NVP_ENOMEM; on error the names are
+ * unchanged.  Needs exclusive use. */
+#define NVP_MAX_COLUMN_NAME 255
+NVP_API int nvp_chain_set_column_names(nvp_chain *chain, size_t dim,
+                                       const char *const *names);
+/* Column j's name (a string owned by the chain, valid until the names
+ * change or the chain is freed), or NULL when the chain has none or j is
+ * out of range. */
+NVP_API const char *nvp_chain_column_name(const nvp_chain *chain, size_t j);
 /* Data-dependent initialisation: the n rows of data walk down the chain in
  * the inverse direction, and every actnorm and linear layer is set from
  * the rows as they reach it (see "Layers of every kind"); other layers are

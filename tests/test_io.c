@@ -1613,6 +1613,54 @@ START_TEST(test_io_stale_temporaries_removed)
 }
 END_TEST
 
+/* Issue 17, item 3 (library side): column names travel with the model
+ * (format version 2, COLS); bad names are refused and change nothing; a
+ * model without names stays version 1. */
+START_TEST(test_io_column_names)
+{
+    const size_t hidden[1] = {4};
+    nvp_chain *c = t_chain(3, 2, 1, hidden, 6600);
+    ck_assert_ptr_null(nvp_chain_column_name(c, 0));
+    size_t size = 0;
+    T_OK(nvp_chain_save_buffer(c, NULL, 0, NULL, &size));
+    unsigned char *plain = t_xmalloc(size);
+    T_OK(nvp_chain_save_buffer(c, NULL, size, plain, &size));
+    ck_assert_uint_eq(plain[8], 1);
+    const char *names[3] = {"sepal length", "ünïcode", "x"};
+    T_OK(nvp_chain_set_column_names(c, 3, names));
+    ck_assert_str_eq(nvp_chain_column_name(c, 1), "ünïcode");
+    ck_assert_ptr_null(nvp_chain_column_name(c, 3));
+    const char *bad[3] = {"a", "", "c"}, *ctl[3] = {"a", "b\tc", "d"}, *nul[3] = {"a", NULL, "c"};
+    ck_assert_int_eq(nvp_chain_set_column_names(c, 3, bad), NVP_EINVAL);
+    ck_assert_int_eq(nvp_chain_set_column_names(c, 3, ctl), NVP_EINVAL);
+    ck_assert_int_eq(nvp_chain_set_column_names(c, 3, nul), NVP_EINVAL);
+    ck_assert_int_eq(nvp_chain_set_column_names(c, 2, names), NVP_EDIM);
+    ck_assert_str_eq(nvp_chain_column_name(c, 0), "sepal length");
+    T_OK(nvp_chain_save_buffer(c, NULL, 0, NULL, &size));
+    unsigned char *buf = t_xmalloc(size);
+    T_OK(nvp_chain_save_buffer(c, NULL, size, buf, &size));
+    ck_assert_uint_eq(buf[8], 2);
+    nvp_chain *back = NULL;
+    T_OK(nvp_chain_load_buffer(&back, NULL, size, buf, NULL));
+    for (size_t j = 0; j < 3; j++)
+        ck_assert_str_eq(nvp_chain_column_name(back, j), names[j]);
+    /* saved again: the same bytes */
+    unsigned char *again = t_xmalloc(size);
+    size_t size2 = 0;
+    T_OK(nvp_chain_save_buffer(back, NULL, size, again, &size2));
+    ck_assert(size2 == size && memcmp(again, buf, size) == 0);
+    /* names removed: version 1 again, the plain bytes */
+    T_OK(nvp_chain_set_column_names(back, 0, NULL));
+    T_OK(nvp_chain_save_buffer(back, NULL, size, again, &size2));
+    ck_assert_uint_eq(again[8], 1);
+    free(plain);
+    free(buf);
+    free(again);
+    nvp_chain_free(back);
+    nvp_chain_free(c);
+}
+END_TEST
+
 Suite *io_suite(void)
 {
     Suite *s = suite_create("io");
@@ -1630,6 +1678,7 @@ Suite *io_suite(void)
     tcase_add_test(tc, test_io_step_result_must_be_finite);
     tcase_add_test(tc, test_io_nan_parameter_refused_in_training);
     tcase_add_test(tc, test_io_stale_temporaries_removed);
+    tcase_add_test(tc, test_io_column_names);
     tcase_add_test(tc, test_io_scaler_section_always_checked);
     tcase_add_test(tc, test_io_sparse_file_refused_before_reading);
     tcase_add_test(tc, test_io_training_state_round_trip_boundaries);

@@ -20,16 +20,20 @@
 #define TAG_PARM NVP_TAG('P', 'A', 'R', 'M')
 #define TAG_SCAL NVP_TAG('S', 'C', 'A', 'L')
 #define TAG_STCK NVP_TAG('S', 'T', 'C', 'K')
+#define TAG_COLS NVP_TAG('C', 'O', 'L', 'S')
 #define BASE_NORMAL 1u
 
 static void write_model(nvp_writer *w, const void *chain, const void *scaler)
 {
     const nvp_chain *c = chain;
     const nvp_scaler *s = scaler;
-    int couplings_only = 1;
+    /* Version 1 (ARCH) while everything fits it, so that older releases
+     * read the file; other layer kinds and column names need version 2. */
+    int couplings_only = c->name_at == NULL;
     for (size_t k = 0; k < c->n_layers; k++)
         couplings_only &= nvp__as_coupling(c->layers[k]) != NULL;
-    nvp__fmt_header(w, couplings_only ? 1 : 2, NVP_KIND_MODEL, s ? 3 : 2);
+    nvp__fmt_header(w, couplings_only ? 1 : 2, NVP_KIND_MODEL,
+                    2 + (s != NULL) + (c->name_at != NULL));
     size_t st = nvp__fmt_section_begin(w, couplings_only ? TAG_ARCH : TAG_STCK);
     nvp__put_u32(w, (uint32_t)c->dim);
     nvp__put_u32(w, BASE_NORMAL);
@@ -63,6 +67,37 @@ static void write_model(nvp_writer *w, const void *chain, const void *scaler)
         nvp__put_f32s(w, s->sd, s->dim);
         nvp__fmt_section_end(w, st);
     }
+    if (c->name_at) {
+        st = nvp__fmt_section_begin(w, TAG_COLS);
+        nvp__put_u32(w, (uint32_t)c->dim);
+        for (size_t j = 0; j < c->dim; j++) {
+            const size_t len = strlen(c->name_at[j]);
+            nvp__put_u32(w, (uint32_t)len);
+            nvp__put_bytes(w, (const unsigned char *)c->name_at[j], len);
+        }
+        nvp__fmt_section_end(w, st);
+    }
+}
+
+/* Checks a COLS section for dim columns: u32 dim, then per column u32
+ * length and that many bytes of a valid name; nothing after. */
+static int check_cols(const char *fn, nvp_reader r, size_t dim)
+{
+    const nvp_errbox *eb = NULL;
+    uint32_t d;
+    NVP_REQUIRE(nvp__get_u32(&r, &d) == 0 && d == dim, NVP_EFORMAT,
+                "%s: the column names do not match the model", fn);
+    for (size_t j = 0; j < dim; j++) {
+        uint32_t len;
+        NVP_REQUIRE(nvp__get_u32(&r, &len) == 0 && nvp__need(&r, len) == 0,
+                    NVP_EFORMAT, "%s: column names truncated", fn);
+        NVP_REQUIRE(nvp__column_name_ok((const char *)r.p + r.pos, len),
+                    NVP_EFORMAT, "%s: column %zu's name is invalid", fn, j);
+        r.pos += len;
+    }
+    NVP_REQUIRE(r.pos == r.len, NVP_EFORMAT,
+                "%s: extra bytes after the column names", fn);
+    return NVP_OK;
 }
 
 static int check_save_args(const nvp_chain *c, const nvp_scaler *s,
@@ -267,14 +302,18 @@ static int plan_model(const char *fn, uint32_t version,
                       void *info)
 {
     const nvp_errbox *eb = NULL;
-    static const uint32_t tags[] = {TAG_ARCH, TAG_PARM, TAG_SCAL, TAG_STCK};
-    int rc = nvp__spans_known(fn, spans, count, tags, 4);
+    static const uint32_t tags[] = {TAG_ARCH, TAG_PARM, TAG_SCAL, TAG_STCK,
+                                    TAG_COLS};
+    int rc = nvp__spans_known(fn, spans, count, tags, 5);
     if (rc)
         return rc;
     const size_t i_arch = nvp__span_find(spans, count, TAG_ARCH);
     const size_t i_stck = nvp__span_find(spans, count, TAG_STCK);
     const size_t ip = nvp__span_find(spans, count, TAG_PARM);
     const size_t is = nvp__span_find(spans, count, TAG_SCAL);
+    const size_t ic = nvp__span_find(spans, count, TAG_COLS);
+    NVP_REQUIRE(ic == count || version >= 2, NVP_EFORMAT,
+                "%s: format version %u holds COLS", fn, version);
     NVP_REQUIRE((i_arch < count) != (i_stck < count), NVP_EFORMAT,
                 "%s: a model holds one architecture section (ARCH or STCK)",
                 fn);
@@ -365,6 +404,21 @@ static int plan_model(const char *fn, uint32_t version,
                     "%s: the scaler's axis %zu is invalid (a mean or sd that "
                     "is not finite, or sd <= 0)", fn, bad);
     }
+    if (ic < count) {
+        const nvp_span *cols = &spans[ic];
+        NVP_REQUIRE(cols->len >= 4 + 5 * (uint64_t)mi.dim &&
+                        cols->len <= 4 + (uint64_t)mi.dim *
+                                             (4 + NVP_MAX_COLUMN_NAME),
+                    NVP_EFORMAT, "%s: the column names do not match the "
+                                 "model", fn);
+        if ((rc = nvp__src_view(fn, src, alloc, cols->off, (size_t)cols->len,
+                                &p, &block)) != NVP_OK)
+            return rc;
+        rc = check_cols(fn, (nvp_reader){p, (size_t)cols->len, 0, 0}, mi.dim);
+        nvp__free(alloc, block);
+        if (rc)
+            return rc;
+    }
     if (info)
         *(model_info *)info = mi;
     return NVP_OK;
@@ -376,6 +430,31 @@ static int load_model(const char *fn, const void *data, size_t size,
 
 static const nvp_file_kind model_kind = {NVP_KIND_MODEL, plan_model,
                                          load_model};
+
+/* The checked COLS section into the chain's names. */
+static int load_names(const char *fn, nvp_chain *c, nvp_reader r)
+{
+    const size_t dim = c->dim;
+    const char **names = nvp__malloc(&c->alloc, dim * sizeof *names);
+    size_t *lens = nvp__malloc(&c->alloc, dim * sizeof *lens);
+    int rc = NVP_OK;
+    if (!names || !lens) {
+        rc = nvp__fail(NULL, NVP_ENOMEM, "%s: out of memory", fn);
+    } else {
+        uint32_t u = 0;
+        nvp__get_u32(&r, &u);
+        for (size_t j = 0; j < dim; j++) {
+            nvp__get_u32(&r, &u);
+            names[j] = (const char *)r.p + r.pos;
+            lens[j] = u;
+            r.pos += u;
+        }
+        rc = nvp__chain_set_names(c, NULL, fn, names, lens);
+    }
+    nvp__free(&c->alloc, names);
+    nvp__free(&c->alloc, lens);
+    return rc;
+}
 
 static int load_model(const char *fn, const void *data, size_t size,
                       const nvp_allocator *alloc, void *chain_out,
@@ -398,6 +477,7 @@ static int load_model(const char *fn, const void *data, size_t size,
     nvp_section *arch = nvp__fmt_find(sec, count, mi.stack ? TAG_STCK : TAG_ARCH);
     nvp_section *parm = nvp__fmt_find(sec, count, TAG_PARM);
     nvp_section *scal = nvp__fmt_find(sec, count, TAG_SCAL);
+    nvp_section *cols = nvp__fmt_find(sec, count, TAG_COLS);
     const size_t dim = mi.dim, n_layers = mi.n_layers;
 
     /* Build it.  Every allocation is bounded by the file's size. */
@@ -458,7 +538,13 @@ static int load_model(const char *fn, const void *data, size_t size,
     nvp_chain *c = NULL;
     if (rc == NVP_OK && (rc = nvp_chain_create_from_layers(&c, base, n_layers, layers, alloc)) != NVP_OK)
         rc = nvp__fail_in(NULL, rc, fn);
-    if (rc != NVP_OK) {
+    if (rc == NVP_OK && cols)
+        rc = load_names(fn, c, cols->body);
+    if (rc != NVP_OK && c) {
+        /* the chain owns the base and the layers now */
+        nvp_chain_free(c);
+        nvp_scaler_free(scaler);
+    } else if (rc != NVP_OK) {
         for (size_t k = 0; k < n_layers; k++)
             nvp__layer_free(layers[k]);
         nvp_base_free(base);

@@ -157,6 +157,7 @@ void nvp_chain_free(nvp_chain *c)
     for (size_t k = 0; k < c->n_layers; k++)
         nvp__layer_free(c->layers[k]);
     nvp_base_free(c->base);
+    nvp__chain_drop_names(c);
     nvp__free(&a, c->layers);
     nvp__free(&a, c->offsets);
     nvp__free_aligned(&a, c->params);

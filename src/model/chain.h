@@ -23,7 +23,20 @@ struct nvp_chain {
     float *batch;        /* minibatch rows of the training step */
     size_t batch_cap;    /* rows batch can hold */
     nvp_context ctx;     /* level, threads and work spaces */
+    /* Column names (nvp_chain_set_column_names), or NULL: name_at[j]
+     * points into the one block names. */
+    char *names;
+    char **name_at;
 };
+
+/* Whether len bytes make a column name: 1 to NVP_MAX_COLUMN_NAME bytes,
+ * no control characters. */
+int nvp__column_name_ok(const char *name, size_t len);
+/* Replaces the names by copies of names[j] (lens[j] bytes each, checked);
+ * a failure (recorded for fn) leaves them as they were. */
+int nvp__chain_set_names(nvp_chain *c, const nvp_errbox *eb, const char *fn,
+                         const char *const *names, const size_t *lens);
+void nvp__chain_drop_names(nvp_chain *c);
 
 /* The chain's layers as a stack for the batching driver. */
 static inline nvp_stack nvp__chain_stack(const nvp_chain *c)
