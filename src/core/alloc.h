@@ -50,6 +50,9 @@ static inline float *nvp__carve(float **cursor, size_t count)
 }
 
 /* The floats nvp__carve needs for count floats. */
-static inline size_t nvp__carved(size_t count) { return (count + 15) & ~(size_t)15; }
+static inline size_t nvp__carved(size_t count)
+{
+    return (count + 15) & ~(size_t)15;
+}
 
 #endif

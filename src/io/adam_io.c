@@ -157,7 +157,8 @@ static int check_save(const nvp_adam *o, const nvp_rng *r, const char *fn)
     return NVP_OK;
 }
 
-int nvp_adam_save_buffer(const nvp_adam *o, const nvp_rng *rng, size_t cap, void *buf, size_t *size)
+int nvp_adam_save_buffer(const nvp_adam *o, const nvp_rng *rng, size_t cap,
+                         void *buf, size_t *size)
 {
     const nvp_errbox *eb = o ? &o->err : NULL;
     NVP_REQUIRE_PTR(o);
@@ -358,7 +359,8 @@ static int load_state(const char *fn, const void *data, size_t size,
     return NVP_OK;
 }
 
-int nvp_adam_load_buffer(nvp_adam **out, nvp_rng **rng_out, size_t size, const void *data, const nvp_allocator *alloc)
+int nvp_adam_load_buffer(nvp_adam **out, nvp_rng **rng_out, size_t size,
+                         const void *data, const nvp_allocator *alloc)
 {
     const nvp_errbox *eb = NULL;
     NVP_REQUIRE_PTR(out);

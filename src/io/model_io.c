@@ -116,7 +116,8 @@ static int check_save_args(const nvp_chain *c, const nvp_scaler *s,
     return NVP_OK;
 }
 
-int nvp_chain_save_buffer(const nvp_chain *c, const nvp_scaler *s, size_t cap, void *buf, size_t *size)
+int nvp_chain_save_buffer(const nvp_chain *c, const nvp_scaler *s, size_t cap,
+                          void *buf, size_t *size)
 {
     const char *fn = "nvp_chain_save_buffer";
     int rc = check_save_args(c, s, fn);
@@ -536,7 +537,8 @@ static int load_model(const char *fn, const void *data, size_t size,
         }
     }
     nvp_chain *c = NULL;
-    if (rc == NVP_OK && (rc = nvp_chain_create_from_layers(&c, base, n_layers, layers, alloc)) != NVP_OK)
+    if (rc == NVP_OK && (rc = nvp_chain_create_from_layers(
+                             &c, base, n_layers, layers, alloc)) != NVP_OK)
         rc = nvp__fail_in(NULL, rc, fn);
     if (rc == NVP_OK && cols)
         rc = load_names(fn, c, cols->body);
@@ -558,7 +560,9 @@ static int load_model(const char *fn, const void *data, size_t size,
     return rc;
 }
 
-int nvp_chain_load_buffer(nvp_chain **out, nvp_scaler **scaler_out, size_t size, const void *data, const nvp_allocator *alloc)
+int nvp_chain_load_buffer(nvp_chain **out, nvp_scaler **scaler_out,
+                          size_t size, const void *data,
+                          const nvp_allocator *alloc)
 {
     const char *fn = "nvp_chain_load_buffer";
     const nvp_errbox *eb = NULL;

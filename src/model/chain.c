@@ -83,13 +83,16 @@ static int chain_create(const char *fn, nvp_chain **out, nvp_base *base,
     return NVP_OK;
 }
 
-int nvp_chain_create_from_layers(nvp_chain **out, nvp_base *base, size_t n_layers, nvp_layer *const *layers, const nvp_allocator *alloc)
+int nvp_chain_create_from_layers(nvp_chain **out, nvp_base *base,
+                                 size_t n_layers, nvp_layer *const *layers,
+                                 const nvp_allocator *alloc)
 {
     return chain_create("nvp_chain_create_from_layers", out, base, layers,
                         n_layers, alloc);
 }
 
-int nvp_chain_create(nvp_chain **out, nvp_base *base, size_t n_layers, nvp_coupling *const *layers, const nvp_allocator *alloc)
+int nvp_chain_create(nvp_chain **out, nvp_base *base, size_t n_layers,
+                     nvp_coupling *const *layers, const nvp_allocator *alloc)
 {
     const nvp_errbox *eb = NULL;
     const char *fn = "nvp_chain_create";

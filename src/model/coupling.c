@@ -203,7 +203,8 @@ size_t nvp_coupling_num_params(const nvp_coupling *c)
     return c ? c->layer.n_params : 0;
 }
 
-int nvp_coupling_get_hidden(const nvp_coupling *c, size_t cap, size_t *widths, size_t *n_hidden)
+int nvp_coupling_get_hidden(const nvp_coupling *c, size_t cap, size_t *widths,
+                            size_t *n_hidden)
 {
     const nvp_errbox *eb = c ? &c->layer.err : NULL;
     NVP_REQUIRE_PTR(c);
@@ -291,7 +292,8 @@ int nvp_coupling_set_kernels(nvp_coupling *c, int kernels)
     const nvp_errbox *eb = c ? &c->layer.err : NULL;
     NVP_REQUIRE_PTR(c);
     nvp_isa isa;
-    const int rc = nvp__check_kernels(eb, "nvp_coupling_set_kernels", kernels, &isa);
+    const int rc =
+        nvp__check_kernels(eb, "nvp_coupling_set_kernels", kernels, &isa);
     if (rc)
         return rc;
     nvp__context_set_isa(&c->layer.ctx, isa);
