@@ -270,8 +270,8 @@ NVP_API int nvp_coupling_create_half(nvp_coupling **out, size_t dim,
                                      const size_t *hidden, unsigned flags,
                                      nvp_rng *rng,
                                      const nvp_allocator *alloc);
-/* Releases a layer the caller owns (never one a chain has adopted or
- * nvp_chain_layer returned); NULL is ignored. */
+/* Releases a layer the caller owns; NULL, and a layer a chain has adopted
+ * (freed with the chain), are ignored. */
 NVP_API void nvp_coupling_free(nvp_coupling *layer);
 /* Number of dimensions (0 if layer is NULL). */
 NVP_API size_t nvp_coupling_dim(const nvp_coupling *layer);
@@ -371,7 +371,8 @@ NVP_API int nvp_layer_create_linear(nvp_layer **out, size_t dim,
  * the layer is of another kind. */
 NVP_API nvp_layer *nvp_coupling_as_layer(nvp_coupling *layer);
 NVP_API const nvp_coupling *nvp_layer_as_coupling(const nvp_layer *layer);
-/* Releases a layer the caller owns; NULL is ignored. */
+/* Releases a layer the caller owns; NULL, and a layer a chain has adopted
+ * (freed with the chain), are ignored. */
 NVP_API void nvp_layer_free(nvp_layer *layer);
 /* The kind's name ("affine coupling", "permutation", "actnorm", "linear");
  * "" for NULL.  A static string. */

@@ -193,7 +193,9 @@ int nvp_coupling_create_half(nvp_coupling **out, size_t dim, int flip,
 
 void nvp_coupling_free(nvp_coupling *c)
 {
-    nvp__layer_free(c ? &c->layer : NULL);
+    /* A chain's layer goes with the chain. */
+    if (c && !c->layer.adopted)
+        nvp__layer_free(&c->layer);
 }
 
 size_t nvp_coupling_dim(const nvp_coupling *c) { return c ? c->layer.dim : 0; }

@@ -180,7 +180,12 @@ const nvp_coupling *nvp_layer_as_coupling(const nvp_layer *layer)
     return nvp__as_coupling(layer);
 }
 
-void nvp_layer_free(nvp_layer *layer) { nvp__layer_free(layer); }
+void nvp_layer_free(nvp_layer *layer)
+{
+    /* A chain's layer goes with the chain. */
+    if (layer && !layer->adopted)
+        nvp__layer_free(layer);
+}
 
 const char *nvp_layer_kind(const nvp_layer *layer)
 {
