@@ -363,45 +363,49 @@ const double *nvp__sweep_partials(size_t h1, size_t h2, size_t rows,
     return (const double *)(scratch + nvp__carved(8 * h2));
 }
 
-#if defined(__x86_64__) || defined(__i386__)
-static int full_block(const sweep_job *j, size_t blk)
+/* Blocks [blo, bhi) at level isa: at AVX-512 the register-blocked kernel
+ * takes the full blocks and the compiled C the narrower last one. */
+typedef void (*block_kernel)(const sweep_job *j, size_t blk);
+typedef void (*range_kernel)(nvp_isa isa, const sweep_job *j, size_t blo,
+                             size_t bhi);
+
+static void run_blocks(nvp_isa isa, const sweep_job *j, size_t blo,
+                       size_t bhi, block_kernel full, range_kernel c_kernel)
 {
-    return (blk + 1) * SWEEP_BLOCK <= j->h2;
+#if defined(__x86_64__) || defined(__i386__)
+    if (isa == NVP_ISA_AVX512) {
+        for (size_t blk = blo; blk < bhi; blk++) {
+            if ((blk + 1) * SWEEP_BLOCK <= j->h2)
+                full(j, blk);
+            else
+                c_kernel(isa, j, blk, blk + 1);
+        }
+        return;
+    }
+#else
+    (void)full;
+#endif
+    c_kernel(isa, j, blo, bhi);
 }
+
+#if defined(__x86_64__) || defined(__i386__)
+#define FULL_FORWARD nvp__sweep_forward_block_avx512
+#define FULL_BACKWARD nvp__sweep_backward_block_avx512
+#else
+#define FULL_FORWARD NULL
+#define FULL_BACKWARD NULL
 #endif
 
 void nvp__sweep_forward_blocks(nvp_isa isa, const sweep_job *j, size_t blo,
                                size_t bhi)
 {
-#if defined(__x86_64__) || defined(__i386__)
-    if (isa == NVP_ISA_AVX512) {
-        for (size_t blk = blo; blk < bhi; blk++) {
-            if (full_block(j, blk))
-                nvp__sweep_forward_block_avx512(j, blk);
-            else
-                forward_c(isa, j, blk, blk + 1);
-        }
-        return;
-    }
-#endif
-    forward_c(isa, j, blo, bhi);
+    run_blocks(isa, j, blo, bhi, FULL_FORWARD, forward_c);
 }
 
 void nvp__sweep_backward_blocks(nvp_isa isa, const sweep_job *j, size_t blo,
                                 size_t bhi)
 {
-#if defined(__x86_64__) || defined(__i386__)
-    if (isa == NVP_ISA_AVX512) {
-        for (size_t blk = blo; blk < bhi; blk++) {
-            if (full_block(j, blk))
-                nvp__sweep_backward_block_avx512(j, blk);
-            else
-                backward_c(isa, j, blk, blk + 1);
-        }
-        return;
-    }
-#endif
-    backward_c(isa, j, blo, bhi);
+    run_blocks(isa, j, blo, bhi, FULL_BACKWARD, backward_c);
 }
 
 void nvp__sweep_forward_setup(sweep_job *j, const nvp_sweep_net *net,
