@@ -91,6 +91,26 @@ int nvp_chain_create_from_layers(nvp_chain **out, nvp_base *base,
                         n_layers, alloc);
 }
 
+/* The prologue both wrappers below share: n_layers in range, and a zeroed
+ * array of n_layers layer pointers from the allocator (freed with
+ * nvp__free(a, ...)). */
+static int layer_array(const char *fn, size_t n_layers,
+                       const nvp_allocator *alloc, nvp_allocator *a,
+                       nvp_layer ***out)
+{
+    const nvp_errbox *eb = NULL;
+    NVP_REQUIRE(n_layers >= 1 && n_layers <= NVP_MAX_LAYERS, NVP_EINVAL,
+                "%s: n_layers %zu is outside [1, %d]", fn, n_layers,
+                NVP_MAX_LAYERS);
+    NVP_REQUIRE(nvp__allocator_init(a, alloc) == NVP_OK, NVP_EINVAL,
+                "%s: invalid allocator", fn);
+    *out = nvp__malloc(a, n_layers * sizeof **out);
+    if (!*out)
+        return nvp__fail(NULL, NVP_ENOMEM, "%s: out of memory", fn);
+    memset(*out, 0, n_layers * sizeof **out);
+    return NVP_OK;
+}
+
 int nvp_chain_create(nvp_chain **out, nvp_base *base, size_t n_layers,
                      nvp_coupling *const *layers, const nvp_allocator *alloc)
 {
@@ -99,18 +119,14 @@ int nvp_chain_create(nvp_chain **out, nvp_base *base, size_t n_layers,
     NVP_REQUIRE_PTR(out);
     *out = NULL;
     NVP_REQUIRE_PTR(layers);
-    NVP_REQUIRE(n_layers >= 1 && n_layers <= NVP_MAX_LAYERS, NVP_EINVAL,
-                "%s: n_layers %zu is outside [1, %d]", fn, n_layers,
-                NVP_MAX_LAYERS);
     nvp_allocator a;
-    NVP_REQUIRE(nvp__allocator_init(&a, alloc) == NVP_OK, NVP_EINVAL,
-                "%s: invalid allocator", fn);
-    nvp_layer **as_layers = nvp__malloc(&a, n_layers * sizeof *as_layers);
-    if (!as_layers)
-        return nvp__fail(NULL, NVP_ENOMEM, "%s: out of memory", fn);
+    nvp_layer **as_layers;
+    int rc = layer_array(fn, n_layers, alloc, &a, &as_layers);
+    if (rc)
+        return rc;
     for (size_t k = 0; k < n_layers; k++)
         as_layers[k] = layers[k] ? &layers[k]->layer : NULL;
-    const int rc = chain_create(fn, out, base, as_layers, n_layers, alloc);
+    rc = chain_create(fn, out, base, as_layers, n_layers, alloc);
     nvp__free(&a, as_layers);
     return rc;
 }
@@ -124,27 +140,26 @@ int nvp_chain_create_alternating(nvp_chain **out, size_t dim,
     const char *fn = "nvp_chain_create_alternating";
     NVP_REQUIRE_PTR(out);
     *out = NULL;
-    NVP_REQUIRE(n_layers >= 1 && n_layers <= NVP_MAX_LAYERS, NVP_EINVAL,
-                "%s: n_layers %zu is outside [1, %d]", fn, n_layers,
-                NVP_MAX_LAYERS);
     nvp_allocator a;
-    NVP_REQUIRE(nvp__allocator_init(&a, alloc) == NVP_OK, NVP_EINVAL,
-                "%s: invalid allocator", fn);
-    nvp_coupling **layers = nvp__malloc(&a, n_layers * sizeof *layers);
-    if (!layers)
-        return nvp__fail(NULL, NVP_ENOMEM, "%s: out of memory", fn);
-    memset(layers, 0, n_layers * sizeof *layers);
+    nvp_layer **layers;
+    int rc = layer_array(fn, n_layers, alloc, &a, &layers);
+    if (rc)
+        return rc;
     nvp_base *base = NULL;
-    int rc = nvp_base_create_normal(&base, dim, alloc);
-    for (size_t k = 0; rc == NVP_OK && k < n_layers; k++)
-        rc = nvp_coupling_create_half(&layers[k], dim, (int)(k & 1), n_hidden,
-                                      hidden, flags, rng, alloc);
+    rc = nvp_base_create_normal(&base, dim, alloc);
+    for (size_t k = 0; rc == NVP_OK && k < n_layers; k++) {
+        nvp_coupling *l = NULL;
+        rc = nvp_coupling_create_half(&l, dim, (int)(k & 1), n_hidden, hidden,
+                                      flags, rng, alloc);
+        layers[k] = l ? &l->layer : NULL;
+    }
     if (rc == NVP_OK)
-        rc = nvp_chain_create(out, base, n_layers, layers, alloc);
+        rc = chain_create("nvp_chain_create", out, base, layers, n_layers,
+                          alloc);
     if (rc != NVP_OK) {
         nvp__fail_in(NULL, rc, fn);
         for (size_t k = 0; k < n_layers; k++)
-            nvp_coupling_free(layers[k]);
+            nvp__layer_free(layers[k]);
         nvp_base_free(base);
     }
     nvp__free(&a, layers);
