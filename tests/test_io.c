@@ -1661,6 +1661,50 @@ START_TEST(test_io_column_names)
 }
 END_TEST
 
+/* Save never writes what load refuses, at two edges found in review: an
+ * optimizer with b1 = 0 and a step size only that b1 allows (the loader
+ * must set the betas before the step size), and a chain over one
+ * dimension (no coupling fits it; ActNorm and linear layers do). */
+START_TEST(test_io_saved_edges_load)
+{
+    nvp_adam *o = NULL;
+    T_OK(nvp_adam_create(&o, 2, NULL));
+    T_OK(nvp_adam_set_betas(o, 0.0f, 0.999f));
+    T_OK(nvp_adam_set_lr(o, 1e38f));
+    unsigned char *buf = NULL;
+    size_t size;
+    T_OK(save_state(o, NULL, &buf, &size));
+    nvp_adam *back = NULL;
+    T_OK(nvp_adam_load_buffer(&back, NULL, size, buf, NULL));
+    ck_assert(nvp_adam_lr(back) == 1e38f && nvp_adam_beta1(back) == 0.0f);
+    nvp_adam_free(back);
+    nvp_adam_free(o);
+    free(buf);
+
+    nvp_base *b = NULL;
+    T_OK(nvp_base_create_normal(&b, 1, NULL));
+    nvp_layer *l[2];
+    T_OK(nvp_layer_create_actnorm(&l[0], 1, NULL));
+    T_OK(nvp_layer_create_linear(&l[1], 1, NULL));
+    nvp_chain *c = NULL;
+    T_OK(nvp_chain_create_from_layers(&c, b, 2, l, NULL));
+    const float data[5] = {1.0f, 2.0f, 4.0f, 3.5f, -1.0f};
+    T_OK(nvp_chain_init_from_data(c, 5, data));
+    T_OK(nvp_chain_save_buffer(c, NULL, 0, NULL, &size));
+    buf = t_xmalloc(size);
+    T_OK(nvp_chain_save_buffer(c, NULL, size, buf, &size));
+    nvp_chain *cb = NULL;
+    T_OK(nvp_chain_load_buffer(&cb, NULL, size, buf, NULL));
+    float lp0[5], lp1[5];
+    T_OK(nvp_chain_log_prob(c, 5, data, lp0));
+    T_OK(nvp_chain_log_prob(cb, 5, data, lp1));
+    ck_assert(memcmp(lp0, lp1, sizeof lp0) == 0);
+    nvp_chain_free(cb);
+    nvp_chain_free(c);
+    free(buf);
+}
+END_TEST
+
 Suite *io_suite(void)
 {
     Suite *s = suite_create("io");
@@ -1679,6 +1723,7 @@ Suite *io_suite(void)
     tcase_add_test(tc, test_io_nan_parameter_refused_in_training);
     tcase_add_test(tc, test_io_stale_temporaries_removed);
     tcase_add_test(tc, test_io_column_names);
+    tcase_add_test(tc, test_io_saved_edges_load);
     tcase_add_test(tc, test_io_scaler_section_always_checked);
     tcase_add_test(tc, test_io_sparse_file_refused_before_reading);
     tcase_add_test(tc, test_io_training_state_round_trip_boundaries);

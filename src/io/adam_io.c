@@ -300,9 +300,10 @@ static int load_state(const char *fn, const void *data, size_t size,
     if (rc)
         return nvp__fail_in(NULL, rc, fn);
     /* Through the setters, so that the loader never accepts a setting
-     * they would refuse. */
-    if (nvp_adam_set_lr(o, f.lr) != NVP_OK ||
-        nvp_adam_set_betas(o, f.b1, f.b2) != NVP_OK ||
+     * they would refuse; the betas first, since the step size is checked
+     * against b1 (and the default step size passes any valid b1). */
+    if (nvp_adam_set_betas(o, f.b1, f.b2) != NVP_OK ||
+        nvp_adam_set_lr(o, f.lr) != NVP_OK ||
         nvp_adam_set_eps(o, f.eps) != NVP_OK) {
         nvp_adam_free(o);
         return nvp__fail(NULL, NVP_EFORMAT, "%s: invalid optimizer settings: "

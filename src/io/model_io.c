@@ -239,8 +239,10 @@ static int check_arch_head(const char *fn, nvp_reader *r, model_info *mi)
     NVP_REQUIRE(nvp__get_u32(r, &dim) == 0 && nvp__get_u32(r, &base_kind) == 0 &&
                     nvp__get_u32(r, &n_layers) == 0,
                 NVP_EFORMAT, "%s: truncated architecture", fn);
-    NVP_REQUIRE(dim >= 2 && dim <= NVP_MAX_DIM, NVP_EFORMAT,
-                "%s: dim %u outside [2, %d]", fn, dim, NVP_MAX_DIM);
+    /* A chain of one dimension has no coupling (each needs two); its
+     * layers' own checks say so. */
+    NVP_REQUIRE(dim >= 1 && dim <= NVP_MAX_DIM, NVP_EFORMAT,
+                "%s: dim %u outside [1, %d]", fn, dim, NVP_MAX_DIM);
     NVP_REQUIRE(base_kind == BASE_NORMAL, NVP_EFORMAT,
                 "%s: unknown base distribution %u", fn, base_kind);
     NVP_REQUIRE(n_layers >= 1 && n_layers <= NVP_MAX_LAYERS, NVP_EFORMAT,
