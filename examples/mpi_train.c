@@ -35,7 +35,7 @@
  * nvp_scaler fitted on them.  --save PATH: rank 0 writes the final model
  * (with the scaler) via nvp_chain_save_file.
  *
- * Build and run (see the README, "Data-parallel training with MPI"):
+ * Build and run (see docs/mpi.md):
  *   make mpi-example
  *   mpirun -np 2 build/examples/mpi_train --steps 200 --check-single
  *

@@ -67,7 +67,7 @@
  * for thousands of steps and all but stops the parameters it touched.  A
  * limit of 300, about ten times the typical norm, clips only those rare
  * steps (2 to 32 per run over seeds 20-39).  Chosen over 100 and 200 on
- * seeds 20-39; see the README's "Gradient spikes". */
+ * seeds 20-39; see docs/main-job.md, "Gradient spikes". */
 #define DEFAULT_CLIP 300.0
 #define DEFAULT_CLIP_TEXT "300"
 

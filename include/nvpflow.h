@@ -92,7 +92,7 @@ extern "C" {
 /* Version of the library actually loaded at run time (NVP_VERSION_NUMBER of
  * the build).  Compare with the macro to detect a header/library mismatch. */
 NVP_API unsigned nvp_version_number(void);
-/* Same, as a static string such as "0.3.0". */
+/* Same, as a static string such as "0.4.0". */
 NVP_API const char *nvp_version_string(void);
 
 /* ===========================================================================
@@ -117,7 +117,7 @@ typedef struct nvp_rng nvp_rng;           /* seeded random generator */
 typedef struct nvp_base nvp_base;         /* base distribution */
 typedef struct nvp_coupling nvp_coupling; /* affine coupling layer */
 typedef struct nvp_layer nvp_layer;       /* a layer of any kind */
-typedef struct nvp_chain nvp_chain;       /* base + coupling layers */
+typedef struct nvp_chain nvp_chain;       /* base + layers */
 typedef struct nvp_adam nvp_adam;         /* Adam optimizer state */
 typedef struct nvp_scaler nvp_scaler;     /* per-axis standardiser */
 
@@ -399,12 +399,12 @@ NVP_API int nvp_layer_inverse_backward(const nvp_layer *layer, size_t n,
 NVP_API const char *nvp_layer_errmsg(const nvp_layer *layer);
 
 /* ===========================================================================
- * Chain: a base distribution and K coupling layers
+ * Chain: a base distribution and K layers
  * ========================================================================= */
 /* Sampling draws x_0 from the base and applies layer 1, then 2, ... K.
  * log_prob(y) = log p_base(f_1^-1(...f_K^-1(y))) + sum_k ildj_k.
  * The chain's parameters are one flat float vector: layer 1's parameters,
- * then layer 2's, and so on, each in the coupling layout above. */
+ * then layer 2's, and so on, each in its kind's layout (above). */
 
 /* Builds a chain from a base and n_layers coupling layers.  On success the
  * chain takes ownership of `base` and of every layer (do not free them;
@@ -414,16 +414,16 @@ NVP_API const char *nvp_layer_errmsg(const nvp_layer *layer);
 NVP_API int nvp_chain_create(nvp_chain **out, nvp_base *base,
                              size_t n_layers, nvp_coupling *const *layers,
                              const nvp_allocator *alloc);
-/* Convenience: N(0, I) base and n_layers half-split couplings with
- * alternating flip (layer 1 flip = 0, layer 2 flip = 1, ...), each drawing
- * its own initial parameters from rng in order.  Other arguments as
- * nvp_coupling_create. */
 /* As nvp_chain_create, with layers of any kind (see "Layers of every
  * kind"); applied in array order going forward (base to data). */
 NVP_API int nvp_chain_create_from_layers(nvp_chain **out, nvp_base *base,
                                          size_t n_layers,
                                          nvp_layer *const *layers,
                                          const nvp_allocator *alloc);
+/* Convenience: N(0, I) base and n_layers half-split couplings with
+ * alternating flip (layer 1 flip = 0, layer 2 flip = 1, ...), each drawing
+ * its own initial parameters from rng in order.  Other arguments as
+ * nvp_coupling_create. */
 NVP_API int nvp_chain_create_alternating(nvp_chain **out, size_t dim,
                                          size_t n_layers, size_t n_hidden,
                                          const size_t *hidden, unsigned flags,
@@ -432,7 +432,7 @@ NVP_API int nvp_chain_create_alternating(nvp_chain **out, size_t dim,
 /* Releases the chain, its base, its layers and its threads; NULL is
  * ignored.  No call on the chain may be running. */
 NVP_API void nvp_chain_free(nvp_chain *chain);
-/* Dimensions, coupling layers and float parameters (0 if chain is NULL). */
+/* Dimensions, layers and float parameters (0 if chain is NULL). */
 NVP_API size_t nvp_chain_dim(const nvp_chain *chain);
 NVP_API size_t nvp_chain_num_layers(const nvp_chain *chain);
 NVP_API size_t nvp_chain_num_params(const nvp_chain *chain);
@@ -529,8 +529,8 @@ NVP_API int nvp_chain_train_step(nvp_chain *chain, nvp_adam *opt,
                                  nvp_rng *rng, size_t n_data,
                                  const float *data, size_t batch,
                                  float *loss);
-/* Sets the log-scale stabiliser of every layer (see
- * nvp_coupling_set_log_scale_clamp). */
+/* Sets the log-scale stabiliser of every affine coupling layer (see
+ * nvp_coupling_set_log_scale_clamp); layers of other kinds have none. */
 NVP_API int nvp_chain_set_log_scale_clamp(nvp_chain *chain, float bound);
 /* Message of the last failed call on this chain (see nvp_base_errmsg). */
 NVP_API const char *nvp_chain_errmsg(const nvp_chain *chain);
@@ -598,8 +598,8 @@ NVP_API int nvp_chain_kernels(const nvp_chain *chain);
 
 /* A model file holds a chain's architecture and parameters and, when a
  * scaler is passed, the scaler its data was standardised with (the format
- * is described in the README: versioned, little-endian, a CRC-32 per
- * section).  Loading a saved chain gives bitwise the same parameters.
+ * is described in docs/file-format.md: versioned, little-endian, a CRC-32
+ * per section).  Loading a saved chain gives bitwise the same parameters.
  * Loaders treat their input as hostile: truncated, corrupt, oversized or
  * inconsistent data is refused with NVP_EFORMAT (NVP_EVERSION for a format
  * version this library does not read), never read out of bounds, and

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* A naive double-precision reference of the model, written from the
- * documentation (the conventions in the README's "Using the library" and
- * the parameter layout in nvpflow.h), independently of the library's code: a coupling layer (MLP
+ * documentation (the coupling and chain conventions and the parameter
+ * layout in nvpflow.h, also in docs/file-format.md), independently of the
+ * library's code: a coupling layer (MLP
  * conditioner with ReLU, affine forward and inverse), a chain of them and
  * its log density, plus a determinant for Jacobian checks.  Slow and
  * simple on purpose: it is the oracle for finite differences and for the

@@ -327,8 +327,8 @@ static void measure_training(const size_t *counts, int n_counts, figures *f,
         am[turn] = adam_only(&t[0], scratch, grad, 40) * 1e3;
         /* The same with gradient-norm clipping on and a limit this
          * gradient never reaches: the cost of the norm's extra read, which
-         * every step pays.  (A step that is clipped can cost more; see the
-         * README.) */
+         * every step pays.  (A step that is clipped can cost more; see
+         * docs/performance.md, "The cost of gradient clipping".) */
         nvp_adam_set_clip_norm(t[0].opt, 1e30f);
         adam_only(&t[0], scratch, grad, 1);
         amc[turn] = adam_only(&t[0], scratch, grad, 40) * 1e3;

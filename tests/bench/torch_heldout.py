@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""The reference configuration in PyTorch, trained for the README's
-held-out comparison: two moons (2000 points, noise 0.05, scikit-learn's
+"""The reference configuration in PyTorch, trained for the held-out
+comparison in docs/main-job.md: two moons (2000 points, noise 0.05, scikit-learn's
 make_moons with random_state=seed), standardised; 4 couplings of 512-512
 ReLU MLPs; Adam 1e-4, batch 100.  Every 1000 steps (and at the last) it prints the NLL on the
 training set and on a fresh held-out draw (random_state=seed + 1000003)

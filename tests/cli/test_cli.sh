@@ -307,7 +307,7 @@ numeric sc.csv 1 1 "score"
 expect 0 "score of samples" -- "$B" score m.nvp s.csv
 lines out.txt 500 "score of samples (no header)"
 numeric out.txt 1 0 "score of samples"
-# The README's and man page's example pipeline ranks data rows only.
+# The man page's example pipeline (EXAMPLES) ranks data rows only.
 "$B" score m.nvp moons.csv | grep -vx log_density | nl | sort -g -k2 | head > top.txt
 lines top.txt 10 "score pipeline"
 check "score pipeline: no header among the ranked rows" sh -c '! grep -q log_density top.txt'
