@@ -6,16 +6,22 @@
  * in nvpflow.h; link against libnvpflow as for C (-lnvpflow -lm -pthread).
  *
  * Handles
- *   Rng, Base, Coupling, Chain, Adam and Scaler each own one C handle and
- *   release it with the matching nvp_*_free() in their destructor.  They are
- *   move-only: a moved-from object holds no handle (get() returns nullptr,
- *   operator bool is false) and every fallible call on it throws
- *   nvp::Error with NVP_EINVAL, as the C library does for a NULL handle.
- *   get() gives the raw handle for calls into the C API; release() gives
- *   it up (the caller then frees it); X::adopt(raw) takes ownership of a
- *   handle created by the C API.  CouplingView and BaseView are non-owning,
- *   read-only views of the layers and the base that a Chain owns; they are
- *   valid while that chain lives.
+ *   Rng, Base, Coupling, Layer, Chain, Adam and Scaler each own one C
+ *   handle and release it with the matching nvp_*_free() in their
+ *   destructor.  They are move-only: a moved-from object holds no handle
+ *   (get() returns nullptr, operator bool is false) and every fallible call
+ *   on it throws nvp::Error with NVP_EINVAL, as the C library does for a
+ *   NULL handle.  get() gives the raw handle for calls into the C API;
+ *   release() gives it up (the caller then frees it); X::adopt(raw) takes
+ *   ownership of a handle created by the C API.  LayerView, CouplingView
+ *   and BaseView are non-owning, read-only views of the layers and the base
+ *   that a Chain owns; they are valid while that chain lives.
+ *
+ * Layers
+ *   A Layer is a layer of any kind (Layer::permutation, ::actnorm, ::linear,
+ *   or a Coupling moved into a Layer).  Chain::create and Chain::from_layers
+ *   take a std::vector<Layer> by rvalue: on success the chain owns every
+ *   layer (the vector is emptied), on failure nothing was taken.
  *
  * Errors
  *   Every fallible call checks the C status and throws nvp::Error, which
@@ -32,10 +38,11 @@
  *   As in C, a failed call leaves models, optimizers and scalers unchanged.
  *
  * Arrays
- *   Each operation has a pointer + count overload mirroring the C call
- *   (flat, row-major, n rows of dim floats, caller-sized outputs) and a
- *   std::vector overload whose row count is derived from the input's
- *   length and whose outputs are sized by the wrapper.
+ *   Each operation has a pointer + count overload mirroring the C call,
+ *   arguments in the C order (the count before its array; flat, row-major,
+ *   n rows of dim floats, caller-sized outputs) and a std::vector overload
+ *   whose row count is derived from the input's length and whose outputs
+ *   are sized by the wrapper.
  *
  * Thread-safety is that of the C API: const member functions may run
  *   concurrently on one object; non-const ones need exclusive use; an Rng
@@ -64,6 +71,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -87,6 +95,18 @@ inline bool version_matches() noexcept
 
 /* nvp_strerror: static description of a status code. */
 inline const char *strerror(int code) noexcept { return nvp_strerror(code); }
+
+/* The compute kernels a Chain, Coupling or Adam uses (nvp_*_set_kernels).
+ * kernels() returns the level in use, never Auto (-1 cast to Kernels for
+ * an object that holds no handle).  set_kernels throws NVP_EUNSUPPORTED
+ * when the CPU lacks the level, NVP_EINVAL for a value that is none of
+ * these, and then leaves the setting unchanged. */
+enum class Kernels : int {
+    Auto = NVP_KERNELS_AUTO,         /* the best this CPU runs */
+    Portable = NVP_KERNELS_PORTABLE, /* plain C: the same bits everywhere */
+    Avx2 = NVP_KERNELS_AVX2,         /* AVX2 with FMA */
+    Avx512 = NVP_KERNELS_AVX512,     /* AVX-512F */
+};
 
 /* ===========================================================================
  * Error
@@ -117,6 +137,7 @@ inline const char *handle_errmsg(const nvp_coupling *h)
 {
     return nvp_coupling_errmsg(h);
 }
+inline const char *handle_errmsg(const nvp_layer *h) { return nvp_layer_errmsg(h); }
 inline const char *handle_errmsg(const nvp_chain *h) { return nvp_chain_errmsg(h); }
 inline const char *handle_errmsg(const nvp_adam *h) { return nvp_adam_errmsg(h); }
 inline const char *handle_errmsg(const nvp_scaler *h)
@@ -203,9 +224,71 @@ inline const std::size_t *hidden_ptr(const std::vector<std::size_t> &hidden) noe
     return hidden.empty() ? &none : hidden.data();
 }
 
+/* The std::vector form of a forward or inverse map: fn(n, in, out, ld)
+ * is the C call; ld, when given, receives one float per row. */
+template <class Fn>
+inline std::vector<float> map_rows(const char *where, const char *what,
+                                   std::size_t dim, const std::vector<float> &in,
+                                   std::vector<float> *ld, Fn &&fn)
+{
+    const std::size_t n = rows(in.size(), dim, where, what);
+    std::vector<float> out(in.size()), l(ld ? n : 0);
+    fn(n, in.data(), out.data(), ld ? l.data() : nullptr);
+    if (ld)
+        *ld = std::move(l);
+    return out;
+}
+
+/* The std::vector form of an inverse_backward call
+ * fn(n, y, dx, dildj, dy, grad); returns dy. */
+template <class Fn>
+inline std::vector<float> backward_rows(const char *where, std::size_t dim,
+                                        std::size_t num_params,
+                                        const std::vector<float> &y,
+                                        const std::vector<float> &dx,
+                                        const std::vector<float> *dildj,
+                                        std::vector<float> *grad, Fn &&fn)
+{
+    const std::size_t n = rows(y.size(), dim, where, "y");
+    if (dx.size() != y.size())
+        fail(NVP_EDIM, where, "dx holds " + std::to_string(dx.size()) +
+                                  " floats, y " + std::to_string(y.size()));
+    if (dildj && dildj->size() != n)
+        fail(NVP_EDIM, where, "dildj holds " + std::to_string(dildj->size()) +
+                                  " floats for " + std::to_string(n) + " rows");
+    if (grad && grad->empty())
+        grad->assign(num_params, 0.0f);
+    if (grad && grad->size() != num_params)
+        fail(NVP_EDIM, where, "grad holds " + std::to_string(grad->size()) +
+                                  " floats, the layer has " +
+                                  std::to_string(num_params) + " parameters");
+    std::vector<float> dy(y.size());
+    fn(n, y.data(), dx.data(), dildj ? dildj->data() : nullptr, dy.data(),
+       grad ? grad->data() : nullptr);
+    return dy;
+}
+
+/* data() of an empty vector may be NULL, which the C API refuses even
+ * with a count of 0 (a layer or chain without parameters): a valid
+ * pointer that nothing is read from or written to. */
+inline float *nonnull(std::vector<float> &v) noexcept
+{
+    static float none;
+    return v.empty() ? &none : v.data();
+}
+inline const float *nonnull(const std::vector<float> &v) noexcept
+{
+    static const float none = 0.0f;
+    return v.empty() ? &none : v.data();
+}
+
+inline Kernels to_kernels(int k) noexcept { return static_cast<Kernels>(k); }
+inline int from_kernels(Kernels k) noexcept { return static_cast<int>(k); }
+
 inline void free_handle(nvp_rng *h) noexcept { nvp_rng_free(h); }
 inline void free_handle(nvp_base *h) noexcept { nvp_base_free(h); }
 inline void free_handle(nvp_coupling *h) noexcept { nvp_coupling_free(h); }
+inline void free_handle(nvp_layer *h) noexcept { nvp_layer_free(h); }
 inline void free_handle(nvp_chain *h) noexcept { nvp_chain_free(h); }
 inline void free_handle(nvp_adam *h) noexcept { nvp_adam_free(h); }
 inline void free_handle(nvp_scaler *h) noexcept { nvp_scaler_free(h); }
@@ -437,25 +520,40 @@ public:
     std::size_t dim() const noexcept { return nvp_coupling_dim(h()); }
     std::size_t num_params() const noexcept { return nvp_coupling_num_params(h()); }
     float log_scale_clamp() const noexcept { return nvp_coupling_log_scale_clamp(h()); }
+    /* The kernels of the layer's own calls (a chain's calls use the
+     * chain's setting). */
+    Kernels kernels() const noexcept { return to_kernels(nvp_coupling_kernels(h())); }
 
-    void get_mask(unsigned char *mask, std::size_t d) const
+    /* d must equal dim(). */
+    void get_mask(std::size_t d, unsigned char *mask) const
     {
         check(nvp_coupling_get_mask(h(), d, mask), h());
     }
     std::vector<unsigned char> mask() const
     {
         std::vector<unsigned char> m(dim());
-        get_mask(m.data(), m.size());
+        get_mask(m.size(), m.data());
         return m;
     }
-    void get_params(float *dst, std::size_t count) const
+    /* The conditioner's hidden widths (empty: an affine conditioner). */
+    std::vector<std::size_t> hidden() const
+    {
+        std::size_t n = 0;
+        check(nvp_coupling_get_hidden(h(), 0, nullptr, &n), h());
+        std::vector<std::size_t> w(n);
+        if (n)
+            check(nvp_coupling_get_hidden(h(), w.size(), w.data(), &n), h());
+        return w;
+    }
+    /* count must equal num_params(). */
+    void get_params(std::size_t count, float *dst) const
     {
         check(nvp_coupling_get_params(h(), count, dst), h());
     }
     std::vector<float> get_params() const
     {
         std::vector<float> p(num_params());
-        get_params(p.data(), p.size());
+        get_params(p.size(), p.data());
         return p;
     }
 
@@ -467,12 +565,9 @@ public:
     std::vector<float> forward(const std::vector<float> &x,
                                std::vector<float> *logdet = nullptr) const
     {
-        const std::size_t n = rows(x.size(), dim(), "nvp::Coupling::forward", "x");
-        std::vector<float> y(x.size()), ld(logdet ? n : 0);
-        forward(n, x.data(), y.data(), logdet ? ld.data() : nullptr);
-        if (logdet)
-            *logdet = std::move(ld);
-        return y;
+        return map_rows("nvp::Coupling::forward", "x", dim(), x, logdet,
+                        [this](std::size_t n, const float *in, float *out,
+                               float *ld) { forward(n, in, out, ld); });
     }
     /* y -> x (may alias); ildj may be nullptr. */
     void inverse(std::size_t n, const float *y, float *x, float *ildj) const
@@ -482,12 +577,9 @@ public:
     std::vector<float> inverse(const std::vector<float> &y,
                                std::vector<float> *ildj = nullptr) const
     {
-        const std::size_t n = rows(y.size(), dim(), "nvp::Coupling::inverse", "y");
-        std::vector<float> x(y.size()), il(ildj ? n : 0);
-        inverse(n, y.data(), x.data(), ildj ? il.data() : nullptr);
-        if (ildj)
-            *ildj = std::move(il);
-        return x;
+        return map_rows("nvp::Coupling::inverse", "y", dim(), y, ildj,
+                        [this](std::size_t n, const float *in, float *out,
+                               float *ld) { inverse(n, in, out, ld); });
     }
     /* nvp_coupling_inverse_backward: dy (may be nullptr) gets dL/dy; grad
      * (may be nullptr) is ADDED to. */
@@ -504,24 +596,13 @@ public:
                                         const std::vector<float> *dildj = nullptr,
                                         std::vector<float> *grad = nullptr) const
     {
-        const char *where = "nvp::Coupling::inverse_backward";
-        const std::size_t n = rows(y.size(), dim(), where, "y");
-        if (dx.size() != y.size())
-            fail(NVP_EDIM, where, "dx holds " + std::to_string(dx.size()) +
-                                      " floats, y " + std::to_string(y.size()));
-        if (dildj && dildj->size() != n)
-            fail(NVP_EDIM, where, "dildj holds " + std::to_string(dildj->size()) +
-                                      " floats for " + std::to_string(n) + " rows");
-        if (grad && grad->empty())
-            grad->assign(num_params(), 0.0f);
-        if (grad && grad->size() != num_params())
-            fail(NVP_EDIM, where, "grad holds " + std::to_string(grad->size()) +
-                                      " floats, the layer has " +
-                                      std::to_string(num_params()) + " parameters");
-        std::vector<float> dy(y.size());
-        inverse_backward(n, y.data(), dx.data(), dildj ? dildj->data() : nullptr,
-                         dy.data(), grad ? grad->data() : nullptr);
-        return dy;
+        return backward_rows(
+            "nvp::Coupling::inverse_backward", dim(), num_params(), y, dx, dildj,
+            grad,
+            [this](std::size_t n, const float *yy, const float *dxx,
+                   const float *dl, float *dyy, float *g) {
+                inverse_backward(n, yy, dxx, dl, dyy, g);
+            });
     }
 };
 } // namespace detail
@@ -608,14 +689,21 @@ public:
     explicit operator bool() const noexcept { return h_.get() != nullptr; }
     CouplingView view() const noexcept { return CouplingView(h_.get()); }
 
-    void set_params(const float *src, std::size_t count)
+    /* count must equal num_params(); NVP_ENONFINITE (no change) for NaN
+     * or infinite values. */
+    void set_params(std::size_t count, const float *src)
     {
         detail::check(nvp_coupling_set_params(get(), count, src), get());
     }
-    void set_params(const std::vector<float> &p) { set_params(p.data(), p.size()); }
+    void set_params(const std::vector<float> &p) { set_params(p.size(), p.data()); }
     void set_log_scale_clamp(float bound)
     {
         detail::check(nvp_coupling_set_log_scale_clamp(get(), bound), get());
+    }
+    /* The kernels of the layer's own calls. */
+    void set_kernels(Kernels k)
+    {
+        detail::check(nvp_coupling_set_kernels(get(), detail::from_kernels(k)), get());
     }
 
 private:
@@ -628,6 +716,181 @@ private:
                              " bytes, dim is " + std::to_string(dim));
     }
     detail::Owner<nvp_coupling> h_;
+};
+
+/* ===========================================================================
+ * Layers of every kind
+ * ========================================================================= */
+namespace detail {
+/* The const operations of a layer of any kind, shared by Layer and
+ * LayerView. */
+template <class D>
+class LayerOps {
+    const nvp_layer *h() const noexcept { return static_cast<const D *>(this)->get(); }
+
+public:
+    /* "affine coupling", "permutation", "actnorm" or "linear" (a static
+     * string; empty for an object that holds no handle). */
+    std::string_view kind() const noexcept { return nvp_layer_kind(h()); }
+    std::size_t dim() const noexcept { return nvp_layer_dim(h()); }
+    std::size_t num_params() const noexcept { return nvp_layer_num_params(h()); }
+
+    /* Whether the layer is an affine coupling, and its coupling view
+     * (NVP_EINVAL for another kind); the view lives as long as the layer. */
+    bool is_coupling() const noexcept { return nvp_layer_as_coupling(h()) != nullptr; }
+    CouplingView as_coupling() const
+    {
+        const nvp_coupling *c = nvp_layer_as_coupling(h());
+        if (!c)
+            fail(NVP_EINVAL, "nvp::Layer::as_coupling",
+                 h() ? "the layer is a " + std::string(kind()) +
+                           ", not an affine coupling"
+                     : std::string("the layer is NULL"));
+        return CouplingView(c);
+    }
+
+    /* count must equal num_params(). */
+    void get_params(std::size_t count, float *dst) const
+    {
+        check(nvp_layer_get_params(h(), count, dst), h());
+    }
+    std::vector<float> get_params() const
+    {
+        std::vector<float> p(num_params());
+        get_params(p.size(), nonnull(p));
+        return p;
+    }
+
+    /* x -> y, base to data (may alias); logdet may be nullptr. */
+    void forward(std::size_t n, const float *x, float *y, float *logdet) const
+    {
+        check(nvp_layer_forward(h(), n, x, y, logdet), h());
+    }
+    std::vector<float> forward(const std::vector<float> &x,
+                               std::vector<float> *logdet = nullptr) const
+    {
+        return map_rows("nvp::Layer::forward", "x", dim(), x, logdet,
+                        [this](std::size_t n, const float *in, float *out,
+                               float *ld) { forward(n, in, out, ld); });
+    }
+    /* y -> x, data to base (may alias); ildj may be nullptr. */
+    void inverse(std::size_t n, const float *y, float *x, float *ildj) const
+    {
+        check(nvp_layer_inverse(h(), n, y, x, ildj), h());
+    }
+    std::vector<float> inverse(const std::vector<float> &y,
+                               std::vector<float> *ildj = nullptr) const
+    {
+        return map_rows("nvp::Layer::inverse", "y", dim(), y, ildj,
+                        [this](std::size_t n, const float *in, float *out,
+                               float *ld) { inverse(n, in, out, ld); });
+    }
+    /* nvp_layer_inverse_backward: dy (may be nullptr) gets dL/dy; grad
+     * (may be nullptr) is ADDED to. */
+    void inverse_backward(std::size_t n, const float *y, const float *dx,
+                          const float *dildj, float *dy, float *grad) const
+    {
+        check(nvp_layer_inverse_backward(h(), n, y, dx, dildj, dy, grad), h());
+    }
+    /* As CouplingView::inverse_backward. */
+    std::vector<float> inverse_backward(const std::vector<float> &y,
+                                        const std::vector<float> &dx,
+                                        const std::vector<float> *dildj = nullptr,
+                                        std::vector<float> *grad = nullptr) const
+    {
+        return backward_rows(
+            "nvp::Layer::inverse_backward", dim(), num_params(), y, dx, dildj,
+            grad,
+            [this](std::size_t n, const float *yy, const float *dxx,
+                   const float *dl, float *dyy, float *g) {
+                inverse_backward(n, yy, dxx, dl, dyy, g);
+            });
+    }
+};
+} // namespace detail
+
+/* A read-only view of a layer owned elsewhere (a chain's, or a Layer's). */
+class LayerView : public detail::LayerOps<LayerView> {
+public:
+    explicit LayerView(const nvp_layer *h) noexcept : h_(h) {}
+    const nvp_layer *get() const noexcept { return h_; }
+
+private:
+    const nvp_layer *h_;
+};
+
+/* A layer of any kind, owned until a chain adopts it. */
+class Layer : public detail::LayerOps<Layer> {
+public:
+    /* y[i] = x[perm[i]]: perm holds dim indices, a permutation of
+     * 0..dim-1 (copied).  No parameters. */
+    static Layer permutation(std::size_t dim, const std::size_t *perm,
+                             const nvp_allocator *alloc = nullptr)
+    {
+        nvp_layer *h = nullptr;
+        detail::check(nvp_layer_create_permutation(&h, dim, perm, alloc));
+        return adopt(h);
+    }
+    /* dim is perm.size(). */
+    static Layer permutation(const std::vector<std::size_t> &perm,
+                             const nvp_allocator *alloc = nullptr)
+    {
+        return permutation(perm.size(), perm.data(), alloc);
+    }
+    /* A permutation drawn uniformly with rng (advanced by the call). */
+    static Layer random_permutation(std::size_t dim, Rng &rng,
+                                    const nvp_allocator *alloc = nullptr)
+    {
+        nvp_layer *h = nullptr;
+        detail::check(nvp_layer_create_random_permutation(&h, dim, rng.get(), alloc));
+        return adopt(h);
+    }
+    /* y = x * exp(s) + b per dimension; starts as the identity. */
+    static Layer actnorm(std::size_t dim, const nvp_allocator *alloc = nullptr)
+    {
+        nvp_layer *h = nullptr;
+        detail::check(nvp_layer_create_actnorm(&h, dim, alloc));
+        return adopt(h);
+    }
+    /* y = L U x + b (LU-parameterised); starts as the identity. */
+    static Layer linear(std::size_t dim, const nvp_allocator *alloc = nullptr)
+    {
+        nvp_layer *h = nullptr;
+        detail::check(nvp_layer_create_linear(&h, dim, alloc));
+        return adopt(h);
+    }
+    /* An affine coupling as a layer: takes c's handle (c is left empty).
+     * Set its clamp and kernels before, through the Coupling. */
+    static Layer coupling(Coupling &&c) noexcept { return Layer(std::move(c)); }
+    Layer(Coupling &&c) noexcept : h_(nvp_coupling_as_layer(c.release())) {}
+    /* Takes ownership of a handle from the C API (may be NULL). */
+    static Layer adopt(nvp_layer *h) noexcept { return Layer(detail::adopt_tag{}, h); }
+
+    Layer(const Layer &) = delete;
+    Layer &operator=(const Layer &) = delete;
+    Layer(Layer &&) noexcept = default;
+    Layer &operator=(Layer &&) noexcept = default;
+    ~Layer() = default;
+
+    nvp_layer *get() const noexcept { return h_.get(); }
+    nvp_layer *release() noexcept { return h_.release(); }
+    explicit operator bool() const noexcept { return h_.get() != nullptr; }
+    LayerView view() const noexcept { return LayerView(h_.get()); }
+
+    /* count must equal num_params(); NVP_ENONFINITE (no change) for NaN
+     * or infinite values. */
+    void set_params(std::size_t count, const float *src)
+    {
+        detail::check(nvp_layer_set_params(get(), count, src), get());
+    }
+    void set_params(const std::vector<float> &p)
+    {
+        set_params(p.size(), detail::nonnull(p));
+    }
+
+private:
+    Layer(detail::adopt_tag, nvp_layer *h) noexcept : h_(h) {}
+    detail::Owner<nvp_layer> h_;
 };
 
 /* ===========================================================================
@@ -691,25 +954,25 @@ public:
             z.data(), x.data());
         return x;
     }
-    /* mean and sd (dim floats each; either may be nullptr). */
-    void get_mean_sd(float *mean, float *sd, std::size_t d) const
+    /* mean and sd (d = dim() floats each; either may be nullptr). */
+    void get_mean_sd(std::size_t d, float *mean, float *sd) const
     {
         detail::check(nvp_scaler_get(get(), d, mean, sd), get());
     }
     std::vector<float> mean() const
     {
         std::vector<float> m(dim());
-        get_mean_sd(m.data(), nullptr, m.size());
+        get_mean_sd(m.size(), m.data(), nullptr);
         return m;
     }
     std::vector<float> sd() const
     {
         std::vector<float> s(dim());
-        get_mean_sd(nullptr, s.data(), s.size());
+        get_mean_sd(s.size(), nullptr, s.data());
         return s;
     }
-    /* sd must be finite and > 0. */
-    void set_mean_sd(const float *mean, const float *sd, std::size_t d)
+    /* d = dim() floats each; sd must be finite and > 0. */
+    void set_mean_sd(std::size_t d, const float *mean, const float *sd)
     {
         detail::check(nvp_scaler_set(get(), d, mean, sd), get());
     }
@@ -719,7 +982,7 @@ public:
             detail::fail(NVP_EDIM, "nvp::Scaler::set_mean_sd",
                          "mean holds " + std::to_string(mean.size()) +
                              " floats, sd " + std::to_string(sd.size()));
-        set_mean_sd(mean.data(), sd.data(), mean.size());
+        set_mean_sd(mean.size(), mean.data(), sd.data());
     }
 
 private:
@@ -771,11 +1034,23 @@ public:
         return *this;
     }
     float lr() const noexcept { return nvp_adam_lr(get()); }
+    float beta1() const noexcept { return nvp_adam_beta1(get()); }
+    float beta2() const noexcept { return nvp_adam_beta2(get()); }
+    float eps() const noexcept { return nvp_adam_eps(get()); }
+    /* The kernels of the update and the gradient checks (every level gives
+     * the same bits). */
+    Adam &set_kernels(Kernels k)
+    {
+        detail::check(nvp_adam_set_kernels(get(), detail::from_kernels(k)), get());
+        return *this;
+    }
+    Kernels kernels() const noexcept { return detail::to_kernels(nvp_adam_kernels(get())); }
     std::size_t num_params() const noexcept { return nvp_adam_num_params(get()); }
     std::uint64_t steps() const noexcept { return nvp_adam_num_steps(get()); }
     void reset() { detail::check(nvp_adam_reset(get()), get()); }
 
-    void step(float *params, const float *grad, std::size_t n)
+    /* n must equal num_params(). */
+    void step(std::size_t n, float *params, const float *grad)
     {
         detail::check(nvp_adam_step(get(), n, params, grad), get());
     }
@@ -785,19 +1060,19 @@ public:
             detail::fail(NVP_EDIM, "nvp::Adam::step",
                          "params hold " + std::to_string(params.size()) +
                              " floats, grad " + std::to_string(grad.size()));
-        step(params.data(), grad.data(), params.size());
+        step(params.size(), params.data(), grad.data());
     }
 
     /* The parameter average (nvp_adam_set_average): decay in (0, 1) starts
      * it from params, 0 turns it off. */
-    Adam &set_average(float decay, const float *params, std::size_t n)
+    Adam &set_average(float decay, std::size_t n, const float *params)
     {
         detail::check(nvp_adam_set_average(get(), decay, n, params), get());
         return *this;
     }
     Adam &set_average(float decay, const std::vector<float> &params)
     {
-        return set_average(decay, params.data(), params.size());
+        return set_average(decay, params.size(), params.data());
     }
     float average_decay() const noexcept { return nvp_adam_average_decay(get()); }
 
@@ -833,7 +1108,7 @@ public:
         return size;
     }
     /* Into buf (cap bytes); returns the bytes written. */
-    std::size_t save_buffer(void *buf, std::size_t cap, const Rng *rng = nullptr) const
+    std::size_t save_buffer(std::size_t cap, void *buf, const Rng *rng = nullptr) const
     {
         std::size_t size = 0;
         detail::check(nvp_adam_save_buffer(get(), rng ? rng->get() : nullptr, cap, buf, &size),
@@ -843,7 +1118,7 @@ public:
     Bytes save_buffer(const Rng *rng = nullptr) const
     {
         Bytes b(saved_size(rng));
-        b.resize(save_buffer(b.data(), b.size(), rng));
+        b.resize(save_buffer(b.size(), b.data(), rng));
         return b;
     }
 
@@ -862,14 +1137,14 @@ public:
         detail::check(nvp_adam_load_file(&h, &r, path.c_str(), alloc));
         return finish_load(h, r, rng);
     }
-    static Adam load_buffer(const void *data, std::size_t size,
+    static Adam load_buffer(std::size_t size, const void *data,
                             const nvp_allocator *alloc = nullptr)
     {
         nvp_adam *h = nullptr;
         detail::check(nvp_adam_load_buffer(&h, nullptr, size, data, alloc));
         return adopt(h);
     }
-    static Adam load_buffer(const void *data, std::size_t size,
+    static Adam load_buffer(std::size_t size, const void *data,
                             std::optional<Rng> &rng,
                             const nvp_allocator *alloc = nullptr)
     {
@@ -880,12 +1155,12 @@ public:
     }
     static Adam load(const Bytes &buf, const nvp_allocator *alloc = nullptr)
     {
-        return load_buffer(buf.data(), buf.size(), alloc);
+        return load_buffer(buf.size(), buf.data(), alloc);
     }
     static Adam load(const Bytes &buf, std::optional<Rng> &rng,
                      const nvp_allocator *alloc = nullptr)
     {
-        return load_buffer(buf.data(), buf.size(), rng, alloc);
+        return load_buffer(buf.size(), buf.data(), rng, alloc);
     }
 
 private:
@@ -929,6 +1204,36 @@ public:
             l.release();
         layers.clear();
         return adopt(h);
+    }
+    /* nvp_chain_create_from_layers: layers of any kind, applied in vector
+     * order going forward (base to data).  On success the chain takes base
+     * and every layer (they are left empty, layers is cleared); on failure
+     * they are untouched. */
+    static Chain create(Base &&base, std::vector<Layer> &&layers,
+                        const nvp_allocator *alloc = nullptr)
+    {
+        std::vector<nvp_layer *> raw;
+        raw.reserve(layers.size());
+        for (const Layer &l : layers)
+            raw.push_back(l.get());
+        nvp_chain *h = nullptr;
+        detail::check(nvp_chain_create_from_layers(&h, base.get(), raw.size(),
+                                                   raw.data(), alloc));
+        base.release();
+        for (Layer &l : layers)
+            l.release();
+        layers.clear();
+        return adopt(h);
+    }
+    /* The same over an N(0, I) base of the first layer's dimension. */
+    static Chain from_layers(std::vector<Layer> &&layers,
+                             const nvp_allocator *alloc = nullptr)
+    {
+        if (layers.empty() || !layers.front())
+            detail::fail(NVP_EINVAL, "nvp::Chain::from_layers",
+                         layers.empty() ? "no layers" : "layers[0] is empty");
+        return create(Base::normal(layers.front().dim(), alloc), std::move(layers),
+                      alloc);
     }
     /* nvp_chain_create_alternating, exactly: hidden == nullptr with
      * n_hidden == 0 is the default conditioner. */
@@ -978,37 +1283,81 @@ public:
      * while the chain lives; writing through it changes the model. */
     float *params() noexcept { return nvp_chain_params(get()); }
     const float *params() const noexcept { return nvp_chain_params(get()); }
-    void get_params(float *dst, std::size_t count) const
+    /* count must equal num_params(). */
+    void get_params(std::size_t count, float *dst) const
     {
         detail::check(nvp_chain_get_params(get(), count, dst), get());
     }
     std::vector<float> get_params() const
     {
         std::vector<float> p(num_params());
-        get_params(p.data(), p.size());
+        get_params(p.size(), detail::nonnull(p));
         return p;
     }
-    void set_params(const float *src, std::size_t count)
+    /* count must equal num_params(); NVP_ENONFINITE (no change) for NaN
+     * or infinite values. */
+    void set_params(std::size_t count, const float *src)
     {
         detail::check(nvp_chain_set_params(get(), count, src), get());
     }
-    void set_params(const std::vector<float> &p) { set_params(p.data(), p.size()); }
-
-    /* Affine coupling layer k (0-based), valid while the chain lives;
-     * NVP_EINVAL when k is out of range or layer k is of another kind.  offset (may be nullptr) gets its place in params(). */
-    CouplingView layer(std::size_t k, std::size_t *offset = nullptr) const
+    void set_params(const std::vector<float> &p)
     {
-        const nvp_coupling *l =
-            nvp_layer_as_coupling(nvp_chain_layer(get(), k, offset));
+        set_params(p.size(), detail::nonnull(p));
+    }
+
+    /* Layer k (0-based) of any kind, valid while the chain lives;
+     * NVP_EINVAL when k is out of range.  offset (may be nullptr) gets its
+     * place in params(). */
+    LayerView layer(std::size_t k, std::size_t *offset = nullptr) const
+    {
+        const nvp_layer *l = nvp_chain_layer(get(), k, offset);
         if (!l)
             detail::fail(NVP_EINVAL, "nvp::Chain::layer",
-                         "layer " + std::to_string(k) +
-                             " is out of range (" +
-                             std::to_string(num_layers()) +
-                             " layers) or not an affine coupling");
-        return CouplingView(l);
+                         "layer " + std::to_string(k) + " is out of range (" +
+                             std::to_string(num_layers()) + " layers)");
+        return LayerView(l);
+    }
+    /* Layer k as an affine coupling; NVP_EINVAL when k is out of range or
+     * layer k is of another kind. */
+    CouplingView coupling(std::size_t k, std::size_t *offset = nullptr) const
+    {
+        const nvp_layer *l = nvp_chain_layer(get(), k, offset);
+        const nvp_coupling *c = nvp_layer_as_coupling(l);
+        if (!c)
+            detail::fail(NVP_EINVAL, "nvp::Chain::coupling",
+                         l ? "layer " + std::to_string(k) + " is a " +
+                                 std::string(nvp_layer_kind(l)) +
+                                 ", not an affine coupling"
+                           : "layer " + std::to_string(k) + " is out of range (" +
+                                 std::to_string(num_layers()) + " layers)");
+        return CouplingView(c);
+    }
+    /* The kind of layer k (see Layer::kind); NVP_EINVAL out of range. */
+    std::string_view layer_kind(std::size_t k) const { return layer(k).kind(); }
+    /* The kind of every layer, in order. */
+    std::vector<std::string_view> layer_kinds() const
+    {
+        std::vector<std::string_view> kinds(num_layers());
+        for (std::size_t k = 0; k < kinds.size(); k++)
+            kinds[k] = layer_kind(k);
+        return kinds;
     }
     BaseView base() const noexcept { return BaseView(nvp_chain_base(get())); }
+
+    /* Data-dependent initialisation (nvp_chain_init_from_data): every
+     * actnorm layer standardises, every linear layer whitens the n rows of
+     * data as they reach it going from data to base.  n >= 2; on error no
+     * parameter changes. */
+    void init_from_data(std::size_t n, const float *data)
+    {
+        detail::check(nvp_chain_init_from_data(get(), n, data), get());
+    }
+    void init_from_data(const std::vector<float> &data)
+    {
+        init_from_data(
+            detail::rows(data.size(), dim(), "nvp::Chain::init_from_data", "data"),
+            data.data());
+    }
 
     /* Draws n points into y (n * dim); log_prob may be nullptr. */
     void sample(Rng &rng, std::size_t n, float *y, float *log_prob) const
@@ -1131,6 +1480,13 @@ public:
         detail::check(nvp_chain_set_threads(get(), n_threads), get());
     }
     std::size_t threads() const noexcept { return nvp_chain_threads(get()); }
+    /* The kernels of every batched call on the chain, training included
+     * (the optimizer's update follows the optimizer's own setting). */
+    void set_kernels(Kernels k)
+    {
+        detail::check(nvp_chain_set_kernels(get(), detail::from_kernels(k)), get());
+    }
+    Kernels kernels() const noexcept { return detail::to_kernels(nvp_chain_kernels(get())); }
 
     /* Saving: the scaler (may be nullptr) is stored along. */
     void save(const std::string &path, const Scaler *scaler = nullptr) const
@@ -1147,7 +1503,7 @@ public:
         return size;
     }
     /* Into buf (cap bytes); returns the bytes written. */
-    std::size_t save_buffer(void *buf, std::size_t cap,
+    std::size_t save_buffer(std::size_t cap, void *buf,
                             const Scaler *scaler = nullptr) const
     {
         std::size_t size = 0;
@@ -1158,7 +1514,7 @@ public:
     Bytes save_buffer(const Scaler *scaler = nullptr) const
     {
         Bytes b(saved_size(scaler));
-        b.resize(save_buffer(b.data(), b.size(), scaler));
+        b.resize(save_buffer(b.size(), b.data(), scaler));
         return b;
     }
 
@@ -1178,14 +1534,14 @@ public:
         detail::check(nvp_chain_load_file(&h, &s, path.c_str(), alloc));
         return finish_load(h, s, scaler);
     }
-    static Chain load_buffer(const void *data, std::size_t size,
+    static Chain load_buffer(std::size_t size, const void *data,
                              const nvp_allocator *alloc = nullptr)
     {
         nvp_chain *h = nullptr;
         detail::check(nvp_chain_load_buffer(&h, nullptr, size, data, alloc));
         return adopt(h);
     }
-    static Chain load_buffer(const void *data, std::size_t size,
+    static Chain load_buffer(std::size_t size, const void *data,
                              std::optional<Scaler> &scaler,
                              const nvp_allocator *alloc = nullptr)
     {
@@ -1196,12 +1552,12 @@ public:
     }
     static Chain load(const Bytes &buf, const nvp_allocator *alloc = nullptr)
     {
-        return load_buffer(buf.data(), buf.size(), alloc);
+        return load_buffer(buf.size(), buf.data(), alloc);
     }
     static Chain load(const Bytes &buf, std::optional<Scaler> &scaler,
                       const nvp_allocator *alloc = nullptr)
     {
-        return load_buffer(buf.data(), buf.size(), scaler, alloc);
+        return load_buffer(buf.size(), buf.data(), scaler, alloc);
     }
 
 private:

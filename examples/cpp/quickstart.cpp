@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 // quickstart.cpp - the C++ wrapper in one page: fit a small Real-NVP flow
-// to the two-moons data, sample from it, score points, and round-trip the
-// model (with its scaler) through a file and a memory buffer.
+// to the two-moons data, sample from it, score points, round-trip the
+// model (with its scaler) through a file and a memory buffer, and build a
+// chain from layers of other kinds.
 //
 //   make cpp-example && ./build/cpp/quickstart [model-path [steps]]
 #include <nvpflow.hpp>
@@ -100,6 +101,27 @@ int main(int argc, char **argv)
                     path.c_str(), bytes.size(),
                     same ? "matches bitwise" : "DIFFERS");
         std::remove(path.c_str());
+
+        // Layers of every kind: a linear layer set from the data (it whitens
+        // them) under couplings that start as the identity, with
+        // permutations between them, is the full-covariance Gaussian fit
+        // before any training.  The chain takes the layers.
+        std::vector<nvp::Layer> layers;
+        layers.push_back(nvp::Layer::linear(2));
+        for (int k = 0; k < 4; k++) {
+            layers.push_back(nvp::Coupling::half(2, k % 2 == 1, {64, 64},
+                                                 NVP_INIT_ZERO_OUTPUT, rng));
+            layers.push_back(nvp::Layer::random_permutation(2, rng));
+        }
+        nvp::Chain gauss = nvp::Chain::from_layers(std::move(layers));
+        gauss.init_from_data(data);
+        double gauss_nll = 0.0;
+        for (float v : gauss.log_prob(data))
+            gauss_nll -= static_cast<double>(v);
+        std::printf("%zu layers (first a %s); untrained, initialised from the "
+                    "data: mean NLL %.4f\n",
+                    gauss.num_layers(), std::string(gauss.layer_kind(0)).c_str(),
+                    gauss_nll / static_cast<double>(lp_data.size()));
 
         // Errors are exceptions carrying the library's code and message.
         try {

@@ -166,6 +166,7 @@ static void test_types()
     check_move_only<nvp::Rng>();
     check_move_only<nvp::Base>();
     check_move_only<nvp::Coupling>();
+    check_move_only<nvp::Layer>();
     check_move_only<nvp::Chain>();
     check_move_only<nvp::Adam>();
     check_move_only<nvp::Scaler>();
@@ -357,7 +358,7 @@ static void test_errors()
     CHECK(msg.find("optimizer") != std::string::npos);
     nvp::Scaler scaler3(3);
     EXPECT_ERROR(NVP_EDIM, chain.save_buffer(&scaler3));
-    EXPECT_ERROR(NVP_EDIM, chain.get_params(buf.data(), buf.size()));
+    EXPECT_ERROR(NVP_EDIM, chain.get_params(buf.size(), buf.data()));
     EXPECT_ERROR(NVP_EDIM, adam.step(three, buf));
 
     // The parameter average: off until set, restarted by set_average.
@@ -368,7 +369,7 @@ static void test_errors()
     CHECK(adam.average_decay() == 0.9f && adam.average() == start);
     EXPECT_ERROR(NVP_EINVAL, adam.set_average(1.0f, start));
     CHECK(adam.average_decay() == 0.9f);
-    adam.set_average(0.0f, nullptr, 0);
+    adam.set_average(0.0f, 0, nullptr);
     CHECK(adam.average_decay() == 0.0f);
 
     // Gradient-norm clipping: off until set; a bad limit changes nothing;
@@ -439,7 +440,7 @@ static void test_errors()
     EXPECT_ERROR(NVP_EIO, chain.save(scratch("no-such-dir/x.nvp")));
     // a buffer that is too small
     std::vector<unsigned char> tiny(8);
-    EXPECT_ERROR(NVP_EBUFSIZE, chain.save_buffer(tiny.data(), tiny.size()));
+    EXPECT_ERROR(NVP_EBUFSIZE, chain.save_buffer(tiny.size(), tiny.data()));
 
     // Error copies keep code and message.
     try {
@@ -527,7 +528,7 @@ static void test_equals_c()
     // Views of the layers and the base.
     for (std::size_t k = 0; k < chain.num_layers(); k++) {
         std::size_t off = 0, coff = 0;
-        nvp::CouplingView l = chain.layer(k, &off);
+        nvp::CouplingView l = chain.coupling(k, &off);
         CHECK(l.get() == nvp_layer_as_coupling(nvp_chain_layer(chain.get(), k, nullptr)));
         const nvp_coupling *cl = nvp_layer_as_coupling(nvp_chain_layer(cch, k, &coff));
         CHECK(off == coff && l.num_params() == nvp_coupling_num_params(cl));
@@ -567,7 +568,7 @@ static void test_equals_c()
     CHECK(nvp_chain_nll_grad(cch, n, cdata.data(), cgrad.data(), nullptr) == NVP_OK);
     CHECK(nvp_adam_step(cadam, np, nvp_chain_params(cch), cgrad.data()) == NVP_OK);
     (void)chain.nll_grad(data, grad);
-    adam.step(chain.params(), grad.data(), grad.size());
+    adam.step(grad.size(), chain.params(), grad.data());
     CHECK(same_bits(chain.params(), nvp_chain_params(cch), np));
 
     // Threads and the clamp change nothing in the results.
@@ -580,7 +581,7 @@ static void test_equals_c()
     }()));
     chain.set_log_scale_clamp(2.5f);
     CHECK(nvp_chain_set_log_scale_clamp(cch, 2.5f) == NVP_OK);
-    CHECK(chain.layer(0).log_scale_clamp() == 2.5f);
+    CHECK(chain.coupling(0).log_scale_clamp() == 2.5f);
 
     // Saved bytes are identical.
     std::size_t csize = 0;
@@ -665,7 +666,7 @@ static void test_save_load()
     nvp::Chain c1 = nvp::Chain::load(path, s);
     CHECK(s && same_bits(s->mean(), scaler.mean()) && same_bits(s->sd(), scaler.sd()));
     CHECK(same_bits(c1.get_params(), chain.get_params()));
-    CHECK(c1.layer(0).log_scale_clamp() == 3.0f);
+    CHECK(c1.coupling(0).log_scale_clamp() == 3.0f);
     nvp::Chain c2 = nvp::Chain::load(path);
     CHECK(same_bits(c2.log_prob(data), chain.log_prob(data)));
     // A buffer without a scaler resets the optional.
@@ -673,7 +674,7 @@ static void test_save_load()
     nvp::Chain c3 = nvp::Chain::load(chain.save_buffer(), s);
     CHECK(!s.has_value() && same_bits(c3.get_params(), chain.get_params()));
     const nvp::Bytes b = chain.save_buffer(&scaler);
-    nvp::Chain c4 = nvp::Chain::load_buffer(b.data(), b.size(), s);
+    nvp::Chain c4 = nvp::Chain::load_buffer(b.size(), b.data(), s);
     CHECK(s.has_value() && c4.num_layers() == 4);
     std::remove(path.c_str());
 
@@ -702,6 +703,395 @@ static void test_save_load()
     std::remove(state_path.c_str());
 }
 
+// ----------------------------------------------------- layers of every kind
+static float sum_of(const std::vector<float> &v)
+{
+    float s = 0.0f;
+    for (float x : v)
+        s += x;
+    return s;
+}
+
+static double max_abs_diff(const std::vector<float> &a, const std::vector<float> &b)
+{
+    if (a.size() != b.size())
+        return HUGE_VAL;
+    double m = 0.0;
+    for (std::size_t i = 0; i < a.size(); i++)
+        m = std::fmax(m, std::fabs(static_cast<double>(a[i]) - b[i]));
+    return m;
+}
+
+// n rows of a correlated 3-D Gaussian: x = mean + M z.
+static std::vector<float> gaussian3(nvp::Rng &rng, std::size_t n)
+{
+    const double M[3][3] = {{1.5, 0.0, 0.0}, {0.9, 0.6, 0.0}, {-0.4, 0.7, 0.3}};
+    const double mean[3] = {2.0, -1.0, 0.5};
+    const std::vector<float> z = rng.normal(3 * n);
+    std::vector<float> x(3 * n);
+    for (std::size_t r = 0; r < n; r++)
+        for (int i = 0; i < 3; i++) {
+            double v = mean[i];
+            for (int j = 0; j < 3; j++)
+                v += M[i][j] * z[3 * r + static_cast<std::size_t>(j)];
+            x[3 * r + static_cast<std::size_t>(i)] = static_cast<float>(v);
+        }
+    return x;
+}
+
+// The mean log-likelihood of the rows under their own maximum-likelihood
+// Gaussian (population covariance), in double: -d/2 (log(2 pi) + 1) -
+// log|det Sigma| / 2.
+static double gaussian_fit_mean_log_lik(const std::vector<float> &x, std::size_t dim)
+{
+    const std::size_t n = x.size() / dim;
+    std::vector<double> mean(dim, 0.0), cov(dim * dim, 0.0);
+    for (std::size_t r = 0; r < n; r++)
+        for (std::size_t i = 0; i < dim; i++)
+            mean[i] += x[r * dim + i];
+    for (double &m : mean)
+        m /= static_cast<double>(n);
+    for (std::size_t r = 0; r < n; r++)
+        for (std::size_t i = 0; i < dim; i++)
+            for (std::size_t j = 0; j < dim; j++)
+                cov[i * dim + j] += (x[r * dim + i] - mean[i]) * (x[r * dim + j] - mean[j]) /
+                                    static_cast<double>(n);
+    // log|det| from a Cholesky factorisation.
+    double logdet = 0.0;
+    for (std::size_t j = 0; j < dim; j++) {
+        double s = cov[j * dim + j];
+        for (std::size_t k = 0; k < j; k++)
+            s -= cov[j * dim + k] * cov[j * dim + k];
+        const double c = std::sqrt(s);
+        cov[j * dim + j] = c;
+        logdet += 2.0 * std::log(c);
+        for (std::size_t i = j + 1; i < dim; i++) {
+            double t = cov[i * dim + j];
+            for (std::size_t k = 0; k < j; k++)
+                t -= cov[i * dim + k] * cov[j * dim + k];
+            cov[i * dim + j] = t / c;
+        }
+    }
+    const double log2pi = 1.8378770664093453;
+    return -0.5 * static_cast<double>(dim) * (log2pi + 1.0) - 0.5 * logdet;
+}
+
+// Each kind on its own: kinds, parameter counts, and maps checked against
+// their formulas and against the C API.
+static void test_layer_kinds()
+{
+    nvp::Rng rng(21);
+
+    nvp::Layer perm = nvp::Layer::permutation({2, 0, 1});
+    CHECK(perm.kind() == "permutation" && perm.dim() == 3 && perm.num_params() == 0);
+    CHECK(!perm.is_coupling() && perm.get_params().empty());
+    perm.set_params(std::vector<float>{}); // nothing to set, but a valid call
+    EXPECT_ERROR(NVP_EDIM, perm.set_params(std::vector<float>{1.0f}));
+    std::vector<float> ld;
+    const std::vector<float> x = {1.0f, 2.0f, 3.0f, -4.0f, 5.0f, 0.5f};
+    CHECK(perm.forward(x, &ld) == (std::vector<float>{3.0f, 1.0f, 2.0f, 0.5f, -4.0f, 5.0f}));
+    CHECK(ld == (std::vector<float>{0.0f, 0.0f}));
+    CHECK(perm.inverse(perm.forward(x)) == x);
+
+    nvp::Layer act = nvp::Layer::actnorm(3);
+    CHECK(act.kind() == "actnorm" && act.num_params() == 6);
+    CHECK(act.forward(x) == x); // starts as the identity
+    const std::vector<float> sb = {0.5f, -1.0f, 0.0f, 1.0f, 2.0f, -3.0f};
+    act.set_params(sb);
+    CHECK(act.get_params() == sb);
+    std::vector<float> y = act.forward(x, &ld);
+    bool formula = true;
+    for (std::size_t r = 0; r < 2; r++)
+        for (std::size_t i = 0; i < 3; i++) {
+            const float want = x[3 * r + i] * std::exp(sb[i]) + sb[3 + i];
+            formula = formula && std::fabs(y[3 * r + i] - want) <= 1e-5f * (1 + std::fabs(want));
+        }
+    CHECK(formula);
+    CHECK(std::fabs(ld[0] + 0.5f) < 1e-6f && std::fabs(ld[1] + 0.5f) < 1e-6f);
+
+    // linear: y = L U x + b with dim = 2, A = [[d0, u01], [l10, d1]].
+    nvp::Layer lin = nvp::Layer::linear(2);
+    CHECK(lin.kind() == "linear" && lin.num_params() == 2 * 2 + 2);
+    const float d0 = 0.3f, u01 = -0.7f, l10 = 0.4f, d1 = -0.2f, b0 = 1.0f, b1 = -2.0f;
+    lin.set_params(std::vector<float>{d0, u01, l10, d1, b0, b1});
+    const std::vector<float> x2 = {1.5f, -0.5f};
+    y = lin.forward(x2, &ld);
+    const double u0 = std::exp(d0) * 1.5 + u01 * -0.5, u1 = std::exp(d1) * -0.5;
+    CHECK(std::fabs(y[0] - (u0 + b0)) < 1e-5 && std::fabs(y[1] - (l10 * u0 + u1 + b1)) < 1e-5);
+    CHECK(std::fabs(ld[0] - (d0 + d1)) < 1e-6f);
+    std::vector<float> il;
+    CHECK(max_abs_diff(lin.inverse(y, &il), x2) < 1e-5 && std::fabs(il[0] + ld[0]) < 1e-6f);
+
+    // A coupling moved into a Layer: the Coupling is left empty.
+    nvp::Coupling coup = nvp::Coupling::create(3, std::vector<unsigned char>{1, 0, 1},
+                                               {8, 4}, 0, rng);
+    CHECK(coup.hidden() == (std::vector<std::size_t>{8, 4}));
+    const nvp_coupling *raw = coup.get();
+    nvp::Layer cl = std::move(coup);
+    CHECK(!coup && cl && cl.kind() == "affine coupling" && cl.is_coupling());
+    CHECK(cl.as_coupling().get() == raw && cl.as_coupling().mask() ==
+                                               (std::vector<unsigned char>{1, 0, 1}));
+    CHECK(cl.num_params() == cl.as_coupling().num_params());
+    const std::string msg = EXPECT_ERROR(NVP_EINVAL, act.as_coupling());
+    CHECK(msg.find("actnorm") != std::string::npos);
+
+    // Every kind: equal to the C calls, and dL/dy of L = sum(w * x) + c *
+    // ildj (x, ildj = inverse(y)) against central differences.
+    std::vector<nvp::Layer> all;
+    all.push_back(nvp::Layer::random_permutation(3, rng));
+    all.push_back(std::move(act));
+    all.push_back(nvp::Layer::linear(3));
+    all.push_back(std::move(cl));
+    all[2].set_params(std::vector<float>{0.1f, 0.2f, -0.3f, 0.4f, -0.2f, 0.5f, -0.6f, 0.7f,
+                                         0.05f, 0.1f, 0.2f, 0.3f});
+    const std::vector<float> pts = rng.normal(3 * 4);
+    const std::vector<float> w = {0.3f, -1.1f, 0.7f};
+    const float c = 0.8f;
+    for (const nvp::Layer &l : all) {
+        const std::size_t n = pts.size() / 3;
+        std::vector<float> cy(pts.size()), cld(n), fwd_ld;
+        CHECK(nvp_layer_forward(l.get(), n, pts.data(), cy.data(), cld.data()) == NVP_OK);
+        CHECK(same_bits(l.forward(pts, &fwd_ld), cy) && same_bits(fwd_ld, cld));
+        std::vector<float> dx(pts.size()), dildj(n, c);
+        for (std::size_t i = 0; i < pts.size(); i++)
+            dx[i] = w[i % 3];
+        std::vector<float> grad, cgrad(l.num_params(), 0.0f), cdy(pts.size());
+        const std::vector<float> dy = l.inverse_backward(pts, dx, &dildj, &grad);
+        CHECK(nvp_layer_inverse_backward(l.get(), n, pts.data(), dx.data(), dildj.data(),
+                                         cdy.data(), cgrad.data()) == NVP_OK);
+        CHECK(same_bits(dy, cdy) && same_bits(grad, cgrad));
+        auto loss = [&](const std::vector<float> &yy) {
+            std::vector<float> ildj;
+            const std::vector<float> xx = l.inverse(yy, &ildj);
+            double s = 0.0;
+            for (std::size_t i = 0; i < xx.size(); i++)
+                s += static_cast<double>(w[i % 3]) * xx[i];
+            for (float v : ildj)
+                s += static_cast<double>(c) * v;
+            return s;
+        };
+        double worst = 0.0;
+        for (std::size_t i = 0; i < pts.size(); i++) {
+            std::vector<float> up = pts, down = pts;
+            const float h = 1e-2f;
+            up[i] += h;
+            down[i] -= h;
+            const double fd = (loss(up) - loss(down)) / (static_cast<double>(up[i]) - down[i]);
+            worst = std::fmax(worst, std::fabs(fd - dy[i]) / (1.0 + std::fabs(fd)));
+        }
+        CHECK(worst < 1e-3);
+        if (worst >= 1e-3)
+            std::fprintf(stderr, "  (layer kind %s: worst relative error %g)\n",
+                         std::string(l.kind()).c_str(), worst);
+    }
+
+    // Invalid layers.
+    EXPECT_ERROR(NVP_EINVAL, nvp::Layer::permutation({0, 0, 1}));
+    EXPECT_ERROR(NVP_EINVAL, nvp::Layer::permutation(std::vector<std::size_t>{}));
+    EXPECT_ERROR(NVP_EINVAL, nvp::Layer::actnorm(0));
+    EXPECT_ERROR(NVP_EINVAL, nvp::Layer::linear(NVP_MAX_DIM + 1));
+    EXPECT_ERROR(NVP_EINVAL, nvp::Layer::random_permutation(0, rng));
+    std::vector<float> nan_params(6, 0.0f);
+    nan_params[4] = std::numeric_limits<float>::quiet_NaN();
+    EXPECT_ERROR(NVP_ENONFINITE, all[1].set_params(nan_params));
+    CHECK(all[1].get_params() == sb);
+    EXPECT_ERROR(NVP_EDIM, all[1].forward(std::vector<float>(4)));
+    nvp::Layer empty = std::move(all[0]);
+    EXPECT_ERROR(NVP_EINVAL, all[0].forward(pts));
+    CHECK(all[0].kind().empty() && all[0].dim() == 0);
+}
+
+// Expected outcome of set_kernels(k) on this CPU, decided independently of
+// the library where the compiler can ask the CPU.
+static bool cpu_runs(nvp::Kernels k)
+{
+    if (k == nvp::Kernels::Auto || k == nvp::Kernels::Portable)
+        return true;
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_cpu_init();
+    if (k == nvp::Kernels::Avx2)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return __builtin_cpu_supports("avx512f");
+#else
+    return false;
+#endif
+}
+
+template <class T>
+static void check_kernels(T &obj, const char *what)
+{
+    const nvp::Kernels best = cpu_runs(nvp::Kernels::Avx512) ? nvp::Kernels::Avx512
+                              : cpu_runs(nvp::Kernels::Avx2) ? nvp::Kernels::Avx2
+                                                             : nvp::Kernels::Portable;
+    CHECK(obj.kernels() == best); // the default is the best the CPU runs
+    obj.set_kernels(nvp::Kernels::Portable);
+    CHECK(obj.kernels() == nvp::Kernels::Portable);
+    for (nvp::Kernels k : {nvp::Kernels::Avx2, nvp::Kernels::Avx512}) {
+        obj.set_kernels(nvp::Kernels::Portable);
+        if (cpu_runs(k)) {
+            obj.set_kernels(k);
+            CHECK(obj.kernels() == k);
+        } else {
+            const std::string msg = EXPECT_ERROR(NVP_EUNSUPPORTED, obj.set_kernels(k));
+            CHECK(!msg.empty());
+            CHECK(obj.kernels() == nvp::Kernels::Portable);
+        }
+    }
+    obj.set_kernels(nvp::Kernels::Portable);
+    EXPECT_ERROR(NVP_EINVAL, obj.set_kernels(static_cast<nvp::Kernels>(7)));
+    EXPECT_ERROR(NVP_EINVAL, obj.set_kernels(static_cast<nvp::Kernels>(-1)));
+    CHECK(obj.kernels() == nvp::Kernels::Portable);
+    obj.set_kernels(nvp::Kernels::Auto);
+    CHECK(obj.kernels() == best);
+    std::fprintf(stderr, "  (%s kernels: best on this CPU is level %d)\n", what,
+                 static_cast<int>(best));
+}
+
+// A chain of every kind: built from layers (ownership moves), initialised
+// from data, trained, saved and loaded, with its kernels chosen.
+static void test_chain_of_layers()
+{
+    Counter cnt;
+    const nvp_allocator a = counting(cnt);
+    {
+        nvp::Rng rng(31, &a);
+        const std::vector<float> data = gaussian3(rng, 600);
+        auto make_layers = [&](std::vector<nvp::Layer> &layers) {
+            layers.push_back(nvp::Layer::linear(3, &a));
+            layers.push_back(nvp::Layer::actnorm(3, &a));
+            layers.push_back(nvp::Coupling::half(3, false, {16}, NVP_INIT_ZERO_OUTPUT, rng, &a));
+            layers.push_back(nvp::Layer::random_permutation(3, rng, &a));
+            layers.push_back(nvp::Coupling::create(3, std::vector<unsigned char>{1, 0, 1},
+                                                   {16}, NVP_INIT_ZERO_OUTPUT, rng, &a));
+            layers.push_back(nvp::Layer::permutation({2, 0, 1}, &a));
+        };
+        const std::vector<std::string_view> kinds = {"linear", "actnorm", "affine coupling",
+                                                     "permutation", "affine coupling",
+                                                     "permutation"};
+
+        // A failed construction takes nothing.
+        std::vector<nvp::Layer> layers;
+        make_layers(layers);
+        layers.push_back(nvp::Layer::actnorm(4, &a)); // wrong dimension
+        const nvp_layer *first = layers[0].get();
+        std::string msg = EXPECT_ERROR(NVP_EDIM, nvp::Chain::from_layers(std::move(layers), &a));
+        CHECK(msg.find("layers[6]") != std::string::npos);
+        CHECK(layers.size() == 7 && layers[0].get() == first && layers[6]);
+        nvp::Base base = nvp::Base::normal(3, &a);
+        EXPECT_ERROR(NVP_EDIM, nvp::Chain::create(std::move(base), std::move(layers), &a));
+        CHECK(base && layers.size() == 7);
+        layers.pop_back();
+        nvp::Layer taken = std::move(layers[3]); // leaves an empty slot
+        EXPECT_ERROR(NVP_EINVAL, nvp::Chain::create(std::move(base), std::move(layers), &a));
+        CHECK(base && layers.size() == 6 && taken);
+        layers[3] = std::move(taken);
+        EXPECT_ERROR(NVP_EINVAL, nvp::Chain::from_layers(std::vector<nvp::Layer>{}, &a));
+
+        // Success: the chain owns every layer; the vector is emptied.
+        std::vector<float> expected_params;
+        for (const nvp::Layer &l : layers)
+            for (float v : l.get_params())
+                expected_params.push_back(v);
+        nvp::Chain chain = nvp::Chain::create(std::move(base), std::move(layers), &a);
+        CHECK(layers.empty() && !base);
+        chain.set_threads(1);
+        CHECK(chain.num_layers() == 6 && chain.dim() == 3);
+        CHECK(chain.layer_kinds() == kinds);
+        CHECK(chain.layer_kind(2) == "affine coupling");
+        CHECK(same_bits(chain.get_params(), expected_params));
+        std::size_t total = 0;
+        for (std::size_t k = 0; k < chain.num_layers(); k++) {
+            std::size_t off = 99;
+            nvp::LayerView v = chain.layer(k, &off);
+            CHECK(off == total && v.kind() == kinds[k] && v.dim() == 3);
+            CHECK(v.get() == nvp_chain_layer(chain.get(), k, nullptr));
+            CHECK(same_bits(v.get_params().data(), chain.params() + off, v.num_params()));
+            CHECK(v.is_coupling() == (kinds[k] == "affine coupling"));
+            total += v.num_params();
+        }
+        CHECK(total == chain.num_params() && total == 12 + 6 + (1 * 16 + 16 + 16 * 4 + 4) + (2 * 16 + 16 + 16 * 2 + 2));
+        CHECK(chain.coupling(4).mask() == (std::vector<unsigned char>{1, 0, 1}));
+        msg = EXPECT_ERROR(NVP_EINVAL, chain.coupling(1));
+        CHECK(msg.find("actnorm") != std::string::npos);
+        EXPECT_ERROR(NVP_EINVAL, chain.layer(6));
+        EXPECT_ERROR(NVP_EINVAL, chain.layer_kind(6));
+
+        // Data-dependent initialisation: with identity couplings the chain
+        // is the full-covariance Gaussian fit of the data.
+        const std::vector<float> before = chain.get_params();
+        EXPECT_ERROR(NVP_EINVAL, chain.init_from_data(1, data.data()));
+        EXPECT_ERROR(NVP_EDIM, chain.init_from_data(std::vector<float>(7)));
+        std::vector<float> bad = data;
+        bad[5] = std::numeric_limits<float>::infinity();
+        EXPECT_ERROR(NVP_ENONFINITE, chain.init_from_data(bad));
+        CHECK(same_bits(chain.get_params(), before));
+        const double gauss = gaussian_fit_mean_log_lik(data, 3);
+        const double untrained = sum_of(chain.log_prob(data)) / 600.0;
+        chain.init_from_data(data);
+        const double fitted = sum_of(chain.log_prob(data)) / 600.0;
+        CHECK(std::fabs(fitted - gauss) < 2e-3 && untrained < gauss - 1.0);
+        if (!(std::fabs(fitted - gauss) < 2e-3))
+            std::fprintf(stderr, "  (mean log density %.6f, Gaussian fit %.6f)\n",
+                         fitted, gauss);
+        // A chain of one linear layer is the Gaussian fit too.
+        std::vector<nvp::Layer> one;
+        one.push_back(nvp::Layer::linear(3, &a));
+        nvp::Chain lin = nvp::Chain::from_layers(std::move(one), &a);
+        lin.init_from_data(data);
+        CHECK(std::fabs(sum_of(lin.log_prob(data)) / 600.0 - gauss) < 2e-3);
+
+        // Training: a few steps, every loss finite, parameters move.
+        nvp::Adam adam(chain.num_params(), &a);
+        adam.set_lr(1e-3f).set_betas(0.8f, 0.99f);
+        CHECK(adam.beta1() == 0.8f && adam.beta2() == 0.99f && adam.eps() == 1e-8f);
+        const std::vector<float> init = chain.get_params();
+        bool finite = true;
+        for (int i = 0; i < 20; i++)
+            finite = finite && std::isfinite(chain.train_step(adam, rng, data, 64));
+        CHECK(finite && adam.steps() == 20 && !same_bits(chain.get_params(), init));
+
+        // Save and load: same kinds, same bits, same densities, same bytes.
+        const nvp::Bytes bytes = chain.save_buffer();
+        nvp::Chain back = nvp::Chain::load(bytes, &a);
+        CHECK(back.layer_kinds() == kinds);
+        CHECK(same_bits(back.get_params(), chain.get_params()));
+        CHECK(same_bits(back.log_prob(data), chain.log_prob(data)));
+        CHECK(back.save_buffer() == bytes);
+        const std::string path = scratch("test_cpp_layers.nvp");
+        chain.save(path);
+        nvp::Chain from_file = nvp::Chain::load(path, &a);
+        CHECK(same_bits(from_file.log_prob(data), chain.log_prob(data)));
+        std::remove(path.c_str());
+        std::vector<float> z = rng.normal(3 * 5), ld, il;
+        const std::vector<float> yy = back.forward(z, &ld);
+        CHECK(max_abs_diff(back.inverse(yy, &il), z) < 1e-4);
+        CHECK(max_abs_diff(il, std::vector<float>{-ld[0], -ld[1], -ld[2], -ld[3], -ld[4]}) <
+              1e-4);
+
+        // Kernels on a chain, a coupling and an optimizer.
+        check_kernels(back, "chain");
+        nvp::Coupling cp = nvp::Coupling::half(3, true, {8}, 0, rng, &a);
+        check_kernels(cp, "coupling");
+        check_kernels(adam, "adam");
+        // The portable kernels give the C API's portable results.
+        back.set_kernels(nvp::Kernels::Portable);
+        nvp_chain *cch = nullptr;
+        CHECK(nvp_chain_load_buffer(&cch, nullptr, bytes.size(), bytes.data(), nullptr) ==
+              NVP_OK);
+        CHECK(nvp_chain_set_kernels(cch, NVP_KERNELS_PORTABLE) == NVP_OK);
+        std::vector<float> clp(600);
+        CHECK(nvp_chain_log_prob(cch, 600, data.data(), clp.data()) == NVP_OK);
+        CHECK(same_bits(back.log_prob(data), clp));
+        nvp_chain_free(cch);
+        // A moved-from chain reports no level and refuses a setting.
+        nvp::Chain gone = std::move(back);
+        CHECK(static_cast<int>(back.kernels()) == -1);
+        EXPECT_ERROR(NVP_EINVAL, back.set_kernels(nvp::Kernels::Portable));
+        CHECK(cnt.live > 0);
+    }
+    CHECK(cnt.live == 0);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -715,6 +1105,8 @@ int main(int argc, char **argv)
         test_errors();
         test_equals_c();
         test_save_load();
+        test_layer_kinds();
+        test_chain_of_layers();
     } catch (const std::exception &e) {
         ++g_failures;
         std::fprintf(stderr, "unexpected exception: %s\n", e.what());

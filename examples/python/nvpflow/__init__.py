@@ -26,15 +26,20 @@ from ._lib import path as library_path
 from .data import Scaler, two_moons
 from .errors import (BufferSize, ClosedError, DimensionError, FileError,
                      FormatError, InvalidArgument, NonFinite, NvpError,
-                     OutOfMemory, Overflow, ThreadError, VersionError)
+                     OutOfMemory, Overflow, ThreadError, Unsupported,
+                     VersionError)
 from .flow import Chain, train_step
+from .layers import (ActNorm, Coupling, Layer, LayerView, Linear,
+                     Permutation)
 from .optim import Adam
 from .rng import Rng
 from . import _lib as _l
+from ._lib import (KERNELS_AUTO, KERNELS_AVX2, KERNELS_AVX512,
+                   KERNELS_PORTABLE)
 
 
 def version():
-    """Version string of the loaded library, e.g. "0.3.0"."""
+    """Version string of the loaded library, e.g. "0.4.0"."""
     return _l.decode(_l.lib.nvp_version_string())
 
 
@@ -52,9 +57,11 @@ def strerror(code):
 __version__ = version()
 
 __all__ = [
-    "Adam", "BufferSize", "Chain", "ClosedError", "DimensionError",
-    "FileError", "FormatError", "InvalidArgument", "NonFinite", "NvpError",
-    "OutOfMemory", "Overflow", "Rng", "Scaler", "ThreadError",
-    "VersionError", "errors", "have_numpy", "library_path", "strerror",
-    "train_step", "two_moons", "version", "version_number",
+    "ActNorm", "Adam", "BufferSize", "Chain", "ClosedError", "Coupling",
+    "DimensionError", "FileError", "FormatError", "InvalidArgument",
+    "KERNELS_AUTO", "KERNELS_AVX2", "KERNELS_AVX512", "KERNELS_PORTABLE",
+    "Layer", "LayerView", "Linear", "NonFinite", "NvpError", "OutOfMemory",
+    "Overflow", "Permutation", "Rng", "Scaler", "ThreadError",
+    "Unsupported", "VersionError", "errors", "have_numpy", "library_path",
+    "strerror", "train_step", "two_moons", "version", "version_number",
 ]

@@ -226,14 +226,17 @@ class StackOut:
 
 class VecOut:
     """n floats: numpy 1-D array, or a list (kind='list') / array('f')
-    (kind='array') without numpy."""
+    (kind='array') without numpy.  zeros=True starts it at zero (the
+    other buffers always do; numpy's are otherwise uninitialised).  The
+    pointer is valid (never NULL) even for n == 0."""
 
-    def __init__(self, n, kind="list", ctype=c_float):
+    def __init__(self, n, kind="list", ctype=c_float, zeros=False):
         self.n, self.kind, self.ctype = n, kind, ctype
         if np is not None:
             dt = {c_float: np.float32, c_int: np.intc,
                   c_uint64: np.uint64}[ctype]
-            self.buf = np.empty(n, dtype=dt)
+            self.buf = (np.zeros if zeros else np.empty)(max(n, 1),
+                                                         dtype=dt)[:n]
             self.ptr = self.buf.ctypes.data_as(POINTER(ctype))
         elif kind == "array" and ctype is c_float:
             self.buf = array.array("f", bytes(4 * n))

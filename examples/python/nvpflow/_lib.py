@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: MIT
 """Loading libnvpflow and declaring the C prototypes.
 
-Every C function the package calls is declared here with its argtypes and
-restype, so that ctypes converts (and checks) every argument and never
-truncates a size_t or a pointer to an int.
+Every C function of nvpflow.h is declared here with its argtypes and
+restype (the package's tests compare them with the header), so that ctypes
+converts (and checks) every argument and never truncates a size_t or a
+pointer to an int.
 
 Where the shared library (libnvpflow.so.1: the binary interface these
 bindings were written for) is looked for, in order:
@@ -41,9 +42,18 @@ EFORMAT = -7
 EVERSION = -8
 ETHREAD = -9
 EBUFSIZE = -10
+EUNSUPPORTED = -11
 
 INIT_ZERO_OUTPUT = 1
 MAX_THREADS = 1024
+
+# Kernel levels (nvp_*_set_kernels), and the names the bindings accept.
+KERNELS_AUTO = 0
+KERNELS_PORTABLE = 1
+KERNELS_AVX2 = 2
+KERNELS_AVX512 = 3
+KERNEL_NAMES = {"auto": KERNELS_AUTO, "portable": KERNELS_PORTABLE,
+                "avx2": KERNELS_AVX2, "avx512": KERNELS_AVX512}
 
 # The binary interface these bindings were written against (SONAME major),
 # and the first release that has it (NVP_VERSION_NUMBER).
@@ -224,7 +234,9 @@ _PROTOTYPES = {
     "nvp_chain_get_params": (c_int, [_P, c_size_t, _F]),
     "nvp_chain_set_params": (c_int, [_P, c_size_t, _F]),
     "nvp_chain_layer": (_P, [_P, c_size_t, _SZ]),
-    "nvp_layer_as_coupling": (_P, [_P]),
+    "nvp_chain_init_from_data": (c_int, [_P, c_size_t, _F]),
+    "nvp_chain_set_kernels": (c_int, [_P, c_int]),
+    "nvp_chain_kernels": (c_int, [_P]),
     "nvp_chain_sample": (c_int, [_P, _P, c_size_t, _F, _F]),
     "nvp_chain_log_prob": (c_int, [_P, c_size_t, _F, _F]),
     "nvp_chain_forward": (c_int, [_P, c_size_t, _F, _F, _F]),
@@ -239,16 +251,58 @@ _PROTOTYPES = {
         c_int, [_P, _P, _P, c_size_t, _F, c_size_t, _F]),
     "nvp_chain_create": (c_int, [_PP, _P, c_size_t, POINTER(c_void_p),
                                  c_void_p]),
+    "nvp_chain_create_from_layers": (c_int, [_PP, _P, c_size_t,
+                                             POINTER(c_void_p), c_void_p]),
     # base and coupling layers (building a chain layer by layer, and
     # read-only queries on a chain's layers)
     "nvp_base_create_normal": (c_int, [_PP, c_size_t, c_void_p]),
     "nvp_base_free": (None, [_P]),
+    "nvp_base_dim": (c_size_t, [_P]),
+    "nvp_base_sample": (c_int, [_P, _P, c_size_t, _F]),
+    "nvp_base_log_prob": (c_int, [_P, c_size_t, _F, _F]),
+    "nvp_base_log_prob_grad": (c_int, [_P, c_size_t, _F, _F]),
+    "nvp_base_errmsg": (c_char_p, [_P]),
+    "nvp_chain_base": (_P, [_P]),
     "nvp_coupling_create": (c_int, [_PP, c_size_t, c_void_p, c_size_t, _SZ,
                                     c_uint, _P, c_void_p]),
+    "nvp_coupling_create_half": (c_int, [_PP, c_size_t, c_int, c_size_t,
+                                         _SZ, c_uint, _P, c_void_p]),
     "nvp_coupling_free": (None, [_P]),
+    "nvp_coupling_dim": (c_size_t, [_P]),
+    "nvp_coupling_num_params": (c_size_t, [_P]),
+    "nvp_coupling_get_params": (c_int, [_P, c_size_t, _F]),
+    "nvp_coupling_set_params": (c_int, [_P, c_size_t, _F]),
+    "nvp_coupling_forward": (c_int, [_P, c_size_t, _F, _F, _F]),
+    "nvp_coupling_inverse": (c_int, [_P, c_size_t, _F, _F, _F]),
+    "nvp_coupling_inverse_backward": (c_int, [_P, c_size_t, _F, _F, _F, _F,
+                                              _F]),
     "nvp_coupling_get_mask": (c_int, [_P, c_size_t, c_void_p]),
     "nvp_coupling_get_hidden": (c_int, [_P, c_size_t, _SZ, _SZ]),
     "nvp_coupling_log_scale_clamp": (c_float, [_P]),
+    "nvp_coupling_set_log_scale_clamp": (c_int, [_P, c_float]),
+    "nvp_coupling_set_kernels": (c_int, [_P, c_int]),
+    "nvp_coupling_kernels": (c_int, [_P]),
+    "nvp_coupling_errmsg": (c_char_p, [_P]),
+    # layers of every kind
+    "nvp_layer_create_permutation": (c_int, [_PP, c_size_t, _SZ,
+                                             c_void_p]),
+    "nvp_layer_create_random_permutation": (c_int, [_PP, c_size_t, _P,
+                                                    c_void_p]),
+    "nvp_layer_create_actnorm": (c_int, [_PP, c_size_t, c_void_p]),
+    "nvp_layer_create_linear": (c_int, [_PP, c_size_t, c_void_p]),
+    "nvp_coupling_as_layer": (_P, [_P]),
+    "nvp_layer_as_coupling": (_P, [_P]),
+    "nvp_layer_free": (None, [_P]),
+    "nvp_layer_kind": (c_char_p, [_P]),
+    "nvp_layer_dim": (c_size_t, [_P]),
+    "nvp_layer_num_params": (c_size_t, [_P]),
+    "nvp_layer_get_params": (c_int, [_P, c_size_t, _F]),
+    "nvp_layer_set_params": (c_int, [_P, c_size_t, _F]),
+    "nvp_layer_forward": (c_int, [_P, c_size_t, _F, _F, _F]),
+    "nvp_layer_inverse": (c_int, [_P, c_size_t, _F, _F, _F]),
+    "nvp_layer_inverse_backward": (c_int, [_P, c_size_t, _F, _F, _F, _F,
+                                           _F]),
+    "nvp_layer_errmsg": (c_char_p, [_P]),
     # saving and loading
     "nvp_chain_save_buffer": (c_int, [_P, _P, c_size_t, c_void_p, _SZ]),
     "nvp_chain_save_file": (c_int, [_P, _P, c_char_p]),
@@ -262,6 +316,11 @@ _PROTOTYPES = {
     "nvp_adam_set_betas": (c_int, [_P, c_float, c_float]),
     "nvp_adam_set_eps": (c_int, [_P, c_float]),
     "nvp_adam_lr": (c_float, [_P]),
+    "nvp_adam_beta1": (c_float, [_P]),
+    "nvp_adam_beta2": (c_float, [_P]),
+    "nvp_adam_eps": (c_float, [_P]),
+    "nvp_adam_set_kernels": (c_int, [_P, c_int]),
+    "nvp_adam_kernels": (c_int, [_P]),
     "nvp_adam_num_params": (c_size_t, [_P]),
     "nvp_adam_num_steps": (c_uint64, [_P]),
     "nvp_adam_reset": (c_int, [_P]),
@@ -302,6 +361,29 @@ def _declare():
 
 lib, path = _load()
 _declare()
+
+
+def kernels_arg(kernels):
+    """A kernel level for nvp_*_set_kernels: one of the KERNELS_*
+    constants (an unknown number is left for the library to refuse) or its
+    name ("auto", "portable", "avx2", "avx512")."""
+    if isinstance(kernels, str):
+        try:
+            return KERNEL_NAMES[kernels.lower()]
+        except KeyError:
+            from . import errors
+            raise errors.InvalidArgument(
+                "unknown kernels %r: use one of %s or a KERNELS_* constant"
+                % (kernels, ", ".join(sorted(KERNEL_NAMES)))) from None
+    try:
+        v = kernels.__index__()
+    except AttributeError:
+        raise TypeError("kernels must be a KERNELS_* constant or a name, "
+                        "not %s" % type(kernels).__name__) from None
+    if not -2 ** 31 <= v < 2 ** 31:
+        from . import errors
+        raise errors.InvalidArgument("unknown kernels %d" % v)
+    return v
 
 
 def decode(s):

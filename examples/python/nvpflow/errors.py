@@ -13,7 +13,7 @@ from . import _lib
 __all__ = [
     "NvpError", "InvalidArgument", "DimensionError", "OutOfMemory",
     "Overflow", "NonFinite", "FileError", "FormatError", "VersionError",
-    "ThreadError", "BufferSize", "ClosedError",
+    "ThreadError", "BufferSize", "Unsupported", "ClosedError",
 ]
 
 
@@ -89,6 +89,11 @@ class BufferSize(NvpError, ValueError):
     code = _lib.EBUFSIZE
 
 
+class Unsupported(NvpError, RuntimeError):
+    """NVP_EUNSUPPORTED: the CPU lacks the requested kernels."""
+    code = _lib.EUNSUPPORTED
+
+
 class ClosedError(InvalidArgument):
     """A method was called on a handle after close() (raised by the
     bindings, never by the library; the C equivalent is a NULL handle)."""
@@ -96,7 +101,8 @@ class ClosedError(InvalidArgument):
 
 _BY_CODE = {cls.code: cls for cls in (
     InvalidArgument, DimensionError, OutOfMemory, Overflow, NonFinite,
-    FileError, FormatError, VersionError, ThreadError, BufferSize)}
+    FileError, FormatError, VersionError, ThreadError, BufferSize,
+    Unsupported)}
 
 
 def error_for(code, message=None, handle_errmsg=None):

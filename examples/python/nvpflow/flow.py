@@ -1,15 +1,15 @@
 # SPDX-License-Identifier: MIT
-"""The flow: a chain of affine coupling layers over a N(0, I) base."""
+"""The flow: a chain of layers (affine couplings and the other kinds)
+over a N(0, I) base."""
 import os
-from ctypes import byref, c_float, c_size_t
+from ctypes import byref, c_float, c_void_p
 
 from . import _arrays, _lib, errors
 from ._handle import Handle, out_handle
 from .data import Scaler
+from .layers import DEFAULT_HIDDEN, Layer, LayerView, _hidden_arg
 from .optim import Adam, _bytes_arg, _save_buffer
 from .rng import Rng, as_rng
-
-DEFAULT_HIDDEN = (512, 512)
 
 
 def _rng_arg(rng, what):
@@ -23,9 +23,11 @@ def _rng_arg(rng, what):
 
 
 class Chain(Handle):
-    """A Real-NVP flow: base N(0, I) and K affine coupling layers.
+    """A Real-NVP flow: base N(0, I) and K layers (affine couplings,
+    permutations, actnorm, linear).
 
-    Build one with Chain.alternating(), Chain.load() or Chain.from_bytes().
+    Build one with Chain.alternating(), Chain.from_layers(), Chain.load()
+    or Chain.from_bytes().
     Calls that only read the model (sample with your own Rng, log_prob,
     forward, inverse, nll_grad, saving) may run concurrently from several
     threads; training steps and setters need exclusive use."""
@@ -34,8 +36,8 @@ class Chain(Handle):
     _errmsg_name = "nvp_chain_errmsg"
 
     def __init__(self, *args, **kwargs):
-        raise TypeError("use Chain.alternating(), Chain.load() or "
-                        "Chain.from_bytes()")
+        raise TypeError("use Chain.alternating(), Chain.from_layers(), "
+                        "Chain.load() or Chain.from_bytes()")
 
     @classmethod
     def _wrap(cls, ptr):
@@ -55,13 +57,7 @@ class Chain(Handle):
         try:
             dim = _arrays.count(dim, "dim")
             layers = _arrays.count(layers, "layers")
-            if hidden is None:
-                n_hidden, hp = 0, None
-            else:
-                widths = [_arrays.count(w, "hidden width") for w in hidden]
-                n_hidden = len(widths)
-                # A non-NULL pointer even for () (the affine conditioner).
-                hp = (c_size_t * max(n_hidden, 1))(*widths)
+            n_hidden, hp = _hidden_arg(hidden)
             flags = _lib.INIT_ZERO_OUTPUT if zero_init else 0
             out = out_handle()
             errors.check(_lib.lib.nvp_chain_create_alternating(
@@ -71,6 +67,40 @@ class Chain(Handle):
         finally:
             if owned:
                 r.close()
+
+    @classmethod
+    def from_layers(cls, layers):
+        """A chain over a N(0, I) base from layers of any kind (Coupling,
+        Permutation, ActNorm, Linear), applied in list order going forward
+        (base to data).  On success the chain takes every layer: the
+        Python objects no longer hold them (use chain.layer(k)).  On
+        failure nothing is taken.  A layer may be given only once."""
+        layers = list(layers)
+        if not layers:
+            raise errors.InvalidArgument("Chain.from_layers: no layers")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(
+                    "Chain.from_layers: layers[%d] is %s, not a layer "
+                    "(Coupling, Permutation, ActNorm or Linear)"
+                    % (i, "a LayerView of a chain" if isinstance(
+                        layer, LayerView) else type(layer).__name__))
+        ptrs = [layer._h.value for layer in layers]  # refuses closed ones
+        lib = _lib.lib
+        base = out_handle()
+        errors.check(lib.nvp_base_create_normal(
+            byref(base), lib.nvp_layer_dim(ptrs[0]), None))
+        arr = (c_void_p * len(ptrs))(*ptrs)
+        out = out_handle()
+        rc = lib.nvp_chain_create_from_layers(byref(out), base, len(ptrs),
+                                              arr, None)
+        if rc != _lib.OK:
+            err = errors.error_for(rc)
+            lib.nvp_base_free(base)
+            raise err
+        for layer in layers:
+            layer._give_to_chain()
+        return cls._wrap(out)
 
     @classmethod
     def load(cls, path):
@@ -125,6 +155,45 @@ class Chain(Handle):
         return "dim=%d layers=%d params=%d" % (self.dim, self.num_layers,
                                                self.num_params)
 
+    # ------------------------------------------------------------ layers
+    def layer(self, k):
+        """A read-only view of layer k (0-based; negative counts from the
+        end), valid while the chain is open."""
+        n = self.num_layers
+        k = k.__index__()
+        if k < 0:
+            k += n
+        if not 0 <= k < n:
+            raise IndexError("layer index out of range (%d layers)" % n)
+        return LayerView(self, k)
+
+    @property
+    def layers(self):
+        """Views of every layer, in order (base to data)."""
+        return [LayerView(self, k) for k in range(self.num_layers)]
+
+    @property
+    def layer_kinds(self):
+        """The kind of every layer, in order: "affine coupling",
+        "permutation", "actnorm" or "linear"."""
+        h = self._h
+        return [_lib.decode(_lib.lib.nvp_layer_kind(
+            _lib.lib.nvp_chain_layer(h, k, None)))
+            for k in range(_lib.lib.nvp_chain_num_layers(h))]
+
+    def init_from_data(self, data):
+        """Data-dependent initialisation: the rows of data walk down the
+        chain from data to base, and every ActNorm layer is set to
+        standardise, every Linear layer to whiten, the rows that reach it
+        (a Linear layer followed by couplings made with zero_init=True
+        starts as the full-covariance Gaussian fit of the data).  Needs 2
+        or more finite rows; on error nothing changes.  Returns self."""
+        h = self._h
+        n, ptr, keep = _arrays.rows_in(data, self.dim, "data")
+        self._check(_lib.lib.nvp_chain_init_from_data(h, n, ptr))
+        del keep
+        return self
+
     @property
     def params(self):
         """A copy of the flat parameter vector (numpy float32, or
@@ -164,14 +233,35 @@ class Chain(Handle):
             self._h, _arrays.count(n_threads, "n_threads")))
 
     @property
+    def kernels(self):
+        """The kernel level of every batched call on the chain (one of
+        the KERNELS_* constants; never KERNELS_AUTO)."""
+        return _lib.lib.nvp_chain_kernels(self._h)
+
+    def set_kernels(self, kernels):
+        """KERNELS_AUTO (the best this CPU runs, the default),
+        KERNELS_PORTABLE (the same bits on every machine), KERNELS_AVX2,
+        KERNELS_AVX512, or their names ("auto", ...).  Unsupported (setting
+        unchanged) when the CPU lacks the level.  Training steps follow it
+        too; an optimizer's update follows its own setting."""
+        self._check(_lib.lib.nvp_chain_set_kernels(
+            self._h, _lib.kernels_arg(kernels)))
+
+    @property
     def log_scale_clamp(self):
-        """The log-scale bound c (0 = off), read from the first layer."""
-        layer = _lib.lib.nvp_layer_as_coupling(
-            _lib.lib.nvp_chain_layer(self._h, 0, None))
-        return _lib.lib.nvp_coupling_log_scale_clamp(layer) if layer else 0.0
+        """The log-scale bound c (0 = off), read from the first affine
+        coupling (0.0 when there is none)."""
+        h = self._h
+        for k in range(_lib.lib.nvp_chain_num_layers(h)):
+            c = _lib.lib.nvp_layer_as_coupling(
+                _lib.lib.nvp_chain_layer(h, k, None))
+            if c:
+                return _lib.lib.nvp_coupling_log_scale_clamp(c)
+        return 0.0
 
     def set_log_scale_clamp(self, bound):
-        """Every layer uses log_scale = c * tanh(raw / c); 0 turns it off."""
+        """Every affine coupling uses log_scale = c * tanh(raw / c); 0
+        turns it off."""
         self._check(_lib.lib.nvp_chain_set_log_scale_clamp(self._h,
                                                            float(bound)))
 

@@ -80,9 +80,38 @@ class Adam(Handle):
         self._check(_lib.lib.nvp_adam_set_betas(self._h, float(b1),
                                                 float(b2)))
 
+    @property
+    def betas(self):
+        """(b1, b2); settable."""
+        h = self._h
+        return _lib.lib.nvp_adam_beta1(h), _lib.lib.nvp_adam_beta2(h)
+
+    @betas.setter
+    def betas(self, value):
+        self.set_betas(*value)
+
     def set_eps(self, eps):
-        # (The C API has no getter for eps or the betas.)
         self._check(_lib.lib.nvp_adam_set_eps(self._h, float(eps)))
+
+    @property
+    def eps(self):
+        """Adam's epsilon; settable."""
+        return _lib.lib.nvp_adam_eps(self._h)
+
+    @eps.setter
+    def eps(self, value):
+        self.set_eps(value)
+
+    @property
+    def kernels(self):
+        """The kernel level of the update and the gradient checks (one of
+        the KERNELS_* constants; every level gives the same bits)."""
+        return _lib.lib.nvp_adam_kernels(self._h)
+
+    def set_kernels(self, kernels):
+        """As Chain.set_kernels, for the optimizer's own work."""
+        self._check(_lib.lib.nvp_adam_set_kernels(
+            self._h, _lib.kernels_arg(kernels)))
 
     @property
     def num_params(self):

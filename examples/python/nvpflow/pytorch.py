@@ -36,6 +36,10 @@ not recorded either: ReLU is assumed.  (nflows' AffineCouplingTransform
 uses scale = sigmoid(h + 2) + 1e-3 instead of exp(h); its weights do not
 describe the same model and cannot be converted.)
 
+The layout describes affine couplings only: a chain with layers of
+other kinds (Permutation, ActNorm, Linear) is refused with a ValueError
+that names the first such layer.
+
 Values are stored as float32: a float32 state dict converts bitwise both
 ways.  This module imports torch only inside to_state_dict(tensors=True);
 from_state_dict takes torch tensors, numpy arrays or nested lists.
@@ -63,15 +67,30 @@ def alternating_masks(dim, num_layers):
             for k in range(num_layers)]
 
 
+def _coupling_of(chain, k):
+    """Layer k of `chain` as an nvp_coupling pointer; ValueError naming
+    the kind when it is another kind of layer."""
+    layer = _lib.lib.nvp_chain_layer(chain._h, k, None)
+    c = _lib.lib.nvp_layer_as_coupling(layer)
+    if not c:
+        raise ValueError(
+            "layer %d is a %s layer: the PyTorch layout holds affine "
+            "couplings only, so a chain with layers of other kinds (%s) "
+            "cannot be converted" % (
+                k, _lib.decode(_lib.lib.nvp_layer_kind(layer)),
+                ", ".join(sorted(set(chain.layer_kinds)
+                                 - {"affine coupling"}))))
+    return c
+
+
 def layer_masks(chain):
     """The mask of every coupling layer of `chain` (lists of 0 and 1;
-    1 = passed through and conditioned on)."""
-    h = chain._h
+    1 = passed through and conditioned on).  ValueError for a chain with
+    layers of other kinds."""
     dim = chain.dim
     out = []
     for k in range(chain.num_layers):
-        layer = _lib.lib.nvp_layer_as_coupling(
-            _lib.lib.nvp_chain_layer(h, k, None))
+        layer = _coupling_of(chain, k)
         buf = (ctypes.c_ubyte * dim)()
         chain._check(_lib.lib.nvp_coupling_get_mask(
             layer, dim, ctypes.cast(buf, ctypes.c_void_p)))
@@ -283,7 +302,11 @@ def to_state_dict(chain, prefix="", tensors=True, check_masks=True):
     make_layers' alternating half split, which is all a state dict can be
     loaded into without saying more (layer_masks(chain) gives them).  A
     chain with a log-scale clamp (set_log_scale_clamp) is refused: the
-    PyTorch layout applies exp to the raw output."""
+    PyTorch layout applies exp to the raw output.  So is a chain with
+    layers other than affine couplings (permutations, actnorm, linear),
+    which the layout cannot describe (ValueError naming the layer)."""
+    for k in range(chain.num_layers):
+        _coupling_of(chain, k)
     if check_masks:
         masks = layer_masks(chain)
         expected = alternating_masks(chain.dim, chain.num_layers)
@@ -303,8 +326,8 @@ def to_state_dict(chain, prefix="", tensors=True, check_masks=True):
     state = collections.OrderedDict()
     for k in range(chain.num_layers):
         offset = c_size_t(0)
-        layer = _lib.lib.nvp_layer_as_coupling(
-            _lib.lib.nvp_chain_layer(h, k, byref(offset)))
+        _lib.lib.nvp_chain_layer(h, k, byref(offset))
+        layer = _coupling_of(chain, k)
         clamp = _lib.lib.nvp_coupling_log_scale_clamp(layer)
         if clamp != 0.0:
             raise ValueError("layer %d uses a log-scale clamp (%g), which "
