@@ -1480,6 +1480,38 @@ public:
         detail::check(nvp_chain_set_threads(get(), n_threads), get());
     }
     std::size_t threads() const noexcept { return nvp_chain_threads(get()); }
+
+    /* Column names saved with the model (nvp_chain_set_column_names): one
+     * per dimension; an empty vector removes them. */
+    void set_column_names(const std::vector<std::string> &names)
+    {
+        if (names.empty()) {
+            detail::check(nvp_chain_set_column_names(get(), 0, nullptr),
+                          get());
+            return;
+        }
+        std::vector<const char *> ptrs;
+        ptrs.reserve(names.size());
+        for (const std::string &n : names) {
+            if (n.find('\0') != std::string::npos)
+                detail::fail(NVP_EINVAL, "nvp::Chain::set_column_names",
+                             "a name holds a NUL character");
+            ptrs.push_back(n.c_str());
+        }
+        detail::check(
+            nvp_chain_set_column_names(get(), ptrs.size(), ptrs.data()),
+            get());
+    }
+    /* The names, or an empty vector when the chain has none. */
+    std::vector<std::string> column_names() const
+    {
+        std::vector<std::string> out;
+        if (!nvp_chain_column_name(get(), 0))
+            return out;
+        for (std::size_t j = 0; j < dim(); j++)
+            out.emplace_back(nvp_chain_column_name(get(), j));
+        return out;
+    }
     /* The kernels of every batched call on the chain, training included
      * (the optimizer's update follows the optimizer's own setting). */
     void set_kernels(Kernels k)

@@ -949,6 +949,28 @@ static void check_kernels(T &obj, const char *what)
 
 // A chain of every kind: built from layers (ownership moves), initialised
 // from data, trained, saved and loaded, with its kernels chosen.
+/* Column names through the wrapper: set, read back, saved and loaded,
+ * refused when bad, removed. */
+static void test_column_names()
+{
+    nvp::Rng rng(21);
+    nvp::Chain chain = nvp::Chain::alternating(3, 2, {8}, 0, rng);
+    CHECK(chain.column_names().empty());
+    chain.set_column_names({"a", "b b", "c"});
+    CHECK((chain.column_names() == std::vector<std::string>{"a", "b b", "c"}));
+    EXPECT_ERROR(NVP_EINVAL, chain.set_column_names({"a", "", "c"}));
+    EXPECT_ERROR(NVP_EDIM, chain.set_column_names({"a", "b"}));
+    EXPECT_ERROR(NVP_EINVAL, chain.set_column_names({"a", std::string("b\0c", 3), "d"}));
+    CHECK(chain.column_names().at(1) == "b b");
+    const std::string path = scratch("test_cpp_names.nvp");
+    chain.save(path);
+    nvp::Chain back = nvp::Chain::load(path);
+    CHECK(back.column_names() == chain.column_names());
+    back.set_column_names({});
+    CHECK(back.column_names().empty());
+    std::remove(path.c_str());
+}
+
 static void test_chain_of_layers()
 {
     Counter cnt;
@@ -1107,6 +1129,7 @@ int main(int argc, char **argv)
         test_save_load();
         test_layer_kinds();
         test_chain_of_layers();
+        test_column_names();
     } catch (const std::exception &e) {
         ++g_failures;
         std::fprintf(stderr, "unexpected exception: %s\n", e.what());

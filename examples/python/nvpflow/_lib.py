@@ -246,6 +246,9 @@ _PROTOTYPES = {
     "nvp_chain_set_log_scale_clamp": (c_int, [_P, c_float]),
     "nvp_chain_errmsg": (c_char_p, [_P]),
     "nvp_chain_set_threads": (c_int, [_P, c_size_t]),
+    "nvp_chain_set_column_names": (c_int, [_P, c_size_t,
+                                           POINTER(c_void_p)]),
+    "nvp_chain_column_name": (c_char_p, [_P, c_size_t]),
     "nvp_chain_threads": (c_size_t, [_P]),
     "nvp_chain_train_step": (
         c_int, [_P, _P, _P, c_size_t, _F, c_size_t, _F]),

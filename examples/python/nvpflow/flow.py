@@ -2,6 +2,7 @@
 """The flow: a chain of layers (affine couplings and the other kinds)
 over a N(0, I) base."""
 import os
+import ctypes
 from ctypes import byref, c_float, c_void_p
 
 from . import _arrays, _lib, errors
@@ -220,6 +221,38 @@ class Chain(Handle):
     def _params_ptr(self):
         """The chain's own parameter storage (for Adam.step)."""
         return _lib.lib.nvp_chain_params(self._h)
+
+    @property
+    def column_names(self):
+        """The columns' names saved with the model (a list of str), or
+        None when the chain has none."""
+        first = _lib.lib.nvp_chain_column_name(self._h, 0)
+        if first is None:
+            return None
+        return [_lib.lib.nvp_chain_column_name(self._h, j).decode("utf-8")
+                for j in range(self.dim)]
+
+    def set_column_names(self, names):
+        """Names for the dim columns (str, 1 to 255 UTF-8 bytes each, no
+        control characters), saved with the model; None removes them."""
+        if names is None:
+            self._check(_lib.lib.nvp_chain_set_column_names(self._h, 0, None))
+            return
+        names = list(names)
+        encoded = []
+        for j, name in enumerate(names):
+            if not isinstance(name, str):
+                raise TypeError("column name %d is %s, not str"
+                                % (j, type(name).__name__))
+            if "\0" in name:
+                raise ValueError("column name %d holds a NUL character" % j)
+            encoded.append(name.encode("utf-8"))
+        # NUL-terminated copies, kept alive for the call.
+        bufs = [ctypes.create_string_buffer(e) for e in encoded]
+        arr = (c_void_p * max(len(bufs), 1))(
+            *[ctypes.addressof(b) for b in bufs])
+        self._check(_lib.lib.nvp_chain_set_column_names(
+            self._h, len(bufs), arr))
 
     @property
     def threads(self):

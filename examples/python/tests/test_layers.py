@@ -544,6 +544,35 @@ class InitTrainSaveTests(Base):
                     self.assertEqual(raw(loaded.log_prob(self.rows)), lp)
 
 
+class ColumnNameTests(Base):
+    """Column names travel with the model (format version 2)."""
+
+    def test_names_round_trip(self):
+        with nvpflow.Chain.alternating(3, seed=4) as c:
+            self.assertIsNone(c.column_names)
+            plain = c.to_bytes()
+            self.assertEqual(plain[8], 1)
+            c.set_column_names(["sepal length", "\u00fcn\u00efcode", "x"])
+            self.assertEqual(c.column_names,
+                             ["sepal length", "\u00fcn\u00efcode", "x"])
+            for bad in (["a", "", "c"], ["a", "b\tc", "d"], ["a", "b"]):
+                with self.assertRaises(nvpflow.NvpError):
+                    c.set_column_names(bad)
+            with self.assertRaises(ValueError):
+                c.set_column_names(["a", "b\0c", "d"])
+            with self.assertRaises(TypeError):
+                c.set_column_names(["a", 2, "d"])
+            self.assertEqual(c.column_names[0], "sepal length")
+            data = c.to_bytes()
+            self.assertEqual(data[8], 2)
+            back, _ = nvpflow.Chain.from_bytes(data)
+            with back:
+                self.assertEqual(back.column_names, c.column_names)
+                back.set_column_names(None)
+                self.assertIsNone(back.column_names)
+                self.assertEqual(back.to_bytes()[8], 1)
+
+
 class PureInitTrainSaveTests(InitTrainSaveTests):
     pure = True
 
