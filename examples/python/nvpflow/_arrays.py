@@ -15,6 +15,8 @@ as array.array('f').
 """
 import array
 import ctypes
+import math
+import numbers
 import os
 from ctypes import POINTER, c_float, c_int, c_uint64
 
@@ -77,11 +79,57 @@ def _flat_buffer(x, name):
     return n, buf, buf
 
 
+# The largest finite float32: a finite value beyond it would become an
+# infinity on the way in.
+_FLT_MAX = 3.4028234663852886e38
+
+
+def _check_scalar(v, name, where):
+    """A real number that float32 can hold, or an error naming it: the
+    same rule with or without numpy (None, strings, complex numbers and
+    dates are not numbers; NaN and infinities are, the library decides)."""
+    if not isinstance(v, numbers.Real):
+        raise TypeError("%s: %r at %s is not a real number"
+                        % (name, v, where))
+    f = float(v)
+    if math.isfinite(f) and abs(f) > _FLT_MAX:
+        raise ValueError("%s: %r at %s is beyond the float32 range"
+                         % (name, v, where))
+
+
+def _check_numpy(a, name):
+    """The same rule for a numpy array, by dtype where it can."""
+    kind = a.dtype.kind
+    if kind in "biu":
+        return
+    if kind == "f":
+        if a.dtype.itemsize > 4:
+            big = np.isfinite(a) & (np.abs(a) > _FLT_MAX)
+            if big.any():
+                where = tuple(int(i) for i in np.argwhere(big)[0])
+                raise ValueError("%s: %r at %s is beyond the float32 range"
+                                 % (name, float(a[where]), where))
+        return
+    if kind == "O":
+        for where, v in np.ndenumerate(a):
+            _check_scalar(v, name, where)
+        return
+    raise TypeError("%s: values of type %s are not real numbers"
+                    % (name, a.dtype))
+
+
+def _to_float32(x, name):
+    """x as a C-contiguous float32 numpy array, after the checks."""
+    a = np.asarray(x)
+    _check_numpy(a, name)
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
 def _copy_floats(seq, name):
-    try:
-        buf = (c_float * max(len(seq), 1))(*seq)
-    except TypeError:
-        raise TypeError("%s must hold numbers" % name) from None
+    seq = list(seq)
+    for i, v in enumerate(seq):
+        _check_scalar(v, name, i)
+    buf = (c_float * max(len(seq), 1))(*seq)
     return len(seq), buf, buf
 
 
@@ -98,15 +146,16 @@ def rows_in(x, dim, name="x"):
                              "number of rows of %d" % (name, length, dim))
         return length // dim, ptr, keep
     if np is not None and not isinstance(x, (list, tuple)):
-        a = np.ascontiguousarray(x, dtype=np.float32)
-        return _numpy_rows(a, dim, name)
+        return _numpy_rows(_to_float32(x, name), dim, name)
     if np is not None and len(x):
         try:
-            a = np.asarray(x, dtype=np.float32)
+            a = np.asarray(x)
         except (ValueError, TypeError):
             a = None  # ragged or odd: the pure path names the bad row
-        if a is not None:
-            return _numpy_rows(a, dim, name)
+        if a is not None and a.dtype.kind != "O":
+            _check_numpy(a, name)
+            return _numpy_rows(np.ascontiguousarray(a, dtype=np.float32),
+                               dim, name)
     return _list_rows(x, dim, name)
 
 
@@ -145,7 +194,7 @@ def vec_in(x, count, name):
     if _is_flat(x):
         length, ptr, keep = _flat_buffer(x, name)
     elif np is not None:
-        a = np.ascontiguousarray(x, dtype=np.float32)
+        a = _to_float32(x, name)
         if a.ndim != 1:
             raise _dim_error("%s: expected a flat vector, got shape %s"
                              % (name, tuple(a.shape)))

@@ -9,7 +9,7 @@ from . import _arrays, _lib, errors
 from ._handle import Handle, out_handle
 from .data import Scaler
 from .layers import DEFAULT_HIDDEN, Layer, LayerView, _hidden_arg
-from .optim import Adam, _bytes_arg, _save_buffer
+from .optim import Adam, _bytes_arg, _path, _save_buffer
 from .rng import Rng, as_rng
 
 
@@ -108,7 +108,7 @@ class Chain(Handle):
         """(chain, scaler or None) from a model file."""
         out, sc = out_handle(), out_handle()
         errors.check(_lib.lib.nvp_chain_load_file(
-            byref(out), byref(sc), os.fsencode(path), None))
+            byref(out), byref(sc), _path(path), None))
         return cls._wrap_loaded(out, sc)
 
     @classmethod
@@ -131,7 +131,7 @@ class Chain(Handle):
         atomically."""
         s = scaler._h if scaler is not None else None
         self._check(_lib.lib.nvp_chain_save_file(self._h, s,
-                                                 os.fsencode(path)))
+                                                 _path(path)))
 
     def to_bytes(self, scaler=None):
         """The model (and the scaler, when given) as bytes."""

@@ -10,7 +10,13 @@ from .rng import Rng
 
 
 def _path(path):
-    return os.fsencode(path)
+    """path as bytes for the C library; a NUL inside it is refused as
+    Python's own open() refuses it (C would stop at the NUL and write
+    another file)."""
+    p = os.fsencode(path)
+    if b"\0" in p:
+        raise ValueError("embedded null byte in path %r" % (path,))
+    return p
 
 
 def _bytes_arg(data):

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
 """The library's seeded random generator."""
+import numbers
 from ctypes import byref, c_uint64
 
 from . import _arrays, _lib, errors
@@ -9,6 +10,9 @@ _MASK64 = (1 << 64) - 1
 
 
 def _seed_value(seed):
+    # A whole number only: int(1.9) would quietly seed with 1.
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError("seed must be an integer (got %r)" % (seed,))
     seed = int(seed)
     if seed < 0:
         raise errors.InvalidArgument("seed must be >= 0 (got %d)" % seed)
