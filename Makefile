@@ -134,7 +134,7 @@ demo: $(BUILD)/examples/two_moons
 	./$(BUILD)/examples/two_moons $(DEMO_ARGS)
 
 # --------------------------------------------------------------------- mpi
-# Data-parallel training with MPI (README, "Data-parallel training").  Built only where
+# Data-parallel training with MPI (docs/mpi.md).  Built only where
 # mpicc exists; `make test-mpi` installs Open MPI first when it can.
 .PHONY: mpi-example test-mpi
 MPICC ?= mpicc

@@ -13,7 +13,7 @@
 # step at 133 and seed 45 stops at step 4054 with a held-out NLL of
 # 1.4919.  Those two depend on the rounding of the AVX-512 kernel and are
 # checked only where the CPU has it.  With the lockstep program, also
-# that lockstep's run is the main job's run (the README's PyTorch
+# that lockstep's run is the main job's run (docs/main-job.md's PyTorch
 # comparison holds only while it is).
 set -u
 

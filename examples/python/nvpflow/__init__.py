@@ -24,7 +24,7 @@ from . import errors
 from ._arrays import have_numpy
 from ._lib import path as library_path
 from .data import Scaler, two_moons
-from .errors import (BufferSize, ClosedError, DimensionError, FileError,
+from .errors import (BufferSize, Busy, ClosedError, DimensionError, FileError,
                      FormatError, InvalidArgument, NonFinite, NvpError,
                      OutOfMemory, Overflow, ThreadError, Unsupported,
                      VersionError)
@@ -57,7 +57,7 @@ def strerror(code):
 __version__ = version()
 
 __all__ = [
-    "ActNorm", "Adam", "BufferSize", "Chain", "ClosedError", "Coupling",
+    "ActNorm", "Adam", "BufferSize", "Busy", "Chain", "ClosedError", "Coupling",
     "DimensionError", "FileError", "FormatError", "InvalidArgument",
     "KERNELS_AUTO", "KERNELS_AVX2", "KERNELS_AVX512", "KERNELS_PORTABLE",
     "Layer", "LayerView", "Linear", "NonFinite", "NvpError", "OutOfMemory",

@@ -94,6 +94,12 @@ class Unsupported(NvpError, RuntimeError):
     code = _lib.EUNSUPPORTED
 
 
+class Busy(NvpError, RuntimeError):
+    """NVP_EBUSY: another thread is using the handle (set_threads during
+    a call on the same chain)."""
+    code = _lib.EBUSY
+
+
 class ClosedError(InvalidArgument):
     """A method was called on a handle after close() (raised by the
     bindings, never by the library; the C equivalent is a NULL handle)."""
@@ -102,7 +108,7 @@ class ClosedError(InvalidArgument):
 _BY_CODE = {cls.code: cls for cls in (
     InvalidArgument, DimensionError, OutOfMemory, Overflow, NonFinite,
     FileError, FormatError, VersionError, ThreadError, BufferSize,
-    Unsupported)}
+    Unsupported, Busy)}
 
 
 def error_for(code, message=None, handle_errmsg=None):

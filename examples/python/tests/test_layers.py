@@ -654,6 +654,13 @@ class KernelTests(Base):
         self.assertNotEqual(err.reason, "unknown error")
         self.assertEqual(_lib.EUNSUPPORTED, -11)
 
+    def test_busy_error(self):
+        err = nvpflow.errors.error_for(-12, "in use")
+        self.assertIsInstance(err, nvpflow.Busy)
+        self.assertIsInstance(err, RuntimeError)
+        self.assertEqual(err.reason, nvpflow.strerror(-12))
+        self.assertNotEqual(err.reason, "unknown error")
+
     def test_adam_getters(self):
         with nvpflow.Adam(4, lr=2e-3, betas=(0.8, 0.99), eps=1e-7) as opt:
             self.assertAlmostEqual(opt.betas[0], 0.8, places=6)
