@@ -743,6 +743,15 @@ NVP_API int nvp_adam_set_clip_norm(nvp_adam *opt, float max_norm);
 NVP_API float nvp_adam_clip_norm(const nvp_adam *opt);
 NVP_API float nvp_adam_last_grad_norm(const nvp_adam *opt);
 
+/* Weight decay, decoupled from the gradient as in AdamW (Loshchilov and
+ * Hutter 2019): every applied step also takes lr * weight_decay * p off
+ * each parameter p (its value before the step), pulling parameters
+ * towards zero without passing through the moments.  0 (the default)
+ * turns it off and leaves every bit of plain Adam.  Saved in training
+ * states.  Errors: NVP_EINVAL (not finite, or negative). */
+NVP_API int nvp_adam_set_weight_decay(nvp_adam *opt, float weight_decay);
+NVP_API float nvp_adam_weight_decay(const nvp_adam *opt);
+
 /* The kernels of the optimizer's update and gradient checks (see
  * nvp_chain_set_kernels; every level gives the same bits). */
 NVP_API int nvp_adam_set_kernels(nvp_adam *opt, int kernels);

@@ -1084,6 +1084,13 @@ public:
         return *this;
     }
     float clip_norm() const noexcept { return nvp_adam_clip_norm(get()); }
+    /* Decoupled weight decay (nvp_adam_set_weight_decay); 0 is off. */
+    Adam &set_weight_decay(float weight_decay)
+    {
+        detail::check(nvp_adam_set_weight_decay(get(), weight_decay), get());
+        return *this;
+    }
+    float weight_decay() const noexcept { return nvp_adam_weight_decay(get()); }
     float last_grad_norm() const noexcept { return nvp_adam_last_grad_norm(get()); }
     std::vector<float> average() const
     {

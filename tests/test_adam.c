@@ -223,6 +223,58 @@ START_TEST(test_adam_refuses_overflowing_gradient)
 }
 END_TEST
 
+/* Weight decay (AdamW): with a zero gradient a parameter shrinks by
+ * lr * wd * p a step (the moments stay zero, so the Adam term is 0);
+ * with wd = 0 the bits are plain Adam's; the setting saves and loads;
+ * bad values are refused and change nothing. */
+START_TEST(test_adam_weight_decay)
+{
+    nvp_adam *o = NULL, *plain = NULL;
+    T_OK(nvp_adam_create(&o, 3, NULL));
+    T_OK(nvp_adam_create(&plain, 3, NULL));
+    T_OK(nvp_adam_set_lr(o, 0.1f));
+    T_OK(nvp_adam_set_lr(plain, 0.1f));
+    ck_assert(nvp_adam_weight_decay(o) == 0.0f);
+    ck_assert_int_eq(nvp_adam_set_weight_decay(o, -1.0f), NVP_EINVAL);
+    ck_assert_int_eq(nvp_adam_set_weight_decay(o, NAN), NVP_EINVAL);
+    ck_assert(nvp_adam_weight_decay(o) == 0.0f);
+    /* wd = 0: the same bits as an optimizer never told about it */
+    float p[3] = {1.0f, -2.0f, 0.5f}, q[3] = {1.0f, -2.0f, 0.5f};
+    const float g[3] = {0.3f, -0.1f, 0.0f};
+    T_OK(nvp_adam_set_weight_decay(o, 0.0f));
+    T_OK(nvp_adam_step(o, 3, p, g));
+    T_OK(nvp_adam_step(plain, 3, q, g));
+    ck_assert(memcmp(p, q, sizeof p) == 0);
+    /* wd > 0: the zero-gradient parameter shrinks by lr * wd * p */
+    T_OK(nvp_adam_set_weight_decay(o, 0.5f));
+    ck_assert(nvp_adam_weight_decay(o) == 0.5f);
+    const float before = p[2];
+    T_OK(nvp_adam_step(o, 3, p, g));
+    T_OK(nvp_adam_step(plain, 3, q, g));
+    T_CLOSE(p[2], before - 0.05f * before, 1e-6, 0, 0, "decayed parameter");
+    T_CHECK(fabsf(p[0]) < fabsf(q[0]), "decay did not pull p[0] towards 0: %g vs %g", (double)p[0],
+            (double)q[0]);
+    /* saved and loaded with the state */
+    size_t size = 0;
+    T_OK(nvp_adam_save_buffer(o, NULL, 0, NULL, &size));
+    unsigned char *buf = t_xmalloc(size);
+    T_OK(nvp_adam_save_buffer(o, NULL, size, buf, &size));
+    nvp_adam *back = NULL;
+    T_OK(nvp_adam_load_buffer(&back, NULL, size, buf, NULL));
+    ck_assert(nvp_adam_weight_decay(back) == 0.5f);
+    float p1[3], p2[3];
+    memcpy(p1, p, sizeof p);
+    memcpy(p2, p, sizeof p);
+    T_OK(nvp_adam_step(o, 3, p1, g));
+    T_OK(nvp_adam_step(back, 3, p2, g));
+    ck_assert(memcmp(p1, p2, sizeof p1) == 0);
+    free(buf);
+    nvp_adam_free(back);
+    nvp_adam_free(plain);
+    nvp_adam_free(o);
+}
+END_TEST
+
 Suite *adam_suite(void)
 {
     Suite *s = suite_create("adam");
@@ -233,6 +285,7 @@ Suite *adam_suite(void)
     tcase_add_test(tc, test_adam_reset);
     tcase_add_test(tc, test_adam_getters_round_trip);
     tcase_add_test(tc, test_adam_refuses_overflowing_gradient);
+    tcase_add_test(tc, test_adam_weight_decay);
     tcase_add_loop_test(tc, test_adam_refuses_nonfinite_gradient, 0, 3);
     suite_add_tcase(s, tc);
     adam_average_tests(s);

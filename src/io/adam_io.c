@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Saving and loading a training state: the Adam optimizer and, optionally,
- * the generator that draws minibatches: the ADAM, RNG, AVG and CLIP
+ * the generator that draws minibatches: the ADAM, RNG, AVG, CLIP and WDEC
  * sections of a training-state file, described in docs/file-format.md. */
 #include <math.h>
 #include <stdio.h>
@@ -15,13 +15,15 @@
 #define TAG_RNG NVP_TAG('R', 'N', 'G', ' ')
 #define TAG_AVG NVP_TAG('A', 'V', 'G', ' ')
 #define TAG_CLIP NVP_TAG('C', 'L', 'I', 'P')
+#define TAG_WDEC NVP_TAG('W', 'D', 'E', 'C')
 
 static void write_state(nvp_writer *w, const void *opt, const void *rng)
 {
     const nvp_adam *o = opt;
     const nvp_rng *r = rng;
     nvp__fmt_header(w, 1, NVP_KIND_TRAINING,
-                    1 + (r != NULL) + (o->avg != NULL) + (o->clip_norm > 0.0f));
+                    1 + (r != NULL) + (o->avg != NULL) + (o->clip_norm > 0.0f) +
+                        (o->weight_decay > 0.0f));
     size_t st = nvp__fmt_section_begin(w, TAG_ADAM);
     nvp__put_u64(w, o->n);
     nvp__put_f32(w, o->lr);
@@ -53,6 +55,11 @@ static void write_state(nvp_writer *w, const void *opt, const void *rng)
         nvp__put_f32(w, o->clip_norm);
         nvp__fmt_section_end(w, st);
     }
+    if (o->weight_decay > 0.0f) {
+        st = nvp__fmt_section_begin(w, TAG_WDEC);
+        nvp__put_f32(w, o->weight_decay);
+        nvp__fmt_section_end(w, st);
+    }
 }
 
 /* Everything in a training state but its float vectors: read from a
@@ -70,6 +77,8 @@ typedef struct state_fields {
     float avg_decay;
     int has_clip;
     float clip_norm;
+    int has_wdec;
+    float weight_decay;
 } state_fields;
 
 /* Whether the fields make a valid state; if not, says why in why[cap].
@@ -103,6 +112,10 @@ static int fields_fault(const state_fields *f, char *why, size_t cap)
     else if (f->has_clip && !(isfinite(f->clip_norm) && f->clip_norm > 0.0f))
         snprintf(why, cap, "invalid gradient-norm clipping limit %g (must be "
                            "finite and > 0)", (double)f->clip_norm);
+    else if (f->has_wdec &&
+             !(isfinite(f->weight_decay) && f->weight_decay > 0.0f))
+        snprintf(why, cap, "invalid weight decay %g (must be finite and > 0)",
+                 (double)f->weight_decay);
     else
         return 0;
     return 1;
@@ -136,7 +149,8 @@ static int check_save(const nvp_adam *o, const nvp_rng *r, const char *fn)
     state_fields f = {o->n, o->t, o->lr, o->b1, o->b2, o->eps,
                       r != NULL, {0, 0, 0, 0}, 0, 0.0,
                       o->avg != NULL, o->avg_decay,
-                      o->clip_norm > 0.0f, o->clip_norm};
+                      o->clip_norm > 0.0f, o->clip_norm,
+                      o->weight_decay > 0.0f, o->weight_decay};
     if (r) {
         memcpy(f.s, r->s, sizeof f.s);
         f.has_spare = (uint32_t)r->has_spare;
@@ -180,7 +194,8 @@ int nvp_adam_save_file(const nvp_adam *o, const nvp_rng *rng, const char *path)
                           &o->alloc, path);
 }
 
-/* The sections of a training state: ADAM, optionally RNG, AVG and CLIP,
+/* The sections of a training state: ADAM, optionally RNG, AVG, CLIP and
+ * WDEC,
  * each of exactly the size its parameter count gives it, and their fields
  * valid (fields_fault); reads only those fields (at most 44 bytes a
  * section). */
@@ -195,14 +210,16 @@ static int plan_state(const char *fn, uint32_t version,
     NVP_REQUIRE(version == 1, NVP_EFORMAT,
                 "%s: a training state is format version 1, not %u", fn,
                 version);
-    static const uint32_t tags[] = {TAG_ADAM, TAG_RNG, TAG_AVG, TAG_CLIP};
-    int rc = nvp__spans_known(fn, spans, count, tags, 4);
+    static const uint32_t tags[] = {TAG_ADAM, TAG_RNG, TAG_AVG, TAG_CLIP,
+                                    TAG_WDEC};
+    int rc = nvp__spans_known(fn, spans, count, tags, 5);
     if (rc)
         return rc;
     const size_t ia = nvp__span_find(spans, count, TAG_ADAM);
     const size_t ir = nvp__span_find(spans, count, TAG_RNG);
     const size_t iv = nvp__span_find(spans, count, TAG_AVG);
     const size_t ic = nvp__span_find(spans, count, TAG_CLIP);
+    const size_t iw = nvp__span_find(spans, count, TAG_WDEC);
     NVP_REQUIRE(ia < count, NVP_EFORMAT, "%s: no optimizer section", fn);
 
     state_fields f;
@@ -260,6 +277,15 @@ static int plan_state(const char *fn, uint32_t version,
         r = (nvp_reader){b, 4, 0, 0};
         nvp__get_f32(&r, &f.clip_norm);
         f.has_clip = 1;
+    }
+    if (iw < count) {
+        NVP_REQUIRE(spans[iw].len == 4, NVP_EFORMAT,
+                    "%s: the weight decay section has the wrong size", fn);
+        if ((rc = nvp__src_read(fn, src, spans[iw].off, b, 4)) != NVP_OK)
+            return rc;
+        r = (nvp_reader){b, 4, 0, 0};
+        nvp__get_f32(&r, &f.weight_decay);
+        f.has_wdec = 1;
     }
     char why[160];
     NVP_REQUIRE(!fields_fault(&f, why, sizeof why), NVP_EFORMAT, "%s: %s", fn,
@@ -340,6 +366,11 @@ static int load_state(const char *fn, const void *data, size_t size,
         }
     }
     if (f.has_clip && (rc = nvp_adam_set_clip_norm(o, f.clip_norm)) != NVP_OK) {
+        nvp_adam_free(o);
+        return nvp__fail_in(NULL, rc, fn);
+    }
+    if (f.has_wdec &&
+        (rc = nvp_adam_set_weight_decay(o, f.weight_decay)) != NVP_OK) {
         nvp_adam_free(o);
         return nvp__fail_in(NULL, rc, fn);
     }

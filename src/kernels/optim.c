@@ -12,24 +12,39 @@
  * without clipping the bits are the unclipped update's).  With avg, the
  * parameter average follows each new parameter in the same pass, while
  * it is in a register: avg = d * avg + (1 - d) * p. */
+/* One parameter's new moments and value, the arithmetic the update and
+ * the probe share.  Weight decay (AdamW: decoupled from the gradient)
+ * takes dec * p off the old value; without it (dec == 0) nothing is
+ * computed for it, so the bits are those of plain Adam. */
+static inline __attribute__((always_inline)) float
+adam_one(const nvp_adam_consts *k, float p, float g, float m, float v,
+         float *m_out, float *v_out)
+{
+    const float gi = g * k->gscale;
+    const float mi = k->b1 * m + (1.0f - k->b1) * gi;
+    const float vi = k->b2 * v + (1.0f - k->b2) * gi * gi;
+    *m_out = mi;
+    *v_out = vi;
+    float pi = p - k->step * mi / (sqrtf(vi) * k->inv_sqrt_bc2 + k->eps);
+    if (k->decay != 0.0f)
+        pi = pi - k->decay * p;
+    return pi;
+}
+
 static inline __attribute__((always_inline)) void
 adam_loop(size_t n, float *restrict p, const float *restrict g,
           float *restrict m, float *restrict v, float *restrict avg,
           const nvp_adam_consts *k)
 {
-    const float b1 = k->b1, b2 = k->b2, step = k->step;
-    const float inv_sqrt_bc2 = k->inv_sqrt_bc2, eps = k->eps;
-    const float c1 = 1.0f - b1, c2 = 1.0f - b2;
-    const float d = k->avg_decay, c = 1.0f - d, gs = k->gscale;
-    /* The test of avg is the same on every round: the compiler moves it
-     * out of the loop (unswitching, at -O3) and vectorises both loops. */
+    const float d = k->avg_decay, c = 1.0f - d;
+    /* The tests of avg and of the decay are the same on every round: the
+     * compiler moves them out of the loop (unswitching, at -O3) and
+     * vectorises each version. */
     for (size_t i = 0; i < n; i++) {
-        const float gi = g[i] * gs;
-        const float mi = b1 * m[i] + c1 * gi;
-        const float vi = b2 * v[i] + c2 * gi * gi;
+        float mi, vi;
+        const float pi = adam_one(k, p[i], g[i], m[i], v[i], &mi, &vi);
         m[i] = mi;
         v[i] = vi;
-        const float pi = p[i] - step * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps);
         p[i] = pi;
         if (avg)
             avg[i] = d * avg[i] + c * pi;
@@ -56,16 +71,11 @@ adam_probe_loop(size_t n, const float *restrict p, const float *restrict g,
                 const float *restrict avg, const nvp_adam_consts *k,
                 uint32_t *out)
 {
-    const float b1 = k->b1, b2 = k->b2, step = k->step;
-    const float inv_sqrt_bc2 = k->inv_sqrt_bc2, eps = k->eps;
-    const float c1 = 1.0f - b1, c2 = 1.0f - b2;
-    const float d = k->avg_decay, c = 1.0f - d, gs = k->gscale;
+    const float d = k->avg_decay, c = 1.0f - d;
     uint32_t top = 0;
     for (size_t i = 0; i < n; i++) {
-        const float gi = g[i] * gs;
-        const float mi = b1 * m[i] + c1 * gi;
-        const float vi = b2 * v[i] + c2 * gi * gi;
-        const float pi = p[i] - step * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps);
+        float mi, vi;
+        const float pi = adam_one(k, p[i], g[i], m[i], v[i], &mi, &vi);
         float vals[4] = {mi, vi, pi, avg ? d * avg[i] + c * pi : 0.0f};
         for (int q = 0; q < 4; q++) {
             uint32_t u;

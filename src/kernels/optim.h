@@ -16,6 +16,7 @@ typedef struct nvp_adam_consts {
     float b1, b2, step, inv_sqrt_bc2, eps;
     float gscale;    /* the clipping factor; 1 leaves every bit as it was */
     float avg_decay; /* the average's decay, when avg is not NULL */
+    float decay;     /* lr * weight decay (AdamW); 0: none */
 } nvp_adam_consts;
 
 /* One Adam update of n parameters p, with gradient g and moments m, v;

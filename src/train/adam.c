@@ -182,8 +182,12 @@ static int surely_finite(const nvp_adam *o, const nvp_adam_consts *k,
     const double g = (double)float_of_bits(grad_bits) * k->gscale;
     const double m = o->m_bound > g ? o->m_bound : g;
     const double move = (double)k->step * m / (double)k->eps;
+    /* Weight decay takes dec * p off the moved value: at most |p| dec
+     * more (dec >= 0). */
+    const double p =
+        (double)float_of_bits(params_bits) * (1.0 + (double)k->decay);
     /* half the range: room for the rounding of every operation */
-    return (double)float_of_bits(params_bits) + move < 0.5 * (double)FLT_MAX;
+    return p + move < 0.5 * (double)FLT_MAX;
 }
 
 int nvp__adam_apply(nvp_adam *o, float *params, const float *grad,
@@ -204,7 +208,8 @@ int nvp__adam_apply(nvp_adam *o, float *params, const float *grad,
                   params,
                   grad,
                   {o->b1, o->b2, (float)step, (float)(1.0 / sqrt(bc2)), o->eps,
-                   gscale, o->avg_decay},
+                   gscale, o->avg_decay,
+                   (float)((double)o->lr * (double)o->weight_decay)},
                   o->n};
     /* The exact check, a pass that writes nothing, only where the bounds
      * cannot vouch for the result (states loaded or driven to extremes). */
@@ -291,6 +296,23 @@ int nvp_adam_step(nvp_adam *o, size_t n, float *params, const float *grad)
 const char *nvp_adam_errmsg(const nvp_adam *o)
 {
     return nvp__errbox_read(o ? &o->err : NULL);
+}
+
+int nvp_adam_set_weight_decay(nvp_adam *o, float weight_decay)
+{
+    const nvp_errbox *eb = o ? &o->err : NULL;
+    NVP_REQUIRE_PTR(o);
+    NVP_REQUIRE(isfinite(weight_decay) && weight_decay >= 0.0f, NVP_EINVAL,
+                "nvp_adam_set_weight_decay: weight_decay must be finite and "
+                ">= 0 (got %g)",
+                (double)weight_decay);
+    o->weight_decay = weight_decay;
+    return NVP_OK;
+}
+
+float nvp_adam_weight_decay(const nvp_adam *o)
+{
+    return o ? o->weight_decay : 0.0f;
 }
 
 int nvp_adam_set_kernels(nvp_adam *o, int kernels)

@@ -32,6 +32,7 @@ struct nvp_adam {
      * pass over the moments (nvp__adam_apply). */
     double m_bound;
     nvp_isa isa;      /* the kernels' level (nvp_adam_set_kernels) */
+    float weight_decay; /* AdamW's decoupled decay; 0: none */
 };
 
 /* Gradient entries at or above this magnitude would overflow the second

@@ -471,6 +471,19 @@ static void make_load_corpus(void)
     size_t nt5;
     unsigned char *t5 = save_state(o6, rng, &nt5);
     write_file(load_dir, "t_adam_clip", t5, nt5);
+
+    /* 8b. and with weight decay (WDEC: f32, after CLIP). */
+    {
+        nvp_adam *ow;
+        OK(nvp_adam_create(&ow, 3, NULL));
+        OK(nvp_adam_set_weight_decay(ow, 0.01f));
+        OK(nvp_adam_set_clip_norm(ow, 1.0f));
+        size_t ntw;
+        unsigned char *tw = save_state(ow, NULL, &ntw);
+        write_file(load_dir, "t_adam_wdec", tw, ntw);
+        free(tw);
+        nvp_adam_free(ow);
+    }
     clip_variants(t5, nt5);
 
     damaged("m_alt2", m1, n1);

@@ -333,6 +333,8 @@ _PROTOTYPES = {
     "nvp_adam_average_decay": (c_float, [_P]),
     "nvp_adam_get_average": (c_int, [_P, c_size_t, _F]),
     "nvp_adam_set_clip_norm": (c_int, [_P, c_float]),
+    "nvp_adam_set_weight_decay": (c_int, [_P, c_float]),
+    "nvp_adam_weight_decay": (c_float, [_P]),
     "nvp_adam_clip_norm": (c_float, [_P]),
     "nvp_adam_last_grad_norm": (c_float, [_P]),
     "nvp_adam_errmsg": (c_char_p, [_P]),

@@ -201,6 +201,17 @@ class Adam(Handle):
         self._check(_lib.lib.nvp_adam_set_clip_norm(self._h, float(max_norm)))
 
     @property
+    def weight_decay(self):
+        """Decoupled weight decay (AdamW): every step also takes
+        lr * weight_decay * p off each parameter.  0.0 (the default) is
+        off.  See nvp_adam_set_weight_decay."""
+        return _lib.lib.nvp_adam_weight_decay(self._h)
+
+    @weight_decay.setter
+    def weight_decay(self, value):
+        self._check(_lib.lib.nvp_adam_set_weight_decay(self._h, float(value)))
+
+    @property
     def last_grad_norm(self):
         """Norm of the last applied gradient before clipping (while
         clipping is on; 0.0 before the first such step)."""

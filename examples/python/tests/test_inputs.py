@@ -60,6 +60,21 @@ class ValueTests(unittest.TestCase):
             self.assertIsNotNone(r)
 
 
+class WeightDecayTests(unittest.TestCase):
+    def test_weight_decay(self):
+        with nvpflow.Adam(3) as opt:
+            self.assertEqual(opt.weight_decay, 0.0)
+            opt.weight_decay = 0.25
+            self.assertEqual(opt.weight_decay, 0.25)
+            with self.assertRaises(nvpflow.InvalidArgument):
+                opt.weight_decay = -1.0
+            self.assertEqual(opt.weight_decay, 0.25)
+            data = opt.to_bytes()
+            back, _ = nvpflow.Adam.from_bytes(data)
+            with back:
+                self.assertEqual(back.weight_decay, 0.25)
+
+
 class PureValueTests(ValueTests):
     pure = True
 
