@@ -519,10 +519,11 @@ NVP_API int nvp_chain_nll_grad(const nvp_chain *chain, size_t n,
  * been created for nvp_chain_num_params(chain) parameters).  loss (may be
  * NULL) receives the minibatch's mean NLL before the step.  Refused with
  * NVP_ENONFINITE, changing neither the chain nor the optimizer: parameters
- * holding NaN or an infinity (checked before any row is drawn); a loss or
- * gradient that is not finite, or a gradient too large for Adam; a step
- * whose result would not be finite (see nvp_adam_step).  In the last three
- * cases the rng has advanced.  The scratch gradient lives in the chain, so
+ * holding NaN or an infinity (checked before any row is drawn); a
+ * minibatch holding NaN or an infinity; a loss or gradient that is not
+ * finite, or a gradient too large for Adam; a step whose result would not
+ * be finite (see nvp_adam_step).  In all but the first case the rng has
+ * advanced.  The scratch gradient lives in the chain, so
  * a step allocates nothing after the first.  Needs exclusive use of chain,
  * opt and rng. */
 NVP_API int nvp_chain_train_step(nvp_chain *chain, nvp_adam *opt,

@@ -275,6 +275,29 @@ START_TEST(test_adam_weight_decay)
 }
 END_TEST
 
+/* The kernel forms step * m before dividing: with a large eps the move
+ * (step * m / eps) stays in range while that product overflows.  Such a
+ * step is refused with nothing changed (it returned OK and left -inf). */
+START_TEST(test_adam_product_overflow_refused)
+{
+    nvp_adam *o = NULL;
+    T_OK(nvp_adam_create(&o, 1, NULL));
+    T_OK(nvp_adam_set_lr(o, 1e37f));
+    T_OK(nvp_adam_set_eps(o, 1e10f));
+    float p[1] = {0.0f};
+    const float g[1] = {100.0f};
+    const int rc = nvp_adam_step(o, 1, p, g);
+    if (rc == NVP_OK)
+        T_CHECK(isfinite(p[0]), "a step returned OK and left p = %g", (double)p[0]);
+    else {
+        ck_assert_int_eq(rc, NVP_ENONFINITE);
+        ck_assert(p[0] == 0.0f);
+        ck_assert_uint_eq(nvp_adam_num_steps(o), 0);
+    }
+    nvp_adam_free(o);
+}
+END_TEST
+
 Suite *adam_suite(void)
 {
     Suite *s = suite_create("adam");
@@ -286,6 +309,7 @@ Suite *adam_suite(void)
     tcase_add_test(tc, test_adam_getters_round_trip);
     tcase_add_test(tc, test_adam_refuses_overflowing_gradient);
     tcase_add_test(tc, test_adam_weight_decay);
+    tcase_add_test(tc, test_adam_product_overflow_refused);
     tcase_add_loop_test(tc, test_adam_refuses_nonfinite_gradient, 0, 3);
     suite_add_tcase(s, tc);
     adam_average_tests(s);

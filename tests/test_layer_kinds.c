@@ -234,6 +234,42 @@ START_TEST(test_linear_init_is_gaussian_fit)
 }
 END_TEST
 
+/* Columns on very different scales (sd 1e4 and 1, independent) are all
+ * whitened by the linear layer's data initialisation: its log density is
+ * the Gaussian fit's, which a ridge scaled to the average variance broke
+ * (the small column came out with sd 0.14). */
+START_TEST(test_linear_init_scales)
+{
+    enum { N = 4000 };
+    float *data = t_xmalloc(2 * N * sizeof *data);
+    t_prng g;
+    t_prng_seed(&g, 8550);
+    double s0 = 0, s1 = 0;
+    for (size_t r = 0; r < N; r++) {
+        data[2 * r] = (float)(1e4 * t_prng_normal(&g));
+        data[2 * r + 1] = (float)t_prng_normal(&g);
+    }
+    nvp_base *base = NULL;
+    nvp_layer *lin = NULL;
+    nvp_chain *c = NULL;
+    T_OK(nvp_base_create_normal(&base, 2, NULL));
+    T_OK(nvp_layer_create_linear(&lin, 2, NULL));
+    T_OK(nvp_chain_create_from_layers(&c, base, 1, &lin, NULL));
+    T_OK(nvp_chain_init_from_data(c, N, data));
+    float *x = t_xmalloc(2 * N * sizeof *x);
+    T_OK(nvp_chain_inverse(c, N, data, x, NULL));
+    for (size_t r = 0; r < N; r++) {
+        s0 += (double)x[2 * r] * x[2 * r] / N;
+        s1 += (double)x[2 * r + 1] * x[2 * r + 1] / N;
+    }
+    T_CLOSE(sqrt(s0), 1.0, 1e-3, 0, 8550, "sd of whitened column 0");
+    T_CLOSE(sqrt(s1), 1.0, 1e-3, 0, 8550, "sd of whitened column 1");
+    free(x);
+    free(data);
+    nvp_chain_free(c);
+}
+END_TEST
+
 /* A mixed chain (actnorm, linear, permutation, couplings that start as
  * the identity) trains: its gradient matches central differences, and
  * training lowers the loss below the initialised Gaussian fit's. */
@@ -447,6 +483,7 @@ Suite *layer_kinds_suite(void)
     tcase_add_loop_test(tc, test_kinds_round_trip_and_logdet, 0, 3);
     tcase_add_loop_test(tc, test_kinds_backward_matches_differences, 0, 3);
     tcase_add_test(tc, test_linear_init_is_gaussian_fit);
+    tcase_add_test(tc, test_linear_init_scales);
     tcase_add_test(tc, test_mixed_chain_trains);
     tcase_add_test(tc, test_kinds_errors);
     tcase_add_test(tc, test_kinds_save_load);

@@ -105,7 +105,6 @@ int nvp__fmt_table(const char *fn, const nvp_src *src, uint32_t kind,
                 (unsigned long long)(size - pos));
     *count = n;
     *version_out = version;
-    *version_out = version;
     return NVP_OK;
 }
 

@@ -197,6 +197,7 @@ typedef struct model_info {
     uint32_t dim, n_layers;
     uint64_t total; /* parameters */
     int stack;      /* STCK (layers of any kind), not ARCH */
+    int other_kind; /* a STCK layer that is not an affine coupling */
 } model_info;
 
 /* Reads layer k of a STCK section: its kind and its n values into h
@@ -204,7 +205,7 @@ typedef struct model_info {
  * count to *total (bounded by NVP_MAX_PARAMS). */
 static int read_stack_layer(const char *fn, nvp_reader *r, size_t dim,
                             size_t k, uint32_t *h, const nvp_layer_ops **kind,
-                            size_t *n_out, uint64_t *total)
+                            size_t *n_out, uint64_t *total, int *other_kind)
 {
     const nvp_errbox *eb = NULL;
     uint32_t id, n;
@@ -213,6 +214,8 @@ static int read_stack_layer(const char *fn, nvp_reader *r, size_t dim,
     *kind = nvp__layer_kind_by_id(id);
     NVP_REQUIRE(*kind != NULL, NVP_EFORMAT,
                 "%s: layer %zu: unknown layer kind %u", fn, k, id);
+    if (other_kind && *kind != &nvp__coupling_kind)
+        *other_kind = 1;
     NVP_REQUIRE(n <= NVP_MAX_HYPER(dim), NVP_EFORMAT,
                 "%s: layer %zu: %u values (at most %zu)", fn, k, n,
                 NVP_MAX_HYPER(dim));
@@ -251,6 +254,7 @@ static int check_arch_head(const char *fn, nvp_reader *r, model_info *mi)
     mi->dim = dim;
     mi->n_layers = n_layers;
     mi->total = 0;
+    mi->other_kind = 0;
     return NVP_OK;
 }
 
@@ -270,7 +274,7 @@ static int check_arch(const char *fn, nvp_reader r, model_info *mi,
     size_t n;
     for (size_t k = 0; k < mi->n_layers; k++)
         if ((rc = stack ? read_stack_layer(fn, &r, mi->dim, k, h, &kind, &n,
-                                           &mi->total)
+                                           &mi->total, &mi->other_kind)
                         : read_layer(fn, &r, mi->dim, k, &d, &mi->total)) !=
             NVP_OK)
             return rc;
@@ -422,6 +426,12 @@ static int plan_model(const char *fn, uint32_t version,
         if (rc)
             return rc;
     }
+    /* The writer uses version 2 only for what version 1 cannot hold, so
+     * that a loaded file saves back as it was. */
+    NVP_REQUIRE(!stack || mi.other_kind || ic < count, NVP_EFORMAT,
+                "%s: a version 2 model of affine couplings alone and no "
+                "column names (version 1 holds it)",
+                fn);
     if (info)
         *(model_info *)info = mi;
     return NVP_OK;
@@ -503,7 +513,7 @@ static int load_model(const char *fn, const void *data, size_t size,
         if (mi.stack) {
             const nvp_layer_ops *kind;
             size_t n;
-            read_stack_layer(fn, &r, dim, k, h, &kind, &n, &dummy);
+            read_stack_layer(fn, &r, dim, k, h, &kind, &n, &dummy, NULL);
             rc = kind->from_hyper(&layers[k], fn, dim, h, n, alloc);
         } else {
             read_layer(fn, &r, dim, k, &d, &dummy);

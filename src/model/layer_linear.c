@@ -75,8 +75,10 @@ static size_t linear_cache_floats(const nvp_layer *l, size_t rows)
 
 static size_t linear_scratch_floats(const nvp_layer *l, size_t rows)
 {
-    /* dL/dw, dL/dr per row, and one dim x dim sum of outer products */
-    return 2 * nvp__carved(rows * l->dim) + nvp__carved(l->dim * l->dim);
+    /* dL/dw, dL/dr per row, one dim x dim sum of outer products, and a
+     * row of doubles for the solves */
+    return 2 * nvp__carved(rows * l->dim) + nvp__carved(l->dim * l->dim) +
+           nvp__carved(2 * l->dim);
 }
 
 static void linear_inverse_rows(const nvp_layer *l, const nvp_exec *ex,
@@ -128,26 +130,32 @@ static void linear_inverse_backward_rows(const nvp_layer *l,
     float *gw = nvp__carve(&cursor, rows * dim);
     float *gr = nvp__carve(&cursor, rows * dim);
     float *outer = nvp__carve(&cursor, dim * dim);
+    double *t = (double *)nvp__carve(&cursor, 2 * dim);
     for (size_t r = 0; r < rows; r++) {
-        /* U^T is lower triangular: forward substitution, by rows of A. */
-        float *g = gw + r * dim;
-        memcpy(g, dx + r * dim, dim * sizeof *g);
+        /* U^T is lower triangular: forward substitution by rows of A, the
+         * running values in double. */
+        const float *g = dx + r * dim;
+        for (size_t i = 0; i < dim; i++)
+            t[i] = g[i];
         for (size_t j = 0; j < dim; j++) {
             const float *a = A + j * dim;
-            g[j] = (float)((double)g[j] / (double)expf(a[j]));
+            t[j] /= (double)expf(a[j]);
             for (size_t i = j + 1; i < dim; i++)
-                g[i] = (float)((double)g[i] - (double)a[i] * g[j]);
+                t[i] -= (double)a[i] * t[j];
         }
-        /* L^T is unit upper triangular: back substitution. */
-        float *h = gr + r * dim;
-        memcpy(h, g, dim * sizeof *h);
+        for (size_t i = 0; i < dim; i++)
+            gw[r * dim + i] = (float)t[i];
+        /* L^T is unit upper triangular: back substitution, on from gw in
+         * double. */
         for (size_t j = dim; j-- > 0;) {
             const float *a = A + j * dim;
             for (size_t i = 0; i < j; i++)
-                h[i] = (float)((double)h[i] - (double)a[i] * h[j]);
+                t[i] -= (double)a[i] * t[j];
         }
+        for (size_t i = 0; i < dim; i++)
+            gr[r * dim + i] = (float)t[i];
         if (dy)
-            memcpy(dy + r * dim, h, dim * sizeof *h);
+            memcpy(dy + r * dim, gr + r * dim, dim * sizeof *dy);
     }
     if (!grad)
         return;
@@ -210,17 +218,20 @@ static int linear_data_init(nvp_layer *l, const nvp_errbox *eb,
                 cov[i * dim + j] += di * (zr[j] - mean[j]);
         }
     }
+    /* A ridge per column, relative to its own variance, so that columns on
+     * very different scales are all whitened (constant or collinear ones
+     * still factor). */
     double trace = 0.0;
     for (size_t i = 0; i < dim; i++)
         trace += cov[i * dim + i] / (double)n;
-    const double ridge = 1e-6 * (trace / (double)dim) + 1e-12;
     int rc = isfinite(trace) ? NVP_OK
                              : nvp__fail(eb, NVP_ENONFINITE,
                                          "%s: the data's covariance "
                                          "overflows", fn);
     /* Cholesky, lower triangle in place. */
     for (size_t j = 0; j < dim && rc == NVP_OK; j++) {
-        double s = cov[j * dim + j] / (double)n + ridge;
+        const double var = cov[j * dim + j] / (double)n;
+        double s = var * (1.0 + 1e-6) + 1e-12 * (trace / (double)dim) + 1e-30;
         for (size_t k = 0; k < j; k++)
             s -= cov[j * dim + k] * cov[j * dim + k];
         if (!(s > 0.0)) {

@@ -181,7 +181,12 @@ static int surely_finite(const nvp_adam *o, const nvp_adam_consts *k,
 {
     const double g = (double)float_of_bits(grad_bits) * k->gscale;
     const double m = o->m_bound > g ? o->m_bound : g;
-    const double move = (double)k->step * m / (double)k->eps;
+    /* The update forms step * m before dividing by the denominator (at
+     * least eps): both that product and the move must stay in range. */
+    const double prod = (double)k->step * m;
+    if (!(prod < 0.5 * (double)FLT_MAX))
+        return 0;
+    const double move = prod / (double)k->eps;
     /* Weight decay takes dec * p off the moved value: at most |p| dec
      * more (dec >= 0). */
     const double p =
