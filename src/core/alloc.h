@@ -40,6 +40,16 @@ static inline int nvp__add(size_t a, size_t b, size_t *out)
     return 0;
 }
 
+/* count floats, 64-byte aligned; NULL when out of memory or when the
+ * byte count does not fit a size_t (32-bit targets). */
+static inline float *nvp__alloc_floats(const nvp_allocator *a, size_t count)
+{
+    size_t bytes;
+    if (nvp__mul(count, sizeof(float), &bytes))
+        return NULL;
+    return (float *)nvp__alloc_aligned(a, bytes);
+}
+
 /* Bump allocation inside an arena: returns *cursor and advances it by
  * count floats rounded up to a cache line. */
 static inline float *nvp__carve(float **cursor, size_t count)

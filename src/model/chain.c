@@ -50,7 +50,7 @@ static int chain_create(const char *fn, nvp_chain **out, nvp_base *base,
     c->layers = nvp__malloc(&a, n_layers * sizeof *c->layers);
     c->offsets = nvp__malloc(&a, n_layers * sizeof *c->offsets);
     /* (a chain of permutations alone has no parameters) */
-    c->params = nvp__alloc_aligned(&a, (total ? total : 1) * sizeof(float));
+    c->params = nvp__alloc_floats(&a, total ? total : 1);
     if (!c->layers || !c->offsets || !c->params) {
         nvp__free(&a, c->layers);
         nvp__free(&a, c->offsets);

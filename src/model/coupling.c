@@ -118,7 +118,7 @@ int nvp__coupling_new(nvp_coupling **out, const char *fn, size_t dim,
     int rc = nvp__coupling_plan(c, NULL, fn, dim, mask, n_hidden, hidden);
     if (rc == NVP_OK) {
         c->layer.own_params =
-            nvp__alloc_aligned(&c->layer.alloc, c->layer.n_params * sizeof(float));
+            nvp__alloc_floats(&c->layer.alloc, c->layer.n_params);
         if (!c->layer.own_params)
             rc = nvp__fail(NULL, NVP_ENOMEM,
                            "%s: out of memory for %zu parameters", fn,

@@ -41,7 +41,7 @@ int nvp__layer_new(nvp_layer **out, size_t size, const nvp_layer_ops *kind,
     l->dim = dim;
     l->n_params = n_params;
     if (n_params > 0) {
-        l->own_params = nvp__alloc_aligned(&l->alloc, n_params * sizeof(float));
+        l->own_params = nvp__alloc_floats(&l->alloc, n_params);
         if (!l->own_params) {
             nvp__free(&a, l);
             return nvp__fail(NULL, NVP_ENOMEM,

@@ -195,8 +195,14 @@ static int linear_data_init(nvp_layer *l, const nvp_errbox *eb,
                             const char *fn, size_t n, const float *z)
 {
     const size_t dim = l->dim;
+    size_t cov_bytes;
+    if (nvp__mul(dim, dim, &cov_bytes) ||
+        nvp__mul(cov_bytes, sizeof(double), &cov_bytes))
+        return nvp__fail(eb, NVP_EOVERFLOW, "%s: a %zu x %zu covariance "
+                                            "does not fit in memory", fn,
+                         dim, dim);
     double *mean = nvp__malloc(&l->alloc, dim * sizeof *mean);
-    double *cov = nvp__malloc(&l->alloc, dim * dim * sizeof *cov);
+    double *cov = nvp__malloc(&l->alloc, cov_bytes);
     if (!mean || !cov) {
         nvp__free(&l->alloc, mean);
         nvp__free(&l->alloc, cov);
@@ -204,7 +210,7 @@ static int linear_data_init(nvp_layer *l, const nvp_errbox *eb,
                                          "covariance", fn, dim, dim);
     }
     memset(mean, 0, dim * sizeof *mean);
-    memset(cov, 0, dim * dim * sizeof *cov);
+    memset(cov, 0, cov_bytes);
     for (size_t r = 0; r < n; r++)
         for (size_t j = 0; j < dim; j++)
             mean[j] += z[r * dim + j];
