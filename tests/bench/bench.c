@@ -6,13 +6,22 @@
  * all online CPUs it measures the reference configuration's training step
  * (4 couplings, 512-512 MLPs, batch 100), sample and log_prob per point at
  * batch 1000 and 100000, and the matrix products the layers run; and the
- * machine's FMA peak, of which each GEMM figure is given as a share. */
+ * machine's FMA peak, of which each GEMM figure is given as a share.
+ * Then, on 1 and 2 threads, three models over more dimensions (D = 8, 64
+ * and 784), each call timed in turns with PyTorch's, as ratios and as
+ * shares of the peak.  NVP_BENCH_MODELS picks the models (tutorial, d8,
+ * d64, d784; default all), NVP_BENCH_TURNS the turns (default 7),
+ * NVP_BENCH_PYTHON the Python that runs PyTorch. */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/alloc.h"
 #include "runtime/exec.h"
@@ -410,6 +419,16 @@ typedef struct {
     double train_ms, sample_us[2], log_prob_us[2], gemm[N_SHAPES];
 } theirs;
 
+/* The peer's set-up, in its command only: OpenBLAS picks its own kernels
+ * and cache sizes (OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset), glibc
+ * keeps torch's tensors mapped between steps instead of returning and
+ * faulting them again every step (mmap and trim thresholds), and
+ * OpenBLAS and OpenMP run as many threads as the figure is for. */
+static const char *const peer_setup[] = {
+    "-u", "OPENBLAS_CORETYPE", "-u", "OPENBLAS_L2_SIZE",
+    "MALLOC_MMAP_THRESHOLD_=67108864", "MALLOC_TRIM_THRESHOLD_=268435456"};
+#define N_PEER_SETUP (sizeof peer_setup / sizeof peer_setup[0])
+
 /* Runs torch_bench.py with the first Python that imports torch and
  * numpy; returns 0 when none does. */
 static int run_python(const char *dir, size_t threads, theirs *o,
@@ -422,10 +441,15 @@ static int run_python(const char *dir, size_t threads, theirs *o,
         if (!candidates[i])
             continue;
         char cmd[1024];
-        snprintf(cmd, sizeof cmd,
-                 "OPENBLAS_NUM_THREADS=%zu OMP_NUM_THREADS=%zu %s "
-                 "%s/torch_bench.py %zu 2>/dev/null",
-                 threads, threads, candidates[i], dir, threads);
+        size_t used = (size_t)snprintf(cmd, sizeof cmd, "env");
+        for (size_t j = 0; j < N_PEER_SETUP && used < sizeof cmd; j++)
+            used += (size_t)snprintf(cmd + used, sizeof cmd - used, " %s",
+                                     peer_setup[j]);
+        if (used < sizeof cmd)
+            snprintf(cmd + used, sizeof cmd - used,
+                     " OPENBLAS_NUM_THREADS=%zu OMP_NUM_THREADS=%zu %s "
+                     "%s/torch_bench.py %zu 2>/dev/null",
+                     threads, threads, candidates[i], dir, threads);
         FILE *p = popen(cmd, "r");
         if (!p)
             continue;
@@ -463,6 +487,540 @@ static int run_python(const char *dir, size_t threads, theirs *o,
     return 0;
 }
 
+/* ------------------------------------------------ the general-D models */
+/* Issue 18's models, where only the GEMM path runs: half-split couplings
+ * with alternating masks (nvp_chain_create_alternating) and ReLU
+ * conditioners of two hidden layers, on points drawn from N(0, I).  Each
+ * is timed on 1 and 2 threads against PyTorch running the same
+ * architecture (torch_model.make_layers) in two resident processes, one
+ * per thread count, that time bursts on request: bursts of the library
+ * and of the peer alternate within every turn, so that a slow stretch of
+ * a shared machine falls on both sides of a ratio. */
+typedef struct {
+    const char *key, *label; /* key: the name NVP_BENCH_MODELS takes */
+    size_t dim, layers, width, batch, n_eval;
+    int adam; /* 1: training step with Adam; 0: the gradient alone */
+} dmodel;
+
+static const dmodel dmodels[] = {
+    {"d8", "D=8, 8 x 256-256", 8, 8, 256, 256, 10000, 1},
+    {"d64", "D=64, 8 x 512-512", 64, 8, 512, 256, 10000, 1},
+    {"d784", "D=784, 4 x 1024-1024", 784, 4, 1024, 128, 1000, 0},
+};
+#define N_DMODELS (sizeof dmodels / sizeof dmodels[0])
+
+/* The calls timed for each model: the step (training with Adam, or the
+ * gradient alone) on a minibatch, and log_prob over n_eval points. */
+enum { CALL_STEP, CALL_LOGPROB, N_CALLS };
+
+/* FLOPs of one point's forward pass through the conditioners' matrix
+ * products: 2*k*n per point and dense layer of k inputs and n outputs.
+ * Layer k (from 0) conditions on the first dim/2 dimensions when k is
+ * even and on the others when it is odd; its output holds 2 values per
+ * transformed dimension.  A backward pass counts twice its forward. */
+static double dmodel_flop(const dmodel *m)
+{
+    const double h = (double)m->width;
+    double f = 0.0;
+    for (size_t k = 0; k < m->layers; k++) {
+        const size_t a = k % 2 ? m->dim - m->dim / 2 : m->dim / 2;
+        const double b = (double)(m->dim - a);
+        f += 2.0 * ((double)a * h + h * h + h * 2.0 * b);
+    }
+    return f;
+}
+
+static double call_flop(const dmodel *m, int call)
+{
+    return call == CALL_STEP ? 3.0 * dmodel_flop(m) * (double)m->batch
+                             : dmodel_flop(m) * (double)m->n_eval;
+}
+
+/* The peer: torch_bench.py in serve mode behind two pipes. */
+typedef struct {
+    pid_t pid;
+    FILE *to, *from;
+    size_t threads;
+    char python[256], command[1024], missing[128];
+} peer;
+
+/* Ends the peer; returns its wait status (-1 if none ran). */
+static int peer_close(peer *p)
+{
+    int status = -1;
+    if (p->to) {
+        fputs("quit\n", p->to);
+        fclose(p->to);
+    }
+    if (p->from)
+        fclose(p->from);
+    if (p->pid > 0 && waitpid(p->pid, &status, 0) != p->pid)
+        status = -1;
+    p->to = p->from = NULL;
+    p->pid = 0;
+    return status;
+}
+
+/* Sends one command line and reads the answer's first line into `line`;
+ * returns 0 when it starts with "ok". */
+static int peer_ask(peer *p, const char *command, char *line, size_t size)
+{
+    line[0] = 0;
+    if (!p->to)
+        return -1;
+    if (fprintf(p->to, "%s\n", command) < 0 || fflush(p->to) == EOF ||
+        !fgets(line, (int)size, p->from)) {
+        const int status = peer_close(p);
+        if (status != -1 && WIFSIGNALED(status))
+            snprintf(line, size, "error the peer process ended by signal %d",
+                     WTERMSIG(status));
+        else if (status != -1 && WIFEXITED(status))
+            snprintf(line, size, "error the peer process exited with %d",
+                     WEXITSTATUS(status));
+        else
+            snprintf(line, size, "error the peer process ended");
+        return -1;
+    }
+    line[strcspn(line, "\n")] = 0;
+    return strncmp(line, "ok", 2) != 0;
+}
+
+/* Starts `python dir/torch_bench.py serve threads` with the set-up above
+ * and reads its description (the `info` lines) into `info`.  Returns 0 on
+ * success; otherwise p->missing says why when the script could. */
+static int peer_start(peer *p, const char *python, const char *dir,
+                      size_t threads, char *info, size_t info_size)
+{
+    memset(p, 0, sizeof *p);
+    p->threads = threads;
+    snprintf(p->python, sizeof p->python, "%s", python);
+    char script[512], nthreads[32], blas_threads[64], omp_threads[64];
+    snprintf(script, sizeof script, "%s/torch_bench.py", dir);
+    snprintf(nthreads, sizeof nthreads, "%zu", threads);
+    snprintf(blas_threads, sizeof blas_threads, "OPENBLAS_NUM_THREADS=%zu",
+             threads);
+    snprintf(omp_threads, sizeof omp_threads, "OMP_NUM_THREADS=%zu", threads);
+    const char *argv[N_PEER_SETUP + 8];
+    size_t n = 0;
+    argv[n++] = "env";
+    for (size_t i = 0; i < N_PEER_SETUP; i++)
+        argv[n++] = peer_setup[i];
+    argv[n++] = blas_threads;
+    argv[n++] = omp_threads;
+    argv[n++] = python;
+    argv[n++] = script;
+    argv[n++] = "serve";
+    argv[n++] = nthreads;
+    argv[n] = NULL;
+    size_t used = 0;
+    for (size_t i = 0; i < n && used < sizeof p->command; i++)
+        used += (size_t)snprintf(p->command + used, sizeof p->command - used,
+                                 "%s%s", i ? " " : "", argv[i]);
+
+    int to[2], from[2];
+    if (pipe(to))
+        return -1;
+    if (pipe(from)) {
+        close(to[0]);
+        close(to[1]);
+        return -1;
+    }
+    fflush(stdout);
+    fflush(stderr);
+    const pid_t pid = fork();
+    if (pid == 0) {
+        dup2(to[0], 0);
+        dup2(from[1], 1);
+        close(to[0]);
+        close(to[1]);
+        close(from[0]);
+        close(from[1]);
+        execvp("env", (char *const *)argv);
+        _exit(127);
+    }
+    close(to[0]);
+    close(from[1]);
+    if (pid < 0) {
+        close(to[1]);
+        close(from[0]);
+        return -1;
+    }
+    p->pid = pid;
+    p->to = fdopen(to[1], "w");
+    p->from = fdopen(from[0], "r");
+    if (!p->to || !p->from) {
+        if (!p->to)
+            close(to[1]);
+        if (!p->from)
+            close(from[0]);
+        peer_close(p);
+        return -1;
+    }
+    char line[1024];
+    size_t len = 0;
+    info[0] = 0;
+    if (fputs("info\n", p->to) == EOF || fflush(p->to) == EOF) {
+        peer_close(p);
+        return -1;
+    }
+    while (fgets(line, sizeof line, p->from)) {
+        line[strcspn(line, "\n")] = 0;
+        if (!strcmp(line, "end"))
+            return 0;
+        if (!strncmp(line, "missing ", 8)) {
+            snprintf(p->missing, sizeof p->missing, "%.100s", line + 8);
+            break;
+        }
+        if (!strncmp(line, "info ", 5) && len < info_size)
+            len += (size_t)snprintf(info + len, info_size - len,
+                                    "    %s\n", line + 5);
+    }
+    info[0] = 0;
+    peer_close(p);
+    return -1;
+}
+
+/* The library's side of one model on one thread count. */
+typedef struct {
+    nvp_chain *chain;
+    nvp_adam *opt;
+    nvp_rng *rng;
+    float *grad;
+} dside;
+
+static void dside_init(dside *s, const dmodel *m, size_t threads)
+{
+    int rc;
+    size_t hidden[2] = {m->width, m->width};
+    memset(s, 0, sizeof *s);
+    if ((rc = nvp_rng_create(&s->rng, 1, NULL)))
+        fail("nvp_rng_create", rc);
+    if ((rc = nvp_chain_create_alternating(&s->chain, m->dim, m->layers, 2,
+                                           hidden, 0, s->rng, NULL)))
+        fail("nvp_chain_create_alternating", rc);
+    if ((rc = nvp_chain_set_threads(s->chain, threads)))
+        fail("nvp_chain_set_threads", rc);
+    const size_t np = nvp_chain_num_params(s->chain);
+    if (m->adam) {
+        if ((rc = nvp_adam_create(&s->opt, np, NULL)))
+            fail("nvp_adam_create", rc);
+        nvp_adam_set_lr(s->opt, 1e-4f);
+    } else {
+        s->grad = aligned_alloc(64, (np * sizeof *s->grad + 63) / 64 * 64);
+        if (!s->grad)
+            fail("aligned_alloc", NVP_ENOMEM);
+    }
+}
+
+static void dside_free(dside *s)
+{
+    nvp_chain_free(s->chain);
+    nvp_adam_free(s->opt);
+    nvp_rng_free(s->rng);
+    free(s->grad);
+}
+
+/* One call of `call`: a training step drawing a minibatch from the n_eval
+ * points, or the gradient of the first `batch` points; or log_prob of
+ * the n_eval points into lp. */
+static void dside_call(dside *s, const dmodel *m, int call, const float *data,
+                       float *lp)
+{
+    int rc;
+    float loss;
+    if (call == CALL_LOGPROB) {
+        if ((rc = nvp_chain_log_prob(s->chain, m->n_eval, data, lp)))
+            fail("nvp_chain_log_prob", rc);
+    } else if (m->adam) {
+        if ((rc = nvp_chain_train_step(s->chain, s->opt, s->rng, m->n_eval,
+                                       data, m->batch, &loss)))
+            fail("nvp_chain_train_step", rc);
+    } else if ((rc = nvp_chain_nll_grad(s->chain, m->batch, data, s->grad,
+                                        &loss))) {
+        fail("nvp_chain_nll_grad", rc);
+    }
+}
+
+/* Seconds per call over `reps` calls, after one untimed call (switching
+ * between chains, and between processes, leaves the caches holding the
+ * other side's parameters). */
+static double dside_time(dside *s, const dmodel *m, int call,
+                         const float *data, float *lp, int reps)
+{
+    dside_call(s, m, call, data, lp);
+    const double t0 = now();
+    for (int r = 0; r < reps; r++)
+        dside_call(s, m, call, data, lp);
+    return (now() - t0) / reps;
+}
+
+/* The peer's seconds per call over `reps` calls (after one untimed
+ * call), or 0 when it failed (said on stderr; the peer is then dropped
+ * for this call). */
+static double peer_time(peer *p, const char *call, int reps, int *ok)
+{
+    char command[64], line[512];
+    if (!*ok)
+        return 0.0;
+    snprintf(command, sizeof command, "time %s %d", call, reps);
+    double v;
+    if (peer_ask(p, command, line, sizeof line) ||
+        sscanf(line, "ok %lf", &v) != 1 || !(v > 0)) {
+        fprintf(stderr, "bench: PyTorch (%zu thread(s)), %s: %s\n",
+                p->threads, call, line);
+        *ok = 0;
+        return 0.0;
+    }
+    return v;
+}
+
+#define DTURNS_DEFAULT 7
+#define DTURNS_MAX 99
+#define DBURST_SECONDS 0.2
+
+typedef struct {
+    double ours[2], theirs[2]; /* seconds per call, medians of turns */
+    double ratio[2];           /* medians of per-turn ours/theirs */
+    double speedup_ours, speedup_theirs; /* medians of per-turn t1/t2 */
+    int have_theirs[2];
+} dresult;
+
+/* A pause after every burst on more than one thread: OpenBLAS's idle
+ * workers spin for about 2^28 cycles (some 0.1 s) after its last call
+ * before they sleep, and would otherwise run beside the next burst of
+ * the other side.  The library's workers spin about half a millisecond. */
+static void settle(void)
+{
+    const struct timespec pause = {0, 150000000};
+    nanosleep(&pause, NULL);
+}
+
+static int burst_reps(double seconds_per_call)
+{
+    if (!(seconds_per_call > 0))
+        return 1;
+    const double r = DBURST_SECONDS / seconds_per_call;
+    return r < 1 ? 1 : r > 200 ? 200 : (int)(r + 0.5);
+}
+
+/* Times model m's two calls on n_th thread counts (th[0] = 1, th[1] = 2),
+ * with the peers where peers[i].to is set. */
+static void measure_dmodel(const dmodel *m, const size_t *th, int n_th,
+                           peer *peers, int turns, dresult *res)
+{
+    static const char *const peer_call[2][N_CALLS] = {{"grad", "logprob"},
+                                                      {"train", "logprob"}};
+    int rc;
+    nvp_rng *drng;
+    float *data = malloc(m->n_eval * m->dim * sizeof *data);
+    float *lp = malloc(m->n_eval * sizeof *lp);
+    if (!data || !lp)
+        fail("malloc", NVP_ENOMEM);
+    if ((rc = nvp_rng_create(&drng, 2, NULL)))
+        fail("nvp_rng_create", rc);
+    nvp_rng_normal(drng, m->n_eval * m->dim, data);
+    nvp_rng_free(drng);
+
+    dside side[2];
+    int up[2] = {0, 0}; /* peers holding this model */
+    char command[128], line[512];
+    snprintf(command, sizeof command, "model %zu %zu %zu %zu %zu %d", m->dim,
+             m->layers, m->width, m->batch, m->n_eval, m->adam);
+    for (int i = 0; i < n_th; i++) {
+        dside_init(&side[i], m, th[i]);
+        if (peers[i].to) {
+            up[i] = !peer_ask(&peers[i], command, line, sizeof line);
+            if (!up[i])
+                fprintf(stderr, "bench: PyTorch (%zu thread(s)), %s: %s\n",
+                        th[i], m->label, line);
+        }
+    }
+    for (int call = 0; call < N_CALLS; call++) {
+        const char *pc = peer_call[m->adam][call];
+        double ours[2][DTURNS_MAX], peer_s[2][DTURNS_MAX];
+        double ratio[2][DTURNS_MAX], su_ours[DTURNS_MAX], su_theirs[DTURNS_MAX];
+        int ok[2] = {up[0], up[1]};
+        /* Warm-up (pool, workspaces, the peer's allocator), then one
+         * timed call on one thread sets each side's burst length. */
+        for (int i = 0; i < n_th; i++) {
+            dside_call(&side[i], m, call, data, lp);
+            dside_call(&side[i], m, call, data, lp);
+            peer_time(&peers[i], pc, 1, &ok[i]);
+        }
+        const int reps_ours =
+            burst_reps(dside_time(&side[0], m, call, data, lp, 1));
+        const int reps_theirs = burst_reps(peer_time(&peers[0], pc, 1, &ok[0]));
+        for (int t = 0; t < turns; t++) {
+            for (int i = 0; i < n_th; i++) {
+                /* Every other turn the peer goes first. */
+                for (int order = 0; order < 2; order++) {
+                    if (order == t % 2)
+                        ours[i][t] =
+                            dside_time(&side[i], m, call, data, lp, reps_ours);
+                    else
+                        peer_s[i][t] =
+                            peer_time(&peers[i], pc, reps_theirs, &ok[i]);
+                    if (th[i] > 1 && ok[i])
+                        settle();
+                }
+                ratio[i][t] = ok[i] ? ours[i][t] / peer_s[i][t] : 0.0;
+            }
+            if (n_th > 1) {
+                su_ours[t] = ours[0][t] / ours[1][t];
+                su_theirs[t] = ok[0] && ok[1] ? peer_s[0][t] / peer_s[1][t] : 0;
+            }
+        }
+        dresult *r = &res[call];
+        memset(r, 0, sizeof *r);
+        for (int i = 0; i < n_th; i++) {
+            r->ours[i] = median(ours[i], turns);
+            r->have_theirs[i] = ok[i];
+            if (ok[i]) {
+                r->theirs[i] = median(peer_s[i], turns);
+                r->ratio[i] = median(ratio[i], turns);
+            }
+        }
+        if (n_th > 1) {
+            r->speedup_ours = median(su_ours, turns);
+            r->speedup_theirs = ok[0] && ok[1] ? median(su_theirs, turns) : 0;
+        }
+    }
+    for (int i = 0; i < n_th; i++)
+        dside_free(&side[i]);
+    free(data);
+    free(lp);
+}
+
+/* The general-D models' section: the peers, then the table; pk[i] is
+ * the FMA peak on th[i] threads.  `why` says why no peer ran. */
+static void print_dmodels(const int *selected, dresult (*res)[N_CALLS],
+                          const size_t *th, int n_th, const double *pk,
+                          int turns, int any_peer, const peer *peers,
+                          char (*info)[2048], const char *why)
+{
+    printf("\ngeneral-D models: half-split couplings with alternating masks, "
+           "ReLU conditioners, points from N(0, I); every figure the median "
+           "of %d turns, each turn timing libnvpflow and PyTorch in "
+           "alternation, 1 thread then 2; %%peak: the conditioners' matrix "
+           "products (forward 2*m*k*n per dense layer, backward twice that) "
+           "against the measured FMA peak\n",
+           turns);
+    if (!any_peer)
+        printf("comparison: no Python with torch and numpy found (%s; set "
+               "NVP_BENCH_PYTHON; Debian: python3-torch python3-numpy "
+               "libopenblas0-pthread); libnvpflow figures only\n",
+               why[0] ? why : "none tried");
+    for (int i = 0; any_peer && i < n_th; i++) {
+        if (!info[i][0])
+            continue;
+        printf("PyTorch, %zu thread(s): %s\n%s", th[i], peers[i].command,
+               info[i]);
+    }
+    printf("\n| %-52s | th | %-16s | GFLOP/s | %%peak  | %-16s | "
+           "ours/theirs |\n",
+           "model: call", "libnvpflow", "PyTorch");
+    printf("|------------------------------------------------------|----|"
+           "------------------|---------|--------|------------------|"
+           "-------------|\n");
+    for (size_t k = 0; k < N_DMODELS; k++) {
+        if (!selected[k])
+            continue;
+        const dmodel *m = &dmodels[k];
+        for (int i = 0; i < n_th; i++)
+            for (int call = 0; call < N_CALLS; call++) {
+                const dresult *r = &res[k][call];
+                char label[128];
+                double scale, ours, peer_v;
+                const char *unit;
+                if (call == CALL_STEP) {
+                    snprintf(label, sizeof label, "%s: %s, batch %zu", m->label,
+                             m->adam ? "train step (Adam)" : "gradient, no Adam",
+                             m->batch);
+                    scale = 1e3;
+                    unit = "ms";
+                } else {
+                    snprintf(label, sizeof label, "%s: log_prob, batch %zu",
+                             m->label, m->n_eval);
+                    scale = 1e6 / (double)m->n_eval;
+                    unit = "us/pt";
+                }
+                ours = r->ours[i] * scale;
+                peer_v = r->theirs[i] * scale;
+                const double gflops = call_flop(m, call) / r->ours[i] / 1e9;
+                printf("| %-52s | %2zu | %9.3f %-6s | %7.1f |", label, th[i],
+                       ours, unit, gflops);
+                if (pk[i] > 0)
+                    printf(" %5.1f%% |", gflops / pk[i] * 100);
+                else
+                    printf("      - |");
+                if (r->have_theirs[i])
+                    printf(" %9.3f %-6s | %11.2f |\n", peer_v, unit,
+                           r->ratio[i]);
+                else
+                    printf(" %16s | %11s |\n", "-", "-");
+            }
+    }
+    if (n_th < 2)
+        return;
+    printf("\nscaling 2 threads vs 1 (medians of per-turn ratios):");
+    for (size_t k = 0; k < N_DMODELS; k++) {
+        if (!selected[k])
+            continue;
+        for (int call = 0; call < N_CALLS; call++) {
+            const dresult *r = &res[k][call];
+            printf("\n  %-22s %-11s libnvpflow %.2fx", dmodels[k].label,
+                   call == CALL_LOGPROB ? "log_prob"
+                   : dmodels[k].adam    ? "train step"
+                                        : "gradient",
+                   r->speedup_ours);
+            if (r->speedup_theirs > 0)
+                printf(", PyTorch %.2fx", r->speedup_theirs);
+        }
+    }
+    printf("\n");
+}
+
+/* NVP_BENCH_MODELS: which models run ("tutorial", "d8", "d64", "d784",
+ * separated by commas or spaces; "all", the default, is every one);
+ * NVP_BENCH_TURNS: the general-D models' turns.  Returns the turns. */
+static int select_models(int *tutorial, int *selected, int *any)
+{
+    const char *env = getenv("NVP_BENCH_MODELS");
+    char list[256];
+    snprintf(list, sizeof list, "%s", env && *env ? env : "all");
+    *tutorial = 0;
+    *any = 0;
+    for (char *w = strtok(list, ", "); w; w = strtok(NULL, ", ")) {
+        int known = 0;
+        if (!strcmp(w, "all") || !strcmp(w, "tutorial"))
+            *tutorial = known = 1;
+        for (size_t k = 0; k < N_DMODELS; k++)
+            if (!strcmp(w, "all") || !strcmp(w, dmodels[k].key))
+                selected[k] = *any = known = 1;
+        if (!known) {
+            fprintf(stderr, "bench: NVP_BENCH_MODELS: unknown model \"%s\" "
+                            "(known: all, tutorial", w);
+            for (size_t k = 0; k < N_DMODELS; k++)
+                fprintf(stderr, ", %s", dmodels[k].key);
+            fprintf(stderr, ")\n");
+            exit(2);
+        }
+    }
+    const char *t = getenv("NVP_BENCH_TURNS");
+    int turns = DTURNS_DEFAULT;
+    if (t && *t) {
+        char *end;
+        const long v = strtol(t, &end, 10);
+        if (*end || v < 1 || v > DTURNS_MAX) {
+            fprintf(stderr, "bench: NVP_BENCH_TURNS must be 1 to %d\n",
+                    DTURNS_MAX);
+            exit(2);
+        }
+        turns = (int)v;
+    }
+    return turns;
+}
+
 /* ------------------------------------------------------------- output */
 static void row(const char *label, size_t threads, double ours,
                 const char *unit, double peak_share, const theirs *o,
@@ -482,68 +1040,21 @@ static void row(const char *label, size_t threads, double ours,
     }
 }
 
-int main(int argc, char **argv)
+/* The tutorial's figures, as before the general-D models came. */
+static void print_tutorial(size_t cpus, const size_t *counts, int n_counts,
+                           const double *pk, const figures *f,
+                           const theirs *o, const char *python,
+                           double train_ratio, double adam_ms,
+                           double adam_clip_ms, size_t n_params)
 {
-    const char *dir = argc > 1 ? argv[1] : "tests/bench";
-    size_t cpus = (size_t)nvp__online_cpus();
-    size_t counts[2] = {1, cpus};
-    int n_counts = cpus > 1 ? 2 : 1;
-
-    char model[256] = "unknown CPU";
-    FILE *ci = fopen("/proc/cpuinfo", "r");
-    if (ci) {
-        char line[512];
-        while (fgets(line, sizeof line, ci))
-            if (!strncmp(line, "model name", 10)) {
-                char *p = strchr(line, ':');
-                if (p) {
-                    snprintf(model, sizeof model, "%s", p + 2);
-                    model[strcspn(model, "\n")] = 0;
-                }
-                break;
-            }
-        fclose(ci);
-    }
-    printf("libnvpflow %s benchmark\n", nvp_version_string());
-    printf("CPU: %s, %zu online CPUs, GEMM kernel: %s\n", model, cpus,
-           nvp__gemm_best()->name);
-    double pk[2];
-    for (int i = 0; i < n_counts; i++)
-        pk[i] = peak((int)counts[i]);
-
-    figures f[2];
-    theirs o[2];
-    const char *python = NULL;
-    double train_ratio, adam_ms, adam_clip_ms;
-    size_t n_params;
-    fprintf(stderr, "bench: measuring libnvpflow's training step, 1 and %zu "
-                    "thread(s) in turns...\n",
-            counts[n_counts - 1]);
-    measure_training(counts, n_counts, f, &train_ratio, &adam_ms,
-                     &adam_clip_ms, &n_params);
-    for (int i = 0; i < n_counts; i++) {
-        fprintf(stderr, "bench: measuring libnvpflow, %zu thread(s)...\n",
-                counts[i]);
-        measure(counts[i], &f[i]);
-        fprintf(stderr, "bench: measuring PyTorch/OpenBLAS, %zu thread(s)...\n",
-                counts[i]);
-        run_python(dir, counts[i], &o[i], &python);
-    }
-    for (int i = 0; i < n_counts; i++) { /* and once more, after the rest */
-        const double again = peak((int)counts[i]);
-        if (again > pk[i])
-            pk[i] = again;
-    }
-    printf("measured FMA peak (best of %d runs, before and after the rest): "
-           "%.1f GFLOP/s on 1 thread",
-           2 * PEAK_RUNS, pk[0]);
-    if (n_counts > 1)
-        printf(", %.1f GFLOP/s on %zu threads", pk[1], cpus);
-    printf("\n");
-    if (python)
+    if (python) {
         printf("comparison: PyTorch and numpy (OpenBLAS) via %s, same run\n",
                python);
-    else
+        printf("peer set-up, in its command only: env");
+        for (size_t j = 0; j < N_PEER_SETUP; j++)
+            printf(" %s", peer_setup[j]);
+        printf(" OPENBLAS_NUM_THREADS=<threads> OMP_NUM_THREADS=<threads>\n");
+    } else
         printf("comparison: no Python with torch and numpy found (set "
                "NVP_BENCH_PYTHON); libnvpflow figures only\n");
     printf("\n| %-28s | th | %-17s | %%peak  | %-9s | ours/theirs   |\n",
@@ -591,5 +1102,136 @@ int main(int argc, char **argv)
     printf("Adam update with gradient-norm clipping on (the norm read "
            "first; 1 thread): %.3f ms\n",
            adam_clip_ms);
+}
+
+int main(int argc, char **argv)
+{
+    const char *dir = argc > 1 ? argv[1] : "tests/bench";
+    size_t cpus = (size_t)nvp__online_cpus();
+    size_t counts[2] = {1, cpus};
+    int n_counts = cpus > 1 ? 2 : 1;
+    int tutorial = 0, selected[N_DMODELS] = {0}, any_dmodel = 0;
+    const int turns = select_models(&tutorial, selected, &any_dmodel);
+    /* The general-D models run on 1 and 2 threads whatever the machine. */
+    const size_t dth[2] = {1, 2};
+    const int n_dth = cpus > 1 ? 2 : 1;
+    signal(SIGPIPE, SIG_IGN); /* a peer that dies is noticed on reading */
+
+    char model[256] = "unknown CPU";
+    FILE *ci = fopen("/proc/cpuinfo", "r");
+    if (ci) {
+        char line[512];
+        while (fgets(line, sizeof line, ci))
+            if (!strncmp(line, "model name", 10)) {
+                char *p = strchr(line, ':');
+                if (p) {
+                    snprintf(model, sizeof model, "%s", p + 2);
+                    model[strcspn(model, "\n")] = 0;
+                }
+                break;
+            }
+        fclose(ci);
+    }
+    printf("libnvpflow %s benchmark\n", nvp_version_string());
+    printf("CPU: %s, %zu online CPUs, GEMM kernel: %s\n", model, cpus,
+           nvp__gemm_best()->name);
+    double pk[2], pk2 = 0.0; /* pk2: on 2 threads, where cpus > 2 */
+    for (int i = 0; i < n_counts; i++)
+        pk[i] = peak((int)counts[i]);
+    if (cpus > 2 && any_dmodel)
+        pk2 = peak(2);
+
+    figures f[2];
+    theirs o[2];
+    const char *python = NULL;
+    double train_ratio = 0, adam_ms = 0, adam_clip_ms = 0;
+    size_t n_params = 0;
+    if (tutorial) {
+        fprintf(stderr, "bench: measuring libnvpflow's training step, 1 and "
+                        "%zu thread(s) in turns...\n",
+                counts[n_counts - 1]);
+        measure_training(counts, n_counts, f, &train_ratio, &adam_ms,
+                         &adam_clip_ms, &n_params);
+        for (int i = 0; i < n_counts; i++) {
+            fprintf(stderr, "bench: measuring libnvpflow, %zu thread(s)...\n",
+                    counts[i]);
+            measure(counts[i], &f[i]);
+            fprintf(stderr,
+                    "bench: measuring PyTorch/OpenBLAS, %zu thread(s)...\n",
+                    counts[i]);
+            run_python(dir, counts[i], &o[i], &python);
+        }
+    }
+
+    /* The general-D models: the peers first (one process per thread
+     * count, the first Python that has torch and numpy), then each model
+     * in turn. */
+    static dresult dres[N_DMODELS][N_CALLS];
+    peer peers[2];
+    char peer_info[2][2048] = {"", ""}, why[512] = "";
+    int have_peer = 0;
+    memset(peers, 0, sizeof peers);
+    if (any_dmodel) {
+        const char *cands[3] = {getenv("NVP_BENCH_PYTHON"), "python3",
+                                "/usr/bin/python3"};
+        size_t wl = 0;
+        for (int c = 0; c < 3 && !have_peer; c++) {
+            if (!cands[c] || !*cands[c])
+                continue;
+            if (!peer_start(&peers[0], cands[c], dir, 1, peer_info[0],
+                            sizeof peer_info[0])) {
+                have_peer = 1;
+                break;
+            }
+            if (wl < sizeof why)
+                wl += (size_t)snprintf(why + wl, sizeof why - wl, "%s%s: %s",
+                                       wl ? "; " : "", cands[c],
+                                       peers[0].missing[0]
+                                           ? peers[0].missing
+                                           : "no answer from torch_bench.py");
+        }
+        if (have_peer && n_dth > 1 &&
+            peer_start(&peers[1], peers[0].python, dir, 2, peer_info[1],
+                       sizeof peer_info[1]))
+            fprintf(stderr, "bench: the 2-thread PyTorch peer did not start\n");
+        for (size_t k = 0; k < N_DMODELS; k++) {
+            if (!selected[k])
+                continue;
+            fprintf(stderr, "bench: measuring %s, libnvpflow%s, 1%s "
+                            "thread(s) in turns...\n",
+                    dmodels[k].label, have_peer ? " and PyTorch" : "",
+                    n_dth > 1 ? " and 2" : "");
+            measure_dmodel(&dmodels[k], dth, n_dth, peers, turns, dres[k]);
+        }
+        for (int i = 0; i < n_dth; i++)
+            peer_close(&peers[i]);
+    }
+
+    for (int i = 0; i < n_counts; i++) { /* and once more, after the rest */
+        const double again = peak((int)counts[i]);
+        if (again > pk[i])
+            pk[i] = again;
+    }
+    if (pk2 > 0) {
+        const double again = peak(2);
+        if (again > pk2)
+            pk2 = again;
+    }
+    printf("measured FMA peak (best of %d runs, before and after the rest): "
+           "%.1f GFLOP/s on 1 thread",
+           2 * PEAK_RUNS, pk[0]);
+    if (n_counts > 1)
+        printf(", %.1f GFLOP/s on %zu threads", pk[1], cpus);
+    if (pk2 > 0)
+        printf(", %.1f GFLOP/s on 2 threads", pk2);
+    printf("\n");
+    if (tutorial)
+        print_tutorial(cpus, counts, n_counts, pk, f, o, python, train_ratio,
+                       adam_ms, adam_clip_ms, n_params);
+    if (any_dmodel) {
+        const double dpk[2] = {pk[0], pk2 > 0 ? pk2 : pk[n_counts - 1]};
+        print_dmodels(selected, dres, dth, n_dth, dpk, turns, have_peer,
+                      peers, peer_info, why);
+    }
     return 0;
 }

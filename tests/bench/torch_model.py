@@ -2,7 +2,10 @@
 """The reference Real-NVP in PyTorch (the tutorial's model), shared by
 torch_bench.py, torch_heldout.py and torch_lockstep.py: 4 affine couplings over 2-D data with
 alternating flip, conditioner MLP 1 -> 512 -> 512 -> 2 (ReLU), output split
-into shift then log_scale, raw exp, standard normal base."""
+into shift then log_scale, raw exp, standard normal base.  make_layers
+also builds the same architecture over D dimensions with hidden width H
+(the masks of the library's nvp_chain_create_alternating), as the bench's
+general-D models use."""
 import math
 
 import torch
@@ -37,8 +40,8 @@ class Coupling(torch.nn.Module):
         return self.join(y1, (y2 - shift) * torch.exp(-log_scale)), -log_scale.sum(1)
 
 
-def make_layers(n=4):
-    return torch.nn.ModuleList([Coupling(i % 2 == 1) for i in range(n)])
+def make_layers(n=4, D=2, H=512):
+    return torch.nn.ModuleList([Coupling(i % 2 == 1, D, H) for i in range(n)])
 
 
 def log_prob(layers, y):
