@@ -395,6 +395,11 @@ NVP_API int nvp_layer_inverse_backward(const nvp_layer *layer, size_t n,
                                        const float *y, const float *dx,
                                        const float *dildj, float *dy,
                                        float *grad);
+/* The kernels of the layer's own calls (see nvp_chain_set_kernels); a
+ * chain's calls use the chain's setting, and a layer a chain holds is set
+ * through the chain. */
+NVP_API int nvp_layer_set_kernels(nvp_layer *layer, int kernels);
+NVP_API int nvp_layer_kernels(const nvp_layer *layer);
 /* Message of the last failed call on this layer. */
 NVP_API const char *nvp_layer_errmsg(const nvp_layer *layer);
 

@@ -876,6 +876,12 @@ public:
     nvp_layer *release() noexcept { return h_.release(); }
     explicit operator bool() const noexcept { return h_.get() != nullptr; }
     LayerView view() const noexcept { return LayerView(h_.get()); }
+    /* The kernels of the layer's own calls (nvp_layer_set_kernels). */
+    void set_kernels(Kernels k)
+    {
+        detail::check(nvp_layer_set_kernels(get(), detail::from_kernels(k)), get());
+    }
+    int kernels() const noexcept { return nvp_layer_kernels(get()); }
 
     /* count must equal num_params(); NVP_ENONFINITE (no change) for NaN
      * or infinite values. */

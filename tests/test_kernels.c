@@ -144,6 +144,24 @@ START_TEST(test_kernels_coupling)
 }
 END_TEST
 
+/* A layer of any kind follows its own setting in its standalone calls. */
+START_TEST(test_kernels_layer)
+{
+    nvp_layer *l = NULL;
+    T_OK(nvp_layer_create_linear(&l, 5, NULL));
+    const int best = nvp_layer_kernels(l);
+    T_OK(nvp_layer_set_kernels(l, NVP_KERNELS_PORTABLE));
+    ck_assert_int_eq(nvp_layer_kernels(l), NVP_KERNELS_PORTABLE);
+    ck_assert_int_eq(nvp_layer_set_kernels(l, 99), NVP_EINVAL);
+    ck_assert_int_eq(nvp_layer_kernels(l), NVP_KERNELS_PORTABLE);
+    ck_assert_int_eq(nvp_layer_set_kernels(NULL, NVP_KERNELS_AUTO), NVP_EINVAL);
+    ck_assert_int_eq(nvp_layer_kernels(NULL), -1);
+    T_OK(nvp_layer_set_kernels(l, NVP_KERNELS_AUTO));
+    ck_assert_int_eq(nvp_layer_kernels(l), best);
+    nvp_layer_free(l);
+}
+END_TEST
+
 Suite *kernels_suite(void)
 {
     Suite *s = suite_create("kernels");
@@ -152,6 +170,7 @@ Suite *kernels_suite(void)
     tcase_add_test(tc, test_kernels_errors);
     tcase_add_test(tc, test_kernels_levels_agree);
     tcase_add_test(tc, test_kernels_coupling);
+    tcase_add_test(tc, test_kernels_layer);
     suite_add_tcase(s, tc);
     return s;
 }

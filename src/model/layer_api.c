@@ -229,6 +229,24 @@ int nvp_layer_inverse_backward(const nvp_layer *layer, size_t n,
                                        y, dx, dildj, dy, grad);
 }
 
+int nvp_layer_set_kernels(nvp_layer *layer, int kernels)
+{
+    const nvp_errbox *eb = layer ? &layer->err : NULL;
+    NVP_REQUIRE_PTR(layer);
+    nvp_isa isa;
+    const int rc =
+        nvp__check_kernels(eb, "nvp_layer_set_kernels", kernels, &isa);
+    if (rc)
+        return rc;
+    nvp__context_set_isa(&layer->ctx, isa);
+    return NVP_OK;
+}
+
+int nvp_layer_kernels(const nvp_layer *layer)
+{
+    return layer ? nvp__kernels_from_isa(layer->ctx.isa) : -1;
+}
+
 const char *nvp_layer_errmsg(const nvp_layer *layer)
 {
     return nvp__errbox_read(layer ? &layer->err : NULL);

@@ -307,6 +307,8 @@ _PROTOTYPES = {
     "nvp_layer_inverse_backward": (c_int, [_P, c_size_t, _F, _F, _F, _F,
                                            _F]),
     "nvp_layer_errmsg": (c_char_p, [_P]),
+    "nvp_layer_set_kernels": (c_int, [_P, c_int]),
+    "nvp_layer_kernels": (c_int, [_P]),
     # saving and loading
     "nvp_chain_save_buffer": (c_int, [_P, _P, c_size_t, c_void_p, _SZ]),
     "nvp_chain_save_file": (c_int, [_P, _P, c_char_p]),

@@ -205,6 +205,18 @@ class Layer(Handle, _LayerOps):
         """True once Chain.from_layers has taken the layer."""
         return self._taken
 
+    @property
+    def kernels(self):
+        """The kernel level of the layer's own calls (a chain's calls use
+        the chain's); never KERNELS_AUTO."""
+        return _lib.lib.nvp_layer_kernels(self._h)
+
+    def set_kernels(self, kernels):
+        """KERNELS_AUTO / _PORTABLE / _AVX2 / _AVX512 or their names;
+        Unsupported when the CPU lacks the level."""
+        self._check(_lib.lib.nvp_layer_set_kernels(
+            self._h, _lib.kernels_arg(kernels)))
+
     def _describe(self):
         return self._describe_layer()
 

@@ -75,6 +75,16 @@ class WeightDecayTests(unittest.TestCase):
                 self.assertEqual(back.weight_decay, 0.25)
 
 
+class LayerKernelTests(unittest.TestCase):
+    def test_layer_kernels(self):
+        with nvpflow.Linear(3) as lin:
+            lin.set_kernels("portable")
+            self.assertEqual(lin.kernels, nvpflow.KERNELS_PORTABLE)
+            with self.assertRaises(nvpflow.NvpError):
+                lin.set_kernels(99)
+            self.assertEqual(lin.kernels, nvpflow.KERNELS_PORTABLE)
+
+
 class PureValueTests(ValueTests):
     pure = True
 
