@@ -104,36 +104,21 @@ int nvp__coupling_new(nvp_coupling **out, const char *fn, size_t dim,
                       const unsigned char *mask, size_t n_hidden,
                       const size_t *hidden, const nvp_allocator *alloc)
 {
-    const nvp_errbox *eb = NULL;
     *out = NULL;
-    nvp_allocator a;
-    NVP_REQUIRE(nvp__allocator_init(&a, alloc) == NVP_OK, NVP_EINVAL,
-                "%s: invalid allocator", fn);
-    nvp_coupling *c = nvp__malloc(&a, sizeof *c);
-    if (!c)
-        return nvp__fail(NULL, NVP_ENOMEM, "%s: out of memory", fn);
-    memset(c, 0, sizeof *c);
-    c->layer.kind = &nvp__coupling_kind;
-    c->layer.alloc = a;
-    int rc = nvp__coupling_plan(c, NULL, fn, dim, mask, n_hidden, hidden);
-    if (rc == NVP_OK) {
-        c->layer.own_params =
-            nvp__alloc_floats(&c->layer.alloc, c->layer.n_params);
-        if (!c->layer.own_params)
-            rc = nvp__fail(NULL, NVP_ENOMEM,
-                           "%s: out of memory for %zu parameters", fn,
-                           c->layer.n_params);
-    }
+    nvp_layer *l;
+    /* The parameter count comes from the plan: allocated after it. */
+    int rc = nvp__layer_new(&l, sizeof(nvp_coupling), &nvp__coupling_kind,
+                            dim, 0, alloc, fn);
+    if (rc)
+        return rc;
+    nvp_coupling *c = (nvp_coupling *)l;
+    rc = nvp__coupling_plan(c, NULL, fn, dim, mask, n_hidden, hidden);
+    if (rc == NVP_OK)
+        rc = nvp__layer_alloc_params(l, c->cond.n_params, fn);
     if (rc != NVP_OK) {
-        nvp__coupling_release(&c->layer);
-        nvp__free_aligned(&a, c->layer.own_params);
-        nvp__free(&a, c);
+        nvp__layer_free(l);
         return rc;
     }
-    c->layer.params = c->layer.own_params;
-    memset(c->layer.params, 0, c->layer.n_params * sizeof(float));
-    nvp__errbox_init(&c->layer.err);
-    nvp__context_init(&c->layer.ctx, &c->layer.alloc, 1);
     *out = c;
     return NVP_OK;
 }

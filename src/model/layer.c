@@ -24,6 +24,21 @@ const nvp_layer_ops *nvp__layer_kind_by_id(uint32_t id)
     return NULL;
 }
 
+int nvp__layer_alloc_params(nvp_layer *l, size_t n_params, const char *fn)
+{
+    l->n_params = n_params;
+    if (n_params > 0) {
+        l->own_params = nvp__alloc_floats(&l->alloc, n_params);
+        if (!l->own_params)
+            return nvp__fail(NULL, NVP_ENOMEM,
+                             "%s: out of memory for %zu parameters", fn,
+                             n_params);
+        memset(l->own_params, 0, n_params * sizeof(float));
+    }
+    l->params = l->own_params;
+    return NVP_OK;
+}
+
 int nvp__layer_new(nvp_layer **out, size_t size, const nvp_layer_ops *kind,
                    size_t dim, size_t n_params, const nvp_allocator *alloc,
                    const char *fn)
@@ -39,20 +54,13 @@ int nvp__layer_new(nvp_layer **out, size_t size, const nvp_layer_ops *kind,
     l->kind = kind;
     l->alloc = a;
     l->dim = dim;
-    l->n_params = n_params;
-    if (n_params > 0) {
-        l->own_params = nvp__alloc_floats(&l->alloc, n_params);
-        if (!l->own_params) {
-            nvp__free(&a, l);
-            return nvp__fail(NULL, NVP_ENOMEM,
-                             "%s: out of memory for %zu parameters", fn,
-                             n_params);
-        }
-        memset(l->own_params, 0, n_params * sizeof(float));
-    }
-    l->params = l->own_params;
     nvp__errbox_init(&l->err);
     nvp__context_init(&l->ctx, &l->alloc, 1);
+    const int rc = nvp__layer_alloc_params(l, n_params, fn);
+    if (rc) {
+        nvp__layer_free(l);
+        return rc;
+    }
     *out = l;
     return NVP_OK;
 }

@@ -107,6 +107,10 @@ void nvp__layer_no_fresh_range(const nvp_layer *l, size_t *off, size_t *len);
 size_t nvp__layer_no_hyper_count(const nvp_layer *l);
 uint32_t nvp__layer_no_hyper_value(const nvp_layer *l, size_t i);
 
+/* Gives a new layer (none yet) n_params zero parameters of its own.
+ * Errors recorded for fn: NVP_ENOMEM. */
+int nvp__layer_alloc_params(nvp_layer *l, size_t n_params, const char *fn);
+
 /* Frees a layer of any kind (NULL is accepted). */
 void nvp__layer_free(nvp_layer *l);
 
