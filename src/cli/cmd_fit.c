@@ -1,12 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /* cmd_fit.c - nvpflow fit: train a flow on a CSV file and save it.
  *
- * Steps: read the CSV; shuffle it and hold out a validation part; fit the
- * standardiser on the training part and standardise everything; build an
- * alternating half-split chain; train with Adam, evaluating the validation
+ * Steps: read the CSV; shuffle it and hold out a validation part (or read
+ * the validation rows from --val FILE); with --dequantize add uniform
+ * noise to the whole-number columns; fit the standardiser on the training
+ * part and standardise everything; choose the settings the command line
+ * left open from the rows and columns (fit_arch.c); build the chain and
+ * set its first layer from the training rows, so that the untrained model
+ * is already the Gaussian fit; train with Adam, evaluating the validation
  * NLL every E steps and keeping the best parameters; stop early after P
- * evaluations without improvement (or on Ctrl-C); save the best model with
- * its standardiser. */
+ * evaluations without improvement (or on Ctrl-C); save the best model
+ * with its standardiser. */
 #include <math.h>
 #include <signal.h>
 #include <stdint.h>
@@ -18,6 +22,7 @@
 #include "args.h"
 #include "cli.h"
 #include "csv.h"
+#include "fit.h"
 #include "json.h"
 #include "model.h"
 #include "numparse.h"
@@ -27,19 +32,14 @@
 
 static const char CMD[] = "fit";
 
-#define DEFAULT_HIDDEN 64
-#define DEFAULT_STEPS 5000
-#define DEFAULT_BATCH 256
-#define DEFAULT_LR 1e-3
 #define DEFAULT_VAL_FRAC 0.2
-#define DEFAULT_PATIENCE 10
-#define DEFAULT_EVAL_EVERY 100
-#define DEFAULT_CLAMP 5.0
-/* Layers: 4 suffice for two columns; more columns need more mixing. */
-#define DEFAULT_LAYERS_2D 4
-#define DEFAULT_LAYERS 6
+/* What a plateau multiplies the learning rate by (--lr-drops). */
+#define LR_DROP_FACTOR 0.3
 /* Consecutive refused (non-finite) steps before giving up. */
 #define MAX_BAD_STEPS 50
+/* Mixed into --init-seed, so that the weights' stream differs from the
+ * split's when both seeds are the same number. */
+#define INIT_SEED_MIX 0x9e3779b97f4a7c15ull
 
 void cmd_fit_help(FILE *fp)
 {
@@ -51,50 +51,88 @@ void cmd_fit_help(FILE *fp)
         "saves the best model, with its standardisation, to MODEL.nvp.\n"
         "\n"
         "The rows are shuffled and split into a training part and a\n"
-        "validation part.  Every E steps the validation NLL (mean negative\n"
-        "log-likelihood, nats per row, of the standardised data) is measured;\n"
-        "training stops when it has not improved for P evaluations, and the\n"
-        "parameters of the best evaluation are saved.  Ctrl-C stops training\n"
-        "early and still saves the best model so far.\n"
+        "validation part (or --val names a file of validation rows).  The\n"
+        "model is a stack of affine coupling layers under a linear layer set\n"
+        "to whiten the training rows, so that before training it is the\n"
+        "full-covariance Gaussian fit of the data, and the saved model is\n"
+        "never worse than that fit on the validation rows.  Every E steps\n"
+        "the validation NLL (mean negative log-likelihood, nats per row, of\n"
+        "the standardised data) is measured; after P evaluations without\n"
+        "improvement training goes back to the best parameters with a\n"
+        "smaller learning rate (--lr-drops times), then stops; the best\n"
+        "parameters are saved.  Settings not given are chosen from the\n"
+        "number of rows and columns (the summary shows them).  Ctrl-C stops\n"
+        "training early and still saves the best model so far.\n"
         "\n"
         "Options:\n"
         "  -o, --output FILE  where to save the model (required)\n"
-        "  --layers K         coupling layers (default %d for 2 columns,\n"
-        "                     %d for more)\n"
-        "  --hidden W1,W2,..  hidden layer widths of each coupling network\n"
-        "                     (default %d,%d)\n"
-        "  --steps N          maximum training steps (default %d)\n"
-        "  --batch B          rows per step, drawn with replacement "
-        "(default %d)\n"
-        "  --lr X             Adam learning rate (default %g)\n"
+        "  --val FILE         validation rows from FILE (same columns); every\n"
+        "                     row of DATA.csv is then a training row\n"
         "  --val-frac F       share of rows held out for validation, 0 to "
         "0.9\n"
         "                     (default %g; 0 evaluates on the training rows)\n"
-        "  --eval-every E     steps between evaluations (default %d)\n"
-        "  --patience P       evaluations without improvement before "
-        "stopping,\n"
-        "                     0 = never stop early (default %d)\n"
+        "Model (default: from the number of rows and columns):\n"
+        "  --layers K         coupling layers\n"
+        "  --hidden W1,W2,..  hidden layer widths of each coupling network\n"
+        "  --mask M           the columns each coupling transforms: random\n"
+        "                     (a seeded random half, then the other half;\n"
+        "                     the default), parity (every other column,\n"
+        "                     then the others) or half (the second half,\n"
+        "                     then the first)\n"
+        "  --norm N           the layer next to the data, set from the\n"
+        "                     training rows: linear (whitening; the default),\n"
+        "                     actnorm (per-column scale and shift) or none\n"
         "  --clamp C          bound on each layer's log-scale, which keeps\n"
-        "                     training stable; 0 = off (default %g)\n"
+        "                     training stable and far-out rows' densities\n"
+        "                     sane; 0 = off\n",
+        DEFAULT_VAL_FRAC);
+    fprintf(fp,
+        "Training (default: from the number of rows and columns):\n"
+        "  --steps N          maximum training steps\n"
+        "  --batch B          rows per step, drawn with replacement\n"
+        "  --lr X             Adam learning rate\n"
+        "  --weight-decay W   each step shrinks the coupling parameters by\n"
+        "                     the factor 1 - lr * W (decoupled weight decay,\n"
+        "                     as AdamW), pulling the model towards the\n"
+        "                     untrained one; 0 = off\n"
+        "  --eval-every E     steps between evaluations\n"
+        "  --patience P       evaluations without improvement before the\n"
+        "                     learning rate drops or training stops; 0 =\n"
+        "                     never stop early\n"
+        "  --lr-drops N       times a plateau lowers the learning rate (by\n"
+        "                     the factor %g, from the best parameters) before\n"
+        "                     training stops\n"
         "  --average D        evaluate and save a running average of the\n"
-        "                     parameters (an exponential moving average\n"
-        "                     with decay D, 0 < D < 1, e.g. 0.99) instead\n"
-        "                     of the last ones; 0 = off (default)\n"
+        "                     parameters (an exponential moving average with\n"
+        "                     decay D, 0 < D < 1) instead of the last ones;\n"
+        "                     0 = off\n"
+        "  --noise S          add N(0, S^2) noise (S in standard deviations)\n"
+        "                     to every column of the training rows, drawn\n"
+        "                     again for every pass over them: a smoother\n"
+        "                     model; 0 = off (the default)\n"
         "  --clip-norm C      scale a step's gradient down to norm C when\n"
         "                     its norm is larger; 0 = off (default)\n"
-        "  --seed S           random seed for the split, the initial "
-        "weights and\n"
-        "                     the batches (default 0); same seed, same model\n"
+        "  --dequantize       columns of DATA.csv that hold only whole\n"
+        "                     numbers get uniform noise in [0, 1) added: the\n"
+        "                     training rows a fresh draw for every pass over\n"
+        "                     them, the validation rows one draw.  The model\n"
+        "                     is then the density of x + u: score such rows\n"
+        "                     at x + 0.5\n"
+        "  --seed S           random seed for the split, the noise and the\n"
+        "                     batches (default 0); same seeds, same model\n"
+        "  --init-seed S      random seed for the masks and initial weights\n"
+        "                     (default: the --seed value); it does not\n"
+        "                     change the split\n"
+        "  --strict           exit with status 1, saving nothing, when\n"
+        "                     training never improved on the untrained model\n"
+        "                     (without it that is a warning)\n"
         "%s"
-        CSV_HEADER_HELP
+        CSV_HEADER_HELP,
+        LR_DROP_FACTOR, MODEL_THREADS_HELP);
+    fprintf(fp,
         "  --json             the summary as one JSON object, also with\n"
         "                     --quiet (which then silences only the\n"
-        "                     progress); keys: model, data, rows, columns,\n"
-        "                     header, training_rows, validation_rows,\n"
-        "                     coupling_layers, hidden, parameters, clamp,\n"
-        "                     lr, batch, clip_norm, average, seed, steps,\n"
-        "                     max_steps, stop, refused_steps, best_step,\n"
-        "                     evaluated_on, best_nll, best_nll_original\n"
+        "                     progress); keys: see the man page\n"
         "  -q, --quiet        no progress bar and no summary\n"
         "  -h, --help         this text\n"
         "\n"
@@ -103,49 +141,42 @@ void cmd_fit_help(FILE *fp)
         "columns.\n"
         "\n"
         "Example:\n"
-        "  nvpflow fit measurements.csv -o model.nvp --steps 10000\n",
-        DEFAULT_LAYERS_2D, DEFAULT_LAYERS, DEFAULT_HIDDEN, DEFAULT_HIDDEN,
-        DEFAULT_STEPS, DEFAULT_BATCH, DEFAULT_LR, DEFAULT_VAL_FRAC,
-        DEFAULT_EVAL_EVERY, DEFAULT_PATIENCE, DEFAULT_CLAMP,
-        MODEL_THREADS_HELP);
+        "  nvpflow fit measurements.csv -o model.nvp\n");
 }
-
-typedef struct fit_config {
-    const char *data_path;
-    const char *out_path;
-    size_t layers; /* 0: the default for the dimension */
-    size_t hidden[NVP_MAX_HIDDEN_LAYERS];
-    size_t n_hidden;
-    size_t steps, batch, eval_every, patience, threads;
-    double lr, val_frac, clamp, average, clip_norm;
-    uint64_t seed;
-    int quiet;
-    int json;
-    csv_header header;
-} fit_config;
 
 enum {
     O_OUTPUT = 'o', O_QUIET = 'q', O_HELP = 'h',
     O_LAYERS = ARG_LONG_ONLY, O_HIDDEN, O_STEPS, O_BATCH, O_LR, O_VAL_FRAC,
     O_EVAL_EVERY, O_PATIENCE, O_CLAMP, O_AVERAGE, O_CLIP_NORM, O_SEED,
-    O_THREADS, O_JSON, O_HEADER, O_NO_HEADER
+    O_THREADS, O_JSON, O_HEADER, O_NO_HEADER, O_VAL, O_MASK, O_NORM,
+    O_WEIGHT_DECAY, O_DEQUANTIZE, O_INIT_SEED, O_STRICT, O_LR_DROPS,
+    O_NOISE
 };
 
 static const char SHORT_OPTS[] = "o:qh";
 static const struct option LONG_OPTS[] = {
     {"output", required_argument, NULL, O_OUTPUT},
+    {"val", required_argument, NULL, O_VAL},
     {"layers", required_argument, NULL, O_LAYERS},
     {"hidden", required_argument, NULL, O_HIDDEN},
+    {"mask", required_argument, NULL, O_MASK},
+    {"norm", required_argument, NULL, O_NORM},
     {"steps", required_argument, NULL, O_STEPS},
     {"batch", required_argument, NULL, O_BATCH},
     {"lr", required_argument, NULL, O_LR},
+    {"weight-decay", required_argument, NULL, O_WEIGHT_DECAY},
     {"val-frac", required_argument, NULL, O_VAL_FRAC},
     {"eval-every", required_argument, NULL, O_EVAL_EVERY},
     {"patience", required_argument, NULL, O_PATIENCE},
+    {"lr-drops", required_argument, NULL, O_LR_DROPS},
     {"clamp", required_argument, NULL, O_CLAMP},
     {"average", required_argument, NULL, O_AVERAGE},
     {"clip-norm", required_argument, NULL, O_CLIP_NORM},
+    {"dequantize", no_argument, NULL, O_DEQUANTIZE},
+    {"noise", required_argument, NULL, O_NOISE},
     {"seed", required_argument, NULL, O_SEED},
+    {"init-seed", required_argument, NULL, O_INIT_SEED},
+    {"strict", no_argument, NULL, O_STRICT},
     {"threads", required_argument, NULL, O_THREADS},
     {"header", no_argument, NULL, O_HEADER},
     {"no-header", no_argument, NULL, O_NO_HEADER},
@@ -155,23 +186,38 @@ static const struct option LONG_OPTS[] = {
     {NULL, 0, NULL, 0},
 };
 
+/* One of names[0..n) into *out, else a usage error. */
+static int parse_choice(const char *o, const char *v,
+                        const char *const *names, int n, int *out)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(v, names[i]) == 0) {
+            *out = i;
+            return 0;
+        }
+    char list[128] = "";
+    for (int i = 0; i < n; i++) {
+        strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
+        strncat(list, names[i], sizeof list - strlen(list) - 1);
+    }
+    cli_usage_error(CMD, "%s: '%s' is not one of %s", o, v, list);
+    return -1;
+}
+
 /* Returns -1 to go on, else the exit status (help or usage error). */
 static int parse(int argc, char **argv, fit_config *c)
 {
+    static const char *const masks[] = {"random", "parity", "half"};
+    static const char *const norms[] = {"linear", "actnorm", "none"};
     memset(c, 0, sizeof *c);
-    c->hidden[0] = c->hidden[1] = DEFAULT_HIDDEN;
-    c->n_hidden = 2;
-    c->steps = DEFAULT_STEPS;
-    c->batch = DEFAULT_BATCH;
-    c->eval_every = DEFAULT_EVAL_EVERY;
-    c->patience = DEFAULT_PATIENCE;
-    c->lr = DEFAULT_LR;
+    /* Not given: fit_choose_defaults decides. */
+    c->steps = c->patience = c->lr_drops = (size_t)-1;
+    c->lr = c->clamp = c->weight_decay = c->average = c->noise = -1;
     c->val_frac = DEFAULT_VAL_FRAC;
-    c->clamp = DEFAULT_CLAMP;
     arg_parser p;
     args_init(&p, CMD, argc, argv, SHORT_OPTS, LONG_OPTS);
     const char *v;
-    int id, bad = 0;
+    int id, bad = 0, choice = 0;
     while (!bad && (id = args_next(&p, &v)) != ARG_END) {
         const char *o = p.opt;
         switch (id) {
@@ -184,12 +230,25 @@ static int parse(int argc, char **argv, fit_config *c)
             break;
         case O_HELP: cmd_fit_help(stdout); return CLI_OK;
         case O_OUTPUT: c->out_path = v; break;
+        case O_VAL: c->val_path = v; break;
         case O_QUIET: c->quiet = 1; break;
         case O_JSON: c->json = 1; break;
         case O_HEADER: c->header = CSV_HEADER_YES; break;
         case O_NO_HEADER: c->header = CSV_HEADER_NO; break;
+        case O_DEQUANTIZE: c->dequantize = 1; break;
+        case O_STRICT: c->strict = 1; break;
+        case O_MASK:
+            bad = parse_choice(o, v, masks, 3, &choice);
+            c->mask = (fit_mask)choice;
+            c->mask_set = 1;
+            break;
+        case O_NORM:
+            bad = parse_choice(o, v, norms, 3, &choice);
+            c->norm = (fit_norm)choice;
+            c->norm_set = 1;
+            break;
         case O_LAYERS:
-            bad = args_size(CMD, o, v, 1, NVP_MAX_LAYERS, &c->layers);
+            bad = args_size(CMD, o, v, 1, NVP_MAX_LAYERS - 1, &c->layers);
             break;
         case O_HIDDEN:
             bad = args_list(CMD, o, v, NVP_MAX_WIDTH, c->hidden,
@@ -207,12 +266,22 @@ static int parse(int argc, char **argv, fit_config *c)
         case O_PATIENCE:
             bad = args_size(CMD, o, v, 0, (size_t)1 << 40, &c->patience);
             break;
+        case O_LR_DROPS:
+            bad = args_size(CMD, o, v, 0, 100, &c->lr_drops);
+            break;
         case O_THREADS:
             bad = args_size(CMD, o, v, 0, NVP_MAX_THREADS, &c->threads);
             break;
         case O_LR: bad = args_double(CMD, o, v, 0, 1, 1, &c->lr); break;
+        case O_WEIGHT_DECAY:
+            bad = args_double(CMD, o, v, 0, 0, 1e6, &c->weight_decay);
+            break;
+        case O_NOISE:
+            bad = args_double(CMD, o, v, 0, 0, 10, &c->noise);
+            break;
         case O_VAL_FRAC:
             bad = args_double(CMD, o, v, 0, 0, 0.9, &c->val_frac);
+            c->val_frac_set = 1;
             break;
         case O_CLAMP:
             bad = args_double(CMD, o, v, 0, 0, 100, &c->clamp);
@@ -237,6 +306,10 @@ static int parse(int argc, char **argv, fit_config *c)
                                       v) != 0;
             break;
         case O_SEED: bad = args_u64(CMD, o, v, &c->seed); break;
+        case O_INIT_SEED:
+            bad = args_u64(CMD, o, v, &c->init_seed);
+            c->init_seed_set = 1;
+            break;
         default: break;
         }
     }
@@ -253,6 +326,18 @@ static int parse(int argc, char **argv, fit_config *c)
     if (strcmp(c->out_path, "-") == 0)
         return cli_usage_error(CMD, "-o -: a model goes to a file (name "
                                "one; /dev/stdout also works)");
+    if (c->val_path && c->val_frac_set)
+        return cli_usage_error(CMD, "--val and --val-frac exclude each "
+                               "other (with --val every row of the data "
+                               "file is a training row)");
+    if (c->val_path && !*c->val_path)
+        return cli_usage_error(CMD, "--val: the path is empty");
+    if (c->val_path && strcmp(c->val_path, "-") == 0 &&
+        strcmp(c->data_path, "-") == 0)
+        return cli_usage_error(CMD, "the data and --val cannot both be "
+                               "standard input");
+    if (!c->init_seed_set)
+        c->init_seed = c->seed;
     return -1;
 }
 
@@ -323,7 +408,12 @@ static int mean_nll(const nvp_chain *chain, size_t n, const float *z,
 typedef struct fit_state {
     fit_config cfg;
     csv_table data;
-    nvp_rng *rng;
+    csv_table val;  /* --val FILE */
+    size_t n_train, n_val;
+    float *train_x; /* n_train standardised rows */
+    float *val_x;   /* n_val standardised rows (NULL without) */
+    nvp_rng *rng;   /* split, noise and batches (--seed) */
+    nvp_rng *init_rng; /* masks and weights (--init-seed) */
     nvp_scaler *scaler;
     nvp_chain *chain;
     nvp_adam *opt;
@@ -332,10 +422,23 @@ typedef struct fit_state {
     float *avg_params; /* with --average: the average being scored */
     float *lp;
     float *tmp_row;
+    /* --dequantize: which columns, the training rows without noise
+     * (standardised), and the noise's scale per column (1 / sd). */
+    unsigned char *whole;
+    size_t n_whole;
+    float *train_clean;
+    float *noise_scale;
+    float *noise;
+    float *gauss; /* --noise: dim floats of scratch */
 } fit_state;
 
 static void fit_free(fit_state *s)
 {
+    free(s->noise);
+    free(s->gauss);
+    free(s->noise_scale);
+    free(s->train_clean);
+    free(s->whole);
     free(s->tmp_row);
     free(s->lp);
     free(s->best_params);
@@ -344,7 +447,9 @@ static void fit_free(fit_state *s)
     nvp_adam_free(s->opt);
     nvp_chain_free(s->chain);
     nvp_scaler_free(s->scaler);
+    nvp_rng_free(s->init_rng);
     nvp_rng_free(s->rng);
+    csv_free(&s->val);
     csv_free(&s->data);
 }
 
@@ -352,24 +457,112 @@ static void fit_free(fit_state *s)
 typedef struct fit_result {
     size_t steps_done;
     size_t best_step;
+    double initial_nll;
     double best_nll;
     size_t refused;     /* non-finite steps skipped */
+    size_t lr_drops;    /* times the learning rate was lowered */
+    int still_improving; /* --steps ended a run that had not converged */
     int early;          /* early stopping ended the run */
     const char *reason; /* why training ended, for people */
     const char *stop;   /* the same for --json: "max_steps",
                            "no_improvement", "interrupted", "not_finite" */
 } fit_result;
 
-/* Prepares data, scaler, chain and optimizer.  Returns an exit status
- * (CLI_OK to go on). */
-static int setup(fit_state *s, size_t *n_train, size_t *n_val)
+static const char *display_name(const char *path)
+{
+    return strcmp(path, "-") == 0 ? "<stdin>" : path;
+}
+
+/* Adds uniform [0, 1) noise to the whole-number columns of n rows (raw
+ * units).  Returns an NVP status. */
+static int add_noise(fit_state *s, float *x, size_t n)
+{
+    const size_t dim = s->data.cols;
+    for (size_t i = 0; i < n; i++) {
+        int rc = nvp_rng_uniform(s->rng, dim, s->noise);
+        if (rc != NVP_OK)
+            return rc;
+        for (size_t j = 0; j < dim; j++)
+            if (s->whole[j])
+                x[i * dim + j] += s->noise[j];
+    }
+    return NVP_OK;
+}
+
+/* A fresh draw of noise on the training rows (standardised): the clean
+ * rows plus u / sd on the whole-number columns (--dequantize) plus
+ * N(0, noise^2) on every column (--noise).  Returns an NVP status. */
+static int redraw_noise(fit_state *s)
+{
+    const size_t dim = s->data.cols;
+    const float sigma = (float)s->cfg.noise;
+    for (size_t i = 0; i < s->n_train; i++) {
+        int rc = NVP_OK;
+        if (s->n_whole)
+            rc = nvp_rng_uniform(s->rng, dim, s->noise);
+        if (rc == NVP_OK && sigma > 0)
+            rc = nvp_rng_normal(s->rng, dim, s->gauss);
+        if (rc != NVP_OK)
+            return rc;
+        const float *c = s->train_clean + i * dim;
+        float *x = s->train_x + i * dim;
+        for (size_t j = 0; j < dim; j++) {
+            float v = c[j];
+            if (s->n_whole && s->whole[j])
+                v += s->noise[j] * s->noise_scale[j];
+            if (sigma > 0)
+                v += sigma * s->gauss[j];
+            x[j] = v;
+        }
+    }
+    return NVP_OK;
+}
+
+/* --dequantize before standardising: finds the whole-number columns of
+ * the training rows, keeps those rows without noise and adds noise to the
+ * training and validation rows.  Returns an exit status. */
+static int dequantize(fit_state *s)
+{
+    const size_t dim = s->data.cols;
+    s->whole = calloc(dim, 1);
+    s->noise = malloc(dim * sizeof *s->noise);
+    s->noise_scale = malloc(dim * sizeof *s->noise_scale);
+    s->train_clean = malloc(s->n_train * dim * sizeof *s->train_clean);
+    if (!s->whole || !s->noise || !s->noise_scale || !s->train_clean)
+        return cli_error(CMD, "out of memory");
+    for (size_t j = 0; j < dim; j++) {
+        size_t i = 0;
+        while (i < s->n_train && floorf(s->train_x[i * dim + j]) ==
+                                     s->train_x[i * dim + j])
+            i++;
+        s->whole[j] = i == s->n_train;
+        s->n_whole += s->whole[j];
+    }
+    if (s->n_whole == 0) {
+        cli_warn(CMD, "--dequantize: no column of %s holds only whole "
+                 "numbers; nothing to do", display_name(s->cfg.data_path));
+        return CLI_OK;
+    }
+    memcpy(s->train_clean, s->train_x,
+           s->n_train * dim * sizeof *s->train_clean);
+    int rc = add_noise(s, s->train_x, s->n_train);
+    if (rc == NVP_OK && s->val_x)
+        rc = add_noise(s, s->val_x, s->n_val);
+    if (rc != NVP_OK)
+        return cli_lib_error(CMD, "drawing the noise", rc, nvp_errmsg());
+    return CLI_OK;
+}
+
+/* Reads the rows and splits them: training rows first, then the
+ * validation rows, in s->data (or the validation rows in s->val).
+ * Returns an exit status. */
+static int read_data(fit_state *s)
 {
     const fit_config *c = &s->cfg;
     if (csv_read(CMD, c->data_path, 0, c->header, &s->data) != 0)
         return CLI_ERR;
     const size_t n = s->data.rows, dim = s->data.cols;
-    const char *name =
-        strcmp(c->data_path, "-") == 0 ? "<stdin>" : c->data_path;
+    const char *name = display_name(c->data_path);
     if (dim < 2)
         return cli_error(CMD,
                          "%s has 1 column; a Real-NVP flow needs at least 2 "
@@ -379,63 +572,130 @@ static int setup(fit_state *s, size_t *n_train, size_t *n_val)
     if (dim > NVP_MAX_DIM)
         return cli_error(CMD, "%s has %zu columns; at most %d are supported",
                          name, dim, NVP_MAX_DIM);
-    size_t nv = 0;
-    if (c->val_frac > 0) {
-        if (n < 2)
-            return cli_error(CMD, "%s has 1 row: too few to hold out a "
-                             "validation part (use --val-frac 0)",
-                             name);
-        double want = floor(c->val_frac * (double)n + 0.5);
-        nv = want < 1 ? 1 : want > (double)(n - 1) ? n - 1 : (size_t)want;
-    }
-    *n_val = nv;
-    *n_train = n - nv;
-    if (*n_train < 2)
-        return cli_error(CMD, "%s has %zu rows: too few to train on",
-                         name, n);
-
     int rc = nvp_rng_create(&s->rng, c->seed, NULL);
+    if (rc == NVP_OK)
+        rc = nvp_rng_create(&s->init_rng, c->init_seed ^ INIT_SEED_MIX, NULL);
     if (rc != NVP_OK)
         return cli_lib_error(CMD, "cannot create the random generator", rc,
                              nvp_errmsg());
     s->tmp_row = malloc(dim * sizeof *s->tmp_row);
-    s->lp = malloc((nv ? nv : n) * sizeof *s->lp);
-    if (!s->tmp_row || !s->lp)
+    if (!s->tmp_row)
         return cli_error(CMD, "out of memory");
-    if (nv > 0 && (rc = shuffle_rows(s->rng, s->data.data, n, dim,
-                                     s->tmp_row)) != NVP_OK)
-        return cli_lib_error(CMD, "shuffling", rc, nvp_errmsg());
+    size_t nv = 0;
+    if (c->val_path) {
+        if (csv_read(CMD, c->val_path, dim, c->header, &s->val) != 0)
+            return CLI_ERR;
+        s->n_train = n;
+        s->n_val = s->val.rows;
+        s->train_x = s->data.data;
+        s->val_x = s->val.data;
+    } else {
+        if (c->val_frac > 0) {
+            if (n < 2)
+                return cli_error(CMD, "%s has 1 row: too few to hold out a "
+                                 "validation part (use --val-frac 0)",
+                                 name);
+            double want = floor(c->val_frac * (double)n + 0.5);
+            nv = want < 1 ? 1 : want > (double)(n - 1) ? n - 1 : (size_t)want;
+        }
+        s->n_val = nv;
+        s->n_train = n - nv;
+        s->train_x = s->data.data;
+        s->val_x = nv ? s->data.data + s->n_train * dim : NULL;
+        if (nv > 0 && (rc = shuffle_rows(s->rng, s->data.data, n, dim,
+                                         s->tmp_row)) != NVP_OK)
+            return cli_lib_error(CMD, "shuffling", rc, nvp_errmsg());
+    }
+    if (s->n_train < 2)
+        return cli_error(CMD, "%s has %zu rows: too few to train on", name,
+                         n);
+    s->lp = malloc((s->n_val ? s->n_val : s->n_train) * sizeof *s->lp);
+    if (!s->lp)
+        return cli_error(CMD, "out of memory");
+    return CLI_OK;
+}
 
-    const size_t cc = constant_column(s->data.data, *n_train, dim);
-    if (cc)
+/* Prepares data, scaler, chain and optimizer.  Returns an exit status
+ * (CLI_OK to go on). */
+static int setup(fit_state *s)
+{
+    fit_config *c = &s->cfg;
+    int status = read_data(s);
+    if (status != CLI_OK)
+        return status;
+    const size_t dim = s->data.cols;
+    fit_choose_defaults(c, s->n_train, dim);
+    if (c->dequantize && (status = dequantize(s)) != CLI_OK)
+        return status;
+
+    const size_t cc = constant_column(s->train_x, s->n_train, dim);
+    if (cc) {
+        const float v = s->train_x[cc - 1];
         return cli_error(CMD,
                          "column %zu is constant in the training rows "
                          "(always %.9g): it has no density to learn; remove "
-                         "it from the file",
-                         cc, (double)s->data.data[cc - 1]);
+                         "it from the file%s",
+                         cc, (double)v,
+                         floorf(v) == v && !c->dequantize
+                             ? " (or add noise to whole numbers with "
+                               "--dequantize)"
+                             : "");
+    }
 
-    if ((rc = nvp_scaler_create(&s->scaler, dim, NULL)) != NVP_OK)
+    int rc = nvp_scaler_create(&s->scaler, dim, NULL);
+    if (rc != NVP_OK)
         return cli_lib_error(CMD, "cannot create the standardiser", rc,
                              nvp_errmsg());
-    if ((rc = nvp_scaler_fit(s->scaler, *n_train, s->data.data)) != NVP_OK ||
-        (rc = nvp_scaler_transform(s->scaler, n, s->data.data,
-                                   s->data.data)) != NVP_OK)
+    if ((rc = nvp_scaler_fit(s->scaler, s->n_train, s->train_x)) != NVP_OK ||
+        (rc = nvp_scaler_transform(s->scaler, s->n_train, s->train_x,
+                                   s->train_x)) != NVP_OK ||
+        (s->n_val && (rc = nvp_scaler_transform(s->scaler, s->n_val,
+                                                s->val_x, s->val_x)) !=
+                         NVP_OK) ||
+        (s->n_whole && (rc = nvp_scaler_transform(s->scaler, s->n_train,
+                                                  s->train_clean,
+                                                  s->train_clean)) != NVP_OK))
         return cli_lib_error(CMD, "standardising the data", rc,
                              nvp_scaler_errmsg(s->scaler));
-
-    const size_t layers =
-        c->layers ? c->layers : dim == 2 ? DEFAULT_LAYERS_2D : DEFAULT_LAYERS;
-    rc = nvp_chain_create_alternating(&s->chain, dim, layers, c->n_hidden,
-                                      c->hidden, NVP_INIT_ZERO_OUTPUT, s->rng,
-                                      NULL);
-    if (rc != NVP_OK)
-        return cli_lib_error(CMD, "cannot create the model", rc,
-                             nvp_errmsg());
-    if (c->clamp > 0 &&
-        (rc = nvp_chain_set_log_scale_clamp(s->chain, (float)c->clamp)) !=
+    if (c->noise > 0 && !s->n_whole) {
+        s->train_clean = malloc(s->n_train * dim * sizeof *s->train_clean);
+        if (!s->train_clean)
+            return cli_error(CMD, "out of memory");
+        memcpy(s->train_clean, s->train_x,
+               s->n_train * dim * sizeof *s->train_clean);
+    }
+    if (c->noise > 0) {
+        s->gauss = malloc(dim * sizeof *s->gauss);
+        if (!s->gauss)
+            return cli_error(CMD, "out of memory");
+    }
+    if (s->n_whole) {
+        /* z = (x + u - mean) / sd = clean z + u / sd */
+        if ((rc = nvp_scaler_get(s->scaler, dim, NULL, s->noise_scale)) !=
             NVP_OK)
-        return cli_lib_error(CMD, "cannot set --clamp", rc,
-                             nvp_chain_errmsg(s->chain));
+            return cli_lib_error(CMD, "standardising the data", rc,
+                                 nvp_scaler_errmsg(s->scaler));
+        for (size_t j = 0; j < dim; j++)
+            s->noise_scale[j] = 1.0f / s->noise_scale[j];
+    }
+    /* A validation row that standardising sends to an infinity has no
+     * finite density under any model. */
+    for (size_t i = 0; i < s->n_val * dim; i++)
+        if (!isfinite(s->val_x[i]))
+            return cli_error(CMD, "validation row %zu is so far from the "
+                             "training rows that standardising it "
+                             "overflows", i / dim + 1);
+
+    if (c->noise > 0 && (rc = redraw_noise(s)) != NVP_OK)
+        return cli_lib_error(CMD, "drawing the noise", rc, nvp_errmsg());
+    if ((status = fit_build_chain(CMD, c, dim, s->init_rng, &s->chain)) !=
+        CLI_OK)
+        return status;
+    if (c->norm != FIT_NORM_NONE &&
+        (rc = nvp_chain_init_from_data(s->chain, s->n_train, s->train_x)) !=
+            NVP_OK)
+        return cli_lib_error(CMD, "setting the model from the training rows",
+                             rc, nvp_chain_errmsg(s->chain));
     if (model_set_threads(CMD, s->chain, c->threads) != 0)
         return CLI_ERR;
     const size_t np = nvp_chain_num_params(s->chain);
@@ -456,7 +716,8 @@ static int setup(fit_state *s, size_t *n_train, size_t *n_val)
         s->avg_params = malloc(np * sizeof *s->avg_params);
         if (!s->cur_params || !s->avg_params)
             return cli_error(CMD, "out of memory for %zu parameters", np);
-        if ((rc = nvp_adam_set_average(s->opt, (float)c->average, np, nvp_chain_params(s->chain))) !=
+        if ((rc = nvp_adam_set_average(s->opt, (float)c->average, np,
+                                       nvp_chain_params(s->chain))) !=
             NVP_OK)
             return cli_lib_error(CMD, "cannot set --average", rc,
                                  nvp_adam_errmsg(s->opt));
@@ -522,16 +783,38 @@ static int score(fit_state *s, size_t n_eval, const float *eval_x,
     return rc;
 }
 
+/* Decoupled weight decay (AdamW): after a step, the coupling layers'
+ * parameters shrink by the factor 1 - lr * wd.  The whitening layer is
+ * left alone, so the decay pulls the model towards the Gaussian fit. */
+static void weight_decay(nvp_chain *chain, float factor)
+{
+    float *p = nvp_chain_params(chain);
+    const size_t k = nvp_chain_num_layers(chain);
+    for (size_t i = 0; i < k; i++) {
+        size_t off = 0;
+        const nvp_layer *l = nvp_chain_layer(chain, i, &off);
+        if (!nvp_layer_as_coupling(l))
+            continue;
+        const size_t n = nvp_layer_num_params(l);
+        for (size_t j = 0; j < n; j++)
+            p[off + j] *= factor;
+    }
+}
+
 /* The training loop.  Returns an exit status; *r describes the run. */
-static int train(fit_state *s, size_t n_train, size_t n_val, fit_result *r)
+static int train(fit_state *s, fit_result *r)
 {
     const fit_config *c = &s->cfg;
-    const size_t dim = s->data.cols;
-    const float *train_x = s->data.data;
+    const size_t n_train = s->n_train;
+    const float *train_x = s->train_x;
     /* Without a validation part, the training rows stand in. */
-    const float *eval_x = n_val ? s->data.data + n_train * dim : train_x;
-    const size_t n_eval = n_val ? n_val : n_train;
+    const float *eval_x = s->n_val ? s->val_x : train_x;
+    const size_t n_eval = s->n_val ? s->n_val : n_train;
     const size_t np = nvp_chain_num_params(s->chain);
+    const float decay = (float)(1.0 - c->lr * c->weight_decay);
+    /* Steps per pass over the training rows: the noise of --dequantize is
+     * drawn again after each. */
+    const size_t epoch = (n_train + c->batch - 1) / c->batch;
 
     memset(r, 0, sizeof *r);
     r->reason = "reached --steps";
@@ -542,12 +825,14 @@ static int train(fit_state *s, size_t n_train, size_t n_val, fit_result *r)
     if (rc != NVP_OK)
         return cli_lib_error(CMD, "evaluating the initial model", rc,
                              nvp_chain_errmsg(s->chain));
+    r->initial_nll = r->best_nll;
 
     progress bar;
     progress_start(&bar, c->steps, !c->quiet);
     progress_update(&bar, 0, NAN, r->best_nll, r->best_nll, 1);
     double ema = NAN;
     size_t since_best = 0, bad_run = 0;
+    double lr = c->lr;
     for (size_t step = 1; step <= c->steps; step++) {
         if (interrupted) {
             r->reason = "interrupted (Ctrl-C)";
@@ -572,10 +857,17 @@ static int train(fit_state *s, size_t n_train, size_t n_val, fit_result *r)
                                  nvp_chain_errmsg(s->chain));
         } else {
             bad_run = 0;
+            if (c->weight_decay > 0)
+                weight_decay(s->chain, decay);
             /* A running mean at first, then an exponential average. */
             const double a = 1.0 / (double)step > 0.02 ? 1.0 / (double)step
                                                        : 0.02;
             ema = isnan(ema) ? loss : (1 - a) * ema + a * loss;
+        }
+        if (s->train_clean && step % epoch == 0 &&
+            (rc = redraw_noise(s)) != NVP_OK) {
+            progress_break(&bar);
+            return cli_lib_error(CMD, "drawing the noise", rc, nvp_errmsg());
         }
         const int eval = step % c->eval_every == 0 || step == c->steps;
         if (!eval) {
@@ -597,6 +889,29 @@ static int train(fit_state *s, size_t n_train, size_t n_val, fit_result *r)
             since_best++;
         }
         progress_update(&bar, step, ema, nll, r->best_nll, 1);
+        if (c->patience > 0 && since_best >= c->patience &&
+            r->lr_drops < c->lr_drops) {
+            /* Back to the best parameters with a smaller step (and the
+             * average restarted there). */
+            r->lr_drops++;
+            since_best = 0;
+            lr *= LR_DROP_FACTOR;
+            if ((rc = nvp_chain_set_params(s->chain, np, s->best_params)) !=
+                NVP_OK) {
+                progress_break(&bar);
+                return cli_lib_error(CMD, "restoring the best parameters",
+                                     rc, nvp_chain_errmsg(s->chain));
+            }
+            if ((rc = nvp_adam_set_lr(s->opt, (float)lr)) != NVP_OK ||
+                (s->cur_params &&
+                 (rc = nvp_adam_set_average(s->opt, (float)c->average, np,
+                                            s->best_params)) != NVP_OK)) {
+                progress_break(&bar);
+                return cli_lib_error(CMD, "lowering the learning rate", rc,
+                                     nvp_adam_errmsg(s->opt));
+            }
+            continue;
+        }
         if (c->patience > 0 && since_best >= c->patience) {
             r->reason = "stopped early: no improvement";
             r->stop = "no_improvement";
@@ -605,6 +920,11 @@ static int train(fit_state *s, size_t n_train, size_t n_val, fit_result *r)
         }
     }
     progress_break(&bar);
+    /* The step cap came before the run had converged by its own rule. */
+    r->still_improving = !r->early && !interrupted && c->steps > 0 &&
+                         r->steps_done == c->steps &&
+                         (c->patience == 0 || since_best < c->patience ||
+                          r->lr_drops < c->lr_drops);
     rc = nvp_chain_set_params(s->chain, np, s->best_params);
     if (rc != NVP_OK)
         return cli_lib_error(CMD, "restoring the best parameters", rc,
@@ -612,9 +932,17 @@ static int train(fit_state *s, size_t n_train, size_t n_val, fit_result *r)
     return CLI_OK;
 }
 
+/* What the untrained model is, for people. */
+static const char *untrained_name(const fit_config *c)
+{
+    return c->norm == FIT_NORM_LINEAR
+               ? "the full-covariance Gaussian fit of the training rows"
+               : "a Gaussian with the training rows' mean and sd per "
+                 "column, independent columns";
+}
+
 /* The summary for people. */
-static void summary_text(FILE *fp, const fit_state *s, const fit_result *r,
-                         size_t n_val)
+static void summary_text(FILE *fp, const fit_state *s, const fit_result *r)
 {
     const fit_config *c = &s->cfg;
     char widths[256];
@@ -623,40 +951,67 @@ static void summary_text(FILE *fp, const fit_state *s, const fit_result *r,
             r->reason);
     if (r->early)
         fprintf(fp, " in %zu evaluations", c->patience);
-    fprintf(fp,
-            "\nmodel:     %zu layers, hidden %s, %zu parameters, clamp "
-            "%g\n",
-            nvp_chain_num_layers(s->chain), widths,
+    if (r->lr_drops)
+        fprintf(fp, ", learning rate lowered %zu time%s", r->lr_drops,
+                r->lr_drops == 1 ? "" : "s");
+    if (r->still_improving)
+        fprintf(fp, " (not converged: more --steps may help)");
+    const size_t couplings = fit_count_couplings(s->chain);
+    fprintf(fp, "\nmodel:     %zu couplings (%s masks), hidden %s",
+            couplings, fit_mask_name(c->mask), widths);
+    if (c->norm != FIT_NORM_NONE)
+        fprintf(fp, ", %s layer", fit_norm_name(c->norm));
+    fprintf(fp, ", %zu parameters, clamp %g\n",
             nvp_chain_num_params(s->chain), c->clamp);
+    fprintf(fp, "training:  lr %g, batch %zu, weight decay %g, evaluated "
+            "every %zu steps, patience %zu, %zu lr drop%s",
+            c->lr, c->batch, c->weight_decay, c->eval_every, c->patience,
+            c->lr_drops, c->lr_drops == 1 ? "" : "s");
+    if (c->noise > 0)
+        fprintf(fp, ", noise %g", c->noise);
+    fputc('\n', fp);
+    if (s->n_whole)
+        fprintf(fp, "noise:     uniform [0, 1) added to %zu whole-number "
+                "column%s\n", s->n_whole, s->n_whole == 1 ? "" : "s");
     if (c->clip_norm > 0)
         fprintf(fp, "clipping:  gradient norm limited to %g\n",
                 (double)(float)c->clip_norm);
     fprintf(fp,
             "best NLL:  %.6g nats/row on the %s rows (standardised), "
             "%.6g in\n           original units, at step %zu",
-            r->best_nll, n_val ? "validation" : "training",
+            r->best_nll, s->n_val ? "validation" : "training",
             r->best_nll + nvp_scaler_log_det(s->scaler), r->best_step);
     if (c->average > 0)
         fprintf(fp, ", of the parameter average (decay %g)", c->average);
-    fprintf(fp, "\nsaved:     %s\n", c->out_path);
+    fprintf(fp, "\nuntrained: %.6g (%s)\n", r->initial_nll,
+            c->norm == FIT_NORM_LINEAR ? "the full-covariance Gaussian fit"
+                                       : "independent Gaussian columns");
+    fprintf(fp, "saved:     %s\n", c->out_path);
 }
 
 /* The summary for programs (--json).  The keys are documented in the man
  * page and stay; numbers that are not finite are null. */
-static void summary_json(FILE *fp, const fit_state *s, const fit_result *r,
-                         size_t n_train, size_t n_val)
+static void summary_json(FILE *fp, const fit_state *s, const fit_result *r)
 {
     const fit_config *c = &s->cfg;
     json_out j;
     json_begin(&j, fp);
     json_string(&j, "model", c->out_path);
     json_string(&j, "data", c->data_path);
+    if (c->val_path)
+        json_string(&j, "validation_file", c->val_path);
+    else
+        json_null(&j, "validation_file");
     json_uint(&j, "rows", s->data.rows);
     json_uint(&j, "columns", s->data.cols);
     json_bool(&j, "header", s->data.has_header);
-    json_uint(&j, "training_rows", n_train);
-    json_uint(&j, "validation_rows", n_val);
-    json_uint(&j, "coupling_layers", nvp_chain_num_layers(s->chain));
+    json_uint(&j, "training_rows", s->n_train);
+    json_uint(&j, "validation_rows", s->n_val);
+    json_uint(&j, "dequantized_columns", s->n_whole);
+    json_uint(&j, "layers", nvp_chain_num_layers(s->chain));
+    json_uint(&j, "coupling_layers", fit_count_couplings(s->chain));
+    json_string(&j, "norm", fit_norm_name(c->norm));
+    json_string(&j, "mask", fit_mask_name(c->mask));
     json_array_line(&j, "hidden");
     for (size_t i = 0; i < c->n_hidden; i++)
         json_uint(&j, NULL, c->hidden[i]);
@@ -665,15 +1020,25 @@ static void summary_json(FILE *fp, const fit_state *s, const fit_result *r,
     json_double(&j, "clamp", c->clamp);
     json_double(&j, "lr", c->lr);
     json_uint(&j, "batch", c->batch);
+    json_double(&j, "weight_decay", c->weight_decay);
+    json_uint(&j, "eval_every", c->eval_every);
+    json_uint(&j, "patience", c->patience);
+    json_uint(&j, "lr_drops", c->lr_drops);
+    json_double(&j, "noise", c->noise);
     json_double(&j, "clip_norm", (double)(float)c->clip_norm);
     json_double(&j, "average", c->average);
     json_uint(&j, "seed", c->seed);
+    json_uint(&j, "init_seed", c->init_seed);
     json_uint(&j, "steps", r->steps_done);
     json_uint(&j, "max_steps", c->steps);
     json_string(&j, "stop", r->stop);
+    json_bool(&j, "still_improving", r->still_improving);
+    json_uint(&j, "lr_drops_done", r->lr_drops);
     json_uint(&j, "refused_steps", r->refused);
     json_uint(&j, "best_step", r->best_step);
-    json_string(&j, "evaluated_on", n_val ? "validation" : "training");
+    json_bool(&j, "improved", r->best_step > 0);
+    json_string(&j, "evaluated_on", s->n_val ? "validation" : "training");
+    json_double(&j, "initial_nll", r->initial_nll);
     json_double(&j, "best_nll", r->best_nll);
     json_double(&j, "best_nll_original",
                 r->best_nll + nvp_scaler_log_det(s->scaler));
@@ -699,8 +1064,7 @@ int cmd_fit(int argc, char **argv)
     char err[OUT_ERR_MAX];
     if (out_check_writable(c->out_path, err, sizeof err) != 0)
         return cli_error(CMD, "%s", err);
-    size_t n_train = 0, n_val = 0;
-    status = setup(&s, &n_train, &n_val);
+    status = setup(&s);
     if (status != CLI_OK)
         goto done;
 
@@ -710,11 +1074,13 @@ int cmd_fit(int argc, char **argv)
     if (!c->quiet)
         fprintf(stderr,
                 "nvpflow fit: %zu rows x %zu columns%s: %zu for training, "
-                "%zu for validation\n"
-                "nvpflow fit: %zu layers, hidden %s, %zu parameters\n",
+                "%zu for validation%s\n"
+                "nvpflow fit: %zu couplings (%s masks), hidden %s, %s "
+                "layer, %zu parameters\n",
                 s.data.rows, dim, s.data.has_header ? " after the header" : "",
-                n_train, n_val, nvp_chain_num_layers(s.chain), widths,
-                nvp_chain_num_params(s.chain));
+                s.n_train, s.n_val, c->val_path ? " (--val)" : "",
+                fit_count_couplings(s.chain), fit_mask_name(c->mask), widths,
+                fit_norm_name(c->norm), nvp_chain_num_params(s.chain));
 
     struct sigaction sa, old_sa;
     memset(&sa, 0, sizeof sa);
@@ -724,11 +1090,29 @@ int cmd_fit(int argc, char **argv)
     interrupted = 0;
     const int have_handler = sigaction(SIGINT, &sa, &old_sa) == 0;
     fit_result r;
-    status = train(&s, n_train, n_val, &r);
+    status = train(&s, &r);
     if (have_handler)
         sigaction(SIGINT, &old_sa, NULL);
     if (status != CLI_OK)
         goto done;
+
+    if (r.best_step == 0 && r.steps_done > 0) {
+        if (c->strict) {
+            status = cli_error(CMD,
+                               "training never improved on the untrained "
+                               "model (%s; NLL %.6g on the %s rows): nothing "
+                               "saved (--strict)",
+                               untrained_name(c), r.initial_nll,
+                               s.n_val ? "validation" : "training");
+            goto done;
+        }
+        cli_warn(CMD, "training never improved on the untrained model (%s; "
+                 "NLL %.6g on the %s rows), which is what is saved; a "
+                 "smaller --lr, --hidden or --clamp, or more rows, may "
+                 "help",
+                 untrained_name(c), r.initial_nll,
+                 s.n_val ? "validation" : "training");
+    }
 
     int rc = nvp_chain_save_file(s.chain, s.scaler, c->out_path);
     if (rc != NVP_OK) {
@@ -745,9 +1129,9 @@ int cmd_fit(int argc, char **argv)
          * summary must not follow it there. */
         FILE *sum = saved_to_stdout(c->out_path) ? stderr : stdout;
         if (c->json)
-            summary_json(sum, &s, &r, n_train, n_val);
+            summary_json(sum, &s, &r);
         else
-            summary_text(sum, &s, &r, n_val);
+            summary_text(sum, &s, &r);
         if (fflush(sum) != 0 || ferror(sum)) {
             cli_error(CMD, "error writing the summary (the model was "
                       "saved)");

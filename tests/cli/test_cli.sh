@@ -113,8 +113,10 @@ expect 2 "score without data" -- "$B" score m.nvp
 absent m.nvp "usage errors"
 
 # ------------------------------------------------------------------- fit
+# m.nvp has the layout of version 0.4 (four couplings with the tutorial's
+# half masks, no whitening layer, clamp 5): a model of file format 1.
 expect 0 "fit" -- "$B" fit moons.csv -o m.nvp --hidden 16,16 --steps 300 \
-    --eval-every 50 --seed 1
+    --eval-every 50 --seed 1 --norm none --mask half --layers 4 --clamp 5
 has out.txt "saved:" "fit summary"
 has out.txt "best NLL" "fit summary"
 check "fit: no model file" [ -s m.nvp ]
@@ -127,7 +129,7 @@ check "fit --quiet: no model file" [ -s q.nvp ]
 # iterate goes back into the chain after each evaluation), and the saved
 # model is the one scored.
 expect 0 "fit, to compare with --average" -- "$B" fit moons.csv -o plain.nvp \
-    --hidden 16,16 --steps 300 --eval-every 50 --seed 1
+    --hidden 16,16 --steps 300 --eval-every 50 --seed 1 --average 0
 grep "best NLL" out.txt > plain_best.txt
 grep "^step 300/300" err.txt | sed 's/ *val.*//' > plain_loss.txt
 expect 0 "fit --average" -- "$B" fit moons.csv -o avg.nvp --hidden 16,16 \
@@ -156,7 +158,7 @@ if [ -n "$best" ] &&
 # changes training (the same run as plain.nvp otherwise), and the summary
 # says so.
 expect 0 "fit --clip-norm" -- "$B" fit moons.csv -o clip.nvp --hidden 16,16 \
-    --steps 300 --eval-every 50 --seed 1 --clip-norm 1e-3
+    --steps 300 --eval-every 50 --seed 1 --clip-norm 1e-3 --average 0
 has out.txt "gradient norm limited to 0.001" "fit --clip-norm summary"
 grep "^step 300/300" err.txt | sed 's/ *val.*//' > clip_loss.txt
 check "fit: no training loss with --clip-norm" grep -q "loss [0-9]" clip_loss.txt
@@ -166,19 +168,25 @@ check "fit --clip-norm did not change training" \
 # --json: the same summary for programs.  The run is plain.nvp's; its
 # JSON says what the text says, and standard output holds nothing else.
 expect 0 "fit --json" -- "$B" fit moons.csv -o json.nvp --hidden 16,16 \
-    --steps 300 --eval-every 50 --seed 1 --json
+    --steps 300 --eval-every 50 --seed 1 --json --average 0
 cp out.txt fit.json
 json fit.json "fit --json"
 has fit.json '"stop": "max_steps"' "fit --json"
 has fit.json '"hidden": [16, 16]' "fit --json"
-has fit.json '"coupling_layers": 4' "fit --json"
+has fit.json '"coupling_layers": 8' "fit --json"
 json fit.json "fit --json: the run" \
     'd["model"] == "json.nvp" and d["data"] == "moons.csv" and d["rows"] == 400
      and d["columns"] == 2 and d["header"] is True and d["training_rows"] == 320
      and d["validation_rows"] == 80 and d["steps"] == 300 and d["max_steps"] == 300
      and d["seed"] == 1 and d["refused_steps"] == 0 and d["evaluated_on"] == "validation"
      and d["lr"] == 0.001 and d["batch"] == 256 and d["clip_norm"] == 0
-     and d["average"] == 0 and d["clamp"] == 5 and 0 < d["best_step"] <= 300'
+     and d["average"] == 0 and d["clamp"] == 2 and 0 < d["best_step"] <= 300
+     and d["layers"] == 9 and d["norm"] == "linear" and d["mask"] == "random"
+     and d["weight_decay"] == 1 and d["eval_every"] == 50 and d["patience"] == 15
+     and d["lr_drops"] == 2 and d["noise"] == 0 and d["init_seed"] == 1
+     and d["validation_file"] is None and d["dequantized_columns"] == 0
+     and d["improved"] is True and d["best_nll"] < d["initial_nll"]
+     and d["still_improving"] in (True, False) and d["lr_drops_done"] == 0'
 # The best NLL is the text summary's, to its six digits.
 text_best=$(sed -n 's/^best NLL: *\([^ ]*\) nats.*/\1/p' plain_best.txt)
 json fit.json "fit --json: best_nll against the text summary" \
@@ -197,6 +205,221 @@ json out.txt "fit --json, a strange model name" \
 rm -f "$weird"
 expect 2 "fit --json=1" -- "$B" fit moons.csv -o j.nvp --json=1
 has err.txt "option '--json' takes no value" "fit --json=1"
+
+# ------------------------------------------ fit: the model for real tables
+# 300 rows of three correlated columns (a Gaussian with a full covariance)
+# and a fourth, skewed one, and whole-number columns for --dequantize.
+awk 'BEGIN {
+    srand(11); pi = atan2(0, -1)
+    for (i = 0; i < 300; i++) {
+        for (k = 0; k < 4; k++) {
+            u = rand(); if (u < 1e-12) u = 1e-12
+            g[k] = sqrt(-2 * log(u)) * cos(2 * pi * rand())
+        }
+        x = 2 + g[0]; y = 0.8 * g[0] + 0.6 * g[1] - 1; z = -0.5 * g[0] + 0.3 * y + 0.5 * g[2]
+        printf "%.6f,%.6f,%.6f,%.6f\n", x, y, z, exp(0.5 * g[3])
+    }
+}' > corr4.csv
+cut -d, -f1-3 corr4.csv > corr3.csv
+head -n 240 corr3.csv > tr3.csv
+tail -n 60 corr3.csv > va3.csv
+# gauss_ll FILE FULL: mean log density of the rows of FILE (3 columns)
+# under the maximum-likelihood Gaussian of those rows, with the full
+# covariance (FULL=1) or its diagonal (FULL=0).
+gauss_ll() {
+    awk -F, -v full="$2" '
+    { n++; for (j = 1; j <= 3; j++) x[n, j] = $j }
+    END {
+        for (j = 1; j <= 3; j++) { m[j] = 0; for (i = 1; i <= n; i++) m[j] += x[i, j]; m[j] /= n }
+        for (a = 1; a <= 3; a++) for (b = 1; b <= 3; b++) {
+            c[a, b] = 0
+            for (i = 1; i <= n; i++) c[a, b] += (x[i, a] - m[a]) * (x[i, b] - m[b])
+            c[a, b] /= n
+            if (!full && a != b) c[a, b] = 0
+        }
+        det = c[1,1] * (c[2,2] * c[3,3] - c[2,3] * c[3,2]) \
+            - c[1,2] * (c[2,1] * c[3,3] - c[2,3] * c[3,1]) \
+            + c[1,3] * (c[2,1] * c[3,2] - c[2,2] * c[3,1])
+        for (a = 1; a <= 3; a++) for (b = 1; b <= 3; b++) {
+            a1 = b % 3 + 1; a2 = (b + 1) % 3 + 1; b1 = a % 3 + 1; b2 = (a + 1) % 3 + 1
+            inv[a, b] = (c[a1, b1] * c[a2, b2] - c[a1, b2] * c[a2, b1]) / det
+        }
+        s = 0
+        for (i = 1; i <= n; i++) {
+            q = 0
+            for (a = 1; a <= 3; a++) for (b = 1; b <= 3; b++)
+                q += (x[i, a] - m[a]) * inv[a, b] * (x[i, b] - m[b])
+            s += -0.5 * q - 0.5 * log(det) - 1.5 * log(2 * atan2(0, -1))
+        }
+        printf "%.6f", s / n
+    }' "$1"
+}
+mean_score() { awk '{ s += $1; n++ } END { printf "%.6f", s / n }' "$1"; }
+close() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= t) }'; }
+
+# Untrained, the default model is the full-covariance Gaussian fit of the
+# training rows (the whitening layer and couplings that start as the
+# identity); with --norm actnorm it is the Gaussian with independent
+# columns.  Both against the fit computed here.
+expect 0 "fit --steps 0" -- "$B" fit corr3.csv --steps 0 --val-frac 0 -o g.nvp
+"$B" score g.nvp corr3.csv > g_sc.txt
+got=$(mean_score g_sc.txt); want=$(gauss_ll corr3.csv 1)
+check "fit --steps 0: mean log density $got, the Gaussian fit's $want" close "$got" "$want" 2e-4
+expect 0 "fit --steps 0 --norm actnorm" -- "$B" fit corr3.csv --steps 0 --val-frac 0 \
+    -o d.nvp --norm actnorm
+"$B" score d.nvp corr3.csv > d_sc.txt
+got=$(mean_score d_sc.txt); want=$(gauss_ll corr3.csv 0)
+check "fit --norm actnorm --steps 0: $got, the diagonal Gaussian's $want" close "$got" "$want" 2e-4
+check "the full covariance fits better than the diagonal" \
+    awk -v a="$(mean_score g_sc.txt)" -v b="$want" 'BEGIN { exit !(a > b + 0.1) }'
+
+# --val FILE: every row of the data trains, the file's rows validate.
+expect 0 "fit --val" -- "$B" fit tr3.csv --val va3.csv -o v.nvp --steps 40 \
+    --hidden 8,8 --json --quiet
+json out.txt "fit --val" \
+    'd["training_rows"] == 240 and d["validation_rows"] == 60
+     and d["validation_file"] == "va3.csv" and d["evaluated_on"] == "validation"
+     and d["best_nll"] <= d["initial_nll"]'
+expect 2 "fit --val --val-frac" -- "$B" fit tr3.csv --val va3.csv --val-frac 0.1 -o v2.nvp
+has err.txt "exclude each other" "fit --val --val-frac"
+expect 1 "fit --val, a missing file" -- "$B" fit tr3.csv --val nosuch.csv -o v2.nvp
+absent v2.nvp "fit --val, a missing file"
+cut -d, -f1-2 va3.csv > va2.csv
+expect 1 "fit --val, other columns" -- "$B" fit tr3.csv --val va2.csv -o v2.nvp
+has err.txt "va2.csv:1:" "fit --val, other columns"
+absent v2.nvp "fit --val, other columns"
+
+# The masks: parity, half, and random (a half, then its complement).
+expect 0 "fit --mask parity" -- "$B" fit corr4.csv --mask parity --layers 4 --steps 0 -o p.nvp
+"$B" info --json p.nvp > p.json
+json p.json "fit --mask parity" \
+    '[l.get("mask") for l in d["layers"]] == ["1010", "0101", "1010", "0101", None]'
+expect 0 "fit --mask half" -- "$B" fit corr4.csv --mask half --layers 2 --steps 0 -o h.nvp
+"$B" info --json h.nvp > h.json
+json h.json "fit --mask half" '[l.get("mask") for l in d["layers"]][:2] == ["1100", "0011"]'
+expect 0 "fit --mask random" -- "$B" fit corr4.csv --layers 6 --steps 0 -o r.nvp
+"$B" info --json r.nvp > r.json
+json r.json "fit --mask random: complementary pairs" \
+    'all(int(d["layers"][k]["mask"], 2) + int(d["layers"][k + 1]["mask"], 2) == 15
+         and d["layers"][k]["mask"].count("1") == 2 for k in (0, 2, 4))
+     and len(set(l["mask"] for l in d["layers"][:6])) > 2'
+expect 2 "fit --mask bogus" -- "$B" fit corr4.csv --mask bogus -o x.nvp
+has err.txt "'bogus' is not one of random, parity, half" "fit --mask bogus"
+# --norm: none gives couplings alone (format 1), actnorm that layer.
+expect 0 "fit --norm none" -- "$B" fit corr4.csv --norm none --layers 2 --steps 0 -o n.nvp
+"$B" info --json n.nvp > n.json
+json n.json "fit --norm none" 'd["format_version"] == 1 and len(d["layers"]) == 2'
+"$B" info --json d.nvp > d.json
+json d.json "fit --norm actnorm" 'd["layers"][-1]["kind"] == "actnorm"'
+expect 2 "fit --norm bogus" -- "$B" fit corr4.csv --norm bogus -o x.nvp
+absent x.nvp "fit --mask/--norm bogus"
+
+# Defaults from the rows and columns: narrower networks for few rows,
+# wider for two columns; a full batch and frequent evaluations for few
+# rows.
+head -n 100 corr3.csv > small3.csv
+expect 0 "fit, few rows" -- "$B" fit small3.csv --steps 0 -o s3.nvp --json --quiet
+json out.txt "fit, few rows: defaults" \
+    'd["hidden"] == [32, 32] and d["batch"] == 80 and d["eval_every"] == 10
+     and d["coupling_layers"] == 8'
+expect 0 "fit, more rows" -- "$B" fit corr3.csv --steps 0 -o s3.nvp --json --quiet
+json out.txt "fit, more rows: defaults" 'd["hidden"] == [64, 64] and d["batch"] == 128'
+expect 0 "fit, two columns" -- "$B" fit moons.csv --steps 0 -o s3.nvp --json --quiet
+json out.txt "fit, two columns: defaults" 'd["hidden"] == [128, 128] and d["batch"] == 256'
+
+# --init-seed draws the masks and weights and leaves the split alone: the
+# untrained model's validation NLL depends on the split only.
+for i in 1 2; do
+    "$B" fit corr4.csv --seed 3 --init-seed $i --steps 30 --hidden 8,8 \
+        -o i$i.nvp --json --quiet > i$i.json
+done
+"$B" fit corr4.csv --seed 4 --init-seed 1 --steps 30 --hidden 8,8 \
+    -o i3.nvp --json --quiet > i3.json
+json i2.json "fit --init-seed: the same split" \
+    'd["initial_nll"] == json.load(open("i1.json"))["initial_nll"] and d["init_seed"] == 2'
+json i3.json "fit --seed: another split" \
+    'd["initial_nll"] != json.load(open("i1.json"))["initial_nll"]'
+check "fit --init-seed: the same model" sh -c '! cmp -s i1.nvp i2.nvp'
+"$B" info --json i1.nvp > i1_info.json
+"$B" info --json i2.nvp > i2_info.json
+json i2_info.json "fit --init-seed: other masks" \
+    '[l.get("mask") for l in d["layers"]]
+     != [l.get("mask") for l in json.load(open("i1_info.json"))["layers"]]'
+
+# Training that never improves on the untrained model (steps of size 1
+# wreck it) is said so; --strict makes it an error and saves nothing.
+expect 0 "fit, no improvement" -- "$B" fit corr3.csv --lr 1 --clamp 0 \
+    --steps 3 --eval-every 1 -o ni.nvp --json
+has err.txt "training never improved on the untrained model" "fit, no improvement: warning"
+json out.txt "fit, no improvement" \
+    'd["improved"] is False and d["best_step"] == 0 and d["best_nll"] == d["initial_nll"]'
+"$B" score ni.nvp corr3.csv > ni_sc.txt
+check "fit, no improvement: the Gaussian fit is saved" \
+    close "$(mean_score ni_sc.txt)" "$(gauss_ll corr3.csv 1)" 0.2
+expect 1 "fit --strict, no improvement" -- "$B" fit corr3.csv --lr 1 --clamp 0 \
+    --steps 3 --eval-every 1 -o ns.nvp --strict
+has err.txt "nothing saved (--strict)" "fit --strict, no improvement"
+absent ns.nvp "fit --strict, no improvement"
+expect 0 "fit --strict, improving" -- "$B" fit moons.csv --steps 100 --hidden 8,8 \
+    -o st.nvp --strict --quiet
+check "fit --strict, improving: no model" [ -s st.nvp ]
+
+# A run the step cap ends before it converges says so.
+expect 0 "fit, capped" -- "$B" fit moons.csv --steps 60 --hidden 8,8 -o cap.nvp
+has out.txt "not converged: more --steps may help" "fit, capped"
+# --lr-drops: plateaus lower the learning rate, from the best parameters,
+# before training stops; with none the same run stops at the first one.
+expect 0 "fit --lr-drops 0" -- "$B" fit moons.csv --hidden 8,8 --patience 2 \
+    --eval-every 10 --lr-drops 0 -o d0.nvp --json --quiet
+cp out.txt d0.json
+expect 0 "fit --lr-drops 3" -- "$B" fit moons.csv --hidden 8,8 --patience 2 \
+    --eval-every 10 --lr-drops 3 -o d3.nvp --json --quiet
+json out.txt "fit --lr-drops 3" \
+    'd["lr_drops_done"] == 3 and d["stop"] == "no_improvement"
+     and d["steps"] > json.load(open("d0.json"))["steps"]
+     and d["best_nll"] <= json.load(open("d0.json"))["best_nll"]'
+json d0.json "fit --lr-drops 0" 'd["lr_drops_done"] == 0 and d["stop"] == "no_improvement"'
+expect 2 "fit --lr-drops -1" -- "$B" fit moons.csv -o x.nvp --lr-drops -1
+
+# --weight-decay and --noise change training (the run is otherwise the
+# same), and the summary shows them.
+for run in "wd0:--weight-decay 0" "wd5:--weight-decay 5" "nz:--noise 0.1"; do
+    name=${run%%:*}
+    "$B" fit moons.csv -o $name.nvp --hidden 16,16 --steps 100 --eval-every 50 \
+        --seed 1 ${run#*:} > $name.out 2> $name.err
+    grep "^step 100/100" $name.err | sed 's/ *val.*//' > $name.loss
+    check "fit ${run#*:}: no training loss" grep -q "loss [0-9]" $name.loss
+done
+check "fit --weight-decay did not change training" sh -c '! cmp -s wd0.loss wd5.loss'
+has wd5.out "weight decay 5" "fit --weight-decay summary"
+check "fit --noise did not change training" sh -c '! cmp -s nz.loss wd0.loss'
+has nz.out "noise 0.1" "fit --noise summary"
+expect 2 "fit --weight-decay -1" -- "$B" fit moons.csv -o x.nvp --weight-decay -1
+expect 2 "fit --noise -1" -- "$B" fit moons.csv -o x.nvp --noise -1
+
+# --dequantize: whole-number columns get uniform noise, the others none.
+awk 'BEGIN { srand(5); for (i = 0; i < 200; i++)
+    printf "%d,%d,%.4f\n", int(rand() * 5), int(rand() * 3) + 7, rand() }' > ints.csv
+expect 0 "fit --dequantize" -- "$B" fit ints.csv --dequantize --steps 20 --hidden 8,8 \
+    -o dq.nvp --json
+json out.txt "fit --dequantize" 'd["dequantized_columns"] == 2'
+expect 0 "fit --dequantize, text summary" -- "$B" fit ints.csv --dequantize --steps 20 \
+    --hidden 8,8 -o dq.nvp
+has out.txt "uniform [0, 1) added to 2 whole-number columns" "fit --dequantize summary"
+expect 0 "fit, integers without --dequantize" -- "$B" fit ints.csv --steps 0 -o nq.nvp --json --quiet
+json out.txt "fit, integers without --dequantize" 'd["dequantized_columns"] == 0'
+# A constant whole-number column: an error that names --dequantize, which
+# makes it a uniform column to learn.
+awk -F, '{ print $1 "," 3 "," $3 }' ints.csv > const.csv
+expect 1 "fit, a constant column" -- "$B" fit const.csv --steps 5 -o c.nvp
+has err.txt "--dequantize" "fit, a constant column"
+absent c.nvp "fit, a constant column"
+expect 0 "fit --dequantize, a constant column" -- "$B" fit const.csv --dequantize \
+    --steps 5 --hidden 8,8 -o c.nvp --json --quiet
+json out.txt "fit --dequantize, a constant column" 'd["dequantized_columns"] == 2'
+expect 0 "fit --dequantize, no whole numbers" -- "$B" fit corr3.csv --dequantize --steps 5 \
+    --hidden 8,8 -o c.nvp --quiet
+has err.txt "nothing to do" "fit --dequantize, no whole numbers"
 
 # ------------------------------------------------------------------ info
 expect 0 "info" -- "$B" info m.nvp
@@ -219,6 +442,15 @@ json info.json "info --json: the model" \
      and sum(l["parameters"] for l in d["layers"]) == d["parameters"]
      and len(d["standardisation"]["mean"]) == 2
      and all(s > 0 for s in d["standardisation"]["sd"])'
+# The default model: couplings whose masks alternate (two columns), then
+# the whitening layer, saved as format 2.
+expect 0 "info --json, the default model" -- "$B" info --json json.nvp
+json out.txt "info --json, the default model" \
+    'd["format_version"] == 2 and d["coupling_layers"] == 8
+     and len(d["layers"]) == 9 and d["layers"][8]["kind"] == "linear"
+     and d["layers"][8]["parameters"] == 6
+     and all(d["layers"][k]["mask"] != d["layers"][k + 1]["mask"] for k in range(7))
+     and all(l["clamp"] == 2 and l["hidden"] == [16, 16] for l in d["layers"][:8])'
 # The text and the JSON give the same numbers (both at 9 digits).
 sd_text=$(awk '$1 == 1 && NF == 3 && $2 ~ /[0-9]/ { print $3 }' info.txt)
 json info.json "info --json: the sd of column 1 against the text" \
