@@ -806,7 +806,9 @@ NVP_API size_t nvp_scaler_dim(const nvp_scaler *scaler);
 /* Estimates mean and sd from n rows (accumulated in double).  Non-finite
  * data is refused with NVP_ENONFINITE and the scaler is unchanged. */
 NVP_API int nvp_scaler_fit(nvp_scaler *scaler, size_t n, const float *x);
-/* z = (x - mean) / sd for n rows (x and z may be the same pointer). */
+/* z = (x - mean) / sd for n rows (x and z may be the same pointer); where
+ * float would overflow in the middle (data near the ends of the float
+ * range) the value is computed in double. */
 NVP_API int nvp_scaler_transform(const nvp_scaler *scaler, size_t n,
                                  const float *x, float *z);
 /* x = z * sd + mean (z and x may be the same pointer). */

@@ -282,6 +282,26 @@ START_TEST(test_scaler_identity_constant_set)
 }
 END_TEST
 
+/* Issue 16, item 11 (library side): data near +-FLT_MAX standardises to
+ * finite values (x - mean overflowed float before) and maps back. */
+START_TEST(test_scaler_near_float_max)
+{
+    /* column 0: mean -1.5e38, so 3e38 - mean overflows float */
+    const float x[2 * 4] = {3.0e38f, 1.0f, -3.0e38f, 2.0f, -3.0e38f, 3.0f, -3.0e38f, 4.0f};
+    nvp_scaler *s = NULL;
+    T_OK(nvp_scaler_create(&s, 2, NULL));
+    T_OK(nvp_scaler_fit(s, 4, x));
+    float z[8], back[8];
+    T_OK(nvp_scaler_transform(s, 4, x, z));
+    for (int i = 0; i < 8; i++)
+        T_CHECK(isfinite(z[i]) && fabsf(z[i]) < 3.0f, "z[%d] = %g", i, (double)z[i]);
+    T_OK(nvp_scaler_inverse_transform(s, 4, z, back));
+    for (int i = 0; i < 8; i++)
+        T_CLOSE(back[i], x[i], 1e-5, 1e-5, 0, "x[%d] back", i);
+    nvp_scaler_free(s);
+}
+END_TEST
+
 Suite *data_suite(void)
 {
     Suite *s = suite_create("data");
@@ -295,6 +315,7 @@ Suite *data_suite(void)
     tcase_set_timeout(tc, T_TIMEOUT);
     tcase_add_test(tc, test_scaler_fit_transform_round_trip);
     tcase_add_test(tc, test_scaler_identity_constant_set);
+    tcase_add_test(tc, test_scaler_near_float_max);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -99,8 +99,15 @@ static int scaler_map(const nvp_scaler *s, const char *fn, int inverse,
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < d; j++) {
             const float v = in[i * d + j];
-            out[i * d + j] = inverse ? v * s->sd[j] + s->mean[j]
-                                     : (v - s->mean[j]) / s->sd[j];
+            float r = inverse ? v * s->sd[j] + s->mean[j]
+                              : (v - s->mean[j]) / s->sd[j];
+            /* Near the float range's ends v - mean, or v * sd, can
+             * overflow although the result fits: then in double (the usual
+             * case keeps float's bits). */
+            if (!isfinite(r) && isfinite(v))
+                r = inverse ? (float)((double)v * s->sd[j] + s->mean[j])
+                            : (float)(((double)v - s->mean[j]) / s->sd[j]);
+            out[i * d + j] = r;
         }
     return NVP_OK;
 }
