@@ -68,9 +68,10 @@ parity: $(BUILD)/examples/two_moons
 .PHONY: quality
 QUALITY_DATASETS ?= wine,breast_cancer,digits,iris,moons
 QUALITY_SEEDS ?= 0,1,2
-QUALITY_METHODS ?= nvpflow,gaussian,gmm,kde,torch
+QUALITY_METHODS ?= nvpflow,budget,gaussian,gmm,kde,torch
 QUALITY_ARGS ?=
 QUALITY_JOBS ?= 1
+QUALITY_BUDGET ?= 60
 quality: $(CLI_BIN)
 	@py=; for p in "$$NVP_BENCH_PYTHON" python3 /usr/bin/python3; do \
 	    [ -n "$$p" ] && "$$p" -c 'import sklearn, numpy' 2>/dev/null && \
@@ -82,5 +83,5 @@ quality: $(CLI_BIN)
 	    echo "quality: $$py has no torch (Debian: python3-torch): no PyTorch row" >&2; \
 	"$$py" tests/bench/quality.py $(CLI_BIN) $(BUILD)/quality \
 	    --datasets $(QUALITY_DATASETS) --seeds $(QUALITY_SEEDS) \
-	    --methods $(QUALITY_METHODS) --jobs $(QUALITY_JOBS) \
+	    --methods $(QUALITY_METHODS) --jobs $(QUALITY_JOBS) --budget $(QUALITY_BUDGET) \
 	    --fit-args "$(QUALITY_ARGS)" --per-seed

@@ -121,7 +121,7 @@ def mean_nll(model, x):
 def torch_ll(exe, d, seed):
     torch.set_num_threads(1)
     torch.manual_seed(seed)
-    fit = json.load(open(os.path.join(d, "fit.json")))
+    fit = json.load(open(os.path.join(d, "model.json")))
     info = json.loads(subprocess.run(
         [exe, "info", "--json", os.path.join(d, "model.nvp")],
         capture_output=True, text=True, check=True).stdout)
