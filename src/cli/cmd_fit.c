@@ -38,8 +38,10 @@ static const char CMD[] = "fit";
 /* Consecutive refused (non-finite) steps before giving up. */
 #define MAX_BAD_STEPS 50
 /* Mixed into --init-seed, so that the weights' stream differs from the
- * split's when both seeds are the same number. */
+ * split's when both seeds are the same number; and into --seed for the
+ * batches of each --budget trial. */
 #define INIT_SEED_MIX 0x9e3779b97f4a7c15ull
+#define BATCH_SEED_MIX 0xbf58476d1ce4e5b9ull
 
 void cmd_fit_help(FILE *fp)
 {
@@ -123,6 +125,12 @@ void cmd_fit_help(FILE *fp)
         "  --init-seed S      random seed for the masks and initial weights\n"
         "                     (default: the --seed value); it does not\n"
         "                     change the split\n"
+        "  --budget SECONDS   search the settings on the validation rows\n"
+        "                     within this time: the defaults, then the\n"
+        "                     noise, widths, clamp, layers, weight decay and\n"
+        "                     learning rate varied one at a time from the\n"
+        "                     best so far (settings given are kept); each\n"
+        "                     trial is reported and the best one saved\n"
         "  --strict           exit with status 1, saving nothing, when\n"
         "                     training never improved on the untrained model\n"
         "                     (without it that is a warning)\n"
@@ -150,7 +158,7 @@ enum {
     O_EVAL_EVERY, O_PATIENCE, O_CLAMP, O_AVERAGE, O_CLIP_NORM, O_SEED,
     O_THREADS, O_JSON, O_HEADER, O_NO_HEADER, O_VAL, O_MASK, O_NORM,
     O_WEIGHT_DECAY, O_DEQUANTIZE, O_INIT_SEED, O_STRICT, O_LR_DROPS,
-    O_NOISE
+    O_NOISE, O_BUDGET
 };
 
 static const char SHORT_OPTS[] = "o:qh";
@@ -177,6 +185,7 @@ static const struct option LONG_OPTS[] = {
     {"seed", required_argument, NULL, O_SEED},
     {"init-seed", required_argument, NULL, O_INIT_SEED},
     {"strict", no_argument, NULL, O_STRICT},
+    {"budget", required_argument, NULL, O_BUDGET},
     {"threads", required_argument, NULL, O_THREADS},
     {"header", no_argument, NULL, O_HEADER},
     {"no-header", no_argument, NULL, O_NO_HEADER},
@@ -249,10 +258,12 @@ static int parse(int argc, char **argv, fit_config *c)
             break;
         case O_LAYERS:
             bad = args_size(CMD, o, v, 1, NVP_MAX_LAYERS - 1, &c->layers);
+            c->given |= FIT_GIVEN_LAYERS;
             break;
         case O_HIDDEN:
             bad = args_list(CMD, o, v, NVP_MAX_WIDTH, c->hidden,
                             NVP_MAX_HIDDEN_LAYERS, &c->n_hidden);
+            c->given |= FIT_GIVEN_HIDDEN;
             break;
         case O_STEPS:
             bad = args_size(CMD, o, v, 0, (size_t)1 << 40, &c->steps);
@@ -272,12 +283,20 @@ static int parse(int argc, char **argv, fit_config *c)
         case O_THREADS:
             bad = args_size(CMD, o, v, 0, NVP_MAX_THREADS, &c->threads);
             break;
-        case O_LR: bad = args_double(CMD, o, v, 0, 1, 1, &c->lr); break;
+        case O_LR:
+            bad = args_double(CMD, o, v, 0, 1, 1, &c->lr);
+            c->given |= FIT_GIVEN_LR;
+            break;
         case O_WEIGHT_DECAY:
             bad = args_double(CMD, o, v, 0, 0, 1e6, &c->weight_decay);
+            c->given |= FIT_GIVEN_WEIGHT_DECAY;
             break;
         case O_NOISE:
             bad = args_double(CMD, o, v, 0, 0, 10, &c->noise);
+            c->given |= FIT_GIVEN_NOISE;
+            break;
+        case O_BUDGET:
+            bad = args_double(CMD, o, v, 0, 1, 1e7, &c->budget);
             break;
         case O_VAL_FRAC:
             bad = args_double(CMD, o, v, 0, 0, 0.9, &c->val_frac);
@@ -285,6 +304,7 @@ static int parse(int argc, char **argv, fit_config *c)
             break;
         case O_CLAMP:
             bad = args_double(CMD, o, v, 0, 0, 100, &c->clamp);
+            c->given |= FIT_GIVEN_CLAMP;
             break;
         case O_AVERAGE:
             bad = args_double(CMD, o, v, 0, 0, 1, &c->average);
@@ -405,32 +425,6 @@ static int mean_nll(const nvp_chain *chain, size_t n, const float *z,
     return NVP_OK;
 }
 
-typedef struct fit_state {
-    fit_config cfg;
-    csv_table data;
-    csv_table val;  /* --val FILE */
-    size_t n_train, n_val;
-    float *train_x; /* n_train standardised rows */
-    float *val_x;   /* n_val standardised rows (NULL without) */
-    nvp_rng *rng;   /* split, noise and batches (--seed) */
-    nvp_rng *init_rng; /* masks and weights (--init-seed) */
-    nvp_scaler *scaler;
-    nvp_chain *chain;
-    nvp_adam *opt;
-    float *best_params;
-    float *cur_params; /* with --average: the iterate, while it is scored */
-    float *avg_params; /* with --average: the average being scored */
-    float *lp;
-    float *tmp_row;
-    /* --dequantize: which columns, the training rows without noise
-     * (standardised), and the noise's scale per column (1 / sd). */
-    unsigned char *whole;
-    size_t n_whole;
-    float *train_clean;
-    float *noise_scale;
-    float *noise;
-    float *gauss; /* --noise: dim floats of scratch */
-} fit_state;
 
 static void fit_free(fit_state *s)
 {
@@ -441,11 +435,7 @@ static void fit_free(fit_state *s)
     free(s->whole);
     free(s->tmp_row);
     free(s->lp);
-    free(s->best_params);
-    free(s->cur_params);
-    free(s->avg_params);
-    nvp_adam_free(s->opt);
-    nvp_chain_free(s->chain);
+    fit_model_free(s);
     nvp_scaler_free(s->scaler);
     nvp_rng_free(s->init_rng);
     nvp_rng_free(s->rng);
@@ -453,20 +443,6 @@ static void fit_free(fit_state *s)
     csv_free(&s->data);
 }
 
-/* The training outcome for the summary. */
-typedef struct fit_result {
-    size_t steps_done;
-    size_t best_step;
-    double initial_nll;
-    double best_nll;
-    size_t refused;     /* non-finite steps skipped */
-    size_t lr_drops;    /* times the learning rate was lowered */
-    int still_improving; /* --steps ended a run that had not converged */
-    int early;          /* early stopping ended the run */
-    const char *reason; /* why training ended, for people */
-    const char *stop;   /* the same for --json: "max_steps",
-                           "no_improvement", "interrupted", "not_finite" */
-} fit_result;
 
 static const char *display_name(const char *path)
 {
@@ -615,9 +591,9 @@ static int read_data(fit_state *s)
     return CLI_OK;
 }
 
-/* Prepares data, scaler, chain and optimizer.  Returns an exit status
- * (CLI_OK to go on). */
-static int setup(fit_state *s)
+/* Prepares the rows and the scaler.  Returns an exit status (CLI_OK to
+ * go on). */
+static int setup_data(fit_state *s)
 {
     fit_config *c = &s->cfg;
     int status = read_data(s);
@@ -657,18 +633,6 @@ static int setup(fit_state *s)
                                                   s->train_clean)) != NVP_OK))
         return cli_lib_error(CMD, "standardising the data", rc,
                              nvp_scaler_errmsg(s->scaler));
-    if (c->noise > 0 && !s->n_whole) {
-        s->train_clean = malloc(s->n_train * dim * sizeof *s->train_clean);
-        if (!s->train_clean)
-            return cli_error(CMD, "out of memory");
-        memcpy(s->train_clean, s->train_x,
-               s->n_train * dim * sizeof *s->train_clean);
-    }
-    if (c->noise > 0) {
-        s->gauss = malloc(dim * sizeof *s->gauss);
-        if (!s->gauss)
-            return cli_error(CMD, "out of memory");
-    }
     if (s->n_whole) {
         /* z = (x + u - mean) / sd = clean z + u / sd */
         if ((rc = nvp_scaler_get(s->scaler, dim, NULL, s->noise_scale)) !=
@@ -685,8 +649,43 @@ static int setup(fit_state *s)
             return cli_error(CMD, "validation row %zu is so far from the "
                              "training rows that standardising it "
                              "overflows", i / dim + 1);
+    return CLI_OK;
+}
 
-    if (c->noise > 0 && (rc = redraw_noise(s)) != NVP_OK)
+void fit_model_free(fit_state *s)
+{
+    free(s->best_params);
+    free(s->cur_params);
+    free(s->avg_params);
+    nvp_adam_free(s->opt);
+    nvp_chain_free(s->chain);
+    s->best_params = s->cur_params = s->avg_params = NULL;
+    s->opt = NULL;
+    s->chain = NULL;
+}
+
+int fit_model_setup(fit_state *s, int reseed)
+{
+    const fit_config *c = &s->cfg;
+    const size_t dim = s->data.cols;
+    int rc, status;
+    if (reseed &&
+        ((rc = nvp_rng_seed(s->rng, c->seed ^ BATCH_SEED_MIX)) != NVP_OK ||
+         (rc = nvp_rng_seed(s->init_rng, c->init_seed ^ INIT_SEED_MIX)) !=
+             NVP_OK))
+        return cli_lib_error(CMD, "seeding the random generator", rc,
+                             nvp_errmsg());
+    if (c->noise > 0 && !s->train_clean) {
+        s->train_clean = malloc(s->n_train * dim * sizeof *s->train_clean);
+        if (!s->train_clean)
+            return cli_error(CMD, "out of memory");
+        memcpy(s->train_clean, s->train_x,
+               s->n_train * dim * sizeof *s->train_clean);
+    }
+    if (c->noise > 0 && !s->gauss &&
+        !(s->gauss = malloc(dim * sizeof *s->gauss)))
+        return cli_error(CMD, "out of memory");
+    if (s->train_clean && (rc = redraw_noise(s)) != NVP_OK)
         return cli_lib_error(CMD, "drawing the noise", rc, nvp_errmsg());
     if ((status = fit_build_chain(CMD, c, dim, s->init_rng, &s->chain)) !=
         CLI_OK)
@@ -801,8 +800,7 @@ static void weight_decay(nvp_chain *chain, float factor)
     }
 }
 
-/* The training loop.  Returns an exit status; *r describes the run. */
-static int train(fit_state *s, fit_result *r)
+int fit_train(fit_state *s, fit_result *r, double deadline)
 {
     const fit_config *c = &s->cfg;
     const size_t n_train = s->n_train;
@@ -828,7 +826,7 @@ static int train(fit_state *s, fit_result *r)
     r->initial_nll = r->best_nll;
 
     progress bar;
-    progress_start(&bar, c->steps, !c->quiet);
+    progress_start(&bar, c->steps, !c->quiet && !s->no_progress);
     progress_update(&bar, 0, NAN, r->best_nll, r->best_nll, 1);
     double ema = NAN;
     size_t since_best = 0, bad_run = 0;
@@ -837,6 +835,11 @@ static int train(fit_state *s, fit_result *r)
         if (interrupted) {
             r->reason = "interrupted (Ctrl-C)";
             r->stop = "interrupted";
+            break;
+        }
+        if (deadline > 0 && progress_now() >= deadline) {
+            r->reason = "stopped: the --budget time ran out";
+            r->stop = "budget";
             break;
         }
         float loss = NAN;
@@ -921,6 +924,7 @@ static int train(fit_state *s, fit_result *r)
     }
     progress_break(&bar);
     /* The step cap came before the run had converged by its own rule. */
+    r->interrupted = interrupted != 0;
     r->still_improving = !r->early && !interrupted && c->steps > 0 &&
                          r->steps_done == c->steps &&
                          (c->patience == 0 || since_best < c->patience ||
@@ -942,7 +946,8 @@ static const char *untrained_name(const fit_config *c)
 }
 
 /* The summary for people. */
-static void summary_text(FILE *fp, const fit_state *s, const fit_result *r)
+static void summary_text(FILE *fp, const fit_state *s, const fit_result *r,
+                         size_t n_trials)
 {
     const fit_config *c = &s->cfg;
     char widths[256];
@@ -986,12 +991,30 @@ static void summary_text(FILE *fp, const fit_state *s, const fit_result *r)
     fprintf(fp, "\nuntrained: %.6g (%s)\n", r->initial_nll,
             c->norm == FIT_NORM_LINEAR ? "the full-covariance Gaussian fit"
                                        : "independent Gaussian columns");
+    if (c->budget > 0)
+        fprintf(fp, "search:    the best of %zu settings tried within "
+                "--budget %g s\n", n_trials, c->budget);
     fprintf(fp, "saved:     %s\n", c->out_path);
 }
 
 /* The summary for programs (--json).  The keys are documented in the man
  * page and stay; numbers that are not finite are null. */
-static void summary_json(FILE *fp, const fit_state *s, const fit_result *r)
+/* The settings a trial changes, as members of the open object. */
+static void json_settings(json_out *j, const fit_config *c)
+{
+    json_uint(j, "coupling_layers", c->layers);
+    json_array_line(j, "hidden");
+    for (size_t i = 0; i < c->n_hidden; i++)
+        json_uint(j, NULL, c->hidden[i]);
+    json_close(j);
+    json_double(j, "clamp", c->clamp);
+    json_double(j, "lr", c->lr);
+    json_double(j, "weight_decay", c->weight_decay);
+    json_double(j, "noise", c->noise);
+}
+
+static void summary_json(FILE *fp, const fit_state *s, const fit_result *r,
+                         const fit_trial *trials, size_t n_trials)
 {
     const fit_config *c = &s->cfg;
     json_out j;
@@ -1042,6 +1065,24 @@ static void summary_json(FILE *fp, const fit_state *s, const fit_result *r)
     json_double(&j, "best_nll", r->best_nll);
     json_double(&j, "best_nll_original",
                 r->best_nll + nvp_scaler_log_det(s->scaler));
+    if (c->budget > 0) {
+        json_double(&j, "budget", c->budget);
+        json_array(&j, "trials");
+        for (size_t i = 0; i < n_trials; i++) {
+            json_object(&j, NULL);
+            json_settings(&j, &trials[i].cfg);
+            json_double(&j, "seconds", trials[i].seconds);
+            json_uint(&j, "steps", trials[i].result.steps_done);
+            json_uint(&j, "best_step", trials[i].result.best_step);
+            json_string(&j, "stop", trials[i].result.stop);
+            json_double(&j, "best_nll", trials[i].result.best_nll);
+            json_bool(&j, "best_so_far", trials[i].improved_best);
+            json_close(&j);
+        }
+        json_close(&j);
+    } else {
+        json_null(&j, "budget");
+    }
     json_end(&j);
 }
 
@@ -1057,6 +1098,8 @@ int cmd_fit(int argc, char **argv)
 {
     fit_state s;
     memset(&s, 0, sizeof s);
+    fit_trial *trials = NULL;
+    size_t n_trials = 0;
     int status = parse(argc, argv, &s.cfg);
     if (status >= 0)
         return status;
@@ -1064,7 +1107,9 @@ int cmd_fit(int argc, char **argv)
     char err[OUT_ERR_MAX];
     if (out_check_writable(c->out_path, err, sizeof err) != 0)
         return cli_error(CMD, "%s", err);
-    status = setup(&s);
+    status = setup_data(&s);
+    if (status == CLI_OK && c->budget == 0)
+        status = fit_model_setup(&s, 0);
     if (status != CLI_OK)
         goto done;
 
@@ -1074,11 +1119,13 @@ int cmd_fit(int argc, char **argv)
     if (!c->quiet)
         fprintf(stderr,
                 "nvpflow fit: %zu rows x %zu columns%s: %zu for training, "
-                "%zu for validation%s\n"
+                "%zu for validation%s\n",
+                s.data.rows, dim, s.data.has_header ? " after the header" : "",
+                s.n_train, s.n_val, c->val_path ? " (--val)" : "");
+    if (!c->quiet && c->budget == 0)
+        fprintf(stderr,
                 "nvpflow fit: %zu couplings (%s masks), hidden %s, %s "
                 "layer, %zu parameters\n",
-                s.data.rows, dim, s.data.has_header ? " after the header" : "",
-                s.n_train, s.n_val, c->val_path ? " (--val)" : "",
                 fit_count_couplings(s.chain), fit_mask_name(c->mask), widths,
                 fit_norm_name(c->norm), nvp_chain_num_params(s.chain));
 
@@ -1090,7 +1137,10 @@ int cmd_fit(int argc, char **argv)
     interrupted = 0;
     const int have_handler = sigaction(SIGINT, &sa, &old_sa) == 0;
     fit_result r;
-    status = train(&s, &r);
+    if (c->budget > 0)
+        status = fit_search(&s, &r, &trials, &n_trials);
+    else
+        status = fit_train(&s, &r, 0);
     if (have_handler)
         sigaction(SIGINT, &old_sa, NULL);
     if (status != CLI_OK)
@@ -1129,9 +1179,9 @@ int cmd_fit(int argc, char **argv)
          * summary must not follow it there. */
         FILE *sum = saved_to_stdout(c->out_path) ? stderr : stdout;
         if (c->json)
-            summary_json(sum, &s, &r);
+            summary_json(sum, &s, &r, trials, n_trials);
         else
-            summary_text(sum, &s, &r);
+            summary_text(sum, &s, &r, n_trials);
         if (fflush(sum) != 0 || ferror(sum)) {
             cli_error(CMD, "error writing the summary (the model was "
                       "saved)");
@@ -1139,6 +1189,7 @@ int cmd_fit(int argc, char **argv)
         }
     }
 done:
+    free(trials);
     fit_free(&s);
     return status;
 }

@@ -47,10 +47,95 @@ typedef struct fit_config {
     int init_seed_set;
     int dequantize;
     int strict;
+    double budget;  /* --budget seconds, 0 = off */
+    unsigned given; /* FIT_GIVEN_* */
     int quiet;
     int json;
     csv_header header;
 } fit_config;
+
+/* Settings the command line gave (fit_config.given): --budget leaves
+ * them alone. */
+#define FIT_GIVEN_NOISE 1u
+#define FIT_GIVEN_HIDDEN 2u
+#define FIT_GIVEN_CLAMP 4u
+#define FIT_GIVEN_LAYERS 8u
+#define FIT_GIVEN_WEIGHT_DECAY 16u
+#define FIT_GIVEN_LR 32u
+
+/* The state of a run: the rows (training rows first, standardised), the
+ * random generators, and the model being trained. */
+typedef struct fit_state {
+    fit_config cfg;
+    csv_table data;
+    csv_table val;  /* --val FILE */
+    size_t n_train, n_val;
+    float *train_x; /* n_train standardised rows */
+    float *val_x;   /* n_val standardised rows (NULL without) */
+    nvp_rng *rng;   /* split, noise and batches (--seed) */
+    nvp_rng *init_rng; /* masks and weights (--init-seed) */
+    nvp_scaler *scaler;
+    nvp_chain *chain;
+    nvp_adam *opt;
+    float *best_params;
+    float *cur_params; /* with --average: the iterate, while it is scored */
+    float *avg_params; /* with --average: the average being scored */
+    float *lp;
+    float *tmp_row;
+    /* --dequantize: which columns, the training rows without noise
+     * (standardised), and the noise's scale per column (1 / sd). */
+    unsigned char *whole;
+    size_t n_whole;
+    float *train_clean;
+    float *noise_scale;
+    float *noise;
+    float *gauss; /* --noise: dim floats of scratch */
+    int no_progress; /* no progress line (the --budget trials) */
+} fit_state;
+
+/* The training outcome for the summary. */
+typedef struct fit_result {
+    size_t steps_done;
+    size_t best_step;
+    double initial_nll;
+    double best_nll;
+    size_t refused;     /* non-finite steps skipped */
+    size_t lr_drops;    /* times the learning rate was lowered */
+    int still_improving; /* --steps ended a run that had not converged */
+    int interrupted;     /* Ctrl-C ended it */
+    int early;          /* early stopping ended the run */
+    const char *reason; /* why training ended, for people */
+    const char *stop;   /* the same for --json: "max_steps",
+                           "no_improvement", "interrupted", "not_finite",
+                           "budget" */
+} fit_result;
+
+/* One model tried by --budget. */
+typedef struct fit_trial {
+    fit_config cfg;
+    fit_result result;
+    double seconds;
+    int improved_best; /* it was the best so far when it ended */
+} fit_trial;
+
+/* Builds the model s->cfg describes, sets it from the training rows and
+ * creates its optimizer; with reseed, the generators first start again
+ * from the seeds (every --budget trial starts from the same draws).
+ * Returns an exit status, with a message printed. */
+int fit_model_setup(fit_state *s, int reseed);
+/* Frees the model, its optimizer and their buffers (the data stay). */
+void fit_model_free(fit_state *s);
+/* Trains s->chain until a stopping rule, Ctrl-C or, when deadline > 0,
+ * that time (progress_now()) passes; leaves the best parameters in the
+ * chain.  Returns an exit status; *r describes the run. */
+int fit_train(fit_state *s, fit_result *r, double deadline);
+/* --budget: trains the defaults, then variations of the best settings so
+ * far (fit_budget.c), while the time allows; leaves the best model in
+ * s->chain, its settings in s->cfg and its run in *r.  The trials go to
+ * *trials (n_trials of them; the caller frees the array).  Returns an
+ * exit status. */
+int fit_search(fit_state *s, fit_result *r, fit_trial **trials,
+               size_t *n_trials);
 
 /* The names of the choices, as --mask and --norm take them. */
 const char *fit_mask_name(fit_mask m);

@@ -55,3 +55,33 @@ parity: $(BUILD)/examples/two_moons
 	"$$py" tests/bench/parity.py $(BUILD)/examples/two_moons $(BUILD)/parity \
 	    $(PARITY_SEEDS) $(PARITY_STEPS) $(PARITY_CLIP) $(PARITY_JOBS)
 
+
+# Density-estimation quality of `nvpflow fit` with its defaults on real
+# tables (scikit-learn's wine, breast_cancer, digits, iris, and two
+# moons) against a full-covariance Gaussian, GaussianMixture,
+# KernelDensity and, when torch is importable, the same model trained in
+# PyTorch: test log-likelihood per example and seconds per fit, over
+# QUALITY_SEEDS splits (tests/bench/quality.py; docs/quality.md has the
+# table).  Needs a Python with numpy and scikit-learn (NVP_BENCH_PYTHON,
+# else the first python3 that has them).  QUALITY_ARGS go to nvpflow fit,
+# QUALITY_JOBS runs that many fits at once (timings then share the CPUs).
+.PHONY: quality
+QUALITY_DATASETS ?= wine,breast_cancer,digits,iris,moons
+QUALITY_SEEDS ?= 0,1,2
+QUALITY_METHODS ?= nvpflow,budget,gaussian,gmm,kde,torch
+QUALITY_ARGS ?=
+QUALITY_JOBS ?= 1
+QUALITY_BUDGET ?= 60
+quality: $(CLI_BIN)
+	@py=; for p in "$$NVP_BENCH_PYTHON" python3 /usr/bin/python3; do \
+	    [ -n "$$p" ] && "$$p" -c 'import sklearn, numpy' 2>/dev/null && \
+	        { py=$$p; break; }; \
+	done; \
+	[ -n "$$py" ] || { echo "quality: no Python with numpy and scikit-learn" \
+	    "(Debian: python3-numpy python3-sklearn; NVP_BENCH_PYTHON names one)" >&2; exit 1; }; \
+	"$$py" -c 'import torch' 2>/dev/null || \
+	    echo "quality: $$py has no torch (Debian: python3-torch): no PyTorch row" >&2; \
+	"$$py" tests/bench/quality.py $(CLI_BIN) $(BUILD)/quality \
+	    --datasets $(QUALITY_DATASETS) --seeds $(QUALITY_SEEDS) \
+	    --methods $(QUALITY_METHODS) --jobs $(QUALITY_JOBS) --budget $(QUALITY_BUDGET) \
+	    --fit-args "$(QUALITY_ARGS)" --per-seed

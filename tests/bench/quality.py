@@ -16,6 +16,7 @@ Methods:
   nvpflow     `nvpflow fit train.csv --val val.csv --seed S` with its
               defaults (plus --fit-args), on one thread (--threads 1:
               results do not depend on it), scored with `nvpflow score`
+  budget      the same with --budget SECONDS (--budget, default 60)
   gaussian    full-covariance Gaussian, maximum likelihood on train
   gmm         GaussianMixture (full covariances), k in 1..10 chosen on
               the validation rows
@@ -28,7 +29,9 @@ Methods:
 Usage: python3 quality.py NVPFLOW OUTDIR [options]
   --datasets a,b,..  of wine, breast_cancer, digits, iris, moons (all)
   --seeds 0,1,2      split seeds (0,1,2)
-  --methods a,b,..   of nvpflow, gaussian, gmm, kde, torch (all available)
+  --methods a,b,..   of nvpflow, budget, gaussian, gmm, kde, torch (all
+                     available)
+  --budget S         the budget row's --budget (default 60)
   --fit-args "..."   extra arguments for nvpflow fit
   --label NAME       the row name of nvpflow in the table
   --per-seed         also print every seed's figure
@@ -56,7 +59,7 @@ except ImportError as e:  # the Makefile target says what is missing
              "python3-sklearn): %s" % e)
 
 DATASETS = ["wine", "breast_cancer", "digits", "iris", "moons"]
-METHODS = ["nvpflow", "gaussian", "gmm", "kde", "torch"]
+METHODS = ["nvpflow", "budget", "gaussian", "gmm", "kde", "torch"]
 
 
 def load(name, seed):
@@ -131,8 +134,8 @@ def run(cmd, what):
     return p
 
 
-def nvpflow_ll(exe, d, seed, fit_args):
-    model = os.path.join(d, "model.nvp")
+def nvpflow_ll(exe, d, seed, fit_args, name="model"):
+    model = os.path.join(d, name + ".nvp")
     cmd = [exe, "fit", os.path.join(d, "train.csv"), "--val",
            os.path.join(d, "val.csv"), "-o", model, "--seed", str(seed),
            "--threads", "1", "--quiet", "--json"] + fit_args
@@ -140,7 +143,7 @@ def nvpflow_ll(exe, d, seed, fit_args):
     p = run(cmd, "nvpflow fit")
     secs = time.perf_counter() - t
     summary = json.loads(p.stdout)
-    with open(os.path.join(d, "fit.json"), "w") as f:
+    with open(os.path.join(d, name + ".json"), "w") as f:
         f.write(p.stdout)
     s = run([exe, "score", model, os.path.join(d, "test.csv"), "--threads",
              "1"], "nvpflow score")
@@ -161,6 +164,7 @@ def main():
     ap.add_argument("--label", default="nvpflow fit")
     ap.add_argument("--per-seed", action="store_true")
     ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--budget", type=float, default=60)
     a = ap.parse_args()
     names = [s for s in a.datasets.split(",") if s]
     seeds = [int(s) for s in a.seeds.split(",") if s]
@@ -183,7 +187,9 @@ def main():
                  "built: add nvpflow to --methods")
     exe = os.path.abspath(a.nvpflow)
     fit_args = shlex.split(a.fit_args)
-    label = {"nvpflow": a.label, "gaussian": "full-covariance Gaussian",
+    label = {"nvpflow": a.label,
+             "budget": "%s --budget %g" % (a.label, a.budget),
+             "gaussian": "full-covariance Gaussian",
              "gmm": "GaussianMixture, k on validation",
              "kde": "KernelDensity, bandwidth on validation",
              "torch": "PyTorch, the same model and training"}
@@ -201,6 +207,10 @@ def main():
             note, worst = "", None
             if m == "nvpflow":
                 ll, secs, note, worst = nvpflow_ll(exe, d, seed, fit_args)
+            elif m == "budget":
+                ll, secs, note, worst = nvpflow_ll(
+                    exe, d, seed, fit_args + ["--budget", str(a.budget)],
+                    "budget")
             elif m == "gaussian":
                 ll = gaussian_ll(tr, te)
             elif m == "gmm":

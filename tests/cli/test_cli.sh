@@ -331,10 +331,10 @@ json out.txt "fit, two columns: defaults" 'd["hidden"] == [128, 128] and d["batc
 # untrained model's validation NLL depends on the split only.
 for i in 1 2; do
     "$B" fit corr4.csv --seed 3 --init-seed $i --steps 30 --hidden 8,8 \
-        -o i$i.nvp --json --quiet > i$i.json
+        -o i$i.nvp --json --quiet > i$i.json 2> /dev/null
 done
 "$B" fit corr4.csv --seed 4 --init-seed 1 --steps 30 --hidden 8,8 \
-    -o i3.nvp --json --quiet > i3.json
+    -o i3.nvp --json --quiet > i3.json 2> /dev/null
 json i2.json "fit --init-seed: the same split" \
     'd["initial_nll"] == json.load(open("i1.json"))["initial_nll"] and d["init_seed"] == 2'
 json i3.json "fit --seed: another split" \
@@ -420,6 +420,43 @@ json out.txt "fit --dequantize, a constant column" 'd["dequantized_columns"] == 
 expect 0 "fit --dequantize, no whole numbers" -- "$B" fit corr3.csv --dequantize --steps 5 \
     --hidden 8,8 -o c.nvp --quiet
 has err.txt "nothing to do" "fit --dequantize, no whole numbers"
+
+# --budget: the defaults, then variations of the best settings so far,
+# within the time; settings given on the command line stay as given; the
+# model saved is the best trial's, and the summary lists the trials.
+start=$(date +%s)
+expect 0 "fit --budget" -- "$B" fit tr3.csv --val va3.csv --budget 4 --hidden 8,8 \
+    --steps 200 -o bud.nvp --json
+end=$(date +%s)
+cp out.txt bud.json
+json bud.json "fit --budget: trials" \
+    'd["budget"] == 4 and len(d["trials"]) >= 2
+     and all(t["hidden"] == [8, 8] for t in d["trials"])
+     and d["best_nll"] <= min(t["best_nll"] for t in d["trials"]) + 1e-3
+     and len(set((t["noise"], t["clamp"], t["coupling_layers"], t["lr"],
+                  t["weight_decay"]) for t in d["trials"])) == len(d["trials"])
+     and [(t["best_nll"], t["noise"], t["clamp"], t["coupling_layers"], t["lr"],
+           t["weight_decay"]) for t in d["trials"] if t["best_so_far"]][-1]
+         == (d["best_nll"], d["noise"], d["clamp"], d["coupling_layers"], d["lr"],
+             d["weight_decay"])
+     and d["trials"][0]["noise"] == 0 and d["trials"][0]["best_so_far"] is True'
+check "fit --budget 4 took $((end - start)) s" [ $((end - start)) -le 9 ]
+has err.txt "trial 1 (" "fit --budget: the trials on stderr"
+"$B" fit tr3.csv --val va3.csv -o nobud.nvp --steps 10 --hidden 8,8 --json --quiet > nobud.json 2> /dev/null
+json nobud.json "fit without --budget" 'd["budget"] is None and "trials" not in d'
+# The deadline ends a trial that would run on.
+start=$(date +%s)
+expect 0 "fit --budget, a long trial" -- "$B" fit tr3.csv --val va3.csv --budget 1 \
+    --hidden 8,8 --steps 100000000 --patience 0 -o bud.nvp --json --quiet
+end=$(date +%s)
+json out.txt "fit --budget, a long trial" \
+    'len(d["trials"]) == 1 and d["trials"][0]["stop"] == "budget" and d["stop"] == "budget"'
+check "fit --budget 1, a long trial: $((end - start)) s" [ $((end - start)) -le 4 ]
+expect 0 "fit --budget, text summary" -- "$B" fit tr3.csv --val va3.csv --budget 1 \
+    --hidden 8,8 --steps 50 -o bud.nvp
+has out.txt "search:    the best of" "fit --budget, text summary"
+expect 2 "fit --budget 0" -- "$B" fit tr3.csv --budget 0 -o x.nvp
+expect 2 "fit --budget word" -- "$B" fit tr3.csv --budget soon -o x.nvp
 
 # ------------------------------------------------------------------ info
 expect 0 "info" -- "$B" info m.nvp

@@ -1,0 +1,253 @@
+/* SPDX-License-Identifier: MIT */
+/* fit_budget.c - nvpflow fit --budget SECONDS: a search over the settings
+ * that matter most, on the validation rows, within a time budget.
+ *
+ * The first trial trains the defaults.  Then, one setting at a time (the
+ * training noise, the width of the networks, the log-scale clamp, the
+ * number of layers, the weight decay, the learning rate), each
+ * variation of the best settings so far is trained from the same start
+ * and kept when its best validation NLL is lower; passes over the
+ * settings repeat while one improves and time remains.  A trial is
+ * started only when its expected time (the best trial's, scaled by its
+ * parameter count) fits in what is left, and every trial stops at the
+ * deadline.  Settings given on the command line are not searched.  With
+ * the same budget, a faster or slower machine may try other settings:
+ * the trials are reported. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "fit.h"
+#include "numparse.h"
+#include "progress.h"
+
+static const char CMD[] = "fit";
+
+/* The settings a trial varies, in the order they are searched. */
+enum { AX_NOISE, AX_HIDDEN, AX_CLAMP, AX_LAYERS, AX_WD, AX_LR, N_AXES };
+static const unsigned AXIS_GIVEN[N_AXES] = {
+    FIT_GIVEN_NOISE, FIT_GIVEN_HIDDEN, FIT_GIVEN_CLAMP,
+    FIT_GIVEN_LAYERS, FIT_GIVEN_WEIGHT_DECAY, FIT_GIVEN_LR};
+#define MAX_VALUES 4
+#define MIN_GAIN 1e-3
+
+/* The values axis ax takes around b, into v (as settings); returns how
+ * many. */
+static size_t axis_values(int ax, const fit_config *b, fit_config *v)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < MAX_VALUES; i++)
+        v[i] = *b;
+    switch (ax) {
+    case AX_NOISE:
+        if (b->noise == 0) {
+            static const double levels[] = {0.05, 0.1, 0.2, 0.4};
+            for (size_t i = 0; i < 4; i++)
+                v[n++].noise = levels[i];
+        } else {
+            v[n++].noise = b->noise / 2;
+            v[n++].noise = b->noise * 2;
+        }
+        break;
+    case AX_HIDDEN:
+        for (int up = 0; up < 2; up++) {
+            int ok = 1;
+            for (size_t i = 0; i < b->n_hidden; i++) {
+                const size_t w = up ? b->hidden[i] * 2 : b->hidden[i] / 2;
+                ok = ok && w >= 4 && w <= 1024;
+                v[n].hidden[i] = w;
+            }
+            n += ok && b->n_hidden > 0;
+        }
+        break;
+    case AX_CLAMP:
+        if (b->clamp >= 1)
+            v[n++].clamp = b->clamp / 2;
+        if (b->clamp > 0 && b->clamp <= 5)
+            v[n++].clamp = b->clamp * 1.5;
+        break;
+    case AX_LAYERS:
+        if (b->layers >= 4)
+            v[n++].layers = b->layers / 2;
+        if (b->layers >= 2 && b->layers <= 16)
+            v[n++].layers = b->layers * 3 / 2;
+        break;
+    case AX_WD:
+        if (b->weight_decay >= 0.01)
+            v[n++].weight_decay = b->weight_decay / 10;
+        if (b->weight_decay <= 10)
+            v[n++].weight_decay = b->weight_decay > 0 ? b->weight_decay * 10
+                                                      : 0.1;
+        break;
+    case AX_LR:
+        if (b->lr <= 0.005)
+            v[n++].lr = b->lr * 3;
+        if (b->lr >= 3e-4)
+            v[n++].lr = b->lr / 3;
+        break;
+    default: break;
+    }
+    return n;
+}
+
+/* Whether a and b have the same searched settings. */
+static int same_settings(const fit_config *a, const fit_config *b)
+{
+    if (a->noise != b->noise || a->clamp != b->clamp ||
+        a->layers != b->layers || a->weight_decay != b->weight_decay ||
+        a->lr != b->lr || a->n_hidden != b->n_hidden)
+        return 0;
+    for (size_t i = 0; i < a->n_hidden; i++)
+        if (a->hidden[i] != b->hidden[i])
+            return 0;
+    return 1;
+}
+
+/* Roughly the couplings' multiply-adds per row: what a step costs. */
+static double cost(const fit_config *c, size_t dim)
+{
+    double in = (double)(dim / 2), sum = 0;
+    for (size_t i = 0; i < c->n_hidden; i++) {
+        sum += in * (double)c->hidden[i];
+        in = (double)c->hidden[i];
+    }
+    sum += in * (double)dim;
+    return (double)c->layers * sum;
+}
+
+/* "noise 0.1, hidden 64,64, clamp 2, 8 layers, weight decay 1, lr 0.001" */
+static void describe(char *buf, size_t cap, const fit_config *c)
+{
+    char w[128];
+    num_format_list(w, sizeof w, c->hidden, c->n_hidden);
+    snprintf(buf, cap,
+             "noise %g, hidden %s, clamp %g, %zu layers, weight decay %g, "
+             "lr %g",
+             c->noise, w, c->clamp, c->layers, c->weight_decay, c->lr);
+}
+
+/* Trains one setting; on success the trained chain stays in s->chain. */
+static int run_trial(fit_state *s, const fit_config *c, double deadline,
+                     fit_trial *t)
+{
+    fit_config keep = s->cfg;
+    s->cfg = *c;
+    const double t0 = progress_now();
+    int status = fit_model_setup(s, 1);
+    if (status == CLI_OK)
+        status = fit_train(s, &t->result, deadline);
+    t->seconds = progress_now() - t0;
+    t->cfg = *c;
+    if (status != CLI_OK) {
+        fit_model_free(s);
+        s->cfg = keep;
+    }
+    return status;
+}
+
+int fit_search(fit_state *s, fit_result *r, fit_trial **trials,
+               size_t *n_trials)
+{
+    const size_t dim = s->data.cols;
+    const double start = progress_now();
+    const double deadline = start + s->cfg.budget;
+    size_t cap = 0, n = 0;
+    fit_trial *t = NULL;
+    nvp_chain *best_chain = NULL;
+    fit_config best = s->cfg;
+    size_t best_i = 0;
+    int status = CLI_OK, improved = 1, first = 1;
+    s->no_progress = 1;
+    while (improved && status == CLI_OK) {
+        improved = 0;
+        for (int ax = first ? -1 : 0; ax < N_AXES && status == CLI_OK;
+             ax++) {
+            fit_config v[MAX_VALUES];
+            size_t nv = 1;
+            if (ax < 0)
+                v[0] = best; /* the defaults */
+            else if (s->cfg.given & AXIS_GIVEN[ax])
+                continue;
+            else
+                nv = axis_values(ax, &best, v);
+            const fit_config base = best;
+            for (size_t i = 0; i < nv && status == CLI_OK; i++) {
+                int tried = 0;
+                for (size_t k = 0; k < n && !tried; k++)
+                    tried = same_settings(&t[k].cfg, &v[i]);
+                if (tried)
+                    continue;
+                const double now = progress_now();
+                if (!first && (now - start) + t[best_i].seconds *
+                                                  cost(&v[i], dim) /
+                                                  cost(&base, dim) >
+                                  s->cfg.budget)
+                    continue; /* it would not finish in time */
+                if (!first && now >= deadline)
+                    break;
+                if (n == cap) {
+                    const size_t nc = cap ? 2 * cap : 16;
+                    fit_trial *g = realloc(t, nc * sizeof *t);
+                    if (!g) {
+                        status = cli_error(CMD, "out of memory");
+                        break;
+                    }
+                    t = g;
+                    cap = nc;
+                }
+                memset(&t[n], 0, sizeof t[n]);
+                status = run_trial(s, &v[i], deadline, &t[n]);
+                if (status != CLI_OK)
+                    break;
+                /* A trial must beat the best by MIN_GAIN nats: noise in the
+                 * validation NLL should not steer the search. */
+                const int better =
+                    first || t[n].result.best_nll <
+                                 t[best_i].result.best_nll - MIN_GAIN;
+                t[n].improved_best = better;
+                if (!s->cfg.quiet) {
+                    char d[256];
+                    describe(d, sizeof d, &v[i]);
+                    fprintf(stderr,
+                            "nvpflow fit: trial %zu (%.1f s, %zu steps): %s: "
+                            "validation NLL %.6g%s\n",
+                            n + 1, t[n].seconds, t[n].result.steps_done, d,
+                            t[n].result.best_nll, better ? " (best)" : "");
+                }
+                if (better) {
+                    nvp_chain_free(best_chain);
+                    best_chain = s->chain;
+                    s->chain = NULL;
+                    best = v[i];
+                    best_i = n;
+                    improved = !first;
+                }
+                fit_model_free(s);
+                n++;
+                first = 0;
+                if (t[n - 1].result.interrupted)
+                    status = -1;
+            }
+        }
+        first = 0;
+    }
+    s->no_progress = 0;
+    if (status == -1)
+        status = CLI_OK; /* Ctrl-C: keep the best so far */
+    *trials = t;
+    *n_trials = n;
+    if (status != CLI_OK || !best_chain) {
+        nvp_chain_free(best_chain);
+        return status != CLI_OK ? status : cli_error(CMD, "no trial ran");
+    }
+    s->chain = best_chain;
+    /* s->cfg keeps what the command line said (given, budget, quiet...)
+     * with the chosen settings. */
+    const fit_config keep = s->cfg;
+    s->cfg = best;
+    s->cfg.given = keep.given;
+    *r = t[best_i].result;
+    return CLI_OK;
+}
