@@ -11,6 +11,7 @@
  * NLL every E steps and keeping the best parameters; stop early after P
  * evaluations without improvement (or on Ctrl-C); save the best model
  * with its standardiser. */
+#include <float.h>
 #include <math.h>
 #include <signal.h>
 #include <stdint.h>
@@ -37,6 +38,10 @@ static const char CMD[] = "fit";
 #define LR_DROP_FACTOR 0.3
 /* Consecutive refused (non-finite) steps before giving up. */
 #define MAX_BAD_STEPS 50
+/* How many standard deviations from a column's mean the model's samples
+ * must be able to reach without leaving float's range: a Gaussian puts
+ * about 1e-15 of its mass beyond 8 sd. */
+#define REPRESENTABLE_SDS 8.0
 /* Mixed into --init-seed, so that the weights' stream differs from the
  * split's when both seeds are the same number; and into --seed for the
  * batches of each --budget trial. */
@@ -591,6 +596,44 @@ static int read_data(fit_state *s)
     return CLI_OK;
 }
 
+/* Refuses columns so close to the ends of float's range that the model
+ * could not give them back: samples are mean + sd * z in the original
+ * units, and z a few standard deviations out would overflow to inf,
+ * which no CSV reader (this tool's included) takes back.  Rescaling the
+ * column (dividing it by a power of ten) is the cure. */
+static int check_representable(const fit_state *s)
+{
+    const size_t dim = s->data.cols;
+    float *mean = malloc(2 * dim * sizeof *mean);
+    if (!mean)
+        return cli_error(CMD, "out of memory");
+    float *sd = mean + dim;
+    int status = CLI_OK;
+    int rc = nvp_scaler_get(s->scaler, dim, mean, sd);
+    if (rc != NVP_OK) {
+        status = cli_lib_error(CMD, "standardising the data", rc,
+                               nvp_scaler_errmsg(s->scaler));
+    } else {
+        for (size_t j = 0; j < dim; j++) {
+            const double reach =
+                fabs((double)mean[j]) + REPRESENTABLE_SDS * (double)sd[j];
+            if (reach > FLT_MAX) {
+                status = cli_error(
+                    CMD,
+                    "column %zu (mean %.3g, standard deviation %.3g) is too "
+                    "close to the float range (+-%.3g): samples %g standard "
+                    "deviations out would overflow; divide the column by a "
+                    "power of ten and fit again",
+                    j + 1, (double)mean[j], (double)sd[j], (double)FLT_MAX,
+                    REPRESENTABLE_SDS);
+                break;
+            }
+        }
+    }
+    free(mean);
+    return status;
+}
+
 /* Prepares the rows and the scaler.  Returns an exit status (CLI_OK to
  * go on). */
 static int setup_data(fit_state *s)
@@ -622,8 +665,12 @@ static int setup_data(fit_state *s)
     if (rc != NVP_OK)
         return cli_lib_error(CMD, "cannot create the standardiser", rc,
                              nvp_errmsg());
-    if ((rc = nvp_scaler_fit(s->scaler, s->n_train, s->train_x)) != NVP_OK ||
-        (rc = nvp_scaler_transform(s->scaler, s->n_train, s->train_x,
+    if ((rc = nvp_scaler_fit(s->scaler, s->n_train, s->train_x)) != NVP_OK)
+        return cli_lib_error(CMD, "standardising the data", rc,
+                             nvp_scaler_errmsg(s->scaler));
+    if ((status = check_representable(s)) != CLI_OK)
+        return status;
+    if ((rc = nvp_scaler_transform(s->scaler, s->n_train, s->train_x,
                                    s->train_x)) != NVP_OK ||
         (s->n_val && (rc = nvp_scaler_transform(s->scaler, s->n_val,
                                                 s->val_x, s->val_x)) !=
@@ -1146,6 +1193,17 @@ int cmd_fit(int argc, char **argv)
     if (status != CLI_OK)
         goto done;
 
+    /* A fit that most steps of which were refused has not learnt the
+     * data, whatever it would save: fail, keeping any older file. */
+    if (r.refused > 0 && 2 * r.refused > r.steps_done) {
+        status = cli_error(CMD,
+                           "%zu of %zu training steps were refused because "
+                           "the loss or gradient was not finite: nothing "
+                           "saved; a smaller --lr or --clamp, or rescaled "
+                           "data, may help",
+                           r.refused, r.steps_done);
+        goto done;
+    }
     if (r.best_step == 0 && r.steps_done > 0) {
         if (c->strict) {
             status = cli_error(CMD,

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* cmd_sample.c - nvpflow sample: draw points from a saved model and write
  * them as CSV in the original units of the training data. */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,6 +155,18 @@ int cmd_sample(int argc, char **argv)
                           nvp_scaler_errmsg(scaler));
             goto done;
         }
+        /* inf would make a file no CSV reader takes back, this tool's
+         * included: refuse it rather than write it. */
+        for (size_t i = 0; i < n * dim; i++)
+            if (!isfinite(y[i])) {
+                cli_error(CMD,
+                          "sample %zu has a value beyond the float range in "
+                          "column %zu (the model puts mass that far out); "
+                          "sampling stopped (a file named by -o is left "
+                          "as it was)",
+                          done_rows + i / dim + 1, i % dim + 1);
+                goto done;
+            }
         if (csv_write_rows(out.fp, y, n, dim) != 0) {
             cli_error(CMD, "write error: %s", out_name(&out));
             goto done;

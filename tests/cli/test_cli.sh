@@ -13,6 +13,7 @@ B=${1:?usage: test_cli.sh path/to/nvpflow}
 case $B in /*) ;; *) B=$(pwd)/$B ;; esac
 [ -x "$B" ] || { echo "test_cli: $B is not an executable" >&2; exit 1; }
 
+DATA=$(cd "$(dirname "$0")/data" && pwd)
 . "$(dirname "$0")/checks.sh"
 checks_tmpdir nvpflow-cli
 
@@ -585,6 +586,25 @@ check "score pipeline: no header among the ranked rows" sh -c '! grep -q log_den
 printf '0.5,3e38\n' > overflow.csv
 expect 0 "score a row that overflows when standardised" -- "$B" score m.nvp overflow.csv
 check "score: -inf for that row" [ "$(cat out.txt)" = "-inf" ]
+# Data so near the ends of float's range that samples would overflow
+# (issue 16 item 11): fit refuses them and says what to do, saving nothing.
+awk 'BEGIN { for (i = 0; i < 200; i++)
+    printf "%.6g,%.6g\n", (i % 20 - 9.5) * 3.4e37, (i % 7 - 3) * 1e37 }' > huge.csv
+expect 1 "fit data near the float range" -- "$B" fit huge.csv -o huge.nvp -q
+has err.txt "column 1" "fit near the float range: names the column"
+has err.txt "divide the column" "fit near the float range: says the cure"
+absent huge.nvp "fit near the float range"
+awk 'BEGIN { for (i = 0; i < 200; i++)
+    printf "%.6g,%.6g\n", (i % 20 - 9.5) * 1e36, (i % 7 - 3) * 1e37 }' > wide.csv
+expect 0 "fit wide but representable data" -- "$B" fit wide.csv -o wide.nvp -q --steps 50
+expect 0 "sample it" -- "$B" sample wide.nvp -n 2000 -o wide_s.csv
+check "sample of wide data: no inf written" sh -c '! grep -qi inf wide_s.csv'
+# A model whose scaler reaches past float's range, as fit made before it
+# refused such data (standard deviation 2e38): sample refuses to write the
+# inf it draws, and leaves no file.
+expect 1 "sample beyond the float range" -- "$B" sample "$DATA/near_float_max.nvp" -n 100 --seed 1 -o inf_s.csv
+has err.txt "beyond the float range" "sample beyond the float range: says why"
+absent inf_s.csv "sample beyond the float range"
 printf '50,50\n-40,30\n25,-60\n50,0\n' > far.csv
 expect 0 "score outliers" -- "$B" score m.nvp far.csv -o far_sc.csv
 lines far_sc.csv 4 "score outliers"
