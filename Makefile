@@ -247,7 +247,7 @@ include tests/bench/bench.mk
 # Sanitizer and fuzzing builds get their own objects and libraries under
 # $(BUILD): a sub-make with BUILD and LIBOUT pointing there, so they never
 # mix with the normal build in $(BUILD)/obj and lib/.
-.PHONY: test-asan test-valgrind test-tsan fuzz fuzz-corpus check-abi
+.PHONY: test-asan test-cli-asan test-valgrind test-tsan fuzz fuzz-corpus check-abi
 SAN_CC ?= clang
 SAN_OPT ?= -O1 -g -fno-omit-frame-pointer
 ASAN_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
@@ -264,6 +264,14 @@ test-asan:
 	ASAN_OPTIONS=detect_leaks=1:detect_stack_use_after_return=1 \
 	UBSAN_OPTIONS=print_stacktrace=1 \
 	CK_TIMEOUT_MULTIPLIER=$(ASAN_TIMEOUT_MULTIPLIER) $(ASAN_BUILD)/tests/nvp_tests
+
+# The command-line tool's end-to-end script against a tool and library
+# built with AddressSanitizer and UBSan.
+test-cli-asan:
+	@$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) LIBOUT=$(ASAN_BUILD)/lib \
+	    CC="$(SAN_CC)" CFLAGS="$(SAN_OPT) $(ASAN_SAN)" \
+	    LDFLAGS="$(ASAN_SAN)" $(ASAN_BUILD)/bin/nvpflow
+	ASAN_OPTIONS=detect_leaks=1 sh tests/cli/test_cli.sh $(ASAN_BUILD)/bin/nvpflow
 
 # The Check suite under Valgrind (no fork: Valgrind follows one process).
 # Valgrind 3.19 hides AVX-512 from CPUID, so the library picks its AVX2 or

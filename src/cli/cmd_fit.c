@@ -22,6 +22,7 @@
 
 #include "args.h"
 #include "cli.h"
+#include "columns.h"
 #include "csv.h"
 #include "fit.h"
 #include "json.h"
@@ -140,7 +141,8 @@ void cmd_fit_help(FILE *fp)
         "                     training never improved on the untrained model\n"
         "                     (without it that is a warning)\n"
         "%s"
-        CSV_HEADER_HELP,
+        CSV_HEADER_HELP
+        COLUMNS_HELP,
         LR_DROP_FACTOR, MODEL_THREADS_HELP);
     fprintf(fp,
         "  --json             the summary as one JSON object, also with\n"
@@ -163,7 +165,7 @@ enum {
     O_EVAL_EVERY, O_PATIENCE, O_CLAMP, O_AVERAGE, O_CLIP_NORM, O_SEED,
     O_THREADS, O_JSON, O_HEADER, O_NO_HEADER, O_VAL, O_MASK, O_NORM,
     O_WEIGHT_DECAY, O_DEQUANTIZE, O_INIT_SEED, O_STRICT, O_LR_DROPS,
-    O_NOISE, O_BUDGET
+    O_NOISE, O_BUDGET, O_COLUMNS, O_DROP
 };
 
 static const char SHORT_OPTS[] = "o:qh";
@@ -194,6 +196,8 @@ static const struct option LONG_OPTS[] = {
     {"threads", required_argument, NULL, O_THREADS},
     {"header", no_argument, NULL, O_HEADER},
     {"no-header", no_argument, NULL, O_NO_HEADER},
+    {"columns", required_argument, NULL, O_COLUMNS},
+    {"drop", required_argument, NULL, O_DROP},
     {"json", no_argument, NULL, O_JSON},
     {"quiet", no_argument, NULL, O_QUIET},
     {"help", no_argument, NULL, O_HELP},
@@ -245,6 +249,8 @@ static int parse(int argc, char **argv, fit_config *c)
         case O_HELP: cmd_fit_help(stdout); return CLI_OK;
         case O_OUTPUT: c->out_path = v; break;
         case O_VAL: c->val_path = v; break;
+        case O_COLUMNS: c->columns = v; break;
+        case O_DROP: c->drop = v; break;
         case O_QUIET: c->quiet = 1; break;
         case O_JSON: c->json = 1; break;
         case O_HEADER: c->header = CSV_HEADER_YES; break;
@@ -520,6 +526,10 @@ static int dequantize(fit_state *s)
         s->n_whole += s->whole[j];
     }
     if (s->n_whole == 0) {
+        /* Training must not take the rows from train_clean, which holds
+         * nothing: the buffers go, and with them every use of them. */
+        free(s->train_clean);
+        s->train_clean = NULL;
         cli_warn(CMD, "--dequantize: no column of %s holds only whole "
                  "numbers; nothing to do", display_name(s->cfg.data_path));
         return CLI_OK;
@@ -534,6 +544,37 @@ static int dequantize(fit_state *s)
     return CLI_OK;
 }
 
+/* Whether the header's names can be stored in the model (1 to
+ * NVP_MAX_COLUMN_NAME bytes without control characters, all different,
+ * so that score can find the columns by them); warns when they cannot. */
+static int names_storable(const csv_table *t)
+{
+    if (!t->names)
+        return 0;
+    for (size_t j = 0; j < t->cols; j++) {
+        const char *why = NULL;
+        const size_t len = strlen(t->names[j]);
+        if (len == 0)
+            why = "is empty";
+        else if (len > NVP_MAX_COLUMN_NAME)
+            why = "is too long";
+        for (size_t i = 0; !why && i < len; i++)
+            if ((unsigned char)t->names[j][i] < 0x20 ||
+                t->names[j][i] == 0x7f)
+                why = "holds a control character";
+        for (size_t k = 0; !why && k < j; k++)
+            if (strcmp(t->names[k], t->names[j]) == 0)
+                why = "repeats an earlier column's";
+        if (why) {
+            cli_warn(CMD, "column %zu's header name %s: the model stores no "
+                     "column names (sample writes no header, score matches "
+                     "columns by position)", j + 1, why);
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* Reads the rows and splits them: training rows first, then the
  * validation rows, in s->data (or the validation rows in s->val).
  * Returns an exit status. */
@@ -541,6 +582,10 @@ static int read_data(fit_state *s)
 {
     const fit_config *c = &s->cfg;
     if (csv_read(CMD, c->data_path, 0, c->header, &s->data) != 0)
+        return CLI_ERR;
+    if (c->columns || c->drop
+            ? columns_choose(CMD, &s->data, c->columns, c->drop) != 0
+            : columns_drop_index(CMD, &s->data) < 0)
         return CLI_ERR;
     const size_t n = s->data.rows, dim = s->data.cols;
     const char *name = display_name(c->data_path);
@@ -564,8 +609,20 @@ static int read_data(fit_state *s)
         return cli_error(CMD, "out of memory");
     size_t nv = 0;
     if (c->val_path) {
-        if (csv_read(CMD, c->val_path, dim, c->header, &s->val) != 0)
+        if (csv_read(CMD, c->val_path, 0, c->header, &s->val) != 0)
             return CLI_ERR;
+        /* The validation file's columns: by the training file's names
+         * when both have a header, else chosen the same way. */
+        const int by_name = s->data.names && s->val.names;
+        if (by_name ? columns_by_names(CMD, &s->val, dim,
+                                       (const char *const *)s->data.names)
+                    : c->columns || c->drop
+                          ? columns_choose(CMD, &s->val, c->columns, c->drop)
+                          : columns_drop_index(CMD, &s->val) < 0)
+            return CLI_ERR;
+        if (s->val.cols != dim)
+            return cli_error(CMD, "%s has %zu columns, %s %zu", c->val_path,
+                             s->val.cols, name, dim);
         s->n_train = n;
         s->n_val = s->val.rows;
         s->train_x = s->data.data;
@@ -590,6 +647,7 @@ static int read_data(fit_state *s)
     if (s->n_train < 2)
         return cli_error(CMD, "%s has %zu rows: too few to train on", name,
                          n);
+    s->keep_names = names_storable(&s->data);
     s->lp = malloc((s->n_val ? s->n_val : s->n_train) * sizeof *s->lp);
     if (!s->lp)
         return cli_error(CMD, "out of memory");
@@ -1222,7 +1280,16 @@ int cmd_fit(int argc, char **argv)
                  s.n_val ? "validation" : "training");
     }
 
-    int rc = nvp_chain_save_file(s.chain, s.scaler, c->out_path);
+    int rc = s.keep_names
+                 ? nvp_chain_set_column_names(
+                       s.chain, dim, (const char *const *)s.data.names)
+                 : NVP_OK;
+    if (rc != NVP_OK) {
+        status = cli_lib_error(CMD, "storing the column names", rc,
+                               nvp_chain_errmsg(s.chain));
+        goto done;
+    }
+    rc = nvp_chain_save_file(s.chain, s.scaler, c->out_path);
     if (rc != NVP_OK) {
         char what[320];
         snprintf(what, sizeof what, "cannot save '%s'", c->out_path);

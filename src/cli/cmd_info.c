@@ -63,9 +63,13 @@ static int layer_hidden(const nvp_coupling *l, size_t *w, size_t *nh)
 }
 
 /* The format version the library wrote the model in: 1 for affine
- * couplings alone, 2 with layers of other kinds (docs/file-format.md). */
+ * couplings alone without column names, 2 otherwise. */
 static unsigned file_version(const model_info *m)
 {
+    /* The writer's rule (docs/file-format.md): version 2 for column names
+     * or a layer other than a coupling, version 1 otherwise. */
+    if (nvp_chain_column_name(m->chain, 0))
+        return 2;
     for (size_t k = 0; k < m->layers; k++)
         if (!nvp_layer_as_coupling(nvp_chain_layer(m->chain, k, NULL)))
             return 2;
@@ -122,10 +126,12 @@ static void print_scaler(const model_info *m)
     }
     printf("\nstandardisation (sum of log sd %.9g):\n",
            nvp_scaler_log_det(m->scaler));
-    printf("%-7s %-16s %s\n", "column", "mean", "sd");
-    for (size_t j = 0; j < m->dim; j++)
-        printf("%-7zu %-16.9g %.9g\n", j + 1, (double)m->mean[j],
-               (double)m->sd[j]);
+    printf("%-7s %-16s %-16s %s\n", "column", "mean", "sd", "name");
+    for (size_t j = 0; j < m->dim; j++) {
+        const char *name = nvp_chain_column_name(m->chain, j);
+        printf("%-7zu %-16.9g %-16.9g %s\n", j + 1, (double)m->mean[j],
+               (double)m->sd[j], name ? name : "-");
+    }
 }
 
 static void print_text(const model_info *m)
@@ -165,6 +171,14 @@ static void print_json(const model_info *m)
         json_null(&j, "size");
     json_uint(&j, "format_version", file_version(m));
     json_uint(&j, "dimension", m->dim);
+    if (nvp_chain_column_name(m->chain, 0)) {
+        json_array_line(&j, "columns");
+        for (size_t c = 0; c < m->dim; c++)
+            json_string(&j, NULL, nvp_chain_column_name(m->chain, c));
+        json_close(&j);
+    } else {
+        json_null(&j, "columns");
+    }
     json_string(&j, "base", "standard_normal");
     json_uint(&j, "coupling_layers", count_couplings(m));
     json_uint(&j, "parameters", nvp_chain_num_params(m->chain));

@@ -25,14 +25,16 @@ void cmd_sample_help(FILE *fp)
         "Usage: nvpflow sample MODEL.nvp -n N [options]\n"
         "\n"
         "Draws N new rows from the density learned by 'nvpflow fit' and\n"
-        "writes them as CSV (one row per line, no header, full float\n"
-        "precision) in the units of the original data.\n"
+        "writes them as CSV (one row per line, full float precision) in\n"
+        "the units of the original data, after a header line of the\n"
+        "column names when the model holds them (fit stores a header's).\n"
         "\n"
         "Options:\n"
         "  -n, --count N      number of rows to draw (required)\n"
         "  -o, --output FILE  write to FILE instead of standard output; the\n"
         "                     file appears only when complete\n"
         "  --seed S           random seed (default 0); same seed, same rows\n"
+        "  --no-header        no header line, even when the model has names\n"
         "%s"
         "  -h, --help         this text\n"
         "\n"
@@ -43,7 +45,7 @@ void cmd_sample_help(FILE *fp)
 
 enum {
     O_COUNT = 'n', O_OUTPUT = 'o', O_HELP = 'h',
-    O_SEED = ARG_LONG_ONLY, O_THREADS
+    O_SEED = ARG_LONG_ONLY, O_THREADS, O_NO_HEADER
 };
 
 static const char SHORT_OPTS[] = "n:o:h";
@@ -52,6 +54,7 @@ static const struct option LONG_OPTS[] = {
     {"output", required_argument, NULL, O_OUTPUT},
     {"seed", required_argument, NULL, O_SEED},
     {"threads", required_argument, NULL, O_THREADS},
+    {"no-header", no_argument, NULL, O_NO_HEADER},
     {"help", no_argument, NULL, O_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -63,7 +66,21 @@ typedef struct sample_config {
     int have_count;
     uint64_t seed;
     size_t threads;
+    int no_header;
 } sample_config;
+
+/* The model's column names as a CSV header line.  A name that this
+ * tool's reader would split or trim differently (a comma, spaces at an
+ * end) cannot come from a header it read, only from the library: it is
+ * written as it is, as the library holds it. */
+static int write_header(FILE *fp, const nvp_chain *chain, size_t dim)
+{
+    for (size_t j = 0; j < dim; j++)
+        if (fputs(nvp_chain_column_name(chain, j), fp) < 0 ||
+            fputc(j + 1 < dim ? ',' : '\n', fp) == EOF)
+            return -1;
+    return 0;
+}
 
 /* Returns -1 to go on, else the exit status. */
 static int parse(int argc, char **argv, sample_config *c)
@@ -91,6 +108,7 @@ static int parse(int argc, char **argv, sample_config *c)
             c->out_path = strcmp(v, "-") == 0 ? NULL : v;
             break;
         case O_SEED: bad = args_u64(CMD, p.opt, v, &c->seed); break;
+        case O_NO_HEADER: c->no_header = 1; break;
         case O_THREADS:
             bad = args_size(CMD, p.opt, v, 0, NVP_MAX_THREADS, &c->threads);
             break;
@@ -138,6 +156,11 @@ int cmd_sample(int argc, char **argv)
     }
     if (out_open(&out, c.out_path, err, sizeof err) != 0) {
         cli_error(CMD, "%s", err);
+        goto done;
+    }
+    if (!c.no_header && nvp_chain_column_name(chain, 0) &&
+        write_header(out.fp, chain, dim) != 0) {
+        cli_error(CMD, "write error: %s", out_name(&out));
         goto done;
     }
     for (size_t done_rows = 0; done_rows < c.count;) {

@@ -9,6 +9,7 @@
 
 #include "args.h"
 #include "cli.h"
+#include "columns.h"
 #include "csv.h"
 #include "model.h"
 #include "nvpflow.h"
@@ -27,7 +28,9 @@ void cmd_score_help(FILE *fp)
         "header.  The densities are in the units of the original data (the\n"
         "model's standardisation is accounted for), so they compare across\n"
         "rows: low values mark unusual rows.  Every row must have as many\n"
-        "columns as the model's training data.\n"
+        "columns as the model's training data, in the same order; when the\n"
+        "model holds column names (fit stores a header's) and DATA.csv has\n"
+        "a header, the columns are found by name instead.\n"
         "\n"
         "Options:\n"
         "  -o, --output FILE  write to FILE instead of standard output; the\n"
@@ -106,6 +109,52 @@ static int parse(int argc, char **argv, score_config *c)
     return -1;
 }
 
+/* Reads the rows to score into t.  A model that holds column names and a
+ * file with a header are matched by name (extra columns, such as the
+ * index pandas writes, are left out, and the order may differ); otherwise,
+ * or with a warning when the header lacks a model name but the counts
+ * agree (a renamed header), by position, with exactly the model's number
+ * of columns.  Returns 0 or
+ * -1 (message printed). */
+static int read_rows(const score_config *c, const nvp_chain *chain,
+                     size_t dim, csv_table *t)
+{
+    const int named = nvp_chain_column_name(chain, 0) != NULL;
+    if (csv_read(CMD, c->data_path, named ? 0 : dim, c->header, t) != 0)
+        return -1;
+    size_t missing = dim;
+    for (size_t j = 0; named && t->names && j < dim && missing == dim; j++) {
+        const char *want = nvp_chain_column_name(chain, j);
+        size_t k = 0;
+        while (k < t->cols && strcmp(t->names[k], want) != 0)
+            k++;
+        if (k == t->cols)
+            missing = j;
+    }
+    if (named && t->names && missing < dim && t->cols == dim)
+        cli_warn(CMD, "the header does not name the model's column '%s': "
+                 "the columns are taken by position",
+                 nvp_chain_column_name(chain, missing));
+    else if (named && t->names) {
+        const char **names = malloc(dim * sizeof *names);
+        if (!names) {
+            cli_error(CMD, "out of memory");
+            return -1;
+        }
+        for (size_t j = 0; j < dim; j++)
+            names[j] = nvp_chain_column_name(chain, j);
+        const int rc = columns_by_names(CMD, t, dim, names);
+        free(names);
+        return rc;
+    }
+    if (t->cols != dim) {
+        cli_error(CMD, "%s has %zu columns, but the model has %zu dimensions",
+                  c->data_path, t->cols, dim);
+        return -1;
+    }
+    return 0;
+}
+
 int cmd_score(int argc, char **argv)
 {
     score_config c;
@@ -125,7 +174,7 @@ int cmd_score(int argc, char **argv)
         model_set_threads(CMD, chain, c.threads) != 0)
         goto done;
     const size_t dim = nvp_chain_dim(chain);
-    if (csv_read(CMD, c.data_path, dim, c.header, &t) != 0)
+    if (read_rows(&c, chain, dim, &t) != 0)
         goto done;
     lp = malloc(t.rows * sizeof *lp);
     if (!lp) {

@@ -194,6 +194,16 @@ static int read_lines(reader *r, FILE *fp, size_t expect_cols, csv_table *t)
             }
             if (is_header(r, fields, n)) {
                 t->has_header = 1;
+                t->names = calloc(n, sizeof *t->names);
+                for (size_t k = 0; t->names && k < n; k++)
+                    if (!(t->names[k] = strdup(fields[k]))) {
+                        line_error(r, "out of memory");
+                        goto out;
+                    }
+                if (!t->names) {
+                    line_error(r, "out of memory");
+                    goto out;
+                }
                 continue;
             }
         }
@@ -264,6 +274,9 @@ int csv_read(const char *cmd, const char *path, size_t expect_cols,
 
 void csv_free(csv_table *t)
 {
+    for (size_t j = 0; t->names && j < t->cols; j++)
+        free(t->names[j]);
+    free(t->names);
     free(t->data);
     memset(t, 0, sizeof *t);
 }

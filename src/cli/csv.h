@@ -22,6 +22,7 @@ typedef struct csv_table {
     size_t rows;
     size_t cols;
     int has_header; /* the input started with a header line */
+    char **names;   /* with a header, its cols fields (trimmed), else NULL */
 } csv_table;
 
 /* Whether the first line is a header (--header, --no-header). */

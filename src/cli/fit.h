@@ -33,6 +33,8 @@ typedef struct fit_config {
     const char *data_path;
     const char *out_path;
     const char *val_path; /* --val FILE, or NULL */
+    const char *columns;  /* --columns LIST, or NULL */
+    const char *drop;     /* --drop LIST, or NULL */
     size_t layers;        /* coupling layers */
     size_t hidden[NVP_MAX_HIDDEN_LAYERS];
     size_t n_hidden;
@@ -91,6 +93,7 @@ typedef struct fit_state {
     float *noise;
     float *gauss; /* --noise: dim floats of scratch */
     int no_progress; /* no progress line (the --budget trials) */
+    int keep_names;  /* the header's names go into the model */
 } fit_state;
 
 /* The training outcome for the summary. */

@@ -287,7 +287,7 @@ expect 1 "fit --val, a missing file" -- "$B" fit tr3.csv --val nosuch.csv -o v2.
 absent v2.nvp "fit --val, a missing file"
 cut -d, -f1-2 va3.csv > va2.csv
 expect 1 "fit --val, other columns" -- "$B" fit tr3.csv --val va2.csv -o v2.nvp
-has err.txt "va2.csv:1:" "fit --val, other columns"
+has err.txt "va2.csv has 2 columns, tr3.csv 3" "fit --val, other columns"
 absent v2.nvp "fit --val, other columns"
 
 # The masks: parity, half, and random (a half, then its complement).
@@ -419,8 +419,13 @@ expect 0 "fit --dequantize, a constant column" -- "$B" fit const.csv --dequantiz
     --steps 5 --hidden 8,8 -o c.nvp --json --quiet
 json out.txt "fit --dequantize, a constant column" 'd["dequantized_columns"] == 2'
 expect 0 "fit --dequantize, no whole numbers" -- "$B" fit corr3.csv --dequantize --steps 5 \
-    --hidden 8,8 -o c.nvp --quiet
+    --hidden 8,8 -o c.nvp --quiet --json
 has err.txt "nothing to do" "fit --dequantize, no whole numbers"
+# ... and trains on the rows themselves (it once trained on an unfilled
+# buffer: an untrained NLL of 1e9 and, under ASan, refused steps).
+cp out.txt dq_none.json
+json dq_none.json "fit --dequantize, no whole numbers: the data's NLL" \
+    'd["initial_nll"] < 10 and d["refused_steps"] == 0'
 
 # --budget: the defaults, then variations of the best settings so far,
 # within the time; settings given on the command line stay as given; the
@@ -464,7 +469,8 @@ expect 0 "info" -- "$B" info m.nvp
 has out.txt "dimension:       2" "info"
 has out.txt "layers:          4 (4 affine couplings)" "info"
 has out.txt "16,16" "info hidden widths"
-has out.txt "format version:  1" "info"
+# Version 2: the model holds the header's column names (x, y).
+has out.txt "format version:  2" "info"
 cp out.txt info.txt
 expect 0 "info --json" -- "$B" info --json m.nvp
 cp out.txt info.json
@@ -472,7 +478,7 @@ json info.json "info --json"
 has info.json '"dimension": 2' "info --json"
 has info.json '"mask": "10"' "info --json"
 json info.json "info --json: the model" \
-    'd["file"] == "m.nvp" and d["format_version"] == 1 and d["dimension"] == 2
+    'd["file"] == "m.nvp" and d["format_version"] == 2 and d["dimension"] == 2
      and d["base"] == "standard_normal" and d["coupling_layers"] == 4
      and len(d["layers"]) == 4 and d["size"] > 0
      and [l["mask"] for l in d["layers"]] == ["10", "01", "10", "01"]
@@ -490,7 +496,7 @@ json out.txt "info --json, the default model" \
      and all(d["layers"][k]["mask"] != d["layers"][k + 1]["mask"] for k in range(7))
      and all(l["clamp"] == 2 and l["hidden"] == [16, 16] for l in d["layers"][:8])'
 # The text and the JSON give the same numbers (both at 9 digits).
-sd_text=$(awk '$1 == 1 && NF == 3 && $2 ~ /[0-9]/ { print $3 }' info.txt)
+sd_text=$(awk '$1 == 1 && NF == 4 && $2 ~ /[0-9]/ { print $3 }' info.txt)
 json info.json "info --json: the sd of column 1 against the text" \
     "'%.9g' % d['standardisation']['sd'][0] == '$sd_text'"
 # fit's NLL in original units is the standardised one plus the model's
@@ -502,8 +508,10 @@ json fit.json "fit --json: best_nll_original" \
 
 # ---------------------------------------------------------------- sample
 expect 0 "sample -o" -- "$B" sample m.nvp -n 500 --seed 5 -o s.csv
-lines s.csv 500 "sample"
-numeric s.csv 2 0 "sample"
+# fit stored moons.csv's header names; sample writes them first.
+lines s.csv 501 "sample (header + 500 rows)"
+check "sample: the header of the training data" [ "$(head -n 1 s.csv)" = "x,y" ]
+numeric s.csv 2 1 "sample"
 expect 0 "sample to stdout" -- "$B" sample m.nvp -n 500 --seed 5
 check "sample: same seed, different rows" cmp -s out.txt s.csv
 # A FIFO (like /dev/null or /dev/stdout) is written through, not replaced
@@ -575,8 +583,8 @@ lines sc.csv 401 "score (header + 400 rows)"
 check "score: no header" [ "$(head -n 1 sc.csv)" = "log_density" ]
 numeric sc.csv 1 1 "score"
 expect 0 "score of samples" -- "$B" score m.nvp s.csv
-lines out.txt 500 "score of samples (no header)"
-numeric out.txt 1 0 "score of samples"
+lines out.txt 501 "score of samples (header + 500 rows)"
+numeric out.txt 1 1 "score of samples"
 # The man page's example pipeline (EXAMPLES) ranks data rows only.
 "$B" score m.nvp moons.csv | grep -vx log_density | nl | sort -g -k2 | head > top.txt
 lines top.txt 10 "score pipeline"
@@ -633,7 +641,7 @@ expect 1 "fit ragged" -- "$B" fit ragged.csv -o r.nvp
 has err.txt "ragged.csv:2:" "fit ragged: line number"
 printf '1,2,3\n' > three.csv
 expect 1 "score wrong columns" -- "$B" score m.nvp three.csv
-has err.txt "three.csv:1:" "score wrong columns: line number"
+has err.txt "three.csv has 3 columns, but the model has 2" "score wrong columns"
 printf '1,nan\n' > nan.csv
 expect 1 "score nan" -- "$B" score m.nvp nan.csv
 has err.txt "nan.csv:1:" "score nan: line number"
@@ -693,6 +701,58 @@ expect 1 "missing data" -- "$B" score m.nvp missing.csv
 printf 'not a model' > junk.nvp
 expect 1 "corrupt model" -- "$B" sample junk.nvp -n 3 -o j.csv
 absent j.csv "corrupt model"
+# ------------------------------------------------- column names (issue 17)
+# pandas' to_csv(): an index column with an empty header name first.
+awk 'BEGIN { srand(7); print ",height,weight,age"
+    for (i = 0; i < 300; i++) { h = 160 + 20 * rand()
+        printf "%d,%.2f,%.2f,%d\n", i, h, 0.4 * h + 10 * rand(), 20 + int(50 * rand()) } }' > pandas.csv
+expect 0 "fit a pandas file" -- "$B" fit pandas.csv -o pd.nvp -q --steps 30 --hidden 8,8
+has err.txt "row index" "fit a pandas file: says the index is left out"
+"$B" info pd.nvp > pd_info.txt
+has pd_info.txt "dimension:       3" "fit a pandas file: the index is not modelled"
+has pd_info.txt "format version:  2" "fit a pandas file: names need format 2"
+expect 0 "sample a named model" -- "$B" sample pd.nvp -n 20 --seed 1
+check "sample: the names as header" [ "$(head -n 1 out.txt)" = "height,weight,age" ]
+numeric out.txt 3 1 "sample a named model"
+expect 0 "sample --no-header" -- "$B" sample pd.nvp -n 20 --seed 1 --no-header
+numeric out.txt 3 0 "sample --no-header"
+"$B" info --json pd.nvp > pd_info.json
+json pd_info.json "info --json: columns" 'd["columns"] == ["height", "weight", "age"]'
+# score finds the columns by name: the index left out, any order.
+expect 0 "score a pandas file" -- "$B" score pd.nvp pandas.csv -o pd_sc.csv
+lines pd_sc.csv 301 "score a pandas file"
+awk -F, 'BEGIN { OFS = "," } { print $4, $2, $3 }' pandas.csv > reordered.csv
+expect 0 "score columns in another order" -- "$B" score pd.nvp reordered.csv -o re_sc.csv
+check "score by name: same densities in any column order" cmp -s pd_sc.csv re_sc.csv
+awk -F, 'BEGIN { OFS = "," } { print $2, $3 }' pandas.csv > two_cols.csv
+expect 1 "score without a model column" -- "$B" score pd.nvp two_cols.csv
+has err.txt "column 'age' is not in the data's header" "score without a model column"
+# A renamed header with the right count: by position, with a warning.
+{ echo a,b,c; tail -n +2 pandas.csv | cut -d, -f2-; } > renamed.csv
+expect 0 "score a renamed header" -- "$B" score pd.nvp renamed.csv -o rn_sc.csv
+has err.txt "taken by position" "score a renamed header: warns"
+check "score a renamed header: same densities" cmp -s pd_sc.csv rn_sc.csv
+# --columns and --drop, by name or position.
+expect 0 "fit --columns" -- "$B" fit pandas.csv -o pc.nvp -q --steps 20 --hidden 8,8 --columns weight,height
+expect 0 "sample of --columns" -- "$B" sample pc.nvp -n 5
+check "fit --columns: that order" [ "$(head -n 1 out.txt)" = "weight,height" ]
+expect 0 "fit --drop" -- "$B" fit pandas.csv -o pdr.nvp -q --steps 20 --hidden 8,8 --drop 1,age
+expect 0 "sample of --drop" -- "$B" sample pdr.nvp -n 5
+check "fit --drop: the rest" [ "$(head -n 1 out.txt)" = "height,weight" ]
+expect 1 "fit --columns unknown" -- "$B" fit pandas.csv -o bad.nvp --columns weight,nope
+has err.txt "no column 'nope'" "fit --columns unknown"
+expect 1 "fit --columns twice" -- "$B" fit pandas.csv -o bad.nvp --columns 2,height
+has err.txt "listed twice" "fit --columns twice"
+expect 1 "fit --drop all" -- "$B" fit pandas.csv -o bad.nvp --drop 1,2,3,4
+expect 1 "fit --columns and --drop" -- "$B" fit pandas.csv -o bad.nvp --columns 2,3 --drop 1
+absent bad.nvp "fit with bad column choices"
+# A header whose names cannot be stored: the model is fitted without them.
+{ echo x,x,z; tail -n +2 pandas.csv | cut -d, -f2-; } > dup.csv
+expect 0 "fit a header with a repeated name" -- "$B" fit dup.csv -o dup.nvp -q --steps 10 --hidden 8,8
+has err.txt "repeats an earlier column" "fit a repeated name: warns"
+expect 0 "sample of a model without names" -- "$B" sample dup.nvp -n 3
+numeric out.txt 3 0 "sample of a model without names: no header"
+
 leftovers=
 for f in ./*.csv.* ./*.nvp.*; do [ -e "$f" ] && leftovers="$leftovers $f"; done
 check "temporary files left:$leftovers" [ -z "$leftovers" ]
