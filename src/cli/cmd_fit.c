@@ -91,8 +91,8 @@ void cmd_fit_help(FILE *fp)
         "                     training rows: linear (whitening; the default),\n"
         "                     actnorm (per-column scale and shift) or none\n"
         "  --clamp C          bound on each layer's log-scale, which keeps\n"
-        "                     training stable and far-out rows' densities\n"
-        "                     sane; 0 = off\n",
+        "                     training stable and the densities of rows far\n"
+        "                     from the data finite; 0 = off\n",
         DEFAULT_VAL_FRAC);
     fprintf(fp,
         "Training (default: from the number of rows and columns):\n"

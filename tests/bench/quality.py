@@ -95,7 +95,8 @@ def gaussian_ll(tr, te):
     _, logdet = np.linalg.slogdet(cov)
     d = te - mu
     m = np.einsum("ij,ij->i", d @ np.linalg.inv(cov), d)
-    return float(np.mean(-0.5 * (m + logdet + tr.shape[1] * math.log(2 * math.pi))))
+    lp = -0.5 * (m + logdet + tr.shape[1] * math.log(2 * math.pi))
+    return float(np.mean(lp)), float(np.min(lp))
 
 
 def gmm_ll(tr, va, te, seed):
@@ -212,7 +213,7 @@ def main():
                     exe, d, seed, fit_args + ["--budget", str(a.budget)],
                     "budget")
             elif m == "gaussian":
-                ll = gaussian_ll(tr, te)
+                ll, worst = gaussian_ll(tr, te)
             elif m == "gmm":
                 ll, note = gmm_ll(tr, va, te, seed)
             elif m == "kde":

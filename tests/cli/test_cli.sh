@@ -495,6 +495,12 @@ json out.txt "info --json, the default model" \
      and d["layers"][8]["parameters"] == 6
      and all(d["layers"][k]["mask"] != d["layers"][k + 1]["mask"] for k in range(7))
      and all(l["clamp"] == 2 and l["hidden"] == [16, 16] for l in d["layers"][:8])'
+expect 0 "sample, the default model" -- "$B" sample json.nvp -n 50 --seed 2
+lines out.txt 50 "sample, the default model"
+numeric out.txt 2 0 "sample, the default model"
+expect 0 "score, the default model" -- "$B" score json.nvp moons.csv
+lines out.txt 401 "score, the default model"
+numeric out.txt 1 1 "score, the default model"
 # The text and the JSON give the same numbers (both at 9 digits).
 sd_text=$(awk '$1 == 1 && NF == 4 && $2 ~ /[0-9]/ { print $3 }' info.txt)
 json info.json "info --json: the sd of column 1 against the text" \
