@@ -496,8 +496,8 @@ json out.txt "info --json, the default model" \
      and all(d["layers"][k]["mask"] != d["layers"][k + 1]["mask"] for k in range(7))
      and all(l["clamp"] == 2 and l["hidden"] == [16, 16] for l in d["layers"][:8])'
 expect 0 "sample, the default model" -- "$B" sample json.nvp -n 50 --seed 2
-lines out.txt 50 "sample, the default model"
-numeric out.txt 2 0 "sample, the default model"
+lines out.txt 51 "sample, the default model (header + 50 rows)"
+numeric out.txt 2 1 "sample, the default model"
 expect 0 "score, the default model" -- "$B" score json.nvp moons.csv
 lines out.txt 401 "score, the default model"
 numeric out.txt 1 1 "score, the default model"
