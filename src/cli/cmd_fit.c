@@ -565,6 +565,12 @@ static int names_storable(const csv_table *t)
         for (size_t k = 0; !why && k < j; k++)
             if (strcmp(t->names[k], t->names[j]) == 0)
                 why = "repeats an earlier column's";
+        /* A header holding a number is read back only with --header:
+         * sample's output would not round-trip. */
+        char *end;
+        if (!why && (strtof(t->names[j], &end), end != t->names[j] &&
+                                                     *end == '\0'))
+            why = "reads as a number";
         if (why) {
             cli_warn(CMD, "column %zu's header name %s: the model stores no "
                      "column names (sample writes no header, score matches "
@@ -587,6 +593,7 @@ static int read_data(fit_state *s)
             ? columns_choose(CMD, &s->data, c->columns, c->drop) != 0
             : columns_drop_index(CMD, &s->data) < 0)
         return CLI_ERR;
+    s->keep_names = names_storable(&s->data);
     const size_t n = s->data.rows, dim = s->data.cols;
     const char *name = display_name(c->data_path);
     if (dim < 2)
@@ -613,7 +620,7 @@ static int read_data(fit_state *s)
             return CLI_ERR;
         /* The validation file's columns: by the training file's names
          * when both have a header, else chosen the same way. */
-        const int by_name = s->data.names && s->val.names;
+        const int by_name = s->keep_names && s->val.names;
         if (by_name ? columns_by_names(CMD, &s->val, dim,
                                        (const char *const *)s->data.names)
                     : c->columns || c->drop
@@ -647,7 +654,6 @@ static int read_data(fit_state *s)
     if (s->n_train < 2)
         return cli_error(CMD, "%s has %zu rows: too few to train on", name,
                          n);
-    s->keep_names = names_storable(&s->data);
     s->lp = malloc((s->n_val ? s->n_val : s->n_train) * sizeof *s->lp);
     if (!s->lp)
         return cli_error(CMD, "out of memory");

@@ -43,14 +43,28 @@ static int keep_columns(const char *cmd, csv_table *t, const size_t *idx,
     return 0;
 }
 
+/* The column the header names so: its index, t->cols when none, or
+ * t->cols + 1 when the header repeats the name. */
+static size_t find_column_by_name(const csv_table *t, const char *name)
+{
+    size_t found = t->cols;
+    for (size_t j = 0; t->names && j < t->cols; j++)
+        if (strcmp(t->names[j], name) == 0) {
+            if (found != t->cols)
+                return t->cols + 1;
+            found = j;
+        }
+    return found;
+}
+
 /* The column an item of a list means: a header name, else a 1-based
- * position.  Returns the 0-based index, or t->cols when it means none. */
+ * position.  Returns the 0-based index, t->cols when it means none, or
+ * t->cols + 1 for a name the header repeats. */
 static size_t find_column(const csv_table *t, const char *item)
 {
-    if (t->names)
-        for (size_t j = 0; j < t->cols; j++)
-            if (strcmp(t->names[j], item) == 0)
-                return j;
+    const size_t found = find_column_by_name(t, item);
+    if (found != t->cols)
+        return found;
     char *end;
     errno = 0;
     if (item[0] >= '0' && item[0] <= '9') {
@@ -73,15 +87,27 @@ static size_t parse_list(const char *cmd, const char *opt, const char *list,
         return (size_t)-1;
     }
     size_t k = 0;
-    char *save = NULL;
-    for (char *item = strtok_r(copy, ",", &save); item;
-         item = strtok_r(NULL, ",", &save)) {
+    for (char *item = copy, *next; item; item = next) {
+        next = strchr(item, ',');
+        if (next)
+            *next++ = '\0';
         while (*item == ' ' || *item == '\t')
             item++;
         char *e = item + strlen(item);
         while (e > item && (e[-1] == ' ' || e[-1] == '\t'))
             *--e = '\0';
+        if (*item == '\0') {
+            cli_error(cmd, "%s: an empty item in '%s'", opt, list);
+            free(copy);
+            return (size_t)-1;
+        }
         const size_t j = find_column(t, item);
+        if (j == t->cols + 1) {
+            cli_error(cmd, "%s: the header names two columns '%s'; give "
+                      "a 1-based position instead", opt, item);
+            free(copy);
+            return (size_t)-1;
+        }
         if (j == t->cols) {
             cli_error(cmd,
                       "%s: no column '%s' (the data has %zu columns%s)", opt,
@@ -183,9 +209,12 @@ int columns_by_names(const char *cmd, csv_table *t, size_t n,
     }
     int rc = -1;
     for (size_t k = 0; k < n; k++) {
-        size_t j = 0;
-        while (j < t->cols && strcmp(t->names[j], names[k]) != 0)
-            j++;
+        const size_t j = find_column_by_name(t, names[k]);
+        if (j == t->cols + 1) {
+            cli_error(cmd, "the data's header names two columns '%s'",
+                      names[k]);
+            goto out;
+        }
         if (j == t->cols) {
             cli_error(cmd,
                       "the model's column '%s' is not in the data's header",

@@ -758,6 +758,22 @@ expect 0 "fit a header with a repeated name" -- "$B" fit dup.csv -o dup.nvp -q -
 has err.txt "repeats an earlier column" "fit a repeated name: warns"
 expect 0 "sample of a model without names" -- "$B" sample dup.nvp -n 3
 numeric out.txt 3 0 "sample of a model without names: no header"
+# ... and a --val file with that header is matched by position, not by
+# the repeated name (which once took the first 'x' twice).
+{ echo x,x,z; tail -n +2 pandas.csv | cut -d, -f2- | awk -F, 'BEGIN { OFS = "," } { $2 += 100; print }'; } > dup_val.csv
+expect 0 "fit --val, a repeated name" -- "$B" fit dup.csv --val dup_val.csv -o dupv.nvp -q --steps 10 --hidden 8,8 --json
+json out.txt "fit --val, a repeated name: the shifted column is validated" 'd["initial_nll"] > 100'
+expect 1 "fit --columns, a repeated name" -- "$B" fit dup.csv -o bad.nvp --columns x,z
+has err.txt "names two columns 'x'" "fit --columns, a repeated name"
+expect 1 "fit --columns, an empty item" -- "$B" fit pandas.csv -o bad.nvp --columns "height,,age"
+has err.txt "an empty item" "fit --columns, an empty item"
+# A name that reads as a number is not stored (sample's header could not
+# be read back without --header).
+{ echo h,1,a; tail -n +2 pandas.csv | cut -d, -f2-; } > numname.csv
+expect 0 "fit --header, a numeric name" -- "$B" fit numname.csv --header -o num.nvp -q --steps 10 --hidden 8,8
+has err.txt "reads as a number" "fit, a numeric name: warns"
+expect 0 "sample of it" -- "$B" sample num.nvp -n 3
+numeric out.txt 3 0 "sample of a model with a numeric name: no header"
 
 leftovers=
 for f in ./*.csv.* ./*.nvp.*; do [ -e "$f" ] && leftovers="$leftovers $f"; done
