@@ -124,11 +124,7 @@ static int read_rows(const score_config *c, const nvp_chain *chain,
         return -1;
     size_t missing = dim;
     for (size_t j = 0; named && t->names && j < dim && missing == dim; j++) {
-        const char *want = nvp_chain_column_name(chain, j);
-        size_t k = 0;
-        while (k < t->cols && strcmp(t->names[k], want) != 0)
-            k++;
-        if (k == t->cols)
+        if (columns_find(t, nvp_chain_column_name(chain, j)) == t->cols)
             missing = j;
     }
     if (named && t->names && missing < dim && t->cols == dim)

@@ -43,9 +43,7 @@ static int keep_columns(const char *cmd, csv_table *t, const size_t *idx,
     return 0;
 }
 
-/* The column the header names so: its index, t->cols when none, or
- * t->cols + 1 when the header repeats the name. */
-static size_t find_column_by_name(const csv_table *t, const char *name)
+size_t columns_find(const csv_table *t, const char *name)
 {
     size_t found = t->cols;
     for (size_t j = 0; t->names && j < t->cols; j++)
@@ -62,7 +60,7 @@ static size_t find_column_by_name(const csv_table *t, const char *name)
  * t->cols + 1 for a name the header repeats. */
 static size_t find_column(const csv_table *t, const char *item)
 {
-    const size_t found = find_column_by_name(t, item);
+    const size_t found = columns_find(t, item);
     if (found != t->cols)
         return found;
     char *end;
@@ -209,7 +207,7 @@ int columns_by_names(const char *cmd, csv_table *t, size_t n,
     }
     int rc = -1;
     for (size_t k = 0; k < n; k++) {
-        const size_t j = find_column_by_name(t, names[k]);
+        const size_t j = columns_find(t, names[k]);
         if (j == t->cols + 1) {
             cli_error(cmd, "the data's header names two columns '%s'",
                       names[k]);

@@ -34,6 +34,11 @@ int columns_choose(const char *cmd, csv_table *t, const char *keep,
  * failure (out of memory). */
 int columns_drop_index(const char *cmd, csv_table *t);
 
+/* The column t's header names so: its 0-based index, t->cols when the
+ * header has no such name (or t has no header), t->cols + 1 when the
+ * header repeats it. */
+size_t columns_find(const csv_table *t, const char *name);
+
 /* Keeps the columns named names[0..n-1], in that order (score: a model's
  * stored names against a data file's header).  A name missing from the
  * header is an error that names it. */
