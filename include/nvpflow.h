@@ -270,6 +270,22 @@ NVP_API int nvp_coupling_create_half(nvp_coupling **out, size_t dim,
                                      const size_t *hidden, unsigned flags,
                                      nvp_rng *rng,
                                      const nvp_allocator *alloc);
+/* A conditional coupling: its conditioner reads, besides x_a, a context
+ * vector c of context_dim values per row (0 <= context_dim <=
+ * NVP_MAX_DIM), so that shift and log-scale are functions of (x_a, c).
+ * The conditioner's first layer then has na + context_dim inputs: the
+ * rows of its W are x_a's (in mask order), then c's.  A layer with
+ * context_dim > 0 is called through the nvp_layer_*_given functions (or
+ * in a chain through the nvp_chain_*_given ones); context_dim == 0 gives
+ * exactly the layer nvp_coupling_create gives, drawing the same numbers.
+ * Other arguments and errors as nvp_coupling_create. */
+NVP_API int nvp_coupling_create_conditional(nvp_coupling **out, size_t dim,
+                                            size_t context_dim,
+                                            const unsigned char *mask,
+                                            size_t n_hidden,
+                                            const size_t *hidden,
+                                            unsigned flags, nvp_rng *rng,
+                                            const nvp_allocator *alloc);
 /* Releases a layer the caller owns; NULL, and a layer a chain has adopted
  * (freed with the chain), are ignored. */
 NVP_API void nvp_coupling_free(nvp_coupling *layer);
@@ -395,6 +411,29 @@ NVP_API int nvp_layer_inverse_backward(const nvp_layer *layer, size_t n,
                                        const float *y, const float *dx,
                                        const float *dildj, float *dy,
                                        float *grad);
+/* Context values per row the layer reads: a conditional coupling's
+ * context_dim, 0 for every other layer (and for NULL). */
+NVP_API size_t nvp_layer_context_dim(const nvp_layer *layer);
+/* The calls above for a layer that reads a context: context holds n rows
+ * of nvp_layer_context_dim values (NULL allowed when that is 0, and then
+ * these are the calls above).  A row whose context holds NaN or an
+ * infinity comes out as NaN, like a non-finite input row.  The plain calls
+ * refuse a layer that reads a context (NVP_EINVAL).  inverse_backward_given
+ * also writes dcontext (n rows of context values, may be NULL): dL/dc
+ * through this layer, overwritten; it refuses non-finite context with
+ * NVP_ENONFINITE before anything is written. */
+NVP_API int nvp_layer_forward_given(const nvp_layer *layer, size_t n,
+                                    const float *x, const float *context,
+                                    float *y, float *logdet);
+NVP_API int nvp_layer_inverse_given(const nvp_layer *layer, size_t n,
+                                    const float *y, const float *context,
+                                    float *x, float *ildj);
+NVP_API int nvp_layer_inverse_backward_given(const nvp_layer *layer,
+                                             size_t n, const float *y,
+                                             const float *context,
+                                             const float *dx,
+                                             const float *dildj, float *dy,
+                                             float *dcontext, float *grad);
 /* The kernels of the layer's own calls (see nvp_chain_set_kernels); a
  * chain's calls use the chain's setting, and a layer a chain holds is set
  * through the chain. */
@@ -434,11 +473,25 @@ NVP_API int nvp_chain_create_alternating(nvp_chain **out, size_t dim,
                                          const size_t *hidden, unsigned flags,
                                          nvp_rng *rng,
                                          const nvp_allocator *alloc);
+/* As nvp_chain_create_alternating, with conditional couplings that read
+ * context_dim values per row (nvp_coupling_create_conditional): a model
+ * of p(y | c).  context_dim == 0 gives nvp_chain_create_alternating's
+ * chain. */
+NVP_API int nvp_chain_create_conditional(nvp_chain **out, size_t dim,
+                                         size_t context_dim, size_t n_layers,
+                                         size_t n_hidden,
+                                         const size_t *hidden,
+                                         unsigned flags, nvp_rng *rng,
+                                         const nvp_allocator *alloc);
 /* Releases the chain, its base, its layers and its threads; NULL is
  * ignored.  No call on the chain may be running. */
 NVP_API void nvp_chain_free(nvp_chain *chain);
 /* Dimensions, layers and float parameters (0 if chain is NULL). */
 NVP_API size_t nvp_chain_dim(const nvp_chain *chain);
+/* Context values per row (0 for an unconditional chain).  A chain reads a
+ * context when any of its layers does, and all such layers must read the
+ * same number (nvp_chain_create* refuse others with NVP_EDIM). */
+NVP_API size_t nvp_chain_context_dim(const nvp_chain *chain);
 NVP_API size_t nvp_chain_num_layers(const nvp_chain *chain);
 NVP_API size_t nvp_chain_num_params(const nvp_chain *chain);
 /* The chain's flat parameter vector (num_params floats), owned by the
@@ -535,6 +588,68 @@ NVP_API int nvp_chain_train_step(nvp_chain *chain, nvp_adam *opt,
                                  nvp_rng *rng, size_t n_data,
                                  const float *data, size_t batch,
                                  float *loss);
+/* Conditional densities p(y | c).  A chain whose context_dim C is above
+ * 0 is called through the _given forms below: each takes, besides what
+ * the plain call takes, the context `context` of n rows of C floats (row i
+ * conditions row i), and otherwise behaves exactly as the plain call
+ * (whose documentation above applies).  The plain calls refuse such a
+ * chain with NVP_EINVAL; on a chain with C == 0 the _given forms accept
+ * context == NULL and are the plain calls, bit for bit.  A row whose
+ * context holds NaN or an infinity is treated as a non-finite input row
+ * (its outputs are NaN); the gradient and training calls refuse it with
+ * NVP_ENONFINITE, as they refuse such data. */
+NVP_API int nvp_chain_log_prob_given(const nvp_chain *chain, size_t n,
+                                     const float *y, const float *context,
+                                     float *lp);
+/* One draw per context row: y (n * dim) ~ p(. | context row i). */
+NVP_API int nvp_chain_sample_given(const nvp_chain *chain, nvp_rng *rng,
+                                   size_t n, const float *context, float *y,
+                                   float *log_prob);
+/* n draws for one context (C floats): y ~ p(. | context). */
+NVP_API int nvp_chain_sample_given_one(const nvp_chain *chain, nvp_rng *rng,
+                                       size_t n, const float *context,
+                                       float *y, float *log_prob);
+NVP_API int nvp_chain_forward_given(const nvp_chain *chain, size_t n,
+                                    const float *x, const float *context,
+                                    float *y, float *logdet);
+NVP_API int nvp_chain_inverse_given(const nvp_chain *chain, size_t n,
+                                    const float *y, const float *context,
+                                    float *x, float *ildj);
+NVP_API int nvp_chain_forward_trace_given(const nvp_chain *chain, size_t n,
+                                          const float *x,
+                                          const float *context,
+                                          float *stages);
+NVP_API int nvp_chain_nll_grad_given(const nvp_chain *chain, size_t n,
+                                     const float *y, const float *context,
+                                     float *grad, float *loss);
+/* Draws the minibatch's rows of data and of context with the same
+ * indices. */
+NVP_API int nvp_chain_train_step_given(nvp_chain *chain, nvp_adam *opt,
+                                       nvp_rng *rng, size_t n_data,
+                                       const float *data,
+                                       const float *context, size_t batch,
+                                       float *loss);
+/* Data-dependent initialisation (nvp_chain_init_from_data) of a chain
+ * that reads a context: the rows walk down with their context. */
+NVP_API int nvp_chain_init_from_data_given(nvp_chain *chain, size_t n,
+                                           const float *data,
+                                           const float *context);
+
+/* The score: the gradient of log p(y) with respect to y, for n finite rows
+ * y, into dlp_dy (n * dim); lp (n floats, may be NULL) receives log p(y).
+ * The _given form also writes dlp_dc (n * context_dim floats, may be
+ * NULL), the gradient of log p(y | c) with respect to the context; one of
+ * dlp_dy and dlp_dc may be NULL, not both.  Computed by the hand-written
+ * backward pass (the parameters' gradient is not formed).  Errors:
+ * NVP_EINVAL, NVP_ENONFINITE (y or context not finite, or the parameters
+ * hold NaN or an infinity), NVP_ENOMEM.  A row whose log density
+ * overflows gives non-finite entries.  Thread-safety as log_prob. */
+NVP_API int nvp_chain_score(const nvp_chain *chain, size_t n, const float *y,
+                            float *dlp_dy, float *lp);
+NVP_API int nvp_chain_score_given(const nvp_chain *chain, size_t n,
+                                  const float *y, const float *context,
+                                  float *dlp_dy, float *dlp_dc, float *lp);
+
 /* Sets the log-scale stabiliser of every affine coupling layer (see
  * nvp_coupling_set_log_scale_clamp); layers of other kinds have none. */
 NVP_API int nvp_chain_set_log_scale_clamp(nvp_chain *chain, float bound);

@@ -47,5 +47,8 @@ int nvp__fail_in(const nvp_errbox *box, int rc, const char *fn);
     } while (0)
 #define NVP_REQUIRE_PTR(p)                                                 \
     NVP_REQUIRE((p) != NULL, NVP_EINVAL, "%s: %s is NULL", __func__, #p)
+/* The same in a helper that names the public call in a local `fn`. */
+#define NVP_REQUIRE_PTR_FN(p)                                              \
+    NVP_REQUIRE((p) != NULL, NVP_EINVAL, "%s: %s is NULL", fn, #p)
 
 #endif

@@ -31,7 +31,8 @@ static void write_model(nvp_writer *w, const void *chain, const void *scaler)
      * read the file; other layer kinds and column names need version 2. */
     int couplings_only = c->name_at == NULL;
     for (size_t k = 0; k < c->n_layers; k++)
-        couplings_only &= nvp__as_coupling(c->layers[k]) != NULL;
+        couplings_only &= nvp__as_coupling(c->layers[k]) != NULL &&
+                          c->layers[k]->cdim == 0;
     nvp__fmt_header(w, couplings_only ? 1 : 2, NVP_KIND_MODEL,
                     2 + (s != NULL) + (c->name_at != NULL));
     size_t st = nvp__fmt_section_begin(w, couplings_only ? TAG_ARCH : TAG_STCK);
@@ -197,7 +198,8 @@ typedef struct model_info {
     uint32_t dim, n_layers;
     uint64_t total; /* parameters */
     int stack;      /* STCK (layers of any kind), not ARCH */
-    int other_kind; /* a STCK layer that is not an affine coupling */
+    int other_kind; /* a STCK layer ARCH cannot hold: not an affine
+                       coupling, or one with a context */
 } model_info;
 
 /* Reads layer k of a STCK section: its kind and its n values into h
@@ -227,6 +229,10 @@ static int read_stack_layer(const char *fn, nvp_reader *r, size_t dim,
     if (rc)
         return nvp__fail(NULL, rc, "%s: layer %zu (%s): %s", fn, k,
                          (*kind)->name, nvp_errmsg());
+    /* A conditional coupling stores its context dimension after what
+     * ARCH holds: version 1 cannot hold it either. */
+    if (other_kind && *kind == &nvp__coupling_kind && n == 3 + h[0] + dim)
+        *other_kind = 1;
     *total += count;
     NVP_REQUIRE(*total <= NVP_MAX_PARAMS, NVP_EFORMAT,
                 "%s: more than %zu parameters", fn, (size_t)NVP_MAX_PARAMS);
@@ -518,7 +524,7 @@ static int load_model(const char *fn, const void *data, size_t size,
         } else {
             read_layer(fn, &r, dim, k, &d, &dummy);
             nvp_coupling *cp = NULL;
-            rc = nvp__coupling_new(&cp, fn, dim, d.mask, d.n_hidden, d.hidden,
+            rc = nvp__coupling_new(&cp, fn, dim, 0, d.mask, d.n_hidden, d.hidden,
                                    alloc);
             if (rc == NVP_OK) {
                 cp->clamp = d.clamp;

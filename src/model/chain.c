@@ -20,7 +20,7 @@ static int chain_create(const char *fn, nvp_chain **out, nvp_base *base,
     NVP_REQUIRE(n_layers >= 1 && n_layers <= NVP_MAX_LAYERS, NVP_EINVAL,
                 "%s: n_layers %zu is outside [1, %d]", fn, n_layers,
                 NVP_MAX_LAYERS);
-    size_t total = 0;
+    size_t total = 0, cdim = 0;
     for (size_t k = 0; k < n_layers; k++) {
         NVP_REQUIRE(layers[k] != NULL, NVP_EINVAL, "%s: layers[%zu] is NULL",
                     fn, k);
@@ -34,6 +34,13 @@ static int chain_create(const char *fn, nvp_chain **out, nvp_base *base,
             NVP_REQUIRE(layers[j] != layers[k], NVP_EINVAL,
                         "%s: layers[%zu] and layers[%zu] are the same layer",
                         fn, j, k);
+        /* Every layer that reads a context reads the same one. */
+        NVP_REQUIRE(!l->cdim || !cdim || l->cdim == cdim, NVP_EDIM,
+                    "%s: layers[%zu] reads %zu context values, an earlier "
+                    "layer %zu",
+                    fn, k, l->cdim, cdim);
+        if (l->cdim)
+            cdim = l->cdim;
         NVP_REQUIRE(total <= NVP_MAX_PARAMS - l->n_params, NVP_EOVERFLOW,
                     "%s: more than %zu parameters", fn,
                     (size_t)NVP_MAX_PARAMS);
@@ -63,6 +70,7 @@ static int chain_create(const char *fn, nvp_chain **out, nvp_base *base,
     c->base = base;
     c->n_layers = n_layers;
     c->dim = base->dim;
+    c->cdim = cdim;
     c->n_params = total;
     size_t off = 0;
     for (size_t k = 0; k < n_layers; k++) {
@@ -131,14 +139,14 @@ int nvp_chain_create(nvp_chain **out, nvp_base *base, size_t n_layers,
     return rc;
 }
 
-int nvp_chain_create_alternating(nvp_chain **out, size_t dim,
-                                 size_t n_layers, size_t n_hidden,
-                                 const size_t *hidden, unsigned flags,
-                                 nvp_rng *rng, const nvp_allocator *alloc)
+/* The body of both alternating constructors; messages name fn. */
+static int chain_alternating(const char *fn, nvp_chain **out, size_t dim,
+                             size_t cdim, size_t n_layers, size_t n_hidden,
+                             const size_t *hidden, unsigned flags,
+                             nvp_rng *rng, const nvp_allocator *alloc)
 {
     const nvp_errbox *eb = NULL;
-    const char *fn = "nvp_chain_create_alternating";
-    NVP_REQUIRE_PTR(out);
+    NVP_REQUIRE_PTR_FN(out);
     *out = NULL;
     nvp_allocator a;
     nvp_layer **layers;
@@ -147,12 +155,19 @@ int nvp_chain_create_alternating(nvp_chain **out, size_t dim,
         return rc;
     nvp_base *base = NULL;
     rc = nvp_base_create_normal(&base, dim, alloc);
+    unsigned char *mask = rc == NVP_OK ? nvp__malloc(&a, dim) : NULL;
+    if (rc == NVP_OK && !mask)
+        rc = nvp__fail(NULL, NVP_ENOMEM, "%s: out of memory", fn);
     for (size_t k = 0; rc == NVP_OK && k < n_layers; k++) {
+        /* the half split of nvp_coupling_create_half, flipped every layer */
+        for (size_t i = 0; i < dim; i++)
+            mask[i] = (unsigned char)((i < dim / 2) != ((k & 1) != 0));
         nvp_coupling *l = NULL;
-        rc = nvp_coupling_create_half(&l, dim, (int)(k & 1), n_hidden, hidden,
-                                      flags, rng, alloc);
+        rc = nvp_coupling_create_conditional(&l, dim, cdim, mask, n_hidden,
+                                             hidden, flags, rng, alloc);
         layers[k] = l ? &l->layer : NULL;
     }
+    nvp__free(&a, mask);
     if (rc == NVP_OK)
         rc = chain_create("nvp_chain_create", out, base, layers, n_layers,
                           alloc);
@@ -164,6 +179,26 @@ int nvp_chain_create_alternating(nvp_chain **out, size_t dim,
     }
     nvp__free(&a, layers);
     return rc;
+}
+
+int nvp_chain_create_alternating(nvp_chain **out, size_t dim,
+                                 size_t n_layers, size_t n_hidden,
+                                 const size_t *hidden, unsigned flags,
+                                 nvp_rng *rng, const nvp_allocator *alloc)
+{
+    return chain_alternating("nvp_chain_create_alternating", out, dim, 0,
+                             n_layers, n_hidden, hidden, flags, rng, alloc);
+}
+
+int nvp_chain_create_conditional(nvp_chain **out, size_t dim,
+                                 size_t context_dim, size_t n_layers,
+                                 size_t n_hidden, const size_t *hidden,
+                                 unsigned flags, nvp_rng *rng,
+                                 const nvp_allocator *alloc)
+{
+    return chain_alternating("nvp_chain_create_conditional", out, dim,
+                             context_dim, n_layers, n_hidden, hidden, flags,
+                             rng, alloc);
 }
 
 void nvp_chain_free(nvp_chain *c)
@@ -181,11 +216,13 @@ void nvp_chain_free(nvp_chain *c)
     nvp__free_aligned(&a, c->params);
     nvp__free_aligned(&a, c->grad);
     nvp__free_aligned(&a, c->batch);
+    nvp__free_aligned(&a, c->batch_cond);
     nvp__errbox_destroy(&c->err);
     nvp__free(&a, c);
 }
 
 size_t nvp_chain_dim(const nvp_chain *c) { return c ? c->dim : 0; }
+size_t nvp_chain_context_dim(const nvp_chain *c) { return c ? c->cdim : 0; }
 size_t nvp_chain_num_layers(const nvp_chain *c) { return c ? c->n_layers : 0; }
 size_t nvp_chain_num_params(const nvp_chain *c) { return c ? c->n_params : 0; }
 float *nvp_chain_params(nvp_chain *c) { return c ? c->params : NULL; }

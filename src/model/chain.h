@@ -18,10 +18,13 @@ struct nvp_chain {
     size_t n_layers;
     size_t *offsets;     /* layer k's parameters start at params + offsets[k] */
     size_t dim, n_params;
+    size_t cdim;         /* context values per row (0: an unconditional
+                            chain); the layers that read one read these */
     float *params;       /* 64-byte aligned, n_params floats */
     float *grad;         /* training scratch, allocated by the first step */
     float *batch;        /* minibatch rows of the training step */
-    size_t batch_cap;    /* rows batch can hold */
+    float *batch_cond;   /* the minibatch rows' context (cdim > 0) */
+    size_t batch_cap;    /* rows batch (and batch_cond) can hold */
     nvp_context ctx;     /* level, threads and work spaces */
     /* Column names (nvp_chain_set_column_names), or NULL: name_at[j]
      * points into the one block names. */
@@ -41,7 +44,8 @@ void nvp__chain_drop_names(nvp_chain *c);
 /* The chain's layers as a stack for the batching driver. */
 static inline nvp_stack nvp__chain_stack(const nvp_chain *c)
 {
-    nvp_stack st = {c->dim, c->layers, c->n_layers, c->base, &c->ctx, &c->err};
+    nvp_stack st = {c->dim,  c->cdim, c->layers, c->n_layers,
+                    c->base, &c->ctx, &c->err};
     return st;
 }
 

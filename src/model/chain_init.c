@@ -10,12 +10,19 @@
 #include "model/chain.h"
 #include "model/eval.h"
 
-int nvp_chain_init_from_data(nvp_chain *c, size_t n, const float *data)
+static int init_from_data(nvp_chain *c, const char *fn, size_t n,
+                          const float *data, const float *context,
+                          int takes_given)
 {
-    const char *fn = "nvp_chain_init_from_data";
     const nvp_errbox *eb = c ? &c->err : NULL;
-    NVP_REQUIRE_PTR(c);
-    NVP_REQUIRE_PTR(data);
+    NVP_REQUIRE_PTR_FN(c);
+    NVP_REQUIRE_PTR_FN(data);
+    NVP_REQUIRE(takes_given || c->cdim == 0, NVP_EINVAL,
+                "%s: the chain reads %zu context values per row; use "
+                "nvp_chain_init_from_data_given",
+                fn, c->cdim);
+    NVP_REQUIRE(c->cdim == 0 || context != NULL, NVP_EINVAL,
+                "%s: context is NULL", fn);
     int rc = nvp__check_batch(eb, fn, n, c->dim);
     if (rc)
         return rc;
@@ -23,6 +30,9 @@ int nvp_chain_init_from_data(nvp_chain *c, size_t n, const float *data)
                 n);
     NVP_REQUIRE(nvp__all_finite(c->ctx.isa, data, n * c->dim), NVP_ENONFINITE,
                 "%s: data holds NaN or an infinity", fn);
+    NVP_REQUIRE(c->cdim == 0 ||
+                    nvp__all_finite(c->ctx.isa, context, n * c->cdim),
+                NVP_ENONFINITE, "%s: context holds NaN or an infinity", fn);
     const size_t dim = c->dim;
     float *z = nvp__alloc_aligned(&c->alloc, n * dim * sizeof *z);
     float *saved = nvp__alloc_aligned(
@@ -42,8 +52,9 @@ int nvp_chain_init_from_data(nvp_chain *c, size_t n, const float *data)
             rc = l->kind->data_init(l, eb, fn, n, z);
         if (rc == NVP_OK && k > 0) {
             nvp_layer *one[1] = {l};
-            const nvp_stack st = {dim, one, 1, c->base, &c->ctx, eb};
-            rc = nvp__stack_eval(&st, NVP_EV_INVERSE, n, z, z, NULL, fn);
+            const nvp_stack st = {dim, c->cdim, one, 1, c->base, &c->ctx, eb};
+            const nvp_given g = {c->cdim ? context : NULL, c->cdim};
+            rc = nvp__stack_eval(&st, NVP_EV_INVERSE, n, z, g, z, NULL, fn);
         }
     }
     if (rc != NVP_OK)
@@ -51,4 +62,16 @@ int nvp_chain_init_from_data(nvp_chain *c, size_t n, const float *data)
     nvp__free_aligned(&c->alloc, z);
     nvp__free_aligned(&c->alloc, saved);
     return rc;
+}
+
+int nvp_chain_init_from_data(nvp_chain *c, size_t n, const float *data)
+{
+    return init_from_data(c, "nvp_chain_init_from_data", n, data, NULL, 0);
+}
+
+int nvp_chain_init_from_data_given(nvp_chain *c, size_t n, const float *data,
+                                   const float *context)
+{
+    return init_from_data(c, "nvp_chain_init_from_data_given", n, data,
+                          context, 1);
 }

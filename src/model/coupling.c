@@ -23,13 +23,15 @@ void nvp__coupling_release(nvp_layer *l)
 }
 
 int nvp__coupling_plan(nvp_coupling *c, const nvp_errbox *eb, const char *fn,
-                       size_t dim, const unsigned char *mask,
+                       size_t dim, size_t cdim, const unsigned char *mask,
                        size_t n_hidden, const size_t *hidden)
 {
     static const size_t default_hidden[NVP_DEFAULT_HIDDEN_LAYERS] = {
         NVP_DEFAULT_HIDDEN_WIDTH, NVP_DEFAULT_HIDDEN_WIDTH};
     NVP_REQUIRE(dim >= 2 && dim <= NVP_MAX_DIM, NVP_EINVAL,
                 "%s: dim %zu is outside [2, %d]", fn, dim, NVP_MAX_DIM);
+    NVP_REQUIRE(cdim <= NVP_MAX_DIM, NVP_EINVAL,
+                "%s: context_dim %zu is above %d", fn, cdim, NVP_MAX_DIM);
     NVP_REQUIRE(mask != NULL, NVP_EINVAL, "%s: mask is NULL", fn);
     if (!hidden) {
         NVP_REQUIRE(n_hidden == 0, NVP_EINVAL,
@@ -56,6 +58,7 @@ int nvp__coupling_plan(nvp_coupling *c, const nvp_errbox *eb, const char *fn,
 
     const nvp_allocator *a = &c->layer.alloc;
     c->layer.dim = dim;
+    c->layer.cdim = cdim;
     c->na = na;
     c->nb = dim - na;
     c->idx_a = nvp__malloc(a, na * sizeof(size_t));
@@ -71,8 +74,10 @@ int nvp__coupling_plan(nvp_coupling *c, const nvp_errbox *eb, const char *fn,
         else
             c->idx_b[ib++] = i;
     }
-    /* The conditioner maps x_a to a shift and a log-scale per x_b. */
-    int rc = nvp__cond_plan(&c->cond, eb, fn, na, 2 * c->nb, n_hidden, hidden);
+    /* The conditioner maps x_a, then the context, to a shift and a
+     * log-scale per x_b. */
+    int rc = nvp__cond_plan(&c->cond, eb, fn, na + cdim, 2 * c->nb, n_hidden,
+                            hidden);
     if (rc)
         return rc;
     c->layer.n_params = c->cond.n_params;
@@ -101,7 +106,7 @@ static void init_params(nvp_coupling *c, nvp_rng *rng, unsigned flags)
 }
 
 int nvp__coupling_new(nvp_coupling **out, const char *fn, size_t dim,
-                      const unsigned char *mask, size_t n_hidden,
+                      size_t cdim, const unsigned char *mask, size_t n_hidden,
                       const size_t *hidden, const nvp_allocator *alloc)
 {
     *out = NULL;
@@ -112,7 +117,7 @@ int nvp__coupling_new(nvp_coupling **out, const char *fn, size_t dim,
     if (rc)
         return rc;
     nvp_coupling *c = (nvp_coupling *)l;
-    rc = nvp__coupling_plan(c, NULL, fn, dim, mask, n_hidden, hidden);
+    rc = nvp__coupling_plan(c, NULL, fn, dim, cdim, mask, n_hidden, hidden);
     if (rc == NVP_OK)
         rc = nvp__layer_alloc_params(l, c->cond.n_params, fn);
     if (rc != NVP_OK) {
@@ -123,9 +128,10 @@ int nvp__coupling_new(nvp_coupling **out, const char *fn, size_t dim,
     return NVP_OK;
 }
 
-/* The body of both public constructors; messages name fn. */
+/* The body of the public constructors; messages name fn. */
 static int coupling_create(const char *fn, nvp_coupling **out, size_t dim,
-                           const unsigned char *mask, size_t n_hidden,
+                           size_t cdim, const unsigned char *mask,
+                           size_t n_hidden,
                            const size_t *hidden, unsigned flags, nvp_rng *rng,
                            const nvp_allocator *alloc)
 {
@@ -133,7 +139,8 @@ static int coupling_create(const char *fn, nvp_coupling **out, size_t dim,
     NVP_REQUIRE(rng != NULL, NVP_EINVAL, "%s: rng is NULL", fn);
     NVP_REQUIRE((flags & ~NVP_INIT_ZERO_OUTPUT) == 0, NVP_EINVAL,
                 "%s: unknown flags 0x%x", fn, flags);
-    int rc = nvp__coupling_new(out, fn, dim, mask, n_hidden, hidden, alloc);
+    int rc =
+        nvp__coupling_new(out, fn, dim, cdim, mask, n_hidden, hidden, alloc);
     if (rc == NVP_OK)
         init_params(*out, rng, flags);
     return rc;
@@ -147,8 +154,23 @@ int nvp_coupling_create(nvp_coupling **out, size_t dim,
     const nvp_errbox *eb = NULL;
     NVP_REQUIRE_PTR(out);
     *out = NULL;
-    return coupling_create("nvp_coupling_create", out, dim, mask, n_hidden,
-                           hidden, flags, rng, alloc);
+    return coupling_create("nvp_coupling_create", out, dim, 0, mask,
+                           n_hidden, hidden, flags, rng, alloc);
+}
+
+int nvp_coupling_create_conditional(nvp_coupling **out, size_t dim,
+                                    size_t context_dim,
+                                    const unsigned char *mask,
+                                    size_t n_hidden, const size_t *hidden,
+                                    unsigned flags, nvp_rng *rng,
+                                    const nvp_allocator *alloc)
+{
+    const nvp_errbox *eb = NULL;
+    NVP_REQUIRE_PTR(out);
+    *out = NULL;
+    return coupling_create("nvp_coupling_create_conditional", out, dim,
+                           context_dim, mask, n_hidden, hidden, flags, rng,
+                           alloc);
 }
 
 int nvp_coupling_create_half(nvp_coupling **out, size_t dim, int flip,
@@ -170,8 +192,8 @@ int nvp_coupling_create_half(nvp_coupling **out, size_t dim, int flip,
         return nvp__fail(NULL, NVP_ENOMEM, "%s: out of memory", fn);
     for (size_t i = 0; i < dim; i++)
         mask[i] = (unsigned char)((i < dim / 2) != (flip != 0));
-    int rc = coupling_create(fn, out, dim, mask, n_hidden, hidden, flags, rng,
-                             alloc);
+    int rc = coupling_create(fn, out, dim, 0, mask, n_hidden, hidden, flags,
+                             rng, alloc);
     nvp__free(&a, mask);
     return rc;
 }
@@ -233,14 +255,14 @@ int nvp_coupling_forward(const nvp_coupling *c, size_t n, const float *x,
                          float *y, float *logdet)
 {
     return nvp__layer_map(c ? &c->layer : NULL, "nvp_coupling_forward", 0, n,
-                          x, y, logdet);
+                          x, NULL, y, logdet);
 }
 
 int nvp_coupling_inverse(const nvp_coupling *c, size_t n, const float *y,
                          float *x, float *ildj)
 {
     return nvp__layer_map(c ? &c->layer : NULL, "nvp_coupling_inverse", 1, n,
-                          y, x, ildj);
+                          y, NULL, x, ildj);
 }
 
 int nvp_coupling_inverse_backward(const nvp_coupling *c, size_t n,
@@ -249,7 +271,7 @@ int nvp_coupling_inverse_backward(const nvp_coupling *c, size_t n,
 {
     return nvp__layer_inverse_backward(c ? &c->layer : NULL,
                                        "nvp_coupling_inverse_backward", n, y,
-                                       dx, dildj, dy, grad);
+                                       NULL, dx, dildj, dy, NULL, grad);
 }
 
 int nvp_coupling_set_log_scale_clamp(nvp_coupling *c, float bound)

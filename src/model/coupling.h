@@ -16,8 +16,8 @@ struct nvp_coupling {
     size_t na, nb;          /* conditioned (mask 1) and transformed dims */
     size_t *idx_a, *idx_b;  /* their indices, ascending */
     unsigned char *mask;
-    nvp_conditioner cond;   /* x_a -> (shift, raw log-scale); its
-                               parameters are all of the layer's */
+    nvp_conditioner cond;   /* (x_a, context) -> (shift, raw log-scale);
+                               its parameters are all of the layer's */
     float clamp;            /* soft log-scale bound; 0: none */
 };
 
@@ -41,19 +41,21 @@ size_t nvp__coupling_cache_floats(const nvp_coupling *c, size_t rows);
 size_t nvp__coupling_scratch_floats(const nvp_coupling *c, size_t rows);
 
 /* In-place inverse of `rows` rows of z (row stride dim): z_b becomes
- * (z_b - shift) * exp(-log_scale).  Adds each row's ildj into ildj (may be
- * NULL).  cache receives nvp__coupling_cache_floats floats. */
+ * (z_b - shift) * exp(-log_scale), shift and log-scale computed from x_a
+ * and the rows' context cond (rows x cdim; NULL when cdim is 0).  Adds
+ * each row's ildj into ildj (may be NULL).  cache receives nvp__coupling_cache_floats floats. */
 void nvp__coupling_inverse_rows(const nvp_coupling *c, const nvp_exec *ex,
-                                size_t rows, float *z, float *ildj,
-                                float *cache);
+                                size_t rows, float *z, const float *cond,
+                                float *ildj, float *cache);
 /* In-place forward of rows rows of z; adds log|det| into logdet (may be
  * NULL). */
 void nvp__coupling_forward_rows(const nvp_coupling *c, const nvp_exec *ex,
-                                size_t rows, float *z, float *logdet,
-                                float *cache);
+                                size_t rows, float *z, const float *cond,
+                                float *logdet, float *cache);
 /* Backward of the inverse for rows rows, after nvp__coupling_inverse_rows
  * filled cache and produced x.  dx (rows x dim) is dL/dx; dildj is dL/dildj
- * per row (NULL: zero).  Writes dy (rows x dim, may be NULL) and adds the
+ * per row (NULL: zero).  Writes dy (rows x dim, may be NULL), adds
+ * dL/d(context) into dcond (rows x cdim, may be NULL) and adds the
  * parameter gradient into grad (n_params, may be NULL); with fresh != 0
  * the part nvp__cond_fresh_range names is written instead (as if added
  * to zeros), so the caller clears only the rest. */
@@ -61,20 +63,20 @@ void nvp__coupling_inverse_backward_rows(const nvp_coupling *c,
                                          const nvp_exec *ex, size_t rows,
                                          const float *cache, const float *x,
                                          const float *dx, const float *dildj,
-                                         float *dy, float *grad, int fresh,
-                                         float *scratch);
+                                         float *dy, float *dcond, float *grad,
+                                         int fresh, float *scratch);
 
 /* Checks a layer description; on success fills the structural fields of c
  * (dim, na, nb, index lists, dense layers, n_params).  Used by the
  * constructor and by the loader. */
 int nvp__coupling_plan(nvp_coupling *c, const nvp_errbox *eb, const char *fn,
-                       size_t dim, const unsigned char *mask,
+                       size_t dim, size_t cdim, const unsigned char *mask,
                        size_t n_hidden, const size_t *hidden);
 
 /* A layer with every parameter zero (the constructor and the loader fill
  * them).  Errors recorded for fn: NVP_EINVAL, NVP_EOVERFLOW, NVP_ENOMEM. */
 int nvp__coupling_new(nvp_coupling **out, const char *fn, size_t dim,
-                      const unsigned char *mask, size_t n_hidden,
+                      size_t cdim, const unsigned char *mask, size_t n_hidden,
                       const size_t *hidden, const nvp_allocator *alloc);
 
 #endif

@@ -16,22 +16,30 @@ size_t nvp__coupling_cache_floats(const nvp_coupling *c, size_t rows)
 
 size_t nvp__coupling_scratch_floats(const nvp_coupling *c, size_t rows)
 {
-    /* dL/d(conditioner output), the conditioner's scratch, and dL/dx_a. */
+    /* dL/d(conditioner output), the conditioner's scratch, and dL/d(its
+     * input): x_a, then the context. */
     return nvp__carved(rows * 2 * c->nb) +
            nvp__cond_scratch_floats(&c->cond, rows) +
-           nvp__carved(rows * c->na);
+           nvp__carved(rows * c->cond.n_in);
 }
 
-/* Gathers z_a into the cache and runs the conditioner.  Returns the output
- * block (rows x 2 nb: shift, then raw log-scale). */
+/* Gathers z_a, then the row's context, into the cache and runs the
+ * conditioner.  Returns the output block (rows x 2 nb: shift, then raw
+ * log-scale). */
 static const float *conditioner_of(const nvp_coupling *c, const nvp_exec *ex,
-                                   size_t rows, const float *z, float *cache,
+                                   size_t rows, const float *z,
+                                   const float *cond, float *cache,
                                    nvp_cond_cache *cc)
 {
+    const size_t na = c->na, cdim = c->layer.cdim, n_in = c->cond.n_in;
     nvp__cond_cache_bind(&c->cond, rows, cache, cc);
-    for (size_t i = 0; i < rows; i++)
-        for (size_t j = 0; j < c->na; j++)
-            cc->input[i * c->na + j] = z[i * c->layer.dim + c->idx_a[j]];
+    for (size_t i = 0; i < rows; i++) {
+        float *in = cc->input + i * n_in;
+        for (size_t j = 0; j < na; j++)
+            in[j] = z[i * c->layer.dim + c->idx_a[j]];
+        if (cdim)
+            memcpy(in + na, cond + i * cdim, cdim * sizeof *in);
+    }
     return nvp__cond_forward(&c->cond, ex, c->layer.params, rows, cc);
 }
 
@@ -44,11 +52,11 @@ static inline float log_scale_of(float raw, float clamp)
 }
 
 void nvp__coupling_inverse_rows(const nvp_coupling *c, const nvp_exec *ex,
-                                size_t rows, float *z, float *ildj,
-                                float *cache)
+                                size_t rows, float *z, const float *cond,
+                                float *ildj, float *cache)
 {
     nvp_cond_cache cc;
-    const float *out = conditioner_of(c, ex, rows, z, cache, &cc);
+    const float *out = conditioner_of(c, ex, rows, z, cond, cache, &cc);
     const size_t nb = c->nb, dim = c->layer.dim;
     for (size_t i = 0; i < rows; i++) {
         const float *shift = out + i * 2 * nb;
@@ -67,11 +75,11 @@ void nvp__coupling_inverse_rows(const nvp_coupling *c, const nvp_exec *ex,
 }
 
 void nvp__coupling_forward_rows(const nvp_coupling *c, const nvp_exec *ex,
-                                size_t rows, float *z, float *logdet,
-                                float *cache)
+                                size_t rows, float *z, const float *cond,
+                                float *logdet, float *cache)
 {
     nvp_cond_cache cc;
-    const float *out = conditioner_of(c, ex, rows, z, cache, &cc);
+    const float *out = conditioner_of(c, ex, rows, z, cond, cache, &cc);
     const size_t nb = c->nb, dim = c->layer.dim;
     for (size_t i = 0; i < rows; i++) {
         const float *shift = out + i * 2 * nb;
@@ -93,10 +101,11 @@ void nvp__coupling_inverse_backward_rows(const nvp_coupling *c,
                                          const nvp_exec *ex, size_t rows,
                                          const float *cache, const float *x,
                                          const float *dx, const float *dildj,
-                                         float *dy, float *grad,
+                                         float *dy, float *dcond, float *grad,
                                          int fresh, float *scratch)
 {
     const size_t nb = c->nb, na = c->na, dim = c->layer.dim;
+    const size_t cdim = c->layer.cdim, n_in = c->cond.n_in;
     nvp_cond_cache cc;
     nvp__cond_cache_bind(&c->cond, rows, (float *)cache, &cc);
     const float *out = cc.act[c->cond.n_dense - 1];
@@ -104,7 +113,10 @@ void nvp__coupling_inverse_backward_rows(const nvp_coupling *c,
     float *dout = nvp__carve(&cursor, rows * 2 * nb);
     float *cond_scratch =
         nvp__carve(&cursor, nvp__cond_scratch_floats(&c->cond, rows));
-    float *din = nvp__carve(&cursor, rows * na);
+    float *din = nvp__carve(&cursor, rows * n_in);
+    /* The conditioner's input gradient: for dy's x_a part, and for the
+     * context's gradient. */
+    const int want_din = dy || (dcond && cdim);
     /* The output layer's bias gradient is the column sums of dout: summed
      * here, row by row as dout is made (the order a loop over it would
      * add them in), unless the conditioner sums it itself. */
@@ -141,14 +153,18 @@ void nvp__coupling_inverse_backward_rows(const nvp_coupling *c,
                 gb_out[j] += dsh[j];
     }
     nvp__cond_backward(&c->cond, ex, c->layer.params, rows, &cc, dout, 1,
-                       dy ? din : NULL, grad, fresh, cond_scratch);
+                       want_din ? din : NULL, grad, fresh, cond_scratch);
     if (dy) {
         for (size_t i = 0; i < rows; i++)
             for (size_t j = 0; j < na; j++) {
                 const size_t a = c->idx_a[j];
-                dy[i * dim + a] = dx[i * dim + a] + din[i * na + j];
+                dy[i * dim + a] = dx[i * dim + a] + din[i * n_in + j];
             }
     }
+    if (dcond && cdim)
+        for (size_t i = 0; i < rows; i++)
+            for (size_t j = 0; j < cdim; j++)
+                dcond[i * cdim + j] += din[i * n_in + na + j];
 }
 
 /* The layer table's entry: the functions above, taking the shared part. */
@@ -165,26 +181,32 @@ static size_t kind_scratch_floats(const nvp_layer *l, size_t rows)
 }
 
 static void kind_inverse_rows(const nvp_layer *l, const nvp_exec *ex,
-                              size_t rows, float *z, float *ildj, float *cache)
+                              size_t rows, float *z, const float *cond,
+                              float *ildj, float *cache)
 {
-    nvp__coupling_inverse_rows(AS_COUPLING(l), ex, rows, z, ildj, cache);
+    nvp__coupling_inverse_rows(AS_COUPLING(l), ex, rows, z, cond, ildj,
+                               cache);
 }
 
 static void kind_forward_rows(const nvp_layer *l, const nvp_exec *ex,
-                              size_t rows, float *z, float *logdet,
-                              float *cache)
+                              size_t rows, float *z, const float *cond,
+                              float *logdet, float *cache)
 {
-    nvp__coupling_forward_rows(AS_COUPLING(l), ex, rows, z, logdet, cache);
+    nvp__coupling_forward_rows(AS_COUPLING(l), ex, rows, z, cond, logdet,
+                               cache);
 }
 
 static void kind_inverse_backward_rows(const nvp_layer *l, const nvp_exec *ex,
                                        size_t rows, const float *cache,
-                                       const float *x, const float *dx,
-                                       const float *dildj, float *dy,
-                                       float *grad, int fresh, float *scratch)
+                                       const float *x, const float *cond,
+                                       const float *dx, const float *dildj,
+                                       float *dy, float *dcond, float *grad,
+                                       int fresh, float *scratch)
 {
+    (void)cond; /* the cache holds it */
     nvp__coupling_inverse_backward_rows(AS_COUPLING(l), ex, rows, cache, x,
-                                        dx, dildj, dy, grad, fresh, scratch);
+                                        dx, dildj, dy, dcond, grad, fresh,
+                                        scratch);
 }
 
 static void kind_fresh_range(const nvp_layer *l, size_t *off, size_t *len)
@@ -198,10 +220,12 @@ static void kind_set_clamp(nvp_layer *l, float bound)
     ((nvp_coupling *)l)->clamp = bound;
 }
 
-/* Stored values: n_hidden, the widths, the clamp's bits, the mask. */
+/* Stored values: n_hidden, the widths, the clamp's bits, the mask, and
+ * for a conditional coupling its context dimension (a layer without
+ * context stores what version 0.4.0 stored). */
 static size_t kind_hyper_count(const nvp_layer *l)
 {
-    return 2 + (AS_COUPLING(l)->cond.n_dense - 1) + l->dim;
+    return 2 + (AS_COUPLING(l)->cond.n_dense - 1) + l->dim + (l->cdim > 0);
 }
 
 static uint32_t kind_hyper_value(const nvp_layer *l, size_t i)
@@ -217,6 +241,8 @@ static uint32_t kind_hyper_value(const nvp_layer *l, size_t i)
         memcpy(&bits, &c->clamp, sizeof bits);
         return bits;
     }
+    if (i == n_hidden + 2 + l->dim)
+        return (uint32_t)l->cdim;
     return c->mask[i - n_hidden - 2];
 }
 
@@ -225,8 +251,13 @@ static int kind_hyper_check(const char *fn, size_t dim, const uint32_t *h,
 {
     const nvp_errbox *eb = NULL;
     NVP_REQUIRE(dim >= 2 && n >= 2 + dim && h[0] <= NVP_MAX_HIDDEN_LAYERS &&
-                    n == 2 + h[0] + dim,
+                    (n == 2 + h[0] + dim || n == 3 + h[0] + dim),
                 NVP_EFORMAT, "%s: a coupling's description is malformed", fn);
+    /* A trailing value is the context dimension, stored only when > 0. */
+    const uint32_t cdim = n == 3 + h[0] + dim ? h[n - 1] : 0;
+    NVP_REQUIRE(n == 2 + h[0] + dim || (cdim >= 1 && cdim <= NVP_MAX_DIM),
+                NVP_EFORMAT, "%s: context dimension %u outside [1, %d]", fn,
+                cdim, NVP_MAX_DIM);
     const uint32_t n_hidden = h[0];
     for (uint32_t k = 0; k < n_hidden; k++)
         NVP_REQUIRE(h[1 + k] >= 1 && h[1 + k] <= NVP_MAX_WIDTH, NVP_EFORMAT,
@@ -246,7 +277,7 @@ static int kind_hyper_check(const char *fn, size_t dim, const uint32_t *h,
     NVP_REQUIRE(na > 0 && na < dim, NVP_EFORMAT,
                 "%s: the mask needs both a 0 and a 1", fn);
     /* Every factor is at most 2^16, so no product overflows 64 bits. */
-    uint64_t in = na, total = 0;
+    uint64_t in = na + cdim, total = 0;
     for (uint32_t k = 0; k <= n_hidden; k++) {
         const uint64_t out = k < n_hidden ? h[1 + k] : 2 * (dim - na);
         total += in * out + out;
@@ -260,8 +291,8 @@ static int kind_from_hyper(nvp_layer **out, const char *fn, size_t dim,
                            const uint32_t *h, size_t n,
                            const nvp_allocator *alloc)
 {
-    (void)n;
     const uint32_t n_hidden = h[0];
+    const size_t cdim = n == 3 + n_hidden + dim ? h[n - 1] : 0;
     size_t hidden[NVP_MAX_HIDDEN_LAYERS];
     for (uint32_t k = 0; k < n_hidden; k++)
         hidden[k] = h[1 + k];
@@ -275,7 +306,7 @@ static int kind_from_hyper(nvp_layer **out, const char *fn, size_t dim,
         mask[j] = (unsigned char)h[2 + n_hidden + j];
     nvp_coupling *c = NULL;
     const int rc =
-        nvp__coupling_new(&c, fn, dim, mask, n_hidden, hidden, alloc);
+        nvp__coupling_new(&c, fn, dim, cdim, mask, n_hidden, hidden, alloc);
     nvp__free(&a, mask);
     if (rc)
         return rc;

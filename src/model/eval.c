@@ -16,6 +16,7 @@ typedef struct eval_job {
     nvp_eval_mode mode;
     size_t n;
     const float *in; /* x (forward, trace) or y (inverse, log_prob) */
+    nvp_given given; /* the rows' context */
     float *out;      /* y (forward, sample), x (inverse), lp, or stages */
     float *ld;       /* per-row log-determinant or sample log_prob; NULL */
     size_t cap;      /* rows a chunk holds at most (the arena's size) */
@@ -60,16 +61,30 @@ static size_t max_cache_floats(const nvp_stack *st, size_t rows)
 size_t nvp__stack_eval_floats(const nvp_stack *st, size_t rows)
 {
     /* a chunk copy of the input, an accumulator row, one layer's cache
-     * (layers run one after another) and a row of flags */
+     * (layers run one after another), a row of flags and the chunk's
+     * context when it is spread from one row */
     return nvp__carved(rows * st->dim) + nvp__carved(rows) +
-           max_cache_floats(st, rows) + nvp__carved(rows);
+           max_cache_floats(st, rows) + nvp__carved(rows) +
+           nvp__carved(rows * st->cdim);
 }
 
 /* Layer k of the stack through its kind's table. */
-#define INVERSE(k, ...) \
-    st->layers[k]->kind->inverse_rows(st->layers[k], __VA_ARGS__)
-#define FORWARD(k, ...) \
-    st->layers[k]->kind->forward_rows(st->layers[k], __VA_ARGS__)
+#define INVERSE(k, ex, rows, z, ld, cache)                                  \
+    st->layers[k]->kind->inverse_rows(st->layers[k], ex, rows, z, cond, ld, \
+                                      cache)
+#define FORWARD(k, ex, rows, z, ld, cache)                                  \
+    st->layers[k]->kind->forward_rows(st->layers[k], ex, rows, z, cond, ld, \
+                                      cache)
+
+/* Flags the rows whose context holds NaN or an infinity too. */
+static void flag_nonfinite_context(size_t rows, size_t cdim,
+                                   const float *cond, unsigned char *bad)
+{
+    for (size_t i = 0; i < rows; i++)
+        for (size_t j = 0; j < cdim; j++)
+            if (!isfinite(cond[i * cdim + j]))
+                bad[i] = 1;
+}
 
 static void eval_chunk(const eval_job *j, size_t chunk, float *arena,
                        const nvp_exec *ex)
@@ -84,6 +99,18 @@ static void eval_chunk(const eval_job *j, size_t chunk, float *arena,
     float *cache = nvp__carve(&cursor, max_cache_floats(st, R));
     unsigned char *bad = (unsigned char *)nvp__carve(&cursor, R);
     float *ld = j->ld ? j->ld + r0 : NULL;
+    /* The chunk's context, rows x cdim: the caller's rows, or one row
+     * spread over the chunk. */
+    const size_t cdim = st->cdim;
+    const float *cond = NULL;
+    if (cdim && j->given.stride) {
+        cond = j->given.rows + r0 * j->given.stride;
+    } else if (cdim) {
+        float *spread = nvp__carve(&cursor, R * cdim);
+        for (size_t i = 0; i < rows; i++)
+            memcpy(spread + i * cdim, j->given.rows, cdim * sizeof *spread);
+        cond = spread;
+    }
 
     switch (j->mode) {
     case NVP_EV_FORWARD:
@@ -94,6 +121,7 @@ static void eval_chunk(const eval_job *j, size_t chunk, float *arena,
         if (ld)
             memset(ld, 0, rows * sizeof *ld);
         nvp__flag_nonfinite_rows(rows, dim, z, bad);
+        flag_nonfinite_context(rows, cdim, cond, bad);
         for (size_t s = 0; s < K; s++) {
             if (j->mode == NVP_EV_INVERSE)
                 INVERSE(K - 1 - s, ex, rows, z, ld, cache);
@@ -115,12 +143,18 @@ static void eval_chunk(const eval_job *j, size_t chunk, float *arena,
         if (ld)
             for (size_t i = 0; i < rows; i++)
                 ld[i] = overflow_as_zero_density(-(double)ld[i]);
+        if (cdim) {
+            memset(bad, 0, rows);
+            flag_nonfinite_context(rows, cdim, cond, bad);
+            poison_rows(rows, dim, bad, z, ld);
+        }
         break;
     }
     case NVP_EV_LOG_PROB: {
         memcpy(copy, j->in + r0 * dim, rows * dim * sizeof *copy);
         memset(acc, 0, rows * sizeof *acc);
         nvp__flag_nonfinite_rows(rows, dim, copy, bad);
+        flag_nonfinite_context(rows, cdim, cond, bad);
         for (size_t s = 0; s < K; s++)
             INVERSE(K - 1 - s, ex, rows, copy, acc, cache);
         float *lp = j->out + r0;
@@ -140,6 +174,7 @@ static void eval_chunk(const eval_job *j, size_t chunk, float *arena,
             float *next = z + block;
             memcpy(next, z, rows * dim * sizeof *next);
             nvp__flag_nonfinite_rows(rows, dim, next, bad);
+            flag_nonfinite_context(rows, cdim, cond, bad);
             FORWARD(k, ex, rows, next, NULL, cache);
             poison_rows(rows, dim, bad, next, NULL);
             z = next;
@@ -158,9 +193,11 @@ static void eval_task(void *arg, size_t chunk, size_t worker)
 }
 
 int nvp__stack_eval(const nvp_stack *st, nvp_eval_mode mode, size_t n,
-                    const float *in, float *out, float *ld, const char *fn)
+                    const float *in, nvp_given given, float *out, float *ld,
+                    const char *fn)
 {
-    eval_job job = {st, mode, n, in, out, ld, nvp__chunk_rows(n), {NULL}},
+    eval_job job = {st,  mode, n, in, given, out,
+                    ld,  nvp__chunk_rows(n), {NULL}},
              *j = &job;
     const nvp_context *ctx = st->ctx;
     const size_t chunks = (n + NVP_CHUNK_ROWS - 1) / NVP_CHUNK_ROWS;

@@ -12,6 +12,7 @@
 
 typedef struct nvp_stack {
     size_t dim;
+    size_t cdim;              /* context values per row (0: none) */
     nvp_layer *const *layers; /* applied in this order going forward */
     size_t n_layers;
     const nvp_base *base;     /* for sample and log_prob; may be NULL else */
@@ -27,12 +28,20 @@ typedef enum {
     NVP_EV_TRACE     /* in: x, out: n_layers + 1 blocks of stages */
 } nvp_eval_mode;
 
-/* Rows with NaN or an infinity come out as NaN (log densities too); a
- * finite row whose log density overflows gets -inf.  Arguments are
- * checked by the caller.  Returns NVP_OK or NVP_ENOMEM (recorded for fn in
- * st->err). */
+/* The context of n rows: row i's cdim values at rows + i * stride (stride
+ * 0: one context for every row).  rows is NULL when cdim is 0. */
+typedef struct nvp_given {
+    const float *rows;
+    size_t stride;
+} nvp_given;
+
+/* Rows with NaN or an infinity, in the input or in their context, come
+ * out as NaN (log densities too); a finite row whose log density
+ * overflows gets -inf.  Arguments are checked by the caller.  Returns
+ * NVP_OK or NVP_ENOMEM (recorded for fn in st->err). */
 int nvp__stack_eval(const nvp_stack *st, nvp_eval_mode mode, size_t n,
-                    const float *in, float *out, float *ld, const char *fn);
+                    const float *in, nvp_given given, float *out, float *ld,
+                    const char *fn);
 
 /* The work space one evaluating thread needs for chunks of `rows` rows. */
 size_t nvp__stack_eval_floats(const nvp_stack *st, size_t rows);

@@ -41,20 +41,27 @@ typedef struct nvp_layer_ops {
     /* In place on `rows` rows of z (row stride dim): the inverse (data to
      * base), adding each row's log|det dx/dy| into ildj (may be NULL), and
      * the forward (base to data), adding log|det dy/dx| into logdet (may
-     * be NULL).  cache receives cache_floats(rows) floats. */
+     * be NULL).  cond holds the rows' context (rows x cdim, row stride
+     * cdim; NULL when the layer's cdim is 0; kinds without context ignore
+     * it).  cache receives cache_floats(rows) floats. */
     void (*inverse_rows)(const nvp_layer *l, const nvp_exec *ex, size_t rows,
-                         float *z, float *ildj, float *cache);
+                         float *z, const float *cond, float *ildj,
+                         float *cache);
     void (*forward_rows)(const nvp_layer *l, const nvp_exec *ex, size_t rows,
-                         float *z, float *logdet, float *cache);
+                         float *z, const float *cond, float *logdet,
+                         float *cache);
     /* Backward of the inverse, after inverse_rows filled cache and left x:
      * dx (rows x dim) is dL/dx, dildj dL/dildj per row (NULL: zero).
-     * Writes dy = dL/dy (may be NULL) and adds the parameter gradient into
-     * grad (n_params, may be NULL); with fresh != 0 the range fresh_range
-     * names is written instead, as if added to zeros. */
+     * Writes dy = dL/dy (may be NULL), adds dL/d(context) into dcond (rows
+     * x cdim; may be NULL, ignored by kinds without context) and adds the
+     * parameter gradient into grad (n_params, may be NULL); with fresh != 0
+     * the range fresh_range names is written instead, as if added to
+     * zeros. */
     void (*inverse_backward_rows)(const nvp_layer *l, const nvp_exec *ex,
                                   size_t rows, const float *cache,
-                                  const float *x, const float *dx,
-                                  const float *dildj, float *dy, float *grad,
+                                  const float *x, const float *cond,
+                                  const float *dx, const float *dildj,
+                                  float *dy, float *dcond, float *grad,
                                   int fresh, float *scratch);
     /* The part of the gradient a fresh backward writes: [*off, *off +
      * *len); *len 0 when none. */
@@ -79,6 +86,8 @@ struct nvp_layer {
     nvp_errbox err;
     nvp_allocator alloc;
     size_t dim;
+    size_t cdim;         /* context values per row the layer reads; 0:
+                            none (every kind but a conditional coupling) */
     size_t n_params;
     float *params;       /* own_params, or a view into a chain's vector */
     float *own_params;   /* NULL once a chain has adopted the layer */
@@ -98,7 +107,7 @@ int nvp__layer_new(nvp_layer **out, size_t size, const nvp_layer_ops *kind,
 const nvp_layer_ops *nvp__layer_kind_by_id(uint32_t id);
 
 /* The most values any kind stores for a layer over dim dimensions. */
-#define NVP_MAX_HYPER(dim) ((size_t)(dim) + NVP_MAX_HIDDEN_LAYERS + 2)
+#define NVP_MAX_HYPER(dim) ((size_t)(dim) + NVP_MAX_HIDDEN_LAYERS + 3)
 
 /* Table entries for kinds that have nothing of the sort: no floats of
  * cache or scratch, no fresh range, no stored values. */

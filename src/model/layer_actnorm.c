@@ -11,9 +11,10 @@
 #include "model/layer_kinds.h"
 
 static void actnorm_inverse_rows(const nvp_layer *l, const nvp_exec *ex,
-                                 size_t rows, float *z, float *ildj,
+                                 size_t rows, float *z, const float *cond, float *ildj,
                                  float *cache)
 {
+    (void)cond;
     (void)ex;
     (void)cache;
     const size_t dim = l->dim;
@@ -31,9 +32,10 @@ static void actnorm_inverse_rows(const nvp_layer *l, const nvp_exec *ex,
 }
 
 static void actnorm_forward_rows(const nvp_layer *l, const nvp_exec *ex,
-                                 size_t rows, float *z, float *logdet,
+                                 size_t rows, float *z, const float *cond, float *logdet,
                                  float *cache)
 {
+    (void)cond;
     (void)ex;
     (void)cache;
     const size_t dim = l->dim;
@@ -52,11 +54,12 @@ static void actnorm_forward_rows(const nvp_layer *l, const nvp_exec *ex,
 
 static void actnorm_inverse_backward_rows(const nvp_layer *l,
                                           const nvp_exec *ex, size_t rows,
-                                          const float *cache, const float *x,
+                                          const float *cache, const float *x, const float *cond,
                                           const float *dx, const float *dildj,
-                                          float *dy, float *grad, int fresh,
+                                          float *dy, float *dcond, float *grad, int fresh,
                                           float *scratch)
 {
+    (void)cond, (void)dcond;
     (void)ex, (void)cache, (void)fresh, (void)scratch;
     const size_t dim = l->dim;
     const float *s = l->params;

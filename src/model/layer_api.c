@@ -40,35 +40,60 @@ int nvp__layer_set_params(nvp_layer *l, const char *fn, size_t count,
     return NVP_OK;
 }
 
+/* A layer that reads a context needs one (the _given calls), and only
+ * such a layer is given one. */
+static int check_context(const nvp_layer *l, const char *fn,
+                         const float *context)
+{
+    const nvp_errbox *eb = &l->err;
+    NVP_REQUIRE(l->cdim == 0 || context != NULL, NVP_EINVAL,
+                "%s: the layer reads %zu context values per row; pass them "
+                "(the _given form of this call)",
+                fn, l->cdim);
+    return NVP_OK;
+}
+
 int nvp__layer_map(const nvp_layer *l, const char *fn, int inverse, size_t n,
-                   const float *in, float *out, float *ld)
+                   const float *in, const float *context, float *out,
+                   float *ld)
 {
     const nvp_errbox *eb = l ? &l->err : NULL;
     NVP_REQUIRE(l != NULL, NVP_EINVAL, "%s: layer is NULL", fn);
     NVP_REQUIRE(in != NULL && out != NULL, NVP_EINVAL,
                 "%s: input or output is NULL", fn);
+    if (check_context(l, fn, context))
+        return NVP_EINVAL;
     int rc = nvp__check_batch(eb, fn, n, l->dim);
     if (rc)
         return rc;
     /* The layer alone, through the batching driver every chain uses. */
     nvp_layer *self = (nvp_layer *)l;
-    const nvp_stack st = {l->dim, &self, 1, NULL, &l->ctx, eb};
+    const nvp_stack st = {l->dim, l->cdim, &self, 1, NULL, &l->ctx, eb};
+    const nvp_given g = {l->cdim ? context : NULL, l->cdim};
     return nvp__stack_eval(&st, inverse ? NVP_EV_INVERSE : NVP_EV_FORWARD, n,
-                           in, out, ld, fn);
+                           in, g, out, ld, fn);
 }
 
 int nvp__layer_inverse_backward(const nvp_layer *l, const char *fn, size_t n,
-                                const float *y, const float *dx,
-                                const float *dildj, float *dy, float *grad)
+                                const float *y, const float *context,
+                                const float *dx, const float *dildj,
+                                float *dy, float *dcontext, float *grad)
 {
     const nvp_errbox *eb = l ? &l->err : NULL;
     NVP_REQUIRE(l != NULL, NVP_EINVAL, "%s: layer is NULL", fn);
     NVP_REQUIRE(y != NULL && dx != NULL, NVP_EINVAL, "%s: y or dx is NULL",
                 fn);
+    if (check_context(l, fn, context))
+        return NVP_EINVAL;
     int rc = nvp__check_batch(eb, fn, n, l->dim);
     if (rc)
         return rc;
-    const size_t dim = l->dim, R = nvp__chunk_rows(n);
+    const size_t dim = l->dim, cdim = l->cdim, R = nvp__chunk_rows(n);
+    if (cdim)
+        for (size_t i = 0; i < n * cdim; i++)
+            NVP_REQUIRE(isfinite(context[i]), NVP_ENONFINITE,
+                        "%s: context holds a non-finite value at row %zu", fn,
+                        i / cdim);
     /* Refuse non-finite inputs before anything is accumulated into grad. */
     for (size_t i = 0; i < n * dim; i++)
         NVP_REQUIRE(isfinite(y[i]) && isfinite(dx[i]), NVP_ENONFINITE,
@@ -95,11 +120,16 @@ int nvp__layer_inverse_backward(const nvp_layer *l, const char *fn, size_t n,
     for (size_t r0 = 0; r0 < n; r0 += NVP_CHUNK_ROWS) {
         const size_t rows = n - r0 < R ? n - r0 : R;
         memcpy(x, y + r0 * dim, rows * dim * sizeof *x);
-        l->kind->inverse_rows(l, &ex, rows, x, NULL, cache);
-        l->kind->inverse_backward_rows(l, &ex, rows, cache, x, dx + r0 * dim,
+        const float *cond = cdim ? context + r0 * cdim : NULL;
+        float *dcond = cdim && dcontext ? dcontext + r0 * cdim : NULL;
+        if (dcond)
+            memset(dcond, 0, rows * cdim * sizeof *dcond);
+        l->kind->inverse_rows(l, &ex, rows, x, cond, NULL, cache);
+        l->kind->inverse_backward_rows(l, &ex, rows, cache, x, cond,
+                                       dx + r0 * dim,
                                        dildj ? dildj + r0 : NULL,
-                                       dy ? dy + r0 * dim : NULL, grad, 0,
-                                       scratch);
+                                       dy ? dy + r0 * dim : NULL, dcond, grad,
+                                       0, scratch);
     }
     nvp__ws_release(&l->ctx, NVP_WS_TRAIN, ws);
     return NVP_OK;
@@ -212,13 +242,28 @@ int nvp_layer_set_params(nvp_layer *layer, size_t count, const float *src)
 int nvp_layer_forward(const nvp_layer *layer, size_t n, const float *x,
                       float *y, float *logdet)
 {
-    return nvp__layer_map(layer, "nvp_layer_forward", 0, n, x, y, logdet);
+    return nvp__layer_map(layer, "nvp_layer_forward", 0, n, x, NULL, y,
+                          logdet);
+}
+
+int nvp_layer_forward_given(const nvp_layer *layer, size_t n, const float *x,
+                            const float *context, float *y, float *logdet)
+{
+    return nvp__layer_map(layer, "nvp_layer_forward_given", 0, n, x, context,
+                          y, logdet);
 }
 
 int nvp_layer_inverse(const nvp_layer *layer, size_t n, const float *y,
                       float *x, float *ildj)
 {
-    return nvp__layer_map(layer, "nvp_layer_inverse", 1, n, y, x, ildj);
+    return nvp__layer_map(layer, "nvp_layer_inverse", 1, n, y, NULL, x, ildj);
+}
+
+int nvp_layer_inverse_given(const nvp_layer *layer, size_t n, const float *y,
+                            const float *context, float *x, float *ildj)
+{
+    return nvp__layer_map(layer, "nvp_layer_inverse_given", 1, n, y, context,
+                          x, ildj);
 }
 
 int nvp_layer_inverse_backward(const nvp_layer *layer, size_t n,
@@ -226,7 +271,23 @@ int nvp_layer_inverse_backward(const nvp_layer *layer, size_t n,
                                const float *dildj, float *dy, float *grad)
 {
     return nvp__layer_inverse_backward(layer, "nvp_layer_inverse_backward", n,
-                                       y, dx, dildj, dy, grad);
+                                       y, NULL, dx, dildj, dy, NULL, grad);
+}
+
+int nvp_layer_inverse_backward_given(const nvp_layer *layer, size_t n,
+                                     const float *y, const float *context,
+                                     const float *dx, const float *dildj,
+                                     float *dy, float *dcontext, float *grad)
+{
+    return nvp__layer_inverse_backward(layer,
+                                       "nvp_layer_inverse_backward_given", n,
+                                       y, context, dx, dildj, dy, dcontext,
+                                       grad);
+}
+
+size_t nvp_layer_context_dim(const nvp_layer *layer)
+{
+    return layer ? layer->cdim : 0;
 }
 
 int nvp_layer_set_kernels(nvp_layer *layer, int kernels)

@@ -32,9 +32,11 @@ int nvp__layer_get_params(const nvp_layer *l, const char *fn, size_t count,
 int nvp__layer_set_params(nvp_layer *l, const char *fn, size_t count,
                           const float *src);
 int nvp__layer_map(const nvp_layer *l, const char *fn, int inverse, size_t n,
-                   const float *in, float *out, float *ld);
+                   const float *in, const float *context, float *out,
+                   float *ld);
 int nvp__layer_inverse_backward(const nvp_layer *l, const char *fn, size_t n,
-                                const float *y, const float *dx,
-                                const float *dildj, float *dy, float *grad);
+                                const float *y, const float *context,
+                                const float *dx, const float *dildj,
+                                float *dy, float *dcontext, float *grad);
 
 #endif

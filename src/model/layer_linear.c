@@ -82,9 +82,10 @@ static size_t linear_scratch_floats(const nvp_layer *l, size_t rows)
 }
 
 static void linear_inverse_rows(const nvp_layer *l, const nvp_exec *ex,
-                                size_t rows, float *z, float *ildj,
+                                size_t rows, float *z, const float *cond, float *ildj,
                                 float *cache)
 {
+    (void)cond;
     (void)ex;
     const size_t dim = l->dim;
     const float *A = l->params, *b = l->params + dim * dim;
@@ -97,9 +98,10 @@ static void linear_inverse_rows(const nvp_layer *l, const nvp_exec *ex,
 }
 
 static void linear_forward_rows(const nvp_layer *l, const nvp_exec *ex,
-                                size_t rows, float *z, float *logdet,
+                                size_t rows, float *z, const float *cond, float *logdet,
                                 float *cache)
 {
+    (void)cond;
     (void)ex;
     (void)cache;
     const size_t dim = l->dim;
@@ -118,11 +120,12 @@ static void linear_forward_rows(const nvp_layer *l, const nvp_exec *ex,
  *   dL/dy = gr;      dL/db = -gr;     dL/dd_i gets -dildj per row. */
 static void linear_inverse_backward_rows(const nvp_layer *l,
                                          const nvp_exec *ex, size_t rows,
-                                         const float *cache, const float *x,
+                                         const float *cache, const float *x, const float *cond,
                                          const float *dx, const float *dildj,
-                                         float *dy, float *grad, int fresh,
+                                         float *dy, float *dcond, float *grad, int fresh,
                                          float *scratch)
 {
+    (void)cond, (void)dcond;
     (void)fresh;
     const size_t dim = l->dim;
     const float *A = l->params;

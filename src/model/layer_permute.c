@@ -23,9 +23,10 @@ static size_t permute_cache_floats(const nvp_layer *l, size_t rows)
 }
 
 static void permute_inverse_rows(const nvp_layer *l, const nvp_exec *ex,
-                                 size_t rows, float *z, float *ildj,
+                                 size_t rows, float *z, const float *cond, float *ildj,
                                  float *cache)
 {
+    (void)cond;
     (void)ex;
     (void)ildj;
     const size_t dim = l->dim, *perm = AS_PERMUTE(l)->perm;
@@ -38,9 +39,10 @@ static void permute_inverse_rows(const nvp_layer *l, const nvp_exec *ex,
 }
 
 static void permute_forward_rows(const nvp_layer *l, const nvp_exec *ex,
-                                 size_t rows, float *z, float *logdet,
+                                 size_t rows, float *z, const float *cond, float *logdet,
                                  float *cache)
 {
+    (void)cond;
     (void)ex;
     (void)logdet;
     const size_t dim = l->dim, *perm = AS_PERMUTE(l)->perm;
@@ -54,11 +56,12 @@ static void permute_forward_rows(const nvp_layer *l, const nvp_exec *ex,
 
 static void permute_inverse_backward_rows(const nvp_layer *l,
                                           const nvp_exec *ex, size_t rows,
-                                          const float *cache, const float *x,
+                                          const float *cache, const float *x, const float *cond,
                                           const float *dx, const float *dildj,
-                                          float *dy, float *grad, int fresh,
+                                          float *dy, float *dcond, float *grad, int fresh,
                                           float *scratch)
 {
+    (void)cond, (void)dcond;
     (void)ex, (void)cache, (void)x, (void)dildj, (void)grad, (void)fresh;
     (void)scratch;
     if (!dy)

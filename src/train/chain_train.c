@@ -63,13 +63,28 @@ static size_t train_arena_layout(const nvp_chain *c, size_t rows, float *base,
     return off;
 }
 
-/* Loss and gradient of rows rows of y (all finite), scaled by 1/n_total,
- * adding into grad (fresh: writing the layers' fresh ranges, see
- * the layer table's fresh_range); returns the sum of the rows' log densities. */
-static double nll_grad_chunk(const nvp_chain *c, const nvp_exec *ex,
+/* What one backward pass computes, for rows of y whose log densities
+ * weigh `weight` each in the loss L (-1/n: the mean NLL; 1: the sum of
+ * the log densities, whose input gradient is the score). */
+typedef struct grad_want {
+    float weight;
+    float *grad;   /* dL/dparams, added into (fresh: see nll_grad_chunk);
+                      NULL: not wanted */
+    int fresh;
+    float *dy;     /* dL/dy of the data rows (rows x dim), or NULL */
+    float *dcond;  /* dL/d(context) (rows x cdim), or NULL; overwritten */
+} grad_want;
+
+/* The backward pass over rows rows of y (all finite) with their context
+ * cond (rows x cdim; NULL when the chain reads none), as w asks: the
+ * parameter gradient is added into w->grad (with w->fresh, the layers'
+ * fresh ranges are written instead, see the layer table's fresh_range).
+ * Returns the sum of the rows' log densities; their own go to lp (may be
+ * NULL). */
+static double backward_chunk(const nvp_chain *c, const nvp_exec *ex,
                              const train_arena *a, size_t rows,
-                             size_t n_total, const float *y, float *grad,
-                             int fresh)
+                             const float *y, const float *cond,
+                             const grad_want *w, float *lp)
 {
     const size_t dim = c->dim, K = c->n_layers, R = a->cap;
 #define STAGE(k) (a->stages + (k) * a->stage_floats)
@@ -84,31 +99,37 @@ static double nll_grad_chunk(const nvp_chain *c, const nvp_exec *ex,
         const nvp_layer *l = c->layers[k];
         cache_off -= l->kind->cache_floats(l, R);
         memcpy(STAGE(k), STAGE(k + 1), rows * dim * sizeof(float));
-        l->kind->inverse_rows(l, ex, rows, STAGE(k), a->ildj,
+        l->kind->inverse_rows(l, ex, rows, STAGE(k), cond, a->ildj,
                               a->caches + cache_off);
     }
     double sum_lp = 0.0;
-    const float scale = (float)(1.0 / (double)n_total);
+    const float scale = w->weight;
     float *dx = a->dstage[0];
     for (size_t i = 0; i < rows; i++) {
         const float *x0 = STAGE(0) + i * dim;
-        sum_lp += nvp__base_log_prob_row(c->base, x0) + (double)a->ildj[i];
-        /* L = -(1/n) sum log p: dL/dx0 = -(1/n) grad log p_base(x0),
-         * dL/dildj_k = -(1/n) for every layer. */
+        const double lpi =
+            nvp__base_log_prob_row(c->base, x0) + (double)a->ildj[i];
+        sum_lp += lpi;
+        if (lp)
+            lp[i] = (float)lpi;
+        /* L = weight * sum log p: dL/dx0 = weight * grad log p_base(x0),
+         * dL/dildj_k = weight for every layer. */
         nvp__base_grad_row(c->base, x0, dx + i * dim);
         for (size_t j = 0; j < dim; j++)
-            dx[i * dim + j] *= -scale;
-        a->dildj[i] = -scale;
+            dx[i * dim + j] *= scale;
+        a->dildj[i] = scale;
     }
+    if (w->dcond)
+        memset(w->dcond, 0, rows * c->cdim * sizeof *w->dcond);
     /* Backward, base -> data: layer 1's inverse produced x0, so it comes
      * first. */
     for (size_t k = 0; k < K; k++) {
         const nvp_layer *l = c->layers[k];
-        float *dy = k + 1 < K ? a->dstage[(k + 1) & 1] : NULL;
-        l->kind->inverse_backward_rows(l, ex, rows, a->caches + cache_off,
-                                       STAGE(k), dx, a->dildj, dy,
-                                       grad + c->offsets[k], fresh,
-                                       a->scratch);
+        float *dy = k + 1 < K ? a->dstage[(k + 1) & 1] : w->dy;
+        l->kind->inverse_backward_rows(
+            l, ex, rows, a->caches + cache_off, STAGE(k), cond, dx, a->dildj,
+            dy, w->dcond, w->grad ? w->grad + c->offsets[k] : NULL, w->fresh,
+            a->scratch);
         cache_off += l->kind->cache_floats(l, R);
         dx = dy;
     }
@@ -135,14 +156,14 @@ static void clear_grad(const nvp_chain *c, nvp_pool *pool, float *grad)
     nvp__par_zero(pool, grad + done, c->n_params - done);
 }
 
-/* The loss and gradient of n finite rows of y on pool (held, or NULL):
- * fills grad and *loss, and *grad_bits with the gradient's largest
- * magnitude as bits (nvp__max_abs_bits).  The check's pass over the whole
- * gradient runs on every thread.  Returns NVP_OK or NVP_ENOMEM (nothing
- * recorded). */
+/* The loss and gradient of n finite rows of y (with their context cond,
+ * NULL when the chain reads none) on pool (held, or NULL): fills grad and
+ * *loss, and *grad_bits with the gradient's largest magnitude as bits
+ * (nvp__max_abs_bits).  The check's pass over the whole gradient runs on
+ * every thread.  Returns NVP_OK or NVP_ENOMEM (nothing recorded). */
 static int nll_grad_run(const nvp_chain *c, nvp_pool *pool, size_t n,
-                        const float *y, float *grad, double *loss,
-                        uint32_t *grad_bits)
+                        const float *y, const float *cond, float *grad,
+                        double *loss, uint32_t *grad_bits)
 {
     const size_t cap = nvp__chunk_rows(n);
     const size_t floats = train_arena_layout(c, cap, NULL, NULL);
@@ -154,10 +175,12 @@ static int nll_grad_run(const nvp_chain *c, nvp_pool *pool, size_t n,
     const nvp_exec ex = nvp__context_exec(&c->ctx, ws, pool);
     clear_grad(c, pool, grad);
     double sum_lp = 0.0;
+    grad_want w = {(float)(-1.0 / (double)n), grad, 1, NULL, NULL};
     for (size_t r0 = 0; r0 < n; r0 += NVP_CHUNK_ROWS) {
         const size_t rows = n - r0 < NVP_CHUNK_ROWS ? n - r0 : NVP_CHUNK_ROWS;
-        sum_lp += nll_grad_chunk(c, &ex, &arena, rows, n, y + r0 * c->dim,
-                                 grad, r0 == 0);
+        w.fresh = r0 == 0;
+        sum_lp += backward_chunk(c, &ex, &arena, rows, y + r0 * c->dim,
+                                 cond ? cond + r0 * c->cdim : NULL, &w, NULL);
     }
     nvp__ws_release(&c->ctx, NVP_WS_TRAIN, ws);
     *loss = -sum_lp / (double)n;
@@ -184,25 +207,49 @@ static int params_verdict(const nvp_chain *c, nvp_pool *pool, const char *fn,
                      fn);
 }
 
-int nvp_chain_nll_grad(const nvp_chain *c, size_t n, const float *y,
-                       float *grad, float *loss)
+/* The checks of a call that takes rows of data and their context: the
+ * context's presence matches the chain and both hold finite values. */
+static int check_rows(const nvp_chain *c, const char *fn, size_t n,
+                      const float *y, const float *context, int takes_given)
 {
-    const char *fn = "nvp_chain_nll_grad";
-    const nvp_errbox *eb = c ? &c->err : NULL;
-    NVP_REQUIRE_PTR(c);
-    NVP_REQUIRE_PTR(y);
-    NVP_REQUIRE_PTR(grad);
+    const nvp_errbox *eb = &c->err;
+    NVP_REQUIRE(takes_given || c->cdim == 0, NVP_EINVAL,
+                "%s: the chain reads %zu context values per row; use the "
+                "_given form of this call",
+                fn, c->cdim);
+    NVP_REQUIRE(c->cdim == 0 || context != NULL, NVP_EINVAL,
+                "%s: context is NULL (the chain reads %zu values per row)",
+                fn, c->cdim);
     int rc = nvp__check_batch(eb, fn, n, c->dim);
     if (rc)
         return rc;
     NVP_REQUIRE(nvp__all_finite(c->ctx.isa, y, n * c->dim), NVP_ENONFINITE,
                 "%s: y holds NaN or an infinity", fn);
+    NVP_REQUIRE(c->cdim == 0 ||
+                    nvp__all_finite(c->ctx.isa, context, n * c->cdim),
+                NVP_ENONFINITE, "%s: the context holds NaN or an infinity",
+                fn);
+    return NVP_OK;
+}
+
+static int nll_grad(const nvp_chain *c, const char *fn, size_t n,
+                    const float *y, const float *context, int takes_given,
+                    float *grad, float *loss)
+{
+    const nvp_errbox *eb = c ? &c->err : NULL;
+    NVP_REQUIRE_PTR_FN(c);
+    NVP_REQUIRE_PTR_FN(y);
+    NVP_REQUIRE_PTR_FN(grad);
+    int rc = check_rows(c, fn, n, y, context, takes_given);
+    if (rc)
+        return rc;
     nvp_pool *pool = nvp__context_pool_take(&c->ctx);
     double l;
     uint32_t bits;
     rc = params_verdict(c, pool, fn, NULL);
     if (rc == NVP_OK) {
-        rc = nll_grad_run(c, pool, n, y, grad, &l, &bits);
+        rc = nll_grad_run(c, pool, n, y, c->cdim ? context : NULL, grad, &l,
+                          &bits);
         if (rc)
             rc = nvp__fail(eb, rc, "%s: out of memory for workspace", fn);
     }
@@ -217,19 +264,117 @@ int nvp_chain_nll_grad(const nvp_chain *c, size_t n, const float *y,
     return NVP_OK;
 }
 
-int nvp_chain_train_step(nvp_chain *c, nvp_adam *opt, nvp_rng *rng,
-                         size_t n_data, const float *data, size_t batch,
-                         float *loss)
+int nvp_chain_nll_grad(const nvp_chain *c, size_t n, const float *y,
+                       float *grad, float *loss)
 {
-    const char *fn = "nvp_chain_train_step";
+    return nll_grad(c, "nvp_chain_nll_grad", n, y, NULL, 0, grad, loss);
+}
+
+int nvp_chain_nll_grad_given(const nvp_chain *c, size_t n, const float *y,
+                             const float *context, float *grad, float *loss)
+{
+    return nll_grad(c, "nvp_chain_nll_grad_given", n, y, context, 1, grad,
+                    loss);
+}
+
+static int score(const nvp_chain *c, const char *fn, size_t n, const float *y,
+                 const float *context, int takes_given, float *dlp_dy,
+                 float *dlp_dc, float *lp)
+{
     const nvp_errbox *eb = c ? &c->err : NULL;
-    NVP_REQUIRE_PTR(c);
-    NVP_REQUIRE_PTR(opt);
-    NVP_REQUIRE_PTR(rng);
-    NVP_REQUIRE_PTR(data);
+    NVP_REQUIRE_PTR_FN(c);
+    NVP_REQUIRE_PTR_FN(y);
+    NVP_REQUIRE(dlp_dy != NULL || dlp_dc != NULL, NVP_EINVAL,
+                "%s: dlp_dy and dlp_dc are both NULL", fn);
+    int rc = check_rows(c, fn, n, y, context, takes_given);
+    if (rc)
+        return rc;
+    nvp_pool *pool = nvp__context_pool_take(&c->ctx);
+    rc = params_verdict(c, pool, fn, NULL);
+    const size_t cap = nvp__chunk_rows(n);
+    nvp_ws *ws = NULL;
+    if (rc == NVP_OK &&
+        !(ws = nvp__ws_acquire(&c->ctx, NVP_WS_TRAIN,
+                               train_arena_layout(c, cap, NULL, NULL))))
+        rc = nvp__fail(eb, NVP_ENOMEM, "%s: out of memory for workspace", fn);
+    if (rc == NVP_OK) {
+        train_arena arena;
+        train_arena_layout(c, cap, ws->arena, &arena);
+        const nvp_exec ex = nvp__context_exec(&c->ctx, ws, pool);
+        const size_t dim = c->dim, cdim = c->cdim;
+        for (size_t r0 = 0; r0 < n; r0 += NVP_CHUNK_ROWS) {
+            const size_t rows =
+                n - r0 < NVP_CHUNK_ROWS ? n - r0 : NVP_CHUNK_ROWS;
+            grad_want w = {1.0f, NULL, 0, dlp_dy ? dlp_dy + r0 * dim : NULL,
+                           cdim && dlp_dc ? dlp_dc + r0 * cdim : NULL};
+            backward_chunk(c, &ex, &arena, rows, y + r0 * dim,
+                           cdim ? context + r0 * cdim : NULL, &w,
+                           lp ? lp + r0 : NULL);
+        }
+        nvp__ws_release(&c->ctx, NVP_WS_TRAIN, ws);
+    }
+    nvp__context_pool_give(pool);
+    return rc;
+}
+
+int nvp_chain_score(const nvp_chain *c, size_t n, const float *y,
+                    float *dlp_dy, float *lp)
+{
+    return score(c, "nvp_chain_score", n, y, NULL, 0, dlp_dy, NULL, lp);
+}
+
+int nvp_chain_score_given(const nvp_chain *c, size_t n, const float *y,
+                          const float *context, float *dlp_dy, float *dlp_dc,
+                          float *lp)
+{
+    return score(c, "nvp_chain_score_given", n, y, context, 1, dlp_dy, dlp_dc,
+                 lp);
+}
+
+/* Room for a minibatch of `batch` rows and their context. */
+static int batch_room(nvp_chain *c, const char *fn, size_t batch)
+{
+    const nvp_errbox *eb = &c->err;
+    const nvp_allocator *a = &c->alloc;
+    if (batch <= c->batch_cap)
+        return NVP_OK;
+    float *b = nvp__alloc_aligned(a, batch * c->dim * sizeof(float));
+    float *bc = c->cdim ? nvp__alloc_aligned(a, batch * c->cdim * sizeof(float))
+                        : NULL;
+    if (!b || (c->cdim && !bc)) {
+        nvp__free_aligned(a, b);
+        nvp__free_aligned(a, bc);
+        return nvp__fail(eb, NVP_ENOMEM,
+                         "%s: out of memory for a batch of %zu", fn, batch);
+    }
+    nvp__free_aligned(a, c->batch);
+    nvp__free_aligned(a, c->batch_cond);
+    c->batch = b;
+    c->batch_cond = bc;
+    c->batch_cap = batch;
+    return NVP_OK;
+}
+
+static int train_step(nvp_chain *c, const char *fn, nvp_adam *opt,
+                      nvp_rng *rng, size_t n_data, const float *data,
+                      const float *context, int takes_given, size_t batch,
+                      float *loss)
+{
+    const nvp_errbox *eb = c ? &c->err : NULL;
+    NVP_REQUIRE_PTR_FN(c);
+    NVP_REQUIRE_PTR_FN(opt);
+    NVP_REQUIRE_PTR_FN(rng);
+    NVP_REQUIRE_PTR_FN(data);
     NVP_REQUIRE(opt->n == c->n_params, NVP_EDIM,
                 "%s: optimizer has %zu parameters, chain %zu", fn, opt->n,
                 c->n_params);
+    NVP_REQUIRE(takes_given || c->cdim == 0, NVP_EINVAL,
+                "%s: the chain reads %zu context values per row; use "
+                "nvp_chain_train_step_given",
+                fn, c->cdim);
+    NVP_REQUIRE(c->cdim == 0 || context != NULL, NVP_EINVAL,
+                "%s: context is NULL (the chain reads %zu values per row)",
+                fn, c->cdim);
     int rc = nvp__check_batch(eb, fn, n_data, c->dim);
     if (rc == NVP_OK)
         rc = nvp__check_batch(eb, fn, batch, c->dim);
@@ -241,16 +386,8 @@ int nvp_chain_train_step(nvp_chain *c, nvp_adam *opt, nvp_rng *rng,
         if (!c->grad)
             return nvp__fail(eb, NVP_ENOMEM, "%s: out of memory", fn);
     }
-    if (batch > c->batch_cap) {
-        float *b = nvp__alloc_aligned(a, batch * c->dim * sizeof(float));
-        if (!b)
-            return nvp__fail(eb, NVP_ENOMEM,
-                             "%s: out of memory for a batch of %zu", fn,
-                             batch);
-        nvp__free_aligned(a, c->batch);
-        c->batch = b;
-        c->batch_cap = batch;
-    }
+    if ((rc = batch_room(c, fn, batch)) != NVP_OK)
+        return rc;
     /* One hold on the pool for the checks, the gradient and the update. */
     nvp_pool *pool = nvp__context_pool_take(&c->ctx);
     uint32_t params_bits;
@@ -259,10 +396,13 @@ int nvp_chain_train_step(nvp_chain *c, nvp_adam *opt, nvp_rng *rng,
         nvp__context_pool_give(pool);
         return rc;
     }
+    const size_t dim = c->dim, cdim = c->cdim;
     for (size_t i = 0; i < batch; i++) {
         const uint64_t r = nvp__rng_below(rng, n_data);
-        memcpy(c->batch + i * c->dim, data + r * c->dim,
-               c->dim * sizeof(float));
+        memcpy(c->batch + i * dim, data + r * dim, dim * sizeof(float));
+        if (cdim)
+            memcpy(c->batch_cond + i * cdim, context + r * cdim,
+                   cdim * sizeof(float));
     }
     /* From here on *loss is written on every path, NaN when no loss was
      * computed, as nvp_chain_nll_grad leaves it for such rows. */
@@ -270,10 +410,12 @@ int nvp_chain_train_step(nvp_chain *c, nvp_adam *opt, nvp_rng *rng,
         *loss = NAN;
     double l;
     uint32_t bits;
-    if (!nvp__all_finite(c->ctx.isa, c->batch, batch * c->dim))
+    if (!nvp__all_finite(c->ctx.isa, c->batch, batch * dim) ||
+        (cdim && !nvp__all_finite(c->ctx.isa, c->batch_cond, batch * cdim)))
         rc = nvp__fail(eb, NVP_ENONFINITE,
                        "%s: the minibatch holds NaN or an infinity", fn);
-    else if ((rc = nll_grad_run(c, pool, batch, c->batch, c->grad, &l,
+    else if ((rc = nll_grad_run(c, pool, batch, c->batch,
+                                cdim ? c->batch_cond : NULL, c->grad, &l,
                                 &bits)) != NVP_OK)
         rc = nvp__fail(eb, rc, "%s: out of memory for workspace", fn);
     else {
@@ -291,4 +433,21 @@ int nvp_chain_train_step(nvp_chain *c, nvp_adam *opt, nvp_rng *rng,
     }
     nvp__context_pool_give(pool);
     return rc;
+}
+
+int nvp_chain_train_step(nvp_chain *c, nvp_adam *opt, nvp_rng *rng,
+                         size_t n_data, const float *data, size_t batch,
+                         float *loss)
+{
+    return train_step(c, "nvp_chain_train_step", opt, rng, n_data, data, NULL,
+                      0, batch, loss);
+}
+
+int nvp_chain_train_step_given(nvp_chain *c, nvp_adam *opt, nvp_rng *rng,
+                               size_t n_data, const float *data,
+                               const float *context, size_t batch,
+                               float *loss)
+{
+    return train_step(c, "nvp_chain_train_step_given", opt, rng, n_data,
+                      data, context, 1, batch, loss);
 }
