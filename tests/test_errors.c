@@ -305,6 +305,29 @@ enum { H_NONE, H_RNG, H_BASE, H_LAYER, H_CHAIN, H_ADAM, H_SCALER };
     X(chain_nll_huge, "nvp_chain_nll_grad", NVP_EOVERFLOW, 0, H_CHAIN, nvp_chain_nll_grad(CC, HUGE_N, F.f, F.g, NULL)) \
     X(chain_nll_nan, "nvp_chain_nll_grad", NVP_ENONFINITE, 0, H_CHAIN, nvp_chain_nll_grad(CC, 2, F.nanbuf, F.g, NULL)) \
     X(chain_nll_inf, "nvp_chain_nll_grad", NVP_ENONFINITE, 0, H_CHAIN, nvp_chain_nll_grad(CC, 2, F.infbuf, F.g, NULL)) \
+    X(chain_lpg_chain, "nvp_chain_log_prob_given", NVP_EINVAL, 0, H_NONE, nvp_chain_log_prob_given(NULL, 2, F.f, NULL, F.g)) \
+    X(chain_lpg_y, "nvp_chain_log_prob_given", NVP_EINVAL, 0, H_CHAIN, nvp_chain_log_prob_given(CC, 2, NULL, NULL, F.g)) \
+    X(chain_lpg_n0, "nvp_chain_log_prob_given", NVP_EINVAL, 0, H_CHAIN, nvp_chain_log_prob_given(CC, 0, F.f, NULL, F.g)) \
+    X(chain_lpg_huge, "nvp_chain_log_prob_given", NVP_EOVERFLOW, 0, H_CHAIN, nvp_chain_log_prob_given(CC, HUGE_N, F.f, NULL, F.g)) \
+    X(chain_sg_rng, "nvp_chain_sample_given", NVP_EINVAL, 0, H_CHAIN, nvp_chain_sample_given(CC, NULL, 2, NULL, F.f, NULL)) \
+    X(chain_sg_y, "nvp_chain_sample_given", NVP_EINVAL, 0, H_CHAIN, nvp_chain_sample_given(CC, CR, 2, NULL, NULL, NULL)) \
+    X(chain_sg1_n0, "nvp_chain_sample_given_one", NVP_EINVAL, 0, H_CHAIN, nvp_chain_sample_given_one(CC, CR, 0, NULL, F.f, NULL)) \
+    X(chain_fwdg_x, "nvp_chain_forward_given", NVP_EINVAL, 0, H_CHAIN, nvp_chain_forward_given(CC, 2, NULL, NULL, F.g, NULL)) \
+    X(chain_invg_x, "nvp_chain_inverse_given", NVP_EINVAL, 0, H_CHAIN, nvp_chain_inverse_given(CC, 2, F.f, NULL, NULL, NULL)) \
+    X(chain_trg_huge, "nvp_chain_forward_trace_given", NVP_EOVERFLOW, 0, H_CHAIN, nvp_chain_forward_trace_given(CC, HUGE_N, F.f, NULL, F.g)) \
+    X(chain_nllg_grad, "nvp_chain_nll_grad_given", NVP_EINVAL, 0, H_CHAIN, nvp_chain_nll_grad_given(CC, 2, F.f, NULL, NULL, NULL)) \
+    X(chain_nllg_nan, "nvp_chain_nll_grad_given", NVP_ENONFINITE, 0, H_CHAIN, nvp_chain_nll_grad_given(CC, 2, F.nanbuf, NULL, F.g, NULL)) \
+    X(chain_score_chain, "nvp_chain_score", NVP_EINVAL, 0, H_NONE, nvp_chain_score(NULL, 2, F.f, F.g, NULL)) \
+    X(chain_score_y, "nvp_chain_score", NVP_EINVAL, 0, H_CHAIN, nvp_chain_score(CC, 2, NULL, F.g, NULL)) \
+    X(chain_score_out, "nvp_chain_score", NVP_EINVAL, 0, H_CHAIN, nvp_chain_score(CC, 2, F.f, NULL, NULL)) \
+    X(chain_score_n0, "nvp_chain_score", NVP_EINVAL, 0, H_CHAIN, nvp_chain_score(CC, 0, F.f, F.g, NULL)) \
+    X(chain_score_huge, "nvp_chain_score", NVP_EOVERFLOW, 0, H_CHAIN, nvp_chain_score(CC, HUGE_N, F.f, F.g, NULL)) \
+    X(chain_score_inf, "nvp_chain_score", NVP_ENONFINITE, 0, H_CHAIN, nvp_chain_score(CC, 2, F.infbuf, F.g, NULL)) \
+    X(chain_scoreg_out, "nvp_chain_score_given", NVP_EINVAL, 0, H_CHAIN, nvp_chain_score_given(CC, 2, F.f, NULL, NULL, NULL, NULL)) \
+    X(chain_tsg_opt, "nvp_chain_train_step_given", NVP_EINVAL, 0, H_CHAIN, nvp_chain_train_step_given(CC, NULL, CR, 2, F.f, NULL, 2, NULL)) \
+    X(chain_initg_data, "nvp_chain_init_from_data_given", NVP_EINVAL, 0, H_CHAIN, nvp_chain_init_from_data_given(CC, 2, NULL, NULL)) \
+    X(chain_cond_dim, "nvp_coupling_create_conditional", NVP_EINVAL, 0, H_NONE, nvp_coupling_create_conditional(NULL, 2, 1, F.m, 0, NULL, 0, CR, NULL)) \
+    X(chain_condchain_out, "nvp_chain_create_conditional", NVP_EINVAL, 0, H_NONE, nvp_chain_create_conditional(NULL, 2, 1, 2, 0, NULL, 0, CR, NULL)) \
     /* hidden widths, log-scale clamp, threads */                                           \
     X(cpl_hidden_layer, "nvp_coupling_get_hidden", NVP_EINVAL, 0, H_NONE, nvp_coupling_get_hidden(NULL, 4, F.sz, &F.szn)) \
     X(cpl_hidden_n, "nvp_coupling_get_hidden", NVP_EINVAL, 0, H_LAYER, nvp_coupling_get_hidden(CL, 4, F.sz, NULL)) \
