@@ -27,6 +27,8 @@
 #include "runtime/exec.h"
 #include "nvpflow.h"
 
+#include "bench_conditional.h"
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #endif
@@ -983,23 +985,26 @@ static void print_dmodels(const int *selected, dresult (*res)[N_CALLS],
 /* NVP_BENCH_MODELS: which models run ("tutorial", "d8", "d64", "d784",
  * separated by commas or spaces; "all", the default, is every one);
  * NVP_BENCH_TURNS: the general-D models' turns.  Returns the turns. */
-static int select_models(int *tutorial, int *selected, int *any)
+static int select_models(int *tutorial, int *selected, int *any, int *cond)
 {
     const char *env = getenv("NVP_BENCH_MODELS");
     char list[256];
     snprintf(list, sizeof list, "%s", env && *env ? env : "all");
     *tutorial = 0;
     *any = 0;
+    *cond = 0;
     for (char *w = strtok(list, ", "); w; w = strtok(NULL, ", ")) {
         int known = 0;
         if (!strcmp(w, "all") || !strcmp(w, "tutorial"))
             *tutorial = known = 1;
+        if (!strcmp(w, "all") || !strcmp(w, "cond"))
+            *cond = known = 1;
         for (size_t k = 0; k < N_DMODELS; k++)
             if (!strcmp(w, "all") || !strcmp(w, dmodels[k].key))
                 selected[k] = *any = known = 1;
         if (!known) {
             fprintf(stderr, "bench: NVP_BENCH_MODELS: unknown model \"%s\" "
-                            "(known: all, tutorial", w);
+                            "(known: all, tutorial, cond", w);
             for (size_t k = 0; k < N_DMODELS; k++)
                 fprintf(stderr, ", %s", dmodels[k].key);
             fprintf(stderr, ")\n");
@@ -1110,8 +1115,8 @@ int main(int argc, char **argv)
     size_t cpus = (size_t)nvp__online_cpus();
     size_t counts[2] = {1, cpus};
     int n_counts = cpus > 1 ? 2 : 1;
-    int tutorial = 0, selected[N_DMODELS] = {0}, any_dmodel = 0;
-    const int turns = select_models(&tutorial, selected, &any_dmodel);
+    int tutorial = 0, selected[N_DMODELS] = {0}, any_dmodel = 0, cond = 0;
+    const int turns = select_models(&tutorial, selected, &any_dmodel, &cond);
     /* The general-D models run on 1 and 2 threads whatever the machine. */
     const size_t dth[2] = {1, 2};
     const int n_dth = cpus > 1 ? 2 : 1;
@@ -1233,5 +1238,7 @@ int main(int argc, char **argv)
         print_dmodels(selected, dres, dth, n_dth, dpk, turns, have_peer,
                       peers, peer_info, why);
     }
+    if (cond)
+        bench_conditional(turns, pk[0]);
     return 0;
 }

@@ -4,9 +4,11 @@
 # make parity).  Nothing here is part of the product build or the tests.
 .PHONY: bench lockstep parity
 # Performance figures, side by side with PyTorch/OpenBLAS when importable.
-$(BUILD)/bench/bench: tests/bench/bench.c $(STATIC)
+$(BUILD)/bench/bench: tests/bench/bench.c tests/bench/bench_conditional.c \
+		tests/bench/bench_conditional.h $(STATIC)
 	@mkdir -p $(BUILD)/bench
-	$(CC) $(BASE_CFLAGS) -O2 -Isrc -o $@ tests/bench/bench.c $(STATIC) $(LIBS)
+	$(CC) $(BASE_CFLAGS) -O2 -Isrc -o $@ tests/bench/bench.c \
+	    tests/bench/bench_conditional.c $(STATIC) $(LIBS)
 
 bench: $(BUILD)/bench/bench
 	./$(BUILD)/bench/bench tests/bench
