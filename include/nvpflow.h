@@ -336,6 +336,19 @@ NVP_API int nvp_coupling_set_log_scale_clamp(nvp_coupling *layer,
                                              float bound);
 /* The bound set above (0 when off or layer is NULL). */
 NVP_API float nvp_coupling_log_scale_clamp(const nvp_coupling *layer);
+/* The affine step's form.  NVP_AFFINE_EXP (every layer's default) is the
+ * one above: base -> data y_b = x_b exp(log_scale) + shift, the log-scale
+ * soft-clamped.  NVP_AFFINE_SIGMOID is nflows' AffineCouplingTransform,
+ * written in the data -> base direction: x_b = y_b s + shift with s =
+ * sigmoid(h + 2) + 1e-3, h the conditioner's second half (so base -> data
+ * y_b = (x_b - shift) / s, log|det dy/dx| = -sum log s); the clamp does
+ * not apply to it (s lies in (1e-3, 1.001)).  Set it before a chain
+ * adopts the layer (NVP_EINVAL after); it is saved with the model (format
+ * version 2).  Errors: NVP_EINVAL.  affine_form gives -1 for NULL. */
+#define NVP_AFFINE_EXP 0
+#define NVP_AFFINE_SIGMOID 1
+NVP_API int nvp_coupling_set_affine_form(nvp_coupling *layer, int form);
+NVP_API int nvp_coupling_affine_form(const nvp_coupling *layer);
 /* The kernels of the layer's own calls (see nvp_chain_set_kernels); a
  * chain's calls use the chain's setting. */
 NVP_API int nvp_coupling_set_kernels(nvp_coupling *layer, int kernels);

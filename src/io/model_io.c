@@ -32,7 +32,9 @@ static void write_model(nvp_writer *w, const void *chain, const void *scaler)
     int couplings_only = c->name_at == NULL;
     for (size_t k = 0; k < c->n_layers; k++)
         couplings_only &= nvp__as_coupling(c->layers[k]) != NULL &&
-                          c->layers[k]->cdim == 0;
+                          c->layers[k]->cdim == 0 &&
+                          nvp__as_coupling(c->layers[k])->form ==
+                              NVP_AFFINE_EXP;
     nvp__fmt_header(w, couplings_only ? 1 : 2, NVP_KIND_MODEL,
                     2 + (s != NULL) + (c->name_at != NULL));
     size_t st = nvp__fmt_section_begin(w, couplings_only ? TAG_ARCH : TAG_STCK);
@@ -229,9 +231,9 @@ static int read_stack_layer(const char *fn, nvp_reader *r, size_t dim,
     if (rc)
         return nvp__fail(NULL, rc, "%s: layer %zu (%s): %s", fn, k,
                          (*kind)->name, nvp_errmsg());
-    /* A conditional coupling stores its context dimension after what
-     * ARCH holds: version 1 cannot hold it either. */
-    if (other_kind && *kind == &nvp__coupling_kind && n == 3 + h[0] + dim)
+    /* A conditional coupling, or one of the sigmoid form, stores more
+     * than ARCH holds: version 1 cannot hold it either. */
+    if (other_kind && *kind == &nvp__coupling_kind && n > 2 + h[0] + dim)
         *other_kind = 1;
     *total += count;
     NVP_REQUIRE(*total <= NVP_MAX_PARAMS, NVP_EFORMAT,

@@ -291,6 +291,24 @@ float nvp_coupling_log_scale_clamp(const nvp_coupling *c)
     return c ? c->clamp : 0.0f;
 }
 
+int nvp_coupling_set_affine_form(nvp_coupling *c, int form)
+{
+    const nvp_errbox *eb = c ? &c->layer.err : NULL;
+    NVP_REQUIRE_PTR(c);
+    NVP_REQUIRE(form == NVP_AFFINE_EXP || form == NVP_AFFINE_SIGMOID,
+                NVP_EINVAL, "nvp_coupling_set_affine_form: unknown form %d",
+                form);
+    NVP_REQUIRE(!c->layer.adopted, NVP_EINVAL,
+                "nvp_coupling_set_affine_form: the layer belongs to a chain");
+    c->form = form;
+    return NVP_OK;
+}
+
+int nvp_coupling_affine_form(const nvp_coupling *c)
+{
+    return c ? c->form : -1;
+}
+
 const char *nvp_coupling_errmsg(const nvp_coupling *c)
 {
     return nvp__errbox_read(c ? &c->layer.err : NULL);

@@ -19,6 +19,7 @@ struct nvp_coupling {
     nvp_conditioner cond;   /* (x_a, context) -> (shift, raw log-scale);
                                its parameters are all of the layer's */
     float clamp;            /* soft log-scale bound; 0: none */
+    int form;               /* NVP_AFFINE_EXP or NVP_AFFINE_SIGMOID */
 };
 
 /* The affine coupling's entry in the layer table. */

@@ -51,6 +51,16 @@ static inline float log_scale_of(float raw, float clamp)
     return clamp > 0.0f ? clamp * tanhf(raw / clamp) : raw;
 }
 
+/* The sigmoid form's scale (nflows' default): s = sigmoid(raw + 2) +
+ * 1e-3, in (1e-3, 1.001); *sig receives sigmoid(raw + 2) for the
+ * derivative ds/draw = sig (1 - sig). */
+static inline float sigmoid_scale_of(float raw, float *sig)
+{
+    const float g = 1.0f / (1.0f + expf(-(raw + 2.0f)));
+    *sig = g;
+    return g + 1e-3f;
+}
+
 void nvp__coupling_inverse_rows(const nvp_coupling *c, const nvp_exec *ex,
                                 size_t rows, float *z, const float *cond,
                                 float *ildj, float *cache)
@@ -63,11 +73,22 @@ void nvp__coupling_inverse_rows(const nvp_coupling *c, const nvp_exec *ex,
         const float *log_scale = shift + nb;
         float *zi = z + i * dim;
         float sum = 0.0f;
-        for (size_t j = 0; j < nb; j++) {
-            const size_t b = c->idx_b[j];
-            const float ls = log_scale_of(log_scale[j], c->clamp);
-            zi[b] = (zi[b] - shift[j]) * expf(-ls);
-            sum += ls;
+        if (c->form == NVP_AFFINE_SIGMOID) {
+            /* x_b = y_b s + shift; log|det dx/dy| = sum log s */
+            for (size_t j = 0; j < nb; j++) {
+                const size_t b = c->idx_b[j];
+                float g;
+                const float sc = sigmoid_scale_of(log_scale[j], &g);
+                zi[b] = zi[b] * sc + shift[j];
+                sum -= logf(sc);
+            }
+        } else {
+            for (size_t j = 0; j < nb; j++) {
+                const size_t b = c->idx_b[j];
+                const float ls = log_scale_of(log_scale[j], c->clamp);
+                zi[b] = (zi[b] - shift[j]) * expf(-ls);
+                sum += ls;
+            }
         }
         if (ildj)
             ildj[i] -= sum;
@@ -86,14 +107,75 @@ void nvp__coupling_forward_rows(const nvp_coupling *c, const nvp_exec *ex,
         const float *log_scale = shift + nb;
         float *zi = z + i * dim;
         float sum = 0.0f;
-        for (size_t j = 0; j < nb; j++) {
-            const size_t b = c->idx_b[j];
-            const float ls = log_scale_of(log_scale[j], c->clamp);
-            zi[b] = zi[b] * expf(ls) + shift[j];
-            sum += ls;
+        if (c->form == NVP_AFFINE_SIGMOID) {
+            /* y_b = (x_b - shift) / s; log|det dy/dx| = -sum log s */
+            for (size_t j = 0; j < nb; j++) {
+                const size_t b = c->idx_b[j];
+                float g;
+                const float sc = sigmoid_scale_of(log_scale[j], &g);
+                zi[b] = (zi[b] - shift[j]) / sc;
+                sum -= logf(sc);
+            }
+        } else {
+            for (size_t j = 0; j < nb; j++) {
+                const size_t b = c->idx_b[j];
+                const float ls = log_scale_of(log_scale[j], c->clamp);
+                zi[b] = zi[b] * expf(ls) + shift[j];
+                sum += ls;
+            }
         }
         if (logdet)
             logdet[i] += sum;
+    }
+}
+
+/* One row's gradients through the exp form's affine step, x_b = (y_b -
+ * shift) e^{-ls}: dx_b/dy_b = e^{-ls}, dx_b/dshift = -e^{-ls}, dx_b/dls =
+ * -x_b; ildj = -sum ls, so dildj/dls = -1.  shift holds the conditioner's
+ * row (shift, then raw log-scale); writes dy's x_b entries (dy may be
+ * NULL) and dout's row (d shift, then d raw). */
+static void exp_form_grads(const nvp_coupling *c, const float *shift,
+                           const float *xi, const float *dxi, float di,
+                           float *dy, float *dout)
+{
+    const size_t nb = c->nb;
+    const float *raw = shift + nb;
+    for (size_t j = 0; j < nb; j++) {
+        const size_t b = c->idx_b[j];
+        const float ls = log_scale_of(raw[j], c->clamp);
+        const float e = expf(-ls);
+        if (dy)
+            dy[b] = dxi[b] * e;
+        dout[j] = -dxi[b] * e;
+        float g = -dxi[b] * xi[b] - di;
+        if (c->clamp > 0.0f) {
+            /* d(c tanh(r / c))/dr = 1 - tanh^2(r / c) */
+            const float t = ls / c->clamp;
+            g *= 1.0f - t * t;
+        }
+        dout[nb + j] = g;
+    }
+}
+
+/* The same through the sigmoid form, x_b = y_b s + shift with s =
+ * sigmoid(u + 2) + 1e-3 and ildj = sum log s: dx_b/dy_b = s, dx_b/dshift
+ * = 1, dL/ds = dx_b y_b + dildj / s and ds/du = g (1 - g), g the
+ * sigmoid; y_b is recovered from x_b as (x_b - shift) / s. */
+static void sigmoid_form_grads(const nvp_coupling *c, const float *shift,
+                               const float *xi, const float *dxi, float di,
+                               float *dy, float *dout)
+{
+    const size_t nb = c->nb;
+    const float *raw = shift + nb;
+    for (size_t j = 0; j < nb; j++) {
+        const size_t b = c->idx_b[j];
+        float g;
+        const float sc = sigmoid_scale_of(raw[j], &g);
+        const float yb = (xi[b] - shift[j]) / sc;
+        if (dy)
+            dy[b] = dxi[b] * sc;
+        dout[j] = dxi[b];
+        dout[nb + j] = (dxi[b] * yb + di / sc) * g * (1.0f - g);
     }
 }
 
@@ -124,30 +206,17 @@ void nvp__coupling_inverse_backward_rows(const nvp_coupling *c,
                         ? grad + c->cond.dense[c->cond.n_dense - 1].b_off
                         : NULL;
     for (size_t i = 0; i < rows; i++) {
-        const float *log_scale = out + i * 2 * nb + nb;
         const float *xi = x + i * dim;
         const float *dxi = dx + i * dim;
         const float di = dildj ? dildj[i] : 0.0f;
         float *dsh = dout + i * 2 * nb;
-        float *dls = dsh + nb;
-        for (size_t j = 0; j < nb; j++) {
-            const size_t b = c->idx_b[j];
-            const float ls = log_scale_of(log_scale[j], c->clamp);
-            const float e = expf(-ls);
-            /* x_b = (y_b - shift) e^{-ls}:
-             *   dx_b/dy_b = e^{-ls}, dx_b/dshift = -e^{-ls}, dx_b/dls = -x_b;
-             *   ildj = -sum ls, so dildj/dls = -1. */
-            if (dy)
-                dy[i * dim + b] = dxi[b] * e;
-            dsh[j] = -dxi[b] * e;
-            float g = -dxi[b] * xi[b] - di;
-            if (c->clamp > 0.0f) {
-                /* d(c tanh(r / c))/dr = 1 - tanh^2(r / c) */
-                const float t = ls / c->clamp;
-                g *= 1.0f - t * t;
-            }
-            dls[j] = g;
-        }
+        const float *shift = out + i * 2 * nb;
+        if (c->form == NVP_AFFINE_SIGMOID)
+            sigmoid_form_grads(c, shift, xi, dxi, di, dy ? dy + i * dim : NULL,
+                               dsh);
+        else
+            exp_form_grads(c, shift, xi, dxi, di, dy ? dy + i * dim : NULL,
+                           dsh);
         if (gb_out)
             for (size_t j = 0; j < 2 * nb; j++)
                 gb_out[j] += dsh[j];
@@ -220,12 +289,19 @@ static void kind_set_clamp(nvp_layer *l, float bound)
     ((nvp_coupling *)l)->clamp = bound;
 }
 
-/* Stored values: n_hidden, the widths, the clamp's bits, the mask, and
- * for a conditional coupling its context dimension (a layer without
- * context stores what version 0.4.0 stored). */
+/* Stored values: n_hidden, the widths, the clamp's bits, the mask, then
+ * what later versions added, only when it is not the default (so a layer
+ * without them stores what version 0.4.0 stored): the context dimension,
+ * and after it the affine form. */
+static size_t extra_values(const nvp_coupling *c)
+{
+    return c->form != NVP_AFFINE_EXP ? 2 : c->layer.cdim > 0 ? 1 : 0;
+}
+
 static size_t kind_hyper_count(const nvp_layer *l)
 {
-    return 2 + (AS_COUPLING(l)->cond.n_dense - 1) + l->dim + (l->cdim > 0);
+    return 2 + (AS_COUPLING(l)->cond.n_dense - 1) + l->dim +
+           extra_values(AS_COUPLING(l));
 }
 
 static uint32_t kind_hyper_value(const nvp_layer *l, size_t i)
@@ -243,6 +319,8 @@ static uint32_t kind_hyper_value(const nvp_layer *l, size_t i)
     }
     if (i == n_hidden + 2 + l->dim)
         return (uint32_t)l->cdim;
+    if (i == n_hidden + 3 + l->dim)
+        return (uint32_t)c->form;
     return c->mask[i - n_hidden - 2];
 }
 
@@ -251,13 +329,18 @@ static int kind_hyper_check(const char *fn, size_t dim, const uint32_t *h,
 {
     const nvp_errbox *eb = NULL;
     NVP_REQUIRE(dim >= 2 && n >= 2 + dim && h[0] <= NVP_MAX_HIDDEN_LAYERS &&
-                    (n == 2 + h[0] + dim || n == 3 + h[0] + dim),
+                    n >= 2 + h[0] + dim && n <= 4 + h[0] + dim,
                 NVP_EFORMAT, "%s: a coupling's description is malformed", fn);
-    /* A trailing value is the context dimension, stored only when > 0. */
-    const uint32_t cdim = n == 3 + h[0] + dim ? h[n - 1] : 0;
-    NVP_REQUIRE(n == 2 + h[0] + dim || (cdim >= 1 && cdim <= NVP_MAX_DIM),
+    /* The values after the mask (see extra_values): the context dimension,
+     * then the affine form, each stored only when needed. */
+    const size_t base_n = 2 + h[0] + dim;
+    const uint32_t cdim = n > base_n ? h[base_n] : 0;
+    const uint32_t form = n > base_n + 1 ? h[base_n + 1] : NVP_AFFINE_EXP;
+    NVP_REQUIRE(cdim <= NVP_MAX_DIM && (n != base_n + 1 || cdim >= 1),
                 NVP_EFORMAT, "%s: context dimension %u outside [1, %d]", fn,
                 cdim, NVP_MAX_DIM);
+    NVP_REQUIRE(n != base_n + 2 || form == NVP_AFFINE_SIGMOID, NVP_EFORMAT,
+                "%s: unknown affine form %u", fn, form);
     const uint32_t n_hidden = h[0];
     for (uint32_t k = 0; k < n_hidden; k++)
         NVP_REQUIRE(h[1 + k] >= 1 && h[1 + k] <= NVP_MAX_WIDTH, NVP_EFORMAT,
@@ -292,7 +375,9 @@ static int kind_from_hyper(nvp_layer **out, const char *fn, size_t dim,
                            const nvp_allocator *alloc)
 {
     const uint32_t n_hidden = h[0];
-    const size_t cdim = n == 3 + n_hidden + dim ? h[n - 1] : 0;
+    const size_t base_n = 2 + n_hidden + dim;
+    const size_t cdim = n > base_n ? h[base_n] : 0;
+    const int form = n > base_n + 1 ? (int)h[base_n + 1] : NVP_AFFINE_EXP;
     size_t hidden[NVP_MAX_HIDDEN_LAYERS];
     for (uint32_t k = 0; k < n_hidden; k++)
         hidden[k] = h[1 + k];
@@ -311,6 +396,7 @@ static int kind_from_hyper(nvp_layer **out, const char *fn, size_t dim,
     if (rc)
         return rc;
     memcpy(&c->clamp, &h[1 + n_hidden], sizeof c->clamp);
+    c->form = form;
     *out = &c->layer;
     return NVP_OK;
 }

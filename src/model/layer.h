@@ -107,7 +107,7 @@ int nvp__layer_new(nvp_layer **out, size_t size, const nvp_layer_ops *kind,
 const nvp_layer_ops *nvp__layer_kind_by_id(uint32_t id);
 
 /* The most values any kind stores for a layer over dim dimensions. */
-#define NVP_MAX_HYPER(dim) ((size_t)(dim) + NVP_MAX_HIDDEN_LAYERS + 3)
+#define NVP_MAX_HYPER(dim) ((size_t)(dim) + NVP_MAX_HIDDEN_LAYERS + 4)
 
 /* Table entries for kinds that have nothing of the sort: no floats of
  * cache or scratch, no fresh range, no stored values. */
