@@ -34,8 +34,8 @@ from .layers import (ActNorm, Coupling, Layer, LayerView, Linear,
 from .optim import Adam
 from .rng import Rng
 from . import _lib as _l
-from ._lib import (KERNELS_AUTO, KERNELS_AVX2, KERNELS_AVX512,
-                   KERNELS_PORTABLE)
+from ._lib import (AFFINE_EXP, AFFINE_SIGMOID, KERNELS_AUTO, KERNELS_AVX2,
+                   KERNELS_AVX512, KERNELS_PORTABLE)
 
 
 def version():
@@ -57,7 +57,8 @@ def strerror(code):
 __version__ = version()
 
 __all__ = [
-    "ActNorm", "Adam", "BufferSize", "Busy", "Chain", "ClosedError", "Coupling",
+    "AFFINE_EXP", "AFFINE_SIGMOID", "ActNorm", "Adam", "BufferSize", "Busy",
+    "Chain", "ClosedError", "Coupling",
     "DimensionError", "FileError", "FormatError", "InvalidArgument",
     "KERNELS_AUTO", "KERNELS_AVX2", "KERNELS_AVX512", "KERNELS_PORTABLE",
     "Layer", "LayerView", "Linear", "NonFinite", "NvpError", "OutOfMemory",

@@ -46,6 +46,9 @@ EUNSUPPORTED = -11
 EBUSY = -12
 
 INIT_ZERO_OUTPUT = 1
+# A coupling's affine step (nvp_coupling_set_affine_form).
+AFFINE_EXP = 0
+AFFINE_SIGMOID = 1
 MAX_THREADS = 1024
 
 # Kernel levels (nvp_*_set_kernels), and the names the bindings accept.
@@ -284,6 +287,8 @@ _PROTOTYPES = {
     "nvp_coupling_get_hidden": (c_int, [_P, c_size_t, _SZ, _SZ]),
     "nvp_coupling_log_scale_clamp": (c_float, [_P]),
     "nvp_coupling_set_log_scale_clamp": (c_int, [_P, c_float]),
+    "nvp_coupling_set_affine_form": (c_int, [_P, c_int]),
+    "nvp_coupling_affine_form": (c_int, [_P]),
     "nvp_coupling_set_kernels": (c_int, [_P, c_int]),
     "nvp_coupling_kernels": (c_int, [_P]),
     "nvp_coupling_errmsg": (c_char_p, [_P]),

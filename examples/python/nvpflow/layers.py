@@ -148,6 +148,14 @@ class _LayerOps:
             self._coupling("log_scale_clamp"))
 
     @property
+    def affine_form(self):
+        """An affine coupling's form: AFFINE_EXP (y_b = x_b exp(log_scale)
+        + shift, the default) or AFFINE_SIGMOID (nflows' AffineCoupling-
+        Transform: x_b = y_b s + shift data to base, s = sigmoid(h + 2) +
+        1e-3)."""
+        return _lib.lib.nvp_coupling_affine_form(self._coupling("affine_form"))
+
+    @property
     def perm(self):
         """A permutation layer's indices: y[i] = x[perm[i]]."""
         if self.kind != KIND_PERMUTATION:
@@ -369,6 +377,12 @@ class Coupling(Layer):
         """log_scale = c * tanh(raw / c); 0 turns it off."""
         self._check(_lib.lib.nvp_coupling_set_log_scale_clamp(
             self._c, float(bound)))
+
+    def set_affine_form(self, form):
+        """AFFINE_EXP or AFFINE_SIGMOID (see affine_form); only before a
+        chain takes the layer."""
+        self._check(_lib.lib.nvp_coupling_set_affine_form(self._c,
+                                                          int(form)))
 
     @property
     def kernels(self):

@@ -33,8 +33,8 @@ torch_model.py's make_layers: layer k conditions on the first dim // 2
 dimensions when k is even and on the others when k is odd (the library's
 Chain.alternating).  Pass masks= for any other split.  The activations are
 not recorded either: ReLU is assumed.  (nflows' AffineCouplingTransform
-uses scale = sigmoid(h + 2) + 1e-3 instead of exp(h); its weights do not
-describe the same model and cannot be converted.)
+uses scale = sigmoid(h + 2) + 1e-3 instead of exp(h) and records its
+masks: nvpflow.nflows converts that layout.)
 
 The layout describes affine couplings only: a chain with layers of
 other kinds (Permutation, ActNorm, Linear) is refused with a ValueError
