@@ -606,6 +606,7 @@ START_TEST(t_refusals)
                      NVP_EINVAL);
     T_CHECK(too_wide == NULL, "a refused constructor left a layer");
     nvp_base_free(base);
+    nvp_coupling_free(a);
     nvp_coupling_free(b);
     free(g);
     free(before);
