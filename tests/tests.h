@@ -35,6 +35,7 @@ Suite *sweep_suite(void);
 Suite *kernels_suite(void);
 Suite *layer_kinds_suite(void);
 Suite *memory_suite(void);
+Suite *vjp_suite(void);
 
 /* Per-test-case timeout in seconds (Check's default of 4 s is too short on
  * a loaded machine; a test that hangs still gets killed). */

@@ -167,6 +167,73 @@ void nvp__coupling_inverse_backward_rows(const nvp_coupling *c,
                 dcond[i * cdim + j] += din[i * n_in + na + j];
 }
 
+/* The backward of the forward: y_b = x_b e^{ls} + shift, logdet = sum ls,
+ * so dy_b/dx_b = e^{ls}, dy_b/dshift = 1, dy_b/dls = x_b e^{ls} and
+ * dlogdet/dls = 1; x_a reaches y_a directly and the conditioner's
+ * input. */
+void nvp__coupling_forward_backward_rows(const nvp_coupling *c,
+                                         const nvp_exec *ex, size_t rows,
+                                         const float *cache, const float *x,
+                                         const float *dy,
+                                         const float *dlogdet, float *dx,
+                                         float *dcond, float *grad, int fresh,
+                                         float *scratch)
+{
+    const size_t nb = c->nb, na = c->na, dim = c->layer.dim;
+    const size_t cdim = c->layer.cdim, n_in = c->cond.n_in;
+    nvp_cond_cache cc;
+    nvp__cond_cache_bind(&c->cond, rows, (float *)cache, &cc);
+    const float *out = cc.act[c->cond.n_dense - 1];
+    float *cursor = scratch;
+    float *dout = nvp__carve(&cursor, rows * 2 * nb);
+    float *cond_scratch =
+        nvp__carve(&cursor, nvp__cond_scratch_floats(&c->cond, rows));
+    float *din = nvp__carve(&cursor, rows * n_in);
+    const int want_din = dx || (dcond && cdim);
+    /* The output bias's gradient summed as dout is made, as in the
+     * inverse's backward. */
+    float *gb_out = grad && !nvp__cond_owns_out_bias(&c->cond)
+                        ? grad + c->cond.dense[c->cond.n_dense - 1].b_off
+                        : NULL;
+    for (size_t i = 0; i < rows; i++) {
+        const float *log_scale = out + i * 2 * nb + nb;
+        const float *xi = x + i * dim;
+        const float *dyi = dy + i * dim;
+        const float di = dlogdet ? dlogdet[i] : 0.0f;
+        float *dsh = dout + i * 2 * nb;
+        float *dls = dsh + nb;
+        for (size_t j = 0; j < nb; j++) {
+            const size_t b = c->idx_b[j];
+            const float ls = log_scale_of(log_scale[j], c->clamp);
+            const float e = expf(ls);
+            if (dx)
+                dx[i * dim + b] = dyi[b] * e;
+            dsh[j] = dyi[b];
+            float g = dyi[b] * (xi[b] * e) + di;
+            if (c->clamp > 0.0f) {
+                const float t = ls / c->clamp;
+                g *= 1.0f - t * t;
+            }
+            dls[j] = g;
+        }
+        if (gb_out)
+            for (size_t j = 0; j < 2 * nb; j++)
+                gb_out[j] += dsh[j];
+    }
+    nvp__cond_backward(&c->cond, ex, c->layer.params, rows, &cc, dout, 1,
+                       want_din ? din : NULL, grad, fresh, cond_scratch);
+    if (dx)
+        for (size_t i = 0; i < rows; i++)
+            for (size_t j = 0; j < na; j++) {
+                const size_t a = c->idx_a[j];
+                dx[i * dim + a] = dy[i * dim + a] + din[i * n_in + j];
+            }
+    if (dcond && cdim)
+        for (size_t i = 0; i < rows; i++)
+            for (size_t j = 0; j < cdim; j++)
+                dcond[i * cdim + j] += din[i * n_in + na + j];
+}
+
 /* The layer table's entry: the functions above, taking the shared part. */
 #define AS_COUPLING(l) ((const nvp_coupling *)(l))
 
@@ -206,6 +273,19 @@ static void kind_inverse_backward_rows(const nvp_layer *l, const nvp_exec *ex,
     (void)cond; /* the cache holds it */
     nvp__coupling_inverse_backward_rows(AS_COUPLING(l), ex, rows, cache, x,
                                         dx, dildj, dy, dcond, grad, fresh,
+                                        scratch);
+}
+
+static void kind_forward_backward_rows(const nvp_layer *l, const nvp_exec *ex,
+                                       size_t rows, const float *cache,
+                                       const float *x, const float *cond,
+                                       const float *dy, const float *dlogdet,
+                                       float *dx, float *dcond, float *grad,
+                                       int fresh, float *scratch)
+{
+    (void)cond; /* the cache holds it */
+    nvp__coupling_forward_backward_rows(AS_COUPLING(l), ex, rows, cache, x,
+                                        dy, dlogdet, dx, dcond, grad, fresh,
                                         scratch);
 }
 
@@ -327,6 +407,7 @@ const nvp_layer_ops nvp__coupling_kind = {
     kind_inverse_rows,
     kind_forward_rows,
     kind_inverse_backward_rows,
+    kind_forward_backward_rows,
     kind_fresh_range,
     kind_set_clamp,
     NULL, /* no data-dependent initialisation */
