@@ -663,6 +663,110 @@ NVP_API int nvp_chain_score_given(const nvp_chain *chain, size_t n,
                                   const float *y, const float *context,
                                   float *dlp_dy, float *dlp_dc, float *lp);
 
+/* Vector-Jacobian products of the forward direction (base to data), for
+ * losses on samples y = f(x) such as the reparameterised ones of
+ * variational inference.  For a scalar L that depends on y = forward(x)
+ * and on logdet = log|det dy/dx| (per row), given dy = dL/dy (n * dim)
+ * and dlogdet = dL/dlogdet (n floats; NULL means zero), writes dx = dL/dx
+ * (n * dim; may be NULL; may be the same memory as x or dy) and ADDS
+ * dL/dparameters into grad (num_params floats; may be NULL): adding lets
+ * a loss of several terms (say a reverse-KL term and nvp_chain_nll_grad's
+ * NLL, which overwrites) be summed into one gradient.  The forward is
+ * recomputed from x inside the call, chunk by chunk, so the memory used
+ * does not grow with n.  The _given forms take the context (n rows of
+ * context_dim values) and also write dcontext = dL/dcontext (n rows;
+ * may be NULL), OVERWRITTEN: the sum over the layers that read it.
+ * Errors: NVP_EINVAL (NULL chain, x or dy, n == 0, a context missing or
+ * given to the wrong form, as for the other _given calls), NVP_ENONFINITE
+ * (x, dy, dlogdet or the context hold NaN or an infinity, or the
+ * parameters do), NVP_ENOMEM; on error nothing is written.  A row whose
+ * forward overflows gives non-finite entries.  Thread-safety as log_prob:
+ * a const call; grad, dx and dcontext belong to the caller. */
+NVP_API int nvp_chain_forward_backward(const nvp_chain *chain, size_t n,
+                                       const float *x, const float *dy,
+                                       const float *dlogdet, float *dx,
+                                       float *grad);
+NVP_API int nvp_chain_forward_backward_given(const nvp_chain *chain,
+                                             size_t n, const float *x,
+                                             const float *context,
+                                             const float *dy,
+                                             const float *dlogdet, float *dx,
+                                             float *dcontext, float *grad);
+/* The same for one layer of any kind (a layer a chain holds included):
+ * grad is the layer's num_params floats, added into; dcontext is
+ * overwritten. */
+NVP_API int nvp_layer_forward_backward(const nvp_layer *layer, size_t n,
+                                       const float *x, const float *dy,
+                                       const float *dlogdet, float *dx,
+                                       float *grad);
+NVP_API int nvp_layer_forward_backward_given(const nvp_layer *layer,
+                                             size_t n, const float *x,
+                                             const float *context,
+                                             const float *dy,
+                                             const float *dlogdet, float *dx,
+                                             float *dcontext, float *grad);
+
+/* Reverse-KL (variational) training: fitting the flow q to a target
+ * known up to its normalising constant, p(y) = p~(y) / Z, by minimising
+ * KL(q || p) - log Z = E_q[log q(y) - log p~(y)] (the negative ELBO)
+ * over draws y = f(z), z from the base.  The caller gives log p~ through
+ * a callback: for n rows y (n * dim, row-major), it writes log_p (n
+ * floats, log p~(y_i)) and dlogp_dy (n * dim, its gradient in y) and
+ * returns 0; any other value stops the call, which returns that value
+ * unchanged (use values other than the NVP_E* codes to tell them apart).
+ * The callback runs on the calling thread, once per call, with the whole
+ * batch, and must not call the chain. */
+typedef int (*nvp_log_density_fn)(void *user, size_t n, size_t dim,
+                                  const float *y, float *log_p,
+                                  float *dlogp_dy);
+/* One reverse-KL gradient: draws batch rows z from the base with rng
+ * (the draws nvp_chain_sample makes), y = f(z), calls log_density(user,
+ * batch, dim, y, ...), and writes loss (may be NULL) = mean over the rows
+ * of log q(y) - log p~(y), with log q(y) = log p_base(z) - logdet, and
+ * grad (num_params floats, OVERWRITTEN, as nvp_chain_nll_grad does) =
+ * its gradient with respect to the parameters, through y = f(z):
+ * dL/dy = -dlogp_dy / batch and dL/dlogdet = -1 / batch per row.
+ * Errors: NVP_EINVAL, NVP_ENONFINITE (parameters holding NaN or an
+ * infinity; a draw whose forward overflows, checked before the callback;
+ * NaN or an infinity in log_p or dlogp_dy; a loss or gradient that is not
+ * finite; grad then holds garbage), NVP_ENOMEM, or the callback's
+ * nonzero return.  loss is NaN on every error after the arguments'
+ * checks.  The rng advances by the batch's draws.  Thread-safety as
+ * nvp_chain_nll_grad (a const call; rng and grad belong to the caller). */
+NVP_API int nvp_chain_reverse_kl_grad(const nvp_chain *chain, nvp_rng *rng,
+                                      size_t batch,
+                                      nvp_log_density_fn log_density,
+                                      void *user, float *grad, float *loss);
+/* One reverse-KL training step: the gradient above, then opt's update
+ * through the same path as nvp_chain_train_step (clipping, average and
+ * weight decay included).  loss (may be NULL) receives the batch's loss
+ * before the step.  Refused, changing neither the chain nor the
+ * optimizer, with the gradient's errors above or NVP_ENONFINITE for a
+ * gradient too large for Adam or a step whose result would not be finite
+ * (see nvp_chain_train_step); a callback's nonzero return is returned as
+ * it is and refuses the step too.  In every case but bad arguments or
+ * non-finite parameters the rng has advanced.  Uses the chain's scratch
+ * gradient (allocated by the first step, shared with
+ * nvp_chain_train_step).  Needs exclusive use of chain, opt and rng. */
+NVP_API int nvp_chain_reverse_kl_step(nvp_chain *chain, nvp_adam *opt,
+                                      nvp_rng *rng, size_t batch,
+                                      nvp_log_density_fn log_density,
+                                      void *user, float *loss);
+/* The same for a chain that reads a context: context holds batch rows
+ * (row i conditions draw i, and the callback's row i; the callback reads
+ * the context through user if it needs it). */
+NVP_API int nvp_chain_reverse_kl_grad_given(const nvp_chain *chain,
+                                            nvp_rng *rng, size_t batch,
+                                            const float *context,
+                                            nvp_log_density_fn log_density,
+                                            void *user, float *grad,
+                                            float *loss);
+NVP_API int nvp_chain_reverse_kl_step_given(nvp_chain *chain, nvp_adam *opt,
+                                            nvp_rng *rng, size_t batch,
+                                            const float *context,
+                                            nvp_log_density_fn log_density,
+                                            void *user, float *loss);
+
 /* Sets the log-scale stabiliser of every affine coupling layer (see
  * nvp_coupling_set_log_scale_clamp); layers of other kinds have none. */
 NVP_API int nvp_chain_set_log_scale_clamp(nvp_chain *chain, float bound);

@@ -144,6 +144,88 @@ START_TEST(t_sigmoid_form_density_and_gradient)
 }
 END_TEST
 
+/* L = sum w . f(x) + sum v logdet of the reference's forward (base to
+ * data: layer 0 first, y_b = (x_b - shift) / s, logdet -= log s). */
+static double ref_forward_loss(const ref_coupling *r, const size_t *off,
+                               const double *p, size_t n, const double *x,
+                               const double *w, const double *v)
+{
+    double loss = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double z[DIM], ld = 0.0;
+        memcpy(z, x + i * DIM, sizeof z);
+        for (size_t k = 0; k < NL; k++) {
+            double xa[DIM], sh[DIM], raw[DIM];
+            for (size_t j = 0; j < r[k].na; j++)
+                xa[j] = z[r[k].idx_a[j]];
+            ref_conditioner(&r[k], p + off[k], xa, sh, raw);
+            for (size_t j = 0; j < r[k].nb; j++) {
+                const double s = 1.0 / (1.0 + exp(-(raw[j] + 2.0))) + 1e-3;
+                const size_t b = r[k].idx_b[j];
+                z[b] = (z[b] - sh[j]) / s;
+                ld -= log(s);
+            }
+        }
+        for (size_t j = 0; j < DIM; j++)
+            loss += w[i * DIM + j] * z[j];
+        loss += v[i] * ld;
+    }
+    return loss;
+}
+
+/* The forward direction's gradient (nvp_chain_forward_backward) of the
+ * sigmoid form, by central differences of the reference. */
+START_TEST(t_sigmoid_form_forward_gradient)
+{
+    ref_coupling r[NL];
+    size_t off[NL];
+    double *pd;
+    nvp_chain *c = make(11, r, off, &pd);
+    enum { N = 12 };
+    float x[N * DIM], dy[N * DIM], dld[N], dx[N * DIM];
+    double xd[N * DIM], wd[N * DIM], vd[N];
+    t_prng p;
+    t_prng_seed(&p, 12);
+    t_fill_normal(&p, N * DIM, x, 1.0);
+    t_fill_normal(&p, N * DIM, dy, 1.0);
+    t_fill_normal(&p, N, dld, 1.0);
+    for (size_t i = 0; i < N * DIM; i++) {
+        xd[i] = x[i];
+        wd[i] = dy[i];
+    }
+    for (size_t i = 0; i < N; i++)
+        vd[i] = dld[i];
+    const size_t np = nvp_chain_num_params(c);
+    float *g = t_xmalloc(np * sizeof *g);
+    memset(g, 0, np * sizeof *g);
+    T_OK(nvp_chain_forward_backward(c, N, x, dy, dld, dx, g));
+    const double h = 1e-6;
+    for (size_t i = 0; i < N * DIM; i += 5) {
+        const double keep = xd[i];
+        xd[i] = keep + h;
+        const double up = ref_forward_loss(r, off, pd, N, xd, wd, vd);
+        xd[i] = keep - h;
+        const double down = ref_forward_loss(r, off, pd, N, xd, wd, vd);
+        xd[i] = keep;
+        T_CLOSE(dx[i], (up - down) / (2 * h), 2e-3, 2e-4, 11, "dL/dx[%zu]",
+                i);
+    }
+    for (size_t i = 0; i < np; i += 4) {
+        const double keep = pd[i];
+        pd[i] = keep + h;
+        const double up = ref_forward_loss(r, off, pd, N, xd, wd, vd);
+        pd[i] = keep - h;
+        const double down = ref_forward_loss(r, off, pd, N, xd, wd, vd);
+        pd[i] = keep;
+        T_CLOSE(g[i], (up - down) / (2 * h), 2e-3, 2e-4, 11,
+                "dL/dparam[%zu]", i);
+    }
+    free(g);
+    free(pd);
+    nvp_chain_free(c);
+}
+END_TEST
+
 START_TEST(t_sigmoid_form_save_load_and_refusals)
 {
     ref_coupling r[NL];
@@ -194,6 +276,7 @@ Suite *affine_form_suite(void)
     TCase *tc = tcase_create("sigmoid");
     tcase_set_timeout(tc, T_TIMEOUT);
     tcase_add_test(tc, t_sigmoid_form_density_and_gradient);
+    tcase_add_test(tc, t_sigmoid_form_forward_gradient);
     tcase_add_test(tc, t_sigmoid_form_save_load_and_refusals);
     suite_add_tcase(s, tc);
     return s;

@@ -67,6 +67,20 @@ void nvp__coupling_inverse_backward_rows(const nvp_coupling *c,
                                          float *dy, float *dcond, float *grad,
                                          int fresh, float *scratch);
 
+/* Backward of the forward for rows rows, after
+ * nvp__coupling_forward_rows filled cache from the rows x (its input,
+ * kept by the caller).  dy (rows x dim) is dL/dy; dlogdet is dL/dlogdet
+ * per row (NULL: zero).  Writes dx (rows x dim, may be NULL; not dy's
+ * memory), adds dL/d(context) into dcond and the parameter gradient into
+ * grad, fresh as for the inverse's backward. */
+void nvp__coupling_forward_backward_rows(const nvp_coupling *c,
+                                         const nvp_exec *ex, size_t rows,
+                                         const float *cache, const float *x,
+                                         const float *dy,
+                                         const float *dlogdet, float *dx,
+                                         float *dcond, float *grad, int fresh,
+                                         float *scratch);
+
 /* Checks a layer description; on success fills the structural fields of c
  * (dim, na, nb, index lists, dense layers, n_params).  Used by the
  * constructor and by the loader. */

@@ -236,6 +236,111 @@ void nvp__coupling_inverse_backward_rows(const nvp_coupling *c,
                 dcond[i * cdim + j] += din[i * n_in + na + j];
 }
 
+/* The backward of the forward: y_b = x_b e^{ls} + shift, logdet = sum ls,
+ * so dy_b/dx_b = e^{ls}, dy_b/dshift = 1, dy_b/dls = x_b e^{ls} and
+ * dlogdet/dls = 1; x_a reaches y_a directly and the conditioner's
+ * input. */
+/* One row's gradients through the exp form's forward step, y_b = x_b
+ * e^{ls} + shift, logdet = sum ls: dy_b/dx_b = e^{ls}, dy_b/dshift = 1,
+ * dy_b/dls = x_b e^{ls}, dlogdet/dls = 1.  Writes dx's x_b entries (dx may
+ * be NULL) and dout's row (d shift, then d raw). */
+static void fwd_exp_form_grads(const nvp_coupling *c, const float *shift,
+                               const float *xi, const float *dyi, float di,
+                               float *dx, float *dout)
+{
+    const size_t nb = c->nb;
+    const float *raw = shift + nb;
+    for (size_t j = 0; j < nb; j++) {
+        const size_t b = c->idx_b[j];
+        const float ls = log_scale_of(raw[j], c->clamp);
+        const float e = expf(ls);
+        if (dx)
+            dx[b] = dyi[b] * e;
+        dout[j] = dyi[b];
+        float g = dyi[b] * (xi[b] * e) + di;
+        if (c->clamp > 0.0f) {
+            const float t = ls / c->clamp;
+            g *= 1.0f - t * t;
+        }
+        dout[nb + j] = g;
+    }
+}
+
+/* The same through the sigmoid form's forward step, y_b = (x_b - shift) /
+ * s, logdet = -sum log s: dy_b/dx_b = 1/s, dy_b/dshift = -1/s, and
+ * dL/ds = -(dy_b y_b + dlogdet) / s, ds/du = g (1 - g). */
+static void fwd_sigmoid_form_grads(const nvp_coupling *c, const float *shift,
+                                   const float *xi, const float *dyi,
+                                   float di, float *dx, float *dout)
+{
+    const size_t nb = c->nb;
+    const float *raw = shift + nb;
+    for (size_t j = 0; j < nb; j++) {
+        const size_t b = c->idx_b[j];
+        float g;
+        const float sc = sigmoid_scale_of(raw[j], &g);
+        const float yb = (xi[b] - shift[j]) / sc;
+        if (dx)
+            dx[b] = dyi[b] / sc;
+        dout[j] = -dyi[b] / sc;
+        dout[nb + j] = -(dyi[b] * yb + di) / sc * g * (1.0f - g);
+    }
+}
+
+void nvp__coupling_forward_backward_rows(const nvp_coupling *c,
+                                         const nvp_exec *ex, size_t rows,
+                                         const float *cache, const float *x,
+                                         const float *dy,
+                                         const float *dlogdet, float *dx,
+                                         float *dcond, float *grad, int fresh,
+                                         float *scratch)
+{
+    const size_t nb = c->nb, na = c->na, dim = c->layer.dim;
+    const size_t cdim = c->layer.cdim, n_in = c->cond.n_in;
+    nvp_cond_cache cc;
+    nvp__cond_cache_bind(&c->cond, rows, (float *)cache, &cc);
+    const float *out = cc.act[c->cond.n_dense - 1];
+    float *cursor = scratch;
+    float *dout = nvp__carve(&cursor, rows * 2 * nb);
+    float *cond_scratch =
+        nvp__carve(&cursor, nvp__cond_scratch_floats(&c->cond, rows));
+    float *din = nvp__carve(&cursor, rows * n_in);
+    const int want_din = dx || (dcond && cdim);
+    /* The output bias's gradient summed as dout is made, as in the
+     * inverse's backward. */
+    float *gb_out = grad && !nvp__cond_owns_out_bias(&c->cond)
+                        ? grad + c->cond.dense[c->cond.n_dense - 1].b_off
+                        : NULL;
+    for (size_t i = 0; i < rows; i++) {
+        const float *shift = out + i * 2 * nb;
+        const float *xi = x + i * dim;
+        const float *dyi = dy + i * dim;
+        const float di = dlogdet ? dlogdet[i] : 0.0f;
+        float *dsh = dout + i * 2 * nb;
+        if (c->form == NVP_AFFINE_SIGMOID)
+            fwd_sigmoid_form_grads(c, shift, xi, dyi, di,
+                                   dx ? dx + i * dim : NULL, dsh);
+        else
+            fwd_exp_form_grads(c, shift, xi, dyi, di,
+                               dx ? dx + i * dim : NULL, dsh);
+        if (gb_out)
+            for (size_t j = 0; j < 2 * nb; j++)
+                gb_out[j] += dsh[j];
+    }
+    nvp__cond_backward(&c->cond, ex, c->layer.params, rows, &cc, dout, 1,
+                       want_din ? din : NULL, grad, fresh, cond_scratch);
+    if (dx)
+        for (size_t i = 0; i < rows; i++)
+            for (size_t j = 0; j < na; j++) {
+                const size_t a = c->idx_a[j];
+                dx[i * dim + a] = dy[i * dim + a] + din[i * n_in + j];
+            }
+    if (dcond && cdim)
+        for (size_t i = 0; i < rows; i++)
+            for (size_t j = 0; j < cdim; j++)
+                dcond[i * cdim + j] += din[i * n_in + na + j];
+}
+
 /* The layer table's entry: the functions above, taking the shared part. */
 #define AS_COUPLING(l) ((const nvp_coupling *)(l))
 
@@ -275,6 +380,19 @@ static void kind_inverse_backward_rows(const nvp_layer *l, const nvp_exec *ex,
     (void)cond; /* the cache holds it */
     nvp__coupling_inverse_backward_rows(AS_COUPLING(l), ex, rows, cache, x,
                                         dx, dildj, dy, dcond, grad, fresh,
+                                        scratch);
+}
+
+static void kind_forward_backward_rows(const nvp_layer *l, const nvp_exec *ex,
+                                       size_t rows, const float *cache,
+                                       const float *x, const float *cond,
+                                       const float *dy, const float *dlogdet,
+                                       float *dx, float *dcond, float *grad,
+                                       int fresh, float *scratch)
+{
+    (void)cond; /* the cache holds it */
+    nvp__coupling_forward_backward_rows(AS_COUPLING(l), ex, rows, cache, x,
+                                        dy, dlogdet, dx, dcond, grad, fresh,
                                         scratch);
 }
 
@@ -413,6 +531,7 @@ const nvp_layer_ops nvp__coupling_kind = {
     kind_inverse_rows,
     kind_forward_rows,
     kind_inverse_backward_rows,
+    kind_forward_backward_rows,
     kind_fresh_range,
     kind_set_clamp,
     NULL, /* no data-dependent initialisation */

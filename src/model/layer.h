@@ -63,6 +63,20 @@ typedef struct nvp_layer_ops {
                                   const float *dx, const float *dildj,
                                   float *dy, float *dcond, float *grad,
                                   int fresh, float *scratch);
+    /* Backward of the forward (the vector-Jacobian product of base to
+     * data, log-determinant included), after forward_rows filled cache:
+     * x holds the rows the forward was given (its input, which the
+     * in-place forward overwrote: the caller keeps a copy), dy (rows x
+     * dim) is dL/dy, dlogdet dL/dlogdet per row (NULL: zero).  Writes dx =
+     * dL/dx (may be NULL; never the same memory as dy), adds dL/d(context)
+     * into dcond and the parameter gradient into grad, with fresh and
+     * scratch as for inverse_backward_rows. */
+    void (*forward_backward_rows)(const nvp_layer *l, const nvp_exec *ex,
+                                  size_t rows, const float *cache,
+                                  const float *x, const float *cond,
+                                  const float *dy, const float *dlogdet,
+                                  float *dx, float *dcond, float *grad,
+                                  int fresh, float *scratch);
     /* The part of the gradient a fresh backward writes: [*off, *off +
      * *len); *len 0 when none. */
     void (*fresh_range)(const nvp_layer *l, size_t *off, size_t *len);

@@ -81,6 +81,36 @@ static void actnorm_inverse_backward_rows(const nvp_layer *l,
     }
 }
 
+/* y_j = x_j e^{s_j} + b_j, logdet = sum s: dy_j/dx_j = e^{s_j}, dy_j/ds_j
+ * = x_j e^{s_j}, dy_j/db_j = 1, dlogdet/ds_j = 1. */
+static void actnorm_forward_backward_rows(const nvp_layer *l,
+                                          const nvp_exec *ex, size_t rows,
+                                          const float *cache, const float *x,
+                                          const float *cond, const float *dy,
+                                          const float *dlogdet, float *dx,
+                                          float *dcond, float *grad,
+                                          int fresh, float *scratch)
+{
+    (void)ex, (void)cache, (void)cond, (void)dcond, (void)fresh;
+    (void)scratch;
+    const size_t dim = l->dim;
+    const float *s = l->params;
+    float *gs = grad, *gb = grad ? grad + dim : NULL;
+    for (size_t i = 0; i < rows; i++) {
+        const float *xi = x + i * dim, *dyi = dy + i * dim;
+        const float di = dlogdet ? dlogdet[i] : 0.0f;
+        for (size_t j = 0; j < dim; j++) {
+            const float e = expf(s[j]);
+            if (dx)
+                dx[i * dim + j] = dyi[j] * e;
+            if (grad) {
+                gs[j] += dyi[j] * (xi[j] * e) + di;
+                gb[j] += dyi[j];
+            }
+        }
+    }
+}
+
 /* b = the mean, s = log(sd) per dimension, in double.  A dimension that
  * does not vary keeps sd 1: nothing to scale. */
 static int actnorm_data_init(nvp_layer *l, const nvp_errbox *eb,
@@ -151,6 +181,7 @@ const nvp_layer_ops nvp__actnorm_kind = {
     actnorm_inverse_rows,
     actnorm_forward_rows,
     actnorm_inverse_backward_rows,
+    actnorm_forward_backward_rows,
     nvp__layer_no_fresh_range,
     NULL, /* its log-scales are parameters, not a conditioner's output */
     actnorm_data_init,

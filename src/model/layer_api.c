@@ -135,6 +135,70 @@ int nvp__layer_inverse_backward(const nvp_layer *l, const char *fn, size_t n,
     return NVP_OK;
 }
 
+int nvp__layer_forward_backward(const nvp_layer *l, const char *fn, size_t n,
+                                const float *x, const float *context,
+                                const float *dy, const float *dlogdet,
+                                float *dx, float *dcontext, float *grad)
+{
+    const nvp_errbox *eb = l ? &l->err : NULL;
+    NVP_REQUIRE(l != NULL, NVP_EINVAL, "%s: layer is NULL", fn);
+    NVP_REQUIRE(x != NULL && dy != NULL, NVP_EINVAL, "%s: x or dy is NULL",
+                fn);
+    if (check_context(l, fn, context))
+        return NVP_EINVAL;
+    int rc = nvp__check_batch(eb, fn, n, l->dim);
+    if (rc)
+        return rc;
+    const size_t dim = l->dim, cdim = l->cdim, R = nvp__chunk_rows(n);
+    if (cdim)
+        for (size_t i = 0; i < n * cdim; i++)
+            NVP_REQUIRE(isfinite(context[i]), NVP_ENONFINITE,
+                        "%s: context holds a non-finite value at row %zu", fn,
+                        i / cdim);
+    /* Refused before anything is added into grad. */
+    for (size_t i = 0; i < n * dim; i++)
+        NVP_REQUIRE(isfinite(x[i]) && isfinite(dy[i]), NVP_ENONFINITE,
+                    "%s: x or dy holds a non-finite value at row %zu", fn,
+                    i / dim);
+    if (dlogdet)
+        for (size_t i = 0; i < n; i++)
+            NVP_REQUIRE(isfinite(dlogdet[i]), NVP_ENONFINITE,
+                        "%s: dlogdet[%zu] is not finite", fn, i);
+    /* A chunk's rows, which the forward turns into y and the backward
+     * then takes as dx's buffer (so dx may be dy or x), the cache and the
+     * scratch. */
+    const size_t cache_f = l->kind->cache_floats(l, R);
+    const size_t scratch_f = l->kind->scratch_floats(l, R);
+    nvp_ws *ws = nvp__ws_acquire(&l->ctx, NVP_WS_TRAIN,
+                                 nvp__carved(R * dim) + nvp__carved(cache_f) +
+                                     nvp__carved(scratch_f));
+    if (!ws)
+        return nvp__fail(eb, NVP_ENOMEM, "%s: out of memory for workspace",
+                         fn);
+    float *cursor = ws->arena;
+    float *z = nvp__carve(&cursor, R * dim);
+    float *cache = nvp__carve(&cursor, cache_f);
+    float *scratch = nvp__carve(&cursor, scratch_f);
+    const nvp_exec ex = nvp__context_exec(&l->ctx, ws, NULL);
+    for (size_t r0 = 0; r0 < n; r0 += NVP_CHUNK_ROWS) {
+        const size_t rows = n - r0 < R ? n - r0 : R;
+        memcpy(z, x + r0 * dim, rows * dim * sizeof *z);
+        const float *cond = cdim ? context + r0 * cdim : NULL;
+        float *dcond = cdim && dcontext ? dcontext + r0 * cdim : NULL;
+        if (dcond)
+            memset(dcond, 0, rows * cdim * sizeof *dcond);
+        l->kind->forward_rows(l, &ex, rows, z, cond, NULL, cache);
+        l->kind->forward_backward_rows(
+            l, &ex, rows, cache, x + r0 * dim, cond, dy + r0 * dim,
+            dlogdet ? dlogdet + r0 : NULL, dx ? z : NULL, dcond, grad, 0,
+            scratch);
+        if (dx)
+            memcpy(dx + r0 * dim, z, rows * dim * sizeof *dx);
+    }
+    nvp__ws_release(&l->ctx, NVP_WS_TRAIN, ws);
+    return NVP_OK;
+}
+
 /* ------------------------------------------------------------- public */
 
 int nvp_layer_create_permutation(nvp_layer **out, size_t dim,
@@ -282,6 +346,25 @@ int nvp_layer_inverse_backward_given(const nvp_layer *layer, size_t n,
     return nvp__layer_inverse_backward(layer,
                                        "nvp_layer_inverse_backward_given", n,
                                        y, context, dx, dildj, dy, dcontext,
+                                       grad);
+}
+
+int nvp_layer_forward_backward(const nvp_layer *layer, size_t n,
+                               const float *x, const float *dy,
+                               const float *dlogdet, float *dx, float *grad)
+{
+    return nvp__layer_forward_backward(layer, "nvp_layer_forward_backward", n,
+                                       x, NULL, dy, dlogdet, dx, NULL, grad);
+}
+
+int nvp_layer_forward_backward_given(const nvp_layer *layer, size_t n,
+                                     const float *x, const float *context,
+                                     const float *dy, const float *dlogdet,
+                                     float *dx, float *dcontext, float *grad)
+{
+    return nvp__layer_forward_backward(layer,
+                                       "nvp_layer_forward_backward_given", n,
+                                       x, context, dy, dlogdet, dx, dcontext,
                                        grad);
 }
 

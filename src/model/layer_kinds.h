@@ -38,5 +38,9 @@ int nvp__layer_inverse_backward(const nvp_layer *l, const char *fn, size_t n,
                                 const float *y, const float *context,
                                 const float *dx, const float *dildj,
                                 float *dy, float *dcontext, float *grad);
+int nvp__layer_forward_backward(const nvp_layer *l, const char *fn, size_t n,
+                                const float *x, const float *context,
+                                const float *dy, const float *dlogdet,
+                                float *dx, float *dcontext, float *grad);
 
 #endif

@@ -18,8 +18,10 @@
 #include "core/alloc.h"
 #include "model/layer_kinds.h"
 
-/* w = U x, then y = L w + b, in place on one row. */
-static void forward_row(size_t dim, const float *A, const float *b, float *z)
+/* w = U x, keeping w in w_out (may be NULL: the forward's backward reads
+ * it), then y = L w + b, in place on one row. */
+static void forward_row(size_t dim, const float *A, const float *b, float *z,
+                        float *w_out)
 {
     for (size_t i = 0; i < dim; i++) {
         const float *a = A + i * dim;
@@ -28,6 +30,8 @@ static void forward_row(size_t dim, const float *A, const float *b, float *z)
             s += (double)a[j] * z[j];
         z[i] = (float)s;
     }
+    if (w_out)
+        memcpy(w_out, z, dim * sizeof *z);
     for (size_t i = dim; i-- > 0;) {
         const float *a = A + i * dim;
         double s = z[i];
@@ -70,7 +74,8 @@ static float trace_of(size_t dim, const float *A)
 
 static size_t linear_cache_floats(const nvp_layer *l, size_t rows)
 {
-    return nvp__carved(rows * l->dim); /* w = L^-1 (y - b) */
+    /* w = L^-1 (y - b) = U x, which both directions compute on the way */
+    return nvp__carved(rows * l->dim);
 }
 
 static size_t linear_scratch_floats(const nvp_layer *l, size_t rows)
@@ -103,12 +108,11 @@ static void linear_forward_rows(const nvp_layer *l, const nvp_exec *ex,
 {
     (void)cond;
     (void)ex;
-    (void)cache;
     const size_t dim = l->dim;
     const float *A = l->params, *b = l->params + dim * dim;
     const float ld = trace_of(dim, A);
     for (size_t i = 0; i < rows; i++) {
-        forward_row(dim, A, b, z + i * dim);
+        forward_row(dim, A, b, z + i * dim, cache + i * dim);
         if (logdet)
             logdet[i] += ld;
     }
@@ -189,6 +193,85 @@ static void linear_inverse_backward_rows(const nvp_layer *l,
     for (size_t r = 0; r < rows; r++)
         for (size_t j = 0; j < dim; j++)
             gb[j] += -gr[r * dim + j];
+}
+
+/* y = L w + b, w = U x, logdet = sum d.  Given g = dL/dy:
+ *   dL/db = g;       dL/dL = g w^T (strictly lower part)
+ *   gw = L^T g;      dL/dU = gw x^T (upper part), and dU_ii/dd_i = U_ii
+ *   dL/dx = U^T gw;  dL/dd_i gets dlogdet per row. */
+static void linear_forward_backward_rows(const nvp_layer *l,
+                                         const nvp_exec *ex, size_t rows,
+                                         const float *cache, const float *x,
+                                         const float *cond, const float *dy,
+                                         const float *dlogdet, float *dx,
+                                         float *dcond, float *grad, int fresh,
+                                         float *scratch)
+{
+    (void)cond, (void)dcond, (void)fresh;
+    const size_t dim = l->dim;
+    const float *A = l->params;
+    float *cursor = scratch;
+    float *gw = nvp__carve(&cursor, rows * dim);
+    (void)nvp__carve(&cursor, rows * dim); /* the inverse's gr: unused */
+    float *outer = nvp__carve(&cursor, dim * dim);
+    double *t = (double *)nvp__carve(&cursor, 2 * dim);
+    for (size_t r = 0; r < rows; r++) {
+        /* L^T is unit upper triangular: gw_j = g_j + sum_{i>j} L_ij g_i,
+         * row i of A adding its strictly lower part, in double. */
+        const float *g = dy + r * dim;
+        for (size_t j = 0; j < dim; j++)
+            t[j] = g[j];
+        for (size_t i = 1; i < dim; i++) {
+            const float *a = A + i * dim;
+            for (size_t j = 0; j < i; j++)
+                t[j] += (double)a[j] * g[i];
+        }
+        for (size_t j = 0; j < dim; j++)
+            gw[r * dim + j] = (float)t[j];
+        if (!dx)
+            continue;
+        /* U^T: dx_j = sum_{i<=j} U_ij gw_i, from the rows of A. */
+        double *u = t + dim;
+        for (size_t j = 0; j < dim; j++)
+            u[j] = 0.0;
+        for (size_t i = 0; i < dim; i++) {
+            const float *a = A + i * dim;
+            u[i] += (double)expf(a[i]) * t[i];
+            for (size_t j = i + 1; j < dim; j++)
+                u[j] += (double)a[j] * t[i];
+        }
+        for (size_t j = 0; j < dim; j++)
+            dx[r * dim + j] = (float)u[j];
+    }
+    if (!grad)
+        return;
+    float *gA = grad, *gb = grad + dim * dim;
+    /* U's part: sum over rows of gw x^T. */
+    nvp__exec_gemm(ex, 1, 0, dim, dim, rows, gw, dim, x, dim, 0, outer, dim,
+                   NULL);
+    double dsum = 0.0;
+    if (dlogdet)
+        for (size_t r = 0; r < rows; r++)
+            dsum += dlogdet[r];
+    for (size_t i = 0; i < dim; i++) {
+        const float *o = outer + i * dim;
+        float *ga = gA + i * dim;
+        ga[i] += o[i] * expf(A[i * dim + i]) + (float)dsum;
+        for (size_t j = i + 1; j < dim; j++)
+            ga[j] += o[j];
+    }
+    /* L's part: sum over rows of g w^T. */
+    nvp__exec_gemm(ex, 1, 0, dim, dim, rows, dy, dim, cache, dim, 0, outer,
+                   dim, NULL);
+    for (size_t i = 0; i < dim; i++) {
+        const float *o = outer + i * dim;
+        float *ga = gA + i * dim;
+        for (size_t j = 0; j < i; j++)
+            ga[j] += o[j];
+    }
+    for (size_t r = 0; r < rows; r++)
+        for (size_t j = 0; j < dim; j++)
+            gb[j] += dy[r * dim + j];
 }
 
 /* The data's mean and the Cholesky factor C of its covariance (in
@@ -306,6 +389,7 @@ const nvp_layer_ops nvp__linear_kind = {
     linear_inverse_rows,
     linear_forward_rows,
     linear_inverse_backward_rows,
+    linear_forward_backward_rows,
     nvp__layer_no_fresh_range,
     NULL, /* no conditioner */
     linear_data_init,

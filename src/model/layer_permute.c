@@ -73,6 +73,25 @@ static void permute_inverse_backward_rows(const nvp_layer *l,
             dy[i * dim + j] = dx[i * dim + perm[j]];
 }
 
+static void permute_forward_backward_rows(const nvp_layer *l,
+                                          const nvp_exec *ex, size_t rows,
+                                          const float *cache, const float *x,
+                                          const float *cond, const float *dy,
+                                          const float *dlogdet, float *dx,
+                                          float *dcond, float *grad,
+                                          int fresh, float *scratch)
+{
+    (void)ex, (void)cache, (void)x, (void)cond, (void)dlogdet, (void)dcond;
+    (void)grad, (void)fresh, (void)scratch;
+    if (!dx)
+        return;
+    /* y[j] = x[perm[j]], so dL/dx[perm[j]] = dL/dy[j]. */
+    const size_t dim = l->dim, *perm = AS_PERMUTE(l)->perm;
+    for (size_t i = 0; i < rows; i++)
+        for (size_t j = 0; j < dim; j++)
+            dx[i * dim + perm[j]] = dy[i * dim + j];
+}
+
 static void permute_release(nvp_layer *l)
 {
     nvp__free(&l->alloc, ((permute_layer *)l)->perm);
@@ -135,6 +154,7 @@ const nvp_layer_ops nvp__permute_kind = {
     permute_inverse_rows,
     permute_forward_rows,
     permute_inverse_backward_rows,
+    permute_forward_backward_rows,
     nvp__layer_no_fresh_range,
     NULL, /* no log-scale */
     NULL, /* no data-dependent initialisation */
