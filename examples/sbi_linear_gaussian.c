@@ -522,8 +522,9 @@ static int validation_nll(job *j, double *nll)
 }
 
 /* The validation NLL of what would be reported: the parameter average
- * when there is one (swapped in and out), else the last iterate.  The
- * parameters scored are left in j->cur's counterpart `scored`. */
+ * when there is one (swapped in for the evaluation, then the last
+ * iterate is put back to train on), else the last iterate.  The
+ * parameters scored are copied into `scored`, for keeping the best. */
 static int check_point(const config *cfg, job *j, float *scored,
                        double *nll)
 {
