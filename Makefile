@@ -126,8 +126,6 @@ $(BUILD)/examples/two_moons: examples/two_moons.c $(FIGURE_SRC) $(wildcard examp
 $(BUILD)/examples/energy_fit: examples/energy_fit.c $(EXAMPLE_SRC) $(EXAMPLE_HDR) $(STATIC) | $(BUILD)/examples
 	$(CC) $(ALL_CFLAGS) $(EXAMPLE_CFLAGS) -o $@ examples/energy_fit.c $(EXAMPLE_SRC) $(STATIC) $(LIBS)
 
-examples: $(BUILD)/examples/two_moons $(BUILD)/examples/energy_fit
-
 .PHONY: energy test-energy
 ENERGY_ARGS ?=
 energy: $(BUILD)/examples/energy_fit
@@ -137,10 +135,29 @@ energy: $(BUILD)/examples/energy_fit
 test-energy: $(BUILD)/examples/energy_fit
 	sh tests/examples/test_energy_fit.sh $(BUILD)/examples/energy_fit
 
+# Simulation-based inference with a conditional flow, checked against a
+# closed-form posterior (docs/sbi.md); `make sbi` builds and runs it.
+$(BUILD)/examples/sbi_linear_gaussian: examples/sbi_linear_gaussian.c $(EXAMPLE_SRC) $(EXAMPLE_HDR) $(STATIC) | $(BUILD)/examples
+	$(CC) $(ALL_CFLAGS) $(EXAMPLE_CFLAGS) -o $@ examples/sbi_linear_gaussian.c $(EXAMPLE_SRC) $(STATIC) $(LIBS)
+
+.PHONY: sbi test-sbi
+SBI_ARGS ?=
+sbi: $(BUILD)/examples/sbi_linear_gaussian
+	./$(BUILD)/examples/sbi_linear_gaussian $(SBI_ARGS)
+
+# A small, quick run of it: sane output, not the figures of docs/sbi.md.
+test-sbi: $(BUILD)/examples/sbi_linear_gaussian
+	sh tests/examples/test_sbi.sh $(BUILD)/examples/sbi_linear_gaussian
+
+examples: $(BUILD)/examples/two_moons $(BUILD)/examples/energy_fit \
+    $(BUILD)/examples/sbi_linear_gaussian
+
 # The main job end to end, with its golden numbers (tests/examples/), and
-# lockstep's run checked against it (tests/bench/bench.mk builds lockstep).
+# lockstep's run checked against it (tests/bench/bench.mk builds lockstep);
+# and the quick runs of the simulation-based inference (test-sbi) and
+# energy (test-energy) examples.
 .PHONY: test-examples
-test-examples: $(BUILD)/examples/two_moons $(BUILD)/bench/lockstep
+test-examples: $(BUILD)/examples/two_moons $(BUILD)/bench/lockstep test-sbi test-energy
 	sh tests/examples/test_two_moons.sh $(BUILD)/examples/two_moons $(BUILD)/bench/lockstep
 
 # The main job: the tutorial end to end with the reference configuration.

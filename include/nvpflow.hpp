@@ -23,6 +23,12 @@
  *   take a std::vector<Layer> by rvalue: on success the chain owns every
  *   layer (the vector is emptied), on failure nothing was taken.
  *
+ * Conditional flows
+ *   Chain::conditional and Coupling::conditional build models of p(y | c)
+ *   with context_dim() values of context per row; such a chain or layer is
+ *   called through the *_given members, which take the context as one
+ *   more array (n rows of context_dim() floats), as in C.
+ *
  * Errors
  *   Every fallible call checks the C status and throws nvp::Error, which
  *   carries the NVP_E* code (code()) and the library's detailed message
@@ -222,6 +228,19 @@ inline const std::size_t *hidden_ptr(const std::vector<std::size_t> &hidden) noe
 {
     static const std::size_t none = 0;
     return hidden.empty() ? &none : hidden.data();
+}
+
+/* The context of a _given call as the C call takes it: n rows of cdim
+ * floats (NVP_EDIM otherwise), nullptr when empty (a chain or layer that
+ * reads no context takes NULL). */
+inline const float *context_ptr(const std::vector<float> &context, std::size_t n,
+                                std::size_t cdim, const char *where)
+{
+    if (context.size() != mul(n, cdim, where))
+        fail(NVP_EDIM, where,
+             "context holds " + std::to_string(context.size()) + " floats, not " +
+                 std::to_string(n) + " rows of " + std::to_string(cdim));
+    return context.empty() ? nullptr : context.data();
 }
 
 /* The std::vector form of a forward or inverse map: fn(n, in, out, ld)
@@ -519,6 +538,14 @@ class CouplingOps {
 public:
     std::size_t dim() const noexcept { return nvp_coupling_dim(h()); }
     std::size_t num_params() const noexcept { return nvp_coupling_num_params(h()); }
+    /* Context values per row the conditioner reads (0: unconditional).
+     * The C API asks the layer view, which is the same object; the cast
+     * only gets that view, nothing is written through it. */
+    std::size_t context_dim() const noexcept
+    {
+        return nvp_layer_context_dim(
+            nvp_coupling_as_layer(const_cast<nvp_coupling *>(h())));
+    }
     float log_scale_clamp() const noexcept { return nvp_coupling_log_scale_clamp(h()); }
     /* The kernels of the layer's own calls (a chain's calls use the
      * chain's setting). */
@@ -673,6 +700,31 @@ public:
     {
         return half(dim, flip, 0, nullptr, flags, rng, alloc);
     }
+    /* nvp_coupling_create_conditional, exactly: the conditioner also
+     * reads context_dim values per row (call it through a Layer's or a
+     * Chain's _given calls).  context_dim 0 gives create()'s layer. */
+    static Coupling conditional(std::size_t dim, std::size_t context_dim,
+                                const unsigned char *mask, std::size_t n_hidden,
+                                const std::size_t *hidden, unsigned flags,
+                                Rng &rng, const nvp_allocator *alloc = nullptr)
+    {
+        nvp_coupling *h = nullptr;
+        detail::check(nvp_coupling_create_conditional(&h, dim, context_dim, mask,
+                                                      n_hidden, hidden, flags,
+                                                      rng.get(), alloc));
+        return Coupling(detail::adopt_tag{}, h);
+    }
+    /* mask must hold dim bytes; hidden as in create(). */
+    static Coupling conditional(std::size_t dim, std::size_t context_dim,
+                                const std::vector<unsigned char> &mask,
+                                const std::vector<std::size_t> &hidden,
+                                unsigned flags, Rng &rng,
+                                const nvp_allocator *alloc = nullptr)
+    {
+        check_mask(dim, mask);
+        return conditional(dim, context_dim, mask.data(), hidden.size(),
+                           detail::hidden_ptr(hidden), flags, rng, alloc);
+    }
     static Coupling adopt(nvp_coupling *h) noexcept
     {
         return Coupling(detail::adopt_tag{}, h);
@@ -805,6 +857,80 @@ public:
                    const float *dl, float *dyy, float *g) {
                 inverse_backward(n, yy, dxx, dl, dyy, g);
             });
+    }
+
+    /* Context values per row the layer reads: a conditional coupling's
+     * context_dim, 0 for every other layer. */
+    std::size_t context_dim() const noexcept { return nvp_layer_context_dim(h()); }
+    /* The calls above for a layer that reads a context: context holds n
+     * rows of context_dim() floats (nullptr / empty when that is 0). */
+    void forward_given(std::size_t n, const float *x, const float *context,
+                       float *y, float *logdet) const
+    {
+        check(nvp_layer_forward_given(h(), n, x, context, y, logdet), h());
+    }
+    std::vector<float> forward_given(const std::vector<float> &x,
+                                     const std::vector<float> &context,
+                                     std::vector<float> *logdet = nullptr) const
+    {
+        return map_rows("nvp::Layer::forward_given", "x", dim(), x, logdet,
+                        [&](std::size_t n, const float *in, float *out, float *ld) {
+                            forward_given(n, in,
+                                          context_ptr(context, n, context_dim(),
+                                                      "nvp::Layer::forward_given"),
+                                          out, ld);
+                        });
+    }
+    void inverse_given(std::size_t n, const float *y, const float *context,
+                       float *x, float *ildj) const
+    {
+        check(nvp_layer_inverse_given(h(), n, y, context, x, ildj), h());
+    }
+    std::vector<float> inverse_given(const std::vector<float> &y,
+                                     const std::vector<float> &context,
+                                     std::vector<float> *ildj = nullptr) const
+    {
+        return map_rows("nvp::Layer::inverse_given", "y", dim(), y, ildj,
+                        [&](std::size_t n, const float *in, float *out, float *ld) {
+                            inverse_given(n, in,
+                                          context_ptr(context, n, context_dim(),
+                                                      "nvp::Layer::inverse_given"),
+                                          out, ld);
+                        });
+    }
+    /* nvp_layer_inverse_backward_given: as inverse_backward, and dcontext
+     * (may be nullptr) is OVERWRITTEN with dL/dcontext. */
+    void inverse_backward_given(std::size_t n, const float *y, const float *context,
+                                const float *dx, const float *dildj, float *dy,
+                                float *dcontext, float *grad) const
+    {
+        check(nvp_layer_inverse_backward_given(h(), n, y, context, dx, dildj, dy,
+                                               dcontext, grad),
+              h());
+    }
+    /* As inverse_backward; dcontext, when given, is resized to the
+     * context's size and receives dL/dcontext. */
+    std::vector<float> inverse_backward_given(const std::vector<float> &y,
+                                              const std::vector<float> &context,
+                                              const std::vector<float> &dx,
+                                              const std::vector<float> *dildj = nullptr,
+                                              std::vector<float> *grad = nullptr,
+                                              std::vector<float> *dcontext = nullptr) const
+    {
+        const char *where = "nvp::Layer::inverse_backward_given";
+        std::vector<float> dc;
+        std::vector<float> dy = backward_rows(
+            where, dim(), num_params(), y, dx, dildj, grad,
+            [&](std::size_t n, const float *yy, const float *dxx, const float *dl,
+                float *dyy, float *g) {
+                const float *c = context_ptr(context, n, context_dim(), where);
+                dc.resize(dcontext ? context.size() : 0);
+                inverse_backward_given(n, yy, c, dxx, dl, dyy,
+                                       dcontext ? nonnull(dc) : nullptr, g);
+            });
+        if (dcontext)
+            *dcontext = std::move(dc);
+        return dy;
     }
 };
 } // namespace detail
@@ -1276,6 +1402,36 @@ public:
     {
         return alternating(dim, n_layers, 0, nullptr, flags, rng, alloc);
     }
+    /* nvp_chain_create_conditional, exactly: alternating half-split
+     * couplings whose conditioners also read context_dim values per row,
+     * a model of p(y | c); context_dim 0 is alternating()'s chain. */
+    static Chain conditional(std::size_t dim, std::size_t context_dim,
+                             std::size_t n_layers, std::size_t n_hidden,
+                             const std::size_t *hidden, unsigned flags, Rng &rng,
+                             const nvp_allocator *alloc = nullptr)
+    {
+        nvp_chain *h = nullptr;
+        detail::check(nvp_chain_create_conditional(&h, dim, context_dim, n_layers,
+                                                   n_hidden, hidden, flags,
+                                                   rng.get(), alloc));
+        return adopt(h);
+    }
+    static Chain conditional(std::size_t dim, std::size_t context_dim,
+                             std::size_t n_layers,
+                             const std::vector<std::size_t> &hidden,
+                             unsigned flags, Rng &rng,
+                             const nvp_allocator *alloc = nullptr)
+    {
+        return conditional(dim, context_dim, n_layers, hidden.size(),
+                           detail::hidden_ptr(hidden), flags, rng, alloc);
+    }
+    /* The default conditioner. */
+    static Chain conditional(std::size_t dim, std::size_t context_dim,
+                             std::size_t n_layers, unsigned flags, Rng &rng,
+                             const nvp_allocator *alloc = nullptr)
+    {
+        return conditional(dim, context_dim, n_layers, 0, nullptr, flags, rng, alloc);
+    }
     static Chain adopt(nvp_chain *h) noexcept { return Chain(detail::adopt_tag{}, h); }
 
     Chain(const Chain &) = delete;
@@ -1289,6 +1445,9 @@ public:
     explicit operator bool() const noexcept { return h_.get() != nullptr; }
 
     std::size_t dim() const noexcept { return nvp_chain_dim(get()); }
+    /* Context values per row (0 for an unconditional chain); a chain
+     * with context_dim() > 0 is called through the _given calls. */
+    std::size_t context_dim() const noexcept { return nvp_chain_context_dim(get()); }
     std::size_t num_layers() const noexcept { return nvp_chain_num_layers(get()); }
     std::size_t num_params() const noexcept { return nvp_chain_num_params(get()); }
 
@@ -1481,6 +1640,230 @@ public:
                           detail::rows(data.size(), dim(), "nvp::Chain::train_step",
                                        "data"),
                           data.data(), batch);
+    }
+
+    /* ------------------------------------------------------------------
+     * Conditional densities p(y | c) (nvp_chain_*_given): each call is the
+     * one above with a context of n rows of context_dim() floats (row i
+     * conditions row i).  The std::vector forms check that the context
+     * holds exactly that many floats (NVP_EDIM); an empty context stands
+     * for NULL, which a chain with context_dim() == 0 accepts. */
+    void init_from_data_given(std::size_t n, const float *data, const float *context)
+    {
+        detail::check(nvp_chain_init_from_data_given(get(), n, data, context), get());
+    }
+    void init_from_data_given(const std::vector<float> &data,
+                              const std::vector<float> &context)
+    {
+        const char *where = "nvp::Chain::init_from_data_given";
+        const std::size_t n = detail::rows(data.size(), dim(), where, "data");
+        init_from_data_given(n, data.data(),
+                             detail::context_ptr(context, n, context_dim(), where));
+    }
+
+    void log_prob_given(std::size_t n, const float *y, const float *context,
+                        float *lp) const
+    {
+        detail::check(nvp_chain_log_prob_given(get(), n, y, context, lp), get());
+    }
+    std::vector<float> log_prob_given(const std::vector<float> &y,
+                                      const std::vector<float> &context) const
+    {
+        const char *where = "nvp::Chain::log_prob_given";
+        const std::size_t n = detail::rows(y.size(), dim(), where, "y");
+        std::vector<float> lp(n);
+        log_prob_given(n, y.data(), detail::context_ptr(context, n, context_dim(), where),
+                       lp.data());
+        return lp;
+    }
+
+    /* One draw per context row. */
+    void sample_given(Rng &rng, std::size_t n, const float *context, float *y,
+                      float *log_prob) const
+    {
+        detail::check(nvp_chain_sample_given(get(), rng.get(), n, context, y, log_prob),
+                      get());
+    }
+    /* As many draws as context has rows (context_dim() must be above 0);
+     * returns them as rows of dim() floats. */
+    std::vector<float> sample_given(Rng &rng, const std::vector<float> &context,
+                                    std::vector<float> *log_prob = nullptr) const
+    {
+        const char *where = "nvp::Chain::sample_given";
+        const std::size_t cdim = context_dim();
+        if (cdim == 0)
+            detail::fail(NVP_EINVAL, where,
+                         "the chain reads no context: the number of draws is "
+                         "not given (use sample)");
+        const std::size_t n = detail::rows(context.size(), cdim, where, "context");
+        std::vector<float> y(detail::mul(n, dim(), where)), lp(log_prob ? n : 0);
+        sample_given(rng, n, context.data(), y.data(), log_prob ? lp.data() : nullptr);
+        if (log_prob)
+            *log_prob = std::move(lp);
+        return y;
+    }
+    /* n draws for one context (context_dim() floats). */
+    void sample_given_one(Rng &rng, std::size_t n, const float *context, float *y,
+                          float *log_prob) const
+    {
+        detail::check(
+            nvp_chain_sample_given_one(get(), rng.get(), n, context, y, log_prob),
+            get());
+    }
+    std::vector<float> sample_given_one(Rng &rng, std::size_t n,
+                                        const std::vector<float> &context,
+                                        std::vector<float> *log_prob = nullptr) const
+    {
+        const char *where = "nvp::Chain::sample_given_one";
+        const float *c = detail::context_ptr(context, 1, context_dim(), where);
+        std::vector<float> y(detail::mul(n, dim(), where)), lp(log_prob ? n : 0);
+        sample_given_one(rng, n, c, y.data(), log_prob ? lp.data() : nullptr);
+        if (log_prob)
+            *log_prob = std::move(lp);
+        return y;
+    }
+
+    void forward_given(std::size_t n, const float *x, const float *context, float *y,
+                       float *logdet) const
+    {
+        detail::check(nvp_chain_forward_given(get(), n, x, context, y, logdet), get());
+    }
+    std::vector<float> forward_given(const std::vector<float> &x,
+                                     const std::vector<float> &context,
+                                     std::vector<float> *logdet = nullptr) const
+    {
+        const char *where = "nvp::Chain::forward_given";
+        return detail::map_rows(where, "x", dim(), x, logdet,
+                                [&](std::size_t n, const float *in, float *out,
+                                    float *ld) {
+                                    forward_given(n, in,
+                                                  detail::context_ptr(
+                                                      context, n, context_dim(), where),
+                                                  out, ld);
+                                });
+    }
+    void inverse_given(std::size_t n, const float *y, const float *context, float *x,
+                       float *ildj) const
+    {
+        detail::check(nvp_chain_inverse_given(get(), n, y, context, x, ildj), get());
+    }
+    std::vector<float> inverse_given(const std::vector<float> &y,
+                                     const std::vector<float> &context,
+                                     std::vector<float> *ildj = nullptr) const
+    {
+        const char *where = "nvp::Chain::inverse_given";
+        return detail::map_rows(where, "y", dim(), y, ildj,
+                                [&](std::size_t n, const float *in, float *out,
+                                    float *ld) {
+                                    inverse_given(n, in,
+                                                  detail::context_ptr(
+                                                      context, n, context_dim(), where),
+                                                  out, ld);
+                                });
+    }
+    void forward_trace_given(std::size_t n, const float *x, const float *context,
+                             float *stages) const
+    {
+        detail::check(nvp_chain_forward_trace_given(get(), n, x, context, stages),
+                      get());
+    }
+    std::vector<float> forward_trace_given(const std::vector<float> &x,
+                                           const std::vector<float> &context) const
+    {
+        const char *where = "nvp::Chain::forward_trace_given";
+        const std::size_t n = detail::rows(x.size(), dim(), where, "x");
+        const float *c = detail::context_ptr(context, n, context_dim(), where);
+        std::vector<float> stages(detail::mul(num_layers() + 1, x.size(), where));
+        forward_trace_given(n, x.data(), c, stages.data());
+        return stages;
+    }
+
+    /* Mean NLL of the n rows y given their context (returned); grad is
+     * overwritten. */
+    float nll_grad_given(std::size_t n, const float *y, const float *context,
+                         float *grad) const
+    {
+        float loss = 0.0f;
+        detail::check(nvp_chain_nll_grad_given(get(), n, y, context, grad, &loss),
+                      get());
+        return loss;
+    }
+    /* grad is resized to num_params(). */
+    float nll_grad_given(const std::vector<float> &y, const std::vector<float> &context,
+                         std::vector<float> &grad) const
+    {
+        const char *where = "nvp::Chain::nll_grad_given";
+        const std::size_t n = detail::rows(y.size(), dim(), where, "y");
+        const float *c = detail::context_ptr(context, n, context_dim(), where);
+        grad.resize(num_params());
+        return nll_grad_given(n, y.data(), c, detail::nonnull(grad));
+    }
+
+    /* One Adam step on a minibatch drawn from the n_data rows of data and
+     * of context with the same indices; returns its mean NLL before the
+     * step. */
+    float train_step_given(Adam &opt, Rng &rng, std::size_t n_data, const float *data,
+                           const float *context, std::size_t batch)
+    {
+        float loss = 0.0f;
+        detail::check(nvp_chain_train_step_given(get(), opt.get(), rng.get(), n_data,
+                                                 data, context, batch, &loss),
+                      get());
+        return loss;
+    }
+    float train_step_given(Adam &opt, Rng &rng, const std::vector<float> &data,
+                           const std::vector<float> &context, std::size_t batch)
+    {
+        const char *where = "nvp::Chain::train_step_given";
+        const std::size_t n = detail::rows(data.size(), dim(), where, "data");
+        return train_step_given(opt, rng, n, data.data(),
+                                detail::context_ptr(context, n, context_dim(), where),
+                                batch);
+    }
+
+    /* The score d log p(y) / dy of n finite rows into dlp_dy (n * dim);
+     * lp (may be nullptr) gets log p(y). */
+    void score(std::size_t n, const float *y, float *dlp_dy, float *lp) const
+    {
+        detail::check(nvp_chain_score(get(), n, y, dlp_dy, lp), get());
+    }
+    /* Returns d log p / dy; lp, when given, is resized to n and gets log p. */
+    std::vector<float> score(const std::vector<float> &y,
+                             std::vector<float> *lp = nullptr) const
+    {
+        const std::size_t n = detail::rows(y.size(), dim(), "nvp::Chain::score", "y");
+        std::vector<float> g(y.size()), l(lp ? n : 0);
+        score(n, y.data(), g.data(), lp ? l.data() : nullptr);
+        if (lp)
+            *lp = std::move(l);
+        return g;
+    }
+    /* d log p(y | c) / dy into dlp_dy and / dc into dlp_dc (n *
+     * context_dim floats); either may be nullptr, not both. */
+    void score_given(std::size_t n, const float *y, const float *context,
+                     float *dlp_dy, float *dlp_dc, float *lp) const
+    {
+        detail::check(nvp_chain_score_given(get(), n, y, context, dlp_dy, dlp_dc, lp),
+                      get());
+    }
+    /* Returns d log p(y | c) / dy; dlp_dc and lp, when given, are resized
+     * and receive d log p / dc and log p. */
+    std::vector<float> score_given(const std::vector<float> &y,
+                                   const std::vector<float> &context,
+                                   std::vector<float> *dlp_dc = nullptr,
+                                   std::vector<float> *lp = nullptr) const
+    {
+        const char *where = "nvp::Chain::score_given";
+        const std::size_t n = detail::rows(y.size(), dim(), where, "y");
+        const float *c = detail::context_ptr(context, n, context_dim(), where);
+        std::vector<float> g(y.size()), dc(dlp_dc ? context.size() : 0), l(lp ? n : 0);
+        score_given(n, y.data(), c, g.data(), dlp_dc ? detail::nonnull(dc) : nullptr,
+                    lp ? l.data() : nullptr);
+        if (dlp_dc)
+            *dlp_dc = std::move(dc);
+        if (lp)
+            *lp = std::move(l);
+        return g;
     }
 
     void set_log_scale_clamp(float bound)

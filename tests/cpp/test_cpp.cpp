@@ -1114,6 +1114,158 @@ static void test_chain_of_layers()
     CHECK(cnt.live == 0);
 }
 
+// Conditional flows: the _given calls against the C API, bit for bit, and
+// a fit of y0 = 2c + noise whose conditional draws move with c.
+static void test_conditional()
+{
+    Counter cnt;
+    const nvp_allocator a = counting(cnt);
+    {
+        nvp::Rng rng(41, &a);
+        const std::size_t n = 1000;
+        // y0 = 2 c + 0.3 e0, y1 = e1 with c ~ N(0, 1).
+        const std::vector<float> c = rng.normal(n), e = rng.normal(2 * n);
+        std::vector<float> y(2 * n);
+        for (std::size_t i = 0; i < n; i++) {
+            y[2 * i] = 2.0f * c[i] + 0.3f * e[2 * i];
+            y[2 * i + 1] = e[2 * i + 1];
+        }
+        nvp::Chain flow = nvp::Chain::conditional(2, 1, 4, {32, 32}, 0, rng, &a);
+        CHECK(flow.context_dim() == 1);
+        CHECK(flow.dim() == 2);
+        CHECK(flow.coupling(0).context_dim() == 1);
+        CHECK(flow.layer(1).context_dim() == 1);
+        // The plain calls refuse it; a context of the wrong size is caught
+        // by the wrapper.
+        EXPECT_ERROR(NVP_EINVAL, flow.log_prob(y));
+        EXPECT_ERROR(NVP_EDIM, flow.log_prob_given(y, std::vector<float>(n + 1)));
+        EXPECT_ERROR(NVP_EDIM, flow.sample_given_one(rng, 4, std::vector<float>{1, 2}));
+
+        nvp::Adam adam(flow.num_params(), &a);
+        float first = 0.0f, last = 0.0f;
+        for (int step = 0; step < 600; step++) {
+            const float loss = flow.train_step_given(adam, rng, y, c, 100);
+            if (step < 20)
+                first += loss / 20;
+            if (step >= 580)
+                last += loss / 20;
+        }
+        CHECK(last < first - 0.5f);
+
+        // The same calls through the C API give the same bits.
+        const std::vector<float> lp = flow.log_prob_given(y, c);
+        std::vector<float> clp(n);
+        CHECK(nvp_chain_log_prob_given(flow.get(), n, y.data(), c.data(), clp.data()) ==
+              NVP_OK);
+        CHECK(same_bits(lp, clp));
+        std::vector<float> grad, cgrad(flow.num_params());
+        const float loss = flow.nll_grad_given(y, c, grad);
+        float closs = 0.0f;
+        CHECK(nvp_chain_nll_grad_given(flow.get(), n, y.data(), c.data(), cgrad.data(),
+                                       &closs) == NVP_OK);
+        CHECK(same_bits(grad, cgrad) && loss == closs);
+        std::vector<float> dc, slp;
+        const std::vector<float> dy = flow.score_given(y, c, &dc, &slp);
+        std::vector<float> cdy(2 * n), cdc(n);
+        CHECK(nvp_chain_score_given(flow.get(), n, y.data(), c.data(), cdy.data(),
+                                    cdc.data(), nullptr) == NVP_OK);
+        CHECK(same_bits(dy, cdy) && same_bits(dc, cdc));
+        CHECK(max_abs_diff(slp, lp) < 1e-4);
+        // For the exact model d log p / dc = 2 (y0 - 2c) / 0.09: only its
+        // sign is checked, at a y0 well above its mean 2c.
+        std::vector<float> dc1;
+        flow.score_given(std::vector<float>{3.0f, 0.0f}, std::vector<float>{0.0f}, &dc1);
+        CHECK(dc1.size() == 1 && dc1[0] > 0.0f);
+
+        // Conditional draws follow c: E[y0 | c] = 2c.
+        for (float cv : {-1.0f, 0.5f, 1.0f}) {
+            std::vector<float> dlp;
+            const std::vector<float> s =
+                flow.sample_given_one(rng, 2000, std::vector<float>{cv}, &dlp);
+            CHECK(s.size() == 4000 && dlp.size() == 2000);
+            double m0 = 0.0;
+            for (std::size_t i = 0; i < 2000; i++)
+                m0 += s[2 * i] / 2000.0;
+            CHECK(std::fabs(m0 - 2.0 * cv) < 0.2);
+        }
+        // One draw per context row; the same stream gives the C call's bits.
+        const std::vector<float> ctx3 = {-1.0f, 0.0f, 1.0f};
+        nvp::Rng r1(5, &a), r2(5, &a);
+        std::vector<float> l3;
+        const std::vector<float> s3 = flow.sample_given(r1, ctx3, &l3);
+        std::vector<float> cs3(6), cl3(3);
+        CHECK(nvp_chain_sample_given(flow.get(), r2.get(), 3, ctx3.data(), cs3.data(),
+                                     cl3.data()) == NVP_OK);
+        CHECK(same_bits(s3, cs3) && same_bits(l3, cl3));
+
+        // forward_given and inverse_given invert each other; the trace ends
+        // at the forward map's result.
+        const std::vector<float> z = rng.normal(2 * 3);
+        std::vector<float> ld, il;
+        const std::vector<float> fy = flow.forward_given(z, ctx3, &ld);
+        CHECK(max_abs_diff(flow.inverse_given(fy, ctx3, &il), z) < 1e-4);
+        CHECK(std::fabs(ld[1] + il[1]) < 1e-4);
+        const std::vector<float> tr = flow.forward_trace_given(z, ctx3);
+        CHECK(tr.size() == (flow.num_layers() + 1) * 6);
+        CHECK(same_bits(std::vector<float>(tr.end() - 6, tr.end()), fy));
+
+        // The unconditional score against the C call.
+        nvp::Chain plain = nvp::Chain::alternating(2, 2, {8}, 0, rng, &a);
+        std::vector<float> plp;
+        const std::vector<float> g = plain.score(y, &plp);
+        std::vector<float> cg(2 * n);
+        CHECK(nvp_chain_score(plain.get(), n, y.data(), cg.data(), nullptr) == NVP_OK);
+        CHECK(same_bits(g, cg) && max_abs_diff(plp, plain.log_prob(y)) < 1e-4);
+        // On a chain without context the _given calls take an empty one.
+        CHECK(same_bits(plain.log_prob_given(y, {}), plain.log_prob(y)));
+        EXPECT_ERROR(NVP_EINVAL, plain.sample_given(rng, {}));
+    }
+    {
+        // A chain of layers: linear, then conditional couplings, set from
+        // data with init_from_data_given; the layer calls with a context.
+        nvp::Rng rng(43, &a);
+        const std::size_t n = 400;
+        const std::vector<float> c = rng.normal(2 * n), y = rng.normal(3 * n);
+        nvp::Coupling cp = nvp::Coupling::conditional(
+            3, 2, std::vector<unsigned char>{1, 0, 1}, {8}, 0, rng, &a);
+        CHECK(cp.context_dim() == 2);
+        nvp::Layer layer(std::move(cp));
+        CHECK(layer.context_dim() == 2);
+        const std::vector<float> x3 = rng.normal(3 * 4), c4 = rng.normal(2 * 4);
+        std::vector<float> ld, il;
+        const std::vector<float> fx = layer.forward_given(x3, c4, &ld);
+        CHECK(max_abs_diff(layer.inverse_given(fx, c4, &il), x3) < 1e-4);
+        EXPECT_ERROR(NVP_EINVAL, layer.forward(x3));
+        EXPECT_ERROR(NVP_EDIM, layer.forward_given(x3, rng.normal(3)));
+        std::vector<float> grad, dctx;
+        const std::vector<float> dx(x3.size(), 1.0f);
+        const std::vector<float> dyv =
+            layer.inverse_backward_given(fx, c4, dx, nullptr, &grad, &dctx);
+        std::vector<float> cdy(12), cdc(8), cgrad(layer.num_params(), 0.0f);
+        CHECK(nvp_layer_inverse_backward_given(layer.get(), 4, fx.data(), c4.data(),
+                                               dx.data(), nullptr, cdy.data(), cdc.data(),
+                                               cgrad.data()) == NVP_OK);
+        CHECK(same_bits(dyv, cdy) && same_bits(dctx, cdc) && same_bits(grad, cgrad));
+
+        std::vector<nvp::Layer> layers;
+        layers.push_back(nvp::Layer::linear(3, &a));
+        layers.push_back(nvp::Coupling::conditional(
+            3, 2, std::vector<unsigned char>{0, 1, 0}, {8}, NVP_INIT_ZERO_OUTPUT, rng, &a));
+        layers.push_back(nvp::Coupling::conditional(
+            3, 2, std::vector<unsigned char>{1, 0, 1}, {8}, NVP_INIT_ZERO_OUTPUT, rng, &a));
+        nvp::Chain chain = nvp::Chain::from_layers(std::move(layers), &a);
+        CHECK(chain.context_dim() == 2);
+        // The linear layer starts as the identity and is then set to the
+        // sample's whitening, which no finite sample makes the identity.
+        const std::vector<float> before = chain.layer(0).get_params();
+        chain.init_from_data_given(y, c);
+        CHECK(max_abs_diff(chain.layer(0).get_params(), before) > 1e-3);
+        CHECK(std::isfinite(sum_of(chain.log_prob_given(y, c))));
+        EXPECT_ERROR(NVP_EDIM, chain.init_from_data_given(y, rng.normal(n)));
+    }
+    CHECK(cnt.live == 0);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -1130,6 +1282,7 @@ int main(int argc, char **argv)
         test_layer_kinds();
         test_chain_of_layers();
         test_column_names();
+        test_conditional();
     } catch (const std::exception &e) {
         ++g_failures;
         std::fprintf(stderr, "unexpected exception: %s\n", e.what());

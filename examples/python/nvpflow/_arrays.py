@@ -189,6 +189,24 @@ def _list_rows(x, dim, name):
     return n // dim, ptr, keep
 
 
+def context_rows(context, n, cdim, name="context"):
+    """The context of a _given call, n rows of cdim floats, as (pointer,
+    keepalive).  A model that reads no context (cdim == 0) takes None (or
+    an empty sequence), passed to the library as NULL."""
+    if cdim == 0:
+        if context is not None and len(context):
+            raise _dim_error("%s: the model reads no context; pass None"
+                             % name)
+        return None, None
+    if context is None:
+        raise errors.InvalidArgument("%s: the model reads %d context values "
+                                     "per row; none given" % (name, cdim))
+    m, ptr, keep = rows_in(context, cdim, name)
+    if m != n:
+        raise _dim_error("%s: %d rows for %d rows of data" % (name, m, n))
+    return ptr, keep
+
+
 def vec_in(x, count, name):
     """A flat vector of exactly `count` floats as (pointer, keepalive)."""
     if _is_flat(x):

@@ -260,6 +260,24 @@ _PROTOTYPES = {
                                  c_void_p]),
     "nvp_chain_create_from_layers": (c_int, [_PP, _P, c_size_t,
                                              POINTER(c_void_p), c_void_p]),
+    # conditional densities p(y | c): the chain's _given calls and the
+    # score
+    "nvp_chain_create_conditional": (
+        c_int, [_PP, c_size_t, c_size_t, c_size_t, c_size_t, _SZ, c_uint, _P,
+                c_void_p]),
+    "nvp_chain_context_dim": (c_size_t, [_P]),
+    "nvp_chain_log_prob_given": (c_int, [_P, c_size_t, _F, _F, _F]),
+    "nvp_chain_sample_given": (c_int, [_P, _P, c_size_t, _F, _F, _F]),
+    "nvp_chain_sample_given_one": (c_int, [_P, _P, c_size_t, _F, _F, _F]),
+    "nvp_chain_forward_given": (c_int, [_P, c_size_t, _F, _F, _F, _F]),
+    "nvp_chain_inverse_given": (c_int, [_P, c_size_t, _F, _F, _F, _F]),
+    "nvp_chain_forward_trace_given": (c_int, [_P, c_size_t, _F, _F, _F]),
+    "nvp_chain_nll_grad_given": (c_int, [_P, c_size_t, _F, _F, _F, _F]),
+    "nvp_chain_train_step_given": (
+        c_int, [_P, _P, _P, c_size_t, _F, _F, c_size_t, _F]),
+    "nvp_chain_init_from_data_given": (c_int, [_P, c_size_t, _F, _F]),
+    "nvp_chain_score": (c_int, [_P, c_size_t, _F, _F, _F]),
+    "nvp_chain_score_given": (c_int, [_P, c_size_t, _F, _F, _F, _F, _F]),
     # base and coupling layers (building a chain layer by layer, and
     # read-only queries on a chain's layers)
     "nvp_base_create_normal": (c_int, [_PP, c_size_t, c_void_p]),
@@ -274,6 +292,9 @@ _PROTOTYPES = {
                                     c_uint, _P, c_void_p]),
     "nvp_coupling_create_half": (c_int, [_PP, c_size_t, c_int, c_size_t,
                                          _SZ, c_uint, _P, c_void_p]),
+    "nvp_coupling_create_conditional": (
+        c_int, [_PP, c_size_t, c_size_t, c_void_p, c_size_t, _SZ, c_uint,
+                _P, c_void_p]),
     "nvp_coupling_free": (None, [_P]),
     "nvp_coupling_dim": (c_size_t, [_P]),
     "nvp_coupling_num_params": (c_size_t, [_P]),
@@ -311,6 +332,11 @@ _PROTOTYPES = {
     "nvp_layer_inverse": (c_int, [_P, c_size_t, _F, _F, _F]),
     "nvp_layer_inverse_backward": (c_int, [_P, c_size_t, _F, _F, _F, _F,
                                            _F]),
+    "nvp_layer_context_dim": (c_size_t, [_P]),
+    "nvp_layer_forward_given": (c_int, [_P, c_size_t, _F, _F, _F, _F]),
+    "nvp_layer_inverse_given": (c_int, [_P, c_size_t, _F, _F, _F, _F]),
+    "nvp_layer_inverse_backward_given": (
+        c_int, [_P, c_size_t, _F, _F, _F, _F, _F, _F, _F]),
     "nvp_layer_errmsg": (c_char_p, [_P]),
     "nvp_layer_set_kernels": (c_int, [_P, c_int]),
     "nvp_layer_kernels": (c_int, [_P]),

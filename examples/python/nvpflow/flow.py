@@ -70,6 +70,30 @@ class Chain(Handle):
                 r.close()
 
     @classmethod
+    def conditional(cls, dim, context_dim, layers=4, hidden=DEFAULT_HIDDEN,
+                    seed=None, rng=None, zero_init=False):
+        """A model of p(y | c): as alternating(), with couplings whose
+        conditioners also read context_dim values of context per row.
+        Call it through the *_given methods (log_prob_given,
+        sample_given_one, train_step_given, ...), which take the context
+        as one more argument.  context_dim=0 is alternating()'s chain."""
+        r, owned = as_rng(rng, seed)
+        try:
+            dim = _arrays.count(dim, "dim")
+            context_dim = _arrays.count(context_dim, "context_dim")
+            layers = _arrays.count(layers, "layers")
+            n_hidden, hp = _hidden_arg(hidden)
+            flags = _lib.INIT_ZERO_OUTPUT if zero_init else 0
+            out = out_handle()
+            errors.check(_lib.lib.nvp_chain_create_conditional(
+                byref(out), dim, context_dim, layers, n_hidden, hp, flags,
+                r._h, None), handle_errmsg=r._errmsg)
+            return cls._wrap(out)
+        finally:
+            if owned:
+                r.close()
+
+    @classmethod
     def from_layers(cls, layers):
         """A chain over a N(0, I) base from layers of any kind (Coupling,
         Permutation, ActNorm, Linear), applied in list order going forward
@@ -143,6 +167,11 @@ class Chain(Handle):
     @property
     def dim(self):
         return _lib.lib.nvp_chain_dim(self._h)
+
+    @property
+    def context_dim(self):
+        """Context values per row (0 for an unconditional chain)."""
+        return _lib.lib.nvp_chain_context_dim(self._h)
 
     @property
     def num_layers(self):
@@ -387,6 +416,179 @@ class Chain(Handle):
             byref(loss)))
         del keep
         return loss.value
+
+
+    # ------------------------------------- conditional densities p(y | c)
+    # Each _given method is the method above with a context: rows of
+    # context_dim values, row i conditioning row i of the data (None for
+    # a chain that reads no context).
+
+    def _context(self, context, n):
+        return _arrays.context_rows(context, n, self.context_dim)
+
+    def init_from_data_given(self, data, context):
+        """init_from_data for a chain that reads a context: the rows
+        walk down the chain with their context.  Returns self."""
+        h = self._h
+        n, ptr, keep = _arrays.rows_in(data, self.dim, "data")
+        cp, ck = self._context(context, n)
+        self._check(_lib.lib.nvp_chain_init_from_data_given(h, n, ptr, cp))
+        del keep, ck
+        return self
+
+    def log_prob_given(self, y, context):
+        """log p(y_i | c_i) for each row of y."""
+        h = self._h
+        n, ptr, keep = _arrays.rows_in(y, self.dim, "y")
+        cp, ck = self._context(context, n)
+        lp = _arrays.VecOut(n)
+        self._check(_lib.lib.nvp_chain_log_prob_given(h, n, ptr, cp, lp.ptr))
+        del keep, ck
+        return lp.result()
+
+    def sample_given(self, context, rng, with_log_prob=False):
+        """One draw y_i ~ p(. | c_i) per row of context (n x dim); with
+        with_log_prob=True, (draws, log densities).  rng: an Rng or an int
+        seed."""
+        h = self._h
+        cdim = self.context_dim
+        if cdim == 0:
+            raise errors.InvalidArgument(
+                "sample_given: the chain reads no context (use sample)")
+        n, cp, ck = _arrays.rows_in(context, cdim, "context")
+        r, owned = _rng_arg(rng, "sample_given")
+        try:
+            y = _arrays.RowsOut(n, self.dim)
+            lp = _arrays.VecOut(n) if with_log_prob else None
+            self._check(_lib.lib.nvp_chain_sample_given(
+                h, r._h, n, cp, y.ptr, lp.ptr if lp else None))
+        finally:
+            if owned:
+                r.close()
+        del ck
+        if with_log_prob:
+            return y.result(), lp.result()
+        return y.result()
+
+    def sample_given_one(self, n, context, rng, with_log_prob=False):
+        """n draws from p(. | c) for one context c (context_dim values):
+        n x dim; with with_log_prob=True, (draws, log densities)."""
+        h = self._h
+        n = _arrays.count(n)
+        cdim = self.context_dim
+        cp, ck = (None, None) if cdim == 0 and context is None else \
+            _arrays.vec_in(context, cdim, "context")
+        r, owned = _rng_arg(rng, "sample_given_one")
+        try:
+            y = _arrays.RowsOut(n, self.dim)
+            lp = _arrays.VecOut(n) if with_log_prob else None
+            self._check(_lib.lib.nvp_chain_sample_given_one(
+                h, r._h, n, cp, y.ptr, lp.ptr if lp else None))
+        finally:
+            if owned:
+                r.close()
+        del ck
+        if with_log_prob:
+            return y.result(), lp.result()
+        return y.result()
+
+    def _map_given(self, fn, x, context, name):
+        h = self._h
+        d = self.dim
+        n, ptr, keep = _arrays.rows_in(x, d, name)
+        cp, ck = self._context(context, n)
+        out = _arrays.RowsOut(n, d)
+        ld = _arrays.VecOut(n)
+        self._check(fn(h, n, ptr, cp, out.ptr, ld.ptr))
+        del keep, ck
+        return out.result(), ld.result()
+
+    def forward_given(self, x, context):
+        """Base -> data given the context: (y, log|det dy/dx| per row)."""
+        return self._map_given(_lib.lib.nvp_chain_forward_given, x, context,
+                               "x")
+
+    def inverse_given(self, y, context):
+        """Data -> base given the context: (x, log|det dx/dy| per row)."""
+        return self._map_given(_lib.lib.nvp_chain_inverse_given, y, context,
+                               "y")
+
+    def forward_trace_given(self, x, context):
+        """forward_trace given the context."""
+        h = self._h
+        d = self.dim
+        n, ptr, keep = _arrays.rows_in(x, d, "x")
+        cp, ck = self._context(context, n)
+        out = _arrays.StackOut(self.num_layers + 1, n, d)
+        self._check(_lib.lib.nvp_chain_forward_trace_given(h, n, ptr, cp,
+                                                           out.ptr))
+        del keep, ck
+        return out.result()
+
+    def nll_grad_given(self, y, context):
+        """(mean of -log p(y_i | c_i), its gradient with respect to every
+        parameter)."""
+        h = self._h
+        n, ptr, keep = _arrays.rows_in(y, self.dim, "y")
+        cp, ck = self._context(context, n)
+        grad = _arrays.VecOut(self.num_params, kind="array")
+        loss = c_float(0.0)
+        self._check(_lib.lib.nvp_chain_nll_grad_given(h, n, ptr, cp,
+                                                      grad.ptr, byref(loss)))
+        del keep, ck
+        return loss.value, grad.result()
+
+    def train_step_given(self, adam, rng, data, context, batch):
+        """train_step on pairs (data row, context row): the minibatch's
+        rows of both are drawn with the same indices.  Returns the
+        minibatch's mean NLL before the step."""
+        h = self._h
+        if not isinstance(adam, Adam):
+            raise TypeError("adam must be an nvpflow.Adam")
+        if not isinstance(rng, Rng):
+            raise TypeError("rng must be an nvpflow.Rng")
+        n, ptr, keep = _arrays.rows_in(data, self.dim, "data")
+        cp, ck = self._context(context, n)
+        loss = c_float(0.0)
+        self._check(_lib.lib.nvp_chain_train_step_given(
+            h, adam._h, rng._h, n, ptr, cp, _arrays.count(batch, "batch"),
+            byref(loss)))
+        del keep, ck
+        return loss.value
+
+    # ------------------------------------------------------------- score
+    def score(self, y, with_log_prob=False):
+        """The gradient of log p(y) with respect to y for each finite row
+        (n x dim); with with_log_prob=True, (gradient, log p)."""
+        h = self._h
+        n, ptr, keep = _arrays.rows_in(y, self.dim, "y")
+        g = _arrays.RowsOut(n, self.dim)
+        lp = _arrays.VecOut(n) if with_log_prob else None
+        self._check(_lib.lib.nvp_chain_score(h, n, ptr, g.ptr,
+                                             lp.ptr if lp else None))
+        del keep
+        if with_log_prob:
+            return g.result(), lp.result()
+        return g.result()
+
+    def score_given(self, y, context, with_log_prob=False):
+        """(d log p(y | c) / dy (n x dim), d log p(y | c) / dc (n x
+        context_dim)); with with_log_prob=True, also log p as a third
+        item."""
+        h = self._h
+        cdim = self.context_dim
+        n, ptr, keep = _arrays.rows_in(y, self.dim, "y")
+        cp, ck = self._context(context, n)
+        g = _arrays.RowsOut(n, self.dim)
+        gc = _arrays.RowsOut(n, cdim)
+        lp = _arrays.VecOut(n) if with_log_prob else None
+        self._check(_lib.lib.nvp_chain_score_given(
+            h, n, ptr, cp, g.ptr, gc.ptr if cdim else None,
+            lp.ptr if lp else None))
+        del keep, ck
+        if with_log_prob:
+            return g.result(), gc.result(), lp.result()
+        return g.result(), gc.result()
 
 
 def train_step(chain, adam, rng, data, batch):

@@ -111,6 +111,60 @@ class _LayerOps:
         del yk, dxk, dlk
         return dy.result(), grad.result()
 
+    # ------------------------------------------ layers reading a context
+    @property
+    def context_dim(self):
+        """Context values per row the layer reads: a conditional
+        coupling's context_dim, 0 for every other layer."""
+        return _lib.lib.nvp_layer_context_dim(self._lh)
+
+    def _map_given(self, fn, x, context, name):
+        h = self._lh
+        d = _lib.lib.nvp_layer_dim(h)
+        n, ptr, keep = _arrays.rows_in(x, d, name)
+        cp, ck = _arrays.context_rows(context, n,
+                                      _lib.lib.nvp_layer_context_dim(h))
+        out = _arrays.RowsOut(n, d)
+        ld = _arrays.VecOut(n)
+        self._lcheck(fn(h, n, ptr, cp, out.ptr, ld.ptr))
+        del keep, ck
+        return out.result(), ld.result()
+
+    def forward_given(self, x, context):
+        """forward for a layer that reads a context (rows of context_dim
+        values, row i conditioning row i): (y, log|det dy/dx| per row)."""
+        return self._map_given(_lib.lib.nvp_layer_forward_given, x, context,
+                               "x")
+
+    def inverse_given(self, y, context):
+        """inverse given the context: (x, log|det dx/dy| per row)."""
+        return self._map_given(_lib.lib.nvp_layer_inverse_given, y, context,
+                               "y")
+
+    def inverse_backward_given(self, y, context, dx, dildj=None):
+        """inverse_backward given the context: (dL/dy, dL/dcontext,
+        dL/dparameters)."""
+        h = self._lh
+        d = _lib.lib.nvp_layer_dim(h)
+        cdim = _lib.lib.nvp_layer_context_dim(h)
+        n, yp, yk = _arrays.rows_in(y, d, "y")
+        cp, ck = _arrays.context_rows(context, n, cdim)
+        m, dxp, dxk = _arrays.rows_in(dx, d, "dx")
+        if m != n:
+            raise errors.DimensionError("inverse_backward_given: dx has %d "
+                                        "rows, y %d" % (m, n))
+        dlp, dlk = (None, None) if dildj is None else \
+            _arrays.vec_in(dildj, n, "dildj")
+        dy = _arrays.RowsOut(n, d)
+        dc = _arrays.RowsOut(n, cdim)
+        grad = _arrays.VecOut(_lib.lib.nvp_layer_num_params(h), kind="array",
+                              zeros=True)
+        self._lcheck(_lib.lib.nvp_layer_inverse_backward_given(
+            h, n, yp, cp, dxp, dlp, dy.ptr, dc.ptr if cdim else None,
+            grad.ptr))
+        del yk, ck, dxk, dlk
+        return dy.result(), dc.result(), grad.result()
+
     # ------------------------------------------- kind-specific queries
     def _coupling(self, what):
         c = _lib.lib.nvp_layer_as_coupling(self._lh)
@@ -324,13 +378,23 @@ class Coupling(Layer):
     dim // 2 dimensions, or with flip=True on the others).  hidden: the
     conditioner's hidden widths (None: the library default; (): affine).
     zero_init: the output layer starts at zero, so the layer starts as the
-    identity.  Initial parameters come from rng, or a fresh Rng(seed)."""
+    identity.  Initial parameters come from rng, or a fresh Rng(seed).
+    context_dim > 0: a conditional coupling, whose conditioner also reads
+    context_dim values per row (called through the *_given methods, or in
+    a chain through the chain's)."""
 
     _cp = None
 
     def __init__(self, dim, mask=None, hidden=DEFAULT_HIDDEN, flip=False,
-                 zero_init=False, rng=None, seed=None, log_scale_clamp=0.0):
+                 zero_init=False, rng=None, seed=None, log_scale_clamp=0.0,
+                 context_dim=0):
         dim = _arrays.count(dim, "dim")
+        context_dim = _arrays.count(context_dim, "context_dim")
+        if context_dim and mask is None:
+            # The half split nvp_coupling_create_half would give (the
+            # conditional constructor takes a mask only).
+            half = dim // 2
+            mask = [int((i < half) != bool(flip)) for i in range(dim)]
         n_hidden, hp = _hidden_arg(hidden)
         flags = _lib.INIT_ZERO_OUTPUT if zero_init else 0
         r, owned = as_rng(rng, seed)
@@ -350,10 +414,16 @@ class Coupling(Layer):
                     raise errors.InvalidArgument("Coupling: mask values "
                                                  "must be 0 or 1")
                 buf = (ctypes.c_ubyte * max(dim, 1))(*m)
-                errors.check(_lib.lib.nvp_coupling_create(
-                    byref(out), dim, ctypes.cast(buf, ctypes.c_void_p),
-                    n_hidden, hp, flags, r._h, None),
-                    handle_errmsg=r._errmsg)
+                if context_dim:
+                    errors.check(_lib.lib.nvp_coupling_create_conditional(
+                        byref(out), dim, context_dim,
+                        ctypes.cast(buf, ctypes.c_void_p), n_hidden, hp,
+                        flags, r._h, None), handle_errmsg=r._errmsg)
+                else:
+                    errors.check(_lib.lib.nvp_coupling_create(
+                        byref(out), dim, ctypes.cast(buf, ctypes.c_void_p),
+                        n_hidden, hp, flags, r._h, None),
+                        handle_errmsg=r._errmsg)
         finally:
             if owned:
                 r.close()
