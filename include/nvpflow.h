@@ -845,7 +845,15 @@ NVP_API int nvp_chain_kernels(const nvp_chain *chain);
 
 /* Serialises into buf (cap bytes).  *size receives the bytes needed; with
  * buf == NULL only the size is computed.  scaler may be NULL; its dim must
- * match the chain's.  Errors: NVP_EINVAL, NVP_EDIM, NVP_ENONFINITE (a
+ * match the chain's, or for a conditional chain (context_dim C > 0) may be
+ * dim + C: axes dim .. dim + C - 1 then standardise the context, and when
+ * both the chain and the scaler hold column names, the scaler's names of
+ * those axes are saved after the chain's (the scaler's names of the first
+ * dim axes are not: the chain's stand for them).  Loading gives back a
+ * scaler of as many axes, and when the file holds names for all of them,
+ * with those names.  A conditional model's file is format version 2.
+ * Errors: NVP_EINVAL also when the scaler names the context's axes but the
+ * chain holds no names (the file keeps both in one list); NVP_EINVAL, NVP_EDIM, NVP_ENONFINITE (a
  * parameter is NaN or infinite, which training with a step size so large
  * that the parameters overflow can cause: the loader would refuse the
  * file, so it is not written), NVP_EBUFSIZE (cap too small; *size tells
@@ -1055,6 +1063,18 @@ NVP_API int nvp_scaler_set(nvp_scaler *scaler, size_t dim,
 /* sum_i log(sd_i): subtract it from a log density of standardised data to
  * get the log density in the original units. */
 NVP_API double nvp_scaler_log_det(const nvp_scaler *scaler);
+/* Column names of the axes, as nvp_chain_set_column_names takes them
+ * (dim must be the scaler's; 1 to NVP_MAX_COLUMN_NAME bytes each without
+ * control characters; copied; names == NULL removes them).  A model file
+ * keeps the names of a conditional chain's context columns this way: see
+ * nvp_chain_save_buffer.  Errors: NVP_EINVAL, NVP_EDIM, NVP_ENOMEM; on
+ * error the names are unchanged.  Needs exclusive use. */
+NVP_API int nvp_scaler_set_column_names(nvp_scaler *scaler, size_t dim,
+                                        const char *const *names);
+/* Axis j's name (owned by the scaler, valid until the names change or the
+ * scaler is freed), or NULL when it has none or j is out of range. */
+NVP_API const char *nvp_scaler_column_name(const nvp_scaler *scaler,
+                                           size_t j);
 /* Message of the last failed call on this scaler (see nvp_base_errmsg). */
 NVP_API const char *nvp_scaler_errmsg(const nvp_scaler *scaler);
 

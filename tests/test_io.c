@@ -1616,6 +1616,96 @@ END_TEST
 /* Issue 17, item 3 (library side): column names travel with the model
  * (format version 2, COLS); bad names are refused and change nothing; a
  * model without names stays version 1. */
+/* A conditional chain's scaler may cover its context (dim + C axes), and
+ * the scaler's names of those axes go into COLS after the chain's. */
+START_TEST(test_io_context_columns)
+{
+    const size_t hidden[1] = {4};
+    nvp_rng *rng = NULL;
+    T_OK(nvp_rng_create(&rng, 6601, NULL));
+    nvp_chain *c = NULL;
+    T_OK(nvp_chain_create_conditional(&c, 3, 2, 2, 1, hidden, 0, rng, NULL));
+    nvp_scaler *s5 = NULL, *s4 = NULL, *s3 = NULL;
+    T_OK(nvp_scaler_create(&s5, 5, NULL));
+    T_OK(nvp_scaler_create(&s4, 4, NULL));
+    T_OK(nvp_scaler_create(&s3, 3, NULL));
+    const float mean[5] = {1, 2, 3, 4, 5}, sd[5] = {0.5f, 1, 2, 3, 4};
+    T_OK(nvp_scaler_set(s5, 5, mean, sd));
+    const char *yn[3] = {"y1", "y2", "y3"};
+    const char *all[5] = {"ignored", "ignored", "ignored", "c one", "c2"};
+    const char *bad[5] = {"a", "b", "c", "d", "e\n"};
+    ck_assert_ptr_null(nvp_scaler_column_name(s5, 0));
+    ck_assert_int_eq(nvp_scaler_set_column_names(s5, 4, all), NVP_EDIM);
+    ck_assert_int_eq(nvp_scaler_set_column_names(s5, 5, bad), NVP_EINVAL);
+    T_OK(nvp_scaler_set_column_names(s5, 5, all));
+    ck_assert_str_eq(nvp_scaler_column_name(s5, 3), "c one");
+    ck_assert_ptr_null(nvp_scaler_column_name(s5, 5));
+    size_t size = 0;
+    /* dim + C or dim axes; nothing else */
+    ck_assert_int_eq(nvp_chain_save_buffer(c, s4, 0, NULL, &size), NVP_EDIM);
+    T_OK(nvp_chain_save_buffer(c, s3, 0, NULL, &size));
+    /* context names without the chain's: no list to put them in */
+    ck_assert_int_eq(nvp_chain_save_buffer(c, s5, 0, NULL, &size),
+                     NVP_EINVAL);
+    T_OK(nvp_chain_set_column_names(c, 3, yn));
+    T_OK(nvp_chain_save_buffer(c, s5, 0, NULL, &size));
+    unsigned char *buf = t_xmalloc(size);
+    T_OK(nvp_chain_save_buffer(c, s5, size, buf, &size));
+    ck_assert_uint_eq(buf[8], 2);
+    nvp_chain *back = NULL;
+    nvp_scaler *sb = NULL;
+    T_OK(nvp_chain_load_buffer(&back, &sb, size, buf, NULL));
+    ck_assert_uint_eq(nvp_chain_context_dim(back), 2);
+    ck_assert_uint_eq(nvp_scaler_dim(sb), 5);
+    float m2[5], s2[5];
+    T_OK(nvp_scaler_get(sb, 5, m2, s2));
+    ck_assert(memcmp(m2, mean, sizeof m2) == 0 && memcmp(s2, sd, sizeof s2) == 0);
+    for (size_t j = 0; j < 3; j++) {
+        ck_assert_str_eq(nvp_chain_column_name(back, j), yn[j]);
+        ck_assert_str_eq(nvp_scaler_column_name(sb, j), yn[j]);
+    }
+    ck_assert_str_eq(nvp_scaler_column_name(sb, 3), "c one");
+    ck_assert_str_eq(nvp_scaler_column_name(sb, 4), "c2");
+    /* saved again: the same bytes */
+    unsigned char *again = t_xmalloc(size);
+    size_t size2 = 0;
+    T_OK(nvp_chain_save_buffer(back, sb, size, again, &size2));
+    ck_assert(size2 == size && memcmp(again, buf, size) == 0);
+    /* loaded without the scaler: the chain's names only */
+    nvp_chain_free(back);
+    back = NULL;
+    T_OK(nvp_chain_load_buffer(&back, NULL, size, buf, NULL));
+    ck_assert_str_eq(nvp_chain_column_name(back, 2), "y3");
+    ck_assert_ptr_null(nvp_chain_column_name(back, 3));
+    /* a scaler of dim + C axes without names: COLS holds the chain's */
+    nvp_scaler_free(sb);
+    sb = NULL;
+    T_OK(nvp_scaler_set_column_names(s5, 0, NULL));
+    T_OK(nvp_chain_save_buffer(c, s5, size, buf, &size2));
+    ck_assert(size2 < size);
+    nvp_chain_free(back);
+    back = NULL;
+    T_OK(nvp_chain_load_buffer(&back, &sb, size2, buf, NULL));
+    ck_assert_uint_eq(nvp_scaler_dim(sb), 5);
+    ck_assert_ptr_null(nvp_scaler_column_name(sb, 3));
+    ck_assert_str_eq(nvp_chain_column_name(back, 0), "y1");
+    /* an unconditional chain takes no scaler of more axes */
+    nvp_chain *plain = t_chain(3, 2, 1, hidden, 6602);
+    ck_assert_int_eq(nvp_chain_save_buffer(plain, s5, 0, NULL, &size),
+                     NVP_EDIM);
+    nvp_chain_free(plain);
+    free(buf);
+    free(again);
+    nvp_scaler_free(sb);
+    nvp_chain_free(back);
+    nvp_scaler_free(s3);
+    nvp_scaler_free(s4);
+    nvp_scaler_free(s5);
+    nvp_chain_free(c);
+    nvp_rng_free(rng);
+}
+END_TEST
+
 START_TEST(test_io_column_names)
 {
     const size_t hidden[1] = {4};
@@ -1740,6 +1830,7 @@ Suite *io_suite(void)
     tcase_add_test(tc, test_io_nan_parameter_refused_in_training);
     tcase_add_test(tc, test_io_stale_temporaries_removed);
     tcase_add_test(tc, test_io_column_names);
+    tcase_add_test(tc, test_io_context_columns);
     tcase_add_test(tc, test_io_saved_edges_load);
     tcase_add_test(tc, test_io_scaler_section_always_checked);
     tcase_add_test(tc, test_io_sparse_file_refused_before_reading);

@@ -142,7 +142,12 @@ void cmd_fit_help(FILE *fp)
         "                     (without it that is a warning)\n"
         "%s"
         CSV_HEADER_HELP
-        COLUMNS_HELP,
+        COLUMNS_HELP
+        "  --given LIST       model the density of the other columns given\n"
+        "                     these (header names or 1-based positions,\n"
+        "                     comma-separated, after --columns/--drop): a\n"
+        "                     conditional model p(y | c); at least 2 columns\n"
+        "                     must be left to model; not with --budget\n",
         LR_DROP_FACTOR, MODEL_THREADS_HELP);
     fprintf(fp,
         "  --json             the summary as one JSON object, also with\n"
@@ -165,7 +170,7 @@ enum {
     O_EVAL_EVERY, O_PATIENCE, O_CLAMP, O_AVERAGE, O_CLIP_NORM, O_SEED,
     O_THREADS, O_JSON, O_HEADER, O_NO_HEADER, O_VAL, O_MASK, O_NORM,
     O_WEIGHT_DECAY, O_DEQUANTIZE, O_INIT_SEED, O_STRICT, O_LR_DROPS,
-    O_NOISE, O_BUDGET, O_COLUMNS, O_DROP
+    O_NOISE, O_BUDGET, O_COLUMNS, O_DROP, O_GIVEN
 };
 
 static const char SHORT_OPTS[] = "o:qh";
@@ -198,6 +203,7 @@ static const struct option LONG_OPTS[] = {
     {"no-header", no_argument, NULL, O_NO_HEADER},
     {"columns", required_argument, NULL, O_COLUMNS},
     {"drop", required_argument, NULL, O_DROP},
+    {"given", required_argument, NULL, O_GIVEN},
     {"json", no_argument, NULL, O_JSON},
     {"quiet", no_argument, NULL, O_QUIET},
     {"help", no_argument, NULL, O_HELP},
@@ -251,6 +257,7 @@ static int parse(int argc, char **argv, fit_config *c)
         case O_VAL: c->val_path = v; break;
         case O_COLUMNS: c->columns = v; break;
         case O_DROP: c->drop = v; break;
+        case O_GIVEN: c->given_cols = v; break;
         case O_QUIET: c->quiet = 1; break;
         case O_JSON: c->json = 1; break;
         case O_HEADER: c->header = CSV_HEADER_YES; break;
@@ -367,6 +374,11 @@ static int parse(int argc, char **argv, fit_config *c)
         strcmp(c->data_path, "-") == 0)
         return cli_usage_error(CMD, "the data and --val cannot both be "
                                "standard input");
+    /* The search's trials know nothing of a context yet. */
+    if (c->given_cols && c->budget > 0)
+        return cli_usage_error(CMD, "--budget with --given is not supported "
+                               "yet; give the settings (or keep the "
+                               "defaults)");
     if (!c->init_seed_set)
         c->init_seed = c->seed;
     return -1;
@@ -389,9 +401,18 @@ static void format_widths(char *buf, size_t cap, const size_t *w, size_t n)
         snprintf(buf, cap, "none (affine)");
 }
 
-/* Fisher-Yates shuffle of n rows of dim floats (tmp: dim floats). */
+static void swap_rows(float *x, size_t dim, size_t a, size_t b, float *tmp)
+{
+    memcpy(tmp, x + a * dim, dim * sizeof *x);
+    memcpy(x + a * dim, x + b * dim, dim * sizeof *x);
+    memcpy(x + b * dim, tmp, dim * sizeof *x);
+}
+
+/* Fisher-Yates shuffle of n rows of dim floats, and with the same
+ * permutation of the n rows of cdim floats at c (--given; c may be NULL);
+ * tmp: max(dim, cdim) floats. */
 static int shuffle_rows(nvp_rng *rng, float *x, size_t n, size_t dim,
-                        float *tmp)
+                        float *c, size_t cdim, float *tmp)
 {
     for (size_t i = n; i > 1; i--) {
         uint64_t j;
@@ -399,9 +420,9 @@ static int shuffle_rows(nvp_rng *rng, float *x, size_t n, size_t dim,
         if (rc != NVP_OK)
             return rc;
         if (j != i - 1) {
-            memcpy(tmp, x + (i - 1) * dim, dim * sizeof *x);
-            memcpy(x + (i - 1) * dim, x + j * dim, dim * sizeof *x);
-            memcpy(x + j * dim, tmp, dim * sizeof *x);
+            swap_rows(x, dim, i - 1, (size_t)j, tmp);
+            if (c)
+                swap_rows(c, cdim, i - 1, (size_t)j, tmp);
         }
     }
     return NVP_OK;
@@ -422,11 +443,12 @@ static size_t constant_column(const float *x, size_t n, size_t dim)
 }
 
 /* Mean NLL of n standardised rows (INFINITY when any density is not
- * finite); lp holds n floats of scratch.  Returns an NVP status. */
+ * finite), given their context rows ctx (--given; NULL without); lp holds
+ * n floats of scratch.  Returns an NVP status. */
 static int mean_nll(const nvp_chain *chain, size_t n, const float *z,
-                    float *lp, double *nll)
+                    const float *ctx, float *lp, double *nll)
 {
-    int rc = nvp_chain_log_prob(chain, n, z, lp);
+    int rc = nvp_chain_log_prob_given(chain, n, z, ctx, lp);
     if (rc != NVP_OK)
         return rc;
     double sum = 0.0;
@@ -447,7 +469,10 @@ static void fit_free(fit_state *s)
     free(s->tmp_row);
     free(s->lp);
     fit_model_free(s);
+    nvp_scaler_free(s->ctx_scaler);
     nvp_scaler_free(s->scaler);
+    csv_free(&s->val_ctx);
+    csv_free(&s->ctx);
     nvp_rng_free(s->init_rng);
     nvp_rng_free(s->rng);
     csv_free(&s->val);
@@ -581,6 +606,23 @@ static int names_storable(const csv_table *t)
     return 1;
 }
 
+/* With --given: whether no modelled column has a given column's name
+ * (score finds both parts by name); warns when one does. */
+static int names_apart(const csv_table *y, const csv_table *g)
+{
+    if (!y->names || !g->names)
+        return 0;
+    for (size_t k = 0; k < g->cols; k++)
+        for (size_t j = 0; j < y->cols; j++)
+            if (strcmp(g->names[k], y->names[j]) == 0) {
+                cli_warn(CMD, "the header names a given and a modelled "
+                         "column '%s': the model stores no column names",
+                         g->names[k]);
+                return 0;
+            }
+    return 1;
+}
+
 /* Reads the rows and splits them: training rows first, then the
  * validation rows, in s->data (or the validation rows in s->val).
  * Returns an exit status. */
@@ -593,9 +635,23 @@ static int read_data(fit_state *s)
             ? columns_choose(CMD, &s->data, c->columns, c->drop) != 0
             : columns_drop_index(CMD, &s->data) < 0)
         return CLI_ERR;
-    s->keep_names = names_storable(&s->data);
+    /* --given: the given columns move to s->ctx, the modelled ones stay. */
+    if (c->given_cols &&
+        columns_split(CMD, &s->data, c->given_cols, &s->ctx) != 0)
+        return CLI_ERR;
+    const size_t cdim = s->ctx.cols;
+    s->cfg.context_dim = cdim;
+    s->keep_names = names_storable(&s->data) &&
+                    (!cdim || (names_storable(&s->ctx) &&
+                               names_apart(&s->data, &s->ctx)));
     const size_t n = s->data.rows, dim = s->data.cols;
     const char *name = display_name(c->data_path);
+    if (dim < 2 && cdim)
+        return cli_error(CMD,
+                         "--given leaves 1 column of %s to model; a Real-NVP "
+                         "flow needs at least 2 (each layer transforms some "
+                         "columns conditioned on the others)",
+                         name);
     if (dim < 2)
         return cli_error(CMD,
                          "%s has 1 column; a Real-NVP flow needs at least 2 "
@@ -611,7 +667,7 @@ static int read_data(fit_state *s)
     if (rc != NVP_OK)
         return cli_lib_error(CMD, "cannot create the random generator", rc,
                              nvp_errmsg());
-    s->tmp_row = malloc(dim * sizeof *s->tmp_row);
+    s->tmp_row = malloc((dim > cdim ? dim : cdim) * sizeof *s->tmp_row);
     if (!s->tmp_row)
         return cli_error(CMD, "out of memory");
     size_t nv = 0;
@@ -619,21 +675,32 @@ static int read_data(fit_state *s)
         if (csv_read(CMD, c->val_path, 0, c->header, &s->val) != 0)
             return CLI_ERR;
         /* The validation file's columns: by the training file's names
-         * when both have a header, else chosen the same way. */
+         * when both have a header (the given ones copied out first), else
+         * chosen the same way. */
         const int by_name = s->keep_names && s->val.names;
+        if (by_name && cdim &&
+            columns_copy_by_names(CMD, &s->val, cdim,
+                                  (const char *const *)s->ctx.names,
+                                  &s->val_ctx) != 0)
+            return CLI_ERR;
         if (by_name ? columns_by_names(CMD, &s->val, dim,
                                        (const char *const *)s->data.names)
                     : c->columns || c->drop
                           ? columns_choose(CMD, &s->val, c->columns, c->drop)
                           : columns_drop_index(CMD, &s->val) < 0)
             return CLI_ERR;
-        if (s->val.cols != dim)
+        if (!by_name && cdim &&
+            columns_split(CMD, &s->val, c->given_cols, &s->val_ctx) != 0)
+            return CLI_ERR;
+        if (s->val.cols != dim || s->val_ctx.cols != cdim)
             return cli_error(CMD, "%s has %zu columns, %s %zu", c->val_path,
-                             s->val.cols, name, dim);
+                             s->val.cols + s->val_ctx.cols, name, dim + cdim);
         s->n_train = n;
         s->n_val = s->val.rows;
         s->train_x = s->data.data;
         s->val_x = s->val.data;
+        s->train_c = cdim ? s->ctx.data : NULL;
+        s->val_c = cdim ? s->val_ctx.data : NULL;
     } else {
         if (c->val_frac > 0) {
             if (n < 2)
@@ -647,8 +714,11 @@ static int read_data(fit_state *s)
         s->n_train = n - nv;
         s->train_x = s->data.data;
         s->val_x = nv ? s->data.data + s->n_train * dim : NULL;
+        s->train_c = cdim ? s->ctx.data : NULL;
+        s->val_c = nv && cdim ? s->ctx.data + s->n_train * cdim : NULL;
         if (nv > 0 && (rc = shuffle_rows(s->rng, s->data.data, n, dim,
-                                         s->tmp_row)) != NVP_OK)
+                                         s->train_c, cdim, s->tmp_row)) !=
+                          NVP_OK)
             return cli_lib_error(CMD, "shuffling", rc, nvp_errmsg());
     }
     if (s->n_train < 2)
@@ -753,6 +823,24 @@ static int setup_data(fit_state *s)
         for (size_t j = 0; j < dim; j++)
             s->noise_scale[j] = 1.0f / s->noise_scale[j];
     }
+    /* The given columns get their own standardisation (saved after the
+     * modelled columns', docs/file-format.md): the conditioners then see
+     * values of order 1 whatever the columns' units. */
+    const size_t cdim = s->cfg.context_dim;
+    if (cdim &&
+        ((rc = nvp_scaler_create(&s->ctx_scaler, cdim, NULL)) != NVP_OK))
+        return cli_lib_error(CMD, "cannot create the standardiser", rc,
+                             nvp_errmsg());
+    if (cdim &&
+        ((rc = nvp_scaler_fit(s->ctx_scaler, s->n_train, s->train_c)) !=
+             NVP_OK ||
+         (rc = nvp_scaler_transform(s->ctx_scaler, s->n_train, s->train_c,
+                                    s->train_c)) != NVP_OK ||
+         (s->n_val && (rc = nvp_scaler_transform(s->ctx_scaler, s->n_val,
+                                                 s->val_c, s->val_c)) !=
+                          NVP_OK)))
+        return cli_lib_error(CMD, "standardising the given columns", rc,
+                             nvp_scaler_errmsg(s->ctx_scaler));
     /* A validation row that standardising sends to an infinity has no
      * finite density under any model. */
     for (size_t i = 0; i < s->n_val * dim; i++)
@@ -760,6 +848,11 @@ static int setup_data(fit_state *s)
             return cli_error(CMD, "validation row %zu is so far from the "
                              "training rows that standardising it "
                              "overflows", i / dim + 1);
+    for (size_t i = 0; i < s->n_val * cdim; i++)
+        if (!isfinite(s->val_c[i]))
+            return cli_error(CMD, "validation row %zu's given columns are so "
+                             "far from the training rows' that "
+                             "standardising them overflows", i / cdim + 1);
     return CLI_OK;
 }
 
@@ -802,7 +895,8 @@ int fit_model_setup(fit_state *s, int reseed)
         CLI_OK)
         return status;
     if (c->norm != FIT_NORM_NONE &&
-        (rc = nvp_chain_init_from_data(s->chain, s->n_train, s->train_x)) !=
+        (rc = nvp_chain_init_from_data_given(s->chain, s->n_train,
+                                             s->train_x, s->train_c)) !=
             NVP_OK)
         return cli_lib_error(CMD, "setting the model from the training rows",
                              rc, nvp_chain_errmsg(s->chain));
@@ -850,7 +944,8 @@ static const char *kept_msg(const char *m)
  * the failing handle's message, copied (the library's message buffer
  * only lasts until the next call, and the iterate is restored after). */
 static int score(fit_state *s, size_t n_eval, const float *eval_x,
-                 double best, double *nll, const char **msg)
+                 const float *eval_c, double best, double *nll,
+                 const char **msg)
 {
     nvp_chain *chain = s->chain;
     const size_t np = nvp_chain_num_params(chain);
@@ -878,7 +973,7 @@ static int score(fit_state *s, size_t n_eval, const float *eval_x,
             return rc;
         }
     }
-    rc = mean_nll(chain, n_eval, eval_x, s->lp, nll);
+    rc = mean_nll(chain, n_eval, eval_x, eval_c, s->lp, nll);
     if (rc == NVP_OK && *nll < best)
         memcpy(s->best_params, scored, np * sizeof *s->best_params);
     if (rc != NVP_OK)
@@ -918,6 +1013,7 @@ int fit_train(fit_state *s, fit_result *r, double deadline)
     const float *train_x = s->train_x;
     /* Without a validation part, the training rows stand in. */
     const float *eval_x = s->n_val ? s->val_x : train_x;
+    const float *eval_c = s->n_val ? s->val_c : s->train_c;
     const size_t n_eval = s->n_val ? s->n_val : n_train;
     const size_t np = nvp_chain_num_params(s->chain);
     const float decay = (float)(1.0 - c->lr * c->weight_decay);
@@ -928,7 +1024,7 @@ int fit_train(fit_state *s, fit_result *r, double deadline)
     memset(r, 0, sizeof *r);
     r->reason = "reached --steps";
     r->stop = "max_steps";
-    int rc = mean_nll(s->chain, n_eval, eval_x, s->lp, &r->best_nll);
+    int rc = mean_nll(s->chain, n_eval, eval_x, eval_c, s->lp, &r->best_nll);
     if (rc == NVP_OK)
         rc = nvp_chain_get_params(s->chain, np, s->best_params);
     if (rc != NVP_OK)
@@ -954,8 +1050,8 @@ int fit_train(fit_state *s, fit_result *r, double deadline)
             break;
         }
         float loss = NAN;
-        rc = nvp_chain_train_step(s->chain, s->opt, s->rng, n_train, train_x,
-                                  c->batch, &loss);
+        rc = nvp_chain_train_step_given(s->chain, s->opt, s->rng, n_train,
+                                        train_x, s->train_c, c->batch, &loss);
         r->steps_done = step;
         if (rc == NVP_ENONFINITE) {
             r->refused++;
@@ -990,7 +1086,7 @@ int fit_train(fit_state *s, fit_result *r, double deadline)
         }
         double nll;
         const char *msg;
-        if ((rc = score(s, n_eval, eval_x, r->best_nll, &nll, &msg)) !=
+        if ((rc = score(s, n_eval, eval_x, eval_c, r->best_nll, &nll, &msg)) !=
             NVP_OK) {
             progress_break(&bar);
             return cli_lib_error(CMD, "evaluating", rc, msg);
@@ -1073,6 +1169,14 @@ static void summary_text(FILE *fp, const fit_state *s, const fit_result *r,
     if (r->still_improving)
         fprintf(fp, " (not converged: more --steps may help)");
     const size_t couplings = fit_count_couplings(s->chain);
+    if (c->context_dim) {
+        fprintf(fp, "\ngiven:     %zu column%s", c->context_dim,
+                c->context_dim == 1 ? "" : "s");
+        for (size_t j = 0; s->ctx.names && j < c->context_dim; j++)
+            fprintf(fp, "%s%s", j ? ", " : " (", s->ctx.names[j]);
+        fprintf(fp, "%s: the model is the density of the other %zu given "
+                "them", s->ctx.names ? ")" : "", s->data.cols);
+    }
     fprintf(fp, "\nmodel:     %zu couplings (%s masks), hidden %s",
             couplings, fit_mask_name(c->mask), widths);
     if (c->norm != FIT_NORM_NONE)
@@ -1137,11 +1241,20 @@ static void summary_json(FILE *fp, const fit_state *s, const fit_result *r,
     else
         json_null(&j, "validation_file");
     json_uint(&j, "rows", s->data.rows);
-    json_uint(&j, "columns", s->data.cols);
+    json_uint(&j, "columns", s->data.cols + c->context_dim);
     json_bool(&j, "header", s->data.has_header);
     json_uint(&j, "training_rows", s->n_train);
     json_uint(&j, "validation_rows", s->n_val);
     json_uint(&j, "dequantized_columns", s->n_whole);
+    json_uint(&j, "given_columns", c->context_dim);
+    if (c->context_dim && s->ctx.names) {
+        json_array_line(&j, "given");
+        for (size_t k = 0; k < c->context_dim; k++)
+            json_string(&j, NULL, s->ctx.names[k]);
+        json_close(&j);
+    } else {
+        json_null(&j, "given");
+    }
     json_uint(&j, "layers", nvp_chain_num_layers(s->chain));
     json_uint(&j, "coupling_layers", fit_count_couplings(s->chain));
     json_string(&j, "norm", fit_norm_name(c->norm));
@@ -1195,6 +1308,58 @@ static void summary_json(FILE *fp, const fit_state *s, const fit_result *r,
         json_null(&j, "budget");
     }
     json_end(&j);
+}
+
+/* The scaler fit saves: without --given the modelled columns' own; with
+ * it one over the modelled columns and then the given ones (dim + C axes,
+ * as the model file keeps a conditional model's, docs/file-format.md),
+ * named when the model keeps names.  *owned is set when a new scaler was
+ * made (the caller frees it).  Returns an exit status. */
+static int saved_scaler(const fit_state *s, nvp_scaler **out, int *owned)
+{
+    const size_t dim = s->data.cols, cdim = s->cfg.context_dim;
+    *out = s->scaler;
+    *owned = 0;
+    if (!cdim)
+        return CLI_OK;
+    const size_t all = dim + cdim;
+    float *mean = malloc(2 * all * sizeof *mean);
+    const char **names = malloc(all * sizeof *names);
+    nvp_scaler *sc = NULL;
+    int status = CLI_ERR;
+    if (!mean || !names) {
+        cli_error(CMD, "out of memory");
+        goto done;
+    }
+    float *sd = mean + all;
+    int rc = nvp_scaler_get(s->scaler, dim, mean, sd);
+    if (rc == NVP_OK)
+        rc = nvp_scaler_get(s->ctx_scaler, cdim, mean + dim, sd + dim);
+    if (rc == NVP_OK && (rc = nvp_scaler_create(&sc, all, NULL)) != NVP_OK) {
+        cli_lib_error(CMD, "cannot create the standardiser", rc,
+                      nvp_errmsg());
+        goto done;
+    }
+    if (rc == NVP_OK)
+        rc = nvp_scaler_set(sc, all, mean, sd);
+    for (size_t j = 0; j < all && s->keep_names; j++)
+        names[j] = j < dim ? s->data.names[j] : s->ctx.names[j - dim];
+    if (rc == NVP_OK && s->keep_names)
+        rc = nvp_scaler_set_column_names(sc, all, names);
+    if (rc != NVP_OK) {
+        cli_lib_error(CMD, "storing the standardisation", rc,
+                      sc ? nvp_scaler_errmsg(sc) : nvp_errmsg());
+        goto done;
+    }
+    *out = sc;
+    *owned = 1;
+    sc = NULL;
+    status = CLI_OK;
+done:
+    nvp_scaler_free(sc);
+    free(names);
+    free(mean);
+    return status;
 }
 
 /* Whether path names the file standard output is on. */
@@ -1295,7 +1460,13 @@ int cmd_fit(int argc, char **argv)
                                nvp_chain_errmsg(s.chain));
         goto done;
     }
-    rc = nvp_chain_save_file(s.chain, s.scaler, c->out_path);
+    nvp_scaler *to_save = NULL;
+    int owned = 0;
+    if ((status = saved_scaler(&s, &to_save, &owned)) != CLI_OK)
+        goto done;
+    rc = nvp_chain_save_file(s.chain, to_save, c->out_path);
+    if (owned)
+        nvp_scaler_free(to_save);
     if (rc != NVP_OK) {
         char what[320];
         snprintf(what, sizeof what, "cannot save '%s'", c->out_path);

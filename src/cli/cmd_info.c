@@ -2,6 +2,7 @@
 /* cmd_info.c - nvpflow info: describe a saved model, all of it through the
  * public API of the loaded model, as text or as JSON. */
 #include <errno.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,8 @@ void cmd_info_help(FILE *fp)
         "(kind and parameter count; for an affine coupling also its mask,\n"
         "hidden widths and log-scale clamp) and\n"
         "the standardisation (mean and standard deviation of each column).\n"
+        "A conditional model (fit --given) also lists its given columns,\n"
+        "with their standardisation.\n"
         "In a mask, 1 marks a column the layer conditions on and 0 a column\n"
         "it transforms.\n"
         "\n"
@@ -39,7 +42,10 @@ void cmd_info_help(FILE *fp)
         "                     coupling_layers, parameters, layers (each:\n"
         "                     kind, parameters; couplings also clamp,\n"
         "                     hidden, mask) and\n"
-        "                     standardisation (log_det, mean, sd; or null)\n"
+        "                     standardisation (log_det, mean, sd; or null);\n"
+        "                     context_dimension and given_columns (names or\n"
+        "                     null), with given_mean and given_sd in\n"
+        "                     standardisation for a conditional model\n"
         "  -h, --help         this text\n");
 }
 
@@ -50,8 +56,10 @@ typedef struct model_info {
     const nvp_chain *chain;
     const nvp_scaler *scaler;
     size_t dim, layers;
+    size_t cdim;         /* given columns (0: not conditional) */
+    size_t sdim;         /* the scaler's axes: dim, or dim + cdim */
     unsigned char *mask; /* dim bytes of scratch */
-    float *mean, *sd;    /* dim floats each, with a scaler */
+    float *mean, *sd;    /* sdim floats each, with a scaler */
 } model_info;
 
 /* Layer k's hidden widths into w (*nh of them); 0 or -1. */
@@ -117,6 +125,17 @@ static void print_layers(const model_info *m)
     }
 }
 
+/* sum of log sd over the modelled columns: a conditional model's scaler
+ * also holds the given columns', which do not change the density's units
+ * (the order of nvp_scaler_log_det, so the same bits without them). */
+static double log_det(const model_info *m)
+{
+    double sum = 0.0;
+    for (size_t j = 0; j < m->dim; j++)
+        sum += log((double)m->sd[j]);
+    return sum;
+}
+
 static void print_scaler(const model_info *m)
 {
     if (!m->scaler) {
@@ -124,13 +143,13 @@ static void print_scaler(const model_info *m)
                "units)\n");
         return;
     }
-    printf("\nstandardisation (sum of log sd %.9g):\n",
-           nvp_scaler_log_det(m->scaler));
+    printf("\nstandardisation (sum of log sd %.9g):\n", log_det(m));
     printf("%-7s %-16s %-16s %s\n", "column", "mean", "sd", "name");
-    for (size_t j = 0; j < m->dim; j++) {
-        const char *name = nvp_chain_column_name(m->chain, j);
-        printf("%-7zu %-16.9g %-16.9g %s\n", j + 1, (double)m->mean[j],
-               (double)m->sd[j], name ? name : "-");
+    for (size_t j = 0; j < m->sdim; j++) {
+        const char *name = model_column_name(m->chain, m->scaler, j);
+        printf("%-7zu %-16.9g %-16.9g %s%s\n", j + 1, (double)m->mean[j],
+               (double)m->sd[j], name ? name : "-",
+               j >= m->dim ? " (given)" : "");
     }
 }
 
@@ -141,6 +160,15 @@ static void print_text(const model_info *m)
         printf("size:            %lld bytes\n", m->size);
     printf("format version:  %u\n", file_version(m));
     printf("dimension:       %zu\n", m->dim);
+    if (m->cdim) {
+        printf("given columns:   %zu", m->cdim);
+        for (size_t j = 0; j < m->cdim; j++) {
+            const char *name =
+                model_column_name(m->chain, m->scaler, m->dim + j);
+            printf("%s%s", j ? ", " : " (", name ? name : "-");
+        }
+        printf("): the model is p(y | given)\n");
+    }
     printf("base:            standard normal\n");
     printf("layers:          %zu (%zu affine couplings)\n", m->layers,
            count_couplings(m));
@@ -179,6 +207,19 @@ static void print_json(const model_info *m)
     } else {
         json_null(&j, "columns");
     }
+    json_uint(&j, "context_dimension", m->cdim);
+    int given_named = m->cdim > 0;
+    for (size_t c = 0; c < m->cdim && given_named; c++)
+        given_named = model_column_name(m->chain, m->scaler, m->dim + c) != NULL;
+    if (given_named) {
+        json_array_line(&j, "given_columns");
+        for (size_t c = 0; c < m->cdim; c++)
+            json_string(&j, NULL,
+                        model_column_name(m->chain, m->scaler, m->dim + c));
+        json_close(&j);
+    } else {
+        json_null(&j, "given_columns");
+    }
     json_string(&j, "base", "standard_normal");
     json_uint(&j, "coupling_layers", count_couplings(m));
     json_uint(&j, "parameters", nvp_chain_num_params(m->chain));
@@ -215,9 +256,13 @@ static void print_json(const model_info *m)
     json_close(&j);
     if (m->scaler) {
         json_object(&j, "standardisation");
-        json_double(&j, "log_det", nvp_scaler_log_det(m->scaler));
+        json_double(&j, "log_det", log_det(m));
         json_floats(&j, "mean", m->mean, m->dim);
         json_floats(&j, "sd", m->sd, m->dim);
+        if (m->sdim > m->dim) {
+            json_floats(&j, "given_mean", m->mean + m->dim, m->cdim);
+            json_floats(&j, "given_sd", m->sd + m->dim, m->cdim);
+        }
         json_close(&j);
     } else {
         json_null(&j, "standardisation");
@@ -271,15 +316,17 @@ int cmd_info(int argc, char **argv)
     m.dim = nvp_chain_dim(chain);
     m.layers = nvp_chain_num_layers(chain);
     m.mask = malloc(m.dim + 1);
-    m.mean = malloc(m.dim * sizeof *m.mean);
-    m.sd = malloc(m.dim * sizeof *m.sd);
+    m.cdim = nvp_chain_context_dim(chain);
+    m.sdim = scaler ? nvp_scaler_dim(scaler) : m.dim;
+    m.mean = malloc(m.sdim * sizeof *m.mean);
+    m.sd = malloc(m.sdim * sizeof *m.sd);
     int status = CLI_ERR;
     if (!m.mask || !m.mean || !m.sd) {
         cli_error(CMD, "out of memory");
         goto done;
     }
     /* Read before anything is printed: a failure prints no half report. */
-    if (scaler && nvp_scaler_get(scaler, m.dim, m.mean, m.sd) != NVP_OK) {
+    if (scaler && nvp_scaler_get(scaler, m.sdim, m.mean, m.sd) != NVP_OK) {
         cli_error(CMD, "cannot read the standardisation");
         goto done;
     }

@@ -32,6 +32,11 @@ void cmd_score_help(FILE *fp)
         "model holds column names (fit stores a header's) and DATA.csv has\n"
         "a header, the columns are found by name instead.\n"
         "\n"
+        "A conditional model (fit --given) gives log p(y | c): each row then\n"
+        "holds the modelled columns y and the given columns c, found by name\n"
+        "as above, or by position: the modelled columns first, then the\n"
+        "given ones, in the order 'nvpflow info' lists them.\n"
+        "\n"
         "Options:\n"
         "  -o, --output FILE  write to FILE instead of standard output; the\n"
         "                     file appears only when complete\n"
@@ -117,20 +122,23 @@ static int parse(int argc, char **argv, score_config *c)
  * of columns.  Returns 0 or
  * -1 (message printed). */
 static int read_rows(const score_config *c, const nvp_chain *chain,
-                     size_t dim, csv_table *t)
+                     const nvp_scaler *scaler, size_t dim, csv_table *t)
 {
-    const int named = nvp_chain_column_name(chain, 0) != NULL;
+    /* dim counts the modelled and the given columns together here. */
+    int named = 1;
+    for (size_t j = 0; j < dim && named; j++)
+        named = model_column_name(chain, scaler, j) != NULL;
     if (csv_read(CMD, c->data_path, named ? 0 : dim, c->header, t) != 0)
         return -1;
     size_t missing = dim;
     for (size_t j = 0; named && t->names && j < dim && missing == dim; j++) {
-        if (columns_find(t, nvp_chain_column_name(chain, j)) == t->cols)
+        if (columns_find(t, model_column_name(chain, scaler, j)) == t->cols)
             missing = j;
     }
     if (named && t->names && missing < dim && t->cols == dim)
         cli_warn(CMD, "the header does not name the model's column '%s': "
                  "the columns are taken by position",
-                 nvp_chain_column_name(chain, missing));
+                 model_column_name(chain, scaler, missing));
     else if (named && t->names) {
         const char **names = malloc(dim * sizeof *names);
         if (!names) {
@@ -138,14 +146,21 @@ static int read_rows(const score_config *c, const nvp_chain *chain,
             return -1;
         }
         for (size_t j = 0; j < dim; j++)
-            names[j] = nvp_chain_column_name(chain, j);
+            names[j] = model_column_name(chain, scaler, j);
         const int rc = columns_by_names(CMD, t, dim, names);
         free(names);
         return rc;
     }
     if (t->cols != dim) {
-        cli_error(CMD, "%s has %zu columns, but the model has %zu dimensions",
-                  c->data_path, t->cols, dim);
+        const size_t cdim = nvp_chain_context_dim(chain);
+        if (cdim)
+            cli_error(CMD, "%s has %zu columns, but the model reads %zu (%zu "
+                      "modelled, then %zu given)",
+                      c->data_path, t->cols, dim, dim - cdim, cdim);
+        else
+            cli_error(CMD, "%s has %zu columns, but the model has %zu "
+                      "dimensions",
+                      c->data_path, t->cols, dim);
         return -1;
     }
     return 0;
@@ -158,10 +173,10 @@ int cmd_score(int argc, char **argv)
     if (status >= 0)
         return status;
     nvp_chain *chain = NULL;
-    nvp_scaler *scaler = NULL;
+    nvp_scaler *scaler = NULL, *ys = NULL, *cs = NULL;
     csv_table t;
     memset(&t, 0, sizeof t);
-    float *lp = NULL;
+    float *lp = NULL, *y = NULL, *ctx = NULL;
     out_file out;
     char err[OUT_ERR_MAX];
     memset(&out, 0, sizeof out);
@@ -170,21 +185,35 @@ int cmd_score(int argc, char **argv)
         model_set_threads(CMD, chain, c.threads) != 0)
         goto done;
     const size_t dim = nvp_chain_dim(chain);
-    if (read_rows(&c, chain, dim, &t) != 0)
+    const size_t cdim = nvp_chain_context_dim(chain);
+    if (model_split_scaler(CMD, chain, scaler, &ys, &cs) != 0 ||
+        read_rows(&c, chain, scaler, dim + cdim, &t) != 0)
         goto done;
     lp = malloc(t.rows * sizeof *lp);
-    if (!lp) {
+    /* The rows' modelled part y and given part ctx (a conditional model),
+     * each standardised by its own axes of the model's scaler. */
+    y = cdim ? malloc((t.rows + 1) * dim * sizeof *y) : t.data;
+    ctx = cdim ? malloc((t.rows + 1) * cdim * sizeof *ctx) : NULL;
+    if (!lp || !y || (cdim && !ctx)) {
         cli_error(CMD, "out of memory");
         goto done;
     }
+    for (size_t i = 0; cdim && i < t.rows; i++) {
+        memcpy(y + i * dim, t.data + i * (dim + cdim), dim * sizeof *y);
+        memcpy(ctx + i * cdim, t.data + i * (dim + cdim) + dim,
+               cdim * sizeof *ctx);
+    }
     int rc = NVP_OK;
-    if (scaler &&
-        (rc = nvp_scaler_transform(scaler, t.rows, t.data, t.data)) !=
-            NVP_OK) {
-        cli_lib_error(CMD, "standardising", rc, nvp_scaler_errmsg(scaler));
+    if (ys && (rc = nvp_scaler_transform(ys, t.rows, y, y)) != NVP_OK) {
+        cli_lib_error(CMD, "standardising", rc, nvp_scaler_errmsg(ys));
         goto done;
     }
-    if ((rc = nvp_chain_log_prob(chain, t.rows, t.data, lp)) != NVP_OK) {
+    if (cs && (rc = nvp_scaler_transform(cs, t.rows, ctx, ctx)) != NVP_OK) {
+        cli_lib_error(CMD, "standardising", rc, nvp_scaler_errmsg(cs));
+        goto done;
+    }
+    if ((rc = nvp_chain_log_prob_given(chain, t.rows, y, ctx, lp)) !=
+        NVP_OK) {
         cli_lib_error(CMD, "computing the densities", rc,
                       nvp_chain_errmsg(chain));
         goto done;
@@ -195,12 +224,23 @@ int cmd_score(int argc, char **argv)
      * lowest there is, as "lowest is most unusual" wants. */
     for (size_t i = 0; i < t.rows; i++)
         for (size_t j = 0; j < dim; j++)
-            if (!isfinite(t.data[i * dim + j])) {
+            if (!isfinite(y[i * dim + j])) {
                 lp[i] = -INFINITY;
                 break;
             }
-    /* log p_x(x) = log p_z(z) - sum_i log sd_i for z = (x - mean) / sd. */
-    const double log_det = scaler ? nvp_scaler_log_det(scaler) : 0.0;
+    /* A given row that standardising sends to an infinity is outside
+     * anything the model has seen: no density for it (NaN, not a number
+     * that would rank it). */
+    for (size_t i = 0; i < t.rows; i++)
+        for (size_t j = 0; j < cdim; j++)
+            if (!isfinite(ctx[i * cdim + j])) {
+                lp[i] = NAN;
+                break;
+            }
+    /* log p_x(x) = log p_z(z) - sum_i log sd_i for z = (x - mean) / sd;
+     * the given columns' standardisation changes the condition, not the
+     * density's units. */
+    const double log_det = ys ? nvp_scaler_log_det(ys) : 0.0;
     if (out_open(&out, c.out_path, err, sizeof err) != 0) {
         cli_error(CMD, "%s", err);
         goto done;
@@ -221,7 +261,12 @@ int cmd_score(int argc, char **argv)
 done:
     out_abort(&out);
     free(lp);
+    if (y != t.data)
+        free(y);
+    free(ctx);
     csv_free(&t);
+    nvp_scaler_free(ys);
+    nvp_scaler_free(cs);
     nvp_scaler_free(scaler);
     nvp_chain_free(chain);
     return status;

@@ -226,3 +226,86 @@ out:
     free(idx);
     return rc;
 }
+
+/* A deep copy of t into out (empty on failure).  Returns 0 or -1. */
+static int copy_table(const char *cmd, const csv_table *t, csv_table *out)
+{
+    memset(out, 0, sizeof *out);
+    out->rows = t->rows;
+    out->cols = t->cols;
+    out->has_header = t->has_header;
+    const size_t cells = t->rows * t->cols;
+    out->data = malloc((cells ? cells : 1) * sizeof *out->data);
+    int bad = out->data == NULL;
+    if (!bad)
+        memcpy(out->data, t->data, t->rows * t->cols * sizeof *out->data);
+    if (!bad && t->names) {
+        out->names = calloc(t->cols, sizeof *out->names);
+        bad = out->names == NULL;
+        for (size_t j = 0; !bad && j < t->cols; j++)
+            bad = (out->names[j] = strdup(t->names[j])) == NULL;
+    }
+    if (bad) {
+        csv_free(out);
+        memset(out, 0, sizeof *out);
+        cli_error(cmd, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+int columns_split(const char *cmd, csv_table *t, const char *list,
+                  csv_table *given)
+{
+    memset(given, 0, sizeof *given);
+    size_t *idx = malloc(t->cols * sizeof *idx);
+    unsigned char *chosen = calloc(t->cols, 1);
+    int rc = -1;
+    if (!idx || !chosen) {
+        cli_error(cmd, "out of memory");
+        goto out;
+    }
+    const size_t k = parse_list(cmd, "--given", list, t, idx, chosen);
+    if (k == (size_t)-1)
+        goto out;
+    if (k == t->cols) {
+        cli_error(cmd, "--given lists every column (%zu): no column is left "
+                  "to model", t->cols);
+        goto out;
+    }
+    /* The given part first (from a copy), then the rest in place. */
+    if (copy_table(cmd, t, given) != 0)
+        goto out;
+    if (keep_columns(cmd, given, idx, k) != 0) {
+        csv_free(given);
+        memset(given, 0, sizeof *given);
+        goto out;
+    }
+    size_t m = 0;
+    for (size_t j = 0; j < t->cols; j++)
+        if (!chosen[j])
+            idx[m++] = j;
+    if (keep_columns(cmd, t, idx, m) != 0) {
+        csv_free(given);
+        memset(given, 0, sizeof *given);
+        goto out;
+    }
+    rc = 0;
+out:
+    free(idx);
+    free(chosen);
+    return rc;
+}
+
+int columns_copy_by_names(const char *cmd, const csv_table *t, size_t n,
+                          const char *const *names, csv_table *given)
+{
+    if (copy_table(cmd, t, given) != 0)
+        return -1;
+    if (columns_by_names(cmd, given, n, names) != 0) {
+        csv_free(given);
+        memset(given, 0, sizeof *given);
+        return -1;
+    }
+    return 0;
+}

@@ -45,4 +45,16 @@ size_t columns_find(const csv_table *t, const char *name);
 int columns_by_names(const char *cmd, csv_table *t, size_t n,
                      const char *const *names);
 
+/* --given: moves the columns list names (the rules of --columns) out of
+ * t into given, in the list's order; t keeps the others, in their order.
+ * Listing every column is an error: nothing would be left to model.  On
+ * failure given is empty and t unchanged. */
+int columns_split(const char *cmd, csv_table *t, const char *list,
+                  csv_table *given);
+
+/* Copies the columns named names[0..n-1] of t into given, in that order
+ * (t is unchanged); a missing name is an error that names it. */
+int columns_copy_by_names(const char *cmd, const csv_table *t, size_t n,
+                          const char *const *names, csv_table *given);
+
 #endif

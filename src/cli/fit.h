@@ -35,6 +35,9 @@ typedef struct fit_config {
     const char *val_path; /* --val FILE, or NULL */
     const char *columns;  /* --columns LIST, or NULL */
     const char *drop;     /* --drop LIST, or NULL */
+    const char *given_cols; /* --given LIST, or NULL */
+    size_t context_dim;   /* the given columns' count (0 without --given):
+                             the couplings read them as their context */
     size_t layers;        /* coupling layers */
     size_t hidden[NVP_MAX_HIDDEN_LAYERS];
     size_t n_hidden;
@@ -74,6 +77,12 @@ typedef struct fit_state {
     size_t n_train, n_val;
     float *train_x; /* n_train standardised rows */
     float *val_x;   /* n_val standardised rows (NULL without) */
+    /* --given: the given columns of the same rows (standardised by their
+     * own scaler), row i of train_c conditioning row i of train_x; NULL
+     * without --given. */
+    csv_table ctx, val_ctx;
+    float *train_c, *val_c;
+    nvp_scaler *ctx_scaler;
     nvp_rng *rng;   /* split, noise and batches (--seed) */
     nvp_rng *init_rng; /* masks and weights (--init-seed) */
     nvp_scaler *scaler;

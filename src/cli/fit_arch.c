@@ -127,8 +127,11 @@ int fit_build_chain(const char *cmd, const fit_config *c, size_t dim,
         nvp_coupling *cp = NULL;
         rc = layer_mask(c->mask, k, dim, rng, mask, order);
         if (rc == NVP_OK)
-            rc = nvp_coupling_create(&cp, dim, mask, c->n_hidden, c->hidden,
-                                     NVP_INIT_ZERO_OUTPUT, rng, NULL);
+            /* context_dim 0 (no --given) is nvp_coupling_create's layer,
+             * drawing the same numbers. */
+            rc = nvp_coupling_create_conditional(
+                &cp, dim, c->context_dim, mask, c->n_hidden, c->hidden,
+                NVP_INIT_ZERO_OUTPUT, rng, NULL);
         if (rc == NVP_OK)
             layers[k] = nvp_coupling_as_layer(cp);
     }

@@ -3,6 +3,7 @@
 #include "model.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "cli.h"
 
@@ -28,4 +29,63 @@ int model_set_threads(const char *cmd, nvp_chain *chain, size_t threads)
         return -1;
     }
     return 0;
+}
+
+/* A scaler of axes [from, from + n) of s, in *out.  Returns an NVP status
+ * with the message in *msg. */
+static int sub_scaler(const nvp_scaler *s, size_t from, size_t n,
+                      nvp_scaler **out, const char **msg)
+{
+    const size_t all = nvp_scaler_dim(s);
+    float *mean = malloc(2 * all * sizeof *mean);
+    *msg = "out of memory";
+    if (!mean)
+        return NVP_ENOMEM;
+    float *sd = mean + all;
+    int rc = nvp_scaler_get(s, all, mean, sd);
+    if (rc != NVP_OK)
+        *msg = nvp_scaler_errmsg(s);
+    else if ((rc = nvp_scaler_create(out, n, NULL)) != NVP_OK)
+        *msg = nvp_errmsg();
+    else if ((rc = nvp_scaler_set(*out, n, mean + from, sd + from)) !=
+             NVP_OK)
+        *msg = nvp_scaler_errmsg(*out);
+    free(mean);
+    return rc;
+}
+
+int model_split_scaler(const char *cmd, const nvp_chain *chain,
+                       const nvp_scaler *scaler, nvp_scaler **ys,
+                       nvp_scaler **cs)
+{
+    const size_t dim = nvp_chain_dim(chain);
+    const size_t cdim = nvp_chain_context_dim(chain);
+    *ys = *cs = NULL;
+    if (!scaler)
+        return 0;
+    const char *msg = "";
+    int rc = sub_scaler(scaler, 0, dim, ys, &msg);
+    if (rc == NVP_OK && cdim > 0 && nvp_scaler_dim(scaler) == dim + cdim)
+        rc = sub_scaler(scaler, dim, cdim, cs, &msg);
+    if (rc != NVP_OK) {
+        cli_lib_error(cmd, "reading the model's standardisation", rc, msg);
+        nvp_scaler_free(*ys);
+        nvp_scaler_free(*cs);
+        *ys = *cs = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+const char *model_column_name(const nvp_chain *chain,
+                              const nvp_scaler *scaler, size_t j)
+{
+    const size_t dim = nvp_chain_dim(chain);
+    if (j < dim)
+        return nvp_chain_column_name(chain, j);
+    /* The scaler holds the given columns' names only when it covers them
+     * (dim + C axes). */
+    return j < dim + nvp_chain_context_dim(chain)
+               ? nvp_scaler_column_name(scaler, j)
+               : NULL;
 }

@@ -11,6 +11,19 @@
  * holds none).  On failure prints "nvpflow CMD: ..." and returns -1. */
 int model_load(const char *cmd, const char *path, nvp_chain **chain,
                nvp_scaler **scaler);
+/* A conditional model (fit --given) stores one scaler over its dim
+ * modelled columns and then its C given columns (docs/file-format.md):
+ * this splits it into the modelled columns' *ys and the given columns'
+ * *cs.  Either comes back NULL when the file holds no standardisation for
+ * it (identity).  Returns 0, or -1 after a message. */
+int model_split_scaler(const char *cmd, const nvp_chain *chain,
+                       const nvp_scaler *scaler, nvp_scaler **ys,
+                       nvp_scaler **cs);
+/* The name of the model's column j: j < dim a modelled column (the
+ * chain's name), dim <= j < dim + C a given one (the scaler's); NULL when
+ * the file names none. */
+const char *model_column_name(const nvp_chain *chain,
+                              const nvp_scaler *scaler, size_t j);
 /* nvp_chain_set_threads with a message on failure; returns 0 or -1. */
 int model_set_threads(const char *cmd, nvp_chain *chain, size_t threads);
 /* The --threads line of the help texts. */

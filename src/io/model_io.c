@@ -23,6 +23,16 @@
 #define TAG_COLS NVP_TAG('C', 'O', 'L', 'S')
 #define BASE_NORMAL 1u
 
+/* Names the file's COLS section holds: the chain's dim, then, for a
+ * scaler that also standardises a conditional chain's context (dim + C
+ * axes) and names those axes, the context's C. */
+static size_t saved_names(const nvp_chain *c, const nvp_scaler *s)
+{
+    if (!c->name_at)
+        return 0;
+    return s && s->dim > c->dim && s->name_at ? s->dim : c->dim;
+}
+
 static void write_model(nvp_writer *w, const void *chain, const void *scaler)
 {
     const nvp_chain *c = chain;
@@ -35,8 +45,9 @@ static void write_model(nvp_writer *w, const void *chain, const void *scaler)
                           c->layers[k]->cdim == 0 &&
                           nvp__as_coupling(c->layers[k])->form ==
                               NVP_AFFINE_EXP;
+    const size_t n_names = saved_names(c, s);
     nvp__fmt_header(w, couplings_only ? 1 : 2, NVP_KIND_MODEL,
-                    2 + (s != NULL) + (c->name_at != NULL));
+                    2 + (s != NULL) + (n_names > 0));
     size_t st = nvp__fmt_section_begin(w, couplings_only ? TAG_ARCH : TAG_STCK);
     nvp__put_u32(w, (uint32_t)c->dim);
     nvp__put_u32(w, BASE_NORMAL);
@@ -70,13 +81,14 @@ static void write_model(nvp_writer *w, const void *chain, const void *scaler)
         nvp__put_f32s(w, s->sd, s->dim);
         nvp__fmt_section_end(w, st);
     }
-    if (c->name_at) {
+    if (n_names) {
         st = nvp__fmt_section_begin(w, TAG_COLS);
-        nvp__put_u32(w, (uint32_t)c->dim);
-        for (size_t j = 0; j < c->dim; j++) {
-            const size_t len = strlen(c->name_at[j]);
+        nvp__put_u32(w, (uint32_t)n_names);
+        for (size_t j = 0; j < n_names; j++) {
+            const char *name = j < c->dim ? c->name_at[j] : s->name_at[j];
+            const size_t len = strlen(name);
             nvp__put_u32(w, (uint32_t)len);
-            nvp__put_bytes(w, (const unsigned char *)c->name_at[j], len);
+            nvp__put_bytes(w, (const unsigned char *)name, len);
         }
         nvp__fmt_section_end(w, st);
     }
@@ -89,7 +101,8 @@ static int check_cols(const char *fn, nvp_reader r, size_t dim)
     const nvp_errbox *eb = NULL;
     uint32_t d;
     NVP_REQUIRE(nvp__get_u32(&r, &d) == 0 && d == dim, NVP_EFORMAT,
-                "%s: the column names do not match the model", fn);
+                "%s: the column names do not match the model and its "
+                "scaler", fn);
     for (size_t j = 0; j < dim; j++) {
         uint32_t len;
         NVP_REQUIRE(nvp__get_u32(&r, &len) == 0 && nvp__need(&r, len) == 0,
@@ -108,9 +121,14 @@ static int check_save_args(const nvp_chain *c, const nvp_scaler *s,
 {
     const nvp_errbox *eb = c ? &c->err : NULL;
     NVP_REQUIRE(c != NULL, NVP_EINVAL, "%s: chain is NULL", fn);
-    NVP_REQUIRE(!s || s->dim == c->dim, NVP_EDIM,
-                "%s: scaler has dim %zu, the chain %zu", fn, s ? s->dim : 0,
-                c->dim);
+    /* A conditional chain's scaler may cover its context too. */
+    NVP_REQUIRE(!s || s->dim == c->dim ||
+                    (c->cdim > 0 && s->dim == c->dim + c->cdim),
+                NVP_EDIM, "%s: scaler has dim %zu, the chain %zu (context %zu)",
+                fn, s ? s->dim : 0, c->dim, c->cdim);
+    NVP_REQUIRE(!s || s->dim == c->dim || !s->name_at || c->name_at,
+                NVP_EINVAL, "%s: the scaler names the context's columns but "
+                "the chain holds no column names", fn);
     /* The loader refuses non-finite parameters, so such a model is not
      * written at all (training with a step size so large that the
      * parameters overflow can make one). */
@@ -202,6 +220,7 @@ typedef struct model_info {
     int stack;      /* STCK (layers of any kind), not ARCH */
     int other_kind; /* a STCK layer ARCH cannot hold: not an affine
                        coupling, or one with a context */
+    uint32_t cdim;  /* a conditional coupling's context dimension, or 0 */
 } model_info;
 
 /* Reads layer k of a STCK section: its kind and its n values into h
@@ -209,7 +228,8 @@ typedef struct model_info {
  * count to *total (bounded by NVP_MAX_PARAMS). */
 static int read_stack_layer(const char *fn, nvp_reader *r, size_t dim,
                             size_t k, uint32_t *h, const nvp_layer_ops **kind,
-                            size_t *n_out, uint64_t *total, int *other_kind)
+                            size_t *n_out, uint64_t *total, int *other_kind,
+                            uint32_t *cdim)
 {
     const nvp_errbox *eb = NULL;
     uint32_t id, n;
@@ -232,9 +252,15 @@ static int read_stack_layer(const char *fn, nvp_reader *r, size_t dim,
         return nvp__fail(NULL, rc, "%s: layer %zu (%s): %s", fn, k,
                          (*kind)->name, nvp_errmsg());
     /* A conditional coupling, or one of the sigmoid form, stores more
-     * than ARCH holds: version 1 cannot hold it either. */
-    if (other_kind && *kind == &nvp__coupling_kind && n > 2 + h[0] + dim)
+     * than ARCH holds (its context dimension first): version 1 cannot
+     * hold it either. */
+    if (other_kind && *kind == &nvp__coupling_kind && n > 2 + h[0] + dim) {
         *other_kind = 1;
+        /* The scaler and names checks need C.  Layers that disagree on it
+         * are refused when the chain is built. */
+        if (cdim && *cdim == 0)
+            *cdim = h[2 + h[0] + dim];
+    }
     *total += count;
     NVP_REQUIRE(*total <= NVP_MAX_PARAMS, NVP_EFORMAT,
                 "%s: more than %zu parameters", fn, (size_t)NVP_MAX_PARAMS);
@@ -263,6 +289,7 @@ static int check_arch_head(const char *fn, nvp_reader *r, model_info *mi)
     mi->n_layers = n_layers;
     mi->total = 0;
     mi->other_kind = 0;
+    mi->cdim = 0;
     return NVP_OK;
 }
 
@@ -282,7 +309,8 @@ static int check_arch(const char *fn, nvp_reader r, model_info *mi,
     size_t n;
     for (size_t k = 0; k < mi->n_layers; k++)
         if ((rc = stack ? read_stack_layer(fn, &r, mi->dim, k, h, &kind, &n,
-                                           &mi->total, &mi->other_kind)
+                                           &mi->total, &mi->other_kind,
+                                           &mi->cdim)
                         : read_layer(fn, &r, mi->dim, k, &d, &mi->total)) !=
             NVP_OK)
             return rc;
@@ -397,39 +425,58 @@ static int plan_model(const char *fn, uint32_t version,
                 "(%llu parameters expected)",
                 fn, (unsigned long long)mi.total);
 
+    /* A conditional model's scaler may cover the context too: dim + C
+     * axes, and then COLS may name them all. */
+    uint64_t sdim = mi.dim;
+    if (is < count && mi.cdim > 0 &&
+        spans[is].len == 4 + (uint64_t)8 * (mi.dim + mi.cdim))
+        sdim = (uint64_t)mi.dim + mi.cdim;
     if (is < count) {
         const nvp_span *scal = &spans[is];
-        NVP_REQUIRE(scal->len == 4 + (uint64_t)8 * mi.dim, NVP_EFORMAT,
+        NVP_REQUIRE(scal->len == 4 + (uint64_t)8 * sdim, NVP_EFORMAT,
                     "%s: the scaler section does not match the model", fn);
         if ((rc = nvp__src_view(fn, src, alloc, scal->off, (size_t)scal->len,
                                 &p, &block)) != NVP_OK)
             return rc;
         nvp_reader r = {p, (size_t)scal->len, 0, 0};
-        uint32_t sdim = 0;
-        nvp__get_u32(&r, &sdim);
-        size_t bad = mi.dim;
-        for (size_t j = 0; j < mi.dim && sdim == mi.dim && bad == mi.dim; j++)
+        uint32_t sd = 0;
+        nvp__get_u32(&r, &sd);
+        const size_t ns = (size_t)sdim;
+        size_t bad = ns;
+        for (size_t j = 0; j < ns && sd == sdim && bad == ns; j++)
             if (!scaler_axis_ok(f32_at(p, 4 + 4 * j),
-                                f32_at(p, 4 + 4 * ((size_t)mi.dim + j))))
+                                f32_at(p, 4 + 4 * (ns + j))))
                 bad = j;
         nvp__free(alloc, block);
-        NVP_REQUIRE(sdim == mi.dim, NVP_EFORMAT,
+        NVP_REQUIRE(sd == sdim, NVP_EFORMAT,
                     "%s: the scaler section does not match the model", fn);
-        NVP_REQUIRE(bad == mi.dim, NVP_EFORMAT,
+        NVP_REQUIRE(bad == ns, NVP_EFORMAT,
                     "%s: the scaler's axis %zu is invalid (a mean or sd that "
                     "is not finite, or sd <= 0)", fn, bad);
     }
     if (ic < count) {
         const nvp_span *cols = &spans[ic];
-        NVP_REQUIRE(cols->len >= 4 + 5 * (uint64_t)mi.dim &&
-                        cols->len <= 4 + (uint64_t)mi.dim *
-                                             (4 + NVP_MAX_COLUMN_NAME),
+        /* The chain's dim names, or also the context's when the scaler
+         * covers it: the count is the section's first field. */
+        uint64_t nn = mi.dim;
+        unsigned char c4[4];
+        if (sdim > mi.dim && cols->len >= 4) {
+            if ((rc = nvp__src_read(fn, src, cols->off, c4, 4)) != NVP_OK)
+                return rc;
+            uint32_t u = 0;
+            nvp__get_u32(&(nvp_reader){c4, 4, 0, 0}, &u);
+            if (u == sdim)
+                nn = sdim;
+        }
+        NVP_REQUIRE(cols->len >= 4 + 5 * nn &&
+                        cols->len <= 4 + nn * (4 + NVP_MAX_COLUMN_NAME),
                     NVP_EFORMAT, "%s: the column names do not match the "
                                  "model", fn);
         if ((rc = nvp__src_view(fn, src, alloc, cols->off, (size_t)cols->len,
                                 &p, &block)) != NVP_OK)
             return rc;
-        rc = check_cols(fn, (nvp_reader){p, (size_t)cols->len, 0, 0}, mi.dim);
+        rc = check_cols(fn, (nvp_reader){p, (size_t)cols->len, 0, 0},
+                        (size_t)nn);
         nvp__free(alloc, block);
         if (rc)
             return rc;
@@ -452,25 +499,30 @@ static int load_model(const char *fn, const void *data, size_t size,
 static const nvp_file_kind model_kind = {NVP_KIND_MODEL, plan_model,
                                          load_model};
 
-/* The checked COLS section into the chain's names. */
-static int load_names(const char *fn, nvp_chain *c, nvp_reader r)
+/* The checked COLS section into the chain's names and, when it names
+ * every axis of the scaler s (may be NULL), into the scaler's. */
+static int load_names(const char *fn, nvp_chain *c, nvp_scaler *s,
+                      nvp_reader r)
 {
-    const size_t dim = c->dim;
-    const char **names = nvp__malloc(&c->alloc, dim * sizeof *names);
-    size_t *lens = nvp__malloc(&c->alloc, dim * sizeof *lens);
+    uint32_t n = 0;
+    nvp__get_u32(&r, &n);
+    const char **names = nvp__malloc(&c->alloc, n * sizeof *names);
+    size_t *lens = nvp__malloc(&c->alloc, n * sizeof *lens);
     int rc = NVP_OK;
     if (!names || !lens) {
         rc = nvp__fail(NULL, NVP_ENOMEM, "%s: out of memory", fn);
     } else {
         uint32_t u = 0;
-        nvp__get_u32(&r, &u);
-        for (size_t j = 0; j < dim; j++) {
+        for (size_t j = 0; j < n; j++) {
             nvp__get_u32(&r, &u);
             names[j] = (const char *)r.p + r.pos;
             lens[j] = u;
             r.pos += u;
         }
         rc = nvp__chain_set_names(c, NULL, fn, names, lens);
+        if (rc == NVP_OK && s && s->dim == n &&
+            (rc = nvp__scaler_set_names(s, fn, names, lens)) != NVP_OK)
+            rc = nvp__fail(NULL, rc, "%s", nvp_scaler_errmsg(s));
     }
     nvp__free(&c->alloc, names);
     nvp__free(&c->alloc, lens);
@@ -521,7 +573,8 @@ static int load_model(const char *fn, const void *data, size_t size,
         if (mi.stack) {
             const nvp_layer_ops *kind;
             size_t n;
-            read_stack_layer(fn, &r, dim, k, h, &kind, &n, &dummy, NULL);
+            read_stack_layer(fn, &r, dim, k, h, &kind, &n, &dummy, NULL,
+                             NULL);
             rc = kind->from_hyper(&layers[k], fn, dim, h, n, alloc);
         } else {
             read_layer(fn, &r, dim, k, &d, &dummy);
@@ -547,13 +600,15 @@ static int load_model(const char *fn, const void *data, size_t size,
         rc = nvp__fail_in(NULL, rc, fn);
     /* The scaler section was checked whole above, asked for or not. */
     if (rc == NVP_OK && scal && scaler_out) {
-        if ((rc = nvp_scaler_create(&scaler, dim, alloc)) != NVP_OK) {
+        /* dim axes, or dim + C for a conditional model's (checked) */
+        nvp_reader sr = scal->body;
+        uint32_t sdim = 0;
+        nvp__get_u32(&sr, &sdim);
+        if ((rc = nvp_scaler_create(&scaler, sdim, alloc)) != NVP_OK) {
             rc = nvp__fail_in(NULL, rc, fn);
         } else {
-            nvp_reader sr = scal->body;
-            sr.pos = 4;
-            nvp__get_f32s(&sr, scaler->mean, dim);
-            nvp__get_f32s(&sr, scaler->sd, dim);
+            nvp__get_f32s(&sr, scaler->mean, sdim);
+            nvp__get_f32s(&sr, scaler->sd, sdim);
         }
     }
     nvp_chain *c = NULL;
@@ -561,7 +616,7 @@ static int load_model(const char *fn, const void *data, size_t size,
                              &c, base, n_layers, layers, alloc)) != NVP_OK)
         rc = nvp__fail_in(NULL, rc, fn);
     if (rc == NVP_OK && cols)
-        rc = load_names(fn, c, cols->body);
+        rc = load_names(fn, c, scaler, cols->body);
     if (rc != NVP_OK && c) {
         /* the chain owns the base and the layers now */
         nvp_chain_free(c);

@@ -775,6 +775,111 @@ has err.txt "reads as a number" "fit, a numeric name: warns"
 expect 0 "sample of it" -- "$B" sample num.nvp -n 3
 numeric out.txt 3 0 "sample of a model with a numeric name: no header"
 
+# ------------------------------------------------------ fit --given
+# y depends on c: y1 = 2c + e1, y2 = -c + e2 (e ~ N(0, 0.3^2)); z is noise
+# the model leaves out.  The conditional density's entropy is about 0.43
+# nats, the marginal Gaussian's of (y1, y2) about 2.45.
+cond_data() {
+    awk -v n="$1" -v seed="$2" 'BEGIN {
+        srand(seed); pi = atan2(0, -1); print "c,y1,y2,z"
+        for (i = 0; i < n; i++) {
+            for (k = 0; k < 3; k++) {
+                u = rand(); if (u < 1e-12) u = 1e-12
+                g[k] = sqrt(-2 * log(u)) * cos(2 * pi * rand())
+            }
+            printf "%.6f,%.6f,%.6f,%.6f\n", g[0], 2 * g[0] + 0.3 * g[1],
+                -g[0] + 0.3 * g[2], rand()
+        }
+    }'
+}
+cond_data 800 11 > cond.csv
+cond_data 300 12 > cond_test.csv
+expect 0 "fit --given" -- "$B" fit cond.csv --drop z --given c -o cond.nvp -q --steps 1500 --hidden 32,32 --json
+json out.txt "fit --given: summary" 'd["given_columns"] == 1 and d["given"] == ["c"] and d["columns"] == 3'
+expect 0 "fit without --given (the same columns)" -- "$B" fit cond.csv --columns y1,y2 -o uncond.nvp -q --steps 300 --hidden 32,32
+expect 0 "score a conditional model" -- "$B" score cond.nvp cond_test.csv
+tail -n +2 out.txt > cond_sc.txt
+lines cond_sc.txt 300 "score a conditional model: one line per row"
+expect 0 "score the unconditional model" -- "$B" score uncond.nvp cond_test.csv
+tail -n +2 out.txt > uncond_sc.txt
+cond_ll=$(mean_score cond_sc.txt)
+uncond_ll=$(mean_score uncond_sc.txt)
+echo "test_cli: held-out mean log density: given c $cond_ll, without $uncond_ll"
+check "log p(y | c) beats log p(y) by over 1.2 nats ($cond_ll vs $uncond_ll)" \
+    awk -v a="$cond_ll" -v b="$uncond_ll" 'BEGIN { exit !(a > b + 1.2) }'
+# The same rows by position (modelled columns, then given ones, no
+# header) and by name in another order: the same densities.
+tail -n +2 cond_test.csv | awk -F, 'BEGIN { OFS = "," } { print $2, $3, $1 }' > cond_pos.csv
+expect 0 "score a conditional model by position" -- "$B" score cond.nvp cond_pos.csv
+check "score by position: the same densities" cmp -s out.txt cond_sc.txt
+awk -F, 'BEGIN { OFS = "," } { print $4, $3, $1, $2 }' cond_test.csv > cond_perm.csv
+expect 0 "score a conditional model by name" -- "$B" score cond.nvp cond_perm.csv
+tail -n +2 out.txt > perm_sc.txt
+check "score by name, columns reordered: the same densities" cmp -s perm_sc.txt cond_sc.txt
+cut -d, -f2,3 cond_test.csv > no_c.csv
+expect 1 "score without the given column" -- "$B" score cond.nvp no_c.csv
+has err.txt "the model's column 'c' is not in the data's header" "score without the given column"
+tail -n +2 no_c.csv > no_c_pos.csv
+expect 1 "score without the given column, by position" -- "$B" score cond.nvp no_c_pos.csv
+has err.txt "model reads 3 (2 modelled, then 1 given)" "score without the given column, by position"
+# sample --given: N draws per given row, their means near E[y | c].
+printf 'c\n-1\n2\n' > given.csv
+expect 0 "sample --given" -- "$B" sample cond.nvp --given given.csv -n 400 --seed 3
+lines out.txt 801 "sample --given: a header and 400 rows per given row"
+check "sample --given: header" [ "$(head -n 1 out.txt)" = "y1,y2" ]
+means=$(awk -F, 'NR > 1 { g = NR <= 401 ? 1 : 2; a[g] += $1; b[g] += $2; n[g]++ }
+    END { printf "%.3f %.3f %.3f %.3f", a[1] / n[1], b[1] / n[1], a[2] / n[2], b[2] / n[2] }' out.txt)
+echo "test_cli: sample --given means (c = -1: y1 y2, c = 2: y1 y2): $means"
+check "sample --given: conditional means near (-2, 1) and (4, -2): $means" \
+    awk -v m="$means" 'BEGIN { split(m, v, " "); e[1] = -2; e[2] = 1; e[3] = 4; e[4] = -2
+        for (i = 1; i <= 4; i++) { d = v[i] - e[i]; if (d < 0) d = -d; if (d > 0.25) exit 1 } }'
+expect 0 "sample --given --with-given" -- "$B" sample cond.nvp --given given.csv -n 2 --with-given
+check "sample --with-given: header" [ "$(head -n 1 out.txt)" = "y1,y2,c" ]
+check "sample --with-given: the given values" [ "$(cut -d, -f3 out.txt | tail -n +2 | tr '\n' ' ')" = "-1 -1 2 2 " ]
+# its output scores back by name
+cp out.txt with_given.csv
+expect 0 "score what sample --with-given wrote" -- "$B" score cond.nvp with_given.csv
+numeric out.txt 1 1 "score sample --with-given output"
+printf -- '-1\n2\n' > given_pos.csv
+expect 0 "sample --given by position" -- "$B" sample cond.nvp --given given_pos.csv -n 400 --seed 3
+tail -n +2 out.txt > pos_draws.txt
+"$B" sample cond.nvp --given given.csv -n 400 --seed 3 | tail -n +2 > name_draws.txt
+check "sample --given by position: the same draws" cmp -s pos_draws.txt name_draws.txt
+printf 'q\n1\n' > given_bad.csv
+expect 1 "sample --given, the column missing" -- "$B" sample cond.nvp --given given_bad.csv
+has err.txt "'c' is not in" "sample --given, the column missing"
+expect 1 "sample a conditional model without --given" -- "$B" sample cond.nvp -n 3
+has err.txt "give their values with --given" "sample without --given"
+expect 1 "sample --given, an unconditional model" -- "$B" sample uncond.nvp --given given.csv
+expect 2 "sample --with-given without --given" -- "$B" sample cond.nvp -n 3 --with-given
+# info shows the given columns (text and JSON).
+expect 0 "info of a conditional model" -- "$B" info cond.nvp
+has out.txt "given columns:   1 (c)" "info: the given columns"
+expect 0 "info --json of a conditional model" -- "$B" info cond.nvp --json
+json out.txt "info --json: the given columns" 'd["context_dimension"] == 1 and d["given_columns"] == ["c"] and d["columns"] == ["y1", "y2"] and len(d["standardisation"]["given_mean"]) == 1 and abs(d["standardisation"]["given_sd"][0] - 1) < 0.15'
+expect 0 "info --json of an unconditional model" -- "$B" info uncond.nvp --json
+json out.txt "info --json: no given columns" 'd["context_dimension"] == 0 and d["given_columns"] is None'
+# --val by name, --given by position; a file without a header.
+expect 0 "fit --given with --val (by name)" -- "$B" fit cond.csv --drop 4 --given 1 --val cond_perm.csv -o condv.nvp -q --steps 20 --hidden 8,8
+tail -n +2 cond.csv > cond_nohdr.csv
+expect 0 "fit --given, no header" -- "$B" fit cond_nohdr.csv --columns 1,2,3 --given 1 -o condn.nvp -q --steps 20 --hidden 8,8
+expect 0 "score it by position" -- "$B" score condn.nvp cond_pos.csv
+lines out.txt 300 "score a model without names by position"
+# Bad --given lists.
+expect 1 "fit --given, an unknown name" -- "$B" fit cond.csv --given q -o bad.nvp
+has err.txt "--given: no column 'q'" "fit --given, an unknown name"
+expect 1 "fit --given, every column" -- "$B" fit cond.csv --columns c,y1 --given y1,c -o bad.nvp
+has err.txt "--given lists every column" "fit --given, every column"
+expect 1 "fit --given, one column left" -- "$B" fit cond.csv --columns c,y1 --given c -o bad.nvp
+has err.txt "--given leaves 1 column" "fit --given, one column left"
+expect 1 "fit --given, a repeated column" -- "$B" fit cond.csv --given c,1 -o bad.nvp
+has err.txt "listed twice" "fit --given, a repeated column"
+expect 1 "fit --given, a dropped column" -- "$B" fit cond.csv --drop z --given z -o bad.nvp
+has err.txt "no column 'z'" "fit --given, a dropped column"
+expect 2 "fit --given --budget" -- "$B" fit cond.csv --given c --budget 5 -o bad.nvp
+has err.txt "--budget with --given is not supported yet" "fit --given --budget"
+absent bad.nvp "fit with bad --given lists"
+
 leftovers=
 for f in ./*.csv.* ./*.nvp.*; do [ -e "$f" ] && leftovers="$leftovers $f"; done
 check "temporary files left:$leftovers" [ -z "$leftovers" ]
