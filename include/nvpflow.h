@@ -853,8 +853,8 @@ NVP_API int nvp_chain_kernels(const nvp_chain *chain);
  * scaler of as many axes, and when the file holds names for all of them,
  * with those names.  A conditional model's file is format version 2.
  * Errors: NVP_EINVAL also when the scaler names the context's axes but the
- * chain holds no names (the file keeps both in one list); NVP_EINVAL, NVP_EDIM, NVP_ENONFINITE (a
- * parameter is NaN or infinite, which training with a step size so large
+ * chain holds no names (the file keeps both in one list); NVP_EINVAL,
+ * NVP_EDIM, NVP_ENONFINITE (a parameter is NaN or infinite, which training with a step size so large
  * that the parameters overflow can cause: the loader would refuse the
  * file, so it is not written), NVP_EBUFSIZE (cap too small; *size tells
  * how much is needed).  Safe to call concurrently with

@@ -44,7 +44,8 @@ size_t nvp__coupling_scratch_floats(const nvp_coupling *c, size_t rows);
 /* In-place inverse of `rows` rows of z (row stride dim): z_b becomes
  * (z_b - shift) * exp(-log_scale), shift and log-scale computed from x_a
  * and the rows' context cond (rows x cdim; NULL when cdim is 0).  Adds
- * each row's ildj into ildj (may be NULL).  cache receives nvp__coupling_cache_floats floats. */
+ * each row's ildj into ildj (may be NULL).  cache receives
+ * nvp__coupling_cache_floats floats. */
 void nvp__coupling_inverse_rows(const nvp_coupling *c, const nvp_exec *ex,
                                 size_t rows, float *z, const float *cond,
                                 float *ildj, float *cache);

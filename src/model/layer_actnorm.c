@@ -10,43 +10,54 @@
 #include "core/alloc.h"
 #include "model/layer_kinds.h"
 
+/* The cache holds the dim scale factors the direction last run applied
+ * (e^{-s} after the inverse, e^{s} after the forward), computed once per
+ * call instead of once per row; its backward reads them. */
+static size_t actnorm_cache_floats(const nvp_layer *l, size_t rows)
+{
+    (void)rows;
+    return nvp__carved(l->dim);
+}
+
 static void actnorm_inverse_rows(const nvp_layer *l, const nvp_exec *ex,
-                                 size_t rows, float *z, const float *cond, float *ildj,
-                                 float *cache)
+                                 size_t rows, float *z, const float *cond,
+                                 float *ildj, float *cache)
 {
     (void)cond;
     (void)ex;
-    (void)cache;
     const size_t dim = l->dim;
     const float *s = l->params, *b = l->params + dim;
     float sum = 0.0f;
-    for (size_t j = 0; j < dim; j++)
+    for (size_t j = 0; j < dim; j++) {
         sum += s[j];
+        cache[j] = expf(-s[j]);
+    }
     for (size_t i = 0; i < rows; i++) {
         float *zi = z + i * dim;
         for (size_t j = 0; j < dim; j++)
-            zi[j] = (zi[j] - b[j]) * expf(-s[j]);
+            zi[j] = (zi[j] - b[j]) * cache[j];
         if (ildj)
             ildj[i] -= sum;
     }
 }
 
 static void actnorm_forward_rows(const nvp_layer *l, const nvp_exec *ex,
-                                 size_t rows, float *z, const float *cond, float *logdet,
-                                 float *cache)
+                                 size_t rows, float *z, const float *cond,
+                                 float *logdet, float *cache)
 {
     (void)cond;
     (void)ex;
-    (void)cache;
     const size_t dim = l->dim;
     const float *s = l->params, *b = l->params + dim;
     float sum = 0.0f;
-    for (size_t j = 0; j < dim; j++)
+    for (size_t j = 0; j < dim; j++) {
         sum += s[j];
+        cache[j] = expf(s[j]);
+    }
     for (size_t i = 0; i < rows; i++) {
         float *zi = z + i * dim;
         for (size_t j = 0; j < dim; j++)
-            zi[j] = zi[j] * expf(s[j]) + b[j];
+            zi[j] = zi[j] * cache[j] + b[j];
         if (logdet)
             logdet[i] += sum;
     }
@@ -54,15 +65,15 @@ static void actnorm_forward_rows(const nvp_layer *l, const nvp_exec *ex,
 
 static void actnorm_inverse_backward_rows(const nvp_layer *l,
                                           const nvp_exec *ex, size_t rows,
-                                          const float *cache, const float *x, const float *cond,
-                                          const float *dx, const float *dildj,
-                                          float *dy, float *dcond, float *grad, int fresh,
-                                          float *scratch)
+                                          const float *cache, const float *x,
+                                          const float *cond, const float *dx,
+                                          const float *dildj, float *dy,
+                                          float *dcond, float *grad,
+                                          int fresh, float *scratch)
 {
     (void)cond, (void)dcond;
-    (void)ex, (void)cache, (void)fresh, (void)scratch;
+    (void)ex, (void)fresh, (void)scratch;
     const size_t dim = l->dim;
-    const float *s = l->params;
     /* x_j = (y_j - b_j) e^{-s_j}: dx_j/dy_j = e^{-s_j}, dx_j/db_j =
      * -e^{-s_j}, dx_j/ds_j = -x_j; ildj = -sum s, so dildj/ds_j = -1. */
     float *gs = grad, *gb = grad ? grad + dim : NULL;
@@ -70,7 +81,7 @@ static void actnorm_inverse_backward_rows(const nvp_layer *l,
         const float *xi = x + i * dim, *dxi = dx + i * dim;
         const float di = dildj ? dildj[i] : 0.0f;
         for (size_t j = 0; j < dim; j++) {
-            const float e = expf(-s[j]);
+            const float e = cache[j]; /* e^{-s_j}, from the inverse */
             if (dy)
                 dy[i * dim + j] = dxi[j] * e;
             if (grad) {
@@ -91,16 +102,15 @@ static void actnorm_forward_backward_rows(const nvp_layer *l,
                                           float *dcond, float *grad,
                                           int fresh, float *scratch)
 {
-    (void)ex, (void)cache, (void)cond, (void)dcond, (void)fresh;
+    (void)ex, (void)cond, (void)dcond, (void)fresh;
     (void)scratch;
     const size_t dim = l->dim;
-    const float *s = l->params;
     float *gs = grad, *gb = grad ? grad + dim : NULL;
     for (size_t i = 0; i < rows; i++) {
         const float *xi = x + i * dim, *dyi = dy + i * dim;
         const float di = dlogdet ? dlogdet[i] : 0.0f;
         for (size_t j = 0; j < dim; j++) {
-            const float e = expf(s[j]);
+            const float e = cache[j]; /* e^{s_j}, from the forward */
             if (dx)
                 dx[i * dim + j] = dyi[j] * e;
             if (grad) {
@@ -176,7 +186,7 @@ const nvp_layer_ops nvp__actnorm_kind = {
     nvp__layer_no_hyper_value,
     actnorm_hyper_check,
     actnorm_from_hyper,
-    nvp__layer_no_floats, /* no cache */
+    actnorm_cache_floats,
     nvp__layer_no_floats, /* no scratch */
     actnorm_inverse_rows,
     actnorm_forward_rows,

@@ -87,8 +87,8 @@ static size_t linear_scratch_floats(const nvp_layer *l, size_t rows)
 }
 
 static void linear_inverse_rows(const nvp_layer *l, const nvp_exec *ex,
-                                size_t rows, float *z, const float *cond, float *ildj,
-                                float *cache)
+                                size_t rows, float *z, const float *cond,
+                                float *ildj, float *cache)
 {
     (void)cond;
     (void)ex;
@@ -103,8 +103,8 @@ static void linear_inverse_rows(const nvp_layer *l, const nvp_exec *ex,
 }
 
 static void linear_forward_rows(const nvp_layer *l, const nvp_exec *ex,
-                                size_t rows, float *z, const float *cond, float *logdet,
-                                float *cache)
+                                size_t rows, float *z, const float *cond,
+                                float *logdet, float *cache)
 {
     (void)cond;
     (void)ex;
@@ -124,9 +124,10 @@ static void linear_forward_rows(const nvp_layer *l, const nvp_exec *ex,
  *   dL/dy = gr;      dL/db = -gr;     dL/dd_i gets -dildj per row. */
 static void linear_inverse_backward_rows(const nvp_layer *l,
                                          const nvp_exec *ex, size_t rows,
-                                         const float *cache, const float *x, const float *cond,
-                                         const float *dx, const float *dildj,
-                                         float *dy, float *dcond, float *grad, int fresh,
+                                         const float *cache, const float *x,
+                                         const float *cond, const float *dx,
+                                         const float *dildj, float *dy,
+                                         float *dcond, float *grad, int fresh,
                                          float *scratch)
 {
     (void)cond, (void)dcond;

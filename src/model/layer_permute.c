@@ -23,8 +23,8 @@ static size_t permute_cache_floats(const nvp_layer *l, size_t rows)
 }
 
 static void permute_inverse_rows(const nvp_layer *l, const nvp_exec *ex,
-                                 size_t rows, float *z, const float *cond, float *ildj,
-                                 float *cache)
+                                 size_t rows, float *z, const float *cond,
+                                 float *ildj, float *cache)
 {
     (void)cond;
     (void)ex;
@@ -39,8 +39,8 @@ static void permute_inverse_rows(const nvp_layer *l, const nvp_exec *ex,
 }
 
 static void permute_forward_rows(const nvp_layer *l, const nvp_exec *ex,
-                                 size_t rows, float *z, const float *cond, float *logdet,
-                                 float *cache)
+                                 size_t rows, float *z, const float *cond,
+                                 float *logdet, float *cache)
 {
     (void)cond;
     (void)ex;
@@ -56,10 +56,11 @@ static void permute_forward_rows(const nvp_layer *l, const nvp_exec *ex,
 
 static void permute_inverse_backward_rows(const nvp_layer *l,
                                           const nvp_exec *ex, size_t rows,
-                                          const float *cache, const float *x, const float *cond,
-                                          const float *dx, const float *dildj,
-                                          float *dy, float *dcond, float *grad, int fresh,
-                                          float *scratch)
+                                          const float *cache, const float *x,
+                                          const float *cond, const float *dx,
+                                          const float *dildj, float *dy,
+                                          float *dcond, float *grad,
+                                          int fresh, float *scratch)
 {
     (void)cond, (void)dcond;
     (void)ex, (void)cache, (void)x, (void)dildj, (void)grad, (void)fresh;
