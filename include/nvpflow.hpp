@@ -29,6 +29,14 @@
  *   called through the *_given members, which take the context as one
  *   more array (n rows of context_dim() floats), as in C.
  *
+ * Reverse KL
+ *   Chain::reverse_kl_grad and ::reverse_kl_step take the target's log
+ *   density either as the C callback (nvp_log_density_fn and its user
+ *   pointer) or as any callable f(n, dim, y, log_p, dlogp_dy) that fills
+ *   the two outputs; an exception it throws stops the C call (the
+ *   callback returns 1 to the library) and is rethrown, unchanged, once
+ *   the call has returned, never through the C frames.
+ *
  * Errors
  *   Every fallible call checks the C status and throws nvp::Error, which
  *   carries the NVP_E* code (code()) and the library's detailed message
@@ -74,10 +82,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -258,6 +268,45 @@ inline std::vector<float> map_rows(const char *where, const char *what,
     return out;
 }
 
+/* The names a vector-Jacobian product's std::vector form uses in its
+ * messages: the input rows, the incoming gradient, the log-determinant's
+ * gradient, and what owns the parameters. */
+struct VjpNames {
+    const char *in, *din, *dld, *owner;
+};
+
+/* The std::vector form of a vector-Jacobian product fn(n, in, din, dld,
+ * dout, grad) (an inverse_backward or forward_backward call): checks the
+ * sizes, sizes an empty grad to num_params zeros, returns dout. */
+template <class Fn>
+inline std::vector<float> vjp_rows(const char *where, const VjpNames &names,
+                                   std::size_t dim, std::size_t num_params,
+                                   const std::vector<float> &in,
+                                   const std::vector<float> &din,
+                                   const std::vector<float> *dld,
+                                   std::vector<float> *grad, Fn &&fn)
+{
+    const std::size_t n = rows(in.size(), dim, where, names.in);
+    if (din.size() != in.size())
+        fail(NVP_EDIM, where, std::string(names.din) + " holds " +
+                                  std::to_string(din.size()) + " floats, " +
+                                  names.in + " " + std::to_string(in.size()));
+    if (dld && dld->size() != n)
+        fail(NVP_EDIM, where, std::string(names.dld) + " holds " +
+                                  std::to_string(dld->size()) + " floats for " +
+                                  std::to_string(n) + " rows");
+    if (grad && grad->empty())
+        grad->assign(num_params, 0.0f);
+    if (grad && grad->size() != num_params)
+        fail(NVP_EDIM, where, "grad holds " + std::to_string(grad->size()) +
+                                  " floats, the " + names.owner + " has " +
+                                  std::to_string(num_params) + " parameters");
+    std::vector<float> dout(in.size());
+    fn(n, in.data(), din.data(), dld ? dld->data() : nullptr, dout.data(),
+       grad ? grad->data() : nullptr);
+    return dout;
+}
+
 /* The std::vector form of an inverse_backward call
  * fn(n, y, dx, dildj, dy, grad); returns dy. */
 template <class Fn>
@@ -268,24 +317,70 @@ inline std::vector<float> backward_rows(const char *where, std::size_t dim,
                                         const std::vector<float> *dildj,
                                         std::vector<float> *grad, Fn &&fn)
 {
-    const std::size_t n = rows(y.size(), dim, where, "y");
-    if (dx.size() != y.size())
-        fail(NVP_EDIM, where, "dx holds " + std::to_string(dx.size()) +
-                                  " floats, y " + std::to_string(y.size()));
-    if (dildj && dildj->size() != n)
-        fail(NVP_EDIM, where, "dildj holds " + std::to_string(dildj->size()) +
-                                  " floats for " + std::to_string(n) + " rows");
-    if (grad && grad->empty())
-        grad->assign(num_params, 0.0f);
-    if (grad && grad->size() != num_params)
-        fail(NVP_EDIM, where, "grad holds " + std::to_string(grad->size()) +
-                                  " floats, the layer has " +
-                                  std::to_string(num_params) + " parameters");
-    std::vector<float> dy(y.size());
-    fn(n, y.data(), dx.data(), dildj ? dildj->data() : nullptr, dy.data(),
-       grad ? grad->data() : nullptr);
-    return dy;
+    return vjp_rows(where, VjpNames{"y", "dx", "dildj", "layer"}, dim, num_params,
+                    y, dx, dildj, grad, std::forward<Fn>(fn));
 }
+
+/* The std::vector form of a forward_backward call
+ * fn(n, x, dy, dlogdet, dx, grad); returns dx. */
+template <class Fn>
+inline std::vector<float> forward_backward_rows(const char *where, const char *owner,
+                                                std::size_t dim,
+                                                std::size_t num_params,
+                                                const std::vector<float> &x,
+                                                const std::vector<float> &dy,
+                                                const std::vector<float> *dlogdet,
+                                                std::vector<float> *grad, Fn &&fn)
+{
+    return vjp_rows(where, VjpNames{"x", "dy", "dlogdet", owner}, dim, num_params,
+                    x, dy, dlogdet, grad, std::forward<Fn>(fn));
+}
+
+/* A C++ callable as the library's nvp_log_density_fn, for one call:
+ * call() is the callback and the adapter itself its user pointer.  A C++
+ * exception must not unwind through the library's C frames, so call()
+ * catches it, keeps it, and returns log_density_threw (positive, never an
+ * NVP_E* code), which stops the C call; check() then rethrows it. */
+inline constexpr int log_density_threw = 1;
+
+template <class F>
+class LogDensityAdapter {
+public:
+    explicit LogDensityAdapter(F &f) noexcept : f_(f) {}
+    static int call(void *user, std::size_t n, std::size_t dim, const float *y,
+                    float *log_p, float *dlogp_dy) noexcept
+    {
+        LogDensityAdapter *self = static_cast<LogDensityAdapter *>(user);
+        try {
+            self->f_(n, dim, y, log_p, dlogp_dy);
+            return 0;
+        } catch (...) {
+            self->error_ = std::current_exception();
+            return log_density_threw;
+        }
+    }
+    void *user() noexcept { return this; }
+    /* After the C call: the callable's exception if it threw, else the
+     * library's error, if any. */
+    template <class H>
+    void check(int rc, const H *h)
+    {
+        if (error_) {
+            std::exception_ptr e = error_;
+            error_ = nullptr;
+            std::rethrow_exception(e);
+        }
+        detail::check(rc, h);
+    }
+
+private:
+    F &f_;
+    std::exception_ptr error_;
+};
+
+template <class F>
+inline constexpr bool is_log_density_v =
+    std::is_invocable_v<F &, std::size_t, std::size_t, const float *, float *, float *>;
 
 /* data() of an empty vector may be NULL, which the C API refuses even
  * with a count of 0 (a layer or chain without parameters): a valid
@@ -547,6 +642,9 @@ public:
             nvp_coupling_as_layer(const_cast<nvp_coupling *>(h())));
     }
     float log_scale_clamp() const noexcept { return nvp_coupling_log_scale_clamp(h()); }
+    /* NVP_AFFINE_EXP or NVP_AFFINE_SIGMOID (-1 for an object that holds
+     * no handle). */
+    int affine_form() const noexcept { return nvp_coupling_affine_form(h()); }
     /* The kernels of the layer's own calls (a chain's calls use the
      * chain's setting). */
     Kernels kernels() const noexcept { return to_kernels(nvp_coupling_kernels(h())); }
@@ -752,6 +850,12 @@ public:
     {
         detail::check(nvp_coupling_set_log_scale_clamp(get(), bound), get());
     }
+    /* NVP_AFFINE_EXP (the default) or NVP_AFFINE_SIGMOID (nflows' form);
+     * only before a chain adopts the layer (NVP_EINVAL after). */
+    void set_affine_form(int form)
+    {
+        detail::check(nvp_coupling_set_affine_form(get(), form), get());
+    }
     /* The kernels of the layer's own calls. */
     void set_kernels(Kernels k)
     {
@@ -859,6 +963,29 @@ public:
             });
     }
 
+    /* nvp_layer_forward_backward, the vector-Jacobian product of the
+     * forward direction (base to data): dx (may be nullptr) gets dL/dx;
+     * grad (may be nullptr) is ADDED to. */
+    void forward_backward(std::size_t n, const float *x, const float *dy,
+                          const float *dlogdet, float *dx, float *grad) const
+    {
+        check(nvp_layer_forward_backward(h(), n, x, dy, dlogdet, dx, grad), h());
+    }
+    /* Returns dL/dx.  dlogdet may be nullptr (zero) or hold one float per
+     * row.  grad, when given, is added to; an empty vector is first sized
+     * to num_params() zeros, otherwise it must hold num_params() floats. */
+    std::vector<float> forward_backward(const std::vector<float> &x,
+                                        const std::vector<float> &dy,
+                                        const std::vector<float> *dlogdet = nullptr,
+                                        std::vector<float> *grad = nullptr) const
+    {
+        return forward_backward_rows(
+            "nvp::Layer::forward_backward", "layer", dim(), num_params(), x, dy,
+            dlogdet, grad,
+            [this](std::size_t n, const float *xx, const float *dyy, const float *dl,
+                   float *dxx, float *g) { forward_backward(n, xx, dyy, dl, dxx, g); });
+    }
+
     /* Context values per row the layer reads: a conditional coupling's
      * context_dim, 0 for every other layer. */
     std::size_t context_dim() const noexcept { return nvp_layer_context_dim(h()); }
@@ -931,6 +1058,40 @@ public:
         if (dcontext)
             *dcontext = std::move(dc);
         return dy;
+    }
+    /* nvp_layer_forward_backward_given: as forward_backward, and dcontext
+     * (may be nullptr) is OVERWRITTEN with dL/dcontext. */
+    void forward_backward_given(std::size_t n, const float *x, const float *context,
+                                const float *dy, const float *dlogdet, float *dx,
+                                float *dcontext, float *grad) const
+    {
+        check(nvp_layer_forward_backward_given(h(), n, x, context, dy, dlogdet, dx,
+                                               dcontext, grad),
+              h());
+    }
+    /* As forward_backward; dcontext, when given, is resized to the
+     * context's size and receives dL/dcontext. */
+    std::vector<float> forward_backward_given(const std::vector<float> &x,
+                                              const std::vector<float> &context,
+                                              const std::vector<float> &dy,
+                                              const std::vector<float> *dlogdet = nullptr,
+                                              std::vector<float> *grad = nullptr,
+                                              std::vector<float> *dcontext = nullptr) const
+    {
+        const char *where = "nvp::Layer::forward_backward_given";
+        std::vector<float> dc;
+        std::vector<float> dx = forward_backward_rows(
+            where, "layer", dim(), num_params(), x, dy, dlogdet, grad,
+            [&](std::size_t n, const float *xx, const float *dyy, const float *dl,
+                float *dxx, float *g) {
+                const float *c = context_ptr(context, n, context_dim(), where);
+                dc.resize(dcontext ? context.size() : 0);
+                forward_backward_given(n, xx, c, dyy, dl, dxx,
+                                       dcontext ? nonnull(dc) : nullptr, g);
+            });
+        if (dcontext)
+            *dcontext = std::move(dc);
+        return dx;
     }
 };
 } // namespace detail
@@ -1866,6 +2027,178 @@ public:
         return g;
     }
 
+    /* ------------------------------------------------------------------
+     * Variational inference (docs/variational.md).  forward_backward is
+     * the vector-Jacobian product of the forward direction, base to data,
+     * with its log-determinant: given dy = dL/dy and dlogdet = dL/dlogdet
+     * (nullptr: zero), dx (may be nullptr) gets dL/dx and grad (may be
+     * nullptr) is ADDED to, so that several losses sum into one gradient.
+     * The forward is recomputed from x. */
+    void forward_backward(std::size_t n, const float *x, const float *dy,
+                          const float *dlogdet, float *dx, float *grad) const
+    {
+        detail::check(nvp_chain_forward_backward(get(), n, x, dy, dlogdet, dx, grad),
+                      get());
+    }
+    /* Returns dL/dx.  grad, when given, is added to; an empty vector is
+     * first sized to num_params() zeros, otherwise it must hold
+     * num_params() floats. */
+    std::vector<float> forward_backward(const std::vector<float> &x,
+                                        const std::vector<float> &dy,
+                                        const std::vector<float> *dlogdet = nullptr,
+                                        std::vector<float> *grad = nullptr) const
+    {
+        return detail::forward_backward_rows(
+            "nvp::Chain::forward_backward", "chain", dim(), num_params(), x, dy,
+            dlogdet, grad,
+            [this](std::size_t n, const float *xx, const float *dyy, const float *dl,
+                   float *dxx, float *g) { forward_backward(n, xx, dyy, dl, dxx, g); });
+    }
+    /* As forward_backward given the context; dcontext (may be nullptr)
+     * is OVERWRITTEN with dL/dcontext. */
+    void forward_backward_given(std::size_t n, const float *x, const float *context,
+                                const float *dy, const float *dlogdet, float *dx,
+                                float *dcontext, float *grad) const
+    {
+        detail::check(nvp_chain_forward_backward_given(get(), n, x, context, dy,
+                                                       dlogdet, dx, dcontext, grad),
+                      get());
+    }
+    /* dcontext, when given, is resized to the context's size. */
+    std::vector<float> forward_backward_given(const std::vector<float> &x,
+                                              const std::vector<float> &context,
+                                              const std::vector<float> &dy,
+                                              const std::vector<float> *dlogdet = nullptr,
+                                              std::vector<float> *grad = nullptr,
+                                              std::vector<float> *dcontext = nullptr) const
+    {
+        const char *where = "nvp::Chain::forward_backward_given";
+        std::vector<float> dc;
+        std::vector<float> dx = detail::forward_backward_rows(
+            where, "chain", dim(), num_params(), x, dy, dlogdet, grad,
+            [&](std::size_t n, const float *xx, const float *dyy, const float *dl,
+                float *dxx, float *g) {
+                const float *c = detail::context_ptr(context, n, context_dim(), where);
+                dc.resize(dcontext ? context.size() : 0);
+                forward_backward_given(n, xx, c, dyy, dl, dxx,
+                                       dcontext ? detail::nonnull(dc) : nullptr, g);
+            });
+        if (dcontext)
+            *dcontext = std::move(dc);
+        return dx;
+    }
+
+    /* Reverse-KL training towards p~ (known up to its constant): draws
+     * batch rows y = f(z), calls the log density once on them, and returns
+     * the loss mean(log q(y) - log p~(y)) (the negative ELBO); grad
+     * (num_params floats) is OVERWRITTEN with its gradient.  The log
+     * density is the C callback with its user pointer, or a callable
+     * f(std::size_t n, std::size_t dim, const float *y, float *log_p,
+     * float *dlogp_dy) writing log p~ (n floats) and its gradient in y
+     * (n * dim); what it throws is rethrown after the call.  A callback's
+     * nonzero return is thrown as nvp::Error with that code. */
+    float reverse_kl_grad(Rng &rng, std::size_t batch, nvp_log_density_fn log_density,
+                          void *user, float *grad) const
+    {
+        float loss = 0.0f;
+        detail::check(nvp_chain_reverse_kl_grad(get(), rng.get(), batch, log_density,
+                                                user, grad, &loss),
+                      get());
+        return loss;
+    }
+    template <class F>
+    float reverse_kl_grad(Rng &rng, std::size_t batch, F &&log_density,
+                          float *grad) const
+    {
+        return reverse_kl_grad_with(rng, batch, nullptr, std::forward<F>(log_density),
+                                    grad, false);
+    }
+    /* grad is resized to num_params(). */
+    template <class F>
+    float reverse_kl_grad(Rng &rng, std::size_t batch, F &&log_density,
+                          std::vector<float> &grad) const
+    {
+        grad.resize(num_params());
+        return reverse_kl_grad(rng, batch, std::forward<F>(log_density),
+                               detail::nonnull(grad));
+    }
+    /* One Adam step on the reverse-KL gradient; returns the batch's loss
+     * before the step.  On any error, the callable's exception included,
+     * neither the chain nor opt changes. */
+    float reverse_kl_step(Adam &opt, Rng &rng, std::size_t batch,
+                          nvp_log_density_fn log_density, void *user)
+    {
+        float loss = 0.0f;
+        detail::check(nvp_chain_reverse_kl_step(get(), opt.get(), rng.get(), batch,
+                                                log_density, user, &loss),
+                      get());
+        return loss;
+    }
+    template <class F>
+    float reverse_kl_step(Adam &opt, Rng &rng, std::size_t batch, F &&log_density)
+    {
+        return reverse_kl_step_with(opt, rng, batch, nullptr,
+                                    std::forward<F>(log_density), false);
+    }
+    /* The same for a chain that reads a context: batch rows of
+     * context_dim() floats, row i conditioning draw i (the log density
+     * sees only y; capture the context if it needs it). */
+    float reverse_kl_grad_given(Rng &rng, std::size_t batch, const float *context,
+                                nvp_log_density_fn log_density, void *user,
+                                float *grad) const
+    {
+        float loss = 0.0f;
+        detail::check(nvp_chain_reverse_kl_grad_given(get(), rng.get(), batch, context,
+                                                      log_density, user, grad, &loss),
+                      get());
+        return loss;
+    }
+    template <class F>
+    float reverse_kl_grad_given(Rng &rng, std::size_t batch, const float *context,
+                                F &&log_density, float *grad) const
+    {
+        return reverse_kl_grad_with(rng, batch, context, std::forward<F>(log_density),
+                                    grad, true);
+    }
+    /* grad is resized to num_params(). */
+    template <class F>
+    float reverse_kl_grad_given(Rng &rng, std::size_t batch,
+                                const std::vector<float> &context, F &&log_density,
+                                std::vector<float> &grad) const
+    {
+        const float *c = detail::context_ptr(context, batch, context_dim(),
+                                              "nvp::Chain::reverse_kl_grad_given");
+        grad.resize(num_params());
+        return reverse_kl_grad_given(rng, batch, c, std::forward<F>(log_density),
+                                     detail::nonnull(grad));
+    }
+    float reverse_kl_step_given(Adam &opt, Rng &rng, std::size_t batch,
+                                const float *context, nvp_log_density_fn log_density,
+                                void *user)
+    {
+        float loss = 0.0f;
+        detail::check(nvp_chain_reverse_kl_step_given(get(), opt.get(), rng.get(),
+                                                      batch, context, log_density,
+                                                      user, &loss),
+                      get());
+        return loss;
+    }
+    template <class F>
+    float reverse_kl_step_given(Adam &opt, Rng &rng, std::size_t batch,
+                                const float *context, F &&log_density)
+    {
+        return reverse_kl_step_with(opt, rng, batch, context,
+                                    std::forward<F>(log_density), true);
+    }
+    template <class F>
+    float reverse_kl_step_given(Adam &opt, Rng &rng, std::size_t batch,
+                                const std::vector<float> &context, F &&log_density)
+    {
+        const float *c = detail::context_ptr(context, batch, context_dim(),
+                                              "nvp::Chain::reverse_kl_step_given");
+        return reverse_kl_step_given(opt, rng, batch, c, std::forward<F>(log_density));
+    }
+
     void set_log_scale_clamp(float bound)
     {
         detail::check(nvp_chain_set_log_scale_clamp(get(), bound), get());
@@ -1990,6 +2323,46 @@ public:
 
 private:
     Chain(detail::adopt_tag, nvp_chain *h) noexcept : h_(h) {}
+    /* The callable forms: the plain C call (given == false) or the _given
+     * one, through a LogDensityAdapter. */
+    template <class F>
+    float reverse_kl_grad_with(Rng &rng, std::size_t batch, const float *context,
+                               F &&log_density, float *grad, bool given) const
+    {
+        using Fn = std::remove_reference_t<F>;
+        static_assert(detail::is_log_density_v<Fn>,
+                      "the log density must be callable as f(std::size_t n, "
+                      "std::size_t dim, const float *y, float *log_p, "
+                      "float *dlogp_dy)");
+        detail::LogDensityAdapter<Fn> a(log_density);
+        float loss = 0.0f;
+        const int rc =
+            given ? nvp_chain_reverse_kl_grad_given(get(), rng.get(), batch, context,
+                                                    &a.call, a.user(), grad, &loss)
+                  : nvp_chain_reverse_kl_grad(get(), rng.get(), batch, &a.call,
+                                              a.user(), grad, &loss);
+        a.check(rc, get());
+        return loss;
+    }
+    template <class F>
+    float reverse_kl_step_with(Adam &opt, Rng &rng, std::size_t batch,
+                               const float *context, F &&log_density, bool given)
+    {
+        using Fn = std::remove_reference_t<F>;
+        static_assert(detail::is_log_density_v<Fn>,
+                      "the log density must be callable as f(std::size_t n, "
+                      "std::size_t dim, const float *y, float *log_p, "
+                      "float *dlogp_dy)");
+        detail::LogDensityAdapter<Fn> a(log_density);
+        float loss = 0.0f;
+        const int rc =
+            given ? nvp_chain_reverse_kl_step_given(get(), opt.get(), rng.get(), batch,
+                                                    context, &a.call, a.user(), &loss)
+                  : nvp_chain_reverse_kl_step(get(), opt.get(), rng.get(), batch,
+                                              &a.call, a.user(), &loss);
+        a.check(rc, get());
+        return loss;
+    }
     static Chain finish_load(nvp_chain *h, nvp_scaler *s,
                              std::optional<Scaler> &scaler) noexcept
     {

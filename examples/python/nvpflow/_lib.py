@@ -211,6 +211,12 @@ _PP = POINTER(c_void_p)  # handle out-parameter (nvp_chain **)
 _F = POINTER(c_float)    # float array
 _SZ = POINTER(c_size_t)
 
+# nvp_log_density_fn, the reverse-KL target's callback: (user, n, dim, y,
+# log_p, dlogp_dy) -> 0 or an error code.  ctypes caches CFUNCTYPE types,
+# so the tests can compare this with one built from the header's typedef.
+LOG_DENSITY_FN = ctypes.CFUNCTYPE(c_int, c_void_p, c_size_t, c_size_t, _F,
+                                  _F, _F)
+
 # name: (restype, argtypes)
 _PROTOTYPES = {
     # version and errors
@@ -278,6 +284,24 @@ _PROTOTYPES = {
     "nvp_chain_init_from_data_given": (c_int, [_P, c_size_t, _F, _F]),
     "nvp_chain_score": (c_int, [_P, c_size_t, _F, _F, _F]),
     "nvp_chain_score_given": (c_int, [_P, c_size_t, _F, _F, _F, _F, _F]),
+    # the forward direction's vector-Jacobian product and reverse-KL
+    # (variational) training
+    "nvp_chain_forward_backward": (c_int, [_P, c_size_t, _F, _F, _F, _F,
+                                           _F]),
+    "nvp_chain_forward_backward_given": (
+        c_int, [_P, c_size_t, _F, _F, _F, _F, _F, _F, _F]),
+    "nvp_layer_forward_backward": (c_int, [_P, c_size_t, _F, _F, _F, _F,
+                                           _F]),
+    "nvp_layer_forward_backward_given": (
+        c_int, [_P, c_size_t, _F, _F, _F, _F, _F, _F, _F]),
+    "nvp_chain_reverse_kl_grad": (
+        c_int, [_P, _P, c_size_t, LOG_DENSITY_FN, c_void_p, _F, _F]),
+    "nvp_chain_reverse_kl_step": (
+        c_int, [_P, _P, _P, c_size_t, LOG_DENSITY_FN, c_void_p, _F]),
+    "nvp_chain_reverse_kl_grad_given": (
+        c_int, [_P, _P, c_size_t, _F, LOG_DENSITY_FN, c_void_p, _F, _F]),
+    "nvp_chain_reverse_kl_step_given": (
+        c_int, [_P, _P, _P, c_size_t, _F, LOG_DENSITY_FN, c_void_p, _F]),
     # base and coupling layers (building a chain layer by layer, and
     # read-only queries on a chain's layers)
     "nvp_base_create_normal": (c_int, [_PP, c_size_t, c_void_p]),
@@ -388,6 +412,9 @@ _PROTOTYPES = {
     "nvp_scaler_set": (c_int, [_P, c_size_t, _F, _F]),
     "nvp_scaler_log_det": (c_double, [_P]),
     "nvp_scaler_errmsg": (c_char_p, [_P]),
+    "nvp_scaler_set_column_names": (c_int, [_P, c_size_t,
+                                            POINTER(c_void_p)]),
+    "nvp_scaler_column_name": (c_char_p, [_P, c_size_t]),
 }
 
 

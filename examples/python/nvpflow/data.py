@@ -2,7 +2,7 @@
 """Toy data (two moons) and the per-axis standardiser."""
 from ctypes import byref, c_int
 
-from . import _arrays, _lib, errors
+from . import _arrays, _lib, _names, errors
 from ._handle import Handle, out_handle
 from .rng import as_rng
 
@@ -105,6 +105,26 @@ class Scaler(Handle):
         sp, sk = _arrays.vec_in(sd, d, "sd")
         self._check(_lib.lib.nvp_scaler_set(h, d, mp, sp))
         del mk, sk
+
+    @property
+    def column_names(self):
+        """The axes' names (a list of str), or None.  A conditional model's
+        file (nvpflow fit --given) names its scaler's context axes, which
+        come after the modelled ones."""
+        h = self._h
+        return _names.read(lambda j: _lib.lib.nvp_scaler_column_name(h, j),
+                           self.dim)
+
+    def set_column_names(self, names):
+        """Names for the dim axes (rules as Chain.set_column_names); None
+        removes them."""
+        if names is None:
+            self._check(_lib.lib.nvp_scaler_set_column_names(self._h, 0,
+                                                             None))
+            return
+        arr, bufs = _names.encode(list(names))
+        self._check(_lib.lib.nvp_scaler_set_column_names(
+            self._h, len(bufs), arr))
 
     @property
     def log_det(self):

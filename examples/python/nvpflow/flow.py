@@ -5,10 +5,12 @@ import os
 import ctypes
 from ctypes import byref, c_float, c_void_p
 
-from . import _arrays, _lib, errors
+from . import _arrays, _lib, _names, errors
+from ._density import LogDensity
 from ._handle import Handle, out_handle
 from .data import Scaler
-from .layers import DEFAULT_HIDDEN, Layer, LayerView, _hidden_arg
+from .layers import (DEFAULT_HIDDEN, Layer, LayerView, _forward_backward,
+                     _hidden_arg)
 from .optim import Adam, _bytes_arg, _path, _save_buffer
 from .rng import Rng, as_rng
 
@@ -255,11 +257,9 @@ class Chain(Handle):
     def column_names(self):
         """The columns' names saved with the model (a list of str), or
         None when the chain has none."""
-        first = _lib.lib.nvp_chain_column_name(self._h, 0)
-        if first is None:
-            return None
-        return [_lib.lib.nvp_chain_column_name(self._h, j).decode("utf-8")
-                for j in range(self.dim)]
+        h = self._h
+        return _names.read(lambda j: _lib.lib.nvp_chain_column_name(h, j),
+                           self.dim)
 
     def set_column_names(self, names):
         """Names for the dim columns (str, 1 to 255 UTF-8 bytes each, no
@@ -268,18 +268,7 @@ class Chain(Handle):
             self._check(_lib.lib.nvp_chain_set_column_names(self._h, 0, None))
             return
         names = list(names)
-        encoded = []
-        for j, name in enumerate(names):
-            if not isinstance(name, str):
-                raise TypeError("column name %d is %s, not str"
-                                % (j, type(name).__name__))
-            if "\0" in name:
-                raise ValueError("column name %d holds a NUL character" % j)
-            encoded.append(name.encode("utf-8"))
-        # NUL-terminated copies, kept alive for the call.
-        bufs = [ctypes.create_string_buffer(e) for e in encoded]
-        arr = (c_void_p * max(len(bufs), 1))(
-            *[ctypes.addressof(b) for b in bufs])
+        arr, bufs = _names.encode(names)
         self._check(_lib.lib.nvp_chain_set_column_names(
             self._h, len(bufs), arr))
 
@@ -589,6 +578,113 @@ class Chain(Handle):
         if with_log_prob:
             return g.result(), gc.result(), lp.result()
         return g.result(), gc.result()
+
+    # ---------------------------- variational inference: the reverse KL
+    def _dims(self):
+        return self.dim, self.context_dim, self.num_params
+
+    def forward_backward(self, x, dy, dlogdet=None):
+        """The vector-Jacobian product of the forward direction (base to
+        data): for a scalar L of y, logdet = forward(x), given dy = dL/dy
+        (n x dim) and dlogdet = dL/dlogdet (n values; None means zero),
+        returns (dL/dx, dL/dparameters).  The forward is recomputed from
+        x.  NonFinite for NaN or infinities in x, dy or dlogdet."""
+        return _forward_backward(self._h, self._dims(), self._check, x, dy,
+                                 dlogdet, "forward_backward",
+                                 plain=_lib.lib.nvp_chain_forward_backward)
+
+    def forward_backward_given(self, x, context, dy, dlogdet=None):
+        """forward_backward given the context: (dL/dx, dL/dcontext,
+        dL/dparameters)."""
+        return _forward_backward(
+            self._h, self._dims(), self._check, x, dy, dlogdet,
+            "forward_backward_given", context=context,
+            given=_lib.lib.nvp_chain_forward_backward_given)
+
+    def _batch_context(self, batch, context):
+        """(batch, context pointer, keepalive) of a reverse-KL call."""
+        batch = _arrays.count(batch, "batch")
+        cp, ck = self._context(context, batch)
+        return batch, cp, ck
+
+    def reverse_kl_grad(self, rng, batch, log_density):
+        """(loss, gradient) of reverse-KL (variational) training towards
+        a density p~ known up to its normalising constant: draws `batch`
+        rows y = f(z), z from the base, calls log_density(y) once with
+        all of them (y: batch x dim, numpy float32 or a list of rows),
+        which returns (log p~(y) per row, d log p~ / dy as batch x dim),
+        and gives loss = mean(log q(y) - log p~(y)) (the negative ELBO;
+        KL(q || p) - log Z) and its gradient with respect to every
+        parameter.  An exception raised by log_density stops the call and
+        is raised again as it was; NaN or infinities in what it returns
+        raise NonFinite.  rng: an Rng or an int seed."""
+        return self._reverse_kl_grad(rng, batch, None, log_density, False)
+
+    def reverse_kl_grad_given(self, rng, batch, context, log_density):
+        """reverse_kl_grad for a chain that reads a context: context holds
+        batch rows, row i conditioning draw i (log_density gets only y:
+        close over the context if it needs it)."""
+        return self._reverse_kl_grad(rng, batch, context, log_density, True)
+
+    def _reverse_kl_grad(self, rng, batch, context, log_density, given):
+        what = "reverse_kl_grad_given" if given else "reverse_kl_grad"
+        h = self._h
+        batch, cp, ck = self._batch_context(batch, context) if given else \
+            (_arrays.count(batch, "batch"), None, None)
+        cb = LogDensity(log_density, self.dim, what)
+        grad = _arrays.VecOut(self.num_params, kind="array")
+        loss = c_float(0.0)
+        r, owned = _rng_arg(rng, what)
+        try:
+            if given:
+                rc = _lib.lib.nvp_chain_reverse_kl_grad_given(
+                    h, r._h, batch, cp, cb.fn, None, grad.ptr, byref(loss))
+            else:
+                rc = _lib.lib.nvp_chain_reverse_kl_grad(
+                    h, r._h, batch, cb.fn, None, grad.ptr, byref(loss))
+        finally:
+            if owned:
+                r.close()
+        cb.check(rc, self._errmsg)
+        del ck
+        return loss.value, grad.result()
+
+    def reverse_kl_step(self, adam, rng, batch, log_density):
+        """One Adam step of reverse-KL training (see reverse_kl_grad):
+        returns the batch's loss, mean(log q - log p~), before the step.
+        When log_density raises, or returns NaN or infinities (NonFinite),
+        or the step is refused, neither the chain nor the optimizer
+        changes (the rng has advanced)."""
+        return self._reverse_kl_step(adam, rng, batch, None, log_density,
+                                     False)
+
+    def reverse_kl_step_given(self, adam, rng, batch, context, log_density):
+        """reverse_kl_step for a chain that reads a context (batch rows,
+        row i conditioning draw i)."""
+        return self._reverse_kl_step(adam, rng, batch, context, log_density,
+                                     True)
+
+    def _reverse_kl_step(self, adam, rng, batch, context, log_density,
+                         given):
+        what = "reverse_kl_step_given" if given else "reverse_kl_step"
+        h = self._h
+        if not isinstance(adam, Adam):
+            raise TypeError("adam must be an nvpflow.Adam")
+        if not isinstance(rng, Rng):
+            raise TypeError("rng must be an nvpflow.Rng")
+        batch, cp, ck = self._batch_context(batch, context) if given else \
+            (_arrays.count(batch, "batch"), None, None)
+        cb = LogDensity(log_density, self.dim, what)
+        loss = c_float(0.0)
+        if given:
+            rc = _lib.lib.nvp_chain_reverse_kl_step_given(
+                h, adam._h, rng._h, batch, cp, cb.fn, None, byref(loss))
+        else:
+            rc = _lib.lib.nvp_chain_reverse_kl_step(
+                h, adam._h, rng._h, batch, cb.fn, None, byref(loss))
+        cb.check(rc, self._errmsg)
+        del ck
+        return loss.value
 
 
 def train_step(chain, adam, rng, data, batch):

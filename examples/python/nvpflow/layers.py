@@ -40,6 +40,36 @@ def _hidden_arg(hidden):
     return len(widths), (c_size_t * max(len(widths), 1))(*widths)
 
 
+def _forward_backward(h, dims, check, x, dy, dlogdet, what, plain=None,
+                      given=None, context=None):
+    """The vector-Jacobian product of a forward map, a chain's or a
+    layer's (their C calls have the same form): `plain` (h, n, x, dy,
+    dlogdet, dx, grad) gives (dL/dx, dL/dparameters), `given` (h, n, x,
+    context, dy, dlogdet, dx, dcontext, grad) also dL/dcontext in the
+    middle.  dims = (dim, context_dim, num_params).  The C call adds into
+    grad: a zero vector makes it the gradient of this loss alone."""
+    dim, cdim, num_params = dims
+    n, xp, xk = _arrays.rows_in(x, dim, "x")
+    m, dyp, dyk = _arrays.rows_in(dy, dim, "dy")
+    if m != n:
+        raise errors.DimensionError("%s: dy has %d rows, x %d"
+                                    % (what, m, n))
+    dlp, dlk = (None, None) if dlogdet is None else \
+        _arrays.vec_in(dlogdet, n, "dlogdet")
+    dx = _arrays.RowsOut(n, dim)
+    grad = _arrays.VecOut(num_params, kind="array", zeros=True)
+    if given is None:
+        check(plain(h, n, xp, dyp, dlp, dx.ptr, grad.ptr))
+        del xk, dyk, dlk
+        return dx.result(), grad.result()
+    cp, ck = _arrays.context_rows(context, n, cdim)
+    dc = _arrays.RowsOut(n, cdim)
+    check(given(h, n, xp, cp, dyp, dlp, dx.ptr, dc.ptr if cdim else None,
+                grad.ptr))
+    del xk, dyk, dlk, ck
+    return dx.result(), dc.result(), grad.result()
+
+
 class _LayerOps:
     """What every layer offers, owned or viewed: subclasses provide _lh
     (the live nvp_layer pointer) and _lcheck(rc)."""
@@ -111,6 +141,20 @@ class _LayerOps:
         del yk, dxk, dlk
         return dy.result(), grad.result()
 
+    def _dims(self):
+        h = self._lh
+        return (_lib.lib.nvp_layer_dim(h), _lib.lib.nvp_layer_context_dim(h),
+                _lib.lib.nvp_layer_num_params(h))
+
+    def forward_backward(self, x, dy, dlogdet=None):
+        """The vector-Jacobian product of the forward direction: for a
+        scalar L of y, logdet = forward(x), given dy = dL/dy (n x dim) and
+        dlogdet = dL/dlogdet (n values; None means zero), returns (dL/dx,
+        dL/dparameters).  The forward is recomputed from x."""
+        return _forward_backward(self._lh, self._dims(), self._lcheck, x,
+                                 dy, dlogdet, "forward_backward",
+                                 plain=_lib.lib.nvp_layer_forward_backward)
+
     # ------------------------------------------ layers reading a context
     @property
     def context_dim(self):
@@ -164,6 +208,14 @@ class _LayerOps:
             grad.ptr))
         del yk, ck, dxk, dlk
         return dy.result(), dc.result(), grad.result()
+
+    def forward_backward_given(self, x, context, dy, dlogdet=None):
+        """forward_backward given the context: (dL/dx, dL/dcontext,
+        dL/dparameters)."""
+        return _forward_backward(
+            self._lh, self._dims(), self._lcheck, x, dy, dlogdet,
+            "forward_backward_given", context=context,
+            given=_lib.lib.nvp_layer_forward_backward_given)
 
     # ------------------------------------------- kind-specific queries
     def _coupling(self, what):

@@ -572,6 +572,19 @@ class ColumnNameTests(Base):
                 self.assertIsNone(back.column_names)
                 self.assertEqual(back.to_bytes()[8], 1)
 
+    def test_scaler_names(self):
+        with nvpflow.Scaler(2) as s:
+            self.assertIsNone(s.column_names)
+            s.set_column_names(["given", "\u00fcn\u00efcode"])
+            self.assertEqual(s.column_names, ["given", "\u00fcn\u00efcode"])
+            with self.assertRaises(nvpflow.NvpError):
+                s.set_column_names(["only one"])
+            with self.assertRaises(TypeError):
+                s.set_column_names(["a", 3])
+            self.assertEqual(s.column_names[0], "given")
+            s.set_column_names(None)
+            self.assertIsNone(s.column_names)
+
 
 class PureInitTrainSaveTests(InitTrainSaveTests):
     pure = True
@@ -715,11 +728,14 @@ class PrototypeTests(unittest.TestCase):
                  "int": ctypes.POINTER(ctypes.c_int),
                  "char": ctypes.c_char_p}
 
-    def ctype(self, decl):
-        """The ctypes type for a C type (a parameter without its name)."""
+    def ctype(self, decl, typedefs=None):
+        """The ctypes type for a C type (a parameter without its name);
+        typedefs maps the header's function-pointer types to theirs."""
         decl = re.sub(r"\bconst\b", "", decl).strip()
         stars = decl.count("*")
         base = decl.replace("*", "").strip()
+        if stars == 0 and typedefs and base in typedefs:
+            return typedefs[base]
         if stars == 0:
             return None if base == "void" else self._SCALARS[base]
         if stars >= 2:
@@ -731,12 +747,26 @@ class PrototypeTests(unittest.TestCase):
             self.skipTest("no include/nvpflow.h next to the package")
         with open(HEADER) as f:
             text = re.sub(r"/\*.*?\*/", "", f.read(), flags=re.S)
+        def params_of(args):
+            return [] if args.strip() == "void" else [
+                re.sub(r"\w+\s*$", "", a.strip()) for a in args.split(",")]
+
+        # Callback types (typedef R (*name)(args);) as the CFUNCTYPE that
+        # the header's declaration implies; ctypes caches CFUNCTYPE types,
+        # so the one _lib declares is this very object when they agree.
+        typedefs = {}
+        for ret, name, args in re.findall(
+                r"typedef\s+([^;()]*?)\(\s*\*\s*(nvp_\w+)\s*\)\s*"
+                r"\(([^)]*)\)\s*;", text):
+            typedefs[name] = ctypes.CFUNCTYPE(
+                self.ctype(ret), *[self.ctype(p) for p in params_of(args)])
+        self.assertIn("nvp_log_density_fn", typedefs)
+        self.assertIs(typedefs["nvp_log_density_fn"], _lib.LOG_DENSITY_FN)
         out = {}
         for ret, name, args in re.findall(
                 r"NVP_API\s+([^;()]*?)\b(nvp_\w+)\s*\(([^)]*)\)\s*;", text):
-            params = [] if args.strip() == "void" else [
-                re.sub(r"\w+\s*$", "", a.strip()) for a in args.split(",")]
-            out[name] = (self.ctype(ret), [self.ctype(p) for p in params])
+            out[name] = (self.ctype(ret, typedefs),
+                         [self.ctype(p, typedefs) for p in params_of(args)])
         self.assertGreater(len(out), 100)
         return out
 
