@@ -652,7 +652,8 @@ NVP_API int nvp_chain_init_from_data_given(nvp_chain *chain, size_t n,
  * y, into dlp_dy (n * dim); lp (n floats, may be NULL) receives log p(y).
  * The _given form also writes dlp_dc (n * context_dim floats, may be
  * NULL), the gradient of log p(y | c) with respect to the context; one of
- * dlp_dy and dlp_dc may be NULL, not both.  Computed by the hand-written
+ * dlp_dy and dlp_dc may be NULL, not both (and dlp_dc alone only on a
+ * chain that reads a context).  Computed by the hand-written
  * backward pass (the parameters' gradient is not formed).  Errors:
  * NVP_EINVAL, NVP_ENONFINITE (y or context not finite, or the parameters
  * hold NaN or an infinity), NVP_ENOMEM.  A row whose log density
@@ -740,7 +741,9 @@ NVP_API int nvp_chain_reverse_kl_grad(const nvp_chain *chain, nvp_rng *rng,
 /* One reverse-KL training step: the gradient above, then opt's update
  * through the same path as nvp_chain_train_step (clipping, average and
  * weight decay included).  loss (may be NULL) receives the batch's loss
- * before the step.  Refused, changing neither the chain nor the
+ * before the step (NaN when the step is refused after the parameters'
+ * check; left unwritten on bad arguments or non-finite parameters, as by
+ * nvp_chain_train_step).  Refused, changing neither the chain nor the
  * optimizer, with the gradient's errors above or NVP_ENONFINITE for a
  * gradient too large for Adam or a step whose result would not be finite
  * (see nvp_chain_train_step); a callback's nonzero return is returned as

@@ -136,6 +136,15 @@ enum { H_NONE, H_RNG, H_BASE, H_LAYER, H_CHAIN, H_ADAM, H_SCALER };
 #define CC F.chain
 #define CR F.rng
 
+/* A log density the reverse-KL cases never reach (they fail first). */
+static int never_called(void *user, size_t n, size_t dim, const float *y,
+                        float *log_p, float *dlogp_dy)
+{
+    (void)user, (void)n, (void)dim, (void)y, (void)log_p, (void)dlogp_dy;
+    ck_abort_msg("the log density was called");
+    return 0;
+}
+
 /* X(id, function, expected code, acceptable alternative (0: none), handle,
  *   call) */
 #define ERROR_CASES(X)                                                                      \
@@ -305,6 +314,10 @@ enum { H_NONE, H_RNG, H_BASE, H_LAYER, H_CHAIN, H_ADAM, H_SCALER };
     X(chain_nll_huge, "nvp_chain_nll_grad", NVP_EOVERFLOW, 0, H_CHAIN, nvp_chain_nll_grad(CC, HUGE_N, F.f, F.g, NULL)) \
     X(chain_nll_nan, "nvp_chain_nll_grad", NVP_ENONFINITE, 0, H_CHAIN, nvp_chain_nll_grad(CC, 2, F.nanbuf, F.g, NULL)) \
     X(chain_nll_inf, "nvp_chain_nll_grad", NVP_ENONFINITE, 0, H_CHAIN, nvp_chain_nll_grad(CC, 2, F.infbuf, F.g, NULL)) \
+    X(chain_rkl_rng, "nvp_chain_reverse_kl_grad", NVP_EINVAL, 0, H_CHAIN, nvp_chain_reverse_kl_grad(CC, NULL, 2, never_called, NULL, F.g, NULL)) \
+    X(chain_rkl_fn, "nvp_chain_reverse_kl_grad", NVP_EINVAL, 0, H_CHAIN, nvp_chain_reverse_kl_grad(CC, CR, 2, NULL, NULL, F.g, NULL)) \
+    X(chain_rkl_n0, "nvp_chain_reverse_kl_grad", NVP_EINVAL, 0, H_CHAIN, nvp_chain_reverse_kl_grad(CC, CR, 0, never_called, NULL, F.g, NULL)) \
+    X(chain_rkl_arena, "nvp_chain_reverse_kl_grad", NVP_EOVERFLOW, NVP_ENOMEM, H_CHAIN, nvp_chain_reverse_kl_grad(CC, CR, SIZE_MAX / 16 - 1, never_called, NULL, F.g, NULL)) \
     X(chain_lpg_chain, "nvp_chain_log_prob_given", NVP_EINVAL, 0, H_NONE, nvp_chain_log_prob_given(NULL, 2, F.f, NULL, F.g)) \
     X(chain_lpg_y, "nvp_chain_log_prob_given", NVP_EINVAL, 0, H_CHAIN, nvp_chain_log_prob_given(CC, 2, NULL, NULL, F.g)) \
     X(chain_lpg_n0, "nvp_chain_log_prob_given", NVP_EINVAL, 0, H_CHAIN, nvp_chain_log_prob_given(CC, 0, F.f, NULL, F.g)) \

@@ -297,6 +297,9 @@ static const vcase layer_cases[] = {
     {"actnorm dim 4", 4, 0, "a", 0, {0}, 0, 6},
     {"linear dim 4", 4, 0, "l", 0, {0}, 0, 6},
     {"linear dim 1", 1, 0, "l", 0, {0}, 0, 3},
+    /* dim 8: the solves' two rows of doubles outgrow the rounding of a
+     * carved block (a scratch sized for one row overran) */
+    {"linear dim 8", 8, 0, "l", 0, {0}, 0, 4},
 };
 enum { N_LAYER_CASES = sizeof layer_cases / sizeof layer_cases[0], V_SEEDS = 3 };
 
@@ -375,6 +378,10 @@ static const vcase chain_cases[] = {
     {"every kind, dim 4, context 2", 4, 2, "acpcla", 2, {6, 5}, 0, 5},
     {"couplings and actnorm, dim 2, 300 rows", 2, 0, "accpc", 2, {8, 6}, 0, 300},
     {"dim 2, context 1, clamp 0.7", 2, 1, "cclc", 1, {9}, 0.7f, 9},
+    /* a linear layer with the largest scratch at an even index >= 2 */
+    {"linear, permutation, linear, dim 8", 8, 0, "lpl", 0, {0}, 0, 4},
+    {"linear, permutation, linear, dim 8, 300 rows", 8, 0, "lpl", 0, {0},
+     0, 300},
 };
 enum { N_CHAIN_CASES = sizeof chain_cases / sizeof chain_cases[0] };
 

@@ -18,6 +18,19 @@ int nvp__check_batch(const nvp_errbox *eb, const char *fn, size_t n,
     return NVP_OK;
 }
 
+int nvp__check_batch_given(const nvp_errbox *eb, const char *fn, size_t n,
+                           size_t dim, size_t cdim)
+{
+    size_t total;
+    int rc = nvp__check_batch(eb, fn, n, dim);
+    if (rc == NVP_OK && cdim)
+        NVP_REQUIRE(nvp__mul(n, cdim, &total) == 0 &&
+                        nvp__mul(total, sizeof(float), &total) == 0,
+                    NVP_EOVERFLOW,
+                    "%s: n (%zu) * context_dim (%zu) overflows", fn, n, cdim);
+    return rc;
+}
+
 void nvp__flag_nonfinite_rows(size_t rows, size_t dim, const float *z,
                               unsigned char *flags)
 {

@@ -12,6 +12,10 @@
  * size_t.  Records the failure for fn in eb (may be NULL). */
 int nvp__check_batch(const nvp_errbox *eb, const char *fn, size_t n,
                      size_t dim);
+/* The same for n rows of dim data values and of cdim context values (0:
+ * no context). */
+int nvp__check_batch_given(const nvp_errbox *eb, const char *fn, size_t n,
+                           size_t dim, size_t cdim);
 
 /* Rows of z (rows x dim) that contain NaN or an infinity get flag 1,
  * others 0. */

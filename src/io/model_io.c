@@ -431,6 +431,10 @@ static int plan_model(const char *fn, uint32_t version,
     if (is < count && mi.cdim > 0 &&
         spans[is].len == 4 + (uint64_t)8 * (mi.dim + mi.cdim))
         sdim = (uint64_t)mi.dim + mi.cdim;
+    /* (no scaler holds more axes: the writer cannot have made it) */
+    NVP_REQUIRE(sdim <= NVP_MAX_DIM, NVP_EFORMAT,
+                "%s: a scaler of %llu axes (at most %d)", fn,
+                (unsigned long long)sdim, NVP_MAX_DIM);
     if (is < count) {
         const nvp_span *scal = &spans[is];
         NVP_REQUIRE(scal->len == 4 + (uint64_t)8 * sdim, NVP_EFORMAT,

@@ -25,7 +25,7 @@ static int check_eval_args(const nvp_chain *c, const char *fn, size_t n,
     NVP_REQUIRE(!takes_given || c->cdim == 0 || given != NULL, NVP_EINVAL,
                 "%s: context is NULL (the chain reads %zu values per row)",
                 fn, c->cdim);
-    return nvp__check_batch(eb, fn, n, c->dim);
+    return nvp__check_batch_given(eb, fn, n, c->dim, c->cdim);
 }
 
 /* The context of n rows as the driver takes it: per row, or (one != 0)

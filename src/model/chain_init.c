@@ -23,7 +23,7 @@ static int init_from_data(nvp_chain *c, const char *fn, size_t n,
                 fn, c->cdim);
     NVP_REQUIRE(c->cdim == 0 || context != NULL, NVP_EINVAL,
                 "%s: context is NULL", fn);
-    int rc = nvp__check_batch(eb, fn, n, c->dim);
+    int rc = nvp__check_batch_given(eb, fn, n, c->dim, c->cdim);
     if (rc)
         return rc;
     NVP_REQUIRE(n >= 2, NVP_EINVAL, "%s: %zu row: at least 2 are needed", fn,

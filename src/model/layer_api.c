@@ -63,7 +63,7 @@ int nvp__layer_map(const nvp_layer *l, const char *fn, int inverse, size_t n,
                 "%s: input or output is NULL", fn);
     if (check_context(l, fn, context))
         return NVP_EINVAL;
-    int rc = nvp__check_batch(eb, fn, n, l->dim);
+    int rc = nvp__check_batch_given(eb, fn, n, l->dim, l->cdim);
     if (rc)
         return rc;
     /* The layer alone, through the batching driver every chain uses. */
@@ -85,7 +85,7 @@ int nvp__layer_inverse_backward(const nvp_layer *l, const char *fn, size_t n,
                 fn);
     if (check_context(l, fn, context))
         return NVP_EINVAL;
-    int rc = nvp__check_batch(eb, fn, n, l->dim);
+    int rc = nvp__check_batch_given(eb, fn, n, l->dim, l->cdim);
     if (rc)
         return rc;
     const size_t dim = l->dim, cdim = l->cdim, R = nvp__chunk_rows(n);
@@ -146,7 +146,7 @@ int nvp__layer_forward_backward(const nvp_layer *l, const char *fn, size_t n,
                 fn);
     if (check_context(l, fn, context))
         return NVP_EINVAL;
-    int rc = nvp__check_batch(eb, fn, n, l->dim);
+    int rc = nvp__check_batch_given(eb, fn, n, l->dim, l->cdim);
     if (rc)
         return rc;
     const size_t dim = l->dim, cdim = l->cdim, R = nvp__chunk_rows(n);

@@ -80,10 +80,11 @@ static size_t linear_cache_floats(const nvp_layer *l, size_t rows)
 
 static size_t linear_scratch_floats(const nvp_layer *l, size_t rows)
 {
-    /* dL/dw, dL/dr per row, one dim x dim sum of outer products, and a
-     * row of doubles for the solves */
+    /* dL/dw, dL/dr per row, one dim x dim sum of outer products, and two
+     * rows of doubles for the solves (the forward direction's backward
+     * uses both) */
     return 2 * nvp__carved(rows * l->dim) + nvp__carved(l->dim * l->dim) +
-           nvp__carved(2 * l->dim);
+           nvp__carved(4 * l->dim);
 }
 
 static void linear_inverse_rows(const nvp_layer *l, const nvp_exec *ex,
@@ -215,7 +216,7 @@ static void linear_forward_backward_rows(const nvp_layer *l,
     float *gw = nvp__carve(&cursor, rows * dim);
     (void)nvp__carve(&cursor, rows * dim); /* the inverse's gr: unused */
     float *outer = nvp__carve(&cursor, dim * dim);
-    double *t = (double *)nvp__carve(&cursor, 2 * dim);
+    double *t = (double *)nvp__carve(&cursor, 4 * dim);
     for (size_t r = 0; r < rows; r++) {
         /* L^T is unit upper triangular: gw_j = g_j + sum_{i>j} L_ij g_i,
          * row i of A adding its strictly lower part, in double. */

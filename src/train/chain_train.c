@@ -220,7 +220,7 @@ static int check_rows(const nvp_chain *c, const char *fn, size_t n,
     NVP_REQUIRE(c->cdim == 0 || context != NULL, NVP_EINVAL,
                 "%s: context is NULL (the chain reads %zu values per row)",
                 fn, c->cdim);
-    int rc = nvp__check_batch(eb, fn, n, c->dim);
+    int rc = nvp__check_batch_given(eb, fn, n, c->dim, c->cdim);
     if (rc)
         return rc;
     NVP_REQUIRE(nvp__all_finite(c->ctx.isa, y, n * c->dim), NVP_ENONFINITE,
@@ -284,8 +284,11 @@ static int score(const nvp_chain *c, const char *fn, size_t n, const float *y,
     const nvp_errbox *eb = c ? &c->err : NULL;
     NVP_REQUIRE_PTR_FN(c);
     NVP_REQUIRE_PTR_FN(y);
-    NVP_REQUIRE(dlp_dy != NULL || dlp_dc != NULL, NVP_EINVAL,
-                "%s: dlp_dy and dlp_dc are both NULL", fn);
+    NVP_REQUIRE(dlp_dy != NULL || (dlp_dc != NULL && c->cdim > 0),
+                NVP_EINVAL,
+                "%s: nothing to compute (dlp_dy is NULL, and dlp_dc is NULL "
+                "or the chain reads no context)",
+                fn);
     int rc = check_rows(c, fn, n, y, context, takes_given);
     if (rc)
         return rc;
@@ -375,9 +378,9 @@ static int train_step(nvp_chain *c, const char *fn, nvp_adam *opt,
     NVP_REQUIRE(c->cdim == 0 || context != NULL, NVP_EINVAL,
                 "%s: context is NULL (the chain reads %zu values per row)",
                 fn, c->cdim);
-    int rc = nvp__check_batch(eb, fn, n_data, c->dim);
+    int rc = nvp__check_batch_given(eb, fn, n_data, c->dim, c->cdim);
     if (rc == NVP_OK)
-        rc = nvp__check_batch(eb, fn, batch, c->dim);
+        rc = nvp__check_batch_given(eb, fn, batch, c->dim, c->cdim);
     if (rc)
         return rc;
     const nvp_allocator *a = &c->alloc;

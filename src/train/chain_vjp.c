@@ -185,7 +185,7 @@ static int forward_backward(const nvp_chain *c, const char *fn, size_t n,
     NVP_REQUIRE_PTR_FN(c);
     NVP_REQUIRE_PTR_FN(x);
     NVP_REQUIRE_PTR_FN(dy);
-    int rc = nvp__check_batch(eb, fn, n, c->dim);
+    int rc = nvp__check_batch_given(eb, fn, n, c->dim, c->cdim);
     if (rc == NVP_OK)
         rc = check_context(c, fn, n, context, takes_given);
     if (rc)
@@ -279,9 +279,20 @@ static int reverse_kl_run(const nvp_chain *c, const char *fn, nvp_pool *pool,
     const size_t slots = (batch + NVP_CHUNK_ROWS - 1) / NVP_CHUNK_ROWS;
     /* The slots, then the batch's y, dlog p~/dy (first the base draws),
      * log q and log p~. */
+    /* The arena grows with the batch (a slot per chunk): refuse a batch
+     * whose size does not fit in a size_t before laying it out (a slot of
+     * one chunk's layout bounds each slot's share from above). */
+    size_t bound, floats;
+    if (nvp__mul(slots, vjp_arena_layout(c, cap, 1, NULL, NULL), &bound) ||
+        nvp__add(bound, 2 * nvp__carved(batch * dim) + 2 * nvp__carved(batch),
+                 &floats) ||
+        nvp__mul(floats, sizeof(float), &bound))
+        return nvp__fail(eb, NVP_EOVERFLOW,
+                         "%s: a batch of %zu rows needs more memory than can "
+                         "be addressed",
+                         fn, batch);
     const size_t arena = vjp_arena_layout(c, cap, slots, NULL, NULL);
-    const size_t floats = arena + 2 * nvp__carved(batch * dim) +
-                          2 * nvp__carved(batch);
+    floats = arena + 2 * nvp__carved(batch * dim) + 2 * nvp__carved(batch);
     nvp_ws *ws = nvp__ws_acquire(&c->ctx, NVP_WS_TRAIN, floats);
     if (!ws)
         return nvp__fail(eb, NVP_ENOMEM, "%s: out of memory for workspace",
@@ -365,7 +376,7 @@ static int reverse_kl_args(const nvp_chain *c, const char *fn, nvp_rng *rng,
     NVP_REQUIRE_PTR_FN(c);
     NVP_REQUIRE_PTR_FN(rng);
     NVP_REQUIRE_PTR_FN(log_density);
-    const int rc = nvp__check_batch(eb, fn, batch, c->dim);
+    const int rc = nvp__check_batch_given(eb, fn, batch, c->dim, c->cdim);
     return rc ? rc : check_context(c, fn, batch, context, takes_given);
 }
 
