@@ -36,7 +36,7 @@ static const char CMD[] = "fit";
 
 #define DEFAULT_VAL_FRAC 0.2
 /* What a plateau multiplies the learning rate by (--lr-drops). */
-#define LR_DROP_FACTOR 0.3
+#define LR_DROP_FACTOR FIT_LR_DROP_FACTOR
 /* Consecutive refused (non-finite) steps before giving up. */
 #define MAX_BAD_STEPS 50
 /* How many standard deviations from a column's mean the model's samples
@@ -62,10 +62,12 @@ void cmd_fit_help(FILE *fp)
         "validation part (or --val names a file of validation rows).  The\n"
         "model is a stack of affine coupling layers under a linear layer set\n"
         "to whiten the training rows, so that before training it is the\n"
-        "full-covariance Gaussian fit of the data, and the saved model is\n"
-        "never worse than that fit on the validation rows.  Every E steps\n"
-        "the validation NLL (mean negative log-likelihood, nats per row, of\n"
-        "the standardised data) is measured; after P evaluations without\n"
+        "full-covariance Gaussian fit of the data, and the best model is\n"
+        "never worse than that fit on the validation rows (a --refit on all\n"
+        "rows, the default below 200 training rows, is not checked on\n"
+        "held-out rows).  Every E steps the validation NLL (mean negative\n"
+        "log-likelihood, nats per row, of the standardised data) is\n"
+        "measured; after P evaluations without\n"
         "improvement training goes back to the best parameters with a\n"
         "smaller learning rate (--lr-drops times), then stops; the best\n"
         "parameters are saved.  Settings not given are chosen from the\n"
@@ -137,6 +139,14 @@ void cmd_fit_help(FILE *fp)
         "                     learning rate varied one at a time from the\n"
         "                     best so far (settings given are kept); each\n"
         "                     trial is reported and the best one saved\n"
+        "  --refit WHEN       once the validation rows have chosen the\n"
+        "                     steps (and with --budget the settings), train\n"
+        "                     the model again from its start on the\n"
+        "                     training and validation rows together, with\n"
+        "                     the same steps and learning rates, and save\n"
+        "                     that: auto (the default: fewer than %d\n"
+        "                     training rows, without --dequantize), yes or\n"
+        "                     no\n"
         "  --strict           exit with status 1, saving nothing, when\n"
         "                     training never improved on the untrained model\n"
         "                     (without it that is a warning)\n"
@@ -148,7 +158,7 @@ void cmd_fit_help(FILE *fp)
         "                     comma-separated, after --columns/--drop): a\n"
         "                     conditional model p(y | c); at least 2 columns\n"
         "                     must be left to model; not with --budget\n",
-        LR_DROP_FACTOR, MODEL_THREADS_HELP);
+        LR_DROP_FACTOR, FIT_SMALL_ROWS, MODEL_THREADS_HELP);
     fprintf(fp,
         "  --json             the summary as one JSON object, also with\n"
         "                     --quiet (which then silences only the\n"
@@ -170,7 +180,7 @@ enum {
     O_EVAL_EVERY, O_PATIENCE, O_CLAMP, O_AVERAGE, O_CLIP_NORM, O_SEED,
     O_THREADS, O_JSON, O_HEADER, O_NO_HEADER, O_VAL, O_MASK, O_NORM,
     O_WEIGHT_DECAY, O_DEQUANTIZE, O_INIT_SEED, O_STRICT, O_LR_DROPS,
-    O_NOISE, O_BUDGET, O_COLUMNS, O_DROP, O_GIVEN
+    O_NOISE, O_BUDGET, O_COLUMNS, O_DROP, O_GIVEN, O_REFIT
 };
 
 static const char SHORT_OPTS[] = "o:qh";
@@ -198,6 +208,7 @@ static const struct option LONG_OPTS[] = {
     {"init-seed", required_argument, NULL, O_INIT_SEED},
     {"strict", no_argument, NULL, O_STRICT},
     {"budget", required_argument, NULL, O_BUDGET},
+    {"refit", required_argument, NULL, O_REFIT},
     {"threads", required_argument, NULL, O_THREADS},
     {"header", no_argument, NULL, O_HEADER},
     {"no-header", no_argument, NULL, O_NO_HEADER},
@@ -233,6 +244,7 @@ static int parse(int argc, char **argv, fit_config *c)
 {
     static const char *const masks[] = {"random", "parity", "half"};
     static const char *const norms[] = {"linear", "actnorm", "none"};
+    static const char *const refits[] = {"auto", "yes", "no"};
     memset(c, 0, sizeof *c);
     /* Not given: fit_choose_defaults decides. */
     c->steps = c->patience = c->lr_drops = (size_t)-1;
@@ -273,6 +285,10 @@ static int parse(int argc, char **argv, fit_config *c)
             bad = parse_choice(o, v, norms, 3, &choice);
             c->norm = (fit_norm)choice;
             c->norm_set = 1;
+            break;
+        case O_REFIT:
+            bad = parse_choice(o, v, refits, 3, &choice);
+            c->refit = (fit_refit_mode)choice;
             break;
         case O_LAYERS:
             bad = args_size(CMD, o, v, 1, NVP_MAX_LAYERS - 1, &c->layers);
@@ -465,6 +481,7 @@ static void fit_free(fit_state *s)
     free(s->gauss);
     free(s->noise_scale);
     free(s->train_clean);
+    free(s->refit_x);
     free(s->whole);
     free(s->tmp_row);
     free(s->lp);
@@ -1020,6 +1037,21 @@ int fit_train(fit_state *s, fit_result *r, double deadline)
     /* Steps per pass over the training rows: the noise of --dequantize is
      * drawn again after each. */
     const size_t epoch = (n_train + c->batch - 1) / c->batch;
+    /* --refit: the steps of the schedule, segment by segment. */
+    const fit_schedule *replay = s->replay;
+    size_t max_steps = c->steps, seg = 0, seg_end = 0;
+    double lr = c->lr;
+    if (replay) {
+        max_steps = 0;
+        for (size_t i = 0; i < replay->n; i++)
+            max_steps += replay->steps[i];
+        seg_end = replay->n ? replay->steps[0] : 0;
+        lr = replay->n ? replay->lr[0] : lr;
+        int rc = nvp_adam_set_lr(s->opt, (float)lr);
+        if (rc != NVP_OK)
+            return cli_lib_error(CMD, "setting the learning rate", rc,
+                                 nvp_adam_errmsg(s->opt));
+    }
 
     memset(r, 0, sizeof *r);
     r->reason = "reached --steps";
@@ -1033,12 +1065,11 @@ int fit_train(fit_state *s, fit_result *r, double deadline)
     r->initial_nll = r->best_nll;
 
     progress bar;
-    progress_start(&bar, c->steps, !c->quiet && !s->no_progress);
+    progress_start(&bar, max_steps, !c->quiet && !s->no_progress);
     progress_update(&bar, 0, NAN, r->best_nll, r->best_nll, 1);
     double ema = NAN;
     size_t since_best = 0, bad_run = 0;
-    double lr = c->lr;
-    for (size_t step = 1; step <= c->steps; step++) {
+    for (size_t step = 1; step <= max_steps; step++) {
         if (interrupted) {
             r->reason = "interrupted (Ctrl-C)";
             r->stop = "interrupted";
@@ -1079,7 +1110,31 @@ int fit_train(fit_state *s, fit_result *r, double deadline)
             progress_break(&bar);
             return cli_lib_error(CMD, "drawing the noise", rc, nvp_errmsg());
         }
-        const int eval = step % c->eval_every == 0 || step == c->steps;
+        if (replay && step == seg_end) {
+            /* The end of a segment: what it would have saved (the
+             * average) is where the next one starts, at its rate. */
+            rc = s->cur_params
+                     ? nvp_adam_get_average(s->opt, np, s->best_params)
+                     : nvp_chain_get_params(s->chain, np, s->best_params);
+            if (rc == NVP_OK && ++seg < replay->n) {
+                seg_end += replay->steps[seg];
+                lr = replay->lr[seg];
+                rc = nvp_chain_set_params(s->chain, np, s->best_params);
+                if (rc == NVP_OK)
+                    rc = nvp_adam_set_lr(s->opt, (float)lr);
+                if (rc == NVP_OK && s->cur_params)
+                    rc = nvp_adam_set_average(s->opt, (float)c->average, np,
+                                              s->best_params);
+            }
+            if (rc != NVP_OK) {
+                progress_break(&bar);
+                return cli_lib_error(CMD, "replaying the training", rc,
+                                     nvp_errmsg());
+            }
+            r->best_step = step;
+        }
+        const int eval =
+            !replay && (step % c->eval_every == 0 || step == c->steps);
         if (!eval) {
             progress_update(&bar, step, ema, NAN, r->best_nll, 0);
             continue;
@@ -1103,6 +1158,10 @@ int fit_train(fit_state *s, fit_result *r, double deadline)
             r->lr_drops < c->lr_drops) {
             /* Back to the best parameters with a smaller step (and the
              * average restarted there). */
+            if (r->lr_drops < FIT_MAX_DROPS) {
+                r->drop_step[r->lr_drops] = step;
+                r->drop_best[r->lr_drops] = r->best_step;
+            }
             r->lr_drops++;
             since_best = 0;
             lr *= LR_DROP_FACTOR;
@@ -1132,7 +1191,8 @@ int fit_train(fit_state *s, fit_result *r, double deadline)
     progress_break(&bar);
     /* The step cap came before the run had converged by its own rule. */
     r->interrupted = interrupted != 0;
-    r->still_improving = !r->early && !interrupted && c->steps > 0 &&
+    r->still_improving = !replay && !r->early && !interrupted &&
+                         c->steps > 0 &&
                          r->steps_done == c->steps &&
                          (c->patience == 0 || since_best < c->patience ||
                           r->lr_drops < c->lr_drops);
@@ -1209,6 +1269,12 @@ static void summary_text(FILE *fp, const fit_state *s, const fit_result *r,
     if (c->budget > 0)
         fprintf(fp, "search:    the best of %zu settings tried within "
                 "--budget %g s\n", n_trials, c->budget);
+    if (s->refit_rows)
+        fprintf(fp, "refit:     the saved model was trained again, %zu "
+                "steps, on all %zu training\n           and validation "
+                "rows (--refit); the NLL above is of the model\n"
+                "           that chose those steps\n",
+                s->refit_steps, s->refit_rows);
     fprintf(fp, "saved:     %s\n", c->out_path);
 }
 
@@ -1289,6 +1355,9 @@ static void summary_json(FILE *fp, const fit_state *s, const fit_result *r,
     json_double(&j, "best_nll", r->best_nll);
     json_double(&j, "best_nll_original",
                 r->best_nll + nvp_scaler_log_det(s->scaler));
+    json_bool(&j, "refit", s->refit_rows > 0);
+    json_uint(&j, "refit_rows", s->refit_rows);
+    json_uint(&j, "refit_steps", s->refit_steps);
     if (c->budget > 0) {
         json_double(&j, "budget", c->budget);
         json_array(&j, "trials");
@@ -1417,6 +1486,8 @@ int cmd_fit(int argc, char **argv)
         status = fit_search(&s, &r, &trials, &n_trials);
     else
         status = fit_train(&s, &r, 0);
+    if (status == CLI_OK && !interrupted && fit_refit_wanted(&s))
+        status = fit_refit(&s, &r);
     if (have_handler)
         sigaction(SIGINT, &old_sa, NULL);
     if (status != CLI_OK)

@@ -27,6 +27,32 @@ typedef enum fit_norm {
     FIT_NORM_NONE
 } fit_norm;
 
+/* Whether the model is trained again on the training and validation rows
+ * together once the validation rows have chosen it (--refit). */
+typedef enum fit_refit_mode {
+    FIT_REFIT_AUTO, /* with fewer than FIT_SMALL_ROWS training rows */
+    FIT_REFIT_ON,
+    FIT_REFIT_OFF
+} fit_refit_mode;
+/* Tables with fewer training rows than this are "small": the defaults
+ * regularise more (fit_choose_defaults) and --refit auto refits them. */
+#define FIT_SMALL_ROWS 200
+
+/* What a plateau multiplies the learning rate by (--lr-drops). */
+#define FIT_LR_DROP_FACTOR 0.3
+/* The most learning-rate drops a run records for --refit to replay; a
+ * run with more is not refitted. */
+#define FIT_MAX_DROPS 16
+
+/* The training that led to a run's best parameters, as --refit replays
+ * it: n segments, each steps[i] steps at the learning rate lr[i] from
+ * the (averaged) parameters the previous one ended with. */
+typedef struct fit_schedule {
+    size_t n;
+    size_t steps[FIT_MAX_DROPS + 1];
+    double lr[FIT_MAX_DROPS + 1];
+} fit_schedule;
+
 /* Settings of a run.  A size of 0 (a clamp, lr or decay below 0) means
  * "not given": fit_choose_defaults fills it in from the data. */
 typedef struct fit_config {
@@ -53,6 +79,7 @@ typedef struct fit_config {
     int dequantize;
     int strict;
     double budget;  /* --budget seconds, 0 = off */
+    fit_refit_mode refit; /* --refit */
     unsigned given; /* FIT_GIVEN_* */
     int quiet;
     int json;
@@ -102,6 +129,10 @@ typedef struct fit_state {
     float *noise;
     float *gauss; /* --noise: dim floats of scratch */
     int no_progress; /* no progress line (the --budget trials) */
+    const fit_schedule *replay; /* --refit: train this, no evaluations */
+    float *refit_x;  /* --refit: the training and validation rows */
+    size_t refit_rows; /* rows the saved model was refitted on, or 0 */
+    size_t refit_steps; /* the steps of that refit */
     int keep_names;  /* the header's names go into the model */
 } fit_state;
 
@@ -116,6 +147,9 @@ typedef struct fit_result {
     int still_improving; /* --steps ended a run that had not converged */
     int interrupted;     /* Ctrl-C ended it */
     int early;          /* early stopping ended the run */
+    /* The learning-rate drops: the step of each and the best step when
+     * it came (whose parameters training went back to). */
+    size_t drop_step[FIT_MAX_DROPS], drop_best[FIT_MAX_DROPS];
     const char *reason; /* why training ended, for people */
     const char *stop;   /* the same for --json: "max_steps",
                            "no_improvement", "interrupted", "not_finite",
@@ -148,6 +182,19 @@ int fit_train(fit_state *s, fit_result *r, double deadline);
  * exit status. */
 int fit_search(fit_state *s, fit_result *r, fit_trial **trials,
                size_t *n_trials);
+
+/* --refit: trains the model s->cfg describes again from its start on the
+ * training and validation rows together, replaying the steps and learning
+ * rates that led to r's best parameters without evaluations, and leaves
+ * it in s->chain, with s->refit_rows and s->refit_steps set; does nothing
+ * when r's run cannot be replayed.  The counts of training and validation
+ * rows stay those of r's run.  Returns an exit status. */
+int fit_refit(fit_state *s, const fit_result *r);
+/* Whether --refit asks for a refit of a run with these rows. */
+int fit_refit_wanted(const fit_state *s);
+/* The schedule that led to r's best parameters from a start at learning
+ * rate lr; returns 0 when r's run cannot be replayed. */
+int fit_schedule_of(const fit_result *r, double lr, fit_schedule *out);
 
 /* The names of the choices, as --mask and --norm take them. */
 const char *fit_mask_name(fit_mask m);

@@ -21,17 +21,23 @@ const char *fit_norm_name(fit_norm n)
                                    : "none";
 }
 
+/* Below this many training rows the defaults regularise more. */
+#define SMALL_ROWS FIT_SMALL_ROWS
+
 void fit_choose_defaults(fit_config *c, size_t n, size_t dim)
 {
     if (!c->norm_set)
         c->norm = FIT_NORM_LINEAR;
     if (!c->mask_set)
         c->mask = FIT_MASK_RANDOM;
+    /* Tables of fewer than SMALL_ROWS training rows get a smaller and
+     * smoother model: fewer layers, narrower networks, noise. */
+    const int small = n < SMALL_ROWS;
     if (c->layers == 0)
-        c->layers = 8;
+        c->layers = small ? 4 : 8;
     if (c->n_hidden == 0) {
         c->n_hidden = 2;
-        c->hidden[0] = c->hidden[1] = dim == 2 ? 128 : n < 200 ? 32 : 64;
+        c->hidden[0] = c->hidden[1] = dim == 2 ? 128 : small ? 32 : 64;
     }
     if (c->batch == 0) {
         const size_t b = dim == 2 ? 256 : 128;
@@ -44,7 +50,7 @@ void fit_choose_defaults(fit_config *c, size_t n, size_t dim)
     if (c->weight_decay < 0)
         c->weight_decay = 1;
     if (c->noise < 0)
-        c->noise = 0;
+        c->noise = small ? 0.1 : 0;
     if (c->average < 0)
         c->average = 0.995;
     if (c->eval_every == 0) {

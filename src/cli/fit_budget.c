@@ -251,3 +251,115 @@ int fit_search(fit_state *s, fit_result *r, fit_trial **trials,
     *r = t[best_i].result;
     return CLI_OK;
 }
+
+int fit_refit_wanted(const fit_state *s)
+{
+    const fit_config *c = &s->cfg;
+    if (s->n_val == 0 || c->refit == FIT_REFIT_OFF)
+        return 0;
+    /* --dequantize keeps the training rows' clean values only: the
+     * validation rows hold one draw of the noise. */
+    if (c->refit == FIT_REFIT_ON)
+        return !c->dequantize;
+    return !c->dequantize && s->n_train < FIT_SMALL_ROWS;
+}
+
+int fit_schedule_of(const fit_result *r, double lr, fit_schedule *out)
+{
+    const size_t nd = r->lr_drops;
+    if (nd > FIT_MAX_DROPS)
+        return 0;
+    /* Walk back from the best step: the segment it lies in (segment k
+     * starts after drop k, from the parameters of the best step before
+     * it), then the segment those came from, down to step 0. */
+    size_t steps[FIT_MAX_DROPS + 1], seg[FIT_MAX_DROPS + 1], n = 0;
+    size_t b = r->best_step;
+    while (b > 0 && n <= FIT_MAX_DROPS) {
+        size_t k = nd;
+        while (k > 0 && r->drop_step[k - 1] >= b)
+            k--;
+        const size_t start = k ? r->drop_step[k - 1] : 0;
+        steps[n] = b - start;
+        seg[n++] = k;
+        b = k ? r->drop_best[k - 1] : 0;
+    }
+    if (b > 0)
+        return 0;
+    out->n = n;
+    for (size_t i = 0; i < n; i++) {
+        out->steps[i] = steps[n - 1 - i];
+        out->lr[i] = lr * pow(FIT_LR_DROP_FACTOR, (double)seg[n - 1 - i]);
+    }
+    return 1;
+}
+
+int fit_refit(fit_state *s, const fit_result *r)
+{
+    fit_schedule sc;
+    if (!fit_schedule_of(r, s->cfg.lr, &sc))
+        return CLI_OK;
+    const size_t dim = s->data.cols, n = s->n_train + s->n_val;
+    /* With --given the rows' context goes along, in the same order. */
+    const size_t cdim = s->train_c ? s->ctx.cols : 0;
+    float *all = malloc(n * dim * sizeof *all);
+    float *all_c = cdim ? malloc(n * cdim * sizeof *all_c) : NULL;
+    float *lp = realloc(s->lp, n * sizeof *lp);
+    if (lp)
+        s->lp = lp;
+    if (!all || (cdim && !all_c) || !lp) {
+        free(all);
+        free(all_c);
+        return cli_error(CMD, "out of memory for the refit");
+    }
+    if (cdim) {
+        memcpy(all_c, s->train_c, s->n_train * cdim * sizeof *all_c);
+        memcpy(all_c + s->n_train * cdim, s->val_c,
+               s->n_val * cdim * sizeof *all_c);
+    }
+    /* With --noise the training rows hold the last draw: the clean ones
+     * are kept apart. */
+    memcpy(all, s->train_clean ? s->train_clean : s->train_x,
+           s->n_train * dim * sizeof *all);
+    memcpy(all + s->n_train * dim, s->val_x, s->n_val * dim * sizeof *all);
+    free(s->refit_x);
+    s->refit_x = all;
+    free(s->train_clean);
+    s->train_clean = NULL;
+    const size_t n_train = s->n_train, n_val = s->n_val;
+    float *const train_x = s->train_x, *const val_x = s->val_x;
+    float *const train_c = s->train_c, *const val_c = s->val_c;
+    s->train_x = all;
+    s->train_c = all_c;
+    s->n_train = n;
+    s->val_x = NULL;
+    s->val_c = NULL;
+    s->n_val = 0;
+    s->replay = &sc;
+    /* The chosen model is freed only once the new one can be built. */
+    nvp_chain *chosen = s->chain;
+    s->chain = NULL;
+    fit_model_free(s);
+    fit_result rr;
+    const int quiet = s->no_progress;
+    s->no_progress = 1;
+    int status = fit_model_setup(s, 1);
+    if (status == CLI_OK)
+        status = fit_train(s, &rr, 0);
+    s->no_progress = quiet;
+    s->replay = NULL;
+    s->train_x = train_x;
+    s->train_c = train_c;
+    s->n_train = n_train;
+    s->val_x = val_x;
+    s->val_c = val_c;
+    s->n_val = n_val;
+    free(all_c);
+    if (status != CLI_OK) {
+        nvp_chain_free(chosen);
+        return status;
+    }
+    nvp_chain_free(chosen);
+    s->refit_rows = n;
+    s->refit_steps = rr.steps_done;
+    return CLI_OK;
+}

@@ -315,16 +315,43 @@ json d.json "fit --norm actnorm" 'd["layers"][-1]["kind"] == "actnorm"'
 expect 2 "fit --norm bogus" -- "$B" fit corr4.csv --norm bogus -o x.nvp
 absent x.nvp "fit --mask/--norm bogus"
 
-# Defaults from the rows and columns: narrower networks for few rows,
-# wider for two columns; a full batch and frequent evaluations for few
-# rows.
+# Defaults from the rows and columns: a smaller, smoother model for few
+# rows (fewer layers, narrower networks, noise, a refit on all rows),
+# wider networks for two columns; a full batch and frequent evaluations
+# for few rows.
 head -n 100 corr3.csv > small3.csv
 expect 0 "fit, few rows" -- "$B" fit small3.csv --steps 0 -o s3.nvp --json --quiet
 json out.txt "fit, few rows: defaults" \
     'd["hidden"] == [32, 32] and d["batch"] == 80 and d["eval_every"] == 10
-     and d["coupling_layers"] == 8'
+     and d["coupling_layers"] == 4 and d["noise"] == 0.1
+     and d["refit"] and d["refit_rows"] == 100 and d["training_rows"] == 80'
 expect 0 "fit, more rows" -- "$B" fit corr3.csv --steps 0 -o s3.nvp --json --quiet
-json out.txt "fit, more rows: defaults" 'd["hidden"] == [64, 64] and d["batch"] == 128'
+json out.txt "fit, more rows: defaults" \
+    'd["hidden"] == [64, 64] and d["batch"] == 128
+     and d["coupling_layers"] == 8 and d["noise"] == 0
+     and not d["refit"] and d["refit_rows"] == 0'
+# --refit: the replayed steps are those that led to the best evaluation;
+# no turns it off, yes turns it on for any table.
+expect 0 "fit --refit, few rows" -- "$B" fit small3.csv --steps 200 -o s3.nvp \
+    --json --quiet
+json out.txt "fit --refit: the steps to the best" \
+    'd["refit"] and d["refit_rows"] == 100 and
+     (d["refit_steps"] > 0) == (d["best_step"] > 0) and
+     d["refit_steps"] <= d["best_step"]'
+"$B" score s3.nvp small3.csv > s3.lp
+numeric s3.lp 1 0 "fit --refit: the refitted model scores"
+expect 0 "fit --refit no" -- "$B" fit small3.csv --steps 50 --refit no \
+    -o s3.nvp --json --quiet
+json out.txt "fit --refit no" 'not d["refit"] and d["refit_rows"] == 0'
+expect 0 "fit --refit yes" -- "$B" fit corr3.csv --steps 50 --refit yes \
+    -o s3.nvp --json --quiet
+json out.txt "fit --refit yes" \
+    'd["refit"] and d["refit_rows"] == d["rows"] and d["refit_steps"] <= 50'
+expect 0 "fit --refit yes, no validation rows" -- "$B" fit corr3.csv \
+    --steps 20 --refit yes --val-frac 0 -o s3.nvp --json --quiet
+json out.txt "fit --refit yes, no validation rows" 'not d["refit"]'
+expect 2 "fit --refit bogus" -- "$B" fit corr3.csv --refit bogus -o x.nvp
+absent x.nvp "fit --refit bogus"
 expect 0 "fit, two columns" -- "$B" fit moons.csv --steps 0 -o s3.nvp --json --quiet
 json out.txt "fit, two columns: defaults" 'd["hidden"] == [128, 128] and d["batch"] == 256'
 
@@ -796,6 +823,16 @@ cond_data 800 11 > cond.csv
 cond_data 300 12 > cond_test.csv
 expect 0 "fit --given" -- "$B" fit cond.csv --drop z --given c -o cond.nvp -q --steps 1500 --hidden 32,32 --json
 json out.txt "fit --given: summary" 'd["given_columns"] == 1 and d["given"] == ["c"] and d["columns"] == 3'
+# A small conditional table is refitted on the training and validation
+# rows (--refit auto below 200 training rows): their context goes along.
+cond_data 150 13 > cond_small.csv
+expect 0 "fit --given, small table (refit)" -- "$B" fit cond_small.csv --drop z --given c -o cond_small.nvp -q --steps 400 --hidden 16,16 --json
+json out.txt "fit --given, small table: refitted on every row" 'd["refit"] is True and d["refit_rows"] == 150'
+expect 0 "score the refitted conditional model" -- "$B" score cond_small.nvp cond_test.csv
+tail -n +2 out.txt > small_sc.txt
+small_ll=$(mean_score small_sc.txt)
+check "the refitted conditional model reads its context ($small_ll)" \
+    awk -v a="$small_ll" 'BEGIN { exit !(a > -1.6) }'
 expect 0 "fit without --given (the same columns)" -- "$B" fit cond.csv --columns y1,y2 -o uncond.nvp -q --steps 300 --hidden 32,32
 expect 0 "score a conditional model" -- "$B" score cond.nvp cond_test.csv
 tail -n +2 out.txt > cond_sc.txt
