@@ -156,8 +156,8 @@ static int chain_alternating(const char *fn, nvp_chain **out, size_t dim,
     nvp_base *base = NULL;
     rc = nvp_base_create_normal(&base, dim, alloc);
     unsigned char *mask = rc == NVP_OK ? nvp__malloc(&a, dim) : NULL;
-    if (rc == NVP_OK && !mask)
-        rc = nvp__fail(NULL, NVP_ENOMEM, "%s: out of memory", fn);
+    if (rc == NVP_OK && !mask) /* (fn is prefixed below) */
+        rc = nvp__fail(NULL, NVP_ENOMEM, "out of memory for the masks");
     for (size_t k = 0; rc == NVP_OK && k < n_layers; k++) {
         /* the half split of nvp_coupling_create_half, flipped every layer */
         for (size_t i = 0; i < dim; i++)
