@@ -37,6 +37,10 @@ typedef enum fit_refit_mode {
 /* Tables with fewer training rows than this are "small": the defaults
  * regularise more (fit_choose_defaults) and --refit auto refits them. */
 #define FIT_SMALL_ROWS 200
+/* From this many training rows per column the default weight decay is 0. */
+#define FIT_MANY_ROWS_PER_COLUMN 250
+/* Small tables of at most this many columns keep 8 couplings. */
+#define FIT_FEW_COLUMNS 4
 
 /* What a plateau multiplies the learning rate by (--lr-drops). */
 #define FIT_LR_DROP_FACTOR 0.3

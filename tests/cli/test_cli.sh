@@ -316,14 +316,16 @@ expect 2 "fit --norm bogus" -- "$B" fit corr4.csv --norm bogus -o x.nvp
 absent x.nvp "fit --mask/--norm bogus"
 
 # Defaults from the rows and columns: a smaller, smoother model for few
-# rows (fewer layers, narrower networks, noise, a refit on all rows),
-# wider networks for two columns; a full batch and frequent evaluations
-# for few rows.
+# rows (narrower networks, noise, a refit on all rows; fewer layers from
+# 5 columns, and for at most 4 columns 8 layers, lr 0.003 and weight
+# decay 0.1), wider networks for two columns; a full batch and frequent
+# evaluations for few rows.
 head -n 100 corr3.csv > small3.csv
 expect 0 "fit, few rows" -- "$B" fit small3.csv --steps 0 -o s3.nvp --json --quiet
 json out.txt "fit, few rows: defaults" \
     'd["hidden"] == [32, 32] and d["batch"] == 80 and d["eval_every"] == 10
-     and d["coupling_layers"] == 4 and d["noise"] == 0.1
+     and d["coupling_layers"] == 8 and d["noise"] == 0.1
+     and d["lr"] == 0.003 and d["weight_decay"] == 0.1
      and d["refit"] and d["refit_rows"] == 100 and d["training_rows"] == 80'
 expect 0 "fit, more rows" -- "$B" fit corr3.csv --steps 0 -o s3.nvp --json --quiet
 json out.txt "fit, more rows: defaults" \
