@@ -239,6 +239,7 @@ static const int *batch_expect(size_t n, int extra)
 typedef struct snap {
     float *p;
     float *clamp;
+    int *form;
     size_t n, k, threads;
 } snap;
 
@@ -253,8 +254,12 @@ static void snap_take(snap *s, const nvp_chain *c)
     s->p = fbuf(s->n);
     FZ_CHECK(nvp_chain_get_params(c, s->n, s->p) == NVP_OK, "get_params");
     s->clamp = fbuf(s->k);
-    for (size_t k = 0; k < s->k; k++)
-        s->clamp[k] = nvp_coupling_log_scale_clamp(nvp_layer_as_coupling(nvp_chain_layer(c, k, NULL)));
+    s->form = xmalloc((s->k ? s->k : 1) * sizeof *s->form);
+    for (size_t k = 0; k < s->k; k++) {
+        const nvp_coupling *l = nvp_layer_as_coupling(nvp_chain_layer(c, k, NULL));
+        s->clamp[k] = nvp_coupling_log_scale_clamp(l);
+        s->form[k] = nvp_coupling_affine_form(l);
+    }
 }
 
 static void snap_check(const snap *s, const nvp_chain *c, const char *what)
@@ -270,6 +275,10 @@ static void snap_check(const snap *s, const nvp_chain *c, const char *what)
         FZ_CHECK(s->clamp[k] ==
                      nvp_coupling_log_scale_clamp(nvp_layer_as_coupling(nvp_chain_layer(c, k, NULL))),
                  "%s changed layer %zu's clamp", what, k);
+    for (size_t k = 0; k < s->k; k++)
+        FZ_CHECK(s->form[k] ==
+                     nvp_coupling_affine_form(nvp_layer_as_coupling(nvp_chain_layer(c, k, NULL))),
+                 "%s changed layer %zu's affine form", what, k);
     FZ_CHECK(s->threads == nvp_chain_threads(c), "%s changed the threads",
              what);
 }
@@ -278,6 +287,7 @@ static void snap_free(snap *s)
 {
     free(s->p);
     free(s->clamp);
+    free(s->form);
 }
 
 /* The optimizer's whole state as bytes (NULL when o is NULL).  Saving
@@ -407,7 +417,17 @@ static int mask_valid(const unsigned char *mask, size_t dim)
 static void op_chain_create(state *st, fz_in *in)
 {
     const size_t s = slot(in);
-    const int alternating = in_u8(in) & 1;
+    const uint8_t kb = in_u8(in);
+    const int alternating = kb & 1;
+    /* Conditional chains (context_dim C, sometimes 0 or too large) and,
+     * in chains built from layers, sigmoid-form couplings and layers of
+     * another context_dim (refused with NVP_EDIM). */
+    const int cond = (kb & 6) == 6;
+    size_t C = 0;
+    if (cond) {
+        const uint8_t k = in_u8(in);
+        C = k % 32 == 0 ? NVP_MAX_DIM + 1 : k % 4;
+    }
     const size_t dim = pick_dim(in);
     size_t K = in_u8(in) % 5; /* 0 is invalid */
     hid h;
@@ -421,14 +441,26 @@ static void op_chain_create(state *st, fz_in *in)
     int rc;
     if (alternating) {
         fz_arm();
-        rc = nvp_chain_create_alternating(&c, dim, K, h.n, h.w, flags, rng, a);
+        const char *name = cond ? "nvp_chain_create_conditional"
+                                : "nvp_chain_create_alternating";
+        if (cond)
+            rc = nvp_chain_create_conditional(&c, dim, C, K, h.n, h.w, flags,
+                                              rng, a);
+        else
+            rc = nvp_chain_create_alternating(&c, dim, K, h.n, h.w, flags,
+                                              rng, a);
         const int ok = dim >= 2 && dim <= NVP_MAX_DIM && K >= 1 && h.valid &&
-                       flags <= 1 && rng && !alloc_invalid(a);
+                       flags <= 1 && rng && !alloc_invalid(a) &&
+                       C <= NVP_MAX_DIM;
         const int e_ok[] = {NVP_OK, NVP_ENOMEM, END};
         /* An allocation may fail before the invalid argument is seen. */
         const int e_bad[] = {NVP_EINVAL, NVP_ENOMEM, END};
-        check(rc, "nvp_chain_create_alternating", ok ? e_ok : e_bad);
+        check(rc, name, ok ? e_ok : e_bad);
         FZ_CHECK(ok || rc != NVP_OK, "invalid arguments accepted");
+        if (rc == NVP_OK)
+            FZ_CHECK(nvp_chain_context_dim(c) == C && nvp_chain_dim(c) == dim,
+                     "%s: context_dim %zu (asked %zu)", name,
+                     nvp_chain_context_dim(c), C);
     } else {
         /* Layers built here, possibly with different dims, one repeated,
          * or a NULL entry; the base possibly of another dim. */
@@ -441,13 +473,40 @@ static void op_chain_create(state *st, fz_in *in)
                 continue;
             unsigned char mask[16];
             pick_mask(in, mask, d);
+            const uint8_t lb = cond ? in_u8(in) : 0;
+            const size_t cd = lb % 8 == 1 ? C + 1 : C;
             fz_arm();
-            rc = nvp_coupling_create(&ls[made], d, mask, h.n, h.w, flags, rng,
-                                     a);
-            check(rc, "nvp_coupling_create", NULL);
-            if (rc == NVP_OK)
-                made++;
+            if (cond)
+                rc = nvp_coupling_create_conditional(&ls[made], d, cd, mask,
+                                                     h.n, h.w, flags, rng, a);
             else
+                rc = nvp_coupling_create(&ls[made], d, mask, h.n, h.w, flags,
+                                         rng, a);
+            check(rc, cond ? "nvp_coupling_create_conditional"
+                           : "nvp_coupling_create", NULL);
+            if (rc == NVP_OK) {
+                if (cond) {
+                    const nvp_layer *L = nvp_coupling_as_layer(ls[made]);
+                    FZ_CHECK(nvp_layer_context_dim(L) == cd,
+                             "layer context_dim %zu, asked %zu",
+                             nvp_layer_context_dim(L), cd);
+                    if (lb & 16) {
+                        fz_arm();
+                        const int form = lb & 32 ? NVP_AFFINE_SIGMOID
+                                                 : (lb & 64 ? 2 : -1);
+                        rc = nvp_coupling_set_affine_form(ls[made], form);
+                        const int e_ok2[] = {NVP_OK, END},
+                                  e_bad2[] = {NVP_EINVAL, END};
+                        check(rc, "nvp_coupling_set_affine_form",
+                              form == NVP_AFFINE_SIGMOID ? e_ok2 : e_bad2);
+                        FZ_CHECK(nvp_coupling_affine_form(ls[made]) ==
+                                     (rc == NVP_OK ? form : NVP_AFFINE_EXP),
+                                 "affine form %d after rc %d",
+                                 nvp_coupling_affine_form(ls[made]), rc);
+                    }
+                }
+                made++;
+            } else
                 FZ_CHECK(ls[made] == NULL, "failed create left *out set");
         }
         nvp_base *base = NULL;
@@ -469,6 +528,29 @@ static void op_chain_create(state *st, fz_in *in)
         fz_arm();
         rc = nvp_chain_create(&c, base, n, in_u8(in) % 16 ? arr : NULL, a);
         check(rc, "nvp_chain_create", NULL);
+        if (rc == NVP_OK) {
+            /* The chain reads the context its layers read; an adopted
+             * layer's affine form is fixed (NVP_EINVAL, unchanged). */
+            size_t cmax = 0;
+            for (size_t k = 0; k < n; k++) {
+                const size_t cd = nvp_layer_context_dim(nvp_chain_layer(c, k, NULL));
+                cmax = cd > cmax ? cd : cmax;
+            }
+            FZ_CHECK(nvp_chain_context_dim(c) == cmax,
+                     "chain context_dim %zu, its layers read %zu",
+                     nvp_chain_context_dim(c), cmax);
+            if (n && cond) {
+                nvp_coupling *l0 = (nvp_coupling *)nvp_layer_as_coupling(
+                    nvp_chain_layer(c, 0, NULL));
+                const int f0 = nvp_coupling_affine_form(l0);
+                fz_arm();
+                const int rc2 = nvp_coupling_set_affine_form(l0, 1 - f0);
+                const int e_bad2[] = {NVP_EINVAL, END};
+                check(rc2, "nvp_coupling_set_affine_form (adopted)", e_bad2);
+                FZ_CHECK(nvp_coupling_affine_form(l0) == f0,
+                         "a refused set_affine_form changed the form");
+            }
+        }
         if (rc != NVP_OK) {
             /* The caller still owns them. */
             for (size_t k = 0; k < made; k++)
@@ -494,10 +576,36 @@ static const char *const ev_name[EV_COUNT] = {
     "nvp_chain_log_prob", "nvp_chain_forward", "nvp_chain_inverse",
     "nvp_chain_sample", "nvp_chain_forward_trace", "nvp_chain_nll_grad"};
 
+/* How a call meets the chain's context: the plain form, or the _given
+ * form with ctx (NULL or n rows of C values; for sample_given_one, one
+ * row). */
+typedef struct given {
+    int on, one;
+    const float *ctx;
+} given;
+static const given PLAIN = {0, 0, NULL};
+
+static int row_finite(const float *x, size_t dim);
+
 /* Runs one evaluation; out/aux are exactly sized by the caller. */
-static int run_eval(nvp_chain *c, int mode, nvp_rng *rng, uint64_t seed,
-                    size_t n, const float *in, float *out, float *aux)
+static int run_eval_g(nvp_chain *c, int mode, nvp_rng *rng, uint64_t seed,
+                      size_t n, const float *in, float *out, float *aux,
+                      given g)
 {
+    if (g.on) {
+        switch (mode) {
+        case EV_LOG_PROB: return nvp_chain_log_prob_given(c, n, in, g.ctx, out);
+        case EV_FORWARD: return nvp_chain_forward_given(c, n, in, g.ctx, out, aux);
+        case EV_INVERSE: return nvp_chain_inverse_given(c, n, in, g.ctx, out, aux);
+        case EV_SAMPLE:
+            if (rng)
+                nvp_rng_seed(rng, seed);
+            return g.one ? nvp_chain_sample_given_one(c, rng, n, g.ctx, out, aux)
+                         : nvp_chain_sample_given(c, rng, n, g.ctx, out, aux);
+        case EV_TRACE: return nvp_chain_forward_trace_given(c, n, in, g.ctx, out);
+        default: return nvp_chain_nll_grad_given(c, n, in, g.ctx, out, aux);
+        }
+    }
     switch (mode) {
     case EV_LOG_PROB: return nvp_chain_log_prob(c, n, in, out);
     case EV_FORWARD: return nvp_chain_forward(c, n, in, out, aux);
@@ -509,6 +617,52 @@ static int run_eval(nvp_chain *c, int mode, nvp_rng *rng, uint64_t seed,
     case EV_TRACE: return nvp_chain_forward_trace(c, n, in, out);
     default: return nvp_chain_nll_grad(c, n, in, out, aux);
     }
+}
+
+
+/* The _given name of an evaluation, for messages. */
+static const char *const ev_given_name[EV_COUNT] = {
+    "nvp_chain_log_prob_given", "nvp_chain_forward_given",
+    "nvp_chain_inverse_given", "nvp_chain_sample_given",
+    "nvp_chain_forward_trace_given", "nvp_chain_nll_grad_given"};
+
+/* A context for a chain reading C values per row: byte k picks NULL
+ * (k % 16 == 0), the plain form (1: refused), one row for
+ * sample_given_one (2), or n rows filled from the input.  *bad says
+ * whether the header makes the call NVP_EINVAL; ctx receives the buffer
+ * (to free). */
+static given pick_given(fz_in *in, size_t C, size_t rows, int sample,
+                        float **ctx, int *bad)
+{
+    given g = {1, 0, NULL};
+    *ctx = NULL;
+    *bad = 0;
+    if (C == 0)
+        return PLAIN;
+    const uint8_t k = in_u8(in) % 16;
+    if (k == 0) {
+        *bad = 1;
+        return g;
+    }
+    if (k == 1) {
+        *bad = 1;
+        return PLAIN;
+    }
+    g.one = sample && k == 2;
+    const size_t count = g.one ? C : cnt(rows, C);
+    *ctx = fbuf(count);
+    if (count != SIZE_MAX)
+        fill(in, *ctx, count);
+    g.ctx = *ctx;
+    return g;
+}
+
+/* Whether row i of the context is finite (always, without a context). */
+static int ctx_row_finite(given g, size_t C, size_t i)
+{
+    if (!g.on || !g.ctx || C == 0)
+        return 1;
+    return row_finite(g.ctx + (g.one ? 0 : i * C), C);
 }
 
 static int row_finite(const float *x, size_t dim)
@@ -543,6 +697,15 @@ static void op_chain_eval(state *st, fz_in *in)
     if (in_count != SIZE_MAX)
         fill(in, x, in_count);
     float *out = fbuf(out_count), *aux = fbuf(aux_count);
+    /* A conditional chain: the _given form with a context (or a missing
+     * context, or the plain form: NVP_EINVAL). */
+    const size_t C = c ? nvp_chain_context_dim(c) : 0;
+    float *ctxbuf;
+    int ctx_bad;
+    const given g = pick_given(in, C, n, mode == EV_SAMPLE, &ctxbuf, &ctx_bad);
+    const char *name = g.on ? ev_given_name[mode] : ev_name[mode];
+    if (g.one)
+        name = "nvp_chain_sample_given_one";
     const uint8_t nulls = in_u8(in) % 16;
     const float *pin = nulls == 0 ? NULL : x;
     float *pout = nulls == 1 ? NULL : out;
@@ -554,37 +717,52 @@ static void op_chain_eval(state *st, fz_in *in)
     snap sn;
     snap_take(&sn, c);
     fz_arm();
-    int rc = run_eval(c, mode, prng, seed, n, pin, pout, paux);
+    int rc = run_eval_g(c, mode, prng, seed, n, pin, pout, paux, g);
     int extra = 0;
     if (mode == EV_NLL) {
         extra = NVP_ENONFINITE;
-        if (valid && !N_HUGE(n) && n > 0) {
-            /* Non-finite data must be refused. */
+        if (valid && !ctx_bad && !N_HUGE(n) && n > 0) {
+            /* Non-finite data or context must be refused. */
             int finite = 1;
             for (size_t i = 0; i < n && finite; i++)
-                finite = row_finite(x + i * dim, dim);
+                finite = row_finite(x + i * dim, dim) && ctx_row_finite(g, C, i);
             if (!finite) {
                 const int e[] = {NVP_ENONFINITE, END};
-                check(rc, ev_name[mode], e);
+                check(rc, name, e);
             }
         }
     }
     if (mode == EV_SAMPLE && !prng) {
         const int e[] = {NVP_EINVAL, END};
-        check(rc, ev_name[mode], e);
+        check(rc, name, e);
         valid = 0;
     }
-    check(rc, ev_name[mode], valid ? batch_expect(n, extra) : NULL);
+    if (valid && ctx_bad) {
+        /* NULL context, or the plain form, on a conditional chain. */
+        const int e[] = {NVP_EINVAL, NVP_EOVERFLOW, END};
+        check(rc, name, e);
+        FZ_CHECK(rc != NVP_OK, "%s accepted a missing context", name);
+        valid = 0;
+    }
+    check(rc, name, valid ? batch_expect(n, extra) : NULL);
     if (!valid)
-        FZ_CHECK(rc != NVP_OK, "%s accepted a NULL argument", ev_name[mode]);
-    snap_check(&sn, c, ev_name[mode]); /* const calls never change it */
+        FZ_CHECK(rc != NVP_OK, "%s accepted a NULL argument", name);
+    snap_check(&sn, c, name); /* const calls never change it */
 
     if (rc == NVP_OK) {
         if (mode == EV_LOG_PROB)
             for (size_t i = 0; i < n; i++)
-                if (!row_finite(x + i * dim, dim))
+                if (!row_finite(x + i * dim, dim) || !ctx_row_finite(g, C, i))
                     FZ_CHECK(isnan(out[i]), "row %zu holds a non-finite "
-                             "value but log_prob is %g", i, (double)out[i]);
+                             "value (or context) but log_prob is %g", i,
+                             (double)out[i]);
+        if (mode == EV_FORWARD || mode == EV_INVERSE ||
+            (mode == EV_SAMPLE && !g.one))
+            for (size_t i = 0; i < n; i++)
+                if (!ctx_row_finite(g, C, i))
+                    FZ_CHECK(!row_finite(out + i * dim, dim),
+                             "%s: row %zu's context is not finite but its "
+                             "output is", name, i);
         if (mode == EV_TRACE)
             FZ_CHECK(memcmp(out, x, in_count * sizeof *x) == 0,
                      "forward_trace: block 0 is not a copy of x");
@@ -593,7 +771,8 @@ static void op_chain_eval(state *st, fz_in *in)
         if (mode == EV_TRACE && in_u8(in) % 2) {
             float *st2 = fbuf(out_count);
             memcpy(st2, x, in_count * sizeof *st2);
-            int rc2 = nvp_chain_forward_trace(c, n, st2, st2);
+            int rc2 = g.on ? nvp_chain_forward_trace_given(c, n, st2, g.ctx, st2)
+                           : nvp_chain_forward_trace(c, n, st2, st2);
             FZ_CHECK(rc2 == NVP_OK || rc2 == NVP_ENOMEM, "trace in place: %d",
                      rc2);
             if (rc2 == NVP_OK)
@@ -606,7 +785,7 @@ static void op_chain_eval(state *st, fz_in *in)
         if ((mode == EV_FORWARD || mode == EV_INVERSE) && in_u8(in) % 2) {
             float *y = fbuf(in_count), *l2 = fbuf(n);
             memcpy(y, x, in_count * sizeof *y);
-            int rc2 = run_eval(c, mode, NULL, 0, n, y, y, paux ? l2 : NULL);
+            int rc2 = run_eval_g(c, mode, NULL, 0, n, y, y, paux ? l2 : NULL, g);
             FZ_CHECK(rc2 == NVP_OK || rc2 == NVP_ENOMEM, "in place: %d", rc2);
             if (rc2 == NVP_OK) {
                 FZ_CHECK(memcmp(y, out, in_count * sizeof *y) == 0,
@@ -625,8 +804,8 @@ static void op_chain_eval(state *st, fz_in *in)
             const size_t t0 = nvp_chain_threads(c), t1 = 1 + in_u8(in) % 3;
             if (nvp_chain_set_threads(c, t1) == NVP_OK) {
                 float *o2 = fbuf(out_count), *a2 = fbuf(aux_count);
-                int rc2 = run_eval(c, mode, prng, seed, n, pin, o2,
-                                   paux ? a2 : NULL);
+                int rc2 = run_eval_g(c, mode, prng, seed, n, pin, o2,
+                                     paux ? a2 : NULL, g);
                 FZ_CHECK(rc2 == NVP_OK || rc2 == NVP_ENOMEM,
                          "rerun with %zu threads: %d", t1, rc2);
                 if (rc2 == NVP_OK) {
@@ -649,6 +828,7 @@ static void op_chain_eval(state *st, fz_in *in)
     free(x);
     free(out);
     free(aux);
+    free(ctxbuf);
 }
 
 static void op_chain_params(state *st, fz_in *in)
@@ -783,12 +963,18 @@ static void op_train(state *st, fz_in *in)
     if (count != SIZE_MAX)
         fill(in, data, count);
     const int null_data = in_u8(in) % 16 == 0;
+    const size_t C = c ? nvp_chain_context_dim(c) : 0;
+    float *ctxbuf;
+    int ctx_bad;
+    const given g = pick_given(in, C, n_data, 0, &ctxbuf, &ctx_bad);
+    const char *name = g.on ? "nvp_chain_train_step_given"
+                            : "nvp_chain_train_step";
     snap sn;
     snap_take(&sn, c);
     size_t ob_n;
     unsigned char *ob = adam_bytes(o, &ob_n);
     float loss = -1.0f;
-    const int valid = c && o && rng && !null_data &&
+    const int valid = c && o && rng && !null_data && !ctx_bad &&
                       nvp_adam_num_params(o) == nvp_chain_num_params(c);
     /* Predict the step: the rows are those nvp_rng_index draws from the
      * same state, and the loss the nll of those rows before the step. */
@@ -804,23 +990,34 @@ static void op_train(state *st, fz_in *in)
         FZ_CHECK(nvp_rng_index(twin, batch, n_data, idx) == NVP_OK, "index");
         FZ_CHECK(nvp_rng_uniform(twin, 1, &after) == NVP_OK, "uniform");
         const size_t P = nvp_chain_num_params(c);
-        float *rows = fbuf(batch * dim), *g = fbuf(P);
-        for (size_t i = 0; i < batch; i++)
+        float *rows = fbuf(batch * dim), *gr = fbuf(P),
+              *crows = fbuf(batch * (C ? C : 1));
+        for (size_t i = 0; i < batch; i++) {
             memcpy(rows + i * dim, data + idx[i] * dim, dim * sizeof *rows);
-        pred_rc = nvp_chain_nll_grad(c, batch, rows, g, &pred_loss);
+            if (C)
+                memcpy(crows + i * C, g.ctx + idx[i] * C, C * sizeof *crows);
+        }
+        pred_rc = C ? nvp_chain_nll_grad_given(c, batch, rows, crows, gr,
+                                               &pred_loss)
+                    : nvp_chain_nll_grad(c, batch, rows, gr, &pred_loss);
         /* Adam refuses entries whose square would overflow its moments. */
         for (size_t i = 0; pred_rc == NVP_OK && i < P; i++)
-            if (!(fabsf(g[i]) < 1e18f))
+            if (!(fabsf(gr[i]) < 1e18f))
                 pred_rc = NVP_ENONFINITE;
         free(idx);
         free(rows);
-        free(g);
+        free(crows);
+        free(gr);
         nvp_rng_free(twin);
         nvp_rng_seed(rng, seed);
     }
     fz_arm();
-    int rc = nvp_chain_train_step(c, o, rng, n_data, null_data ? NULL : data,
-                                  batch, predict || in_u8(in) & 1 ? &loss : NULL);
+    float *ploss = predict || in_u8(in) & 1 ? &loss : NULL;
+    int rc = g.on ? nvp_chain_train_step_given(c, o, rng, n_data,
+                                               null_data ? NULL : data, g.ctx,
+                                               batch, ploss)
+                  : nvp_chain_train_step(c, o, rng, n_data,
+                                         null_data ? NULL : data, batch, ploss);
     if (predict && pred_rc != NVP_ENOMEM && rc != NVP_ENOMEM) {
         FZ_CHECK(rc == pred_rc, "train_step returned %d, nll_grad on the "
                  "rows nvp_rng_index draws %d", rc, pred_rc);
@@ -838,13 +1035,17 @@ static void op_train(state *st, fz_in *in)
         const int *e = batch_expect(n_data, NVP_ENONFINITE);
         if (e[0] == NVP_OK)
             e = batch_expect(batch, NVP_ENONFINITE);
-        check(rc, "nvp_chain_train_step", e);
+        check(rc, name, e);
     } else {
-        check(rc, "nvp_chain_train_step", NULL);
+        check(rc, name, NULL);
         FZ_CHECK(rc != NVP_OK, "train_step accepted invalid arguments");
-        if (c && o && rng && !null_data) {
+        if (c && o && rng && !null_data && !ctx_bad) {
             const int e[] = {NVP_EDIM, END};
             check(rc, "nvp_chain_train_step (mismatched optimizer)", e);
+        }
+        if (c && o && rng && !null_data && ctx_bad) {
+            const int e[] = {NVP_EINVAL, NVP_EDIM, NVP_EOVERFLOW, END};
+            check(rc, "nvp_chain_train_step (missing context)", e);
         }
     }
     if (rc != NVP_OK) {
@@ -856,6 +1057,7 @@ static void op_train(state *st, fz_in *in)
     free(ob);
     snap_free(&sn);
     free(data);
+    free(ctxbuf);
 }
 
 /* --------------------------------------------------------- optimizer */
@@ -1218,7 +1420,14 @@ static void op_save_load_chain(state *st, fz_in *in)
     nvp_chain *c = st->chain[slot(in)];
     const uint8_t sk = in_u8(in) % 4;
     nvp_scaler *sc = sk < 2 ? NULL : st->scaler[sk - 2];
-    const int scaler_ok = !sc || (c && nvp_scaler_dim(sc) == nvp_chain_dim(c));
+    const size_t C = c ? nvp_chain_context_dim(c) : 0;
+    const int scaler_ok =
+        !sc || (c && (nvp_scaler_dim(sc) == nvp_chain_dim(c) ||
+                      (C > 0 && nvp_scaler_dim(sc) == nvp_chain_dim(c) + C)));
+    /* A scaler that names the context's axes needs a chain with names. */
+    const int names_ok = !sc || !c || nvp_scaler_dim(sc) == nvp_chain_dim(c) ||
+                         !nvp_scaler_column_name(sc, 0) ||
+                         nvp_chain_column_name(c, 0);
     /* Saving refuses non-finite parameters (a huge step size makes them),
      * which the loader would refuse. */
     int params_ok = 1;
@@ -1251,7 +1460,9 @@ static void op_save_load_chain(state *st, fz_in *in)
     const int e_ok[] = {NVP_OK, END}, e_dim[] = {NVP_EDIM, END},
               e_inval[] = {NVP_EINVAL, END}, e_nf[] = {NVP_ENONFINITE, END};
     check(rc, "nvp_chain_save_buffer (size)",
-          c ? (scaler_ok ? (params_ok ? e_ok : e_nf) : e_dim) : e_inval);
+          c ? (scaler_ok ? (names_ok ? (params_ok ? e_ok : e_nf) : e_inval)
+                         : e_dim)
+            : e_inval);
     if (rc != NVP_OK)
         return;
     unsigned char *buf = xmalloc(need);
@@ -1286,12 +1497,38 @@ static void op_save_load_chain(state *st, fz_in *in)
         free(b2);
         /* Same parameters, so the same densities, bit for bit. */
         const size_t dim = nvp_chain_dim(c);
-        float y[3 * 8], lp1[3], lp2[3];
+        float y[3 * 8], lp1[3], lp2[3], cx[3 * 8];
         if (dim <= 8)
             fill(in, y, 3 * dim);
+        if (C && C <= 8)
+            fill(in, cx, 3 * C);
+        FZ_CHECK(nvp_chain_context_dim(l) == C, "loaded context_dim %zu vs %zu",
+                 nvp_chain_context_dim(l), C);
+        for (size_t j = 0; j < dim; j++) {
+            const char *a = nvp_chain_column_name(c, j),
+                       *b = nvp_chain_column_name(l, j);
+            FZ_CHECK((!a && !b) || (a && b && strcmp(a, b) == 0),
+                     "column %zu's name did not survive the round trip", j);
+        }
+        if (want_scaler && ls && sc && nvp_scaler_column_name(ls, 0)) {
+            const size_t sd = nvp_scaler_dim(sc);
+            FZ_CHECK(nvp_scaler_dim(ls) == sd, "loaded scaler dim");
+            /* Context axes keep the scaler's names. */
+            for (size_t j = dim; j < sd; j++)
+                FZ_CHECK(nvp_scaler_column_name(sc, j) &&
+                             strcmp(nvp_scaler_column_name(sc, j),
+                                    nvp_scaler_column_name(ls, j)) == 0,
+                         "context axis %zu's name did not survive", j);
+        }
         (void)nvp_chain_set_threads(l, 1);
-        int r1 = dim <= 8 ? nvp_chain_log_prob(c, 3, y, lp1) : -1;
-        int r2 = dim <= 8 ? nvp_chain_log_prob(l, 3, y, lp2) : -1;
+        int r1 = dim <= 8 && C <= 8
+                     ? (C ? nvp_chain_log_prob_given(c, 3, y, cx, lp1)
+                          : nvp_chain_log_prob(c, 3, y, lp1))
+                     : -1;
+        int r2 = dim <= 8 && C <= 8
+                     ? (C ? nvp_chain_log_prob_given(l, 3, y, cx, lp2)
+                          : nvp_chain_log_prob(l, 3, y, lp2))
+                     : -1;
         if (r1 == NVP_OK && r2 == NVP_OK)
             FZ_CHECK(memcmp(lp1, lp2, sizeof lp1) == 0,
                      "the loaded chain's log_prob differs");
@@ -1606,7 +1843,11 @@ static void op_layer(state *st, fz_in *in)
         const uint8_t nulls = in_u8(in) % 16;
         const int inplace = in_u8(in) & 1;
         const char *name;
-        int extra = 0, valid = l != NULL;
+        /* The plain calls refuse a layer that reads a context (a
+         * conditional chain's): NVP_EINVAL, so not "valid" here. */
+        const size_t lc =
+            l ? nvp_layer_context_dim(nvp_coupling_as_layer((nvp_coupling *)l)) : 0;
+        int extra = 0, valid = l != NULL && lc == 0;
         if (what == 3) {
             name = "nvp_coupling_forward";
             rc = nvp_coupling_forward(l, n, nulls == 0 ? NULL : x,
@@ -1804,6 +2045,502 @@ static void op_alloc_arm(state *st, fz_in *in)
     g_st.fail_all = (k & 64) != 0;
 }
 
+/* ------------------------------------------- 0.5.0: gradients, reverse KL */
+/* The reverse-KL target: a standard normal, or a callback that fails
+ * (returns 77, writes NaN or an infinity). */
+typedef struct kl_user {
+    int mode;
+    size_t dim, calls;
+} kl_user;
+
+static int kl_density(void *user, size_t n, size_t dim, const float *y,
+                      float *log_p, float *dlogp_dy)
+{
+    kl_user *u = user;
+    u->calls++;
+    FZ_CHECK(dim == u->dim && n > 0, "callback: dim %zu (chain %zu), n %zu",
+             dim, u->dim, n);
+    for (size_t i = 0; i < n; i++) {
+        /* Draws whose forward overflows are refused before the callback. */
+        FZ_CHECK(row_finite(y + i * dim, dim), "callback got a non-finite "
+                 "draw (row %zu)", i);
+        double q = 0.0;
+        for (size_t j = 0; j < dim; j++) {
+            q += (double)y[i * dim + j] * y[i * dim + j];
+            dlogp_dy[i * dim + j] = -y[i * dim + j];
+        }
+        log_p[i] = (float)(-0.5 * q);
+    }
+    switch (u->mode) {
+    case 1: return 77;
+    case 2: log_p[n - 1] = NAN; break;
+    case 3: dlogp_dy[0] = INFINITY; break;
+    default: break;
+    }
+    return 0;
+}
+
+static int any_nonfinite(const float *x, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        if (!isfinite(x[i]))
+            return 1;
+    return 0;
+}
+
+/* Const gradient calls: score(_given), forward_backward(_given) of the
+ * chain and of one of its layers, reverse_kl_grad(_given); the training
+ * calls reverse_kl_step(_given) and init_from_data(_given). */
+enum { GR_SCORE, GR_FB, GR_LAYER_FB, GR_KL, GR_KL_STEP, GR_INIT, GR_COUNT };
+
+static void op_chain_grad(state *st, fz_in *in)
+{
+    nvp_chain *c = st->chain[slot(in)];
+    const int mode = in_u8(in) % GR_COUNT;
+    nvp_rng *rng = st->rng[slot(in)];
+    nvp_adam *o = st->adam[slot(in)];
+    size_t n = pick_n(in);
+    const size_t dim = c ? nvp_chain_dim(c) : 2;
+    const size_t P = c ? nvp_chain_num_params(c) : 1;
+    if (!N_HUGE(n) && n > (P > 4096 ? 4 : 64))
+        n = P > 4096 ? 4 : 64;
+    const size_t C0 = c ? nvp_chain_context_dim(c) : 0;
+    /* Context: given form with rows, NULL, or the plain form (on C == 0
+     * the given form with NULL, which must be the plain call). */
+    const uint8_t cm = in_u8(in) % 8;
+    const int use_given = C0 ? cm != 1 : cm == 2;
+    const int ctx_bad = C0 && (cm == 0 || cm == 1);
+    const size_t rows = N_HUGE(n) ? 1 : n;
+    const size_t ccount = cnt(rows, C0 ? C0 : 1);
+    float *ctx = fbuf(ccount);
+    fill(in, ctx, ccount);
+    const float *pctx = C0 && cm != 0 ? ctx : NULL;
+    const size_t count = cnt(rows, dim);
+    float *x = fbuf(count), *d = fbuf(count), *ld = fbuf(rows);
+    fill(in, x, count);
+    fill(in, d, count);
+    fill(in, ld, rows);
+    const uint8_t nulls = in_u8(in) % 16;
+    int nonfinite = any_nonfinite(x, count) ||
+                    (pctx && any_nonfinite(ctx, cnt(rows, C0)));
+    snap sn;
+    snap_take(&sn, c);
+    size_t ob_n;
+    unsigned char *ob = adam_bytes(o, &ob_n);
+    const char *name = "?";
+    int rc = NVP_OK, valid = c != NULL, extra = NVP_ENONFINITE;
+    const int e_nf[] = {NVP_ENONFINITE, END};
+    const size_t t1 = 1 + in_u8(in) % 3;
+    fz_arm();
+    if (mode == GR_SCORE || mode == GR_FB) {
+        float *o1 = fbuf(count), *o2 = fbuf(cnt(rows, C0 ? C0 : 1)),
+              *o3 = fbuf(mode == GR_SCORE ? rows : P);
+        fill(in, o3, mode == GR_SCORE ? rows : P);
+        float *p1 = nulls == 1 ? NULL : o1, *p2 = nulls == 2 ? NULL : o2,
+              *p3 = nulls == 3 ? NULL : o3;
+        const float *pdl = nulls == 4 ? NULL : ld;
+        /* Copies of the outputs: on error nothing is written. */
+        const size_t n3 = mode == GR_SCORE ? rows : P;
+        float *c1 = fbuf(count), *c3 = fbuf(n3);
+        memcpy(c3, o3, n3 * sizeof *o3);
+        memset(o1, 0x7f, count * sizeof *o1);
+        memcpy(c1, o1, count * sizeof *o1);
+        if (mode == GR_SCORE) {
+            name = use_given ? "nvp_chain_score_given" : "nvp_chain_score";
+            rc = use_given ? nvp_chain_score_given(c, n, x, pctx, p1, p2, p3)
+                           : nvp_chain_score(c, n, x, p1, p3);
+            if (!p1 && (!use_given || !p2 || C0 == 0))
+                valid = 0;
+        } else {
+            name = use_given ? "nvp_chain_forward_backward_given"
+                             : "nvp_chain_forward_backward";
+            nonfinite |= any_nonfinite(d, count) ||
+                         (pdl && any_nonfinite(ld, rows));
+            rc = use_given ? nvp_chain_forward_backward_given(c, n, x, pctx, d,
+                                                              pdl, p1, p2, p3)
+                           : nvp_chain_forward_backward(c, n, x, d, pdl, p1, p3);
+        }
+        if (nulls == 5) /* x NULL: rerun so */ {
+            fz_arm();
+            rc = mode == GR_SCORE
+                     ? nvp_chain_score_given(c, n, NULL, pctx, o1, NULL, NULL)
+                     : nvp_chain_forward_backward_given(c, n, NULL, pctx, d,
+                                                        NULL, NULL, NULL, NULL);
+            valid = 0;
+            FZ_CHECK(rc != NVP_OK, "%s accepted x == NULL", name);
+        }
+        if (valid && rc != NVP_OK) {
+            FZ_CHECK(memcmp(o1, c1, count * sizeof *o1) == 0 &&
+                         memcmp(o3, c3, n3 * sizeof *o3) == 0,
+                     "%s failed (%d) but wrote an output", name, rc);
+        }
+        if (valid && rc == NVP_OK && nvp_chain_set_threads(c, t1) == NVP_OK) {
+            /* Another thread count: the same bits. */
+            float *q1 = fbuf(count), *q2 = fbuf(cnt(rows, C0 ? C0 : 1)),
+                  *q3 = fbuf(n3);
+            memcpy(q3, c3, n3 * sizeof *q3);
+            int rc2 = mode == GR_SCORE
+                ? (use_given ? nvp_chain_score_given(c, n, x, pctx, p1 ? q1 : NULL,
+                                                    p2 ? q2 : NULL, p3 ? q3 : NULL)
+                             : nvp_chain_score(c, n, x, p1 ? q1 : NULL, p3 ? q3 : NULL))
+                : (use_given ? nvp_chain_forward_backward_given(
+                                   c, n, x, pctx, d, pdl, p1 ? q1 : NULL,
+                                   p2 ? q2 : NULL, p3 ? q3 : NULL)
+                             : nvp_chain_forward_backward(c, n, x, d, pdl,
+                                                          p1 ? q1 : NULL,
+                                                          p3 ? q3 : NULL));
+            FZ_CHECK(rc2 == NVP_OK || rc2 == NVP_ENOMEM, "%s rerun: %d", name,
+                     rc2);
+            if (rc2 == NVP_OK) {
+                FZ_CHECK(!p1 || memcmp(q1, o1, count * sizeof *q1) == 0,
+                         "%s: first output differs with %zu threads", name, t1);
+                FZ_CHECK(!p3 || memcmp(q3, o3, n3 * sizeof *q3) == 0,
+                         "%s: last output differs with %zu threads", name, t1);
+                FZ_CHECK(!p2 || !use_given || !C0 ||
+                             memcmp(q2, o2, cnt(rows, C0) * sizeof *q2) == 0,
+                         "%s: the context's gradient differs with %zu threads",
+                         name, t1);
+            }
+            free(q1);
+            free(q2);
+            free(q3);
+        }
+        if (c)
+            (void)nvp_chain_set_threads(c, sn.threads);
+        free(o1);
+        free(o2);
+        free(o3);
+        free(c1);
+        free(c3);
+    } else if (mode == GR_LAYER_FB) {
+        /* One layer of the chain (const), or the standalone one. */
+        const nvp_layer *L = c ? nvp_chain_layer(c, in_u8(in) % 4, NULL) : NULL;
+        if (!L && st->layer[0])
+            L = nvp_coupling_as_layer(st->layer[0]);
+        const size_t ldim = L ? nvp_layer_dim(L) : 2, LP = L ? nvp_layer_num_params(L) : 1;
+        const size_t LC = nvp_layer_context_dim(L);
+        const size_t lcount = cnt(rows, ldim);
+        float *lx = fbuf(lcount), *ldy = fbuf(lcount), *ldx = fbuf(lcount),
+              *lg = fbuf(LP), *lg0 = fbuf(LP), *lctx = fbuf(cnt(rows, LC ? LC : 1)),
+              *ldc = fbuf(cnt(rows, LC ? LC : 1)), *lld = fbuf(rows);
+        fill(in, lx, lcount);
+        fill(in, ldy, lcount);
+        fill(in, lctx, cnt(rows, LC ? LC : 1));
+        memset(lg, 0, LP * sizeof *lg);
+        memcpy(lg0, lg, LP * sizeof *lg);
+        float *before = fbuf(LP);
+        if (L)
+            FZ_CHECK(nvp_layer_get_params(L, LP, before) == NVP_OK, "params");
+        const int lgiven = LC ? cm != 1 : cm == 2;
+        const int lbad = LC && (cm == 0 || cm == 1);
+        const float *plc = LC && cm != 0 ? lctx : NULL;
+        int lnf = any_nonfinite(lx, lcount) || (plc && any_nonfinite(lctx, cnt(rows, LC)));
+        const uint8_t which = in_u8(in) % 3;
+        fz_arm();
+        if (which == 0) {
+            name = lgiven ? "nvp_layer_forward_backward_given"
+                          : "nvp_layer_forward_backward";
+            lnf |= any_nonfinite(ldy, lcount);
+            rc = lgiven ? nvp_layer_forward_backward_given(L, n, lx, plc, ldy, NULL,
+                                                           ldx, ldc, lg)
+                        : nvp_layer_forward_backward(L, n, lx, ldy, NULL, ldx, lg);
+        } else if (which == 1) {
+            name = lgiven ? "nvp_layer_forward_given" : "nvp_layer_forward";
+            extra = 0;
+            rc = lgiven ? nvp_layer_forward_given(L, n, lx, plc, ldx, lld)
+                        : nvp_layer_forward(L, n, lx, ldx, lld);
+            lnf = 0;
+            if (rc == NVP_OK && plc)
+                for (size_t i = 0; i < n; i++)
+                    if (!row_finite(plc + i * LC, LC))
+                        FZ_CHECK(!row_finite(ldx + i * ldim, ldim),
+                                 "%s: a non-finite context row gave a finite "
+                                 "output row", name);
+        } else {
+            name = lgiven ? "nvp_layer_inverse_backward_given"
+                          : "nvp_layer_inverse_backward";
+            lnf |= any_nonfinite(ldy, lcount);
+            rc = lgiven ? nvp_layer_inverse_backward_given(L, n, lx, plc, ldy, NULL,
+                                                           ldx, ldc, lg)
+                        : nvp_layer_inverse_backward(L, n, lx, ldy, NULL, ldx, lg);
+        }
+        check(rc, name, NULL);
+        if (L && !lbad)
+            check(rc, name, batch_expect(n, extra));
+        if (L && lbad) {
+            const int e[] = {NVP_EINVAL, NVP_EOVERFLOW, END};
+            check(rc, name, e);
+        }
+        if (L && !lbad && lnf && n && !N_HUGE(n))
+            check(rc, name, e_nf);
+        if (rc != NVP_OK && which != 1)
+            FZ_CHECK(memcmp(lg, lg0, LP * sizeof *lg) == 0,
+                     "%s failed (%d) but added into grad", name, rc);
+        if (L) {
+            float *now = fbuf(LP);
+            FZ_CHECK(nvp_layer_get_params(L, LP, now) == NVP_OK &&
+                         memcmp(now, before, LP * sizeof *now) == 0,
+                     "%s changed the layer", name);
+            free(now);
+        }
+        free(before);
+        free(lx);
+        free(ldy);
+        free(ldx);
+        free(lg);
+        free(lg0);
+        free(lctx);
+        free(ldc);
+        free(lld);
+        valid = 0; /* checked above */
+        nonfinite = 0;
+    } else if (mode == GR_KL || mode == GR_KL_STEP) {
+        kl_user u = {in_u8(in) % 6, dim, 0};
+        if (u.mode > 3)
+            u.mode = 0;
+        const uint64_t seed = in_u8(in);
+        float *grad = fbuf(P), loss = 0.0f;
+        const int null_cb = nulls == 6;
+        nvp_log_density_fn cb = null_cb ? NULL : kl_density;
+        nonfinite = pctx && any_nonfinite(ctx, cnt(rows, C0));
+        if (rng)
+            nvp_rng_seed(rng, seed);
+        if (mode == GR_KL) {
+            name = use_given ? "nvp_chain_reverse_kl_grad_given"
+                             : "nvp_chain_reverse_kl_grad";
+            rc = use_given ? nvp_chain_reverse_kl_grad_given(c, rng, n, pctx, cb, &u,
+                                                             grad, &loss)
+                           : nvp_chain_reverse_kl_grad(c, rng, n, cb, &u, grad,
+                                                       &loss);
+            valid &= rng && !null_cb;
+        } else {
+            name = use_given ? "nvp_chain_reverse_kl_step_given"
+                             : "nvp_chain_reverse_kl_step";
+            /* Predicted by the gradient call on the same draws. */
+            float pl = NAN;
+            int prc = -1;
+            if (c && rng && o && !null_cb && !ctx_bad &&
+                nvp_adam_num_params(o) == P && !N_HUGE(n) && n) {
+                kl_user u2 = u;
+                float *g2 = fbuf(P);
+                prc = nvp_chain_reverse_kl_grad_given(c, rng, n, pctx, cb, &u2,
+                                                      g2, &pl);
+                for (size_t i = 0; prc == NVP_OK && i < P; i++)
+                    if (!(fabsf(g2[i]) < 1e18f))
+                        prc = NVP_ENONFINITE;
+                free(g2);
+                nvp_rng_seed(rng, seed);
+            }
+            fz_arm();
+            rc = use_given ? nvp_chain_reverse_kl_step_given(c, o, rng, n, pctx,
+                                                             cb, &u, &loss)
+                           : nvp_chain_reverse_kl_step(c, o, rng, n, cb, &u,
+                                                       &loss);
+            valid &= rng && o && !null_cb && nvp_adam_num_params(o) == P;
+            if (prc != -1 && prc != NVP_ENOMEM && rc != NVP_ENOMEM &&
+                prc != NVP_ENONFINITE) {
+                FZ_CHECK(rc == prc || (prc == NVP_OK && rc == NVP_ENONFINITE),
+                         "%s returned %d, the gradient call %d", name, rc, prc);
+                if (rc == prc)
+                    FZ_CHECK(memcmp(&loss, &pl, sizeof pl) == 0,
+                             "%s: loss %.9g, the gradient call's %.9g", name,
+                             (double)loss, (double)pl);
+            }
+            if (rc != NVP_OK) {
+                snap_check(&sn, c, "a refused reverse_kl_step");
+                adam_unchanged(o, ob, ob_n, "a refused reverse_kl_step");
+            }
+        }
+        FZ_CHECK(u.calls <= 1, "%s called back %zu times", name, u.calls);
+        if (rc == 77) {
+            /* The callback's own code, passed through unchanged. */
+            FZ_CHECK(u.mode == 1 && u.calls == 1, "%s returned 77", name);
+            FZ_CHECK(isnan(loss), "%s: loss %g after the callback failed",
+                     name, (double)loss);
+            valid = 0;
+        } else {
+            check(rc, name, NULL);
+            if (u.calls && (u.mode == 2 || u.mode == 3))
+                check(rc, name, (const int[]){NVP_ENONFINITE, NVP_ENOMEM, END});
+            if (u.calls && rc != NVP_OK)
+                FZ_CHECK(isnan(loss), "%s failed (%d) after the callback but "
+                         "loss is %g", name, rc, (double)loss);
+            if (rc == NVP_OK)
+                FZ_CHECK(isfinite(loss) && u.calls == 1 && u.mode == 0,
+                         "%s: OK with loss %g, %zu callbacks, mode %d", name,
+                         (double)loss, u.calls, u.mode);
+            FZ_CHECK(!(rc == NVP_OK && mode == GR_KL && any_nonfinite(grad, P)),
+                     "%s: OK with a non-finite gradient", name);
+        }
+        if (mode == GR_KL && rc == NVP_OK && nvp_chain_set_threads(c, t1) == NVP_OK) {
+            float *g2 = fbuf(P), l2;
+            kl_user u2 = u;
+            nvp_rng_seed(rng, seed);
+            int rc2 = nvp_chain_reverse_kl_grad_given(c, rng, n, pctx, cb, &u2,
+                                                      g2, &l2);
+            FZ_CHECK(rc2 == NVP_OK || rc2 == NVP_ENOMEM, "rerun: %d", rc2);
+            if (rc2 == NVP_OK)
+                FZ_CHECK(memcmp(g2, grad, P * sizeof *g2) == 0 &&
+                             memcmp(&l2, &loss, sizeof l2) == 0,
+                         "%s differs with %zu threads", name, t1);
+            free(g2);
+        }
+        if (c)
+            (void)nvp_chain_set_threads(c, sn.threads);
+        free(grad);
+        if (valid && !ctx_bad)
+            check(rc, name, batch_expect(n, NVP_ENONFINITE));
+        valid = 0;
+    } else {
+        name = use_given ? "nvp_chain_init_from_data_given"
+                         : "nvp_chain_init_from_data";
+        rc = use_given ? nvp_chain_init_from_data_given(c, n, nulls == 7 ? NULL : x, pctx)
+                       : nvp_chain_init_from_data(c, n, nulls == 7 ? NULL : x);
+        valid &= nulls != 7;
+        if (valid && !ctx_bad && n == 1) {
+            check(rc, name, (const int[]){NVP_EINVAL, END});
+            valid = 0; /* needs 2 rows */
+        }
+        /* Only actnorm and linear layers change: a chain of couplings
+         * never does. */
+        snap_check(&sn, c, name);
+    }
+    if (valid && ctx_bad) {
+        const int e[] = {NVP_EINVAL, NVP_EOVERFLOW, END};
+        check(rc, name, e);
+        FZ_CHECK(rc != NVP_OK, "%s accepted a missing context", name);
+        valid = 0;
+    }
+    if (rc != 77) /* the callback's own code, checked above */
+        check(rc, name, valid ? batch_expect(n, extra) : NULL);
+    if (valid && nonfinite && n && !N_HUGE(n))
+        check(rc, name, e_nf);
+    if (mode != GR_KL_STEP && mode != GR_INIT) {
+        snap_check(&sn, c, name); /* const calls */
+        adam_unchanged(o, ob, ob_n, name);
+    }
+    if (c && nvp_chain_threads(c) != sn.threads)
+        (void)nvp_chain_set_threads(c, sn.threads);
+    free(ob);
+    snap_free(&sn);
+    free(ctx);
+    free(x);
+    free(d);
+    free(ld);
+}
+
+/* Column names of scalers and chains; affine forms of standalone layers. */
+static int name_eq(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static void op_names(state *st, fz_in *in)
+{
+    const size_t s = slot(in);
+    const uint8_t what = in_u8(in) % 4;
+    fz_arm();
+    if (what == 3) {
+        nvp_coupling *l = st->layer[s];
+        const int f0 = nvp_coupling_affine_form(l);
+        const int form = (int)(in_u8(in) % 4) - 1; /* -1 .. 2 */
+        const int rc = nvp_coupling_set_affine_form(l, form);
+        const int e_ok[] = {NVP_OK, END}, e_bad[] = {NVP_EINVAL, END};
+        check(rc, "nvp_coupling_set_affine_form",
+              l && (form == 0 || form == 1) ? e_ok : e_bad);
+        FZ_CHECK(nvp_coupling_affine_form(l) == (rc == NVP_OK ? form : f0),
+                 "affine form %d (was %d, set %d, rc %d)",
+                 nvp_coupling_affine_form(l), f0, form, rc);
+        FZ_CHECK(nvp_coupling_affine_form(NULL) == -1, "form of NULL");
+        return;
+    }
+    nvp_scaler *sc = what == 0 ? NULL : st->scaler[s];
+    nvp_chain *c = what == 0 ? st->chain[s] : NULL;
+    const int on_chain = what == 0;
+    const size_t dim = on_chain ? nvp_chain_dim(c) : nvp_scaler_dim(sc);
+    const char *fn = on_chain ? "nvp_chain_set_column_names"
+                              : "nvp_scaler_set_column_names";
+#define NM_MAX 16
+    char store[NM_MAX][300];
+    const char *names[NM_MAX];
+    const char *old[NM_MAX];
+    char oldbuf[NM_MAX][300];
+    const size_t dd = in_u8(in) % 8 == 0 ? dim + 1 : dim;
+    const uint8_t bad = in_u8(in) % 8;
+    int names_ok = 1;
+    for (size_t j = 0; j < dd && j < NM_MAX; j++) {
+        const uint8_t k = in_u8(in);
+        snprintf(store[j], sizeof store[j], "col%u_%zu", (unsigned)k, j);
+        names[j] = store[j];
+    }
+    if (bad == 1 && dd && dd <= NM_MAX) { /* empty */
+        store[0][0] = '\0';
+        names_ok = 0;
+    } else if (bad == 2 && dd && dd <= NM_MAX) { /* too long */
+        memset(store[dd - 1], 'x', 256);
+        store[dd - 1][256] = '\0';
+        names_ok = 0;
+    } else if (bad == 3 && dd && dd <= NM_MAX) { /* a control character */
+        store[0][1] = '\n';
+        names_ok = 0;
+    } else if (bad == 4 && dd && dd <= NM_MAX) { /* a NULL entry */
+        names[dd - 1] = NULL;
+        names_ok = 0;
+    } else if (bad == 5 && dd && dd <= NM_MAX) { /* exactly the limit */
+        memset(store[0], 'y', NVP_MAX_COLUMN_NAME);
+        store[0][NVP_MAX_COLUMN_NAME] = '\0';
+    }
+    const int remove = bad == 6;
+    for (size_t j = 0; j < dim && j < NM_MAX; j++) {
+        const char *o = on_chain ? nvp_chain_column_name(c, j)
+                                 : nvp_scaler_column_name(sc, j);
+        old[j] = o ? oldbuf[j] : NULL;
+        if (o)
+            snprintf(oldbuf[j], sizeof oldbuf[j], "%s", o);
+    }
+    if (dd > NM_MAX || dim > NM_MAX)
+        return;
+    fz_arm();
+    const int rc = on_chain
+                       ? nvp_chain_set_column_names(c, dd, remove ? NULL : names)
+                       : nvp_scaler_set_column_names(sc, dd, remove ? NULL : names);
+    const int e_ok[] = {NVP_OK, NVP_ENOMEM, END}, e_inval[] = {NVP_EINVAL, END},
+              e_dim[] = {NVP_EDIM, END};
+    const int has = on_chain ? c != NULL : sc != NULL;
+    check(rc, fn, NULL);
+    if (!has)
+        check(rc, fn, e_inval);
+    else if (dd != dim && remove)
+        /* known: names == NULL removes the names whatever dim says (OK),
+         * though the header lists NVP_EDIM for a dim that is not the
+         * handle's; reported, not fixed here. */
+        check(rc, fn, (const int[]){NVP_EDIM, NVP_EINVAL, NVP_OK, END});
+    else if (dd != dim)
+        check(rc, fn, (const int[]){NVP_EDIM, NVP_EINVAL, END});
+    else if (remove || names_ok)
+        check(rc, fn, e_ok);
+    else {
+        if (g_trace)
+            fprintf(stderr, "  names case %u, dim %zu\n", (unsigned)bad, dd);
+        /* An allocation (with the counting allocator failing) may come
+         * before the check of the names. */
+        check(rc, fn, (const int[]){NVP_EINVAL, NVP_ENOMEM, END});
+        FZ_CHECK(rc != NVP_OK, "%s accepted an invalid name", fn);
+    }
+    (void)e_dim;
+    for (size_t j = 0; j < dim; j++) {
+        const char *now = on_chain ? nvp_chain_column_name(c, j)
+                                   : nvp_scaler_column_name(sc, j);
+        const char *want = rc != NVP_OK ? old[j] : remove ? NULL : names[j];
+        FZ_CHECK(name_eq(now, want), "%s (rc %d): column %zu is \"%s\", "
+                 "expected \"%s\"", fn, rc, j, now ? now : "(null)",
+                 want ? want : "(null)");
+    }
+    FZ_CHECK((on_chain ? nvp_chain_column_name(c, dim)
+                       : nvp_scaler_column_name(sc, dim)) == NULL,
+             "a name past the last column");
+}
+
 /* ------------------------------------------------------------- driver */
 typedef void (*op_fn)(state *, fz_in *);
 static const op_fn ops[] = {
@@ -1813,6 +2550,11 @@ static const op_fn ops[] = {
     op_save_load_chain, op_save_load_adam, op_misc,  op_alloc_arm,
 };
 #define N_OPS (sizeof ops / sizeof ops[0])
+/* The 0.5.0 calls: op bytes from 208 up (those below keep the seeds'
+ * meaning: 208 is a multiple of the old table's 16 entries). */
+static const op_fn new_ops[] = {op_chain_grad, op_chain_grad, op_names,
+                                op_chain_create};
+#define NEW_OPS_FROM 208
 #define MAX_OPS 48
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -1842,10 +2584,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
              "chain");
     FZ_CHECK(nvp_chain_set_threads(st.chain[0], 1) == NVP_OK, "threads");
     for (int i = 0; i < MAX_OPS && in.pos < in.n; i++) {
-        const unsigned op = in_u8(&in) % N_OPS;
+        const unsigned b = in_u8(&in);
+        const unsigned op = b < NEW_OPS_FROM ? b % N_OPS : N_OPS + (b - NEW_OPS_FROM) % 4;
         if (g_trace)
             fprintf(stderr, "op %u at byte %zu\n", op, in.pos - 1);
-        ops[op](&st, &in);
+        if (op < N_OPS)
+            ops[op](&st, &in);
+        else
+            new_ops[op - N_OPS](&st, &in);
     }
     for (size_t s = 0; s < NS; s++) {
         nvp_rng_free(st.rng[s]);

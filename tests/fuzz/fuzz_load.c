@@ -189,38 +189,57 @@ static void check_structure(const nvp_chain *c)
 static void exercise_chain(nvp_chain *c, float *lp_out)
 {
     const size_t dim = nvp_chain_dim(c), P = nvp_chain_num_params(c);
+    /* A conditional model (context_dim C > 0) is called through the _given
+     * forms, with context rows like the points (row 2 holds NaN). */
+    const size_t C = nvp_chain_context_dim(c);
+    float *ctx = C ? make_points(C) : NULL;
     int rc = nvp_chain_set_threads(c, 1);
     FZ_CHECK(rc == NVP_OK, "set_threads(1): %d", rc);
     float *y = make_points(dim);
-    rc = nvp_chain_log_prob(c, N_POINTS, y, lp_out);
+    rc = C ? nvp_chain_log_prob_given(c, N_POINTS, y, ctx, lp_out)
+           : nvp_chain_log_prob(c, N_POINTS, y, lp_out);
     fz_check_rc(rc, "nvp_chain_log_prob");
     FZ_CHECK(rc == NVP_OK, "log_prob of a loaded chain failed: %d", rc);
     FZ_CHECK(isnan(lp_out[2]), "a row holding NaN got log_prob %g",
              (double)lp_out[2]);
+    if (C) {
+        /* The plain call refuses a conditional chain. */
+        float lp2[N_POINTS];
+        fz_arm();
+        rc = nvp_chain_log_prob(c, N_POINTS, y, lp2);
+        fz_check_rc(rc, "nvp_chain_log_prob (conditional)");
+        FZ_CHECK(rc == NVP_EINVAL, "plain log_prob on a conditional chain: %d",
+                 rc);
+    }
 
     float *x = xmalloc(N_POINTS * dim * sizeof *x);
     float ld[N_POINTS];
-    rc = nvp_chain_inverse(c, N_POINTS, y, x, ld);
+    rc = C ? nvp_chain_inverse_given(c, N_POINTS, y, ctx, x, ld)
+           : nvp_chain_inverse(c, N_POINTS, y, x, ld);
     FZ_CHECK(rc == NVP_OK, "inverse: %d", rc);
-    rc = nvp_chain_forward(c, N_POINTS, x, x, ld);
+    rc = C ? nvp_chain_forward_given(c, N_POINTS, x, ctx, x, ld)
+           : nvp_chain_forward(c, N_POINTS, x, x, ld);
     FZ_CHECK(rc == NVP_OK, "forward (in place): %d", rc);
 
     nvp_rng *rng = NULL;
     rc = nvp_rng_create(&rng, 7, NULL);
     FZ_CHECK(rc == NVP_OK, "rng_create: %d", rc);
-    rc = nvp_chain_sample(c, rng, 2, x, ld);
+    rc = C ? nvp_chain_sample_given(c, rng, 2, ctx, x, ld)
+           : nvp_chain_sample(c, rng, 2, x, ld);
     FZ_CHECK(rc == NVP_OK, "sample: %d", rc);
     nvp_rng_free(rng);
 
     float *g = xmalloc(P * sizeof *g);
     float loss;
     fz_arm();
-    rc = nvp_chain_nll_grad(c, 2, y, g, &loss);
+    rc = C ? nvp_chain_nll_grad_given(c, 2, y, ctx, g, &loss)
+           : nvp_chain_nll_grad(c, 2, y, g, &loss);
     fz_check_rc(rc, "nvp_chain_nll_grad");
     FZ_CHECK(rc == NVP_OK || rc == NVP_ENONFINITE, "nll_grad: %d", rc);
     free(g);
     free(x);
     free(y);
+    free(ctx);
 }
 
 /* Saves c (with s) into a new buffer, checking the size protocol. */
@@ -304,10 +323,14 @@ static int load_model_alloc(const uint8_t *data, size_t size,
     /* Every workspace allocation goes through the allocator too. */
     float lp[N_POINTS];
     float *y = make_points(nvp_chain_dim(c));
+    const size_t C = nvp_chain_context_dim(c);
+    float *ctx = C ? make_points(C) : NULL;
     (void)nvp_chain_set_threads(c, 1);
-    int rc2 = nvp_chain_log_prob(c, N_POINTS, y, lp);
+    int rc2 = C ? nvp_chain_log_prob_given(c, N_POINTS, y, ctx, lp)
+                : nvp_chain_log_prob(c, N_POINTS, y, lp);
     FZ_CHECK(rc2 == NVP_OK || rc2 == NVP_ENOMEM, "log_prob: %d", rc2);
     free(y);
+    free(ctx);
     nvp_chain_free(c);
     if (with_scaler)
         nvp_scaler_free(s);
@@ -379,7 +402,12 @@ static void try_model(const uint8_t *data, size_t size)
                  "log_prob differs after the round trip");
         if (s) {
             const size_t d = nvp_scaler_dim(s);
-            FZ_CHECK(d == nvp_chain_dim(c2), "scaler dim");
+            /* A conditional model's scaler may cover the context too. */
+            FZ_CHECK(d == nvp_chain_dim(c2) ||
+                         (nvp_chain_context_dim(c2) > 0 &&
+                          d == nvp_chain_dim(c2) + nvp_chain_context_dim(c2)),
+                     "scaler dim %zu, chain %zu + context %zu", d,
+                     nvp_chain_dim(c2), nvp_chain_context_dim(c2));
             float *m = xmalloc(4 * d * sizeof *m);
             FZ_CHECK(nvp_scaler_get(s, d, m, m + d) == NVP_OK &&
                          nvp_scaler_get(s3, d, m + 2 * d, m + 3 * d) == NVP_OK,

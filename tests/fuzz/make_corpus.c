@@ -417,6 +417,66 @@ static void make_load_corpus(void)
         nvp_chain_free(c_kinds);
     }
 
+    /* 4c. a conditional model (format version 2): dim 2 reading 2 context
+     * values per row, trained a few steps, with column names and a scaler
+     * of dim + C axes naming the context's columns too.  Its own
+     * generator, so that the seeds after it stay as they were. */
+    {
+        nvp_rng *rc_rng;
+        OK(nvp_rng_create(&rc_rng, 99, NULL));
+        const size_t hc[1] = {5};
+        nvp_chain *cc;
+        OK(nvp_chain_create_conditional(&cc, 2, 2, 2, 1, hc, 0, rc_rng, NULL));
+        OK(nvp_chain_set_threads(cc, 1));
+        enum { NC = 32 };
+        float yc[2 * NC], ctx[2 * NC];
+        OK(nvp_rng_normal(rc_rng, 2 * NC, yc));
+        OK(nvp_rng_normal(rc_rng, 2 * NC, ctx));
+        nvp_adam *oc;
+        OK(nvp_adam_create(&oc, nvp_chain_num_params(cc), NULL));
+        for (int i = 0; i < 3; i++)
+            OK(nvp_chain_train_step_given(cc, oc, rc_rng, NC, yc, ctx, 8,
+                                          NULL));
+        const char *const cn[2] = {"y0", "y1"};
+        OK(nvp_chain_set_column_names(cc, 2, cn));
+        nvp_scaler *sc;
+        OK(nvp_scaler_create(&sc, 4, NULL));
+        const float mc[4] = {0.5f, -1, 0, 2}, sdc[4] = {1, 2, 0.5f, 3};
+        OK(nvp_scaler_set(sc, 4, mc, sdc));
+        const char *const sn[4] = {"y0", "y1", "temp", "day"};
+        OK(nvp_scaler_set_column_names(sc, 4, sn));
+        size_t ncm;
+        unsigned char *mcm = save_chain(cc, sc, &ncm);
+        write_file(load_dir, "m_cond_scaler_names", mcm, ncm);
+        free(mcm);
+        unsigned char *mcp = save_chain(cc, NULL, &ncm);
+        write_file(load_dir, "m_cond", mcp, ncm);
+        free(mcp);
+        nvp_scaler_free(sc);
+        nvp_adam_free(oc);
+        nvp_chain_free(cc);
+
+        /* 4d. an unconditional chain of two sigmoid-form couplings
+         * (nflows' affine form), dim 3. */
+        nvp_coupling *sl[2];
+        const unsigned char sm[2][3] = {{1, 0, 0}, {0, 1, 1}};
+        const size_t hs[1] = {4};
+        for (int k = 0; k < 2; k++) {
+            OK(nvp_coupling_create(&sl[k], 3, sm[k], 1, hs, 0, rc_rng, NULL));
+            OK(nvp_coupling_set_affine_form(sl[k], NVP_AFFINE_SIGMOID));
+        }
+        nvp_base *bs;
+        OK(nvp_base_create_normal(&bs, 3, NULL));
+        nvp_chain *cs;
+        OK(nvp_chain_create(&cs, bs, 2, sl, NULL));
+        size_t nsg;
+        unsigned char *msg = save_chain(cs, NULL, &nsg);
+        write_file(load_dir, "m_sigmoid", msg, nsg);
+        free(msg);
+        nvp_chain_free(cs);
+        nvp_rng_free(rc_rng);
+    }
+
     /* 5. two moons, trained a few steps, with its scaler; and the
      * training state (optimizer and generator) that goes with it. */
     enum { N = 256 };
@@ -572,6 +632,49 @@ static void make_api_corpus(void)
         OP_LAYER, 0, 5, 1, 4, 0, 2, 0, 3, 8, 8, 8, 8, 8, 9, 0,
     };
     api("a_scaler_layer", scaler, sizeof scaler);
+
+    /* The 0.5.0 calls (op bytes from 208: 208/209 gradients and reverse
+     * KL, 210 column names and affine forms, 211 chain creation): a
+     * conditional chain (dim 2, context 2, two layers of width 4) in slot
+     * 1, then evaluations, training, gradients, names and a save. */
+    enum { OP_GRAD = 208, OP_NAMES = 210, OP_CREATE_NEW = 211 };
+#define COND_CHAIN OP_CREATE_NEW, 1, 7, 2, 5, 2, 6, 3, 0, 0, 0, 1
+    static const unsigned char cond_eval[] = {
+        COND_CHAIN,
+        OP_EVAL, 1, 0, 0, 3, 6, 0, 5, 3, 1, 7, 9, 0, 0,
+        OP_EVAL, 1, 1, 0, 3, 6, 0, 5, 3, 5, 7, 2, 9, 1, 0, 0,
+        OP_EVAL, 1, 3, 0, 3, 6, 2, 0, 9, 0,
+        OP_EVAL, 1, 0, 0, 3, 6, 0, 5, 1, 9, 0,
+        OP_EVAL, 1, 5, 0, 3, 6, 0, 5, 3, 0, 7, 9, 0,
+    };
+    api("a_cond_eval", cond_eval, sizeof cond_eval);
+    static const unsigned char cond_grad[] = {
+        COND_CHAIN,
+        OP_ADAM, 0, 0, 0, 1, 0, 1,
+        OP_GRAD, 1, 0, 0, 0, 6, 3, 0, 1, 0, 2, 0, 3, 0, 4, 9, 1,
+        OP_GRAD, 1, 1, 0, 0, 6, 3, 0, 1, 0, 2, 0, 3, 0, 4, 9, 2,
+        OP_GRAD, 1, 2, 0, 0, 6, 3, 0, 1, 0, 2, 0, 3, 0, 4, 9, 1, 0,
+        OP_GRAD, 1, 3, 0, 0, 6, 3, 0, 1, 0, 2, 0, 3, 0, 4, 9, 1, 0, 5,
+        OP_GRAD, 1, 3, 0, 0, 6, 3, 0, 1, 0, 2, 0, 3, 0, 4, 9, 1, 1, 5,
+        OP_GRAD, 1, 4, 0, 0, 6, 3, 0, 1, 0, 2, 0, 3, 0, 4, 9, 1, 0, 5,
+        OP_GRAD, 1, 4, 0, 0, 6, 3, 0, 1, 0, 2, 0, 3, 0, 4, 9, 1, 2, 5,
+        OP_GRAD, 1, 5, 0, 0, 6, 3, 0, 1, 0, 2, 0, 3, 0, 4, 9, 1,
+        OP_TRAIN, 1, 0, 0, 6, 6, 0, 3, 0, 3, 0, 5, 1, 1, 2, 3, 4, 5, 6, 7, 8,
+    };
+    api("a_cond_grad", cond_grad, sizeof cond_grad);
+    static const unsigned char cond_save[] = {
+        COND_CHAIN,
+        OP_SCALER, 0, 0, 5, 0,
+        OP_NAMES, 1, 0, 0, 0, 1, 2,
+        OP_NAMES, 0, 1, 0, 0, 1, 2, 3, 4, 5,
+        OP_NAMES, 0, 3, 2,
+        OP_SAVE_CHAIN, 1, 2, 3, 0, 1, 0, 1, 1, 1, 0, 1, 2,
+        OP_SAVE_CHAIN, 1, 0, 3, 0, 1, 0, 1, 1, 1, 0, 1, 2,
+        OP_CREATE_NEW, 0, 6, 2, 3, 2, 6, 3, 0, 0, 0, 1, 0, 0, 0, 1, 0, 48, 0,
+        1, 0, 1, 48, 0, 0, 1,
+        OP_SAVE_CHAIN, 0, 0, 3, 0, 1, 0, 1,
+    };
+    api("a_cond_save_names", cond_save, sizeof cond_save);
 
     /* Pseudo-random programs of a few lengths. */
     uint64_t s = 12345;
