@@ -532,9 +532,10 @@ NVP_API const nvp_base *nvp_chain_base(const nvp_chain *chain);
 /* Column names: a chain may carry a name for each of its dim columns (as a
  * CSV header gives them), saved with the model (format version 2).  Each
  * name is 1 to NVP_MAX_COLUMN_NAME bytes without control characters;
- * names == NULL removes them.  The names are copied.  Errors: NVP_EINVAL,
- * NVP_EDIM (dim is not the chain's), NVP_ENOMEM; on error the names are
- * unchanged.  Needs exclusive use. */
+ * names == NULL removes them (dim is then not read: pass 0).  The names
+ * are copied.  Errors: NVP_EINVAL, NVP_EDIM (names given for a dim that
+ * is not the chain's), NVP_ENOMEM; on error the names are unchanged.
+ * Needs exclusive use. */
 #define NVP_MAX_COLUMN_NAME 255
 NVP_API int nvp_chain_set_column_names(nvp_chain *chain, size_t dim,
                                        const char *const *names);
@@ -1068,7 +1069,7 @@ NVP_API int nvp_scaler_set(nvp_scaler *scaler, size_t dim,
 NVP_API double nvp_scaler_log_det(const nvp_scaler *scaler);
 /* Column names of the axes, as nvp_chain_set_column_names takes them
  * (dim must be the scaler's; 1 to NVP_MAX_COLUMN_NAME bytes each without
- * control characters; copied; names == NULL removes them).  A model file
+ * control characters; copied; names == NULL removes them, whatever dim).  A model file
  * keeps the names of a conditional chain's context columns this way: see
  * nvp_chain_save_buffer.  Errors: NVP_EINVAL, NVP_EDIM, NVP_ENOMEM; on
  * error the names are unchanged.  Needs exclusive use. */
