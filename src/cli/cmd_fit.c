@@ -1488,6 +1488,10 @@ int cmd_fit(int argc, char **argv)
         status = fit_train(&s, &r, 0);
     if (status == CLI_OK && !interrupted && fit_refit_wanted(&s))
         status = fit_refit(&s, &r);
+    else if (status == CLI_OK && !interrupted && c->refit == FIT_REFIT_ON)
+        cli_warn(CMD, "--refit yes: no refit (%s)",
+                 s.n_val == 0 ? "there are no validation rows"
+                              : "not with --dequantize");
     if (have_handler)
         sigaction(SIGINT, &old_sa, NULL);
     if (status != CLI_OK)

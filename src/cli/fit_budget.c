@@ -296,8 +296,12 @@ int fit_schedule_of(const fit_result *r, double lr, fit_schedule *out)
 int fit_refit(fit_state *s, const fit_result *r)
 {
     fit_schedule sc;
-    if (!fit_schedule_of(r, s->cfg.lr, &sc))
+    if (!fit_schedule_of(r, s->cfg.lr, &sc)) {
+        if (s->cfg.refit == FIT_REFIT_ON)
+            cli_warn(CMD, "--refit yes: no refit (the run's schedule has "
+                          "more learning-rate drops than a refit replays)");
         return CLI_OK;
+    }
     const size_t dim = s->data.cols, n = s->n_train + s->n_val;
     /* With --given the rows' context goes along, in the same order. */
     const size_t cdim = s->train_c ? s->ctx.cols : 0;
@@ -357,6 +361,15 @@ int fit_refit(fit_state *s, const fit_result *r)
     if (status != CLI_OK) {
         nvp_chain_free(chosen);
         return status;
+    }
+    if (rr.interrupted) {
+        /* Ctrl-C during the refit: the model the validation rows chose is
+         * the one saved, and no refit is reported. */
+        nvp_chain_free(s->chain);
+        s->chain = chosen;
+        cli_warn(CMD, "interrupted during the refit: saving the model the "
+                      "validation rows chose");
+        return CLI_OK;
     }
     nvp_chain_free(chosen);
     s->refit_rows = n;

@@ -436,6 +436,10 @@ json out.txt "fit --dequantize" 'd["dequantized_columns"] == 2'
 expect 0 "fit --dequantize, text summary" -- "$B" fit ints.csv --dequantize --steps 20 \
     --hidden 8,8 -o dq.nvp
 has out.txt "uniform [0, 1) added to 2 whole-number columns" "fit --dequantize summary"
+expect 0 "fit --dequantize --refit yes" -- "$B" fit ints.csv --dequantize --refit yes \
+    --steps 20 --hidden 8,8 -o dq.nvp --json
+json out.txt "fit --dequantize --refit yes: no refit" 'd["refit"] is False'
+has err.txt "--refit yes: no refit (not with --dequantize)" "fit --dequantize --refit yes: says so"
 expect 0 "fit, integers without --dequantize" -- "$B" fit ints.csv --steps 0 -o nq.nvp --json --quiet
 json out.txt "fit, integers without --dequantize" 'd["dequantized_columns"] == 0'
 # A constant whole-number column: an error that names --dequantize, which

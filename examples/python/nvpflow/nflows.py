@@ -103,6 +103,11 @@ def _coupling(entries, k, prefix):
     if sorted(ident + trans) != list(range(dim)) or not ident or not trans:
         raise ValueError("%s%d: identity_features and transform_features do "
                          "not split 0..%d" % (prefix, k, dim - 1))
+    # nflows builds them in increasing order and its net reads them in
+    # that order; the library's conditioner reads x_a increasing.
+    if ident != sorted(ident) or trans != sorted(trans):
+        raise ValueError("%s%d: identity_features or transform_features is "
+                         "not in increasing order" % (prefix, k))
     mask = [0] * dim
     for i in ident:
         mask[i] = 1  # the library's 1: passed through, conditioned on

@@ -203,6 +203,11 @@ class NflowsConverterTests(unittest.TestCase):
         bad_perm[P + "2._permutation"] = [0, 0, 1, 2, 3]
         with self.assertRaisesRegex(ValueError, "not a permutation"):
             nfc.from_state_dict(bad_perm)
+        unsorted = dict(state)
+        unsorted[P + "1.identity_features"] = list(
+            reversed(state[P + "1.identity_features"]))
+        with self.assertRaisesRegex(ValueError, "increasing order"):
+            nfc.from_state_dict(unsorted)
         nan = dict(state)
         nan[P + "0.shift"] = [float("nan")] * DIM
         with self.assertRaises(nvpflow.NonFinite):
