@@ -274,8 +274,8 @@ NVP_API int nvp_coupling_create_half(nvp_coupling **out, size_t dim,
  * vector c of context_dim values per row (0 <= context_dim <=
  * NVP_MAX_DIM), so that shift and log-scale are functions of (x_a, c).
  * The conditioner's first layer then has na + context_dim inputs: the
- * rows of its W are x_a's (in mask order), then c's.  A layer with
- * context_dim > 0 is called through the nvp_layer_*_given functions (or
+ * rows of its W are x_a's (in increasing index order), then c's.  A layer
+ * with context_dim > 0 is called through the nvp_layer_*_given functions (or
  * in a chain through the nvp_chain_*_given ones); context_dim == 0 gives
  * exactly the layer nvp_coupling_create gives, drawing the same numbers.
  * Other arguments and errors as nvp_coupling_create. */
@@ -858,11 +858,11 @@ NVP_API int nvp_chain_kernels(const nvp_chain *chain);
  * with those names.  A conditional model's file is format version 2.
  * Errors: NVP_EINVAL also when the scaler names the context's axes but the
  * chain holds no names (the file keeps both in one list); NVP_EINVAL,
- * NVP_EDIM, NVP_ENONFINITE (a parameter is NaN or infinite, which training with a step size so large
- * that the parameters overflow can cause: the loader would refuse the
- * file, so it is not written), NVP_EBUFSIZE (cap too small; *size tells
- * how much is needed).  Safe to call concurrently with
- * other const calls on the chain. */
+ * NVP_EDIM, NVP_ENONFINITE (a parameter is NaN or infinite, which
+ * training with a step size so large that the parameters overflow can
+ * cause: the loader would refuse the file, so it is not written),
+ * NVP_EBUFSIZE (cap too small; *size tells how much is needed).  Safe to
+ * call concurrently with other const calls on the chain. */
 NVP_API int nvp_chain_save_buffer(const nvp_chain *chain,
                                   const nvp_scaler *scaler, size_t cap,
                                   void *buf, size_t *size);
@@ -1069,10 +1069,11 @@ NVP_API int nvp_scaler_set(nvp_scaler *scaler, size_t dim,
 NVP_API double nvp_scaler_log_det(const nvp_scaler *scaler);
 /* Column names of the axes, as nvp_chain_set_column_names takes them
  * (dim must be the scaler's; 1 to NVP_MAX_COLUMN_NAME bytes each without
- * control characters; copied; names == NULL removes them, whatever dim).  A model file
- * keeps the names of a conditional chain's context columns this way: see
- * nvp_chain_save_buffer.  Errors: NVP_EINVAL, NVP_EDIM, NVP_ENOMEM; on
- * error the names are unchanged.  Needs exclusive use. */
+ * control characters; copied; names == NULL removes them, whatever
+ * dim).  A model file keeps the names of a conditional chain's context
+ * columns this way: see nvp_chain_save_buffer.  Errors: NVP_EINVAL,
+ * NVP_EDIM, NVP_ENOMEM; on error the names are unchanged.  Needs
+ * exclusive use. */
 NVP_API int nvp_scaler_set_column_names(nvp_scaler *scaler, size_t dim,
                                         const char *const *names);
 /* Axis j's name (owned by the scaler, valid until the names change or the
