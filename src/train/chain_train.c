@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "train/adam.h"
+#include "train/chain_checks.h"
 #include "core/alloc.h"
 #include "model/chain.h"
 #include "core/rng.h"
@@ -188,48 +189,20 @@ static int nll_grad_run(const nvp_chain *c, nvp_pool *pool, size_t n,
     return NVP_OK;
 }
 
-/* The rule for parameters written through nvp_chain_params: checked on
- * entry to every gradient and training call (a pass that costs a small
- * part of a step), since a NaN behind a ReLU can leave the loss finite.
- * Fills *bits (may be NULL) with their largest magnitude as bits. */
-static int params_verdict(const nvp_chain *c, nvp_pool *pool, const char *fn,
-                          uint32_t *bits)
-{
-    const uint32_t b = nvp__par_max_abs_bits(pool, c->ctx.isa, c->params,
-                                             c->n_params);
-    if (bits)
-        *bits = b;
-    if (b < NVP_INF_BITS)
-        return NVP_OK;
-    return nvp__fail(&c->err, NVP_ENONFINITE,
-                     "%s: the chain's parameters hold NaN or an infinity "
-                     "(written through nvp_chain_params?)",
-                     fn);
-}
-
 /* The checks of a call that takes rows of data and their context: the
  * context's presence matches the chain and both hold finite values. */
 static int check_rows(const nvp_chain *c, const char *fn, size_t n,
                       const float *y, const float *context, int takes_given)
 {
     const nvp_errbox *eb = &c->err;
-    NVP_REQUIRE(takes_given || c->cdim == 0, NVP_EINVAL,
-                "%s: the chain reads %zu context values per row; use the "
-                "_given form of this call",
-                fn, c->cdim);
-    NVP_REQUIRE(c->cdim == 0 || context != NULL, NVP_EINVAL,
-                "%s: context is NULL (the chain reads %zu values per row)",
-                fn, c->cdim);
-    int rc = nvp__check_batch_given(eb, fn, n, c->dim, c->cdim);
+    int rc = nvp__chain_context_given(c, fn, context, takes_given);
+    if (rc == NVP_OK)
+        rc = nvp__check_batch_given(eb, fn, n, c->dim, c->cdim);
     if (rc)
         return rc;
     NVP_REQUIRE(nvp__all_finite(c->ctx.isa, y, n * c->dim), NVP_ENONFINITE,
                 "%s: y holds NaN or an infinity", fn);
-    NVP_REQUIRE(c->cdim == 0 ||
-                    nvp__all_finite(c->ctx.isa, context, n * c->cdim),
-                NVP_ENONFINITE, "%s: the context holds NaN or an infinity",
-                fn);
-    return NVP_OK;
+    return nvp__chain_context_finite(c, fn, n, context);
 }
 
 static int nll_grad(const nvp_chain *c, const char *fn, size_t n,
@@ -246,7 +219,7 @@ static int nll_grad(const nvp_chain *c, const char *fn, size_t n,
     nvp_pool *pool = nvp__context_pool_take(&c->ctx);
     double l;
     uint32_t bits;
-    rc = params_verdict(c, pool, fn, NULL);
+    rc = nvp__chain_params_verdict(c, pool, fn, NULL);
     if (rc == NVP_OK) {
         rc = nll_grad_run(c, pool, n, y, c->cdim ? context : NULL, grad, &l,
                           &bits);
@@ -293,7 +266,7 @@ static int score(const nvp_chain *c, const char *fn, size_t n, const float *y,
     if (rc)
         return rc;
     nvp_pool *pool = nvp__context_pool_take(&c->ctx);
-    rc = params_verdict(c, pool, fn, NULL);
+    rc = nvp__chain_params_verdict(c, pool, fn, NULL);
     const size_t cap = nvp__chunk_rows(n);
     nvp_ws *ws = NULL;
     if (rc == NVP_OK &&
@@ -371,14 +344,10 @@ static int train_step(nvp_chain *c, const char *fn, nvp_adam *opt,
     NVP_REQUIRE(opt->n == c->n_params, NVP_EDIM,
                 "%s: optimizer has %zu parameters, chain %zu", fn, opt->n,
                 c->n_params);
-    NVP_REQUIRE(takes_given || c->cdim == 0, NVP_EINVAL,
-                "%s: the chain reads %zu context values per row; use "
-                "nvp_chain_train_step_given",
-                fn, c->cdim);
-    NVP_REQUIRE(c->cdim == 0 || context != NULL, NVP_EINVAL,
-                "%s: context is NULL (the chain reads %zu values per row)",
-                fn, c->cdim);
-    int rc = nvp__check_batch_given(eb, fn, n_data, c->dim, c->cdim);
+    int rc = nvp__chain_context_given(c, fn, context, takes_given);
+    if (rc)
+        return rc;
+    rc = nvp__check_batch_given(eb, fn, n_data, c->dim, c->cdim);
     if (rc == NVP_OK)
         rc = nvp__check_batch_given(eb, fn, batch, c->dim, c->cdim);
     if (rc)
@@ -394,7 +363,7 @@ static int train_step(nvp_chain *c, const char *fn, nvp_adam *opt,
     /* One hold on the pool for the checks, the gradient and the update. */
     nvp_pool *pool = nvp__context_pool_take(&c->ctx);
     uint32_t params_bits;
-    rc = params_verdict(c, pool, fn, &params_bits);
+    rc = nvp__chain_params_verdict(c, pool, fn, &params_bits);
     if (rc) {
         nvp__context_pool_give(pool);
         return rc;

@@ -16,6 +16,7 @@
 #include "model/chain.h"
 #include "runtime/vec_parallel.h"
 #include "train/adam.h"
+#include "train/chain_checks.h"
 
 /* The arena of a forward kept for its backward: `slots` chunks of at most
  * cap rows, each holding K + 1 stages (the base rows, then what each
@@ -135,42 +136,13 @@ static void backward_slot(const nvp_chain *c, const nvp_exec *ex,
         memcpy(dx, a->dstage[0], rows * dim * sizeof *dx);
 }
 
-/* The rule chain_train.c applies to parameters written through
- * nvp_chain_params; *bits (may be NULL) receives their largest magnitude
- * as bits. */
-static int params_verdict(const nvp_chain *c, nvp_pool *pool, const char *fn,
-                          uint32_t *bits)
-{
-    const uint32_t b = nvp__par_max_abs_bits(pool, c->ctx.isa, c->params,
-                                             c->n_params);
-    if (bits)
-        *bits = b;
-    if (b < NVP_INF_BITS)
-        return NVP_OK;
-    return nvp__fail(&c->err, NVP_ENONFINITE,
-                     "%s: the chain's parameters hold NaN or an infinity "
-                     "(written through nvp_chain_params?)",
-                     fn);
-}
-
 /* The context's presence matches the chain (takes_given: a _given call)
  * and, when it is read, n rows of it are finite. */
 static int check_context(const nvp_chain *c, const char *fn, size_t n,
                          const float *context, int takes_given)
 {
-    const nvp_errbox *eb = &c->err;
-    NVP_REQUIRE(takes_given || c->cdim == 0, NVP_EINVAL,
-                "%s: the chain reads %zu context values per row; use the "
-                "_given form of this call",
-                fn, c->cdim);
-    NVP_REQUIRE(c->cdim == 0 || context != NULL, NVP_EINVAL,
-                "%s: context is NULL (the chain reads %zu values per row)",
-                fn, c->cdim);
-    NVP_REQUIRE(c->cdim == 0 ||
-                    nvp__all_finite(c->ctx.isa, context, n * c->cdim),
-                NVP_ENONFINITE, "%s: the context holds NaN or an infinity",
-                fn);
-    return NVP_OK;
+    const int rc = nvp__chain_context_given(c, fn, context, takes_given);
+    return rc ? rc : nvp__chain_context_finite(c, fn, n, context);
 }
 
 /* ------------------------------------------------------ the public VJP */
@@ -198,7 +170,7 @@ static int forward_backward(const nvp_chain *c, const char *fn, size_t n,
     NVP_REQUIRE(!dlogdet || nvp__all_finite(c->ctx.isa, dlogdet, n),
                 NVP_ENONFINITE, "%s: dlogdet holds NaN or an infinity", fn);
     nvp_pool *pool = nvp__context_pool_take(&c->ctx);
-    rc = params_verdict(c, pool, fn, NULL);
+    rc = nvp__chain_params_verdict(c, pool, fn, NULL);
     const size_t cap = nvp__chunk_rows(n);
     nvp_ws *ws = NULL;
     if (rc == NVP_OK &&
@@ -396,7 +368,7 @@ static int reverse_kl_grad(const nvp_chain *c, const char *fn, nvp_rng *rng,
     nvp_pool *pool = nvp__context_pool_take(&c->ctx);
     double l = NAN;
     uint32_t bits = NVP_INF_BITS;
-    rc = params_verdict(c, pool, fn, NULL);
+    rc = nvp__chain_params_verdict(c, pool, fn, NULL);
     if (rc == NVP_OK)
         rc = reverse_kl_run(c, fn, pool, rng, batch,
                             c->cdim ? context : NULL, log_density, user, grad,
@@ -453,7 +425,7 @@ static int reverse_kl_step(nvp_chain *c, const char *fn, nvp_adam *opt,
     }
     nvp_pool *pool = nvp__context_pool_take(&c->ctx);
     uint32_t params_bits;
-    rc = params_verdict(c, pool, fn, &params_bits);
+    rc = nvp__chain_params_verdict(c, pool, fn, &params_bits);
     if (rc) {
         nvp__context_pool_give(pool);
         return rc;

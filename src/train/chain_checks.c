@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/* The checks the chain's gradient and training calls share
+ * (train/chain_checks.h). */
+#include "train/chain_checks.h"
+
+#include "core/check.h"
+#include "kernels/vec.h"
+#include "runtime/vec_parallel.h"
+
+int nvp__chain_params_verdict(const nvp_chain *c, nvp_pool *pool,
+                              const char *fn, uint32_t *bits)
+{
+    const uint32_t b = nvp__par_max_abs_bits(pool, c->ctx.isa, c->params,
+                                             c->n_params);
+    if (bits)
+        *bits = b;
+    if (b < NVP_INF_BITS)
+        return NVP_OK;
+    return nvp__fail(&c->err, NVP_ENONFINITE,
+                     "%s: the chain's parameters hold NaN or an infinity "
+                     "(written through nvp_chain_params?)",
+                     fn);
+}
+
+int nvp__chain_context_given(const nvp_chain *c, const char *fn,
+                             const float *context, int takes_given)
+{
+    const nvp_errbox *eb = &c->err;
+    NVP_REQUIRE(takes_given || c->cdim == 0, NVP_EINVAL,
+                "%s: the chain reads %zu context values per row; use the "
+                "_given form of this call",
+                fn, c->cdim);
+    NVP_REQUIRE(c->cdim == 0 || context != NULL, NVP_EINVAL,
+                "%s: context is NULL (the chain reads %zu values per row)",
+                fn, c->cdim);
+    return NVP_OK;
+}
+
+int nvp__chain_context_finite(const nvp_chain *c, const char *fn, size_t n,
+                              const float *context)
+{
+    const nvp_errbox *eb = &c->err;
+    NVP_REQUIRE(c->cdim == 0 ||
+                    nvp__all_finite(c->ctx.isa, context, n * c->cdim),
+                NVP_ENONFINITE, "%s: the context holds NaN or an infinity",
+                fn);
+    return NVP_OK;
+}

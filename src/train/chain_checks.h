@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: MIT */
+/* The checks the chain's gradient and training calls share
+ * (train/chain_train.c, train/chain_vjp.c). */
+#ifndef NVP_CHAIN_CHECKS_H
+#define NVP_CHAIN_CHECKS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/chain.h"
+#include "runtime/threadpool.h"
+
+/* The rule for parameters written through nvp_chain_params, checked on
+ * entry to every gradient and training call (a pass that costs a small
+ * part of a step), since a NaN behind a ReLU can leave the loss finite.
+ * Fills *bits (may be NULL) with their largest magnitude as bits (pool
+ * held, or NULL).  NVP_ENONFINITE recorded for fn. */
+int nvp__chain_params_verdict(const nvp_chain *c, nvp_pool *pool,
+                              const char *fn, uint32_t *bits);
+
+/* The context's presence matches the chain: a plain call (takes_given 0)
+ * on a chain that reads a context, and a _given call without one on such
+ * a chain, are NVP_EINVAL (recorded for fn). */
+int nvp__chain_context_given(const nvp_chain *c, const char *fn,
+                             const float *context, int takes_given);
+
+/* n rows of context, when the chain reads one, are finite: else
+ * NVP_ENONFINITE (recorded for fn). */
+int nvp__chain_context_finite(const nvp_chain *c, const char *fn, size_t n,
+                              const float *context);
+
+#endif
