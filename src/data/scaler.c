@@ -5,6 +5,7 @@
 
 #include "core/alloc.h"
 #include "core/check.h"
+#include "core/names.h"
 #include "data/scaler.h"
 
 int nvp_scaler_create(nvp_scaler **out, size_t dim, const nvp_allocator *alloc)
@@ -173,48 +174,15 @@ const char *nvp_scaler_errmsg(const nvp_scaler *s)
     return nvp__errbox_read(s ? &s->err : NULL);
 }
 
-/* The rule nvp_chain_set_column_names applies (model/chain_names.c), kept
- * here too because data/ may not use model/: a model file holds both
- * kinds of name in one COLS section, so they must agree. */
-static int name_ok(const char *name, size_t len)
-{
-    if (len < 1 || len > NVP_MAX_COLUMN_NAME)
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
-            return 0;
-    return 1;
-}
-
 int nvp__scaler_set_names(nvp_scaler *s, const char *fn,
                           const char *const *names, const size_t *lens)
 {
-    const nvp_errbox *eb = &s->err;
-    const size_t dim = s->dim;
-    size_t total = 0;
-    for (size_t j = 0; j < dim; j++) {
-        NVP_REQUIRE(names[j] != NULL, NVP_EINVAL, "%s: names[%zu] is NULL",
-                    fn, j);
-        NVP_REQUIRE(name_ok(names[j], lens[j]), NVP_EINVAL,
-                    "%s: names[%zu] must be 1 to %d bytes without control "
-                    "characters",
-                    fn, j, NVP_MAX_COLUMN_NAME);
-        total += lens[j] + 1;
-    }
-    char *block = nvp__malloc(&s->alloc, total);
-    char **at = nvp__malloc(&s->alloc, dim * sizeof *at);
-    if (!block || !at) {
-        nvp__free(&s->alloc, block);
-        nvp__free(&s->alloc, at);
-        return nvp__fail(eb, NVP_ENOMEM, "%s: out of memory", fn);
-    }
-    char *p = block;
-    for (size_t j = 0; j < dim; j++) {
-        memcpy(p, names[j], lens[j]);
-        p[lens[j]] = '\0';
-        at[j] = p;
-        p += lens[j] + 1;
-    }
+    char *block;
+    char **at;
+    const int rc = nvp__names_copy(&s->alloc, &s->err, fn, s->dim, names,
+                                   lens, &block, &at);
+    if (rc)
+        return rc;
     nvp__free(&s->alloc, s->names);
     nvp__free(&s->alloc, s->name_at);
     s->names = block;

@@ -4,6 +4,7 @@
 #ifndef NVP_CHAIN_H
 #define NVP_CHAIN_H
 
+#include "core/names.h"
 #include "model/base.h"
 #include "model/coupling.h"
 #include "model/eval.h"
@@ -32,9 +33,6 @@ struct nvp_chain {
     char **name_at;
 };
 
-/* Whether len bytes make a column name: 1 to NVP_MAX_COLUMN_NAME bytes,
- * no control characters. */
-int nvp__column_name_ok(const char *name, size_t len);
 /* Replaces the names by copies of names[j] (lens[j] bytes each, checked);
  * a failure (recorded for fn) leaves them as they were. */
 int nvp__chain_set_names(nvp_chain *c, const nvp_errbox *eb, const char *fn,

@@ -4,17 +4,8 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/names.h"
 #include "model/chain.h"
-
-int nvp__column_name_ok(const char *name, size_t len)
-{
-    if (len < 1 || len > NVP_MAX_COLUMN_NAME)
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
-            return 0;
-    return 1;
-}
 
 void nvp__chain_drop_names(nvp_chain *c)
 {
@@ -27,31 +18,12 @@ void nvp__chain_drop_names(nvp_chain *c)
 int nvp__chain_set_names(nvp_chain *c, const nvp_errbox *eb, const char *fn,
                          const char *const *names, const size_t *lens)
 {
-    const size_t dim = c->dim;
-    size_t total = 0;
-    for (size_t j = 0; j < dim; j++) {
-        NVP_REQUIRE(names[j] != NULL, NVP_EINVAL, "%s: names[%zu] is NULL",
-                    fn, j);
-        NVP_REQUIRE(nvp__column_name_ok(names[j], lens[j]), NVP_EINVAL,
-                    "%s: names[%zu] must be 1 to %d bytes without control "
-                    "characters",
-                    fn, j, NVP_MAX_COLUMN_NAME);
-        total += lens[j] + 1;
-    }
-    char *block = nvp__malloc(&c->alloc, total);
-    char **at = nvp__malloc(&c->alloc, dim * sizeof *at);
-    if (!block || !at) {
-        nvp__free(&c->alloc, block);
-        nvp__free(&c->alloc, at);
-        return nvp__fail(eb, NVP_ENOMEM, "%s: out of memory", fn);
-    }
-    char *p = block;
-    for (size_t j = 0; j < dim; j++) {
-        memcpy(p, names[j], lens[j]);
-        p[lens[j]] = '\0';
-        at[j] = p;
-        p += lens[j] + 1;
-    }
+    char *block;
+    char **at;
+    const int rc =
+        nvp__names_copy(&c->alloc, eb, fn, c->dim, names, lens, &block, &at);
+    if (rc)
+        return rc;
     nvp__chain_drop_names(c);
     c->names = block;
     c->name_at = at;
