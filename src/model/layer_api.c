@@ -74,35 +74,53 @@ int nvp__layer_map(const nvp_layer *l, const char *fn, int inverse, size_t n,
                            in, g, out, ld, fn);
 }
 
-int nvp__layer_inverse_backward(const nvp_layer *l, const char *fn, size_t n,
-                                const float *y, const float *context,
-                                const float *dx, const float *dildj,
-                                float *dy, float *dcontext, float *grad)
+/* The checks both standalone backward calls make before anything is
+ * added into grad: the layer and its two row arrays (in, the layer's
+ * input rows; g, the gradient rows; named for messages as "in or g"),
+ * the context, the batch, and finite values in all of them and in the
+ * per-row log-determinant gradient gld (may be NULL). */
+static int check_backward_args(const nvp_layer *l, const char *fn, size_t n,
+                               const float *in, const float *g,
+                               const char *names, const float *context,
+                               const float *gld, const char *gld_name)
 {
     const nvp_errbox *eb = l ? &l->err : NULL;
     NVP_REQUIRE(l != NULL, NVP_EINVAL, "%s: layer is NULL", fn);
-    NVP_REQUIRE(y != NULL && dx != NULL, NVP_EINVAL, "%s: y or dx is NULL",
-                fn);
+    NVP_REQUIRE(in != NULL && g != NULL, NVP_EINVAL, "%s: %s is NULL", fn,
+                names);
     if (check_context(l, fn, context))
         return NVP_EINVAL;
     int rc = nvp__check_batch_given(eb, fn, n, l->dim, l->cdim);
     if (rc)
         return rc;
-    const size_t dim = l->dim, cdim = l->cdim, R = nvp__chunk_rows(n);
+    const size_t dim = l->dim, cdim = l->cdim;
     if (cdim)
         for (size_t i = 0; i < n * cdim; i++)
             NVP_REQUIRE(isfinite(context[i]), NVP_ENONFINITE,
                         "%s: context holds a non-finite value at row %zu", fn,
                         i / cdim);
-    /* Refuse non-finite inputs before anything is accumulated into grad. */
     for (size_t i = 0; i < n * dim; i++)
-        NVP_REQUIRE(isfinite(y[i]) && isfinite(dx[i]), NVP_ENONFINITE,
-                    "%s: y or dx holds a non-finite value at row %zu", fn,
+        NVP_REQUIRE(isfinite(in[i]) && isfinite(g[i]), NVP_ENONFINITE,
+                    "%s: %s holds a non-finite value at row %zu", fn, names,
                     i / dim);
-    if (dildj)
+    if (gld)
         for (size_t i = 0; i < n; i++)
-            NVP_REQUIRE(isfinite(dildj[i]), NVP_ENONFINITE,
-                        "%s: dildj[%zu] is not finite", fn, i);
+            NVP_REQUIRE(isfinite(gld[i]), NVP_ENONFINITE,
+                        "%s: %s[%zu] is not finite", fn, gld_name, i);
+    return NVP_OK;
+}
+
+int nvp__layer_inverse_backward(const nvp_layer *l, const char *fn, size_t n,
+                                const float *y, const float *context,
+                                const float *dx, const float *dildj,
+                                float *dy, float *dcontext, float *grad)
+{
+    const int rc = check_backward_args(l, fn, n, y, dx, "y or dx", context,
+                                       dildj, "dildj");
+    if (rc)
+        return rc;
+    const nvp_errbox *eb = &l->err;
+    const size_t dim = l->dim, cdim = l->cdim, R = nvp__chunk_rows(n);
     /* The inverse's output, the cache and the backward's scratch. */
     const size_t cache_f = l->kind->cache_floats(l, R);
     const size_t scratch_f = l->kind->scratch_floats(l, R);
@@ -140,30 +158,12 @@ int nvp__layer_forward_backward(const nvp_layer *l, const char *fn, size_t n,
                                 const float *dy, const float *dlogdet,
                                 float *dx, float *dcontext, float *grad)
 {
-    const nvp_errbox *eb = l ? &l->err : NULL;
-    NVP_REQUIRE(l != NULL, NVP_EINVAL, "%s: layer is NULL", fn);
-    NVP_REQUIRE(x != NULL && dy != NULL, NVP_EINVAL, "%s: x or dy is NULL",
-                fn);
-    if (check_context(l, fn, context))
-        return NVP_EINVAL;
-    int rc = nvp__check_batch_given(eb, fn, n, l->dim, l->cdim);
+    const int rc = check_backward_args(l, fn, n, x, dy, "x or dy", context,
+                                       dlogdet, "dlogdet");
     if (rc)
         return rc;
+    const nvp_errbox *eb = &l->err;
     const size_t dim = l->dim, cdim = l->cdim, R = nvp__chunk_rows(n);
-    if (cdim)
-        for (size_t i = 0; i < n * cdim; i++)
-            NVP_REQUIRE(isfinite(context[i]), NVP_ENONFINITE,
-                        "%s: context holds a non-finite value at row %zu", fn,
-                        i / cdim);
-    /* Refused before anything is added into grad. */
-    for (size_t i = 0; i < n * dim; i++)
-        NVP_REQUIRE(isfinite(x[i]) && isfinite(dy[i]), NVP_ENONFINITE,
-                    "%s: x or dy holds a non-finite value at row %zu", fn,
-                    i / dim);
-    if (dlogdet)
-        for (size_t i = 0; i < n; i++)
-            NVP_REQUIRE(isfinite(dlogdet[i]), NVP_ENONFINITE,
-                        "%s: dlogdet[%zu] is not finite", fn, i);
     /* A chunk's rows, which the forward turns into y and the backward
      * then takes as dx's buffer (so dx may be dy or x), the cache and the
      * scratch. */
