@@ -732,8 +732,11 @@ typedef int (*nvp_log_density_fn)(void *user, size_t n, size_t dim,
  * infinity; a draw whose forward overflows, checked before the callback;
  * NaN or an infinity in log_p or dlogp_dy; a loss or gradient that is not
  * finite; grad then holds garbage), NVP_ENOMEM, or the callback's
- * nonzero return.  loss is NaN on every error after the arguments'
- * checks.  The rng advances by the batch's draws.  Thread-safety as
+ * nonzero return.  After the arguments' checks loss is written on every
+ * path: the batch's loss once it was computed (also when the gradient
+ * then turns out not finite, as nvp_chain_nll_grad does), NaN when it was
+ * not (non-finite parameters, a failed or non-finite callback, no
+ * memory).  The rng advances by the batch's draws.  Thread-safety as
  * nvp_chain_nll_grad (a const call; rng and grad belong to the caller). */
 NVP_API int nvp_chain_reverse_kl_grad(const nvp_chain *chain, nvp_rng *rng,
                                       size_t batch,
@@ -742,9 +745,9 @@ NVP_API int nvp_chain_reverse_kl_grad(const nvp_chain *chain, nvp_rng *rng,
 /* One reverse-KL training step: the gradient above, then opt's update
  * through the same path as nvp_chain_train_step (clipping, average and
  * weight decay included).  loss (may be NULL) receives the batch's loss
- * before the step (NaN when the step is refused after the parameters'
- * check; left unwritten on bad arguments or non-finite parameters, as by
- * nvp_chain_train_step).  Refused, changing neither the chain nor the
+ * before the step, also when the step is then refused, and NaN when no
+ * loss was computed; it is left unwritten on bad arguments or non-finite
+ * parameters, as by nvp_chain_train_step.  Refused, changing neither the chain nor the
  * optimizer, with the gradient's errors above or NVP_ENONFINITE for a
  * gradient too large for Adam or a step whose result would not be finite
  * (see nvp_chain_train_step); a callback's nonzero return is returned as

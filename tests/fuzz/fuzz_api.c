@@ -1926,7 +1926,10 @@ static void op_layer(state *st, fz_in *in)
                     size_t na = 0, in_w, total = 0;
                     for (size_t j = 0; j < dim; j++)
                         na += m[j];
-                    in_w = na;
+                    /* a conditional coupling's first layer also reads
+                     * the context */
+                    in_w = na + nvp_layer_context_dim(
+                                    nvp_coupling_as_layer((nvp_coupling *)l));
                     for (size_t h = 0; h <= nh; h++) {
                         const size_t out = h < nh ? w[h] : 2 * (dim - na);
                         FZ_CHECK(out >= 1, "hidden width %zu is 0", h);
@@ -2362,7 +2365,10 @@ static void op_chain_grad(state *st, fz_in *in)
             check(rc, name, NULL);
             if (u.calls && (u.mode == 2 || u.mode == 3))
                 check(rc, name, (const int[]){NVP_ENONFINITE, NVP_ENOMEM, END});
-            if (u.calls && rc != NVP_OK)
+            /* A failed or non-finite callback leaves no loss; a failure
+             * after it (a gradient that is not finite, a refused step)
+             * reports the loss that was computed. */
+            if (u.calls && rc != NVP_OK && u.mode != 0)
                 FZ_CHECK(isnan(loss), "%s failed (%d) after the callback but "
                          "loss is %g", name, rc, (double)loss);
             if (rc == NVP_OK)
