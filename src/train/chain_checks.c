@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* The checks the chain's gradient and training calls share
+/* What the chain's gradient and training calls share
  * (train/chain_checks.h). */
 #include "train/chain_checks.h"
 
+#include <math.h>
+
+#include "core/alloc.h"
 #include "core/check.h"
 #include "kernels/vec.h"
 #include "runtime/vec_parallel.h"
@@ -45,4 +48,33 @@ int nvp__chain_context_finite(const nvp_chain *c, const char *fn, size_t n,
                 NVP_ENONFINITE, "%s: the context holds NaN or an infinity",
                 fn);
     return NVP_OK;
+}
+
+int nvp__chain_grad_room(nvp_chain *c, const char *fn)
+{
+    if (c->grad)
+        return NVP_OK;
+    c->grad = nvp__alloc_aligned(&c->alloc, c->n_params * sizeof(float));
+    if (!c->grad)
+        return nvp__fail(&c->err, NVP_ENOMEM, "%s: out of memory", fn);
+    return NVP_OK;
+}
+
+int nvp__chain_apply_step(nvp_chain *c, nvp_adam *opt, nvp_pool *pool,
+                          const char *fn, double l, uint32_t bits,
+                          uint32_t params_bits, float *loss)
+{
+    const nvp_errbox *eb = &c->err;
+    if (loss)
+        *loss = (float)l;
+    int rc;
+    if (!isfinite(l))
+        rc = nvp__fail(eb, NVP_ENONFINITE,
+                       "%s: the loss is not finite; step refused", fn);
+    else
+        rc = nvp__adam_grad_verdict(eb, fn, bits);
+    if (rc == NVP_OK && nvp__adam_apply(opt, c->params, c->grad, params_bits,
+                                        bits, pool) != NVP_OK)
+        rc = nvp__adam_refuse_result(eb, fn);
+    return rc;
 }

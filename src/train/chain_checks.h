@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* The checks the chain's gradient and training calls share
- * (train/chain_train.c, train/chain_vjp.c). */
+/* What the chain's gradient and training calls share
+ * (train/chain_train.c, train/chain_vjp.c): their checks, the scratch
+ * gradient and the end of a training step. */
 #ifndef NVP_CHAIN_CHECKS_H
 #define NVP_CHAIN_CHECKS_H
 
@@ -8,6 +9,7 @@
 #include <stdint.h>
 
 #include "model/chain.h"
+#include "train/adam.h"
 #include "runtime/threadpool.h"
 
 /* The rule for parameters written through nvp_chain_params, checked on
@@ -28,5 +30,20 @@ int nvp__chain_context_given(const nvp_chain *c, const char *fn,
  * NVP_ENONFINITE (recorded for fn). */
 int nvp__chain_context_finite(const nvp_chain *c, const char *fn, size_t n,
                               const float *context);
+
+/* The chain's scratch gradient (allocated by the first step, shared by
+ * every kind of step, so a step allocates nothing after the first).
+ * NVP_ENOMEM recorded for fn. */
+int nvp__chain_grad_room(nvp_chain *c, const char *fn);
+
+/* The end of a training step whose loss l and gradient (in c->grad, its
+ * largest magnitude as bits) were computed: reports the loss into *loss
+ * (may be NULL), refuses a loss that is not finite or a gradient Adam
+ * cannot take, and applies opt (params_bits: the parameters' largest
+ * magnitude as bits), refusing a step whose result would not be finite.
+ * A refused step changes neither the chain nor opt.  pool is held. */
+int nvp__chain_apply_step(nvp_chain *c, nvp_adam *opt, nvp_pool *pool,
+                          const char *fn, double l, uint32_t bits,
+                          uint32_t params_bits, float *loss);
 
 #endif

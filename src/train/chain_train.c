@@ -352,13 +352,8 @@ static int train_step(nvp_chain *c, const char *fn, nvp_adam *opt,
         rc = nvp__check_batch_given(eb, fn, batch, c->dim, c->cdim);
     if (rc)
         return rc;
-    const nvp_allocator *a = &c->alloc;
-    if (!c->grad) {
-        c->grad = nvp__alloc_aligned(a, c->n_params * sizeof(float));
-        if (!c->grad)
-            return nvp__fail(eb, NVP_ENOMEM, "%s: out of memory", fn);
-    }
-    if ((rc = batch_room(c, fn, batch)) != NVP_OK)
+    if ((rc = nvp__chain_grad_room(c, fn)) != NVP_OK ||
+        (rc = batch_room(c, fn, batch)) != NVP_OK)
         return rc;
     /* One hold on the pool for the checks, the gradient and the update. */
     nvp_pool *pool = nvp__context_pool_take(&c->ctx);
@@ -390,19 +385,9 @@ static int train_step(nvp_chain *c, const char *fn, nvp_adam *opt,
                                 cdim ? c->batch_cond : NULL, c->grad, &l,
                                 &bits)) != NVP_OK)
         rc = nvp__fail(eb, rc, "%s: out of memory for workspace", fn);
-    else {
-        if (loss)
-            *loss = (float)l;
-        if (!isfinite(l))
-            rc = nvp__fail(eb, NVP_ENONFINITE,
-                           "%s: the loss is not finite; step refused", fn);
-        else
-            rc = nvp__adam_grad_verdict(eb, fn, bits);
-        if (rc == NVP_OK &&
-            nvp__adam_apply(opt, c->params, c->grad, params_bits, bits,
-                            pool) != NVP_OK)
-            rc = nvp__adam_refuse_result(eb, fn);
-    }
+    else
+        rc = nvp__chain_apply_step(c, opt, pool, fn, l, bits, params_bits,
+                                   loss);
     nvp__context_pool_give(pool);
     return rc;
 }

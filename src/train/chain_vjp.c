@@ -416,13 +416,8 @@ static int reverse_kl_step(nvp_chain *c, const char *fn, nvp_adam *opt,
     NVP_REQUIRE(opt->n == c->n_params, NVP_EDIM,
                 "%s: optimizer has %zu parameters, chain %zu", fn, opt->n,
                 c->n_params);
-    /* The chain's scratch gradient, shared with nvp_chain_train_step: a
-     * step allocates nothing after the first. */
-    if (!c->grad) {
-        c->grad = nvp__alloc_aligned(&c->alloc, c->n_params * sizeof(float));
-        if (!c->grad)
-            return nvp__fail(eb, NVP_ENOMEM, "%s: out of memory", fn);
-    }
+    if ((rc = nvp__chain_grad_room(c, fn)) != NVP_OK)
+        return rc;
     nvp_pool *pool = nvp__context_pool_take(&c->ctx);
     uint32_t params_bits;
     rc = nvp__chain_params_verdict(c, pool, fn, &params_bits);
@@ -438,19 +433,9 @@ static int reverse_kl_step(nvp_chain *c, const char *fn, nvp_adam *opt,
     uint32_t bits;
     rc = reverse_kl_run(c, fn, pool, rng, batch, c->cdim ? context : NULL,
                         log_density, user, c->grad, &l, &bits);
-    if (rc == NVP_OK) {
-        if (loss)
-            *loss = (float)l;
-        if (!isfinite(l))
-            rc = nvp__fail(eb, NVP_ENONFINITE,
-                           "%s: the loss is not finite; step refused", fn);
-        else
-            rc = nvp__adam_grad_verdict(eb, fn, bits);
-        if (rc == NVP_OK &&
-            nvp__adam_apply(opt, c->params, c->grad, params_bits, bits,
-                            pool) != NVP_OK)
-            rc = nvp__adam_refuse_result(eb, fn);
-    }
+    if (rc == NVP_OK)
+        rc = nvp__chain_apply_step(c, opt, pool, fn, l, bits, params_bits,
+                                   loss);
     nvp__context_pool_give(pool);
     return rc;
 }
