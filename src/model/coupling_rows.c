@@ -179,63 +179,6 @@ static void sigmoid_form_grads(const nvp_coupling *c, const float *shift,
     }
 }
 
-void nvp__coupling_inverse_backward_rows(const nvp_coupling *c,
-                                         const nvp_exec *ex, size_t rows,
-                                         const float *cache, const float *x,
-                                         const float *dx, const float *dildj,
-                                         float *dy, float *dcond, float *grad,
-                                         int fresh, float *scratch)
-{
-    const size_t nb = c->nb, na = c->na, dim = c->layer.dim;
-    const size_t cdim = c->layer.cdim, n_in = c->cond.n_in;
-    nvp_cond_cache cc;
-    nvp__cond_cache_bind(&c->cond, rows, (float *)cache, &cc);
-    const float *out = cc.act[c->cond.n_dense - 1];
-    float *cursor = scratch;
-    float *dout = nvp__carve(&cursor, rows * 2 * nb);
-    float *cond_scratch =
-        nvp__carve(&cursor, nvp__cond_scratch_floats(&c->cond, rows));
-    float *din = nvp__carve(&cursor, rows * n_in);
-    /* The conditioner's input gradient: for dy's x_a part, and for the
-     * context's gradient. */
-    const int want_din = dy || (dcond && cdim);
-    /* The output layer's bias gradient is the column sums of dout: summed
-     * here, row by row as dout is made (the order a loop over it would
-     * add them in), unless the conditioner sums it itself. */
-    float *gb_out = grad && !nvp__cond_owns_out_bias(&c->cond)
-                        ? grad + c->cond.dense[c->cond.n_dense - 1].b_off
-                        : NULL;
-    for (size_t i = 0; i < rows; i++) {
-        const float *xi = x + i * dim;
-        const float *dxi = dx + i * dim;
-        const float di = dildj ? dildj[i] : 0.0f;
-        float *dsh = dout + i * 2 * nb;
-        const float *shift = out + i * 2 * nb;
-        if (c->form == NVP_AFFINE_SIGMOID)
-            sigmoid_form_grads(c, shift, xi, dxi, di, dy ? dy + i * dim : NULL,
-                               dsh);
-        else
-            exp_form_grads(c, shift, xi, dxi, di, dy ? dy + i * dim : NULL,
-                           dsh);
-        if (gb_out)
-            for (size_t j = 0; j < 2 * nb; j++)
-                gb_out[j] += dsh[j];
-    }
-    nvp__cond_backward(&c->cond, ex, c->layer.params, rows, &cc, dout, 1,
-                       want_din ? din : NULL, grad, fresh, cond_scratch);
-    if (dy) {
-        for (size_t i = 0; i < rows; i++)
-            for (size_t j = 0; j < na; j++) {
-                const size_t a = c->idx_a[j];
-                dy[i * dim + a] = dx[i * dim + a] + din[i * n_in + j];
-            }
-    }
-    if (dcond && cdim)
-        for (size_t i = 0; i < rows; i++)
-            for (size_t j = 0; j < cdim; j++)
-                dcond[i * cdim + j] += din[i * n_in + na + j];
-}
-
 /* The backward of the forward: y_b = x_b e^{ls} + shift, logdet = sum ls,
  * so dy_b/dx_b = e^{ls}, dy_b/dshift = 1, dy_b/dls = x_b e^{ls} and
  * dlogdet/dls = 1; x_a reaches y_a directly and the conditioner's
@@ -287,13 +230,26 @@ static void fwd_sigmoid_form_grads(const nvp_coupling *c, const float *shift,
     }
 }
 
-void nvp__coupling_forward_backward_rows(const nvp_coupling *c,
-                                         const nvp_exec *ex, size_t rows,
-                                         const float *cache, const float *x,
-                                         const float *dy,
-                                         const float *dlogdet, float *dx,
-                                         float *dcond, float *grad, int fresh,
-                                         float *scratch)
+/* One row's gradients through a direction's affine step: from the row's
+ * conditioner output (shift, then raw scale), the step's input xi, the
+ * gradient g of its output and di of its log-determinant, it writes the
+ * gradient of its input's transformed part into gin (may be NULL) and
+ * the conditioner output's gradient into dout. */
+typedef void (*row_grads_fn)(const nvp_coupling *c, const float *shift,
+                             const float *xi, const float *g, float di,
+                             float *gin, float *dout);
+
+/* The backward of either direction over rows rows, after that direction
+ * filled cache: x holds the rows the row function reads (the inverse's
+ * output, the forward's input), g (rows x dim) is dL/d(output), gld
+ * dL/d(log-determinant) per row (NULL: zero).  Writes gin = dL/dx (may be
+ * NULL), adds dL/d(context) into dcond (may be NULL) and the parameter
+ * gradient into grad (fresh: see nvp__cond_backward). */
+static void backward_rows(const nvp_coupling *c, const nvp_exec *ex,
+                          size_t rows, const float *cache, const float *x,
+                          const float *g, const float *gld, float *gin,
+                          float *dcond, float *grad, int fresh,
+                          float *scratch, row_grads_fn row_grads)
 {
     const size_t nb = c->nb, na = c->na, dim = c->layer.dim;
     const size_t cdim = c->layer.cdim, n_in = c->cond.n_in;
@@ -305,40 +261,66 @@ void nvp__coupling_forward_backward_rows(const nvp_coupling *c,
     float *cond_scratch =
         nvp__carve(&cursor, nvp__cond_scratch_floats(&c->cond, rows));
     float *din = nvp__carve(&cursor, rows * n_in);
-    const int want_din = dx || (dcond && cdim);
-    /* The output bias's gradient summed as dout is made, as in the
-     * inverse's backward. */
+    /* The conditioner's input gradient: for gin's x_a part, and for the
+     * context's gradient. */
+    const int want_din = gin || (dcond && cdim);
+    /* The output layer's bias gradient is the column sums of dout: summed
+     * here, row by row as dout is made (the order a loop over it would
+     * add them in), unless the conditioner sums it itself. */
     float *gb_out = grad && !nvp__cond_owns_out_bias(&c->cond)
                         ? grad + c->cond.dense[c->cond.n_dense - 1].b_off
                         : NULL;
     for (size_t i = 0; i < rows; i++) {
-        const float *shift = out + i * 2 * nb;
-        const float *xi = x + i * dim;
-        const float *dyi = dy + i * dim;
-        const float di = dlogdet ? dlogdet[i] : 0.0f;
         float *dsh = dout + i * 2 * nb;
-        if (c->form == NVP_AFFINE_SIGMOID)
-            fwd_sigmoid_form_grads(c, shift, xi, dyi, di,
-                                   dx ? dx + i * dim : NULL, dsh);
-        else
-            fwd_exp_form_grads(c, shift, xi, dyi, di,
-                               dx ? dx + i * dim : NULL, dsh);
+        row_grads(c, out + i * 2 * nb, x + i * dim, g + i * dim,
+                  gld ? gld[i] : 0.0f, gin ? gin + i * dim : NULL, dsh);
         if (gb_out)
             for (size_t j = 0; j < 2 * nb; j++)
                 gb_out[j] += dsh[j];
     }
     nvp__cond_backward(&c->cond, ex, c->layer.params, rows, &cc, dout, 1,
                        want_din ? din : NULL, grad, fresh, cond_scratch);
-    if (dx)
+    /* x_a passes through: its gradient, plus what reaches it through the
+     * conditioner */
+    if (gin)
         for (size_t i = 0; i < rows; i++)
             for (size_t j = 0; j < na; j++) {
                 const size_t a = c->idx_a[j];
-                dx[i * dim + a] = dy[i * dim + a] + din[i * n_in + j];
+                gin[i * dim + a] = g[i * dim + a] + din[i * n_in + j];
             }
     if (dcond && cdim)
         for (size_t i = 0; i < rows; i++)
             for (size_t j = 0; j < cdim; j++)
                 dcond[i * cdim + j] += din[i * n_in + na + j];
+}
+
+void nvp__coupling_inverse_backward_rows(const nvp_coupling *c,
+                                         const nvp_exec *ex, size_t rows,
+                                         const float *cache, const float *x,
+                                         const float *dx, const float *dildj,
+                                         float *dy, float *dcond, float *grad,
+                                         int fresh, float *scratch)
+{
+    /* the inverse maps y to x: its output's gradient is dx, its input's
+     * dy, and cache holds x's conditioner (x_a = y_a) */
+    backward_rows(c, ex, rows, cache, x, dx, dildj, dy, dcond, grad, fresh,
+                  scratch,
+                  c->form == NVP_AFFINE_SIGMOID ? sigmoid_form_grads
+                                                : exp_form_grads);
+}
+
+void nvp__coupling_forward_backward_rows(const nvp_coupling *c,
+                                         const nvp_exec *ex, size_t rows,
+                                         const float *cache, const float *x,
+                                         const float *dy,
+                                         const float *dlogdet, float *dx,
+                                         float *dcond, float *grad, int fresh,
+                                         float *scratch)
+{
+    backward_rows(c, ex, rows, cache, x, dy, dlogdet, dx, dcond, grad, fresh,
+                  scratch,
+                  c->form == NVP_AFFINE_SIGMOID ? fwd_sigmoid_form_grads
+                                                : fwd_exp_form_grads);
 }
 
 /* The layer table's entry: the functions above, taking the shared part. */
