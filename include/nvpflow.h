@@ -832,6 +832,40 @@ NVP_API int nvp_chain_set_kernels(nvp_chain *chain, int kernels);
 /* The level in use (never NVP_KERNELS_AUTO); -1 for NULL. */
 NVP_API int nvp_chain_kernels(const nvp_chain *chain);
 
+/* Precision of the conditioners' matrix products (since 0.6.0).
+ *   NVP_PRECISION_FP32  float throughout (the default)
+ *   NVP_PRECISION_BF16  each of the conditioners' matrix products with at
+ *                       least 32 terms per output and more than 4 output
+ *                       columns rounds both operands to bfloat16 (8
+ *                       significant bits) and sums their products in
+ *                       float, with the CPU's AVX512-BF16 dot-product
+ *                       instructions: twice the float kernel's arithmetic
+ *                       per instruction.
+ * Everything else stays in float: parameters, the sums that make a
+ * product's outputs, bias and activation, the couplings' affine step and
+ * log-determinants, the base, the gradient and the optimizer's state.  An
+ * output of a bfloat16 product is off by about 2^-8 of the sum of the
+ * magnitudes of its terms (float: 2^-24); log densities and gradients
+ * move accordingly (docs/bf16.md has the measured effect on training).
+ * Results stay bitwise identical for any thread count and batch split.
+ * Models of two dimensions (one-input conditioners, whose first layers run
+ * as the exact sweep) have no product that qualifies: the setting changes
+ * nothing there.  The bfloat16 products do not follow the kernel level
+ * (nvp_chain_set_kernels); the float products still do.  The setting
+ * belongs to the handle, like the thread count: it is not saved with the
+ * model.
+ * Errors: NVP_EINVAL (unknown value), NVP_EUNSUPPORTED (the CPU, or the
+ * compiler the library was built with, lacks AVX512-BF16: the chain stays
+ * in float, and the caller chooses whether to go on); on error the setting
+ * is unchanged.  Needs exclusive use of the chain. */
+#define NVP_PRECISION_FP32 0
+#define NVP_PRECISION_BF16 1
+NVP_API int nvp_chain_set_precision(nvp_chain *chain, int precision);
+/* The precision in use; -1 for NULL. */
+NVP_API int nvp_chain_precision(const nvp_chain *chain);
+/* Nonzero when this CPU and build run NVP_PRECISION_BF16. */
+NVP_API int nvp_precision_supported(int precision);
+
 /* ===========================================================================
  * Saving and loading
  * ========================================================================= */

@@ -124,6 +124,21 @@ enum class Kernels : int {
     Avx512 = NVP_KERNELS_AVX512,     /* AVX-512F */
 };
 
+/* The precision of a Chain's conditioner products
+ * (nvp_chain_set_precision): Fp32 (the default) or Bf16, which needs
+ * AVX512-BF16 (precision_supported); set_precision throws NVP_EUNSUPPORTED
+ * without it and leaves the setting unchanged. */
+enum class Precision : int {
+    Fp32 = NVP_PRECISION_FP32,
+    Bf16 = NVP_PRECISION_BF16,
+};
+
+/* Whether this CPU and library run precision p. */
+inline bool precision_supported(Precision p) noexcept
+{
+    return nvp_precision_supported(static_cast<int>(p)) != 0;
+}
+
 /* ===========================================================================
  * Error
  * ========================================================================= */
@@ -2248,6 +2263,16 @@ public:
         detail::check(nvp_chain_set_kernels(get(), detail::from_kernels(k)), get());
     }
     Kernels kernels() const noexcept { return detail::to_kernels(nvp_chain_kernels(get())); }
+    /* The precision of the conditioners' large matrix products (Bf16:
+     * bfloat16 operands, float sums; not saved with the model). */
+    void set_precision(Precision p)
+    {
+        detail::check(nvp_chain_set_precision(get(), static_cast<int>(p)), get());
+    }
+    Precision precision() const noexcept
+    {
+        return static_cast<Precision>(nvp_chain_precision(get()));
+    }
 
     /* Saving: the scaler (may be nullptr) is stored along. */
     void save(const std::string &path, const Scaler *scaler = nullptr) const

@@ -10,7 +10,40 @@
 #include "core/alloc.h"
 #include "runtime/exec.h"
 #include "kernels/gemm.h"
+#include "kernels/gemm_bf16.h"
 #include "tests.h"
+
+/* A product under test: one of the float kernels, or the bfloat16
+ * product of gemm_bf16.h (kern NULL), whose reference rounds the operands
+ * to bfloat16 first. */
+typedef struct variant {
+    const char *name;
+    const nvp_gemm_kernel *kern;
+    size_t mr, nr, mc, nc; /* register tile and cache blocks */
+} variant;
+
+/* Every product this CPU runs, into v (room for 8); returns how many. */
+static size_t variants(variant *v)
+{
+    size_t nk = 0, n = 0;
+    const nvp_gemm_kernel *const *ks = nvp__gemm_kernels(&nk);
+    for (size_t i = 0; i < nk; i++)
+        if (ks[i]->supported())
+            v[n++] = (variant){ks[i]->name, ks[i], ks[i]->mr, ks[i]->nr, ks[i]->mc, ks[i]->nc};
+    if (nvp__gemm_bf16_supported())
+        v[n++] = (variant){"bf16", NULL, 8, 32, 128, 512};
+    return n;
+}
+
+static void run_variant(const variant *v, float *pack, int ta, int tb, size_t m,
+                        size_t n, size_t k, const float *a, size_t lda, const float *b,
+                        size_t ldb, int acc, float *c, size_t ldc, const nvp_epilogue *ep)
+{
+    if (v->kern)
+        nvp__gemm(v->kern, pack, ta, tb, m, n, k, a, lda, b, ldb, acc, c, ldc, ep);
+    else
+        nvp__gemm_bf16(pack, ta, tb, m, n, k, a, lda, b, ldb, acc, c, ldc, ep);
+}
 
 typedef struct {
     size_t m, n, k;
@@ -38,9 +71,10 @@ enum { EP_NONE, EP_BIAS, EP_BIAS_RELU, EP_GATE, EP_ALL, EP_COUNT };
 static const char *const ep_names[EP_COUNT] = {"none", "bias", "bias+relu",
                                                "gate", "bias+relu+gate"};
 
-static float *pack_alloc(const nvp_gemm_kernel *kern)
+static float *pack_alloc(const variant *v)
 {
-    size_t bytes = nvp__gemm_pack_floats(kern) * sizeof(float);
+    size_t bytes = (v->kern ? nvp__gemm_pack_floats(v->kern) : nvp__gemm_bf16_pack_floats()) *
+                   sizeof(float);
     bytes = (bytes + 63) & ~(size_t)63;
     float *p = aligned_alloc(64, bytes);
     ck_assert_ptr_nonnull(p);
@@ -69,7 +103,7 @@ static void select_lines(unsigned char *sel, size_t len, size_t tile, size_t blo
 /* One product against the naive reference, on every entry, or (sampled)
  * on the rows and columns select_lines picks.  Fails at the first
  * mismatch with a message naming everything needed to reproduce it. */
-static void check_one(const nvp_gemm_kernel *kern, float *pack, shape s,
+static void check_one(const variant *kern, float *pack, shape s,
                       int ta, int tb, int acc, int ep_kind, uint64_t seed, int sampled)
 {
     const size_t m = s.m, n = s.n, k = s.k;
@@ -112,6 +146,12 @@ static void check_one(const nvp_gemm_kernel *kern, float *pack, shape s,
     for (size_t q = 0; q < k; q++)
         for (size_t j = 0; j < n; j++)
             opb[q * n + j] = tb ? b[j * ldb + q] : b[q * ldb + j];
+    if (!kern->kern) { /* the bfloat16 product multiplies rounded operands */
+        for (size_t i = 0; i < m * k; i++)
+            opa[i] = nvp__bf16_round((float)opa[i]);
+        for (size_t i = 0; i < k * n; i++)
+            opb[i] = nvp__bf16_round((float)opb[i]);
+    }
     unsigned char *rsel = t_xmalloc(m), *csel = t_xmalloc(n);
     memset(rsel, 1, m);
     memset(csel, 1, n);
@@ -176,8 +216,8 @@ static void check_one(const nvp_gemm_kernel *kern, float *pack, shape s,
         }
 
     nvp_epilogue ep = {use_bias ? bias : NULL, use_relu, use_gate ? gate : NULL, ldg, NULL};
-    nvp__gemm(kern, pack, ta, tb, m, n, k, a, lda, b, ldb, acc, c, ldc,
-              ep_kind == EP_NONE ? NULL : &ep);
+    run_variant(kern, pack, ta, tb, m, n, k, a, lda, b, ldb, acc, c, ldc,
+                ep_kind == EP_NONE ? NULL : &ep);
 
     /* Float error bound of a k-term sum: (k + 2) u sum|terms|. */
     const double u = 0x1.0p-24;
@@ -220,15 +260,12 @@ static void check_one(const nvp_gemm_kernel *kern, float *pack, shape s,
 START_TEST(test_gemm_shapes_against_naive)
 {
     const shape s = shapes[_i];
-    size_t nk = 0;
-    const nvp_gemm_kernel *const *ks = nvp__gemm_kernels(&nk);
-    ck_assert_uint_ge(nk, 1);
+    variant vs[8];
+    const size_t nk = variants(vs);
     const size_t work = s.m * s.n * (s.k ? s.k : 1);
     size_t tested = 0;
     for (size_t ki = 0; ki < nk; ki++) {
-        const nvp_gemm_kernel *kern = ks[ki];
-        if (!kern->supported())
-            continue;
+        const variant *kern = &vs[ki];
         tested++;
         float *pack = pack_alloc(kern);
         const uint64_t seed = 1000 * (uint64_t)_i + ki;
@@ -287,8 +324,8 @@ END_TEST
  * library relies on it for results independent of batch size). */
 START_TEST(test_gemm_position_independent)
 {
-    size_t nk = 0;
-    const nvp_gemm_kernel *const *ks = nvp__gemm_kernels(&nk);
+    variant ks[8];
+    const size_t nk = variants(ks);
     const size_t m = 70, n = 37, k = 300;
     const uint64_t seed = 77;
     t_prng p;
@@ -300,27 +337,26 @@ START_TEST(test_gemm_position_independent)
     t_fill_unif(&p, k * n, b, -1, 1);
     t_fill_unif(&p, n, bias, -1, 1);
     for (size_t ki = 0; ki < nk; ki++) {
-        if (!ks[ki]->supported())
-            continue;
-        float *pack = pack_alloc(ks[ki]);
+        const variant *v = &ks[ki];
+        float *pack = pack_alloc(v);
         nvp_epilogue ep = {bias, 1, NULL, 0, NULL};
-        nvp__gemm(ks[ki], pack, 0, 0, m, n, k, a, k, b, n, 0, c, n, &ep);
+        run_variant(v, pack, 0, 0, m, n, k, a, k, b, n, 0, c, n, &ep);
         for (size_t i = 0; i < m; i++) {
-            nvp__gemm(ks[ki], pack, 0, 0, 1, n, k, a + i * k, k, b, n, 0, row, n, &ep);
+            run_variant(v, pack, 0, 0, 1, n, k, a + i * k, k, b, n, 0, row, n, &ep);
             const size_t d = t_first_diff(row, c + i * n, n);
             T_CHECK(d == (size_t)-1,
                     "%s seed %llu: row %zu alone differs at column %zu: %.9g vs %.9g",
-                    ks[ki]->name, (unsigned long long)seed, i, d, (double)row[d],
+                    v->name, (unsigned long long)seed, i, d, (double)row[d],
                     (double)c[i * n + d]);
         }
         /* Columns [5, 26) alone (B and bias offset, C with stride n). */
         nvp_epilogue ep2 = {bias + 5, 1, NULL, 0, NULL};
-        nvp__gemm(ks[ki], pack, 0, 0, m, 21, k, a, k, b + 5, n, 0, col, n, &ep2);
+        run_variant(v, pack, 0, 0, m, 21, k, a, k, b + 5, n, 0, col, n, &ep2);
         for (size_t i = 0; i < m; i++) {
             const size_t d = t_first_diff(col + i * n, c + i * n + 5, 21);
             T_CHECK(d == (size_t)-1,
                     "%s seed %llu: column block, row %zu col %zu: %.9g vs %.9g",
-                    ks[ki]->name, (unsigned long long)seed, i, d + 5,
+                    v->name, (unsigned long long)seed, i, d + 5,
                     (double)col[i * n + d], (double)c[i * n + 5 + d]);
         }
         free(pack);
@@ -345,18 +381,26 @@ START_TEST(test_gemm_colsum_epilogue)
     const nvp_gemm_kernel *const *ks = nvp__gemm_kernels(&nk);
     nvp_allocator al;
     ck_assert_int_eq(nvp__allocator_init(&al, NULL), NVP_OK);
-    size_t most = 0; /* every kernel's packing space, for the pool's threads */
+    /* every kernel's packing space, for the pool's threads */
+    size_t most = nvp__gemm_bf16_pack_floats();
     for (size_t ki = 0; ki < nk; ki++)
         most = nvp__gemm_pack_floats(ks[ki]) > most ? nvp__gemm_pack_floats(ks[ki]) : most;
     nvp_pool *pool = NULL;
     ck_assert_int_eq(nvp__pool_create(&pool, 2, most, &al), NVP_OK);
     t_prng p;
     t_prng_seed(&p, 9100);
-    for (size_t ki = 0; ki < nk; ki++) {
-        const nvp_gemm_kernel *kern = ks[ki];
+    /* Every float kernel, then the bfloat16 product (through the best
+     * float kernel's exec, which routes k >= NVP_BF16_MIN_K to it). */
+    for (size_t ki = 0; ki <= nk; ki++) {
+        const int bf16 = ki == nk;
+        if (bf16 && !nvp__gemm_bf16_supported())
+            continue;
+        const nvp_gemm_kernel *kern = bf16 ? nvp__gemm_best() : ks[ki];
         if (!kern->supported())
             continue;
-        float *pack = pack_alloc(kern);
+        const char *name = bf16 ? "bf16" : kern->name;
+        float *pack = aligned_alloc(64, most * sizeof(float));
+        ck_assert_ptr_nonnull(pack);
         for (size_t a_ = 0; a_ < sizeof ms / sizeof ms[0]; a_++)
             for (size_t b_ = 0; b_ < sizeof ns / sizeof ns[0]; b_++)
                 for (size_t c_ = 0; c_ < sizeof kk / sizeof kk[0]; c_++)
@@ -372,7 +416,7 @@ START_TEST(test_gemm_colsum_epilogue)
                             t_fill_normal(&p, n, cs, 1.0);
                             memcpy(want, cs, n * sizeof *cs);
                             nvp_epilogue ep = {NULL, 0, gate ? G : NULL, n, cs};
-                            nvp_exec ex = {kern, nvp__cpu_isa(), pack, threads > 1 ? pool : NULL};
+                            nvp_exec ex = {kern, nvp__cpu_isa(), pack, threads > 1 ? pool : NULL, bf16};
                             if (threads > 1)
                                 ck_assert_int_eq(nvp__pool_try_acquire(pool), 1);
                             nvp__exec_gemm(&ex, 0, 0, m, n, k, A, k, B, n, 0, C, n, &ep);
@@ -385,7 +429,7 @@ START_TEST(test_gemm_colsum_epilogue)
                             T_CHECK(d == (size_t)-1,
                                     "kernel %s, %zu x %zu x %zu, gate %d, %d thread(s): colsum[%zu] %.9g, "
                                     "the rows added in order give %.9g",
-                                    kern->name, m, n, k, gate, threads, d, (double)cs[d], (double)want[d]);
+                                    name, m, n, k, gate, threads, d, (double)cs[d], (double)want[d]);
                             free(A);
                             free(B);
                             free(C);

@@ -38,6 +38,7 @@ Suite *memory_suite(void);
 Suite *conditional_suite(void);
 Suite *affine_form_suite(void);
 Suite *vjp_suite(void);
+Suite *precision_suite(void);
 
 /* Per-test-case timeout in seconds (Check's default of 4 s is too short on
  * a loaded machine; a test that hangs still gets killed). */

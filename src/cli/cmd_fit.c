@@ -158,7 +158,7 @@ void cmd_fit_help(FILE *fp)
         "                     comma-separated, after --columns/--drop): a\n"
         "                     conditional model p(y | c); at least 2 columns\n"
         "                     must be left to model; not with --budget\n",
-        LR_DROP_FACTOR, FIT_SMALL_ROWS, MODEL_THREADS_HELP);
+        LR_DROP_FACTOR, FIT_SMALL_ROWS, MODEL_THREADS_HELP MODEL_PRECISION_HELP);
     fprintf(fp,
         "  --json             the summary as one JSON object, also with\n"
         "                     --quiet (which then silences only the\n"
@@ -180,7 +180,7 @@ enum {
     O_EVAL_EVERY, O_PATIENCE, O_CLAMP, O_AVERAGE, O_CLIP_NORM, O_SEED,
     O_THREADS, O_JSON, O_HEADER, O_NO_HEADER, O_VAL, O_MASK, O_NORM,
     O_WEIGHT_DECAY, O_DEQUANTIZE, O_INIT_SEED, O_STRICT, O_LR_DROPS,
-    O_NOISE, O_BUDGET, O_COLUMNS, O_DROP, O_GIVEN, O_REFIT
+    O_NOISE, O_BUDGET, O_COLUMNS, O_DROP, O_GIVEN, O_REFIT, O_PRECISION
 };
 
 static const char SHORT_OPTS[] = "o:qh";
@@ -210,6 +210,7 @@ static const struct option LONG_OPTS[] = {
     {"budget", required_argument, NULL, O_BUDGET},
     {"refit", required_argument, NULL, O_REFIT},
     {"threads", required_argument, NULL, O_THREADS},
+    {"precision", required_argument, NULL, O_PRECISION},
     {"header", no_argument, NULL, O_HEADER},
     {"no-header", no_argument, NULL, O_NO_HEADER},
     {"columns", required_argument, NULL, O_COLUMNS},
@@ -316,6 +317,9 @@ static int parse(int argc, char **argv, fit_config *c)
             break;
         case O_THREADS:
             bad = args_size(CMD, o, v, 0, NVP_MAX_THREADS, &c->threads);
+            break;
+        case O_PRECISION:
+            bad = model_parse_precision(CMD, v, &c->precision) != 0;
             break;
         case O_LR:
             bad = args_double(CMD, o, v, 0, 1, 1, &c->lr);
@@ -917,7 +921,8 @@ int fit_model_setup(fit_state *s, int reseed)
             NVP_OK)
         return cli_lib_error(CMD, "setting the model from the training rows",
                              rc, nvp_chain_errmsg(s->chain));
-    if (model_set_threads(CMD, s->chain, c->threads) != 0)
+    if (model_set_threads(CMD, s->chain, c->threads) != 0 ||
+        model_set_precision(CMD, s->chain, c->precision) != 0)
         return CLI_ERR;
     const size_t np = nvp_chain_num_params(s->chain);
     if ((rc = nvp_adam_create(&s->opt, np, NULL)) != NVP_OK)
@@ -1340,6 +1345,9 @@ static void summary_json(FILE *fp, const fit_state *s, const fit_result *r,
     json_double(&j, "noise", c->noise);
     json_double(&j, "clip_norm", (double)(float)c->clip_norm);
     json_double(&j, "average", c->average);
+    json_string(&j, "precision",
+                nvp_chain_precision(s->chain) == NVP_PRECISION_BF16 ? "bf16"
+                                                                  : "fp32");
     json_uint(&j, "seed", c->seed);
     json_uint(&j, "init_seed", c->init_seed);
     json_uint(&j, "steps", r->steps_done);

@@ -54,12 +54,13 @@ void cmd_sample_help(FILE *fp)
         "\n"
         "Example:\n"
         "  nvpflow sample model.nvp -n 1000 -o synthetic.csv\n",
-        MODEL_THREADS_HELP);
+        MODEL_THREADS_HELP MODEL_PRECISION_HELP);
 }
 
 enum {
     O_COUNT = 'n', O_OUTPUT = 'o', O_HELP = 'h',
-    O_SEED = ARG_LONG_ONLY, O_THREADS, O_NO_HEADER, O_GIVEN, O_WITH_GIVEN
+    O_SEED = ARG_LONG_ONLY, O_THREADS, O_NO_HEADER, O_GIVEN, O_WITH_GIVEN,
+    O_PRECISION
 };
 
 static const char SHORT_OPTS[] = "n:o:h";
@@ -68,6 +69,7 @@ static const struct option LONG_OPTS[] = {
     {"output", required_argument, NULL, O_OUTPUT},
     {"seed", required_argument, NULL, O_SEED},
     {"threads", required_argument, NULL, O_THREADS},
+    {"precision", required_argument, NULL, O_PRECISION},
     {"no-header", no_argument, NULL, O_NO_HEADER},
     {"given", required_argument, NULL, O_GIVEN},
     {"with-given", no_argument, NULL, O_WITH_GIVEN},
@@ -82,6 +84,7 @@ typedef struct sample_config {
     int have_count;
     uint64_t seed;
     size_t threads;
+    int precision;
     int no_header;
     const char *given_path; /* --given FILE, or NULL */
     int with_given;
@@ -133,6 +136,9 @@ static int parse(int argc, char **argv, sample_config *c)
         case O_WITH_GIVEN: c->with_given = 1; break;
         case O_THREADS:
             bad = args_size(CMD, p.opt, v, 0, NVP_MAX_THREADS, &c->threads);
+            break;
+        case O_PRECISION:
+            bad = model_parse_precision(CMD, v, &c->precision) != 0;
             break;
         default: break;
         }
@@ -204,6 +210,7 @@ int cmd_sample(int argc, char **argv)
     status = CLI_ERR;
     if (model_load(CMD, c.model_path, &chain, &scaler) != 0 ||
         model_set_threads(CMD, chain, c.threads) != 0 ||
+        model_set_precision(CMD, chain, c.precision) != 0 ||
         model_split_scaler(CMD, chain, scaler, &ys, &cs) != 0)
         goto done;
     const size_t dim = nvp_chain_dim(chain);

@@ -47,18 +47,19 @@ void cmd_score_help(FILE *fp)
         "Example (the 10 most unusual rows):\n"
         "  nvpflow score model.nvp data.csv | grep -vx log_density | nl |\n"
         "      sort -g -k2 | head\n",
-        MODEL_THREADS_HELP);
+        MODEL_THREADS_HELP MODEL_PRECISION_HELP);
 }
 
 enum {
     O_OUTPUT = 'o', O_HELP = 'h',
-    O_THREADS = ARG_LONG_ONLY, O_HEADER, O_NO_HEADER
+    O_THREADS = ARG_LONG_ONLY, O_HEADER, O_NO_HEADER, O_PRECISION
 };
 
 static const char SHORT_OPTS[] = "o:h";
 static const struct option LONG_OPTS[] = {
     {"output", required_argument, NULL, O_OUTPUT},
     {"threads", required_argument, NULL, O_THREADS},
+    {"precision", required_argument, NULL, O_PRECISION},
     {"header", no_argument, NULL, O_HEADER},
     {"no-header", no_argument, NULL, O_NO_HEADER},
     {"help", no_argument, NULL, O_HELP},
@@ -70,6 +71,7 @@ typedef struct score_config {
     const char *data_path;
     const char *out_path;
     size_t threads;
+    int precision;
     csv_header header;
 } score_config;
 
@@ -99,6 +101,9 @@ static int parse(int argc, char **argv, score_config *c)
             break;
         case O_THREADS:
             bad = args_size(CMD, p.opt, v, 0, NVP_MAX_THREADS, &c->threads);
+            break;
+        case O_PRECISION:
+            bad = model_parse_precision(CMD, v, &c->precision) != 0;
             break;
         case O_HEADER: c->header = CSV_HEADER_YES; break;
         case O_NO_HEADER: c->header = CSV_HEADER_NO; break;
@@ -182,7 +187,8 @@ int cmd_score(int argc, char **argv)
     memset(&out, 0, sizeof out);
     status = CLI_ERR;
     if (model_load(CMD, c.model_path, &chain, &scaler) != 0 ||
-        model_set_threads(CMD, chain, c.threads) != 0)
+        model_set_threads(CMD, chain, c.threads) != 0 ||
+        model_set_precision(CMD, chain, c.precision) != 0)
         goto done;
     const size_t dim = nvp_chain_dim(chain);
     const size_t cdim = nvp_chain_context_dim(chain);

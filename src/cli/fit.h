@@ -72,6 +72,7 @@ typedef struct fit_config {
     size_t hidden[NVP_MAX_HIDDEN_LAYERS];
     size_t n_hidden;
     size_t steps, batch, eval_every, patience, lr_drops, threads;
+    int precision; /* NVP_PRECISION_*, --precision */
     double lr, val_frac, clamp, average, clip_norm, weight_decay, noise;
     int val_frac_set;
     fit_mask mask;

@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
 
@@ -25,6 +26,40 @@ int model_set_threads(const char *cmd, nvp_chain *chain, size_t threads)
     int rc = nvp_chain_set_threads(chain, threads);
     if (rc != NVP_OK) {
         cli_lib_error(cmd, "cannot set the thread count", rc,
+                      nvp_chain_errmsg(chain));
+        return -1;
+    }
+    return 0;
+}
+
+int model_parse_precision(const char *cmd, const char *arg, int *precision)
+{
+    if (strcmp(arg, "fp32") == 0) {
+        *precision = NVP_PRECISION_FP32;
+        return 0;
+    }
+    if (strcmp(arg, "bf16") == 0) {
+        *precision = NVP_PRECISION_BF16;
+        return 0;
+    }
+    cli_error(cmd, "--precision: '%s' is not fp32 or bf16", arg);
+    return -1;
+}
+
+int model_set_precision(const char *cmd, nvp_chain *chain, int precision)
+{
+    static int warned;
+    if (precision == NVP_PRECISION_BF16 &&
+        !nvp_precision_supported(NVP_PRECISION_BF16)) {
+        if (!warned)
+            cli_warn(cmd, "--precision bf16: this CPU has no AVX512-BF16; "
+                          "running in fp32");
+        warned = 1;
+        precision = NVP_PRECISION_FP32;
+    }
+    const int rc = nvp_chain_set_precision(chain, precision);
+    if (rc != NVP_OK) {
+        cli_lib_error(cmd, "cannot set the precision", rc,
                       nvp_chain_errmsg(chain));
         return -1;
     }

@@ -29,5 +29,17 @@ int model_set_threads(const char *cmd, nvp_chain *chain, size_t threads);
 /* The --threads line of the help texts. */
 #define MODEL_THREADS_HELP \
     "  --threads T        worker threads, 0 = one per CPU (default 0)\n"
+/* --precision's value, "fp32" or "bf16", as NVP_PRECISION_*: 0, or -1
+ * after a message. */
+int model_parse_precision(const char *cmd, const char *arg, int *precision);
+/* nvp_chain_set_precision; where the CPU lacks AVX512-BF16, bf16 falls
+ * back to fp32 with a warning (printed once per process).  Returns 0, or
+ * -1 after a message. */
+int model_set_precision(const char *cmd, nvp_chain *chain, int precision);
+/* The --precision lines of the help texts. */
+#define MODEL_PRECISION_HELP \
+    "  --precision P      fp32 (default) or bf16: the networks' large matrix\n" \
+    "                     products in bfloat16 on CPUs with AVX512-BF16\n" \
+    "                     (faster, slightly less exact; fp32 elsewhere)\n"
 
 #endif

@@ -305,6 +305,34 @@ int nvp_chain_kernels(const nvp_chain *c)
     return c ? nvp__kernels_from_isa(c->ctx.isa) : -1;
 }
 
+int nvp_precision_supported(int precision)
+{
+    return precision == NVP_PRECISION_FP32 ||
+           (precision == NVP_PRECISION_BF16 && nvp__gemm_bf16_supported());
+}
+
+int nvp_chain_set_precision(nvp_chain *c, int precision)
+{
+    const nvp_errbox *eb = c ? &c->err : NULL;
+    NVP_REQUIRE_PTR(c);
+    NVP_REQUIRE(precision == NVP_PRECISION_FP32 ||
+                    precision == NVP_PRECISION_BF16,
+                NVP_EINVAL,
+                "nvp_chain_set_precision: unknown precision %d (expected "
+                "NVP_PRECISION_FP32 or NVP_PRECISION_BF16)",
+                precision);
+    NVP_REQUIRE(nvp_precision_supported(precision), NVP_EUNSUPPORTED,
+                "nvp_chain_set_precision: this CPU (or this build of the "
+                "library) has no AVX512-BF16; the chain stays in FP32");
+    c->ctx.bf16 = precision == NVP_PRECISION_BF16;
+    return NVP_OK;
+}
+
+int nvp_chain_precision(const nvp_chain *c)
+{
+    return c ? (c->ctx.bf16 ? NVP_PRECISION_BF16 : NVP_PRECISION_FP32) : -1;
+}
+
 int nvp_chain_set_log_scale_clamp(nvp_chain *c, float bound)
 {
     const nvp_errbox *eb = c ? &c->err : NULL;

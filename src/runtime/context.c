@@ -11,6 +11,7 @@ void nvp__context_init(nvp_context *x, const nvp_allocator *alloc,
     x->threads = threads ? threads : 1;
     x->pool = NULL;
     x->pool_failed = 0;
+    x->bf16 = 0;
     nvp__context_set_isa(x, nvp__cpu_isa());
 }
 
@@ -44,10 +45,11 @@ void nvp__context_set_isa(nvp_context *x, nvp_isa isa)
 }
 
 /* Every work space and pool worker gets room for the largest packing
- * buffer of any kernel, so that changing the level needs no new ones. */
+ * buffer of any kernel, the bfloat16 one included, so that changing the
+ * level or the precision needs no new ones. */
 static size_t max_pack_floats(void)
 {
-    size_t count, m = 0;
+    size_t count, m = nvp__gemm_bf16_pack_floats();
     const nvp_gemm_kernel *const *ks = nvp__gemm_kernels(&count);
     for (size_t i = 0; i < count; i++) {
         const size_t f = nvp__gemm_pack_floats(ks[i]);

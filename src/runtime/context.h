@@ -55,6 +55,9 @@ typedef struct nvp_context {
     size_t threads;
     nvp_pool *pool;
     int pool_failed; /* starting it failed: calls run on the caller only */
+    /* The conditioners' large products in bfloat16 (NVP_PRECISION_BF16;
+     * set only where nvp__gemm_bf16_supported). */
+    int bf16;
 } nvp_context;
 
 /* Prepares a context at the CPU's best level with `threads` threads (1:
@@ -90,7 +93,7 @@ void nvp__ws_release(const nvp_context *x, nvp_ws_kind kind, nvp_ws *ws);
 static inline nvp_exec nvp__context_exec(const nvp_context *x,
                                          const nvp_ws *ws, nvp_pool *pool)
 {
-    nvp_exec ex = {x->kernel, x->isa, ws->pack, pool};
+    nvp_exec ex = {x->kernel, x->isa, ws->pack, pool, x->bf16};
     return ex;
 }
 

@@ -8,6 +8,7 @@
 
 #include "core/cpu.h"
 #include "kernels/gemm.h"
+#include "kernels/gemm_bf16.h"
 #include "kernels/sweep.h"
 #include "runtime/threadpool.h"
 
@@ -16,7 +17,13 @@ typedef struct nvp_exec {
     nvp_isa isa;
     float *pack;
     nvp_pool *pool; /* NULL: this thread only */
+    int bf16;       /* large products in bfloat16 (kernels/gemm_bf16.h) */
 } nvp_exec;
+
+/* Products with at least this many terms per output run in bfloat16 when
+ * the call asks for it (nvp_exec.bf16); shorter ones gain nothing from it
+ * and stay in float. */
+#define NVP_BF16_MIN_K 32
 
 /* nvp__gemm, with the output columns split between the pool's threads
  * when the product is large enough to gain from it.  Each thread computes

@@ -21,6 +21,7 @@ typedef struct gemm_job {
     int accumulate;
     float *c;
     const nvp_epilogue *ep;
+    int bf16;
     size_t per_task; /* columns per task; rows on the few-column path */
 } gemm_job;
 
@@ -37,6 +38,12 @@ static void gemm_task(void *arg, size_t task, size_t worker)
         pep = &ep;
     }
     const float *b = j->trans_b ? j->b + n0 * j->ldb : j->b + n0;
+    if (j->bf16) {
+        nvp__gemm_bf16(pack, j->trans_a, j->trans_b, j->m, n1 - n0, j->k,
+                       j->a, j->lda, b, j->ldb, j->accumulate, j->c + n0,
+                       j->ldc, pep);
+        return;
+    }
     nvp__gemm(j->kernel, pack, j->trans_a, j->trans_b, j->m, n1 - n0, j->k,
               j->a, j->lda, b, j->ldb, j->accumulate, j->c + n0, j->ldc, pep);
 }
@@ -67,7 +74,9 @@ static void small_task(void *arg, size_t task, size_t worker)
 }
 
 /* Also routes products with at most NVP_SMALL_N columns to the kernel's
- * few-column path.  The choice depends on the shape alone, never on the
+ * few-column path, always in float, and the others with at least
+ * NVP_BF16_MIN_K terms to the bfloat16 product when ex->bf16 asks for it.
+ * The choice depends on the shape alone, never on the
  * thread count, and is made before any split. */
 void nvp__exec_gemm(const nvp_exec *ex, int trans_a, int trans_b, size_t m,
                     size_t n, size_t k, const float *a, size_t lda,
@@ -84,7 +93,7 @@ void nvp__exec_gemm(const nvp_exec *ex, int trans_a, int trans_b, size_t m,
             if (per < SMALL_MIN_ROWS_PER_TASK)
                 per = SMALL_MIN_ROWS_PER_TASK;
             gemm_job g = {ex->pool, ex->kernel, trans_a, trans_b, m, n, k, a, b,
-                          lda, ldb, ldc, accumulate, c, ep, per};
+                          lda, ldb, ldc, accumulate, c, ep, 0, per};
             nvp__pool_run(ex->pool, (m + per - 1) / per, small_task, &g);
             return;
         }
@@ -92,6 +101,7 @@ void nvp__exec_gemm(const nvp_exec *ex, int trans_a, int trans_b, size_t m,
                             accumulate, c, ldc, ep, ex->pack);
         return;
     }
+    const int bf16 = ex->bf16 && k >= NVP_BF16_MIN_K;
     const size_t threads = nvp__pool_threads(ex->pool);
     const size_t nr = ex->kernel->nr;
     const size_t work_k = k > PARALLEL_MIN_K ? k : PARALLEL_MIN_K;
@@ -100,8 +110,13 @@ void nvp__exec_gemm(const nvp_exec *ex, int trans_a, int trans_b, size_t m,
         const size_t panels = (n + nr - 1) / nr;
         const size_t per = (panels + threads - 1) / threads * nr;
         gemm_job j = {ex->pool, ex->kernel, trans_a, trans_b, m, n, k, a, b,
-                      lda, ldb, ldc, accumulate, c, ep, per};
+                      lda, ldb, ldc, accumulate, c, ep, bf16, per};
         nvp__pool_run(ex->pool, (n + per - 1) / per, gemm_task, &j);
+        return;
+    }
+    if (bf16) {
+        nvp__gemm_bf16(ex->pack, trans_a, trans_b, m, n, k, a, lda, b, ldb,
+                       accumulate, c, ldc, ep);
         return;
     }
     nvp__gemm(ex->kernel, ex->pack, trans_a, trans_b, m, n, k, a, lda, b, ldb,

@@ -10,7 +10,7 @@
  * Then, on 1 and 2 threads, three models over more dimensions (D = 8, 64
  * and 784), each call timed in turns with PyTorch's, as ratios and as
  * shares of the peak.  NVP_BENCH_MODELS picks the models (tutorial, d8,
- * d64, d784; default all), NVP_BENCH_TURNS the turns (default 7),
+ * d64, d784, and the sections cond and bf16; default all), NVP_BENCH_TURNS the turns (default 7),
  * NVP_BENCH_PYTHON the Python that runs PyTorch. */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -28,6 +28,7 @@
 #include "nvpflow.h"
 
 #include "bench_conditional.h"
+#include "bench_precision.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -170,7 +171,7 @@ static double gemm_gflops(const shape *s, nvp_pool *pool, float *pack)
         a[i] = (float)(i % 97) / 97.0f - 0.5f;
     for (size_t i = 0; i < s->k * s->n; i++)
         b[i] = (float)(i % 89) / 89.0f - 0.5f;
-    nvp_exec ex = {nvp__gemm_best(), nvp__cpu_isa(), pack, pool};
+    nvp_exec ex = {nvp__gemm_best(), nvp__cpu_isa(), pack, pool, 0};
     const size_t lda = s->ta ? s->m : s->k, ldb = s->tb ? s->k : s->n;
     const double flop = 2.0 * (double)s->m * (double)s->n * (double)s->k;
     const int inner = (int)(2e9 / flop / 10) + 1;
@@ -985,7 +986,8 @@ static void print_dmodels(const int *selected, dresult (*res)[N_CALLS],
 /* NVP_BENCH_MODELS: which models run ("tutorial", "d8", "d64", "d784",
  * separated by commas or spaces; "all", the default, is every one);
  * NVP_BENCH_TURNS: the general-D models' turns.  Returns the turns. */
-static int select_models(int *tutorial, int *selected, int *any, int *cond)
+static int select_models(int *tutorial, int *selected, int *any, int *cond,
+                         int *bf16)
 {
     const char *env = getenv("NVP_BENCH_MODELS");
     char list[256];
@@ -993,18 +995,21 @@ static int select_models(int *tutorial, int *selected, int *any, int *cond)
     *tutorial = 0;
     *any = 0;
     *cond = 0;
+    *bf16 = 0;
     for (char *w = strtok(list, ", "); w; w = strtok(NULL, ", ")) {
         int known = 0;
         if (!strcmp(w, "all") || !strcmp(w, "tutorial"))
             *tutorial = known = 1;
         if (!strcmp(w, "all") || !strcmp(w, "cond"))
             *cond = known = 1;
+        if (!strcmp(w, "all") || !strcmp(w, "bf16"))
+            *bf16 = known = 1;
         for (size_t k = 0; k < N_DMODELS; k++)
             if (!strcmp(w, "all") || !strcmp(w, dmodels[k].key))
                 selected[k] = *any = known = 1;
         if (!known) {
             fprintf(stderr, "bench: NVP_BENCH_MODELS: unknown model \"%s\" "
-                            "(known: all, tutorial, cond", w);
+                            "(known: all, tutorial, cond, bf16", w);
             for (size_t k = 0; k < N_DMODELS; k++)
                 fprintf(stderr, ", %s", dmodels[k].key);
             fprintf(stderr, ")\n");
@@ -1116,7 +1121,9 @@ int main(int argc, char **argv)
     size_t counts[2] = {1, cpus};
     int n_counts = cpus > 1 ? 2 : 1;
     int tutorial = 0, selected[N_DMODELS] = {0}, any_dmodel = 0, cond = 0;
-    const int turns = select_models(&tutorial, selected, &any_dmodel, &cond);
+    int bf16 = 0;
+    const int turns =
+        select_models(&tutorial, selected, &any_dmodel, &cond, &bf16);
     /* The general-D models run on 1 and 2 threads whatever the machine. */
     const size_t dth[2] = {1, 2};
     const int n_dth = cpus > 1 ? 2 : 1;
@@ -1240,5 +1247,7 @@ int main(int argc, char **argv)
     }
     if (cond)
         bench_conditional(turns, pk[0]);
+    if (bf16)
+        bench_precision(turns, pk[0]);
     return 0;
 }

@@ -5,10 +5,12 @@
 .PHONY: bench lockstep parity
 # Performance figures, side by side with PyTorch/OpenBLAS when importable.
 $(BUILD)/bench/bench: tests/bench/bench.c tests/bench/bench_conditional.c \
-		tests/bench/bench_conditional.h $(STATIC)
+		tests/bench/bench_conditional.h tests/bench/bench_precision.c \
+		tests/bench/bench_precision.h $(STATIC)
 	@mkdir -p $(BUILD)/bench
 	$(CC) $(BASE_CFLAGS) -O2 -Isrc -o $@ tests/bench/bench.c \
-	    tests/bench/bench_conditional.c $(STATIC) $(LIBS)
+	    tests/bench/bench_conditional.c tests/bench/bench_precision.c \
+	    $(STATIC) $(LIBS)
 
 bench: $(BUILD)/bench/bench
 	./$(BUILD)/bench/bench tests/bench

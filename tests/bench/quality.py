@@ -17,6 +17,9 @@ Methods:
               defaults (plus --fit-args), on one thread (--threads 1:
               results do not depend on it), scored with `nvpflow score`
   budget      the same with --budget SECONDS (--budget, default 60)
+  bf16        the defaults with --precision bf16, fit and score (the
+              networks' large matrix products in bfloat16; needs
+              AVX512-BF16, else they warn and run in fp32)
   gaussian    full-covariance Gaussian, maximum likelihood on train
   gmm         GaussianMixture (full covariances), k in 1..10 chosen on
               the validation rows
@@ -29,8 +32,8 @@ Methods:
 Usage: python3 quality.py NVPFLOW OUTDIR [options]
   --datasets a,b,..  of wine, breast_cancer, digits, iris, moons (all)
   --seeds 0,1,2      split seeds (0,1,2)
-  --methods a,b,..   of nvpflow, budget, gaussian, gmm, kde, torch (all
-                     available)
+  --methods a,b,..   of nvpflow, budget, bf16, gaussian, gmm, kde, torch
+                     (default: all but bf16, where available)
   --budget S         the budget row's --budget (default 60)
   --fit-args "..."   extra arguments for nvpflow fit
   --label NAME       the row name of nvpflow in the table
@@ -59,7 +62,7 @@ except ImportError as e:  # the Makefile target says what is missing
              "python3-sklearn): %s" % e)
 
 DATASETS = ["wine", "breast_cancer", "digits", "iris", "moons"]
-METHODS = ["nvpflow", "budget", "gaussian", "gmm", "kde", "torch"]
+METHODS = ["nvpflow", "budget", "bf16", "gaussian", "gmm", "kde", "torch"]
 
 
 def load(name, seed):
@@ -135,7 +138,7 @@ def run(cmd, what):
     return p
 
 
-def nvpflow_ll(exe, d, seed, fit_args, name="model"):
+def nvpflow_ll(exe, d, seed, fit_args, name="model", score_args=()):
     model = os.path.join(d, name + ".nvp")
     cmd = [exe, "fit", os.path.join(d, "train.csv"), "--val",
            os.path.join(d, "val.csv"), "-o", model, "--seed", str(seed),
@@ -147,7 +150,7 @@ def nvpflow_ll(exe, d, seed, fit_args, name="model"):
     with open(os.path.join(d, name + ".json"), "w") as f:
         f.write(p.stdout)
     s = run([exe, "score", model, os.path.join(d, "test.csv"), "--threads",
-             "1"], "nvpflow score")
+             "1"] + list(score_args), "nvpflow score")
     lp = np.array([float(v) for v in s.stdout.split()])
     note = "%s steps, best at %s" % (summary.get("steps"),
                                      summary.get("best_step"))
@@ -160,7 +163,8 @@ def main():
     ap.add_argument("outdir")
     ap.add_argument("--datasets", default=",".join(DATASETS))
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--methods",
+                    default=",".join(m for m in METHODS if m != "bf16"))
     ap.add_argument("--fit-args", default="")
     ap.add_argument("--label", default="nvpflow fit")
     ap.add_argument("--per-seed", action="store_true")
@@ -190,6 +194,7 @@ def main():
     fit_args = shlex.split(a.fit_args)
     label = {"nvpflow": a.label,
              "budget": "%s --budget %g" % (a.label, a.budget),
+             "bf16": "%s --precision bf16" % a.label,
              "gaussian": "full-covariance Gaussian",
              "gmm": "GaussianMixture, k on validation",
              "kde": "KernelDensity, bandwidth on validation",
@@ -212,6 +217,10 @@ def main():
                 ll, secs, note, worst = nvpflow_ll(
                     exe, d, seed, fit_args + ["--budget", str(a.budget)],
                     "budget")
+            elif m == "bf16":
+                ll, secs, note, worst = nvpflow_ll(
+                    exe, d, seed, fit_args + ["--precision", "bf16"], "bf16",
+                    ["--precision", "bf16"])
             elif m == "gaussian":
                 ll, worst = gaussian_ll(tr, te)
             elif m == "gmm":

@@ -923,6 +923,44 @@ expect 2 "fit --given --budget" -- "$B" fit cond.csv --given c --budget 5 -o bad
 has err.txt "--budget with --given is not supported yet" "fit --given --budget"
 absent bad.nvp "fit with bad --given lists"
 
+# ------------------------------------------------------- --precision bf16
+# A 12-column table whose networks' products qualify for bfloat16 (64
+# wide): fit, score and sample in bf16 where the CPU has AVX512-BF16 (else
+# a warning and fp32), against fp32.
+awk 'BEGIN { srand(7); for (i = 0; i < 600; i++) { a = 2 * rand() - 1; line = "";
+    for (j = 0; j < 12; j++) { v = sin(a * (j + 1)) + 0.1 * (rand() - 0.5);
+        line = line (j ? "," : "") sprintf("%.5f", v) } print line } }' > wide.csv
+if grep -qw avx512_bf16 /proc/cpuinfo 2>/dev/null; then cpu_bf16=yes; else cpu_bf16=no; fi
+expect 0 "fit --precision bf16" -- "$B" fit wide.csv -o wide16.nvp --hidden 64,64 --steps 300 --precision bf16 --json -q --threads 1
+if [ "$cpu_bf16" = yes ]; then
+    json out.txt "fit --precision bf16: the summary says bf16" 'd["precision"] == "bf16"'
+else
+    json out.txt "fit --precision bf16 without AVX512-BF16: fp32" 'd["precision"] == "fp32"'
+    has err.txt "no AVX512-BF16" "fit --precision bf16 without AVX512-BF16: the warning"
+fi
+expect 0 "fit --precision fp32" -- "$B" fit wide.csv -o wide32.nvp --hidden 64,64 --steps 300 --precision fp32 --json -q --threads 1
+json out.txt "fit --precision fp32: the summary says fp32" 'd["precision"] == "fp32"'
+expect 0 "score in fp32" -- "$B" score wide32.nvp wide.csv
+mv out.txt wide_lp32.txt
+expect 0 "score --precision bf16" -- "$B" score wide32.nvp wide.csv --precision bf16
+mv out.txt wide_lp16.txt
+# The same model scored both ways: close (a few hundredths of a nat),
+# and, with AVX512-BF16, not the same numbers.
+if paste -d, wide_lp32.txt wide_lp16.txt | awk -F, -v want="$cpu_bf16" '
+    NR == 1 { next }
+    { d = $1 - $2; if (d < 0) d = -d; if (d > worst) worst = d; if ($1 != $2) moved++ }
+    END { n = NR - 1; if (worst > 0.25) exit 1;
+          if (want == "yes" && moved < n / 2) exit 1;
+          if (want == "no" && moved != 0) exit 1 }'; then ok; else
+    fail "score --precision bf16 against fp32: too far apart, or not moved as expected ($cpu_bf16)"
+fi
+expect 0 "sample --precision bf16" -- "$B" sample wide16.nvp -n 50 --precision bf16 --seed 3
+lines out.txt 50 "sample --precision bf16"
+expect 2 "fit --precision fp16" -- "$B" fit wide.csv -o bad.nvp --precision fp16
+has err.txt "'fp16' is not fp32 or bf16" "fit --precision fp16"
+expect 2 "score --precision with no value" -- "$B" score wide32.nvp wide.csv --precision
+absent bad.nvp "fit with a bad --precision"
+
 leftovers=
 for f in ./*.csv.* ./*.nvp.*; do [ -e "$f" ] && leftovers="$leftovers $f"; done
 check "temporary files left:$leftovers" [ -z "$leftovers" ]

@@ -37,6 +37,7 @@ float second_tu_log_prob_sum(std::uint64_t seed)
 #else // ------------------------------------------------- the test program
 
 #include <atomic>
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -948,6 +949,52 @@ static void check_kernels(T &obj, const char *what)
                  static_cast<int>(best));
 }
 
+// Precision: the default, the refusals, and, where the CPU has
+// AVX512-BF16 (asked of the compiler, not of the library), log densities
+// that move a little in bfloat16 and come back bit for bit in float.
+static void test_precision()
+{
+    nvp::Rng rng(31);
+    nvp::Chain chain = nvp::Chain::alternating(16, 4, {64, 64}, 0, rng);
+    CHECK(chain.precision() == nvp::Precision::Fp32);
+    EXPECT_ERROR(NVP_EINVAL, chain.set_precision(static_cast<nvp::Precision>(5)));
+    bool cpu_bf16 = false;
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_cpu_init();
+    cpu_bf16 = __builtin_cpu_supports("avx512bf16");
+#endif
+    CHECK(nvp::precision_supported(nvp::Precision::Fp32));
+    std::vector<float> pts(16 * 200);
+    nvp::Rng data(32);
+    for (std::size_t i = 0; i < pts.size(); i++)
+        pts[i] = std::sin(0.37f * static_cast<float>(i)) * 2.0f;
+    // Non-zero output layers, so that the conditioners matter.
+    float *p = chain.params();
+    for (std::size_t i = 0; i < chain.num_params(); i++)
+        p[i] = 0.05f * std::cos(0.11f * static_cast<float>(i));
+    const std::vector<float> lp32 = chain.log_prob(pts);
+    if (!nvp::precision_supported(nvp::Precision::Bf16)) {
+        EXPECT_ERROR(NVP_EUNSUPPORTED, chain.set_precision(nvp::Precision::Bf16));
+        CHECK(chain.precision() == nvp::Precision::Fp32);
+        std::fprintf(stderr, "  (no AVX512-BF16: bf16 refused, as expected)\n");
+        return;
+    }
+    CHECK(cpu_bf16);
+    chain.set_precision(nvp::Precision::Bf16);
+    CHECK(chain.precision() == nvp::Precision::Bf16);
+    const std::vector<float> lp16 = chain.log_prob(pts);
+    std::size_t moved = 0;
+    float worst = 0.0f;
+    for (std::size_t i = 0; i < lp32.size(); i++) {
+        moved += lp16[i] != lp32[i];
+        worst = std::max(worst, std::fabs(lp16[i] - lp32[i]));
+    }
+    CHECK(moved > lp32.size() / 2);
+    CHECK(worst < 0.5f);
+    chain.set_precision(nvp::Precision::Fp32);
+    CHECK(chain.log_prob(pts) == lp32);
+}
+
 // A chain of every kind: built from layers (ownership moves), initialised
 // from data, trained, saved and loaded, with its kernels chosen.
 /* Column names through the wrapper: set, read back, saved and loaded,
@@ -1569,6 +1616,7 @@ int main(int argc, char **argv)
         test_layer_kinds();
         test_chain_of_layers();
         test_column_names();
+        test_precision();
         test_conditional();
         test_variational();
     } catch (const std::exception &e) {

@@ -35,7 +35,8 @@ from .optim import Adam
 from .rng import Rng
 from . import _lib as _l
 from ._lib import (AFFINE_EXP, AFFINE_SIGMOID, KERNELS_AUTO, KERNELS_AVX2,
-                   KERNELS_AVX512, KERNELS_PORTABLE)
+                   KERNELS_AVX512, KERNELS_PORTABLE, PRECISION_BF16,
+                   PRECISION_FP32)
 
 
 def version():
@@ -47,6 +48,12 @@ def version_number():
     """Version of the loaded library as major * 10000 + minor * 100 +
     patch."""
     return _l.lib.nvp_version_number()
+
+
+def precision_supported(precision):
+    """Whether this CPU and library run the precision (PRECISION_FP32,
+    PRECISION_BF16, or "fp32", "bf16")."""
+    return bool(_l.lib.nvp_precision_supported(_l.precision_arg(precision)))
 
 
 def strerror(code):
@@ -62,7 +69,9 @@ __all__ = [
     "DimensionError", "FileError", "FormatError", "InvalidArgument",
     "KERNELS_AUTO", "KERNELS_AVX2", "KERNELS_AVX512", "KERNELS_PORTABLE",
     "Layer", "LayerView", "Linear", "NonFinite", "NvpError", "OutOfMemory",
-    "Overflow", "Permutation", "Rng", "Scaler", "ThreadError",
+    "Overflow", "PRECISION_BF16", "PRECISION_FP32", "Permutation", "Rng",
+    "Scaler", "ThreadError",
     "Unsupported", "VersionError", "errors", "have_numpy", "library_path",
-    "strerror", "train_step", "two_moons", "version", "version_number",
+    "precision_supported", "strerror", "train_step", "two_moons", "version",
+    "version_number",
 ]

@@ -59,6 +59,11 @@ KERNELS_AVX512 = 3
 KERNEL_NAMES = {"auto": KERNELS_AUTO, "portable": KERNELS_PORTABLE,
                 "avx2": KERNELS_AVX2, "avx512": KERNELS_AVX512}
 
+# Precisions of the conditioners' products (nvp_chain_set_precision).
+PRECISION_FP32 = 0
+PRECISION_BF16 = 1
+PRECISION_NAMES = {"fp32": PRECISION_FP32, "bf16": PRECISION_BF16}
+
 # The binary interface these bindings were written against (SONAME major),
 # and the first release that has it (NVP_VERSION_NUMBER).
 ABI_MAJOR = 1
@@ -247,6 +252,9 @@ _PROTOTYPES = {
     "nvp_chain_init_from_data": (c_int, [_P, c_size_t, _F]),
     "nvp_chain_set_kernels": (c_int, [_P, c_int]),
     "nvp_chain_kernels": (c_int, [_P]),
+    "nvp_chain_set_precision": (c_int, [_P, c_int]),
+    "nvp_chain_precision": (c_int, [_P]),
+    "nvp_precision_supported": (c_int, [c_int]),
     "nvp_chain_sample": (c_int, [_P, _P, c_size_t, _F, _F]),
     "nvp_chain_log_prob": (c_int, [_P, c_size_t, _F, _F]),
     "nvp_chain_forward": (c_int, [_P, c_size_t, _F, _F, _F]),
@@ -427,6 +435,21 @@ def _declare():
 
 lib, path = _load()
 _declare()
+
+
+def precision_arg(precision):
+    """A precision for nvp_chain_set_precision: PRECISION_FP32,
+    PRECISION_BF16 (an unknown number is left for the library to refuse)
+    or its name ("fp32", "bf16")."""
+    if isinstance(precision, str):
+        try:
+            return PRECISION_NAMES[precision.lower()]
+        except KeyError:
+            from . import errors
+            raise errors.InvalidArgument(
+                "unknown precision %r: use fp32, bf16 or a PRECISION_* "
+                "constant" % precision) from None
+    return int(precision)
 
 
 def kernels_arg(kernels):

@@ -289,6 +289,22 @@ class Chain(Handle):
         the KERNELS_* constants; never KERNELS_AUTO)."""
         return _lib.lib.nvp_chain_kernels(self._h)
 
+    @property
+    def precision(self):
+        """The precision of the conditioners' large matrix products:
+        PRECISION_FP32 (the default) or PRECISION_BF16."""
+        return _lib.lib.nvp_chain_precision(self._h)
+
+    def set_precision(self, precision):
+        """PRECISION_FP32 or PRECISION_BF16 (or "fp32", "bf16"): with bf16
+        the conditioners' large matrix products round their operands to
+        bfloat16 and sum in float, with AVX512-BF16 instructions (faster,
+        about 2^-8 relative error per product).  Unsupported (setting
+        unchanged) on a CPU without AVX512-BF16; see
+        nvpflow.precision_supported."""
+        self._check(_lib.lib.nvp_chain_set_precision(
+            self._h, _lib.precision_arg(precision)))
+
     def set_kernels(self, kernels):
         """KERNELS_AUTO (the best this CPU runs, the default),
         KERNELS_PORTABLE (the same bits on every machine), KERNELS_AVX2,

@@ -402,6 +402,36 @@ class CoreTests(Base):
         gc.collect()
         self.assertEqual(freed, ["Chain"])
 
+    def test_precision(self):
+        # The default, the refusals, and where the CPU runs bfloat16:
+        # log densities that move a little and come back in float.
+        with nvpflow.Chain.alternating(16, layers=4, hidden=(64, 64),
+                                       seed=15) as flow:
+            flow.set_threads(1)
+            self.assertEqual(flow.precision, nvpflow.PRECISION_FP32)
+            self.assertTrue(nvpflow.precision_supported("fp32"))
+            with self.assertRaises(nvpflow.InvalidArgument):
+                flow.set_precision("fp16")
+            with self.assertRaises(nvpflow.InvalidArgument):
+                flow.set_precision(9)
+            pts = [[2.0 * math.sin(0.37 * (16 * i + j)) for j in range(16)]
+                   for i in range(100)]
+            flow.set_params([0.01 * ((i % 7) - 3)
+                             for i in range(flow.num_params)])
+            lp32 = flow.log_prob(pts)
+            if not nvpflow.precision_supported("bf16"):
+                with self.assertRaises(nvpflow.Unsupported):
+                    flow.set_precision("bf16")
+                self.assertEqual(flow.precision, nvpflow.PRECISION_FP32)
+                return
+            flow.set_precision("bf16")
+            self.assertEqual(flow.precision, nvpflow.PRECISION_BF16)
+            lp16 = flow.log_prob(pts)
+            self.assertNotEqual(raw(lp16), raw(lp32))
+            self.assertClose(lp16, lp32, tol=0.05)
+            flow.set_precision(nvpflow.PRECISION_FP32)
+            self.assertEqual(raw(flow.log_prob(pts)), raw(lp32))
+
     def test_errors_carry_library_message(self):
         with small_chain(seed=14) as flow:
             with self.assertRaises(nvpflow.InvalidArgument) as cm:
