@@ -123,14 +123,15 @@ START_TEST(test_precision_bf16_close_to_fp32)
 }
 END_TEST
 
-/* The tutorial's two-dimensional model: no product qualifies (the sweep
- * runs the first layers, the output layer has two columns or two terms),
- * so bfloat16 gives float's bits. */
+/* The tutorial's model (two dimensions, 4 couplings of 1 -> 512 -> 512 ->
+ * 2): no product qualifies (the sweep runs the first two layers, the
+ * output layer has two columns, its input gradient two terms), so
+ * bfloat16 gives float's bits: the main job does not change. */
 START_TEST(test_precision_bf16_two_dims_unchanged)
 {
     if (!nvp_precision_supported(NVP_PRECISION_BF16))
         return;
-    static const size_t h[2] = {256, 256};
+    static const size_t h[2] = {512, 512};
     const size_t n = 500;
     nvp_chain *c = t_chain(2, 4, 2, h, 5);
     float *y = gaussian_rows(n, 2, 6);
