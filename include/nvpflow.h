@@ -79,7 +79,7 @@ extern "C" {
 
 /* The release version.  The Makefile reads these three lines. */
 #define NVP_VERSION_MAJOR 0
-#define NVP_VERSION_MINOR 5
+#define NVP_VERSION_MINOR 6
 #define NVP_VERSION_PATCH 0
 #define NVP_VERSION_NUMBER \
     (NVP_VERSION_MAJOR * 10000 + NVP_VERSION_MINOR * 100 + NVP_VERSION_PATCH)

@@ -40,7 +40,7 @@ from ._lib import (AFFINE_EXP, AFFINE_SIGMOID, KERNELS_AUTO, KERNELS_AVX2,
 
 
 def version():
-    """Version string of the loaded library, e.g. "0.5.0"."""
+    """Version string of the loaded library, e.g. "0.6.0"."""
     return _l.decode(_l.lib.nvp_version_string())
 
 
