@@ -52,18 +52,22 @@ typedef struct {
 } shape;
 
 /* Small shapes run every variant (4 transpose combinations x accumulate
- * x 5 epilogues); larger ones every transpose combination.  The last four
- * go past the cache blocks of every kernel (MC/KC/NC: portable
- * 64/256/1024, avx2 120/256/1024, avx512 120/512/512): two dimensions at a
- * time with all transpose combinations, then all three at once
- * (131 x 1031 x 521, 70M multiply-adds: one combination, the one with the
- * most going on, to keep the suite fast under Valgrind). */
+ * x 5 epilogues); larger ones every transpose combination.  Four go past
+ * the cache blocks of every kernel (MC/KC/NC: portable 64/256/1024, avx2
+ * 120/256/1024, avx512 120/512/512, bf16 128/256/512): two dimensions at
+ * a time with all transpose combinations, then all three at once (131 x
+ * 1031 x 521, 70M multiply-adds: one combination, the one with the most
+ * going on, to keep the suite fast under Valgrind).  The last two end in
+ * a column panel of 17 to 31 columns (the bf16 packing of a transposed B
+ * fills it in two groups of 16). */
 static const shape shapes[] = {
     {1, 1, 1, 0},     {1, 13, 7, 0},   {7, 1, 13, 0},    {13, 7, 1, 0},
     {4, 8, 16, 0},    {5, 3, 0, 0},    {1, 1, 0, 0},     {97, 13, 257, 0},
     {257, 97, 7, 0},  {7, 521, 97, 0}, {521, 7, 13, 0},  {13, 257, 521, 0},
     {131, 1031, 9, 0}, {131, 9, 521, 0},
     {9, 1031, 521, 0}, {131, 1031, 521, 0x2},
+    /* a last column panel of 17 to 31 columns, B transposed included */
+    {9, 49, 33, 0},   {130, 600, 300, 0},
 };
 #define N_SHAPES (sizeof shapes / sizeof shapes[0])
 
@@ -71,16 +75,26 @@ enum { EP_NONE, EP_BIAS, EP_BIAS_RELU, EP_GATE, EP_ALL, EP_COUNT };
 static const char *const ep_names[EP_COUNT] = {"none", "bias", "bias+relu",
                                                "gate", "bias+relu+gate"};
 
+static size_t pack_floats(const variant *v)
+{
+    return v->kern ? nvp__gemm_pack_floats(v->kern) : nvp__gemm_bf16_pack_floats();
+}
+
+/* NaN everywhere: reading pack space that this call did not pack shows
+ * up. */
+static void poison(float *pack, size_t floats)
+{
+    for (size_t i = 0; i < floats; i++)
+        pack[i] = NAN;
+}
+
 static float *pack_alloc(const variant *v)
 {
-    size_t bytes = (v->kern ? nvp__gemm_pack_floats(v->kern) : nvp__gemm_bf16_pack_floats()) *
-                   sizeof(float);
+    size_t bytes = pack_floats(v) * sizeof(float);
     bytes = (bytes + 63) & ~(size_t)63;
     float *p = aligned_alloc(64, bytes);
     ck_assert_ptr_nonnull(p);
-    /* NaN everywhere: reading pack space that was not packed shows up. */
-    for (size_t i = 0; i < bytes / sizeof(float); i++)
-        p[i] = NAN;
+    poison(p, bytes / sizeof(float));
     return p;
 }
 
@@ -113,6 +127,7 @@ static void check_one(const variant *kern, float *pack, shape s,
     const size_t lda = a_cols + 3, ldb = b_cols + 5, ldc = n + 2, ldg = n + 7;
     t_prng p;
     t_prng_seed(&p, seed);
+    poison(pack, pack_floats(kern));
     float *a = t_xmalloc((a_rows * lda + 1) * sizeof *a);
     float *b = t_xmalloc((b_rows * ldb + 1) * sizeof *b);
     float *c = t_xmalloc(m * ldc * sizeof *c);

@@ -126,7 +126,8 @@ END_TEST
 /* The tutorial's model (two dimensions, 4 couplings of 1 -> 512 -> 512 ->
  * 2): no product qualifies (the sweep runs the first two layers, the
  * output layer has two columns, its input gradient two terms), so
- * bfloat16 gives float's bits: the main job does not change. */
+ * bfloat16 gives float's bits: the main job does not change.  With a
+ * third hidden layer a two-dimensional chain has a product that does. */
 START_TEST(test_precision_bf16_two_dims_unchanged)
 {
     if (!nvp_precision_supported(NVP_PRECISION_BF16))
@@ -145,6 +146,18 @@ START_TEST(test_precision_bf16_two_dims_unchanged)
     T_OK(nvp_chain_nll_grad(c, n, y, g16, NULL));
     ck_assert_uint_eq(t_first_diff(lp32, lp16, n), (size_t)-1);
     ck_assert_uint_eq(t_first_diff(g32, g16, np), (size_t)-1);
+    /* A third hidden layer is a product past the sweep: it moves. */
+    static const size_t h3[3] = {64, 64, 64};
+    nvp_chain *c3 = t_chain(2, 2, 3, h3, 7);
+    float *p3 = nvp_chain_params(c3);
+    for (size_t i = 0; i < nvp_chain_num_params(c3); i++)
+        p3[i] = 0.02f * (float)((int)(i % 11) - 5);
+    T_OK(nvp_chain_log_prob(c3, n, y, lp32));
+    T_OK(nvp_chain_set_precision(c3, NVP_PRECISION_BF16));
+    T_OK(nvp_chain_log_prob(c3, n, y, lp16));
+    T_CHECK(t_first_diff(lp32, lp16, n) != (size_t)-1,
+            "a 2-D chain with three hidden layers did not change in bf16");
+    nvp_chain_free(c3);
     free(lp32);
     free(lp16);
     free(g32);

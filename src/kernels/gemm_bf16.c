@@ -24,7 +24,7 @@
 #include <string.h>
 
 #define MR 8
-#define NR 32
+#define NR NVP_BF16_NR
 #define KC 256 /* k entries per block: 128 pairs */
 #define KP (KC / 2)
 #define MC 128 /* rows of A per packed block (a multiple of MR) */

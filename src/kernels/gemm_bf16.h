@@ -9,7 +9,8 @@
  * the VCVTNE2PS2BF16 instruction rounds; subnormal inputs become zero).
  * The products of two bfloat16 numbers are exact in float and the sums run
  * in float, so the error of an output is about 2^-8 relative to the sum of
- * the magnitudes of its terms, against 2^-24 for nvp__gemm.
+ * the magnitudes of its terms, against 2^-24 for nvp__gemm.  The
+ * instruction flushes subnormal inputs, products and sums to zero.
  *
  * It runs on CPUs with AVX512-BF16 only (VDPBF16PS: two multiply-adds per
  * float lane, twice the float kernel's work per instruction); the caller
@@ -25,6 +26,10 @@
 #include <stdint.h>
 
 #include "kernels/gemm.h"
+
+/* Columns of the micro-kernel's register tile: a split of C's columns
+ * between threads in multiples of it keeps every tile whole. */
+#define NVP_BF16_NR 32
 
 /* Nonzero when the CPU and OS run AVX512-BF16 code (and the library was
  * built with it). */

@@ -101,9 +101,11 @@ void nvp__exec_gemm(const nvp_exec *ex, int trans_a, int trans_b, size_t m,
                             accumulate, c, ldc, ep, ex->pack);
         return;
     }
-    const int bf16 = ex->bf16 && k >= NVP_BF16_MIN_K;
+    const int bf16 = ex->bf16 && k >= NVP_BF16_MIN_K && n > NVP_SMALL_N;
     const size_t threads = nvp__pool_threads(ex->pool);
-    const size_t nr = ex->kernel->nr;
+    /* Whole register panels per thread: the bfloat16 kernel's are 32
+     * wide whatever the float kernel's. */
+    const size_t nr = bf16 ? NVP_BF16_NR : ex->kernel->nr;
     const size_t work_k = k > PARALLEL_MIN_K ? k : PARALLEL_MIN_K;
     if (threads > 1 && m * n * work_k >= PARALLEL_MIN_FMA && n >= 2 * nr) {
         /* Whole NR panels per thread, as evenly as they go. */

@@ -912,6 +912,35 @@ static void op_chain_params(state *st, fz_in *in)
     free(buf);
 }
 
+/* The precision: later calls on this chain run in bfloat16 where the CPU
+ * has it. */
+static void chain_precision(nvp_chain *c, fz_in *in, snap *sn)
+{
+    static const int values[4] = {NVP_PRECISION_FP32, NVP_PRECISION_BF16,
+                                  2, -1};
+    const int p = values[in_u8(in) % 4];
+    const int before = nvp_chain_precision(c);
+    const int rc = nvp_chain_set_precision(c, p);
+    const int supported = p == NVP_PRECISION_FP32 ||
+                          (p == NVP_PRECISION_BF16 &&
+                           nvp_precision_supported(NVP_PRECISION_BF16));
+    const int e_ok[] = {NVP_OK, END}, e_uns[] = {NVP_EUNSUPPORTED, END},
+              e_bad[] = {NVP_EINVAL, END};
+    check(rc, "nvp_chain_set_precision",
+          !c ? e_bad
+          : supported ? e_ok
+          : p == NVP_PRECISION_BF16 ? e_uns
+                                    : e_bad);
+    if (rc != NVP_OK) {
+        snap_check(sn, c, "a failed set_precision");
+        FZ_CHECK(nvp_chain_precision(c) == before,
+                 "a failed set_precision changed it");
+    } else {
+        FZ_CHECK(nvp_chain_precision(c) == p, "precision %d, set %d",
+                 nvp_chain_precision(c), p);
+    }
+}
+
 static void op_chain_settings(state *st, fz_in *in)
 {
     nvp_chain *c = st->chain[slot(in)];
@@ -930,35 +959,14 @@ static void op_chain_settings(state *st, fz_in *in)
             for (size_t k = 0; k < nvp_chain_num_layers(c); k++)
                 FZ_CHECK(nvp_coupling_log_scale_clamp(nvp_layer_as_coupling(nvp_chain_layer(c, k, NULL))) == b,
                          "clamp not set on layer %zu", k);
-    } else if (in_u8(in) % 4 == 0) {
-        /* The precision: later calls on this chain run in bfloat16 where
-         * the CPU has it. */
-        static const int values[4] = {NVP_PRECISION_FP32, NVP_PRECISION_BF16,
-                                      2, -1};
-        const int p = values[in_u8(in) % 4];
-        const int before = nvp_chain_precision(c);
-        const int rc = nvp_chain_set_precision(c, p);
-        const int supported = p == NVP_PRECISION_FP32 ||
-                              (p == NVP_PRECISION_BF16 &&
-                               nvp_precision_supported(NVP_PRECISION_BF16));
-        const int e_ok[] = {NVP_OK, END}, e_uns[] = {NVP_EUNSUPPORTED, END},
-                  e_bad[] = {NVP_EINVAL, END};
-        check(rc, "nvp_chain_set_precision",
-              !c ? e_bad
-              : supported ? e_ok
-              : p == NVP_PRECISION_BF16 ? e_uns
-                                        : e_bad);
-        if (rc != NVP_OK) {
-            snap_check(&sn, c, "a failed set_precision");
-            FZ_CHECK(nvp_chain_precision(c) == before,
-                     "a failed set_precision changed it");
-        } else {
-            FZ_CHECK(nvp_chain_precision(c) == p, "precision %d, set %d",
-                     nvp_chain_precision(c), p);
-        }
     } else {
         const uint8_t k = in_u8(in) % 8;
         const size_t t = k == 0 ? NVP_MAX_THREADS + 1 : 1 + k % 3;
+        if (k == 7) { /* (0.6.0) the precision instead of 2 threads */
+            chain_precision(c, in, &sn);
+            snap_free(&sn);
+            return;
+        }
         int rc = nvp_chain_set_threads(c, t);
         const int e_ok[] = {NVP_OK, NVP_ENOMEM, NVP_ETHREAD, END},
                   e_bad[] = {NVP_EINVAL, END};
