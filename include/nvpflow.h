@@ -847,13 +847,17 @@ NVP_API int nvp_chain_kernels(const nvp_chain *chain);
  * output of a bfloat16 product is off by about 2^-8 of the sum of the
  * magnitudes of its terms (float: 2^-24); log densities and gradients
  * move accordingly (docs/bf16.md has the measured effect on training).
- * Results stay bitwise identical for any thread count and batch split.
- * Models of two dimensions (one-input conditioners, whose first layers run
- * as the exact sweep) have no product that qualifies: the setting changes
- * nothing there.  The bfloat16 products do not follow the kernel level
- * (nvp_chain_set_kernels); the float products still do.  The setting
- * belongs to the handle, like the thread count: it is not saved with the
- * model.
+ * Subnormal values in those products are flushed to zero.  Results stay
+ * bitwise identical for any thread count and batch split.  Unconditional
+ * models of two dimensions whose conditioners have at most two hidden
+ * layers (the tutorial's: one input, first two layers run as the exact
+ * sweep) have no product that qualifies: the setting changes nothing
+ * there; a third hidden layer, or a context, gives them products that do.
+ * The setting covers the chain's own calls; calls on one of its layers
+ * through nvp_chain_layer and nvp_layer_* run in float.  The bfloat16
+ * products do not follow the kernel level (nvp_chain_set_kernels); the
+ * float products still do.  The setting belongs to the handle, like the
+ * thread count: it is not saved with the model.
  * Errors: NVP_EINVAL (unknown value), NVP_EUNSUPPORTED (the CPU, or the
  * compiler the library was built with, lacks AVX512-BF16: the chain stays
  * in float, and the caller chooses whether to go on); on error the setting
