@@ -69,6 +69,54 @@ static void finish_edge(const float *tmp, size_t nr, float *c, size_t ldc,
     }
 }
 
+/* A product of at most kern->nr_narrow columns through the narrow
+ * micro-kernel: B packed once per k block into one zero-padded panel, A
+ * read in place (its last partial row panel packed), every tile that is
+ * not whole computed into a scratch tile and added as finish_edge adds. */
+static void gemm_narrow(const nvp_gemm_kernel *kern, float *pack, int trans_a,
+                        int trans_b, size_t m, size_t n, size_t k,
+                        const float *a, size_t lda, const float *b,
+                        size_t ldb, int accumulate, float *c, size_t ldc,
+                        const nvp_epilogue *ep)
+{
+    const size_t MR = kern->mr_narrow, NR = kern->nr_narrow, KC = kern->kc;
+    float *bpanel = pack;
+    float *aedge = bpanel + KC * NR;
+    _Alignas(64) float tmp[MAX_TILE];
+    const size_t rs_a = trans_a ? 1 : lda, cs_a = trans_a ? lda : 1;
+    for (size_t pc = 0; pc < k; pc += KC) {
+        const size_t kc = k - pc < KC ? k - pc : KC;
+        const int acc = accumulate || pc > 0;
+        const int last = pc + kc == k;
+        pack_b(kc, n, trans_b ? b + pc : b + pc * ldb, ldb, trans_b, NR,
+               bpanel);
+        for (size_t ir = 0; ir < m; ir += MR) {
+            const size_t rows = m - ir < MR ? m - ir : MR;
+            const float *ap = a + ir * rs_a + pc * cs_a;
+            size_t rs = rs_a, cs = cs_a;
+            if (rows < MR) {
+                pack_a_edge(rows, kc, ap, rs_a, cs_a, MR, aedge);
+                ap = aedge;
+                rs = 1;
+                cs = MR;
+            }
+            nvp_epilogue t;
+            const nvp_epilogue *tep = NULL;
+            if (last && ep) {
+                t = nvp__epilogue_offset(ep, ir, 0);
+                tep = &t;
+            }
+            float *cp = c + ir * ldc;
+            if (rows == MR && n == NR) {
+                kern->narrow(kc, ap, rs, cs, bpanel, NR, cp, ldc, acc, tep);
+            } else {
+                kern->narrow(kc, ap, rs, cs, bpanel, NR, tmp, NR, 0, NULL);
+                finish_edge(tmp, NR, cp, ldc, rows, n, acc, tep);
+            }
+        }
+    }
+}
+
 void nvp__gemm(const nvp_gemm_kernel *kern, float *pack, int trans_a,
                int trans_b, size_t m, size_t n, size_t k, const float *a,
                size_t lda, const float *b, size_t ldb, int accumulate,
@@ -95,6 +143,11 @@ void nvp__gemm(const nvp_gemm_kernel *kern, float *pack, int trans_a,
                 finish_edge(tmp, NR, c + i * ldc + j, ldc, 1, w, accumulate,
                             ep ? &t : NULL);
             }
+        return;
+    }
+    if (kern->narrow && n <= kern->nr_narrow) {
+        gemm_narrow(kern, pack, trans_a, trans_b, m, n, k, a, lda, b, ldb,
+                    accumulate, c, ldc, ep);
         return;
     }
 

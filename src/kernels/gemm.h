@@ -108,6 +108,14 @@ typedef struct nvp_gemm_kernel {
                     const float *a, size_t lda, const float *b, size_t ldb,
                     int accumulate, float *c, size_t ldc,
                     const nvp_epilogue *ep, float *work);
+    /* Optional micro-kernel for products of at most nr_narrow columns
+     * (an mr_narrow x nr_narrow tile), for which the NR-wide tile would
+     * compute mostly padding: the output layer of a conditioner with a
+     * few outputs, its weight gradient.  Each output is reduced exactly
+     * as `kernel` reduces it, so the results are the same bits; NULL:
+     * none. */
+    nvp_ukernel_fn narrow;
+    size_t mr_narrow, nr_narrow;
 } nvp_gemm_kernel;
 
 /* All kernels built into the library, best first; the portable one, which

@@ -95,6 +95,60 @@ kernel_avx512(size_t kc, const float *a, size_t rs_a, size_t cs_a,
     }
 }
 
+/* The narrow micro-kernel: a 16 x 16 tile in 16 zmm accumulators, one
+ * per row, for products of at most 16 columns (half the work of a 32-wide
+ * tile on 8 columns).  Each output's arithmetic is kernel_avx512's: an FMA
+ * chain over k from zero, added to C once, then the epilogue in order. */
+#define MR_NARROW 16
+#define NR_NARROW 16
+
+__attribute__((target("avx512f"))) static void
+kernel_avx512_narrow(size_t kc, const float *a, size_t rs_a, size_t cs_a,
+                     const float *b, size_t rs_b, float *c, size_t ldc,
+                     int accumulate, const nvp_epilogue *ep)
+{
+    __m512 acc[MR_NARROW];
+#pragma GCC unroll 16
+    for (int i = 0; i < MR_NARROW; i++)
+        acc[i] = _mm512_setzero_ps();
+    for (size_t p = 0; p < kc; p++) {
+        const __m512 bv = _mm512_loadu_ps(b);
+#pragma GCC unroll 16
+        for (int i = 0; i < MR_NARROW; i++)
+            acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(a[(size_t)i * rs_a]), bv,
+                                     acc[i]);
+        a += cs_a;
+        b += rs_b;
+    }
+    const __m512 zero = _mm512_setzero_ps();
+    const int has_bias = ep && ep->bias, relu = ep && ep->relu;
+    const int gate = ep && ep->gate;
+    __m512 sum = zero;
+    if (ep && ep->colsum)
+        sum = _mm512_loadu_ps(ep->colsum);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR_NARROW; i++) {
+        float *ci = c + (size_t)i * ldc;
+        __m512 v = acc[i];
+        if (accumulate)
+            v = _mm512_add_ps(_mm512_loadu_ps(ci), v);
+        if (has_bias)
+            v = _mm512_add_ps(v, _mm512_loadu_ps(ep->bias));
+        if (relu)
+            v = _mm512_max_ps(v, zero);
+        if (gate)
+            v = _mm512_maskz_mov_ps(
+                _mm512_cmp_ps_mask(
+                    _mm512_loadu_ps(ep->gate + (size_t)i * ep->ldgate), zero,
+                    _CMP_GT_OQ),
+                v);
+        _mm512_storeu_ps(ci, v);
+        sum = _mm512_add_ps(sum, v); /* column sums: one row at a time */
+    }
+    if (ep && ep->colsum)
+        _mm512_storeu_ps(ep->colsum, sum);
+}
+
 /* Transposes the 16 x 16 block whose row r starts at src + r * lds into
  * dst (row p of the result at dst + p * ldd): unpack pairs, then 64-bit
  * shuffles, then two rounds of 128-bit lane shuffles. */
@@ -170,7 +224,8 @@ small_n_avx512(int trans_a, int trans_b, size_t m, size_t n, size_t k,
 }
 
 const nvp_gemm_kernel nvp__gemm_avx512 = {
-    "avx512", MR, NR, 120, 512, 512, kernel_avx512, avx512_supported,
-    pack_b_trans_avx512, small_n_avx512,
+    "avx512",           MR,           NR,       120, 512, 512, kernel_avx512,
+    avx512_supported,   pack_b_trans_avx512,    small_n_avx512,
+    kernel_avx512_narrow, MR_NARROW, NR_NARROW,
 };
 #endif
