@@ -1539,9 +1539,9 @@ static void op_save_load_chain(state *st, fz_in *in)
         FZ_CHECK(nvp_chain_context_dim(l) == C, "loaded context_dim %zu vs %zu",
                  nvp_chain_context_dim(l), C);
         for (size_t j = 0; j < dim; j++) {
-            const char *a = nvp_chain_column_name(c, j),
-                       *b = nvp_chain_column_name(l, j);
-            FZ_CHECK((!a && !b) || (a && b && strcmp(a, b) == 0),
+            const char *na = nvp_chain_column_name(c, j),
+                       *nb = nvp_chain_column_name(l, j);
+            FZ_CHECK((!na && !nb) || (na && nb && strcmp(na, nb) == 0),
                      "column %zu's name did not survive the round trip", j);
         }
         if (want_scaler && ls && sc && nvp_scaler_column_name(ls, 0)) {
