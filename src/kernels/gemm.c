@@ -54,11 +54,9 @@ static void pack_a_edge(size_t rows, size_t kc, const float *a, size_t rs,
     }
 }
 
-/* Adds a scratch tile into C and applies the epilogue, the scalar twin of
- * what the kernels do in registers for full tiles. */
-static void finish_edge(const float *tmp, size_t nr, float *c, size_t ldc,
-                        size_t rows, size_t cols, int acc,
-                        const nvp_epilogue *ep)
+void nvp__gemm_finish_edge(const float *tmp, size_t nr, float *c, size_t ldc,
+                           size_t rows, size_t cols, int acc,
+                           const nvp_epilogue *ep)
 {
     for (size_t i = 0; i < rows; i++) {
         float *ci = c + i * ldc;
@@ -69,10 +67,24 @@ static void finish_edge(const float *tmp, size_t nr, float *c, size_t ldc,
     }
 }
 
+void nvp__gemm_no_terms(size_t m, size_t n, int accumulate, float *c,
+                        size_t ldc, const nvp_epilogue *ep)
+{
+    const float zero[1] = {0.0f};
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            nvp_epilogue t;
+            nvp__gemm_finish_edge(zero, 0, c + i * ldc + j, ldc, 1, 1,
+                                  accumulate,
+                                  nvp__tile_epilogue(ep, 1, i, j, &t));
+        }
+}
+
 /* A product of at most kern->nr_narrow columns through the narrow
  * micro-kernel: B packed once per k block into one zero-padded panel, A
  * read in place (its last partial row panel packed), every tile that is
- * not whole computed into a scratch tile and added as finish_edge adds. */
+ * not whole computed into a scratch tile and added as
+ * nvp__gemm_finish_edge adds. */
 static void gemm_narrow(const nvp_gemm_kernel *kern, float *pack, int trans_a,
                         int trans_b, size_t m, size_t n, size_t k,
                         const float *a, size_t lda, const float *b,
@@ -101,17 +113,13 @@ static void gemm_narrow(const nvp_gemm_kernel *kern, float *pack, int trans_a,
                 cs = MR;
             }
             nvp_epilogue t;
-            const nvp_epilogue *tep = NULL;
-            if (last && ep) {
-                t = nvp__epilogue_offset(ep, ir, 0);
-                tep = &t;
-            }
+            const nvp_epilogue *tep = nvp__tile_epilogue(ep, last, ir, 0, &t);
             float *cp = c + ir * ldc;
             if (rows == MR && n == NR) {
                 kern->narrow(kc, ap, rs, cs, bpanel, NR, cp, ldc, acc, tep);
             } else {
                 kern->narrow(kc, ap, rs, cs, bpanel, NR, tmp, NR, 0, NULL);
-                finish_edge(tmp, NR, cp, ldc, rows, n, acc, tep);
+                nvp__gemm_finish_edge(tmp, NR, cp, ldc, rows, n, acc, tep);
             }
         }
     }
@@ -132,17 +140,7 @@ void nvp__gemm(const nvp_gemm_kernel *kern, float *pack, int trans_a,
     const size_t rs_a = trans_a ? 1 : lda, cs_a = trans_a ? lda : 1;
 
     if (k == 0) {
-        /* Nothing to multiply: C is zero (or kept) and gets the epilogue. */
-        memset(tmp, 0, sizeof tmp);
-        for (size_t i = 0; i < m; i++)
-            for (size_t j = 0; j < n; j += NR) {
-                const size_t w = n - j < NR ? n - j : NR;
-                nvp_epilogue t;
-                if (ep)
-                    t = nvp__epilogue_offset(ep, i, j);
-                finish_edge(tmp, NR, c + i * ldc + j, ldc, 1, w, accumulate,
-                            ep ? &t : NULL);
-            }
+        nvp__gemm_no_terms(m, n, accumulate, c, ldc, ep);
         return;
     }
     if (kern->narrow && n <= kern->nr_narrow) {
@@ -193,11 +191,8 @@ void nvp__gemm(const nvp_gemm_kernel *kern, float *pack, int trans_a,
                         const size_t row0 = ic + ir, col0 = jc + jr;
                         float *cp = c + row0 * ldc + col0;
                         nvp_epilogue t;
-                        const nvp_epilogue *tep = NULL;
-                        if (last && ep) {
-                            t = nvp__epilogue_offset(ep, row0, col0);
-                            tep = &t;
-                        }
+                        const nvp_epilogue *tep =
+                            nvp__tile_epilogue(ep, last, row0, col0, &t);
                         const float *ap = ablk + ir * rs_a;
                         size_t rs = rs_a, cs = cs_a;
                         if (rows < MR) {
@@ -216,8 +211,8 @@ void nvp__gemm(const nvp_gemm_kernel *kern, float *pack, int trans_a,
                         } else {
                             kern->kernel(kc, ap, rs, cs, bp, rs_b, tmp, NR, 0,
                                          NULL);
-                            finish_edge(tmp, NR, cp, ldc, rows, cols, acc,
-                                        tep);
+                            nvp__gemm_finish_edge(tmp, NR, cp, ldc, rows,
+                                                  cols, acc, tep);
                         }
                     }
                 }

@@ -132,6 +132,30 @@ const nvp_gemm_kernel *nvp__gemm_by_name(const char *name);
  * all kernels is NVP_GEMM_PACK_FLOATS). */
 size_t nvp__gemm_pack_floats(const nvp_gemm_kernel *k);
 
+/* The pieces every driver shares (gemm.c, gemm_bf16.c). */
+/* The epilogue of the tile at (row0, col0) into *t, or NULL when there is
+ * none or the tile's k block is not the last. */
+static inline const nvp_epilogue *nvp__tile_epilogue(const nvp_epilogue *ep,
+                                                     int last, size_t row0,
+                                                     size_t col0,
+                                                     nvp_epilogue *t)
+{
+    if (!last || !ep)
+        return NULL;
+    *t = nvp__epilogue_offset(ep, row0, col0);
+    return t;
+}
+/* Adds a rows x cols scratch tile (row stride nr) into C and applies the
+ * epilogue, the scalar twin of what the kernels do in registers for whole
+ * tiles. */
+void nvp__gemm_finish_edge(const float *tmp, size_t nr, float *c, size_t ldc,
+                           size_t rows, size_t cols, int acc,
+                           const nvp_epilogue *ep);
+/* A product with k == 0: C becomes zero (or is kept, plus zero) and gets
+ * the epilogue, row by row, as the drivers' edge tiles would. */
+void nvp__gemm_no_terms(size_t m, size_t n, int accumulate, float *c,
+                        size_t ldc, const nvp_epilogue *ep);
+
 /* The driver.  pack must hold nvp__gemm_pack_floats(kern) floats, 64-byte
  * aligned.  m, n, k may be any size >= 1 (k == 0 is allowed and yields the
  * epilogue of zero or of C).  ep may be NULL. */

@@ -274,20 +274,6 @@ TARGET static void kernel(size_t kp, const uint32_t *a, size_t rs_a,
     }
 }
 
-/* Adds a scratch tile into C and applies the epilogue element by element
- * (gemm.h's scalar twin of the kernels' registers). */
-static void finish_edge(const float *tmp, float *c, size_t ldc, size_t rows,
-                        size_t cols, int acc, const nvp_epilogue *ep)
-{
-    for (size_t i = 0; i < rows; i++) {
-        float *ci = c + i * ldc;
-        for (size_t j = 0; j < cols; j++) {
-            const float v = acc ? ci[j] + tmp[i * NR + j] : tmp[i * NR + j];
-            ci[j] = nvp__epilogue_at(v, ep, i, j);
-        }
-    }
-}
-
 TARGET void nvp__gemm_bf16(float *pack, int trans_a, int trans_b, size_t m,
                            size_t n, size_t k, const float *a, size_t lda,
                            const float *b, size_t ldb, int accumulate,
@@ -298,17 +284,7 @@ TARGET void nvp__gemm_bf16(float *pack, int trans_a, int trans_b, size_t m,
     _Alignas(64) float tmp[MR * NR];
 
     if (k == 0) {
-        /* Nothing to multiply: C is zero (or kept) and gets the epilogue. */
-        memset(tmp, 0, sizeof tmp);
-        for (size_t i = 0; i < m; i++)
-            for (size_t j = 0; j < n; j += NR) {
-                const size_t w = n - j < NR ? n - j : NR;
-                nvp_epilogue t;
-                if (ep)
-                    t = nvp__epilogue_offset(ep, i, j);
-                finish_edge(tmp, c + i * ldc + j, ldc, 1, w, accumulate,
-                            ep ? &t : NULL);
-            }
+        nvp__gemm_no_terms(m, n, accumulate, c, ldc, ep);
         return;
     }
 
@@ -319,8 +295,9 @@ TARGET void nvp__gemm_bf16(float *pack, int trans_a, int trans_b, size_t m,
             const size_t kp = (kc + 1) / 2;
             const int acc = accumulate || pc > 0;
             const int last = pc + kc == k;
-            pack_b(trans_b, kc, nc, trans_b ? b + jc * ldb + pc : b + pc * ldb + jc,
-                   ldb, bpanel);
+            pack_b(trans_b, kc, nc,
+                   trans_b ? b + jc * ldb + pc : b + pc * ldb + jc, ldb,
+                   bpanel);
             for (size_t ic = 0; ic < m; ic += MC) {
                 const size_t mc = m - ic < MC ? m - ic : MC;
                 const size_t mc_pad = (mc + MR - 1) / MR * MR;
@@ -345,17 +322,15 @@ TARGET void nvp__gemm_bf16(float *pack, int trans_a, int trans_b, size_t m,
                         const size_t row0 = ic + ir, col0 = jc + jr;
                         float *cp = c + row0 * ldc + col0;
                         nvp_epilogue t;
-                        const nvp_epilogue *tep = NULL;
-                        if (last && ep) {
-                            t = nvp__epilogue_offset(ep, row0, col0);
-                            tep = &t;
-                        }
+                        const nvp_epilogue *tep =
+                            nvp__tile_epilogue(ep, last, row0, col0, &t);
                         const uint32_t *ap = ablock + ir * rs;
                         if (rows == MR && cols == NR) {
                             kernel(kp, ap, rs, cs, bp, cp, ldc, acc, tep);
                         } else {
                             kernel(kp, ap, rs, cs, bp, tmp, NR, 0, NULL);
-                            finish_edge(tmp, cp, ldc, rows, cols, acc, tep);
+                            nvp__gemm_finish_edge(tmp, NR, cp, ldc, rows,
+                                                  cols, acc, tep);
                         }
                     }
                 }

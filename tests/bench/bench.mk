@@ -6,7 +6,7 @@
 # Performance figures, side by side with PyTorch/OpenBLAS when importable.
 $(BUILD)/bench/bench: tests/bench/bench.c tests/bench/bench_conditional.c \
 		tests/bench/bench_conditional.h tests/bench/bench_precision.c \
-		tests/bench/bench_precision.h $(STATIC)
+		tests/bench/bench_precision.h tests/bench/bench_util.h $(STATIC)
 	@mkdir -p $(BUILD)/bench
 	$(CC) $(BASE_CFLAGS) -O2 -Isrc -o $@ tests/bench/bench.c \
 	    tests/bench/bench_conditional.c tests/bench/bench_precision.c \

@@ -19,37 +19,10 @@
 #include "nvpflow.h"
 
 #include "bench_conditional.h"
+#include "bench_util.h"
 
 enum { DIM = 8, LAYERS = 8, WIDTH = 256, BATCH = 256, N_EVAL = 10000 };
 enum { CDIM = 8 };
-
-static double seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median_of(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-static void check(int rc, const char *what)
-{
-    if (rc != NVP_OK) {
-        fprintf(stderr, "bench: %s: %s (%s)\n", what, nvp_strerror(rc),
-                nvp_errmsg());
-        exit(1);
-    }
-}
 
 /* One side: a chain, its optimizer and generator. */
 typedef struct {
@@ -63,12 +36,12 @@ static void side_init(side *s, size_t cdim, int given)
 {
     const size_t hidden[2] = {WIDTH, WIDTH};
     memset(s, 0, sizeof *s);
-    check(nvp_rng_create(&s->rng, 1, NULL), "nvp_rng_create");
-    check(nvp_chain_create_conditional(&s->chain, DIM, cdim, LAYERS, 2,
+    bench_check(nvp_rng_create(&s->rng, 1, NULL), "nvp_rng_create");
+    bench_check(nvp_chain_create_conditional(&s->chain, DIM, cdim, LAYERS, 2,
                                        hidden, 0, s->rng, NULL),
           "nvp_chain_create_conditional");
-    check(nvp_chain_set_threads(s->chain, 1), "nvp_chain_set_threads");
-    check(nvp_adam_create(&s->opt, nvp_chain_num_params(s->chain), NULL),
+    bench_check(nvp_chain_set_threads(s->chain, 1), "nvp_chain_set_threads");
+    bench_check(nvp_adam_create(&s->opt, nvp_chain_num_params(s->chain), NULL),
           "nvp_adam_create");
     nvp_adam_set_lr(s->opt, 1e-4f);
     s->given = given;
@@ -89,23 +62,24 @@ static double side_time(side *s, int step, const float *y, const float *c,
     for (int r = -1; r < reps; r++) {
         static double t0;
         if (r == 0)
-            t0 = seconds();
+            t0 = bench_seconds();
         if (step && s->given)
-            check(nvp_chain_train_step_given(s->chain, s->opt, s->rng, N_EVAL,
-                                             y, c, BATCH, &loss),
-                  "nvp_chain_train_step_given");
+            bench_check(nvp_chain_train_step_given(s->chain, s->opt, s->rng,
+                                                   N_EVAL, y, c, BATCH,
+                                                   &loss),
+                        "nvp_chain_train_step_given");
         else if (step)
-            check(nvp_chain_train_step(s->chain, s->opt, s->rng, N_EVAL, y,
-                                       BATCH, &loss),
-                  "nvp_chain_train_step");
+            bench_check(nvp_chain_train_step(s->chain, s->opt, s->rng, N_EVAL,
+                                             y, BATCH, &loss),
+                        "nvp_chain_train_step");
         else if (s->given)
-            check(nvp_chain_log_prob_given(s->chain, N_EVAL, y, c, lp),
+            bench_check(nvp_chain_log_prob_given(s->chain, N_EVAL, y, c, lp),
                   "nvp_chain_log_prob_given");
         else
-            check(nvp_chain_log_prob(s->chain, N_EVAL, y, lp),
+            bench_check(nvp_chain_log_prob(s->chain, N_EVAL, y, lp),
                   "nvp_chain_log_prob");
         if (r == reps - 1)
-            return (seconds() - t0) / reps;
+            return (bench_seconds() - t0) / reps;
     }
     return 0.0;
 }
@@ -131,9 +105,9 @@ void bench_conditional(int turns, double peak_gflops)
     float *c = malloc(N_EVAL * CDIM * sizeof *c);
     float *lp = malloc(N_EVAL * sizeof *lp);
     if (!y || !c || !lp)
-        check(NVP_ENOMEM, "malloc");
+        bench_check(NVP_ENOMEM, "malloc");
     nvp_rng *r;
-    check(nvp_rng_create(&r, 2, NULL), "nvp_rng_create");
+    bench_check(nvp_rng_create(&r, 2, NULL), "nvp_rng_create");
     nvp_rng_normal(r, N_EVAL * DIM, y);
     nvp_rng_normal(r, N_EVAL * CDIM, c);
     nvp_rng_free(r);
@@ -166,14 +140,14 @@ void bench_conditional(int turns, double peak_gflops)
                                          "log_prob, 10,000 rows"};
     for (int call = 0; call < 2; call++)
         for (int i = 0; i < 3; i++) {
-            const double sec = median_of(t[call][i], turns);
+            const double sec = bench_median(t[call][i], turns);
             const double rows = call == 0 ? BATCH : N_EVAL;
             const double fl = flop_per_row(i == 2 ? CDIM : 0) *
                               (call == 0 ? 3.0 : 1.0) * rows;
             printf("| %s | %-15s | %7.3f us | %4.1f%% | %.3f | %.3f |\n",
                    calls[call], names[i], sec / rows * 1e6,
                    peak_gflops > 0 ? fl / sec / 1e9 / peak_gflops * 100 : 0.0,
-                   median_of(ratio[call][i], turns),
+                   bench_median(ratio[call][i], turns),
                    flop_per_row(i == 2 ? CDIM : 0) / flop_per_row(0));
         }
     for (int i = 0; i < 3; i++)

@@ -19,6 +19,7 @@
 #include "nvpflow.h"
 
 #include "bench_precision.h"
+#include "bench_util.h"
 
 typedef struct {
     const char *label;
@@ -35,34 +36,6 @@ static const model models[] = {
 #define N_MODELS (sizeof models / sizeof models[0])
 #define MAX_TURNS 64
 
-static double seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median_of(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-static void check(int rc, const char *what)
-{
-    if (rc != NVP_OK) {
-        fprintf(stderr, "bench: %s: %s (%s)\n", what, nvp_strerror(rc),
-                nvp_errmsg());
-        exit(1);
-    }
-}
-
 typedef struct {
     nvp_chain *chain;
     nvp_adam *opt;
@@ -74,19 +47,19 @@ static void side_init(side *s, const model *m, int precision)
 {
     const size_t hidden[2] = {m->width, m->width};
     memset(s, 0, sizeof *s);
-    check(nvp_rng_create(&s->rng, 1, NULL), "nvp_rng_create");
-    check(nvp_chain_create_alternating(&s->chain, m->dim, m->layers, 2, hidden,
-                                       0, s->rng, NULL),
-          "nvp_chain_create_alternating");
-    check(nvp_chain_set_threads(s->chain, 1), "nvp_chain_set_threads");
-    check(nvp_chain_set_precision(s->chain, precision),
+    bench_check(nvp_rng_create(&s->rng, 1, NULL), "nvp_rng_create");
+    bench_check(nvp_chain_create_alternating(&s->chain, m->dim, m->layers, 2,
+                                             hidden, 0, s->rng, NULL),
+                "nvp_chain_create_alternating");
+    bench_check(nvp_chain_set_threads(s->chain, 1), "nvp_chain_set_threads");
+    bench_check(nvp_chain_set_precision(s->chain, precision),
           "nvp_chain_set_precision");
     const size_t np = nvp_chain_num_params(s->chain);
     if (m->adam) {
-        check(nvp_adam_create(&s->opt, np, NULL), "nvp_adam_create");
+        bench_check(nvp_adam_create(&s->opt, np, NULL), "nvp_adam_create");
         nvp_adam_set_lr(s->opt, 1e-4f);
     } else if (!(s->grad = malloc(np * sizeof *s->grad))) {
-        check(NVP_ENOMEM, "malloc");
+        bench_check(NVP_ENOMEM, "malloc");
     }
 }
 
@@ -103,14 +76,14 @@ static void side_call(side *s, const model *m, int step, const float *y,
 {
     float loss;
     if (!step)
-        check(nvp_chain_log_prob(s->chain, m->n_eval, y, lp),
+        bench_check(nvp_chain_log_prob(s->chain, m->n_eval, y, lp),
               "nvp_chain_log_prob");
     else if (m->adam)
-        check(nvp_chain_train_step(s->chain, s->opt, s->rng, m->n_eval, y,
+        bench_check(nvp_chain_train_step(s->chain, s->opt, s->rng, m->n_eval, y,
                                    m->batch, &loss),
               "nvp_chain_train_step");
     else
-        check(nvp_chain_nll_grad(s->chain, m->batch, y, s->grad, &loss),
+        bench_check(nvp_chain_nll_grad(s->chain, m->batch, y, s->grad, &loss),
               "nvp_chain_nll_grad");
 }
 
@@ -119,10 +92,10 @@ static double side_time(side *s, const model *m, int step, const float *y,
                         float *lp, int reps)
 {
     side_call(s, m, step, y, lp);
-    const double t0 = seconds();
+    const double t0 = bench_seconds();
     for (int r = 0; r < reps; r++)
         side_call(s, m, step, y, lp);
-    return (seconds() - t0) / reps;
+    return (bench_seconds() - t0) / reps;
 }
 
 /* FLOPs of the conditioners' matrix products per row, forward (as
@@ -162,9 +135,9 @@ void bench_precision(int turns, double peak_gflops)
         float *lp[2] = {malloc(m->n_eval * sizeof(float)),
                         malloc(m->n_eval * sizeof(float))};
         if (!y || !lp[0] || !lp[1])
-            check(NVP_ENOMEM, "malloc");
+            bench_check(NVP_ENOMEM, "malloc");
         nvp_rng *r;
-        check(nvp_rng_create(&r, 2, NULL), "nvp_rng_create");
+        bench_check(nvp_rng_create(&r, 2, NULL), "nvp_rng_create");
         nvp_rng_normal(r, m->n_eval * m->dim, y);
         nvp_rng_free(r);
         side s[2];
@@ -178,9 +151,9 @@ void bench_precision(int turns, double peak_gflops)
                 memcpy(nvp_chain_params(s[1].chain),
                        nvp_chain_params(s[0].chain),
                        nvp_chain_num_params(s[0].chain) * sizeof(float));
-                check(nvp_chain_log_prob(s[0].chain, m->n_eval, y, lp[0]),
+                bench_check(nvp_chain_log_prob(s[0].chain, m->n_eval, y, lp[0]),
                       "log_prob");
-                check(nvp_chain_log_prob(s[1].chain, m->n_eval, y, lp[1]),
+                bench_check(nvp_chain_log_prob(s[1].chain, m->n_eval, y, lp[1]),
                       "log_prob");
                 for (size_t i = 0; i < m->n_eval; i++) {
                     const double d = fabs((double)lp[0][i] - lp[1][i]);
@@ -200,8 +173,8 @@ void bench_precision(int turns, double peak_gflops)
             }
             const double rows = step ? (double)m->batch : (double)m->n_eval;
             const double fl = flop_per_row(m) * rows * (step ? 3.0 : 1.0);
-            const double t32 = median_of(t[0], turns);
-            const double t16 = median_of(t[1], turns);
+            const double t32 = bench_median(t[0], turns);
+            const double t16 = bench_median(t[1], turns);
             const double g32 = fl / t32 / 1e9, g16 = fl / t16 / 1e9;
             const double pk = peak_gflops > 0 ? 100.0 / peak_gflops : 0.0;
             char label[96];
@@ -214,7 +187,7 @@ void bench_precision(int turns, double peak_gflops)
             printf("| %s | %.3f %s | %.3f %s | %.1f (%.1f%%) | %.1f (%.1f%%) "
                    "| %.2fx | ",
                    label, t32 * scale, unit, t16 * scale, unit, g32, g32 * pk,
-                   g16, g16 * pk, median_of(ratio, turns));
+                   g16, g16 * pk, bench_median(ratio, turns));
             if (step)
                 printf("|\n");
             else
