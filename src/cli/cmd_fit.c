@@ -139,7 +139,7 @@ void cmd_fit_help(FILE *fp)
         "                     learning rate varied one or more at a time\n"
         "                     from the best so far (settings given are\n"
         "                     kept); each trial is reported and the best\n"
-        "                     one whose tail is not absurd is saved\n"
+        "                     one saved\n"
         "  --refit WHEN       once the validation rows have chosen the\n"
         "                     steps (and with --budget the settings), train\n"
         "                     the model again from its start on the\n"
@@ -1372,7 +1372,6 @@ static void summary_json(FILE *fp, const fit_state *s, const fit_result *r,
             json_double(&j, "best_nll", trials[i].result.best_nll);
             json_bool(&j, "best_so_far", trials[i].improved_best);
             json_double(&j, "tail", trials[i].tail);
-            json_bool(&j, "tail_ok", trials[i].tail_ok);
             json_close(&j);
         }
         json_close(&j);

@@ -168,7 +168,6 @@ typedef struct fit_trial {
     int improved_best; /* it was the best so far when it ended */
     double tail;       /* mean log density of the validation rows moved
                           twice as far from the training mean */
-    int tail_ok;       /* that tail is not far below the first trial's */
 } fit_trial;
 
 /* Builds the model s->cfg describes, sets it from the training rows and
