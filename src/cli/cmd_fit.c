@@ -136,9 +136,10 @@ void cmd_fit_help(FILE *fp)
         "  --budget SECONDS   search the settings on the validation rows\n"
         "                     within this time: the defaults, then the\n"
         "                     noise, widths, clamp, layers, weight decay and\n"
-        "                     learning rate varied one at a time from the\n"
-        "                     best so far (settings given are kept); each\n"
-        "                     trial is reported and the best one saved\n"
+        "                     learning rate varied one or more at a time\n"
+        "                     from the best so far (settings given are\n"
+        "                     kept); each trial is reported and the best\n"
+        "                     one saved\n"
         "  --refit WHEN       once the validation rows have chosen the\n"
         "                     steps (and with --budget the settings), train\n"
         "                     the model again from its start on the\n"
@@ -1378,6 +1379,7 @@ static void summary_json(FILE *fp, const fit_state *s, const fit_result *r,
             json_string(&j, "stop", trials[i].result.stop);
             json_double(&j, "best_nll", trials[i].result.best_nll);
             json_bool(&j, "best_so_far", trials[i].improved_best);
+            json_double(&j, "tail", trials[i].tail);
             json_close(&j);
         }
         json_close(&j);

@@ -167,6 +167,8 @@ typedef struct fit_trial {
     fit_result result;
     double seconds;
     int improved_best; /* it was the best so far when it ended */
+    double tail;       /* mean log density of the validation rows moved
+                          twice as far from the training mean */
 } fit_trial;
 
 /* Builds the model s->cfg describes, sets it from the training rows and
