@@ -514,8 +514,8 @@ END_TEST
  * wide enough (hidden 64, 64: 256 x 64 x 64 multiply-adds per product)
  * for its products to be split by columns. */
 typedef struct {
-    float *lp, *smp, *trace, *grad, *trained;
-    float loss;
+    float *lp, *smp, *trace, *grad, *grad_all, *trained;
+    float loss, loss_all;
 } mt_out;
 
 static void mt_run(nvp_chain *cs, nvp_chain *cw, size_t threads, const float *y, size_t n, mt_out *o)
@@ -535,6 +535,9 @@ static void mt_run(nvp_chain *cs, nvp_chain *cw, size_t threads, const float *y,
     T_OK(nvp_chain_sample(cs, r, n, o->smp, NULL));
     T_OK(nvp_chain_forward_trace(cs, n, y, o->trace));
     T_OK(nvp_chain_nll_grad(cw, 256, y, o->grad, &o->loss));
+    /* n rows: a gradient over several 256-row chunks. */
+    o->grad_all = t_xmalloc(np * sizeof(float));
+    T_OK(nvp_chain_nll_grad(cw, n, y, o->grad_all, &o->loss_all));
     /* A training step from the same start, then put the start back. */
     float *start = t_xmalloc(np * sizeof *start);
     T_OK(nvp_chain_get_params(cw, np, start));
@@ -554,6 +557,7 @@ static void mt_free(mt_out *o)
     free(o->smp);
     free(o->trace);
     free(o->grad);
+    free(o->grad_all);
     free(o->trained);
 }
 
@@ -582,6 +586,7 @@ START_TEST(test_chain_threads_bitwise)
             {"sample", o.smp, ref.smp, n * dim},
             {"forward_trace", o.trace, ref.trace, (K + 1) * n * dim},
             {"nll_grad", o.grad, ref.grad, np},
+            {"nll_grad, 520 rows", o.grad_all, ref.grad_all, np},
             {"train_step", o.trained, ref.trained, np},
         };
         for (size_t k = 0; k < sizeof cmp / sizeof cmp[0]; k++) {
@@ -591,6 +596,8 @@ START_TEST(test_chain_threads_bitwise)
                     (double)cmp[k].b[d]);
         }
         T_CHECK(o.loss == ref.loss, "%zu threads: loss %.9g vs %.9g", counts[t], (double)o.loss, (double)ref.loss);
+        T_CHECK(o.loss_all == ref.loss_all, "%zu threads: loss of 520 rows %.9g vs %.9g", counts[t],
+                (double)o.loss_all, (double)ref.loss_all);
         mt_free(&o);
     }
     /* 0 selects one thread per online CPU; too many are refused and the
