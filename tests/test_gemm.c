@@ -458,6 +458,80 @@ START_TEST(test_gemm_colsum_epilogue)
 }
 END_TEST
 
+/* Products too narrow to share out by columns go to the threads by rows:
+ * on a pool of 2 and 3 threads they give the one-thread bits, for the
+ * float kernels (the narrow tile included) and the bfloat16 product, with
+ * the epilogue (bias, ReLU, gate) and C accumulated into. */
+START_TEST(test_gemm_row_split_bitwise)
+{
+    static const size_t ms[] = {130, 257, 1000}, ns[] = {5, 8, 16, 40}, ks[] = {33, 300};
+    nvp_allocator al;
+    ck_assert_int_eq(nvp__allocator_init(&al, NULL), NVP_OK);
+    size_t nk = 0;
+    const nvp_gemm_kernel *const *kl = nvp__gemm_kernels(&nk);
+    size_t most = nvp__gemm_bf16_pack_floats();
+    for (size_t ki = 0; ki < nk; ki++)
+        most = nvp__gemm_pack_floats(kl[ki]) > most ? nvp__gemm_pack_floats(kl[ki]) : most;
+    nvp_pool *pool[2] = {NULL, NULL};
+    ck_assert_int_eq(nvp__pool_create(&pool[0], 2, most, &al), NVP_OK);
+    ck_assert_int_eq(nvp__pool_create(&pool[1], 3, most, &al), NVP_OK);
+    float *pack = aligned_alloc(64, most * sizeof(float));
+    ck_assert_ptr_nonnull(pack);
+    t_prng p;
+    t_prng_seed(&p, 9200);
+    for (size_t ki = 0; ki <= nk; ki++) {
+        const int bf16 = ki == nk;
+        if (bf16 && !nvp__gemm_bf16_supported())
+            continue;
+        const nvp_gemm_kernel *kern = bf16 ? nvp__gemm_best() : kl[ki];
+        if (!kern->supported())
+            continue;
+        for (size_t a_ = 0; a_ < 3; a_++)
+            for (size_t b_ = 0; b_ < 4; b_++)
+                for (size_t c_ = 0; c_ < 2; c_++)
+                    for (int ta = 0; ta < 2; ta++) {
+                        const size_t m = ms[a_], n = ns[b_], k = ks[c_];
+                        float *A = t_xmalloc(m * k * sizeof *A), *B = t_xmalloc(k * n * sizeof *B);
+                        float *G = t_xmalloc(m * n * sizeof *G), *bias = t_xmalloc(n * sizeof *bias);
+                        float *C0 = t_xmalloc(m * n * sizeof *C0), *C1 = t_xmalloc(m * n * sizeof *C1);
+                        t_fill_normal(&p, m * k, A, 1.0);
+                        t_fill_normal(&p, k * n, B, 1.0);
+                        t_fill_normal(&p, m * n, G, 1.0);
+                        t_fill_normal(&p, n, bias, 1.0);
+                        t_fill_normal(&p, m * n, C0, 1.0);
+                        const nvp_epilogue ep = {bias, 1, G, n, NULL};
+                        nvp_exec one = {kern, nvp__cpu_isa(), pack, NULL, bf16};
+                        float *want = t_xmalloc(m * n * sizeof *want);
+                        memcpy(want, C0, m * n * sizeof *want);
+                        nvp__exec_gemm(&one, ta, 0, m, n, k, A, ta ? m : k, B, n, 1, want, n, &ep);
+                        for (int q = 0; q < 2; q++) {
+                            memcpy(C1, C0, m * n * sizeof *C1);
+                            nvp_exec many = {kern, nvp__cpu_isa(), pack, pool[q], bf16};
+                            ck_assert_int_eq(nvp__pool_try_acquire(pool[q]), 1);
+                            nvp__exec_gemm(&many, ta, 0, m, n, k, A, ta ? m : k, B, n, 1, C1, n, &ep);
+                            nvp__pool_release(pool[q]);
+                            const size_t d = t_first_diff(C1, want, m * n);
+                            T_CHECK(d == (size_t)-1,
+                                    "kernel %s%s, %zu x %zu x %zu, trans_a %d, %d threads: C[%zu] %.9g, "
+                                    "one thread %.9g",
+                                    kern->name, bf16 ? " (bf16)" : "", m, n, k, ta, q + 2, d,
+                                    (double)C1[d], (double)want[d]);
+                        }
+                        free(A);
+                        free(B);
+                        free(G);
+                        free(bias);
+                        free(C0);
+                        free(C1);
+                        free(want);
+                    }
+    }
+    free(pack);
+    nvp__pool_free(pool[0]);
+    nvp__pool_free(pool[1]);
+}
+END_TEST
+
 Suite *gemm_suite(void)
 {
     Suite *s = suite_create("gemm");
@@ -467,6 +541,7 @@ Suite *gemm_suite(void)
     tcase_add_test(tc, test_gemm_kernel_table);
     tcase_add_test(tc, test_gemm_position_independent);
     tcase_add_test(tc, test_gemm_colsum_epilogue);
+    tcase_add_test(tc, test_gemm_row_split_bitwise);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -23,7 +23,7 @@
 
 #include <string.h>
 
-#define MR 8
+#define MR NVP_BF16_MR
 #define NR NVP_BF16_NR
 #define KC 256 /* k entries per block: 128 pairs */
 #define KP (KC / 2)

@@ -30,6 +30,8 @@
 /* Columns of the micro-kernel's register tile: a split of C's columns
  * between threads in multiples of it keeps every tile whole. */
 #define NVP_BF16_NR 32
+/* Rows of that tile: a split of C's rows in multiples of it likewise. */
+#define NVP_BF16_MR 8
 
 /* Nonzero when the CPU and OS run AVX512-BF16 code (and the library was
  * built with it). */

@@ -25,6 +25,21 @@ typedef struct gemm_job {
     size_t per_task; /* columns per task; rows on the few-column path */
 } gemm_job;
 
+/* The float driver, or the bfloat16 one. */
+static void run_gemm(const nvp_gemm_kernel *kern, int bf16, float *pack,
+                     int trans_a, int trans_b, size_t m, size_t n, size_t k,
+                     const float *a, size_t lda, const float *b, size_t ldb,
+                     int accumulate, float *c, size_t ldc,
+                     const nvp_epilogue *ep)
+{
+    if (bf16)
+        nvp__gemm_bf16(pack, trans_a, trans_b, m, n, k, a, lda, b, ldb,
+                       accumulate, c, ldc, ep);
+    else
+        nvp__gemm(kern, pack, trans_a, trans_b, m, n, k, a, lda, b, ldb,
+                  accumulate, c, ldc, ep);
+}
+
 static void gemm_task(void *arg, size_t task, size_t worker)
 {
     const gemm_job *j = arg;
@@ -38,14 +53,28 @@ static void gemm_task(void *arg, size_t task, size_t worker)
         pep = &ep;
     }
     const float *b = j->trans_b ? j->b + n0 * j->ldb : j->b + n0;
-    if (j->bf16) {
-        nvp__gemm_bf16(pack, j->trans_a, j->trans_b, j->m, n1 - n0, j->k,
-                       j->a, j->lda, b, j->ldb, j->accumulate, j->c + n0,
-                       j->ldc, pep);
-        return;
+    run_gemm(j->kernel, j->bf16, pack, j->trans_a, j->trans_b, j->m, n1 - n0,
+             j->k, j->a, j->lda, b, j->ldb, j->accumulate, j->c + n0, j->ldc,
+             pep);
+}
+
+/* Rows [r0, r1) of a product too narrow to share out by columns. */
+static void row_task(void *arg, size_t task, size_t worker)
+{
+    const gemm_job *j = arg; /* per_task counts rows here */
+    float *pack = nvp__pool_pack(j->pool, worker);
+    const size_t r0 = task * j->per_task;
+    const size_t r1 = r0 + j->per_task < j->m ? r0 + j->per_task : j->m;
+    nvp_epilogue ep;
+    const nvp_epilogue *pep = NULL;
+    if (j->ep) {
+        ep = nvp__epilogue_offset(j->ep, r0, 0);
+        pep = &ep;
     }
-    nvp__gemm(j->kernel, pack, j->trans_a, j->trans_b, j->m, n1 - n0, j->k,
-              j->a, j->lda, b, j->ldb, j->accumulate, j->c + n0, j->ldc, pep);
+    const float *a = j->trans_a ? j->a + r0 : j->a + r0 * j->lda;
+    run_gemm(j->kernel, j->bf16, pack, j->trans_a, j->trans_b, r1 - r0, j->n,
+             j->k, a, j->lda, j->b, j->ldb, j->accumulate, j->c + r0 * j->ldc,
+             j->ldc, pep);
 }
 
 /* Few-column products split over rows: every row of C is computed on its
@@ -116,11 +145,23 @@ void nvp__exec_gemm(const nvp_exec *ex, int trans_a, int trans_b, size_t m,
         nvp__pool_run(ex->pool, (n + per - 1) / per, gemm_task, &j);
         return;
     }
-    if (bf16) {
-        nvp__gemm_bf16(ex->pack, trans_a, trans_b, m, n, k, a, lda, b, ldb,
-                       accumulate, c, ldc, ep);
+    /* Too few columns to share out (a narrow table's output layer, its
+     * weight gradient): whole row panels per thread instead.  Each row of
+     * C is reduced the same way wherever it lies; column sums need the
+     * rows in order, so not with those. */
+    const nvp_gemm_kernel *kern = ex->kernel;
+    const int narrow = !bf16 && kern->narrow && n <= kern->nr_narrow;
+    const size_t mr = bf16 ? NVP_BF16_MR : narrow ? kern->mr_narrow : kern->mr;
+    const size_t n_done = narrow ? kern->nr_narrow : (n + nr - 1) / nr * nr;
+    if (threads > 1 && m * n_done * work_k >= PARALLEL_MIN_FMA &&
+        m >= 2 * mr && !(ep && ep->colsum)) {
+        const size_t panels = (m + mr - 1) / mr;
+        const size_t per = (panels + threads - 1) / threads * mr;
+        gemm_job j = {ex->pool, kern, trans_a, trans_b, m, n, k, a, b,
+                      lda, ldb, ldc, accumulate, c, ep, bf16, per};
+        nvp__pool_run(ex->pool, (m + per - 1) / per, row_task, &j);
         return;
     }
-    nvp__gemm(ex->kernel, ex->pack, trans_a, trans_b, m, n, k, a, lda, b, ldb,
-              accumulate, c, ldc, ep);
+    run_gemm(kern, bf16, ex->pack, trans_a, trans_b, m, n, k, a, lda, b, ldb,
+             accumulate, c, ldc, ep);
 }
