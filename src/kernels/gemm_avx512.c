@@ -5,6 +5,7 @@
  * two FMAs per broadcast of A, which comes straight from memory. */
 #include "kernels/gemm.h"
 #include "kernels/gemm_small.h"
+#include "kernels/epilogue_avx512.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -120,31 +121,14 @@ kernel_avx512_narrow(size_t kc, const float *a, size_t rs_a, size_t cs_a,
         a += cs_a;
         b += rs_b;
     }
-    const __m512 zero = _mm512_setzero_ps();
-    const int has_bias = ep && ep->bias, relu = ep && ep->relu;
-    const int gate = ep && ep->gate;
-    __m512 sum = zero;
+    __m512 sum = _mm512_setzero_ps();
     if (ep && ep->colsum)
         sum = _mm512_loadu_ps(ep->colsum);
 #pragma GCC unroll 16
-    for (int i = 0; i < MR_NARROW; i++) {
-        float *ci = c + (size_t)i * ldc;
-        __m512 v = acc[i];
-        if (accumulate)
-            v = _mm512_add_ps(_mm512_loadu_ps(ci), v);
-        if (has_bias)
-            v = _mm512_add_ps(v, _mm512_loadu_ps(ep->bias));
-        if (relu)
-            v = _mm512_max_ps(v, zero);
-        if (gate)
-            v = _mm512_maskz_mov_ps(
-                _mm512_cmp_ps_mask(
-                    _mm512_loadu_ps(ep->gate + (size_t)i * ep->ldgate), zero,
-                    _CMP_GT_OQ),
-                v);
-        _mm512_storeu_ps(ci, v);
-        sum = _mm512_add_ps(sum, v); /* column sums: one row at a time */
-    }
+    for (int i = 0; i < MR_NARROW; i++) /* column sums: a row at a time */
+        sum = _mm512_add_ps(sum, nvp__epilogue_store16(
+                                     acc[i], c + (size_t)i * ldc, (size_t)i,
+                                     0, accumulate, ep));
     if (ep && ep->colsum)
         _mm512_storeu_ps(ep->colsum, sum);
 }

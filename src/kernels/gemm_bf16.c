@@ -62,6 +62,8 @@ float nvp__bf16_round(float x)
     (defined(__clang__) || __GNUC__ >= 10)
 #include <immintrin.h>
 
+#include "kernels/epilogue_avx512.h"
+
 #define TARGET __attribute__((target("avx512f,avx512bw,avx512bf16")))
 
 int nvp__gemm_bf16_supported(void)
@@ -230,11 +232,9 @@ TARGET static void kernel(size_t kp, const uint32_t *a, size_t rs_a,
         a += cs_a;
         b += NR;
     }
-    /* The epilogue in gemm.h's order, as the float kernels apply it. */
-    const __m512 zero = _mm512_setzero_ps();
-    const int has_bias = ep && ep->bias, relu = ep && ep->relu;
-    const int gate = ep && ep->gate;
-    __m512 s0 = zero, s1 = zero;
+    /* The epilogue in gemm.h's order, as the float kernels apply it;
+     * column sums a row at a time. */
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
     if (ep && ep->colsum) {
         s0 = _mm512_loadu_ps(ep->colsum);
         s1 = _mm512_loadu_ps(ep->colsum + 16);
@@ -242,31 +242,10 @@ TARGET static void kernel(size_t kp, const uint32_t *a, size_t rs_a,
 #pragma GCC unroll 16
     for (int i = 0; i < MR; i++) {
         float *ci = c + (size_t)i * ldc;
-        __m512 v0 = acc0[i], v1 = acc1[i];
-        if (accumulate) {
-            v0 = _mm512_add_ps(_mm512_loadu_ps(ci), v0);
-            v1 = _mm512_add_ps(_mm512_loadu_ps(ci + 16), v1);
-        }
-        if (has_bias) {
-            v0 = _mm512_add_ps(v0, _mm512_loadu_ps(ep->bias));
-            v1 = _mm512_add_ps(v1, _mm512_loadu_ps(ep->bias + 16));
-        }
-        if (relu) { /* max(v, 0) returns 0 for NaN, as v > 0 ? v : 0 */
-            v0 = _mm512_max_ps(v0, zero);
-            v1 = _mm512_max_ps(v1, zero);
-        }
-        if (gate) {
-            const float *g = ep->gate + (size_t)i * ep->ldgate;
-            v0 = _mm512_maskz_mov_ps(
-                _mm512_cmp_ps_mask(_mm512_loadu_ps(g), zero, _CMP_GT_OQ), v0);
-            v1 = _mm512_maskz_mov_ps(
-                _mm512_cmp_ps_mask(_mm512_loadu_ps(g + 16), zero, _CMP_GT_OQ),
-                v1);
-        }
-        _mm512_storeu_ps(ci, v0);
-        _mm512_storeu_ps(ci + 16, v1);
-        s0 = _mm512_add_ps(s0, v0); /* column sums: one row at a time */
-        s1 = _mm512_add_ps(s1, v1);
+        s0 = _mm512_add_ps(s0, nvp__epilogue_store16(acc0[i], ci, (size_t)i,
+                                                     0, accumulate, ep));
+        s1 = _mm512_add_ps(s1, nvp__epilogue_store16(acc1[i], ci, (size_t)i,
+                                                     16, accumulate, ep));
     }
     if (ep && ep->colsum) {
         _mm512_storeu_ps(ep->colsum, s0);

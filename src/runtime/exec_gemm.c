@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Column-parallel matrix multiply over a handle's thread pool. */
+/* Matrix multiply over a handle's thread pool, split by columns or rows. */
 #include "runtime/exec.h"
 #include "kernels/gemm_small.h"
 
@@ -22,7 +22,9 @@ typedef struct gemm_job {
     float *c;
     const nvp_epilogue *ep;
     int bf16;
-    size_t per_task; /* columns per task; rows on the few-column path */
+    int small;       /* through the kernel's few-column path */
+    int by_rows;     /* split by rows, else by columns */
+    size_t per_task; /* rows or columns per task */
 } gemm_job;
 
 /* The float driver, or the bfloat16 one. */
@@ -40,67 +42,41 @@ static void run_gemm(const nvp_gemm_kernel *kern, int bf16, float *pack,
                   accumulate, c, ldc, ep);
 }
 
-static void gemm_task(void *arg, size_t task, size_t worker)
+/* One task's part of C: rows [lo, hi) when the job is split by rows,
+ * columns [lo, hi) otherwise, through the few-column path or a driver. */
+static void part_task(void *arg, size_t task, size_t worker)
 {
     const gemm_job *j = arg;
-    float *pack = nvp__pool_pack(j->pool, worker);
-    const size_t n0 = task * j->per_task;
-    const size_t n1 = n0 + j->per_task < j->n ? n0 + j->per_task : j->n;
+    const size_t len = j->by_rows ? j->m : j->n;
+    const size_t lo = task * j->per_task;
+    const size_t hi = lo + j->per_task < len ? lo + j->per_task : len;
+    const size_t r0 = j->by_rows ? lo : 0, c0 = j->by_rows ? 0 : lo;
+    const size_t m = j->by_rows ? hi - lo : j->m;
+    const size_t n = j->by_rows ? j->n : hi - lo;
     nvp_epilogue ep;
     const nvp_epilogue *pep = NULL;
     if (j->ep) {
-        ep = nvp__epilogue_offset(j->ep, 0, n0);
+        ep = nvp__epilogue_offset(j->ep, r0, c0);
         pep = &ep;
     }
-    const float *b = j->trans_b ? j->b + n0 * j->ldb : j->b + n0;
-    run_gemm(j->kernel, j->bf16, pack, j->trans_a, j->trans_b, j->m, n1 - n0,
-             j->k, j->a, j->lda, b, j->ldb, j->accumulate, j->c + n0, j->ldc,
-             pep);
-}
-
-/* Rows [r0, r1) of a product too narrow to share out by columns. */
-static void row_task(void *arg, size_t task, size_t worker)
-{
-    const gemm_job *j = arg; /* per_task counts rows here */
-    float *pack = nvp__pool_pack(j->pool, worker);
-    const size_t r0 = task * j->per_task;
-    const size_t r1 = r0 + j->per_task < j->m ? r0 + j->per_task : j->m;
-    nvp_epilogue ep;
-    const nvp_epilogue *pep = NULL;
-    if (j->ep) {
-        ep = nvp__epilogue_offset(j->ep, r0, 0);
-        pep = &ep;
-    }
+    /* Row r of op(A) starts at a + r * lda, or at column r when A is
+     * stored transposed; likewise column c of op(B). */
     const float *a = j->trans_a ? j->a + r0 : j->a + r0 * j->lda;
-    run_gemm(j->kernel, j->bf16, pack, j->trans_a, j->trans_b, r1 - r0, j->n,
-             j->k, a, j->lda, j->b, j->ldb, j->accumulate, j->c + r0 * j->ldc,
-             j->ldc, pep);
+    const float *b = j->trans_b ? j->b + c0 * j->ldb : j->b + c0;
+    float *c = j->c + r0 * j->ldc + c0;
+    float *pack = nvp__pool_pack(j->pool, worker);
+    if (j->small)
+        j->kernel->small_n(j->trans_a, j->trans_b, m, n, j->k, a, j->lda, b,
+                           j->ldb, j->accumulate, c, j->ldc, pep, pack);
+    else
+        run_gemm(j->kernel, j->bf16, pack, j->trans_a, j->trans_b, m, n,
+                 j->k, a, j->lda, b, j->ldb, j->accumulate, c, j->ldc, pep);
 }
 
 /* Few-column products split over rows: every row of C is computed on its
  * own, in the same order whatever the split. */
 #define SMALL_PARALLEL_MIN_FMA ((size_t)1 << 15)
 #define SMALL_MIN_ROWS_PER_TASK 16
-
-static void small_task(void *arg, size_t task, size_t worker)
-{
-    const gemm_job *j = arg; /* per_task counts rows here */
-    float *pack = nvp__pool_pack(j->pool, worker);
-    const size_t r0 = task * j->per_task;
-    const size_t r1 = r0 + j->per_task < j->m ? r0 + j->per_task : j->m;
-    nvp_epilogue ep;
-    const nvp_epilogue *pep = NULL;
-    if (j->ep) {
-        ep = nvp__epilogue_offset(j->ep, r0, 0);
-        pep = &ep;
-    }
-    /* Row r of op(A) starts at a + r * lda, or at column r when A is
-     * stored transposed. */
-    const float *a = j->trans_a ? j->a + r0 : j->a + r0 * j->lda;
-    j->kernel->small_n(j->trans_a, j->trans_b, r1 - r0, j->n, j->k, a, j->lda,
-                       j->b, j->ldb, j->accumulate, j->c + r0 * j->ldc,
-                       j->ldc, pep, pack);
-}
 
 /* Also routes products with at most NVP_SMALL_N columns to the kernel's
  * few-column path, always in float, and the others with at least
@@ -122,8 +98,8 @@ void nvp__exec_gemm(const nvp_exec *ex, int trans_a, int trans_b, size_t m,
             if (per < SMALL_MIN_ROWS_PER_TASK)
                 per = SMALL_MIN_ROWS_PER_TASK;
             gemm_job g = {ex->pool, ex->kernel, trans_a, trans_b, m, n, k, a, b,
-                          lda, ldb, ldc, accumulate, c, ep, 0, per};
-            nvp__pool_run(ex->pool, (m + per - 1) / per, small_task, &g);
+                          lda, ldb, ldc, accumulate, c, ep, 0, 1, 1, per};
+            nvp__pool_run(ex->pool, (m + per - 1) / per, part_task, &g);
             return;
         }
         ex->kernel->small_n(trans_a, trans_b, m, n, k, a, lda, b, ldb,
@@ -141,8 +117,8 @@ void nvp__exec_gemm(const nvp_exec *ex, int trans_a, int trans_b, size_t m,
         const size_t panels = (n + nr - 1) / nr;
         const size_t per = (panels + threads - 1) / threads * nr;
         gemm_job j = {ex->pool, ex->kernel, trans_a, trans_b, m, n, k, a, b,
-                      lda, ldb, ldc, accumulate, c, ep, bf16, per};
-        nvp__pool_run(ex->pool, (n + per - 1) / per, gemm_task, &j);
+                      lda, ldb, ldc, accumulate, c, ep, bf16, 0, 0, per};
+        nvp__pool_run(ex->pool, (n + per - 1) / per, part_task, &j);
         return;
     }
     /* Too few columns to share out (a narrow table's output layer, its
@@ -158,8 +134,8 @@ void nvp__exec_gemm(const nvp_exec *ex, int trans_a, int trans_b, size_t m,
         const size_t panels = (m + mr - 1) / mr;
         const size_t per = (panels + threads - 1) / threads * mr;
         gemm_job j = {ex->pool, kern, trans_a, trans_b, m, n, k, a, b,
-                      lda, ldb, ldc, accumulate, c, ep, bf16, per};
-        nvp__pool_run(ex->pool, (m + per - 1) / per, row_task, &j);
+                      lda, ldb, ldc, accumulate, c, ep, bf16, 0, 1, per};
+        nvp__pool_run(ex->pool, (m + per - 1) / per, part_task, &j);
         return;
     }
     run_gemm(kern, bf16, ex->pack, trans_a, trans_b, m, n, k, a, lda, b, ldb,
