@@ -79,7 +79,7 @@ extern "C" {
 
 /* The release version.  The Makefile reads these three lines. */
 #define NVP_VERSION_MAJOR 0
-#define NVP_VERSION_MINOR 6
+#define NVP_VERSION_MINOR 7
 #define NVP_VERSION_PATCH 0
 #define NVP_VERSION_NUMBER \
     (NVP_VERSION_MAJOR * 10000 + NVP_VERSION_MINOR * 100 + NVP_VERSION_PATCH)
@@ -179,7 +179,9 @@ NVP_API const char *nvp_rng_errmsg(const nvp_rng *rng);
 /* ===========================================================================
  * Base distribution
  * ========================================================================= */
-/* The distribution a flow starts from.  Today: standard normal N(0, I). */
+/* The distribution a flow starts from: the standard normal N(0, I), or a
+ * mixture of Gaussians with full covariances (a flow over a mixture fitted
+ * to its whitened training rows starts as that classical model). */
 
 /* Creates N(0, I) over `dim` >= 1 dimensions.
  * Errors: NVP_EINVAL, NVP_EOVERFLOW (dim absurdly large), NVP_ENOMEM. */
@@ -201,6 +203,43 @@ NVP_API int nvp_base_log_prob(const nvp_base *base, size_t n, const float *x,
  * (n * dim floats). */
 NVP_API int nvp_base_log_prob_grad(const nvp_base *base, size_t n,
                                    const float *x, float *g);
+/* Creates a mixture of k Gaussians over dim dimensions, 1 <= k <= 64 and
+ * 1 <= dim <= 1024: weights[k] (positive; normalised to sum 1), means[k *
+ * dim] and covs[k * dim * dim] (each a row-major dim x dim symmetric
+ * positive definite matrix).  All arrays are copied.  A weight so small
+ * against their sum that it rounds to 0 in float is refused.  The base keeps
+ * each covariance as the inverse of its Cholesky factor, in float.
+ * Errors: NVP_EINVAL (NULL, k or dim out of range, a weight that is not
+ * positive, a non-finite value, a covariance that is not symmetric or
+ * not positive definite), NVP_ENOMEM. */
+NVP_API int nvp_base_create_mixture(nvp_base **out, size_t dim, size_t k,
+                                    const float *weights, const float *means,
+                                    const float *covs,
+                                    const nvp_allocator *alloc);
+/* Fits a k-component mixture with full covariances to n rows x (n * dim
+ * floats, n >= k) by expectation-maximisation: k-means++ seeds drawn
+ * from rng and Lloyd passes, then EM until the mean log-likelihood gains
+ * less than 1e-3 per pass (at most 200 passes), each covariance's
+ * diagonal raised by 1e-6 times the rows' mean variance (more, up to
+ * 10^6 times, where a component would be singular).  The same rows and
+ * generator state give the same base.  Cost: about 2 n k dim^2 flops a
+ * pass, one thread.  Errors: NVP_EINVAL (NULL, n < k, k or dim out of
+ * range), NVP_ENONFINITE (a row holds NaN or an infinity), NVP_ENOMEM. */
+NVP_API int nvp_base_fit_mixture(nvp_base **out, size_t n, size_t dim,
+                                 const float *x, size_t k, nvp_rng *rng,
+                                 const nvp_allocator *alloc);
+/* A new base equal to src (the caller owns it).  Errors: NVP_EINVAL,
+ * NVP_ENOMEM. */
+NVP_API int nvp_base_clone(const nvp_base *src, nvp_base **out,
+                           const nvp_allocator *alloc);
+/* Number of mixture components: 1 for the standard normal, 0 if base is
+ * NULL. */
+NVP_API size_t nvp_base_components(const nvp_base *base);
+/* The kind of a base (values pinned): */
+#define NVP_BASE_NORMAL 1  /* N(0, I) */
+#define NVP_BASE_MIXTURE 2 /* a Gaussian mixture */
+/* NVP_BASE_NORMAL or NVP_BASE_MIXTURE; -1 if base is NULL. */
+NVP_API int nvp_base_kind(const nvp_base *base);
 /* Message of the last failed call on this base ("" if none); the string is
  * thread-local, valid until the calling thread's next nvp_ call.  The
  * other nvp_<type>_errmsg functions behave the same way. */
@@ -529,6 +568,12 @@ NVP_API const nvp_layer *nvp_chain_layer(const nvp_chain *chain, size_t k,
                                          size_t *offset);
 /* The chain's base distribution (owned by the chain). */
 NVP_API const nvp_base *nvp_chain_base(const nvp_chain *chain);
+/* Replaces the chain's base with `base` (same dimension), which the chain
+ * then owns; the old base is freed.  Not while another thread uses the
+ * chain.  On failure the chain is unchanged and the caller still owns
+ * base.  Errors: NVP_EINVAL (NULL, a base that already belongs to a
+ * chain, this one or another), NVP_EDIM. */
+NVP_API int nvp_chain_set_base(nvp_chain *chain, nvp_base *base);
 /* Column names: a chain may carry a name for each of its dim columns (as a
  * CSV header gives them), saved with the model (format version 2).  Each
  * name is 1 to NVP_MAX_COLUMN_NAME bytes without control characters;

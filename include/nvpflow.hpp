@@ -550,6 +550,8 @@ inline std::vector<float> two_moons(Rng &rng, std::size_t n, float noise,
 /* ===========================================================================
  * Base distribution
  * ========================================================================= */
+class Base;
+
 namespace detail {
 /* The const operations of a base, shared by Base and BaseView. */
 template <class D>
@@ -558,6 +560,13 @@ class BaseOps {
 
 public:
     std::size_t dim() const noexcept { return nvp_base_dim(h()); }
+    /* NVP_BASE_NORMAL or NVP_BASE_MIXTURE (-1 for an empty handle). */
+    int kind() const noexcept { return nvp_base_kind(h()); }
+    /* Mixture components: 1 for N(0, I), 0 for an empty handle. */
+    std::size_t components() const noexcept { return nvp_base_components(h()); }
+    /* nvp_base_clone: a new base equal to this one, owned by the caller
+     * (defined after Base). */
+    Base clone(const nvp_allocator *alloc = nullptr) const;
 
     void sample(Rng &rng, std::size_t n, float *x) const
     {
@@ -614,6 +623,58 @@ public:
         detail::check(nvp_base_create_normal(&h, dim, alloc));
         return Base(detail::adopt_tag{}, h);
     }
+    /* nvp_base_create_mixture, exactly: k Gaussians over dim dimensions,
+     * weights[k] (positive; normalised), means[k * dim] and covs[k * dim *
+     * dim] (row-major symmetric positive definite); all copied. */
+    static Base mixture(std::size_t dim, std::size_t k, const float *weights,
+                        const float *means, const float *covs,
+                        const nvp_allocator *alloc = nullptr)
+    {
+        nvp_base *h = nullptr;
+        detail::check(nvp_base_create_mixture(&h, dim, k, weights, means, covs,
+                                              alloc));
+        return Base(detail::adopt_tag{}, h);
+    }
+    /* k = weights.size() components, dim = means.size() / k; NVP_EDIM when
+     * means is not k rows or covs not k dim x dim matrices. */
+    static Base mixture(const std::vector<float> &weights,
+                        const std::vector<float> &means,
+                        const std::vector<float> &covs,
+                        const nvp_allocator *alloc = nullptr)
+    {
+        const std::size_t k = weights.size();
+        if (k != 0 && means.size() % k != 0)
+            detail::fail(NVP_EDIM, "nvp::Base::mixture",
+                         "means holds " + std::to_string(means.size()) +
+                             " floats, not " + std::to_string(k) + " means of equal length");
+        const std::size_t dim = k != 0 ? means.size() / k : 0;
+        if (covs.size() != detail::mul(k, detail::mul(dim, dim, "nvp::Base::mixture"),
+                                       "nvp::Base::mixture"))
+            detail::fail(NVP_EDIM, "nvp::Base::mixture",
+                         "covs holds " + std::to_string(covs.size()) +
+                             " floats, not " + std::to_string(k) + " matrices of " +
+                             std::to_string(dim) + " x " + std::to_string(dim));
+        return mixture(dim, k, detail::nonnull(weights), detail::nonnull(means),
+                       detail::nonnull(covs), alloc);
+    }
+    /* nvp_base_fit_mixture, exactly: k components fitted by EM to the n
+     * rows of x (n * dim floats, n >= k), seeds drawn from rng. */
+    static Base fit_mixture(std::size_t n, std::size_t dim, const float *x,
+                            std::size_t k, Rng &rng,
+                            const nvp_allocator *alloc = nullptr)
+    {
+        nvp_base *h = nullptr;
+        detail::check(nvp_base_fit_mixture(&h, n, dim, x, k, rng.get(), alloc));
+        return Base(detail::adopt_tag{}, h);
+    }
+    /* The rows of x, dim floats each (NVP_EDIM otherwise). */
+    static Base fit_mixture(const std::vector<float> &x, std::size_t dim,
+                            std::size_t k, Rng &rng,
+                            const nvp_allocator *alloc = nullptr)
+    {
+        const std::size_t n = detail::rows(x.size(), dim, "nvp::Base::fit_mixture", "x");
+        return fit_mixture(n, dim, detail::nonnull(x), k, rng, alloc);
+    }
     static Base adopt(nvp_base *h) noexcept { return Base(detail::adopt_tag{}, h); }
 
     Base(const Base &) = delete;
@@ -631,6 +692,14 @@ private:
     Base(detail::adopt_tag, nvp_base *h) noexcept : h_(h) {}
     detail::Owner<nvp_base> h_;
 };
+
+template <class D>
+inline Base detail::BaseOps<D>::clone(const nvp_allocator *alloc) const
+{
+    nvp_base *c = nullptr;
+    check(nvp_base_clone(h(), &c, alloc), h());
+    return Base::adopt(c);
+}
 
 /* ===========================================================================
  * Coupling layer
@@ -1691,6 +1760,14 @@ public:
         return kinds;
     }
     BaseView base() const noexcept { return BaseView(nvp_chain_base(get())); }
+    /* nvp_chain_set_base: replaces the base with one of the chain's
+     * dimension (the old one is freed).  On success the chain takes base
+     * (it is left empty); on failure (NVP_EDIM, NVP_EINVAL) it keeps it. */
+    void set_base(Base &&base)
+    {
+        detail::check(nvp_chain_set_base(get(), base.get()), get());
+        base.release();
+    }
 
     /* Data-dependent initialisation (nvp_chain_init_from_data): every
      * actnorm layer standardises, every linear layer whitens the n rows of

@@ -12,6 +12,7 @@ int main(void)
 {
     SRunner *sr = srunner_create(rng_suite());
     srunner_add_suite(sr, base_suite());
+    srunner_add_suite(sr, base_mixture_suite());
     srunner_add_suite(sr, gemm_suite());
     srunner_add_suite(sr, coupling_suite());
     srunner_add_suite(sr, chain_suite());

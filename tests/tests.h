@@ -39,6 +39,7 @@ Suite *conditional_suite(void);
 Suite *affine_form_suite(void);
 Suite *vjp_suite(void);
 Suite *precision_suite(void);
+Suite *base_mixture_suite(void);
 
 /* Per-test-case timeout in seconds (Check's default of 4 s is too short on
  * a loaded machine; a test that hangs still gets killed). */

@@ -92,6 +92,13 @@ void cmd_fit_help(FILE *fp)
         "  --norm N           the layer next to the data, set from the\n"
         "                     training rows: linear (whitening; the default),\n"
         "                     actnorm (per-column scale and shift) or none\n"
+        "  --base B           the flow's base distribution: normal (the\n"
+        "                     default) or mixture[:K], a mixture of K\n"
+        "                     full-covariance Gaussians fitted to the\n"
+        "                     training rows, so that the untrained model\n"
+        "                     is that mixture (K from 1 to 10 chosen on\n"
+        "                     the validation rows when not given; at most\n"
+        "                     1024 columns)\n"
         "  --clamp C          bound on each layer's log-scale, which keeps\n"
         "                     training stable and the densities of rows far\n"
         "                     from the data finite; 0 = off\n",
@@ -181,7 +188,7 @@ enum {
     O_EVAL_EVERY, O_PATIENCE, O_CLAMP, O_AVERAGE, O_CLIP_NORM, O_SEED,
     O_THREADS, O_JSON, O_HEADER, O_NO_HEADER, O_VAL, O_MASK, O_NORM,
     O_WEIGHT_DECAY, O_DEQUANTIZE, O_INIT_SEED, O_STRICT, O_LR_DROPS,
-    O_NOISE, O_BUDGET, O_COLUMNS, O_DROP, O_GIVEN, O_REFIT, O_PRECISION
+    O_NOISE, O_BUDGET, O_COLUMNS, O_DROP, O_GIVEN, O_REFIT, O_PRECISION, O_BASE
 };
 
 static const char SHORT_OPTS[] = "o:qh";
@@ -210,6 +217,7 @@ static const struct option LONG_OPTS[] = {
     {"strict", no_argument, NULL, O_STRICT},
     {"budget", required_argument, NULL, O_BUDGET},
     {"refit", required_argument, NULL, O_REFIT},
+    {"base", required_argument, NULL, O_BASE},
     {"threads", required_argument, NULL, O_THREADS},
     {"precision", required_argument, NULL, O_PRECISION},
     {"header", no_argument, NULL, O_HEADER},
@@ -239,6 +247,25 @@ static int parse_choice(const char *o, const char *v,
     }
     cli_usage_error(CMD, "%s: '%s' is not one of %s", o, v, list);
     return -1;
+}
+
+/* --base normal, mixture or mixture:K (K from 1 to 64).  Returns 0 or
+ * the usage error's status. */
+static int parse_base(const char *o, const char *v, fit_config *c)
+{
+    c->given |= FIT_GIVEN_BASE;
+    c->mix_k = 0;
+    if (strcmp(v, "normal") == 0) {
+        c->base = FIT_BASE_NORMAL;
+        return 0;
+    }
+    c->base = FIT_BASE_MIXTURE;
+    if (strcmp(v, "mixture") == 0)
+        return 0;
+    if (strncmp(v, "mixture:", 8) == 0)
+        return args_size(CMD, o, v + 8, 1, 64, &c->mix_k);
+    return cli_usage_error(CMD, "%s: '%s' is not one of normal, mixture, "
+                           "mixture:K", o, v);
 }
 
 /* Returns -1 to go on, else the exit status (help or usage error). */
@@ -287,6 +314,9 @@ static int parse(int argc, char **argv, fit_config *c)
             bad = parse_choice(o, v, norms, 3, &choice);
             c->norm = (fit_norm)choice;
             c->norm_set = 1;
+            break;
+        case O_BASE:
+            bad = parse_base(o, v, c);
             break;
         case O_REFIT:
             bad = parse_choice(o, v, refits, 3, &choice);
@@ -922,6 +952,9 @@ int fit_model_setup(fit_state *s, int reseed)
             NVP_OK)
         return cli_lib_error(CMD, "setting the model from the training rows",
                              rc, nvp_chain_errmsg(s->chain));
+    if (c->base == FIT_BASE_MIXTURE &&
+        (status = fit_set_mixture_base(s)) != CLI_OK)
+        return status;
     if (model_set_threads(CMD, s->chain, c->threads) != 0 ||
         model_set_precision(CMD, s->chain, c->precision) != 0)
         return CLI_ERR;
@@ -1247,6 +1280,10 @@ static void summary_text(FILE *fp, const fit_state *s, const fit_result *r,
             couplings, fit_mask_name(c->mask), widths);
     if (c->norm != FIT_NORM_NONE)
         fprintf(fp, ", %s layer", fit_norm_name(c->norm));
+    const size_t n_comp = nvp_base_components(nvp_chain_base(s->chain));
+    if (c->base == FIT_BASE_MIXTURE)
+        fprintf(fp, ", mixture base of %zu component%s", n_comp,
+                n_comp == 1 ? "" : "s");
     fprintf(fp, ", %zu parameters, clamp %g\n",
             nvp_chain_num_params(s->chain), c->clamp);
     fprintf(fp, "training:  lr %g, batch %zu, weight decay %g, evaluated "
@@ -1298,6 +1335,7 @@ static void json_settings(json_out *j, const fit_config *c)
     json_double(j, "lr", c->lr);
     json_double(j, "weight_decay", c->weight_decay);
     json_double(j, "noise", c->noise);
+    json_string(j, "base", c->base == FIT_BASE_MIXTURE ? "mixture" : "normal");
 }
 
 static void summary_json(FILE *fp, const fit_state *s, const fit_result *r,
@@ -1331,6 +1369,10 @@ static void summary_json(FILE *fp, const fit_state *s, const fit_result *r,
     json_uint(&j, "coupling_layers", fit_count_couplings(s->chain));
     json_string(&j, "norm", fit_norm_name(c->norm));
     json_string(&j, "mask", fit_mask_name(c->mask));
+    json_string(&j, "base",
+                c->base == FIT_BASE_MIXTURE ? "mixture" : "normal");
+    json_uint(&j, "base_components",
+              nvp_base_components(nvp_chain_base(s->chain)));
     json_array_line(&j, "hidden");
     for (size_t i = 0; i < c->n_hidden; i++)
         json_uint(&j, NULL, c->hidden[i]);

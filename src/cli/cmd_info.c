@@ -169,7 +169,12 @@ static void print_text(const model_info *m)
         }
         printf("): the model is p(y | given)\n");
     }
-    printf("base:            standard normal\n");
+    const size_t n_comp = nvp_base_components(nvp_chain_base(m->chain));
+    if (nvp_base_kind(nvp_chain_base(m->chain)) == NVP_BASE_MIXTURE)
+        printf("base:            mixture of %zu Gaussian%s\n", n_comp,
+               n_comp == 1 ? "" : "s");
+    else
+        printf("base:            standard normal\n");
     printf("layers:          %zu (%zu affine couplings)\n", m->layers,
            count_couplings(m));
     printf("parameters:      %zu\n", nvp_chain_num_params(m->chain));
@@ -220,7 +225,12 @@ static void print_json(const model_info *m)
     } else {
         json_null(&j, "given_columns");
     }
-    json_string(&j, "base", "standard_normal");
+    json_string(&j, "base",
+                nvp_base_kind(nvp_chain_base(m->chain)) == NVP_BASE_MIXTURE
+                    ? "mixture"
+                    : "standard_normal");
+    json_uint(&j, "base_components",
+              nvp_base_components(nvp_chain_base(m->chain)));
     json_uint(&j, "coupling_layers", count_couplings(m));
     json_uint(&j, "parameters", nvp_chain_num_params(m->chain));
     json_array(&j, "layers");

@@ -27,6 +27,17 @@ typedef enum fit_norm {
     FIT_NORM_NONE
 } fit_norm;
 
+/* The flow's base distribution (--base). */
+typedef enum fit_base {
+    FIT_BASE_NORMAL,  /* N(0, I) */
+    FIT_BASE_MIXTURE  /* a Gaussian mixture fitted to the training rows as
+                         the untrained model maps them (fit_base.c) */
+} fit_base;
+/* --base mixture without k chooses k = 1 to this on the validation
+ * rows; nvp_base_create_mixture's limit on the columns. */
+#define FIT_MIXTURE_MAX_K 10
+#define FIT_MIXTURE_MAX_DIM 1024
+
 /* Whether the model is trained again on the training and validation rows
  * together once the validation rows have chosen it (--refit). */
 typedef enum fit_refit_mode {
@@ -79,6 +90,8 @@ typedef struct fit_config {
     int mask_set;
     fit_norm norm;
     int norm_set;
+    fit_base base;      /* --base */
+    size_t mix_k;       /* --base mixture:K, or 0 to choose k */
     uint64_t seed, init_seed;
     int init_seed_set;
     int dequantize;
@@ -99,6 +112,7 @@ typedef struct fit_config {
 #define FIT_GIVEN_LAYERS 8u
 #define FIT_GIVEN_WEIGHT_DECAY 16u
 #define FIT_GIVEN_LR 32u
+#define FIT_GIVEN_BASE 64u
 
 /* The state of a run: the rows (training rows first, standardised), the
  * random generators, and the model being trained. */
@@ -139,6 +153,7 @@ typedef struct fit_state {
     size_t refit_rows; /* rows the saved model was refitted on, or 0 */
     size_t refit_steps; /* the steps of that refit */
     int keep_names;  /* the header's names go into the model */
+    size_t mix_k_chosen; /* --base mixture: the k chosen, once per run */
 } fit_state;
 
 /* The training outcome for the summary. */
@@ -217,6 +232,12 @@ void fit_choose_defaults(fit_config *c, size_t n_train, size_t dim);
  * On failure prints a message and returns CLI_ERR, else CLI_OK. */
 int fit_build_chain(const char *cmd, const fit_config *c, size_t dim,
                     nvp_rng *rng, nvp_chain **out);
+
+/* --base mixture: fits the mixture to the training rows as s->chain,
+ * untrained, maps them (choosing k on the validation rows the first
+ * time, unless --base gave it) and makes it the chain's base.  Returns
+ * an exit status, with a message printed. */
+int fit_set_mixture_base(fit_state *s);
 
 /* The number of coupling layers of a chain. */
 size_t fit_count_couplings(const nvp_chain *chain);

@@ -3,7 +3,7 @@
  * that matter most, on the validation rows, within a time budget.
  *
  * The first trial trains the defaults.  Then, one setting at a time (the
- * training noise, the width of the networks, the log-scale clamp, the
+ * base distribution, the training noise, the width of the networks, the log-scale clamp, the
  * number of layers, the weight decay, the learning rate), each
  * variation of the best settings so far is trained from the same start
  * and kept when its best validation NLL is clearly lower (see
@@ -28,9 +28,10 @@
 static const char CMD[] = "fit";
 
 /* The settings a trial varies, in the order they are searched. */
-enum { AX_NOISE, AX_HIDDEN, AX_CLAMP, AX_LAYERS, AX_WD, AX_LR, N_AXES };
+enum { AX_BASE, AX_NOISE, AX_HIDDEN, AX_CLAMP, AX_LAYERS, AX_WD, AX_LR,
+       N_AXES };
 static const unsigned AXIS_GIVEN[N_AXES] = {
-    FIT_GIVEN_NOISE, FIT_GIVEN_HIDDEN, FIT_GIVEN_CLAMP,
+    FIT_GIVEN_BASE, FIT_GIVEN_NOISE, FIT_GIVEN_HIDDEN, FIT_GIVEN_CLAMP,
     FIT_GIVEN_LAYERS, FIT_GIVEN_WEIGHT_DECAY, FIT_GIVEN_LR};
 #define MAX_VALUES 4
 #define MIN_GAIN 1e-3
@@ -46,6 +47,15 @@ static size_t axis_values(int ax, const fit_config *b, fit_config *v)
     for (size_t i = 0; i < MAX_VALUES; i++)
         v[i] = *b;
     switch (ax) {
+    case AX_BASE:
+        /* the other base: a mixture (k chosen on the validation rows) */
+        if (b->base == FIT_BASE_NORMAL) {
+            v[n].base = FIT_BASE_MIXTURE;
+            v[n++].mix_k = 0;
+        } else if (b->base == FIT_BASE_MIXTURE) {
+            v[n++].base = FIT_BASE_NORMAL;
+        }
+        break;
     case AX_NOISE:
         if (b->noise == 0) {
             static const double levels[] = {0.05, 0.1, 0.2, 0.4};
@@ -110,7 +120,8 @@ static int same_settings(const fit_config *a, const fit_config *b)
     if (!same_value(a->noise, b->noise) || !same_value(a->clamp, b->clamp) ||
         a->layers != b->layers ||
         !same_value(a->weight_decay, b->weight_decay) ||
-        !same_value(a->lr, b->lr) || a->n_hidden != b->n_hidden)
+        !same_value(a->lr, b->lr) || a->n_hidden != b->n_hidden ||
+        a->base != b->base || a->mix_k != b->mix_k)
         return 0;
     for (size_t i = 0; i < a->n_hidden; i++)
         if (a->hidden[i] != b->hidden[i])
@@ -136,9 +147,10 @@ static void describe(char *buf, size_t cap, const fit_config *c)
     char w[128];
     num_format_list(w, sizeof w, c->hidden, c->n_hidden);
     snprintf(buf, cap,
-             "noise %g, hidden %s, clamp %g, %zu layers, weight decay %g, "
-             "lr %g",
-             c->noise, w, c->clamp, c->layers, c->weight_decay, c->lr);
+             "%s base, noise %g, hidden %s, clamp %g, %zu layers, weight "
+             "decay %g, lr %g",
+             c->base == FIT_BASE_MIXTURE ? "mixture" : "normal", c->noise, w,
+             c->clamp, c->layers, c->weight_decay, c->lr);
 }
 
 /* The search's state. */
@@ -317,13 +329,22 @@ static int try_setting(search *S, const fit_config *c)
     return better ? T_BEST : T_WORSE;
 }
 
+/* Whether the search varies axis ax: not when the command line gave it,
+ * nor the base when a mixture cannot hold the columns. */
+static int axis_searched(const search *S, int ax)
+{
+    if (S->s->cfg.given & AXIS_GIVEN[ax])
+        return 0;
+    return ax != AX_BASE || S->dim <= FIT_MIXTURE_MAX_DIM;
+}
+
 /* One pass over the axes, each variation of the best so far; returns
  * whether one became the best (T_BEST), or T_STOP. */
 static int axis_pass(search *S)
 {
     int improved = T_WORSE;
     for (int ax = 0; ax < N_AXES; ax++) {
-        if (S->s->cfg.given & AXIS_GIVEN[ax])
+        if (!axis_searched(S, ax))
             continue;
         fit_config v[MAX_VALUES];
         const size_t nv = axis_values(ax, &S->best, v);
@@ -345,7 +366,7 @@ static int random_move(search *S, fit_config *c)
 {
     int axes[N_AXES], na = 0;
     for (int ax = 0; ax < N_AXES; ax++)
-        if (!(S->s->cfg.given & AXIS_GIVEN[ax]))
+        if (axis_searched(S, ax))
             axes[na++] = ax;
     if (na == 0)
         return 0;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "model/base.h"
 #include "model/chain.h"
 #include "model/layer.h"
 #include "kernels/vec.h"
@@ -21,7 +22,9 @@
 #define TAG_SCAL NVP_TAG('S', 'C', 'A', 'L')
 #define TAG_STCK NVP_TAG('S', 'T', 'C', 'K')
 #define TAG_COLS NVP_TAG('C', 'O', 'L', 'S')
+#define TAG_BASE NVP_TAG('B', 'A', 'S', 'E')
 #define BASE_NORMAL 1u
+#define BASE_MIXTURE 2u
 
 /* Names the file's COLS section holds: the chain's dim, then, for a
  * scaler that also standardises a conditional chain's context (dim + C
@@ -39,7 +42,8 @@ static void write_model(nvp_writer *w, const void *chain, const void *scaler)
     const nvp_scaler *s = scaler;
     /* Version 1 (ARCH) while everything fits it, so that older releases
      * read the file; other layer kinds and column names need version 2. */
-    int couplings_only = c->name_at == NULL;
+    const int mixture = c->base->kind == NVP_BASE_MIXTURE;
+    int couplings_only = c->name_at == NULL && !mixture;
     for (size_t k = 0; k < c->n_layers; k++)
         couplings_only &= nvp__as_coupling(c->layers[k]) != NULL &&
                           c->layers[k]->cdim == 0 &&
@@ -47,10 +51,10 @@ static void write_model(nvp_writer *w, const void *chain, const void *scaler)
                               NVP_AFFINE_EXP;
     const size_t n_names = saved_names(c, s);
     nvp__fmt_header(w, couplings_only ? 1 : 2, NVP_KIND_MODEL,
-                    2 + (s != NULL) + (n_names > 0));
+                    2 + (s != NULL) + (n_names > 0) + mixture);
     size_t st = nvp__fmt_section_begin(w, couplings_only ? TAG_ARCH : TAG_STCK);
     nvp__put_u32(w, (uint32_t)c->dim);
-    nvp__put_u32(w, BASE_NORMAL);
+    nvp__put_u32(w, mixture ? BASE_MIXTURE : BASE_NORMAL);
     nvp__put_u32(w, (uint32_t)c->n_layers);
     for (size_t k = 0; k < c->n_layers; k++) {
         const nvp_layer *layer = c->layers[k];
@@ -90,6 +94,21 @@ static void write_model(nvp_writer *w, const void *chain, const void *scaler)
             nvp__put_u32(w, (uint32_t)len);
             nvp__put_bytes(w, (const unsigned char *)name, len);
         }
+        nvp__fmt_section_end(w, st);
+    }
+    if (mixture) {
+        /* k, dim, the weights, the means, then each factor's lower
+         * triangle row by row */
+        const nvp_base *b = c->base;
+        const size_t d = b->dim;
+        st = nvp__fmt_section_begin(w, TAG_BASE);
+        nvp__put_u32(w, (uint32_t)b->k);
+        nvp__put_u32(w, (uint32_t)d);
+        nvp__put_f32s(w, b->w, b->k);
+        nvp__put_f32s(w, b->mean, b->k * d);
+        for (size_t q = 0; q < b->k; q++)
+            for (size_t i = 0; i < d; i++)
+                nvp__put_f32s(w, b->m + (q * d + i) * d, i + 1);
         nvp__fmt_section_end(w, st);
     }
 }
@@ -221,6 +240,8 @@ typedef struct model_info {
     int other_kind; /* a STCK layer ARCH cannot hold: not an affine
                        coupling, or one with a context */
     uint32_t cdim;  /* a conditional coupling's context dimension, or 0 */
+    uint32_t base_kind; /* BASE_NORMAL or BASE_MIXTURE (with BASE) */
+    uint32_t mix_k;     /* the mixture's components */
 } model_info;
 
 /* Reads layer k of a STCK section: its kind and its n values into h
@@ -280,8 +301,9 @@ static int check_arch_head(const char *fn, nvp_reader *r, model_info *mi)
      * layers' own checks say so. */
     NVP_REQUIRE(dim >= 1 && dim <= NVP_MAX_DIM, NVP_EFORMAT,
                 "%s: dim %u outside [1, %d]", fn, dim, NVP_MAX_DIM);
-    NVP_REQUIRE(base_kind == BASE_NORMAL, NVP_EFORMAT,
-                "%s: unknown base distribution %u", fn, base_kind);
+    NVP_REQUIRE(base_kind == BASE_NORMAL || base_kind == BASE_MIXTURE,
+                NVP_EFORMAT, "%s: unknown base distribution %u", fn,
+                base_kind);
     NVP_REQUIRE(n_layers >= 1 && n_layers <= NVP_MAX_LAYERS, NVP_EFORMAT,
                 "%s: %u layers (expected 1 to %d)", fn, n_layers,
                 NVP_MAX_LAYERS);
@@ -290,6 +312,8 @@ static int check_arch_head(const char *fn, nvp_reader *r, model_info *mi)
     mi->total = 0;
     mi->other_kind = 0;
     mi->cdim = 0;
+    mi->base_kind = base_kind;
+    mi->mix_k = 0;
     return NVP_OK;
 }
 
@@ -346,8 +370,8 @@ static int plan_model(const char *fn, uint32_t version,
 {
     const nvp_errbox *eb = NULL;
     static const uint32_t tags[] = {TAG_ARCH, TAG_PARM, TAG_SCAL, TAG_STCK,
-                                    TAG_COLS};
-    int rc = nvp__spans_known(fn, spans, count, tags, 5);
+                                    TAG_COLS, TAG_BASE};
+    int rc = nvp__spans_known(fn, spans, count, tags, 6);
     if (rc)
         return rc;
     const size_t i_arch = nvp__span_find(spans, count, TAG_ARCH);
@@ -355,6 +379,7 @@ static int plan_model(const char *fn, uint32_t version,
     const size_t ip = nvp__span_find(spans, count, TAG_PARM);
     const size_t is = nvp__span_find(spans, count, TAG_SCAL);
     const size_t ic = nvp__span_find(spans, count, TAG_COLS);
+    const size_t ib = nvp__span_find(spans, count, TAG_BASE);
     NVP_REQUIRE(ic == count || version >= 2, NVP_EFORMAT,
                 "%s: format version %u holds COLS", fn, version);
     NVP_REQUIRE((i_arch < count) != (i_stck < count), NVP_EFORMAT,
@@ -403,8 +428,42 @@ static int plan_model(const char *fn, uint32_t version,
         nvp__free(alloc, block);
         return nvp__fail(NULL, NVP_ENOMEM, "%s: out of memory", fn);
     }
+    /* A mixture base (version 2 only) comes with its BASE section. */
+    NVP_REQUIRE((mi.base_kind == BASE_MIXTURE) == (ib < count), NVP_EFORMAT,
+                "%s: %s", fn, ib < count ? "a BASE section without a "
+                "mixture base" : "a mixture base without its BASE section");
+    NVP_REQUIRE(mi.base_kind == BASE_NORMAL || stack, NVP_EFORMAT,
+                "%s: format version 1 holds a standard normal base only", fn);
+    uint32_t mix_k = 0;
+    if (ib < count) {
+        /* u32 k, u32 dim, then k weights, k * dim means and k lower
+         * triangles of dim (dim + 1) / 2 values */
+        const nvp_span *bs = &spans[ib];
+        unsigned char kd[8];
+        uint32_t k = 0, d = 0;
+        if (bs->len >= 8) {
+            if ((rc = nvp__src_read(fn, src, bs->off, kd, 8)) != NVP_OK)
+                return rc;
+            nvp_reader br = {kd, 8, 0, 0};
+            nvp__get_u32(&br, &k);
+            nvp__get_u32(&br, &d);
+        }
+        NVP_REQUIRE(bs->len >= 8 && k >= 1 && k <= NVP_MIXTURE_MAX_K &&
+                        d == mi.dim && d <= NVP_MIXTURE_MAX_DIM,
+                    NVP_EFORMAT, "%s: the mixture base's section is invalid "
+                    "(1 to %d components of the model's dimension, at most "
+                    "%d)", fn, NVP_MIXTURE_MAX_K, NVP_MIXTURE_MAX_DIM);
+        const uint64_t want =
+            8 + 4 * ((uint64_t)k * (1 + d) + (uint64_t)k * d * (d + 1) / 2);
+        NVP_REQUIRE(bs->len == want, NVP_EFORMAT,
+                    "%s: the mixture base's section has %llu bytes, not %llu",
+                    fn, (unsigned long long)bs->len,
+                    (unsigned long long)want);
+        mix_k = k;
+    }
     mi.stack = stack;
     rc = check_arch(fn, (nvp_reader){p, (size_t)arch->len, 0, 0}, &mi, h);
+    mi.mix_k = mix_k;
     nvp__free(alloc, h);
     nvp__free(alloc, block);
     if (rc)
@@ -487,13 +546,44 @@ static int plan_model(const char *fn, uint32_t version,
     }
     /* The writer uses version 2 only for what version 1 cannot hold, so
      * that a loaded file saves back as it was. */
-    NVP_REQUIRE(!stack || mi.other_kind || ic < count, NVP_EFORMAT,
-                "%s: a version 2 model of affine couplings alone and no "
-                "column names (version 1 holds it)",
+    NVP_REQUIRE(!stack || mi.other_kind || ic < count || ib < count,
+                NVP_EFORMAT,
+                "%s: a version 2 model of affine couplings alone, a normal "
+                "base and no column names (version 1 holds it)",
                 fn);
     if (info)
         *(model_info *)info = mi;
     return NVP_OK;
+}
+
+/* The mixture base of a BASE section (its size checked): the values are
+ * checked by the base's constructor, a refusal reported as EFORMAT. */
+static int load_mixture(const char *fn, nvp_reader r, size_t d, size_t k,
+                        const nvp_allocator *a, nvp_base **out)
+{
+    float *w = nvp__malloc(a, k * sizeof *w);
+    float *mean = nvp__malloc(a, k * d * sizeof *mean);
+    float *m = nvp__malloc(a, k * d * d * sizeof *m);
+    int rc = NVP_OK;
+    if (!w || !mean || !m) {
+        rc = nvp__fail(NULL, NVP_ENOMEM, "%s: out of memory", fn);
+    } else {
+        r.pos = 8;
+        nvp__get_f32s(&r, w, k);
+        nvp__get_f32s(&r, mean, k * d);
+        memset(m, 0, k * d * d * sizeof *m);
+        for (size_t q = 0; q < k; q++)
+            for (size_t i = 0; i < d; i++)
+                nvp__get_f32s(&r, m + (q * d + i) * d, i + 1);
+        if ((rc = nvp__base_mixture_from_factors(out, fn, d, k, w, mean, m,
+                                                 a)) == NVP_EINVAL)
+            rc = nvp__fail(NULL, NVP_EFORMAT, "%s: the mixture base is "
+                           "invalid: %s", fn, nvp_errmsg());
+    }
+    nvp__free(a, w);
+    nvp__free(a, mean);
+    nvp__free(a, m);
+    return rc;
 }
 
 static int load_model(const char *fn, const void *data, size_t size,
@@ -555,6 +645,7 @@ static int load_model(const char *fn, const void *data, size_t size,
     nvp_section *parm = nvp__fmt_find(sec, count, TAG_PARM);
     nvp_section *scal = nvp__fmt_find(sec, count, TAG_SCAL);
     nvp_section *cols = nvp__fmt_find(sec, count, TAG_COLS);
+    nvp_section *bsec = nvp__fmt_find(sec, count, TAG_BASE);
     const size_t dim = mi.dim, n_layers = mi.n_layers;
 
     /* Build it.  Every allocation is bounded by the file's size. */
@@ -600,7 +691,10 @@ static int load_model(const char *fn, const void *data, size_t size,
         }
     }
     nvp__free(&a, h);
-    if (rc == NVP_OK && (rc = nvp_base_create_normal(&base, dim, alloc)) != NVP_OK)
+    if (rc == NVP_OK && bsec)
+        rc = load_mixture(fn, bsec->body, dim, mi.mix_k, &a, &base);
+    else if (rc == NVP_OK &&
+             (rc = nvp_base_create_normal(&base, dim, alloc)) != NVP_OK)
         rc = nvp__fail_in(NULL, rc, fn);
     /* The scaler section was checked whole above, asked for or not. */
     if (rc == NVP_OK && scal && scaler_out) {

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The standard normal base distribution N(0, I). */
+/* The standard normal base distribution N(0, I), and the calls every
+ * kind shares (the mixture's own arithmetic is in base_mixture.c). */
 #include "model/base.h"
 
 #include <math.h>
@@ -41,6 +42,8 @@ void nvp_base_free(nvp_base *b)
     if (!b)
         return;
     nvp_allocator a = b->alloc;
+    if (b->kind == NVP_BASE_MIXTURE)
+        nvp__mixture_release(b);
     nvp__errbox_destroy(&b->err);
     nvp__free(&a, b);
 }
@@ -49,6 +52,8 @@ size_t nvp_base_dim(const nvp_base *b) { return b ? b->dim : 0; }
 
 double nvp__base_log_prob_row(const nvp_base *b, const float *x)
 {
+    if (b->kind == NVP_BASE_MIXTURE)
+        return nvp__mixture_log_prob_row(b, x);
     double s = 0.0;
     for (size_t j = 0; j < b->dim; j++) {
         if (!isfinite(x[j]))
@@ -60,6 +65,10 @@ double nvp__base_log_prob_row(const nvp_base *b, const float *x)
 
 void nvp__base_grad_row(const nvp_base *b, const float *x, float *g)
 {
+    if (b->kind == NVP_BASE_MIXTURE) {
+        nvp__mixture_grad_row(b, x, g);
+        return;
+    }
     for (size_t j = 0; j < b->dim; j++)
         g[j] = -x[j];
 }
@@ -73,6 +82,11 @@ int nvp_base_sample(const nvp_base *b, nvp_rng *rng, size_t n, float *x)
     int rc = nvp__check_batch(eb, "nvp_base_sample", n, b->dim);
     if (rc)
         return rc;
+    if (b->kind == NVP_BASE_MIXTURE) {
+        for (size_t i = 0; i < n; i++)
+            nvp__mixture_sample_row(b, rng, x + i * b->dim);
+        return NVP_OK;
+    }
     for (size_t i = 0; i < n * b->dim; i++)
         x[i] = (float)nvp__rng_normal(rng);
     return NVP_OK;

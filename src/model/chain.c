@@ -16,6 +16,8 @@ static int chain_create(const char *fn, nvp_chain **out, nvp_base *base,
     NVP_REQUIRE(out != NULL, NVP_EINVAL, "%s: out is NULL", fn);
     *out = NULL;
     NVP_REQUIRE(base != NULL, NVP_EINVAL, "%s: base is NULL", fn);
+    NVP_REQUIRE(!base->adopted, NVP_EINVAL,
+                "%s: the base already belongs to a chain", fn);
     NVP_REQUIRE(layers != NULL, NVP_EINVAL, "%s: layers is NULL", fn);
     NVP_REQUIRE(n_layers >= 1 && n_layers <= NVP_MAX_LAYERS, NVP_EINVAL,
                 "%s: n_layers %zu is outside [1, %d]", fn, n_layers,
@@ -68,6 +70,7 @@ static int chain_create(const char *fn, nvp_chain **out, nvp_base *base,
     /* Nothing can fail from here on: adopt the base and the layers, moving
      * each layer's parameters into the flat vector. */
     c->base = base;
+    base->adopted = 1;
     c->n_layers = n_layers;
     c->dim = base->dim;
     c->cdim = cdim;
@@ -350,4 +353,20 @@ int nvp_chain_set_log_scale_clamp(nvp_chain *c, float bound)
 const char *nvp_chain_errmsg(const nvp_chain *c)
 {
     return nvp__errbox_read(c ? &c->err : NULL);
+}
+
+int nvp_chain_set_base(nvp_chain *c, nvp_base *base)
+{
+    const nvp_errbox *eb = c ? &c->err : NULL;
+    NVP_REQUIRE_PTR(c);
+    NVP_REQUIRE_PTR(base);
+    NVP_REQUIRE(!base->adopted, NVP_EINVAL,
+                "nvp_chain_set_base: the base already belongs to a chain");
+    NVP_REQUIRE(base->dim == c->dim, NVP_EDIM,
+                "nvp_chain_set_base: the base has dim %zu, the chain %zu",
+                base->dim, c->dim);
+    nvp_base_free(c->base);
+    c->base = base;
+    base->adopted = 1;
+    return NVP_OK;
 }

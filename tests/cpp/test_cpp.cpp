@@ -1600,6 +1600,182 @@ static void test_variational()
     CHECK(cnt.live == 0);
 }
 
+static const double kPi = 3.14159265358979323846;
+
+// log of the 2-D Gaussian N(x; mu, C) in double, and its gradient in g.
+static double log_gauss2(const double x[2], const double mu[2], const double C[4],
+                         double g[2])
+{
+    const double det = C[0] * C[3] - C[1] * C[2];
+    const double inv[4] = {C[3] / det, -C[1] / det, -C[2] / det, C[0] / det};
+    const double d[2] = {x[0] - mu[0], x[1] - mu[1]};
+    const double q0 = inv[0] * d[0] + inv[1] * d[1];
+    const double q1 = inv[2] * d[0] + inv[3] * d[1];
+    g[0] = -q0;
+    g[1] = -q1;
+    return -std::log(2.0 * kPi) - 0.5 * std::log(det) - 0.5 * (d[0] * q0 + d[1] * q1);
+}
+
+// Two well separated 2-D clusters of n rows each.
+static std::vector<float> two_clusters(nvp::Rng &rng, std::size_t n)
+{
+    const std::vector<float> z = rng.normal(4 * n);
+    std::vector<float> x(4 * n);
+    for (std::size_t r = 0; r < 2 * n; r++) {
+        const bool right = r % 2 == 1;
+        x[2 * r] = (right ? 4.0f : -4.0f) + 0.5f * z[2 * r];
+        x[2 * r + 1] = (right ? 1.0f : -1.0f) + (right ? 0.3f : 0.8f) * z[2 * r + 1];
+    }
+    return x;
+}
+
+static void test_mixture_base()
+{
+    Counter cnt;
+    const nvp_allocator a = counting(cnt);
+    {
+        // A 2-component mixture against its density computed by hand.
+        const std::vector<float> w = {1.0f, 3.0f}; // normalised: 1/4, 3/4
+        const std::vector<float> means = {0.0f, 0.0f, 1.0f, -1.0f};
+        const std::vector<float> covs = {2.0f, 0.5f, 0.5f, 1.0f, 1.0f, 0.0f, 0.0f, 4.0f};
+        nvp::Base mix = nvp::Base::mixture(w, means, covs, &a);
+        CHECK(mix && mix.dim() == 2 && mix.components() == 2);
+        CHECK(mix.kind() == NVP_BASE_MIXTURE);
+        CHECK(nvp::Base::normal(2, &a).components() == 1);
+        CHECK(nvp::Base::normal(2, &a).kind() == NVP_BASE_NORMAL);
+        CHECK(nvp::Base::adopt(nullptr).components() == 0);
+        CHECK(nvp::Base::adopt(nullptr).kind() == -1);
+        const std::vector<float> x = {0.5f, 0.25f, -1.0f, 2.0f, 3.0f, -3.0f};
+        const std::vector<float> lp = mix.log_prob(x);
+        const std::vector<float> g = mix.log_prob_grad(x);
+        CHECK(lp.size() == 3 && g.size() == 6);
+        for (std::size_t r = 0; r < 3; r++) {
+            const double xr[2] = {x[2 * r], x[2 * r + 1]};
+            const double mu0[2] = {0.0, 0.0}, mu1[2] = {1.0, -1.0};
+            const double C0[4] = {2.0, 0.5, 0.5, 1.0}, C1[4] = {1.0, 0.0, 0.0, 4.0};
+            double g0[2], g1[2];
+            const double l0 = std::log(0.25) + log_gauss2(xr, mu0, C0, g0);
+            const double l1 = std::log(0.75) + log_gauss2(xr, mu1, C1, g1);
+            const double top = std::fmax(l0, l1);
+            const double want = top + std::log(std::exp(l0 - top) + std::exp(l1 - top));
+            CHECK(std::fabs(lp[r] - want) < 1e-5);
+            const double r0 = std::exp(l0 - want), r1 = std::exp(l1 - want);
+            for (std::size_t j = 0; j < 2; j++)
+                CHECK(std::fabs(g[2 * r + j] - (r0 * g0[j] + r1 * g1[j])) < 1e-5);
+        }
+        // The pointer form is the same base.
+        nvp::Base same = nvp::Base::mixture(2, 2, w.data(), means.data(), covs.data(), &a);
+        CHECK(same_bits(same.log_prob(x), lp));
+        // Draws: their mean is the weighted mean of the means.
+        nvp::Rng rng(5, &a);
+        const std::vector<float> s = mix.sample(rng, 20000);
+        double m0 = 0.0, m1 = 0.0;
+        for (std::size_t r = 0; r < 20000; r++) {
+            m0 += s[2 * r];
+            m1 += s[2 * r + 1];
+        }
+        CHECK(std::fabs(m0 / 20000 - 0.75) < 0.05 && std::fabs(m1 / 20000 + 0.75) < 0.05);
+
+        // clone: an equal base owned by the caller, of a Base or a view.
+        nvp::Base copy = mix.clone(&a);
+        CHECK(copy && copy.get() != mix.get() && copy.components() == 2 && copy.dim() == 2);
+        CHECK(same_bits(copy.log_prob(x), lp));
+        nvp::Base ncopy = nvp::Base::normal(3, &a).clone();
+        CHECK(ncopy.components() == 1 && ncopy.dim() == 3 && ncopy.kind() == NVP_BASE_NORMAL);
+        nvp::Base gone = std::move(copy);
+        EXPECT_ERROR(NVP_EINVAL, copy.clone());
+
+        // Invalid mixtures: the library's checks ...
+        EXPECT_ERROR(NVP_EINVAL, nvp::Base::mixture({1.0f, 0.0f}, means, covs, &a));
+        EXPECT_ERROR(NVP_EINVAL, nvp::Base::mixture({1.0f, -1.0f}, means, covs, &a));
+        std::vector<float> bad = covs;
+        bad[1] = 0.4f; // not symmetric
+        EXPECT_ERROR(NVP_EINVAL, nvp::Base::mixture(w, means, bad, &a));
+        bad = covs;
+        bad[1] = bad[2] = 3.0f; // not positive definite
+        std::string msg = EXPECT_ERROR(NVP_EINVAL, nvp::Base::mixture(w, means, bad, &a));
+        CHECK(msg.find("positive definite") != std::string::npos);
+        bad = means;
+        bad[3] = std::numeric_limits<float>::quiet_NaN();
+        EXPECT_ERROR(NVP_EINVAL, nvp::Base::mixture(w, bad, covs, &a));
+        EXPECT_ERROR(NVP_EINVAL, nvp::Base::mixture({}, {}, {}, &a));
+        EXPECT_ERROR(NVP_EINVAL, nvp::Base::mixture(2, 65, w.data(), means.data(),
+                                                    covs.data(), &a));
+        EXPECT_ERROR(NVP_EINVAL, nvp::Base::mixture(2, 2, nullptr, means.data(),
+                                                    covs.data(), &a));
+        // ... and the wrapper's sizes.
+        EXPECT_ERROR(NVP_EDIM, nvp::Base::mixture(w, {0.0f, 0.0f, 1.0f}, covs, &a));
+        EXPECT_ERROR(NVP_EDIM, nvp::Base::mixture(w, means, {1.0f, 0.0f, 0.0f, 1.0f}, &a));
+
+        // Fitting: two separated clusters want two components.
+        const std::vector<float> data = two_clusters(rng, 300);
+        nvp::Rng r1(7, &a), r2(7, &a);
+        nvp::Base fit2 = nvp::Base::fit_mixture(data, 2, 2, r1, &a);
+        nvp::Base fit2b = nvp::Base::fit_mixture(600, 2, data.data(), 2, r2, &a);
+        nvp::Base fit1 = nvp::Base::fit_mixture(data, 2, 1, r1, &a);
+        CHECK(fit2.components() == 2 && fit2.dim() == 2 && fit1.components() == 1);
+        CHECK(fit1.kind() == NVP_BASE_MIXTURE); // one component, still a mixture
+        CHECK(same_bits(fit2.log_prob(data), fit2b.log_prob(data))); // same seed
+        const double ll2 = sum_of(fit2.log_prob(data)) / 600.0;
+        const double ll1 = sum_of(fit1.log_prob(data)) / 600.0;
+        CHECK(ll2 > ll1 + 1.0);
+        CHECK(std::fabs(ll1 - gaussian_fit_mean_log_lik(data, 2)) < 1e-3);
+        // the clusters' own: -log 2 - log(2 pi e) - the mean of log det C / 2
+        const double clusters = -std::log(2.0) - (std::log(2.0 * kPi) + 1.0) -
+                                0.25 * (std::log(0.25 * 0.64) + std::log(0.25 * 0.09));
+        CHECK(std::fabs(ll2 - clusters) < 0.1);
+
+        // Invalid fits.
+        EXPECT_ERROR(NVP_EINVAL, nvp::Base::fit_mixture(std::vector<float>(6, 1.0f), 2, 4, r1, &a));
+        EXPECT_ERROR(NVP_EINVAL, nvp::Base::fit_mixture(data, 2, 0, r1, &a));
+        EXPECT_ERROR(NVP_EINVAL, nvp::Base::fit_mixture(data, 2, 65, r1, &a));
+        EXPECT_ERROR(NVP_EDIM, nvp::Base::fit_mixture(std::vector<float>(7), 2, 1, r1, &a));
+        bad = data;
+        bad[9] = std::numeric_limits<float>::infinity();
+        EXPECT_ERROR(NVP_ENONFINITE, nvp::Base::fit_mixture(bad, 2, 2, r1, &a));
+        nvp::Rng none = nvp::Rng::adopt(nullptr);
+        EXPECT_ERROR(NVP_EINVAL, nvp::Base::fit_mixture(data, 2, 2, none, &a));
+
+        // set_base: a chain of zero-initialised couplings is the identity,
+        // so its log density becomes the base's.
+        nvp::Chain chain = nvp::Chain::alternating(2, 4, {8}, NVP_INIT_ZERO_OUTPUT, rng, &a);
+        chain.set_threads(1);
+        CHECK(chain.base().components() == 1);
+        CHECK(max_abs_diff(chain.log_prob(x), nvp::Base::normal(2).log_prob(x)) < 1e-5);
+        const std::vector<float> want = fit2.log_prob(data);
+        const nvp_base *raw = fit2.get();
+        chain.set_base(std::move(fit2));
+        CHECK(!fit2 && nvp_chain_base(chain.get()) == raw);
+        CHECK(chain.base().components() == 2 && chain.base().get() == raw);
+        CHECK(max_abs_diff(chain.log_prob(data), want) < 1e-4);
+        // A clone of the chain's base outlives the chain's replacing it.
+        nvp::Base kept = chain.base().clone(&a);
+        chain.set_base(std::move(mix));
+        CHECK(same_bits(chain.base().log_prob(x), lp) && same_bits(kept.log_prob(data), want));
+
+        // Failures leave the base with the caller and the chain unchanged.
+        nvp::Base three = nvp::Base::mixture({1.0f}, {0.0f, 0.0f, 0.0f},
+                                             {1.0f, 0.0f, 0.0f, 0.0f, 1.0f, 0.0f,
+                                              0.0f, 0.0f, 1.0f}, &a);
+        const nvp_base *three_raw = three.get();
+        msg = EXPECT_ERROR(NVP_EDIM, chain.set_base(std::move(three)));
+        CHECK(msg == nvp_chain_errmsg(chain.get()));
+        CHECK(three && three.get() == three_raw && three.dim() == 3);
+        CHECK(chain.base().components() == 2 && same_bits(chain.base().log_prob(x), lp));
+        EXPECT_ERROR(NVP_EINVAL, chain.set_base(nvp::Base::adopt(nullptr)));
+        nvp::Base own = nvp::Base::adopt(const_cast<nvp_base *>(nvp_chain_base(chain.get())));
+        EXPECT_ERROR(NVP_EINVAL, chain.set_base(std::move(own)));
+        CHECK(own.release() == nvp_chain_base(chain.get())); // still the chain's
+        nvp::Chain moved = std::move(chain);
+        nvp::Base two = nvp::Base::normal(2, &a);
+        EXPECT_ERROR(NVP_EINVAL, chain.set_base(std::move(two)));
+        CHECK(two);
+        moved.set_base(std::move(two));
+        CHECK(!two && moved.base().components() == 1);
+    }
+    CHECK(cnt.live == 0);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -1619,6 +1795,7 @@ int main(int argc, char **argv)
         test_precision();
         test_conditional();
         test_variational();
+        test_mixture_base();
     } catch (const std::exception &e) {
         ++g_failures;
         std::fprintf(stderr, "unexpected exception: %s\n", e.what());

@@ -23,6 +23,7 @@ copies; without it, lists.  nvpflow.pytorch converts PyTorch state dicts
 from . import errors
 from ._arrays import have_numpy
 from ._lib import path as library_path
+from .base import Base, BaseView
 from .data import Scaler, two_moons
 from .errors import (BufferSize, Busy, ClosedError, DimensionError, FileError,
                      FormatError, InvalidArgument, NonFinite, NvpError,
@@ -64,7 +65,8 @@ def strerror(code):
 __version__ = version()
 
 __all__ = [
-    "AFFINE_EXP", "AFFINE_SIGMOID", "ActNorm", "Adam", "BufferSize", "Busy",
+    "AFFINE_EXP", "AFFINE_SIGMOID", "ActNorm", "Adam", "Base", "BaseView",
+    "BufferSize", "Busy",
     "Chain", "ClosedError", "Coupling",
     "DimensionError", "FileError", "FormatError", "InvalidArgument",
     "KERNELS_AUTO", "KERNELS_AVX2", "KERNELS_AVX512", "KERNELS_PORTABLE",

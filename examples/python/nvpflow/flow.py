@@ -1,33 +1,25 @@
 # SPDX-License-Identifier: MIT
 """The flow: a chain of layers (affine couplings and the other kinds)
-over a N(0, I) base."""
+over a base distribution (N(0, I), or a Gaussian mixture)."""
 import os
 import ctypes
 from ctypes import byref, c_float, c_void_p
 
 from . import _arrays, _lib, _names, errors
 from ._density import LogDensity
+from .base import Base, BaseView
 from ._handle import Handle, out_handle
 from .data import Scaler
 from .layers import (DEFAULT_HIDDEN, Layer, LayerView, _forward_backward,
                      _hidden_arg)
 from .optim import Adam, _bytes_arg, _path, _save_buffer
-from .rng import Rng, as_rng
-
-
-def _rng_arg(rng, what):
-    """An Rng, or an int seed for a throwaway Rng: (Rng, owned)."""
-    if isinstance(rng, Rng):
-        return rng, False
-    if rng is None:
-        raise errors.InvalidArgument("%s needs an Rng (or an int seed)"
-                                     % what)
-    return as_rng(None, rng)
+from .rng import Rng, _rng_arg, as_rng
 
 
 class Chain(Handle):
-    """A Real-NVP flow: base N(0, I) and K layers (affine couplings,
-    permutations, actnorm, linear).
+    """A Real-NVP flow: a base distribution (N(0, I) unless set_base
+    replaced it) and K layers (affine couplings, permutations, actnorm,
+    linear).
 
     Build one with Chain.alternating(), Chain.from_layers(), Chain.load()
     or Chain.from_bytes().
@@ -203,6 +195,29 @@ class Chain(Handle):
     def layers(self):
         """Views of every layer, in order (base to data)."""
         return [LayerView(self, k) for k in range(self.num_layers)]
+
+    # -------------------------------------------------------------- base
+    @property
+    def base(self):
+        """A read-only view of the chain's base distribution (it follows
+        set_base); base.clone() copies it."""
+        self._h  # refuses a closed chain
+        return BaseView(self)
+
+    def set_base(self, base):
+        """Replaces the chain's base with `base` (a Base of the chain's
+        dim, e.g. Base.fit_mixture of whitened data); the old one is
+        freed.  On success the chain takes it: the Base object no longer
+        holds it (use chain.base).  On failure (DimensionError,
+        InvalidArgument) the chain is unchanged and base keeps its
+        handle.  Not while another thread uses the chain."""
+        if not isinstance(base, Base):
+            raise TypeError(
+                "set_base: base is %s, not a Base" % (
+                    "a BaseView of a chain (clone() it first)"
+                    if isinstance(base, BaseView) else type(base).__name__))
+        self._check(_lib.lib.nvp_chain_set_base(self._h, base._h))
+        base._give_to_chain()
 
     @property
     def layer_kinds(self):

@@ -244,6 +244,10 @@ def to_state_dict(chain, prefix=PREFIX, tensors=True,
     Linear layer (default "transform_net.<2i>").  ValueError for a layer
     nflows cannot express (an exp-form coupling, a linear layer) or a
     conditional chain."""
+    if chain.base.kind != "normal":
+        raise ValueError("the chain's base is a %s: an nflows state dict "
+                         "holds the layers only, over a standard normal "
+                         "base" % chain.base.kind)
     out = collections.OrderedDict()
     views = chain.layers
     n = len(views)

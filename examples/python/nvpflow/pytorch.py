@@ -304,7 +304,11 @@ def to_state_dict(chain, prefix="", tensors=True, check_masks=True):
     chain with a log-scale clamp (set_log_scale_clamp) is refused: the
     PyTorch layout applies exp to the raw output.  So is a chain with
     layers other than affine couplings (permutations, actnorm, linear),
-    which the layout cannot describe (ValueError naming the layer)."""
+    which the layout cannot describe (ValueError naming the layer), and a
+    chain over a mixture base (the layout assumes N(0, I))."""
+    if chain.base.kind != "normal":
+        raise ValueError("the chain's base is a %s: the PyTorch layout "
+                         "assumes a standard normal base" % chain.base.kind)
     for k in range(chain.num_layers):
         _coupling_of(chain, k)
     if check_masks:

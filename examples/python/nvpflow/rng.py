@@ -76,3 +76,11 @@ def as_rng(rng, seed=None):
     return Rng(0 if seed is None else seed), True
 
 
+def _rng_arg(rng, what):
+    """An Rng, or an int seed for a throwaway Rng: (Rng, owned)."""
+    if isinstance(rng, Rng):
+        return rng, False
+    if rng is None:
+        raise errors.InvalidArgument("%s needs an Rng (or an int seed)"
+                                     % what)
+    return as_rng(None, rng)
