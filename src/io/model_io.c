@@ -418,16 +418,6 @@ static int plan_model(const char *fn, uint32_t version,
                 "%llu to %llu bytes, not %llu",
                 fn, mi.n_layers, mi.dim, (unsigned long long)least,
                 (unsigned long long)most, (unsigned long long)arch->len);
-    const unsigned char *p;
-    void *block;
-    if ((rc = nvp__src_view(fn, src, alloc, arch->off, (size_t)arch->len, &p,
-                            &block)) != NVP_OK)
-        return rc;
-    uint32_t *h = NULL;
-    if (stack && !(h = nvp__malloc(alloc, NVP_MAX_HYPER(mi.dim) * 4))) {
-        nvp__free(alloc, block);
-        return nvp__fail(NULL, NVP_ENOMEM, "%s: out of memory", fn);
-    }
     /* A mixture base (version 2 only) comes with its BASE section. */
     NVP_REQUIRE((mi.base_kind == BASE_MIXTURE) == (ib < count), NVP_EFORMAT,
                 "%s: %s", fn, ib < count ? "a BASE section without a "
@@ -460,6 +450,16 @@ static int plan_model(const char *fn, uint32_t version,
                     fn, (unsigned long long)bs->len,
                     (unsigned long long)want);
         mix_k = k;
+    }
+    const unsigned char *p;
+    void *block;
+    if ((rc = nvp__src_view(fn, src, alloc, arch->off, (size_t)arch->len, &p,
+                            &block)) != NVP_OK)
+        return rc;
+    uint32_t *h = NULL;
+    if (stack && !(h = nvp__malloc(alloc, NVP_MAX_HYPER(mi.dim) * 4))) {
+        nvp__free(alloc, block);
+        return nvp__fail(NULL, NVP_ENOMEM, "%s: out of memory", fn);
     }
     mi.stack = stack;
     rc = check_arch(fn, (nvp_reader){p, (size_t)arch->len, 0, 0}, &mi, h);
