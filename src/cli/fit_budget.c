@@ -3,7 +3,8 @@
  * that matter most, on the validation rows, within a time budget.
  *
  * The first trial trains the defaults.  Then, one setting at a time (the
- * base distribution, the training noise, the width of the networks, the log-scale clamp, the
+ * training noise, the base distribution (normal or a Gaussian mixture,
+ * fit_base.c), the width of the networks, the log-scale clamp, the
  * number of layers, the weight decay, the learning rate), each
  * variation of the best settings so far is trained from the same start
  * and kept when its best validation NLL is clearly lower (see
@@ -28,10 +29,10 @@
 static const char CMD[] = "fit";
 
 /* The settings a trial varies, in the order they are searched. */
-enum { AX_BASE, AX_NOISE, AX_HIDDEN, AX_CLAMP, AX_LAYERS, AX_WD, AX_LR,
+enum { AX_NOISE, AX_BASE, AX_HIDDEN, AX_CLAMP, AX_LAYERS, AX_WD, AX_LR,
        N_AXES };
 static const unsigned AXIS_GIVEN[N_AXES] = {
-    FIT_GIVEN_BASE, FIT_GIVEN_NOISE, FIT_GIVEN_HIDDEN, FIT_GIVEN_CLAMP,
+    FIT_GIVEN_NOISE, FIT_GIVEN_BASE, FIT_GIVEN_HIDDEN, FIT_GIVEN_CLAMP,
     FIT_GIVEN_LAYERS, FIT_GIVEN_WEIGHT_DECAY, FIT_GIVEN_LR};
 #define MAX_VALUES 4
 #define MIN_GAIN 1e-3

@@ -8,6 +8,7 @@
  * of its covariance: log N(x) = log det M - |M (x - mu)|^2 / 2 - const,
  * its gradient -M^T M (x - mu), and a draw mu + M^-1 e by forward
  * substitution, all without a per-call workspace beyond the stack. */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -18,6 +19,18 @@
 #include "model/base.h"
 
 #define HALF_LOG_2PI 0.91893853320467274178
+
+/* v as a float, beyond float's range an infinity: converting such a
+ * double directly is undefined, and a hostile model file's factors can
+ * make one. */
+static float saturate(double v)
+{
+    if (v > FLT_MAX)
+        return INFINITY;
+    if (v < -FLT_MAX)
+        return -INFINITY;
+    return (float)v;
+}
 
 /* |M (x - mu)|^2 / 2 of component c, in double; NaN for non-finite x. */
 static double half_mahalanobis(const nvp_base *b, size_t c, const float *x,
@@ -61,7 +74,9 @@ double nvp__mixture_log_prob_row(const nvp_base *b, const float *x)
         if (!isfinite(x[j]))
             return NAN;
     double lk[NVP_MIXTURE_MAX_K];
-    return nvp__mixture_component_logs(b, x, lk);
+    const double v = nvp__mixture_component_logs(b, x, lk);
+    /* the callers convert it to float: below float's range, -inf */
+    return v < -FLT_MAX ? -INFINITY : v;
 }
 
 void nvp__mixture_grad_row(const nvp_base *b, const float *x, float *g)
@@ -87,7 +102,7 @@ void nvp__mixture_grad_row(const nvp_base *b, const float *x, float *g)
         }
     }
     for (size_t j = 0; j < d; j++)
-        g[j] = isfinite(lse) ? (float)acc[j] : NAN;
+        g[j] = isfinite(lse) ? saturate(acc[j]) : NAN;
 }
 
 void nvp__mixture_sample_row(const nvp_base *b, nvp_rng *rng, float *x)
@@ -116,7 +131,7 @@ void nvp__mixture_sample_row(const nvp_base *b, nvp_rng *rng, float *x)
         y[i] = t / (double)row[i];
     }
     for (size_t i = 0; i < d; i++)
-        x[i] = (float)((double)mu[i] + y[i]);
+        x[i] = saturate((double)mu[i] + y[i]);
 }
 
 void nvp__mixture_release(nvp_base *b)

@@ -1730,9 +1730,33 @@ static void op_base(state *st, fz_in *in)
 {
     const size_t s = slot(in);
     nvp_base *b = st->base[s];
-    const uint8_t what = in_u8(in) % 6;
+    const uint8_t what = in_u8(in) % 7;
     const int e_inval[] = {NVP_EINVAL, END};
     fz_arm();
+    if (what == 6) { /* (0.7.0) a mixture fitted to fuzzed rows */
+        const size_t d = 1 + in_u8(in) % 6, n = 1 + in_u8(in) % 64;
+        const size_t k = in_u8(in) % 6; /* 0 and n < k are refused */
+        float *rows = fbuf(n * d);
+        fill(in, rows, n * d);
+        nvp_base *fresh = (nvp_base *)&g_st;
+        nvp_rng *r = st->rng[slot(in)];
+        const int rc = nvp_base_fit_mixture(&fresh, n, d, rows, k, r, NULL);
+        const int e_fit[] = {NVP_OK, NVP_EINVAL, NVP_ENONFINITE, NVP_ENOMEM, END};
+        check(rc, "nvp_base_fit_mixture", e_fit);
+        if (rc == NVP_OK) {
+            FZ_CHECK(nvp_base_dim(fresh) == d && nvp_base_components(fresh) == k &&
+                         nvp_base_kind(fresh) == NVP_BASE_MIXTURE,
+                     "mixture dim %zu, k %zu", d, k);
+            nvp_base_free(st->base[s]);
+            st->base[s] = fresh;
+        } else {
+            FZ_CHECK(fresh == NULL, "failed fit left *out set");
+            FZ_CHECK(k == 0 || n < k || !r || !row_finite(rows, n * d) || rc != NVP_EINVAL,
+                     "nvp_base_fit_mixture refused valid arguments: %s", nvp_errmsg());
+        }
+        free(rows);
+        return;
+    }
     if (what == 0) {
         size_t d = pick_dim(in);
         if (d == 0 && in_u8(in) & 1)

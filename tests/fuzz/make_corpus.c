@@ -417,6 +417,34 @@ static void make_load_corpus(void)
         nvp_chain_free(c_kinds);
     }
 
+    /* 4b2. a mixture base (format version 2, STCK and BASE): two
+     * components over 3 dimensions under a linear layer and a coupling. */
+    {
+        const float w[2] = {0.4f, 0.6f};
+        const float mu[6] = {1, 0, -1, -1, 0.5f, 0};
+        const float cov[18] = {1, 0.2f, 0, 0.2f, 1, 0.1f, 0, 0.1f, 0.5f,
+                               2, 0, 0.3f, 0, 1, 0, 0.3f, 0, 1};
+        nvp_base *bm;
+        OK(nvp_base_create_mixture(&bm, 3, 2, w, mu, cov, NULL));
+        nvp_layer *lm[2];
+        OK(nvp_layer_create_linear(&lm[0], 3, NULL));
+        nvp_coupling *cm;
+        const size_t hm[1] = {3};
+        nvp_rng *rm; /* its own: the other seeds' draws stay as they were */
+        OK(nvp_rng_create(&rm, 20261207, NULL));
+        OK(nvp_coupling_create_half(&cm, 3, 1, 1, hm, 0, rm, NULL));
+        nvp_rng_free(rm);
+        lm[1] = nvp_coupling_as_layer(cm);
+        nvp_chain *c_mix;
+        OK(nvp_chain_create_from_layers(&c_mix, bm, 2, lm, NULL));
+        size_t nm;
+        unsigned char *mm = save_chain(c_mix, NULL, &nm);
+        write_file(load_dir, "m_mixture_base", mm, nm);
+        damaged("m_mixture_base", mm, nm);
+        free(mm);
+        nvp_chain_free(c_mix);
+    }
+
     /* 4c. a conditional model (format version 2): dim 2 reading 2 context
      * values per row, trained a few steps, with column names and a scaler
      * of dim + C axes naming the context's columns too.  Its own
