@@ -205,13 +205,14 @@ NVP_API int nvp_base_log_prob_grad(const nvp_base *base, size_t n,
                                    const float *x, float *g);
 /* Creates a mixture of k Gaussians over dim dimensions, 1 <= k <= 64 and
  * 1 <= dim <= 1024: weights[k] (positive; normalised to sum 1), means[k *
- * dim] and covs[k * dim * dim] (each a row-major dim x dim symmetric
- * positive definite matrix).  All arrays are copied.  A weight so small
+ * dim] and covs[k * dim * dim] (each a row-major dim x dim positive
+ * definite matrix, exactly symmetric: entry (i, j) equal to (j, i)).  All arrays are copied.  A weight so small
  * against their sum that it rounds to 0 in float is refused.  The base keeps
  * each covariance as the inverse of its Cholesky factor, in float.
  * Errors: NVP_EINVAL (NULL, k or dim out of range, a weight that is not
  * positive, a non-finite value, a covariance that is not symmetric or
- * not positive definite), NVP_ENOMEM. */
+ * not positive definite, or so close to singular that its inverse factor
+ * does not fit a float), NVP_ENOMEM. */
 NVP_API int nvp_base_create_mixture(nvp_base **out, size_t dim, size_t k,
                                     const float *weights, const float *means,
                                     const float *covs,
@@ -224,7 +225,9 @@ NVP_API int nvp_base_create_mixture(nvp_base **out, size_t dim, size_t k,
  * 10^6 times, where a component would be singular).  The same rows and
  * generator state give the same base.  Cost: about 2 n k dim^2 flops a
  * pass, one thread.  Errors: NVP_EINVAL (NULL, n < k, k or dim out of
- * range), NVP_ENONFINITE (a row holds NaN or an infinity), NVP_ENOMEM. */
+ * range), NVP_ENONFINITE (a row holds NaN or an infinity, or rows so
+ * extreme that a covariance stays singular or the likelihood overflows),
+ * NVP_ENOMEM. */
 NVP_API int nvp_base_fit_mixture(nvp_base **out, size_t n, size_t dim,
                                  const float *x, size_t k, nvp_rng *rng,
                                  const nvp_allocator *alloc);

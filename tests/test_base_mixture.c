@@ -176,6 +176,22 @@ START_TEST(test_mixture_refusals)
     ck_assert_int_eq(nvp_base_create_mixture(&b, D, K, w, mu, cov, NULL), NVP_EINVAL);
     T_CHECK(strstr(nvp_errmsg(), "positive definite") != NULL, "message: %s", nvp_errmsg());
     ck_assert_ptr_null(b);
+    /* positive definite, but its inverse factor overflows a float: L unit
+     * lower-triangular with 10 below the diagonal, covariance L L^T
+     * (integers, exact), L^-1's entries up to 10 * 9^46 */
+    {
+        enum { DB = 48 };
+        float *big = t_xmalloc(DB * DB * sizeof *big), one = 1.0f, zero[DB] = {0};
+        for (int i = 0; i < DB; i++)
+            for (int j = 0; j < DB; j++) {
+                const int lo = i < j ? i : j;
+                big[i * DB + j] = i == j ? (float)(1 + 100 * i) : (float)(100 * lo + 10);
+            }
+        ck_assert_int_eq(nvp_base_create_mixture(&b, DB, 1, &one, zero, big, NULL), NVP_EINVAL);
+        T_CHECK(strstr(nvp_errmsg(), "fit a float") != NULL, "message: %s", nvp_errmsg());
+        ck_assert_ptr_null(b);
+        free(big);
+    }
     /* weights need not sum to 1: they are normalised */
     cov[D * D + 1] = cov[D * D + D] = -0.1f;
     w[0] = 3.0f;

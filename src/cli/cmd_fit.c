@@ -97,8 +97,8 @@ void cmd_fit_help(FILE *fp)
         "                     full-covariance Gaussians fitted to the\n"
         "                     training rows, so that the untrained model\n"
         "                     is that mixture (K from 1 to 10 chosen on\n"
-        "                     the validation rows when not given; at most\n"
-        "                     1024 columns)\n"
+        "                     the validation rows when not given, by BIC\n"
+        "                     without them; at most 1024 columns)\n"
         "  --clamp C          bound on each layer's log-scale, which keeps\n"
         "                     training stable and the densities of rows far\n"
         "                     from the data finite; 0 = off\n",
@@ -1245,6 +1245,9 @@ int fit_train(fit_state *s, fit_result *r, double deadline)
 /* What the untrained model is, for people. */
 static const char *untrained_name(const fit_config *c)
 {
+    if (c->base == FIT_BASE_MIXTURE)
+        return "the Gaussian-mixture fit of the training rows (--base "
+               "mixture)";
     return c->norm == FIT_NORM_LINEAR
                ? "the full-covariance Gaussian fit of the training rows"
                : "a Gaussian with the training rows' mean and sd per "

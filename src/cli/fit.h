@@ -154,6 +154,8 @@ typedef struct fit_state {
     size_t refit_steps; /* the steps of that refit */
     int keep_names;  /* the header's names go into the model */
     size_t mix_k_chosen; /* --base mixture: the k chosen, once per run */
+    double deadline; /* --budget: when the search ends (progress_now()),
+                        or 0; the choice of k stops there too */
 } fit_state;
 
 /* The training outcome for the summary. */
@@ -234,9 +236,10 @@ int fit_build_chain(const char *cmd, const fit_config *c, size_t dim,
                     nvp_rng *rng, nvp_chain **out);
 
 /* --base mixture: fits the mixture to the training rows as s->chain,
- * untrained, maps them (choosing k on the validation rows the first
- * time, unless --base gave it) and makes it the chain's base.  Returns
- * an exit status, with a message printed. */
+ * untrained, maps them (choosing k the first time, unless --base gave it:
+ * on the validation rows, or by BIC on the training rows without them;
+ * the scan over k stops at s->deadline) and makes it the chain's base.
+ * Returns an exit status, with a message printed. */
 int fit_set_mixture_base(fit_state *s);
 
 /* The number of coupling layers of a chain. */

@@ -5,14 +5,17 @@
  * identity), so that before training the model is that mixture fitted to
  * the data: the classical estimator, which training then improves on the
  * validation rows.  Without a given k, k = 1 to FIT_MIXTURE_MAX_K is
- * chosen on the validation rows, once per run (the --budget trials and
- * the --refit reuse it). */
+ * chosen once per run (the --budget trials and the --refit reuse it): on
+ * the validation rows, or, with none (--val-frac 0), by the Bayesian
+ * information criterion on the training rows, whose likelihood alone
+ * would always pick the largest k. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "cli.h"
 #include "fit.h"
+#include "progress.h"
 
 static const char CMD[] = "fit";
 
@@ -72,6 +75,10 @@ int fit_set_mixture_base(fit_state *s)
          * is the same for every k, so the base's log density decides */
         double best_ll = -INFINITY;
         for (size_t j = 1; j <= FIT_MIXTURE_MAX_K && j <= n; j++) {
+            /* --budget: the scan ends with the search (k = 1 is always
+             * fitted) */
+            if (j > 1 && s->deadline > 0 && progress_now() >= s->deadline)
+                break;
             nvp_base *b = NULL;
             if ((rc = fit_k(s, n, z, j, &b)) != NVP_OK) {
                 /* a k the rows cannot support ends the scan */
@@ -89,6 +96,14 @@ int fit_set_mixture_base(fit_state *s)
             else
                 ll = NAN;
             ll /= (double)n_ev;
+            if (!s->n_val) {
+                /* BIC / (-2 n): the mean log-likelihood less half the
+                 * free parameters' log n / n */
+                const double p = (double)j * ((double)dim +
+                                              (double)dim * (dim + 1) / 2) +
+                                 (double)(j - 1);
+                ll -= 0.5 * p * log((double)n) / (double)n;
+            }
             if (isfinite(ll) && ll > best_ll) {
                 best_ll = ll;
                 k = j;
@@ -106,8 +121,9 @@ int fit_set_mixture_base(fit_state *s)
         s->mix_k_chosen = k;
         if (!s->cfg.quiet && !s->no_progress)
             fprintf(stderr, "nvpflow fit: mixture base of %zu component%s, "
-                    "chosen on the %s rows\n", k, k == 1 ? "" : "s",
-                    s->n_val ? "validation" : "training");
+                    "chosen %s\n", k, k == 1 ? "" : "s",
+                    s->n_val ? "on the validation rows"
+                             : "by BIC on the training rows");
     } else if ((rc = fit_k(s, n, z, k, &best)) != NVP_OK) {
         status = cli_lib_error(CMD, "fitting the mixture base", rc,
                                nvp_errmsg());

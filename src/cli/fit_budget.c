@@ -268,6 +268,15 @@ static int try_setting(search *S, const fit_config *c)
     fit_trial *t = &S->t[S->n];
     memset(t, 0, sizeof *t);
     S->status = run_trial(s, c, S->deadline, t);
+    if (S->status != CLI_OK && c->base == FIT_BASE_MIXTURE &&
+        !(s->cfg.given & FIT_GIVEN_BASE) && !first) {
+        /* a mixture the search chose to try and the rows cannot support
+         * (its message is printed) is a worse trial, not the end */
+        S->status = CLI_OK;
+        t->result.best_nll = INFINITY;
+        S->n++;
+        return T_WORSE;
+    }
     if (S->status != CLI_OK)
         return T_STOP;
     t->tail = tail_of(S);
@@ -397,6 +406,7 @@ int fit_search(fit_state *s, fit_result *r, fit_trial **trials,
     S.dim = s->data.cols;
     S.start = progress_now();
     S.deadline = S.start + s->cfg.budget;
+    s->deadline = S.deadline;
     S.best = s->cfg;
     S.status = CLI_OK;
     S.rng = s->cfg.seed ^ 0x6275646765747321u;
@@ -439,6 +449,7 @@ int fit_search(fit_state *s, fit_result *r, fit_trial **trials,
         }
     }
     s->no_progress = 0;
+    s->deadline = 0;
     free(S.probe);
     free(S.best_lp);
     free(S.cand_lp);

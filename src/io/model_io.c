@@ -7,6 +7,7 @@
  * layers of other kinds as version 2 with STCK, where every layer is its
  * kind's code and the values its table entry stores. */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/alloc.h"
@@ -575,10 +576,11 @@ static int load_mixture(const char *fn, nvp_reader r, size_t d, size_t k,
         for (size_t q = 0; q < k; q++)
             for (size_t i = 0; i < d; i++)
                 nvp__get_f32s(&r, m + (q * d + i) * d, i + 1);
-        if ((rc = nvp__base_mixture_from_factors(out, fn, d, k, w, mean, m,
-                                                 a)) == NVP_EINVAL)
-            rc = nvp__fail(NULL, NVP_EFORMAT, "%s: the mixture base is "
-                           "invalid: %s", fn, nvp_errmsg());
+        char where[160];
+        snprintf(where, sizeof where, "%s: the mixture base", fn);
+        if ((rc = nvp__base_mixture_from_factors(out, where, d, k, w, mean,
+                                                 m, a)) == NVP_EINVAL)
+            rc = nvp__fail(NULL, NVP_EFORMAT, "%s", nvp_errmsg());
     }
     nvp__free(a, w);
     nvp__free(a, mean);

@@ -47,6 +47,9 @@ void nvp__mixture_grad_row(const nvp_base *b, const float *x, float *g);
 /* Draws one row of the mixture into x. */
 void nvp__mixture_sample_row(const nvp_base *b, nvp_rng *rng, float *x);
 void nvp__mixture_release(nvp_base *b);
+/* lconst from the stored weights and factors: the one computation of
+ * them, so that a fitted, cloned, saved and loaded base are the same. */
+void nvp__mixture_set_consts(nvp_base *b);
 /* The components' log weight times density of row x into lk[k]; returns
  * their log-sum-exp (the row's log density). */
 double nvp__mixture_component_logs(const nvp_base *b, const float *x,
@@ -68,8 +71,9 @@ int nvp__base_mixture_from_factors(nvp_base **out, const char *fn,
 
 /* M = L^-1 (float, lower-triangular, into m) for the Cholesky factor L
  * of the symmetric positive definite d x d matrix s (double, row-major,
- * lower triangle read); l is d x d scratch.  Returns 0, or -1 when s is
- * not positive definite in double or M does not fit a float. */
+ * lower triangle read); l is d x d scratch.  Returns 0, -1 when s is not
+ * positive definite in double, -2 when M does not fit a float (an entry
+ * beyond its range, or a diagonal entry that underflows to 0). */
 int nvp__cholesky_inverse(size_t d, const double *s, double *l, float *m);
 
 #endif

@@ -180,6 +180,22 @@ int nvp__mixture_alloc(nvp_base **out, const char *fn, size_t dim, size_t k,
     return NVP_OK;
 }
 
+void nvp__mixture_set_consts(nvp_base *b)
+{
+    const size_t d = b->dim;
+    double total = 0.0;
+    for (size_t c = 0; c < b->k; c++)
+        total += b->w[c];
+    for (size_t c = 0; c < b->k; c++) {
+        double logdet = 0.0;
+        const float *m = b->m + c * d * d;
+        for (size_t i = 0; i < d; i++)
+            logdet += log((double)m[i * d + i]);
+        b->lconst[c] = log((double)b->w[c] / total) + logdet -
+                       (double)d * HALF_LOG_2PI;
+    }
+}
+
 /* Checks the stored form in b and sets lconst; on failure frees b. */
 static int mixture_finish(nvp_base *b, const char *fn)
 {
@@ -196,7 +212,6 @@ static int mixture_finish(nvp_base *b, const char *fn)
                                              b->mean + c * d, d))
             rc = nvp__fail(eb, NVP_EINVAL, "%s: component %zu's mean is "
                            "not finite", fn, c);
-        double logdet = 0.0;
         const float *m = b->m + c * d * d;
         for (size_t i = 0; i < d && rc == NVP_OK; i++) {
             const float *row = m + i * d;
@@ -209,15 +224,13 @@ static int mixture_finish(nvp_base *b, const char *fn)
                     rc = nvp__fail(eb, NVP_EINVAL, "%s: component %zu's "
                                    "factor is not a finite lower-triangular "
                                    "matrix", fn, c);
-            logdet += log((double)row[i]);
         }
-        b->lconst[c] = logdet - (double)d * HALF_LOG_2PI;
     }
     if (rc == NVP_OK && !(total > 0.999 && total < 1.001))
         rc = nvp__fail(eb, NVP_EINVAL, "%s: the weights sum to %g, not 1",
                        fn, total);
-    for (size_t c = 0; c < b->k && rc == NVP_OK; c++)
-        b->lconst[c] += log((double)b->w[c] / total);
+    if (rc == NVP_OK)
+        nvp__mixture_set_consts(b);
     if (rc != NVP_OK)
         nvp_base_free(b);
     return rc;
@@ -240,10 +253,6 @@ int nvp__base_mixture_from_factors(nvp_base **out, const char *fn,
     return rc;
 }
 
-/* M = L^-1 for the Cholesky factor L of the symmetric dim x dim matrix s
- * (double, row-major; only its lower triangle is read), into m (float).
- * l is dim x dim scratch.  Returns 0, or -1 when s is not positive
- * definite in double precision or M does not fit a float. */
 int nvp__cholesky_inverse(size_t d, const double *s, double *l, float *m)
 {
     for (size_t i = 0; i < d; i++)
@@ -267,8 +276,10 @@ int nvp__cholesky_inverse(size_t d, const double *s, double *l, float *m)
             for (size_t p = j; p < i; p++)
                 t -= l[i * d + p] * (double)m[p * d + j];
             const double v = t / l[i * d + i];
-            if (!isfinite((float)v) || (i == j && !((float)v > 0.0f)))
-                return -1;
+            if (!(fabs(v) <= FLT_MAX))
+                return -2;
+            if (i == j && !((float)v > 0.0f))
+                return -2; /* underflows to 0 */
             m[i * d + j] = (float)v;
         }
     return 0;
@@ -309,10 +320,18 @@ int nvp_base_create_mixture(nvp_base **out, size_t dim, size_t k,
                                "matrix", fn, c);
             s[i] = cv[i];
         }
-        if (rc == NVP_OK &&
-            nvp__cholesky_inverse(dim, s, s + dim * dim, b->m + c * dim * dim))
+        const int chol = rc == NVP_OK ? nvp__cholesky_inverse(
+                                            dim, s, s + dim * dim,
+                                            b->m + c * dim * dim)
+                                      : 0;
+        if (chol == -1)
             rc = nvp__fail(NULL, NVP_EINVAL, "%s: component %zu's "
                            "covariance is not positive definite", fn, c);
+        else if (chol)
+            rc = nvp__fail(NULL, NVP_EINVAL, "%s: component %zu's "
+                           "covariance is too close to singular (or too "
+                           "large) for its inverse factor to fit a float",
+                           fn, c);
     }
     nvp__free(&b->alloc, s);
     if (rc == NVP_OK && !(total > 0.0 && isfinite(total)))

@@ -173,19 +173,7 @@ static int m_step(em_work *w, nvp_base *b)
         if (!ok)
             return -1;
     }
-    /* the constants from the float factors (weights normalised in
-     * double: they sum to 1 up to rounding) */
-    double total = 0.0;
-    for (size_t c = 0; c < k; c++)
-        total += b->w[c];
-    for (size_t c = 0; c < k; c++) {
-        double logdet = 0.0;
-        const float *m = b->m + c * d * d;
-        for (size_t i = 0; i < d; i++)
-            logdet += log((double)m[i * d + i]);
-        b->lconst[c] = log((double)b->w[c] / total) + logdet -
-                       (double)d * 0.91893853320467274178;
-    }
+    nvp__mixture_set_consts(b);
     return 0;
 }
 
