@@ -92,13 +92,17 @@ void cmd_fit_help(FILE *fp)
         "  --norm N           the layer next to the data, set from the\n"
         "                     training rows: linear (whitening; the default),\n"
         "                     actnorm (per-column scale and shift) or none\n"
-        "  --base B           the flow's base distribution: normal (the\n"
-        "                     default) or mixture[:K], a mixture of K\n"
-        "                     full-covariance Gaussians fitted to the\n"
-        "                     training rows, so that the untrained model\n"
-        "                     is that mixture (K from 1 to 10 chosen on\n"
-        "                     the validation rows when not given, by BIC\n"
-        "                     without them; at most 1024 columns)\n"
+        "  --base B           the flow's base distribution: normal or\n"
+        "                     mixture[:K], a mixture of K full-covariance\n"
+        "                     Gaussians fitted to the training rows, so\n"
+        "                     that the untrained model is that mixture (K\n"
+        "                     from 1 to 10 chosen on the validation rows\n"
+        "                     when not given, by BIC without them; at\n"
+        "                     most 1024 columns).  Default: with at most\n"
+        "                     16 columns and validation rows, both are\n"
+        "                     trained and the mixture kept only when it\n"
+        "                     is clearly better on the validation rows;\n"
+        "                     else normal\n"
         "  --clamp C          bound on each layer's log-scale, which keeps\n"
         "                     training stable and the densities of rows far\n"
         "                     from the data finite; 0 = off\n",
@@ -1246,8 +1250,7 @@ int fit_train(fit_state *s, fit_result *r, double deadline)
 static const char *untrained_name(const fit_config *c)
 {
     if (c->base == FIT_BASE_MIXTURE)
-        return "the Gaussian-mixture fit of the training rows (--base "
-               "mixture)";
+        return "the Gaussian-mixture fit of the training rows";
     return c->norm == FIT_NORM_LINEAR
                ? "the full-covariance Gaussian fit of the training rows"
                : "a Gaussian with the training rows' mean and sd per "
@@ -1310,11 +1313,15 @@ static void summary_text(FILE *fp, const fit_state *s, const fit_result *r,
     if (c->average > 0)
         fprintf(fp, ", of the parameter average (decay %g)", c->average);
     fprintf(fp, "\nuntrained: %.6g (%s)\n", r->initial_nll,
-            c->norm == FIT_NORM_LINEAR ? "the full-covariance Gaussian fit"
-                                       : "independent Gaussian columns");
+            untrained_name(c));
     if (c->budget > 0)
         fprintf(fp, "search:    the best of %zu settings tried within "
                 "--budget %g s\n", n_trials, c->budget);
+    else if (n_trials > 1)
+        fprintf(fp, "base:      the normal and the mixture base both "
+                "trained (at most %d columns), the %s kept\n",
+                FIT_AUTO_BASE_COLS,
+                c->base == FIT_BASE_MIXTURE ? "mixture" : "normal");
     if (s->refit_rows)
         fprintf(fp, "refit:     the saved model was trained again, %zu "
                 "steps, on all %zu training\n           and validation "
@@ -1412,8 +1419,12 @@ static void summary_json(FILE *fp, const fit_state *s, const fit_result *r,
     json_bool(&j, "refit", s->refit_rows > 0);
     json_uint(&j, "refit_rows", s->refit_rows);
     json_uint(&j, "refit_steps", s->refit_steps);
-    if (c->budget > 0) {
+    if (c->budget > 0)
         json_double(&j, "budget", c->budget);
+    else
+        json_null(&j, "budget");
+    /* --budget's trials, or the two bases the defaults tried */
+    if (n_trials > 0) {
         json_array(&j, "trials");
         for (size_t i = 0; i < n_trials; i++) {
             json_object(&j, NULL);
@@ -1428,8 +1439,6 @@ static void summary_json(FILE *fp, const fit_state *s, const fit_result *r,
             json_close(&j);
         }
         json_close(&j);
-    } else {
-        json_null(&j, "budget");
     }
     json_end(&j);
 }
@@ -1508,7 +1517,9 @@ int cmd_fit(int argc, char **argv)
     if (out_check_writable(c->out_path, err, sizeof err) != 0)
         return cli_error(CMD, "%s", err);
     status = setup_data(&s);
-    if (status == CLI_OK && c->budget == 0)
+    /* small tables: both bases tried (fit_pick_base builds the models) */
+    const int auto_base = status == CLI_OK && fit_auto_base(&s);
+    if (status == CLI_OK && c->budget == 0 && !auto_base)
         status = fit_model_setup(&s, 0);
     if (status != CLI_OK)
         goto done;
@@ -1522,7 +1533,7 @@ int cmd_fit(int argc, char **argv)
                 "%zu for validation%s\n",
                 s.data.rows, dim, s.data.has_header ? " after the header" : "",
                 s.n_train, s.n_val, c->val_path ? " (--val)" : "");
-    if (!c->quiet && c->budget == 0)
+    if (!c->quiet && c->budget == 0 && !auto_base)
         fprintf(stderr,
                 "nvpflow fit: %zu couplings (%s masks), hidden %s, %s "
                 "layer, %zu parameters\n",
@@ -1539,6 +1550,8 @@ int cmd_fit(int argc, char **argv)
     fit_result r;
     if (c->budget > 0)
         status = fit_search(&s, &r, &trials, &n_trials);
+    else if (auto_base)
+        status = fit_pick_base(&s, &r, &trials, &n_trials);
     else
         status = fit_train(&s, &r, 0);
     if (status == CLI_OK && !interrupted && fit_refit_wanted(&s))

@@ -207,6 +207,20 @@ int fit_train(fit_state *s, fit_result *r, double deadline);
 int fit_search(fit_state *s, fit_result *r, fit_trial **trials,
                size_t *n_trials);
 
+/* Without --base and --budget, on a table of at most FIT_AUTO_BASE_COLS
+ * columns (unconditional, with validation rows): trains the defaults over
+ * the normal base, then over a mixture base, and keeps the mixture only
+ * when it lowers the validation NLL clearly (as --budget keeps a trial);
+ * the same outputs as fit_search. */
+int fit_pick_base(fit_state *s, fit_result *r, fit_trial **trials,
+                  size_t *n_trials);
+/* Whether the defaults try both bases (fit_pick_base) on this run. */
+int fit_auto_base(const fit_state *s);
+/* The most columns on which the defaults try both bases: on 30 and 64
+ * (breast_cancer, digits) the mixture base lost after training, on 2 to
+ * 13 it won or tied (docs/quality.md). */
+#define FIT_AUTO_BASE_COLS 16
+
 /* --refit: trains the model s->cfg describes again from its start on the
  * training and validation rows together, replaying the steps and learning
  * rates that led to r's best parameters without evaluations, and leaves

@@ -171,6 +171,7 @@ typedef struct search {
     float *cand_lp;   /* the same for the trial just trained */
     int have_best_lp;
     uint64_t rng;     /* the random moves (seeded from --seed) */
+    int unbounded;    /* no budget (fit_pick_base): every trial runs */
     int status;
 } search;
 
@@ -213,14 +214,17 @@ static double tail_of(search *S)
     return isfinite(sum) ? sum / (double)S->n_probe : -INFINITY;
 }
 
-/* Trains one setting; on success the trained chain stays in s->chain. */
+/* Trains one setting; on success the trained chain stays in s->chain.
+ * With reseed the generators start again from the seeds; without, they
+ * go on from where reading the data left them, as a fit without a
+ * search does. */
 static int run_trial(fit_state *s, const fit_config *c, double deadline,
-                     fit_trial *t)
+                     fit_trial *t, int reseed)
 {
     fit_config keep = s->cfg;
     s->cfg = *c;
     const double t0 = progress_now();
-    int status = fit_model_setup(s, 1);
+    int status = fit_model_setup(s, reseed);
     if (status == CLI_OK)
         status = fit_train(s, &t->result, deadline);
     t->seconds = progress_now() - t0;
@@ -246,7 +250,7 @@ static int try_setting(search *S, const fit_config *c)
         if (same_settings(&S->t[k].cfg, c))
             return T_SKIPPED;
     const double now = progress_now();
-    if (!first) {
+    if (!first && !S->unbounded) {
         if (now >= S->deadline)
             return T_STOP;
         /* The expected time: the best trial's, scaled by the cost. */
@@ -267,7 +271,10 @@ static int try_setting(search *S, const fit_config *c)
     }
     fit_trial *t = &S->t[S->n];
     memset(t, 0, sizeof *t);
-    S->status = run_trial(s, c, S->deadline, t);
+    /* fit_pick_base's first trial is the fit without a search, bit for
+     * bit */
+    S->status = run_trial(s, c, S->unbounded ? 0 : S->deadline, t,
+                          !(S->unbounded && first));
     if (S->status != CLI_OK && c->base == FIT_BASE_MIXTURE &&
         !(s->cfg.given & FIT_GIVEN_BASE) && !first) {
         /* a mixture the search chose to try and the rows cannot support
@@ -397,33 +404,72 @@ static int random_move(search *S, fit_config *c)
 /* Random moves without a new setting to try before the search ends. */
 #define MAX_MISSES 200
 
+/* Sets up a search of s's settings; with budget 0, one without a
+ * deadline (fit_pick_base).  Returns an exit status. */
+static int search_open(search *S, fit_state *s, double budget)
+{
+    memset(S, 0, sizeof *S);
+    S->s = s;
+    S->dim = s->data.cols;
+    S->start = progress_now();
+    S->unbounded = budget == 0;
+    S->deadline = S->unbounded ? INFINITY : S->start + budget;
+    s->deadline = S->unbounded ? 0 : S->deadline;
+    S->best = s->cfg;
+    S->status = CLI_OK;
+    S->rng = s->cfg.seed ^ 0x6275646765747321u;
+    /* The tail's rows: the evaluation rows fit_train scores. */
+    S->n_probe = s->n_val ? s->n_val : s->n_train;
+    S->ev = s->n_val ? s->val_x : s->train_x;
+    S->probe = malloc(S->n_probe * S->dim * sizeof *S->probe);
+    S->best_lp = malloc(S->n_probe * sizeof *S->best_lp);
+    S->cand_lp = malloc(S->n_probe * sizeof *S->cand_lp);
+    if (!S->probe || !S->best_lp || !S->cand_lp) {
+        free(S->probe);
+        free(S->best_lp);
+        free(S->cand_lp);
+        return cli_error(CMD, "out of memory");
+    }
+    for (size_t i = 0; i < S->n_probe * S->dim; i++)
+        S->probe[i] = 2 * S->ev[i];
+    return CLI_OK;
+}
+
+/* Ends a search: the best trial's chain, settings and run go to s and
+ * *r, the trials to *trials.  Returns an exit status. */
+static int search_close(search *S, fit_state *s, fit_result *r,
+                        fit_trial **trials, size_t *n_trials)
+{
+    s->deadline = 0;
+    free(S->probe);
+    free(S->best_lp);
+    free(S->cand_lp);
+    int status = S->status;
+    if (status == -1)
+        status = CLI_OK; /* Ctrl-C: keep the best so far */
+    *trials = S->t;
+    *n_trials = S->n;
+    if (status != CLI_OK || !S->best_chain) {
+        nvp_chain_free(S->best_chain);
+        return status != CLI_OK ? status : cli_error(CMD, "no trial ran");
+    }
+    s->chain = S->best_chain;
+    /* s->cfg keeps what the command line said (given, budget, quiet...)
+     * with the chosen settings. */
+    const fit_config keep = s->cfg;
+    s->cfg = S->best;
+    s->cfg.given = keep.given;
+    *r = S->t[S->best_i].result;
+    return CLI_OK;
+}
+
 int fit_search(fit_state *s, fit_result *r, fit_trial **trials,
                size_t *n_trials)
 {
     search S;
-    memset(&S, 0, sizeof S);
-    S.s = s;
-    S.dim = s->data.cols;
-    S.start = progress_now();
-    S.deadline = S.start + s->cfg.budget;
-    s->deadline = S.deadline;
-    S.best = s->cfg;
-    S.status = CLI_OK;
-    S.rng = s->cfg.seed ^ 0x6275646765747321u;
-    /* The tail's rows: the evaluation rows fit_train scores. */
-    S.n_probe = s->n_val ? s->n_val : s->n_train;
-    S.ev = s->n_val ? s->val_x : s->train_x;
-    S.probe = malloc(S.n_probe * S.dim * sizeof *S.probe);
-    S.best_lp = malloc(S.n_probe * sizeof *S.best_lp);
-    S.cand_lp = malloc(S.n_probe * sizeof *S.cand_lp);
-    if (!S.probe || !S.best_lp || !S.cand_lp) {
-        free(S.probe);
-        free(S.best_lp);
-        free(S.cand_lp);
-        return cli_error(CMD, "out of memory");
-    }
-    for (size_t i = 0; i < S.n_probe * S.dim; i++)
-        S.probe[i] = 2 * S.ev[i];
+    int status = search_open(&S, s, s->cfg.budget);
+    if (status != CLI_OK)
+        return status;
     s->no_progress = 1;
     /* The defaults, then passes over the axes while one improves.  When a
      * whole pass brings no gain, the time left goes to random moves of
@@ -449,27 +495,34 @@ int fit_search(fit_state *s, fit_result *r, fit_trial **trials,
         }
     }
     s->no_progress = 0;
-    s->deadline = 0;
-    free(S.probe);
-    free(S.best_lp);
-    free(S.cand_lp);
-    int status = S.status;
-    if (status == -1)
-        status = CLI_OK; /* Ctrl-C: keep the best so far */
-    *trials = S.t;
-    *n_trials = S.n;
-    if (status != CLI_OK || !S.best_chain) {
-        nvp_chain_free(S.best_chain);
-        return status != CLI_OK ? status : cli_error(CMD, "no trial ran");
+    return search_close(&S, s, r, trials, n_trials);
+}
+
+int fit_pick_base(fit_state *s, fit_result *r, fit_trial **trials,
+                  size_t *n_trials)
+{
+    search S;
+    int status = search_open(&S, s, 0);
+    if (status != CLI_OK)
+        return status;
+    /* the normal base first: the mixture is kept only on a clear gain */
+    fit_config c = S.best;
+    c.base = FIT_BASE_NORMAL;
+    c.mix_k = 0;
+    S.best = c;
+    if (try_setting(&S, &c) != T_STOP) {
+        c.base = FIT_BASE_MIXTURE;
+        try_setting(&S, &c);
     }
-    s->chain = S.best_chain;
-    /* s->cfg keeps what the command line said (given, budget, quiet...)
-     * with the chosen settings. */
-    const fit_config keep = s->cfg;
-    s->cfg = S.best;
-    s->cfg.given = keep.given;
-    *r = S.t[S.best_i].result;
-    return CLI_OK;
+    return search_close(&S, s, r, trials, n_trials);
+}
+
+int fit_auto_base(const fit_state *s)
+{
+    const fit_config *c = &s->cfg;
+    return c->budget == 0 && !(c->given & FIT_GIVEN_BASE) &&
+           s->data.cols <= FIT_AUTO_BASE_COLS && s->n_val > 0 &&
+           c->context_dim == 0;
 }
 
 int fit_refit_wanted(const fit_state *s)

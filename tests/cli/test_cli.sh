@@ -117,7 +117,8 @@ absent m.nvp "usage errors"
 # m.nvp has the layout of version 0.4 (four couplings with the tutorial's
 # half masks, no whitening layer, clamp 5): a model of file format 1.
 expect 0 "fit" -- "$B" fit moons.csv -o m.nvp --hidden 16,16 --steps 300 \
-    --eval-every 50 --seed 1 --norm none --mask half --layers 4 --clamp 5
+    --eval-every 50 --seed 1 --norm none --mask half --layers 4 --clamp 5 \
+    --base normal
 has out.txt "saved:" "fit summary"
 has out.txt "best NLL" "fit summary"
 check "fit: no model file" [ -s m.nvp ]
@@ -193,7 +194,7 @@ text_best=$(sed -n 's/^best NLL: *\([^ ]*\) nats.*/\1/p' plain_best.txt)
 json fit.json "fit --json: best_nll against the text summary" \
     "'%.6g' % d['best_nll'] == '$text_best'"
 expect 0 "fit --json --quiet" -- "$B" fit moons.csv -o jq.nvp --hidden 8,8 \
-    --steps 20 --json --quiet
+    --steps 20 --json --quiet --base normal
 json out.txt "fit --json --quiet"
 check "fit --json --quiet: progress on stderr" [ ! -s err.txt ]
 # Strings are escaped and bytes that are not UTF-8 replaced: a model named
@@ -361,10 +362,10 @@ json out.txt "fit, two columns: defaults" 'd["hidden"] == [128, 128] and d["batc
 # untrained model's validation NLL depends on the split only.
 for i in 1 2; do
     "$B" fit corr4.csv --seed 3 --init-seed $i --steps 30 --hidden 8,8 \
-        -o i$i.nvp --json --quiet > i$i.json 2> /dev/null
+        --base normal -o i$i.nvp --json --quiet > i$i.json 2> /dev/null
 done
 "$B" fit corr4.csv --seed 4 --init-seed 1 --steps 30 --hidden 8,8 \
-    -o i3.nvp --json --quiet > i3.json 2> /dev/null
+    --base normal -o i3.nvp --json --quiet > i3.json 2> /dev/null
 json i2.json "fit --init-seed: the same split" \
     'd["initial_nll"] == json.load(open("i1.json"))["initial_nll"] and d["init_seed"] == 2'
 json i3.json "fit --seed: another split" \
@@ -391,7 +392,7 @@ expect 1 "fit --strict, no improvement" -- "$B" fit corr3.csv --lr 1 --clamp 0 \
 has err.txt "nothing saved (--strict)" "fit --strict, no improvement"
 absent ns.nvp "fit --strict, no improvement"
 expect 0 "fit --strict, improving" -- "$B" fit moons.csv --steps 100 --hidden 8,8 \
-    -o st.nvp --strict --quiet
+    -o st.nvp --strict --quiet --base normal
 check "fit --strict, improving: no model" [ -s st.nvp ]
 
 # A run the step cap ends before it converges says so.
@@ -493,8 +494,20 @@ has err.txt ", tail " "fit --budget: each trial's tail on stderr"
 # stop after a pass (these trials take a few hundredths of a second).
 json bud.json "fit --budget: the time left is used" \
     'len(d["trials"]) > 12 and sum(t["seconds"] for t in d["trials"]) > 2'
-"$B" fit tr3.csv --val va3.csv -o nobud.nvp --steps 10 --hidden 8,8 --json --quiet > nobud.json 2> /dev/null
+"$B" fit tr3.csv --val va3.csv -o nobud.nvp --steps 10 --hidden 8,8 --json --quiet --base normal > nobud.json 2> /dev/null
 json nobud.json "fit without --budget" 'd["budget"] is None and "trials" not in d'
+# Without --base, a table of at most 16 columns gets both bases trained,
+# the normal first (the same run as --base normal), the mixture kept only
+# on a clear gain.
+"$B" fit tr3.csv --val va3.csv -o auto.nvp --steps 10 --hidden 8,8 --json --quiet > auto.json 2> /dev/null
+json auto.json "fit without --base: both bases tried" \
+    'd["budget"] is None and [t["base"] for t in d["trials"]] == ["normal", "mixture"]
+     and d["base"] == ("mixture" if d["trials"][1]["best_so_far"] else "normal")
+     and d["trials"][0]["best_nll"] == json.load(open("nobud.json"))["best_nll"]'
+awk 'BEGIN { srand(5); for (i = 0; i < 300; i++) { line = "";
+    for (j = 0; j < 17; j++) line = line (j ? "," : "") sprintf("%.4f", rand() + 0.1 * j); print line } }' > wide17.csv
+"$B" fit wide17.csv -o w17.nvp --steps 10 --hidden 8,8 --json --quiet > w17.json 2> /dev/null
+json w17.json "fit on 17 columns: the normal base only" '"trials" not in d and d["base"] == "normal"'
 # The deadline ends a trial that would run on.
 start=$(date +%s)
 expect 0 "fit --budget, a long trial" -- "$B" fit tr3.csv --val va3.csv --budget 1 \
@@ -943,14 +956,14 @@ awk 'BEGIN { srand(7); for (i = 0; i < 600; i++) { a = 2 * rand() - 1; line = ""
     for (j = 0; j < 12; j++) { v = sin(a * (j + 1)) + 0.1 * (rand() - 0.5);
         line = line (j ? "," : "") sprintf("%.5f", v) } print line } }' > wide.csv
 if grep -qw avx512_bf16 /proc/cpuinfo 2>/dev/null; then cpu_bf16=yes; else cpu_bf16=no; fi
-expect 0 "fit --precision bf16" -- "$B" fit wide.csv -o wide16.nvp --hidden 64,64 --steps 300 --precision bf16 --json -q --threads 1
+expect 0 "fit --precision bf16" -- "$B" fit wide.csv -o wide16.nvp --hidden 64,64 --steps 300 --precision bf16 --json -q --threads 1 --base normal
 if [ "$cpu_bf16" = yes ]; then
     json out.txt "fit --precision bf16: the summary says bf16" 'd["precision"] == "bf16"'
 else
     json out.txt "fit --precision bf16 without AVX512-BF16: fp32" 'd["precision"] == "fp32"'
     has err.txt "no AVX512-BF16" "fit --precision bf16 without AVX512-BF16: the warning"
 fi
-expect 0 "fit --precision fp32" -- "$B" fit wide.csv -o wide32.nvp --hidden 64,64 --steps 300 --precision fp32 --json -q --threads 1
+expect 0 "fit --precision fp32" -- "$B" fit wide.csv -o wide32.nvp --hidden 64,64 --steps 300 --precision fp32 --json -q --threads 1 --base normal
 json out.txt "fit --precision fp32: the summary says fp32" 'd["precision"] == "fp32"'
 expect 0 "score in fp32" -- "$B" score wide32.nvp wide.csv
 mv out.txt wide_lp32.txt
@@ -981,7 +994,7 @@ awk 'BEGIN { srand(11); for (i = 0; i < 800; i++) { c = (i % 4 == 0) ? -3 : 3;
     u1 = rand(); u2 = rand(); u3 = rand(); u4 = rand();
     n1 = sqrt(-2 * log(1 - u1)) * cos(6.2831853 * u2); n2 = sqrt(-2 * log(1 - u3)) * cos(6.2831853 * u4);
     printf "%.5f,%.5f,%.5f\n", c + n1, n2, 0.5 * n1 + 0.3 * rand() } }' > clusters.csv
-expect 0 "fit --base normal --steps 0" -- "$B" fit clusters.csv -o gauss0.nvp --steps 0 --json -q
+expect 0 "fit --base normal --steps 0" -- "$B" fit clusters.csv -o gauss0.nvp --steps 0 --json -q --base normal
 json out.txt "fit --base normal: the summary" 'd["base"] == "normal" and d["base_components"] == 1'
 mv out.txt gauss0.json
 expect 0 "fit --base mixture --steps 0" -- "$B" fit clusters.csv -o mix0.nvp --base mixture --steps 0 --json -q
