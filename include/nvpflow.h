@@ -206,9 +206,12 @@ NVP_API int nvp_base_log_prob_grad(const nvp_base *base, size_t n,
 /* Creates a mixture of k Gaussians over dim dimensions, 1 <= k <= 64 and
  * 1 <= dim <= 1024: weights[k] (positive; normalised to sum 1), means[k *
  * dim] and covs[k * dim * dim] (each a row-major dim x dim positive
- * definite matrix, exactly symmetric: entry (i, j) equal to (j, i)).  All arrays are copied.  A weight so small
- * against their sum that it rounds to 0 in float is refused.  The base keeps
- * each covariance as the inverse of its Cholesky factor, in float.
+ * definite matrix, exactly symmetric: entry (i, j) equal to (j, i)).  All
+ * arrays are copied.  A weight so small against their sum that it rounds
+ * to 0 in float is refused.  The base keeps each covariance as the
+ * inverse of its Cholesky factor, in float.  Like every base, a mixture
+ * is read-only once made: any number of threads may sample from it and
+ * evaluate it at once (each with its own generator).
  * Errors: NVP_EINVAL (NULL, k or dim out of range, a weight that is not
  * positive, a non-finite value, a covariance that is not symmetric or
  * not positive definite, or so close to singular that its inverse factor
