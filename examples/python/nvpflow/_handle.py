@@ -17,6 +17,14 @@ class Handle:
     _errmsg_name = None  # e.g. "nvp_chain_errmsg"
     _ptr = None
 
+    @classmethod
+    def _wrap(cls, ptr):
+        """A new object owning the raw handle ptr (the public
+        constructors refuse direct construction)."""
+        self = cls.__new__(cls)
+        self._adopt(ptr)
+        return self
+
     def _adopt(self, ptr):
         """Takes ownership of a raw handle (an int or c_void_p)."""
         if isinstance(ptr, ctypes.c_void_p):
@@ -81,3 +89,39 @@ class Handle:
 def out_handle():
     """A fresh nvp_<type> ** out-parameter."""
     return ctypes.c_void_p()
+
+
+class ChainOwnable(Handle):
+    """A handle a Chain can take over: a layer (Chain.from_layers) or a
+    base (Chain.set_base).  Once taken, the object forgets the handle
+    without freeing it (the chain frees it), and any use says where it
+    went (_taken_hint)."""
+
+    _taken = False
+    _taken_hint = ""  # e.g. "Chain.set_base took it; use chain.base"
+
+    @property
+    def _h(self):
+        p = self._ptr
+        if p is None:
+            if self._taken:
+                raise errors.ClosedError(
+                    "this %s belongs to a Chain now (%s)"
+                    % (type(self).__name__, self._taken_hint))
+            raise errors.ClosedError("%s is closed" % type(self).__name__)
+        return p
+
+    def _give_to_chain(self):
+        """The chain adopted the handle: forget it without freeing."""
+        self._ptr = None
+        self._taken = True
+
+    @property
+    def owned_by_chain(self):
+        """True once a Chain has taken the handle."""
+        return self._taken
+
+    def __repr__(self):
+        if self._taken:
+            return "<%s (owned by a Chain)>" % type(self).__name__
+        return Handle.__repr__(self)

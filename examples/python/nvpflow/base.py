@@ -5,7 +5,7 @@ import ctypes
 from ctypes import byref
 
 from . import _arrays, _lib, errors
-from ._handle import Handle, out_handle
+from ._handle import ChainOwnable, out_handle
 from .rng import _rng_arg
 
 
@@ -123,24 +123,18 @@ class _BaseOps:
         return Base._wrap(out)
 
 
-class Base(Handle, _BaseOps):
+class Base(ChainOwnable, _BaseOps):
     """A base distribution the caller owns: Base.normal(dim),
     Base.mixture(weights, means, covs) or Base.fit_mixture(x, k, rng).
     Chain.set_base moves it into a chain."""
 
     _free_name = "nvp_base_free"
     _errmsg_name = "nvp_base_errmsg"
-    _taken = False
+    _taken_hint = "Chain.set_base took it; use chain.base"
 
     def __init__(self, *args, **kwargs):
         raise TypeError("use Base.normal(), Base.mixture() or "
                         "Base.fit_mixture()")
-
-    @classmethod
-    def _wrap(cls, ptr):
-        self = cls.__new__(cls)
-        self._adopt(ptr)
-        return self
 
     @classmethod
     def normal(cls, dim):
@@ -205,40 +199,15 @@ class Base(Handle, _BaseOps):
         return cls._wrap(out)
 
     @property
-    def _h(self):
-        p = self._ptr
-        if p is None:
-            if self._taken:
-                raise errors.ClosedError(
-                    "this Base belongs to a Chain now (Chain.set_base took "
-                    "it); use chain.base")
-            raise errors.ClosedError("Base is closed")
-        return p
-
-    @property
     def _bh(self):
         return self._h
 
     def _bcheck(self, rc):
         self._check(rc)
 
-    def _give_to_chain(self):
-        """The chain adopted the handle: forget it without freeing."""
-        self._ptr = None
-        self._taken = True
-
-    @property
-    def owned_by_chain(self):
-        """True once Chain.set_base has taken the base."""
-        return self._taken
-
     def _describe(self):
         return self._describe_base()
 
-    def __repr__(self):
-        if self._taken:
-            return "<Base (owned by a Chain)>"
-        return Handle.__repr__(self)
 
 
 class BaseView(_BaseOps):

@@ -38,12 +38,6 @@ class Scaler(Handle):
             byref(out), _arrays.count(dim, "dim"), None))
         self._adopt(out)
 
-    @classmethod
-    def _wrap(cls, ptr):
-        self = cls.__new__(cls)
-        self._adopt(ptr)
-        return self
-
     @property
     def dim(self):
         return _lib.lib.nvp_scaler_dim(self._h)

@@ -1,8 +1,6 @@
 # SPDX-License-Identifier: MIT
 """The flow: a chain of layers (affine couplings and the other kinds)
 over a base distribution (N(0, I), or a Gaussian mixture)."""
-import os
-import ctypes
 from ctypes import byref, c_float, c_void_p
 
 from . import _arrays, _lib, _names, errors
@@ -33,12 +31,6 @@ class Chain(Handle):
     def __init__(self, *args, **kwargs):
         raise TypeError("use Chain.alternating(), Chain.from_layers(), "
                         "Chain.load() or Chain.from_bytes()")
-
-    @classmethod
-    def _wrap(cls, ptr):
-        self = cls.__new__(cls)
-        self._adopt(ptr)
-        return self
 
     # ------------------------------------------------------ construction
     @classmethod

@@ -18,7 +18,7 @@ import ctypes
 from ctypes import byref, c_float, c_size_t
 
 from . import _arrays, _lib, errors
-from ._handle import Handle, out_handle
+from ._handle import ChainOwnable, out_handle
 from .rng import as_rng
 
 # The conditioner of Coupling and Chain.alternating unless told otherwise.
@@ -280,27 +280,16 @@ def _arrays_row(rows):
     return list(rows[0])
 
 
-class Layer(Handle, _LayerOps):
+class Layer(ChainOwnable, _LayerOps):
     """A layer the caller owns: Permutation, ActNorm, Linear or Coupling.
     Chain.from_layers moves it into a chain."""
 
     _free_name = "nvp_layer_free"
     _errmsg_name = "nvp_layer_errmsg"
-    _taken = False
+    _taken_hint = "Chain.from_layers took it; use chain.layer(k)"
 
     def __init__(self, *args, **kwargs):
         raise TypeError("use Permutation, ActNorm, Linear or Coupling")
-
-    @property
-    def _h(self):
-        p = self._ptr
-        if p is None:
-            if self._taken:
-                raise errors.ClosedError(
-                    "this %s belongs to a Chain now (Chain.from_layers took "
-                    "it); use chain.layer(k)" % type(self).__name__)
-            raise errors.ClosedError("%s is closed" % type(self).__name__)
-        return p
 
     @property
     def _lh(self):
@@ -308,16 +297,6 @@ class Layer(Handle, _LayerOps):
 
     def _lcheck(self, rc):
         self._check(rc)
-
-    def _give_to_chain(self):
-        """The chain adopted the handle: forget it without freeing."""
-        self._ptr = None
-        self._taken = True
-
-    @property
-    def owned_by_chain(self):
-        """True once Chain.from_layers has taken the layer."""
-        return self._taken
 
     @property
     def kernels(self):
@@ -333,11 +312,6 @@ class Layer(Handle, _LayerOps):
 
     def _describe(self):
         return self._describe_layer()
-
-    def __repr__(self):
-        if self._taken:
-            return "<%s (owned by a Chain)>" % type(self).__name__
-        return Handle.__repr__(self)
 
     def set_params(self, values):
         """Replaces the layer's parameters; NonFinite (and no change) for

@@ -64,12 +64,6 @@ class Adam(Handle):
             self.close()
             raise
 
-    @classmethod
-    def _wrap(cls, ptr):
-        self = cls.__new__(cls)
-        self._adopt(ptr)
-        return self
-
     def _describe(self):
         return "n_params=%d lr=%g steps=%d" % (self.num_params, self.lr,
                                                self.steps)

@@ -34,12 +34,6 @@ class Rng(Handle):
                                              None))
         self._adopt(out)
 
-    @classmethod
-    def _wrap(cls, ptr):
-        self = cls.__new__(cls)
-        self._adopt(ptr)
-        return self
-
     def seed(self, seed):
         """Restarts the stream as if freshly created with `seed`."""
         self._check(_lib.lib.nvp_rng_seed(self._h, _seed_value(seed)))

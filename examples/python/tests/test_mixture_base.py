@@ -22,6 +22,11 @@ if PKG_PARENT not in sys.path:
 
 import nvpflow  # noqa: E402
 from nvpflow import _arrays, _lib  # noqa: E402
+# the result helpers the layer tests define (this directory is on the
+# path when unittest discovers the tests)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+from test_layers import raw, to_list  # noqa: E402
 
 HAVE_NUMPY = nvpflow.have_numpy()
 if HAVE_NUMPY:
@@ -33,25 +38,6 @@ WEIGHTS = [1.0, 3.0]                      # normalised: 1/4, 3/4
 MEANS = [[0.0, 0.0], [1.0, -1.0]]
 COVS = [[[2.0, 0.5], [0.5, 1.0]], [[1.0, 0.0], [0.0, 4.0]]]
 POINTS = [[0.5, 0.25], [-1.0, 2.0], [3.0, -3.0]]
-
-
-def to_list(a):
-    """Any result (numpy array, array.array, list) as nested lists."""
-    if HAVE_NUMPY and isinstance(a, np.ndarray):
-        return a.tolist()
-    if isinstance(a, array.array):
-        return a.tolist()
-    if isinstance(a, list) and a and isinstance(a[0], (list, tuple)):
-        return [to_list(r) for r in a]
-    return list(a)
-
-
-def raw(a):
-    """Bytes of a float32 result, for bitwise comparisons."""
-    flat = to_list(a)
-    if flat and isinstance(flat[0], list):
-        flat = [v for row in flat for v in row]
-    return array.array("f", flat).tobytes()
 
 
 def log_gauss2(x, mu, c):
