@@ -210,7 +210,7 @@ double ref_chain_nll(const ref_chain *c, const double *params, size_t n,
     return -sum / (double)n;
 }
 
-double ref_log_abs_det(size_t n, double *a)
+double ref_solve_logdet(size_t n, double *a, double *b)
 {
     double logdet = 0.0;
     for (size_t col = 0; col < n; col++) {
@@ -220,21 +220,41 @@ double ref_log_abs_det(size_t n, double *a)
                 piv = r;
         if (a[piv * n + col] == 0.0)
             return -INFINITY;
-        if (piv != col)
+        if (piv != col) {
             for (size_t j = 0; j < n; j++) {
                 const double t = a[col * n + j];
                 a[col * n + j] = a[piv * n + j];
                 a[piv * n + j] = t;
             }
+            if (b) {
+                const double t = b[col];
+                b[col] = b[piv];
+                b[piv] = t;
+            }
+        }
         const double d = a[col * n + col];
         logdet += log(fabs(d));
         for (size_t r = col + 1; r < n; r++) {
             const double f = a[r * n + col] / d;
             for (size_t j = col; j < n; j++)
                 a[r * n + j] -= f * a[col * n + j];
+            if (b)
+                b[r] -= f * b[col];
         }
     }
+    /* back substitution through the upper triangle left in a */
+    for (size_t i = n; b && i-- > 0;) {
+        double t = b[i];
+        for (size_t j = i + 1; j < n; j++)
+            t -= a[i * n + j] * b[j];
+        b[i] = t / a[i * n + i];
+    }
     return logdet;
+}
+
+double ref_log_abs_det(size_t n, double *a)
+{
+    return ref_solve_logdet(n, a, NULL);
 }
 
 void ref_params_from_float(size_t n, const float *src, double *dst)

@@ -80,6 +80,9 @@ double ref_base_log_prob(size_t dim, const double *x);
 /* log|det A| of the n x n row-major matrix a (destroyed), by Gaussian
  * elimination with partial pivoting; -inf when singular. */
 double ref_log_abs_det(size_t n, double *a);
+/* The same elimination solving A x = b in place (b, n values, receives x;
+ * may be NULL); returns log|det A|, -inf (b unsolved) when singular. */
+double ref_solve_logdet(size_t n, double *a, double *b);
 
 /* Float parameters to double. */
 void ref_params_from_float(size_t n, const float *src, double *dst);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "reference.h"
 #include "tests.h"
 
 #define D 3
@@ -24,41 +25,20 @@ static const float COV[K * D * D] = {
     1.0f, 0.3f, -0.2f, 0.3f, 0.8f, 0.1f, -0.2f, 0.1f, 0.5f,
     0.4f, -0.1f, 0.0f, -0.1f, 1.5f, 0.6f, 0.0f, 0.6f, 0.9f};
 
-/* log N(x; mu, S) in double: S's inverse and determinant by Gaussian
- * elimination with partial pivoting. */
+/* log N(x; mu, S) in double: S^-1 (x - mu) and log det S by Gaussian
+ * elimination (tests/reference.c), not the library's Cholesky route. */
 static double ref_log_normal(const double *x, const float *mu, const float *s)
 {
-    double a[D][2 * D];
+    double a[D * D], d[D], v[D];
+    for (int i = 0; i < D * D; i++)
+        a[i] = s[i];
     for (int i = 0; i < D; i++)
-        for (int j = 0; j < 2 * D; j++)
-            a[i][j] = j < D ? s[i * D + j] : (j - D == i);
-    double det = 1.0;
-    for (int c = 0; c < D; c++) {
-        int p = c;
-        for (int r = c + 1; r < D; r++)
-            if (fabs(a[r][c]) > fabs(a[p][c]))
-                p = r;
-        if (p != c) {
-            for (int j = 0; j < 2 * D; j++) {
-                const double t = a[c][j];
-                a[c][j] = a[p][j];
-                a[p][j] = t;
-            }
-            det = -det;
-        }
-        det *= a[c][c];
-        for (int r = 0; r < D; r++)
-            if (r != c) {
-                const double f = a[r][c] / a[c][c];
-                for (int j = 0; j < 2 * D; j++)
-                    a[r][j] -= f * a[c][j];
-            }
-    }
+        d[i] = v[i] = x[i] - mu[i];
+    const double logdet = ref_solve_logdet(D, a, v);
     double q = 0.0;
     for (int i = 0; i < D; i++)
-        for (int j = 0; j < D; j++)
-            q += (x[i] - mu[i]) * a[i][D + j] / a[i][i] * (x[j] - mu[j]);
-    return -0.5 * q - 0.5 * log(det) - 0.5 * D * log(2 * 3.14159265358979323846);
+        q += d[i] * v[i];
+    return -0.5 * q - 0.5 * logdet - 0.5 * D * log(2 * 3.14159265358979323846);
 }
 
 static double ref_log_mixture(const double *x)

@@ -63,14 +63,19 @@ double nvp__base_log_prob_row(const nvp_base *b, const float *x)
     return -0.5 * s - (double)b->dim * HALF_LOG_2PI;
 }
 
-void nvp__base_grad_row(const nvp_base *b, const float *x, float *g)
+double nvp__base_grad_row(const nvp_base *b, const float *x, float *g)
 {
-    if (b->kind == NVP_BASE_MIXTURE) {
-        nvp__mixture_grad_row(b, x, g);
-        return;
-    }
-    for (size_t j = 0; j < b->dim; j++)
+    if (b->kind == NVP_BASE_MIXTURE)
+        return nvp__mixture_grad_row(b, x, g);
+    /* the sum in nvp__base_log_prob_row's order, so the same bits */
+    double s = 0.0;
+    int finite = 1;
+    for (size_t j = 0; j < b->dim; j++) {
         g[j] = -x[j];
+        finite &= isfinite(x[j]) != 0;
+        s += (double)x[j] * (double)x[j];
+    }
+    return finite ? -0.5 * s - (double)b->dim * HALF_LOG_2PI : NAN;
 }
 
 int nvp_base_sample(const nvp_base *b, nvp_rng *rng, size_t n, float *x)

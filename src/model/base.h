@@ -38,12 +38,13 @@ struct nvp_base {
 /* log p(x) of one row, accumulated in double; NaN when the row holds a
  * non-finite value. */
 double nvp__base_log_prob_row(const nvp_base *b, const float *x);
-/* d log p / dx of one row into g. */
-void nvp__base_grad_row(const nvp_base *b, const float *x, float *g);
+/* d log p / dx of one row into g; returns log p(x), the value of
+ * nvp__base_log_prob_row (training needs both: one pass over the row). */
+double nvp__base_grad_row(const nvp_base *b, const float *x, float *g);
 
 /* The mixture's row functions (base.c dispatches to them). */
 double nvp__mixture_log_prob_row(const nvp_base *b, const float *x);
-void nvp__mixture_grad_row(const nvp_base *b, const float *x, float *g);
+double nvp__mixture_grad_row(const nvp_base *b, const float *x, float *g);
 /* Draws one row of the mixture into x. */
 void nvp__mixture_sample_row(const nvp_base *b, nvp_rng *rng, float *x);
 void nvp__mixture_release(nvp_base *b);

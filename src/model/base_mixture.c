@@ -68,18 +68,24 @@ double nvp__mixture_component_logs(const nvp_base *b, const float *x, double *lk
     return top + log(s);
 }
 
-double nvp__mixture_log_prob_row(const nvp_base *b, const float *x)
+/* The row's log density from the components' log-sum-exp lse: NaN for a
+ * non-finite row, and -inf below float's range (the callers convert it
+ * to float). */
+static double row_log_prob(const nvp_base *b, const float *x, double lse)
 {
     for (size_t j = 0; j < b->dim; j++)
         if (!isfinite(x[j]))
             return NAN;
-    double lk[NVP_MIXTURE_MAX_K];
-    const double v = nvp__mixture_component_logs(b, x, lk);
-    /* the callers convert it to float: below float's range, -inf */
-    return v < -FLT_MAX ? -INFINITY : v;
+    return lse < -FLT_MAX ? -INFINITY : lse;
 }
 
-void nvp__mixture_grad_row(const nvp_base *b, const float *x, float *g)
+double nvp__mixture_log_prob_row(const nvp_base *b, const float *x)
+{
+    double lk[NVP_MIXTURE_MAX_K];
+    return row_log_prob(b, x, nvp__mixture_component_logs(b, x, lk));
+}
+
+double nvp__mixture_grad_row(const nvp_base *b, const float *x, float *g)
 {
     const size_t d = b->dim;
     double lk[NVP_MIXTURE_MAX_K];
@@ -103,6 +109,7 @@ void nvp__mixture_grad_row(const nvp_base *b, const float *x, float *g)
     }
     for (size_t j = 0; j < d; j++)
         g[j] = isfinite(lse) ? saturate(acc[j]) : NAN;
+    return row_log_prob(b, x, lse);
 }
 
 void nvp__mixture_sample_row(const nvp_base *b, nvp_rng *rng, float *x)

@@ -108,14 +108,14 @@ static double backward_chunk(const nvp_chain *c, const nvp_exec *ex,
     float *dx = a->dstage[0];
     for (size_t i = 0; i < rows; i++) {
         const float *x0 = STAGE(0) + i * dim;
+        /* L = weight * sum log p: dL/dx0 = weight * grad log p_base(x0),
+         * dL/dildj_k = weight for every layer. */
         const double lpi =
-            nvp__base_log_prob_row(c->base, x0) + (double)a->ildj[i];
+            nvp__base_grad_row(c->base, x0, dx + i * dim) +
+            (double)a->ildj[i];
         sum_lp += lpi;
         if (lp)
             lp[i] = (float)lpi;
-        /* L = weight * sum log p: dL/dx0 = weight * grad log p_base(x0),
-         * dL/dildj_k = weight for every layer. */
-        nvp__base_grad_row(c->base, x0, dx + i * dim);
         for (size_t j = 0; j < dim; j++)
             dx[i * dim + j] *= scale;
         a->dildj[i] = scale;
