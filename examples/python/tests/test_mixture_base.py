@@ -21,12 +21,14 @@ if PKG_PARENT not in sys.path:
     sys.path.insert(0, PKG_PARENT)
 
 import nvpflow  # noqa: E402
-from nvpflow import _arrays, _lib  # noqa: E402
+from nvpflow import _lib  # noqa: E402
 # the result helpers the layer tests define (this directory is on the
 # path when unittest discovers the tests)
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
-from test_layers import raw, to_list  # noqa: E402
+from test_layers import mean, raw, to_list  # noqa: E402
+# with numpy support on, or off (pure = True)
+from test_layers import Base as NumpySwitch  # noqa: E402
 
 HAVE_NUMPY = nvpflow.have_numpy()
 if HAVE_NUMPY:
@@ -87,22 +89,7 @@ def gaussian_fit_mean_log_lik(rows):
     return -(LOG2PI + 1.0) - 0.5 * math.log(det)
 
 
-def mean(values):
-    values = to_list(values)
-    return sum(values) / len(values)
-
-
-class Base(unittest.TestCase):
-    pure = False  # True: the package's numpy support switched off
-
-    def setUp(self):
-        self._saved_np = _arrays.np
-        if self.pure:
-            _arrays.np = None
-
-    def tearDown(self):
-        _arrays.np = self._saved_np
-
+class Base(NumpySwitch):
     def mixture(self):
         return nvpflow.Base.mixture(WEIGHTS, MEANS, COVS)
 
