@@ -191,13 +191,19 @@ END_TEST
 typedef struct {
     size_t dim, layers, n;
     float clamp;
+    size_t n_hidden; /* of hidden widths 6, 5, 4; 0 means 2 */
 } nll_cfg;
 static const nll_cfg nll_cfgs[] = {
-    {3, 3, 16, 0}, /* the example: dim 3, 3 layers, hidden 6,5 */
-    {3, 2, 16, 0},
-    {5, 3, 12, 0},
-    {2, 2, 260, 0}, /* crosses the 256-row chunk boundary */
-    {3, 3, 16, 0.7f}, /* with the soft log-scale clamp */
+    {3, 3, 16, 0, 0}, /* the example: dim 3, 3 layers, hidden 6,5 */
+    {3, 2, 16, 0, 0},
+    {5, 3, 12, 0, 0},
+    {2, 2, 260, 0, 0}, /* crosses the 256-row chunk boundary */
+    {3, 3, 16, 0.7f, 0}, /* with the soft log-scale clamp */
+    /* products only (no sweep) across chunks: the first chunk writes the
+     * conditioners' gradients fresh, the next ones add to them */
+    {5, 2, 300, 0, 1},
+    {4, 2, 270, 0, 3},
+    {2, 2, 270, 0, 3}, /* a sweep followed by a product */
 };
 
 /* nvp_chain_nll_grad: every parameter's derivative against central finite
@@ -206,12 +212,12 @@ static const nll_cfg nll_cfgs[] = {
 START_TEST(test_grad_chain_nll)
 {
     const nll_cfg *cf = &nll_cfgs[_i];
-    const size_t hidden[2] = {6, 5};
+    const size_t hidden[3] = {6, 5, 4};
     const uint64_t seed = 4200 + (uint64_t)_i;
-    const size_t dim = cf->dim, n = cf->n;
-    nvp_chain *c = t_chain(dim, cf->layers, 2, hidden, seed);
+    const size_t dim = cf->dim, n = cf->n, nh = cf->n_hidden ? cf->n_hidden : 2;
+    nvp_chain *c = t_chain(dim, cf->layers, nh, hidden, seed);
     ref_chain ref;
-    ck_assert_int_eq(ref_chain_init_alternating(&ref, dim, cf->layers, 2, hidden), 0);
+    ck_assert_int_eq(ref_chain_init_alternating(&ref, dim, cf->layers, nh, hidden), 0);
     T_OK(nvp_chain_set_log_scale_clamp(c, cf->clamp));
     for (size_t k = 0; k < cf->layers; k++) {
         ref.layer[k].clamp = cf->clamp;

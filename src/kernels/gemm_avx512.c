@@ -13,7 +13,7 @@
 #define MR 10
 #define NR 32
 
-__attribute__((target("avx512f"))) static void
+__attribute__((target("avx512f,prfchw"))) static void
 kernel_avx512(size_t kc, const float *a, size_t rs_a, size_t cs_a,
               const float *b, size_t rs_b, float *c, size_t ldc,
               int accumulate, const nvp_epilogue *ep)
@@ -29,6 +29,19 @@ kernel_avx512(size_t kc, const float *a, size_t rs_a, size_t cs_a,
     __m512 c80 = _mm512_setzero_ps(), c81 = _mm512_setzero_ps();
     __m512 c90 = _mm512_setzero_ps(), c91 = _mm512_setzero_ps();
     const float *a0 = a, *a5 = a + 5 * rs_a;
+    /* What the epilogue reads, requested now so that it arrives while the
+     * loop runs: the tile of C when adding to it (a weight gradient, cold
+     * from the last step) and the gate's rows. */
+    for (int i = 0; i < MR; i++) {
+        __builtin_prefetch(c + i * ldc, 1, 3);
+        __builtin_prefetch(c + i * ldc + 16, 1, 3);
+    }
+    if (ep && ep->gate)
+        for (int i = 0; i < MR; i++) {
+            _mm_prefetch((const char *)(ep->gate + i * ep->ldgate), _MM_HINT_T0);
+            _mm_prefetch((const char *)(ep->gate + i * ep->ldgate + 16),
+                         _MM_HINT_T0);
+        }
     for (size_t p = 0; p < kc; p++) {
         const __m512 b0 = _mm512_loadu_ps(b);
         const __m512 b1 = _mm512_loadu_ps(b + 16);

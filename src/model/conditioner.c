@@ -6,6 +6,8 @@
 
 #include "core/alloc.h"
 
+#include <string.h>
+
 int nvp__cond_plan(nvp_conditioner *c, const nvp_errbox *eb, const char *fn,
                    size_t n_in, size_t n_out, size_t n_hidden,
                    const size_t *hidden)
@@ -123,6 +125,22 @@ void nvp__cond_backward(const nvp_conditioner *c, const nvp_exec *ex,
      * added while dz was made: by the caller for the output layer, by the
      * epilogue of the product that stored dz below it. */
     int dz_summed = out_bias_summed;
+    /* Fresh: every product's weight gradient is written, not added (the
+     * product sums from +0, which never gives -0, so this is 0 + dW
+     * bit for bit), and what is still added into is cleared here: the
+     * biases (but the output layer's, which the caller summed into after
+     * clearing it) and, under a sweep, its first layer. */
+    const int write_fresh = fresh && grad;
+    if (write_fresh)
+        for (size_t l = 0; l < c->n_dense; l++) {
+            const nvp_dense *d = &c->dense[l];
+            if (sweep && l == 0)
+                memset(grad + d->w_off, 0,
+                       (d->in * d->out + d->out) * sizeof *grad);
+            else if (!(sweep && l == 1) &&
+                     !(l + 1 == c->n_dense && out_bias_summed))
+                memset(grad + d->b_off, 0, d->out * sizeof *grad);
+        }
     for (size_t l = c->n_dense; l-- > 0;) {
         if (l == 1 && sweep) {
             /* The first two layers ran as a sweep; so does their backward. */
@@ -148,7 +166,8 @@ void nvp__cond_backward(const nvp_conditioner *c, const nvp_exec *ex,
                         gb[j] += dz[i * d->out + j];
             /* dW += X^T dZ */
             nvp__exec_gemm(ex, 1, 0, d->in, d->out, rows, x, d->in, dz,
-                           d->out, 1, grad + d->w_off, d->out, NULL);
+                           d->out, !write_fresh, grad + d->w_off, d->out,
+                           NULL);
         }
         /* dX = dZ W^T, gated by the ReLU of the layer below; the input's
          * gradient only when the caller wants it. */
@@ -171,10 +190,6 @@ void nvp__cond_backward(const nvp_conditioner *c, const nvp_exec *ex,
 void nvp__cond_fresh_range(const nvp_conditioner *c, size_t *off,
                            size_t *len)
 {
-    *off = *len = 0;
-    if (c->first != NVP_FIRST_SWEEP)
-        return;
-    /* W2 (H1 x H2) and then b2 (H2), as the layout puts them */
-    *off = c->dense[1].w_off;
-    *len = c->dense[1].b_off + c->dense[1].out - *off;
+    *off = 0;
+    *len = c->n_params;
 }

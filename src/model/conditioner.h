@@ -76,7 +76,8 @@ const float *nvp__cond_forward(const nvp_conditioner *c, const nvp_exec *ex,
  * gradient into grad (may be NULL) and writes dL/d(input) into din (rows x
  * n_in; NULL: not needed).  With fresh != 0 the range
  * nvp__cond_fresh_range names is written instead (as if added to zeros),
- * so the caller clears only the rest.  scratch holds
+ * so the caller clears only the rest; the output layer's bias gradient,
+ * when out_bias_summed, the caller clears before summing into it.  scratch holds
  * nvp__cond_scratch_floats floats. */
 void nvp__cond_backward(const nvp_conditioner *c, const nvp_exec *ex,
                         const float *params, size_t rows,
@@ -90,7 +91,8 @@ void nvp__cond_backward(const nvp_conditioner *c, const nvp_exec *ex,
 int nvp__cond_owns_out_bias(const nvp_conditioner *c);
 
 /* The part of the parameter gradient a fresh backward writes: [*off, *off
- * + *len) (W2 and b2 under a sweep); *len is 0 when there is none. */
+ * + *len), all of the conditioner's (the output layer's bias gradient
+ * included, which the caller, summing it, clears first when fresh). */
 void nvp__cond_fresh_range(const nvp_conditioner *c, size_t *off,
                            size_t *len);
 

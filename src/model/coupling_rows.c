@@ -270,6 +270,8 @@ static void backward_rows(const nvp_coupling *c, const nvp_exec *ex,
     float *gb_out = grad && !nvp__cond_owns_out_bias(&c->cond)
                         ? grad + c->cond.dense[c->cond.n_dense - 1].b_off
                         : NULL;
+    if (gb_out && fresh) /* the conditioner's range is written fresh */
+        memset(gb_out, 0, 2 * nb * sizeof *gb_out);
     for (size_t i = 0; i < rows; i++) {
         float *dsh = dout + i * 2 * nb;
         row_grads(c, out + i * 2 * nb, x + i * dim, g + i * dim,

@@ -78,3 +78,18 @@ int nvp__chain_apply_step(nvp_chain *c, nvp_adam *opt, nvp_pool *pool,
         rc = nvp__adam_refuse_result(eb, fn);
     return rc;
 }
+
+void nvp__chain_clear_grad(const nvp_chain *c, nvp_pool *pool, float *grad)
+{
+    size_t done = 0; /* grad[0, done) is cleared or written fresh */
+    for (size_t k = 0; k < c->n_layers; k++) {
+        size_t off, len;
+        c->layers[k]->kind->fresh_range(c->layers[k], &off, &len);
+        if (len == 0)
+            continue;
+        const size_t start = c->offsets[k] + off;
+        nvp__par_zero(pool, grad + done, start - done);
+        done = start + len;
+    }
+    nvp__par_zero(pool, grad + done, c->n_params - done);
+}

@@ -36,6 +36,12 @@ int nvp__chain_context_finite(const nvp_chain *c, const char *fn, size_t n,
  * NVP_ENOMEM recorded for fn. */
 int nvp__chain_grad_room(nvp_chain *c, const char *fn);
 
+/* Clears grad except the ranges the first chunk's backward writes fresh
+ * (layer table's fresh_range: every coupling's conditioner, nearly all of
+ * a chain's parameters), on pool (held, or NULL): a pass of its own over
+ * the whole gradient would cost about as much as Adam's update. */
+void nvp__chain_clear_grad(const nvp_chain *c, nvp_pool *pool, float *grad);
+
 /* The end of a training step whose loss l and gradient (in c->grad, its
  * largest magnitude as bits) were computed: reports the loss into *loss
  * (may be NULL), refuses a loss that is not finite or a gradient Adam

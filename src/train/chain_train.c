@@ -138,25 +138,6 @@ static double backward_chunk(const nvp_chain *c, const nvp_exec *ex,
     return sum_lp;
 }
 
-/* Clears grad except the ranges the first chunk's backward writes fresh
- * (each sweep layer's W2 and b2, nearly all of the reference network's
- * parameters): a pass over the whole gradient cost about as much as
- * Adam's update on two threads. */
-static void clear_grad(const nvp_chain *c, nvp_pool *pool, float *grad)
-{
-    size_t done = 0; /* grad[0, done) is cleared or written fresh */
-    for (size_t k = 0; k < c->n_layers; k++) {
-        size_t off, len;
-        c->layers[k]->kind->fresh_range(c->layers[k], &off, &len);
-        if (len == 0)
-            continue;
-        const size_t start = c->offsets[k] + off;
-        nvp__par_zero(pool, grad + done, start - done);
-        done = start + len;
-    }
-    nvp__par_zero(pool, grad + done, c->n_params - done);
-}
-
 /* The loss and gradient of n finite rows of y (with their context cond,
  * NULL when the chain reads none) on pool (held, or NULL): fills grad and
  * *loss, and *grad_bits with the gradient's largest magnitude as bits
@@ -174,7 +155,7 @@ static int nll_grad_run(const nvp_chain *c, nvp_pool *pool, size_t n,
     train_arena arena;
     train_arena_layout(c, cap, ws->arena, &arena);
     const nvp_exec ex = nvp__context_exec(&c->ctx, ws, pool);
-    clear_grad(c, pool, grad);
+    nvp__chain_clear_grad(c, pool, grad);
     double sum_lp = 0.0;
     grad_want w = {(float)(-1.0 / (double)n), grad, 1, NULL, NULL};
     for (size_t r0 = 0; r0 < n; r0 += NVP_CHUNK_ROWS) {

@@ -218,23 +218,6 @@ int nvp_chain_forward_backward_given(const nvp_chain *c, size_t n,
 
 /* ------------------------------------------------------- reverse KL */
 
-/* Clears grad except the ranges the first chunk's backward writes fresh
- * (as chain_train.c does for the NLL's gradient). */
-static void clear_grad(const nvp_chain *c, nvp_pool *pool, float *grad)
-{
-    size_t done = 0;
-    for (size_t k = 0; k < c->n_layers; k++) {
-        size_t off, len;
-        c->layers[k]->kind->fresh_range(c->layers[k], &off, &len);
-        if (len == 0)
-            continue;
-        const size_t start = c->offsets[k] + off;
-        nvp__par_zero(pool, grad + done, start - done);
-        done = start + len;
-    }
-    nvp__par_zero(pool, grad + done, c->n_params - done);
-}
-
 /* One reverse-KL gradient over `batch` draws (context: batch rows, or
  * NULL when the chain reads none), on pool (held, or NULL): overwrites
  * grad, fills *loss and *grad_bits (the gradient's largest magnitude as
@@ -324,7 +307,7 @@ static int reverse_kl_run(const nvp_chain *c, const char *fn, nvp_pool *pool,
             dlp[i] *= w;
         for (size_t i = 0; i < cap; i++)
             a.dlogdet[i] = w;
-        clear_grad(c, pool, grad);
+        nvp__chain_clear_grad(c, pool, grad);
         for (size_t s = 0; s < slots; s++) {
             const size_t r0 = s * NVP_CHUNK_ROWS;
             const size_t rows = batch - r0 < cap ? batch - r0 : cap;
