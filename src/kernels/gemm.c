@@ -106,18 +106,19 @@ void nvp__gemm_no_terms(size_t m, size_t n, int accumulate, float *c,
         }
 }
 
-/* A product of at most kern->nr_narrow columns through the narrow
- * micro-kernel: B packed once per k block into one zero-padded panel, A
+/* A product of at most NR columns through the narrow micro-kernel
+ * `narrow` (an MR x NR tile, kern's narrow or narrow8): B packed once per k block into one zero-padded panel, A
  * read in place (its last partial row panel packed), every tile that is
  * not whole computed into a scratch tile and added as
  * nvp__gemm_finish_edge adds. */
-static void gemm_narrow(const nvp_gemm_kernel *kern, float *pack, int trans_a,
+static void gemm_narrow(const nvp_gemm_kernel *kern, nvp_ukernel_fn narrow,
+                        size_t MR, size_t NR, float *pack, int trans_a,
                         int trans_b, size_t m, size_t n, size_t k,
                         const float *a, size_t lda, const float *b,
                         size_t ldb, int accumulate, float *c, size_t ldc,
                         const nvp_epilogue *ep)
 {
-    const size_t MR = kern->mr_narrow, NR = kern->nr_narrow, KC = kern->kc;
+    const size_t KC = kern->kc;
     float *bpanel = pack;
     float *aedge = bpanel + KC * NR;
     _Alignas(64) float tmp[MAX_TILE];
@@ -142,9 +143,9 @@ static void gemm_narrow(const nvp_gemm_kernel *kern, float *pack, int trans_a,
             const nvp_epilogue *tep = nvp__tile_epilogue(ep, last, ir, 0, &t);
             float *cp = c + ir * ldc;
             if (rows == MR && n == NR) {
-                kern->narrow(kc, ap, rs, cs, bpanel, NR, cp, ldc, acc, tep);
+                narrow(kc, ap, rs, cs, bpanel, NR, cp, ldc, acc, tep);
             } else {
-                kern->narrow(kc, ap, rs, cs, bpanel, NR, tmp, NR, 0, NULL);
+                narrow(kc, ap, rs, cs, bpanel, NR, tmp, NR, 0, NULL);
                 nvp__gemm_finish_edge(tmp, NR, cp, ldc, rows, n, acc, tep);
             }
         }
@@ -173,9 +174,13 @@ void nvp__gemm(const nvp_gemm_kernel *kern, float *pack, int trans_a,
         nvp__gemm_no_terms(m, n, accumulate, c, ldc, ep);
         return;
     }
-    if (kern->narrow && n <= kern->nr_narrow) {
-        gemm_narrow(kern, pack, trans_a, trans_b, m, n, k, a, lda, b, ldb,
-                    accumulate, c, ldc, ep);
+    size_t narrow_mr, narrow_nr;
+    const nvp_ukernel_fn narrow =
+        nvp__gemm_narrow_for(kern, n, &narrow_mr, &narrow_nr);
+    if (narrow) {
+        gemm_narrow(kern, narrow, narrow_mr, narrow_nr, pack, trans_a,
+                    trans_b, m, n, k, a, lda, b, ldb, accumulate, c, ldc,
+                    ep);
         return;
     }
 

@@ -118,7 +118,31 @@ typedef struct nvp_gemm_kernel {
      * none. */
     nvp_ukernel_fn narrow;
     size_t mr_narrow, nr_narrow;
+    /* Optional narrower one still, for at most nr_narrow8 (< nr_narrow)
+     * columns, with the same guarantee; NULL: none. */
+    nvp_ukernel_fn narrow8;
+    size_t mr_narrow8, nr_narrow8;
 } nvp_gemm_kernel;
+
+/* The narrow micro-kernel kern runs a product of n columns through (its
+ * narrowest that fits), with its tile in *mr x *nr; NULL when none fits
+ * and the product takes the NR-wide tile. */
+static inline nvp_ukernel_fn nvp__gemm_narrow_for(const nvp_gemm_kernel *kern,
+                                                  size_t n, size_t *mr,
+                                                  size_t *nr)
+{
+    if (kern->narrow8 && n <= kern->nr_narrow8) {
+        *mr = kern->mr_narrow8;
+        *nr = kern->nr_narrow8;
+        return kern->narrow8;
+    }
+    if (kern->narrow && n <= kern->nr_narrow) {
+        *mr = kern->mr_narrow;
+        *nr = kern->nr_narrow;
+        return kern->narrow;
+    }
+    return NULL;
+}
 
 /* All kernels built into the library, best first; the portable one, which
  * every CPU runs, is last.  *count receives the number. */

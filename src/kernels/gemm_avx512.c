@@ -146,6 +146,78 @@ kernel_avx512_narrow(size_t kc, const float *a, size_t rs_a, size_t cs_a,
         _mm512_storeu_ps(ep->colsum, sum);
 }
 
+/* The narrowest micro-kernel: a 12 x 8 tile in 12 ymm accumulators, for
+ * products of at most 8 columns (an output layer of a few dimensions, its
+ * weight gradient), which would leave half of each zmm register of the
+ * 16-wide tile empty.  On cores that split 512-bit operations in two
+ * (Zen 4) two 256-bit FMAs issue per cycle, so this runs at the full
+ * rate.  The arithmetic per output is kernel_avx512's. */
+#define MR_NARROW8 12
+#define NR_NARROW8 8
+
+/* The epilogue of 8 outputs of row i, as nvp__epilogue_store16. */
+static inline __attribute__((target("avx512f,fma"), always_inline)) __m256
+epilogue_store8(__m256 v, float *ci, size_t i, int accumulate,
+                const nvp_epilogue *ep)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    if (accumulate)
+        v = _mm256_add_ps(_mm256_loadu_ps(ci), v);
+    if (ep && ep->bias)
+        v = _mm256_add_ps(v, _mm256_loadu_ps(ep->bias));
+    if (ep && ep->relu) /* max(v, 0) returns 0 for NaN, as v > 0 ? v : 0 */
+        v = _mm256_max_ps(v, zero);
+    if (ep && ep->gate) /* all-ones where gate > 0 (false for NaN) */
+        v = _mm256_and_ps(
+            _mm256_cmp_ps(_mm256_loadu_ps(ep->gate + i * ep->ldgate), zero,
+                          _CMP_GT_OQ),
+            v);
+    _mm256_storeu_ps(ci, v);
+    return v;
+}
+
+__attribute__((target("avx512f,fma"))) static void
+kernel_avx512_narrow8(size_t kc, const float *a, size_t rs_a, size_t cs_a,
+                      const float *b, size_t rs_b, float *c, size_t ldc,
+                      int accumulate, const nvp_epilogue *ep)
+{
+    /* Without AVX512VL only ymm0-15 exist: 12 accumulators, B and the
+     * broadcast.  Rows in three groups of four off one pointer each, so
+     * every address is a pointer plus a scaled stride. */
+    __m256 acc[MR_NARROW8];
+#pragma GCC unroll 12
+    for (int i = 0; i < MR_NARROW8; i++)
+        acc[i] = _mm256_setzero_ps();
+    const float *a0 = a, *a4 = a + 4 * rs_a, *a8 = a + 8 * rs_a;
+    const size_t rs3 = 3 * rs_a;
+    for (size_t p = 0; p < kc; p++) {
+        const __m256 bv = _mm256_loadu_ps(b);
+#define ROW4(base, i0)                                                       \
+    acc[i0] = _mm256_fmadd_ps(_mm256_broadcast_ss(base), bv, acc[i0]);       \
+    acc[i0 + 1] =                                                            \
+        _mm256_fmadd_ps(_mm256_broadcast_ss(base + rs_a), bv, acc[i0 + 1]);  \
+    acc[i0 + 2] = _mm256_fmadd_ps(_mm256_broadcast_ss(base + 2 * rs_a), bv,  \
+                                  acc[i0 + 2]);                              \
+    acc[i0 + 3] =                                                            \
+        _mm256_fmadd_ps(_mm256_broadcast_ss(base + rs3), bv, acc[i0 + 3]);
+        ROW4(a0, 0) ROW4(a4, 4) ROW4(a8, 8)
+#undef ROW4
+        a0 += cs_a;
+        a4 += cs_a;
+        a8 += cs_a;
+        b += rs_b;
+    }
+    __m256 sum = _mm256_setzero_ps();
+    if (ep && ep->colsum)
+        sum = _mm256_loadu_ps(ep->colsum);
+#pragma GCC unroll 12
+    for (int i = 0; i < MR_NARROW8; i++) /* column sums: a row at a time */
+        sum = _mm256_add_ps(sum, epilogue_store8(acc[i], c + (size_t)i * ldc,
+                                                 (size_t)i, accumulate, ep));
+    if (ep && ep->colsum)
+        _mm256_storeu_ps(ep->colsum, sum);
+}
+
 /* Transposes the 16 x 16 block whose row r starts at src + r * lds into
  * dst (row p of the result at dst + p * ldd): unpack pairs, then 64-bit
  * shuffles, then two rounds of 128-bit lane shuffles. */
@@ -224,5 +296,6 @@ const nvp_gemm_kernel nvp__gemm_avx512 = {
     "avx512",           MR,           NR,       120, 512, 512, kernel_avx512,
     avx512_supported,   pack_b_trans_avx512,    small_n_avx512,
     kernel_avx512_narrow, MR_NARROW, NR_NARROW,
+    kernel_avx512_narrow8, MR_NARROW8, NR_NARROW8,
 };
 #endif

@@ -126,9 +126,11 @@ void nvp__exec_gemm(const nvp_exec *ex, int trans_a, int trans_b, size_t m,
      * C is reduced the same way wherever it lies; column sums need the
      * rows in order, so not with those. */
     const nvp_gemm_kernel *kern = ex->kernel;
-    const int narrow = !bf16 && kern->narrow && n <= kern->nr_narrow;
-    const size_t mr = bf16 ? NVP_BF16_MR : narrow ? kern->mr_narrow : kern->mr;
-    const size_t n_done = narrow ? kern->nr_narrow : (n + nr - 1) / nr * nr;
+    size_t narrow_mr = 0, narrow_nr = 0;
+    const int narrow =
+        !bf16 && nvp__gemm_narrow_for(kern, n, &narrow_mr, &narrow_nr);
+    const size_t mr = bf16 ? NVP_BF16_MR : narrow ? narrow_mr : kern->mr;
+    const size_t n_done = narrow ? narrow_nr : (n + nr - 1) / nr * nr;
     if (threads > 1 && m * n_done * work_k >= PARALLEL_MIN_FMA &&
         m >= 2 * mr && !(ep && ep->colsum)) {
         const size_t panels = (m + mr - 1) / mr;
