@@ -14,9 +14,10 @@
  * takes strides, so operands already laid out usefully are read in place:
  * A is never packed except for a last, partial row panel (the broadcast of
  * one element per row does not care about layout), and B is packed only
- * when transposed, when its rows lie about a page apart or more (every
- * step of the kernel would touch a page and, at 4 KiB multiples, an L1
- * set of its own), or for a last, partial column panel.  Each output
+ * when transposed, when its rows lie 2 KiB apart or more (every step of
+ * the kernel would touch new memory that the hardware fetches poorly
+ * once the matrix has left the cache), or for a last, partial column
+ * panel.  Each output
  * element is reduced in the same order whatever its position, so results
  * do not depend on how the columns are split between threads.
  */
