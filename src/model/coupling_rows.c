@@ -61,38 +61,88 @@ static inline float sigmoid_scale_of(float raw, float *sig)
     return g + 1e-3f;
 }
 
+/* A direction's affine step on rows [lo, hi) of a chunk, from the
+ * conditioner's output rows (shift, then raw log-scale), for
+ * nvp__exec_rows. */
+typedef struct step_job {
+    const nvp_coupling *c;
+    const float *out;
+    float *z;
+    float *ld; /* ildj (inverse) or logdet (forward); may be NULL */
+} step_job;
+
+static void inverse_step(void *arg, size_t lo, size_t hi)
+{
+    const step_job *j = arg;
+    const nvp_coupling *c = j->c;
+    const size_t nb = c->nb, dim = c->layer.dim;
+    for (size_t i = lo; i < hi; i++) {
+        const float *shift = j->out + i * 2 * nb;
+        const float *log_scale = shift + nb;
+        float *zi = j->z + i * dim;
+        float sum = 0.0f;
+        if (c->form == NVP_AFFINE_SIGMOID) {
+            /* x_b = y_b s + shift; log|det dx/dy| = sum log s */
+            for (size_t k = 0; k < nb; k++) {
+                const size_t b = c->idx_b[k];
+                float g;
+                const float sc = sigmoid_scale_of(log_scale[k], &g);
+                zi[b] = zi[b] * sc + shift[k];
+                sum -= logf(sc);
+            }
+        } else {
+            for (size_t k = 0; k < nb; k++) {
+                const size_t b = c->idx_b[k];
+                const float ls = log_scale_of(log_scale[k], c->clamp);
+                zi[b] = (zi[b] - shift[k]) * expf(-ls);
+                sum += ls;
+            }
+        }
+        if (j->ld)
+            j->ld[i] -= sum;
+    }
+}
+
+static void forward_step(void *arg, size_t lo, size_t hi)
+{
+    const step_job *j = arg;
+    const nvp_coupling *c = j->c;
+    const size_t nb = c->nb, dim = c->layer.dim;
+    for (size_t i = lo; i < hi; i++) {
+        const float *shift = j->out + i * 2 * nb;
+        const float *log_scale = shift + nb;
+        float *zi = j->z + i * dim;
+        float sum = 0.0f;
+        if (c->form == NVP_AFFINE_SIGMOID) {
+            /* y_b = (x_b - shift) / s; log|det dy/dx| = -sum log s */
+            for (size_t k = 0; k < nb; k++) {
+                const size_t b = c->idx_b[k];
+                float g;
+                const float sc = sigmoid_scale_of(log_scale[k], &g);
+                zi[b] = (zi[b] - shift[k]) / sc;
+                sum -= logf(sc);
+            }
+        } else {
+            for (size_t k = 0; k < nb; k++) {
+                const size_t b = c->idx_b[k];
+                const float ls = log_scale_of(log_scale[k], c->clamp);
+                zi[b] = zi[b] * expf(ls) + shift[k];
+                sum += ls;
+            }
+        }
+        if (j->ld)
+            j->ld[i] += sum;
+    }
+}
+
 void nvp__coupling_inverse_rows(const nvp_coupling *c, const nvp_exec *ex,
                                 size_t rows, float *z, const float *cond,
                                 float *ildj, float *cache)
 {
     nvp_cond_cache cc;
-    const float *out = conditioner_of(c, ex, rows, z, cond, cache, &cc);
-    const size_t nb = c->nb, dim = c->layer.dim;
-    for (size_t i = 0; i < rows; i++) {
-        const float *shift = out + i * 2 * nb;
-        const float *log_scale = shift + nb;
-        float *zi = z + i * dim;
-        float sum = 0.0f;
-        if (c->form == NVP_AFFINE_SIGMOID) {
-            /* x_b = y_b s + shift; log|det dx/dy| = sum log s */
-            for (size_t j = 0; j < nb; j++) {
-                const size_t b = c->idx_b[j];
-                float g;
-                const float sc = sigmoid_scale_of(log_scale[j], &g);
-                zi[b] = zi[b] * sc + shift[j];
-                sum -= logf(sc);
-            }
-        } else {
-            for (size_t j = 0; j < nb; j++) {
-                const size_t b = c->idx_b[j];
-                const float ls = log_scale_of(log_scale[j], c->clamp);
-                zi[b] = (zi[b] - shift[j]) * expf(-ls);
-                sum += ls;
-            }
-        }
-        if (ildj)
-            ildj[i] -= sum;
-    }
+    step_job j = {c, conditioner_of(c, ex, rows, z, cond, cache, &cc), z,
+                  ildj};
+    nvp__exec_rows(ex, rows, inverse_step, &j);
 }
 
 void nvp__coupling_forward_rows(const nvp_coupling *c, const nvp_exec *ex,
@@ -100,33 +150,9 @@ void nvp__coupling_forward_rows(const nvp_coupling *c, const nvp_exec *ex,
                                 float *logdet, float *cache)
 {
     nvp_cond_cache cc;
-    const float *out = conditioner_of(c, ex, rows, z, cond, cache, &cc);
-    const size_t nb = c->nb, dim = c->layer.dim;
-    for (size_t i = 0; i < rows; i++) {
-        const float *shift = out + i * 2 * nb;
-        const float *log_scale = shift + nb;
-        float *zi = z + i * dim;
-        float sum = 0.0f;
-        if (c->form == NVP_AFFINE_SIGMOID) {
-            /* y_b = (x_b - shift) / s; log|det dy/dx| = -sum log s */
-            for (size_t j = 0; j < nb; j++) {
-                const size_t b = c->idx_b[j];
-                float g;
-                const float sc = sigmoid_scale_of(log_scale[j], &g);
-                zi[b] = (zi[b] - shift[j]) / sc;
-                sum -= logf(sc);
-            }
-        } else {
-            for (size_t j = 0; j < nb; j++) {
-                const size_t b = c->idx_b[j];
-                const float ls = log_scale_of(log_scale[j], c->clamp);
-                zi[b] = zi[b] * expf(ls) + shift[j];
-                sum += ls;
-            }
-        }
-        if (logdet)
-            logdet[i] += sum;
-    }
+    step_job j = {c, conditioner_of(c, ex, rows, z, cond, cache, &cc), z,
+                  logdet};
+    nvp__exec_rows(ex, rows, forward_step, &j);
 }
 
 /* One row's gradients through the exp form's affine step, x_b = (y_b -
@@ -239,6 +265,24 @@ typedef void (*row_grads_fn)(const nvp_coupling *c, const float *shift,
                              const float *xi, const float *g, float di,
                              float *gin, float *dout);
 
+/* The rows [lo, hi) of a backward's row gradients (nvp__exec_rows). */
+typedef struct grads_job {
+    const nvp_coupling *c;
+    row_grads_fn row_grads;
+    const float *out, *x, *g, *gld;
+    float *gin, *dout;
+} grads_job;
+
+static void grads_rows(void *arg, size_t lo, size_t hi)
+{
+    const grads_job *j = arg;
+    const size_t nb = j->c->nb, dim = j->c->layer.dim;
+    for (size_t i = lo; i < hi; i++)
+        j->row_grads(j->c, j->out + i * 2 * nb, j->x + i * dim,
+                     j->g + i * dim, j->gld ? j->gld[i] : 0.0f,
+                     j->gin ? j->gin + i * dim : NULL, j->dout + i * 2 * nb);
+}
+
 /* The backward of either direction over rows rows, after that direction
  * filled cache: x holds the rows the row function reads (the inverse's
  * output, the forward's input), g (rows x dim) is dL/d(output), gld
@@ -265,21 +309,19 @@ static void backward_rows(const nvp_coupling *c, const nvp_exec *ex,
      * context's gradient. */
     const int want_din = gin || (dcond && cdim);
     /* The output layer's bias gradient is the column sums of dout: summed
-     * here, row by row as dout is made (the order a loop over it would
-     * add them in), unless the conditioner sums it itself. */
+     * here, row by row once dout is made (the order a loop over it adds
+     * them in), unless the conditioner sums it itself. */
     float *gb_out = grad && !nvp__cond_owns_out_bias(&c->cond)
                         ? grad + c->cond.dense[c->cond.n_dense - 1].b_off
                         : NULL;
     if (gb_out && fresh) /* the conditioner's range is written fresh */
         memset(gb_out, 0, 2 * nb * sizeof *gb_out);
-    for (size_t i = 0; i < rows; i++) {
-        float *dsh = dout + i * 2 * nb;
-        row_grads(c, out + i * 2 * nb, x + i * dim, g + i * dim,
-                  gld ? gld[i] : 0.0f, gin ? gin + i * dim : NULL, dsh);
-        if (gb_out)
+    grads_job gj = {c, row_grads, out, x, g, gld, gin, dout};
+    nvp__exec_rows(ex, rows, grads_rows, &gj);
+    if (gb_out)
+        for (size_t i = 0; i < rows; i++)
             for (size_t j = 0; j < 2 * nb; j++)
-                gb_out[j] += dsh[j];
-    }
+                gb_out[j] += dout[i * 2 * nb + j];
     nvp__cond_backward(&c->cond, ex, c->layer.params, rows, &cc, dout, 1,
                        want_din ? din : NULL, grad, fresh, cond_scratch);
     /* x_a passes through: its gradient, plus what reaches it through the

@@ -34,6 +34,15 @@ void nvp__exec_gemm(const nvp_exec *ex, int trans_a, int trans_b, size_t m,
                     const float *b, size_t ldb, int accumulate, float *c,
                     size_t ldc, const nvp_epilogue *ep);
 
+/* fn(arg, lo, hi) over rows [lo, hi) covering [0, rows): blocks of rows
+ * shared out over ex->pool when there are enough of them, else run on
+ * this thread at once.  For work whose every row is computed on its own
+ * (a coupling's affine step and its gradients), so that the split does
+ * not change any bit. */
+typedef void (*nvp_rows_fn)(void *arg, size_t lo, size_t hi);
+void nvp__exec_rows(const nvp_exec *ex, size_t rows, nvp_rows_fn fn,
+                    void *arg);
+
 /* The single-input sweep (kernels/sweep.h) with its column blocks shared
  * out between the pool's threads.  Only whole blocks are shared out and
  * every sum across columns is formed per block, so the bits do not depend
