@@ -16,7 +16,7 @@
 
 #define REF_MAX_DIM 16
 #define REF_MAX_DENSE 8   /* hidden layers + 1 */
-#define REF_MAX_WIDTH 128 /* widest hidden layer the reference handles */
+#define REF_MAX_WIDTH 1024 /* widest hidden layer the reference handles */
 #define REF_MAX_LAYERS 8
 
 typedef struct ref_coupling {

@@ -277,6 +277,67 @@ START_TEST(test_grad_chain_nll)
 }
 END_TEST
 
+/* Hidden layers 512 wide, whose activations the conditioner stores with
+ * rows a cache line further apart than their width, and a 16-wide one
+ * between them, over two chunks of rows: the loss against the reference
+ * NLL, log_prob against the reference row by row, and the gradient along
+ * three random directions against central differences of the reference
+ * (every parameter at once, which a per-parameter check would make too
+ * slow at this width). */
+START_TEST(test_grad_chain_nll_wide_layers)
+{
+    const size_t dim = 4, n = 260, hidden[3] = {512, 16, 512};
+    const uint64_t seed = 4700;
+    nvp_chain *c = t_chain(dim, 2, 3, hidden, seed);
+    ref_chain ref;
+    ck_assert_int_eq(ref_chain_init_alternating(&ref, dim, 2, 3, hidden), 0);
+    const size_t np = nvp_chain_num_params(c);
+    ck_assert_uint_eq(np, ref.n_params);
+    double *prm = t_xmalloc(np * sizeof *prm), *dir = t_xmalloc(np * sizeof *dir);
+    ref_params_from_float(np, nvp_chain_params(c), prm);
+    float *y = t_xmalloc(n * dim * sizeof *y), *grad = t_xmalloc(np * sizeof *grad);
+    float *lp = t_xmalloc(n * sizeof *lp);
+    t_prng p;
+    t_prng_seed(&p, seed);
+    t_fill_normal(&p, n * dim, y, 1.0);
+    for (size_t q = 0; q < np; q++)
+        grad[q] = NAN; /* must be overwritten */
+    float loss = NAN;
+    T_OK(nvp_chain_nll_grad(c, n, y, grad, &loss));
+    T_CLOSE(loss, ref_chain_nll(&ref, prm, n, y), 1e-5, 1e-5, seed, "loss vs reference NLL");
+    T_OK(nvp_chain_log_prob(c, n, y, lp));
+    for (size_t i = 0; i < n; i++) {
+        double row[4];
+        for (size_t j = 0; j < dim; j++)
+            row[j] = y[i * dim + j];
+        T_CLOSE(lp[i], ref_chain_log_prob(&ref, prm, row), 1e-4, 1e-4, seed, "log_prob of row %zu", i);
+    }
+    const double h = 1e-7; /* small: 17,000 parameters move at once */
+    for (int k = 0; k < 3; k++) {
+        double along = 0.0;
+        for (size_t q = 0; q < np; q++) {
+            dir[q] = t_prng_normal(&p);
+            along += dir[q] * grad[q];
+        }
+        double *moved = t_xmalloc(np * sizeof *moved);
+        for (size_t q = 0; q < np; q++)
+            moved[q] = prm[q] + h * dir[q];
+        const double up = ref_chain_nll(&ref, moved, n, y);
+        for (size_t q = 0; q < np; q++)
+            moved[q] = prm[q] - h * dir[q];
+        const double dn = ref_chain_nll(&ref, moved, n, y);
+        free(moved);
+        T_CLOSE(along, (up - dn) / (2 * h), 2e-3, 1e-3, seed, "gradient along direction %d", k);
+    }
+    free(prm);
+    free(dir);
+    free(y);
+    free(grad);
+    free(lp);
+    nvp_chain_free(c);
+}
+END_TEST
+
 Suite *grad_suite(void)
 {
     Suite *s = suite_create("grad");
@@ -285,6 +346,7 @@ Suite *grad_suite(void)
     tcase_add_loop_test(tc, test_grad_coupling_inverse_backward, 0, 2 * (int)t_n_layer_cfgs);
     tcase_add_test(tc, test_grad_coupling_backward_many_rows);
     tcase_add_loop_test(tc, test_grad_chain_nll, 0, (int)(sizeof nll_cfgs / sizeof nll_cfgs[0]));
+    tcase_add_test(tc, test_grad_chain_nll_wide_layers);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -8,6 +8,11 @@
 
 #include <string.h>
 
+/* Hidden activations whose rows are a multiple of this many floats (2
+ * KiB) apart are stored ACT_SKEW_FLOATS (a cache line) further apart. */
+#define ACT_CRITICAL_FLOATS 512
+#define ACT_SKEW_FLOATS 16
+
 int nvp__cond_plan(nvp_conditioner *c, const nvp_errbox *eb, const char *fn,
                    size_t n_in, size_t n_out, size_t n_hidden,
                    const size_t *hidden)
@@ -34,11 +39,25 @@ int nvp__cond_plan(nvp_conditioner *c, const nvp_errbox *eb, const char *fn,
         in = out;
     }
     c->n_params = off;
-    c->max_width = max_width;
     /* A single input makes the first hidden layer piecewise linear in it:
      * the sweep computes the first two layers exactly, and much faster. */
     c->first = n_in == 1 && c->n_dense >= 2 ? NVP_FIRST_SWEEP
                                             : NVP_FIRST_PRODUCTS;
+    for (size_t l = 0; l < c->n_dense; l++) {
+        nvp_dense *d = &c->dense[l];
+        /* A hidden layer's rows 2 KiB or a multiple apart would put the
+         * micro-kernel's ten rows of A in one or two L1 sets: a line more
+         * apart spreads them (the output layer's rows are the coupling's,
+         * and the sweep's layers are its own, so those stay dense). */
+        const int own = l + 1 < c->n_dense &&
+                        !(c->first == NVP_FIRST_SWEEP && l <= 1);
+        d->ld = own && d->out % ACT_CRITICAL_FLOATS == 0
+                    ? d->out + ACT_SKEW_FLOATS
+                    : d->out;
+        if (d->ld > max_width)
+            max_width = d->ld;
+    }
+    c->max_width = max_width;
     return NVP_OK;
 }
 
@@ -46,7 +65,7 @@ size_t nvp__cond_cache_floats(const nvp_conditioner *c, size_t rows)
 {
     size_t f = nvp__carved(rows * c->n_in);
     for (size_t l = 0; l < c->n_dense; l++)
-        f += nvp__carved(rows * c->dense[l].out);
+        f += nvp__carved(rows * c->dense[l].ld);
     if (c->first == NVP_FIRST_SWEEP)
         f += nvp__sweep_floats(c->dense[0].out, c->dense[1].out, rows);
     return f;
@@ -58,7 +77,7 @@ void nvp__cond_cache_bind(const nvp_conditioner *c, size_t rows, float *base,
     float *cursor = base;
     cache->input = nvp__carve(&cursor, rows * c->n_in);
     for (size_t l = 0; l < c->n_dense; l++)
-        cache->act[l] = nvp__carve(&cursor, rows * c->dense[l].out);
+        cache->act[l] = nvp__carve(&cursor, rows * c->dense[l].ld);
     cache->sweep = c->first == NVP_FIRST_SWEEP ? cursor : NULL;
 }
 
@@ -84,6 +103,7 @@ const float *nvp__cond_forward(const nvp_conditioner *c, const nvp_exec *ex,
                                const nvp_cond_cache *cache)
 {
     const float *x = cache->input;
+    size_t ldx = c->n_in;
     float *y = NULL;
     size_t first = 0;
     if (c->first == NVP_FIRST_SWEEP) {
@@ -91,6 +111,7 @@ const float *nvp__cond_forward(const nvp_conditioner *c, const nvp_exec *ex,
         y = cache->act[1];
         nvp__exec_sweep_forward(ex, &net, rows, x, y, cache->sweep);
         x = y;
+        ldx = c->dense[1].ld;
         first = 2;
     }
     for (size_t l = first; l < c->n_dense; l++) {
@@ -98,9 +119,10 @@ const float *nvp__cond_forward(const nvp_conditioner *c, const nvp_exec *ex,
         y = cache->act[l];
         nvp_epilogue ep = {params + d->b_off, l + 1 < c->n_dense, NULL, 0,
                            NULL};
-        nvp__exec_gemm(ex, 0, 0, rows, d->out, d->in, x, d->in,
-                       params + d->w_off, d->out, 0, y, d->out, &ep);
+        nvp__exec_gemm(ex, 0, 0, rows, d->out, d->in, x, ldx,
+                       params + d->w_off, d->out, 0, y, d->ld, &ep);
         x = y;
+        ldx = d->ld;
     }
     return y;
 }
@@ -121,6 +143,7 @@ void nvp__cond_backward(const nvp_conditioner *c, const nvp_exec *ex,
                      nvp__carve(&cursor, rows * c->max_width)};
     const int sweep = c->first == NVP_FIRST_SWEEP;
     const float *dz = dout;
+    size_t lddz = c->n_out; /* dz's row stride */
     /* Whether layer l's bias gradient, the column sums of dz, was already
      * added while dz was made: by the caller for the output layer, by the
      * epilogue of the product that stored dz below it. */
@@ -158,32 +181,33 @@ void nvp__cond_backward(const nvp_conditioner *c, const nvp_exec *ex,
         }
         const nvp_dense *d = &c->dense[l];
         const float *x = l == 0 ? cache->input : cache->act[l - 1];
+        const size_t ldx = l == 0 ? c->n_in : c->dense[l - 1].ld;
         if (grad) {
             float *gb = grad + d->b_off;
             if (!dz_summed)
                 for (size_t i = 0; i < rows; i++)
                     for (size_t j = 0; j < d->out; j++)
-                        gb[j] += dz[i * d->out + j];
+                        gb[j] += dz[i * lddz + j];
             /* dW += X^T dZ */
-            nvp__exec_gemm(ex, 1, 0, d->in, d->out, rows, x, d->in, dz,
-                           d->out, !write_fresh, grad + d->w_off, d->out,
-                           NULL);
+            nvp__exec_gemm(ex, 1, 0, d->in, d->out, rows, x, ldx, dz, lddz,
+                           !write_fresh, grad + d->w_off, d->out, NULL);
         }
         /* dX = dZ W^T, gated by the ReLU of the layer below; the input's
          * gradient only when the caller wants it. */
         if (l == 0 && !din)
             break;
         float *dx = l == 0 ? din : buf[l & 1];
-        nvp_epilogue ep = {NULL, 0, l == 0 ? NULL : x, d->in, NULL};
+        nvp_epilogue ep = {NULL, 0, l == 0 ? NULL : x, ldx, NULL};
         /* The layer below sums its bias gradient from dx as dx is stored
          * (the same adds in the same order as a loop over dx), except
          * under a sweep, which sums its own. */
         dz_summed = grad && l > 0 && !(l == 2 && sweep);
         if (dz_summed)
             ep.colsum = grad + c->dense[l - 1].b_off;
-        nvp__exec_gemm(ex, 0, 1, rows, d->in, d->out, dz, d->out,
-                       params + d->w_off, d->out, 0, dx, d->in, &ep);
+        nvp__exec_gemm(ex, 0, 1, rows, d->in, d->out, dz, lddz,
+                       params + d->w_off, d->out, 0, dx, ldx, &ep);
         dz = dx;
+        lddz = ldx;
     }
 }
 

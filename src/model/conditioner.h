@@ -21,6 +21,8 @@ typedef struct nvp_dense {
     size_t in, out;  /* fan_in, fan_out */
     size_t w_off;    /* offset of W (in x out) in the parameters */
     size_t b_off;    /* offset of b (out) */
+    size_t ld;       /* row stride of its output in the cache, and of its
+                        output's gradient in the backward (>= out) */
 } nvp_dense;
 
 /* How the first two dense layers run. */
@@ -33,7 +35,8 @@ typedef struct nvp_conditioner {
     size_t n_in, n_out;
     size_t n_dense;      /* hidden layers + 1 */
     nvp_dense dense[NVP_MAX_HIDDEN_LAYERS + 1];
-    size_t max_width;    /* widest input or output of any dense layer */
+    size_t max_width;    /* widest row stride of any layer's input or
+                            output (the ld of hidden layers included) */
     size_t n_params;
     nvp_first_layers first;
 } nvp_conditioner;
@@ -42,6 +45,7 @@ typedef struct nvp_conditioner {
 typedef struct nvp_cond_cache {
     float *input;                            /* rows x n_in */
     float *act[NVP_MAX_HIDDEN_LAYERS + 1];   /* layer l's output, rows x out
+                                                with row stride dense[l].ld
                                                 (unused for layer 0 under a
                                                 sweep) */
     float *sweep;                            /* the sweep's scratch, or NULL */
