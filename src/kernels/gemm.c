@@ -110,10 +110,10 @@ void nvp__gemm_no_terms(size_t m, size_t n, int accumulate, float *c,
 }
 
 /* A product of at most NR columns through the narrow micro-kernel
- * `narrow` (an MR x NR tile, kern's narrow or narrow8): B packed once per k block into one zero-padded panel, A
- * read in place (its last partial row panel packed), every tile that is
- * not whole computed into a scratch tile and added as
- * nvp__gemm_finish_edge adds. */
+ * `narrow` (an MR x NR tile: kern's narrow or narrow8): B packed once per
+ * k block into one zero-padded panel, A read in place (its last partial
+ * row panel packed), every tile that is not whole computed into a scratch
+ * tile and added as nvp__gemm_finish_edge adds. */
 static void gemm_narrow(const nvp_gemm_kernel *kern, nvp_ukernel_fn narrow,
                         size_t MR, size_t NR, float *pack, int trans_a,
                         int trans_b, size_t m, size_t n, size_t k,

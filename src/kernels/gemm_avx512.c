@@ -39,7 +39,8 @@ kernel_avx512(size_t kc, const float *a, size_t rs_a, size_t cs_a,
     }
     if (ep && ep->gate)
         for (int i = 0; i < MR; i++) {
-            _mm_prefetch((const char *)(ep->gate + i * ep->ldgate), _MM_HINT_T0);
+            _mm_prefetch((const char *)(ep->gate + i * ep->ldgate),
+                         _MM_HINT_T0);
             _mm_prefetch((const char *)(ep->gate + i * ep->ldgate + 16),
                          _MM_HINT_T0);
         }

@@ -81,8 +81,8 @@ const float *nvp__cond_forward(const nvp_conditioner *c, const nvp_exec *ex,
  * n_in; NULL: not needed).  With fresh != 0 the range
  * nvp__cond_fresh_range names is written instead (as if added to zeros),
  * so the caller clears only the rest; the output layer's bias gradient,
- * when out_bias_summed, the caller clears before summing into it.  scratch holds
- * nvp__cond_scratch_floats floats. */
+ * when out_bias_summed, the caller clears before summing into it.
+ * scratch holds nvp__cond_scratch_floats floats. */
 void nvp__cond_backward(const nvp_conditioner *c, const nvp_exec *ex,
                         const float *params, size_t rows,
                         const nvp_cond_cache *cache, const float *dout,
