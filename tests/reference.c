@@ -197,16 +197,21 @@ double ref_chain_log_prob(const ref_chain *c, const double *params,
     return ref_base_log_prob(c->dim, x) + ildj;
 }
 
+double ref_chain_log_prob_f(const ref_chain *c, const double *params,
+                            const float *y)
+{
+    double yd[REF_MAX_DIM];
+    for (size_t j = 0; j < c->dim; j++)
+        yd[j] = y[j];
+    return ref_chain_log_prob(c, params, yd);
+}
+
 double ref_chain_nll(const ref_chain *c, const double *params, size_t n,
                      const float *y)
 {
     double sum = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double yd[REF_MAX_DIM];
-        for (size_t j = 0; j < c->dim; j++)
-            yd[j] = y[i * c->dim + j];
-        sum += ref_chain_log_prob(c, params, yd);
-    }
+    for (size_t i = 0; i < n; i++)
+        sum += ref_chain_log_prob_f(c, params, y + i * c->dim);
     return -sum / (double)n;
 }
 

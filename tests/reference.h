@@ -70,6 +70,9 @@ void ref_chain_inverse(const ref_chain *c, const double *params,
 /* log p(y) of one point. */
 double ref_chain_log_prob(const ref_chain *c, const double *params,
                           const double *y);
+/* log p(y) of one point given as floats. */
+double ref_chain_log_prob_f(const ref_chain *c, const double *params,
+                            const float *y);
 /* Mean negative log-likelihood of n points y (n * dim floats). */
 double ref_chain_nll(const ref_chain *c, const double *params, size_t n,
                      const float *y);

@@ -16,8 +16,7 @@
  * layers 9% faster packed, 1024-wide 7%; 256-wide 4% slower. */
 #define PACK_B_MIN_STRIDE 2048
 /* Source rows copied per pass over a panel's micro-panels while packing a
- * B that is not transposed: a few whole rows read at a time, each
- * micro-panel written a few hundred contiguous bytes at a time. */
+ * B that is not transposed (pack_b). */
 #define PACK_B_ROWS 8
 
 size_t nvp__gemm_pack_floats(const nvp_gemm_kernel *k)
@@ -31,42 +30,37 @@ size_t nvp__gemm_pack_floats(const nvp_gemm_kernel *k)
 static void pack_b(size_t kc, size_t cols, const float *b, size_t ldb,
                    int trans, size_t nr, float *dst)
 {
-    for (size_t jr = 0; jr < cols; jr += nr) {
-        const size_t w = cols - jr < nr ? cols - jr : nr;
-        if (trans) {
-            /* op(B)(p, j) = b[j * ldb + p]: read each source row once,
-             * scattering it down a column of the micro-panel. */
-            for (size_t j = 0; j < w; j++) {
-                const float *src = b + (jr + j) * ldb;
-                for (size_t p = 0; p < kc; p++)
-                    dst[p * nr + j] = src[p];
-            }
-            for (size_t p = 0; p < kc; p++)
-                for (size_t j = w; j < nr; j++)
-                    dst[p * nr + j] = 0.0f;
-        } else {
-            for (size_t p = 0; p < kc; p++) {
-                memcpy(dst + p * nr, b + p * ldb + jr, w * sizeof *dst);
-                for (size_t j = w; j < nr; j++)
-                    dst[p * nr + j] = 0.0f;
+    if (!trans) {
+        /* A few source rows at a time across every micro-panel: each row
+         * is read whole, each micro-panel written a few hundred
+         * contiguous bytes at a time. */
+        for (size_t p0 = 0; p0 < kc; p0 += PACK_B_ROWS) {
+            const size_t p1 = p0 + PACK_B_ROWS < kc ? p0 + PACK_B_ROWS : kc;
+            for (size_t jr = 0; jr < cols; jr += nr) {
+                const size_t w = cols - jr < nr ? cols - jr : nr;
+                for (size_t p = p0; p < p1; p++) {
+                    float *d = dst + jr * kc + p * nr;
+                    memcpy(d, b + p * ldb + jr, w * sizeof *dst);
+                    for (size_t j = w; j < nr; j++)
+                        d[j] = 0.0f;
+                }
             }
         }
-        dst += nr * kc;
+        return;
     }
-}
-
-/* Packs whole nr-column micro-panels of a kc x cols block of B that is
- * not transposed (cols a multiple of nr), as pack_b lays them out, a few
- * source rows at a time. */
-static void pack_b_rows(size_t kc, size_t cols, const float *b, size_t ldb,
-                        size_t nr, float *dst)
-{
-    for (size_t p0 = 0; p0 < kc; p0 += PACK_B_ROWS) {
-        const size_t p1 = p0 + PACK_B_ROWS < kc ? p0 + PACK_B_ROWS : kc;
-        for (size_t jr = 0; jr < cols; jr += nr)
-            for (size_t p = p0; p < p1; p++)
-                memcpy(dst + jr * kc + p * nr, b + p * ldb + jr,
-                       nr * sizeof *dst);
+    for (size_t jr = 0; jr < cols; jr += nr) {
+        const size_t w = cols - jr < nr ? cols - jr : nr;
+        /* op(B)(p, j) = b[j * ldb + p]: read each source row once,
+         * scattering it down a column of the micro-panel. */
+        for (size_t j = 0; j < w; j++) {
+            const float *src = b + (jr + j) * ldb;
+            for (size_t p = 0; p < kc; p++)
+                dst[p * nr + j] = src[p];
+        }
+        for (size_t p = 0; p < kc; p++)
+            for (size_t j = w; j < nr; j++)
+                dst[p * nr + j] = 0.0f;
+        dst += nr * kc;
     }
 }
 
@@ -198,12 +192,10 @@ void nvp__gemm(const nvp_gemm_kernel *kern, float *pack, int trans_a,
              * partial last panel always packed and zero-padded. */
             const float *bsrc = trans_b ? b + jc * ldb + pc : b + pc * ldb + jc;
             if (pack_whole_b && nfull) {
-                if (!trans_b)
-                    pack_b_rows(kc, nfull, bsrc, ldb, NR, bpanel);
-                else if (kern->pack_b_trans)
+                if (trans_b && kern->pack_b_trans)
                     kern->pack_b_trans(kc, nfull, bsrc, ldb, bpanel);
                 else
-                    pack_b(kc, nfull, bsrc, ldb, 1, NR, bpanel);
+                    pack_b(kc, nfull, bsrc, ldb, trans_b, NR, bpanel);
             }
             if (nfull < nc)
                 pack_b(kc, nc - nfull,

@@ -135,8 +135,7 @@ int nvp__cond_owns_out_bias(const nvp_conditioner *c)
 void nvp__cond_backward(const nvp_conditioner *c, const nvp_exec *ex,
                         const float *params, size_t rows,
                         const nvp_cond_cache *cache, const float *dout,
-                        int out_bias_summed, float *din, float *grad,
-                        int fresh, float *scratch)
+                        float *din, float *grad, int fresh, float *scratch)
 {
     float *cursor = scratch;
     float *buf[2] = {nvp__carve(&cursor, rows * c->max_width),
@@ -144,10 +143,6 @@ void nvp__cond_backward(const nvp_conditioner *c, const nvp_exec *ex,
     const int sweep = c->first == NVP_FIRST_SWEEP;
     const float *dz = dout;
     size_t lddz = c->n_out; /* dz's row stride */
-    /* Whether layer l's bias gradient, the column sums of dz, was already
-     * added while dz was made: by the caller for the output layer, by the
-     * epilogue of the product that stored dz below it. */
-    int dz_summed = out_bias_summed;
     /* Fresh: every product's weight gradient is written, not added (the
      * product sums from +0, which never gives -0, so this is 0 + dW
      * bit for bit), and what is still added into is cleared here: the
@@ -160,8 +155,7 @@ void nvp__cond_backward(const nvp_conditioner *c, const nvp_exec *ex,
             if (sweep && l == 0)
                 memset(grad + d->w_off, 0,
                        (d->in * d->out + d->out) * sizeof *grad);
-            else if (!(sweep && l == 1) &&
-                     !(l + 1 == c->n_dense && out_bias_summed))
+            else if (!(sweep && l == 1) && l + 1 < c->n_dense)
                 memset(grad + d->b_off, 0, d->out * sizeof *grad);
         }
     for (size_t l = c->n_dense; l-- > 0;) {
@@ -182,16 +176,12 @@ void nvp__cond_backward(const nvp_conditioner *c, const nvp_exec *ex,
         const nvp_dense *d = &c->dense[l];
         const float *x = l == 0 ? cache->input : cache->act[l - 1];
         const size_t ldx = l == 0 ? c->n_in : c->dense[l - 1].ld;
-        if (grad) {
-            float *gb = grad + d->b_off;
-            if (!dz_summed)
-                for (size_t i = 0; i < rows; i++)
-                    for (size_t j = 0; j < d->out; j++)
-                        gb[j] += dz[i * lddz + j];
-            /* dW += X^T dZ */
+        /* dW += X^T dZ.  Layer l's bias gradient, the column sums of dz,
+         * was added while dz was made: by the caller for the output layer,
+         * by the epilogue of the product that stored dz below. */
+        if (grad)
             nvp__exec_gemm(ex, 1, 0, d->in, d->out, rows, x, ldx, dz, lddz,
                            !write_fresh, grad + d->w_off, d->out, NULL);
-        }
         /* dX = dZ W^T, gated by the ReLU of the layer below; the input's
          * gradient only when the caller wants it. */
         if (l == 0 && !din)
@@ -201,8 +191,7 @@ void nvp__cond_backward(const nvp_conditioner *c, const nvp_exec *ex,
         /* The layer below sums its bias gradient from dx as dx is stored
          * (the same adds in the same order as a loop over dx), except
          * under a sweep, which sums its own. */
-        dz_summed = grad && l > 0 && !(l == 2 && sweep);
-        if (dz_summed)
+        if (grad && l > 0 && !(l == 2 && sweep))
             ep.colsum = grad + c->dense[l - 1].b_off;
         nvp__exec_gemm(ex, 0, 1, rows, d->in, d->out, dz, lddz,
                        params + d->w_off, d->out, 0, dx, ldx, &ep);

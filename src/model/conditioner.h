@@ -74,24 +74,22 @@ const float *nvp__cond_forward(const nvp_conditioner *c, const nvp_exec *ex,
                                const nvp_cond_cache *cache);
 
 /* Backward after nvp__cond_forward on the same cache.  dout (rows x n_out)
- * is dL/d(output); with out_bias_summed its column sums were already added
- * into the output layer's bias gradient (the caller summed them as dout
- * was made), else the backward adds them.  Adds the rest of the parameter
+ * is dL/d(output); its column sums, the output layer's bias gradient, are
+ * the caller's to add (it sums them as it makes dout), unless
+ * nvp__cond_owns_out_bias.  Adds the rest of the parameter
  * gradient into grad (may be NULL) and writes dL/d(input) into din (rows x
  * n_in; NULL: not needed).  With fresh != 0 the range
  * nvp__cond_fresh_range names is written instead (as if added to zeros),
- * so the caller clears only the rest; the output layer's bias gradient,
- * when out_bias_summed, the caller clears before summing into it.
+ * so the caller clears only the rest; the output layer's bias gradient
+ * the caller clears before summing into it.
  * scratch holds nvp__cond_scratch_floats floats. */
 void nvp__cond_backward(const nvp_conditioner *c, const nvp_exec *ex,
                         const float *params, size_t rows,
                         const nvp_cond_cache *cache, const float *dout,
-                        int out_bias_summed, float *din, float *grad,
-                        int fresh, float *scratch);
+                        float *din, float *grad, int fresh, float *scratch);
 
-/* Whether the backward sums the output layer's bias gradient itself
- * whatever out_bias_summed says (a sweep whose second layer is the output
- * layer sums its own). */
+/* Whether the backward sums the output layer's bias gradient itself (a
+ * sweep whose second layer is the output layer sums its own). */
 int nvp__cond_owns_out_bias(const nvp_conditioner *c);
 
 /* The part of the parameter gradient a fresh backward writes: [*off, *off

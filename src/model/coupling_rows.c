@@ -135,24 +135,30 @@ static void forward_step(void *arg, size_t lo, size_t hi)
     }
 }
 
+/* The conditioner over the chunk, then a direction's affine step over
+ * its rows, shared out by rows. */
+static void affine_rows(const nvp_coupling *c, const nvp_exec *ex,
+                        size_t rows, float *z, const float *cond, float *ld,
+                        float *cache, nvp_rows_fn step)
+{
+    nvp_cond_cache cc;
+    step_job j = {c, conditioner_of(c, ex, rows, z, cond, cache, &cc), z,
+                  ld};
+    nvp__exec_rows(ex, rows, step, &j);
+}
+
 void nvp__coupling_inverse_rows(const nvp_coupling *c, const nvp_exec *ex,
                                 size_t rows, float *z, const float *cond,
                                 float *ildj, float *cache)
 {
-    nvp_cond_cache cc;
-    step_job j = {c, conditioner_of(c, ex, rows, z, cond, cache, &cc), z,
-                  ildj};
-    nvp__exec_rows(ex, rows, inverse_step, &j);
+    affine_rows(c, ex, rows, z, cond, ildj, cache, inverse_step);
 }
 
 void nvp__coupling_forward_rows(const nvp_coupling *c, const nvp_exec *ex,
                                 size_t rows, float *z, const float *cond,
                                 float *logdet, float *cache)
 {
-    nvp_cond_cache cc;
-    step_job j = {c, conditioner_of(c, ex, rows, z, cond, cache, &cc), z,
-                  logdet};
-    nvp__exec_rows(ex, rows, forward_step, &j);
+    affine_rows(c, ex, rows, z, cond, logdet, cache, forward_step);
 }
 
 /* One row's gradients through the exp form's affine step, x_b = (y_b -
@@ -322,7 +328,7 @@ static void backward_rows(const nvp_coupling *c, const nvp_exec *ex,
         for (size_t i = 0; i < rows; i++)
             for (size_t j = 0; j < 2 * nb; j++)
                 gb_out[j] += dout[i * 2 * nb + j];
-    nvp__cond_backward(&c->cond, ex, c->layer.params, rows, &cc, dout, 1,
+    nvp__cond_backward(&c->cond, ex, c->layer.params, rows, &cc, dout,
                        want_din ? din : NULL, grad, fresh, cond_scratch);
     /* x_a passes through: its gradient, plus what reaches it through the
      * conditioner */
