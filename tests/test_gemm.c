@@ -68,6 +68,9 @@ static const shape shapes[] = {
     {9, 1031, 521, 0}, {131, 1031, 521, 0x2},
     /* a last column panel of 17 to 31 columns, B transposed included */
     {9, 49, 33, 0},   {130, 600, 300, 0},
+    /* rows ending in short tiles where a kernel has them (avx512: 10 + 8,
+     * 120 + 16, 4 x 8 with k past KC) */
+    {18, 40, 33, 0},  {136, 70, 17, 0}, {32, 33, 521, 0},
 };
 #define N_SHAPES (sizeof shapes / sizeof shapes[0])
 
@@ -323,6 +326,8 @@ START_TEST(test_gemm_kernel_table)
                 "kernel %s: mr %zu nr %zu mc %zu kc %zu nc %zu", k->name, k->mr,
                 k->nr, k->mc, k->kc, k->nc);
         T_CHECK(nvp__gemm_pack_floats(k) > 0, "kernel %s: no pack space", k->name);
+        T_CHECK(!k->short_rows || (k->mr_short > 0 && k->mr_short < k->mr),
+                "kernel %s: short tile of %zu rows, tile %zu", k->name, k->mr_short, k->mr);
         if (!best && k->supported())
             best = k;
         const nvp_gemm_kernel *byname = nvp__gemm_by_name(k->name);
@@ -336,12 +341,14 @@ END_TEST
 /* Each output element is reduced in the same order wherever it sits: a
  * row computed alone, or a column block computed alone, is bitwise equal
  * to the same entries of the whole product (gemm.h promises this; the
- * library relies on it for results independent of batch size). */
+ * library relies on it for results independent of batch size).  The 148
+ * rows end, in the avx512 kernel, in an 8-row short tile (120 + 2 x 10 +
+ * 8), which a row alone (a padded edge tile) must match too. */
 START_TEST(test_gemm_position_independent)
 {
     variant ks[8];
     const size_t nk = variants(ks);
-    const size_t m = 70, n = 37, k = 300;
+    const size_t m = 148, n = 37, k = 300;
     const uint64_t seed = 77;
     t_prng p;
     t_prng_seed(&p, seed);
@@ -391,7 +398,7 @@ END_TEST
  * loop adding the stored C into it one row at a time, bit for bit. */
 START_TEST(test_gemm_colsum_epilogue)
 {
-    static const size_t ms[] = {1, 7, 23, 130}, ns[] = {1, 3, 5, 33, 70, 600}, kk[] = {1, 17, 300};
+    static const size_t ms[] = {1, 7, 18, 23, 130, 136}, ns[] = {1, 3, 5, 33, 70, 600}, kk[] = {1, 17, 300};
     size_t nk = 0;
     const nvp_gemm_kernel *const *ks = nvp__gemm_kernels(&nk);
     nvp_allocator al;
@@ -464,7 +471,7 @@ END_TEST
  * the epilogue (bias, ReLU, gate) and C accumulated into. */
 START_TEST(test_gemm_row_split_bitwise)
 {
-    static const size_t ms[] = {130, 257, 1000}, ns[] = {5, 8, 16, 40}, ks[] = {33, 300};
+    static const size_t ms[] = {130, 256, 257, 1000}, ns[] = {5, 8, 16, 40}, ks[] = {33, 300};
     nvp_allocator al;
     ck_assert_int_eq(nvp__allocator_init(&al, NULL), NVP_OK);
     size_t nk = 0;
@@ -486,7 +493,7 @@ START_TEST(test_gemm_row_split_bitwise)
         const nvp_gemm_kernel *kern = bf16 ? nvp__gemm_best() : kl[ki];
         if (!kern->supported())
             continue;
-        for (size_t a_ = 0; a_ < 3; a_++)
+        for (size_t a_ = 0; a_ < sizeof ms / sizeof ms[0]; a_++)
             for (size_t b_ = 0; b_ < 4; b_++)
                 for (size_t c_ = 0; c_ < 2; c_++)
                     for (int ta = 0; ta < 2; ta++) {

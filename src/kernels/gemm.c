@@ -149,6 +149,20 @@ static void gemm_narrow(const nvp_gemm_kernel *kern, nvp_ukernel_fn narrow,
     }
 }
 
+/* How many mr_short-row tiles end a block of mc rows so that the rest
+ * splits into whole MR-row tiles: 0 when mc needs none or no count does
+ * (the block then ends in a padded edge tile). */
+static size_t short_tiles(const nvp_gemm_kernel *kern, size_t mc)
+{
+    const size_t MR = kern->mr, S = kern->mr_short;
+    if (!kern->short_rows || mc % MR == 0)
+        return 0;
+    for (size_t t = 1; t < MR && t * S <= mc; t++)
+        if ((mc - t * S) % MR == 0)
+            return t;
+    return 0;
+}
+
 void nvp__gemm(const nvp_gemm_kernel *kern, float *pack, int trans_a,
                int trans_b, size_t m, size_t n, size_t k, const float *a,
                size_t lda, const float *b, size_t ldb, int accumulate,
@@ -204,6 +218,9 @@ void nvp__gemm(const nvp_gemm_kernel *kern, float *pack, int trans_a,
             for (size_t ic = 0; ic < m; ic += MC) {
                 const size_t mc = m - ic < MC ? m - ic : MC;
                 const float *ablk = a + ic * rs_a + pc * cs_a;
+                /* MR-row tiles, then any short ones */
+                const size_t tall =
+                    mc - short_tiles(kern, mc) * kern->mr_short;
                 for (size_t jr = 0; jr < nc; jr += NR) {
                     const size_t cols = nc - jr < NR ? nc - jr : NR;
                     const float *bp;
@@ -218,8 +235,9 @@ void nvp__gemm(const nvp_gemm_kernel *kern, float *pack, int trans_a,
                         bp = bsrc + jr;
                         rs_b = ldb;
                     }
-                    for (size_t ir = 0; ir < mc; ir += MR) {
-                        const size_t rows = mc - ir < MR ? mc - ir : MR;
+                    for (size_t ir = 0, h; ir < mc; ir += h) {
+                        h = ir < tall ? MR : kern->mr_short;
+                        const size_t rows = mc - ir < h ? mc - ir : h;
                         const size_t row0 = ic + ir, col0 = jc + jr;
                         float *cp = c + row0 * ldc + col0;
                         nvp_epilogue t;
@@ -227,7 +245,7 @@ void nvp__gemm(const nvp_gemm_kernel *kern, float *pack, int trans_a,
                             nvp__tile_epilogue(ep, last, row0, col0, &t);
                         const float *ap = ablk + ir * rs_a;
                         size_t rs = rs_a, cs = cs_a;
-                        if (rows < MR) {
+                        if (rows < h) {
                             /* Only on the last row panel: pack it so the
                              * kernel never reads past the matrix. */
                             if (jr == 0)
@@ -237,12 +255,12 @@ void nvp__gemm(const nvp_gemm_kernel *kern, float *pack, int trans_a,
                             rs = 1;
                             cs = MR;
                         }
-                        if (rows == MR && cols == NR) {
-                            kern->kernel(kc, ap, rs, cs, bp, rs_b, cp, ldc,
-                                         acc, tep);
+                        const nvp_ukernel_fn fn =
+                            h == MR ? kern->kernel : kern->short_rows;
+                        if (rows == h && cols == NR) {
+                            fn(kc, ap, rs, cs, bp, rs_b, cp, ldc, acc, tep);
                         } else {
-                            kern->kernel(kc, ap, rs, cs, bp, rs_b, tmp, NR, 0,
-                                         NULL);
+                            fn(kc, ap, rs, cs, bp, rs_b, tmp, NR, 0, NULL);
                             nvp__gemm_finish_edge(tmp, NR, cp, ldc, rows,
                                                   cols, acc, tep);
                         }

@@ -10,16 +10,17 @@
  *
  * Loop order as in BLIS: n in NC blocks, k in KC blocks (a KC x NC panel
  * of B), m in MC blocks (an MC x KC block of A), then NR- and MR-wide
- * micro-panels through a register-tiled micro-kernel.  The micro-kernel
- * takes strides, so operands already laid out usefully are read in place:
- * A is never packed except for a last, partial row panel (the broadcast of
- * one element per row does not care about layout), and B is packed only
- * when transposed, when its rows lie 2 KiB apart or more (every step of
- * the kernel would touch new memory that the hardware fetches poorly
- * once the matrix has left the cache), or for a last, partial column
- * panel.  Each output
- * element is reduced in the same order whatever its position, so results
- * do not depend on how the columns are split between threads.
+ * micro-panels through a register-tiled micro-kernel (a block's last rows
+ * through a shorter one where the kernel has it and they fit exactly).
+ * The micro-kernel takes strides, so operands already laid out usefully
+ * are read in place: A is never packed except for a last, partial row
+ * panel (the broadcast of one element per row does not care about
+ * layout), and B is packed only when transposed, when its rows lie 2 KiB
+ * apart or more (every step of the kernel would touch new memory that the
+ * hardware fetches poorly once the matrix has left the cache), or for a
+ * last, partial column panel.  Each output element is reduced in the same
+ * order whatever its position, so results do not depend on how the
+ * columns are split between threads.
  */
 #ifndef NVP_GEMM_H
 #define NVP_GEMM_H
@@ -123,6 +124,12 @@ typedef struct nvp_gemm_kernel {
      * columns, with the same guarantee; NULL: none. */
     nvp_ukernel_fn narrow8;
     size_t mr_narrow8, nr_narrow8;
+    /* Optional micro-kernel for a shorter mr_short x nr tile (mr_short <
+     * mr): a product's last rows, when they split into such tiles
+     * exactly, run through it instead of a padded edge tile.  Each output
+     * is reduced exactly as `kernel` reduces it; NULL: none. */
+    nvp_ukernel_fn short_rows;
+    size_t mr_short;
 } nvp_gemm_kernel;
 
 /* The narrow micro-kernel kern runs a product of n columns through (its

@@ -2,7 +2,10 @@
 /* AVX-512F micro-kernel: a 10 x 32 tile in 20 zmm accumulators.  Ten rows
  * make the library's usual row counts (100-row minibatches, 256-row
  * chunks, 512-wide layers) nearly free of edge tiles; two zmm columns give
- * two FMAs per broadcast of A, which comes straight from memory. */
+ * two FMAs per broadcast of A, which comes straight from memory.  An 8 x
+ * 32 twin takes a product's last rows where they split into 8-row tiles
+ * (256 = 24 x 10 + 2 x 8), which would otherwise leave a padded edge
+ * tile. */
 #include "kernels/gemm.h"
 #include "kernels/gemm_small.h"
 #include "kernels/epilogue_avx512.h"
@@ -11,112 +14,131 @@
 #include <immintrin.h>
 
 #define MR 10
+#define MR_SHORT 8
 #define NR 32
 #define PREFETCH_A_STEPS 16
 
-__attribute__((target("avx512f,prfchw"))) static void
-kernel_avx512(size_t kc, const float *a, size_t rs_a, size_t cs_a,
-              const float *b, size_t rs_b, float *c, size_t ldc,
-              int accumulate, const nvp_epilogue *ep)
+/* The tile of `rows` rows (MR or MR_SHORT, a constant once inlined, so
+ * the accumulator arrays live in registers).  Each output is an FMA chain
+ * over k from zero, added to C once, then gemm.h's epilogue in its order:
+ * every tile height gives the same bits. */
+static inline __attribute__((target("avx512f,prfchw"), always_inline)) void
+tile_avx512(const int rows, size_t kc, const float *a, size_t rs_a,
+            size_t cs_a, const float *b, size_t rs_b, float *c, size_t ldc,
+            int accumulate, const nvp_epilogue *ep)
 {
-    __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps();
-    __m512 c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps();
-    __m512 c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps();
-    __m512 c30 = _mm512_setzero_ps(), c31 = _mm512_setzero_ps();
-    __m512 c40 = _mm512_setzero_ps(), c41 = _mm512_setzero_ps();
-    __m512 c50 = _mm512_setzero_ps(), c51 = _mm512_setzero_ps();
-    __m512 c60 = _mm512_setzero_ps(), c61 = _mm512_setzero_ps();
-    __m512 c70 = _mm512_setzero_ps(), c71 = _mm512_setzero_ps();
-    __m512 c80 = _mm512_setzero_ps(), c81 = _mm512_setzero_ps();
-    __m512 c90 = _mm512_setzero_ps(), c91 = _mm512_setzero_ps();
-    const float *a0 = a, *a5 = a + 5 * rs_a;
+    __m512 c0[MR], c1[MR];
+#pragma GCC unroll 10
+    for (int i = 0; i < rows; i++) {
+        c0[i] = _mm512_setzero_ps();
+        c1[i] = _mm512_setzero_ps();
+    }
     /* What the epilogue reads, requested now so that it arrives while the
      * loop runs: the tile of C when adding to it (a weight gradient, cold
      * from the last step) and the gate's rows. */
-    for (int i = 0; i < MR; i++) {
+    for (int i = 0; i < rows; i++) {
         __builtin_prefetch(c + i * ldc, 1, 3);
         __builtin_prefetch(c + i * ldc + 16, 1, 3);
     }
     if (ep && ep->gate)
-        for (int i = 0; i < MR; i++) {
+        for (int i = 0; i < rows; i++) {
             _mm_prefetch((const char *)(ep->gate + i * ep->ldgate),
                          _MM_HINT_T0);
             _mm_prefetch((const char *)(ep->gate + i * ep->ldgate + 16),
                          _MM_HINT_T0);
         }
-    /* A read transposed (a weight gradient's X^T) takes each step's ten
+    /* A read transposed (a weight gradient's X^T) takes each step's
      * elements from a row of its own, far from the last: fetch them a few
      * steps ahead (3% off a D = 64 training step). */
     const size_t ahead = cs_a > 1 ? PREFETCH_A_STEPS * cs_a : 0;
+    const size_t last_row = (size_t)(rows - 1) * rs_a;
+    /* Two row pointers, so that every row is a small multiple of rs_a off
+     * one of them. */
+    const int half = rows / 2;
+    const float *a0 = a, *ah = a + (size_t)half * rs_a;
     for (size_t p = 0; p < kc; p++) {
         const __m512 b0 = _mm512_loadu_ps(b);
         const __m512 b1 = _mm512_loadu_ps(b + 16);
-        __m512 t;
         if (ahead) {
             _mm_prefetch((const char *)(a0 + ahead), _MM_HINT_T0);
-            _mm_prefetch((const char *)(a0 + ahead + 9 * rs_a), _MM_HINT_T0);
+            _mm_prefetch((const char *)(a0 + ahead + last_row), _MM_HINT_T0);
         }
-#define ROW(i, base, off)                        \
-    t = _mm512_set1_ps(base[(off) * rs_a]);      \
-    c##i##0 = _mm512_fmadd_ps(t, b0, c##i##0);   \
-    c##i##1 = _mm512_fmadd_ps(t, b1, c##i##1);
-        ROW(0, a0, 0) ROW(1, a0, 1) ROW(2, a0, 2) ROW(3, a0, 3) ROW(4, a0, 4)
-        ROW(5, a5, 0) ROW(6, a5, 1) ROW(7, a5, 2) ROW(8, a5, 3) ROW(9, a5, 4)
-#undef ROW
+#pragma GCC unroll 10
+        for (int i = 0; i < rows; i++) {
+            const __m512 t = _mm512_set1_ps(
+                i < half ? a0[(size_t)i * rs_a]
+                         : ah[(size_t)(i - half) * rs_a]);
+            c0[i] = _mm512_fmadd_ps(t, b0, c0[i]);
+            c1[i] = _mm512_fmadd_ps(t, b1, c1[i]);
+        }
         a0 += cs_a;
-        a5 += cs_a;
+        ah += cs_a;
         b += rs_b;
     }
     const __m512 zero = _mm512_setzero_ps();
     __m512 bias0 = zero, bias1 = zero;
     const int has_bias = ep && ep->bias, relu = ep && ep->relu;
     const int gate = ep && ep->gate;
-    if (has_bias) {
+    if (has_bias) { /* once: the stores below could alias it */
         bias0 = _mm512_loadu_ps(ep->bias);
         bias1 = _mm512_loadu_ps(ep->bias + 16);
     }
-#define STORE(i)                                                             \
-    do {                                                                     \
-        float *ci = c + (i) * ldc;                                           \
-        if (accumulate) {                                                    \
-            c##i##0 = _mm512_add_ps(_mm512_loadu_ps(ci), c##i##0);           \
-            c##i##1 = _mm512_add_ps(_mm512_loadu_ps(ci + 16), c##i##1);      \
-        }                                                                    \
-        if (has_bias) {                                                      \
-            c##i##0 = _mm512_add_ps(c##i##0, bias0);                         \
-            c##i##1 = _mm512_add_ps(c##i##1, bias1);                         \
-        }                                                                    \
-        if (relu) { /* max(v, 0) returns 0 for NaN, as v > 0 ? v : 0 */      \
-            c##i##0 = _mm512_max_ps(c##i##0, zero);                          \
-            c##i##1 = _mm512_max_ps(c##i##1, zero);                          \
-        }                                                                    \
-        if (gate) {                                                          \
-            const float *g = ep->gate + (i) * ep->ldgate;                    \
-            c##i##0 = _mm512_maskz_mov_ps(                                   \
-                _mm512_cmp_ps_mask(_mm512_loadu_ps(g), zero, _CMP_GT_OQ),    \
-                c##i##0);                                                    \
-            c##i##1 = _mm512_maskz_mov_ps(                                   \
-                _mm512_cmp_ps_mask(_mm512_loadu_ps(g + 16), zero,            \
-                                   _CMP_GT_OQ),                              \
-                c##i##1);                                                    \
-        }                                                                    \
-        _mm512_storeu_ps(ci, c##i##0);                                       \
-        _mm512_storeu_ps(ci + 16, c##i##1);                                  \
-    } while (0)
-    STORE(0); STORE(1); STORE(2); STORE(3); STORE(4);
-    STORE(5); STORE(6); STORE(7); STORE(8); STORE(9);
-#undef STORE
+#pragma GCC unroll 10
+    for (int i = 0; i < rows; i++) {
+        float *ci = c + (size_t)i * ldc;
+        if (accumulate) {
+            c0[i] = _mm512_add_ps(_mm512_loadu_ps(ci), c0[i]);
+            c1[i] = _mm512_add_ps(_mm512_loadu_ps(ci + 16), c1[i]);
+        }
+        if (has_bias) {
+            c0[i] = _mm512_add_ps(c0[i], bias0);
+            c1[i] = _mm512_add_ps(c1[i], bias1);
+        }
+        if (relu) { /* max(v, 0) returns 0 for NaN, as v > 0 ? v : 0 */
+            c0[i] = _mm512_max_ps(c0[i], zero);
+            c1[i] = _mm512_max_ps(c1[i], zero);
+        }
+        if (gate) {
+            const float *g = ep->gate + (size_t)i * ep->ldgate;
+            c0[i] = _mm512_maskz_mov_ps(
+                _mm512_cmp_ps_mask(_mm512_loadu_ps(g), zero, _CMP_GT_OQ),
+                c0[i]);
+            c1[i] = _mm512_maskz_mov_ps(
+                _mm512_cmp_ps_mask(_mm512_loadu_ps(g + 16), zero,
+                                   _CMP_GT_OQ),
+                c1[i]);
+        }
+        _mm512_storeu_ps(ci, c0[i]);
+        _mm512_storeu_ps(ci + 16, c1[i]);
+    }
     if (ep && ep->colsum) { /* one row at a time, in order */
         __m512 s0 = _mm512_loadu_ps(ep->colsum);
         __m512 s1 = _mm512_loadu_ps(ep->colsum + 16);
-#define SUM(i)                                                               \
-    s0 = _mm512_add_ps(s0, c##i##0);                                         \
-    s1 = _mm512_add_ps(s1, c##i##1);
-        SUM(0) SUM(1) SUM(2) SUM(3) SUM(4) SUM(5) SUM(6) SUM(7) SUM(8) SUM(9)
-#undef SUM
+#pragma GCC unroll 10
+        for (int i = 0; i < rows; i++) {
+            s0 = _mm512_add_ps(s0, c0[i]);
+            s1 = _mm512_add_ps(s1, c1[i]);
+        }
         _mm512_storeu_ps(ep->colsum, s0);
         _mm512_storeu_ps(ep->colsum + 16, s1);
     }
+}
+
+__attribute__((target("avx512f,prfchw"))) static void
+kernel_avx512(size_t kc, const float *a, size_t rs_a, size_t cs_a,
+              const float *b, size_t rs_b, float *c, size_t ldc,
+              int accumulate, const nvp_epilogue *ep)
+{
+    tile_avx512(MR, kc, a, rs_a, cs_a, b, rs_b, c, ldc, accumulate, ep);
+}
+
+__attribute__((target("avx512f,prfchw"))) static void
+kernel_avx512_short(size_t kc, const float *a, size_t rs_a, size_t cs_a,
+                    const float *b, size_t rs_b, float *c, size_t ldc,
+                    int accumulate, const nvp_epilogue *ep)
+{
+    tile_avx512(MR_SHORT, kc, a, rs_a, cs_a, b, rs_b, c, ldc, accumulate,
+                ep);
 }
 
 /* The narrow micro-kernel: a 16 x 16 tile in 16 zmm accumulators, one
@@ -307,5 +329,6 @@ const nvp_gemm_kernel nvp__gemm_avx512 = {
     avx512_supported,   pack_b_trans_avx512,    small_n_avx512,
     kernel_avx512_narrow, MR_NARROW, NR_NARROW,
     kernel_avx512_narrow8, MR_NARROW8, NR_NARROW8,
+    kernel_avx512_short, MR_SHORT,
 };
 #endif
