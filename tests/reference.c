@@ -200,7 +200,8 @@ double ref_chain_log_prob(const ref_chain *c, const double *params,
 double ref_chain_log_prob_f(const ref_chain *c, const double *params,
                             const float *y)
 {
-    double yd[REF_MAX_DIM];
+    /* zeroed only because gcc cannot see that dim <= REF_MAX_DIM */
+    double yd[REF_MAX_DIM] = {0};
     for (size_t j = 0; j < c->dim; j++)
         yd[j] = y[j];
     return ref_chain_log_prob(c, params, yd);

@@ -471,7 +471,7 @@ END_TEST
  * the epilogue (bias, ReLU, gate) and C accumulated into. */
 START_TEST(test_gemm_row_split_bitwise)
 {
-    static const size_t ms[] = {130, 256, 257, 1000}, ns[] = {5, 8, 16, 40}, ks[] = {33, 300};
+    static const size_t ms[] = {130, 256, 257, 1000}, ns[] = {5, 8, 16, 40}, ks[] = {33, 300, 600};
     nvp_allocator al;
     ck_assert_int_eq(nvp__allocator_init(&al, NULL), NVP_OK);
     size_t nk = 0;
@@ -495,7 +495,7 @@ START_TEST(test_gemm_row_split_bitwise)
             continue;
         for (size_t a_ = 0; a_ < sizeof ms / sizeof ms[0]; a_++)
             for (size_t b_ = 0; b_ < 4; b_++)
-                for (size_t c_ = 0; c_ < 2; c_++)
+                for (size_t c_ = 0; c_ < sizeof ks / sizeof ks[0]; c_++)
                     for (int ta = 0; ta < 2; ta++) {
                         const size_t m = ms[a_], n = ns[b_], k = ks[c_];
                         float *A = t_xmalloc(m * k * sizeof *A), *B = t_xmalloc(k * n * sizeof *B);
