@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* AVX2 + FMA micro-kernel: a 6 x 16 tile in 12 ymm accumulators, the
  * classic shape for 16 vector registers (12 accumulators, 2 B columns,
- * 1 broadcast). */
+ * 1 broadcast), and a 4 x 16 twin for a block's last rows where they split
+ * into 4-row tiles exactly (256 = 42 x 6 + 4, 128 = 20 x 6 + 2 x 4). */
 #include "kernels/gemm.h"
 #include "kernels/gemm_small.h"
 
@@ -9,83 +10,104 @@
 #include <immintrin.h>
 
 #define MR 6
+#define MR_SHORT 4
 #define NR 16
 
-__attribute__((target("avx2,fma"))) static void
-kernel_avx2(size_t kc, const float *a, size_t rs_a, size_t cs_a,
-            const float *b, size_t rs_b, float *c, size_t ldc, int accumulate,
-            const nvp_epilogue *ep)
+/* The tile of `rows` rows (MR or MR_SHORT, a constant once inlined, so
+ * the accumulators live in registers): each output an FMA chain over k
+ * from zero, added to C once, then gemm.h's epilogue in its order, so
+ * every tile height gives the same bits. */
+static inline __attribute__((target("avx2,fma"), always_inline)) void
+tile_avx2(const int rows, size_t kc, const float *a, size_t rs_a,
+          size_t cs_a, const float *b, size_t rs_b, float *c, size_t ldc,
+          int accumulate, const nvp_epilogue *ep)
 {
-    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
-    __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
-    __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
-    __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
-    __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
-    __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
-    const float *a0 = a, *a3 = a + 3 * rs_a;
+    __m256 c0[MR], c1[MR];
+#pragma GCC unroll 6
+    for (int i = 0; i < rows; i++) {
+        c0[i] = _mm256_setzero_ps();
+        c1[i] = _mm256_setzero_ps();
+    }
+    /* Two row pointers, so that every row is a small multiple of rs_a off
+     * one of them. */
+    const int half = rows / 2;
+    const float *a0 = a, *ah = a + (size_t)half * rs_a;
     for (size_t p = 0; p < kc; p++) {
         const __m256 b0 = _mm256_loadu_ps(b);
         const __m256 b1 = _mm256_loadu_ps(b + 8);
-        __m256 t;
-#define ROW(i, base, off)                        \
-    t = _mm256_broadcast_ss(base + (off) * rs_a); \
-    c##i##0 = _mm256_fmadd_ps(t, b0, c##i##0);   \
-    c##i##1 = _mm256_fmadd_ps(t, b1, c##i##1);
-        ROW(0, a0, 0) ROW(1, a0, 1) ROW(2, a0, 2)
-        ROW(3, a3, 0) ROW(4, a3, 1) ROW(5, a3, 2)
-#undef ROW
+#pragma GCC unroll 6
+        for (int i = 0; i < rows; i++) {
+            const __m256 t = _mm256_broadcast_ss(
+                i < half ? a0 + (size_t)i * rs_a
+                         : ah + (size_t)(i - half) * rs_a);
+            c0[i] = _mm256_fmadd_ps(t, b0, c0[i]);
+            c1[i] = _mm256_fmadd_ps(t, b1, c1[i]);
+        }
         a0 += cs_a;
-        a3 += cs_a;
+        ah += cs_a;
         b += rs_b;
     }
     const __m256 zero = _mm256_setzero_ps();
     __m256 bias0 = zero, bias1 = zero;
     const int has_bias = ep && ep->bias, relu = ep && ep->relu;
     const int gate = ep && ep->gate;
-    if (has_bias) {
+    if (has_bias) { /* once: the stores below could alias it */
         bias0 = _mm256_loadu_ps(ep->bias);
         bias1 = _mm256_loadu_ps(ep->bias + 8);
     }
-#define STORE(i)                                                             \
-    do {                                                                     \
-        float *ci = c + (i) * ldc;                                           \
-        if (accumulate) {                                                    \
-            c##i##0 = _mm256_add_ps(_mm256_loadu_ps(ci), c##i##0);           \
-            c##i##1 = _mm256_add_ps(_mm256_loadu_ps(ci + 8), c##i##1);       \
-        }                                                                    \
-        if (has_bias) {                                                      \
-            c##i##0 = _mm256_add_ps(c##i##0, bias0);                         \
-            c##i##1 = _mm256_add_ps(c##i##1, bias1);                         \
-        }                                                                    \
-        if (relu) { /* max(v, 0) returns 0 for NaN, as v > 0 ? v : 0 */      \
-            c##i##0 = _mm256_max_ps(c##i##0, zero);                          \
-            c##i##1 = _mm256_max_ps(c##i##1, zero);                          \
-        }                                                                    \
-        if (gate) {                                                          \
-            const float *g = ep->gate + (i) * ep->ldgate;                    \
-            c##i##0 = _mm256_and_ps(                                         \
-                _mm256_cmp_ps(_mm256_loadu_ps(g), zero, _CMP_GT_OQ),         \
-                c##i##0);                                                    \
-            c##i##1 = _mm256_and_ps(                                         \
-                _mm256_cmp_ps(_mm256_loadu_ps(g + 8), zero, _CMP_GT_OQ),     \
-                c##i##1);                                                    \
-        }                                                                    \
-        _mm256_storeu_ps(ci, c##i##0);                                       \
-        _mm256_storeu_ps(ci + 8, c##i##1);                                   \
-    } while (0)
-    STORE(0); STORE(1); STORE(2); STORE(3); STORE(4); STORE(5);
-#undef STORE
+#pragma GCC unroll 6
+    for (int i = 0; i < rows; i++) {
+        float *ci = c + (size_t)i * ldc;
+        if (accumulate) {
+            c0[i] = _mm256_add_ps(_mm256_loadu_ps(ci), c0[i]);
+            c1[i] = _mm256_add_ps(_mm256_loadu_ps(ci + 8), c1[i]);
+        }
+        if (has_bias) {
+            c0[i] = _mm256_add_ps(c0[i], bias0);
+            c1[i] = _mm256_add_ps(c1[i], bias1);
+        }
+        if (relu) { /* max(v, 0) returns 0 for NaN, as v > 0 ? v : 0 */
+            c0[i] = _mm256_max_ps(c0[i], zero);
+            c1[i] = _mm256_max_ps(c1[i], zero);
+        }
+        if (gate) {
+            const float *g = ep->gate + (size_t)i * ep->ldgate;
+            c0[i] = _mm256_and_ps(
+                _mm256_cmp_ps(_mm256_loadu_ps(g), zero, _CMP_GT_OQ), c0[i]);
+            c1[i] = _mm256_and_ps(
+                _mm256_cmp_ps(_mm256_loadu_ps(g + 8), zero, _CMP_GT_OQ),
+                c1[i]);
+        }
+        _mm256_storeu_ps(ci, c0[i]);
+        _mm256_storeu_ps(ci + 8, c1[i]);
+    }
     if (ep && ep->colsum) { /* one row at a time, in order */
         __m256 s0 = _mm256_loadu_ps(ep->colsum);
         __m256 s1 = _mm256_loadu_ps(ep->colsum + 8);
-#define SUM(i)                                                               \
-    s0 = _mm256_add_ps(s0, c##i##0);                                         \
-    s1 = _mm256_add_ps(s1, c##i##1);
-        SUM(0) SUM(1) SUM(2) SUM(3) SUM(4) SUM(5)
-#undef SUM
+#pragma GCC unroll 6
+        for (int i = 0; i < rows; i++) {
+            s0 = _mm256_add_ps(s0, c0[i]);
+            s1 = _mm256_add_ps(s1, c1[i]);
+        }
         _mm256_storeu_ps(ep->colsum, s0);
         _mm256_storeu_ps(ep->colsum + 8, s1);
     }
+}
+
+__attribute__((target("avx2,fma"))) static void
+kernel_avx2(size_t kc, const float *a, size_t rs_a, size_t cs_a,
+            const float *b, size_t rs_b, float *c, size_t ldc, int accumulate,
+            const nvp_epilogue *ep)
+{
+    tile_avx2(MR, kc, a, rs_a, cs_a, b, rs_b, c, ldc, accumulate, ep);
+}
+
+__attribute__((target("avx2,fma"))) static void
+kernel_avx2_short(size_t kc, const float *a, size_t rs_a, size_t cs_a,
+                  const float *b, size_t rs_b, float *c, size_t ldc,
+                  int accumulate, const nvp_epilogue *ep)
+{
+    tile_avx2(MR_SHORT, kc, a, rs_a, cs_a, b, rs_b, c, ldc, accumulate, ep);
 }
 
 static int avx2_supported(void)
@@ -106,6 +128,6 @@ small_n_avx2(int trans_a, int trans_b, size_t m, size_t n, size_t k,
 
 const nvp_gemm_kernel nvp__gemm_avx2 = {
     "avx2", MR, NR, 120, 256, 1024, kernel_avx2, avx2_supported, NULL, small_n_avx2,
-    NULL, 0, 0, NULL, 0, 0, NULL, 0,
+    NULL, 0, 0, NULL, 0, 0, kernel_avx2_short, MR_SHORT,
 };
 #endif
