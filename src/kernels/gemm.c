@@ -245,7 +245,14 @@ void nvp__gemm(const nvp_gemm_kernel *kern, float *pack, int trans_a,
                             nvp__tile_epilogue(ep, last, row0, col0, &t);
                         const float *ap = ablk + ir * rs_a;
                         size_t rs = rs_a, cs = cs_a;
-                        if (rows < h) {
+                        nvp_ukernel_fn fn =
+                            h == MR ? kern->kernel : kern->short_rows;
+                        if (rows < h && kern->exact_rows &&
+                            kern->exact_rows[rows]) {
+                            /* the last rows, in a tile of their height */
+                            fn = kern->exact_rows[rows];
+                            h = rows;
+                        } else if (rows < h) {
                             /* Only on the last row panel: pack it so the
                              * kernel never reads past the matrix. */
                             if (jr == 0)
@@ -255,8 +262,6 @@ void nvp__gemm(const nvp_gemm_kernel *kern, float *pack, int trans_a,
                             rs = 1;
                             cs = MR;
                         }
-                        const nvp_ukernel_fn fn =
-                            h == MR ? kern->kernel : kern->short_rows;
                         if (rows == h && cols == NR) {
                             fn(kc, ap, rs, cs, bp, rs_b, cp, ldc, acc, tep);
                         } else {

@@ -130,6 +130,13 @@ typedef struct nvp_gemm_kernel {
      * is reduced exactly as `kernel` reduces it; NULL: none. */
     nvp_ukernel_fn short_rows;
     size_t mr_short;
+    /* Optional micro-kernels of exact heights: exact_rows[r] computes an
+     * r x nr tile (0 < r < mr), reading only those r rows of A, for the
+     * last rows of a product that no whole or short tile covers (a batch
+     * of a few points: one row costs one row, not mr).  Each output is
+     * reduced exactly as `kernel` reduces it; NULL (or a NULL entry):
+     * the rows are zero-padded to a whole tile instead. */
+    const nvp_ukernel_fn *exact_rows;
 } nvp_gemm_kernel;
 
 /* The narrow micro-kernel kern runs a product of n columns through (its

@@ -102,13 +102,28 @@ kernel_avx2(size_t kc, const float *a, size_t rs_a, size_t cs_a,
     tile_avx2(MR, kc, a, rs_a, cs_a, b, rs_b, c, ldc, accumulate, ep);
 }
 
-__attribute__((target("avx2,fma"))) static void
-kernel_avx2_short(size_t kc, const float *a, size_t rs_a, size_t cs_a,
-                  const float *b, size_t rs_b, float *c, size_t ldc,
-                  int accumulate, const nvp_epilogue *ep)
-{
-    tile_avx2(MR_SHORT, kc, a, rs_a, cs_a, b, rs_b, c, ldc, accumulate, ep);
-}
+/* The tiles of fewer rows: MR_SHORT for the ends of blocks that split
+ * into such tiles, every height for a product's last few rows (gemm.h's
+ * exact_rows). */
+#define TILE_OF_HEIGHT(r)                                                    \
+    __attribute__((target("avx2,fma"))) static void                          \
+    kernel_avx2_rows##r(size_t kc, const float *a, size_t rs_a, size_t cs_a, \
+                        const float *b, size_t rs_b, float *c, size_t ldc,   \
+                        int accumulate, const nvp_epilogue *ep)              \
+    {                                                                        \
+        tile_avx2(r, kc, a, rs_a, cs_a, b, rs_b, c, ldc, accumulate, ep);    \
+    }
+TILE_OF_HEIGHT(1)
+TILE_OF_HEIGHT(2)
+TILE_OF_HEIGHT(3)
+TILE_OF_HEIGHT(4)
+TILE_OF_HEIGHT(5)
+#undef TILE_OF_HEIGHT
+
+static const nvp_ukernel_fn exact_avx2[MR] = {
+    NULL, kernel_avx2_rows1, kernel_avx2_rows2, kernel_avx2_rows3,
+    kernel_avx2_rows4, kernel_avx2_rows5,
+};
 
 static int avx2_supported(void)
 {
@@ -128,6 +143,6 @@ small_n_avx2(int trans_a, int trans_b, size_t m, size_t n, size_t k,
 
 const nvp_gemm_kernel nvp__gemm_avx2 = {
     "avx2", MR, NR, 120, 256, 1024, kernel_avx2, avx2_supported, NULL, small_n_avx2,
-    NULL, 0, 0, NULL, 0, 0, kernel_avx2_short, MR_SHORT,
+    NULL, 0, 0, NULL, 0, 0, kernel_avx2_rows4, MR_SHORT, exact_avx2,
 };
 #endif

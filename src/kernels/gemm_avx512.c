@@ -132,14 +132,35 @@ kernel_avx512(size_t kc, const float *a, size_t rs_a, size_t cs_a,
     tile_avx512(MR, kc, a, rs_a, cs_a, b, rs_b, c, ldc, accumulate, ep);
 }
 
-__attribute__((target("avx512f,prfchw"))) static void
-kernel_avx512_short(size_t kc, const float *a, size_t rs_a, size_t cs_a,
-                    const float *b, size_t rs_b, float *c, size_t ldc,
-                    int accumulate, const nvp_epilogue *ep)
-{
-    tile_avx512(MR_SHORT, kc, a, rs_a, cs_a, b, rs_b, c, ldc, accumulate,
-                ep);
-}
+/* The tiles of fewer rows: MR_SHORT for the ends of blocks that split
+ * into such tiles, every height for a product's last few rows (gemm.h's
+ * exact_rows). */
+#define TILE_OF_HEIGHT(r)                                                    \
+    __attribute__((target("avx512f,prfchw"))) static void                    \
+    kernel_avx512_rows##r(size_t kc, const float *a, size_t rs_a,            \
+                          size_t cs_a, const float *b, size_t rs_b,          \
+                          float *c, size_t ldc, int accumulate,              \
+                          const nvp_epilogue *ep)                            \
+    {                                                                        \
+        tile_avx512(r, kc, a, rs_a, cs_a, b, rs_b, c, ldc, accumulate, ep);  \
+    }
+TILE_OF_HEIGHT(1)
+TILE_OF_HEIGHT(2)
+TILE_OF_HEIGHT(3)
+TILE_OF_HEIGHT(4)
+TILE_OF_HEIGHT(5)
+TILE_OF_HEIGHT(6)
+TILE_OF_HEIGHT(7)
+TILE_OF_HEIGHT(8)
+TILE_OF_HEIGHT(9)
+#undef TILE_OF_HEIGHT
+
+static const nvp_ukernel_fn exact_avx512[MR] = {
+    NULL,                  kernel_avx512_rows1, kernel_avx512_rows2,
+    kernel_avx512_rows3,   kernel_avx512_rows4, kernel_avx512_rows5,
+    kernel_avx512_rows6,   kernel_avx512_rows7, kernel_avx512_rows8,
+    kernel_avx512_rows9,
+};
 
 /* The narrow micro-kernel: a 16 x 16 tile in 16 zmm accumulators, one
  * per row, for products of at most 16 columns (half the work of a 32-wide
@@ -329,6 +350,6 @@ const nvp_gemm_kernel nvp__gemm_avx512 = {
     avx512_supported,   pack_b_trans_avx512,    small_n_avx512,
     kernel_avx512_narrow, MR_NARROW, NR_NARROW,
     kernel_avx512_narrow8, MR_NARROW8, NR_NARROW8,
-    kernel_avx512_short, MR_SHORT,
+    kernel_avx512_rows8, MR_SHORT, exact_avx512,
 };
 #endif
