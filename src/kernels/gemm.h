@@ -11,11 +11,12 @@
  * Loop order as in BLIS: n in NC blocks, k in KC blocks (a KC x NC panel
  * of B), m in MC blocks (an MC x KC block of A), then NR- and MR-wide
  * micro-panels through a register-tiled micro-kernel (a block's last rows
- * through a shorter one where the kernel has it and they fit exactly).
+ * through shorter ones where the kernel has them: short_rows, exact_rows).
  * The micro-kernel takes strides, so operands already laid out usefully
  * are read in place: A is never packed except for a last, partial row
- * panel (the broadcast of one element per row does not care about
- * layout), and B is packed only when transposed, when its rows lie 2 KiB
+ * panel that no tile of its height covers (the broadcast of one element
+ * per row does not care about layout), and B is packed only when
+ * transposed, when its rows lie 2 KiB
  * apart or more (every step of the kernel would touch new memory that the
  * hardware fetches poorly once the matrix has left the cache), or for a
  * last, partial column panel.  Each output element is reduced in the same
