@@ -16,12 +16,11 @@
  * are read in place: A is never packed except for a last, partial row
  * panel that no tile of its height covers (the broadcast of one element
  * per row does not care about layout), and B is packed only when
- * transposed, when its rows lie 2 KiB
- * apart or more (every step of the kernel would touch new memory that the
- * hardware fetches poorly once the matrix has left the cache), or for a
- * last, partial column panel.  Each output element is reduced in the same
- * order whatever its position, so results do not depend on how the
- * columns are split between threads.
+ * transposed, when its rows lie 2 KiB apart or more (every step of the
+ * kernel would touch new memory that the hardware fetches poorly once the
+ * matrix has left the cache), or for a last, partial column panel.  Each
+ * output element is reduced in the same order whatever its position, so
+ * results do not depend on how the columns are split between threads.
  */
 #ifndef NVP_GEMM_H
 #define NVP_GEMM_H
