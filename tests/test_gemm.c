@@ -326,7 +326,8 @@ START_TEST(test_gemm_kernel_table)
                 "kernel %s: mr %zu nr %zu mc %zu kc %zu nc %zu", k->name, k->mr,
                 k->nr, k->mc, k->kc, k->nc);
         T_CHECK(nvp__gemm_pack_floats(k) > 0, "kernel %s: no pack space", k->name);
-        T_CHECK(!k->short_rows || (k->mr_short > 0 && k->mr_short < k->mr),
+        T_CHECK(k->mr_short == 0 || (k->mr_short < k->mr && k->exact_rows &&
+                                     k->exact_rows[k->mr_short]),
                 "kernel %s: short tile of %zu rows, tile %zu", k->name, k->mr_short, k->mr);
         if (!best && k->supported())
             best = k;

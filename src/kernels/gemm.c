@@ -151,11 +151,12 @@ static void gemm_narrow(const nvp_gemm_kernel *kern, nvp_ukernel_fn narrow,
 
 /* How many mr_short-row tiles end a block of mc rows so that the rest
  * splits into whole MR-row tiles: 0 when mc needs none or no count does
- * (the block then ends in a padded edge tile). */
+ * (the block then ends in a tile of its last rows' height, or a padded
+ * one). */
 static size_t short_tiles(const nvp_gemm_kernel *kern, size_t mc)
 {
     const size_t MR = kern->mr, S = kern->mr_short;
-    if (!kern->short_rows || mc % MR == 0)
+    if (!S || !kern->exact_rows || !kern->exact_rows[S] || mc % MR == 0)
         return 0;
     for (size_t t = 1; t < MR && t * S <= mc; t++)
         if ((mc - t * S) % MR == 0)
@@ -246,7 +247,7 @@ void nvp__gemm(const nvp_gemm_kernel *kern, float *pack, int trans_a,
                         const float *ap = ablk + ir * rs_a;
                         size_t rs = rs_a, cs = cs_a;
                         nvp_ukernel_fn fn =
-                            h == MR ? kern->kernel : kern->short_rows;
+                            h == MR ? kern->kernel : kern->exact_rows[h];
                         if (rows < h && kern->exact_rows &&
                             kern->exact_rows[rows]) {
                             /* the last rows, in a tile of their height */

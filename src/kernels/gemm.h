@@ -11,7 +11,7 @@
  * Loop order as in BLIS: n in NC blocks, k in KC blocks (a KC x NC panel
  * of B), m in MC blocks (an MC x KC block of A), then NR- and MR-wide
  * micro-panels through a register-tiled micro-kernel (a block's last rows
- * through shorter ones where the kernel has them: short_rows, exact_rows).
+ * through shorter ones where the kernel has them: exact_rows).
  * The micro-kernel takes strides, so operands already laid out usefully
  * are read in place: A is never packed except for a last, partial row
  * panel that no tile of its height covers (the broadcast of one element
@@ -124,19 +124,16 @@ typedef struct nvp_gemm_kernel {
      * columns, with the same guarantee; NULL: none. */
     nvp_ukernel_fn narrow8;
     size_t mr_narrow8, nr_narrow8;
-    /* Optional micro-kernel for a shorter mr_short x nr tile (mr_short <
-     * mr): a product's last rows, when they split into such tiles
-     * exactly, run through it instead of a padded edge tile.  Each output
-     * is reduced exactly as `kernel` reduces it; NULL: none. */
-    nvp_ukernel_fn short_rows;
-    size_t mr_short;
-    /* Optional micro-kernels of exact heights: exact_rows[r] computes an
-     * r x nr tile (0 < r < mr), reading only those r rows of A, for the
-     * last rows of a product that no whole or short tile covers (a batch
-     * of a few points: one row costs one row, not mr).  Each output is
-     * reduced exactly as `kernel` reduces it; NULL (or a NULL entry):
-     * the rows are zero-padded to a whole tile instead. */
+    /* Optional micro-kernels of smaller heights: exact_rows[r] computes an
+     * r x nr tile (0 < r < mr), reading only those r rows of A.  Each
+     * output is reduced exactly as `kernel` reduces it.  A block of rows
+     * ends in mr_short-row tiles (0: none) when its rows split into whole
+     * and such tiles exactly (fast, nearly full tiles), and its last rows
+     * that nothing else covers run in a tile of their height (a batch of
+     * a few points: one row costs one row, not mr).  NULL (or a NULL
+     * entry): those rows are zero-padded to a whole tile instead. */
     const nvp_ukernel_fn *exact_rows;
+    size_t mr_short;
 } nvp_gemm_kernel;
 
 /* The narrow micro-kernel kern runs a product of n columns through (its

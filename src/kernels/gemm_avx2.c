@@ -143,6 +143,6 @@ small_n_avx2(int trans_a, int trans_b, size_t m, size_t n, size_t k,
 
 const nvp_gemm_kernel nvp__gemm_avx2 = {
     "avx2", MR, NR, 120, 256, 1024, kernel_avx2, avx2_supported, NULL, small_n_avx2,
-    NULL, 0, 0, NULL, 0, 0, kernel_avx2_rows4, MR_SHORT, exact_avx2,
+    NULL, 0, 0, NULL, 0, 0, exact_avx2, MR_SHORT,
 };
 #endif

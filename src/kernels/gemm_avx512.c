@@ -350,6 +350,6 @@ const nvp_gemm_kernel nvp__gemm_avx512 = {
     avx512_supported,   pack_b_trans_avx512,    small_n_avx512,
     kernel_avx512_narrow, MR_NARROW, NR_NARROW,
     kernel_avx512_narrow8, MR_NARROW8, NR_NARROW8,
-    kernel_avx512_rows8, MR_SHORT, exact_avx512,
+    exact_avx512, MR_SHORT,
 };
 #endif

@@ -4,8 +4,7 @@
 #include "kernels/gemm_small.h"
 
 /* Below this much work a product stays on one thread: handing out a job
- * costs a microsecond or two while the workers spin, more once they
- * sleep.  Work counts multiply-adds, with k taken as at least
+ * and waiting for its slower half would cost more than it saves.  Work counts multiply-adds, with k taken as at least
  * PARALLEL_MIN_K: a product over a short k (the input gradient of a
  * conditioner's output layer, k = 2 |b|) still writes all of its m x n
  * outputs through the epilogue.  At 2^18 rather than 2^20 the output
