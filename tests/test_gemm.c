@@ -71,6 +71,10 @@ static const shape shapes[] = {
     /* rows ending in short tiles where a kernel has them (avx512: 10 + 8,
      * 120 + 16, 4 x 8 with k past KC) */
     {18, 40, 33, 0},  {136, 70, 17, 0}, {32, 33, 521, 0},
+    /* few columns, A transposed and k >= 64: computed as the transpose
+     * (gemm.c's gemm_transposed), k past KC, more than one 256-column
+     * pass of it */
+    {40, 5, 100, 0},  {33, 2, 521, 0},  {300, 8, 256, 0},
 };
 #define N_SHAPES (sizeof shapes / sizeof shapes[0])
 
@@ -540,6 +544,66 @@ START_TEST(test_gemm_row_split_bitwise)
 }
 END_TEST
 
+/* A product of few columns with A stored transposed (a narrow layer's
+ * weight gradient) runs as its transpose when it has enough rows and
+ * terms (gemm.c): it must give the bits of the same rows computed alone
+ * (one row takes the direct path), with C accumulated into, the whole
+ * epilogue, and k past KC; and its column sums must be the stored rows
+ * added in order. */
+START_TEST(test_gemm_transposed_route_bitwise)
+{
+    static const size_t ns[] = {3, 8}, ks[] = {100, 600};
+    const size_t m = 300;
+    variant vs[8];
+    const size_t nv = variants(vs);
+    t_prng p;
+    t_prng_seed(&p, 9300);
+    for (size_t vi = 0; vi < nv; vi++)
+        for (size_t ni = 0; ni < 2; ni++)
+            for (size_t ki = 0; ki < 2; ki++) {
+                const variant *v = &vs[vi];
+                const size_t n = ns[ni], k = ks[ki];
+                float *pack = pack_alloc(v);
+                float *A = t_xmalloc(k * m * sizeof *A), *B = t_xmalloc(k * n * sizeof *B);
+                float *G = t_xmalloc(m * n * sizeof *G), *C0 = t_xmalloc(m * n * sizeof *C0);
+                float *C = t_xmalloc(m * n * sizeof *C), *row = t_xmalloc(n * sizeof *row);
+                float bias[8], cs[8], want[8];
+                t_fill_normal(&p, k * m, A, 1.0);
+                t_fill_normal(&p, k * n, B, 1.0);
+                t_fill_normal(&p, m * n, G, 1.0);
+                t_fill_normal(&p, m * n, C0, 1.0);
+                t_fill_normal(&p, n, bias, 1.0);
+                t_fill_normal(&p, n, cs, 1.0);
+                memcpy(want, cs, n * sizeof *cs);
+                memcpy(C, C0, m * n * sizeof *C);
+                nvp_epilogue ep = {bias, 1, G, n, cs};
+                run_variant(v, pack, 1, 0, m, n, k, A, m, B, n, 1, C, n, &ep);
+                for (size_t i = 0; i < m; i++) {
+                    memcpy(row, C0 + i * n, n * sizeof *row);
+                    nvp_epilogue e1 = {bias, 1, G + i * n, n, NULL};
+                    run_variant(v, pack, 1, 0, 1, n, k, A + i, m, B, n, 1, row, n, &e1);
+                    const size_t d = t_first_diff(row, C + i * n, n);
+                    T_CHECK(d == (size_t)-1,
+                            "%s, %zu x %zu x %zu: row %zu alone differs at column %zu: %.9g vs %.9g",
+                            v->name, m, n, k, i, d, (double)row[d], (double)C[i * n + d]);
+                    for (size_t j = 0; j < n; j++)
+                        want[j] += C[i * n + j];
+                }
+                const size_t d = t_first_diff(cs, want, n);
+                T_CHECK(d == (size_t)-1,
+                        "%s, %zu x %zu x %zu: colsum[%zu] %.9g, the rows added in order give %.9g",
+                        v->name, m, n, k, d, (double)cs[d], (double)want[d]);
+                free(pack);
+                free(A);
+                free(B);
+                free(G);
+                free(C0);
+                free(C);
+                free(row);
+            }
+}
+END_TEST
+
 Suite *gemm_suite(void)
 {
     Suite *s = suite_create("gemm");
@@ -550,6 +614,7 @@ Suite *gemm_suite(void)
     tcase_add_test(tc, test_gemm_position_independent);
     tcase_add_test(tc, test_gemm_colsum_epilogue);
     tcase_add_test(tc, test_gemm_row_split_bitwise);
+    tcase_add_test(tc, test_gemm_transposed_route_bitwise);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -18,9 +18,12 @@
  * per row does not care about layout), and B is packed only when
  * transposed, when its rows lie 2 KiB apart or more (every step of the
  * kernel would touch new memory that the hardware fetches poorly once the
- * matrix has left the cache), or for a last, partial column panel.  Each
- * output element is reduced in the same order whatever its position, so
- * results do not depend on how the columns are split between threads.
+ * matrix has left the cache), or for a last, partial column panel.  A
+ * product of at most 8 columns with A stored transposed (a narrow
+ * layer's weight gradient) runs as its transpose, C^T = B^T * A, so that
+ * A is read along its rows.  Each output element is reduced in the same
+ * order whatever its position and whichever way it is computed, so
+ * results do not depend on how rows or columns are split between threads.
  */
 #ifndef NVP_GEMM_H
 #define NVP_GEMM_H
