@@ -153,11 +153,11 @@ static void gemm_narrow(const nvp_gemm_kernel *kern, nvp_ukernel_fn narrow,
  * transposed and that has at least TRANSPOSED_MIN_K terms and a whole
  * register panel of rows (a narrow layer's weight gradient X^T * dY)
  * runs as its transpose (gemm_transposed).  Measured on Zen 4, one
- * product alone: 256 x 8 x 256 in 43 us instead of 68 with its operands
- * out of the cache, 11 instead of 19 in it (avx512; avx2 54 and 71);
- * with 16 columns it lost in the cache (the 16-wide narrow tile is fast
- * there), and with k = 16 the pass that transposes the result back costs
- * more than the strided reads it saves. */
+ * product alone: 256 x 8 x 256 in 43 us instead of 68-71 with its
+ * operands out of the cache, 10-11 instead of 12.5-19 in it (avx512; avx2
+ * 54 instead of 71); with 16 columns it lost in the cache (the 16-wide
+ * narrow tile is fast there), and with k = 16 the pass that transposes
+ * the result back costs more than the strided reads it saves. */
 #define TRANSPOSED_MAX_N 8
 #define TRANSPOSED_MIN_K 64
 /* Columns of C per pass of gemm_transposed: the scratch holds
