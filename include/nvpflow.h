@@ -838,9 +838,11 @@ NVP_API const char *nvp_chain_errmsg(const nvp_chain *chain);
  * first use and stops in
  * nvp_chain_free.  Large batches are split by rows, a training step's
  * matrix products by output columns, never a sum, so every result is
- * bitwise identical whatever the thread count.  Small problems stay on
- * one thread.  When several threads call const functions on one chain at
- * once, one of them uses the pool and the others run on their own thread.
+ * bitwise identical whatever the thread count (but for the sign of a NaN
+ * left in the outputs of a call that fails with NVP_ENONFINITE).  Small
+ * problems stay on one thread.  When several threads call const
+ * functions on one chain at once, one of them uses the pool and the
+ * others run on their own thread.
  * If the pool cannot start on first use, the chain runs on the calling
  * thread (same results) until the next nvp_chain_set_threads.  As with any
  * threaded library, a chain whose pool has started cannot be used in a

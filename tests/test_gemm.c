@@ -4,6 +4,7 @@
  * primes, just past every block size), all four transpose combinations,
  * accumulate on and off, leading dimensions larger than the rows, and the
  * fused epilogue (bias, ReLU, gate). */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -548,8 +549,8 @@ END_TEST
  * weight gradient) runs as its transpose when it has enough rows and
  * terms (gemm.c): it must give the bits of the same rows computed alone
  * (one row takes the direct path), with C accumulated into, the whole
- * epilogue, and k past KC; and its column sums must be the stored rows
- * added in order. */
+ * epilogue, and k past KC; its column sums must be the stored rows added
+ * in order; and NaN factors must give NaN. */
 START_TEST(test_gemm_transposed_route_bitwise)
 {
     static const size_t ns[] = {3, 8}, ks[] = {100, 600};
@@ -601,6 +602,33 @@ START_TEST(test_gemm_transposed_route_bitwise)
                 free(C);
                 free(row);
             }
+    /* NaN in both factors of a term: which NaN the result carries follows
+     * the instruction's operand order, which the transposed product swaps
+     * (gemm.h), but it stays a NaN, and the other rows keep their bits. */
+    for (size_t vi = 0; vi < nv; vi++) {
+        const variant *v = &vs[vi];
+        const size_t n = 5, k = 100;
+        float *pack = pack_alloc(v);
+        float *A = t_xmalloc(k * m * sizeof *A), *B = t_xmalloc(k * n * sizeof *B);
+        float *C = t_xmalloc(m * n * sizeof *C), row[5];
+        t_fill_normal(&p, k * m, A, 1.0);
+        t_fill_normal(&p, k * n, B, 1.0);
+        A[0] = NAN;
+        B[0] = -NAN;
+        run_variant(v, pack, 1, 0, m, n, k, A, m, B, n, 0, C, n, NULL);
+        for (size_t i = 0; i < m; i++) {
+            run_variant(v, pack, 1, 0, 1, n, k, A + i, m, B, n, 0, row, n, NULL);
+            for (size_t j = 0; j < n; j++)
+                T_CHECK(i == 0 ? isnan(row[j]) && isnan(C[j])
+                               : memcmp(&row[j], &C[i * n + j], sizeof row[j]) == 0,
+                        "%s, NaN factors: row %zu column %zu: %.9g alone, %.9g in the whole",
+                        v->name, i, j, (double)row[j], (double)C[i * n + j]);
+        }
+        free(pack);
+        free(A);
+        free(B);
+        free(C);
+    }
 }
 END_TEST
 

@@ -177,7 +177,8 @@ static void gemm_blocked(const nvp_gemm_kernel *kern, float *pack,
  * columns are broadcast.  Each k block is summed from zero and added to C
  * once, element by element, exactly as the kernels and
  * nvp__gemm_finish_edge add it, and fma(x, y, z) does not care which of x
- * and y comes from which matrix: the bits of the direct product. */
+ * and y comes from which matrix: the bits of the direct product (but for
+ * the sign and payload of a NaN made from two NaN factors: gemm.h). */
 static void gemm_transposed(const nvp_gemm_kernel *kern, float *pack,
                             size_t m, size_t n, size_t k, const float *a,
                             size_t lda, const float *b, size_t ldb,
@@ -194,8 +195,8 @@ static void gemm_transposed(const nvp_gemm_kernel *kern, float *pack,
             const size_t w =
                 m - i0 < TRANSPOSED_COLS ? m - i0 : TRANSPOSED_COLS;
             /* t (n x w) = B^T * A: B's columns as the rows of a transposed
-             * A, A's rows read in place as B (never packed: only n <= 8
-             * rows of t read each panel). */
+             * A, A's rows read in place as B (whole panels never packed:
+             * only n <= 8 rows of t read each one). */
             gemm_blocked(kern, pack, 1, 0, n, w, kc, b + pc * ldb, ldb,
                          a + pc * lda + i0, lda, 0, t, w, NULL, 0);
             nvp_epilogue et;

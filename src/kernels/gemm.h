@@ -19,11 +19,16 @@
  * transposed, when its rows lie 2 KiB apart or more (every step of the
  * kernel would touch new memory that the hardware fetches poorly once the
  * matrix has left the cache), or for a last, partial column panel.  A
- * product of at most 8 columns with A stored transposed (a narrow
- * layer's weight gradient) runs as its transpose, C^T = B^T * A, so that
- * A is read along its rows.  Each output element is reduced in the same
- * order whatever its position and whichever way it is computed, so
- * results do not depend on how rows or columns are split between threads.
+ * product of at most 8 columns (fewer than the kernel's NR) with A stored
+ * transposed, at least NR rows and at least 64 terms (a narrow layer's
+ * weight gradient) runs as its transpose, C^T = B^T * A, so that A is
+ * read along its rows (then A plays B's part: read in place, its last
+ * partial column panel packed).  Each output element is reduced in the
+ * same order whatever its position and whichever way it is computed, so
+ * results do not depend on how rows or columns are split between
+ * threads.  One exception: where both factors of a term are NaN, which
+ * one's sign and payload the result carries depends on the instruction's
+ * operand order, which the transposed product swaps; a NaN stays a NaN.
  */
 #ifndef NVP_GEMM_H
 #define NVP_GEMM_H
