@@ -545,63 +545,71 @@ START_TEST(test_gemm_row_split_bitwise)
 }
 END_TEST
 
-/* A product of few columns with A stored transposed (a narrow layer's
- * weight gradient) runs as its transpose when it has enough rows and
- * terms (gemm.c): it must give the bits of the same rows computed alone
- * (one row takes the direct path), with C accumulated into, the whole
- * epilogue, and k past KC; its column sums must be the stored rows added
+/* Products of at most 16 columns take paths of their own (gemm.c): with
+ * A stored transposed, at most 8 columns, enough rows and terms, the
+ * transposed product; else the narrow kernels, and below one narrow
+ * tile's rows the wide kernel's tiles of the rows' height.  Whatever the
+ * path, each row must have the bits of the same row computed alone (one
+ * row: the wide kernel's 1-row tile), with C accumulated into, the whole
+ * epilogue, and k past KC; the column sums must be the stored rows added
  * in order; and NaN factors must give NaN. */
-START_TEST(test_gemm_transposed_route_bitwise)
+START_TEST(test_gemm_few_columns_bitwise)
 {
-    static const size_t ns[] = {3, 8}, ks[] = {100, 600};
+    static const size_t ns[] = {3, 8, 13, 16}, ks[] = {100, 600};
     const size_t m = 300;
     variant vs[8];
     const size_t nv = variants(vs);
     t_prng p;
     t_prng_seed(&p, 9300);
     for (size_t vi = 0; vi < nv; vi++)
-        for (size_t ni = 0; ni < 2; ni++)
-            for (size_t ki = 0; ki < 2; ki++) {
-                const variant *v = &vs[vi];
-                const size_t n = ns[ni], k = ks[ki];
-                float *pack = pack_alloc(v);
-                float *A = t_xmalloc(k * m * sizeof *A), *B = t_xmalloc(k * n * sizeof *B);
-                float *G = t_xmalloc(m * n * sizeof *G), *C0 = t_xmalloc(m * n * sizeof *C0);
-                float *C = t_xmalloc(m * n * sizeof *C), *row = t_xmalloc(n * sizeof *row);
-                float bias[8], cs[8], want[8];
-                t_fill_normal(&p, k * m, A, 1.0);
-                t_fill_normal(&p, k * n, B, 1.0);
-                t_fill_normal(&p, m * n, G, 1.0);
-                t_fill_normal(&p, m * n, C0, 1.0);
-                t_fill_normal(&p, n, bias, 1.0);
-                t_fill_normal(&p, n, cs, 1.0);
-                memcpy(want, cs, n * sizeof *cs);
-                memcpy(C, C0, m * n * sizeof *C);
-                nvp_epilogue ep = {bias, 1, G, n, cs};
-                run_variant(v, pack, 1, 0, m, n, k, A, m, B, n, 1, C, n, &ep);
-                for (size_t i = 0; i < m; i++) {
-                    memcpy(row, C0 + i * n, n * sizeof *row);
-                    nvp_epilogue e1 = {bias, 1, G + i * n, n, NULL};
-                    run_variant(v, pack, 1, 0, 1, n, k, A + i, m, B, n, 1, row, n, &e1);
-                    const size_t d = t_first_diff(row, C + i * n, n);
+        for (int ta = 0; ta < 2; ta++)
+            for (size_t ni = 0; ni < 4; ni++)
+                for (size_t ki = 0; ki < 2; ki++) {
+                    const variant *v = &vs[vi];
+                    const size_t n = ns[ni], k = ks[ki];
+                    /* op(A)(i, p) at A[i * lda + p], or A[p * lda + i] */
+                    const size_t lda = ta ? m : k;
+                    float *pack = pack_alloc(v);
+                    float *A = t_xmalloc(k * m * sizeof *A), *B = t_xmalloc(k * n * sizeof *B);
+                    float *G = t_xmalloc(m * n * sizeof *G), *C0 = t_xmalloc(m * n * sizeof *C0);
+                    float *C = t_xmalloc(m * n * sizeof *C), *row = t_xmalloc(n * sizeof *row);
+                    float bias[16], cs[16], want[16];
+                    t_fill_normal(&p, k * m, A, 1.0);
+                    t_fill_normal(&p, k * n, B, 1.0);
+                    t_fill_normal(&p, m * n, G, 1.0);
+                    t_fill_normal(&p, m * n, C0, 1.0);
+                    t_fill_normal(&p, n, bias, 1.0);
+                    t_fill_normal(&p, n, cs, 1.0);
+                    memcpy(want, cs, n * sizeof *cs);
+                    memcpy(C, C0, m * n * sizeof *C);
+                    nvp_epilogue ep = {bias, 1, G, n, cs};
+                    run_variant(v, pack, ta, 0, m, n, k, A, lda, B, n, 1, C, n, &ep);
+                    for (size_t i = 0; i < m; i++) {
+                        memcpy(row, C0 + i * n, n * sizeof *row);
+                        nvp_epilogue e1 = {bias, 1, G + i * n, n, NULL};
+                        run_variant(v, pack, ta, 0, 1, n, k, ta ? A + i : A + i * k, lda, B, n, 1,
+                                    row, n, &e1);
+                        const size_t d = t_first_diff(row, C + i * n, n);
+                        T_CHECK(d == (size_t)-1,
+                                "%s, %zu x %zu x %zu, trans_a %d: row %zu alone differs at column %zu: "
+                                "%.9g vs %.9g",
+                                v->name, m, n, k, ta, i, d, (double)row[d], (double)C[i * n + d]);
+                        for (size_t j = 0; j < n; j++)
+                            want[j] += C[i * n + j];
+                    }
+                    const size_t d = t_first_diff(cs, want, n);
                     T_CHECK(d == (size_t)-1,
-                            "%s, %zu x %zu x %zu: row %zu alone differs at column %zu: %.9g vs %.9g",
-                            v->name, m, n, k, i, d, (double)row[d], (double)C[i * n + d]);
-                    for (size_t j = 0; j < n; j++)
-                        want[j] += C[i * n + j];
+                            "%s, %zu x %zu x %zu, trans_a %d: colsum[%zu] %.9g, the rows added in "
+                            "order give %.9g",
+                            v->name, m, n, k, ta, d, (double)cs[d], (double)want[d]);
+                    free(pack);
+                    free(A);
+                    free(B);
+                    free(G);
+                    free(C0);
+                    free(C);
+                    free(row);
                 }
-                const size_t d = t_first_diff(cs, want, n);
-                T_CHECK(d == (size_t)-1,
-                        "%s, %zu x %zu x %zu: colsum[%zu] %.9g, the rows added in order give %.9g",
-                        v->name, m, n, k, d, (double)cs[d], (double)want[d]);
-                free(pack);
-                free(A);
-                free(B);
-                free(G);
-                free(C0);
-                free(C);
-                free(row);
-            }
     /* NaN in both factors of a term: which NaN the result carries follows
      * the instruction's operand order, which the transposed product swaps
      * (gemm.h), but it stays a NaN, and the other rows keep their bits. */
@@ -642,7 +650,7 @@ Suite *gemm_suite(void)
     tcase_add_test(tc, test_gemm_position_independent);
     tcase_add_test(tc, test_gemm_colsum_epilogue);
     tcase_add_test(tc, test_gemm_row_split_bitwise);
-    tcase_add_test(tc, test_gemm_transposed_route_bitwise);
+    tcase_add_test(tc, test_gemm_few_columns_bitwise);
     suite_add_tcase(s, tc);
     return s;
 }
