@@ -125,7 +125,9 @@ typedef struct nvp_gemm_kernel {
      * compute mostly padding: the output layer of a conditioner with a
      * few outputs, its weight gradient.  Each output is reduced exactly
      * as `kernel` reduces it, so the results are the same bits; NULL:
-     * none. */
+     * none.  A product of fewer than mr_narrow rows takes exact_rows
+     * tiles instead where there are some (no padded rows), and one with
+     * A stored transposed may run as its transpose (above). */
     nvp_ukernel_fn narrow;
     size_t mr_narrow, nr_narrow;
     /* Optional narrower one still, for at most nr_narrow8 (< nr_narrow)
