@@ -474,10 +474,13 @@ END_TEST
 /* Products too narrow to share out by columns go to the threads by rows:
  * on a pool of 2 and 3 threads they give the one-thread bits, for the
  * float kernels (the narrow tile included) and the bfloat16 product, with
- * the epilogue (bias, ReLU, gate) and C accumulated into. */
+ * the epilogue (bias, ReLU, gate) and C accumulated into.  With A
+ * transposed, 60 rows of at most 8 columns run as the transposed product
+ * on one thread, and in parts of 36 and 24 rows (24, 24 and 12 on three
+ * threads) of which the smaller ones take the direct path. */
 START_TEST(test_gemm_row_split_bitwise)
 {
-    static const size_t ms[] = {130, 256, 257, 1000}, ns[] = {5, 8, 16, 40}, ks[] = {33, 300, 600};
+    static const size_t ms[] = {60, 130, 256, 257, 1000}, ns[] = {5, 8, 16, 40}, ks[] = {33, 300, 600};
     nvp_allocator al;
     ck_assert_int_eq(nvp__allocator_init(&al, NULL), NVP_OK);
     size_t nk = 0;
