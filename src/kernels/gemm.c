@@ -274,7 +274,8 @@ static void gemm_blocked(const nvp_gemm_kernel *kern, float *pack,
                          size_t ldb, int accumulate, float *c, size_t ldc,
                          const nvp_epilogue *ep, int may_pack_b)
 {
-    /* the rest of nvp__gemm: no narrow kernel, k > 0 */
+    /* The BLIS loops over the wide kernel (k > 0): nvp__gemm's products
+     * that no narrow path takes, and gemm_transposed's. */
     const size_t MR = kern->mr, NR = kern->nr;
     const size_t MC = kern->mc, KC = kern->kc, NC = kern->nc;
     float *bpanel = pack;

@@ -4,10 +4,11 @@
 #include "kernels/gemm_small.h"
 
 /* Below this much work a product stays on one thread: handing out a job
- * and waiting for its slower half would cost more than it saves.  Work counts multiply-adds, with k taken as at least
- * PARALLEL_MIN_K: a product over a short k (the input gradient of a
- * conditioner's output layer, k = 2 |b|) still writes all of its m x n
- * outputs through the epilogue.  At 2^18 rather than 2^20 the output
+ * and waiting for its slower half would cost more than it saves.  Work
+ * counts multiply-adds, with k taken as at least PARALLEL_MIN_K: a
+ * product over a short k (the input gradient of a conditioner's output
+ * layer, k = 2 |b|) still writes all of its m x n outputs through the
+ * epilogue.  At 2^18 rather than 2^20 the output
  * layer of a D = 8 coupling (256 x 8 x 256) and its weight gradient are
  * shared out too: its two-thread step 3.6% faster. */
 #define PARALLEL_MIN_FMA ((size_t)1 << 18)
