@@ -78,20 +78,20 @@ size_t nvp__sweep_floats(size_t h1, size_t h2, size_t rows)
 {
     /* four double vectors of H2; per block, double partial sums for the
      * first layer's gradient (2 H1) and the input gradient (rows); keyed
-     * rows and units, the sort's buffer, and the counts */
-    const size_t most = rows > h1 ? rows : h1;
+     * rows and units, the sorts' buffers (one per sort, so that the three
+     * can run at once), and the counts */
     return nvp__carved(8 * h2) +
            nvp__carved(2 * nvp__sweep_blocks(h2) * (2 * h1 + rows)) +
            nvp__carved(2 * rows) + nvp__carved(2 * h1) +
-           nvp__carved(2 * most) + nvp__carved(SWEEP_COUNT_FLOATS);
+           nvp__carved(2 * (rows + h1)) + nvp__carved(SWEEP_COUNT_FLOATS);
 }
 
-/* Lays out the scratch.  With sort, sorts the finite rows by x and splits
- * the first layer's units into rising (w > 0, active for x > t) and
- * falling (w < 0, active for x < t) ones, each sorted by its switch point
- * t = -b / w, and keeps the counts in the scratch.  Without, takes over
- * what the forward sweep left there: the backward follows the forward on
- * the same rows, parameters and scratch. */
+/* Lays out the scratch.  With sort, counts the first layer's rising
+ * units (w > 0, active for x > t) and falling ones (w < 0, active for
+ * x < t) and keeps the counts in the scratch; the sorts themselves are
+ * nvp__sweep_sort's parts.  Without, takes over what the forward sweep
+ * left there: the backward follows the forward on the same rows,
+ * parameters and scratch. */
 static void prepare(sweep_job *j, const nvp_sweep_net *net, size_t rows,
                     const float *x, float *scratch, int sort)
 {
@@ -111,36 +111,51 @@ static void prepare(sweep_job *j, const nvp_sweep_net *net, size_t rows,
         &cursor, 2 * nvp__sweep_blocks(h2) * (2 * h1 + rows));
     j->sorted_rows = (keyed *)nvp__carve(&cursor, 2 * rows);
     j->units = (keyed *)nvp__carve(&cursor, 2 * h1);
-    keyed *tmp = (keyed *)nvp__carve(&cursor, 2 * (rows > h1 ? rows : h1));
-    size_t *counts = (size_t *)nvp__carve(&cursor, SWEEP_COUNT_FLOATS);
+    j->sort_tmp = (keyed *)nvp__carve(&cursor, 2 * (rows + h1));
+    j->counts = (size_t *)nvp__carve(&cursor, SWEEP_COUNT_FLOATS);
     if (!sort) {
-        j->n_rows = counts[0];
-        j->n_rising = counts[1];
-        j->n_falling = counts[2];
+        j->n_rows = j->counts[0];
+        j->n_rising = j->counts[1];
+        j->n_falling = j->counts[2];
         return;
     }
-    size_t n = 0;
-    for (size_t i = 0; i < rows; i++)
-        if (isfinite(x[i]))
-            j->sorted_rows[n++] = make_key(x[i], i);
-    j->n_rows = n;
-    sort_keyed(j->sorted_rows, n, tmp);
-
-    const float *w1 = net->w1, *b1 = net->b1;
     size_t nr = 0, nf = 0;
-    for (size_t u = 0; u < h1; u++)
-        if (w1[u] > 0.0f)
-            j->units[nr++] = make_key(-b1[u] / w1[u], u);
-    for (size_t u = 0; u < h1; u++)
-        if (w1[u] < 0.0f)
-            j->units[nr + nf++] = make_key(-b1[u] / w1[u], u);
-    j->n_rising = nr;
-    j->n_falling = nf;
-    sort_keyed(j->units, nr, tmp);
-    sort_keyed(j->units + nr, nf, tmp);
-    counts[0] = n;
-    counts[1] = nr;
-    counts[2] = nf;
+    for (size_t u = 0; u < h1; u++) {
+        nr += net->w1[u] > 0.0f;
+        nf += net->w1[u] < 0.0f;
+    }
+    j->n_rising = j->counts[1] = nr;
+    j->n_falling = j->counts[2] = nf;
+}
+
+void nvp__sweep_sort(sweep_job *j, size_t part)
+{
+    const float *w1 = j->net.w1, *b1 = j->net.b1;
+    const size_t nr = j->n_rising;
+    /* Each part sorts through its own stretch of the buffer. */
+    keyed *tmp = j->sort_tmp;
+    size_t n = 0;
+    switch (part) {
+    case NVP_SWEEP_SORT_ROWS:
+        for (size_t i = 0; i < j->rows; i++)
+            if (isfinite(j->x[i]))
+                j->sorted_rows[n++] = make_key(j->x[i], i);
+        j->n_rows = j->counts[0] = n;
+        sort_keyed(j->sorted_rows, n, tmp);
+        break;
+    case NVP_SWEEP_SORT_RISING:
+        for (size_t u = 0; n < nr; u++)
+            if (w1[u] > 0.0f)
+                j->units[n++] = make_key(-b1[u] / w1[u], u);
+        sort_keyed(j->units, nr, tmp + j->rows);
+        break;
+    default: /* NVP_SWEEP_SORT_FALLING */
+        for (size_t u = 0; n < j->n_falling; u++)
+            if (w1[u] < 0.0f)
+                j->units[nr + n++] = make_key(-b1[u] / w1[u], u);
+        sort_keyed(j->units + nr, j->n_falling, tmp + j->rows + nr);
+        break;
+    }
 }
 
 /* acc += a * row over n columns (double accumulators, float row). */

@@ -62,6 +62,9 @@ typedef struct sweep_job {
     double *part;            /* per block: H1 (w1), H1 (b1), rows (din) */
     keyed *sorted_rows;      /* finite rows sorted by x */
     keyed *units;            /* rising units, then falling ones, by t */
+    keyed *sort_tmp;         /* rows + H1: the sorts' buffers */
+    size_t *counts;          /* rows, rising and falling, kept for the
+                              * backward in the scratch */
     size_t n_rows, n_rising, n_falling;
     int fresh; /* write the W2 and b2 gradients instead of adding */
 } sweep_job;
@@ -76,10 +79,21 @@ static inline size_t nvp__sweep_blocks(size_t h2)
 size_t nvp__sweep_floats(size_t h1, size_t h2, size_t rows);
 
 /* Forward: z (rows x H2) = the second layer's output at the rows x.
- * Sorts the rows and the first layer's switch points into scratch. */
+ * Lays out scratch and counts the first layer's rising and falling units;
+ * the forward's blocks run once every part of nvp__sweep_sort has. */
 void nvp__sweep_forward_setup(sweep_job *j, const nvp_sweep_net *net,
                               size_t rows, const float *x, float *z,
                               float *scratch);
+
+/* The forward's sorts into scratch, in three parts that read and write
+ * disjoint memory, so that they can run at once on different threads:
+ * the finite rows by x, the rising units by their switch point t = -b/w,
+ * the falling ones by theirs.  Each result is the same whoever sorts it. */
+#define NVP_SWEEP_SORT_ROWS 0
+#define NVP_SWEEP_SORT_RISING 1
+#define NVP_SWEEP_SORT_FALLING 2
+#define NVP_SWEEP_SORT_PARTS 3
+void nvp__sweep_sort(sweep_job *j, size_t part);
 
 /* Backward: given dz (rows x H2), the gradient at the second layer's
  * pre-activation, adds the layers' gradients into grad (may be NULL) and

@@ -39,12 +39,30 @@ static void run_blocks(const nvp_exec *ex, const sweep_job *j, int backward)
     sweep_task(&r, 0, 0);
 }
 
+static void sort_task(void *arg, size_t task, size_t worker)
+{
+    (void)worker;
+    nvp__sweep_sort(arg, task);
+}
+
+/* Below this many keys in all the sorts stay on the calling thread. */
+#define SHARED_SORT_MIN_KEYS 256
+
 void nvp__exec_sweep_forward(const nvp_exec *ex, const nvp_sweep_net *net,
                              size_t rows, const float *x, float *z,
                              float *scratch)
 {
     sweep_job j;
     nvp__sweep_forward_setup(&j, net, rows, x, z, scratch);
+    /* The three sorts at once where there are threads: the caller's
+     * thread alone sorting the switch points of a 512-unit layer held its
+     * worker idle for several percent of the tutorial's training step. */
+    if (nvp__pool_threads(ex->pool) > 1 &&
+        rows + net->h1 >= SHARED_SORT_MIN_KEYS)
+        nvp__pool_run(ex->pool, NVP_SWEEP_SORT_PARTS, sort_task, &j);
+    else
+        for (size_t part = 0; part < NVP_SWEEP_SORT_PARTS; part++)
+            nvp__sweep_sort(&j, part);
     run_blocks(ex, &j, 0);
 }
 

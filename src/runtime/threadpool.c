@@ -65,6 +65,7 @@ struct nvp_pool {
     _Atomic(nvp_task_fn) fn;
     _Atomic(void *) arg;
     atomic_size_t n_tasks;
+    atomic_int pinned; /* the job's claim word holds a bit per task */
 };
 
 /* One round of a spin wait.  Every YIELD_EVERY rounds it gives the CPU
@@ -92,22 +93,53 @@ static inline uint_fast64_t job_of(uint_fast64_t claim)
 }
 
 /* Claims and runs tasks of job `job` until none is left (or the job is
- * over); returns when there is nothing more to claim. */
+ * over); returns when there is nothing more to claim.
+ *
+ * A job of at most one task per participant is pinned: participant i
+ * claims task i first, so that the same share of every such job (the
+ * same output columns of the sweep's blocks and of a product split like
+ * them) runs on the same thread and finds its data in that core's cache.
+ * The claim word's low half then holds a bit per claimed task instead of
+ * the next task, and a participant done with its own task takes any task
+ * still unclaimed, so a late worker still costs nothing.  Claimed in
+ * order instead, the sweep's two halves went to either thread by the
+ * race between caller and worker, and making every block a task of its
+ * own (so that they hop between threads) made the tutorial's two-thread
+ * step 30% slower. */
+#define PINNED_MAX_TASKS ((size_t)TASK_BITS - 1)
+
 static void run_tasks(nvp_pool *p, const worker *w, uint_fast64_t job)
 {
     uint_fast64_t c = atomic_load_explicit(&p->claim, memory_order_acquire);
     while (job_of(c) == job) {
-        const size_t task = (size_t)(c & TASK_MASK);
-        if (task == TASK_MASK) /* closed: a job is being set up */
+        const uint_fast64_t low = c & TASK_MASK;
+        if (low == TASK_MASK) /* closed: a job is being set up */
             return;
         const size_t n = atomic_load_explicit(&p->n_tasks, memory_order_acquire);
-        if (task >= n)
-            return;
+        size_t task;
+        uint_fast64_t next;
+        if (atomic_load_explicit(&p->pinned, memory_order_acquire)) {
+            /* n comes from this job unless the job is over, and then the
+             * swap below fails; the clamp only keeps the shift defined. */
+            const size_t bits = n < PINNED_MAX_TASKS ? n : PINNED_MAX_TASKS;
+            const uint_fast64_t open = ~low & (((uint_fast64_t)1 << bits) - 1);
+            if (!open)
+                return;
+            task = w->index < n && (open >> w->index & 1)
+                       ? w->index
+                       : (size_t)__builtin_ctzll((unsigned long long)open);
+            next = c | (uint_fast64_t)1 << task;
+        } else {
+            task = (size_t)low;
+            if (task >= n)
+                return;
+            next = c + 1;
+        }
         const nvp_task_fn fn = atomic_load_explicit(&p->fn, memory_order_acquire);
         void *arg = atomic_load_explicit(&p->arg, memory_order_acquire);
         /* On failure c is reloaded: another participant took the task, or
          * the job is over. */
-        if (!atomic_compare_exchange_weak_explicit(&p->claim, &c, c + 1,
+        if (!atomic_compare_exchange_weak_explicit(&p->claim, &c, next,
                                                    memory_order_acq_rel,
                                                    memory_order_acquire))
             continue;
@@ -206,6 +238,7 @@ int nvp__pool_create(nvp_pool **out, size_t n_threads, size_t pack_floats,
     atomic_init(&p->fn, NULL);
     atomic_init(&p->arg, NULL);
     atomic_init(&p->n_tasks, 0);
+    atomic_init(&p->pinned, 0);
     p->threads = nvp__malloc(&p->alloc, (n_threads - 1) * sizeof *p->threads);
     p->workers = nvp__malloc(&p->alloc, n_threads * sizeof *p->workers);
     if (p->workers) /* pool_destroy frees every non-NULL pack */
@@ -272,6 +305,9 @@ void nvp__pool_run(nvp_pool *p, size_t n_tasks, nvp_task_fn fn, void *arg)
     atomic_store_explicit(&p->fn, fn, memory_order_release);
     atomic_store_explicit(&p->arg, arg, memory_order_release);
     atomic_store_explicit(&p->n_tasks, n_tasks, memory_order_release);
+    atomic_store_explicit(&p->pinned,
+                          n_tasks <= p->n && n_tasks <= PINNED_MAX_TASKS,
+                          memory_order_release);
     atomic_store_explicit(&p->done, 0, memory_order_release);
     /* Open the job: the release pairs with the workers' acquire. */
     pthread_mutex_lock(&p->lock);

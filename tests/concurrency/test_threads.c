@@ -18,6 +18,10 @@
  * threads race to its first use: the pool starts lazily inside a const
  * call.
  *
+ * A third phase trains a two-dimensional chain wide enough for the
+ * single-input sweep to share out its sorts and column blocks, on pools
+ * of 2 and 3 threads, against one thread.
+ *
  * Plain C and POSIX threads (no Check: TSan and Check's fork mode do not
  * mix well).  Usage: test_threads [iterations [portable]]; with
  * "portable" the chain runs the portable kernels (ThreadSanitizer does not
@@ -248,6 +252,51 @@ static void *lazy_worker(void *arg)
     return NULL;
 }
 
+/* Phase 3: a two-dimensional chain (the sweep's path) whose first layer
+ * has 256 units, so that with a batch of 100 its three sorts run as one
+ * job on the pool, and its 4 column blocks too: three training steps and
+ * a log_prob on 2 and 3 threads, each bitwise as on one. */
+static void sweep_on_pool(int portable)
+{
+    enum { SW_DATA = 300, SW_BATCH = 100 };
+    const size_t wide[2] = {256, 256};
+    float data[SW_DATA * 2], lp[3][SW_DATA];
+    float *params[3] = {NULL, NULL, NULL};
+    size_t np = 0;
+    for (size_t threads = 1; threads <= 3; threads++) {
+        nvp_rng *rng;
+        nvp_chain *c;
+        nvp_adam *opt;
+        OK(nvp_rng_create(&rng, 77, NULL));
+        OK(nvp_chain_create_alternating(&c, 2, 4, 2, wide, 0, rng, NULL));
+        if (portable)
+            OK(nvp_chain_set_kernels(c, NVP_KERNELS_PORTABLE));
+        OK(nvp_chain_set_threads(c, threads));
+        OK(nvp_two_moons(rng, SW_DATA, 0.05f, data, NULL));
+        np = nvp_chain_num_params(c);
+        OK(nvp_adam_create(&opt, np, NULL));
+        for (int s = 0; s < 3; s++)
+            OK(nvp_chain_train_step(c, opt, rng, SW_DATA, data, SW_BATCH,
+                                    NULL));
+        OK(nvp_chain_log_prob(c, SW_DATA, data, lp[threads - 1]));
+        params[threads - 1] = xmalloc(np * sizeof(float));
+        OK(nvp_chain_get_params(c, np, params[threads - 1]));
+        nvp_adam_free(opt);
+        nvp_chain_free(c);
+        nvp_rng_free(rng);
+    }
+    for (int t = 1; t < 3; t++) {
+        char what[80];
+        snprintf(what, sizeof what, "2-d sweep, pool of %d: parameters "
+                 "after 3 steps", t + 1);
+        compare(what, -1, -1, params[t], params[0], np);
+        snprintf(what, sizeof what, "2-d sweep, pool of %d: log_prob", t + 1);
+        compare(what, -1, -1, lp[t], lp[0], SW_DATA);
+    }
+    for (int t = 0; t < 3; t++)
+        free(params[t]);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -342,6 +391,8 @@ int main(int argc, char **argv)
         pthread_join(th[t], NULL);
     pthread_barrier_destroy(&start);
     nvp_chain_free(copy);
+
+    sweep_on_pool(portable);
 
     /* And once more on the main thread, after all that. */
     float lp[N_BIG];
