@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Blocked GEMM driver and packing routines (see gemm.h). */
 #include "kernels/gemm.h"
+#include "kernels/gemm_ahead.h"
 
 #include <string.h>
 
@@ -310,6 +311,9 @@ static void gemm_blocked(const nvp_gemm_kernel *kern, float *pack,
                 pack_b(kc, nc - nfull,
                        trans_b ? bsrc + nfull * ldb : bsrc + nfull, ldb,
                        trans_b, NR, bedge);
+            nvp_ahead next;
+            nvp__ahead_next_b(&next, b, ldb, trans_b, k, n, pc, jc, KC, NC,
+                              (nc + NR - 1) / NR * ((m + MR - 1) / MR));
             for (size_t ic = 0; ic < m; ic += MC) {
                 const size_t mc = m - ic < MC ? m - ic : MC;
                 const float *ablk = a + ic * rs_a + pc * cs_a;
@@ -340,6 +344,7 @@ static void gemm_blocked(const nvp_gemm_kernel *kern, float *pack,
                             nvp__tile_epilogue(ep, last, row0, col0, &t);
                         const float *ap = ablk + ir * rs_a;
                         size_t rs = rs_a, cs = cs_a;
+                        nvp__ahead_step(&next);
                         nvp_ukernel_fn fn =
                             h == MR ? kern->kernel : kern->exact_rows[h];
                         if (rows < h && kern->exact_rows &&

@@ -20,6 +20,7 @@
  * scratch tile that the driver adds in, as gemm.c does, so every output is
  * reduced in the same order wherever it lies. */
 #include "kernels/gemm_bf16.h"
+#include "kernels/gemm_ahead.h"
 
 #include <string.h>
 
@@ -277,6 +278,9 @@ TARGET void nvp__gemm_bf16(float *pack, int trans_a, int trans_b, size_t m,
             pack_b(trans_b, kc, nc,
                    trans_b ? b + jc * ldb + pc : b + pc * ldb + jc, ldb,
                    bpanel);
+            nvp_ahead next;
+            nvp__ahead_next_b(&next, b, ldb, trans_b, k, n, pc, jc, KC, NC,
+                              (nc + NR - 1) / NR * ((m + MR - 1) / MR));
             for (size_t ic = 0; ic < m; ic += MC) {
                 const size_t mc = m - ic < MC ? m - ic : MC;
                 const size_t mc_pad = (mc + MR - 1) / MR * MR;
@@ -304,6 +308,7 @@ TARGET void nvp__gemm_bf16(float *pack, int trans_a, int trans_b, size_t m,
                         const nvp_epilogue *tep =
                             nvp__tile_epilogue(ep, last, row0, col0, &t);
                         const uint32_t *ap = ablock + ir * rs;
+                        nvp__ahead_step(&next);
                         if (rows == MR && cols == NR) {
                             kernel(kp, ap, rs, cs, bp, cp, ldc, acc, tep);
                         } else {
