@@ -26,6 +26,21 @@ START_TEST(test_pool_every_task_once)
 }
 END_TEST
 
+/* Pools larger than the machine: jobs of up to 31 tasks are pinned (a
+ * bit per task in the claim word) and claimed by participants without a
+ * task of their own, here by workers past the 31st and the 64th too,
+ * while jobs of more tasks are claimed in order. */
+START_TEST(test_pool_every_task_once_many_threads)
+{
+    static const size_t threads[2] = {8, 70};
+    static const long jobs[2] = {4000, 300};
+    char msg[256];
+    const int bad = pool_stress(threads[_i], jobs[_i], 4200 + (uint64_t)_i,
+                                msg, sizeof msg);
+    ck_assert_msg(!bad, "%s", msg);
+}
+END_TEST
+
 /* The largest magnitude over a million floats, on pools of 2 and 3: the
  * extreme entry sits in a late run, once a large finite value and once a
  * NaN, so a reduction that missed any worker's share would miss it. */
@@ -141,6 +156,7 @@ Suite *pool_suite(void)
     TCase *tc = tcase_create("jobs");
     tcase_set_timeout(tc, T_TIMEOUT);
     tcase_add_loop_test(tc, test_pool_every_task_once, 2, 4);
+    tcase_add_loop_test(tc, test_pool_every_task_once_many_threads, 0, 2);
     tcase_add_loop_test(tc, test_pool_max_abs_bits, 2, 4);
     tcase_add_test(tc, test_pool_set_threads_busy);
     tcase_add_test(tc, test_pool_set_threads_race);

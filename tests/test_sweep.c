@@ -241,6 +241,76 @@ START_TEST(test_sweep_kernels_same_partials)
 }
 END_TEST
 
+/* The forward's three sorts write disjoint memory and read nothing the
+ * others write, so any order (and any thread) gives the same scratch:
+ * run 0, 1, 2 on one scratch and 2, 1, 0 on another, filled with other
+ * garbage, with non-finite, tied and -0 inputs, units with w = 0 and one
+ * with a NaN weight; the sorted rows and units, the counts and the
+ * forward's output must agree bit for bit. */
+START_TEST(test_sweep_sort_parts_any_order)
+{
+    const sweep_cfg *cfg = &cfgs[_i];
+    nvp_rng *r = t_rng(7600 + (uint64_t)_i);
+    nvp_coupling *l = NULL;
+    T_OK(nvp_coupling_create_half(&l, 2, 0, cfg->n_hidden, cfg->hidden, 0, r, NULL));
+    nvp_rng_free(r);
+    const size_t h1 = l->cond.dense[0].out, h2 = l->cond.dense[1].out;
+    const size_t sf = nvp__sweep_floats(h1, h2, ROWS);
+    float *w1 = l->layer.params + l->cond.dense[0].w_off, *b1 = l->layer.params + l->cond.dense[0].b_off;
+    w1[1] = 0.0f;
+    b1[1] = 0.5f;
+    w1[2] = 0.0f;
+    b1[2] = -0.5f;
+    if (h1 > 5)
+        w1[5] = NAN;
+    float x[ROWS];
+    t_prng g;
+    t_prng_seed(&g, 7601 + (uint64_t)_i);
+    t_fill_normal(&g, ROWS, x, 1.5);
+    x[0] = NAN;
+    x[1] = INFINITY;
+    x[2] = -INFINITY;
+    x[3] = -0.0f;
+    x[4] = 0.0f;
+    x[5] = x[6];
+    x[7] = -b1[0] / w1[0]; /* exactly at a switch point */
+    const nvp_sweep_net net = net_of(l);
+    float *scratch[2], *z[2];
+    sweep_job j[2];
+    for (int k = 0; k < 2; k++) {
+        scratch[k] = aligned_alloc(64, (sf * sizeof(float) + 63) / 64 * 64);
+        z[k] = t_xmalloc(ROWS * h2 * sizeof *z[k]);
+        T_CHECK(scratch[k] != NULL, "out of memory");
+        memset(scratch[k], k ? 0xa5 : 0x3c, sf * sizeof(float));
+        nvp__sweep_forward_setup(&j[k], &net, ROWS, x, z[k], scratch[k]);
+        for (size_t part = 0; part < NVP_SWEEP_SORT_PARTS; part++)
+            nvp__sweep_sort(&j[k], k ? NVP_SWEEP_SORT_PARTS - 1 - part : part);
+        nvp__sweep_forward_blocks(capped(NVP_ISA_AVX512), &j[k], 0, nvp__sweep_blocks(h2));
+    }
+    T_CHECK(j[0].n_rows == ROWS - 3 && j[1].n_rows == j[0].n_rows, "config %zu: %zu and %zu finite rows, expected %d",
+            (size_t)_i, j[0].n_rows, j[1].n_rows, ROWS - 3);
+    T_CHECK(j[0].n_rising == j[1].n_rising && j[0].n_falling == j[1].n_falling &&
+                j[0].n_rising + j[0].n_falling == h1 - 2 - (h1 > 5),
+            "config %zu: %zu + %zu and %zu + %zu rising and falling units of %zu", (size_t)_i, j[0].n_rising,
+            j[0].n_falling, j[1].n_rising, j[1].n_falling, h1);
+    T_CHECK(memcmp(j[0].sorted_rows, j[1].sorted_rows, j[0].n_rows * sizeof(keyed)) == 0,
+            "config %zu: the sorted rows depend on the order of the sorts", (size_t)_i);
+    T_CHECK(memcmp(j[0].units, j[1].units, (j[0].n_rising + j[0].n_falling) * sizeof(keyed)) == 0,
+            "config %zu: the sorted units depend on the order of the sorts", (size_t)_i);
+    for (size_t q = 1; q < j[0].n_rows; q++)
+        T_CHECK(j[0].sorted_rows[q - 1].key < j[0].sorted_rows[q].key ||
+                    (j[0].sorted_rows[q - 1].key == j[0].sorted_rows[q].key &&
+                     j[0].sorted_rows[q - 1].index < j[0].sorted_rows[q].index),
+                "config %zu: sorted rows out of order at %zu", (size_t)_i, q);
+    check_same(z[0], z[1], ROWS * h2, "z after the sorts in reverse order", (size_t)_i, NVP_ISA_AVX512);
+    for (int k = 0; k < 2; k++) {
+        free(scratch[k]);
+        free(z[k]);
+    }
+    nvp_coupling_free(l);
+}
+END_TEST
+
 /* The reference network's gradient on 1 and 2 threads with every kernel
  * level, over 300 rows (two chunks: the first writes the sweep's part of
  * the gradient fresh, the second adds to it), into buffers filled with
@@ -304,6 +374,7 @@ Suite *sweep_suite(void)
     tcase_add_loop_test(tc, test_sweep_kernels_same_bits, 0, (int)(sizeof cfgs / sizeof cfgs[0]));
     tcase_add_loop_test(tc, test_sweep_kernels_same_partials, 0, (int)(sizeof cfgs / sizeof cfgs[0]));
     tcase_add_test(tc, test_sweep_kernels_chain_threads);
+    tcase_add_loop_test(tc, test_sweep_sort_parts_any_order, 0, (int)(sizeof cfgs / sizeof cfgs[0]));
     suite_add_tcase(s, tc);
     return s;
 }

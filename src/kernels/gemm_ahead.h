@@ -13,14 +13,26 @@
 #define NVP_GEMM_AHEAD_H
 
 #include <stddef.h>
+#include <stdint.h>
 
+/* Addresses are kept as integers: the last line of a row may start past
+ * the end of B's storage, where C forbids forming a pointer, and a
+ * prefetch of any address is harmless. */
 typedef struct nvp_ahead {
-    const char *base;    /* first row */
-    size_t rows, lines;  /* rows, cache lines per row */
+    uintptr_t base;      /* first row's first byte */
+    size_t rows, bytes;  /* rows, bytes per row */
     size_t stride;       /* bytes from one row to the next */
-    size_t r, l;         /* the next line to fetch */
+    size_t r;            /* the row being fetched */
+    uintptr_t line, end; /* its next line and its last line's start */
     size_t per_tile;     /* lines fetched before each tile */
 } nvp_ahead;
+
+static inline void nvp__ahead_row(nvp_ahead *p)
+{
+    const uintptr_t row = p->base + p->r * p->stride;
+    p->line = row & ~(uintptr_t)63;
+    p->end = (row + p->bytes - 1) & ~(uintptr_t)63;
+}
 
 /* Sets p up to fetch the next block of B after the one at (pc, jc) of a
  * product over k terms and n columns (blocks of kc_max x nc_max, B as the
@@ -32,9 +44,7 @@ static inline void nvp__ahead_next_b(nvp_ahead *p, const float *b,
                                      size_t kc_max, size_t nc_max,
                                      size_t tiles)
 {
-    p->rows = 0;
-    p->r = p->l = 0;
-    p->per_tile = 0;
+    *p = (nvp_ahead){0, 0, 0, 0, 0, 0, 0, 0};
     size_t pc2 = pc + kc_max, jc2 = jc;
     if (pc2 >= k) {
         pc2 = 0;
@@ -46,24 +56,25 @@ static inline void nvp__ahead_next_b(nvp_ahead *p, const float *b,
     const size_t nc = n - jc2 < nc_max ? n - jc2 : nc_max;
     /* A row of the block: nc floats of B's row pc2 + i, or kc floats of
      * B's stored row jc2 + i when B is transposed. */
-    const size_t row_floats = trans_b ? kc : nc;
     p->rows = trans_b ? nc : kc;
-    p->base = (const char *)(trans_b ? b + jc2 * ldb + pc2
-                                     : b + pc2 * ldb + jc2);
+    p->bytes = (trans_b ? kc : nc) * sizeof(float);
+    p->base = (uintptr_t)(trans_b ? b + jc2 * ldb + pc2 : b + pc2 * ldb + jc2);
     p->stride = ldb * sizeof(float);
-    /* one line more where a row does not start on a line */
-    p->lines = (row_floats * sizeof(float) + 63) / 64 + 1;
-    p->per_tile = (p->rows * p->lines + tiles - 1) / tiles;
+    nvp__ahead_row(p);
+    /* at most one line more per row than its bytes fill */
+    const size_t lines = p->rows * ((p->bytes + 63) / 64 + 1);
+    p->per_tile = (lines + tiles - 1) / tiles;
 }
 
 /* The next share of the lines, before a tile. */
 static inline void nvp__ahead_step(nvp_ahead *p)
 {
     for (size_t count = p->per_tile; count && p->r < p->rows; count--) {
-        __builtin_prefetch(p->base + p->r * p->stride + p->l * 64, 0, 2);
-        if (++p->l == p->lines) {
-            p->l = 0;
-            p->r++;
+        __builtin_prefetch((const void *)p->line, 0, 2);
+        if (p->line < p->end) {
+            p->line += 64;
+        } else if (++p->r < p->rows) {
+            nvp__ahead_row(p);
         }
     }
 }

@@ -144,13 +144,13 @@ void nvp__sweep_sort(sweep_job *j, size_t part)
         sort_keyed(j->sorted_rows, n, tmp);
         break;
     case NVP_SWEEP_SORT_RISING:
-        for (size_t u = 0; n < nr; u++)
+        for (size_t u = 0; u < j->h1 && n < nr; u++)
             if (w1[u] > 0.0f)
                 j->units[n++] = make_key(-b1[u] / w1[u], u);
         sort_keyed(j->units, nr, tmp + j->rows);
         break;
     default: /* NVP_SWEEP_SORT_FALLING */
-        for (size_t u = 0; n < j->n_falling; u++)
+        for (size_t u = 0; u < j->h1 && n < j->n_falling; u++)
             if (w1[u] < 0.0f)
                 j->units[nr + n++] = make_key(-b1[u] / w1[u], u);
         sort_keyed(j->units + nr, j->n_falling, tmp + j->rows + nr);

@@ -85,8 +85,9 @@ void nvp__sweep_forward_setup(sweep_job *j, const nvp_sweep_net *net,
                               size_t rows, const float *x, float *z,
                               float *scratch);
 
-/* The forward's sorts into scratch, in three parts that read and write
- * disjoint memory, so that they can run at once on different threads:
+/* The forward's sorts into scratch, in three parts that write disjoint
+ * memory (they only read the job, x and the first layer's parameters in
+ * common), so that they can run at once on different threads:
  * the finite rows by x, the rising units by their switch point t = -b/w,
  * the falling ones by theirs.  Each result is the same whoever sorts it. */
 #define NVP_SWEEP_SORT_ROWS 0

@@ -44,9 +44,10 @@ void nvp__exec_rows(const nvp_exec *ex, size_t rows, nvp_rows_fn fn,
                     void *arg);
 
 /* The single-input sweep (kernels/sweep.h) with its column blocks shared
- * out between the pool's threads.  Only whole blocks are shared out and
- * every sum across columns is formed per block, so the bits do not depend
- * on the thread count. */
+ * out between the pool's threads, and the forward's three sorts too where
+ * rows and units number at least 256.  Only whole blocks are shared out
+ * and every sum across columns is formed per block, so the bits do not
+ * depend on the thread count. */
 void nvp__exec_sweep_forward(const nvp_exec *ex, const nvp_sweep_net *net,
                              size_t rows, const float *x, float *z,
                              float *scratch);

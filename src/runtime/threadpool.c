@@ -24,7 +24,8 @@ typedef struct worker {
 } worker;
 
 /* A job's tasks are claimed through one 64-bit word: a job number in the
- * high half, the next unclaimed task in the low half.  A worker claims a
+ * high half, the next unclaimed task in the low half (for a pinned job, a
+ * bit per claimed task: run_tasks).  A worker claims a
  * task by compare-and-swap on the whole word, so a worker that is late,
  * still holding the word of a job that is over, can never claim a task by
  * mistake: the word has moved on and its swap fails.
@@ -56,7 +57,8 @@ struct nvp_pool {
     pthread_mutex_t lock;
     pthread_cond_t wake, finished;
     pthread_mutex_t busy; /* held by the one caller using the pool */
-    atomic_uint_fast64_t claim; /* job << TASK_BITS | next task */
+    atomic_uint_fast64_t claim; /* job << TASK_BITS | next task (or
+                                 * the claimed tasks' bits) */
     atomic_size_t done;         /* tasks of the current job finished */
     atomic_int stop;
     /* The current job, written before its claim word is published.  A
@@ -101,7 +103,10 @@ static inline uint_fast64_t job_of(uint_fast64_t claim)
  * them) runs on the same thread and finds its data in that core's cache.
  * The claim word's low half then holds a bit per claimed task instead of
  * the next task, and a participant done with its own task takes any task
- * still unclaimed, so a late worker still costs nothing.  Claimed in
+ * still unclaimed (the highest, so that a participant without a task of
+ * its own does not take the caller's), so a late worker still costs
+ * nothing.  Jobs of more than PINNED_MAX_TASKS tasks are claimed in
+ * order whatever the pool's size.  Claimed in
  * order instead, the sweep's two halves went to either thread by the
  * race between caller and worker, and making every block a task of its
  * own (so that they hop between threads) made the tutorial's two-thread
@@ -119,15 +124,16 @@ static void run_tasks(nvp_pool *p, const worker *w, uint_fast64_t job)
         size_t task;
         uint_fast64_t next;
         if (atomic_load_explicit(&p->pinned, memory_order_acquire)) {
-            /* n comes from this job unless the job is over, and then the
-             * swap below fails; the clamp only keeps the shift defined. */
+            /* n and the flag come from this job unless the job is over,
+             * and then the swap below fails; bounding every shift by
+             * PINNED_MAX_TASKS keeps them defined whatever was read. */
             const size_t bits = n < PINNED_MAX_TASKS ? n : PINNED_MAX_TASKS;
             const uint_fast64_t open = ~low & (((uint_fast64_t)1 << bits) - 1);
             if (!open)
                 return;
-            task = w->index < n && (open >> w->index & 1)
+            task = w->index < bits && (open >> w->index & 1)
                        ? w->index
-                       : (size_t)__builtin_ctzll((unsigned long long)open);
+                       : 63 - (size_t)__builtin_clzll((unsigned long long)open);
             next = c | (uint_fast64_t)1 << task;
         } else {
             task = (size_t)low;

@@ -3,8 +3,9 @@
  *
  * The caller of nvp__pool_run takes part in the work, so a pool of n
  * participants starts n - 1 threads.  Tasks are claimed dynamically (a
- * job of at most one task per participant gives participant i task i
- * first, to keep each share's data in one core's cache), but every task
+ * job of at most one task per participant, and at most 31 tasks, gives
+ * participant i task i first, to keep each share's data in one core's
+ * cache), but every task
  * computes the same bits whichever thread runs it: the library
  * only ever splits work over independent rows or output columns, never
  * over a reduction, so results do not depend on the thread count. */
