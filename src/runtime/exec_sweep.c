@@ -45,7 +45,9 @@ static void sort_task(void *arg, size_t task, size_t worker)
     nvp__sweep_sort(arg, task);
 }
 
-/* Below this many keys in all the sorts stay on the calling thread. */
+/* Below this many keys in all, the sorts stay on the calling thread:
+ * with 64 units and 64 rows the job was 10% slower than sorting there,
+ * with 64 units and 256 rows 3.5% faster (two-thread training steps). */
 #define SHARED_SORT_MIN_KEYS 256
 
 void nvp__exec_sweep_forward(const nvp_exec *ex, const nvp_sweep_net *net,

@@ -97,20 +97,19 @@ static inline uint_fast64_t job_of(uint_fast64_t claim)
 /* Claims and runs tasks of job `job` until none is left (or the job is
  * over); returns when there is nothing more to claim.
  *
- * A job of at most one task per participant is pinned: participant i
- * claims task i first, so that the same share of every such job (the
- * same output columns of the sweep's blocks and of a product split like
- * them) runs on the same thread and finds its data in that core's cache.
- * The claim word's low half then holds a bit per claimed task instead of
- * the next task, and a participant done with its own task takes any task
- * still unclaimed (the highest, so that a participant without a task of
- * its own does not take the caller's), so a late worker still costs
- * nothing.  Jobs of more than PINNED_MAX_TASKS tasks are claimed in
- * order whatever the pool's size.  Claimed in
- * order instead, the sweep's two halves went to either thread by the
- * race between caller and worker, and making every block a task of its
- * own (so that they hop between threads) made the tutorial's two-thread
- * step 30% slower. */
+ * A job of at most one task per participant (and at most
+ * PINNED_MAX_TASKS) is pinned: participant i claims task i first, so
+ * that the same share of every such job (the same output columns of the
+ * sweep's blocks and of a product split like them) runs on the same
+ * thread and finds its data in that core's cache.  The claim word's low
+ * half then holds a bit per claimed task instead of the next task, and a
+ * participant done with its own task takes any task still unclaimed (the
+ * highest, so that a participant without a task of its own does not take
+ * the caller's), so a late worker still costs nothing.  Claimed in order
+ * instead, the sweep's two halves went to either thread by the race
+ * between caller and worker; making every block a task of its own (so
+ * that they hop between threads) made the tutorial's two-thread step 30%
+ * slower. */
 #define PINNED_MAX_TASKS ((size_t)TASK_BITS - 1)
 
 static void run_tasks(nvp_pool *p, const worker *w, uint_fast64_t job)
