@@ -5,10 +5,10 @@
  * participants starts n - 1 threads.  Tasks are claimed dynamically (a
  * job of at most one task per participant, and at most 31 tasks, gives
  * participant i task i first, to keep each share's data in one core's
- * cache), but every task
- * computes the same bits whichever thread runs it: the library
- * only ever splits work over independent rows or output columns, never
- * over a reduction, so results do not depend on the thread count. */
+ * cache), but every task computes the same bits whichever thread runs it:
+ * the library only ever splits work over independent rows or output
+ * columns, never over a reduction, so results do not depend on the thread
+ * count. */
 #ifndef NVP_THREADPOOL_H
 #define NVP_THREADPOOL_H
 
