@@ -79,6 +79,16 @@ static nvp_sweep_grad grad_of(const nvp_coupling *l, float *grad)
     return g;
 }
 
+/* Configuration i's coupling (on dimension `half` of two), from seed. */
+static nvp_coupling *cfg_coupling(size_t i, int half, uint64_t seed)
+{
+    nvp_rng *r = t_rng(seed);
+    nvp_coupling *l = NULL;
+    T_OK(nvp_coupling_create_half(&l, 2, half, cfgs[i].n_hidden, cfgs[i].hidden, 0, r, NULL));
+    nvp_rng_free(r);
+    return l;
+}
+
 /* want comes from the best kernels, got from those of level. */
 static void check_same(const float *want, const float *got, size_t n, const char *what, size_t cfg,
                        int level)
@@ -90,12 +100,8 @@ static void check_same(const float *want, const float *got, size_t n, const char
 
 START_TEST(test_sweep_kernels_same_bits)
 {
-    const sweep_cfg *cfg = &cfgs[_i];
-    nvp_rng *r = t_rng(7100 + (uint64_t)_i);
-    nvp_coupling *l = NULL;
-    T_OK(nvp_coupling_create_half(&l, 2, _i & 1, cfg->n_hidden, cfg->hidden, 0, r, NULL));
-    nvp_rng_free(r);
-    const size_t np = nvp_coupling_num_params(l), h1 = cfg->hidden[0];
+    nvp_coupling *l = cfg_coupling((size_t)_i, _i & 1, 7100 + (uint64_t)_i);
+    const size_t np = nvp_coupling_num_params(l), h1 = cfgs[_i].hidden[0];
     float *p = t_xmalloc(np * sizeof *p);
     T_OK(nvp_coupling_get_params(l, np, p));
     /* Layout: W1 (1 x h1), then b1.  Two units with w = 0: one always on
@@ -152,11 +158,7 @@ END_TEST
  * order) that rounding to float would hide. */
 START_TEST(test_sweep_kernels_same_partials)
 {
-    const sweep_cfg *cfg = &cfgs[_i];
-    nvp_rng *r = t_rng(7400 + (uint64_t)_i);
-    nvp_coupling *l = NULL;
-    T_OK(nvp_coupling_create_half(&l, 2, 0, cfg->n_hidden, cfg->hidden, 0, r, NULL));
-    nvp_rng_free(r);
+    nvp_coupling *l = cfg_coupling((size_t)_i, 0, 7400 + (uint64_t)_i);
     const size_t h1 = l->cond.dense[0].out, h2 = l->cond.dense[1].out, np = nvp_coupling_num_params(l);
     const size_t sf = nvp__sweep_floats(h1, h2, ROWS);
     /* A unit that is never on (w = 0, b < 0) and one always on. */
@@ -249,11 +251,7 @@ END_TEST
  * forward's output must agree bit for bit. */
 START_TEST(test_sweep_sort_parts_any_order)
 {
-    const sweep_cfg *cfg = &cfgs[_i];
-    nvp_rng *r = t_rng(7600 + (uint64_t)_i);
-    nvp_coupling *l = NULL;
-    T_OK(nvp_coupling_create_half(&l, 2, 0, cfg->n_hidden, cfg->hidden, 0, r, NULL));
-    nvp_rng_free(r);
+    nvp_coupling *l = cfg_coupling((size_t)_i, 0, 7600 + (uint64_t)_i);
     const size_t h1 = l->cond.dense[0].out, h2 = l->cond.dense[1].out;
     const size_t sf = nvp__sweep_floats(h1, h2, ROWS);
     float *w1 = l->layer.params + l->cond.dense[0].w_off, *b1 = l->layer.params + l->cond.dense[0].b_off;
