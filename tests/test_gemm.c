@@ -67,8 +67,10 @@ static const shape shapes[] = {
     {257, 97, 7, 0},  {7, 521, 97, 0}, {521, 7, 13, 0},  {13, 257, 521, 0},
     {131, 1031, 9, 0}, {131, 9, 521, 0},
     {9, 1031, 521, 0}, {131, 1031, 521, 0x2},
-    /* a last column panel of 17 to 31 columns, B transposed included */
-    {9, 49, 33, 0},   {130, 600, 300, 0},
+    /* a last column panel of 17 to 31 columns, B transposed included;
+     * 600 columns are far enough apart that B is packed past 128 rows
+     * and read in place up to them (gemm.c's PACK_B_MIN_ROWS) */
+    {9, 49, 33, 0},   {130, 600, 300, 0}, {60, 600, 300, 0},
     /* rows ending in short tiles where a kernel has them (avx512: 10 + 8,
      * 120 + 16, 4 x 8 with k past KC) */
     {18, 40, 33, 0},  {136, 70, 17, 0}, {32, 33, 521, 0},

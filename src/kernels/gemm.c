@@ -16,6 +16,14 @@
  * log_prob at batch 10000 interleaved with the in-place reads: 512-wide
  * layers 9% faster packed, 1024-wide 7%; 256-wide 4% slower. */
 #define PACK_B_MIN_STRIDE 2048
+/* ... and only for a product of more than this many rows: a minibatch's
+ * product reuses each packed panel too few times to pay for the copy, and
+ * on two threads that split its rows each would copy the same panels.
+ * Measured on Zen 5, 1024-wide layers, batch 128, one process alternating
+ * both ways: the D = 784 gradient 2.3% faster on one thread and 1.3% on
+ * two; D = 64 training at batch 128 1.4% faster.  At 256 rows (log_prob's
+ * chunks) packing still paid on Zen 4 (above) and was even on Zen 5. */
+#define PACK_B_MIN_ROWS 128
 /* Source rows copied per pass over a panel's micro-panels while packing a
  * B that is not transposed (pack_b). */
 #define PACK_B_ROWS 8
@@ -286,10 +294,10 @@ static void gemm_blocked(const nvp_gemm_kernel *kern, float *pack,
     /* op(A)(i, p) = a[i * rs_a + p * cs_a] */
     const size_t rs_a = trans_a ? 1 : lda, cs_a = trans_a ? lda : 1;
     /* Whole B panels are packed when transposed, or when their rows lie
-     * far apart and more than one row panel of A will reuse them. */
+     * far apart and enough row panels of A will reuse them. */
     const int pack_whole_b =
         trans_b || (may_pack_b && ldb * sizeof(float) >= PACK_B_MIN_STRIDE &&
-                    m > MR);
+                    m > PACK_B_MIN_ROWS);
 
     for (size_t jc = 0; jc < n; jc += NC) {
         const size_t nc = n - jc < NC ? n - jc : NC;
