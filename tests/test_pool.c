@@ -150,6 +150,48 @@ START_TEST(test_pool_set_threads_race)
 }
 END_TEST
 
+/* The largest magnitude on every instruction set the CPU runs, at
+ * lengths around the pass's blocks of 64 (kernels/stream_ahead.h) and one
+ * long enough to fetch ahead, with the extreme planted at the start, in
+ * the middle, in the last whole block and in the tail. */
+START_TEST(test_max_abs_bits_every_isa)
+{
+    static const size_t lengths[] = {0, 1, 63, 64, 65, 130, 1000, ((size_t)1 << 22) + 37};
+    const size_t longest = lengths[sizeof lengths / sizeof lengths[0] - 1];
+    float *x = t_xmalloc(longest * sizeof *x);
+    t_prng p;
+    t_prng_seed(&p, 4310);
+    t_fill_unif(&p, longest, x, -1.0, 1.0);
+    const nvp_isa best = nvp__cpu_isa();
+    for (int isa = NVP_ISA_PORTABLE; isa <= (int)best; isa++)
+        for (size_t l = 0; l < sizeof lengths / sizeof lengths[0]; l++) {
+            const size_t n = lengths[l];
+            uint32_t base = 0; /* the scalar reference */
+            for (size_t i = 0; i < n; i++) {
+                uint32_t u;
+                memcpy(&u, x + i, sizeof u);
+                u &= 0x7fffffffu;
+                base = u > base ? u : base;
+            }
+            uint32_t got = nvp__max_abs_bits((nvp_isa)isa, x, n);
+            T_CHECK(got == base, "isa %d, %zu floats: %08x, expected %08x", isa, n, (unsigned)got, (unsigned)base);
+            const size_t at[4] = {0, n / 2, n / 64 * 64 - 1, n - 1};
+            for (int k = 0; k < 4 && n > 0; k++) {
+                if (at[k] >= n)
+                    continue;
+                const float keep = x[at[k]];
+                x[at[k]] = k % 2 ? NAN : -7.5f;
+                const uint32_t want = k % 2 ? 0x7fc00000u : 0x40f00000u;
+                got = nvp__max_abs_bits((nvp_isa)isa, x, n);
+                T_CHECK(got >= want && (k % 2 || got == want), "isa %d, %zu floats, extreme at %zu: %08x", isa, n,
+                        at[k], (unsigned)got);
+                x[at[k]] = keep;
+            }
+        }
+    free(x);
+}
+END_TEST
+
 Suite *pool_suite(void)
 {
     Suite *s = suite_create("pool");
@@ -158,6 +200,7 @@ Suite *pool_suite(void)
     tcase_add_loop_test(tc, test_pool_every_task_once, 2, 4);
     tcase_add_loop_test(tc, test_pool_every_task_once_many_threads, 0, 2);
     tcase_add_loop_test(tc, test_pool_max_abs_bits, 2, 4);
+    tcase_add_test(tc, test_max_abs_bits_every_isa);
     tcase_add_test(tc, test_pool_set_threads_busy);
     tcase_add_test(tc, test_pool_set_threads_race);
     suite_add_tcase(s, tc);
