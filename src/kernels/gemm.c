@@ -24,9 +24,6 @@
  * two; D = 64 training at batch 128 1.4% faster.  At 256 rows (log_prob's
  * chunks) packing still paid on Zen 4 (above) and was even on Zen 5. */
 #define PACK_B_MIN_ROWS 128
-/* Source rows copied per pass over a panel's micro-panels while packing a
- * B that is not transposed (pack_b). */
-#define PACK_B_ROWS 8
 
 size_t nvp__gemm_pack_floats(const nvp_gemm_kernel *k)
 {
@@ -40,11 +37,11 @@ static void pack_b(size_t kc, size_t cols, const float *b, size_t ldb,
                    int trans, size_t nr, float *dst)
 {
     if (!trans) {
-        /* A few source rows at a time across every micro-panel: each row
-         * is read whole, each micro-panel written a few hundred
-         * contiguous bytes at a time. */
-        for (size_t p0 = 0; p0 < kc; p0 += PACK_B_ROWS) {
-            const size_t p1 = p0 + PACK_B_ROWS < kc ? p0 + PACK_B_ROWS : kc;
+        /* A few source rows at a time across every micro-panel
+         * (NVP_PACK_B_ROWS), whole or partial. */
+        for (size_t p0 = 0; p0 < kc; p0 += NVP_PACK_B_ROWS) {
+            const size_t p1 =
+                p0 + NVP_PACK_B_ROWS < kc ? p0 + NVP_PACK_B_ROWS : kc;
             for (size_t jr = 0; jr < cols; jr += nr) {
                 const size_t w = cols - jr < nr ? cols - jr : nr;
                 for (size_t p = p0; p < p1; p++) {
@@ -312,6 +309,8 @@ static void gemm_blocked(const nvp_gemm_kernel *kern, float *pack,
             if (pack_whole_b && nfull) {
                 if (trans_b && kern->pack_b_trans)
                     kern->pack_b_trans(kc, nfull, bsrc, ldb, bpanel);
+                else if (!trans_b && kern->pack_b_rows)
+                    kern->pack_b_rows(kc, nfull, bsrc, ldb, bpanel);
                 else
                     pack_b(kc, nfull, bsrc, ldb, trans_b, NR, bpanel);
             }

@@ -33,6 +33,8 @@
 #ifndef NVP_GEMM_H
 #define NVP_GEMM_H
 
+#include <string.h>
+
 #include "core/cpu.h"
 
 #include <stddef.h>
@@ -144,6 +146,12 @@ typedef struct nvp_gemm_kernel {
      * entry): those rows are zero-padded to a whole tile instead. */
     const nvp_ukernel_fn *exact_rows;
     size_t mr_short;
+    /* Optional faster packing of whole NR-column panels of a B that is not
+     * transposed (op(B)(p, j) = b[p * ldb + j]), as the generic packer
+     * lays them out; NULL (the default of an initializer that stops
+     * before it) selects the generic one. */
+    void (*pack_b_rows)(size_t kc, size_t cols, const float *b, size_t ldb,
+                        float *dst);
 } nvp_gemm_kernel;
 
 /* The narrow micro-kernel kern runs a product of n columns through (its
@@ -179,6 +187,30 @@ const nvp_gemm_kernel *nvp__gemm_by_name(const char *name);
 /* Floats of packing space nvp__gemm needs for kernel k (the largest over
  * all kernels is NVP_GEMM_PACK_FLOATS). */
 size_t nvp__gemm_pack_floats(const nvp_gemm_kernel *k);
+
+/* Source rows a packer of a B that is not transposed copies per pass
+ * across its micro-panels: each row is read whole, each micro-panel
+ * written a few hundred contiguous bytes at a time. */
+#define NVP_PACK_B_ROWS 8
+
+/* Packs the whole nr-column micro-panels of the kc x cols block at b (a B
+ * that is not transposed, rows ldb floats apart; cols a multiple of nr)
+ * into dst, each panel stored row by row.  Inlined into a kernel's file
+ * with nr a constant, every panel row is a few vector moves of that
+ * file's instruction set. */
+static inline __attribute__((always_inline)) void
+nvp__pack_b_rows_body(size_t kc, size_t cols, const float *b, size_t ldb,
+                      size_t nr, float *dst)
+{
+    for (size_t p0 = 0; p0 < kc; p0 += NVP_PACK_B_ROWS) {
+        const size_t p1 =
+            p0 + NVP_PACK_B_ROWS < kc ? p0 + NVP_PACK_B_ROWS : kc;
+        for (size_t jr = 0; jr < cols; jr += nr)
+            for (size_t p = p0; p < p1; p++)
+                memcpy(dst + jr * kc + p * nr, b + p * ldb + jr,
+                       nr * sizeof(float));
+    }
+}
 
 /* The pieces every driver shares (gemm.c, gemm_bf16.c). */
 /* The epilogue of the tile at (row0, col0) into *t, or NULL when there is

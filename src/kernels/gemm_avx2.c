@@ -141,8 +141,17 @@ small_n_avx2(int trans_a, int trans_b, size_t m, size_t n, size_t k,
                          accumulate, c, ldc, ep, work);
 }
 
+/* Packs whole 16-column panels of a B that is not transposed: each panel
+ * row two ymm moves, where the generic packer calls memcpy. */
+__attribute__((target("avx2,fma"))) static void
+pack_b_rows_avx2(size_t kc, size_t cols, const float *b, size_t ldb,
+                 float *dst)
+{
+    nvp__pack_b_rows_body(kc, cols, b, ldb, NR, dst);
+}
+
 const nvp_gemm_kernel nvp__gemm_avx2 = {
     "avx2", MR, NR, 120, 256, 1024, kernel_avx2, avx2_supported, NULL, small_n_avx2,
-    NULL, 0, 0, NULL, 0, 0, exact_avx2, MR_SHORT,
+    NULL, 0, 0, NULL, 0, 0, exact_avx2, MR_SHORT, pack_b_rows_avx2,
 };
 #endif

@@ -329,6 +329,15 @@ pack_b_trans_avx512(size_t kc, size_t cols, const float *b, size_t ldb,
     }
 }
 
+/* Packs whole 32-column panels of a B that is not transposed: each panel
+ * row two zmm moves, where the generic packer calls memcpy. */
+__attribute__((target("avx512f"))) static void
+pack_b_rows_avx512(size_t kc, size_t cols, const float *b, size_t ldb,
+                   float *dst)
+{
+    nvp__pack_b_rows_body(kc, cols, b, ldb, NR, dst);
+}
+
 static int avx512_supported(void)
 {
     __builtin_cpu_init();
@@ -350,6 +359,6 @@ const nvp_gemm_kernel nvp__gemm_avx512 = {
     avx512_supported,   pack_b_trans_avx512,    small_n_avx512,
     kernel_avx512_narrow, MR_NARROW, NR_NARROW,
     kernel_avx512_narrow8, MR_NARROW8, NR_NARROW8,
-    exact_avx512, MR_SHORT,
+    exact_avx512, MR_SHORT, pack_b_rows_avx512,
 };
 #endif

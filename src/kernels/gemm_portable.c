@@ -45,5 +45,5 @@ small_n_portable(int trans_a, int trans_b, size_t m, size_t n, size_t k,
 
 const nvp_gemm_kernel nvp__gemm_portable = {
     "portable",       MR, NR, 64, 256, 1024, kernel_portable, always, NULL,
-    small_n_portable, NULL, 0, 0, NULL, 0, 0, NULL, 0,
+    small_n_portable, NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL,
 };
