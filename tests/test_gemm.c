@@ -58,9 +58,9 @@ typedef struct {
  * 120/256/1024, avx512 120/512/512, bf16 128/256/512): two dimensions at
  * a time with all transpose combinations, then all three at once (131 x
  * 1031 x 521, 70M multiply-adds: one combination, the one with the most
- * going on, to keep the suite fast under Valgrind).  The last two end in
- * a column panel of 17 to 31 columns (the bf16 packing of a transposed B
- * fills it in two groups of 16). */
+ * going on, to keep the suite fast under Valgrind).  The group after them
+ * ends in a column panel of 17 to 31 columns (the bf16 packing of a
+ * transposed B fills it in two groups of 16). */
 static const shape shapes[] = {
     {1, 1, 1, 0},     {1, 13, 7, 0},   {7, 1, 13, 0},    {13, 7, 1, 0},
     {4, 8, 16, 0},    {5, 3, 0, 0},    {1, 1, 0, 0},     {97, 13, 257, 0},

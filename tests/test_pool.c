@@ -152,8 +152,9 @@ END_TEST
 
 /* The largest magnitude on every instruction set the CPU runs, at
  * lengths around the pass's blocks of 64 (kernels/stream_ahead.h) and one
- * long enough to fetch ahead, with the extreme planted at the start, in
- * the middle, in the last whole block and in the tail. */
+ * long enough to fetch ahead (and each length also as a run of that long
+ * vector, as the pool's threads take it), with the extreme planted at the
+ * start, in the middle, in the last whole block and in the tail. */
 START_TEST(test_max_abs_bits_every_isa)
 {
     static const size_t lengths[] = {0, 1, 63, 64, 65, 130, 1000, ((size_t)1 << 22) + 37};
@@ -175,6 +176,10 @@ START_TEST(test_max_abs_bits_every_isa)
             }
             uint32_t got = nvp__max_abs_bits((nvp_isa)isa, x, n);
             T_CHECK(got == base, "isa %d, %zu floats: %08x, expected %08x", isa, n, (unsigned)got, (unsigned)base);
+            /* as a run of a long vector, fetching ahead (vec_parallel.c) */
+            got = nvp__max_abs_bits_part((nvp_isa)isa, x, n, longest);
+            T_CHECK(got == base, "isa %d, %zu floats of %zu: %08x, expected %08x", isa, n, longest, (unsigned)got,
+                    (unsigned)base);
             const size_t at[4] = {0, n / 2, n / 64 * 64 - 1, n - 1};
             for (int k = 0; k < 4 && n > 0; k++) {
                 if (at[k] >= n)

@@ -17,8 +17,7 @@
  * layers 9% faster packed, 1024-wide 7%; 256-wide 4% slower. */
 #define PACK_B_MIN_STRIDE 2048
 /* ... and only for a product of more than this many rows: a minibatch's
- * product reuses each packed panel too few times to pay for the copy, and
- * on two threads that split its rows each would copy the same panels.
+ * product reuses each packed panel too few times to pay for the copy.
  * Measured on Zen 5, 1024-wide layers, batch 128, one process alternating
  * both ways: the D = 784 gradient 2.3% faster on one thread and 1.3% on
  * two; D = 64 training at batch 128 1.4% faster.  At 256 rows (log_prob's
@@ -309,7 +308,7 @@ static void gemm_blocked(const nvp_gemm_kernel *kern, float *pack,
             if (pack_whole_b && nfull) {
                 if (trans_b && kern->pack_b_trans)
                     kern->pack_b_trans(kc, nfull, bsrc, ldb, bpanel);
-                else if (!trans_b && kern->pack_b_rows)
+                else if (!trans_b && kern->pack_b_rows) /* whole panels */
                     kern->pack_b_rows(kc, nfull, bsrc, ldb, bpanel);
                 else
                     pack_b(kc, nfull, bsrc, ldb, trans_b, NR, bpanel);

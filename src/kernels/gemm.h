@@ -16,9 +16,10 @@
  * are read in place: A is never packed except for a last, partial row
  * panel that no tile of its height covers (the broadcast of one element
  * per row does not care about layout), and B is packed only when
- * transposed, when its rows lie 2 KiB apart or more (every step of the
- * kernel would touch new memory that the hardware fetches poorly once the
- * matrix has left the cache), or for a last, partial column panel.  A
+ * transposed, when its rows lie 2 KiB apart or more and the product has
+ * more than 128 rows (every step of the kernel would touch new memory that
+ * the hardware fetches poorly once the matrix has left the cache, and
+ * enough row panels reuse the copy), or for a last, partial column panel.  A
  * product of at most 8 columns (fewer than the kernel's NR) with A stored
  * transposed, at least NR rows and at least 64 terms (a narrow layer's
  * weight gradient) runs as its transpose, C^T = B^T * A, so that A is
@@ -33,11 +34,10 @@
 #ifndef NVP_GEMM_H
 #define NVP_GEMM_H
 
+#include <stddef.h>
 #include <string.h>
 
 #include "core/cpu.h"
-
-#include <stddef.h>
 
 /* Applied to each output tile once its last k block is done, while the
  * tile is still in registers: v = (C +) A*B, then v += bias[j], then

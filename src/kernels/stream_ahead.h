@@ -5,7 +5,7 @@
  * of megabytes at D = 784) once each, with nothing to compute meanwhile.
  * The hardware prefetchers of some cores do not run far enough ahead of
  * one such stream to keep the memory busy: on Zen 5, taking the largest
- * magnitude of 36 MB read 26-29 GB/s alone, and 44-51 GB/s when each
+ * magnitude of 36 MB read 21-36 GB/s alone, and 44-51 GB/s when each
  * block of NVP_STREAM_BLOCK floats first requested the lines 16 KiB
  * further on (8 and 32 KiB: 41-46 GB/s).  In the bfloat16 D = 784
  * gradient, whose two checks read 36 MB each, that made the call 2.5-3%
@@ -25,7 +25,8 @@
 /* Vectors shorter than this many floats (16 MiB) are left to the
  * hardware: they are often still in a cache, where the requests only
  * cost (with the tutorial's 4 MiB of parameters fetched ahead, its step
- * was 1% slower on one thread and up to 3% on two). */
+ * was 1% slower on one thread).  A run of a longer vector that a thread
+ * takes fetches as the whole vector would. */
 #define NVP_STREAM_MIN_FLOATS ((size_t)1 << 22)
 
 /* Requests the NVP_STREAM_BLOCK floats that lie NVP_STREAM_AHEAD bytes

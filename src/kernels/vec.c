@@ -20,13 +20,13 @@ abs_bits(const float *x)
 
 /* A block at a time, into one lane per float of a block: independent
  * maxima that vectorise into a few accumulators, merged at the end (an
- * integer max in any order is the same).  A long vector's blocks each
- * fetch ahead first (stream_ahead.h). */
+ * integer max in any order is the same).  With fetch (a long vector, or
+ * a run of one) each block first requests what lies ahead
+ * (stream_ahead.h). */
 static inline __attribute__((always_inline)) void
-max_abs_bits_body(const float *x, size_t n, uint32_t *out)
+max_abs_bits_body(const float *x, size_t n, int fetch, uint32_t *out)
 {
     uint32_t lane[NVP_STREAM_BLOCK] = {0};
-    const int fetch = n >= NVP_STREAM_MIN_FLOATS;
     size_t i = 0;
     for (; i + NVP_STREAM_BLOCK <= n; i += NVP_STREAM_BLOCK) {
         if (fetch)
@@ -47,13 +47,20 @@ max_abs_bits_body(const float *x, size_t n, uint32_t *out)
 }
 
 NVP_ISA_VARIANTS(max_abs_bits, max_abs_bits_body,
-                 (const float *x, size_t n, uint32_t *out), (x, n, out))
+                 (const float *x, size_t n, int fetch, uint32_t *out),
+                 (x, n, fetch, out))
+
+uint32_t nvp__max_abs_bits_part(nvp_isa isa, const float *x, size_t n,
+                                size_t whole)
+{
+    uint32_t top;
+    max_abs_bits(isa, x, n, whole >= NVP_STREAM_MIN_FLOATS, &top);
+    return top;
+}
 
 uint32_t nvp__max_abs_bits(nvp_isa isa, const float *x, size_t n)
 {
-    uint32_t top;
-    max_abs_bits(isa, x, n, &top);
-    return top;
+    return nvp__max_abs_bits_part(isa, x, n, n);
 }
 
 int nvp__all_finite(nvp_isa isa, const float *x, size_t n)

@@ -14,6 +14,11 @@
  * and NaN above infinity.  0 for n == 0. */
 uint32_t nvp__max_abs_bits(nvp_isa isa, const float *x, size_t n);
 #define NVP_INF_BITS 0x7f800000u
+/* The same over x[0 .. n), a run of a vector of `whole` floats that the
+ * caller's threads take in runs: the run fetches ahead as a pass over
+ * the whole vector would (kernels/stream_ahead.h). */
+uint32_t nvp__max_abs_bits_part(nvp_isa isa, const float *x, size_t n,
+                                size_t whole);
 
 /* Nonzero when none of the n floats is NaN or infinite. */
 int nvp__all_finite(nvp_isa isa, const float *x, size_t n);

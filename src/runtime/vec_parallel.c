@@ -44,7 +44,8 @@ static void max_task(void *arg, size_t task, size_t worker)
     vec_job *j = arg;
     size_t lo, hi;
     range_of(j, task, &lo, &hi);
-    const uint32_t top = nvp__max_abs_bits(j->isa, j->x + lo, hi - lo);
+    const uint32_t top =
+        nvp__max_abs_bits_part(j->isa, j->x + lo, hi - lo, j->n);
     if (top > j->max_bits[worker])
         j->max_bits[worker] = top;
 }
