@@ -36,19 +36,17 @@ static void pack_b(size_t kc, size_t cols, const float *b, size_t ldb,
                    int trans, size_t nr, float *dst)
 {
     if (!trans) {
-        /* A few source rows at a time across every micro-panel
-         * (NVP_PACK_B_ROWS), whole or partial. */
-        for (size_t p0 = 0; p0 < kc; p0 += NVP_PACK_B_ROWS) {
-            const size_t p1 =
-                p0 + NVP_PACK_B_ROWS < kc ? p0 + NVP_PACK_B_ROWS : kc;
-            for (size_t jr = 0; jr < cols; jr += nr) {
-                const size_t w = cols - jr < nr ? cols - jr : nr;
-                for (size_t p = p0; p < p1; p++) {
-                    float *d = dst + jr * kc + p * nr;
-                    memcpy(d, b + p * ldb + jr, w * sizeof *dst);
-                    for (size_t j = w; j < nr; j++)
-                        d[j] = 0.0f;
-                }
+        /* The whole micro-panels as the kernels' own packers copy them
+         * (gemm.h), then a last, partial one zero-padded. */
+        const size_t whole = cols / nr * nr;
+        nvp__pack_b_rows_body(kc, whole, b, ldb, nr, dst);
+        if (whole < cols) {
+            const size_t w = cols - whole;
+            for (size_t p = 0; p < kc; p++) {
+                float *d = dst + whole * kc + p * nr;
+                memcpy(d, b + p * ldb + whole, w * sizeof *dst);
+                for (size_t j = w; j < nr; j++)
+                    d[j] = 0.0f;
             }
         }
         return;
