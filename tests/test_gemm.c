@@ -12,6 +12,7 @@
 #include "runtime/exec.h"
 #include "kernels/gemm.h"
 #include "kernels/gemm_bf16.h"
+#include "kernels/vec.h"
 #include "tests.h"
 
 /* A product under test: one of the float kernels, or the bfloat16
@@ -240,7 +241,7 @@ static void check_one(const variant *kern, float *pack, shape s,
             ref[i * n + j] = v;
         }
 
-    nvp_epilogue ep = {use_bias ? bias : NULL, use_relu, use_gate ? gate : NULL, ldg, NULL};
+    nvp_epilogue ep = {use_bias ? bias : NULL, use_relu, use_gate ? gate : NULL, ldg, NULL, NULL};
     run_variant(kern, pack, ta, tb, m, n, k, a, lda, b, ldb, acc, c, ldc,
                 ep_kind == EP_NONE ? NULL : &ep);
 
@@ -369,7 +370,7 @@ START_TEST(test_gemm_position_independent)
     for (size_t ki = 0; ki < nk; ki++) {
         const variant *v = &ks[ki];
         float *pack = pack_alloc(v);
-        nvp_epilogue ep = {bias, 1, NULL, 0, NULL};
+        nvp_epilogue ep = {bias, 1, NULL, 0, NULL, NULL};
         run_variant(v, pack, 0, 0, m, n, k, a, k, b, n, 0, c, n, &ep);
         for (size_t i = 0; i < m; i++) {
             run_variant(v, pack, 0, 0, 1, n, k, a + i * k, k, b, n, 0, row, n, &ep);
@@ -380,7 +381,7 @@ START_TEST(test_gemm_position_independent)
                     (double)c[i * n + d]);
         }
         /* Columns [5, 26) alone (B and bias offset, C with stride n). */
-        nvp_epilogue ep2 = {bias + 5, 1, NULL, 0, NULL};
+        nvp_epilogue ep2 = {bias + 5, 1, NULL, 0, NULL, NULL};
         run_variant(v, pack, 0, 0, m, 21, k, a, k, b + 5, n, 0, col, n, &ep2);
         for (size_t i = 0; i < m; i++) {
             const size_t d = t_first_diff(col + i * n, c + i * n + 5, 21);
@@ -399,6 +400,18 @@ START_TEST(test_gemm_position_independent)
 }
 END_TEST
 
+/* The most packing space any kernel, the bfloat16 product included,
+ * needs: for a pool whose threads run any of them. */
+static size_t most_pack_floats(void)
+{
+    size_t nk = 0;
+    const nvp_gemm_kernel *const *ks = nvp__gemm_kernels(&nk);
+    size_t most = nvp__gemm_bf16_pack_floats();
+    for (size_t ki = 0; ki < nk; ki++)
+        most = nvp__gemm_pack_floats(ks[ki]) > most ? nvp__gemm_pack_floats(ks[ki]) : most;
+    return most;
+}
+
 /* The epilogue's column sums (a dense layer's bias gradient, summed while
  * the product stores dZ): for every kernel, with and without the gate, on
  * awkward shapes (edge tiles, several cache blocks, the few-column path),
@@ -412,9 +425,7 @@ START_TEST(test_gemm_colsum_epilogue)
     nvp_allocator al;
     ck_assert_int_eq(nvp__allocator_init(&al, NULL), NVP_OK);
     /* every kernel's packing space, for the pool's threads */
-    size_t most = nvp__gemm_bf16_pack_floats();
-    for (size_t ki = 0; ki < nk; ki++)
-        most = nvp__gemm_pack_floats(ks[ki]) > most ? nvp__gemm_pack_floats(ks[ki]) : most;
+    const size_t most = most_pack_floats();
     nvp_pool *pool = NULL;
     ck_assert_int_eq(nvp__pool_create(&pool, 2, most, &al), NVP_OK);
     t_prng p;
@@ -445,8 +456,8 @@ START_TEST(test_gemm_colsum_epilogue)
                             t_fill_normal(&p, m * n, G, 1.0);
                             t_fill_normal(&p, n, cs, 1.0);
                             memcpy(want, cs, n * sizeof *cs);
-                            nvp_epilogue ep = {NULL, 0, gate ? G : NULL, n, cs};
-                            nvp_exec ex = {kern, nvp__cpu_isa(), pack, threads > 1 ? pool : NULL, bf16};
+                            nvp_epilogue ep = {NULL, 0, gate ? G : NULL, n, cs, NULL};
+                            nvp_exec ex = {kern, nvp__cpu_isa(), pack, threads > 1 ? pool : NULL, bf16, NULL};
                             if (threads > 1)
                                 ck_assert_int_eq(nvp__pool_try_acquire(pool), 1);
                             nvp__exec_gemm(&ex, 0, 0, m, n, k, A, k, B, n, 0, C, n, &ep);
@@ -487,9 +498,7 @@ START_TEST(test_gemm_row_split_bitwise)
     ck_assert_int_eq(nvp__allocator_init(&al, NULL), NVP_OK);
     size_t nk = 0;
     const nvp_gemm_kernel *const *kl = nvp__gemm_kernels(&nk);
-    size_t most = nvp__gemm_bf16_pack_floats();
-    for (size_t ki = 0; ki < nk; ki++)
-        most = nvp__gemm_pack_floats(kl[ki]) > most ? nvp__gemm_pack_floats(kl[ki]) : most;
+    const size_t most = most_pack_floats();
     nvp_pool *pool[2] = {NULL, NULL};
     ck_assert_int_eq(nvp__pool_create(&pool[0], 2, most, &al), NVP_OK);
     ck_assert_int_eq(nvp__pool_create(&pool[1], 3, most, &al), NVP_OK);
@@ -517,14 +526,14 @@ START_TEST(test_gemm_row_split_bitwise)
                         t_fill_normal(&p, m * n, G, 1.0);
                         t_fill_normal(&p, n, bias, 1.0);
                         t_fill_normal(&p, m * n, C0, 1.0);
-                        const nvp_epilogue ep = {bias, 1, G, n, NULL};
-                        nvp_exec one = {kern, nvp__cpu_isa(), pack, NULL, bf16};
+                        const nvp_epilogue ep = {bias, 1, G, n, NULL, NULL};
+                        nvp_exec one = {kern, nvp__cpu_isa(), pack, NULL, bf16, NULL};
                         float *want = t_xmalloc(m * n * sizeof *want);
                         memcpy(want, C0, m * n * sizeof *want);
                         nvp__exec_gemm(&one, ta, 0, m, n, k, A, ta ? m : k, B, n, 1, want, n, &ep);
                         for (int q = 0; q < 2; q++) {
                             memcpy(C1, C0, m * n * sizeof *C1);
-                            nvp_exec many = {kern, nvp__cpu_isa(), pack, pool[q], bf16};
+                            nvp_exec many = {kern, nvp__cpu_isa(), pack, pool[q], bf16, NULL};
                             ck_assert_int_eq(nvp__pool_try_acquire(pool[q]), 1);
                             nvp__exec_gemm(&many, ta, 0, m, n, k, A, ta ? m : k, B, n, 1, C1, n, &ep);
                             nvp__pool_release(pool[q]);
@@ -587,11 +596,11 @@ START_TEST(test_gemm_few_columns_bitwise)
                     t_fill_normal(&p, n, cs, 1.0);
                     memcpy(want, cs, n * sizeof *cs);
                     memcpy(C, C0, m * n * sizeof *C);
-                    nvp_epilogue ep = {bias, 1, G, n, cs};
+                    nvp_epilogue ep = {bias, 1, G, n, cs, NULL};
                     run_variant(v, pack, ta, 0, m, n, k, A, lda, B, n, 1, C, n, &ep);
                     for (size_t i = 0; i < m; i++) {
                         memcpy(row, C0 + i * n, n * sizeof *row);
-                        nvp_epilogue e1 = {bias, 1, G + i * n, n, NULL};
+                        nvp_epilogue e1 = {bias, 1, G + i * n, n, NULL, NULL};
                         run_variant(v, pack, ta, 0, 1, n, k, ta ? A + i : A + i * k, lda, B, n, 1,
                                     row, n, &e1);
                         const size_t d = t_first_diff(row, C + i * n, n);
@@ -645,6 +654,97 @@ START_TEST(test_gemm_few_columns_bitwise)
 }
 END_TEST
 
+/* The epilogue's absmax (how a weight gradient is checked without a pass
+ * of its own): for every float kernel and the bfloat16 product, through
+ * the exec (the few-column path, rows or columns shared out on a pool),
+ * on every path of the drivers (k == 0, the narrow tiles, the transposed
+ * product, several cache blocks in m, n and k, edge tiles), with and
+ * without the rest of the epilogue and C accumulated into: C keeps the
+ * bits of the same product without absmax, and absmax equals a pass over
+ * the stored C, NaN and infinities included. */
+START_TEST(test_gemm_absmax_epilogue)
+{
+    static const size_t ms[] = {1, 7, 60, 257}, ns[] = {1, 5, 8, 16, 33, 600}, kk[] = {0, 17, 600};
+    size_t nk = 0;
+    const nvp_gemm_kernel *const *ks = nvp__gemm_kernels(&nk);
+    nvp_allocator al;
+    ck_assert_int_eq(nvp__allocator_init(&al, NULL), NVP_OK);
+    const size_t most = most_pack_floats();
+    nvp_pool *pool = NULL;
+    ck_assert_int_eq(nvp__pool_create(&pool, 2, most, &al), NVP_OK);
+    float *pack = aligned_alloc(64, most * sizeof(float));
+    ck_assert_ptr_nonnull(pack);
+    t_prng p;
+    t_prng_seed(&p, 9400);
+    size_t trial = 0;
+    for (size_t ki = 0; ki <= nk; ki++) {
+        const int bf16 = ki == nk;
+        if (bf16 && !nvp__gemm_bf16_supported())
+            continue;
+        const nvp_gemm_kernel *kern = bf16 ? nvp__gemm_best() : ks[ki];
+        if (!kern->supported())
+            continue;
+        const char *name = bf16 ? "bf16" : kern->name;
+        for (size_t a_ = 0; a_ < sizeof ms / sizeof ms[0]; a_++)
+            for (size_t b_ = 0; b_ < sizeof ns / sizeof ns[0]; b_++)
+                for (size_t c_ = 0; c_ < sizeof kk / sizeof kk[0]; c_++)
+                    for (int form = 0; form < 3; form++) /* X W, dZ W^T, X^T dZ */
+                        for (int threads = 1; threads <= 2; threads++, trial++) {
+                            const size_t m = ms[a_], n = ns[b_], k = kk[c_];
+                            const int ta = form == 2, tb = form == 1;
+                            const int acc = trial % 2, full = trial / 2 % 2;
+                            float *A = t_xmalloc((m * k + 1) * sizeof *A), *B = t_xmalloc((k * n + 1) * sizeof *B);
+                            float *C0 = t_xmalloc(m * n * sizeof *C0), *C1 = t_xmalloc(m * n * sizeof *C1);
+                            float *G = t_xmalloc(m * n * sizeof *G), *bias = t_xmalloc(n * sizeof *bias);
+                            t_fill_normal(&p, m * k, A, 1.0);
+                            t_fill_normal(&p, k * n, B, 1.0);
+                            t_fill_normal(&p, m * n, C0, 1.0);
+                            t_fill_normal(&p, m * n, G, 1.0);
+                            t_fill_normal(&p, n, bias, 1.0);
+                            /* some products carry an infinity or a NaN into C */
+                            if (trial % 5 == 3 && k)
+                                A[(trial * 7) % (m * k)] = trial % 10 == 3 ? INFINITY : NAN;
+                            if (trial % 7 == 5)
+                                C0[(trial * 13) % (m * n)] = -INFINITY;
+                            memcpy(C1, C0, m * n * sizeof *C1);
+                            nvp_absmax am = {nvp__cpu_isa(), 0};
+                            nvp_epilogue plain = {NULL, 0, NULL, 0, NULL, NULL};
+                            nvp_epilogue rest = {bias, 1, G, n, NULL, NULL};
+                            if (!full)
+                                rest = plain;
+                            nvp_epilogue with = rest;
+                            with.absmax = &am;
+                            nvp_exec ex = {kern, nvp__cpu_isa(), pack, threads > 1 ? pool : NULL, bf16, NULL};
+                            const size_t lda = ta ? m : k, ldb = tb ? k : n;
+                            nvp__exec_gemm(&ex, ta, tb, m, n, k, A, lda, B, ldb, acc, C0, n, full ? &rest : NULL);
+                            if (threads > 1)
+                                ck_assert_int_eq(nvp__pool_try_acquire(pool), 1);
+                            nvp__exec_gemm(&ex, ta, tb, m, n, k, A, lda, B, ldb, acc, C1, n, &with);
+                            if (threads > 1)
+                                nvp__pool_release(pool);
+                            const size_t d = t_first_diff(C1, C0, m * n);
+                            T_CHECK(d == (size_t)-1,
+                                    "%s, %zu x %zu x %zu, form %d, %d thread(s): measuring changed C[%zu] "
+                                    "from %.9g to %.9g",
+                                    name, m, n, k, form, threads, d, (double)C0[d], (double)C1[d]);
+                            const uint32_t want = nvp__max_abs_bits(NVP_ISA_PORTABLE, C1, m * n);
+                            T_CHECK(am.bits == want,
+                                    "%s, %zu x %zu x %zu, form %d, accumulate %d, epilogue %d, %d thread(s): "
+                                    "absmax %08x, a pass over C %08x",
+                                    name, m, n, k, form, acc, full, threads, (unsigned)am.bits, (unsigned)want);
+                            free(A);
+                            free(B);
+                            free(C0);
+                            free(C1);
+                            free(G);
+                            free(bias);
+                        }
+    }
+    free(pack);
+    nvp__pool_free(pool);
+}
+END_TEST
+
 Suite *gemm_suite(void)
 {
     Suite *s = suite_create("gemm");
@@ -656,6 +756,7 @@ Suite *gemm_suite(void)
     tcase_add_test(tc, test_gemm_colsum_epilogue);
     tcase_add_test(tc, test_gemm_row_split_bitwise);
     tcase_add_test(tc, test_gemm_few_columns_bitwise);
+    tcase_add_test(tc, test_gemm_absmax_epilogue);
     suite_add_tcase(s, tc);
     return s;
 }

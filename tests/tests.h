@@ -40,6 +40,7 @@ Suite *affine_form_suite(void);
 Suite *vjp_suite(void);
 Suite *precision_suite(void);
 Suite *base_mixture_suite(void);
+Suite *grad_check_suite(void);
 
 /* Per-test-case timeout in seconds (Check's default of 4 s is too short on
  * a loaded machine; a test that hangs still gets killed). */

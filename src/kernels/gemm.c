@@ -2,6 +2,7 @@
 /* Blocked GEMM driver and packing routines (see gemm.h). */
 #include "kernels/gemm.h"
 #include "kernels/gemm_ahead.h"
+#include "kernels/vec.h"
 
 #include <string.h>
 
@@ -93,6 +94,26 @@ void nvp__gemm_finish_edge(const float *tmp, size_t nr, float *c, size_t ldc,
     }
 }
 
+uint32_t nvp__block_max_abs_bits(nvp_isa isa, const float *c, size_t ldc,
+                                 size_t rows, size_t cols)
+{
+    uint32_t bits = 0;
+    for (size_t i = 0; i < rows; i++) {
+        const uint32_t b = nvp__max_abs_bits(isa, c + i * ldc, cols);
+        bits = b > bits ? b : bits;
+    }
+    return bits;
+}
+
+void nvp__absmax_merge(nvp_absmax *am, uint32_t bits)
+{
+    uint32_t seen = __atomic_load_n(&am->bits, __ATOMIC_RELAXED);
+    while (bits > seen &&
+           !__atomic_compare_exchange_n(&am->bits, &seen, bits, 1,
+                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
 void nvp__gemm_no_terms(size_t m, size_t n, int accumulate, float *c,
                         size_t ldc, const nvp_epilogue *ep)
 {
@@ -171,7 +192,8 @@ static void gemm_blocked(const nvp_gemm_kernel *kern, float *pack,
                          int trans_a, int trans_b, size_t m, size_t n,
                          size_t k, const float *a, size_t lda, const float *b,
                          size_t ldb, int accumulate, float *c, size_t ldc,
-                         const nvp_epilogue *ep, int may_pack_b);
+                         const nvp_epilogue *ep, int may_pack_b,
+                         nvp_absmax *absmax);
 
 /* C = op(A) * B with A stored transposed and few columns, computed as
  * C^T = B^T * A through the NR-wide kernel: a kernel over C's rows would
@@ -201,7 +223,7 @@ static void gemm_transposed(const nvp_gemm_kernel *kern, float *pack,
              * A, A's rows read in place as B (whole panels never packed:
              * only n <= 8 rows of t read each one). */
             gemm_blocked(kern, pack, 1, 0, n, w, kc, b + pc * ldb, ldb,
-                         a + pc * lda + i0, lda, 0, t, w, NULL, 0);
+                         a + pc * lda + i0, lda, 0, t, w, NULL, 0, NULL);
             nvp_epilogue et;
             const nvp_epilogue *tep = nvp__tile_epilogue(ep, last, i0, 0, &et);
             for (size_t i = 0; i < w; i++) {
@@ -243,39 +265,47 @@ void nvp__gemm(const nvp_gemm_kernel *kern, float *pack, int trans_a,
                size_t lda, const float *b, size_t ldb, int accumulate,
                float *c, size_t ldc, const nvp_epilogue *ep)
 {
-    if (k == 0) {
-        nvp__gemm_no_terms(m, n, accumulate, c, ldc, ep);
-        return;
-    }
+    nvp_epilogue core;
+    nvp_absmax *absmax;
+    ep = nvp__epilogue_core(ep, &core, &absmax);
     size_t narrow_mr, narrow_nr;
     const nvp_ukernel_fn narrow =
-        nvp__gemm_narrow_for(kern, n, &narrow_mr, &narrow_nr);
-    if (trans_a && !trans_b && n <= TRANSPOSED_MAX_N && n < kern->nr &&
-        m >= kern->nr && k >= TRANSPOSED_MIN_K) {
+        k ? nvp__gemm_narrow_for(kern, n, &narrow_mr, &narrow_nr) : NULL;
+    if (k == 0) {
+        nvp__gemm_no_terms(m, n, accumulate, c, ldc, ep);
+    } else if (trans_a && !trans_b && n <= TRANSPOSED_MAX_N &&
+               n < kern->nr && m >= kern->nr && k >= TRANSPOSED_MIN_K) {
         gemm_transposed(kern, pack, m, n, k, a, lda, b, ldb, accumulate, c,
                         ldc, ep);
-        return;
-    }
-    /* Fewer rows than one narrow tile (a batch of a few points): the
-     * wide kernel's tiles of their height compute only those rows, where
-     * the narrow tile would be padded to all of its own (the same bits,
-     * as every kernel reduces alike).  D=16, one thread: log_prob of 1
-     * point 56 to 44 us, of 4 points 71 to 59 us; D=8 7-8% faster. */
-    if (narrow && !(m < narrow_mr && kern->exact_rows)) {
+    } else if (narrow && !(m < narrow_mr && kern->exact_rows)) {
+        /* Fewer rows than one narrow tile (a batch of a few points) take
+         * the wide kernel's tiles of their height below, which compute
+         * only those rows, where the narrow tile would be padded to all
+         * of its own (the same bits, as every kernel reduces alike).
+         * D=16, one thread: log_prob of 1 point 56 to 44 us, of 4 points
+         * 71 to 59 us; D=8 7-8% faster. */
         gemm_narrow(kern, narrow, narrow_mr, narrow_nr, pack, trans_a,
                     trans_b, m, n, k, a, lda, b, ldb, accumulate, c, ldc,
                     ep);
+    } else {
+        /* measures its blocks as it stores them */
+        gemm_blocked(kern, pack, trans_a, trans_b, m, n, k, a, lda, b, ldb,
+                     accumulate, c, ldc, ep, 1, absmax);
         return;
     }
-    gemm_blocked(kern, pack, trans_a, trans_b, m, n, k, a, lda, b, ldb,
-                 accumulate, c, ldc, ep, 1);
+    /* The other paths' products have at most a few columns: C is
+     * measured once stored. */
+    if (absmax)
+        nvp__absmax_merge(absmax, nvp__block_max_abs_bits(absmax->isa, c, ldc,
+                                                          m, n));
 }
 
 static void gemm_blocked(const nvp_gemm_kernel *kern, float *pack,
                          int trans_a, int trans_b, size_t m, size_t n,
                          size_t k, const float *a, size_t lda, const float *b,
                          size_t ldb, int accumulate, float *c, size_t ldc,
-                         const nvp_epilogue *ep, int may_pack_b)
+                         const nvp_epilogue *ep, int may_pack_b,
+                         nvp_absmax *absmax)
 {
     /* The BLIS loops over the wide kernel (k > 0): nvp__gemm's products
      * that no narrow path takes, and gemm_transposed's. */
@@ -292,6 +322,7 @@ static void gemm_blocked(const nvp_gemm_kernel *kern, float *pack,
     const int pack_whole_b =
         trans_b || (may_pack_b && ldb * sizeof(float) >= PACK_B_MIN_STRIDE &&
                     m > PACK_B_MIN_ROWS);
+    uint32_t seen = 0; /* absmax's measure of this product */
 
     for (size_t jc = 0; jc < n; jc += NC) {
         const size_t nc = n - jc < NC ? n - jc : NC;
@@ -375,7 +406,14 @@ static void gemm_blocked(const nvp_gemm_kernel *kern, float *pack,
                         }
                     }
                 }
+                /* The block (at most MC x NC) was just stored: measured
+                 * in the cache, not in a pass over memory later. */
+                if (absmax && last)
+                    seen = nvp__absmax_grow(absmax, seen, c + ic * ldc + jc,
+                                            ldc, mc, nc);
             }
         }
     }
+    if (absmax)
+        nvp__absmax_merge(absmax, seen);
 }

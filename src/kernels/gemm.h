@@ -35,6 +35,7 @@
 #define NVP_GEMM_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "core/cpu.h"
@@ -49,13 +50,29 @@
  * layer's bias gradient (the column sums of dZ) is summed while the
  * product that makes dZ stores it, instead of in a pass of its own.  A
  * product with colsum is never split over rows between threads. */
+typedef struct nvp_absmax nvp_absmax;
 typedef struct nvp_epilogue {
     const float *bias;  /* add bias[j] to column j (NULL: none) */
     int relu;           /* then max(v, 0) */
     const float *gate;  /* then zero v where gate[i*ldgate + j] <= 0 */
     size_t ldgate;      /*   (ReLU backward through a cached activation) */
     float *colsum;      /* then colsum[j] += v (NULL: none) */
+    nvp_absmax *absmax; /* then the largest |v| stored (below; NULL: none) */
 } nvp_epilogue;
+
+/* The largest magnitude a product stored in C, as bits
+ * (nvp__max_abs_bits: NaN above infinity above every finite value): the
+ * drivers measure each block of C once its last k block is stored, while
+ * the block is still in the cache, and max-combine the result into bits
+ * (atomically: the parts of a product that threads share out may report
+ * into one).  This is how a weight gradient is checked for NaN and
+ * infinities without a pass of its own over memory.  Measuring reads C
+ * only: the bits stored are the same with or without it.  The kernels
+ * never see it (the drivers take it off the epilogue they pass on). */
+struct nvp_absmax {
+    nvp_isa isa;   /* the instruction set of the measuring pass */
+    uint32_t bits; /* max-combined into; start it at 0 */
+};
 
 /* The epilogue of the block of C whose top-left element is (row0, col0):
  * its pointers moved there.  For tiles, and for the parts of a product
@@ -213,6 +230,36 @@ nvp__pack_b_rows_body(size_t kc, size_t cols, const float *b, size_t ldb,
 }
 
 /* The pieces every driver shares (gemm.c, gemm_bf16.c). */
+/* ep without its absmax, in *core, and the absmax in *absmax: NULL when
+ * ep is NULL or leaves nothing else to do, so that the kernels keep their
+ * paths without an epilogue. */
+static inline const nvp_epilogue *nvp__epilogue_core(const nvp_epilogue *ep,
+                                                     nvp_epilogue *core,
+                                                     nvp_absmax **absmax)
+{
+    *absmax = ep ? ep->absmax : NULL;
+    if (!*absmax)
+        return ep;
+    *core = *ep;
+    core->absmax = NULL;
+    return core->bias || core->relu || core->gate || core->colsum ? core
+                                                                  : NULL;
+}
+/* The largest |c[i * ldc + j]| of the rows x cols block at c, as bits. */
+uint32_t nvp__block_max_abs_bits(nvp_isa isa, const float *c, size_t ldc,
+                                 size_t rows, size_t cols);
+/* Max-combines bits into am->bits, atomically. */
+void nvp__absmax_merge(nvp_absmax *am, uint32_t bits);
+/* A driver's running measure `seen` of its product, grown by the rows x
+ * cols block of C at c it just stored (am->isa's pass). */
+static inline uint32_t nvp__absmax_grow(const nvp_absmax *am, uint32_t seen,
+                                        const float *c, size_t ldc,
+                                        size_t rows, size_t cols)
+{
+    const uint32_t b = nvp__block_max_abs_bits(am->isa, c, ldc, rows, cols);
+    return b > seen ? b : seen;
+}
+
 /* The epilogue of the tile at (row0, col0) into *t, or NULL when there is
  * none or the tile's k block is not the last. */
 static inline const nvp_epilogue *nvp__tile_epilogue(const nvp_epilogue *ep,

@@ -262,9 +262,16 @@ TARGET void nvp__gemm_bf16(float *pack, int trans_a, int trans_b, size_t m,
     uint32_t *bpanel = (uint32_t *)pack;
     uint32_t *ablock = bpanel + (size_t)KP * NC;
     _Alignas(64) float tmp[MR * NR];
+    nvp_epilogue core;
+    nvp_absmax *absmax;
+    ep = nvp__epilogue_core(ep, &core, &absmax);
+    uint32_t seen = 0; /* absmax's measure of this product */
 
     if (k == 0) {
         nvp__gemm_no_terms(m, n, accumulate, c, ldc, ep);
+        if (absmax)
+            nvp__absmax_merge(absmax, nvp__block_max_abs_bits(
+                                          absmax->isa, c, ldc, m, n));
         return;
     }
 
@@ -318,9 +325,15 @@ TARGET void nvp__gemm_bf16(float *pack, int trans_a, int trans_b, size_t m,
                         }
                     }
                 }
+                /* measured while the block just stored is in the cache */
+                if (absmax && last)
+                    seen = nvp__absmax_grow(absmax, seen, c + ic * ldc + jc,
+                                            ldc, mc, nc);
             }
         }
     }
+    if (absmax)
+        nvp__absmax_merge(absmax, seen);
 }
 
 #else /* no AVX512-BF16 in this build */

@@ -5,6 +5,7 @@
 #include "model/conditioner.h"
 
 #include "core/alloc.h"
+#include "kernels/vec.h"
 
 #include <string.h>
 
@@ -118,7 +119,7 @@ const float *nvp__cond_forward(const nvp_conditioner *c, const nvp_exec *ex,
         const nvp_dense *d = &c->dense[l];
         y = cache->act[l];
         nvp_epilogue ep = {params + d->b_off, l + 1 < c->n_dense, NULL, 0,
-                           NULL};
+                           NULL, NULL};
         nvp__exec_gemm(ex, 0, 0, rows, d->out, d->in, x, ldx,
                        params + d->w_off, d->out, 0, y, d->ld, &ep);
         x = y;
@@ -130,6 +131,25 @@ const float *nvp__cond_forward(const nvp_conditioner *c, const nvp_exec *ex,
 int nvp__cond_owns_out_bias(const nvp_conditioner *c)
 {
     return c->first == NVP_FIRST_SWEEP && c->n_dense == 2;
+}
+
+/* Max-combines into ex->grad_max the largest |g| of the parts of the
+ * conditioner's final gradient that no product measured: the biases, and
+ * under a sweep its two layers. */
+static void measure_rest(const nvp_conditioner *c, const nvp_exec *ex,
+                         const float *grad)
+{
+    uint32_t bits = 0;
+    for (size_t l = 0; l < c->n_dense; l++) {
+        const nvp_dense *d = &c->dense[l];
+        const int swept = c->first == NVP_FIRST_SWEEP && l <= 1;
+        const uint32_t b =
+            swept ? nvp__max_abs_bits(ex->isa, grad + d->w_off,
+                                      d->in * d->out + d->out)
+                  : nvp__max_abs_bits(ex->isa, grad + d->b_off, d->out);
+        bits = b > bits ? b : bits;
+    }
+    nvp__absmax_merge(ex->grad_max, bits);
 }
 
 void nvp__cond_backward(const nvp_conditioner *c, const nvp_exec *ex,
@@ -149,6 +169,10 @@ void nvp__cond_backward(const nvp_conditioner *c, const nvp_exec *ex,
      * biases (but the output layer's, which the caller summed into after
      * clearing it) and, under a sweep, its first layer. */
     const int write_fresh = fresh && grad;
+    /* On the last chunk of a checked pass, the weight gradients are
+     * measured as their products store them, the rest below. */
+    const int measure = grad && ex->grad_max;
+    const nvp_epilogue measure_dw = {NULL, 0, NULL, 0, NULL, ex->grad_max};
     if (write_fresh)
         for (size_t l = 0; l < c->n_dense; l++) {
             const nvp_dense *d = &c->dense[l];
@@ -181,13 +205,14 @@ void nvp__cond_backward(const nvp_conditioner *c, const nvp_exec *ex,
          * by the epilogue of the product that stored dz below. */
         if (grad)
             nvp__exec_gemm(ex, 1, 0, d->in, d->out, rows, x, ldx, dz, lddz,
-                           !write_fresh, grad + d->w_off, d->out, NULL);
+                           !write_fresh, grad + d->w_off, d->out,
+                           measure ? &measure_dw : NULL);
         /* dX = dZ W^T, gated by the ReLU of the layer below; the input's
          * gradient only when the caller wants it. */
         if (l == 0 && !din)
             break;
         float *dx = l == 0 ? din : buf[l & 1];
-        nvp_epilogue ep = {NULL, 0, l == 0 ? NULL : x, ldx, NULL};
+        nvp_epilogue ep = {NULL, 0, l == 0 ? NULL : x, ldx, NULL, NULL};
         /* The layer below sums its bias gradient from dx as dx is stored
          * (the same adds in the same order as a loop over dx), except
          * under a sweep, which sums its own. */
@@ -198,6 +223,8 @@ void nvp__cond_backward(const nvp_conditioner *c, const nvp_exec *ex,
         dz = dx;
         lddz = ldx;
     }
+    if (measure)
+        measure_rest(c, ex, grad);
 }
 
 void nvp__cond_fresh_range(const nvp_conditioner *c, size_t *off,

@@ -81,7 +81,10 @@ const float *nvp__cond_forward(const nvp_conditioner *c, const nvp_exec *ex,
  * n_in; NULL: not needed).  With fresh != 0 the range
  * nvp__cond_fresh_range names is written instead (as if added to zeros),
  * so the caller clears only the rest; the output layer's bias gradient
- * the caller clears before summing into it.
+ * the caller clears before summing into it.  With grad and ex->grad_max
+ * set (a checked pass's last chunk, the output layer's bias gradient
+ * already summed), max-combines the largest |g| of the whole final
+ * gradient (n_params floats) into ex->grad_max.
  * scratch holds nvp__cond_scratch_floats floats. */
 void nvp__cond_backward(const nvp_conditioner *c, const nvp_exec *ex,
                         const float *params, size_t rows,

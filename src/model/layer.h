@@ -93,6 +93,11 @@ typedef struct nvp_layer_ops {
     /* Frees what the kind allocated besides the shared part (may be
      * NULL). */
     void (*release)(nvp_layer *l);
+    /* Nonzero when the backward functions, given grad and an exec whose
+     * grad_max is set (the pass's last chunk), max-combine the largest
+     * |g| of the layer's whole final gradient (n_params floats) into
+     * ex->grad_max; 0 (the default): the chain measures it after. */
+    int measures_grad;
 } nvp_layer_ops;
 
 struct nvp_layer {

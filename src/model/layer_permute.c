@@ -159,7 +159,7 @@ const nvp_layer_ops nvp__permute_kind = {
     nvp__layer_no_fresh_range,
     NULL, /* no log-scale */
     NULL, /* no data-dependent initialisation */
-    permute_release,
+    permute_release,    0, /* the chain measures its gradient */
 };
 
 const size_t *nvp__permute_perm(const nvp_layer *l)

@@ -18,6 +18,12 @@ typedef struct nvp_exec {
     float *pack;
     nvp_pool *pool; /* NULL: this thread only */
     int bf16;       /* large products in bfloat16 (kernels/gemm_bf16.h) */
+    /* Set on a backward pass's last chunk, when its caller checks the
+     * gradient: layers whose kind measures_grad (model/layer.h)
+     * max-combine the largest |g| of their whole gradient into it, the
+     * weight gradients as their products store them (gemm.h's
+     * nvp_absmax).  NULL otherwise. */
+    nvp_absmax *grad_max;
 } nvp_exec;
 
 /* Products with at least this many terms per output run in bfloat16 when

@@ -45,6 +45,24 @@ static void run_gemm(const nvp_gemm_kernel *kern, int bf16, float *pack,
                   accumulate, c, ldc, ep);
 }
 
+/* The kernel's few-column path, which measures nothing itself: C (at
+ * most NVP_SMALL_N columns) measured once stored when ep asks. */
+static void run_small(const nvp_gemm_kernel *kern, int trans_a, int trans_b,
+                      size_t m, size_t n, size_t k, const float *a,
+                      size_t lda, const float *b, size_t ldb, int accumulate,
+                      float *c, size_t ldc, const nvp_epilogue *ep,
+                      float *work)
+{
+    nvp_epilogue core;
+    nvp_absmax *absmax;
+    ep = nvp__epilogue_core(ep, &core, &absmax);
+    kern->small_n(trans_a, trans_b, m, n, k, a, lda, b, ldb, accumulate, c,
+                  ldc, ep, work);
+    if (absmax)
+        nvp__absmax_merge(absmax, nvp__block_max_abs_bits(absmax->isa, c,
+                                                          ldc, m, n));
+}
+
 /* One task's part of C: rows [lo, hi) when the job is split by rows,
  * columns [lo, hi) otherwise, through the few-column path or a driver. */
 static void part_task(void *arg, size_t task, size_t worker)
@@ -69,8 +87,8 @@ static void part_task(void *arg, size_t task, size_t worker)
     float *c = j->c + r0 * j->ldc + c0;
     float *pack = nvp__pool_pack(j->pool, worker);
     if (j->small)
-        j->kernel->small_n(j->trans_a, j->trans_b, m, n, j->k, a, j->lda, b,
-                           j->ldb, j->accumulate, c, j->ldc, pep, pack);
+        run_small(j->kernel, j->trans_a, j->trans_b, m, n, j->k, a, j->lda,
+                  b, j->ldb, j->accumulate, c, j->ldc, pep, pack);
     else
         run_gemm(j->kernel, j->bf16, pack, j->trans_a, j->trans_b, m, n,
                  j->k, a, j->lda, b, j->ldb, j->accumulate, c, j->ldc, pep);
@@ -105,8 +123,8 @@ void nvp__exec_gemm(const nvp_exec *ex, int trans_a, int trans_b, size_t m,
             nvp__pool_run(ex->pool, (m + per - 1) / per, part_task, &g);
             return;
         }
-        ex->kernel->small_n(trans_a, trans_b, m, n, k, a, lda, b, ldb,
-                            accumulate, c, ldc, ep, ex->pack);
+        run_small(ex->kernel, trans_a, trans_b, m, n, k, a, lda, b, ldb,
+                  accumulate, c, ldc, ep, ex->pack);
         return;
     }
     const int bf16 = ex->bf16 && k >= NVP_BF16_MIN_K && n > NVP_SMALL_N;

@@ -50,6 +50,17 @@ int nvp__chain_context_finite(const nvp_chain *c, const char *fn, size_t n,
     return NVP_OK;
 }
 
+void nvp__chain_measure_layer(const nvp_chain *c, const nvp_exec *ex,
+                              size_t k, const float *grad_k)
+{
+    const nvp_layer *l = c->layers[k];
+    /* final now, and still in the cache */
+    if (ex->grad_max && !l->kind->measures_grad)
+        nvp__absmax_merge(ex->grad_max,
+                          nvp__par_max_abs_bits(ex->pool, ex->isa, grad_k,
+                                                l->n_params));
+}
+
 int nvp__chain_grad_room(nvp_chain *c, const char *fn)
 {
     if (c->grad)

@@ -42,6 +42,36 @@ int nvp__chain_grad_room(nvp_chain *c, const char *fn);
  * the whole gradient would cost about as much as Adam's update. */
 void nvp__chain_clear_grad(const nvp_chain *c, nvp_pool *pool, float *grad);
 
+/* The loss and gradient of n finite rows of y (with their context cond,
+ * NULL when the chain reads none) on pool (held, or NULL): fills grad and
+ * *loss, and *grad_bits with the gradient's largest magnitude as bits
+ * (nvp__max_abs_bits), measured by the last chunk's backward as each part
+ * of the gradient is stored, not in a pass of its own over memory
+ * (train/chain_train.c; the tests compare the measure with such a pass).
+ * Returns NVP_OK or NVP_ENOMEM (nothing recorded). */
+int nvp__chain_nll_grad_run(const nvp_chain *c, nvp_pool *pool, size_t n,
+                            const float *y, const float *cond, float *grad,
+                            double *loss, uint32_t *grad_bits);
+
+/* One reverse-KL gradient over `batch` draws (context: batch rows, or
+ * NULL when the chain reads none), on pool (held, or NULL): overwrites
+ * grad, fills *loss and *grad_bits (the gradient's largest magnitude as
+ * bits, measured as the last slot's backward stores the gradient).
+ * Returns NVP_OK, the callback's nonzero value, or an NVP_E* code, each
+ * recorded for fn (train/chain_vjp.c). */
+int nvp__chain_reverse_kl_run(const nvp_chain *c, const char *fn,
+                              nvp_pool *pool, nvp_rng *rng, size_t batch,
+                              const float *context,
+                              nvp_log_density_fn log_density, void *user,
+                              float *grad, double *loss, uint32_t *grad_bits);
+
+/* After layer k's backward (its part of the gradient at grad_k) on the
+ * last chunk of a pass that checks its gradient (ex->grad_max set):
+ * measures that part into ex->grad_max unless the layer's kind measured
+ * it itself (measures_grad).  Nothing when ex->grad_max is NULL. */
+void nvp__chain_measure_layer(const nvp_chain *c, const nvp_exec *ex,
+                              size_t k, const float *grad_k);
+
 /* The end of a training step whose loss l and gradient (in c->grad, its
  * largest magnitude as bits) were computed: reports the loss into *loss
  * (may be NULL), refuses a loss that is not finite or a gradient Adam

@@ -74,6 +74,10 @@ typedef struct grad_want {
     int fresh;
     float *dy;     /* dL/dy of the data rows (rows x dim), or NULL */
     float *dcond;  /* dL/d(context) (rows x cdim), or NULL; overwritten */
+    /* The last chunk of a pass that checks its gradient: the largest
+     * |dL/dparams| is max-combined into it as the layers finish their
+     * part (nvp_exec.grad_max); NULL: not measured. */
+    nvp_absmax *grad_max;
 } grad_want;
 
 /* The backward pass over rows rows of y (all finite) with their context
@@ -124,13 +128,16 @@ static double backward_chunk(const nvp_chain *c, const nvp_exec *ex,
         memset(w->dcond, 0, rows * c->cdim * sizeof *w->dcond);
     /* Backward, base -> data: layer 1's inverse produced x0, so it comes
      * first. */
+    nvp_exec bex = *ex;
+    bex.grad_max = w->grad ? w->grad_max : NULL;
     for (size_t k = 0; k < K; k++) {
         const nvp_layer *l = c->layers[k];
         float *dy = k + 1 < K ? a->dstage[(k + 1) & 1] : w->dy;
-        l->kind->inverse_backward_rows(
-            l, ex, rows, a->caches + cache_off, STAGE(k), cond, dx, a->dildj,
-            dy, w->dcond, w->grad ? w->grad + c->offsets[k] : NULL, w->fresh,
-            a->scratch);
+        float *g = w->grad ? w->grad + c->offsets[k] : NULL;
+        l->kind->inverse_backward_rows(l, &bex, rows, a->caches + cache_off,
+                                       STAGE(k), cond, dx, a->dildj, dy,
+                                       w->dcond, g, w->fresh, a->scratch);
+        nvp__chain_measure_layer(c, &bex, k, g);
         cache_off += l->kind->cache_floats(l, R);
         dx = dy;
     }
@@ -138,14 +145,9 @@ static double backward_chunk(const nvp_chain *c, const nvp_exec *ex,
     return sum_lp;
 }
 
-/* The loss and gradient of n finite rows of y (with their context cond,
- * NULL when the chain reads none) on pool (held, or NULL): fills grad and
- * *loss, and *grad_bits with the gradient's largest magnitude as bits
- * (nvp__max_abs_bits).  The check's pass over the whole gradient runs on
- * every thread.  Returns NVP_OK or NVP_ENOMEM (nothing recorded). */
-static int nll_grad_run(const nvp_chain *c, nvp_pool *pool, size_t n,
-                        const float *y, const float *cond, float *grad,
-                        double *loss, uint32_t *grad_bits)
+int nvp__chain_nll_grad_run(const nvp_chain *c, nvp_pool *pool, size_t n,
+                            const float *y, const float *cond, float *grad,
+                            double *loss, uint32_t *grad_bits)
 {
     const size_t cap = nvp__chunk_rows(n);
     const size_t floats = train_arena_layout(c, cap, NULL, NULL);
@@ -157,16 +159,18 @@ static int nll_grad_run(const nvp_chain *c, nvp_pool *pool, size_t n,
     const nvp_exec ex = nvp__context_exec(&c->ctx, ws, pool);
     nvp__chain_clear_grad(c, pool, grad);
     double sum_lp = 0.0;
-    grad_want w = {(float)(-1.0 / (double)n), grad, 1, NULL, NULL};
+    nvp_absmax measured = {c->ctx.isa, 0};
+    grad_want w = {(float)(-1.0 / (double)n), grad, 1, NULL, NULL, NULL};
     for (size_t r0 = 0; r0 < n; r0 += NVP_CHUNK_ROWS) {
         const size_t rows = n - r0 < NVP_CHUNK_ROWS ? n - r0 : NVP_CHUNK_ROWS;
         w.fresh = r0 == 0;
+        w.grad_max = r0 + rows == n ? &measured : NULL;
         sum_lp += backward_chunk(c, &ex, &arena, rows, y + r0 * c->dim,
                                  cond ? cond + r0 * c->cdim : NULL, &w, NULL);
     }
     nvp__ws_release(&c->ctx, NVP_WS_TRAIN, ws);
     *loss = -sum_lp / (double)n;
-    *grad_bits = nvp__par_max_abs_bits(pool, c->ctx.isa, grad, c->n_params);
+    *grad_bits = measured.bits;
     return NVP_OK;
 }
 
@@ -202,8 +206,8 @@ static int nll_grad(const nvp_chain *c, const char *fn, size_t n,
     uint32_t bits;
     rc = nvp__chain_params_verdict(c, pool, fn, NULL);
     if (rc == NVP_OK) {
-        rc = nll_grad_run(c, pool, n, y, c->cdim ? context : NULL, grad, &l,
-                          &bits);
+        rc = nvp__chain_nll_grad_run(c, pool, n, y, c->cdim ? context : NULL,
+                                     grad, &l, &bits);
         if (rc)
             rc = nvp__fail(eb, rc, "%s: out of memory for workspace", fn);
     }
@@ -263,7 +267,7 @@ static int score(const nvp_chain *c, const char *fn, size_t n, const float *y,
             const size_t rows =
                 n - r0 < NVP_CHUNK_ROWS ? n - r0 : NVP_CHUNK_ROWS;
             grad_want w = {1.0f, NULL, 0, dlp_dy ? dlp_dy + r0 * dim : NULL,
-                           cdim && dlp_dc ? dlp_dc + r0 * cdim : NULL};
+                           cdim && dlp_dc ? dlp_dc + r0 * cdim : NULL, NULL};
             backward_chunk(c, &ex, &arena, rows, y + r0 * dim,
                            cdim ? context + r0 * cdim : NULL, &w,
                            lp ? lp + r0 : NULL);
@@ -362,9 +366,9 @@ static int train_step(nvp_chain *c, const char *fn, nvp_adam *opt,
         (cdim && !nvp__all_finite(c->ctx.isa, c->batch_cond, batch * cdim)))
         rc = nvp__fail(eb, NVP_ENONFINITE,
                        "%s: the minibatch holds NaN or an infinity", fn);
-    else if ((rc = nll_grad_run(c, pool, batch, c->batch,
-                                cdim ? c->batch_cond : NULL, c->grad, &l,
-                                &bits)) != NVP_OK)
+    else if ((rc = nvp__chain_nll_grad_run(c, pool, batch, c->batch,
+                                           cdim ? c->batch_cond : NULL,
+                                           c->grad, &l, &bits)) != NVP_OK)
         rc = nvp__fail(eb, rc, "%s: out of memory for workspace", fn);
     else
         rc = nvp__chain_apply_step(c, opt, pool, fn, l, bits, params_bits,

@@ -101,13 +101,18 @@ static void forward_slot(const nvp_chain *c, const nvp_exec *ex,
 /* The backward of slot s's forward: dy (rows x dim) is dL/dy, dlogdet
  * dL/dlogdet per row (NULL: zero).  Writes dx (may be NULL), adds
  * dL/d(context) into dcond (may be NULL) and the parameter gradient into
- * grad (may be NULL; fresh as for the layer table's backward). */
-static void backward_slot(const nvp_chain *c, const nvp_exec *ex,
+ * grad (may be NULL; fresh as for the layer table's backward); on the
+ * last slot of a pass that checks the gradient, max-combines its largest
+ * magnitude into grad_max (NULL: not measured; nvp_exec.grad_max). */
+static void backward_slot(const nvp_chain *c, const nvp_exec *run,
                           const vjp_arena *a, size_t s, size_t rows,
                           const float *cond, const float *dy,
                           const float *dlogdet, float *dx, float *dcond,
-                          float *grad, int fresh)
+                          float *grad, int fresh, nvp_absmax *grad_max)
 {
+    nvp_exec bex = *run;
+    bex.grad_max = grad ? grad_max : NULL;
+    const nvp_exec *ex = &bex;
     const size_t dim = c->dim, K = c->n_layers;
     if (K == 0) {
         if (dx)
@@ -126,10 +131,11 @@ static void backward_slot(const nvp_chain *c, const nvp_exec *ex,
         const nvp_layer *l = c->layers[k];
         cache_off -= l->kind->cache_floats(l, a->cap);
         float *out = k > 0 || dx ? a->dstage[k & 1] : NULL;
-        l->kind->forward_backward_rows(
-            l, ex, rows, cache + cache_off, STAGE(a, s, k), cond, g, dlogdet,
-            out, dcond, grad ? grad + c->offsets[k] : NULL, fresh,
-            a->scratch);
+        float *gk = grad ? grad + c->offsets[k] : NULL;
+        l->kind->forward_backward_rows(l, ex, rows, cache + cache_off,
+                                       STAGE(a, s, k), cond, g, dlogdet, out,
+                                       dcond, gk, fresh, a->scratch);
+        nvp__chain_measure_layer(c, ex, k, gk);
         g = out;
     }
     if (dx)
@@ -191,7 +197,7 @@ static int forward_backward(const nvp_chain *c, const char *fn, size_t n,
             forward_slot(c, &ex, &a, 0, rows, x + r0 * dim, cond, NULL);
             backward_slot(c, &ex, &a, 0, rows, cond, dy + r0 * dim,
                           dlogdet ? dlogdet + r0 : NULL,
-                          dx ? dx + r0 * dim : NULL, dcond, grad, 0);
+                          dx ? dx + r0 * dim : NULL, dcond, grad, 0, NULL);
         }
         nvp__ws_release(&c->ctx, NVP_WS_TRAIN, ws);
     }
@@ -218,15 +224,11 @@ int nvp_chain_forward_backward_given(const nvp_chain *c, size_t n,
 
 /* ------------------------------------------------------- reverse KL */
 
-/* One reverse-KL gradient over `batch` draws (context: batch rows, or
- * NULL when the chain reads none), on pool (held, or NULL): overwrites
- * grad, fills *loss and *grad_bits (the gradient's largest magnitude as
- * bits).  Returns NVP_OK, the callback's nonzero value, or an NVP_E* code,
- * each recorded for fn. */
-static int reverse_kl_run(const nvp_chain *c, const char *fn, nvp_pool *pool,
-                          nvp_rng *rng, size_t batch, const float *context,
-                          nvp_log_density_fn log_density, void *user,
-                          float *grad, double *loss, uint32_t *grad_bits)
+int nvp__chain_reverse_kl_run(const nvp_chain *c, const char *fn,
+                              nvp_pool *pool, nvp_rng *rng, size_t batch,
+                              const float *context,
+                              nvp_log_density_fn log_density, void *user,
+                              float *grad, double *loss, uint32_t *grad_bits)
 {
     const nvp_errbox *eb = &c->err;
     const size_t dim = c->dim, cdim = c->cdim;
@@ -308,15 +310,17 @@ static int reverse_kl_run(const nvp_chain *c, const char *fn, nvp_pool *pool,
         for (size_t i = 0; i < cap; i++)
             a.dlogdet[i] = w;
         nvp__chain_clear_grad(c, pool, grad);
+        /* the gradient measured as the last slot's backward stores it */
+        nvp_absmax measured = {c->ctx.isa, 0};
         for (size_t s = 0; s < slots; s++) {
             const size_t r0 = s * NVP_CHUNK_ROWS;
             const size_t rows = batch - r0 < cap ? batch - r0 : cap;
             backward_slot(c, &ex, &a, s, rows,
                           cdim ? context + r0 * cdim : NULL, dlp + r0 * dim,
-                          a.dlogdet, NULL, NULL, grad, s == 0);
+                          a.dlogdet, NULL, NULL, grad, s == 0,
+                          s + 1 == slots ? &measured : NULL);
         }
-        *grad_bits =
-            nvp__par_max_abs_bits(pool, c->ctx.isa, grad, c->n_params);
+        *grad_bits = measured.bits;
     }
     nvp__ws_release(&c->ctx, NVP_WS_TRAIN, ws);
     return rc;
@@ -353,9 +357,9 @@ static int reverse_kl_grad(const nvp_chain *c, const char *fn, nvp_rng *rng,
     uint32_t bits = NVP_INF_BITS;
     rc = nvp__chain_params_verdict(c, pool, fn, NULL);
     if (rc == NVP_OK)
-        rc = reverse_kl_run(c, fn, pool, rng, batch,
-                            c->cdim ? context : NULL, log_density, user, grad,
-                            &l, &bits);
+        rc = nvp__chain_reverse_kl_run(c, fn, pool, rng, batch,
+                                       c->cdim ? context : NULL, log_density,
+                                       user, grad, &l, &bits);
     nvp__context_pool_give(pool);
     if (rc)
         return rc;
@@ -414,8 +418,9 @@ static int reverse_kl_step(nvp_chain *c, const char *fn, nvp_adam *opt,
         *loss = NAN;
     double l;
     uint32_t bits;
-    rc = reverse_kl_run(c, fn, pool, rng, batch, c->cdim ? context : NULL,
-                        log_density, user, c->grad, &l, &bits);
+    rc = nvp__chain_reverse_kl_run(c, fn, pool, rng, batch,
+                                   c->cdim ? context : NULL, log_density,
+                                   user, c->grad, &l, &bits);
     if (rc == NVP_OK)
         rc = nvp__chain_apply_step(c, opt, pool, fn, l, bits, params_bits,
                                    loss);

@@ -1,0 +1,198 @@
+/* SPDX-License-Identifier: MIT */
+/* The gradient's finiteness check, measured as the backward stores the
+ * gradient (the weight gradients in their products' epilogue, the rest as
+ * each layer finishes) instead of in a pass of its own: the measure must
+ * be exactly what such a pass gives, for every kind of layer, a swept
+ * first layer, a conditioner's biases, context, several chunks, threads
+ * and bfloat16, NaN and infinities included: the verdict that refuses a
+ * gradient that is not finite reads it. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/vec.h"
+#include "model/chain.h"
+#include "model/coupling.h"
+#include "train/chain_checks.h"
+#include "tests.h"
+
+enum { N_ROWS_MAX = 600 };
+
+/* A chain of every kind for dim (>= 2) with context cdim: actnorm,
+ * linear, a coupling of hidden widths h[0..nh), a permutation and a second
+ * coupling. */
+static nvp_chain *mixed_chain(size_t dim, size_t cdim, size_t nh, const size_t *h, uint64_t seed)
+{
+    nvp_rng *rng = t_rng(seed);
+    nvp_base *base = NULL;
+    T_OK(nvp_base_create_normal(&base, dim, NULL));
+    nvp_layer *layers[5];
+    T_OK(nvp_layer_create_actnorm(&layers[0], dim, NULL));
+    T_OK(nvp_layer_create_linear(&layers[1], dim, NULL));
+    unsigned char mask[64];
+    for (int k = 0; k < 2; k++) {
+        for (size_t j = 0; j < dim; j++)
+            mask[j] = (unsigned char)((j < dim / 2) != (k == 1));
+        nvp_coupling *cp = NULL;
+        T_OK(nvp_coupling_create_conditional(&cp, dim, cdim, mask, nh, h, 0, rng, NULL));
+        layers[2 + 2 * k] = nvp_coupling_as_layer(cp);
+        if (k == 0)
+            T_OK(nvp_layer_create_random_permutation(&layers[3], dim, rng, NULL));
+    }
+    nvp_chain *c = NULL;
+    T_OK(nvp_chain_create_from_layers(&c, base, 5, layers, NULL));
+    nvp_rng_free(rng);
+    return c;
+}
+
+/* Gives every parameter of the chain a draw of scale 0.1 (actnorm and linear
+ * start at the identity, couplings near it: a gradient of random
+ * parameters has its largest entries anywhere), then applies `how`:
+ * 0 nothing; 1 every coupling's first dense layer (weights and biases)
+ * near zero, so that the hidden activations are tiny and the later
+ * layers' bias gradients outgrow their weight gradients; 2 one
+ * parameter of layer `which` huge, so that the gradient overflows. */
+static void shape_params(nvp_chain *c, int how, size_t which, t_prng *p)
+{
+    const size_t np = nvp_chain_num_params(c);
+    float *params = nvp_chain_params(c);
+    t_fill_normal(p, np, params, 0.1);
+    for (size_t k = 0; k < c->n_layers; k++) {
+        const nvp_layer *l = c->layers[k];
+        float *lp = params + c->offsets[k];
+        if (how == 1 && l->kind == &nvp__coupling_kind) {
+            const nvp_dense *d = &((const nvp_coupling *)l)->cond.dense[0];
+            for (size_t i = 0; i < d->in * d->out + d->out; i++)
+                lp[d->w_off + i] *= 1e-6f;
+        }
+        if (how == 2 && k == which % c->n_layers && l->n_params)
+            lp[(which * 31) % l->n_params] = 3e37f;
+    }
+}
+
+START_TEST(test_grad_measure_equals_pass)
+{
+    static const size_t h1[] = {16}, h2[] = {24, 40, 17}, h3[] = {300, 130};
+    const struct {
+        size_t dim, cdim, nh;
+        const size_t *h;
+    } cfgs[] = {
+        {2, 0, 1, h1}, /* a swept conditioner that owns its output bias */
+        {2, 3, 2, h2}, /* context: two inputs, no sweep */
+        {3, 0, 3, h2}, /* one input: swept first two layers, then products */
+        {9, 2, 2, h3}, /* several cache blocks */
+    };
+    static const size_t ns[] = {1, 77, 300, N_ROWS_MAX};
+    t_prng p;
+    t_prng_seed(&p, 9500);
+    float *y = t_xmalloc(N_ROWS_MAX * 9 * sizeof *y), *ctx = t_xmalloc(N_ROWS_MAX * 3 * sizeof *ctx);
+    t_fill_normal(&p, N_ROWS_MAX * 9, y, 1.0);
+    t_fill_normal(&p, N_ROWS_MAX * 3, ctx, 1.0);
+    size_t trial = 0;
+    for (size_t q = 0; q < sizeof cfgs / sizeof cfgs[0]; q++)
+        for (int prec = 0; prec < 2; prec++) {
+            if (prec && !nvp_precision_supported(NVP_PRECISION_BF16))
+                continue;
+            nvp_chain *c = mixed_chain(cfgs[q].dim, cfgs[q].cdim, cfgs[q].nh, cfgs[q].h, 9500 + q);
+            if (prec)
+                T_OK(nvp_chain_set_precision(c, NVP_PRECISION_BF16));
+            const size_t np = nvp_chain_num_params(c);
+            float *grad = t_xmalloc(np * sizeof *grad);
+            for (size_t threads = 1; threads <= 2; threads++) {
+                T_OK(nvp_chain_set_threads(c, threads));
+                for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+                    for (int how = 0; how < 3; how++, trial++) {
+                        shape_params(c, how, trial, &p);
+                        double loss;
+                        uint32_t bits = 0;
+                        nvp_pool *pool = nvp__context_pool_take(&c->ctx);
+                        const int rc = nvp__chain_nll_grad_run(c, pool, ns[ni], y, cfgs[q].cdim ? ctx : NULL,
+                                                               grad, &loss, &bits);
+                        nvp__context_pool_give(pool);
+                        T_OK(rc);
+                        const uint32_t want = nvp__max_abs_bits(NVP_ISA_PORTABLE, grad, np);
+                        T_CHECK(bits == want,
+                                "dim %zu, context %zu, %s, %zu thread(s), %zu rows, params %d: the measure "
+                                "%08x, a pass over the gradient %08x",
+                                cfgs[q].dim, cfgs[q].cdim, prec ? "bf16" : "float", threads, ns[ni], how,
+                                (unsigned)bits, (unsigned)want);
+                    }
+            }
+            free(grad);
+            nvp_chain_free(c);
+        }
+    free(y);
+    free(ctx);
+}
+END_TEST
+
+/* A log density whose score is steep on one row, so that the largest
+ * gradient entries move around with `steep`. */
+static int steep_log_density(void *user, size_t n, size_t dim, const float *y, float *log_p, float *dlogp_dy)
+{
+    const float *steep = user;
+    for (size_t i = 0; i < n; i++) {
+        log_p[i] = 0.0f;
+        for (size_t j = 0; j < dim; j++) {
+            log_p[i] -= 0.5f * y[i * dim + j] * y[i * dim + j];
+            dlogp_dy[i * dim + j] = -y[i * dim + j] * (i == 3 ? *steep : 1.0f);
+        }
+    }
+    return 0;
+}
+
+/* The reverse-KL gradient (forward passes' backward, slot by slot) is
+ * measured the same way: the measure equals a pass over the gradient. */
+START_TEST(test_reverse_kl_measure_equals_pass)
+{
+    static const size_t h[] = {24, 40}, hs[] = {16, 16};
+    static const size_t batches[] = {5, 300};
+    t_prng p;
+    t_prng_seed(&p, 9600);
+    size_t trial = 0;
+    for (int q = 0; q < 3; q++) {
+        const size_t dim = q == 2 ? 3 : 4, cdim = q == 1 ? 2 : 0;
+        nvp_chain *c = mixed_chain(dim, cdim, 2, q == 2 ? hs : h, 9600 + (uint64_t)q);
+        const size_t np = nvp_chain_num_params(c);
+        float *grad = t_xmalloc(np * sizeof *grad);
+        float ctx[300 * 2];
+        t_fill_normal(&p, 300 * 2, ctx, 1.0);
+        for (size_t threads = 1; threads <= 2; threads++) {
+            T_OK(nvp_chain_set_threads(c, threads));
+            for (size_t b = 0; b < 2; b++)
+                for (int how = 0; how < 3; how++, trial++) {
+                    shape_params(c, how == 2 ? 1 : 0, trial, &p);
+                    float steep = how == 1 ? 1e6f : 1.0f;
+                    nvp_rng *rng = t_rng(9650 + trial);
+                    double loss;
+                    uint32_t bits = 0;
+                    nvp_pool *pool = nvp__context_pool_take(&c->ctx);
+                    const int rc = nvp__chain_reverse_kl_run(c, "test", pool, rng, batches[b], cdim ? ctx : NULL,
+                                                             steep_log_density, &steep, grad, &loss, &bits);
+                    nvp__context_pool_give(pool);
+                    nvp_rng_free(rng);
+                    T_CHECK(rc == NVP_OK, "chain %d, %zu thread(s), batch %zu, case %d: %d, %s", q, threads,
+                            batches[b], how, rc, nvp_chain_errmsg(c));
+                    const uint32_t want = nvp__max_abs_bits(NVP_ISA_PORTABLE, grad, np);
+                    T_CHECK(bits == want,
+                            "chain %d, %zu thread(s), batch %zu, case %d: the measure %08x, a pass over the "
+                            "gradient %08x",
+                            q, threads, batches[b], how, (unsigned)bits, (unsigned)want);
+                }
+        }
+        free(grad);
+        nvp_chain_free(c);
+    }
+}
+END_TEST
+
+Suite *grad_check_suite(void)
+{
+    Suite *s = suite_create("grad_check");
+    TCase *tc = tcase_create("measure");
+    tcase_set_timeout(tc, T_TIMEOUT);
+    tcase_add_test(tc, test_grad_measure_equals_pass);
+    tcase_add_test(tc, test_reverse_kl_measure_equals_pass);
+    suite_add_tcase(s, tc);
+    return s;
+}
