@@ -241,7 +241,7 @@ static void check_one(const variant *kern, float *pack, shape s,
             ref[i * n + j] = v;
         }
 
-    nvp_epilogue ep = {use_bias ? bias : NULL, use_relu, use_gate ? gate : NULL, ldg, NULL, NULL};
+    nvp_epilogue ep = {use_bias ? bias : NULL, use_relu, use_gate ? gate : NULL, ldg, NULL, NULL, NULL};
     run_variant(kern, pack, ta, tb, m, n, k, a, lda, b, ldb, acc, c, ldc,
                 ep_kind == EP_NONE ? NULL : &ep);
 
@@ -370,7 +370,7 @@ START_TEST(test_gemm_position_independent)
     for (size_t ki = 0; ki < nk; ki++) {
         const variant *v = &ks[ki];
         float *pack = pack_alloc(v);
-        nvp_epilogue ep = {bias, 1, NULL, 0, NULL, NULL};
+        nvp_epilogue ep = {bias, 1, NULL, 0, NULL, NULL, NULL};
         run_variant(v, pack, 0, 0, m, n, k, a, k, b, n, 0, c, n, &ep);
         for (size_t i = 0; i < m; i++) {
             run_variant(v, pack, 0, 0, 1, n, k, a + i * k, k, b, n, 0, row, n, &ep);
@@ -381,7 +381,7 @@ START_TEST(test_gemm_position_independent)
                     (double)c[i * n + d]);
         }
         /* Columns [5, 26) alone (B and bias offset, C with stride n). */
-        nvp_epilogue ep2 = {bias + 5, 1, NULL, 0, NULL, NULL};
+        nvp_epilogue ep2 = {bias + 5, 1, NULL, 0, NULL, NULL, NULL};
         run_variant(v, pack, 0, 0, m, 21, k, a, k, b + 5, n, 0, col, n, &ep2);
         for (size_t i = 0; i < m; i++) {
             const size_t d = t_first_diff(col + i * n, c + i * n + 5, 21);
@@ -456,8 +456,8 @@ START_TEST(test_gemm_colsum_epilogue)
                             t_fill_normal(&p, m * n, G, 1.0);
                             t_fill_normal(&p, n, cs, 1.0);
                             memcpy(want, cs, n * sizeof *cs);
-                            nvp_epilogue ep = {NULL, 0, gate ? G : NULL, n, cs, NULL};
-                            nvp_exec ex = {kern, nvp__cpu_isa(), pack, threads > 1 ? pool : NULL, bf16, NULL};
+                            nvp_epilogue ep = {NULL, 0, gate ? G : NULL, n, cs, NULL, NULL};
+                            nvp_exec ex = {kern, nvp__cpu_isa(), pack, threads > 1 ? pool : NULL, bf16, NULL, NULL};
                             if (threads > 1)
                                 ck_assert_int_eq(nvp__pool_try_acquire(pool), 1);
                             nvp__exec_gemm(&ex, 0, 0, m, n, k, A, k, B, n, 0, C, n, &ep);
@@ -526,14 +526,14 @@ START_TEST(test_gemm_row_split_bitwise)
                         t_fill_normal(&p, m * n, G, 1.0);
                         t_fill_normal(&p, n, bias, 1.0);
                         t_fill_normal(&p, m * n, C0, 1.0);
-                        const nvp_epilogue ep = {bias, 1, G, n, NULL, NULL};
-                        nvp_exec one = {kern, nvp__cpu_isa(), pack, NULL, bf16, NULL};
+                        const nvp_epilogue ep = {bias, 1, G, n, NULL, NULL, NULL};
+                        nvp_exec one = {kern, nvp__cpu_isa(), pack, NULL, bf16, NULL, NULL};
                         float *want = t_xmalloc(m * n * sizeof *want);
                         memcpy(want, C0, m * n * sizeof *want);
                         nvp__exec_gemm(&one, ta, 0, m, n, k, A, ta ? m : k, B, n, 1, want, n, &ep);
                         for (int q = 0; q < 2; q++) {
                             memcpy(C1, C0, m * n * sizeof *C1);
-                            nvp_exec many = {kern, nvp__cpu_isa(), pack, pool[q], bf16, NULL};
+                            nvp_exec many = {kern, nvp__cpu_isa(), pack, pool[q], bf16, NULL, NULL};
                             ck_assert_int_eq(nvp__pool_try_acquire(pool[q]), 1);
                             nvp__exec_gemm(&many, ta, 0, m, n, k, A, ta ? m : k, B, n, 1, C1, n, &ep);
                             nvp__pool_release(pool[q]);
@@ -596,11 +596,11 @@ START_TEST(test_gemm_few_columns_bitwise)
                     t_fill_normal(&p, n, cs, 1.0);
                     memcpy(want, cs, n * sizeof *cs);
                     memcpy(C, C0, m * n * sizeof *C);
-                    nvp_epilogue ep = {bias, 1, G, n, cs, NULL};
+                    nvp_epilogue ep = {bias, 1, G, n, cs, NULL, NULL};
                     run_variant(v, pack, ta, 0, m, n, k, A, lda, B, n, 1, C, n, &ep);
                     for (size_t i = 0; i < m; i++) {
                         memcpy(row, C0 + i * n, n * sizeof *row);
-                        nvp_epilogue e1 = {bias, 1, G + i * n, n, NULL, NULL};
+                        nvp_epilogue e1 = {bias, 1, G + i * n, n, NULL, NULL, NULL};
                         run_variant(v, pack, ta, 0, 1, n, k, ta ? A + i : A + i * k, lda, B, n, 1,
                                     row, n, &e1);
                         const size_t d = t_first_diff(row, C + i * n, n);
@@ -654,17 +654,19 @@ START_TEST(test_gemm_few_columns_bitwise)
 }
 END_TEST
 
-/* The epilogue's absmax (how a weight gradient is checked without a pass
- * of its own): for every float kernel and the bfloat16 product, through
- * the exec (the few-column path, rows or columns shared out on a pool),
- * on every path of the drivers (k == 0, the narrow tiles, the transposed
- * product, several cache blocks in m, n and k, edge tiles), with and
- * without the rest of the epilogue and C accumulated into: C keeps the
- * bits of the same product without absmax, and absmax equals a pass over
- * the stored C, NaN and infinities included. */
+/* The epilogue's measures (how a weight gradient, and the weights a
+ * forward product reads, are checked without a pass of their own): for
+ * every float kernel and the bfloat16 product, through the exec (the
+ * few-column path, rows or columns shared out on a pool), on every path
+ * of the drivers (k == 0, the narrow tiles, the transposed product,
+ * several cache blocks in m, n and k, edge tiles, B packed or read in
+ * place), with and without the rest of the epilogue and C accumulated
+ * into: C keeps the bits of the same product without them, c_absmax
+ * equals a pass over the stored C and b_absmax a pass over B, NaN and
+ * infinities included. */
 START_TEST(test_gemm_absmax_epilogue)
 {
-    static const size_t ms[] = {1, 7, 60, 257}, ns[] = {1, 5, 8, 16, 33, 600}, kk[] = {0, 17, 600};
+    static const size_t ms[] = {1, 7, 60, 257}, ns[] = {1, 5, 8, 16, 33, 600, 1100}, kk[] = {0, 17, 600};
     size_t nk = 0;
     const nvp_gemm_kernel *const *ks = nvp__gemm_kernels(&nk);
     nvp_allocator al;
@@ -706,15 +708,18 @@ START_TEST(test_gemm_absmax_epilogue)
                                 A[(trial * 7) % (m * k)] = trial % 10 == 3 ? INFINITY : NAN;
                             if (trial % 7 == 5)
                                 C0[(trial * 13) % (m * n)] = -INFINITY;
+                            if (trial % 11 == 4 && k)
+                                B[(trial * 17) % (k * n)] = trial % 22 == 4 ? -INFINITY : NAN;
                             memcpy(C1, C0, m * n * sizeof *C1);
-                            nvp_absmax am = {nvp__cpu_isa(), 0};
-                            nvp_epilogue plain = {NULL, 0, NULL, 0, NULL, NULL};
-                            nvp_epilogue rest = {bias, 1, G, n, NULL, NULL};
+                            nvp_absmax am = {nvp__cpu_isa(), 0}, bm = {nvp__cpu_isa(), 0};
+                            nvp_epilogue plain = {NULL, 0, NULL, 0, NULL, NULL, NULL};
+                            nvp_epilogue rest = {bias, 1, G, n, NULL, NULL, NULL};
                             if (!full)
                                 rest = plain;
                             nvp_epilogue with = rest;
-                            with.absmax = &am;
-                            nvp_exec ex = {kern, nvp__cpu_isa(), pack, threads > 1 ? pool : NULL, bf16, NULL};
+                            with.c_absmax = &am;
+                            with.b_absmax = &bm;
+                            nvp_exec ex = {kern, nvp__cpu_isa(), pack, threads > 1 ? pool : NULL, bf16, NULL, NULL};
                             const size_t lda = ta ? m : k, ldb = tb ? k : n;
                             nvp__exec_gemm(&ex, ta, tb, m, n, k, A, lda, B, ldb, acc, C0, n, full ? &rest : NULL);
                             if (threads > 1)
@@ -730,8 +735,12 @@ START_TEST(test_gemm_absmax_epilogue)
                             const uint32_t want = nvp__max_abs_bits(NVP_ISA_PORTABLE, C1, m * n);
                             T_CHECK(am.bits == want,
                                     "%s, %zu x %zu x %zu, form %d, accumulate %d, epilogue %d, %d thread(s): "
-                                    "absmax %08x, a pass over C %08x",
+                                    "c_absmax %08x, a pass over C %08x",
                                     name, m, n, k, form, acc, full, threads, (unsigned)am.bits, (unsigned)want);
+                            const uint32_t want_b = nvp__max_abs_bits(NVP_ISA_PORTABLE, B, k * n);
+                            T_CHECK(bm.bits == want_b,
+                                    "%s, %zu x %zu x %zu, form %d, %d thread(s): b_absmax %08x, a pass over B %08x",
+                                    name, m, n, k, form, threads, (unsigned)bm.bits, (unsigned)want_b);
                             free(A);
                             free(B);
                             free(C0);

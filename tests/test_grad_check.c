@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: MIT */
-/* The gradient's finiteness check, measured as the backward stores the
- * gradient (the weight gradients in their products' epilogue, the rest as
- * each layer finishes) instead of in a pass of its own: the measure must
- * be exactly what such a pass gives, for every kind of layer, a swept
- * first layer, a conditioner's biases, context, several chunks, threads
- * and bfloat16, NaN and infinities included: the verdict that refuses a
- * gradient that is not finite reads it. */
+/* The finiteness checks of the parameters and the gradient, measured as
+ * the passes read the parameters and store the gradient (the weights as
+ * the forward products read them, the weight gradients in their
+ * products' epilogue, the rest as each layer gets to it) instead of in
+ * passes of their own: each measure must be exactly what such a pass
+ * gives, for every kind of layer, a swept first layer, a conditioner's
+ * biases, context, several chunks, threads and bfloat16, NaN and
+ * infinities included (the verdicts that refuse a step read them); and
+ * parameters that are not finite, wherever they lie, stop the pass
+ * before the gradient is touched. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,13 +48,14 @@ static nvp_chain *mixed_chain(size_t dim, size_t cdim, size_t nh, const size_t *
     return c;
 }
 
-/* Gives every parameter of the chain a draw of scale 0.1 (actnorm and linear
- * start at the identity, couplings near it: a gradient of random
+/* Gives every parameter of the chain a draw of scale 0.1 (actnorm and
+ * linear start at the identity, couplings near it: a gradient of random
  * parameters has its largest entries anywhere), then applies `how`:
  * 0 nothing; 1 every coupling's first dense layer (weights and biases)
  * near zero, so that the hidden activations are tiny and the later
  * layers' bias gradients outgrow their weight gradients; 2 one
- * parameter of layer `which` huge, so that the gradient overflows. */
+ * parameter of layer `which` huge, so that the gradient overflows; 3 one
+ * parameter of layer `which` NaN or infinite. */
 static void shape_params(nvp_chain *c, int how, size_t which, t_prng *p)
 {
     const size_t np = nvp_chain_num_params(c);
@@ -65,8 +69,8 @@ static void shape_params(nvp_chain *c, int how, size_t which, t_prng *p)
             for (size_t i = 0; i < d->in * d->out + d->out; i++)
                 lp[d->w_off + i] *= 1e-6f;
         }
-        if (how == 2 && k == which % c->n_layers && l->n_params)
-            lp[(which * 31) % l->n_params] = 3e37f;
+        if (how >= 2 && k == which % c->n_layers && l->n_params)
+            lp[(which * 31) % l->n_params] = how == 2 ? 3e37f : which % 2 ? NAN : -INFINITY;
     }
 }
 
@@ -101,14 +105,31 @@ START_TEST(test_grad_measure_equals_pass)
             for (size_t threads = 1; threads <= 2; threads++) {
                 T_OK(nvp_chain_set_threads(c, threads));
                 for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
-                    for (int how = 0; how < 3; how++, trial++) {
+                    for (int how = 0; how < 4; how++, trial++) {
                         shape_params(c, how, trial, &p);
                         double loss;
-                        uint32_t bits = 0;
+                        uint32_t bits = 0, pbits = 0;
+                        for (size_t i = 0; i < np; i++)
+                            grad[i] = 7.0f;
                         nvp_pool *pool = nvp__context_pool_take(&c->ctx);
                         const int rc = nvp__chain_nll_grad_run(c, pool, ns[ni], y, cfgs[q].cdim ? ctx : NULL,
-                                                               grad, &loss, &bits);
+                                                               grad, &loss, &bits, &pbits);
                         nvp__context_pool_give(pool);
+                        const uint32_t want_p = nvp__max_abs_bits(NVP_ISA_PORTABLE, nvp_chain_params(c), np);
+                        T_CHECK(pbits == want_p,
+                                "dim %zu, context %zu, %s, %zu thread(s), %zu rows, params %d: the parameters' "
+                                "measure %08x, a pass over them %08x",
+                                cfgs[q].dim, cfgs[q].cdim, prec ? "bf16" : "float", threads, ns[ni], how,
+                                (unsigned)pbits, (unsigned)want_p);
+                        if (want_p >= NVP_INF_BITS) {
+                            ck_assert_int_eq(rc, NVP_ENONFINITE);
+                            size_t touched = 0;
+                            for (size_t i = 0; i < np; i++)
+                                touched += grad[i] != 7.0f;
+                            T_CHECK(touched == 0, "parameters not finite (layer %zu): %zu gradient entries written",
+                                    trial % c->n_layers, touched);
+                            continue;
+                        }
                         T_OK(rc);
                         const uint32_t want = nvp__max_abs_bits(NVP_ISA_PORTABLE, grad, np);
                         T_CHECK(bits == want,
@@ -186,6 +207,65 @@ START_TEST(test_reverse_kl_measure_equals_pass)
 }
 END_TEST
 
+/* Parameters that are not finite where only a forward product reads them
+ * (a hidden layer's weight) are refused by the public calls as they
+ * always were: the message names them, the gradient and the loss are left
+ * unwritten, and a training step changes neither the chain nor rng. */
+START_TEST(test_params_refused_untouched)
+{
+    static const size_t h[] = {40, 40};
+    float y[200 * 6];
+    t_prng p;
+    t_prng_seed(&p, 9700);
+    t_fill_normal(&p, 200 * 6, y, 1.0);
+    for (int threads = 1; threads <= 2; threads++) {
+        nvp_rng *init = t_rng(9701);
+        nvp_chain *c = NULL;
+        T_OK(nvp_chain_create_alternating(&c, 6, 3, 2, h, 0, init, NULL));
+        nvp_rng_free(init);
+        T_OK(nvp_chain_set_threads(c, (size_t)threads));
+        const size_t np = nvp_chain_num_params(c);
+        float *params = nvp_chain_params(c);
+        /* the second coupling's second hidden layer: its weights follow
+         * its first layer's 3 x 40 + 40 and its own bias is after them */
+        size_t off = 0;
+        T_CHECK(nvp_chain_layer(c, 1, &off) != NULL, "layer 1");
+        params[off + 3 * 40 + 40 + 7 * 40 + 5] = NAN;
+        float *keep = t_xmalloc(np * sizeof *keep), *grad = t_xmalloc(np * sizeof *grad);
+        memcpy(keep, params, np * sizeof *keep);
+        for (size_t i = 0; i < np; i++)
+            grad[i] = 7.0f;
+        float loss = 123.0f;
+        ck_assert_int_eq(nvp_chain_nll_grad(c, 200, y, grad, &loss), NVP_ENONFINITE);
+        T_CHECK(strstr(nvp_chain_errmsg(c), "parameters hold NaN") != NULL, "message: %s", nvp_chain_errmsg(c));
+        T_CHECK(loss == 123.0f, "nll_grad wrote the loss %g", (double)loss);
+        for (size_t i = 0; i < np; i++)
+            T_CHECK(grad[i] == 7.0f, "nll_grad wrote grad[%zu] = %g", i, (double)grad[i]);
+        nvp_adam *opt = NULL;
+        T_OK(nvp_adam_create(&opt, np, NULL));
+        nvp_rng *r = t_rng(9702), *twin = t_rng(9702);
+        ck_assert_int_eq(nvp_chain_train_step(c, opt, r, 200, y, 64, &loss), NVP_ENONFINITE);
+        T_CHECK(strstr(nvp_chain_errmsg(c), "parameters hold NaN") != NULL, "message: %s", nvp_chain_errmsg(c));
+        T_CHECK(loss == 123.0f, "train_step wrote the loss %g", (double)loss);
+        T_CHECK(memcmp(keep, params, np * sizeof *keep) == 0, "train_step changed the parameters");
+        float a[4], b[4];
+        T_OK(nvp_rng_uniform(r, 4, a));
+        T_OK(nvp_rng_uniform(twin, 4, b));
+        T_CHECK(memcmp(a, b, sizeof a) == 0, "a refused step advanced rng");
+        /* made finite again, the same step runs */
+        params[off + 3 * 40 + 40 + 7 * 40 + 5] = 0.0f;
+        T_OK(nvp_chain_train_step(c, opt, r, 200, y, 64, &loss));
+        T_CHECK(isfinite(loss) && loss != 123.0f, "loss %g", (double)loss);
+        nvp_adam_free(opt);
+        nvp_rng_free(r);
+        nvp_rng_free(twin);
+        free(keep);
+        free(grad);
+        nvp_chain_free(c);
+    }
+}
+END_TEST
+
 Suite *grad_check_suite(void)
 {
     Suite *s = suite_create("grad_check");
@@ -193,6 +273,7 @@ Suite *grad_check_suite(void)
     tcase_set_timeout(tc, T_TIMEOUT);
     tcase_add_test(tc, test_grad_measure_equals_pass);
     tcase_add_test(tc, test_reverse_kl_measure_equals_pass);
+    tcase_add_test(tc, test_params_refused_untouched);
     suite_add_tcase(s, tc);
     return s;
 }

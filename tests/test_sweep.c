@@ -60,7 +60,7 @@ static void sweep_level(nvp_context *ctx, int level) { ctx->isa = capped(level);
 /* The sweep of layer l's conditioner called directly, at a level. */
 static nvp_exec exec_at(int level)
 {
-    nvp_exec ex = {nvp__gemm_best(), capped(level), NULL, NULL, 0, NULL};
+    nvp_exec ex = {nvp__gemm_best(), capped(level), NULL, NULL, 0, NULL, NULL};
     return ex;
 }
 

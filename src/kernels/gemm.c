@@ -94,17 +94,6 @@ void nvp__gemm_finish_edge(const float *tmp, size_t nr, float *c, size_t ldc,
     }
 }
 
-uint32_t nvp__block_max_abs_bits(nvp_isa isa, const float *c, size_t ldc,
-                                 size_t rows, size_t cols)
-{
-    uint32_t bits = 0;
-    for (size_t i = 0; i < rows; i++) {
-        const uint32_t b = nvp__max_abs_bits(isa, c + i * ldc, cols);
-        bits = b > bits ? b : bits;
-    }
-    return bits;
-}
-
 void nvp__absmax_merge(nvp_absmax *am, uint32_t bits)
 {
     uint32_t seen = __atomic_load_n(&am->bits, __ATOMIC_RELAXED);
@@ -112,6 +101,21 @@ void nvp__absmax_merge(nvp_absmax *am, uint32_t bits)
            !__atomic_compare_exchange_n(&am->bits, &seen, bits, 1,
                                         __ATOMIC_RELAXED, __ATOMIC_RELAXED))
         ;
+}
+
+void nvp__absmax_after(nvp_absmax *c_absmax, nvp_absmax *b_absmax,
+                       int trans_b, size_t m, size_t n, size_t k,
+                       const float *b, size_t ldb, const float *c,
+                       size_t ldc)
+{
+    if (c_absmax)
+        nvp__absmax_merge(c_absmax, nvp__absmax_grow(c_absmax, 0, c, ldc, m,
+                                                     n));
+    /* op(B)(p, j) is b[j * ldb + p] when transposed */
+    if (b_absmax && k)
+        nvp__absmax_merge(b_absmax,
+                          nvp__absmax_grow(b_absmax, 0, b, ldb,
+                                           trans_b ? n : k, trans_b ? k : n));
 }
 
 void nvp__gemm_no_terms(size_t m, size_t n, int accumulate, float *c,
@@ -193,7 +197,7 @@ static void gemm_blocked(const nvp_gemm_kernel *kern, float *pack,
                          size_t k, const float *a, size_t lda, const float *b,
                          size_t ldb, int accumulate, float *c, size_t ldc,
                          const nvp_epilogue *ep, int may_pack_b,
-                         nvp_absmax *absmax);
+                         nvp_absmax *c_absmax, nvp_absmax *b_absmax);
 
 /* C = op(A) * B with A stored transposed and few columns, computed as
  * C^T = B^T * A through the NR-wide kernel: a kernel over C's rows would
@@ -223,7 +227,8 @@ static void gemm_transposed(const nvp_gemm_kernel *kern, float *pack,
              * A, A's rows read in place as B (whole panels never packed:
              * only n <= 8 rows of t read each one). */
             gemm_blocked(kern, pack, 1, 0, n, w, kc, b + pc * ldb, ldb,
-                         a + pc * lda + i0, lda, 0, t, w, NULL, 0, NULL);
+                         a + pc * lda + i0, lda, 0, t, w, NULL, 0, NULL,
+                         NULL);
             nvp_epilogue et;
             const nvp_epilogue *tep = nvp__tile_epilogue(ep, last, i0, 0, &et);
             for (size_t i = 0; i < w; i++) {
@@ -266,8 +271,8 @@ void nvp__gemm(const nvp_gemm_kernel *kern, float *pack, int trans_a,
                float *c, size_t ldc, const nvp_epilogue *ep)
 {
     nvp_epilogue core;
-    nvp_absmax *absmax;
-    ep = nvp__epilogue_core(ep, &core, &absmax);
+    nvp_absmax *c_absmax, *b_absmax;
+    ep = nvp__epilogue_core(ep, &core, &c_absmax, &b_absmax);
     size_t narrow_mr, narrow_nr;
     const nvp_ukernel_fn narrow =
         k ? nvp__gemm_narrow_for(kern, n, &narrow_mr, &narrow_nr) : NULL;
@@ -288,16 +293,14 @@ void nvp__gemm(const nvp_gemm_kernel *kern, float *pack, int trans_a,
                     trans_b, m, n, k, a, lda, b, ldb, accumulate, c, ldc,
                     ep);
     } else {
-        /* measures its blocks as it stores them */
+        /* measures its blocks and panels as it goes */
         gemm_blocked(kern, pack, trans_a, trans_b, m, n, k, a, lda, b, ldb,
-                     accumulate, c, ldc, ep, 1, absmax);
+                     accumulate, c, ldc, ep, 1, c_absmax, b_absmax);
         return;
     }
-    /* The other paths' products have at most a few columns: C is
-     * measured once stored. */
-    if (absmax)
-        nvp__absmax_merge(absmax, nvp__block_max_abs_bits(absmax->isa, c, ldc,
-                                                          m, n));
+    /* The other paths' products have at most a few columns: measured once
+     * done. */
+    nvp__absmax_after(c_absmax, b_absmax, trans_b, m, n, k, b, ldb, c, ldc);
 }
 
 static void gemm_blocked(const nvp_gemm_kernel *kern, float *pack,
@@ -305,7 +308,7 @@ static void gemm_blocked(const nvp_gemm_kernel *kern, float *pack,
                          size_t k, const float *a, size_t lda, const float *b,
                          size_t ldb, int accumulate, float *c, size_t ldc,
                          const nvp_epilogue *ep, int may_pack_b,
-                         nvp_absmax *absmax)
+                         nvp_absmax *c_absmax, nvp_absmax *b_absmax)
 {
     /* The BLIS loops over the wide kernel (k > 0): nvp__gemm's products
      * that no narrow path takes, and gemm_transposed's. */
@@ -322,7 +325,7 @@ static void gemm_blocked(const nvp_gemm_kernel *kern, float *pack,
     const int pack_whole_b =
         trans_b || (may_pack_b && ldb * sizeof(float) >= PACK_B_MIN_STRIDE &&
                     m > PACK_B_MIN_ROWS);
-    uint32_t seen = 0; /* absmax's measure of this product */
+    uint32_t seen_c = 0, seen_b = 0; /* the measures of this product */
 
     for (size_t jc = 0; jc < n; jc += NC) {
         const size_t nc = n - jc < NC ? n - jc : NC;
@@ -405,15 +408,23 @@ static void gemm_blocked(const nvp_gemm_kernel *kern, float *pack,
                                                   cols, acc, tep);
                         }
                     }
+                    /* The panel of B (kc x cols, packed or in place) the
+                     * first block of rows just read: measured in the
+                     * cache, once. */
+                    if (b_absmax && ic == 0)
+                        seen_b = nvp__absmax_grow(b_absmax, seen_b, bp, rs_b,
+                                                  kc, cols);
                 }
                 /* The block (at most MC x NC) was just stored: measured
                  * in the cache, not in a pass over memory later. */
-                if (absmax && last)
-                    seen = nvp__absmax_grow(absmax, seen, c + ic * ldc + jc,
-                                            ldc, mc, nc);
+                if (c_absmax && last)
+                    seen_c = nvp__absmax_grow(c_absmax, seen_c,
+                                              c + ic * ldc + jc, ldc, mc, nc);
             }
         }
     }
-    if (absmax)
-        nvp__absmax_merge(absmax, seen);
+    if (c_absmax)
+        nvp__absmax_merge(c_absmax, seen_c);
+    if (b_absmax)
+        nvp__absmax_merge(b_absmax, seen_b);
 }

@@ -39,6 +39,7 @@
 #include <string.h>
 
 #include "core/cpu.h"
+#include "kernels/vec.h"
 
 /* Applied to each output tile once its last k block is done, while the
  * tile is still in registers: v = (C +) A*B, then v += bias[j], then
@@ -57,18 +58,22 @@ typedef struct nvp_epilogue {
     const float *gate;  /* then zero v where gate[i*ldgate + j] <= 0 */
     size_t ldgate;      /*   (ReLU backward through a cached activation) */
     float *colsum;      /* then colsum[j] += v (NULL: none) */
-    nvp_absmax *absmax; /* then the largest |v| stored (below; NULL: none) */
+    /* Measures (below; NULL: none): of the largest |v| stored in C, and
+     * of the largest |op(B)(p, j)| the product read. */
+    nvp_absmax *c_absmax, *b_absmax;
 } nvp_epilogue;
 
-/* The largest magnitude a product stored in C, as bits
+/* The largest magnitude a product stored in C or read from B, as bits
  * (nvp__max_abs_bits: NaN above infinity above every finite value): the
- * drivers measure each block of C once its last k block is stored, while
- * the block is still in the cache, and max-combine the result into bits
- * (atomically: the parts of a product that threads share out may report
- * into one).  This is how a weight gradient is checked for NaN and
- * infinities without a pass of its own over memory.  Measuring reads C
- * only: the bits stored are the same with or without it.  The kernels
- * never see it (the drivers take it off the epilogue they pass on). */
+ * drivers measure each block of C once its last k block is stored, and
+ * each register panel of B once the first block of rows has used it,
+ * while the block or panel is still in the cache, and max-combine the
+ * result into bits (atomically: the parts of a product that threads share
+ * out may report into one).  This is how a weight gradient, and the
+ * weights a forward product reads, are checked for NaN and infinities
+ * without a pass of their own over memory.  Measuring only reads: the
+ * bits stored are the same with or without it.  The kernels never see it
+ * (the drivers take it off the epilogue they pass on). */
 struct nvp_absmax {
     nvp_isa isa;   /* the instruction set of the measuring pass */
     uint32_t bits; /* max-combined into; start it at 0 */
@@ -230,35 +235,40 @@ nvp__pack_b_rows_body(size_t kc, size_t cols, const float *b, size_t ldb,
 }
 
 /* The pieces every driver shares (gemm.c, gemm_bf16.c). */
-/* ep without its absmax, in *core, and the absmax in *absmax: NULL when
- * ep is NULL or leaves nothing else to do, so that the kernels keep their
- * paths without an epilogue. */
+/* ep without its measures, in *core, and the measures in *c_absmax and
+ * *b_absmax: NULL when ep is NULL or leaves nothing else to do, so that
+ * the kernels keep their paths without an epilogue. */
 static inline const nvp_epilogue *nvp__epilogue_core(const nvp_epilogue *ep,
                                                      nvp_epilogue *core,
-                                                     nvp_absmax **absmax)
+                                                     nvp_absmax **c_absmax,
+                                                     nvp_absmax **b_absmax)
 {
-    *absmax = ep ? ep->absmax : NULL;
-    if (!*absmax)
+    *c_absmax = ep ? ep->c_absmax : NULL;
+    *b_absmax = ep ? ep->b_absmax : NULL;
+    if (!*c_absmax && !*b_absmax)
         return ep;
     *core = *ep;
-    core->absmax = NULL;
+    core->c_absmax = core->b_absmax = NULL;
     return core->bias || core->relu || core->gate || core->colsum ? core
                                                                   : NULL;
 }
-/* The largest |c[i * ldc + j]| of the rows x cols block at c, as bits. */
-uint32_t nvp__block_max_abs_bits(nvp_isa isa, const float *c, size_t ldc,
-                                 size_t rows, size_t cols);
 /* Max-combines bits into am->bits, atomically. */
 void nvp__absmax_merge(nvp_absmax *am, uint32_t bits);
-/* A driver's running measure `seen` of its product, grown by the rows x
- * cols block of C at c it just stored (am->isa's pass). */
+/* A driver's running measure `seen`, grown by the rows x cols block at x
+ * (rows ld floats apart) that it just stored or read (am->isa's pass). */
 static inline uint32_t nvp__absmax_grow(const nvp_absmax *am, uint32_t seen,
-                                        const float *c, size_t ldc,
+                                        const float *x, size_t ld,
                                         size_t rows, size_t cols)
 {
-    const uint32_t b = nvp__block_max_abs_bits(am->isa, c, ldc, rows, cols);
+    const uint32_t b = nvp__max_abs_bits_2d(am->isa, x, ld, rows, cols);
     return b > seen ? b : seen;
 }
+/* Measures, into the measures that are not NULL, C (m x n) and op(B)
+ * (k x n) of a product whose path measured neither as it went. */
+void nvp__absmax_after(nvp_absmax *c_absmax, nvp_absmax *b_absmax,
+                       int trans_b, size_t m, size_t n, size_t k,
+                       const float *b, size_t ldb, const float *c,
+                       size_t ldc);
 
 /* The epilogue of the tile at (row0, col0) into *t, or NULL when there is
  * none or the tile's k block is not the last. */

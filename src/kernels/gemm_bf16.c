@@ -263,15 +263,13 @@ TARGET void nvp__gemm_bf16(float *pack, int trans_a, int trans_b, size_t m,
     uint32_t *ablock = bpanel + (size_t)KP * NC;
     _Alignas(64) float tmp[MR * NR];
     nvp_epilogue core;
-    nvp_absmax *absmax;
-    ep = nvp__epilogue_core(ep, &core, &absmax);
-    uint32_t seen = 0; /* absmax's measure of this product */
+    nvp_absmax *c_absmax, *b_absmax;
+    ep = nvp__epilogue_core(ep, &core, &c_absmax, &b_absmax);
+    uint32_t seen_c = 0, seen_b = 0; /* the measures of this product */
 
     if (k == 0) {
         nvp__gemm_no_terms(m, n, accumulate, c, ldc, ep);
-        if (absmax)
-            nvp__absmax_merge(absmax, nvp__block_max_abs_bits(
-                                          absmax->isa, c, ldc, m, n));
+        nvp__absmax_after(c_absmax, NULL, trans_b, m, n, k, b, ldb, c, ldc);
         return;
     }
 
@@ -282,9 +280,13 @@ TARGET void nvp__gemm_bf16(float *pack, int trans_a, int trans_b, size_t m,
             const size_t kp = (kc + 1) / 2;
             const int acc = accumulate || pc > 0;
             const int last = pc + kc == k;
-            pack_b(trans_b, kc, nc,
-                   trans_b ? b + jc * ldb + pc : b + pc * ldb + jc, ldb,
-                   bpanel);
+            const float *bsrc = trans_b ? b + jc * ldb + pc : b + pc * ldb + jc;
+            pack_b(trans_b, kc, nc, bsrc, ldb, bpanel);
+            /* The packed panel holds bfloat16: B's floats are measured
+             * where the packer just read them. */
+            if (b_absmax)
+                seen_b = nvp__absmax_grow(b_absmax, seen_b, bsrc, ldb,
+                                          trans_b ? nc : kc, trans_b ? kc : nc);
             nvp_ahead next;
             nvp__ahead_next_b(&next, b, ldb, trans_b, k, n, pc, jc, KC, NC,
                               (nc + NR - 1) / NR * ((m + MR - 1) / MR));
@@ -326,14 +328,16 @@ TARGET void nvp__gemm_bf16(float *pack, int trans_a, int trans_b, size_t m,
                     }
                 }
                 /* measured while the block just stored is in the cache */
-                if (absmax && last)
-                    seen = nvp__absmax_grow(absmax, seen, c + ic * ldc + jc,
-                                            ldc, mc, nc);
+                if (c_absmax && last)
+                    seen_c = nvp__absmax_grow(c_absmax, seen_c,
+                                              c + ic * ldc + jc, ldc, mc, nc);
             }
         }
     }
-    if (absmax)
-        nvp__absmax_merge(absmax, seen);
+    if (c_absmax)
+        nvp__absmax_merge(c_absmax, seen_c);
+    if (b_absmax)
+        nvp__absmax_merge(b_absmax, seen_b);
 }
 
 #else /* no AVX512-BF16 in this build */

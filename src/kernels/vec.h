@@ -20,6 +20,11 @@ uint32_t nvp__max_abs_bits(nvp_isa isa, const float *x, size_t n);
 uint32_t nvp__max_abs_bits_part(nvp_isa isa, const float *x, size_t n,
                                 size_t whole);
 
+/* The same over the rows x cols block of a matrix at x, rows ld floats
+ * apart (a block of a product's output, a panel of its operand). */
+uint32_t nvp__max_abs_bits_2d(nvp_isa isa, const float *x, size_t ld,
+                              size_t rows, size_t cols);
+
 /* Nonzero when none of the n floats is NaN or infinite. */
 int nvp__all_finite(nvp_isa isa, const float *x, size_t n);
 

@@ -7,6 +7,7 @@
 #include "core/alloc.h"
 #include "kernels/vec.h"
 
+#include <math.h>
 #include <string.h>
 
 /* Hidden activations whose rows are a multiple of this many floats (2
@@ -99,6 +100,25 @@ static nvp_sweep_net sweep_net(const nvp_conditioner *c, const float *params)
     return net;
 }
 
+/* The largest |p| as bits over the parameters that no product reads as
+ * its B (ex->params_max's measure): the biases, and under a sweep its two
+ * layers. */
+static uint32_t params_rest_bits(const nvp_conditioner *c, const nvp_exec *ex,
+                                 const float *params)
+{
+    uint32_t bits = 0;
+    for (size_t l = 0; l < c->n_dense; l++) {
+        const nvp_dense *d = &c->dense[l];
+        const int swept = c->first == NVP_FIRST_SWEEP && l <= 1;
+        const uint32_t b =
+            swept ? nvp__max_abs_bits(ex->isa, params + d->w_off,
+                                      d->in * d->out + d->out)
+                  : nvp__max_abs_bits(ex->isa, params + d->b_off, d->out);
+        bits = b > bits ? b : bits;
+    }
+    return bits;
+}
+
 const float *nvp__cond_forward(const nvp_conditioner *c, const nvp_exec *ex,
                                const float *params, size_t rows,
                                const nvp_cond_cache *cache)
@@ -107,10 +127,24 @@ const float *nvp__cond_forward(const nvp_conditioner *c, const nvp_exec *ex,
     size_t ldx = c->n_in;
     float *y = NULL;
     size_t first = 0;
+    /* A call that checks the parameters as it reads them: the weights as
+     * the products read them, the rest here, before the sweep, which
+     * orders rows by values its parameters make and is never given a
+     * NaN (its rows get NaN instead, and the caller refuses the call). */
+    int swept_finite = 1;
+    if (ex->params_max) {
+        const uint32_t bits = params_rest_bits(c, ex, params);
+        nvp__absmax_merge(ex->params_max, bits);
+        swept_finite = bits < NVP_INF_BITS;
+    }
     if (c->first == NVP_FIRST_SWEEP) {
         const nvp_sweep_net net = sweep_net(c, params);
         y = cache->act[1];
-        nvp__exec_sweep_forward(ex, &net, rows, x, y, cache->sweep);
+        if (swept_finite)
+            nvp__exec_sweep_forward(ex, &net, rows, x, y, cache->sweep);
+        else
+            for (size_t i = 0; i < rows * c->dense[1].ld; i++)
+                y[i] = NAN;
         x = y;
         ldx = c->dense[1].ld;
         first = 2;
@@ -119,7 +153,7 @@ const float *nvp__cond_forward(const nvp_conditioner *c, const nvp_exec *ex,
         const nvp_dense *d = &c->dense[l];
         y = cache->act[l];
         nvp_epilogue ep = {params + d->b_off, l + 1 < c->n_dense, NULL, 0,
-                           NULL, NULL};
+                           NULL, NULL, ex->params_max};
         nvp__exec_gemm(ex, 0, 0, rows, d->out, d->in, x, ldx,
                        params + d->w_off, d->out, 0, y, d->ld, &ep);
         x = y;
@@ -172,7 +206,8 @@ void nvp__cond_backward(const nvp_conditioner *c, const nvp_exec *ex,
     /* On the last chunk of a checked pass, the weight gradients are
      * measured as their products store them, the rest below. */
     const int measure = grad && ex->grad_max;
-    const nvp_epilogue measure_dw = {NULL, 0, NULL, 0, NULL, ex->grad_max};
+    const nvp_epilogue measure_dw = {NULL, 0, NULL, 0,
+                                     NULL, ex->grad_max, NULL};
     if (write_fresh)
         for (size_t l = 0; l < c->n_dense; l++) {
             const nvp_dense *d = &c->dense[l];
@@ -212,7 +247,7 @@ void nvp__cond_backward(const nvp_conditioner *c, const nvp_exec *ex,
         if (l == 0 && !din)
             break;
         float *dx = l == 0 ? din : buf[l & 1];
-        nvp_epilogue ep = {NULL, 0, l == 0 ? NULL : x, ldx, NULL, NULL};
+        nvp_epilogue ep = {NULL, 0, l == 0 ? NULL : x, ldx, NULL, NULL, NULL};
         /* The layer below sums its bias gradient from dx as dx is stored
          * (the same adds in the same order as a loop over dx), except
          * under a sweep, which sums its own. */

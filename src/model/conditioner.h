@@ -68,7 +68,10 @@ void nvp__cond_cache_bind(const nvp_conditioner *c, size_t rows, float *base,
 size_t nvp__cond_scratch_floats(const nvp_conditioner *c, size_t rows);
 
 /* Forward of rows rows of cache->input (filled by the caller); returns
- * the output block (rows x n_out), which lies in the cache. */
+ * the output block (rows x n_out), which lies in the cache.  With
+ * ex->params_max set, max-combines the largest |p| of all n_params
+ * parameters into it (then parameters that are not finite make the
+ * output NaN, never anything worse). */
 const float *nvp__cond_forward(const nvp_conditioner *c, const nvp_exec *ex,
                                const float *params, size_t rows,
                                const nvp_cond_cache *cache);

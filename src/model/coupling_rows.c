@@ -568,5 +568,5 @@ const nvp_layer_ops nvp__coupling_kind = {
     kind_set_clamp,
     NULL, /* no data-dependent initialisation */
     nvp__coupling_release,
-    1, /* the conditioner measures its gradient */
+    1, /* the conditioner measures its parameters and gradient */
 };

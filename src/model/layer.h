@@ -93,11 +93,15 @@ typedef struct nvp_layer_ops {
     /* Frees what the kind allocated besides the shared part (may be
      * NULL). */
     void (*release)(nvp_layer *l);
-    /* Nonzero when the backward functions, given grad and an exec whose
-     * grad_max is set (the pass's last chunk), max-combine the largest
-     * |g| of the layer's whole final gradient (n_params floats) into
-     * ex->grad_max; 0 (the default): the chain measures it after. */
-    int measures_grad;
+    /* Nonzero when the kind measures what it reads and writes: the
+     * backward functions, given grad and an exec whose grad_max is set
+     * (the pass's last chunk), max-combine the largest |g| of the layer's
+     * whole final gradient (n_params floats) into ex->grad_max, and
+     * inverse_rows, given an exec whose params_max is set, the largest |p|
+     * of its parameters into ex->params_max (parameters that are not
+     * finite may make the rows' results NaN, never anything worse); 0 (the
+     * default): the chain measures both itself. */
+    int measures;
 } nvp_layer_ops;
 
 struct nvp_layer {

@@ -93,7 +93,7 @@ void nvp__ws_release(const nvp_context *x, nvp_ws_kind kind, nvp_ws *ws);
 static inline nvp_exec nvp__context_exec(const nvp_context *x,
                                          const nvp_ws *ws, nvp_pool *pool)
 {
-    nvp_exec ex = {x->kernel, x->isa, ws->pack, pool, x->bf16, NULL};
+    nvp_exec ex = {x->kernel, x->isa, ws->pack, pool, x->bf16, NULL, NULL};
     return ex;
 }
 

@@ -19,11 +19,16 @@ typedef struct nvp_exec {
     nvp_pool *pool; /* NULL: this thread only */
     int bf16;       /* large products in bfloat16 (kernels/gemm_bf16.h) */
     /* Set on a backward pass's last chunk, when its caller checks the
-     * gradient: layers whose kind measures_grad (model/layer.h)
-     * max-combine the largest |g| of their whole gradient into it, the
-     * weight gradients as their products store them (gemm.h's
-     * nvp_absmax).  NULL otherwise. */
+     * gradient: layers whose kind `measures` (model/layer.h) max-combine
+     * the largest |g| of their whole gradient into it, the weight
+     * gradients as their products store them (gemm.h's nvp_absmax).
+     * NULL otherwise. */
     nvp_absmax *grad_max;
+    /* Set on the first chunk's inverse pass of a call that checks the
+     * parameters as it reads them: layers whose kind `measures`
+     * max-combine the largest |p| of their parameters into it, the
+     * weights as their products read them.  NULL otherwise. */
+    nvp_absmax *params_max;
 } nvp_exec;
 
 /* Products with at least this many terms per output run in bfloat16 when

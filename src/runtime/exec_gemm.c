@@ -46,7 +46,7 @@ static void run_gemm(const nvp_gemm_kernel *kern, int bf16, float *pack,
 }
 
 /* The kernel's few-column path, which measures nothing itself: C (at
- * most NVP_SMALL_N columns) measured once stored when ep asks. */
+ * most NVP_SMALL_N columns) and B measured once done when ep asks. */
 static void run_small(const nvp_gemm_kernel *kern, int trans_a, int trans_b,
                       size_t m, size_t n, size_t k, const float *a,
                       size_t lda, const float *b, size_t ldb, int accumulate,
@@ -54,13 +54,11 @@ static void run_small(const nvp_gemm_kernel *kern, int trans_a, int trans_b,
                       float *work)
 {
     nvp_epilogue core;
-    nvp_absmax *absmax;
-    ep = nvp__epilogue_core(ep, &core, &absmax);
+    nvp_absmax *c_absmax, *b_absmax;
+    ep = nvp__epilogue_core(ep, &core, &c_absmax, &b_absmax);
     kern->small_n(trans_a, trans_b, m, n, k, a, lda, b, ldb, accumulate, c,
                   ldc, ep, work);
-    if (absmax)
-        nvp__absmax_merge(absmax, nvp__block_max_abs_bits(absmax->isa, c,
-                                                          ldc, m, n));
+    nvp__absmax_after(c_absmax, b_absmax, trans_b, m, n, k, b, ldb, c, ldc);
 }
 
 /* One task's part of C: rows [lo, hi) when the job is split by rows,

@@ -17,8 +17,11 @@ int nvp__chain_params_verdict(const nvp_chain *c, nvp_pool *pool,
                                              c->n_params);
     if (bits)
         *bits = b;
-    if (b < NVP_INF_BITS)
-        return NVP_OK;
+    return b < NVP_INF_BITS ? NVP_OK : nvp__chain_params_refused(c, fn);
+}
+
+int nvp__chain_params_refused(const nvp_chain *c, const char *fn)
+{
     return nvp__fail(&c->err, NVP_ENONFINITE,
                      "%s: the chain's parameters hold NaN or an infinity "
                      "(written through nvp_chain_params?)",
@@ -55,7 +58,7 @@ void nvp__chain_measure_layer(const nvp_chain *c, const nvp_exec *ex,
 {
     const nvp_layer *l = c->layers[k];
     /* final now, and still in the cache */
-    if (ex->grad_max && !l->kind->measures_grad)
+    if (ex->grad_max && !l->kind->measures)
         nvp__absmax_merge(ex->grad_max,
                           nvp__par_max_abs_bits(ex->pool, ex->isa, grad_k,
                                                 l->n_params));

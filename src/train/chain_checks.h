@@ -19,6 +19,8 @@
  * held, or NULL).  NVP_ENONFINITE recorded for fn. */
 int nvp__chain_params_verdict(const nvp_chain *c, nvp_pool *pool,
                               const char *fn, uint32_t *bits);
+/* Records that rule's refusal for fn; returns NVP_ENONFINITE. */
+int nvp__chain_params_refused(const nvp_chain *c, const char *fn);
 
 /* The context's presence matches the chain: a plain call (takes_given 0)
  * on a chain that reads a context, and a _given call without one on such
@@ -48,10 +50,15 @@ void nvp__chain_clear_grad(const nvp_chain *c, nvp_pool *pool, float *grad);
  * (nvp__max_abs_bits), measured by the last chunk's backward as each part
  * of the gradient is stored, not in a pass of its own over memory
  * (train/chain_train.c; the tests compare the measure with such a pass).
- * Returns NVP_OK or NVP_ENOMEM (nothing recorded). */
+ * With params_bits (NULL: the caller checked the parameters), the
+ * parameters' largest magnitude as bits, measured as the first chunk's
+ * inverse pass reads them; when they are not all finite, returns
+ * NVP_ENONFINITE there, before grad is touched.  Returns NVP_OK,
+ * NVP_ENONFINITE or NVP_ENOMEM (nothing recorded). */
 int nvp__chain_nll_grad_run(const nvp_chain *c, nvp_pool *pool, size_t n,
                             const float *y, const float *cond, float *grad,
-                            double *loss, uint32_t *grad_bits);
+                            double *loss, uint32_t *grad_bits,
+                            uint32_t *params_bits);
 
 /* One reverse-KL gradient over `batch` draws (context: batch rows, or
  * NULL when the chain reads none), on pool (held, or NULL): overwrites
@@ -68,7 +75,7 @@ int nvp__chain_reverse_kl_run(const nvp_chain *c, const char *fn,
 /* After layer k's backward (its part of the gradient at grad_k) on the
  * last chunk of a pass that checks its gradient (ex->grad_max set):
  * measures that part into ex->grad_max unless the layer's kind measured
- * it itself (measures_grad).  Nothing when ex->grad_max is NULL. */
+ * it itself (measures).  Nothing when ex->grad_max is NULL. */
 void nvp__chain_measure_layer(const nvp_chain *c, const nvp_exec *ex,
                               size_t k, const float *grad_k);
 

@@ -69,23 +69,30 @@ static size_t train_arena_layout(const nvp_chain *c, size_t rows, float *base,
  * the log densities, whose input gradient is the score). */
 typedef struct grad_want {
     float weight;
-    float *grad;   /* dL/dparams, added into (fresh: see nll_grad_chunk);
-                      NULL: not wanted */
-    int fresh;
+    float *grad;   /* dL/dparams, added into; NULL: not wanted */
+    int fresh;     /* the first chunk: the layers' fresh ranges are
+                      written, the rest of grad cleared first */
     float *dy;     /* dL/dy of the data rows (rows x dim), or NULL */
     float *dcond;  /* dL/d(context) (rows x cdim), or NULL; overwritten */
     /* The last chunk of a pass that checks its gradient: the largest
      * |dL/dparams| is max-combined into it as the layers finish their
      * part (nvp_exec.grad_max); NULL: not measured. */
     nvp_absmax *grad_max;
+    /* The first chunk of a pass that checks the parameters as it reads
+     * them: their largest magnitude is max-combined into it by the
+     * inverse pass (nvp_exec.params_max), and when they are not all
+     * finite the chunk stops there; NULL: not measured. */
+    nvp_absmax *params_max;
 } grad_want;
 
 /* The backward pass over rows rows of y (all finite) with their context
  * cond (rows x cdim; NULL when the chain reads none), as w asks: the
  * parameter gradient is added into w->grad (with w->fresh, the layers'
- * fresh ranges are written instead, see the layer table's fresh_range).
+ * fresh ranges are written instead, see the layer table's fresh_range,
+ * and the rest of w->grad cleared).
  * Returns the sum of the rows' log densities; their own go to lp (may be
- * NULL). */
+ * NULL).  With w->params_max, stops after the inverse pass (returning 0)
+ * when the parameters it measured are not all finite. */
 static double backward_chunk(const nvp_chain *c, const nvp_exec *ex,
                              const train_arena *a, size_t rows,
                              const float *y, const float *cond,
@@ -100,13 +107,26 @@ static double backward_chunk(const nvp_chain *c, const nvp_exec *ex,
     size_t cache_off = 0;
     for (size_t k = 0; k < K; k++)
         cache_off += c->layers[k]->kind->cache_floats(c->layers[k], R);
+    nvp_exec fex = *ex;
+    fex.params_max = w->params_max;
     for (size_t k = K; k-- > 0;) {
         const nvp_layer *l = c->layers[k];
         cache_off -= l->kind->cache_floats(l, R);
         memcpy(STAGE(k), STAGE(k + 1), rows * dim * sizeof(float));
-        l->kind->inverse_rows(l, ex, rows, STAGE(k), cond, a->ildj,
+        l->kind->inverse_rows(l, &fex, rows, STAGE(k), cond, a->ildj,
                               a->caches + cache_off);
+        if (fex.params_max && !l->kind->measures)
+            nvp__absmax_merge(fex.params_max,
+                              nvp__par_max_abs_bits(
+                                  ex->pool, ex->isa,
+                                  c->params + c->offsets[k], l->n_params));
     }
+    if (fex.params_max && fex.params_max->bits >= NVP_INF_BITS)
+        return 0.0;
+    /* Only now, with the parameters known finite, is the gradient
+     * touched: what the first chunk does not write fresh is cleared. */
+    if (w->grad && w->fresh)
+        nvp__chain_clear_grad(c, ex->pool, w->grad);
     double sum_lp = 0.0;
     const float scale = w->weight;
     float *dx = a->dstage[0];
@@ -147,8 +167,17 @@ static double backward_chunk(const nvp_chain *c, const nvp_exec *ex,
 
 int nvp__chain_nll_grad_run(const nvp_chain *c, nvp_pool *pool, size_t n,
                             const float *y, const float *cond, float *grad,
-                            double *loss, uint32_t *grad_bits)
+                            double *loss, uint32_t *grad_bits,
+                            uint32_t *params_bits)
 {
+    /* no chunk to read them in */
+    if (params_bits && n == 0) {
+        *params_bits =
+            nvp__par_max_abs_bits(pool, c->ctx.isa, c->params, c->n_params);
+        if (*params_bits >= NVP_INF_BITS)
+            return NVP_ENONFINITE;
+        params_bits = NULL;
+    }
     const size_t cap = nvp__chunk_rows(n);
     const size_t floats = train_arena_layout(c, cap, NULL, NULL);
     nvp_ws *ws = nvp__ws_acquire(&c->ctx, NVP_WS_TRAIN, floats);
@@ -157,18 +186,26 @@ int nvp__chain_nll_grad_run(const nvp_chain *c, nvp_pool *pool, size_t n,
     train_arena arena;
     train_arena_layout(c, cap, ws->arena, &arena);
     const nvp_exec ex = nvp__context_exec(&c->ctx, ws, pool);
-    nvp__chain_clear_grad(c, pool, grad);
     double sum_lp = 0.0;
-    nvp_absmax measured = {c->ctx.isa, 0};
-    grad_want w = {(float)(-1.0 / (double)n), grad, 1, NULL, NULL, NULL};
+    nvp_absmax measured = {c->ctx.isa, 0}, read = {c->ctx.isa, 0};
+    grad_want w = {(float)(-1.0 / (double)n), grad, 1, NULL, NULL, NULL,
+                   NULL};
     for (size_t r0 = 0; r0 < n; r0 += NVP_CHUNK_ROWS) {
         const size_t rows = n - r0 < NVP_CHUNK_ROWS ? n - r0 : NVP_CHUNK_ROWS;
         w.fresh = r0 == 0;
         w.grad_max = r0 + rows == n ? &measured : NULL;
+        w.params_max = r0 == 0 && params_bits ? &read : NULL;
         sum_lp += backward_chunk(c, &ex, &arena, rows, y + r0 * c->dim,
                                  cond ? cond + r0 * c->cdim : NULL, &w, NULL);
+        if (w.params_max && read.bits >= NVP_INF_BITS)
+            break;
     }
     nvp__ws_release(&c->ctx, NVP_WS_TRAIN, ws);
+    if (params_bits) {
+        *params_bits = read.bits;
+        if (read.bits >= NVP_INF_BITS)
+            return NVP_ENONFINITE;
+    }
     *loss = -sum_lp / (double)n;
     *grad_bits = measured.bits;
     return NVP_OK;
@@ -203,14 +240,14 @@ static int nll_grad(const nvp_chain *c, const char *fn, size_t n,
         return rc;
     nvp_pool *pool = nvp__context_pool_take(&c->ctx);
     double l;
-    uint32_t bits;
-    rc = nvp__chain_params_verdict(c, pool, fn, NULL);
-    if (rc == NVP_OK) {
-        rc = nvp__chain_nll_grad_run(c, pool, n, y, c->cdim ? context : NULL,
-                                     grad, &l, &bits);
-        if (rc)
-            rc = nvp__fail(eb, rc, "%s: out of memory for workspace", fn);
-    }
+    uint32_t bits, params_bits;
+    /* the parameters checked as the pass reads them */
+    rc = nvp__chain_nll_grad_run(c, pool, n, y, c->cdim ? context : NULL,
+                                 grad, &l, &bits, &params_bits);
+    if (rc == NVP_ENONFINITE)
+        rc = nvp__chain_params_refused(c, fn);
+    else if (rc)
+        rc = nvp__fail(eb, rc, "%s: out of memory for workspace", fn);
     nvp__context_pool_give(pool);
     if (rc)
         return rc;
@@ -267,7 +304,8 @@ static int score(const nvp_chain *c, const char *fn, size_t n, const float *y,
             const size_t rows =
                 n - r0 < NVP_CHUNK_ROWS ? n - r0 : NVP_CHUNK_ROWS;
             grad_want w = {1.0f, NULL, 0, dlp_dy ? dlp_dy + r0 * dim : NULL,
-                           cdim && dlp_dc ? dlp_dc + r0 * cdim : NULL, NULL};
+                           cdim && dlp_dc ? dlp_dc + r0 * cdim : NULL, NULL,
+                           NULL};
             backward_chunk(c, &ex, &arena, rows, y + r0 * dim,
                            cdim ? context + r0 * cdim : NULL, &w,
                            lp ? lp + r0 : NULL);
@@ -316,6 +354,27 @@ static int batch_room(nvp_chain *c, const char *fn, size_t batch)
     return NVP_OK;
 }
 
+/* What a minibatch's draw changes in an rng. */
+typedef struct rng_state {
+    uint64_t s[4];
+    int has_spare;
+    double spare;
+} rng_state;
+
+static void rng_save(const nvp_rng *r, rng_state *st)
+{
+    memcpy(st->s, r->s, sizeof st->s);
+    st->has_spare = r->has_spare;
+    st->spare = r->spare;
+}
+
+static void rng_restore(nvp_rng *r, const rng_state *st)
+{
+    memcpy(r->s, st->s, sizeof st->s);
+    r->has_spare = st->has_spare;
+    r->spare = st->spare;
+}
+
 static int train_step(nvp_chain *c, const char *fn, nvp_adam *opt,
                       nvp_rng *rng, size_t n_data, const float *data,
                       const float *context, int takes_given, size_t batch,
@@ -342,12 +401,11 @@ static int train_step(nvp_chain *c, const char *fn, nvp_adam *opt,
         return rc;
     /* One hold on the pool for the checks, the gradient and the update. */
     nvp_pool *pool = nvp__context_pool_take(&c->ctx);
-    uint32_t params_bits;
-    rc = nvp__chain_params_verdict(c, pool, fn, &params_bits);
-    if (rc) {
-        nvp__context_pool_give(pool);
-        return rc;
-    }
+    /* The parameters are checked as the gradient's pass reads them; a
+     * step they refuse leaves rng as it found it, as a check before the
+     * draw would. */
+    rng_state drawn_from;
+    rng_save(rng, &drawn_from);
     const size_t dim = c->dim, cdim = c->cdim;
     for (size_t i = 0; i < batch; i++) {
         const uint64_t r = nvp__rng_below(rng, n_data);
@@ -356,23 +414,40 @@ static int train_step(nvp_chain *c, const char *fn, nvp_adam *opt,
             memcpy(c->batch_cond + i * cdim, context + r * cdim,
                    cdim * sizeof(float));
     }
-    /* From here on *loss is written on every path, NaN when no loss was
-     * computed, as nvp_chain_nll_grad leaves it for such rows. */
-    if (loss)
-        *loss = NAN;
+    /* From here on *loss is written on every path but the parameters'
+     * refusal (which leaves it, as their check before anything did), NaN
+     * when no loss was computed, as nvp_chain_nll_grad leaves it for such
+     * rows. */
     double l;
-    uint32_t bits;
+    uint32_t bits, params_bits;
     if (!nvp__all_finite(c->ctx.isa, c->batch, batch * dim) ||
-        (cdim && !nvp__all_finite(c->ctx.isa, c->batch_cond, batch * cdim)))
-        rc = nvp__fail(eb, NVP_ENONFINITE,
-                       "%s: the minibatch holds NaN or an infinity", fn);
-    else if ((rc = nvp__chain_nll_grad_run(c, pool, batch, c->batch,
-                                           cdim ? c->batch_cond : NULL,
-                                           c->grad, &l, &bits)) != NVP_OK)
-        rc = nvp__fail(eb, rc, "%s: out of memory for workspace", fn);
-    else
-        rc = nvp__chain_apply_step(c, opt, pool, fn, l, bits, params_bits,
-                                   loss);
+        (cdim && !nvp__all_finite(c->ctx.isa, c->batch_cond, batch * cdim))) {
+        /* the parameters' refusal comes first, as it always has */
+        rc = nvp__chain_params_verdict(c, pool, fn, NULL);
+        if (rc != NVP_OK) {
+            rng_restore(rng, &drawn_from);
+        } else {
+            if (loss)
+                *loss = NAN;
+            rc = nvp__fail(eb, NVP_ENONFINITE,
+                           "%s: the minibatch holds NaN or an infinity", fn);
+        }
+    } else {
+        rc = nvp__chain_nll_grad_run(c, pool, batch, c->batch,
+                                     cdim ? c->batch_cond : NULL, c->grad, &l,
+                                     &bits, &params_bits);
+        if (rc == NVP_OK) {
+            rc = nvp__chain_apply_step(c, opt, pool, fn, l, bits,
+                                       params_bits, loss);
+        } else if (rc == NVP_ENONFINITE) {
+            rng_restore(rng, &drawn_from);
+            rc = nvp__chain_params_refused(c, fn);
+        } else {
+            if (loss)
+                *loss = NAN;
+            rc = nvp__fail(eb, rc, "%s: out of memory for workspace", fn);
+        }
+    }
     nvp__context_pool_give(pool);
     return rc;
 }

@@ -171,7 +171,7 @@ static double gemm_gflops(const shape *s, nvp_pool *pool, float *pack)
         a[i] = (float)(i % 97) / 97.0f - 0.5f;
     for (size_t i = 0; i < s->k * s->n; i++)
         b[i] = (float)(i % 89) / 89.0f - 0.5f;
-    nvp_exec ex = {nvp__gemm_best(), nvp__cpu_isa(), pack, pool, 0, NULL};
+    nvp_exec ex = {nvp__gemm_best(), nvp__cpu_isa(), pack, pool, 0, NULL, NULL};
     const size_t lda = s->ta ? s->m : s->k, ldb = s->tb ? s->k : s->n;
     const double flop = 2.0 * (double)s->m * (double)s->n * (double)s->k;
     const int inner = (int)(2e9 / flop / 10) + 1;
