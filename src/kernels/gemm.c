@@ -423,8 +423,5 @@ static void gemm_blocked(const nvp_gemm_kernel *kern, float *pack,
             }
         }
     }
-    if (c_absmax)
-        nvp__absmax_merge(c_absmax, seen_c);
-    if (b_absmax)
-        nvp__absmax_merge(b_absmax, seen_b);
+    nvp__absmax_report(c_absmax, seen_c, b_absmax, seen_b);
 }

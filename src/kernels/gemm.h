@@ -254,6 +254,16 @@ static inline const nvp_epilogue *nvp__epilogue_core(const nvp_epilogue *ep,
 }
 /* Max-combines bits into am->bits, atomically. */
 void nvp__absmax_merge(nvp_absmax *am, uint32_t bits);
+/* The end of a driver's product: its measures seen_c and seen_b merged
+ * into the measures that are not NULL. */
+static inline void nvp__absmax_report(nvp_absmax *c_absmax, uint32_t seen_c,
+                                      nvp_absmax *b_absmax, uint32_t seen_b)
+{
+    if (c_absmax)
+        nvp__absmax_merge(c_absmax, seen_c);
+    if (b_absmax)
+        nvp__absmax_merge(b_absmax, seen_b);
+}
 /* A driver's running measure `seen`, grown by the rows x cols block at x
  * (rows ld floats apart) that it just stored or read (am->isa's pass). */
 static inline uint32_t nvp__absmax_grow(const nvp_absmax *am, uint32_t seen,

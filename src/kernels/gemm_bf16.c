@@ -334,10 +334,7 @@ TARGET void nvp__gemm_bf16(float *pack, int trans_a, int trans_b, size_t m,
             }
         }
     }
-    if (c_absmax)
-        nvp__absmax_merge(c_absmax, seen_c);
-    if (b_absmax)
-        nvp__absmax_merge(b_absmax, seen_b);
+    nvp__absmax_report(c_absmax, seen_c, b_absmax, seen_b);
 }
 
 #else /* no AVX512-BF16 in this build */

@@ -100,20 +100,21 @@ static nvp_sweep_net sweep_net(const nvp_conditioner *c, const float *params)
     return net;
 }
 
-/* The largest |p| as bits over the parameters that no product reads as
- * its B (ex->params_max's measure): the biases, and under a sweep its two
- * layers. */
-static uint32_t params_rest_bits(const nvp_conditioner *c, const nvp_exec *ex,
-                                 const float *params)
+/* The largest |v| as bits over the entries of a vector laid out as the
+ * parameters (the parameters, or their gradient) that no product reads or
+ * stores as a whole matrix, so that no product measures them: the
+ * biases, and under a sweep its two layers. */
+static uint32_t rest_bits(const nvp_conditioner *c, nvp_isa isa,
+                          const float *v)
 {
     uint32_t bits = 0;
     for (size_t l = 0; l < c->n_dense; l++) {
         const nvp_dense *d = &c->dense[l];
         const int swept = c->first == NVP_FIRST_SWEEP && l <= 1;
         const uint32_t b =
-            swept ? nvp__max_abs_bits(ex->isa, params + d->w_off,
+            swept ? nvp__max_abs_bits(isa, v + d->w_off,
                                       d->in * d->out + d->out)
-                  : nvp__max_abs_bits(ex->isa, params + d->b_off, d->out);
+                  : nvp__max_abs_bits(isa, v + d->b_off, d->out);
         bits = b > bits ? b : bits;
     }
     return bits;
@@ -133,7 +134,7 @@ const float *nvp__cond_forward(const nvp_conditioner *c, const nvp_exec *ex,
      * NaN (its rows get NaN instead, and the caller refuses the call). */
     int swept_finite = 1;
     if (ex->params_max) {
-        const uint32_t bits = params_rest_bits(c, ex, params);
+        const uint32_t bits = rest_bits(c, ex->isa, params);
         nvp__absmax_merge(ex->params_max, bits);
         swept_finite = bits < NVP_INF_BITS;
     }
@@ -165,25 +166,6 @@ const float *nvp__cond_forward(const nvp_conditioner *c, const nvp_exec *ex,
 int nvp__cond_owns_out_bias(const nvp_conditioner *c)
 {
     return c->first == NVP_FIRST_SWEEP && c->n_dense == 2;
-}
-
-/* Max-combines into ex->grad_max the largest |g| of the parts of the
- * conditioner's final gradient that no product measured: the biases, and
- * under a sweep its two layers. */
-static void measure_rest(const nvp_conditioner *c, const nvp_exec *ex,
-                         const float *grad)
-{
-    uint32_t bits = 0;
-    for (size_t l = 0; l < c->n_dense; l++) {
-        const nvp_dense *d = &c->dense[l];
-        const int swept = c->first == NVP_FIRST_SWEEP && l <= 1;
-        const uint32_t b =
-            swept ? nvp__max_abs_bits(ex->isa, grad + d->w_off,
-                                      d->in * d->out + d->out)
-                  : nvp__max_abs_bits(ex->isa, grad + d->b_off, d->out);
-        bits = b > bits ? b : bits;
-    }
-    nvp__absmax_merge(ex->grad_max, bits);
 }
 
 void nvp__cond_backward(const nvp_conditioner *c, const nvp_exec *ex,
@@ -258,8 +240,9 @@ void nvp__cond_backward(const nvp_conditioner *c, const nvp_exec *ex,
         dz = dx;
         lddz = ldx;
     }
+    /* what no product measured: final now, on the last chunk */
     if (measure)
-        measure_rest(c, ex, grad);
+        nvp__absmax_merge(ex->grad_max, rest_bits(c, ex->isa, grad));
 }
 
 void nvp__cond_fresh_range(const nvp_conditioner *c, size_t *off,
