@@ -642,7 +642,7 @@ NVP_API int nvp_chain_nll_grad(const nvp_chain *chain, size_t n,
  * been created for nvp_chain_num_params(chain) parameters).  loss (may be
  * NULL) receives the minibatch's mean NLL before the step.  Refused with
  * NVP_ENONFINITE, changing neither the chain nor the optimizer: parameters
- * holding NaN or an infinity (checked before any row is drawn); a
+ * holding NaN or an infinity (the rng is then left as it was); a
  * minibatch holding NaN or an infinity; a loss or gradient that is not
  * finite, or a gradient too large for Adam; a step whose result would not
  * be finite (see nvp_adam_step).  In all but the first case the rng has

@@ -721,9 +721,9 @@ START_TEST(test_gemm_absmax_epilogue)
                             with.b_absmax = &bm;
                             nvp_exec ex = {kern, nvp__cpu_isa(), pack, threads > 1 ? pool : NULL, bf16, NULL, NULL};
                             const size_t lda = ta ? m : k, ldb = tb ? k : n;
-                            nvp__exec_gemm(&ex, ta, tb, m, n, k, A, lda, B, ldb, acc, C0, n, full ? &rest : NULL);
                             if (threads > 1)
                                 ck_assert_int_eq(nvp__pool_try_acquire(pool), 1);
+                            nvp__exec_gemm(&ex, ta, tb, m, n, k, A, lda, B, ldb, acc, C0, n, full ? &rest : NULL);
                             nvp__exec_gemm(&ex, ta, tb, m, n, k, A, lda, B, ldb, acc, C1, n, &with);
                             if (threads > 1)
                                 nvp__pool_release(pool);

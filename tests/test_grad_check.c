@@ -55,7 +55,14 @@ static nvp_chain *mixed_chain(size_t dim, size_t cdim, size_t nh, const size_t *
  * near zero, so that the hidden activations are tiny and the later
  * layers' bias gradients outgrow their weight gradients; 2 one
  * parameter of layer `which` huge, so that the gradient overflows; 3 one
- * parameter of layer `which` NaN or infinite. */
+ * parameter of layer `which` NaN or infinite; 4 in every coupling, dense
+ * layer j = which % (its layers - 1) a thousand times larger and the
+ * weights of layer j + 1 as much smaller, so that layer j's activations
+ * are large and the largest gradient entries are layer j + 1's weight
+ * gradient (a hidden layer's, unless j + 1 is the output layer); 5 every
+ * coupling's first layer's weights a thousand times smaller, for rows a
+ * thousand times larger (the caller's), so that its weight gradient
+ * holds the largest entries. */
 static void shape_params(nvp_chain *c, int how, size_t which, t_prng *p)
 {
     const size_t np = nvp_chain_num_params(c);
@@ -69,8 +76,22 @@ static void shape_params(nvp_chain *c, int how, size_t which, t_prng *p)
             for (size_t i = 0; i < d->in * d->out + d->out; i++)
                 lp[d->w_off + i] *= 1e-6f;
         }
-        if (how >= 2 && k == which % c->n_layers && l->n_params)
+        if ((how == 2 || how == 3) && k == which % c->n_layers && l->n_params)
             lp[(which * 31) % l->n_params] = how == 2 ? 3e37f : which % 2 ? NAN : -INFINITY;
+        if (how == 5 && l->kind == &nvp__coupling_kind) {
+            const nvp_dense *d = &((const nvp_coupling *)l)->cond.dense[0];
+            for (size_t i = 0; i < d->in * d->out; i++)
+                lp[d->w_off + i] *= 1e-3f;
+        }
+        if (how == 4 && l->kind == &nvp__coupling_kind) {
+            const nvp_conditioner *cond = &((const nvp_coupling *)l)->cond;
+            const size_t j = which % (cond->n_dense - 1);
+            const nvp_dense *d = &cond->dense[j], *e = &cond->dense[j + 1];
+            for (size_t i = 0; i < d->in * d->out + d->out; i++)
+                lp[d->w_off + i] *= 1e3f;
+            for (size_t i = 0; i < e->in * e->out; i++)
+                lp[e->w_off + i] *= 1e-3f;
+        }
     }
 }
 
@@ -90,8 +111,13 @@ START_TEST(test_grad_measure_equals_pass)
     t_prng p;
     t_prng_seed(&p, 9500);
     float *y = t_xmalloc(N_ROWS_MAX * 9 * sizeof *y), *ctx = t_xmalloc(N_ROWS_MAX * 3 * sizeof *ctx);
+    float *y_far = t_xmalloc(N_ROWS_MAX * 9 * sizeof *y), *ctx_far = t_xmalloc(N_ROWS_MAX * 3 * sizeof *ctx);
     t_fill_normal(&p, N_ROWS_MAX * 9, y, 1.0);
     t_fill_normal(&p, N_ROWS_MAX * 3, ctx, 1.0);
+    for (size_t i = 0; i < N_ROWS_MAX * 9; i++)
+        y_far[i] = 1e3f * y[i];
+    for (size_t i = 0; i < N_ROWS_MAX * 3; i++)
+        ctx_far[i] = 1e3f * ctx[i];
     size_t trial = 0;
     for (size_t q = 0; q < sizeof cfgs / sizeof cfgs[0]; q++)
         for (int prec = 0; prec < 2; prec++) {
@@ -105,15 +131,17 @@ START_TEST(test_grad_measure_equals_pass)
             for (size_t threads = 1; threads <= 2; threads++) {
                 T_OK(nvp_chain_set_threads(c, threads));
                 for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
-                    for (int how = 0; how < 4; how++, trial++) {
+                    for (int how = 0; how < 6; how++, trial++) {
                         shape_params(c, how, trial, &p);
                         double loss;
                         uint32_t bits = 0, pbits = 0;
                         for (size_t i = 0; i < np; i++)
                             grad[i] = 7.0f;
                         nvp_pool *pool = nvp__context_pool_take(&c->ctx);
-                        const int rc = nvp__chain_nll_grad_run(c, pool, ns[ni], y, cfgs[q].cdim ? ctx : NULL,
-                                                               grad, &loss, &bits, &pbits);
+                        const float *rows = how == 5 ? y_far : y, *rows_ctx = how == 5 ? ctx_far : ctx;
+                        const int rc = nvp__chain_nll_grad_run(c, pool, ns[ni], rows,
+                                                               cfgs[q].cdim ? rows_ctx : NULL, grad, &loss, &bits,
+                                                               &pbits);
                         nvp__context_pool_give(pool);
                         const uint32_t want_p = nvp__max_abs_bits(NVP_ISA_PORTABLE, nvp_chain_params(c), np);
                         T_CHECK(pbits == want_p,
@@ -144,6 +172,8 @@ START_TEST(test_grad_measure_equals_pass)
         }
     free(y);
     free(ctx);
+    free(y_far);
+    free(ctx_far);
 }
 END_TEST
 
@@ -266,6 +296,46 @@ START_TEST(test_params_refused_untouched)
 }
 END_TEST
 
+/* Parameters that are not finite are refused before the work space's
+ * allocation can fail the call: with each allocation of the gradient call
+ * failing in turn, the refusal is still NVP_ENONFINITE and the gradient
+ * untouched. */
+START_TEST(test_params_refused_before_out_of_memory)
+{
+    static const size_t h[] = {16, 16};
+    float y[50 * 4], grad_keep = 7.0f;
+    t_prng p;
+    t_prng_seed(&p, 9800);
+    t_fill_normal(&p, 50 * 4, y, 1.0);
+    size_t i;
+    for (i = 0; i < 100; i++) {
+        t_alloc_state st;
+        const nvp_allocator a = t_counting_allocator(&st);
+        nvp_rng *init = t_rng(9801);
+        nvp_chain *c = NULL;
+        T_OK(nvp_chain_create_alternating(&c, 4, 2, 2, h, 0, init, &a));
+        nvp_rng_free(init);
+        const size_t np = nvp_chain_num_params(c);
+        nvp_chain_params(c)[np / 2] = INFINITY;
+        float *grad = t_xmalloc(np * sizeof *grad);
+        for (size_t q = 0; q < np; q++)
+            grad[q] = grad_keep;
+        st.fail_at = st.calls + i;
+        const int rc = nvp_chain_nll_grad(c, 50, y, grad, NULL);
+        const size_t failed = st.failed;
+        T_CHECK(rc == NVP_ENONFINITE, "allocation %zu of the call failing: %d (%s)", i, rc, nvp_chain_errmsg(c));
+        for (size_t q = 0; q < np; q++)
+            T_CHECK(grad[q] == grad_keep, "allocation %zu failing: grad[%zu] written", i, q);
+        free(grad);
+        nvp_chain_free(c);
+        ck_assert_uint_eq(st.live, 0);
+        if (failed == 0)
+            break;
+    }
+    T_CHECK(i >= 1, "the gradient call allocated nothing");
+}
+END_TEST
+
 Suite *grad_check_suite(void)
 {
     Suite *s = suite_create("grad_check");
@@ -274,6 +344,7 @@ Suite *grad_check_suite(void)
     tcase_add_test(tc, test_grad_measure_equals_pass);
     tcase_add_test(tc, test_reverse_kl_measure_equals_pass);
     tcase_add_test(tc, test_params_refused_untouched);
+    tcase_add_test(tc, test_params_refused_before_out_of_memory);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -44,17 +44,18 @@ int nvp__chain_grad_room(nvp_chain *c, const char *fn);
  * the whole gradient would cost about as much as Adam's update. */
 void nvp__chain_clear_grad(const nvp_chain *c, nvp_pool *pool, float *grad);
 
-/* The loss and gradient of n finite rows of y (with their context cond,
- * NULL when the chain reads none) on pool (held, or NULL): fills grad and
- * *loss, and *grad_bits with the gradient's largest magnitude as bits
- * (nvp__max_abs_bits), measured by the last chunk's backward as each part
- * of the gradient is stored, not in a pass of its own over memory
+/* The loss and gradient of n >= 1 finite rows of y (with their context
+ * cond, NULL when the chain reads none) on pool (held, or NULL): fills
+ * grad and *loss, and *grad_bits with the gradient's largest magnitude as
+ * bits (nvp__max_abs_bits), measured by the last chunk's backward as each
+ * part of the gradient is stored, not in a pass of its own over memory
  * (train/chain_train.c; the tests compare the measure with such a pass).
  * With params_bits (NULL: the caller checked the parameters), the
  * parameters' largest magnitude as bits, measured as the first chunk's
- * inverse pass reads them; when they are not all finite, returns
- * NVP_ENONFINITE there, before grad is touched.  Returns NVP_OK,
- * NVP_ENONFINITE or NVP_ENOMEM (nothing recorded). */
+ * inverse pass reads them (in a pass of their own when the work space
+ * cannot be had); when they are not all finite, returns NVP_ENONFINITE
+ * there, before grad is touched.  Returns NVP_OK, NVP_ENONFINITE or
+ * NVP_ENOMEM (nothing recorded). */
 int nvp__chain_nll_grad_run(const nvp_chain *c, nvp_pool *pool, size_t n,
                             const float *y, const float *cond, float *grad,
                             double *loss, uint32_t *grad_bits,

@@ -170,19 +170,18 @@ int nvp__chain_nll_grad_run(const nvp_chain *c, nvp_pool *pool, size_t n,
                             double *loss, uint32_t *grad_bits,
                             uint32_t *params_bits)
 {
-    /* no chunk to read them in */
-    if (params_bits && n == 0) {
-        *params_bits =
-            nvp__par_max_abs_bits(pool, c->ctx.isa, c->params, c->n_params);
-        if (*params_bits >= NVP_INF_BITS)
-            return NVP_ENONFINITE;
-        params_bits = NULL;
-    }
     const size_t cap = nvp__chunk_rows(n);
     const size_t floats = train_arena_layout(c, cap, NULL, NULL);
     nvp_ws *ws = nvp__ws_acquire(&c->ctx, NVP_WS_TRAIN, floats);
-    if (!ws)
+    if (!ws) {
+        /* parameters that are not finite are refused first, as ever */
+        if (params_bits &&
+            (*params_bits = nvp__par_max_abs_bits(pool, c->ctx.isa, c->params,
+                                                  c->n_params)) >=
+                NVP_INF_BITS)
+            return NVP_ENONFINITE;
         return NVP_ENOMEM;
+    }
     train_arena arena;
     train_arena_layout(c, cap, ws->arena, &arena);
     const nvp_exec ex = nvp__context_exec(&c->ctx, ws, pool);
