@@ -6,6 +6,7 @@
 
 #include "core/alloc.h"
 #include "kernels/vec.h"
+#include "runtime/vec_parallel.h"
 
 #include <math.h>
 #include <string.h>
@@ -103,8 +104,9 @@ static nvp_sweep_net sweep_net(const nvp_conditioner *c, const float *params)
 /* The largest |v| as bits over the entries of a vector laid out as the
  * parameters (the parameters, or their gradient) that no product reads or
  * stores as a whole matrix, so that no product measures them: the
- * biases, and under a sweep its two layers. */
-static uint32_t rest_bits(const nvp_conditioner *c, nvp_isa isa,
+ * biases, and under a sweep its two layers (on ex's threads: the sweep's
+ * second layer is a square matrix). */
+static uint32_t rest_bits(const nvp_conditioner *c, const nvp_exec *ex,
                           const float *v)
 {
     uint32_t bits = 0;
@@ -112,9 +114,9 @@ static uint32_t rest_bits(const nvp_conditioner *c, nvp_isa isa,
         const nvp_dense *d = &c->dense[l];
         const int swept = c->first == NVP_FIRST_SWEEP && l <= 1;
         const uint32_t b =
-            swept ? nvp__max_abs_bits(isa, v + d->w_off,
-                                      d->in * d->out + d->out)
-                  : nvp__max_abs_bits(isa, v + d->b_off, d->out);
+            swept ? nvp__par_max_abs_bits(ex->pool, ex->isa, v + d->w_off,
+                                          d->in * d->out + d->out)
+                  : nvp__max_abs_bits(ex->isa, v + d->b_off, d->out);
         bits = b > bits ? b : bits;
     }
     return bits;
@@ -134,7 +136,7 @@ const float *nvp__cond_forward(const nvp_conditioner *c, const nvp_exec *ex,
      * NaN (its rows get NaN instead, and the caller refuses the call). */
     int swept_finite = 1;
     if (ex->params_max) {
-        const uint32_t bits = rest_bits(c, ex->isa, params);
+        const uint32_t bits = rest_bits(c, ex, params);
         nvp__absmax_merge(ex->params_max, bits);
         swept_finite = bits < NVP_INF_BITS;
     }
@@ -242,7 +244,7 @@ void nvp__cond_backward(const nvp_conditioner *c, const nvp_exec *ex,
     }
     /* what no product measured: final now, on the last chunk */
     if (measure)
-        nvp__absmax_merge(ex->grad_max, rest_bits(c, ex->isa, grad));
+        nvp__absmax_merge(ex->grad_max, rest_bits(c, ex, grad));
 }
 
 void nvp__cond_fresh_range(const nvp_conditioner *c, size_t *off,
