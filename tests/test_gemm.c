@@ -400,6 +400,17 @@ START_TEST(test_gemm_position_independent)
 }
 END_TEST
 
+/* The float kernel ks[ki], or with bf16 the best float kernel, whose
+ * exec routes products of enough terms to the bfloat16 product; NULL when
+ * this CPU cannot run it. */
+static const nvp_gemm_kernel *kernel_or_bf16(const nvp_gemm_kernel *const *ks, size_t ki, int bf16)
+{
+    if (bf16 && !nvp__gemm_bf16_supported())
+        return NULL;
+    const nvp_gemm_kernel *kern = bf16 ? nvp__gemm_best() : ks[ki];
+    return kern->supported() ? kern : NULL;
+}
+
 /* The most packing space any kernel, the bfloat16 product included,
  * needs: for a pool whose threads run any of them. */
 static size_t most_pack_floats(void)
@@ -434,10 +445,8 @@ START_TEST(test_gemm_colsum_epilogue)
      * float kernel's exec, which routes k >= NVP_BF16_MIN_K to it). */
     for (size_t ki = 0; ki <= nk; ki++) {
         const int bf16 = ki == nk;
-        if (bf16 && !nvp__gemm_bf16_supported())
-            continue;
-        const nvp_gemm_kernel *kern = bf16 ? nvp__gemm_best() : ks[ki];
-        if (!kern->supported())
+        const nvp_gemm_kernel *kern = kernel_or_bf16(ks, ki, bf16);
+        if (!kern)
             continue;
         const char *name = bf16 ? "bf16" : kern->name;
         float *pack = aligned_alloc(64, most * sizeof(float));
@@ -508,10 +517,8 @@ START_TEST(test_gemm_row_split_bitwise)
     t_prng_seed(&p, 9200);
     for (size_t ki = 0; ki <= nk; ki++) {
         const int bf16 = ki == nk;
-        if (bf16 && !nvp__gemm_bf16_supported())
-            continue;
-        const nvp_gemm_kernel *kern = bf16 ? nvp__gemm_best() : kl[ki];
-        if (!kern->supported())
+        const nvp_gemm_kernel *kern = kernel_or_bf16(kl, ki, bf16);
+        if (!kern)
             continue;
         for (size_t a_ = 0; a_ < sizeof ms / sizeof ms[0]; a_++)
             for (size_t b_ = 0; b_ < 4; b_++)
@@ -681,10 +688,8 @@ START_TEST(test_gemm_absmax_epilogue)
     size_t trial = 0;
     for (size_t ki = 0; ki <= nk; ki++) {
         const int bf16 = ki == nk;
-        if (bf16 && !nvp__gemm_bf16_supported())
-            continue;
-        const nvp_gemm_kernel *kern = bf16 ? nvp__gemm_best() : ks[ki];
-        if (!kern->supported())
+        const nvp_gemm_kernel *kern = kernel_or_bf16(ks, ki, bf16);
+        if (!kern)
             continue;
         const char *name = bf16 ? "bf16" : kern->name;
         for (size_t a_ = 0; a_ < sizeof ms / sizeof ms[0]; a_++)
