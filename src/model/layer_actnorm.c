@@ -195,7 +195,8 @@ const nvp_layer_ops nvp__actnorm_kind = {
     nvp__layer_no_fresh_range,
     NULL, /* its log-scales are parameters, not a conditioner's output */
     actnorm_data_init,
-    NULL,    0, /* the chain measures its parameters and gradient */
+    NULL,
+    0, /* the chain measures its parameters and gradient */
 };
 
 int nvp__actnorm_new(nvp_layer **out, const char *fn, size_t dim,

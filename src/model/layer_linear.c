@@ -395,7 +395,8 @@ const nvp_layer_ops nvp__linear_kind = {
     nvp__layer_no_fresh_range,
     NULL, /* no conditioner */
     linear_data_init,
-    NULL,    0, /* the chain measures its parameters and gradient */
+    NULL,
+    0, /* the chain measures its parameters and gradient */
 };
 
 int nvp__linear_new(nvp_layer **out, const char *fn, size_t dim,

@@ -159,7 +159,8 @@ const nvp_layer_ops nvp__permute_kind = {
     nvp__layer_no_fresh_range,
     NULL, /* no log-scale */
     NULL, /* no data-dependent initialisation */
-    permute_release,    0, /* the chain measures its parameters and gradient */
+    permute_release,
+    0, /* the chain measures its parameters and gradient */
 };
 
 const size_t *nvp__permute_perm(const nvp_layer *l)
