@@ -12,6 +12,7 @@
 #include "runtime/exec.h"
 #include "kernels/gemm.h"
 #include "kernels/gemm_bf16.h"
+#include "kernels/gemm_small.h"
 #include "kernels/vec.h"
 #include "tests.h"
 
@@ -764,6 +765,100 @@ START_TEST(test_gemm_absmax_epilogue)
 }
 END_TEST
 
+/* The few-column path (gemm_small.h: at most NVP_SMALL_N columns) of
+ * every kernel this CPU runs against its documented order, computed here
+ * one output at a time: with A stored transposed, a chain over k from
+ * zero; otherwise 16 lanes, lane l summing the terms p = l (mod 16) in
+ * order, then the lanes pairwise (8, 4, 2, 1); separate multiplies and
+ * adds, so every instruction set gives these bits.  Then C added into
+ * and the epilogue.  Rows past each block of several rows, k short of
+ * and past 16 lanes, both layouts of B. */
+static float small_reference(int ta, int tb, size_t i, size_t j, size_t k, const float *a,
+                             size_t lda, const float *b, size_t ldb)
+{
+    float s[16] = {0};
+    for (size_t p = 0; p < k; p++) {
+        const float x = ta ? a[p * lda + i] : a[i * lda + p];
+        const float y = tb ? b[j * ldb + p] : b[p * ldb + j];
+        if (ta)
+            s[0] += x * y;
+        else
+            s[p % 16] += x * y;
+    }
+    for (int w = 8; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++)
+            s[l] += s[l + w];
+    return s[0];
+}
+
+START_TEST(test_gemm_small_path_order)
+{
+    static const size_t ms[] = {1, 3, 4, 5, 9, 63, 64, 67, 130};
+    static const size_t ks[] = {1, 7, 15, 16, 17, 40, 256};
+    size_t nk = 0;
+    const nvp_gemm_kernel *const *kerns = nvp__gemm_kernels(&nk);
+    t_prng p;
+    t_prng_seed(&p, 9400);
+    size_t ran = 0;
+    for (size_t ki = 0; ki < nk; ki++) {
+        const nvp_gemm_kernel *kern = kerns[ki];
+        if (!kern->supported() || !kern->small_n)
+            continue;
+        for (size_t mi = 0; mi < sizeof ms / sizeof *ms; mi++)
+            for (size_t kk = 0; kk < sizeof ks / sizeof *ks; kk++)
+                for (size_t n = 1; n <= NVP_SMALL_N; n++)
+                    for (int form = 0; form < 4; form++) {
+                        const int ta = form >> 1, tb = form & 1;
+                        const size_t m = ms[mi], k = ks[kk];
+                        const size_t lda = ta ? m + 3 : k + 5, ldb = tb ? k + 2 : n + 1;
+                        float *A = t_xmalloc((ta ? k * lda : m * lda) * sizeof *A);
+                        float *B = t_xmalloc((tb ? n * ldb : k * ldb) * sizeof *B);
+                        float *C = t_xmalloc(m * n * sizeof *C), *C0 = t_xmalloc(m * n * sizeof *C0);
+                        float *G = t_xmalloc(m * n * sizeof *G);
+                        float *work = t_xmalloc(n * k * sizeof *work);
+                        float bias[NVP_SMALL_N], cs[NVP_SMALL_N], want_cs[NVP_SMALL_N];
+                        t_fill_normal(&p, ta ? k * lda : m * lda, A, 1.0);
+                        t_fill_normal(&p, tb ? n * ldb : k * ldb, B, 1.0);
+                        t_fill_normal(&p, m * n, C0, 1.0);
+                        t_fill_normal(&p, m * n, G, 1.0);
+                        t_fill_normal(&p, n, bias, 1.0);
+                        t_fill_normal(&p, n, cs, 1.0);
+                        memcpy(want_cs, cs, sizeof cs);
+                        memcpy(C, C0, m * n * sizeof *C);
+                        const int acc = (int)((m + k + n) % 2);
+                        nvp_epilogue ep = {bias, 1, G, n, cs, NULL, NULL};
+                        kern->small_n(ta, tb, m, n, k, A, lda, B, ldb, acc, C, n, &ep, work);
+                        for (size_t i = 0; i < m; i++)
+                            for (size_t j = 0; j < n; j++) {
+                                const float t = small_reference(ta, tb, i, j, k, A, lda, B, ldb);
+                                float v = acc ? C0[i * n + j] + t : t;
+                                v += bias[j];
+                                v = v > 0.0f ? v : 0.0f;
+                                v = G[i * n + j] > 0.0f ? v : 0.0f;
+                                want_cs[j] += v;
+                                T_CHECK(memcmp(&v, &C[i * n + j], sizeof v) == 0,
+                                        "%s few-column path, %zu x %zu x %zu, trans_a %d, trans_b %d: "
+                                        "C[%zu][%zu] %.9g, its order gives %.9g",
+                                        kern->name, m, n, k, ta, tb, i, j, (double)C[i * n + j],
+                                        (double)v);
+                            }
+                        const size_t d = t_first_diff(cs, want_cs, n);
+                        T_CHECK(d == (size_t)-1,
+                                "%s few-column path, %zu x %zu x %zu: colsum[%zu] %.9g, want %.9g",
+                                kern->name, m, n, k, d, (double)cs[d], (double)want_cs[d]);
+                        free(A);
+                        free(B);
+                        free(C);
+                        free(C0);
+                        free(G);
+                        free(work);
+                        ran++;
+                    }
+    }
+    T_CHECK(ran > 0, "no kernel has a few-column path");
+}
+END_TEST
+
 Suite *gemm_suite(void)
 {
     Suite *s = suite_create("gemm");
@@ -776,6 +871,7 @@ Suite *gemm_suite(void)
     tcase_add_test(tc, test_gemm_row_split_bitwise);
     tcase_add_test(tc, test_gemm_few_columns_bitwise);
     tcase_add_test(tc, test_gemm_absmax_epilogue);
+    tcase_add_test(tc, test_gemm_small_path_order);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -14,6 +14,64 @@
 #define NVP_SMALL_N 4
 #define NVP_SMALL_ROWS 64
 
+/* Rows the dot products of a product whose A is not transposed take at
+ * a time. */
+#define NVP_SMALL_DOT_ROWS 4
+
+/* 16 lanes of floats (GCC's vector extension: one AVX-512 register, two
+ * AVX ones, four SSE ones, as the including file's target allows), each
+ * lane computed as a scalar would be. */
+typedef float nvp_small_v16 __attribute__((vector_size(64)));
+typedef float nvp_small_v8 __attribute__((vector_size(32)));
+typedef float nvp_small_v4 __attribute__((vector_size(16)));
+typedef float nvp_small_v2 __attribute__((vector_size(8)));
+
+/* t[j][i0 + r] = row r of A (r < rows, rows lda floats apart from a) dot
+ * column j of B (bt + j * k), for j < n: each in 16 lanes, lane l summing
+ * the terms p = l (mod 16) in order, then the lanes pairwise (8, 4, 2,
+ * 1).  Inlined with rows constant, the rows * n sums run side by side,
+ * where one alone would wait on its own adds. */
+static inline __attribute__((always_inline)) void
+nvp__small_dots(const size_t rows, size_t n, size_t k, const float *a,
+                size_t lda, const float *bt, float t[][NVP_SMALL_ROWS],
+                size_t i0)
+{
+    nvp_small_v16 s[NVP_SMALL_DOT_ROWS][NVP_SMALL_N];
+    for (size_t r = 0; r < rows; r++)
+        for (size_t j = 0; j < NVP_SMALL_N; j++)
+            s[r][j] = (nvp_small_v16){0};
+    size_t p = 0;
+    for (; p + 16 <= k; p += 16)
+        for (size_t r = 0; r < rows; r++) {
+            nvp_small_v16 ar, bj;
+            memcpy(&ar, a + r * lda + p, sizeof ar);
+            for (size_t j = 0; j < NVP_SMALL_N; j++)
+                if (j < n) {
+                    memcpy(&bj, bt + j * k + p, sizeof bj);
+                    s[r][j] += ar * bj;
+                }
+        }
+    for (size_t r = 0; r < rows; r++)
+        for (size_t j = 0; j < n; j++) {
+            float sj[16];
+            memcpy(sj, &s[r][j], sizeof sj);
+            for (size_t q = p, l = 0; q < k; q++, l++)
+                sj[l] += a[r * lda + q] * bt[j * k + q];
+            /* lanes l < w += lanes l + w, for w = 8, 4, 2: halves of
+             * vectors */
+            nvp_small_v8 h8[2];
+            memcpy(h8, sj, sizeof h8);
+            h8[0] += h8[1];
+            nvp_small_v4 h4[2];
+            memcpy(h4, &h8[0], sizeof h4);
+            h4[0] += h4[1];
+            nvp_small_v2 h2[2];
+            memcpy(h2, &h4[0], sizeof h2);
+            h2[0] += h2[1];
+            t[j][i0 + r] = h2[0][0] + h2[0][1];
+        }
+}
+
 /* C (m x n) = epilogue((accumulate ? C : 0) + op(A) op(B)).  work holds
  * n * k floats. */
 static inline __attribute__((always_inline)) void
@@ -46,24 +104,15 @@ nvp__gemm_small_body(int trans_a, int trans_b, size_t m, size_t n, size_t k,
             }
         } else {
             /* A's rows are contiguous along k: dot products in 16 lanes,
-             * summed pairwise in a fixed order at the end. */
-            for (size_t i = 0; i < rows; i++) {
-                const float *ai = a + (i0 + i) * lda;
-                for (size_t j = 0; j < n; j++) {
-                    const float *bj = bt + j * k;
-                    float s[16] = {0};
-                    size_t p = 0;
-                    for (; p + 16 <= k; p += 16)
-                        for (int l = 0; l < 16; l++)
-                            s[l] += ai[p + l] * bj[p + l];
-                    for (int l = 0; p < k; p++, l++)
-                        s[l] += ai[p] * bj[p];
-                    for (int w = 8; w >= 1; w /= 2)
-                        for (int l = 0; l < w; l++)
-                            s[l] += s[l + w];
-                    t[j][i] = s[0];
-                }
-            }
+             * summed pairwise in a fixed order at the end, for several
+             * rows and every column at once (independent chains, where
+             * one would wait on its own adds). */
+            size_t i = 0;
+            for (; i + NVP_SMALL_DOT_ROWS <= rows; i += NVP_SMALL_DOT_ROWS)
+                nvp__small_dots(NVP_SMALL_DOT_ROWS, n, k,
+                                a + (i0 + i) * lda, lda, bt, t, i);
+            for (; i < rows; i++)
+                nvp__small_dots(1, n, k, a + (i0 + i) * lda, lda, bt, t, i);
         }
         for (size_t i = 0; i < rows; i++) {
             float *ci = c + (i0 + i) * ldc;
