@@ -26,7 +26,7 @@ typedef float nvp_small_v8 __attribute__((vector_size(32)));
 typedef float nvp_small_v4 __attribute__((vector_size(16)));
 typedef float nvp_small_v2 __attribute__((vector_size(8)));
 
-/* t[j][i0 + r] = row r of A (r < rows, rows lda floats apart from a) dot
+/* t[j][at + r] = row r of A (r < rows, rows lda floats apart from a) dot
  * column j of B (bt + j * k), for j < n: each in 16 lanes, lane l summing
  * the terms p = l (mod 16) in order, then the lanes pairwise (8, 4, 2,
  * 1).  Inlined with rows constant, the rows * n sums run side by side,
@@ -34,7 +34,7 @@ typedef float nvp_small_v2 __attribute__((vector_size(8)));
 static inline __attribute__((always_inline)) void
 nvp__small_dots(const size_t rows, size_t n, size_t k, const float *a,
                 size_t lda, const float *bt, float t[][NVP_SMALL_ROWS],
-                size_t i0)
+                size_t at)
 {
     nvp_small_v16 s[NVP_SMALL_DOT_ROWS][NVP_SMALL_N];
     for (size_t r = 0; r < rows; r++)
@@ -68,7 +68,7 @@ nvp__small_dots(const size_t rows, size_t n, size_t k, const float *a,
             nvp_small_v2 h2[2];
             memcpy(h2, &h4[0], sizeof h2);
             h2[0] += h2[1];
-            t[j][i0 + r] = h2[0][0] + h2[0][1];
+            t[j][at + r] = h2[0][0] + h2[0][1];
         }
 }
 

@@ -13,8 +13,8 @@
 
 /* Hidden activations whose rows are a multiple of this many floats (1
  * KiB) apart are stored ACT_SKEW_FLOATS (a cache line) further apart.
- * At 2 KiB (512 floats) only, 256-wide layers kept rows four to an L1
- * set group; skewing them too made the D = 8 model's step (8 couplings of
+ * The rule was 2 KiB (512 floats) until 0.7.6; skewing the rows of
+ * 256-wide layers too made the D = 8 model's step (8 couplings of
  * 256-256, batch 256) 2.4% and 3.2% faster and its gradient 1.9% (Zen 5,
  * one process alternating both layouts; log_prob and 768-wide layers
  * even). */
@@ -55,8 +55,9 @@ int nvp__cond_plan(nvp_conditioner *c, const nvp_errbox *eb, const char *fn,
         nvp_dense *d = &c->dense[l];
         /* A hidden layer's rows 1 KiB or a multiple apart would put the
          * micro-kernel's ten rows of A in at most four L1 sets: a line
-         * more apart spreads them (the output layer's rows are the coupling's,
-         * and the sweep's layers are its own, so those stay dense). */
+         * more apart spreads them (the output layer's rows are the
+         * coupling's, and the sweep's layers are its own, so those stay
+         * dense). */
         const int own = l + 1 < c->n_dense &&
                         !(c->first == NVP_FIRST_SWEEP && l <= 1);
         d->ld = own && d->out % ACT_CRITICAL_FLOATS == 0
