@@ -7,6 +7,8 @@
  * (256 = 24 x 10 + 2 x 8), which would otherwise leave a padded edge
  * tile. */
 #include "kernels/gemm.h"
+/* the few-column path with its sums side by side (gemm_small.h) */
+#define NVP_SMALL_SIDE_BY_SIDE
 #include "kernels/gemm_small.h"
 #include "kernels/epilogue_avx512.h"
 

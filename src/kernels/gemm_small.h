@@ -14,13 +14,19 @@
 #define NVP_SMALL_N 4
 #define NVP_SMALL_ROWS 64
 
-/* Rows the dot products of a product whose A is not transposed take at
- * a time. */
+/* The dot products of a product whose A is not transposed run side by
+ * side, NVP_SMALL_DOT_ROWS rows and every column at once, where the
+ * including file defines NVP_SMALL_SIDE_BY_SIDE (gemm_avx512.c): their
+ * 4 x 4 sums of 16 lanes fill 16 zmm registers.  On narrower targets GCC
+ * builds such 64-byte vectors through memory (with AVX2 three times
+ * slower than one output at a time, the portable build 1.6 times; with
+ * AVX2's own 8-lane vectors and one row, 8% slower), so they keep
+ * computing one output at a time. */
+#ifdef NVP_SMALL_SIDE_BY_SIDE
 #define NVP_SMALL_DOT_ROWS 4
 
-/* 16 lanes of floats (GCC's vector extension: one AVX-512 register, two
- * AVX ones, four SSE ones, as the including file's target allows), each
- * lane computed as a scalar would be. */
+/* 16 lanes of floats in one AVX-512 register (GCC's vector extension),
+ * each lane computed as a scalar would be, and its halves. */
 typedef float nvp_small_v16 __attribute__((vector_size(64)));
 typedef float nvp_small_v8 __attribute__((vector_size(32)));
 typedef float nvp_small_v4 __attribute__((vector_size(16)));
@@ -71,6 +77,7 @@ nvp__small_dots(const size_t rows, size_t n, size_t k, const float *a,
             t[j][at + r] = h2[0][0] + h2[0][1];
         }
 }
+#endif
 
 /* C (m x n) = epilogue((accumulate ? C : 0) + op(A) op(B)).  work holds
  * n * k floats. */
@@ -104,15 +111,33 @@ nvp__gemm_small_body(int trans_a, int trans_b, size_t m, size_t n, size_t k,
             }
         } else {
             /* A's rows are contiguous along k: dot products in 16 lanes,
-             * summed pairwise in a fixed order at the end, for several
-             * rows and every column at once (independent chains, where
-             * one would wait on its own adds). */
+             * summed pairwise in a fixed order at the end (above). */
+#ifdef NVP_SMALL_SIDE_BY_SIDE
             size_t i = 0;
             for (; i + NVP_SMALL_DOT_ROWS <= rows; i += NVP_SMALL_DOT_ROWS)
                 nvp__small_dots(NVP_SMALL_DOT_ROWS, n, k,
                                 a + (i0 + i) * lda, lda, bt, t, i);
             for (; i < rows; i++)
                 nvp__small_dots(1, n, k, a + (i0 + i) * lda, lda, bt, t, i);
+#else
+            for (size_t i = 0; i < rows; i++) {
+                const float *ai = a + (i0 + i) * lda;
+                for (size_t j = 0; j < n; j++) {
+                    const float *bj = bt + j * k;
+                    float s[16] = {0};
+                    size_t p = 0;
+                    for (; p + 16 <= k; p += 16)
+                        for (int l = 0; l < 16; l++)
+                            s[l] += ai[p + l] * bj[p + l];
+                    for (int l = 0; p < k; p++, l++)
+                        s[l] += ai[p] * bj[p];
+                    for (int w = 8; w >= 1; w /= 2)
+                        for (int l = 0; l < w; l++)
+                            s[l] += s[l + w];
+                    t[j][i] = s[0];
+                }
+            }
+#endif
         }
         for (size_t i = 0; i < rows; i++) {
             float *ci = c + (i0 + i) * ldc;
