@@ -771,8 +771,9 @@ END_TEST
  * zero; otherwise 16 lanes, lane l summing the terms p = l (mod 16) in
  * order, then the lanes pairwise (8, 4, 2, 1); separate multiplies and
  * adds, so every instruction set gives these bits.  Then C added into
- * and the epilogue.  Rows past each block of several rows, k short of
- * and past 16 lanes, both layouts of B. */
+ * and the epilogue, with and without the ReLU and the gate.  Rows past
+ * each block of several rows, k short of and past 16 lanes, both layouts
+ * of B, C's rows padded or not. */
 static float small_reference(int ta, int tb, size_t i, size_t j, size_t k, const float *a,
                              size_t lda, const float *b, size_t ldb)
 {
@@ -811,37 +812,48 @@ START_TEST(test_gemm_small_path_order)
                         const int ta = form >> 1, tb = form & 1;
                         const size_t m = ms[mi], k = ks[kk];
                         const size_t lda = ta ? m + 3 : k + 5, ldb = tb ? k + 2 : n + 1;
+                        const size_t ldc = n + m % 3; /* C's rows padded or not */
+                        /* the ReLU on odd k, the gate on odd m: every output's
+                         * own bits show where neither is on */
+                        const int relu = (int)(k % 2), gate = (int)(m % 2);
                         float *A = t_xmalloc((ta ? k * lda : m * lda) * sizeof *A);
                         float *B = t_xmalloc((tb ? n * ldb : k * ldb) * sizeof *B);
-                        float *C = t_xmalloc(m * n * sizeof *C), *C0 = t_xmalloc(m * n * sizeof *C0);
+                        float *C = t_xmalloc(m * ldc * sizeof *C), *C0 = t_xmalloc(m * ldc * sizeof *C0);
                         float *G = t_xmalloc(m * n * sizeof *G);
                         float *work = t_xmalloc(n * k * sizeof *work);
                         float bias[NVP_SMALL_N], cs[NVP_SMALL_N], want_cs[NVP_SMALL_N];
                         t_fill_normal(&p, ta ? k * lda : m * lda, A, 1.0);
                         t_fill_normal(&p, tb ? n * ldb : k * ldb, B, 1.0);
-                        t_fill_normal(&p, m * n, C0, 1.0);
+                        t_fill_normal(&p, m * ldc, C0, 1.0);
                         t_fill_normal(&p, m * n, G, 1.0);
                         t_fill_normal(&p, n, bias, 1.0);
                         t_fill_normal(&p, n, cs, 1.0);
                         memcpy(want_cs, cs, sizeof cs);
-                        memcpy(C, C0, m * n * sizeof *C);
+                        memcpy(C, C0, m * ldc * sizeof *C);
                         const int acc = (int)((m + k + n) % 2);
-                        nvp_epilogue ep = {bias, 1, G, n, cs, NULL, NULL};
-                        kern->small_n(ta, tb, m, n, k, A, lda, B, ldb, acc, C, n, &ep, work);
-                        for (size_t i = 0; i < m; i++)
+                        nvp_epilogue ep = {bias, relu, gate ? G : NULL, n, cs, NULL, NULL};
+                        kern->small_n(ta, tb, m, n, k, A, lda, B, ldb, acc, C, ldc, &ep, work);
+                        for (size_t i = 0; i < m; i++) {
                             for (size_t j = 0; j < n; j++) {
                                 const float t = small_reference(ta, tb, i, j, k, A, lda, B, ldb);
-                                float v = acc ? C0[i * n + j] + t : t;
+                                float v = acc ? C0[i * ldc + j] + t : t;
                                 v += bias[j];
-                                v = v > 0.0f ? v : 0.0f;
-                                v = G[i * n + j] > 0.0f ? v : 0.0f;
+                                if (relu)
+                                    v = v > 0.0f ? v : 0.0f;
+                                if (gate)
+                                    v = G[i * n + j] > 0.0f ? v : 0.0f;
                                 want_cs[j] += v;
-                                T_CHECK(memcmp(&v, &C[i * n + j], sizeof v) == 0,
+                                T_CHECK(memcmp(&v, &C[i * ldc + j], sizeof v) == 0,
                                         "%s few-column path, %zu x %zu x %zu, trans_a %d, trans_b %d: "
                                         "C[%zu][%zu] %.9g, its order gives %.9g",
-                                        kern->name, m, n, k, ta, tb, i, j, (double)C[i * n + j],
+                                        kern->name, m, n, k, ta, tb, i, j, (double)C[i * ldc + j],
                                         (double)v);
                             }
+                            for (size_t j = n; j < ldc; j++) /* padding untouched */
+                                T_CHECK(memcmp(&C[i * ldc + j], &C0[i * ldc + j], sizeof *C) == 0,
+                                        "%s few-column path: C's padding at [%zu][%zu] written",
+                                        kern->name, i, j);
+                        }
                         const size_t d = t_first_diff(cs, want_cs, n);
                         T_CHECK(d == (size_t)-1,
                                 "%s few-column path, %zu x %zu x %zu: colsum[%zu] %.9g, want %.9g",
