@@ -33,6 +33,7 @@ int main(void)
     srunner_add_suite(sr, vjp_suite());
     srunner_add_suite(sr, precision_suite());
     srunner_add_suite(sr, grad_check_suite());
+    srunner_add_suite(sr, exp_array_suite());
     srunner_run_all(sr, CK_ENV); /* CK_NORMAL when CK_VERBOSITY is unset */
     const int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

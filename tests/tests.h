@@ -41,6 +41,7 @@ Suite *vjp_suite(void);
 Suite *precision_suite(void);
 Suite *base_mixture_suite(void);
 Suite *grad_check_suite(void);
+Suite *exp_array_suite(void);
 
 /* Per-test-case timeout in seconds (Check's default of 4 s is too short on
  * a loaded machine; a test that hangs still gets killed). */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "kernels/exp_array.h"
 #include "model/coupling.h"
 
 /* The layer's cache: the conditioner's. */
@@ -61,42 +62,133 @@ static inline float sigmoid_scale_of(float raw, float *sig)
     return g + 1e-3f;
 }
 
+/* The exp form's log-scales and their exponentials, a batch at a time:
+ * one vectorised call (kernels/exp_array.h, expf's bits) in place of a
+ * call per entry.  A batch runs across rows, so that a few entries per
+ * row (the two-moons model has one) still fill it. */
+#define SCALE_BATCH 128
+
+/* What for_each_scale hands each entry: row i, its k-th transformed
+ * entry (x_b index c->idx_b[k]), its log-scale ls and e = exp(-ls) or
+ * exp(ls). */
+typedef void (*scale_term_fn)(void *arg, size_t i, size_t k, float ls,
+                              float e);
+
+/* Calls term for every entry k < nb of rows [lo, hi), in order, from the
+ * conditioner's output rows out (shift, then raw log-scale).  Always
+ * inlined, with term a constant, so that term is inlined too. */
+static inline __attribute__((always_inline)) void
+for_each_scale(const nvp_coupling *c, nvp_isa isa, const float *out,
+               size_t lo, size_t hi, int negate, scale_term_fn term,
+               void *arg)
+{
+    const size_t nb = c->nb;
+    float ls[SCALE_BATCH], e[SCALE_BATCH];
+    size_t fill_i = lo, fill_k = 0; /* the next entry to fill */
+    size_t i = lo, k = 0;           /* the next entry to hand out */
+    while (fill_i < hi) {
+        size_t n = 0;
+        while (fill_i < hi && n < SCALE_BATCH) {
+            const float *raw = out + fill_i * 2 * nb + nb;
+            const size_t take =
+                nb - fill_k < SCALE_BATCH - n ? nb - fill_k : SCALE_BATCH - n;
+            for (size_t t = 0; t < take; t++) {
+                const float l = log_scale_of(raw[fill_k + t], c->clamp);
+                ls[n + t] = l;
+                e[n + t] = negate ? -l : l;
+            }
+            n += take;
+            fill_k += take;
+            if (fill_k == nb) {
+                fill_k = 0;
+                fill_i++;
+            }
+        }
+        nvp__exp_array(isa, e, e, n);
+        for (size_t t = 0; t < n; t++) {
+            term(arg, i, k, ls[t], e[t]);
+            if (++k == nb) {
+                k = 0;
+                i++;
+            }
+        }
+    }
+}
+
 /* A direction's affine step on rows [lo, hi) of a chunk, from the
  * conditioner's output rows (shift, then raw log-scale), for
  * nvp__exec_rows. */
 typedef struct step_job {
     const nvp_coupling *c;
+    nvp_isa isa;
     const float *out;
     float *z;
     float *ld; /* ildj (inverse) or logdet (forward); may be NULL */
 } step_job;
+
+/* The exp form's step, entry by entry: the job and the row's running sum
+ * of log-scales, which goes into ld at the row's last entry. */
+typedef struct step_state {
+    const step_job *j;
+    float sum;
+} step_state;
+
+/* x_b = (y_b - shift) e^-ls; log|det dx/dy| = -sum ls */
+static inline void inverse_term(void *arg, size_t i, size_t k, float ls,
+                                float e)
+{
+    step_state *s = arg;
+    const step_job *j = s->j;
+    const size_t nb = j->c->nb, b = j->c->idx_b[k];
+    float *zi = j->z + i * j->c->layer.dim;
+    zi[b] = (zi[b] - j->out[i * 2 * nb + k]) * e;
+    s->sum += ls;
+    if (k + 1 == nb) {
+        if (j->ld)
+            j->ld[i] -= s->sum;
+        s->sum = 0.0f;
+    }
+}
+
+/* y_b = x_b e^ls + shift; log|det dy/dx| = sum ls */
+static inline void forward_term(void *arg, size_t i, size_t k, float ls,
+                                float e)
+{
+    step_state *s = arg;
+    const step_job *j = s->j;
+    const size_t nb = j->c->nb, b = j->c->idx_b[k];
+    float *zi = j->z + i * j->c->layer.dim;
+    zi[b] = zi[b] * e + j->out[i * 2 * nb + k];
+    s->sum += ls;
+    if (k + 1 == nb) {
+        if (j->ld)
+            j->ld[i] += s->sum;
+        s->sum = 0.0f;
+    }
+}
 
 static void inverse_step(void *arg, size_t lo, size_t hi)
 {
     const step_job *j = arg;
     const nvp_coupling *c = j->c;
     const size_t nb = c->nb, dim = c->layer.dim;
+    if (c->form != NVP_AFFINE_SIGMOID) {
+        step_state s = {j, 0.0f};
+        for_each_scale(c, j->isa, j->out, lo, hi, 1, inverse_term, &s);
+        return;
+    }
     for (size_t i = lo; i < hi; i++) {
         const float *shift = j->out + i * 2 * nb;
         const float *log_scale = shift + nb;
         float *zi = j->z + i * dim;
         float sum = 0.0f;
-        if (c->form == NVP_AFFINE_SIGMOID) {
-            /* x_b = y_b s + shift; log|det dx/dy| = sum log s */
-            for (size_t k = 0; k < nb; k++) {
-                const size_t b = c->idx_b[k];
-                float g;
-                const float sc = sigmoid_scale_of(log_scale[k], &g);
-                zi[b] = zi[b] * sc + shift[k];
-                sum -= logf(sc);
-            }
-        } else {
-            for (size_t k = 0; k < nb; k++) {
-                const size_t b = c->idx_b[k];
-                const float ls = log_scale_of(log_scale[k], c->clamp);
-                zi[b] = (zi[b] - shift[k]) * expf(-ls);
-                sum += ls;
-            }
+        /* x_b = y_b s + shift; log|det dx/dy| = sum log s */
+        for (size_t k = 0; k < nb; k++) {
+            const size_t b = c->idx_b[k];
+            float g;
+            const float sc = sigmoid_scale_of(log_scale[k], &g);
+            zi[b] = zi[b] * sc + shift[k];
+            sum -= logf(sc);
         }
         if (j->ld)
             j->ld[i] -= sum;
@@ -108,27 +200,23 @@ static void forward_step(void *arg, size_t lo, size_t hi)
     const step_job *j = arg;
     const nvp_coupling *c = j->c;
     const size_t nb = c->nb, dim = c->layer.dim;
+    if (c->form != NVP_AFFINE_SIGMOID) {
+        step_state s = {j, 0.0f};
+        for_each_scale(c, j->isa, j->out, lo, hi, 0, forward_term, &s);
+        return;
+    }
     for (size_t i = lo; i < hi; i++) {
         const float *shift = j->out + i * 2 * nb;
         const float *log_scale = shift + nb;
         float *zi = j->z + i * dim;
         float sum = 0.0f;
-        if (c->form == NVP_AFFINE_SIGMOID) {
-            /* y_b = (x_b - shift) / s; log|det dy/dx| = -sum log s */
-            for (size_t k = 0; k < nb; k++) {
-                const size_t b = c->idx_b[k];
-                float g;
-                const float sc = sigmoid_scale_of(log_scale[k], &g);
-                zi[b] = (zi[b] - shift[k]) / sc;
-                sum -= logf(sc);
-            }
-        } else {
-            for (size_t k = 0; k < nb; k++) {
-                const size_t b = c->idx_b[k];
-                const float ls = log_scale_of(log_scale[k], c->clamp);
-                zi[b] = zi[b] * expf(ls) + shift[k];
-                sum += ls;
-            }
+        /* y_b = (x_b - shift) / s; log|det dy/dx| = -sum log s */
+        for (size_t k = 0; k < nb; k++) {
+            const size_t b = c->idx_b[k];
+            float g;
+            const float sc = sigmoid_scale_of(log_scale[k], &g);
+            zi[b] = (zi[b] - shift[k]) / sc;
+            sum -= logf(sc);
         }
         if (j->ld)
             j->ld[i] += sum;
@@ -142,8 +230,8 @@ static void affine_rows(const nvp_coupling *c, const nvp_exec *ex,
                         float *cache, nvp_rows_fn step)
 {
     nvp_cond_cache cc;
-    step_job j = {c, conditioner_of(c, ex, rows, z, cond, cache, &cc), z,
-                  ld};
+    step_job j = {c, ex->isa,
+                  conditioner_of(c, ex, rows, z, cond, cache, &cc), z, ld};
     nvp__exec_rows(ex, rows, step, &j);
 }
 
@@ -161,32 +249,49 @@ void nvp__coupling_forward_rows(const nvp_coupling *c, const nvp_exec *ex,
     affine_rows(c, ex, rows, z, cond, logdet, cache, forward_step);
 }
 
-/* One row's gradients through the exp form's affine step, x_b = (y_b -
- * shift) e^{-ls}: dx_b/dy_b = e^{-ls}, dx_b/dshift = -e^{-ls}, dx_b/dls =
- * -x_b; ildj = -sum ls, so dildj/dls = -1.  shift holds the conditioner's
- * row (shift, then raw log-scale); writes dy's x_b entries (dy may be
- * NULL) and dout's row (d shift, then d raw). */
-static void exp_form_grads(const nvp_coupling *c, const float *shift,
-                           const float *xi, const float *dxi, float di,
-                           float *dy, float *dout)
+/* One row's gradients through a sigmoid form's affine step: from the
+ * row's conditioner output (shift, then raw scale), the step's input xi,
+ * the gradient g of its output and di of its log-determinant, it writes
+ * the gradient of its input's transformed part into gin (may be NULL) and
+ * the conditioner output's gradient into dout. */
+typedef void (*row_grads_fn)(const nvp_coupling *c, const float *shift,
+                             const float *xi, const float *g, float di,
+                             float *gin, float *dout);
+
+/* The rows [lo, hi) of a backward's row gradients (nvp__exec_rows): row
+ * by row through row_grads for the sigmoid forms, entry by entry through
+ * for_each_scale for the exp forms (row_grads NULL). */
+typedef struct grads_job {
+    const nvp_coupling *c;
+    nvp_isa isa;
+    row_grads_fn row_grads;
+    int forward; /* the exp forms: which direction's step */
+    const float *out, *x, *g, *gld;
+    float *gin, *dout;
+} grads_job;
+
+/* The exp form's affine step, x_b = (y_b - shift) e^{-ls}, at row i's
+ * entry k: dx_b/dy_b = e^{-ls}, dx_b/dshift = -e^{-ls}, dx_b/dls = -x_b;
+ * ildj = -sum ls, so dildj/dls = -1.  Writes dy's x_b entry (gin; may be
+ * NULL) and dout's (d shift, then d raw). */
+static inline void inverse_grads_term(void *arg, size_t i, size_t k,
+                                      float ls, float e)
 {
-    const size_t nb = c->nb;
-    const float *raw = shift + nb;
-    for (size_t j = 0; j < nb; j++) {
-        const size_t b = c->idx_b[j];
-        const float ls = log_scale_of(raw[j], c->clamp);
-        const float e = expf(-ls);
-        if (dy)
-            dy[b] = dxi[b] * e;
-        dout[j] = -dxi[b] * e;
-        float g = -dxi[b] * xi[b] - di;
-        if (c->clamp > 0.0f) {
-            /* d(c tanh(r / c))/dr = 1 - tanh^2(r / c) */
-            const float t = ls / c->clamp;
-            g *= 1.0f - t * t;
-        }
-        dout[nb + j] = g;
+    const grads_job *j = arg;
+    const nvp_coupling *c = j->c;
+    const size_t nb = c->nb, dim = c->layer.dim, b = c->idx_b[k];
+    const float dxb = j->g[i * dim + b];
+    float *dout = j->dout + i * 2 * nb;
+    if (j->gin)
+        j->gin[i * dim + b] = dxb * e;
+    dout[k] = -dxb * e;
+    float g = -dxb * j->x[i * dim + b] - (j->gld ? j->gld[i] : 0.0f);
+    if (c->clamp > 0.0f) {
+        /* d(c tanh(r / c))/dr = 1 - tanh^2(r / c) */
+        const float t = ls / c->clamp;
+        g *= 1.0f - t * t;
     }
+    dout[nb + k] = g;
 }
 
 /* The same through the sigmoid form, x_b = y_b s + shift with s =
@@ -211,34 +316,27 @@ static void sigmoid_form_grads(const nvp_coupling *c, const float *shift,
     }
 }
 
-/* The backward of the forward: y_b = x_b e^{ls} + shift, logdet = sum ls,
- * so dy_b/dx_b = e^{ls}, dy_b/dshift = 1, dy_b/dls = x_b e^{ls} and
- * dlogdet/dls = 1; x_a reaches y_a directly and the conditioner's
- * input. */
-/* One row's gradients through the exp form's forward step, y_b = x_b
- * e^{ls} + shift, logdet = sum ls: dy_b/dx_b = e^{ls}, dy_b/dshift = 1,
- * dy_b/dls = x_b e^{ls}, dlogdet/dls = 1.  Writes dx's x_b entries (dx may
- * be NULL) and dout's row (d shift, then d raw). */
-static void fwd_exp_form_grads(const nvp_coupling *c, const float *shift,
-                               const float *xi, const float *dyi, float di,
-                               float *dx, float *dout)
+/* The exp form's forward step, y_b = x_b e^{ls} + shift, logdet = sum
+ * ls, at row i's entry k: dy_b/dx_b = e^{ls}, dy_b/dshift = 1, dy_b/dls =
+ * x_b e^{ls}, dlogdet/dls = 1.  Writes dx's x_b entry (gin; may be NULL)
+ * and dout's (d shift, then d raw). */
+static inline void forward_grads_term(void *arg, size_t i, size_t k,
+                                      float ls, float e)
 {
-    const size_t nb = c->nb;
-    const float *raw = shift + nb;
-    for (size_t j = 0; j < nb; j++) {
-        const size_t b = c->idx_b[j];
-        const float ls = log_scale_of(raw[j], c->clamp);
-        const float e = expf(ls);
-        if (dx)
-            dx[b] = dyi[b] * e;
-        dout[j] = dyi[b];
-        float g = dyi[b] * (xi[b] * e) + di;
-        if (c->clamp > 0.0f) {
-            const float t = ls / c->clamp;
-            g *= 1.0f - t * t;
-        }
-        dout[nb + j] = g;
+    const grads_job *j = arg;
+    const nvp_coupling *c = j->c;
+    const size_t nb = c->nb, dim = c->layer.dim, b = c->idx_b[k];
+    const float dyb = j->g[i * dim + b];
+    float *dout = j->dout + i * 2 * nb;
+    if (j->gin)
+        j->gin[i * dim + b] = dyb * e;
+    dout[k] = dyb;
+    float g = dyb * (j->x[i * dim + b] * e) + (j->gld ? j->gld[i] : 0.0f);
+    if (c->clamp > 0.0f) {
+        const float t = ls / c->clamp;
+        g *= 1.0f - t * t;
     }
+    dout[nb + k] = g;
 }
 
 /* The same through the sigmoid form's forward step, y_b = (x_b - shift) /
@@ -262,27 +360,19 @@ static void fwd_sigmoid_form_grads(const nvp_coupling *c, const float *shift,
     }
 }
 
-/* One row's gradients through a direction's affine step: from the row's
- * conditioner output (shift, then raw scale), the step's input xi, the
- * gradient g of its output and di of its log-determinant, it writes the
- * gradient of its input's transformed part into gin (may be NULL) and
- * the conditioner output's gradient into dout. */
-typedef void (*row_grads_fn)(const nvp_coupling *c, const float *shift,
-                             const float *xi, const float *g, float di,
-                             float *gin, float *dout);
-
-/* The rows [lo, hi) of a backward's row gradients (nvp__exec_rows). */
-typedef struct grads_job {
-    const nvp_coupling *c;
-    row_grads_fn row_grads;
-    const float *out, *x, *g, *gld;
-    float *gin, *dout;
-} grads_job;
-
 static void grads_rows(void *arg, size_t lo, size_t hi)
 {
     const grads_job *j = arg;
     const size_t nb = j->c->nb, dim = j->c->layer.dim;
+    if (!j->row_grads) {
+        if (j->forward)
+            for_each_scale(j->c, j->isa, j->out, lo, hi, 0,
+                           forward_grads_term, (void *)j);
+        else
+            for_each_scale(j->c, j->isa, j->out, lo, hi, 1,
+                           inverse_grads_term, (void *)j);
+        return;
+    }
     for (size_t i = lo; i < hi; i++)
         j->row_grads(j->c, j->out + i * 2 * nb, j->x + i * dim,
                      j->g + i * dim, j->gld ? j->gld[i] : 0.0f,
@@ -294,12 +384,15 @@ static void grads_rows(void *arg, size_t lo, size_t hi)
  * output, the forward's input), g (rows x dim) is dL/d(output), gld
  * dL/d(log-determinant) per row (NULL: zero).  Writes gin = dL/dx (may be
  * NULL), adds dL/d(context) into dcond (may be NULL) and the parameter
- * gradient into grad (fresh: see nvp__cond_backward). */
+ * gradient into grad (fresh: see nvp__cond_backward).  row_grads is the
+ * sigmoid forms' row function, NULL for the exp forms, whose direction
+ * forward gives. */
 static void backward_rows(const nvp_coupling *c, const nvp_exec *ex,
                           size_t rows, const float *cache, const float *x,
                           const float *g, const float *gld, float *gin,
                           float *dcond, float *grad, int fresh,
-                          float *scratch, row_grads_fn row_grads)
+                          float *scratch, row_grads_fn row_grads,
+                          int forward)
 {
     const size_t nb = c->nb, na = c->na, dim = c->layer.dim;
     const size_t cdim = c->layer.cdim, n_in = c->cond.n_in;
@@ -322,7 +415,8 @@ static void backward_rows(const nvp_coupling *c, const nvp_exec *ex,
                         : NULL;
     if (gb_out && fresh) /* the conditioner's range is written fresh */
         memset(gb_out, 0, 2 * nb * sizeof *gb_out);
-    grads_job gj = {c, row_grads, out, x, g, gld, gin, dout};
+    grads_job gj = {c, ex->isa, row_grads, forward, out, x, g, gld, gin,
+                    dout};
     nvp__exec_rows(ex, rows, grads_rows, &gj);
     if (gb_out)
         for (size_t i = 0; i < rows; i++)
@@ -355,8 +449,8 @@ void nvp__coupling_inverse_backward_rows(const nvp_coupling *c,
      * dy, and cache holds x's conditioner (x_a = y_a) */
     backward_rows(c, ex, rows, cache, x, dx, dildj, dy, dcond, grad, fresh,
                   scratch,
-                  c->form == NVP_AFFINE_SIGMOID ? sigmoid_form_grads
-                                                : exp_form_grads);
+                  c->form == NVP_AFFINE_SIGMOID ? sigmoid_form_grads : NULL,
+                  0);
 }
 
 void nvp__coupling_forward_backward_rows(const nvp_coupling *c,
@@ -370,7 +464,8 @@ void nvp__coupling_forward_backward_rows(const nvp_coupling *c,
     backward_rows(c, ex, rows, cache, x, dy, dlogdet, dx, dcond, grad, fresh,
                   scratch,
                   c->form == NVP_AFFINE_SIGMOID ? fwd_sigmoid_form_grads
-                                                : fwd_exp_form_grads);
+                                                : NULL,
+                  1);
 }
 
 /* The layer table's entry: the functions above, taking the shared part. */
