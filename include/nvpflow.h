@@ -80,7 +80,7 @@ extern "C" {
 /* The release version.  The Makefile reads these three lines. */
 #define NVP_VERSION_MAJOR 0
 #define NVP_VERSION_MINOR 7
-#define NVP_VERSION_PATCH 7
+#define NVP_VERSION_PATCH 8
 #define NVP_VERSION_NUMBER \
     (NVP_VERSION_MAJOR * 10000 + NVP_VERSION_MINOR * 100 + NVP_VERSION_PATCH)
 #define NVP_STRINGIFY_(x) #x
