@@ -136,8 +136,8 @@ START_TEST(test_exp_array_tails_and_special_lanes)
                     for (size_t i = 0; i < n; i++)
                         T_CHECK(bits_of(buf[off + i]) == bits_of(want[i]) ||
                                     (isnan(want[i]) && isnan(buf[off + i])),
-                                "level %d n %zu in place: float %zu", (int)isas[l],
-                                n, i);
+                                "level %d n %zu in place: float %zu",
+                                (int)isas[l], n, i);
                 }
     }
 }

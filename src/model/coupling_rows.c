@@ -97,7 +97,8 @@ for_each_scale(const nvp_coupling *c, nvp_isa isa, const float *out,
         /* expf itself: through the batches it measured 8% slower */
         for (size_t i = lo; i < hi; i++)
             for (size_t k = 0; k < nb; k++) {
-                const float l = log_scale_of(out[i * 2 * nb + nb + k], c->clamp);
+                const float l =
+                    log_scale_of(out[i * 2 * nb + nb + k], c->clamp);
                 term(arg, i, k, l, expf(negate ? -l : l));
             }
         return;
