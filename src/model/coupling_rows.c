@@ -53,24 +53,41 @@ static inline float log_scale_of(float raw, float clamp)
 }
 
 /* The sigmoid form's scale (nflows' default): s = sigmoid(raw + 2) +
- * 1e-3, in (1e-3, 1.001); *sig receives sigmoid(raw + 2) for the
- * derivative ds/draw = sig (1 - sig). */
-static inline float sigmoid_scale_of(float raw, float *sig)
+ * 1e-3, in (1e-3, 1.001), from e = expf(-(raw + 2)); *sig receives
+ * sigmoid(raw + 2) for the derivative ds/draw = sig (1 - sig). */
+static inline float sigmoid_scale_from(float e, float *sig)
 {
-    const float g = 1.0f / (1.0f + expf(-(raw + 2.0f)));
+    const float g = 1.0f / (1.0f + e);
     *sig = g;
     return g + 1e-3f;
 }
 
-/* The exp form's log-scales and their exponentials, a batch at a time:
+/* What for_each_scale exponentiates for an entry: the exp form's
+ * log-scale ls (its forward) or -ls (its inverse), or the sigmoid form's
+ * -(raw + 2).  *ls receives the log-scale (the sigmoid form: raw). */
+typedef enum scale_arg { SCALE_LS, SCALE_NEG_LS, SCALE_SIGMOID } scale_arg;
+
+static inline float scale_arg_of(scale_arg mode, float raw, float clamp,
+                                 float *ls)
+{
+    if (mode == SCALE_SIGMOID) {
+        *ls = raw;
+        return -(raw + 2.0f);
+    }
+    const float l = log_scale_of(raw, clamp);
+    *ls = l;
+    return mode == SCALE_NEG_LS ? -l : l;
+}
+
+/* The log-scales and their exponentials, a batch at a time:
  * one vectorised call (kernels/exp_array.h, expf's bits) in place of a
  * call per entry.  A batch runs across rows, so that a few entries per
  * row (the two-moons model has one) still fill it. */
 #define SCALE_BATCH 128
 
 /* What for_each_scale hands each entry: row i, its k-th transformed
- * entry (x_b index c->idx_b[k]), its log-scale ls and e = exp(-ls) or
- * exp(ls). */
+ * entry (x_b index c->idx_b[k]), its log-scale ls (the sigmoid form: the
+ * raw output) and e, the exponential scale_arg_of asked for. */
 typedef void (*scale_term_fn)(void *arg, size_t i, size_t k, float ls,
                               float e);
 
@@ -88,7 +105,7 @@ typedef void (*scale_term_fn)(void *arg, size_t i, size_t k, float ls,
  * constant, so that term is inlined too. */
 static inline __attribute__((always_inline)) void
 for_each_scale(const nvp_coupling *c, nvp_isa isa, const float *out,
-               const float *ahead, size_t lo, size_t hi, int negate,
+               const float *ahead, size_t lo, size_t hi, scale_arg mode,
                scale_term_fn term, void *arg)
 {
     const size_t line = 64 / sizeof(float), dim = c->layer.dim;
@@ -97,9 +114,10 @@ for_each_scale(const nvp_coupling *c, nvp_isa isa, const float *out,
         /* expf itself: through the batches it measured 8% slower */
         for (size_t i = lo; i < hi; i++)
             for (size_t k = 0; k < nb; k++) {
-                const float l =
-                    log_scale_of(out[i * 2 * nb + nb + k], c->clamp);
-                term(arg, i, k, l, expf(negate ? -l : l));
+                float l;
+                const float a = scale_arg_of(
+                    mode, out[i * 2 * nb + nb + k], c->clamp, &l);
+                term(arg, i, k, l, expf(a));
             }
         return;
     }
@@ -119,11 +137,9 @@ for_each_scale(const nvp_coupling *c, nvp_isa isa, const float *out,
             }
             const size_t take =
                 nb - fill_k < SCALE_BATCH - n ? nb - fill_k : SCALE_BATCH - n;
-            for (size_t t = 0; t < take; t++) {
-                const float l = log_scale_of(raw[fill_k + t], c->clamp);
-                ls[n + t] = l;
-                e[n + t] = negate ? -l : l;
-            }
+            for (size_t t = 0; t < take; t++)
+                e[n + t] =
+                    scale_arg_of(mode, raw[fill_k + t], c->clamp, &ls[n + t]);
             n += take;
             fill_k += take;
             if (fill_k == nb) {
@@ -160,6 +176,18 @@ typedef struct step_state {
     float sum;
 } step_state;
 
+/* At row i's last entry k, the row's sum goes into ld: subtracted by
+ * the inverse steps (sub), added by the forward ones. */
+static inline void end_of_row(step_state *s, size_t i, size_t k, int sub)
+{
+    const step_job *j = s->j;
+    if (k + 1 != j->c->nb)
+        return;
+    if (j->ld)
+        j->ld[i] = sub ? j->ld[i] - s->sum : j->ld[i] + s->sum;
+    s->sum = 0.0f;
+}
+
 /* x_b = (y_b - shift) e^-ls; log|det dx/dy| = -sum ls */
 static inline void inverse_term(void *arg, size_t i, size_t k, float ls,
                                 float e)
@@ -170,11 +198,7 @@ static inline void inverse_term(void *arg, size_t i, size_t k, float ls,
     float *zi = j->z + i * j->c->layer.dim;
     zi[b] = (zi[b] - j->out[i * 2 * nb + k]) * e;
     s->sum += ls;
-    if (k + 1 == nb) {
-        if (j->ld)
-            j->ld[i] -= s->sum;
-        s->sum = 0.0f;
-    }
+    end_of_row(s, i, k, 1);
 }
 
 /* y_b = x_b e^ls + shift; log|det dy/dx| = sum ls */
@@ -187,69 +211,64 @@ static inline void forward_term(void *arg, size_t i, size_t k, float ls,
     float *zi = j->z + i * j->c->layer.dim;
     zi[b] = zi[b] * e + j->out[i * 2 * nb + k];
     s->sum += ls;
-    if (k + 1 == nb) {
-        if (j->ld)
-            j->ld[i] += s->sum;
-        s->sum = 0.0f;
-    }
+    end_of_row(s, i, k, 0);
+}
+
+/* The sigmoid form: x_b = y_b s + shift; log|det dx/dy| = sum log s
+ * (the row's sum of -log s subtracted). */
+static inline void inverse_sigmoid_term(void *arg, size_t i, size_t k,
+                                        float raw, float e)
+{
+    step_state *s = arg;
+    const step_job *j = s->j;
+    const size_t nb = j->c->nb, b = j->c->idx_b[k];
+    float *zi = j->z + i * j->c->layer.dim;
+    float g;
+    const float sc = sigmoid_scale_from(e, &g);
+    (void)raw;
+    zi[b] = zi[b] * sc + j->out[i * 2 * nb + k];
+    s->sum -= logf(sc);
+    end_of_row(s, i, k, 1);
+}
+
+/* y_b = (x_b - shift) / s; log|det dy/dx| = -sum log s */
+static inline void forward_sigmoid_term(void *arg, size_t i, size_t k,
+                                        float raw, float e)
+{
+    step_state *s = arg;
+    const step_job *j = s->j;
+    const size_t nb = j->c->nb, b = j->c->idx_b[k];
+    float *zi = j->z + i * j->c->layer.dim;
+    float g;
+    const float sc = sigmoid_scale_from(e, &g);
+    (void)raw;
+    zi[b] = (zi[b] - j->out[i * 2 * nb + k]) / sc;
+    s->sum -= logf(sc);
+    end_of_row(s, i, k, 0);
 }
 
 static void inverse_step(void *arg, size_t lo, size_t hi)
 {
     const step_job *j = arg;
-    const nvp_coupling *c = j->c;
-    const size_t nb = c->nb, dim = c->layer.dim;
-    if (c->form != NVP_AFFINE_SIGMOID) {
-        step_state s = {j, 0.0f};
-        for_each_scale(c, j->isa, j->out, j->z, lo, hi, 1, inverse_term,
-                       &s);
-        return;
-    }
-    for (size_t i = lo; i < hi; i++) {
-        const float *shift = j->out + i * 2 * nb;
-        const float *log_scale = shift + nb;
-        float *zi = j->z + i * dim;
-        float sum = 0.0f;
-        /* x_b = y_b s + shift; log|det dx/dy| = sum log s */
-        for (size_t k = 0; k < nb; k++) {
-            const size_t b = c->idx_b[k];
-            float g;
-            const float sc = sigmoid_scale_of(log_scale[k], &g);
-            zi[b] = zi[b] * sc + shift[k];
-            sum -= logf(sc);
-        }
-        if (j->ld)
-            j->ld[i] -= sum;
-    }
+    step_state s = {j, 0.0f};
+    if (j->c->form == NVP_AFFINE_SIGMOID)
+        for_each_scale(j->c, j->isa, j->out, j->z, lo, hi, SCALE_SIGMOID,
+                       inverse_sigmoid_term, &s);
+    else
+        for_each_scale(j->c, j->isa, j->out, j->z, lo, hi, SCALE_NEG_LS,
+                       inverse_term, &s);
 }
 
 static void forward_step(void *arg, size_t lo, size_t hi)
 {
     const step_job *j = arg;
-    const nvp_coupling *c = j->c;
-    const size_t nb = c->nb, dim = c->layer.dim;
-    if (c->form != NVP_AFFINE_SIGMOID) {
-        step_state s = {j, 0.0f};
-        for_each_scale(c, j->isa, j->out, j->z, lo, hi, 0, forward_term,
-                       &s);
-        return;
-    }
-    for (size_t i = lo; i < hi; i++) {
-        const float *shift = j->out + i * 2 * nb;
-        const float *log_scale = shift + nb;
-        float *zi = j->z + i * dim;
-        float sum = 0.0f;
-        /* y_b = (x_b - shift) / s; log|det dy/dx| = -sum log s */
-        for (size_t k = 0; k < nb; k++) {
-            const size_t b = c->idx_b[k];
-            float g;
-            const float sc = sigmoid_scale_of(log_scale[k], &g);
-            zi[b] = (zi[b] - shift[k]) / sc;
-            sum -= logf(sc);
-        }
-        if (j->ld)
-            j->ld[i] += sum;
-    }
+    step_state s = {j, 0.0f};
+    if (j->c->form == NVP_AFFINE_SIGMOID)
+        for_each_scale(j->c, j->isa, j->out, j->z, lo, hi, SCALE_SIGMOID,
+                       forward_sigmoid_term, &s);
+    else
+        for_each_scale(j->c, j->isa, j->out, j->z, lo, hi, SCALE_LS,
+                       forward_term, &s);
 }
 
 /* The conditioner over the chunk, then a direction's affine step over
@@ -291,6 +310,12 @@ typedef struct grads_job {
     float *gin, *dout;
 } grads_job;
 
+/* Row i's shift for entry k: the first half of its conditioner output. */
+static inline float shift_of(const grads_job *j, size_t i, size_t k)
+{
+    return j->out[i * 2 * j->c->nb + k];
+}
+
 /* The exp form's affine step, x_b = (y_b - shift) e^{-ls}, at row i's
  * entry k: dx_b/dy_b = e^{-ls}, dx_b/dshift = -e^{-ls}, dx_b/dls = -x_b;
  * ildj = -sum ls, so dildj/dls = -1.  Writes dy's x_b entry (gin; may be
@@ -319,22 +344,23 @@ static inline void inverse_grads_term(void *arg, size_t i, size_t k,
  * sigmoid(u + 2) + 1e-3 and ildj = sum log s: dx_b/dy_b = s, dx_b/dshift
  * = 1, dL/ds = dx_b y_b + dildj / s and ds/du = g (1 - g), g the
  * sigmoid; y_b is recovered from x_b as (x_b - shift) / s. */
-static void sigmoid_form_grads(const nvp_coupling *c, const float *shift,
-                               const float *xi, const float *dxi, float di,
-                               float *dy, float *dout)
+static inline void inverse_sigmoid_grads_term(void *arg, size_t i,
+                                              size_t k, float raw, float e)
 {
-    const size_t nb = c->nb;
-    const float *raw = shift + nb;
-    for (size_t j = 0; j < nb; j++) {
-        const size_t b = c->idx_b[j];
-        float g;
-        const float sc = sigmoid_scale_of(raw[j], &g);
-        const float yb = (xi[b] - shift[j]) / sc;
-        if (dy)
-            dy[b] = dxi[b] * sc;
-        dout[j] = dxi[b];
-        dout[nb + j] = (dxi[b] * yb + di / sc) * g * (1.0f - g);
-    }
+    const grads_job *j = arg;
+    const nvp_coupling *c = j->c;
+    const size_t nb = c->nb, dim = c->layer.dim, b = c->idx_b[k];
+    const float dxb = j->g[i * dim + b];
+    const float di = j->gld ? j->gld[i] : 0.0f;
+    float *dout = j->dout + i * 2 * nb;
+    float g;
+    const float sc = sigmoid_scale_from(e, &g);
+    const float yb = (j->x[i * dim + b] - shift_of(j, i, k)) / sc;
+    (void)raw;
+    if (j->gin)
+        j->gin[i * dim + b] = dxb * sc;
+    dout[k] = dxb;
+    dout[nb + k] = (dxb * yb + di / sc) * g * (1.0f - g);
 }
 
 /* The exp form's forward step, y_b = x_b e^{ls} + shift, logdet = sum
@@ -363,62 +389,51 @@ static inline void forward_grads_term(void *arg, size_t i, size_t k,
 /* The same through the sigmoid form's forward step, y_b = (x_b - shift) /
  * s, logdet = -sum log s: dy_b/dx_b = 1/s, dy_b/dshift = -1/s, and
  * dL/ds = -(dy_b y_b + dlogdet) / s, ds/du = g (1 - g). */
-static void fwd_sigmoid_form_grads(const nvp_coupling *c, const float *shift,
-                                   const float *xi, const float *dyi,
-                                   float di, float *dx, float *dout)
+static inline void forward_sigmoid_grads_term(void *arg, size_t i,
+                                              size_t k, float raw, float e)
 {
-    const size_t nb = c->nb;
-    const float *raw = shift + nb;
-    for (size_t j = 0; j < nb; j++) {
-        const size_t b = c->idx_b[j];
-        float g;
-        const float sc = sigmoid_scale_of(raw[j], &g);
-        const float yb = (xi[b] - shift[j]) / sc;
-        if (dx)
-            dx[b] = dyi[b] / sc;
-        dout[j] = -dyi[b] / sc;
-        dout[nb + j] = -(dyi[b] * yb + di) / sc * g * (1.0f - g);
-    }
+    const grads_job *j = arg;
+    const nvp_coupling *c = j->c;
+    const size_t nb = c->nb, dim = c->layer.dim, b = c->idx_b[k];
+    const float dyb = j->g[i * dim + b];
+    const float di = j->gld ? j->gld[i] : 0.0f;
+    float *dout = j->dout + i * 2 * nb;
+    float g;
+    const float sc = sigmoid_scale_from(e, &g);
+    const float yb = (j->x[i * dim + b] - shift_of(j, i, k)) / sc;
+    (void)raw;
+    if (j->gin)
+        j->gin[i * dim + b] = dyb / sc;
+    dout[k] = -dyb / sc;
+    dout[nb + k] = -(dyb * yb + di) / sc * g * (1.0f - g);
 }
 
 static void inverse_exp_grads_rows(void *arg, size_t lo, size_t hi)
 {
     grads_job j = *(const grads_job *)arg;
-    for_each_scale(j.c, j.isa, j.out, NULL, lo, hi, 1, inverse_grads_term,
-                   &j);
+    for_each_scale(j.c, j.isa, j.out, NULL, lo, hi, SCALE_NEG_LS,
+                   inverse_grads_term, &j);
 }
 
 static void forward_exp_grads_rows(void *arg, size_t lo, size_t hi)
 {
     grads_job j = *(const grads_job *)arg;
-    for_each_scale(j.c, j.isa, j.out, NULL, lo, hi, 0, forward_grads_term,
-                   &j);
-}
-
-/* The sigmoid forms, a row at a time through their row functions. */
-typedef void (*row_grads_fn)(const nvp_coupling *c, const float *shift,
-                             const float *xi, const float *g, float di,
-                             float *gin, float *dout);
-
-static inline __attribute__((always_inline)) void
-sigmoid_grads_rows(const grads_job *j, size_t lo, size_t hi,
-                   row_grads_fn row_grads)
-{
-    const size_t nb = j->c->nb, dim = j->c->layer.dim;
-    for (size_t i = lo; i < hi; i++)
-        row_grads(j->c, j->out + i * 2 * nb, j->x + i * dim, j->g + i * dim,
-                  j->gld ? j->gld[i] : 0.0f, j->gin ? j->gin + i * dim : NULL,
-                  j->dout + i * 2 * nb);
+    for_each_scale(j.c, j.isa, j.out, NULL, lo, hi, SCALE_LS,
+                   forward_grads_term, &j);
 }
 
 static void inverse_sigmoid_grads_rows(void *arg, size_t lo, size_t hi)
 {
-    sigmoid_grads_rows(arg, lo, hi, sigmoid_form_grads);
+    grads_job j = *(const grads_job *)arg;
+    for_each_scale(j.c, j.isa, j.out, NULL, lo, hi, SCALE_SIGMOID,
+                   inverse_sigmoid_grads_term, &j);
 }
 
 static void forward_sigmoid_grads_rows(void *arg, size_t lo, size_t hi)
 {
-    sigmoid_grads_rows(arg, lo, hi, fwd_sigmoid_form_grads);
+    grads_job j = *(const grads_job *)arg;
+    for_each_scale(j.c, j.isa, j.out, NULL, lo, hi, SCALE_SIGMOID,
+                   forward_sigmoid_grads_term, &j);
 }
 
 /* The backward of either direction over rows rows, after that direction
