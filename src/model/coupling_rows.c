@@ -310,34 +310,58 @@ typedef struct grads_job {
     float *gin, *dout;
 } grads_job;
 
-/* Row i's shift for entry k: the first half of its conditioner output. */
-static inline float shift_of(const grads_job *j, size_t i, size_t k)
+/* What every row-gradient term reads and writes for row i's entry k: the
+ * output's gradient at x_b (g), the step's input x_b (x), the row's
+ * log-determinant gradient (di), the row's shift, and where x_b's
+ * gradient (gin, when asked for) and the row's dout go. */
+typedef struct grads_entry {
+    float g, x, di, shift;
+    float *gin;  /* NULL: not asked for */
+    float *dout; /* the row's: d shift, then d raw */
+} grads_entry;
+
+static inline grads_entry entry_of(const grads_job *j, size_t i, size_t k)
 {
-    return j->out[i * 2 * j->c->nb + k];
+    const nvp_coupling *c = j->c;
+    const size_t at = i * c->layer.dim + c->idx_b[k];
+    const grads_entry en = {j->g[at], j->x[at], j->gld ? j->gld[i] : 0.0f,
+                            j->out[i * 2 * c->nb + k],
+                            j->gin ? j->gin + at : NULL,
+                            j->dout + i * 2 * c->nb};
+    return en;
+}
+
+/* Stores an entry's gradients: x_b's (when asked for), d shift and d raw
+ * (d log-scale, through the soft clamp's derivative 1 - tanh^2(r / c)
+ * for the exp form when the layer has one). */
+static inline void put_grads(const grads_job *j, const grads_entry *en,
+                             size_t k, float gin, float dshift, float draw)
+{
+    if (en->gin)
+        *en->gin = gin;
+    en->dout[k] = dshift;
+    en->dout[j->c->nb + k] = draw;
+}
+
+static inline float through_clamp(const nvp_coupling *c, float ls, float g)
+{
+    if (c->clamp > 0.0f) {
+        const float t = ls / c->clamp;
+        g *= 1.0f - t * t;
+    }
+    return g;
 }
 
 /* The exp form's affine step, x_b = (y_b - shift) e^{-ls}, at row i's
  * entry k: dx_b/dy_b = e^{-ls}, dx_b/dshift = -e^{-ls}, dx_b/dls = -x_b;
- * ildj = -sum ls, so dildj/dls = -1.  Writes dy's x_b entry (gin; may be
- * NULL) and dout's (d shift, then d raw). */
+ * ildj = -sum ls, so dildj/dls = -1. */
 static inline void inverse_grads_term(void *arg, size_t i, size_t k,
                                       float ls, float e)
 {
     const grads_job *j = arg;
-    const nvp_coupling *c = j->c;
-    const size_t nb = c->nb, dim = c->layer.dim, b = c->idx_b[k];
-    const float dxb = j->g[i * dim + b];
-    float *dout = j->dout + i * 2 * nb;
-    if (j->gin)
-        j->gin[i * dim + b] = dxb * e;
-    dout[k] = -dxb * e;
-    float g = -dxb * j->x[i * dim + b] - (j->gld ? j->gld[i] : 0.0f);
-    if (c->clamp > 0.0f) {
-        /* d(c tanh(r / c))/dr = 1 - tanh^2(r / c) */
-        const float t = ls / c->clamp;
-        g *= 1.0f - t * t;
-    }
-    dout[nb + k] = g;
+    const grads_entry en = entry_of(j, i, k);
+    put_grads(j, &en, k, en.g * e, -en.g * e,
+              through_clamp(j->c, ls, -en.g * en.x - en.di));
 }
 
 /* The same through the sigmoid form, x_b = y_b s + shift with s =
@@ -348,42 +372,25 @@ static inline void inverse_sigmoid_grads_term(void *arg, size_t i,
                                               size_t k, float raw, float e)
 {
     const grads_job *j = arg;
-    const nvp_coupling *c = j->c;
-    const size_t nb = c->nb, dim = c->layer.dim, b = c->idx_b[k];
-    const float dxb = j->g[i * dim + b];
-    const float di = j->gld ? j->gld[i] : 0.0f;
-    float *dout = j->dout + i * 2 * nb;
+    const grads_entry en = entry_of(j, i, k);
     float g;
     const float sc = sigmoid_scale_from(e, &g);
-    const float yb = (j->x[i * dim + b] - shift_of(j, i, k)) / sc;
+    const float yb = (en.x - en.shift) / sc;
     (void)raw;
-    if (j->gin)
-        j->gin[i * dim + b] = dxb * sc;
-    dout[k] = dxb;
-    dout[nb + k] = (dxb * yb + di / sc) * g * (1.0f - g);
+    put_grads(j, &en, k, en.g * sc, en.g,
+              (en.g * yb + en.di / sc) * g * (1.0f - g));
 }
 
 /* The exp form's forward step, y_b = x_b e^{ls} + shift, logdet = sum
  * ls, at row i's entry k: dy_b/dx_b = e^{ls}, dy_b/dshift = 1, dy_b/dls =
- * x_b e^{ls}, dlogdet/dls = 1.  Writes dx's x_b entry (gin; may be NULL)
- * and dout's (d shift, then d raw). */
+ * x_b e^{ls}, dlogdet/dls = 1. */
 static inline void forward_grads_term(void *arg, size_t i, size_t k,
                                       float ls, float e)
 {
     const grads_job *j = arg;
-    const nvp_coupling *c = j->c;
-    const size_t nb = c->nb, dim = c->layer.dim, b = c->idx_b[k];
-    const float dyb = j->g[i * dim + b];
-    float *dout = j->dout + i * 2 * nb;
-    if (j->gin)
-        j->gin[i * dim + b] = dyb * e;
-    dout[k] = dyb;
-    float g = dyb * (j->x[i * dim + b] * e) + (j->gld ? j->gld[i] : 0.0f);
-    if (c->clamp > 0.0f) {
-        const float t = ls / c->clamp;
-        g *= 1.0f - t * t;
-    }
-    dout[nb + k] = g;
+    const grads_entry en = entry_of(j, i, k);
+    put_grads(j, &en, k, en.g * e, en.g,
+              through_clamp(j->c, ls, en.g * (en.x * e) + en.di));
 }
 
 /* The same through the sigmoid form's forward step, y_b = (x_b - shift) /
@@ -393,19 +400,13 @@ static inline void forward_sigmoid_grads_term(void *arg, size_t i,
                                               size_t k, float raw, float e)
 {
     const grads_job *j = arg;
-    const nvp_coupling *c = j->c;
-    const size_t nb = c->nb, dim = c->layer.dim, b = c->idx_b[k];
-    const float dyb = j->g[i * dim + b];
-    const float di = j->gld ? j->gld[i] : 0.0f;
-    float *dout = j->dout + i * 2 * nb;
+    const grads_entry en = entry_of(j, i, k);
     float g;
     const float sc = sigmoid_scale_from(e, &g);
-    const float yb = (j->x[i * dim + b] - shift_of(j, i, k)) / sc;
+    const float yb = (en.x - en.shift) / sc;
     (void)raw;
-    if (j->gin)
-        j->gin[i * dim + b] = dyb / sc;
-    dout[k] = -dyb / sc;
-    dout[nb + k] = -(dyb * yb + di) / sc * g * (1.0f - g);
+    put_grads(j, &en, k, en.g / sc, -en.g / sc,
+              -(en.g * yb + en.di) / sc * g * (1.0f - g));
 }
 
 static void inverse_exp_grads_rows(void *arg, size_t lo, size_t hi)
