@@ -147,128 +147,201 @@ END_TEST
  * output bias, shift then raw log-scale, on every row, so each entry's
  * result has a formula: the forward's y_b = x_b expf(ls_k) + shift_k and
  * logdet = 0 + sum_k ls_k, the inverse's x_b = (y_b - shift_k) expf(-ls_k)
- * and 0 - sum_k ls_k, the inverse's backward dy_b = dx_b expf(-ls_k) and,
- * for one row, the bias gradient (-dx_b expf(-ls_k); -dx_b x_b, times
- * 1 - (ls_k / c)^2 under a clamp c).  Held exactly at every level, with
- * and without the clamp, for rows of 2, 20 and 150 transformed entries
- * (batches of 128 then end inside rows and inside one row); some
- * log-scales leave the exponential's main path (|ls| >= 88). */
-START_TEST(test_exp_steps_exact)
+ * and 0 - sum_k ls_k; the inverse's backward dy_b = dx_b expf(-ls_k), the
+ * forward's dx_b = dy_b expf(ls_k), x_a's gradient passing through (plus
+ * the zero weights' +0), and for one row the bias gradients (inverse:
+ * -dx_b expf(-ls_k); -dx_b x_b - 0, forward: dy_b; dy_b (x_b expf(ls_k))
+ * + dlogdet, the log-scale's times 1 - (ls_k / c)^2 under a clamp c).
+ * Held exactly at every level, with and without the clamp, for rows of 1
+ * to 150 transformed entries (batches of 128 then end inside rows and
+ * inside one row), with the transformed entries last, first (each a run
+ * of columns, which the steps treat as arrays) and interleaved with the
+ * conditioned ones (gathered one by one); some log-scales leave the
+ * exponential's main path (|ls| >= 88). */
+enum { EXACT_ROWS = 37 };
+
+/* The checks above on one layer whose output bias is shift, raw (nb
+ * each); x_b's columns are idx_b, x_a's idx_a. */
+static void check_exact_steps(nvp_coupling *c, size_t dim, size_t na,
+                              const size_t *idx_a, const size_t *idx_b,
+                              const float *shift, const float *raw,
+                              const char *what, t_prng *p)
 {
-    static const size_t dims[] = {3, 40, 300};
-    enum { ROWS = 37 };
-    const size_t none[1] = {0};
-    t_prng p;
-    t_prng_seed(&p, 7302);
-    for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++) {
-        const size_t dim = dims[d], na = dim / 2, nb = dim - na;
-        nvp_rng *rng = t_rng(7303);
-        nvp_coupling *c = NULL;
-        T_OK(nvp_coupling_create_half(&c, dim, 0, 0, none, 0, rng, NULL));
-        const size_t np = nvp_coupling_num_params(c);
-        ck_assert_uint_eq(np, (na + 1) * 2 * nb);
-        float *prm = t_xmalloc(np * sizeof *prm);
-        memset(prm, 0, np * sizeof *prm);
-        float *shift = prm + na * 2 * nb, *raw = shift + nb;
-        for (size_t k = 0; k < nb; k++) {
-            shift[k] = (float)t_prng_range(&p, -1.0, 1.0);
-            raw[k] = (float)t_prng_range(&p, -2.0, 2.0);
-        }
-        if (nb > 2) { /* scales of e^88.5 and e^-95 (a subnormal) */
-            raw[1] = 88.5f;
-            raw[nb - 1] = -95.0f;
-        }
-        T_OK(nvp_coupling_set_params(c, np, prm));
-        float *x = t_xmalloc(ROWS * dim * sizeof *x);
-        float *dx = t_xmalloc(ROWS * dim * sizeof *dx);
-        float *y = t_xmalloc(ROWS * dim * sizeof *y);
-        float *back = t_xmalloc(ROWS * dim * sizeof *back);
-        float *g = t_xmalloc(np * sizeof *g);
-        t_fill_normal(&p, ROWS * dim, x, 0.01);
-        t_fill_normal(&p, ROWS * dim, dx, 1.0);
-        for (int clamped = 0; clamped < 2; clamped++) {
-            const float bound = clamped ? 1.7f : 0.0f;
-            T_OK(nvp_coupling_set_log_scale_clamp(c, bound));
-            float ls[150];
-            for (size_t k = 0; k < nb; k++)
-                ls[k] = clamped ? bound * tanhf(raw[k] / bound) : raw[k];
-            for (size_t l = 0; l < sizeof isas / sizeof isas[0]; l++) {
-                if (!nvp__cpu_has_isa(isas[l]))
-                    continue;
-                T_OK(nvp_coupling_set_kernels(
-                    c, nvp__kernels_from_isa(isas[l])));
-                float ld[ROWS], ild[ROWS];
-                T_OK(nvp_coupling_forward(c, ROWS, x, y, ld));
-                T_OK(nvp_coupling_inverse(c, ROWS, x, back, ild));
-                for (size_t i = 0; i < ROWS; i++) {
-                    float sum = 0.0f;
-                    for (size_t k = 0; k < nb; k++) {
-                        const size_t b = i * dim + na + k;
-                        const float fy = x[b] * expf(ls[k]) + shift[k];
-                        const float fx = (x[b] - shift[k]) * expf(-ls[k]);
-                        T_CHECK(bits_of(y[b]) == bits_of(fy) &&
-                                    bits_of(back[b]) == bits_of(fx),
-                                "dim %zu clamp %d level %d row %zu entry "
-                                "%zu: forward %a (want %a), inverse %a "
-                                "(want %a)",
-                                dim, clamped, (int)isas[l], i, k,
-                                (double)y[b], (double)fy, (double)back[b],
-                                (double)fx);
-                        sum += ls[k];
-                    }
-                    T_CHECK(bits_of(ld[i]) == bits_of(0.0f + sum) &&
-                                bits_of(ild[i]) == bits_of(0.0f - sum),
-                            "dim %zu level %d row %zu: logdet %a, ildj %a, "
-                            "sum %a",
-                            dim, (int)isas[l], i, (double)ld[i],
-                            (double)ild[i], (double)sum);
+    const size_t nb = dim - na, np = nvp_coupling_num_params(c);
+    const size_t R = EXACT_ROWS;
+    float *x = t_xmalloc(R * dim * sizeof *x);
+    float *dx = t_xmalloc(R * dim * sizeof *dx);
+    float *y = t_xmalloc(R * dim * sizeof *y);
+    float *back = t_xmalloc(R * dim * sizeof *back);
+    float *g = t_xmalloc(np * sizeof *g);
+    t_fill_normal(p, R * dim, x, 0.01);
+    t_fill_normal(p, R * dim, dx, 1.0);
+    /* -0 + 0 is +0: a pass-through that skips the conditioner's part
+     * shows */
+    for (size_t i = 0; i < R; i++)
+        dx[i * dim + idx_a[i % na]] = -0.0f;
+    const float gld = 0.375f; /* the forward backward's dlogdet */
+    for (int clamped = 0; clamped < 2; clamped++) {
+        const float bound = clamped ? 1.7f : 0.0f;
+        T_OK(nvp_coupling_set_log_scale_clamp(c, bound));
+        float ls[150];
+        for (size_t k = 0; k < nb; k++)
+            ls[k] = clamped ? bound * tanhf(raw[k] / bound) : raw[k];
+        for (size_t l = 0; l < sizeof isas / sizeof isas[0]; l++) {
+            if (!nvp__cpu_has_isa(isas[l]))
+                continue;
+            T_OK(nvp_coupling_set_kernels(c, nvp__kernels_from_isa(isas[l])));
+            float ld[EXACT_ROWS], ild[EXACT_ROWS];
+            T_OK(nvp_coupling_forward(c, R, x, y, ld));
+            T_OK(nvp_coupling_inverse(c, R, x, back, ild));
+            for (size_t i = 0; i < R; i++) {
+                float sum = 0.0f;
+                for (size_t k = 0; k < nb; k++) {
+                    const size_t b = i * dim + idx_b[k];
+                    const float fy = x[b] * expf(ls[k]) + shift[k];
+                    const float fx = (x[b] - shift[k]) * expf(-ls[k]);
+                    T_CHECK(bits_of(y[b]) == bits_of(fy) &&
+                                bits_of(back[b]) == bits_of(fx),
+                            "%s dim %zu clamp %d level %d row %zu entry %zu: "
+                            "forward %a (want %a), inverse %a (want %a)",
+                            what, dim, clamped, (int)isas[l], i, k,
+                            (double)y[b], (double)fy, (double)back[b],
+                            (double)fx);
+                    sum += ls[k];
                 }
-                /* the inverse's backward, all rows: dy's x_b entries */
-                T_OK(nvp_coupling_inverse_backward(c, ROWS, x, dx, NULL, y,
-                                                   NULL));
-                for (size_t i = 0; i < ROWS; i++)
+                T_CHECK(bits_of(ld[i]) == bits_of(0.0f + sum) &&
+                            bits_of(ild[i]) == bits_of(0.0f - sum),
+                        "%s dim %zu level %d row %zu: logdet %a, ildj %a, "
+                        "sum %a",
+                        what, dim, (int)isas[l], i, (double)ld[i],
+                        (double)ild[i], (double)sum);
+            }
+            /* the backwards of both directions, all rows */
+            for (int fwd = 0; fwd < 2; fwd++) {
+                if (fwd) {
+                    float glds[EXACT_ROWS];
+                    for (size_t i = 0; i < R; i++)
+                        glds[i] = gld;
+                    T_OK(nvp_layer_forward_backward(nvp_coupling_as_layer(c),
+                                                    R, x, dx, glds, y, NULL));
+                } else {
+                    T_OK(nvp_coupling_inverse_backward(c, R, x, dx, NULL, y,
+                                                       NULL));
+                }
+                for (size_t i = 0; i < R; i++) {
                     for (size_t k = 0; k < nb; k++) {
-                        const size_t b = i * dim + na + k;
-                        const float want = dx[b] * expf(-ls[k]);
+                        const size_t b = i * dim + idx_b[k];
+                        const float want = dx[b] * expf(fwd ? ls[k] : -ls[k]);
                         T_CHECK(bits_of(y[b]) == bits_of(want),
-                                "dim %zu level %d backward row %zu entry "
-                                "%zu: %a, want %a",
-                                dim, (int)isas[l], i, k, (double)y[b],
-                                (double)want);
+                                "%s dim %zu level %d backward %d row %zu "
+                                "entry %zu: %a, want %a",
+                                what, dim, (int)isas[l], fwd, i, k,
+                                (double)y[b], (double)want);
                     }
+                    /* x_a's gradient, where no e^|ls| overflowed into
+                     * the conditioner's (zero-weighted) backward */
+                    for (size_t k = 0; (clamped || nb <= 2) && k < na;
+                         k++) {
+                        const size_t a = i * dim + idx_a[k];
+                        T_CHECK(bits_of(y[a]) == bits_of(dx[a] + 0.0f),
+                                "%s dim %zu level %d backward %d row %zu "
+                                "x_a %zu: %a, want %a",
+                                what, dim, (int)isas[l], fwd, i, k,
+                                (double)y[a], (double)dx[a]);
+                    }
+                }
                 /* one row (the last): the output bias's gradient */
-                const size_t last = (ROWS - 1) * dim;
+                const size_t last = (R - 1) * dim;
                 memset(g, 0, np * sizeof *g);
-                T_OK(nvp_coupling_inverse_backward(c, 1, x + last, dx + last,
-                                                   NULL, NULL, g));
+                if (fwd) {
+                    const float one_gld = gld;
+                    T_OK(nvp_layer_forward_backward(nvp_coupling_as_layer(c),
+                                                    1, x + last, dx + last,
+                                                    &one_gld, NULL, g));
+                } else {
+                    T_OK(nvp_coupling_inverse_backward(c, 1, x + last,
+                                                       dx + last, NULL, NULL,
+                                                       g));
+                }
                 const float *gshift = g + na * 2 * nb, *graw = gshift + nb;
                 for (size_t k = 0; k < nb; k++) {
-                    const size_t b = last + na + k;
-                    const float e = expf(-ls[k]);
-                    float want = -dx[b] * ((x[b] - shift[k]) * e) - 0.0f;
+                    const size_t b = last + idx_b[k];
+                    float want_shift, want;
+                    if (fwd) {
+                        want_shift = dx[b];
+                        want = dx[b] * (x[b] * expf(ls[k])) + gld;
+                    } else {
+                        const float e = expf(-ls[k]);
+                        want_shift = -dx[b] * e;
+                        want = -dx[b] * ((x[b] - shift[k]) * e) - 0.0f;
+                    }
                     if (clamped) {
                         const float t = ls[k] / bound;
                         want *= 1.0f - t * t;
                     }
-                    T_CHECK(bits_of(gshift[k]) == bits_of(0.0f + -dx[b] * e) &&
+                    T_CHECK(bits_of(gshift[k]) == bits_of(0.0f + want_shift) &&
                                 bits_of(graw[k]) == bits_of(0.0f + want),
-                            "dim %zu clamp %d level %d entry %zu: bias "
-                            "gradient %a %a, want %a %a",
-                            dim, clamped, (int)isas[l], k, (double)gshift[k],
-                            (double)graw[k], (double)(-dx[b] * e),
-                            (double)want);
+                            "%s dim %zu clamp %d level %d backward %d entry "
+                            "%zu: bias gradient %a %a, want %a %a",
+                            what, dim, clamped, (int)isas[l], fwd, k,
+                            (double)gshift[k], (double)graw[k],
+                            (double)want_shift, (double)want);
                 }
             }
         }
-        free(prm);
-        free(x);
-        free(dx);
-        free(y);
-        free(back);
-        free(g);
-        nvp_coupling_free(c);
-        nvp_rng_free(rng);
     }
+    free(x);
+    free(dx);
+    free(y);
+    free(back);
+    free(g);
+}
+
+START_TEST(test_exp_steps_exact)
+{
+    static const size_t dims[] = {3, 40, 300};
+    static const char *const kinds[] = {"x_b last", "x_b first",
+                                        "interleaved"};
+    const size_t none[1] = {0};
+    t_prng p;
+    t_prng_seed(&p, 7302);
+    for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++)
+        for (int kind = 0; kind < 3; kind++) {
+            const size_t dim = dims[d];
+            unsigned char mask[300];
+            size_t idx_a[300], idx_b[300], na = 0, nb = 0;
+            for (size_t j = 0; j < dim; j++) {
+                mask[j] = kind == 0   ? j < dim / 2
+                          : kind == 1 ? j >= dim - dim / 2
+                                      : j % 2 == 0;
+                if (mask[j])
+                    idx_a[na++] = j;
+                else
+                    idx_b[nb++] = j;
+            }
+            nvp_rng *rng = t_rng(7303);
+            nvp_coupling *c = NULL;
+            T_OK(nvp_coupling_create(&c, dim, mask, 0, none, 0, rng, NULL));
+            const size_t np = nvp_coupling_num_params(c);
+            ck_assert_uint_eq(np, (na + 1) * 2 * nb);
+            float *prm = t_xmalloc(np * sizeof *prm);
+            memset(prm, 0, np * sizeof *prm);
+            float *shift = prm + na * 2 * nb, *raw = shift + nb;
+            for (size_t k = 0; k < nb; k++) {
+                shift[k] = (float)t_prng_range(&p, -1.0, 1.0);
+                raw[k] = (float)t_prng_range(&p, -2.0, 2.0);
+            }
+            if (nb > 2) { /* scales of e^88.5 and e^-95 (a subnormal) */
+                raw[1] = 88.5f;
+                raw[nb - 1] = -95.0f;
+            }
+            T_OK(nvp_coupling_set_params(c, np, prm));
+            check_exact_steps(c, dim, na, idx_a, idx_b, shift, raw,
+                              kinds[kind], &p);
+            free(prm);
+            nvp_coupling_free(c);
+            nvp_rng_free(rng);
+        }
 }
 END_TEST
 

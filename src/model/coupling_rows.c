@@ -24,6 +24,14 @@ size_t nvp__coupling_scratch_floats(const nvp_coupling *c, size_t rows)
            nvp__carved(rows * c->cond.n_in);
 }
 
+/* Whether n ascending indices are one run of consecutive columns (the
+ * half-split masks): then a row's entries among them are a plain array,
+ * and loops over them copy or vectorise instead of gathering. */
+static int is_run(const size_t *idx, size_t n)
+{
+    return idx[n - 1] - idx[0] == n - 1;
+}
+
 /* Gathers z_a, then the row's context, into the cache and runs the
  * conditioner.  Returns the output block (rows x 2 nb: shift, then raw
  * log-scale). */
@@ -33,11 +41,16 @@ static const float *conditioner_of(const nvp_coupling *c, const nvp_exec *ex,
                                    nvp_cond_cache *cc)
 {
     const size_t na = c->na, cdim = c->layer.cdim, n_in = c->cond.n_in;
+    const int run = is_run(c->idx_a, na);
     nvp__cond_cache_bind(&c->cond, rows, cache, cc);
     for (size_t i = 0; i < rows; i++) {
         float *in = cc->input + i * n_in;
-        for (size_t j = 0; j < na; j++)
-            in[j] = z[i * c->layer.dim + c->idx_a[j]];
+        const float *zi = z + i * c->layer.dim;
+        if (run)
+            memcpy(in, zi + c->idx_a[0], na * sizeof *in);
+        else
+            for (size_t j = 0; j < na; j++)
+                in[j] = zi[c->idx_a[j]];
         if (cdim)
             memcpy(in + na, cond + i * cdim, cdim * sizeof *in);
     }
@@ -85,11 +98,12 @@ static inline float scale_arg_of(scale_arg mode, float raw, float clamp,
  * row (the two-moons model has one) still fill it. */
 #define SCALE_BATCH 128
 
-/* What for_each_scale hands each entry: row i, its k-th transformed
- * entry (x_b index c->idx_b[k]), its log-scale ls (the sigmoid form: the
- * raw output) and e, the exponential scale_arg_of asked for. */
-typedef void (*scale_term_fn)(void *arg, size_t i, size_t k, float ls,
-                              float e);
+/* What for_each_scale hands out: a span of n consecutive transformed
+ * entries of row i, from its k0-th (x_b indices c->idx_b[k0 ..]), with
+ * their log-scales ls (the sigmoid form: the raw outputs) and e, the
+ * exponentials scale_arg_of asked for.  A span never crosses a row. */
+typedef void (*scale_span_fn)(void *arg, size_t i, size_t k0, size_t n,
+                              const float *ls, const float *e);
 
 /* Rows ahead of the one being filled whose lines for_each_scale requests
  * (with ahead set): rows of a few thousand floats, such as D=784's, come
@@ -98,26 +112,57 @@ typedef void (*scale_term_fn)(void *arg, size_t i, size_t k, float ls,
  * no gain measured for short rows, nor in the backward's row gradients). */
 #define SCALE_AHEAD_ROWS 3
 
-/* Calls term for every entry k < nb of rows [lo, hi), in order, from the
+/* Whether the log-scales differ from the raw outputs: the exp form's
+ * soft clamp.  Otherwise spans read them from the output rows. */
+static inline int clamped(scale_arg mode, float clamp)
+{
+    return mode != SCALE_SIGMOID && clamp > 0.0f;
+}
+
+/* The arguments of n entries' exponentials from their raw outputs, and
+ * where clamped() their log-scales, with the mode and clamp tested once
+ * per batch rather than per entry, so that the loops vectorise (the
+ * values of scale_arg_of). */
+static inline __attribute__((always_inline)) void
+fill_args(scale_arg mode, float clamp, const float *restrict raw, size_t n,
+          float *restrict ls, float *restrict arg)
+{
+    if (clamped(mode, clamp))
+        for (size_t t = 0; t < n; t++)
+            arg[t] = scale_arg_of(mode, raw[t], clamp, &ls[t]);
+    else if (mode == SCALE_SIGMOID)
+        for (size_t t = 0; t < n; t++)
+            arg[t] = -(raw[t] + 2.0f);
+    else if (mode == SCALE_NEG_LS)
+        for (size_t t = 0; t < n; t++)
+            arg[t] = -raw[t];
+    else
+        for (size_t t = 0; t < n; t++)
+            arg[t] = raw[t];
+}
+
+/* Calls span for every entry k < nb of rows [lo, hi), in order, from the
  * conditioner's output rows out (shift, then raw log-scale).  With ahead
  * (rows of the layer's dim floats, as z; may be NULL) it fetches out's and
- * ahead's rows SCALE_AHEAD_ROWS ahead.  Always inlined, with term a
- * constant, so that term is inlined too. */
+ * ahead's rows SCALE_AHEAD_ROWS ahead.  Always inlined, with span a
+ * constant, so that span is inlined too. */
 static inline __attribute__((always_inline)) void
 for_each_scale(const nvp_coupling *c, nvp_isa isa, const float *out,
                const float *ahead, size_t lo, size_t hi, scale_arg mode,
-               scale_term_fn term, void *arg)
+               scale_span_fn span, void *arg)
 {
     const size_t line = 64 / sizeof(float), dim = c->layer.dim;
     const size_t nb = c->nb;
     if (isa == NVP_ISA_PORTABLE) {
-        /* expf itself: through the batches it measured 8% slower */
+        /* expf itself, one entry at a time: through the batches it
+         * measured 8% slower */
         for (size_t i = lo; i < hi; i++)
             for (size_t k = 0; k < nb; k++) {
                 float l;
                 const float a = scale_arg_of(
                     mode, out[i * 2 * nb + nb + k], c->clamp, &l);
-                term(arg, i, k, l, expf(a));
+                const float e = expf(a);
+                span(arg, i, k, 1, &l, &e);
             }
         return;
     }
@@ -127,7 +172,6 @@ for_each_scale(const nvp_coupling *c, nvp_isa isa, const float *out,
     while (fill_i < hi) {
         size_t n = 0;
         while (fill_i < hi && n < SCALE_BATCH) {
-            const float *raw = out + fill_i * 2 * nb + nb;
             if (ahead && fill_k == 0 && fill_i + SCALE_AHEAD_ROWS < hi) {
                 const size_t r = fill_i + SCALE_AHEAD_ROWS;
                 for (size_t q = 0; q < 2 * nb; q += line)
@@ -137,9 +181,8 @@ for_each_scale(const nvp_coupling *c, nvp_isa isa, const float *out,
             }
             const size_t take =
                 nb - fill_k < SCALE_BATCH - n ? nb - fill_k : SCALE_BATCH - n;
-            for (size_t t = 0; t < take; t++)
-                e[n + t] =
-                    scale_arg_of(mode, raw[fill_k + t], c->clamp, &ls[n + t]);
+            fill_args(mode, c->clamp, out + fill_i * 2 * nb + nb + fill_k,
+                      take, ls + n, e + n);
             n += take;
             fill_k += take;
             if (fill_k == nb) {
@@ -148,9 +191,14 @@ for_each_scale(const nvp_coupling *c, nvp_isa isa, const float *out,
             }
         }
         nvp__exp_array(isa, e, e, n);
-        for (size_t t = 0; t < n; t++) {
-            term(arg, i, k, ls[t], e[t]);
-            if (++k == nb) {
+        const int own_ls = clamped(mode, c->clamp);
+        for (size_t t = 0; t < n;) {
+            const size_t take = nb - k < n - t ? nb - k : n - t;
+            span(arg, i, k, take, own_ls ? ls + t : out + i * 2 * nb + nb + k,
+                 e + t);
+            t += take;
+            k += take;
+            if (k == nb) {
                 k = 0;
                 i++;
             }
@@ -169,11 +217,28 @@ typedef struct step_job {
     float *ld; /* ildj (inverse) or logdet (forward); may be NULL */
 } step_job;
 
-/* The exp form's step, entry by entry: the job and the row's running sum
- * of log-scales, which goes into ld at the row's last entry. */
+/* What an entry-by-entry term gets: row i's k-th transformed entry,
+ * its log-scale ls (the sigmoid form: the raw output) and e. */
+typedef void (*scale_term_fn)(void *arg, size_t i, size_t k, float ls,
+                              float e);
+
+/* A span as term calls, entry by entry (for the terms that do not
+ * vectorise: the sigmoid form's logf, the gradients' gathers). */
+static inline __attribute__((always_inline)) void
+each_entry(scale_term_fn term, void *arg, size_t i, size_t k0, size_t n,
+           const float *ls, const float *e)
+{
+    for (size_t t = 0; t < n; t++)
+        term(arg, i, k0 + t, ls[t], e[t]);
+}
+
+/* A step's state: the job, the row's running sum of log-scales, which
+ * goes into ld at the row's last entry, and whether the transformed
+ * entries are a run. */
 typedef struct step_state {
     const step_job *j;
     float sum;
+    int run;
 } step_state;
 
 /* At row i's last entry k, the row's sum goes into ld: subtracted by
@@ -188,30 +253,60 @@ static inline void end_of_row(step_state *s, size_t i, size_t k, int sub)
     s->sum = 0.0f;
 }
 
+/* The exp form's log-determinant: the span's log-scales added to the
+ * row's sum one by one, in the entries' order. */
+static inline void sum_span(step_state *s, size_t i, size_t k0, size_t n,
+                            const float *ls, int sub)
+{
+    float sum = s->sum;
+    for (size_t t = 0; t < n; t++)
+        sum += ls[t];
+    s->sum = sum;
+    end_of_row(s, i, k0 + n - 1, sub);
+}
+
 /* x_b = (y_b - shift) e^-ls; log|det dx/dy| = -sum ls */
-static inline void inverse_term(void *arg, size_t i, size_t k, float ls,
-                                float e)
+static inline void inverse_span(void *arg, size_t i, size_t k0, size_t n,
+                                const float *ls, const float *e)
 {
     step_state *s = arg;
     const step_job *j = s->j;
-    const size_t nb = j->c->nb, b = j->c->idx_b[k];
-    float *zi = j->z + i * j->c->layer.dim;
-    zi[b] = (zi[b] - j->out[i * 2 * nb + k]) * e;
-    s->sum += ls;
-    end_of_row(s, i, k, 1);
+    const nvp_coupling *c = j->c;
+    float *zi = j->z + i * c->layer.dim;
+    const float *restrict shift = j->out + i * 2 * c->nb + k0;
+    if (s->run) {
+        float *restrict zb = zi + c->idx_b[k0];
+        for (size_t t = 0; t < n; t++)
+            zb[t] = (zb[t] - shift[t]) * e[t];
+    } else {
+        for (size_t t = 0; t < n; t++) {
+            float *zb = zi + c->idx_b[k0 + t];
+            *zb = (*zb - shift[t]) * e[t];
+        }
+    }
+    sum_span(s, i, k0, n, ls, 1);
 }
 
 /* y_b = x_b e^ls + shift; log|det dy/dx| = sum ls */
-static inline void forward_term(void *arg, size_t i, size_t k, float ls,
-                                float e)
+static inline void forward_span(void *arg, size_t i, size_t k0, size_t n,
+                                const float *ls, const float *e)
 {
     step_state *s = arg;
     const step_job *j = s->j;
-    const size_t nb = j->c->nb, b = j->c->idx_b[k];
-    float *zi = j->z + i * j->c->layer.dim;
-    zi[b] = zi[b] * e + j->out[i * 2 * nb + k];
-    s->sum += ls;
-    end_of_row(s, i, k, 0);
+    const nvp_coupling *c = j->c;
+    float *zi = j->z + i * c->layer.dim;
+    const float *restrict shift = j->out + i * 2 * c->nb + k0;
+    if (s->run) {
+        float *restrict zb = zi + c->idx_b[k0];
+        for (size_t t = 0; t < n; t++)
+            zb[t] = zb[t] * e[t] + shift[t];
+    } else {
+        for (size_t t = 0; t < n; t++) {
+            float *zb = zi + c->idx_b[k0 + t];
+            *zb = *zb * e[t] + shift[t];
+        }
+    }
+    sum_span(s, i, k0, n, ls, 0);
 }
 
 /* The sigmoid form: x_b = y_b s + shift; log|det dx/dy| = sum log s
@@ -247,28 +342,42 @@ static inline void forward_sigmoid_term(void *arg, size_t i, size_t k,
     end_of_row(s, i, k, 0);
 }
 
+static inline void inverse_sigmoid_span(void *arg, size_t i, size_t k0,
+                                        size_t n, const float *raw,
+                                        const float *e)
+{
+    each_entry(inverse_sigmoid_term, arg, i, k0, n, raw, e);
+}
+
+static inline void forward_sigmoid_span(void *arg, size_t i, size_t k0,
+                                        size_t n, const float *raw,
+                                        const float *e)
+{
+    each_entry(forward_sigmoid_term, arg, i, k0, n, raw, e);
+}
+
 static void inverse_step(void *arg, size_t lo, size_t hi)
 {
     const step_job *j = arg;
-    step_state s = {j, 0.0f};
+    step_state s = {j, 0.0f, is_run(j->c->idx_b, j->c->nb)};
     if (j->c->form == NVP_AFFINE_SIGMOID)
         for_each_scale(j->c, j->isa, j->out, j->z, lo, hi, SCALE_SIGMOID,
-                       inverse_sigmoid_term, &s);
+                       inverse_sigmoid_span, &s);
     else
         for_each_scale(j->c, j->isa, j->out, j->z, lo, hi, SCALE_NEG_LS,
-                       inverse_term, &s);
+                       inverse_span, &s);
 }
 
 static void forward_step(void *arg, size_t lo, size_t hi)
 {
     const step_job *j = arg;
-    step_state s = {j, 0.0f};
+    step_state s = {j, 0.0f, is_run(j->c->idx_b, j->c->nb)};
     if (j->c->form == NVP_AFFINE_SIGMOID)
         for_each_scale(j->c, j->isa, j->out, j->z, lo, hi, SCALE_SIGMOID,
-                       forward_sigmoid_term, &s);
+                       forward_sigmoid_span, &s);
     else
         for_each_scale(j->c, j->isa, j->out, j->z, lo, hi, SCALE_LS,
-                       forward_term, &s);
+                       forward_span, &s);
 }
 
 /* The conditioner over the chunk, then a direction's affine step over
@@ -308,6 +417,7 @@ typedef struct grads_job {
     nvp_isa isa;
     const float *out, *x, *g, *gld;
     float *gin, *dout;
+    int run; /* c->idx_b is a run */
 } grads_job;
 
 /* What every row-gradient term reads and writes for row i's entry k: the
@@ -409,32 +519,115 @@ static inline void forward_sigmoid_grads_term(void *arg, size_t i,
               -(en.g * yb + en.di) / sc * g * (1.0f - g));
 }
 
+/* A span of row i from its k0-th entry when the transformed entries run
+ * consecutively: x_b's gradient, input and (when asked for) input
+ * gradient as arrays, and the row's d shift and d raw.  gin may be g
+ * itself (an in-place backward), so the spans store gin last. */
+typedef struct grads_run {
+    const float *g, *x;
+    float *gin; /* NULL: not asked for */
+    float *dshift, *draw;
+    float di;
+} grads_run;
+
+static inline grads_run run_of(const grads_job *j, size_t i, size_t k0)
+{
+    const nvp_coupling *c = j->c;
+    const size_t at = i * c->layer.dim + c->idx_b[k0];
+    float *dout = j->dout + i * 2 * c->nb + k0;
+    const grads_run r = {j->g + at, j->x + at, j->gin ? j->gin + at : NULL,
+                         dout, dout + c->nb, j->gld ? j->gld[i] : 0.0f};
+    return r;
+}
+
+/* d raw from d ls for n entries, through the soft clamp when the layer
+ * has one (through_clamp's values, the test hoisted out of the loop). */
+static inline void clamp_span(const nvp_coupling *c, size_t n,
+                              const float *ls, float *draw)
+{
+    if (c->clamp > 0.0f)
+        for (size_t t = 0; t < n; t++)
+            draw[t] = through_clamp(c, ls[t], draw[t]);
+}
+
+/* The exp form's row gradients over a span, either direction (forward a
+ * constant once inlined): arrays where the entries are a run, the
+ * terms above entry by entry otherwise. */
+static inline __attribute__((always_inline)) void
+exp_grads_span(const grads_job *j, size_t i, size_t k0, size_t n,
+               const float *ls, const float *e, int forward)
+{
+    if (!j->run) {
+        each_entry(forward ? forward_grads_term : inverse_grads_term,
+                   (void *)j, i, k0, n, ls, e);
+        return;
+    }
+    const grads_run r = run_of(j, i, k0);
+    for (size_t t = 0; t < n; t++) {
+        r.dshift[t] = forward ? r.g[t] : -r.g[t] * e[t];
+        r.draw[t] = forward ? r.g[t] * (r.x[t] * e[t]) + r.di
+                            : -r.g[t] * r.x[t] - r.di;
+    }
+    clamp_span(j->c, n, ls, r.draw);
+    if (r.gin)
+        for (size_t t = 0; t < n; t++)
+            r.gin[t] = r.g[t] * e[t];
+}
+
+static inline void inverse_grads_span(void *arg, size_t i, size_t k0, size_t n,
+                                      const float *ls, const float *e)
+{
+    exp_grads_span(arg, i, k0, n, ls, e, 0);
+}
+
 static void inverse_exp_grads_rows(void *arg, size_t lo, size_t hi)
 {
     grads_job j = *(const grads_job *)arg;
     for_each_scale(j.c, j.isa, j.out, NULL, lo, hi, SCALE_NEG_LS,
-                   inverse_grads_term, &j);
+                   inverse_grads_span, &j);
+}
+
+static inline void forward_grads_span(void *arg, size_t i, size_t k0, size_t n,
+                                      const float *ls, const float *e)
+{
+    exp_grads_span(arg, i, k0, n, ls, e, 1);
 }
 
 static void forward_exp_grads_rows(void *arg, size_t lo, size_t hi)
 {
     grads_job j = *(const grads_job *)arg;
     for_each_scale(j.c, j.isa, j.out, NULL, lo, hi, SCALE_LS,
-                   forward_grads_term, &j);
+                   forward_grads_span, &j);
+}
+
+static inline void inverse_sigmoid_grads_span(void *arg, size_t i,
+                                              size_t k0, size_t n,
+                                              const float *ls,
+                                              const float *e)
+{
+    each_entry(inverse_sigmoid_grads_term, arg, i, k0, n, ls, e);
 }
 
 static void inverse_sigmoid_grads_rows(void *arg, size_t lo, size_t hi)
 {
     grads_job j = *(const grads_job *)arg;
     for_each_scale(j.c, j.isa, j.out, NULL, lo, hi, SCALE_SIGMOID,
-                   inverse_sigmoid_grads_term, &j);
+                   inverse_sigmoid_grads_span, &j);
+}
+
+static inline void forward_sigmoid_grads_span(void *arg, size_t i,
+                                              size_t k0, size_t n,
+                                              const float *ls,
+                                              const float *e)
+{
+    each_entry(forward_sigmoid_grads_term, arg, i, k0, n, ls, e);
 }
 
 static void forward_sigmoid_grads_rows(void *arg, size_t lo, size_t hi)
 {
     grads_job j = *(const grads_job *)arg;
     for_each_scale(j.c, j.isa, j.out, NULL, lo, hi, SCALE_SIGMOID,
-                   forward_sigmoid_grads_term, &j);
+                   forward_sigmoid_grads_span, &j);
 }
 
 /* The backward of either direction over rows rows, after that direction
@@ -471,7 +664,9 @@ static void backward_rows(const nvp_coupling *c, const nvp_exec *ex,
                         : NULL;
     if (gb_out && fresh) /* the conditioner's range is written fresh */
         memset(gb_out, 0, 2 * nb * sizeof *gb_out);
-    grads_job gj = {c, ex->isa, out, x, g, gld, gin, dout};
+    grads_job gj = {c,   ex->isa, out,  x,
+                    g,   gld,     gin,  dout,
+                    is_run(c->idx_b, c->nb)};
     nvp__exec_rows(ex, rows, grads_rows, &gj);
     if (gb_out)
         for (size_t i = 0; i < rows; i++)
@@ -481,12 +676,19 @@ static void backward_rows(const nvp_coupling *c, const nvp_exec *ex,
                        want_din ? din : NULL, grad, fresh, cond_scratch);
     /* x_a passes through: its gradient, plus what reaches it through the
      * conditioner */
-    if (gin)
-        for (size_t i = 0; i < rows; i++)
-            for (size_t j = 0; j < na; j++) {
-                const size_t a = c->idx_a[j];
-                gin[i * dim + a] = g[i * dim + a] + din[i * n_in + j];
-            }
+    if (gin) {
+        const int run = is_run(c->idx_a, na);
+        for (size_t i = 0; i < rows; i++) {
+            float *gi = gin + i * dim;
+            const float *gg = g + i * dim, *di = din + i * n_in;
+            if (run) /* gin may be g: the same entry is read, then stored */
+                for (size_t j = 0, a = c->idx_a[0]; j < na; j++, a++)
+                    gi[a] = gg[a] + di[j];
+            else
+                for (size_t j = 0; j < na; j++)
+                    gi[c->idx_a[j]] = gg[c->idx_a[j]] + di[j];
+        }
+    }
     if (dcond && cdim)
         for (size_t i = 0; i < rows; i++)
             for (size_t j = 0; j < cdim; j++)
