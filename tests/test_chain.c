@@ -361,17 +361,17 @@ START_TEST(test_chain_custom_layers)
 END_TEST
 
 /* log_prob: NaN exactly for rows holding NaN/inf, finite and unchanged for
- * the others (also across the 256-row chunk boundary). */
+ * the others (also across chunk boundaries: 1100 rows are two chunks). */
 START_TEST(test_chain_log_prob_nonfinite_rows)
 {
     const uint64_t seed = 2800;
-    const size_t dim = 3, n = 520;
+    const size_t dim = 3, n = 1100;
     nvp_chain *c = t_chain(dim, 3, 2, H86, seed);
     float *y = t_xmalloc(n * dim * sizeof *y), *lp = t_xmalloc(n * sizeof *lp);
     t_prng p;
     t_prng_seed(&p, seed);
     t_fill_normal(&p, n * dim, y, 1.0);
-    const size_t bad[] = {0, 1, 255, 256, 300, 519};
+    const size_t bad[] = {0, 1, 549, 550, 551, 1099};
     const float vals[] = {NAN, INFINITY, -INFINITY, NAN, -NAN, INFINITY};
     for (size_t b = 0; b < 6; b++)
         y[bad[b] * dim + (b % dim)] = vals[b];
@@ -505,10 +505,11 @@ START_TEST(test_chain_concurrent_log_prob)
 END_TEST
 
 /* The chain's own thread pool: every batched call gives bitwise the same
- * results for 1, 2 and 3 threads.  Evaluation runs on 520 rows (three
- * chunks, split by rows); the gradient and the training step on a chain
- * wide enough (hidden 64, 64: 256 x 64 x 64 multiply-adds per product)
- * for its products to be split by columns. */
+ * results for 1, 2 and 3 threads.  Evaluation runs on 2200 rows (in
+ * chunks of 734, 550 and 734 rows for 1, 2 and 3 threads, split by
+ * rows); the gradient and the training step on a chain wide enough
+ * (hidden 64, 64: 256 x 64 x 64 multiply-adds per product) for its
+ * products to be split by columns. */
 typedef struct {
     float *lp, *smp, *trace, *grad, *grad_all, *trained;
     float loss, loss_all;
@@ -560,7 +561,7 @@ static void mt_free(mt_out *o)
 START_TEST(test_chain_threads_bitwise)
 {
     const uint64_t seed = 3100;
-    const size_t dim = 3, n = 520, wide[2] = {64, 64};
+    const size_t dim = 3, n = 2200, wide[2] = {64, 64};
     nvp_chain *cs = t_chain(dim, 4, 2, H86, seed), *cw = t_chain(dim, 2, 2, wide, seed + 1);
     const size_t np = nvp_chain_num_params(cw), K = 4;
     float *y = t_xmalloc(n * dim * sizeof *y);
@@ -582,7 +583,7 @@ START_TEST(test_chain_threads_bitwise)
             {"sample", o.smp, ref.smp, n * dim},
             {"forward_trace", o.trace, ref.trace, (K + 1) * n * dim},
             {"nll_grad", o.grad, ref.grad, np},
-            {"nll_grad, 520 rows", o.grad_all, ref.grad_all, np},
+            {"nll_grad, 2200 rows", o.grad_all, ref.grad_all, np},
             {"train_step", o.trained, ref.trained, np},
         };
         for (size_t k = 0; k < sizeof cmp / sizeof cmp[0]; k++) {
@@ -592,7 +593,7 @@ START_TEST(test_chain_threads_bitwise)
                     (double)cmp[k].b[d]);
         }
         T_CHECK(o.loss == ref.loss, "%zu threads: loss %.9g vs %.9g", counts[t], (double)o.loss, (double)ref.loss);
-        T_CHECK(o.loss_all == ref.loss_all, "%zu threads: loss of 520 rows %.9g vs %.9g", counts[t],
+        T_CHECK(o.loss_all == ref.loss_all, "%zu threads: loss of 2200 rows %.9g vs %.9g", counts[t],
                 (double)o.loss_all, (double)ref.loss_all);
         mt_free(&o);
     }

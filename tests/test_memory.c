@@ -75,12 +75,47 @@ START_TEST(test_memory_follows_rows)
 }
 END_TEST
 
+/* Evaluation chunks hold up to 1024 rows, but half as many where a
+ * chunk's work space would pass 32 MiB: D = 2, one coupling of hidden
+ * widths 8192, 1, 8192 (few parameters, 66 KB of work space per row)
+ * scores 2048 rows in chunks of 512 rows (about 34 MB), not 1024 (about
+ * 68 MB), and every row as it scores alone. */
+START_TEST(test_memory_wide_eval_chunks)
+{
+    biggest b = {0};
+    const nvp_allocator a = {NVP_ALLOCATOR_VERSION, &b, big_alloc, big_realloc, big_free};
+    const size_t hidden[3] = {8192, 1, 8192}, n = 2048;
+    nvp_rng *r = t_rng(9510);
+    nvp_chain *c = NULL;
+    T_OK(nvp_chain_create_alternating(&c, 2, 1, 3, hidden, 0, r, &a));
+    T_OK(nvp_chain_set_threads(c, 1));
+    float *y = t_xmalloc(2 * n * sizeof *y), *lp = t_xmalloc(n * sizeof *lp);
+    t_prng p;
+    t_prng_seed(&p, 9511);
+    t_fill_normal(&p, 2 * n, y, 1.0);
+    b.largest = 0;
+    T_OK(nvp_chain_log_prob(c, n, y, lp));
+    T_CHECK(b.largest > ((size_t)30 << 20) && b.largest <= ((size_t)40 << 20),
+            "log_prob of %zu rows asked for %zu bytes at once", n, b.largest);
+    for (size_t i = 0; i < n; i += 137) {
+        float one;
+        T_OK(nvp_chain_log_prob(c, 1, y + 2 * i, &one));
+        ck_assert(memcmp(&one, &lp[i], sizeof one) == 0);
+    }
+    free(y);
+    free(lp);
+    nvp_chain_free(c);
+    nvp_rng_free(r);
+}
+END_TEST
+
 Suite *memory_suite(void)
 {
     Suite *s = suite_create("memory");
     TCase *tc = tcase_create("memory");
     tcase_set_timeout(tc, T_TIMEOUT);
     tcase_add_test(tc, test_memory_follows_rows);
+    tcase_add_test(tc, test_memory_wide_eval_chunks);
     suite_add_tcase(s, tc);
     return s;
 }

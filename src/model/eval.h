@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The one batching driver of the model layer: a stack of layers (a
  * chain's, or a single layer's for its standalone calls) evaluated over
- * n rows in chunks of at most 512 rows (eval.c), on the stack's context. */
+ * n rows in chunks of at most 1024 rows (eval.c), on the stack's context. */
 #ifndef NVP_EVAL_H
 #define NVP_EVAL_H
 
