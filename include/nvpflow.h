@@ -46,15 +46,17 @@
  *   Every constructor takes an optional const nvp_allocator *; NULL means
  *   the C library's malloc/realloc/free.  The handle keeps a copy and uses
  *   it for all of its memory, including its own release.
- *   Batched calls process rows in chunks of up to 256 and take a work
- *   space sized for min(n, 256) rows, kept by the handle for the next
- *   call (so calls in steady state allocate nothing; a larger n later
- *   replaces it by a larger one).  For m = min(n, 256) rows it holds
- *   about: evaluation, a copy of the rows and the activations of the
- *   largest layer's conditioner (m x the sum of its widths); a gradient or
- *   training step, the activations of every layer and K + 3 copies of the
- *   rows; each pool thread that takes part gets its own evaluation work
- *   space.  The floats are 4 bytes each.
+ *   Batched calls process rows in chunks: gradients and training steps
+ *   of up to 256 rows, evaluations (log_prob, sample, forward, inverse,
+ *   trace) of up to 1024 (512 where such a chunk's work space would pass
+ *   32 MiB).  Each takes a work space sized for its chunk, m = min(n,
+ *   chunk) rows, kept by the handle for the next call (so calls in steady
+ *   state allocate nothing; a larger n later replaces it by a larger
+ *   one).  It holds about: evaluation, a copy of the rows and the
+ *   activations of the largest layer's conditioner (m x the sum of its
+ *   widths); a gradient or training step, the activations of every layer
+ *   and K + 3 copies of the rows; each pool thread that takes part gets
+ *   its own evaluation work space.  The floats are 4 bytes each.
  */
 #ifndef NVPFLOW_H
 #define NVPFLOW_H
@@ -80,7 +82,7 @@ extern "C" {
 /* The release version.  The Makefile reads these three lines. */
 #define NVP_VERSION_MAJOR 0
 #define NVP_VERSION_MINOR 7
-#define NVP_VERSION_PATCH 8
+#define NVP_VERSION_PATCH 9
 #define NVP_VERSION_NUMBER \
     (NVP_VERSION_MAJOR * 10000 + NVP_VERSION_MINOR * 100 + NVP_VERSION_PATCH)
 #define NVP_STRINGIFY_(x) #x

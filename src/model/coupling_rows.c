@@ -32,6 +32,12 @@ static int is_run(const size_t *idx, size_t n)
     return idx[n - 1] - idx[0] == n - 1;
 }
 
+/* Runs (and spans of a run) shorter than this are still walked entry by
+ * entry: the array loops' set-up (a memcpy call, the vector loops'
+ * checks) costs more than it saves (the two-moons model's are single
+ * entries). */
+#define RUN_ARRAY_MIN 8
+
 /* Gathers z_a, then the row's context, into the cache and runs the
  * conditioner.  Returns the output block (rows x 2 nb: shift, then raw
  * log-scale). */
@@ -41,7 +47,7 @@ static const float *conditioner_of(const nvp_coupling *c, const nvp_exec *ex,
                                    nvp_cond_cache *cc)
 {
     const size_t na = c->na, cdim = c->layer.cdim, n_in = c->cond.n_in;
-    const int run = is_run(c->idx_a, na);
+    const int run = na >= RUN_ARRAY_MIN && is_run(c->idx_a, na);
     nvp__cond_cache_bind(&c->cond, rows, cache, cc);
     for (size_t i = 0; i < rows; i++) {
         float *in = cc->input + i * n_in;
@@ -274,7 +280,7 @@ static inline void inverse_span(void *arg, size_t i, size_t k0, size_t n,
     const nvp_coupling *c = j->c;
     float *zi = j->z + i * c->layer.dim;
     const float *restrict shift = j->out + i * 2 * c->nb + k0;
-    if (s->run) {
+    if (s->run && n >= RUN_ARRAY_MIN) {
         float *restrict zb = zi + c->idx_b[k0];
         for (size_t t = 0; t < n; t++)
             zb[t] = (zb[t] - shift[t]) * e[t];
@@ -296,7 +302,7 @@ static inline void forward_span(void *arg, size_t i, size_t k0, size_t n,
     const nvp_coupling *c = j->c;
     float *zi = j->z + i * c->layer.dim;
     const float *restrict shift = j->out + i * 2 * c->nb + k0;
-    if (s->run) {
+    if (s->run && n >= RUN_ARRAY_MIN) {
         float *restrict zb = zi + c->idx_b[k0];
         for (size_t t = 0; t < n; t++)
             zb[t] = zb[t] * e[t] + shift[t];
@@ -557,7 +563,7 @@ static inline __attribute__((always_inline)) void
 exp_grads_span(const grads_job *j, size_t i, size_t k0, size_t n,
                const float *ls, const float *e, int forward)
 {
-    if (!j->run) {
+    if (!j->run || n < RUN_ARRAY_MIN) {
         each_entry(forward ? forward_grads_term : inverse_grads_term,
                    (void *)j, i, k0, n, ls, e);
         return;
@@ -677,7 +683,7 @@ static void backward_rows(const nvp_coupling *c, const nvp_exec *ex,
     /* x_a passes through: its gradient, plus what reaches it through the
      * conditioner */
     if (gin) {
-        const int run = is_run(c->idx_a, na);
+        const int run = na >= RUN_ARRAY_MIN && is_run(c->idx_a, na);
         for (size_t i = 0; i < rows; i++) {
             float *gi = gin + i * dim;
             const float *gg = g + i * dim, *di = din + i * n_in;
