@@ -75,9 +75,9 @@ $(BUILD)/obj/%.o: src/%.c
 # The kernels are where the time goes: let the compiler unroll and
 # vectorise their portable loops fully.
 $(BUILD)/obj/kernels/%.o: LIB_CFLAGS += -O3
-# So are the couplings' affine steps, whose loops over a row's entries
-# -O2's cheapest cost model leaves scalar.
-$(BUILD)/obj/model/coupling_rows.o: LIB_CFLAGS += -O3
+# So are the couplings' affine steps and row gradients, whose loops over a
+# row's entries -O2's cheapest cost model leaves scalar.
+$(BUILD)/obj/model/coupling_rows.o $(BUILD)/obj/model/coupling_backward.o: LIB_CFLAGS += -O3
 
 -include $(LIB_OBJ:.o=.d)
 
