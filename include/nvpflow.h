@@ -49,7 +49,7 @@
  *   Batched calls process rows in chunks: gradients and training steps
  *   of up to 256 rows, evaluations (log_prob, sample, forward, inverse,
  *   trace) of up to 1024 (512 where such a chunk's work space would pass
- *   32 MiB).  Each takes a work space sized for its chunk, m = min(n,
+ *   32 MiB).  Each takes a work space sized for its chunk, m <= min(n,
  *   chunk) rows, kept by the handle for the next call (so calls in steady
  *   state allocate nothing; a larger n later replaces it by a larger
  *   one).  It holds about: evaluation, a copy of the rows and the

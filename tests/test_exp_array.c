@@ -150,8 +150,9 @@ END_TEST
  * and 0 - sum_k ls_k; the inverse's backward dy_b = dx_b expf(-ls_k), the
  * forward's dx_b = dy_b expf(ls_k), x_a's gradient passing through (plus
  * the zero weights' +0), and for one row the bias gradients (inverse:
- * -dx_b expf(-ls_k); -dx_b x_b - 0, forward: dy_b; dy_b (x_b expf(ls_k))
- * + dlogdet, the log-scale's times 1 - (ls_k / c)^2 under a clamp c).
+ * -dx_b expf(-ls_k); -dx_b x_b - dildj, forward: dy_b; dy_b (x_b
+ * expf(ls_k)) + dlogdet, the log-scale's times 1 - (ls_k / c)^2 under a
+ * clamp c).
  * Held exactly at every level, with and without the clamp, for rows of 1
  * to 150 transformed entries (batches of 128 then end inside rows and
  * inside one row), with the transformed entries last, first (each a run
@@ -180,7 +181,7 @@ static void check_exact_steps(nvp_coupling *c, size_t dim, size_t na,
      * shows */
     for (size_t i = 0; i < R; i++)
         dx[i * dim + idx_a[i % na]] = -0.0f;
-    const float gld = 0.375f; /* the forward backward's dlogdet */
+    const float gld = 0.375f; /* the backwards' dlogdet and dildj */
     for (int clamped = 0; clamped < 2; clamped++) {
         const float bound = clamped ? 1.7f : 0.0f;
         T_OK(nvp_coupling_set_log_scale_clamp(c, bound));
@@ -254,13 +255,12 @@ static void check_exact_steps(nvp_coupling *c, size_t dim, size_t na,
                 const size_t last = (R - 1) * dim;
                 memset(g, 0, np * sizeof *g);
                 if (fwd) {
-                    const float one_gld = gld;
                     T_OK(nvp_layer_forward_backward(nvp_coupling_as_layer(c),
                                                     1, x + last, dx + last,
-                                                    &one_gld, NULL, g));
+                                                    &gld, NULL, g));
                 } else {
                     T_OK(nvp_coupling_inverse_backward(c, 1, x + last,
-                                                       dx + last, NULL, NULL,
+                                                       dx + last, &gld, NULL,
                                                        g));
                 }
                 const float *gshift = g + na * 2 * nb, *graw = gshift + nb;
@@ -273,7 +273,7 @@ static void check_exact_steps(nvp_coupling *c, size_t dim, size_t na,
                     } else {
                         const float e = expf(-ls[k]);
                         want_shift = -dx[b] * e;
-                        want = -dx[b] * ((x[b] - shift[k]) * e) - 0.0f;
+                        want = -dx[b] * ((x[b] - shift[k]) * e) - gld;
                     }
                     if (clamped) {
                         const float t = ls[k] / bound;

@@ -64,10 +64,12 @@ static inline void put_grads(const grads_job *j, const grads_entry *en,
     en->dout[j->c->nb + k] = draw;
 }
 
-static inline float through_clamp(const nvp_coupling *c, float ls, float g)
+/* d raw from d ls = g: through the soft clamp's derivative 1 - (ls /
+ * bound)^2 when the layer has one (bound > 0). */
+static inline float through_clamp(float bound, float ls, float g)
 {
-    if (c->clamp > 0.0f) {
-        const float t = ls / c->clamp;
+    if (bound > 0.0f) {
+        const float t = ls / bound;
         g *= 1.0f - t * t;
     }
     return g;
@@ -82,7 +84,7 @@ static inline void inverse_grads_term(void *arg, size_t i, size_t k,
     const grads_job *j = arg;
     const grads_entry en = entry_of(j, i, k);
     put_grads(j, &en, k, en.g * e, -en.g * e,
-              through_clamp(j->c, ls, -en.g * en.x - en.di));
+              through_clamp(j->c->clamp, ls, -en.g * en.x - en.di));
 }
 
 /* The same through the sigmoid form, x_b = y_b s + shift with s =
@@ -111,7 +113,7 @@ static inline void forward_grads_term(void *arg, size_t i, size_t k,
     const grads_job *j = arg;
     const grads_entry en = entry_of(j, i, k);
     put_grads(j, &en, k, en.g * e, en.g,
-              through_clamp(j->c, ls, en.g * (en.x * e) + en.di));
+              through_clamp(j->c->clamp, ls, en.g * (en.x * e) + en.di));
 }
 
 /* The same through the sigmoid form's forward step, y_b = (x_b - shift) /
@@ -132,8 +134,9 @@ static inline void forward_sigmoid_grads_term(void *arg, size_t i,
 
 /* A span of row i from its k0-th entry when the transformed entries run
  * consecutively: x_b's gradient, input and (when asked for) input
- * gradient as arrays, and the row's d shift and d raw.  gin may be g
- * itself (an in-place backward), so the spans store gin last. */
+ * gradient as arrays, and the row's d shift and d raw.  The spans store
+ * gin last, so that they would stay right were gin ever g itself (no
+ * caller passes that today). */
 typedef struct grads_run {
     const float *g, *x;
     float *gin; /* NULL: not asked for */
@@ -151,14 +154,14 @@ static inline grads_run run_of(const grads_job *j, size_t i, size_t k0)
     return r;
 }
 
-/* d raw from d ls for n entries, through the soft clamp when the layer
- * has one (through_clamp's values, the test hoisted out of the loop). */
+/* through_clamp over n entries, the bound read and tested once. */
 static inline void clamp_span(const nvp_coupling *c, size_t n,
                               const float *ls, float *draw)
 {
-    if (c->clamp > 0.0f)
+    const float bound = c->clamp;
+    if (bound > 0.0f)
         for (size_t t = 0; t < n; t++)
-            draw[t] = through_clamp(c, ls[t], draw[t]);
+            draw[t] = through_clamp(bound, ls[t], draw[t]);
 }
 
 /* The exp form's row gradients over a span, either direction (forward a
@@ -275,9 +278,15 @@ static void backward_rows(const nvp_coupling *c, const nvp_exec *ex,
                         : NULL;
     if (gb_out && fresh) /* the conditioner's range is written fresh */
         memset(gb_out, 0, 2 * nb * sizeof *gb_out);
-    grads_job gj = {c,   ex->isa, out,  x,
-                    g,   gld,     gin,  dout,
-                    is_run(c->idx_b, c->nb)};
+    grads_job gj = {.c = c,
+                    .isa = ex->isa,
+                    .out = out,
+                    .x = x,
+                    .g = g,
+                    .gld = gld,
+                    .gin = gin,
+                    .dout = dout,
+                    .run = is_run(c->idx_b, c->nb)};
     nvp__exec_rows(ex, rows, grads_rows, &gj);
     if (gb_out)
         for (size_t i = 0; i < rows; i++)
@@ -292,7 +301,7 @@ static void backward_rows(const nvp_coupling *c, const nvp_exec *ex,
         for (size_t i = 0; i < rows; i++) {
             float *gi = gin + i * dim;
             const float *gg = g + i * dim, *di = din + i * n_in;
-            if (run) /* gin may be g: the same entry is read, then stored */
+            if (run) /* each entry read, then stored (safe were gin g) */
                 for (size_t j = 0, a = c->idx_a[0]; j < na; j++, a++)
                     gi[a] = gg[a] + di[j];
             else

@@ -85,48 +85,43 @@ static inline void sum_span(step_state *s, size_t i, size_t k0, size_t n,
     end_of_row(s, i, k0 + n - 1, sub);
 }
 
-/* x_b = (y_b - shift) e^-ls; log|det dx/dy| = -sum ls */
+/* The exp form's step over a span, either direction (forward a constant
+ * once inlined): the inverse's x_b = (y_b - shift) e^-ls with log|det
+ * dx/dy| = -sum ls, the forward's y_b = x_b e^ls + shift with log|det
+ * dy/dx| = sum ls.  An array loop where the entries are a run, gathered
+ * through idx_b otherwise. */
+static inline __attribute__((always_inline)) void
+exp_step_span(step_state *s, size_t i, size_t k0, size_t n, const float *ls,
+              const float *e, int forward)
+{
+    const step_job *j = s->j;
+    const nvp_coupling *c = j->c;
+    float *zi = j->z + i * c->layer.dim;
+    const float *restrict shift = j->out + i * 2 * c->nb + k0;
+    if (s->run && n >= RUN_ARRAY_MIN) {
+        float *restrict zb = zi + c->idx_b[k0];
+        for (size_t t = 0; t < n; t++)
+            zb[t] = forward ? zb[t] * e[t] + shift[t]
+                            : (zb[t] - shift[t]) * e[t];
+    } else {
+        for (size_t t = 0; t < n; t++) {
+            float *zb = zi + c->idx_b[k0 + t];
+            *zb = forward ? *zb * e[t] + shift[t] : (*zb - shift[t]) * e[t];
+        }
+    }
+    sum_span(s, i, k0, n, ls, !forward);
+}
+
 static inline void inverse_span(void *arg, size_t i, size_t k0, size_t n,
                                 const float *ls, const float *e)
 {
-    step_state *s = arg;
-    const step_job *j = s->j;
-    const nvp_coupling *c = j->c;
-    float *zi = j->z + i * c->layer.dim;
-    const float *restrict shift = j->out + i * 2 * c->nb + k0;
-    if (s->run && n >= RUN_ARRAY_MIN) {
-        float *restrict zb = zi + c->idx_b[k0];
-        for (size_t t = 0; t < n; t++)
-            zb[t] = (zb[t] - shift[t]) * e[t];
-    } else {
-        for (size_t t = 0; t < n; t++) {
-            float *zb = zi + c->idx_b[k0 + t];
-            *zb = (*zb - shift[t]) * e[t];
-        }
-    }
-    sum_span(s, i, k0, n, ls, 1);
+    exp_step_span(arg, i, k0, n, ls, e, 0);
 }
 
-/* y_b = x_b e^ls + shift; log|det dy/dx| = sum ls */
 static inline void forward_span(void *arg, size_t i, size_t k0, size_t n,
                                 const float *ls, const float *e)
 {
-    step_state *s = arg;
-    const step_job *j = s->j;
-    const nvp_coupling *c = j->c;
-    float *zi = j->z + i * c->layer.dim;
-    const float *restrict shift = j->out + i * 2 * c->nb + k0;
-    if (s->run && n >= RUN_ARRAY_MIN) {
-        float *restrict zb = zi + c->idx_b[k0];
-        for (size_t t = 0; t < n; t++)
-            zb[t] = zb[t] * e[t] + shift[t];
-    } else {
-        for (size_t t = 0; t < n; t++) {
-            float *zb = zi + c->idx_b[k0 + t];
-            *zb = *zb * e[t] + shift[t];
-        }
-    }
-    sum_span(s, i, k0, n, ls, 0);
+    exp_step_span(arg, i, k0, n, ls, e, 1);
 }
 
 /* The sigmoid form: x_b = y_b s + shift; log|det dx/dy| = sum log s

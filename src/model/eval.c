@@ -30,14 +30,16 @@
 #define EVAL_CHUNK_BYTES ((size_t)32 << 20)
 
 /* The chunk size for n rows over `threads` threads: at most
- * EVAL_CHUNK_ROWS, in as few chunks as that allows, their number a
+ * EVAL_CHUNK_ROWS, in as few chunks as that allows, their number made a
  * multiple of the threads when that leaves each chunk at least half a
- * training chunk (so the threads get the same number of rows), the rows
- * spread evenly over the chunks. */
+ * training chunk (so the threads get about the same number of rows), the
+ * rows spread evenly over the chunks.  Rounding a chunk's rows up can
+ * leave one chunk fewer than planned (2 threads, 1,046,529 rows: 1023
+ * chunks of 1023), a slight imbalance, never a larger chunk. */
 static size_t eval_chunk_rows(const nvp_stack *st, size_t n, size_t threads)
 {
     size_t most = EVAL_CHUNK_ROWS;
-    if (nvp__stack_eval_floats(st, most) * sizeof(float) > EVAL_CHUNK_BYTES)
+    if (nvp__stack_eval_floats(st, most) > EVAL_CHUNK_BYTES / sizeof(float))
         most /= 2;
     if (n == 0)
         return 1;
