@@ -17,9 +17,10 @@
  * one-input conditioner (the two-moons model's), whose cost per chunk
  * has a part that does not grow with the rows, spreads it over more.
  * Side by side with 512 rows (Zen 5, one process, 0.7.9, one thread):
- * log_prob -1.7% to -2% (D=784), -2.7% (D=64), -0.6% to -1.5% (D=8),
- * -1.3% to -4.2% in bfloat16; the two-moons model's log_prob -15% to
- * -25%, its sample -4% to -17%; two threads even (-0.2% to +1.9%).
+ * log_prob -1.7% to -2% (D=784), -2.2% to -2.8% (D=64), -0.6% to -1.5%
+ * (D=8), -1.3% to -4.2% in bfloat16; the two-moons model's log_prob -15%
+ * to -25%, its sample -4% to -17%; two threads even (-2.9% to +1.9%;
+ * docs/performance.md).
  * 2048 rows gained more only on the two-moons model.  Every row's
  * arithmetic is the same whatever chunk it falls in. */
 #define EVAL_CHUNK_ROWS 1024
