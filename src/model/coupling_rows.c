@@ -16,7 +16,8 @@ size_t nvp__coupling_cache_floats(const nvp_coupling *c, size_t rows)
     return nvp__cond_cache_floats(&c->cond, rows);
 }
 
-/* Gathers z_a, then the row's context, into the cache and runs the
+/* Gathers z_a (copies it, where its columns are a run of at least
+ * RUN_ARRAY_MIN), then the row's context, into the cache and runs the
  * conditioner.  Returns the output block (rows x 2 nb: shift, then raw
  * log-scale). */
 static const float *conditioner_of(const nvp_coupling *c, const nvp_exec *ex,
