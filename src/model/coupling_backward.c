@@ -18,7 +18,7 @@ size_t nvp__coupling_scratch_floats(const nvp_coupling *c, size_t rows)
 }
 
 /* The rows [lo, hi) of a backward's row gradients (nvp__exec_rows), one
- * function per form and direction: from the rows' conditioner output out
+ * function per direction: from the rows' conditioner output out
  * (shift, then raw scale), the step's input x, the gradient g of its
  * output and gld of its log-determinant (NULL: zero), they write the
  * gradient of the input's transformed part into gin (may be NULL) and the
@@ -168,12 +168,13 @@ static inline void clamp_span(const nvp_coupling *c, size_t n,
  * constant once inlined): arrays where the entries are a run, the
  * terms above entry by entry otherwise. */
 static inline __attribute__((always_inline)) void
-exp_grads_span(const grads_job *j, size_t i, size_t k0, size_t n,
-               const float *ls, const float *e, int forward)
+exp_grads_span(void *arg, size_t i, size_t k0, size_t n, const float *ls,
+               const float *e, int forward)
 {
+    const grads_job *j = arg;
     if (!j->run || n < RUN_ARRAY_MIN) {
-        each_entry(forward ? forward_grads_term : inverse_grads_term,
-                   (void *)j, i, k0, n, ls, e);
+        each_entry(forward ? forward_grads_term : inverse_grads_term, arg, i,
+                   k0, n, ls, e);
         return;
     }
     const grads_run r = run_of(j, i, k0);
@@ -194,24 +195,10 @@ static inline void inverse_grads_span(void *arg, size_t i, size_t k0, size_t n,
     exp_grads_span(arg, i, k0, n, ls, e, 0);
 }
 
-static void inverse_exp_grads_rows(void *arg, size_t lo, size_t hi)
-{
-    grads_job j = *(const grads_job *)arg;
-    for_each_scale(j.c, j.isa, j.out, NULL, lo, hi, SCALE_NEG_LS,
-                   inverse_grads_span, &j);
-}
-
 static inline void forward_grads_span(void *arg, size_t i, size_t k0, size_t n,
                                       const float *ls, const float *e)
 {
     exp_grads_span(arg, i, k0, n, ls, e, 1);
-}
-
-static void forward_exp_grads_rows(void *arg, size_t lo, size_t hi)
-{
-    grads_job j = *(const grads_job *)arg;
-    for_each_scale(j.c, j.isa, j.out, NULL, lo, hi, SCALE_LS,
-                   forward_grads_span, &j);
 }
 
 static inline void inverse_sigmoid_grads_span(void *arg, size_t i,
@@ -222,13 +209,6 @@ static inline void inverse_sigmoid_grads_span(void *arg, size_t i,
     each_entry(inverse_sigmoid_grads_term, arg, i, k0, n, ls, e);
 }
 
-static void inverse_sigmoid_grads_rows(void *arg, size_t lo, size_t hi)
-{
-    grads_job j = *(const grads_job *)arg;
-    for_each_scale(j.c, j.isa, j.out, NULL, lo, hi, SCALE_SIGMOID,
-                   inverse_sigmoid_grads_span, &j);
-}
-
 static inline void forward_sigmoid_grads_span(void *arg, size_t i,
                                               size_t k0, size_t n,
                                               const float *ls,
@@ -237,11 +217,28 @@ static inline void forward_sigmoid_grads_span(void *arg, size_t i,
     each_entry(forward_sigmoid_grads_term, arg, i, k0, n, ls, e);
 }
 
-static void forward_sigmoid_grads_rows(void *arg, size_t lo, size_t hi)
+/* The row gradients of either direction, through the layer's form (for
+ * nvp__exec_rows). */
+static void inverse_grads_rows(void *arg, size_t lo, size_t hi)
 {
     grads_job j = *(const grads_job *)arg;
-    for_each_scale(j.c, j.isa, j.out, NULL, lo, hi, SCALE_SIGMOID,
-                   forward_sigmoid_grads_span, &j);
+    if (j.c->form == NVP_AFFINE_SIGMOID)
+        for_each_scale(j.c, j.isa, j.out, NULL, lo, hi, SCALE_SIGMOID,
+                       inverse_sigmoid_grads_span, &j);
+    else
+        for_each_scale(j.c, j.isa, j.out, NULL, lo, hi, SCALE_NEG_LS,
+                       inverse_grads_span, &j);
+}
+
+static void forward_grads_rows(void *arg, size_t lo, size_t hi)
+{
+    grads_job j = *(const grads_job *)arg;
+    if (j.c->form == NVP_AFFINE_SIGMOID)
+        for_each_scale(j.c, j.isa, j.out, NULL, lo, hi, SCALE_SIGMOID,
+                       forward_sigmoid_grads_span, &j);
+    else
+        for_each_scale(j.c, j.isa, j.out, NULL, lo, hi, SCALE_LS,
+                       forward_grads_span, &j);
 }
 
 /* The backward of either direction over rows rows, after that direction
@@ -250,7 +247,7 @@ static void forward_sigmoid_grads_rows(void *arg, size_t lo, size_t hi)
  * dL/d(log-determinant) per row (NULL: zero).  Writes gin = dL/dx (may be
  * NULL), adds dL/d(context) into dcond (may be NULL) and the parameter
  * gradient into grad (fresh: see nvp__cond_backward), with grads_rows
- * the row gradients of the layer's form and direction. */
+ * the row gradients of the direction. */
 static void backward_rows(const nvp_coupling *c, const nvp_exec *ex,
                           size_t rows, const float *cache, const float *x,
                           const float *g, const float *gld, float *gin,
@@ -326,8 +323,7 @@ void nvp__coupling_inverse_backward_rows(const nvp_coupling *c,
      * dy, and cache holds x's conditioner (x_a = y_a) */
     backward_rows(c, ex, rows, cache, x, dx, dildj, dy, dcond, grad, fresh,
                   scratch,
-                  c->form == NVP_AFFINE_SIGMOID ? inverse_sigmoid_grads_rows
-                                                : inverse_exp_grads_rows);
+                  inverse_grads_rows);
 }
 
 void nvp__coupling_forward_backward_rows(const nvp_coupling *c,
@@ -340,6 +336,5 @@ void nvp__coupling_forward_backward_rows(const nvp_coupling *c,
 {
     backward_rows(c, ex, rows, cache, x, dy, dlogdet, dx, dcond, grad, fresh,
                   scratch,
-                  c->form == NVP_AFFINE_SIGMOID ? forward_sigmoid_grads_rows
-                                                : forward_exp_grads_rows);
+                  forward_grads_rows);
 }

@@ -137,6 +137,7 @@ for_each_scale(const nvp_coupling *c, nvp_isa isa, const float *out,
         return;
     }
     float ls[SCALE_BATCH], e[SCALE_BATCH];
+    const int own_ls = clamped(mode, c->clamp); /* else read from out */
     size_t fill_i = lo, fill_k = 0; /* the next entry to fill */
     size_t i = lo, k = 0;           /* the next entry to hand out */
     while (fill_i < hi) {
@@ -161,7 +162,6 @@ for_each_scale(const nvp_coupling *c, nvp_isa isa, const float *out,
             }
         }
         nvp__exp_array(isa, e, e, n);
-        const int own_ls = clamped(mode, c->clamp);
         for (size_t t = 0; t < n;) {
             const size_t take = nb - k < n - t ? nb - k : n - t;
             span(arg, i, k, take, own_ls ? ls + t : out + i * 2 * nb + nb + k,
